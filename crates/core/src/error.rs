@@ -1,0 +1,143 @@
+//! Errors of the shared vocabulary.
+//!
+//! Rules for errors in taosbackup libraries (core states them, every crate follows them):
+//!
+//! 1. One `#[non_exhaustive]` error enum per crate; each variant is named for the failure
+//!    (what went wrong), not for the module it came from.
+//! 2. A variant carries the context an operator needs to act: the object path, backup id,
+//!    table or database concerned, and keeps the underlying error as `source`.
+//! 3. Every error can say whether retrying the same operation may help
+//!    ([`Error::is_retryable`], [`RepositoryError::is_retryable`]).
+//! 4. Library code never panics on input or I/O: no `unwrap()` on data that came from outside.
+//! 5. Errors are reported once, at the top (the CLI); libraries return them and never log
+//!    and swallow them.
+
+use std::fmt;
+
+/// Errors raised by the vocabulary types of this crate (parsing ids, validating values).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A textual id (blob id, backup id) was not of the expected form.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidId {
+        /// Which kind of id ("blob id", "backup id").
+        what: &'static str,
+        /// The text that was rejected.
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A bucket width outside the allowed range (minimum one minute).
+    #[error("invalid bucket width of {seconds} s: {reason}")]
+    InvalidBucketWidth {
+        /// The rejected width in seconds.
+        seconds: u64,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A timestamp or bucket index whose arithmetic would overflow an `i64`.
+    #[error("bucket arithmetic overflows for {value} ({context})")]
+    Overflow {
+        /// The value that overflowed.
+        value: i64,
+        /// What was being computed.
+        context: &'static str,
+    },
+    /// A manifest whose fields break the manifest invariants.
+    #[error("backup manifest {backup_id} is invalid: {reason}")]
+    InvalidManifest {
+        /// The manifest's id.
+        backup_id: String,
+        /// Which invariant is broken.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same operation could succeed. Never for these errors: they are
+    /// about the values themselves.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+/// The broad class of a [`RepositoryError`], so callers of the [`crate::Repository`] trait
+/// can react without knowing the implementation's own error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RepositoryErrorKind {
+    /// The requested object (blob, manifest) does not exist.
+    NotFound,
+    /// The object exists but failed its integrity check (authentication tag, checksum,
+    /// content hash) or could not be parsed.
+    Corrupt,
+    /// Another process holds a conflicting lock.
+    Locked,
+    /// The object already exists and must not be overwritten (for example a manifest id).
+    AlreadyExists,
+    /// The caller passed something the repository rejects (for example a manifest that
+    /// references blobs that are not stored).
+    InvalidInput,
+    /// The storage backend failed (network, permissions, disk).
+    Backend,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for RepositoryErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            RepositoryErrorKind::NotFound => "not found",
+            RepositoryErrorKind::Corrupt => "corrupt",
+            RepositoryErrorKind::Locked => "locked",
+            RepositoryErrorKind::AlreadyExists => "already exists",
+            RepositoryErrorKind::InvalidInput => "invalid input",
+            RepositoryErrorKind::Backend => "backend failure",
+            RepositoryErrorKind::Other => "other",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The error type of the [`crate::Repository`] trait: a kind, whether a retry can help, and
+/// the implementation's own error as the source (downcast it for full detail).
+#[derive(Debug, thiserror::Error)]
+#[error("repository error ({kind}): {source}")]
+pub struct RepositoryError {
+    kind: RepositoryErrorKind,
+    retryable: bool,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl RepositoryError {
+    /// Wraps an implementation error.
+    pub fn new(
+        kind: RepositoryErrorKind,
+        retryable: bool,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        RepositoryError {
+            kind,
+            retryable,
+            source: source.into(),
+        }
+    }
+
+    /// The broad class of the failure.
+    pub fn kind(&self) -> RepositoryErrorKind {
+        self.kind
+    }
+
+    /// Whether retrying the same call could succeed (transient backend failures, locks
+    /// held by others).
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The implementation's error, for downcasting.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.source.as_ref()
+    }
+}

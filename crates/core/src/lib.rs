@@ -1,0 +1,49 @@
+//! The shared vocabulary of taosbackup.
+//!
+//! Every other crate speaks these types; the engine, the source (TDengine) and the sink
+//! (the repository) depend on this crate and never on each other.
+//!
+//! # Brief overview
+//!
+//! * [`CatalogSnapshot`] with [`DatabaseDef`], [`SuperTableDef`], [`TableDef`] and typed
+//!   [`Value`]s: the schema a restore recreates.
+//! * [`BlockKey`], [`BucketWidth`], [`TimeRange`]: a block is a table's rows in one time
+//!   bucket `[k*W, (k+1)*W)`.
+//! * [`Manifest`]: one backup (id, parent, chain, catalog, per-table [`TableRecord`]s of
+//!   [`BlockRecord`]s, change-feed positions, [`BackupStats`]).
+//! * [`Repository`]: the trait backups are written through and restored from
+//!   (`taosbackup-sink` implements it); [`RepositoryError`] is its error.
+//!
+//! # Example
+//!
+//! ```
+//! use taosbackup_core::{BucketWidth, Precision};
+//!
+//! let width = BucketWidth::from_seconds(3600)?;
+//! let bucket = width.bucket_of(1_700_000_123_456, Precision::Ms);
+//! assert!(width.range_of(bucket, Precision::Ms)?.contains(1_700_000_123_456));
+//! # Ok::<(), taosbackup_core::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+mod block;
+mod catalog;
+mod error;
+mod id;
+mod manifest;
+mod repository;
+
+pub use crate::{
+    block::{BlockKey, BucketWidth, TimeRange},
+    catalog::{
+        CatalogSnapshot, ColumnDef, DataType, DatabaseDef, Precision, SuperTableDef, TableDef,
+        TableKind, TagValue, Value,
+    },
+    error::{Error, RepositoryError, RepositoryErrorKind},
+    id::{BackupId, BlobId, from_hex, to_hex},
+    manifest::{
+        BackupKind, BackupStats, BlockRecord, BlockRef, FeedPositions, MANIFEST_VERSION, Manifest,
+        SourceInfo, TableRecord,
+    },
+    repository::Repository,
+};

@@ -1,0 +1,283 @@
+//! The backup manifest: what one backup contains (design section 4).
+//!
+//! A backup exists exactly when its manifest is stored in the repository. A full backup
+//! starts a chain (its `chain` is its own id); each incremental names its `parent` (the
+//! previous backup of the chain) and the same `chain`. Restoring a point folds the chain
+//! from the full backup forward: for every table and bucket the newest record wins.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::block::BucketWidth;
+use crate::catalog::CatalogSnapshot;
+use crate::{BackupId, BlobId, Error};
+
+/// The manifest format version this crate writes and reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Whether a backup is self-contained or applies on top of its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    /// Every block of every table; starts a chain.
+    Full,
+    /// Only changed blocks and tombstones since `parent`.
+    Incremental,
+}
+
+/// Where the data came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceInfo {
+    /// The TDengine cluster id, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// The server version string, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// The endpoint used (`host:port`, `ws://…`), without credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// One stored block: the blob holding the block's rows and what it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRef {
+    /// The blob with the exported block.
+    pub blob: BlobId,
+    /// Number of rows.
+    pub rows: u64,
+    /// Smallest timestamp in the block.
+    pub min_ts: i64,
+    /// Largest timestamp in the block.
+    pub max_ts: i64,
+}
+
+/// What a backup says about one bucket of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum BlockRecord {
+    /// The bucket's rows as of this backup.
+    Data(BlockRef),
+    /// The bucket has no rows any more (rows deleted since an earlier backup).
+    Deleted,
+}
+
+/// What a backup says about one table. In JSON: `{"present":{"blocks":{…}}}` or
+/// `"dropped"` (externally tagged, because bucket keys are integers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableRecord {
+    /// The table exists; `blocks` lists the buckets this backup stores or tombstones.
+    /// In an incremental backup, buckets not listed are unchanged since the parent.
+    Present {
+        /// Bucket index → record.
+        blocks: BTreeMap<i64, BlockRecord>,
+    },
+    /// The table was dropped since the parent backup (a tombstone for all its buckets).
+    Dropped,
+}
+
+/// Change-feed positions reached by a backup, opaque to everything but the feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedPositions {
+    /// The change feed's name (`tmq`, `wal`).
+    pub feed: String,
+    /// Vgroup id → position (for TMQ, the WAL version as text).
+    pub positions: BTreeMap<i32, String>,
+}
+
+/// Counters of one backup run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupStats {
+    /// Tables in the catalog.
+    pub tables: u64,
+    /// Blocks recorded with data.
+    pub blocks: u64,
+    /// Tombstones recorded (deleted buckets and dropped tables).
+    pub tombstones: u64,
+    /// Rows in the recorded blocks.
+    pub rows: u64,
+    /// Bytes of exported block data before compression.
+    pub bytes_read: u64,
+    /// Bytes newly written to the repository (after dedup, compression, encryption).
+    pub bytes_stored: u64,
+    /// Blocks that failed and were not backed up (a non-zero value means the backup is
+    /// incomplete and must say so).
+    pub failed_blocks: u64,
+}
+
+/// The manifest of one backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Format version, [`MANIFEST_VERSION`].
+    pub version: u32,
+    /// This backup's id.
+    pub id: BackupId,
+    /// The previous backup in the chain (`None` for a full backup).
+    pub parent: Option<BackupId>,
+    /// The chain: the id of the full backup the chain starts with.
+    pub chain: BackupId,
+    /// Database name at the source.
+    pub database: String,
+    /// Full or incremental.
+    pub kind: BackupKind,
+    /// The engine that chose the blocks (`full`, `time`, `bitmap`).
+    pub engine: String,
+    /// When the backup started.
+    pub started_at: DateTime<Utc>,
+    /// When the backup finished (just before the manifest was committed).
+    pub finished_at: DateTime<Utc>,
+    /// Where the data came from.
+    pub source: SourceInfo,
+    /// The bucket width blocks were cut with.
+    pub bucket_width: BucketWidth,
+    /// The catalog at backup time (complete, also for incrementals).
+    pub catalog: CatalogSnapshot,
+    /// Table name → record.
+    pub tables: BTreeMap<String, TableRecord>,
+    /// Change-feed positions covered by this backup, if a feed was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_positions: Option<FeedPositions>,
+    /// Counters.
+    pub stats: BackupStats,
+}
+
+impl Manifest {
+    /// Every blob this backup references (what garbage collection must keep).
+    pub fn blob_ids(&self) -> BTreeSet<BlobId> {
+        self.tables
+            .values()
+            .filter_map(|t| match t {
+                TableRecord::Present { blocks } => Some(blocks.values()),
+                TableRecord::Dropped => None,
+            })
+            .flatten()
+            .filter_map(|b| match b {
+                BlockRecord::Data(r) => Some(r.blob),
+                BlockRecord::Deleted => None,
+            })
+            .collect()
+    }
+
+    /// Checks the manifest invariants: known version; a full backup has no parent and is
+    /// its own chain; an incremental has a parent different from itself; time order;
+    /// `min_ts <= max_ts` in every block.
+    pub fn validate(&self) -> Result<(), Error> {
+        let fail = |reason: String| Error::InvalidManifest {
+            backup_id: self.id.to_hex(),
+            reason,
+        };
+        if self.version != MANIFEST_VERSION {
+            return Err(fail(format!(
+                "unsupported manifest version {} (this build reads {MANIFEST_VERSION})",
+                self.version
+            )));
+        }
+        match self.kind {
+            BackupKind::Full => {
+                if self.parent.is_some() {
+                    return Err(fail("a full backup has a parent".into()));
+                }
+                if self.chain != self.id {
+                    return Err(fail("a full backup must start its own chain".into()));
+                }
+            }
+            BackupKind::Incremental => match self.parent {
+                None => return Err(fail("an incremental backup has no parent".into())),
+                Some(p) if p == self.id => {
+                    return Err(fail("an incremental backup is its own parent".into()));
+                }
+                Some(_) => {}
+            },
+        }
+        if self.finished_at < self.started_at {
+            return Err(fail("finished before it started".into()));
+        }
+        for (table, record) in &self.tables {
+            if let TableRecord::Present { blocks } = record {
+                for (bucket, block) in blocks {
+                    if let BlockRecord::Data(r) = block {
+                        if r.min_ts > r.max_ts {
+                            return Err(fail(format!(
+                                "table {table} bucket {bucket}: min_ts > max_ts"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{DatabaseDef, Precision};
+
+    pub(crate) fn sample() -> Manifest {
+        let id = BackupId::from_bytes([7; 16]);
+        let mut blocks = BTreeMap::new();
+        blocks.insert(
+            3,
+            BlockRecord::Data(BlockRef {
+                blob: BlobId::from_bytes([1; 32]),
+                rows: 10,
+                min_ts: 5,
+                max_ts: 9,
+            }),
+        );
+        blocks.insert(4, BlockRecord::Deleted);
+        let mut tables = BTreeMap::new();
+        tables.insert("d0".to_owned(), TableRecord::Present { blocks });
+        tables.insert("gone".to_owned(), TableRecord::Dropped);
+        Manifest {
+            version: MANIFEST_VERSION,
+            id,
+            parent: None,
+            chain: id,
+            database: "power".into(),
+            kind: BackupKind::Full,
+            engine: "full".into(),
+            started_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            finished_at: DateTime::from_timestamp(1_700_000_100, 0).unwrap(),
+            source: SourceInfo::default(),
+            bucket_width: BucketWidth::DAY,
+            catalog: CatalogSnapshot {
+                database: DatabaseDef {
+                    name: "power".into(),
+                    precision: Precision::Ms,
+                    ddl: "CREATE DATABASE `power`".into(),
+                },
+                super_tables: vec![],
+                tables: vec![],
+            },
+            tables,
+            feed_positions: None,
+            stats: BackupStats::default(),
+        }
+    }
+
+    #[test]
+    fn manifest_round_trips_and_validates() {
+        let m = sample();
+        m.validate().unwrap();
+        let text = serde_json::to_string(&m).unwrap();
+        let back: Manifest = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(m.blob_ids().len(), 1);
+        let mut bad = m.clone();
+        bad.kind = BackupKind::Incremental;
+        assert!(bad.validate().is_err());
+        let mut bad = m;
+        bad.version = 99;
+        assert!(bad.validate().is_err());
+    }
+}
