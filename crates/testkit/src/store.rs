@@ -1,0 +1,201 @@
+//! The in-memory TDengine behind the emulator: a catalog of databases, super tables and tables
+//! with columnar, timestamp-sorted storage, and an executor for the SQL the parser accepts.
+//!
+//! One [`std::sync::RwLock`] guards the whole catalog: queries take the read lock and copy the
+//! rows they return; writes take the write lock.
+
+mod catalog;
+mod column;
+mod convert;
+mod exec;
+mod query;
+mod show;
+mod table;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::error::{EmuError, code};
+use crate::raw_block::DecodedBlock;
+use crate::sql::ast::Statement;
+use crate::types::{ColumnData, Field, Precision};
+
+use catalog::Catalog;
+use convert::Ctx;
+
+/// Configuration of the in-memory store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// User accepted at login.
+    pub user: String,
+    /// Password accepted at login.
+    pub password: String,
+    /// Version reported by `SELECT SERVER_VERSION()`.
+    pub server_version: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            user: "root".into(),
+            password: "taosdata".into(),
+            server_version: "3.3.6.0".into(),
+        }
+    }
+}
+
+/// Per-connection state.
+#[derive(Debug, Clone, Default)]
+pub struct Session {
+    /// Current database (`USE db`, or the DSN's database).
+    pub db: Option<String>,
+}
+
+/// Result of one statement.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// DDL / INSERT / DELETE: rows affected.
+    Affected(usize),
+    /// A query result.
+    Rows(ResultSet),
+}
+
+/// A materialised query result.
+#[derive(Debug, Clone)]
+pub struct ResultSet {
+    /// Column descriptions.
+    pub fields: Vec<Field>,
+    /// Timestamp precision of the result.
+    pub precision: Precision,
+    /// One vector per field, all of equal length.
+    pub columns: Vec<ColumnData>,
+}
+
+impl ResultSet {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.columns.first().map_or(0, ColumnData::len)
+    }
+}
+
+const NO_OVERRIDE: i64 = i64::MIN;
+
+/// The in-memory TDengine.
+#[derive(Debug)]
+pub struct Store {
+    config: StoreConfig,
+    catalog: RwLock<Catalog>,
+    now_override: AtomicI64,
+}
+
+impl Store {
+    /// A new empty store.
+    pub fn new(config: StoreConfig) -> Store {
+        Store {
+            config,
+            catalog: RwLock::new(Catalog::default()),
+            now_override: AtomicI64::new(NO_OVERRIDE),
+        }
+    }
+
+    /// Checks a login: unknown user → 0x0351 "Invalid user", wrong password → 0x0357.
+    pub fn authenticate(&self, user: &str, password: &str) -> Result<(), EmuError> {
+        if user != self.config.user {
+            return Err(EmuError::new(code::INVALID_USER, "Invalid user"));
+        }
+        if password != self.config.password {
+            return Err(EmuError::new(code::AUTH_FAILURE, "Authentication failure"));
+        }
+        Ok(())
+    }
+
+    /// The version `SELECT SERVER_VERSION()` reports.
+    pub fn server_version(&self) -> &str {
+        &self.config.server_version
+    }
+
+    /// Fixes "now" (nanoseconds since the epoch) for tests; `None` returns to the system clock.
+    pub fn set_now_override(&self, now_ns: Option<i64>) {
+        self.now_override
+            .store(now_ns.unwrap_or(NO_OVERRIDE), Ordering::SeqCst);
+    }
+
+    /// "Now" in nanoseconds since the epoch.
+    pub fn now_ns(&self) -> i64 {
+        let o = self.now_override.load(Ordering::SeqCst);
+        if o != NO_OVERRIDE {
+            return o;
+        }
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Executes one SQL statement.
+    pub fn execute(&self, session: &mut Session, sql: &str) -> Result<Outcome, EmuError> {
+        let stmt = crate::sql::parse(sql)?;
+        let now_ns = self.now_ns();
+        let env = exec::Env {
+            db: session.db.as_deref(),
+            now_ns,
+            server_version: &self.config.server_version,
+        };
+        match stmt {
+            Statement::Use(db) => {
+                self.read().db(&db)?;
+                session.db = Some(db);
+                Ok(Outcome::Affected(0))
+            }
+            Statement::DropDatabase { if_exists, name } => {
+                let r = exec::drop_database(&mut self.write(), if_exists, &name);
+                if r.is_ok() && session.db.as_deref() == Some(name.as_str()) {
+                    session.db = None;
+                }
+                r
+            }
+            Statement::Select(s) => query::select(&self.read(), &env, &s).map(Outcome::Rows),
+            Statement::ShowDatabases
+            | Statement::ShowStables { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowCreateDatabase(_)
+            | Statement::ShowCreateTable { .. }
+            | Statement::Describe(_)
+            | Statement::ShowVgroups(_) => show::show(&self.read(), &env, &stmt).map(Outcome::Rows),
+            other => exec::execute(&mut self.write(), &env, other),
+        }
+    }
+
+    /// Writes a raw block into an existing table, matching columns by name.
+    pub fn write_raw_block(
+        &self,
+        session: &Session,
+        table: &str,
+        fields: &[Field],
+        block: DecodedBlock,
+    ) -> Result<usize, EmuError> {
+        let env = exec::Env {
+            db: session.db.as_deref(),
+            now_ns: self.now_ns(),
+            server_version: &self.config.server_version,
+        };
+        exec::write_raw_block(&mut self.write(), &env, table, fields, block)
+    }
+}
+
+impl Ctx {
+    /// A conversion context for a precision at `now_ns`.
+    pub fn new(precision: Precision, now_ns: i64) -> Ctx {
+        Ctx { precision, now_ns }
+    }
+}
+
+#[cfg(test)]
+mod tests;

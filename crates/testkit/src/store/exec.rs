@@ -1,0 +1,918 @@
+//! Execution of DDL, INSERT, DELETE and raw-block writes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::Outcome;
+use super::catalog::{
+    Catalog, Db, DbOptions, STable, Table, TableKind, db_not_exist, table_not_exist,
+};
+use super::convert::{Ctx, expr_to_value};
+use super::query::{Scope, bind, eval_bool};
+use super::table::TableData;
+use crate::error::{EmuError, code};
+use crate::raw_block::DecodedBlock;
+use crate::sql::ast::{AlterAction, CreateChild, Expr, InsertTarget, Name, Statement};
+use crate::types::{ColumnData, Field, Ty, Value};
+
+/// What a statement needs from its connection and the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'s> {
+    /// The session's current database.
+    pub db: Option<&'s str>,
+    /// Now, in nanoseconds.
+    pub now_ns: i64,
+    /// Server version string.
+    pub server_version: &'s str,
+}
+
+impl Env<'_> {
+    /// The database a name refers to.
+    pub fn db_of<'n>(&'n self, name: &'n Name) -> Result<&'n str, EmuError> {
+        match (&name.db, self.db) {
+            (Some(d), _) => Ok(d),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(EmuError::new(
+                code::DB_NOT_SPECIFIED,
+                "Database not specified",
+            )),
+        }
+    }
+
+    /// Now in milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.now_ns.div_euclid(1_000_000)
+    }
+}
+
+/// Executes a statement that changes the catalog.
+pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<Outcome, EmuError> {
+    match stmt {
+        Statement::CreateDatabase {
+            if_not_exists,
+            name,
+            options,
+        } => {
+            if cat.dbs.contains_key(&name) {
+                if if_not_exists {
+                    return Ok(Outcome::Affected(0));
+                }
+                return Err(EmuError::new(
+                    code::DB_ALREADY_EXIST,
+                    "Database already exists",
+                ));
+            }
+            check_name(&name)?;
+            let mut opts = DbOptions::default();
+            opts.apply(&options)?;
+            let vgroup_base = cat.next_vgroup.max(2);
+            cat.next_vgroup = vgroup_base + opts.vgroups;
+            cat.dbs.insert(
+                name.clone(),
+                Db {
+                    name,
+                    opts,
+                    create_time: env.now_ms(),
+                    vgroup_base,
+                    stables: BTreeMap::new(),
+                    tables: BTreeMap::new(),
+                },
+            );
+            Ok(Outcome::Affected(0))
+        }
+        Statement::AlterDatabase { name, options } => {
+            let db = cat.db_mut(&name)?;
+            let mut opts = db.opts.clone();
+            opts.apply(&options)?;
+            if opts.precision != db.opts.precision || opts.vgroups != db.opts.vgroups {
+                return Err(EmuError::new(
+                    code::INVALID_DB_OPTION,
+                    "Invalid option: PRECISION and VGROUPS cannot be altered",
+                ));
+            }
+            db.opts = opts;
+            Ok(Outcome::Affected(0))
+        }
+        Statement::CreateStable {
+            if_not_exists,
+            name,
+            columns,
+            tags,
+            comment,
+        } => {
+            let dbn = env.db_of(&name)?.to_string();
+            check_schema(&columns, &tags)?;
+            let uid = cat.uid();
+            let db = cat.db_mut(&dbn)?;
+            if db.stables.contains_key(&name.name) || db.tables.contains_key(&name.name) {
+                if if_not_exists {
+                    return Ok(Outcome::Affected(0));
+                }
+                return Err(EmuError::new(
+                    code::STB_ALREADY_EXIST,
+                    "Table already exists",
+                ));
+            }
+            check_name(&name.name)?;
+            let now = env.now_ms();
+            db.stables.insert(
+                name.name.clone(),
+                STable {
+                    name: name.name,
+                    uid,
+                    create_time: now,
+                    last_update: now,
+                    columns,
+                    tags,
+                    comment,
+                    version: 1,
+                    tag_version: 1,
+                },
+            );
+            Ok(Outcome::Affected(0))
+        }
+        Statement::CreateTable {
+            if_not_exists,
+            name,
+            columns,
+            comment,
+            ttl,
+        } => {
+            let dbn = env.db_of(&name)?.to_string();
+            check_schema(&columns, &[])?;
+            let uid = cat.uid();
+            let db = cat.db_mut(&dbn)?;
+            if db.stables.contains_key(&name.name) || db.tables.contains_key(&name.name) {
+                if if_not_exists {
+                    return Ok(Outcome::Affected(0));
+                }
+                return Err(EmuError::new(
+                    code::TABLE_ALREADY_EXIST,
+                    "Table already exists",
+                ));
+            }
+            check_name(&name.name)?;
+            let vgroup = db.vgroup_of(&name.name);
+            let data = TableData::new(&columns);
+            db.tables.insert(
+                name.name.clone(),
+                Table {
+                    name: name.name,
+                    uid,
+                    create_time: env.now_ms(),
+                    vgroup,
+                    ttl: ttl.unwrap_or(0),
+                    comment,
+                    version: 1,
+                    kind: TableKind::Normal { columns },
+                    data,
+                },
+            );
+            Ok(Outcome::Affected(0))
+        }
+        Statement::CreateChildren(children) => {
+            for c in &children {
+                create_child(cat, env, c)?;
+            }
+            Ok(Outcome::Affected(0))
+        }
+        Statement::DropTable { if_exists, names } => {
+            for n in &names {
+                let dbn = env.db_of(n)?.to_string();
+                let db = cat.db_mut(&dbn)?;
+                if db.tables.remove(&n.name).is_none() {
+                    if db.stables.contains_key(&n.name) {
+                        drop_stable(db, &n.name);
+                    } else if !if_exists {
+                        return Err(table_not_exist(&n.name));
+                    }
+                }
+            }
+            Ok(Outcome::Affected(0))
+        }
+        Statement::DropStable { if_exists, name } => {
+            let dbn = env.db_of(&name)?.to_string();
+            let db = cat.db_mut(&dbn)?;
+            if !db.stables.contains_key(&name.name) {
+                if if_exists {
+                    return Ok(Outcome::Affected(0));
+                }
+                return Err(EmuError::new(code::STB_NOT_EXIST, "STable not exist"));
+            }
+            drop_stable(db, &name.name);
+            Ok(Outcome::Affected(0))
+        }
+        Statement::Alter {
+            stable,
+            name,
+            action,
+        } => alter(cat, env, stable, &name, action),
+        Statement::Insert(targets) => insert(cat, env, &targets).map(Outcome::Affected),
+        Statement::Delete { table, filter } => delete(cat, env, &table, filter.as_ref()),
+        Statement::Use(_)
+        | Statement::DropDatabase { .. }
+        | Statement::Select(_)
+        | Statement::ShowDatabases
+        | Statement::ShowStables { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowCreateDatabase(_)
+        | Statement::ShowCreateTable { .. }
+        | Statement::Describe(_)
+        | Statement::ShowVgroups(_) => {
+            Err(EmuError::new(code::INVALID_OPERATION, "Invalid operation"))
+        }
+    }
+}
+
+/// `DROP DATABASE`.
+pub fn drop_database(cat: &mut Catalog, if_exists: bool, name: &str) -> Result<Outcome, EmuError> {
+    if cat.dbs.remove(name).is_none() && !if_exists {
+        return Err(db_not_exist(name));
+    }
+    Ok(Outcome::Affected(0))
+}
+
+fn drop_stable(db: &mut Db, name: &str) {
+    db.stables.remove(name);
+    db.tables.retain(|_, t| t.stable() != Some(name));
+}
+
+fn check_name(name: &str) -> Result<(), EmuError> {
+    if name.is_empty() || name.len() > 192 {
+        return Err(EmuError::new(
+            code::INVALID_IDENTIFIER,
+            format!("Invalid identifier name: {name}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_schema(columns: &[Field], tags: &[Field]) -> Result<(), EmuError> {
+    match columns.first() {
+        Some(f) if f.ty == Ty::Timestamp => {}
+        _ => {
+            return Err(EmuError::new(
+                code::INVALID_COLUMN,
+                "The first column should be primary timestamp column",
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for f in columns.iter().chain(tags) {
+        if !seen.insert(f.name.to_ascii_lowercase()) {
+            return Err(EmuError::new(
+                code::DUPLICATED_COLUMN,
+                "Duplicated column names",
+            ));
+        }
+    }
+    if tags.iter().any(|t| t.ty == Ty::Json) && tags.len() != 1 {
+        return Err(EmuError::new(
+            code::ONLY_ONE_JSON_TAG,
+            "Only one tag if there is a json tag",
+        ));
+    }
+    Ok(())
+}
+
+/// Tag values for a child table from `TAGS (...)` with optional tag names.
+fn tag_values(
+    st: &STable,
+    names: Option<&[String]>,
+    exprs: &[Expr<'_>],
+    ctx: &Ctx,
+) -> Result<Vec<Value>, EmuError> {
+    let mismatch = || EmuError::new(code::TAGS_NOT_MATCHED, "Tags number not matched");
+    let mut out = vec![Value::Null; st.tags.len()];
+    match names {
+        Some(names) => {
+            if names.len() != exprs.len() {
+                return Err(mismatch());
+            }
+            for (n, e) in names.iter().zip(exprs) {
+                let i = st.tags.iter().position(|t| &t.name == n).ok_or_else(|| {
+                    EmuError::new(code::INVALID_TAG_NAME, format!("Invalid tag name: {n}"))
+                })?;
+                out[i] = expr_to_value(e, &st.tags[i], ctx)?;
+            }
+        }
+        None => {
+            if exprs.len() != st.tags.len() {
+                return Err(mismatch());
+            }
+            for (i, e) in exprs.iter().enumerate() {
+                out[i] = expr_to_value(e, &st.tags[i], ctx)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result<(), EmuError> {
+    let dbn = env.db_of(&c.name)?.to_string();
+    let stdb = c.stable.db.as_deref().unwrap_or(&dbn);
+    if stdb != dbn {
+        return Err(EmuError::new(
+            code::INVALID_OPERATION,
+            "Child table and super table must be in the same database",
+        ));
+    }
+    let uid = cat.uid();
+    let db = cat.db_mut(&dbn)?;
+    if db.tables.contains_key(&c.name.name) || db.stables.contains_key(&c.name.name) {
+        if c.if_not_exists {
+            return Ok(());
+        }
+        return Err(EmuError::new(
+            code::TABLE_ALREADY_EXIST,
+            "Table already exists",
+        ));
+    }
+    check_name(&c.name.name)?;
+    let st = db
+        .stables
+        .get(&c.stable.name)
+        .ok_or_else(|| table_not_exist(&c.stable.name))?;
+    let ctx = Ctx::new(db.opts.precision, env.now_ns);
+    let tags = tag_values(st, c.tag_names.as_deref(), &c.tags, &ctx)?;
+    let data = TableData::new(&st.columns);
+    let vgroup = db.vgroup_of(&c.name.name);
+    db.tables.insert(
+        c.name.name.clone(),
+        Table {
+            name: c.name.name.clone(),
+            uid,
+            create_time: env.now_ms(),
+            vgroup,
+            ttl: c.ttl.unwrap_or(0),
+            comment: c.comment.clone(),
+            version: 1,
+            kind: TableKind::Child {
+                stable: c.stable.name.clone(),
+                tags,
+            },
+            data,
+        },
+    );
+    Ok(())
+}
+
+/// The data columns of a table.
+pub fn table_columns<'d>(db: &'d Db, t: &'d Table) -> &'d [Field] {
+    match &t.kind {
+        TableKind::Normal { columns } => columns,
+        TableKind::Child { stable, .. } => db.stables.get(stable).map_or(&[], |s| &s.columns),
+    }
+}
+
+fn keep_error() -> EmuError {
+    EmuError::new(code::TIMESTAMP_OUT_OF_RANGE, "Timestamp data out of range")
+}
+
+/// The oldest timestamp KEEP accepts, in the database precision.
+fn keep_floor(db: &Db, ctx: &Ctx) -> i64 {
+    ctx.ns_to_prec(ctx.now_ns.saturating_sub(db.opts.keep_ns()))
+}
+
+fn insert(
+    cat: &mut Catalog,
+    env: &Env<'_>,
+    targets: &[InsertTarget<'_>],
+) -> Result<usize, EmuError> {
+    // Phase 1: resolve and convert everything, so that a bad value writes nothing.
+    let mut batches: Vec<(String, String, Vec<ColumnData>)> = Vec::with_capacity(targets.len());
+    let mut creates: Vec<CreateChild<'_>> = Vec::new();
+    let mut pending: HashMap<(String, String), Vec<Field>> = HashMap::new();
+    for t in targets {
+        let dbn = env.db_of(&t.table)?.to_string();
+        let db = cat.db(&dbn)?;
+        let ctx = Ctx::new(db.opts.precision, env.now_ns);
+        let key = (dbn.clone(), t.table.name.clone());
+        let schema: Vec<Field> = if let Some(tb) = db.tables.get(&t.table.name) {
+            table_columns(db, tb).to_vec()
+        } else if let Some(s) = pending.get(&key) {
+            s.clone()
+        } else if let Some(u) = &t.using {
+            let st = db
+                .stables
+                .get(&u.stable.name)
+                .ok_or_else(|| table_not_exist(&u.stable.name))?;
+            tag_values(st, u.tag_names.as_deref(), &u.tags, &ctx)?;
+            creates.push(CreateChild {
+                if_not_exists: true,
+                name: Name {
+                    db: Some(dbn.clone()),
+                    name: t.table.name.clone(),
+                },
+                stable: u.stable.clone(),
+                tag_names: u.tag_names.clone(),
+                tags: u.tags.clone(),
+                ttl: None,
+                comment: None,
+            });
+            pending.insert(key.clone(), st.columns.clone());
+            st.columns.clone()
+        } else if db.stables.contains_key(&t.table.name) {
+            return Err(EmuError::new(
+                code::INVALID_OPERATION,
+                "insert data into super table is not supported",
+            ));
+        } else {
+            return Err(table_not_exist(&t.table.name));
+        };
+        // Map value positions to schema columns.
+        let map: Vec<usize> = match &t.columns {
+            Some(cols) => {
+                let mut seen = HashSet::new();
+                let mut m = Vec::with_capacity(cols.len());
+                for c in cols {
+                    let i = schema.iter().position(|f| &f.name == c).ok_or_else(|| {
+                        EmuError::new(code::INVALID_COLUMN, format!("Invalid column name: {c}"))
+                    })?;
+                    if !seen.insert(i) {
+                        return Err(EmuError::new(
+                            code::DUPLICATED_COLUMN,
+                            "Duplicated column names",
+                        ));
+                    }
+                    m.push(i);
+                }
+                if !m.contains(&0) {
+                    return Err(EmuError::new(
+                        code::INVALID_COLUMN,
+                        "Primary timestamp column should not be null",
+                    ));
+                }
+                m
+            }
+            None => (0..schema.len()).collect(),
+        };
+        if map.len() != t.width {
+            return Err(EmuError::new(
+                code::INVALID_COLUMN,
+                "Illegal number of columns",
+            ));
+        }
+        let rows = t.values.len() / t.width.max(1);
+        let floor = keep_floor(db, &ctx);
+        let mut cols: Vec<ColumnData> = schema
+            .iter()
+            .map(|f| ColumnData::with_capacity(f.ty, rows))
+            .collect();
+        let mut present = vec![false; schema.len()];
+        for &i in &map {
+            present[i] = true;
+        }
+        for row in t.values.chunks(t.width.max(1)) {
+            for (e, &i) in row.iter().zip(&map) {
+                let v = expr_to_value(e, &schema[i], &ctx)?;
+                if i == 0 {
+                    match v {
+                        Value::Timestamp(ts) if ts < floor => return Err(keep_error()),
+                        Value::Timestamp(_) => {}
+                        _ => {
+                            return Err(EmuError::new(
+                                code::INVALID_COLUMN,
+                                "Primary timestamp column should not be null",
+                            ));
+                        }
+                    }
+                }
+                cols[i].push(v);
+            }
+            for (i, c) in cols.iter_mut().enumerate() {
+                if !present[i] {
+                    c.push_null();
+                }
+            }
+        }
+        batches.push((dbn, t.table.name.clone(), cols));
+    }
+    // Phase 2: create and write.
+    for c in &creates {
+        create_child(cat, env, c)?;
+    }
+    let mut total = 0;
+    for (dbn, tn, cols) in batches {
+        let db = cat.db_mut(&dbn)?;
+        let t = db.tables.get_mut(&tn).ok_or_else(|| table_not_exist(&tn))?;
+        total += t.data.merge(cols);
+    }
+    Ok(total)
+}
+
+fn delete(
+    cat: &mut Catalog,
+    env: &Env<'_>,
+    name: &Name,
+    filter: Option<&Expr<'_>>,
+) -> Result<Outcome, EmuError> {
+    let dbn = env.db_of(name)?.to_string();
+    let db = cat.db_mut(&dbn)?;
+    let ctx = Ctx::new(db.opts.precision, env.now_ns);
+    let (scope, targets): (Scope, Vec<String>) = if let Some(t) = db.tables.get(&name.name) {
+        let cols = table_columns(db, t).to_vec();
+        let tags = match t.stable().and_then(|s| db.stables.get(s)) {
+            Some(s) => s.tags.clone(),
+            None => Vec::new(),
+        };
+        (Scope::new(cols, tags), vec![name.name.clone()])
+    } else if let Some(st) = db.stables.get(&name.name) {
+        let names = db
+            .tables
+            .values()
+            .filter(|t| t.stable() == Some(name.name.as_str()))
+            .map(|t| t.name.clone())
+            .collect();
+        (Scope::new(st.columns.clone(), st.tags.clone()), names)
+    } else {
+        return Err(table_not_exist(&name.name));
+    };
+    let pred = match filter {
+        Some(f) => Some(bind(f, &scope, &ctx)?),
+        None => None,
+    };
+    let mut total = 0;
+    for tn in targets {
+        let Some(t) = db.tables.get_mut(&tn) else {
+            continue;
+        };
+        let tags: Vec<Value> = match &t.kind {
+            TableKind::Child { tags, .. } => tags.clone(),
+            TableKind::Normal { .. } => Vec::new(),
+        };
+        let n = t.data.len();
+        let mask: Vec<bool> = match &pred {
+            None => vec![true; n],
+            Some(p) => (0..n)
+                .map(|r| eval_bool(p, &t.data.cols, r, &tags, &t.name))
+                .collect::<Result<_, _>>()?,
+        };
+        total += t.data.delete_mask(&mask);
+    }
+    Ok(Outcome::Affected(total))
+}
+
+fn alter(
+    cat: &mut Catalog,
+    env: &Env<'_>,
+    stable: bool,
+    name: &Name,
+    action: AlterAction<'_>,
+) -> Result<Outcome, EmuError> {
+    let dbn = env.db_of(name)?.to_string();
+    let db = cat.db_mut(&dbn)?;
+    let now = env.now_ms();
+    let ctx = Ctx::new(db.opts.precision, env.now_ns);
+    let col_exists = || EmuError::new(code::COLUMN_ALREADY_EXIST, "Column already exists");
+    let col_missing = |c: &str| {
+        EmuError::new(
+            code::COLUMN_NOT_EXIST,
+            format!("Column does not exist: {c}"),
+        )
+    };
+    let is_stable = db.stables.contains_key(&name.name);
+    if is_stable {
+        let st = db
+            .stables
+            .get_mut(&name.name)
+            .ok_or_else(|| table_not_exist(&name.name))?;
+        let sname = st.name.clone();
+        let taken = |st: &STable, n: &str| st.columns.iter().chain(&st.tags).any(|f| f.name == n);
+        match action {
+            AlterAction::AddColumn(f) => {
+                if taken(st, &f.name) {
+                    return Err(col_exists());
+                }
+                let ty = f.ty;
+                st.columns.push(f);
+                st.version += 1;
+                st.last_update = now;
+                for t in db
+                    .tables
+                    .values_mut()
+                    .filter(|t| t.stable() == Some(sname.as_str()))
+                {
+                    t.data.add_column(ty);
+                }
+            }
+            AlterAction::DropColumn(c) => {
+                let i = st
+                    .columns
+                    .iter()
+                    .position(|f| f.name == c)
+                    .ok_or_else(|| col_missing(&c))?;
+                if i == 0 {
+                    return Err(EmuError::new(
+                        code::INVALID_COLUMN,
+                        "Cannot drop the timestamp column",
+                    ));
+                }
+                st.columns.remove(i);
+                st.version += 1;
+                st.last_update = now;
+                for t in db
+                    .tables
+                    .values_mut()
+                    .filter(|t| t.stable() == Some(sname.as_str()))
+                {
+                    if i < t.data.cols.len() {
+                        t.data.cols.remove(i);
+                    }
+                }
+            }
+            AlterAction::ModifyColumn(f) | AlterAction::ModifyTag(f) => {
+                let tag = st.tags.iter().any(|x| x.name == f.name);
+                let list = if tag { &mut st.tags } else { &mut st.columns };
+                let cur = list
+                    .iter_mut()
+                    .find(|x| x.name == f.name)
+                    .ok_or_else(|| col_missing(&f.name))?;
+                if cur.ty != f.ty || !cur.ty.is_var() || f.bytes < cur.bytes {
+                    return Err(EmuError::new(
+                        code::INVALID_OPERATION,
+                        "Only the length of VARCHAR/NCHAR/VARBINARY/GEOMETRY can be increased",
+                    ));
+                }
+                cur.bytes = f.bytes;
+                st.version += 1;
+                st.last_update = now;
+            }
+            AlterAction::AddTag(f) => {
+                if taken(st, &f.name) {
+                    return Err(EmuError::new(code::TAG_ALREADY_EXIST, "Tag already exists"));
+                }
+                if f.ty == Ty::Json || st.tags.iter().any(|t| t.ty == Ty::Json) {
+                    return Err(EmuError::new(
+                        code::ONLY_ONE_JSON_TAG,
+                        "Only one tag if there is a json tag",
+                    ));
+                }
+                st.tags.push(f);
+                st.tag_version += 1;
+                st.last_update = now;
+                for t in db.tables.values_mut() {
+                    if let TableKind::Child { stable, tags } = &mut t.kind
+                        && *stable == sname
+                    {
+                        tags.push(Value::Null);
+                    }
+                }
+            }
+            AlterAction::DropTag(tn) => {
+                let i = st
+                    .tags
+                    .iter()
+                    .position(|f| f.name == tn)
+                    .ok_or_else(|| EmuError::new(code::TAG_NOT_EXIST, "Tag does not exist"))?;
+                if st.tags.len() == 1 {
+                    return Err(EmuError::new(
+                        code::INVALID_OPERATION,
+                        "Cannot drop the last tag",
+                    ));
+                }
+                st.tags.remove(i);
+                st.tag_version += 1;
+                st.last_update = now;
+                for t in db.tables.values_mut() {
+                    if let TableKind::Child { stable, tags } = &mut t.kind
+                        && *stable == sname
+                        && i < tags.len()
+                    {
+                        tags.remove(i);
+                    }
+                }
+            }
+            AlterAction::Rename { tag, from, to } => {
+                if !tag {
+                    return Err(EmuError::new(
+                        code::INVALID_OPERATION,
+                        "Cannot rename a super table column",
+                    ));
+                }
+                if taken(st, &to) {
+                    return Err(EmuError::new(code::TAG_ALREADY_EXIST, "Tag already exists"));
+                }
+                let f = st
+                    .tags
+                    .iter_mut()
+                    .find(|f| f.name == from)
+                    .ok_or_else(|| EmuError::new(code::TAG_NOT_EXIST, "Tag does not exist"))?;
+                f.name = to;
+                st.tag_version += 1;
+                st.last_update = now;
+            }
+            AlterAction::Options { comment, .. } => {
+                if comment.is_some() {
+                    st.comment = comment;
+                }
+            }
+            AlterAction::SetTag(_) => {
+                return Err(EmuError::new(
+                    code::INVALID_OPERATION,
+                    "Cannot set tag on a super table",
+                ));
+            }
+        }
+        return Ok(Outcome::Affected(0));
+    }
+    if stable {
+        return Err(table_not_exist(&name.name));
+    }
+    let stables = &db.stables;
+    let t = db
+        .tables
+        .get_mut(&name.name)
+        .ok_or_else(|| table_not_exist(&name.name))?;
+    match (&mut t.kind, action) {
+        (TableKind::Child { stable, tags }, AlterAction::SetTag(sets)) => {
+            let st = stables
+                .get(stable.as_str())
+                .ok_or_else(|| table_not_exist(stable))?;
+            let mut new = tags.clone();
+            for (n, e) in &sets {
+                let i = st.tags.iter().position(|f| &f.name == n).ok_or_else(|| {
+                    EmuError::new(code::INVALID_TAG_NAME, format!("Invalid tag name: {n}"))
+                })?;
+                new[i] = expr_to_value(e, &st.tags[i], &ctx)?;
+            }
+            *tags = new;
+        }
+        (_, AlterAction::Options { comment, ttl }) => {
+            if comment.is_some() {
+                t.comment = comment;
+            }
+            if let Some(ttl) = ttl {
+                t.ttl = ttl;
+            }
+        }
+        (TableKind::Normal { columns }, action) => {
+            match action {
+                AlterAction::AddColumn(f) => {
+                    if columns.iter().any(|c| c.name == f.name) {
+                        return Err(col_exists());
+                    }
+                    t.data.add_column(f.ty);
+                    columns.push(f);
+                }
+                AlterAction::DropColumn(c) => {
+                    let i = columns
+                        .iter()
+                        .position(|f| f.name == c)
+                        .ok_or_else(|| col_missing(&c))?;
+                    if i == 0 {
+                        return Err(EmuError::new(
+                            code::INVALID_COLUMN,
+                            "Cannot drop the timestamp column",
+                        ));
+                    }
+                    columns.remove(i);
+                    t.data.cols.remove(i);
+                }
+                AlterAction::ModifyColumn(f) => {
+                    let cur = columns
+                        .iter_mut()
+                        .find(|x| x.name == f.name)
+                        .ok_or_else(|| col_missing(&f.name))?;
+                    if cur.ty != f.ty || !cur.ty.is_var() || f.bytes < cur.bytes {
+                        return Err(EmuError::new(
+                            code::INVALID_OPERATION,
+                            "Only the length of VARCHAR/NCHAR/VARBINARY/GEOMETRY can be increased",
+                        ));
+                    }
+                    cur.bytes = f.bytes;
+                }
+                AlterAction::Rename {
+                    tag: false,
+                    from,
+                    to,
+                } => {
+                    if columns.iter().any(|c| c.name == to) {
+                        return Err(col_exists());
+                    }
+                    let cur = columns
+                        .iter_mut()
+                        .find(|x| x.name == from)
+                        .ok_or_else(|| col_missing(&from))?;
+                    cur.name = to;
+                }
+                _ => {
+                    return Err(EmuError::new(
+                        code::INVALID_OPERATION,
+                        "Invalid alter table statement",
+                    ));
+                }
+            }
+            t.version += 1;
+        }
+        (TableKind::Child { .. }, _) => {
+            return Err(EmuError::new(
+                code::INVALID_OPERATION,
+                "Invalid alter table statement: alter the super table instead",
+            ));
+        }
+    }
+    Ok(Outcome::Affected(0))
+}
+
+/// Writes a raw block into an existing table, matching columns by name.
+pub fn write_raw_block(
+    cat: &mut Catalog,
+    env: &Env<'_>,
+    table: &str,
+    fields: &[Field],
+    block: DecodedBlock,
+) -> Result<usize, EmuError> {
+    let name = match table.split_once('.') {
+        Some((d, t)) if !d.is_empty() && !t.is_empty() => Name {
+            db: Some(d.trim_matches('`').to_string()),
+            name: t.trim_matches('`').to_string(),
+        },
+        _ => Name {
+            db: None,
+            name: table.trim_matches('`').to_string(),
+        },
+    };
+    let dbn = env.db_of(&name)?.to_string();
+    let db = cat.db_mut(&dbn)?;
+    let ctx = Ctx::new(db.opts.precision, env.now_ns);
+    let floor = keep_floor(db, &ctx);
+    let t = db
+        .tables
+        .get(&name.name)
+        .ok_or_else(|| table_not_exist(&name.name))?;
+    let schema = table_columns(db, t).to_vec();
+    if fields.len() != block.columns.len() {
+        return Err(EmuError::new(
+            code::INVALID_PARA,
+            format!(
+                "{} field names for {} block columns",
+                fields.len(),
+                block.columns.len()
+            ),
+        ));
+    }
+    let rows = block.rows;
+    let mut slots: Vec<Option<ColumnData>> = vec![None; schema.len()];
+    for (f, col) in fields.iter().zip(block.columns) {
+        let i = schema
+            .iter()
+            .position(|s| s.name == f.name)
+            .ok_or_else(|| {
+                EmuError::new(
+                    code::INVALID_COLUMN,
+                    format!("Invalid column name: {}", f.name),
+                )
+            })?;
+        if col.ty() != schema[i].ty {
+            return Err(EmuError::new(
+                code::WRONG_VALUE_TYPE,
+                format!(
+                    "Invalid value type for column {}: {} vs {}",
+                    f.name,
+                    col.ty(),
+                    schema[i].ty
+                ),
+            ));
+        }
+        if col.len() != rows {
+            return Err(EmuError::new(
+                code::INVALID_PARA,
+                "block column length mismatch",
+            ));
+        }
+        if slots[i].replace(col).is_some() {
+            return Err(EmuError::new(
+                code::DUPLICATED_COLUMN,
+                "Duplicated column names",
+            ));
+        }
+    }
+    let Some(ts) = slots[0].as_ref() else {
+        return Err(EmuError::new(
+            code::INVALID_COLUMN,
+            "Primary timestamp column should not be null",
+        ));
+    };
+    for t in ts.timestamps().unwrap_or(&[]) {
+        match t {
+            None => {
+                return Err(EmuError::new(
+                    code::INVALID_COLUMN,
+                    "Primary timestamp column should not be null",
+                ));
+            }
+            Some(v) if *v < floor => return Err(keep_error()),
+            Some(_) => {}
+        }
+    }
+    let batch: Vec<ColumnData> = slots
+        .into_iter()
+        .zip(&schema)
+        .map(|(c, f)| c.unwrap_or_else(|| ColumnData::nulls(f.ty, rows)))
+        .collect();
+    let t = db
+        .tables
+        .get_mut(&name.name)
+        .ok_or_else(|| table_not_exist(&name.name))?;
+    Ok(t.data.merge(batch))
+}

@@ -1,0 +1,596 @@
+//! SHOW, DESCRIBE, SHOW CREATE and the information_schema tables.
+
+use super::ResultSet;
+use super::catalog::{Catalog, Db, STable, Table, TableKind, table_not_exist};
+use super::convert::{value_sql, value_text};
+use super::exec::{Env, table_columns};
+use super::query::TBNAME_BYTES;
+use crate::error::{EmuError, code};
+use crate::sql::ast::Statement;
+use crate::types::{ColumnData, Field, Precision, Ty, Value};
+
+const DB_NAME_BYTES: u32 = 64;
+const COMMENT_BYTES: u32 = 1024;
+const COL_NAME_BYTES: u32 = 64;
+
+/// A table being built row by row.
+struct Tb {
+    fields: Vec<Field>,
+    cols: Vec<ColumnData>,
+}
+
+impl Tb {
+    fn new(spec: &[(&str, Ty, u32)]) -> Tb {
+        Tb {
+            fields: spec
+                .iter()
+                .map(|(n, t, b)| Field::new(*n, *t, *b))
+                .collect(),
+            cols: spec.iter().map(|(_, t, _)| ColumnData::new(*t)).collect(),
+        }
+    }
+
+    fn row(&mut self, vals: Vec<Value>) {
+        for (c, v) in self.cols.iter_mut().zip(vals) {
+            if !c.push(v) {
+                c.push_null();
+            }
+        }
+    }
+
+    fn into_result(self, precision: Precision) -> ResultSet {
+        ResultSet {
+            fields: self.fields,
+            precision,
+            columns: self.cols,
+        }
+    }
+}
+
+fn s(x: impl AsRef<str>) -> Value {
+    Value::VarChar(x.as_ref().as_bytes().to_vec())
+}
+
+fn opt_s(x: Option<&str>) -> Value {
+    x.map_or(Value::Null, s)
+}
+
+/// `VARCHAR(16)`, `NCHAR(8)`, `INT UNSIGNED`: a type as TDengine spells it in catalogs.
+pub fn type_str(f: &Field) -> String {
+    match f.ty {
+        Ty::VarChar | Ty::NChar | Ty::VarBinary | Ty::Geometry => {
+            format!("{}({})", f.ty.sql_name(), f.bytes)
+        }
+        _ => f.ty.sql_name().to_string(),
+    }
+}
+
+/// Minutes as TDengine prints DURATION/KEEP: `10d`, `12h` or `90m`.
+fn dur_str(m: i64) -> String {
+    if m % 1440 == 0 {
+        format!("{}d", m / 1440)
+    } else if m % 60 == 0 {
+        format!("{}h", m / 60)
+    } else {
+        format!("{m}m")
+    }
+}
+
+fn ins_databases(cat: &Catalog) -> Tb {
+    let mut t = Tb::new(&[
+        ("name", Ty::VarChar, DB_NAME_BYTES),
+        ("create_time", Ty::Timestamp, 8),
+        ("vgroups", Ty::Int, 4),
+        ("ntables", Ty::BigInt, 8),
+        ("replica", Ty::TinyInt, 1),
+        ("strict", Ty::VarChar, 4),
+        ("duration", Ty::VarChar, 10),
+        ("keep", Ty::VarChar, 32),
+        ("buffer", Ty::Int, 4),
+        ("pagesize", Ty::Int, 4),
+        ("pages", Ty::Int, 4),
+        ("minrows", Ty::Int, 4),
+        ("maxrows", Ty::Int, 4),
+        ("comp", Ty::TinyInt, 1),
+        ("precision", Ty::VarChar, 2),
+        ("status", Ty::VarChar, 10),
+        ("retentions", Ty::VarChar, 60),
+        ("single_stable", Ty::Bool, 1),
+        ("cachemodel", Ty::VarChar, 11),
+        ("cachesize", Ty::Int, 4),
+        ("wal_level", Ty::TinyInt, 1),
+        ("wal_fsync_period", Ty::Int, 4),
+        ("wal_retention_period", Ty::Int, 4),
+        ("wal_retention_size", Ty::BigInt, 8),
+        ("stt_trigger", Ty::SmallInt, 2),
+        ("table_prefix", Ty::SmallInt, 2),
+        ("table_suffix", Ty::SmallInt, 2),
+        ("tsdb_pagesize", Ty::Int, 4),
+        ("keep_time_offset", Ty::Int, 4),
+    ]);
+    for sys in ["information_schema", "performance_schema"] {
+        let mut row = vec![s(sys), Value::Null, Value::Null, Value::BigInt(0)];
+        row.resize(t.fields.len(), Value::Null);
+        row[14] = s("ms");
+        row[15] = s("ready");
+        t.row(row);
+    }
+    for db in cat.dbs.values() {
+        let o = &db.opts;
+        t.row(vec![
+            s(&db.name),
+            Value::Timestamp(db.create_time),
+            Value::Int(o.vgroups as i32),
+            Value::BigInt(db.tables.len() as i64),
+            Value::TinyInt(o.replica as i8),
+            s("off"),
+            s(dur_str(o.duration)),
+            s(format!(
+                "{},{},{}",
+                dur_str(o.keep[0]),
+                dur_str(o.keep[1]),
+                dur_str(o.keep[2])
+            )),
+            Value::Int(o.buffer as i32),
+            Value::Int(o.pagesize as i32),
+            Value::Int(o.pages as i32),
+            Value::Int(o.minrows as i32),
+            Value::Int(o.maxrows as i32),
+            Value::TinyInt(o.comp as i8),
+            s(o.precision.as_str()),
+            s("ready"),
+            Value::Null,
+            Value::Bool(o.single_stable != 0),
+            s(&o.cachemodel),
+            Value::Int(o.cachesize as i32),
+            Value::TinyInt(o.wal_level as i8),
+            Value::Int(o.wal_fsync_period as i32),
+            Value::Int(o.wal_retention_period as i32),
+            Value::BigInt(o.wal_retention_size),
+            Value::SmallInt(o.stt_trigger as i16),
+            Value::SmallInt(o.table_prefix as i16),
+            Value::SmallInt(o.table_suffix as i16),
+            Value::Int(o.tsdb_pagesize as i32),
+            Value::Int(o.keep_time_offset as i32),
+        ]);
+    }
+    t
+}
+
+fn ins_stables(cat: &Catalog) -> Tb {
+    let mut t = Tb::new(&[
+        ("stable_name", Ty::VarChar, TBNAME_BYTES),
+        ("db_name", Ty::VarChar, DB_NAME_BYTES),
+        ("create_time", Ty::Timestamp, 8),
+        ("columns", Ty::Int, 4),
+        ("tags", Ty::Int, 4),
+        ("last_update", Ty::Timestamp, 8),
+        ("table_comment", Ty::VarChar, COMMENT_BYTES),
+        ("watermark", Ty::VarChar, 64),
+        ("max_delay", Ty::VarChar, 64),
+        ("rollup", Ty::VarChar, 128),
+        ("uid", Ty::BigInt, 8),
+    ]);
+    for db in cat.dbs.values() {
+        for st in db.stables.values() {
+            t.row(vec![
+                s(&st.name),
+                s(&db.name),
+                Value::Timestamp(st.create_time),
+                Value::Int(st.columns.len() as i32),
+                Value::Int(st.tags.len() as i32),
+                Value::Timestamp(st.last_update),
+                opt_s(st.comment.as_deref()),
+                s("5000a,5000a"),
+                s("-1a,-1a"),
+                s(""),
+                Value::BigInt(st.uid),
+            ]);
+        }
+    }
+    t
+}
+
+fn ins_tables(cat: &Catalog) -> Tb {
+    let mut t = Tb::new(&[
+        ("table_name", Ty::VarChar, TBNAME_BYTES),
+        ("db_name", Ty::VarChar, DB_NAME_BYTES),
+        ("create_time", Ty::Timestamp, 8),
+        ("columns", Ty::Int, 4),
+        ("stable_name", Ty::VarChar, TBNAME_BYTES),
+        ("uid", Ty::BigInt, 8),
+        ("vgroup_id", Ty::Int, 4),
+        ("ttl", Ty::Int, 4),
+        ("table_comment", Ty::VarChar, COMMENT_BYTES),
+        ("type", Ty::VarChar, 21),
+    ]);
+    for db in cat.dbs.values() {
+        for tb in db.tables.values() {
+            t.row(vec![
+                s(&tb.name),
+                s(&db.name),
+                Value::Timestamp(tb.create_time),
+                Value::Int(table_columns(db, tb).len() as i32),
+                opt_s(tb.stable()),
+                Value::BigInt(tb.uid),
+                Value::Int(tb.vgroup as i32),
+                Value::Int(tb.ttl as i32),
+                opt_s(tb.comment.as_deref()),
+                s(if tb.stable().is_some() {
+                    "CHILD_TABLE"
+                } else {
+                    "NORMAL_TABLE"
+                }),
+            ]);
+        }
+    }
+    t
+}
+
+fn ins_tags(cat: &Catalog) -> Tb {
+    let mut t = Tb::new(&[
+        ("table_name", Ty::VarChar, TBNAME_BYTES),
+        ("db_name", Ty::VarChar, DB_NAME_BYTES),
+        ("stable_name", Ty::VarChar, TBNAME_BYTES),
+        ("tag_name", Ty::VarChar, COL_NAME_BYTES),
+        ("tag_type", Ty::VarChar, 32),
+        ("tag_value", Ty::VarChar, 16384),
+    ]);
+    for db in cat.dbs.values() {
+        for tb in db.tables.values() {
+            let TableKind::Child { stable, tags } = &tb.kind else {
+                continue;
+            };
+            let Some(st) = db.stables.get(stable) else {
+                continue;
+            };
+            for (f, v) in st.tags.iter().zip(tags) {
+                t.row(vec![
+                    s(&tb.name),
+                    s(&db.name),
+                    s(stable),
+                    s(&f.name),
+                    s(type_str(f)),
+                    opt_s(value_text(v).as_deref()),
+                ]);
+            }
+        }
+    }
+    t
+}
+
+fn ins_columns(cat: &Catalog) -> Tb {
+    let mut t = Tb::new(&[
+        ("table_name", Ty::VarChar, TBNAME_BYTES),
+        ("db_name", Ty::VarChar, DB_NAME_BYTES),
+        ("table_type", Ty::VarChar, 21),
+        ("col_name", Ty::VarChar, COL_NAME_BYTES),
+        ("col_type", Ty::VarChar, 32),
+        ("col_length", Ty::Int, 4),
+        ("col_precision", Ty::Int, 4),
+        ("col_scale", Ty::Int, 4),
+        ("col_nullable", Ty::Int, 4),
+    ]);
+    let add = |t: &mut Tb, table: &str, db: &str, kind: &str, cols: &[Field]| {
+        for f in cols {
+            t.row(vec![
+                s(table),
+                s(db),
+                s(kind),
+                s(&f.name),
+                s(type_str(f)),
+                Value::Int(f.bytes as i32),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Int(0),
+            ]);
+        }
+    };
+    for db in cat.dbs.values() {
+        for st in db.stables.values() {
+            add(&mut t, &st.name, &db.name, "SUPER_TABLE", &st.columns);
+        }
+        for tb in db.tables.values() {
+            let kind = if tb.stable().is_some() {
+                "CHILD_TABLE"
+            } else {
+                "NORMAL_TABLE"
+            };
+            add(&mut t, &tb.name, &db.name, kind, table_columns(db, tb));
+        }
+    }
+    t
+}
+
+/// The rows of an information_schema table.
+pub fn system_table(
+    cat: &Catalog,
+    _env: &Env<'_>,
+    name: &str,
+) -> Result<(Vec<Field>, Vec<ColumnData>), EmuError> {
+    let t = match name.to_ascii_lowercase().as_str() {
+        "ins_databases" => ins_databases(cat),
+        "ins_stables" => ins_stables(cat),
+        "ins_tables" => ins_tables(cat),
+        "ins_tags" => ins_tags(cat),
+        "ins_columns" => ins_columns(cat),
+        _ => return Err(table_not_exist(name)),
+    };
+    Ok((t.fields, t.cols))
+}
+
+/// `CREATE DATABASE …` as TDengine 3.3.6 prints it.
+pub fn create_database_sql(db: &Db) -> String {
+    let o = &db.opts;
+    format!(
+        "CREATE DATABASE `{}` BUFFER {} CACHESIZE {} CACHEMODEL '{}' COMP {} DURATION {} \
+         WAL_FSYNC_PERIOD {} MAXROWS {} MINROWS {} STT_TRIGGER {} KEEP {},{},{} PAGES {} PAGESIZE {} \
+         PRECISION '{}' REPLICA {} WAL_LEVEL {} VGROUPS {} SINGLE_STABLE {} TABLE_PREFIX {} TABLE_SUFFIX {} \
+         TSDB_PAGESIZE {} WAL_RETENTION_PERIOD {} WAL_RETENTION_SIZE {} KEEP_TIME_OFFSET {} \
+         ENCRYPT_ALGORITHM 'none' S3_CHUNKPAGES 131072 S3_KEEPLOCAL 525600m S3_COMPACT 1",
+        db.name,
+        o.buffer,
+        o.cachesize,
+        o.cachemodel,
+        o.comp,
+        dur_str(o.duration),
+        o.wal_fsync_period,
+        o.maxrows,
+        o.minrows,
+        o.stt_trigger,
+        dur_str(o.keep[0]),
+        dur_str(o.keep[1]),
+        dur_str(o.keep[2]),
+        o.pages,
+        o.pagesize,
+        o.precision.as_str(),
+        o.replica,
+        o.wal_level,
+        o.vgroups,
+        o.single_stable,
+        o.table_prefix,
+        o.table_suffix,
+        o.tsdb_pagesize,
+        o.wal_retention_period,
+        o.wal_retention_size,
+        o.keep_time_offset,
+    )
+}
+
+fn field_list(fields: &[Field]) -> String {
+    fields
+        .iter()
+        .map(|f| format!("`{}` {}", f.name, type_str(f)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn table_options(comment: Option<&str>, ttl: i64) -> String {
+    let mut out = String::new();
+    if let Some(c) = comment {
+        out.push_str(&format!(
+            " COMMENT '{}'",
+            c.replace('\\', "\\\\").replace('\'', "\\'")
+        ));
+    }
+    if ttl > 0 {
+        out.push_str(&format!(" TTL {ttl}"));
+    }
+    out
+}
+
+/// `CREATE STABLE …` as TDengine prints it.
+pub fn create_stable_sql(st: &STable) -> String {
+    format!(
+        "CREATE STABLE `{}` ({}) TAGS ({}){}",
+        st.name,
+        field_list(&st.columns),
+        field_list(&st.tags),
+        table_options(st.comment.as_deref(), 0)
+    )
+}
+
+/// `CREATE TABLE …` for a child or normal table as TDengine prints it.
+pub fn create_table_sql(db: &Db, t: &Table) -> String {
+    match &t.kind {
+        TableKind::Normal { columns } => format!(
+            "CREATE TABLE `{}` ({}){}",
+            t.name,
+            field_list(columns),
+            table_options(t.comment.as_deref(), t.ttl)
+        ),
+        TableKind::Child { stable, tags } => {
+            let names = db
+                .stables
+                .get(stable)
+                .map(|st| {
+                    st.tags
+                        .iter()
+                        .map(|f| format!("`{}`", f.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let vals = tags.iter().map(value_sql).collect::<Vec<_>>().join(", ");
+            format!(
+                "CREATE TABLE `{}` USING `{}` ({}) TAGS ({}){}",
+                t.name,
+                stable,
+                names,
+                vals,
+                table_options(t.comment.as_deref(), t.ttl)
+            )
+        }
+    }
+}
+
+fn like_filter(pattern: Option<&str>, name: &str) -> bool {
+    match pattern {
+        None => true,
+        Some(p) => {
+            let pc: Vec<char> = p.chars().collect();
+            let nc: Vec<char> = name.chars().collect();
+            super::query::like_match(&nc, &pc)
+        }
+    }
+}
+
+fn default_encode(ty: Ty) -> &'static str {
+    match ty {
+        Ty::Timestamp
+        | Ty::TinyInt
+        | Ty::SmallInt
+        | Ty::Int
+        | Ty::BigInt
+        | Ty::UTinyInt
+        | Ty::USmallInt
+        | Ty::UInt
+        | Ty::UBigInt => "simple8b",
+        Ty::Float | Ty::Double => "delta-d",
+        Ty::Bool => "bit-packing",
+        _ => "disabled",
+    }
+}
+
+/// Runs a SHOW / DESCRIBE statement.
+pub fn show(cat: &Catalog, env: &Env<'_>, stmt: &Statement<'_>) -> Result<ResultSet, EmuError> {
+    let db_for = |d: &Option<String>| -> Result<&Db, EmuError> {
+        match d.as_deref().or(env.db) {
+            Some(n) => cat.db(n),
+            None => Err(EmuError::new(
+                code::DB_NOT_SPECIFIED,
+                "Database not specified",
+            )),
+        }
+    };
+    match stmt {
+        Statement::ShowDatabases => Ok(ins_databases(cat).into_result(Precision::Millisecond)),
+        Statement::ShowStables { db, like } => {
+            let db = db_for(db)?;
+            let mut t = Tb::new(&[("stable_name", Ty::VarChar, TBNAME_BYTES)]);
+            for st in db
+                .stables
+                .values()
+                .filter(|s| like_filter(like.as_deref(), &s.name))
+            {
+                t.row(vec![s(&st.name)]);
+            }
+            Ok(t.into_result(Precision::Millisecond))
+        }
+        Statement::ShowTables { db, like } => {
+            let db = db_for(db)?;
+            let mut t = Tb::new(&[("table_name", Ty::VarChar, TBNAME_BYTES)]);
+            for tb in db
+                .tables
+                .values()
+                .filter(|s| like_filter(like.as_deref(), &s.name))
+            {
+                t.row(vec![s(&tb.name)]);
+            }
+            Ok(t.into_result(Precision::Millisecond))
+        }
+        Statement::ShowCreateDatabase(name) => {
+            let db = cat.db(name)?;
+            let mut t = Tb::new(&[
+                ("Database", Ty::VarChar, DB_NAME_BYTES),
+                ("Create Database", Ty::VarChar, 4096),
+            ]);
+            t.row(vec![s(&db.name), s(create_database_sql(db))]);
+            Ok(t.into_result(Precision::Millisecond))
+        }
+        Statement::ShowCreateTable { stable, name } => {
+            let dbn = env.db_of(name)?;
+            let db = cat.db(dbn)?;
+            let sql = if let Some(st) = db.stables.get(&name.name) {
+                create_stable_sql(st)
+            } else if let Some(tb) = db.tables.get(&name.name) {
+                if *stable {
+                    return Err(EmuError::new(
+                        code::NOT_STABLE,
+                        "Table is not a super table",
+                    ));
+                }
+                create_table_sql(db, tb)
+            } else {
+                return Err(table_not_exist(&name.name));
+            };
+            let mut t = Tb::new(&[
+                ("Table", Ty::VarChar, TBNAME_BYTES),
+                ("Create Table", Ty::VarChar, 65535),
+            ]);
+            t.row(vec![s(&name.name), s(sql)]);
+            Ok(t.into_result(Precision::Millisecond))
+        }
+        Statement::Describe(name) => {
+            let dbn = env.db_of(name)?;
+            let db = cat.db(dbn)?;
+            let (cols, tags): (Vec<Field>, Vec<Field>) =
+                if let Some(st) = db.stables.get(&name.name) {
+                    (st.columns.clone(), st.tags.clone())
+                } else if let Some(tb) = db.tables.get(&name.name) {
+                    let tags = tb
+                        .stable()
+                        .and_then(|s| db.stables.get(s))
+                        .map(|s| s.tags.clone())
+                        .unwrap_or_default();
+                    (table_columns(db, tb).to_vec(), tags)
+                } else {
+                    return Err(table_not_exist(&name.name));
+                };
+            let mut t = Tb::new(&[
+                ("field", Ty::VarChar, COL_NAME_BYTES),
+                ("type", Ty::VarChar, 32),
+                ("length", Ty::Int, 4),
+                ("note", Ty::VarChar, 8),
+                ("encode", Ty::VarChar, 8),
+                ("compress", Ty::VarChar, 8),
+                ("level", Ty::VarChar, 8),
+            ]);
+            for f in &cols {
+                t.row(vec![
+                    s(&f.name),
+                    s(f.ty.sql_name()),
+                    Value::Int(f.bytes as i32),
+                    s(""),
+                    s(if f.ty == Ty::Timestamp {
+                        "delta-i"
+                    } else {
+                        default_encode(f.ty)
+                    }),
+                    s(if f.ty.is_var() { "zstd" } else { "lz4" }),
+                    s("medium"),
+                ]);
+            }
+            for f in &tags {
+                t.row(vec![
+                    s(&f.name),
+                    s(f.ty.sql_name()),
+                    Value::Int(f.bytes as i32),
+                    s("TAG"),
+                    s("disabled"),
+                    s("disabled"),
+                    s("disabled"),
+                ]);
+            }
+            Ok(t.into_result(Precision::Millisecond))
+        }
+        Statement::ShowVgroups(d) => {
+            let db = db_for(d)?;
+            let mut t = Tb::new(&[
+                ("vgroup_id", Ty::Int, 4),
+                ("db_name", Ty::VarChar, DB_NAME_BYTES),
+                ("tables", Ty::Int, 4),
+            ]);
+            for v in db.vgroup_base..db.vgroup_base + db.opts.vgroups {
+                let n = db.tables.values().filter(|t| t.vgroup == v).count();
+                t.row(vec![
+                    Value::Int(v as i32),
+                    s(&db.name),
+                    Value::Int(n as i32),
+                ]);
+            }
+            Ok(t.into_result(Precision::Millisecond))
+        }
+        _ => Err(EmuError::new(code::INVALID_OPERATION, "Invalid operation")),
+    }
+}

@@ -1,0 +1,200 @@
+//! Per-table columnar storage kept sorted by timestamp, with overwrite-on-same-timestamp.
+
+use crate::types::{ColumnData, Field, Ty};
+
+/// The rows of one table: one vector per data column, column 0 the (non-NULL) timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableData {
+    /// The columns, in schema order.
+    pub cols: Vec<ColumnData>,
+}
+
+impl TableData {
+    /// Empty storage for the given data columns.
+    pub fn new(fields: &[Field]) -> TableData {
+        TableData {
+            cols: fields.iter().map(|f| ColumnData::new(f.ty)).collect(),
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.cols.first().map_or(0, ColumnData::len)
+    }
+
+    /// The timestamps.
+    pub fn ts(&self) -> &[Option<i64>] {
+        self.cols
+            .first()
+            .and_then(ColumnData::timestamps)
+            .unwrap_or(&[])
+    }
+
+    /// Merges a batch (same column layout, non-NULL timestamps in column 0) with overwrite
+    /// semantics: later rows win over earlier ones and over stored rows at the same timestamp.
+    /// Returns the number of rows in the batch.
+    pub fn merge(&mut self, mut batch: Vec<ColumnData>) -> usize {
+        let n = batch.first().map_or(0, ColumnData::len);
+        if n == 0 {
+            return 0;
+        }
+        normalize(&mut batch);
+        let bts: Vec<i64> = batch[0]
+            .timestamps()
+            .unwrap_or(&[])
+            .iter()
+            .map(|t| t.unwrap_or(i64::MIN))
+            .collect();
+        let len = self.len();
+        let last = self.ts().last().and_then(|t| *t);
+        if len == 0 || last.is_some_and(|l| bts[0] > l) {
+            for (c, b) in self.cols.iter_mut().zip(&batch) {
+                c.extend_range(b, 0..bts.len());
+            }
+            return n;
+        }
+        let p = self
+            .ts()
+            .partition_point(|t| t.unwrap_or(i64::MIN) < bts[0]);
+        let tail = len - p;
+        if bts.len().saturating_mul(32) < tail {
+            // Few late rows into a long tail: positional inserts.
+            let mut from = p;
+            for (j, &t) in bts.iter().enumerate() {
+                let ts = self.ts();
+                let k = from + ts[from..].partition_point(|x| x.unwrap_or(i64::MIN) < t);
+                if ts.get(k).copied().flatten() == Some(t) {
+                    for (c, b) in self.cols.iter_mut().zip(&batch) {
+                        c.set_from(k, b, j);
+                    }
+                } else {
+                    for (c, b) in self.cols.iter_mut().zip(&batch) {
+                        c.insert_from(k, b, j);
+                    }
+                }
+                from = k + 1;
+            }
+            return n;
+        }
+        // Merge the tail with the batch.
+        let ts = self.ts();
+        let mut plan = Vec::with_capacity(tail + bts.len());
+        let (mut i, mut j) = (p, 0);
+        while i < len || j < bts.len() {
+            let a = if i < len {
+                ts[i].unwrap_or(i64::MIN)
+            } else {
+                i64::MAX
+            };
+            if j < bts.len() && (i >= len || bts[j] <= a) {
+                if i < len && bts[j] == a {
+                    i += 1;
+                }
+                plan.push((true, j));
+                j += 1;
+            } else {
+                plan.push((false, i));
+                i += 1;
+            }
+        }
+        for (c, b) in self.cols.iter_mut().zip(&batch) {
+            if let Some(m) = ColumnData::gather2(c, b, &plan) {
+                c.drain(p..len);
+                c.extend_range(&m, 0..m.len());
+            }
+        }
+        n
+    }
+
+    /// Deletes the rows marked `true`; returns how many.
+    pub fn delete_mask(&mut self, del: &[bool]) -> usize {
+        let n = del.iter().filter(|d| **d).count();
+        if n == 0 {
+            return 0;
+        }
+        let keep: Vec<bool> = del.iter().map(|d| !d).collect();
+        for c in &mut self.cols {
+            c.retain_mask(&keep);
+        }
+        n
+    }
+
+    /// Appends a NULL-filled column.
+    pub fn add_column(&mut self, ty: Ty) {
+        let n = self.len();
+        self.cols.push(ColumnData::nulls(ty, n));
+    }
+}
+
+/// Sorts a batch by timestamp, keeping the last of equal timestamps.
+fn normalize(batch: &mut [ColumnData]) {
+    let Some(ts) = batch.first().and_then(ColumnData::timestamps) else {
+        return;
+    };
+    if ts.windows(2).all(|w| w[0] < w[1]) {
+        return;
+    }
+    let mut idx: Vec<usize> = (0..ts.len()).collect();
+    idx.sort_by_key(|&i| ts[i]); // stable: equal keys keep insertion order
+    let mut keep: Vec<usize> = Vec::with_capacity(idx.len());
+    for &i in &idx {
+        if let Some(last) = keep.last_mut()
+            && ts[*last] == ts[i]
+        {
+            *last = i;
+            continue;
+        }
+        keep.push(i);
+    }
+    for c in batch.iter_mut() {
+        *c = c.take(&keep);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(rows: &[(i64, i32)]) -> Vec<ColumnData> {
+        vec![
+            ColumnData::Timestamp(rows.iter().map(|r| Some(r.0)).collect()),
+            ColumnData::Int(rows.iter().map(|r| Some(r.1)).collect()),
+        ]
+    }
+
+    fn fields() -> Vec<Field> {
+        vec![
+            Field::new("ts", Ty::Timestamp, 8),
+            Field::new("v", Ty::Int, 4),
+        ]
+    }
+
+    #[test]
+    fn append_overwrite_and_late_rows() {
+        let mut t = TableData::new(&fields());
+        assert_eq!(t.merge(data(&[(1, 1), (3, 3)])), 2);
+        assert_eq!(t.merge(data(&[(5, 5)])), 1);
+        assert_eq!(t.merge(data(&[(3, 30), (2, 2), (2, 20)])), 3);
+        assert_eq!(t.cols, data(&[(1, 1), (2, 20), (3, 30), (5, 5)]));
+    }
+
+    #[test]
+    fn positional_path_for_few_late_rows() {
+        let mut t = TableData::new(&fields());
+        let rows: Vec<(i64, i32)> = (0..200).map(|i| (i * 10, i as i32)).collect();
+        t.merge(data(&rows));
+        t.merge(data(&[(15, -1), (20, -2), (1995, -3)]));
+        assert_eq!(t.len(), 202);
+        let ts = t.ts();
+        assert!(ts.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(t.cols[1].get(2), crate::types::Value::Int(-1));
+        assert_eq!(t.cols[1].get(3), crate::types::Value::Int(-2));
+        assert_eq!(
+            t.delete_mask(&(0..202).map(|i| i % 2 == 0).collect::<Vec<_>>()),
+            101
+        );
+        assert_eq!(t.len(), 101);
+        t.add_column(Ty::VarChar);
+        assert_eq!(t.cols[2].len(), 101);
+    }
+}

@@ -1,0 +1,426 @@
+//! The value vocabulary of the emulator: TDengine column types, precisions, single values and
+//! typed column vectors.
+//!
+//! Type codes are TDengine's (`include/util/taosdef.h`, mirrored by taos-query's `Ty`).
+
+use std::fmt;
+
+/// A TDengine column type, with its wire code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Ty {
+    /// BOOL, 1 byte.
+    Bool = 1,
+    /// TINYINT, i8.
+    TinyInt = 2,
+    /// SMALLINT, i16.
+    SmallInt = 3,
+    /// INT, i32.
+    Int = 4,
+    /// BIGINT, i64.
+    BigInt = 5,
+    /// FLOAT, f32.
+    Float = 6,
+    /// DOUBLE, f64.
+    Double = 7,
+    /// VARCHAR / BINARY: bytes.
+    VarChar = 8,
+    /// TIMESTAMP, i64 in the database precision.
+    Timestamp = 9,
+    /// NCHAR: unicode text (UCS-4 in raw blocks).
+    NChar = 10,
+    /// TINYINT UNSIGNED.
+    UTinyInt = 11,
+    /// SMALLINT UNSIGNED.
+    USmallInt = 12,
+    /// INT UNSIGNED.
+    UInt = 13,
+    /// BIGINT UNSIGNED.
+    UBigInt = 14,
+    /// JSON (tags only).
+    Json = 15,
+    /// VARBINARY: bytes.
+    VarBinary = 16,
+    /// GEOMETRY: WKB bytes.
+    Geometry = 20,
+}
+
+impl Ty {
+    /// Every supported type, in code order.
+    pub const ALL: [Ty; 17] = [
+        Ty::Bool,
+        Ty::TinyInt,
+        Ty::SmallInt,
+        Ty::Int,
+        Ty::BigInt,
+        Ty::Float,
+        Ty::Double,
+        Ty::VarChar,
+        Ty::Timestamp,
+        Ty::NChar,
+        Ty::UTinyInt,
+        Ty::USmallInt,
+        Ty::UInt,
+        Ty::UBigInt,
+        Ty::Json,
+        Ty::VarBinary,
+        Ty::Geometry,
+    ];
+
+    /// The type for a wire code, if supported.
+    pub fn from_code(code: u8) -> Option<Ty> {
+        Ty::ALL.iter().copied().find(|t| *t as u8 == code)
+    }
+
+    /// The wire code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// Width in bytes of a fixed-width type; `None` for variable-width types.
+    pub fn fixed_width(self) -> Option<usize> {
+        Some(match self {
+            Ty::Bool | Ty::TinyInt | Ty::UTinyInt => 1,
+            Ty::SmallInt | Ty::USmallInt => 2,
+            Ty::Int | Ty::UInt | Ty::Float => 4,
+            Ty::BigInt | Ty::UBigInt | Ty::Double | Ty::Timestamp => 8,
+            Ty::VarChar | Ty::NChar | Ty::Json | Ty::VarBinary | Ty::Geometry => return None,
+        })
+    }
+
+    /// Whether values are length-prefixed bytes in raw blocks.
+    pub fn is_var(self) -> bool {
+        self.fixed_width().is_none()
+    }
+
+    /// The SQL name as TDengine prints it (`DESCRIBE`, `SHOW CREATE`).
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            Ty::Bool => "BOOL",
+            Ty::TinyInt => "TINYINT",
+            Ty::SmallInt => "SMALLINT",
+            Ty::Int => "INT",
+            Ty::BigInt => "BIGINT",
+            Ty::Float => "FLOAT",
+            Ty::Double => "DOUBLE",
+            Ty::VarChar => "VARCHAR",
+            Ty::Timestamp => "TIMESTAMP",
+            Ty::NChar => "NCHAR",
+            Ty::UTinyInt => "TINYINT UNSIGNED",
+            Ty::USmallInt => "SMALLINT UNSIGNED",
+            Ty::UInt => "INT UNSIGNED",
+            Ty::UBigInt => "BIGINT UNSIGNED",
+            Ty::Json => "JSON",
+            Ty::VarBinary => "VARBINARY",
+            Ty::Geometry => "GEOMETRY",
+        }
+    }
+}
+
+impl fmt::Display for Ty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.sql_name())
+    }
+}
+
+/// Timestamp precision of a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// Milliseconds (wire code 0), TDengine's default.
+    #[default]
+    Millisecond,
+    /// Microseconds (wire code 1).
+    Microsecond,
+    /// Nanoseconds (wire code 2).
+    Nanosecond,
+}
+
+impl Precision {
+    /// Wire code used in query replies.
+    pub fn code(self) -> u8 {
+        match self {
+            Precision::Millisecond => 0,
+            Precision::Microsecond => 1,
+            Precision::Nanosecond => 2,
+        }
+    }
+
+    /// The SQL spelling: `ms`, `us`, `ns`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Millisecond => "ms",
+            Precision::Microsecond => "us",
+            Precision::Nanosecond => "ns",
+        }
+    }
+
+    /// Parses `ms`, `us`, `ns` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Precision> {
+        match s.to_ascii_lowercase().as_str() {
+            "ms" => Some(Precision::Millisecond),
+            "us" => Some(Precision::Microsecond),
+            "ns" => Some(Precision::Nanosecond),
+            _ => None,
+        }
+    }
+
+    /// Units of this precision per second.
+    pub fn per_second(self) -> i64 {
+        match self {
+            Precision::Millisecond => 1_000,
+            Precision::Microsecond => 1_000_000,
+            Precision::Nanosecond => 1_000_000_000,
+        }
+    }
+}
+
+/// One value of a cell or tag.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// BOOL.
+    Bool(bool),
+    /// TINYINT.
+    TinyInt(i8),
+    /// SMALLINT.
+    SmallInt(i16),
+    /// INT.
+    Int(i32),
+    /// BIGINT.
+    BigInt(i64),
+    /// FLOAT.
+    Float(f32),
+    /// DOUBLE.
+    Double(f64),
+    /// VARCHAR bytes.
+    VarChar(Vec<u8>),
+    /// TIMESTAMP in the database precision.
+    Timestamp(i64),
+    /// NCHAR text.
+    NChar(String),
+    /// TINYINT UNSIGNED.
+    UTinyInt(u8),
+    /// SMALLINT UNSIGNED.
+    USmallInt(u16),
+    /// INT UNSIGNED.
+    UInt(u32),
+    /// BIGINT UNSIGNED.
+    UBigInt(u64),
+    /// JSON text.
+    Json(String),
+    /// VARBINARY bytes.
+    VarBinary(Vec<u8>),
+    /// GEOMETRY bytes.
+    Geometry(Vec<u8>),
+}
+
+impl Value {
+    /// Whether this is NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value's type; `None` for NULL.
+    pub fn ty(&self) -> Option<Ty> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(_) => Ty::Bool,
+            Value::TinyInt(_) => Ty::TinyInt,
+            Value::SmallInt(_) => Ty::SmallInt,
+            Value::Int(_) => Ty::Int,
+            Value::BigInt(_) => Ty::BigInt,
+            Value::Float(_) => Ty::Float,
+            Value::Double(_) => Ty::Double,
+            Value::VarChar(_) => Ty::VarChar,
+            Value::Timestamp(_) => Ty::Timestamp,
+            Value::NChar(_) => Ty::NChar,
+            Value::UTinyInt(_) => Ty::UTinyInt,
+            Value::USmallInt(_) => Ty::USmallInt,
+            Value::UInt(_) => Ty::UInt,
+            Value::UBigInt(_) => Ty::UBigInt,
+            Value::Json(_) => Ty::Json,
+            Value::VarBinary(_) => Ty::VarBinary,
+            Value::Geometry(_) => Ty::Geometry,
+        })
+    }
+}
+
+macro_rules! columns {
+    ($($variant:ident($t:ty)),* $(,)?) => {
+        /// A typed column vector with NULLs; the storage unit of the emulator's tables and the
+        /// source of raw blocks.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ColumnData {
+            $(
+                #[doc = concat!("A column of `", stringify!($variant), "` values.")]
+                $variant(Vec<Option<$t>>),
+            )*
+        }
+
+        impl ColumnData {
+            /// An empty column of type `ty`.
+            pub fn new(ty: Ty) -> ColumnData {
+                match ty {
+                    $(Ty::$variant => ColumnData::$variant(Vec::new()),)*
+                }
+            }
+
+            /// An empty column of type `ty` with room for `n` values.
+            pub fn with_capacity(ty: Ty, n: usize) -> ColumnData {
+                match ty {
+                    $(Ty::$variant => ColumnData::$variant(Vec::with_capacity(n)),)*
+                }
+            }
+
+            /// The column's type.
+            pub fn ty(&self) -> Ty {
+                match self {
+                    $(ColumnData::$variant(_) => Ty::$variant,)*
+                }
+            }
+
+            /// Number of values.
+            pub fn len(&self) -> usize {
+                match self {
+                    $(ColumnData::$variant(v) => v.len(),)*
+                }
+            }
+
+            /// Whether the column holds no values.
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// The value at `i` (panics when out of range, like slice indexing).
+            pub fn get(&self, i: usize) -> Value {
+                match self {
+                    $(ColumnData::$variant(v) => match &v[i] {
+                        Some(x) => Value::$variant(x.clone()),
+                        None => Value::Null,
+                    },)*
+                }
+            }
+
+            /// Whether the value at `i` is NULL.
+            pub fn is_null(&self, i: usize) -> bool {
+                match self {
+                    $(ColumnData::$variant(v) => v[i].is_none(),)*
+                }
+            }
+
+            /// Appends a value; NULL is always accepted. Returns `false` (and appends
+            /// nothing) when the value's type differs from the column's.
+            pub fn push(&mut self, value: Value) -> bool {
+                match (self, value) {
+                    $((ColumnData::$variant(v), Value::$variant(x)) => v.push(Some(x)),)*
+                    (c, Value::Null) => c.push_null(),
+                    _ => return false,
+                }
+                true
+            }
+
+            /// Appends a NULL.
+            pub fn push_null(&mut self) {
+                match self {
+                    $(ColumnData::$variant(v) => v.push(None),)*
+                }
+            }
+
+            /// Inserts a value at `i`, shifting later values; `false` on a type mismatch.
+            pub fn insert(&mut self, i: usize, value: Value) -> bool {
+                match (self, value) {
+                    $((ColumnData::$variant(v), Value::$variant(x)) => v.insert(i, Some(x)),)*
+                    $((ColumnData::$variant(v), Value::Null) => v.insert(i, None),)*
+                    _ => return false,
+                }
+                true
+            }
+
+            /// Replaces the value at `i`; `false` on a type mismatch.
+            pub fn set(&mut self, i: usize, value: Value) -> bool {
+                match (self, value) {
+                    $((ColumnData::$variant(v), Value::$variant(x)) => v[i] = Some(x),)*
+                    $((ColumnData::$variant(v), Value::Null) => v[i] = None,)*
+                    _ => return false,
+                }
+                true
+            }
+
+            /// Removes the values in `range`.
+            pub fn drain(&mut self, range: std::ops::Range<usize>) {
+                match self {
+                    $(ColumnData::$variant(v) => { v.drain(range); })*
+                }
+            }
+
+            /// Keeps only the rows whose index is marked `true` in `keep` (same length).
+            pub fn retain_mask(&mut self, keep: &[bool]) {
+                match self {
+                    $(ColumnData::$variant(v) => {
+                        let mut i = 0;
+                        v.retain(|_| { let k = keep[i]; i += 1; k });
+                    })*
+                }
+            }
+
+            /// A copy of the values in `range`.
+            pub fn slice(&self, range: std::ops::Range<usize>) -> ColumnData {
+                match self {
+                    $(ColumnData::$variant(v) => ColumnData::$variant(v[range].to_vec()),)*
+                }
+            }
+
+            /// A copy of the values at `indices`, in that order.
+            pub fn take(&self, indices: &[usize]) -> ColumnData {
+                match self {
+                    $(ColumnData::$variant(v) =>
+                        ColumnData::$variant(indices.iter().map(|&i| v[i].clone()).collect()),)*
+                }
+            }
+        }
+    };
+}
+
+columns! {
+    Bool(bool),
+    TinyInt(i8),
+    SmallInt(i16),
+    Int(i32),
+    BigInt(i64),
+    Float(f32),
+    Double(f64),
+    VarChar(Vec<u8>),
+    Timestamp(i64),
+    NChar(String),
+    UTinyInt(u8),
+    USmallInt(u16),
+    UInt(u32),
+    UBigInt(u64),
+    Json(String),
+    VarBinary(Vec<u8>),
+    Geometry(Vec<u8>),
+}
+
+/// A column of a result set or table schema as it travels on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// Column name.
+    pub name: String,
+    /// Column type.
+    pub ty: Ty,
+    /// Declared length in bytes: the type width, or the declared VARCHAR/NCHAR/… length
+    /// (NCHAR counts characters, as TDengine reports it in query replies).
+    pub bytes: u32,
+}
+
+impl Field {
+    /// A field with the type's natural width (fixed types) or the given length.
+    pub fn new(name: impl Into<String>, ty: Ty, bytes: u32) -> Field {
+        Field {
+            name: name.into(),
+            ty,
+            bytes,
+        }
+    }
+}
