@@ -1,0 +1,99 @@
+//! `taos-emu`: a TDengine wire emulator for tests and demos.
+//!
+//! Prints one line `listening on ws://ADDR` on stdout once the socket is bound, then serves
+//! until SIGTERM or SIGINT.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use clap::Parser;
+use taosbackup_testkit::{Emulator, EmulatorConfig};
+
+/// A TDengine wire emulator (taosAdapter WebSocket protocol, in-memory store).
+#[derive(Debug, Parser)]
+#[command(name = "taos-emu", version)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:6041")]
+    listen: SocketAddr,
+    /// Server version to report; 3.3.0.8 and newer use the binary query protocol.
+    #[arg(long, default_value = "3.3.6.0")]
+    server_version: String,
+    /// User accepted at login.
+    #[arg(long, default_value = "root")]
+    user: String,
+    /// Password accepted at login (default TDengine's).
+    #[arg(
+        long,
+        env = "TAOS_EMU_PASSWORD",
+        default_value = "taosdata",
+        hide_env_values = true
+    )]
+    password: String,
+    /// Serve only the legacy `/rest/ws` path (answer `/ws` with 404).
+    #[arg(long)]
+    legacy_paths_only: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if !valid_version(&args.server_version) {
+        eprintln!(
+            "taos-emu: --server-version must be four dot-separated numbers, like 3.3.6.0 (got {:?})",
+            args.server_version
+        );
+        return std::process::ExitCode::from(2);
+    }
+    let config = EmulatorConfig {
+        listen: args.listen,
+        server_version: args.server_version,
+        user: args.user,
+        password: args.password,
+        legacy_paths_only: args.legacy_paths_only,
+        ..EmulatorConfig::default()
+    };
+    let handle = match Emulator::start(config) {
+        Ok(h) => h,
+        Err(err) => {
+            eprintln!("taos-emu: cannot listen on {}: {err}", args.listen);
+            return std::process::ExitCode::from(1);
+        }
+    };
+    println!("listening on {}", handle.dsn());
+    let _ = std::io::stdout().flush();
+    if let Err(err) = wait_for_signal() {
+        eprintln!("taos-emu: cannot wait for signals: {err}");
+        return std::process::ExitCode::from(1);
+    }
+    handle.shutdown();
+    std::process::ExitCode::SUCCESS
+}
+
+/// The client parses the version as four integers and panics otherwise, so refuse others.
+fn valid_version(v: &str) -> bool {
+    let parts: Vec<_> = v.split('.').collect();
+    parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.parse::<u32>().is_ok())
+}
+
+fn wait_for_signal() -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,20 @@
+//! Test harness for taosbackup: `taos-emu`, a TDengine wire emulator, and data generators.
+//!
+//! The emulator speaks taosAdapter's WebSocket protocol as the published `taos` 0.12.3 crate
+//! speaks it, over a real TCP socket, backed by an in-memory store with TDengine 3.x semantics.
+//!
+//! - [`Emulator`] starts a server in-process; [`EmulatorHandle::dsn`] is the DSN to connect to.
+//! - [`Store`] is the in-memory database behind it; [`raw_block`] is TDengine's raw block codec.
+#![deny(missing_docs)]
+
+mod error;
+pub mod raw_block;
+mod server;
+mod sql;
+mod store;
+mod types;
+
+pub use error::{EmuError, code};
+pub use server::{Emulator, EmulatorConfig, EmulatorHandle};
+pub use store::{Outcome, ResultSet, Session, Store, StoreConfig};
+pub use types::{ColumnData, Field, Precision, Ty, Value};
