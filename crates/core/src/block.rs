@@ -122,7 +122,13 @@ mod tests {
         assert_eq!(w.bucket_of(60_000, Precision::Ms), 1);
         assert_eq!(w.bucket_of(-1, Precision::Ms), -1);
         let r = w.range_of(-1, Precision::Ns).unwrap();
-        assert_eq!(r, TimeRange { start: -60_000_000_000, end: 0 });
+        assert_eq!(
+            r,
+            TimeRange {
+                start: -60_000_000_000,
+                end: 0
+            }
+        );
         assert!(w.range_of(i64::MAX, Precision::Ms).is_err());
         assert!(BucketWidth::from_seconds(59).is_err());
         assert!(serde_json::from_str::<BucketWidth>("1").is_err());

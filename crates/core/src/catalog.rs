@@ -241,7 +241,9 @@ macro_rules! float_serde {
                         "NaN" => Ok(<$t>::NAN),
                         "inf" => Ok(<$t>::INFINITY),
                         "-inf" => Ok(<$t>::NEG_INFINITY),
-                        _ => Err(serde::de::Error::custom("expected a number, NaN, inf or -inf")),
+                        _ => Err(serde::de::Error::custom(
+                            "expected a number, NaN, inf or -inf",
+                        )),
                     },
                 }
             }

@@ -190,7 +190,10 @@ mod tests {
         assert!("ab".parse::<BlobId>().is_err());
         assert!("zz".repeat(32).parse::<BlobId>().is_err());
         let id = BackupId::from_bytes([1; 16]);
-        assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{}\"", "01".repeat(16)));
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            format!("\"{}\"", "01".repeat(16))
+        );
         assert!(serde_json::from_str::<BackupId>("\"0g\"").is_err());
     }
 }

@@ -1,0 +1,267 @@
+//! Sealing (AES-256-GCM or checksum), blob ids and compression.
+
+use std::cell::RefCell;
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use taosbackup_core::BlobId;
+
+use crate::error::{Error, Result};
+
+/// Length of an AES-GCM nonce.
+pub(crate) const NONCE_LEN: usize = 12;
+/// Length of an AES-GCM tag.
+pub(crate) const TAG_LEN: usize = 16;
+/// Length of the BLAKE3 checksum that seals objects of unencrypted repositories.
+pub(crate) const CHECK_LEN: usize = 32;
+/// The largest blob plaintext accepted (and the largest raw length believed on read).
+pub const MAX_BLOB_SIZE: usize = 256 * 1024 * 1024;
+
+/// The repository master key: 32 bytes for AES-256-GCM and 32 bytes keying BLAKE3 blob ids.
+#[derive(Clone)]
+pub(crate) struct MasterKey {
+    pub(crate) encrypt: [u8; 32],
+    pub(crate) id: [u8; 32],
+}
+
+impl MasterKey {
+    pub(crate) fn random() -> Self {
+        MasterKey {
+            encrypt: rand::random(),
+            id: rand::random(),
+        }
+    }
+
+    pub(crate) fn to_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&self.encrypt);
+        out[32..].copy_from_slice(&self.id);
+        out
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut encrypt = [0u8; 32];
+        let mut id = [0u8; 32];
+        encrypt.copy_from_slice(&bytes[..32]);
+        id.copy_from_slice(&bytes[32..]);
+        Some(MasterKey { encrypt, id })
+    }
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+/// How objects are sealed: authenticated encryption, or a plain checksum.
+#[derive(Clone)]
+pub(crate) enum Crypto {
+    /// Unencrypted repository: `PLAINTEXT || BLAKE3(u64le(len(AAD)) || AAD || PLAINTEXT)`.
+    None,
+    /// Encrypted repository: `NONCE || CIPHERTEXT || TAG`.
+    Aes {
+        cipher: Box<Aes256Gcm>,
+        id_key: [u8; 32],
+    },
+}
+
+impl Crypto {
+    pub(crate) fn from_master(key: &MasterKey) -> Self {
+        Crypto::Aes {
+            cipher: Box::new(Aes256Gcm::new(&key.encrypt.into())),
+            id_key: key.id,
+        }
+    }
+
+    /// The blob id of `data`: keyed BLAKE3 when encrypted, plain BLAKE3 otherwise.
+    pub(crate) fn blob_id(&self, data: &[u8]) -> BlobId {
+        let hash = match self {
+            Crypto::None => blake3::hash(data),
+            Crypto::Aes { id_key, .. } => blake3::keyed_hash(id_key, data),
+        };
+        BlobId::from_bytes(*hash.as_bytes())
+    }
+
+    /// Bytes added by sealing.
+    pub(crate) fn overhead(&self) -> usize {
+        match self {
+            Crypto::None => CHECK_LEN,
+            Crypto::Aes { .. } => NONCE_LEN + TAG_LEN,
+        }
+    }
+
+    /// Seals `plaintext` with associated data `aad`.
+    pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        seal_with(self, aad, plaintext)
+    }
+
+    /// Opens a sealed object; `path` names it in errors.
+    pub(crate) fn open(&self, path: &str, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        match self {
+            Crypto::None => {
+                if sealed.len() < CHECK_LEN {
+                    return Err(Error::corrupt(path, "shorter than its checksum"));
+                }
+                let (body, check) = sealed.split_at(sealed.len() - CHECK_LEN);
+                if checksum(aad, body).as_bytes() != check {
+                    return Err(Error::corrupt(path, "checksum mismatch"));
+                }
+                Ok(body.to_vec())
+            }
+            Crypto::Aes { cipher, .. } => open_aes(cipher, path, aad, sealed),
+        }
+    }
+}
+
+fn checksum(aad: &[u8], body: &[u8]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(&(aad.len() as u64).to_le_bytes());
+    h.update(aad);
+    h.update(body);
+    h.finalize()
+}
+
+fn seal_with(crypto: &Crypto, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    match crypto {
+        Crypto::None => {
+            let mut out = Vec::with_capacity(plaintext.len() + CHECK_LEN);
+            out.extend_from_slice(plaintext);
+            out.extend_from_slice(checksum(aad, plaintext).as_bytes());
+            out
+        }
+        Crypto::Aes { cipher, .. } => seal_aes(cipher, aad, plaintext),
+    }
+}
+
+pub(crate) fn seal_aes(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let nonce: [u8; NONCE_LEN] = rand::random();
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    // Encryption with AES-GCM fails only for messages longer than 64 GiB, which the
+    // callers never produce (blobs are capped at MAX_BLOB_SIZE, packs at their target).
+    let tag = cipher
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut out[NONCE_LEN..])
+        .unwrap_or_else(|_| unreachable!("AES-GCM message length limit exceeded"));
+    out.extend_from_slice(&tag);
+    out
+}
+
+pub(crate) fn open_aes(
+    cipher: &Aes256Gcm,
+    path: &str,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Vec<u8>> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(Error::corrupt(path, "shorter than nonce and tag"));
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut out = body.to_vec();
+    cipher
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            aad,
+            &mut out,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| Error::corrupt(path, "authentication failed (wrong key or damaged data)"))?;
+    Ok(out)
+}
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// zstd-compresses `data` at `level`, reusing a per-thread context.
+pub(crate) fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+            let c = zstd::bulk::Compressor::new(level)
+                .map_err(|source| Error::Compression { source })?;
+            *slot = Some((level, c));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c
+                .compress(data)
+                .map_err(|source| Error::Compression { source }),
+            None => unreachable!("compressor initialised above"),
+        }
+    })
+}
+
+/// Decompresses a blob whose plaintext must be exactly `raw_len` bytes.
+pub(crate) fn decompress(path: &str, data: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+    if raw_len > MAX_BLOB_SIZE {
+        return Err(Error::corrupt(
+            path,
+            format!("raw length {raw_len} exceeds the maximum blob size"),
+        ));
+    }
+    let out = zstd::bulk::decompress(data, raw_len)
+        .map_err(|e| Error::corrupt(path, format!("zstd: {e}")))?;
+    if out.len() != raw_len {
+        return Err(Error::corrupt(
+            path,
+            format!("decompressed to {} bytes, index says {raw_len}", out.len()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Decompresses a whole object (index, manifest) of unknown size, refusing more than
+/// `limit` bytes of output.
+pub(crate) fn decompress_bounded(path: &str, data: &[u8], limit: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let decoder = zstd::stream::read::Decoder::new(data)
+        .map_err(|e| Error::corrupt(path, format!("zstd: {e}")))?;
+    let mut out = Vec::new();
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::corrupt(path, format!("zstd: {e}")))?;
+    if out.len() > limit {
+        return Err(Error::corrupt(
+            path,
+            format!("decompresses to more than {limit} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_tamper_detection() {
+        for crypto in [Crypto::None, Crypto::from_master(&MasterKey::random())] {
+            let sealed = crypto.seal(b"aad", b"hello");
+            assert_eq!(sealed.len(), 5 + crypto.overhead());
+            assert_eq!(crypto.open("x", b"aad", &sealed).unwrap(), b"hello");
+            assert!(crypto.open("x", b"other", &sealed).is_err());
+            let mut bad = sealed.clone();
+            bad[0] ^= 1;
+            assert!(crypto.open("x", b"aad", &bad).is_err());
+            assert!(crypto.open("x", b"aad", &sealed[..3]).is_err());
+        }
+    }
+
+    #[test]
+    fn compression_round_trip_and_bounds() {
+        let data = vec![7u8; 100_000];
+        let c = compress(&data, 3).unwrap();
+        assert_eq!(decompress("x", &c, data.len()).unwrap(), data);
+        assert!(decompress("x", &c, 10).is_err());
+        assert!(decompress("x", &c, MAX_BLOB_SIZE + 1).is_err());
+        assert!(decompress_bounded("x", &c, 1000).is_err());
+        assert_eq!(decompress_bounded("x", &c, 100_000).unwrap(), data);
+        assert!(decompress_bounded("x", b"garbage", 1000).is_err());
+    }
+}

@@ -1,0 +1,525 @@
+//! Opening and creating repositories; key management; manifests.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use taosbackup_core::{BackupId, BlobId, BucketWidth, MANIFEST_VERSION, Manifest, to_hex};
+
+use crate::backend::Backend;
+use crate::config::{DEFAULT_PACK_SIZE, Encryption, MAX_CONFIG_SIZE, REPO_VERSION, RepoConfig};
+use crate::crypto::{self, Crypto, MasterKey};
+use crate::error::{Error, Result};
+use crate::index::{self, Index};
+use crate::key::{KdfParams, KeyFile, Password};
+use crate::lock::{self, LockGuard, LockMode};
+use crate::pack::pack_path;
+
+/// The largest key file read.
+const MAX_KEY_SIZE: usize = 64 * 1024;
+/// The largest decompressed manifest accepted.
+pub(crate) const MAX_MANIFEST_SIZE: usize = 1024 * 1024 * 1024;
+
+/// Settings chosen when a repository is created.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Encrypt (default) or store with checksums only.
+    pub encryption: bool,
+    /// Argon2id parameters of the first key file; calibrate them in production
+    /// ([`KdfParams::calibrate`]).
+    pub kdf: KdfParams,
+    /// Bucket width of blocks.
+    pub bucket_width: BucketWidth,
+    /// zstd level (1..=22, default 3).
+    pub compression_level: i32,
+    /// Target pack size (default 16 MiB).
+    pub pack_size: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            encryption: true,
+            kdf: KdfParams::default(),
+            bucket_width: BucketWidth::DAY,
+            compression_level: 3,
+            pack_size: DEFAULT_PACK_SIZE,
+        }
+    }
+}
+
+/// Settings for opening a repository.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// A lock not refreshed for this long is stale (default 30 minutes).
+    pub lock_stale_after: Duration,
+    /// Open even if some index files are damaged (for `verify`); reads of blobs only
+    /// those files listed then fail as missing. Default false: damage is an error.
+    pub allow_damaged_index: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            lock_stale_after: Duration::from_secs(30 * 60),
+            allow_damaged_index: false,
+        }
+    }
+}
+
+/// A key file as listed by [`Repo::list_keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key id (the object name under `keys/`).
+    pub id: String,
+    /// Whether this handle opened the repository with it.
+    pub current: bool,
+    /// Host that created it.
+    pub hostname: String,
+    /// When it was created.
+    pub created: chrono::DateTime<Utc>,
+}
+
+/// An open repository. Cheap to clone; clones share the index.
+#[derive(Clone)]
+pub struct Repo {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) backend: Backend,
+    pub(crate) config: RepoConfig,
+    pub(crate) crypto: Crypto,
+    master: Option<MasterKey>,
+    key_id: Mutex<Option<String>>,
+    pub(crate) index: RwLock<Index>,
+    pub(crate) options: OpenOptions,
+    index_problems: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("location", &self.inner.backend.location())
+            .field("id", &self.inner.config.id)
+            .finish()
+    }
+}
+
+pub(crate) fn manifest_path(id: &BackupId) -> String {
+    format!("manifests/{}", id.to_hex())
+}
+
+fn manifest_aad(id: &BackupId) -> Vec<u8> {
+    let mut aad = b"taosbackup manifest v1 ".to_vec();
+    aad.extend_from_slice(id.to_hex().as_bytes());
+    aad
+}
+
+impl Repo {
+    /// Creates a repository. `password` is required when `options.encryption` is set
+    /// and must be `None` otherwise. Writes the first key file, then `config` last.
+    pub async fn init(
+        backend: Backend,
+        options: InitOptions,
+        password: Option<&Password>,
+    ) -> Result<Repo> {
+        if backend.exists("config").await? {
+            return Err(Error::AlreadyInitialized {
+                location: backend.location().into(),
+            });
+        }
+        if !(1..=22).contains(&options.compression_level) {
+            return Err(Error::InvalidUrl {
+                url: backend.location().into(),
+                reason: "compression level must be within 1..=22".into(),
+            });
+        }
+        let config = RepoConfig {
+            version: REPO_VERSION,
+            id: to_hex(&rand::random::<[u8; 16]>()),
+            created: Utc::now(),
+            bucket_width: options.bucket_width,
+            compression_level: options.compression_level,
+            pack_size: options.pack_size.clamp(64 * 1024, 1024 * 1024 * 1024),
+            encryption: if options.encryption {
+                Encryption::Aes256Gcm
+            } else {
+                Encryption::None
+            },
+        };
+        let (master, key_id) = match (options.encryption, password) {
+            (true, Some(pw)) => {
+                let master = MasterKey::random();
+                let id = write_key(&backend, &master, pw, &options.kdf, &config.id).await?;
+                (Some(master), Some(id))
+            }
+            (true, None) => return Err(Error::PasswordRequired),
+            (false, Some(_)) => {
+                return Err(Error::PasswordSource {
+                    source_name: "init".into(),
+                    reason: "a password was given for an unencrypted repository".into(),
+                });
+            }
+            (false, None) => (None, None),
+        };
+        let body = serde_json::to_vec_pretty(&config)
+            .map_err(|e| Error::corrupt("config", e.to_string()))?;
+        backend.put("config", body.into()).await?;
+        let crypto = master.as_ref().map_or(Crypto::None, Crypto::from_master);
+        Ok(Repo {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                crypto,
+                master,
+                key_id: Mutex::new(key_id),
+                index: RwLock::new(Index::default()),
+                options: OpenOptions::default(),
+                index_problems: Vec::new(),
+            }),
+        })
+    }
+
+    /// Opens a repository with default [`OpenOptions`].
+    pub async fn open(backend: Backend, password: Option<&Password>) -> Result<Repo> {
+        Self::open_with(backend, password, OpenOptions::default()).await
+    }
+
+    /// Opens a repository: reads `config` (checking its version), unlocks the master key
+    /// with `password` (writing nothing, whatever the outcome), and loads the index.
+    pub async fn open_with(
+        backend: Backend,
+        password: Option<&Password>,
+        options: OpenOptions,
+    ) -> Result<Repo> {
+        let config_bytes = match backend.get("config").await {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::NotARepository {
+                    location: backend.location().into(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if config_bytes.len() as u64 > MAX_CONFIG_SIZE {
+            return Err(Error::corrupt("config", "config object too large"));
+        }
+        let config = RepoConfig::parse(&config_bytes)?;
+        let keys = backend.list("keys").await?;
+        let (master, key_id) = match config.encryption {
+            Encryption::None => {
+                if !keys.is_empty() {
+                    return Err(Error::corrupt(
+                        "config",
+                        "says unencrypted, but key files exist (possible tampering)",
+                    ));
+                }
+                (None, None)
+            }
+            Encryption::Aes256Gcm => {
+                let pw = password.ok_or(Error::PasswordRequired)?;
+                let mut found = None;
+                for (path, _) in &keys {
+                    let kf = read_key(&backend, path).await?;
+                    if let Some(master) = kf.unwrap(path, pw, &config.id)? {
+                        found = Some((master, key_name(path)));
+                        break;
+                    }
+                }
+                match found {
+                    Some((m, id)) => (Some(m), Some(id)),
+                    None => return Err(Error::WrongPassword { tried: keys.len() }),
+                }
+            }
+        };
+        let crypto = master.as_ref().map_or(Crypto::None, Crypto::from_master);
+        let (index, problems) = load_index(&backend, &crypto).await?;
+        if !options.allow_damaged_index {
+            if let Some((path, reason)) = problems.first() {
+                return Err(Error::corrupt(path.clone(), reason.clone()));
+            }
+        }
+        Ok(Repo {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                crypto,
+                master,
+                key_id: Mutex::new(key_id),
+                index: RwLock::new(index),
+                options,
+                index_problems: problems,
+            }),
+        })
+    }
+
+    /// The repository's config.
+    pub fn config(&self) -> &RepoConfig {
+        &self.inner.config
+    }
+
+    /// Where the repository is.
+    pub fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    /// Index files that failed to load at open (only with `allow_damaged_index`).
+    pub fn index_problems(&self) -> &[(String, String)] {
+        &self.inner.index_problems
+    }
+
+    /// The blob id `data` would get in this repository.
+    pub fn blob_id(&self, data: &[u8]) -> BlobId {
+        self.inner.crypto.blob_id(data)
+    }
+
+    /// Whether the index lists blob `id`.
+    pub fn has_blob(&self, id: &BlobId) -> bool {
+        self.inner
+            .index
+            .read()
+            .map(|i| i.blobs.contains_key(id))
+            .unwrap_or(false)
+    }
+
+    /// Takes a lock (see [`LockMode`]); [`Error::Locked`] names the holder on conflict.
+    pub async fn lock(&self, mode: LockMode, command: &str) -> Result<LockGuard> {
+        lock::acquire(
+            &self.inner.backend,
+            mode,
+            command,
+            self.inner.options.lock_stale_after,
+        )
+        .await
+    }
+
+    /// Deletes locks that are stale; returns their object paths.
+    pub async fn remove_stale_locks(&self) -> Result<Vec<String>> {
+        lock::remove_stale(&self.inner.backend, self.inner.options.lock_stale_after).await
+    }
+
+    /// Lists the key files.
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        let current = self.current_key();
+        let mut out = Vec::new();
+        for (path, _) in self.inner.backend.list("keys").await? {
+            let kf = read_key(&self.inner.backend, &path).await?;
+            let id = key_name(&path);
+            out.push(KeyInfo {
+                current: current.as_deref() == Some(id.as_str()),
+                id,
+                hostname: kf.hostname,
+                created: kf.created,
+            });
+        }
+        Ok(out)
+    }
+
+    fn current_key(&self) -> Option<String> {
+        self.inner.key_id.lock().ok().and_then(|k| k.clone())
+    }
+
+    fn master(&self) -> Result<&MasterKey> {
+        self.inner.master.as_ref().ok_or(Error::KeyRefused {
+            key_id: String::new(),
+            reason: "the repository is not encrypted",
+        })
+    }
+
+    /// Adds a key file for `password`; returns its id.
+    pub async fn add_key(&self, password: &Password, kdf: KdfParams) -> Result<String> {
+        let master = self.master()?;
+        write_key(
+            &self.inner.backend,
+            master,
+            password,
+            &kdf,
+            &self.inner.config.id,
+        )
+        .await
+    }
+
+    /// Removes key file `key_id`. Refuses to remove the key this handle was opened with
+    /// (use [`Repo::change_password`]) or the last key.
+    pub async fn remove_key(&self, key_id: &str) -> Result<()> {
+        if self.current_key().as_deref() == Some(key_id) {
+            return Err(Error::KeyRefused {
+                key_id: key_id.into(),
+                reason: "it is the key in use; change the password instead",
+            });
+        }
+        let keys = self.inner.backend.list("keys").await?;
+        let path = format!("keys/{key_id}");
+        if !keys.iter().any(|(p, _)| *p == path) {
+            return Err(Error::KeyRefused {
+                key_id: key_id.into(),
+                reason: "no such key",
+            });
+        }
+        if keys.len() <= 1 {
+            return Err(Error::KeyRefused {
+                key_id: key_id.into(),
+                reason: "it is the last key",
+            });
+        }
+        self.inner.backend.delete(&path).await
+    }
+
+    /// Replaces the key in use by one for `new_password`: writes the new key file, then
+    /// deletes the old one. Returns the new key id.
+    pub async fn change_password(&self, new_password: &Password, kdf: KdfParams) -> Result<String> {
+        let new_id = self.add_key(new_password, kdf).await?;
+        let old = self.current_key();
+        if let Ok(mut k) = self.inner.key_id.lock() {
+            *k = Some(new_id.clone());
+        }
+        if let Some(old) = old {
+            self.inner.backend.delete(&format!("keys/{old}")).await?;
+        }
+        Ok(new_id)
+    }
+
+    /// Ids of all committed backups.
+    pub async fn list_backups(&self) -> Result<Vec<BackupId>> {
+        let mut out = Vec::new();
+        for (path, _) in self.inner.backend.list("manifests").await? {
+            let name = path.rsplit('/').next().unwrap_or("");
+            let id: BackupId = name
+                .parse()
+                .map_err(|_| Error::corrupt(path.clone(), "manifest name is not a backup id"))?;
+            out.push(id);
+        }
+        Ok(out)
+    }
+
+    /// Loads, authenticates and validates the manifest of backup `id`.
+    pub async fn load_manifest(&self, id: &BackupId) -> Result<Manifest> {
+        let path = manifest_path(id);
+        let bytes = match self.inner.backend.get(&path).await {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => return Err(Error::NoSuchBackup { backup_id: *id }),
+            Err(e) => return Err(e),
+        };
+        let compressed = self.inner.crypto.open(&path, &manifest_aad(id), &bytes)?;
+        let json = crypto::decompress_bounded(&path, &compressed, MAX_MANIFEST_SIZE)?;
+        #[derive(serde::Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let v: VersionOnly = serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt(path.clone(), e.to_string()))?;
+        if v.version != MANIFEST_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path,
+                found: v.version,
+                supported: MANIFEST_VERSION,
+            });
+        }
+        let m: Manifest = serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt(path.clone(), e.to_string()))?;
+        if m.id != *id {
+            return Err(Error::corrupt(
+                path,
+                format!("manifest names backup {}", m.id),
+            ));
+        }
+        m.validate()
+            .map_err(|e| Error::corrupt(manifest_path(id), e.to_string()))?;
+        Ok(m)
+    }
+
+    pub(crate) fn encode_manifest(&self, m: &Manifest) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(m)
+            .map_err(|e| Error::corrupt(manifest_path(&m.id), e.to_string()))?;
+        let compressed = crypto::compress(&json, self.inner.config.compression_level)?;
+        Ok(self.inner.crypto.seal(&manifest_aad(&m.id), &compressed))
+    }
+
+    /// Reads blob `id` through the index (committed blobs only).
+    pub async fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self
+            .inner
+            .index
+            .read()
+            .ok()
+            .and_then(|i| i.blobs.get(id).copied())
+            .ok_or(Error::MissingBlob {
+                blob: *id,
+                backup_id: None,
+            })?;
+        let path = pack_path(&loc.pack);
+        let stored = self
+            .inner
+            .backend
+            .get_range(&path, loc.offset..loc.offset + u64::from(loc.length))
+            .await?;
+        decode_blob(&self.inner.crypto, &path, id, &stored, loc.raw_length)
+    }
+}
+
+/// Opens a sealed blob, decompresses it, and checks it hashes to `id`.
+pub(crate) fn decode_blob(
+    crypto: &Crypto,
+    pack: &str,
+    id: &BlobId,
+    stored: &[u8],
+    raw_length: u32,
+) -> Result<Vec<u8>> {
+    let where_ = format!("{pack} (blob {id})");
+    let compressed = crypto.open(&where_, id.as_bytes(), stored)?;
+    let data = crypto::decompress(&where_, &compressed, raw_length as usize)?;
+    if crypto.blob_id(&data) != *id {
+        return Err(Error::corrupt(
+            where_,
+            "content does not hash to the blob id",
+        ));
+    }
+    Ok(data)
+}
+
+fn key_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or("").to_owned()
+}
+
+async fn read_key(backend: &Backend, path: &str) -> Result<KeyFile> {
+    let bytes = backend.get(path).await?;
+    if bytes.len() > MAX_KEY_SIZE {
+        return Err(Error::corrupt(path, "key file too large"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(path, e.to_string()))
+}
+
+async fn write_key(
+    backend: &Backend,
+    master: &MasterKey,
+    pw: &Password,
+    kdf: &KdfParams,
+    repo_id: &str,
+) -> Result<String> {
+    let kf = KeyFile::create(master, pw, kdf, repo_id)?;
+    let body = serde_json::to_vec_pretty(&kf).map_err(|e| Error::corrupt("keys", e.to_string()))?;
+    let id = blake3::hash(&body).to_hex().to_string();
+    backend.put(&format!("keys/{id}"), body.into()).await?;
+    Ok(id)
+}
+
+/// Loads every index file; returns the index and the files that failed with why.
+pub(crate) async fn load_index(
+    backend: &Backend,
+    crypto: &Crypto,
+) -> Result<(Index, Vec<(String, String)>)> {
+    let mut index = Index::default();
+    let mut problems = Vec::new();
+    for (path, _) in backend.list("index").await? {
+        let bytes = backend.get(&path).await?;
+        match index::decode(&path, &bytes, crypto).and_then(|f| index.add_file(&path, f)) {
+            Ok(()) => {}
+            Err(e @ (Error::Corrupt { .. } | Error::UnsupportedVersion { .. })) => {
+                problems.push((path.clone(), e.to_string()))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((index, problems))
+}

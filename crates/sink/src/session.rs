@@ -1,0 +1,309 @@
+//! A locked writer/reader handle: what a backup or restore works through.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use taosbackup_core::{BackupId, BlobId, Manifest, Repository, RepositoryError};
+use tokio::sync::Notify;
+
+use crate::crypto::{self, MAX_BLOB_SIZE};
+use crate::error::{Error, Result};
+use crate::index::{self, INDEX_VERSION, IndexFile, IndexPack};
+use crate::lock::{LockGuard, LockMode};
+use crate::pack::{FinishedPack, PackBuilder, PackEntry, PackId, pack_path};
+use crate::repo::{Repo, decode_blob, manifest_path};
+
+/// A repository handle holding a shared lock, implementing [`Repository`].
+///
+/// Blobs are gathered into packs in memory (one open pack, at most the target size, plus
+/// packs being uploaded); [`Session::commit`] (or [`Repository::commit_manifest`]) writes the
+/// remaining pack, then an index file for this session's packs, then the manifest.
+/// Call [`Session::finish`] to release the lock.
+pub struct Session {
+    repo: Repo,
+    lock: LockGuard,
+    state: Mutex<WriteState>,
+    uploaded: Notify,
+}
+
+#[derive(Default)]
+struct WriteState {
+    open: PackBuilder,
+    pending: HashMap<BlobId, Pending>,
+    inflight: HashMap<PackId, Bytes>,
+    uploading: usize,
+    written: Vec<(PackId, u64, Vec<PackEntry>)>,
+    failure: Option<String>,
+    bytes_stored: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Pending {
+    Open(PackEntry),
+    Packed(PackId, PackEntry),
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("repo", &self.repo)
+            .field("lock", &self.lock.path())
+            .finish()
+    }
+}
+
+impl Repo {
+    /// Takes a shared lock for `command` (`backup`, `restore`) and returns a session.
+    pub async fn session(&self, command: &str) -> Result<Session> {
+        let lock = self.lock(LockMode::Shared, command).await?;
+        Ok(Session {
+            repo: self.clone(),
+            lock,
+            state: Mutex::new(WriteState::default()),
+            uploaded: Notify::new(),
+        })
+    }
+}
+
+impl Session {
+    fn state(&self) -> Result<MutexGuard<'_, WriteState>> {
+        self.state.lock().map_err(|_| Error::LockLost {
+            path: self.lock.path().into(),
+            reason: "a writer task panicked".into(),
+        })
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    /// Bytes of packs this session has uploaded so far.
+    pub fn bytes_stored(&self) -> u64 {
+        self.state().map(|s| s.bytes_stored).unwrap_or(0)
+    }
+
+    fn known(&self, id: &BlobId, state: &WriteState) -> bool {
+        state.pending.contains_key(id) || self.repo.has_blob(id)
+    }
+
+    /// Stores a blob (see [`Repository::store_blob`]).
+    pub async fn put_blob(&self, data: &[u8]) -> Result<BlobId> {
+        if data.len() > MAX_BLOB_SIZE {
+            return Err(Error::BlobTooLarge {
+                size: data.len(),
+                max: MAX_BLOB_SIZE,
+            });
+        }
+        self.lock.check()?;
+        let inner = &self.repo.inner;
+        let id = inner.crypto.blob_id(data);
+        if self.known(&id, &*self.state()?) {
+            return Ok(id);
+        }
+        let compressed = crypto::compress(data, inner.config.compression_level)?;
+        let sealed = inner.crypto.seal(id.as_bytes(), &compressed);
+        let full = {
+            let mut st = self.state()?;
+            if self.known(&id, &st) {
+                return Ok(id);
+            }
+            let entry = st.open.add(id, &sealed, data.len() as u32);
+            st.pending.insert(id, Pending::Open(entry));
+            if st.open.len() >= inner.config.pack_size as usize {
+                Some(self.seal_open(&mut st))
+            } else {
+                None
+            }
+        };
+        if let Some(pack) = full {
+            self.upload(pack).await?;
+        }
+        Ok(id)
+    }
+
+    fn seal_open(&self, st: &mut WriteState) -> FinishedPack {
+        let builder = std::mem::take(&mut st.open);
+        let pack = builder.finish(&self.repo.inner.crypto);
+        for e in &pack.entries {
+            st.pending.insert(e.id, Pending::Packed(pack.id, *e));
+        }
+        st.inflight.insert(pack.id, pack.bytes.clone());
+        st.uploading += 1;
+        pack
+    }
+
+    async fn upload(&self, pack: FinishedPack) -> Result<()> {
+        let path = pack_path(&pack.id);
+        let size = pack.bytes.len() as u64;
+        let result = self.repo.inner.backend.put(&path, pack.bytes.clone()).await;
+        {
+            let mut st = self.state()?;
+            st.inflight.remove(&pack.id);
+            st.uploading -= 1;
+            match &result {
+                Ok(()) => {
+                    st.bytes_stored += size;
+                    st.written.push((pack.id, size, pack.entries));
+                }
+                Err(e) => {
+                    for entry in &pack.entries {
+                        st.pending.remove(&entry.id);
+                    }
+                    st.failure = Some(format!("upload of {path} failed: {e}"));
+                }
+            }
+        }
+        self.uploaded.notify_waiters();
+        result
+    }
+
+    /// Uploads the open pack and waits for all uploads; fails if any upload failed.
+    async fn flush(&self) -> Result<()> {
+        let pack = {
+            let mut st = self.state()?;
+            if st.open.is_empty() {
+                None
+            } else {
+                Some(self.seal_open(&mut st))
+            }
+        };
+        if let Some(pack) = pack {
+            self.upload(pack).await?;
+        }
+        loop {
+            let notified = self.uploaded.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = self.state()?;
+                if let Some(f) = &st.failure {
+                    return Err(Error::SessionFailed { reason: f.clone() });
+                }
+                if st.uploading == 0 {
+                    return Ok(());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Commits `manifest` (see [`Repository::commit_manifest`]): packs, then an index file
+    /// for this session's packs, then the manifest.
+    pub async fn commit(&self, manifest: &Manifest) -> Result<()> {
+        self.lock.check()?;
+        manifest.validate()?;
+        self.flush().await?;
+        let inner = &self.repo.inner;
+        let written = {
+            let st = self.state()?;
+            for blob in manifest.blob_ids() {
+                let in_session = matches!(st.pending.get(&blob), Some(Pending::Packed(..)));
+                if !in_session && !self.repo.has_blob(&blob) {
+                    return Err(Error::MissingBlob {
+                        blob,
+                        backup_id: Some(manifest.id),
+                    });
+                }
+            }
+            st.written.clone()
+        };
+        if !written.is_empty() {
+            let file = IndexFile {
+                version: INDEX_VERSION,
+                packs: written
+                    .iter()
+                    .map(|(id, size, e)| IndexPack::new(id, *size, e))
+                    .collect(),
+            };
+            let (name, bytes) =
+                index::encode(&file, &inner.crypto, inner.config.compression_level)?;
+            inner.backend.put(&name, bytes.into()).await?;
+            let mut idx = inner.index.write().map_err(|_| Error::LockLost {
+                path: self.lock.path().into(),
+                reason: "index lock poisoned".into(),
+            })?;
+            for (id, size, entries) in &written {
+                idx.add_pack(*id, *size, entries.clone());
+            }
+            idx.files.push(name);
+            drop(idx);
+            let mut st = self.state()?;
+            let done: Vec<PackId> = written.iter().map(|(id, _, _)| *id).collect();
+            st.written.retain(|(id, _, _)| !done.contains(id));
+            st.pending
+                .retain(|_, p| !matches!(p, Pending::Packed(pack, _) if done.contains(pack)));
+        }
+        let path = manifest_path(&manifest.id);
+        if inner.backend.exists(&path).await? {
+            return Err(Error::BackupExists {
+                backup_id: manifest.id,
+            });
+        }
+        let body = self.repo.encode_manifest(manifest)?;
+        self.lock.check()?;
+        inner.backend.put(&path, body.into()).await
+    }
+
+    /// Reads a blob, including blobs stored by this session and not yet committed.
+    pub async fn get_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let pending = self.state()?.pending.get(id).copied();
+        let inner = &self.repo.inner;
+        match pending {
+            None => self.repo.read_blob(id).await,
+            Some(Pending::Open(e)) => {
+                let stored = {
+                    let st = self.state()?;
+                    let range = e.offset as usize..(e.offset as usize + e.length as usize);
+                    st.open.buf.get(range).map(<[u8]>::to_vec)
+                };
+                match stored {
+                    Some(s) => decode_blob(&inner.crypto, "open pack", id, &s, e.raw_length),
+                    // The pack was sealed meanwhile: look again.
+                    None => Box::pin(self.get_blob(id)).await,
+                }
+            }
+            Some(Pending::Packed(pack, e)) => {
+                let path = pack_path(&pack);
+                let range = e.offset..e.offset + u64::from(e.length);
+                let mem = self.state()?.inflight.get(&pack).cloned();
+                let stored = match mem {
+                    Some(bytes) => bytes.slice(range.start as usize..range.end as usize),
+                    None => inner.backend.get_range(&path, range).await?,
+                };
+                decode_blob(&inner.crypto, &path, id, &stored, e.raw_length)
+            }
+        }
+    }
+
+    /// Releases the lock. Blobs stored but not committed are discarded (their packs, if
+    /// uploaded, are garbage for the next prune).
+    pub async fn finish(self) -> Result<()> {
+        self.lock.release().await
+    }
+}
+
+#[async_trait]
+impl Repository for Session {
+    async fn store_blob(&self, data: &[u8]) -> Result<BlobId, RepositoryError> {
+        Ok(self.put_blob(data).await?)
+    }
+
+    async fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, RepositoryError> {
+        Ok(self.get_blob(id).await?)
+    }
+
+    async fn commit_manifest(&self, manifest: &Manifest) -> Result<(), RepositoryError> {
+        Ok(self.commit(manifest).await?)
+    }
+
+    async fn list_manifests(&self) -> Result<Vec<BackupId>, RepositoryError> {
+        Ok(self.repo.list_backups().await?)
+    }
+
+    async fn load_manifest(&self, id: &BackupId) -> Result<Manifest, RepositoryError> {
+        Ok(self.repo.load_manifest(id).await?)
+    }
+}

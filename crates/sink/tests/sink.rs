@@ -1,0 +1,12 @@
+//! Integration tests of the repository, compiled into one binary.
+
+#[path = "sink/common.rs"]
+mod common;
+#[path = "sink/gc.rs"]
+mod gc;
+#[path = "sink/integrity.rs"]
+mod integrity;
+#[path = "sink/locks.rs"]
+mod locks;
+#[path = "sink/suite.rs"]
+mod suite;
