@@ -150,7 +150,11 @@ impl Store {
         };
         match stmt {
             Statement::Use(db) => {
-                self.read().db(&db)?;
+                let system = db.eq_ignore_ascii_case("information_schema")
+                    || db.eq_ignore_ascii_case("performance_schema");
+                if !system {
+                    self.read().db(&db)?;
+                }
                 session.db = Some(db);
                 Ok(Outcome::Affected(0))
             }

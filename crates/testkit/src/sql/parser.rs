@@ -11,7 +11,13 @@ pub const JSON_BYTES: u32 = 4095;
 /// Parses one statement (an optional trailing `;` is accepted).
 pub fn parse(sql: &str) -> Result<Statement<'_>, EmuError> {
     let toks = tokenize(sql)?;
-    let mut p = Parser { sql, toks, i: 0 };
+    let mut p = Parser {
+        sql,
+        toks,
+        i: 0,
+        depth: 0,
+        nodes: 0,
+    };
     let stmt = p.statement()?;
     p.eat(&Tok::Semi);
     while p.eat(&Tok::Semi) {}
@@ -38,10 +44,19 @@ pub fn duration_ns(amount: &str, unit: &str) -> Option<i64> {
     n.checked_mul(mult)
 }
 
+/// Deepest expression nesting accepted (parentheses, unary operators, NOT).
+const MAX_DEPTH: usize = 128;
+/// Most operator nodes in one expression (bounds recursion when evaluating and dropping).
+const MAX_NODES: usize = 1000;
+
 struct Parser<'a> {
     sql: &'a str,
     toks: Vec<Token<'a>>,
     i: usize,
+    /// Current expression nesting.
+    depth: usize,
+    /// Operator nodes built in the current top-level expression.
+    nodes: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -896,14 +911,45 @@ impl<'a> Parser<'a> {
 
     // ---- expressions ----
 
-    /// Parses an expression.
+    /// Parses an expression, bounding its nesting and size.
     fn expr(&mut self) -> Result<Expr<'a>, EmuError> {
-        self.or_expr()
+        if self.depth == 0 {
+            self.nodes = 0;
+        }
+        self.enter()?;
+        let e = self.or_expr();
+        self.depth -= 1;
+        e
+    }
+
+    fn enter(&mut self) -> Result<(), EmuError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            self.depth -= 1;
+            return Err(EmuError::new(
+                code::SYNTAX_ERROR,
+                "syntax error: expression nested too deeply",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts one operator node.
+    fn node(&mut self) -> Result<(), EmuError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(EmuError::new(
+                code::SYNTAX_ERROR,
+                "syntax error: expression too complex",
+            ));
+        }
+        Ok(())
     }
 
     fn or_expr(&mut self) -> Result<Expr<'a>, EmuError> {
         let mut l = self.and_expr()?;
         while self.eat_kw("or") {
+            self.node()?;
             let r = self.and_expr()?;
             l = Expr::Or(Box::new(l), Box::new(r));
         }
@@ -913,6 +959,7 @@ impl<'a> Parser<'a> {
     fn and_expr(&mut self) -> Result<Expr<'a>, EmuError> {
         let mut l = self.not_expr()?;
         while self.eat_kw("and") {
+            self.node()?;
             let r = self.not_expr()?;
             l = Expr::And(Box::new(l), Box::new(r));
         }
@@ -921,8 +968,11 @@ impl<'a> Parser<'a> {
 
     fn not_expr(&mut self) -> Result<Expr<'a>, EmuError> {
         if self.eat_kw("not") {
-            let e = self.not_expr()?;
-            return Ok(Expr::Not(Box::new(e)));
+            self.node()?;
+            self.enter()?;
+            let e = self.not_expr();
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(e?)));
         }
         self.predicate()
     }
@@ -940,6 +990,7 @@ impl<'a> Parser<'a> {
         };
         if let Some(op) = op {
             self.bump();
+            self.node()?;
             let r = self.additive()?;
             return Ok(Expr::Cmp(op, Box::new(l), Box::new(r)));
         }
@@ -1001,6 +1052,7 @@ impl<'a> Parser<'a> {
                 _ => return Ok(l),
             };
             self.bump();
+            self.node()?;
             let r = self.multiplicative()?;
             l = match (l, r) {
                 (Expr::Lit(Lit::Now(o)), Expr::Lit(Lit::Duration(d))) => {
@@ -1026,6 +1078,7 @@ impl<'a> Parser<'a> {
                 _ => return Ok(l),
             };
             self.bump();
+            self.node()?;
             let r = self.unary()?;
             l = Expr::Arith(op, Box::new(l), Box::new(r));
         }
@@ -1033,14 +1086,22 @@ impl<'a> Parser<'a> {
 
     fn unary(&mut self) -> Result<Expr<'a>, EmuError> {
         if self.eat(&Tok::Minus) {
-            return Ok(match self.unary()? {
+            self.node()?;
+            self.enter()?;
+            let inner = self.unary();
+            self.depth -= 1;
+            return Ok(match inner? {
                 Expr::Lit(Lit::Num { neg, text }) => Expr::Lit(Lit::Num { neg: !neg, text }),
-                Expr::Lit(Lit::Duration(d)) => Expr::Lit(Lit::Duration(-d)),
+                Expr::Lit(Lit::Duration(d)) => Expr::Lit(Lit::Duration(d.saturating_neg())),
                 e => Expr::Neg(Box::new(e)),
             });
         }
         if self.eat(&Tok::Plus) {
-            return self.unary();
+            self.node()?;
+            self.enter()?;
+            let inner = self.unary();
+            self.depth -= 1;
+            return inner;
         }
         self.primary()
     }
@@ -1119,8 +1180,8 @@ impl<'a> Parser<'a> {
                         self.bump();
                         Ok(Expr::Lit(Lit::Now(0)))
                     }
-                    "select" | "from" | "where" | "and" | "or" | "not" | "values" | "tags"
-                    | "using" | "by" | "order" | "limit" | "between" | "in" | "like" | "is" => {
+                    "select" | "from" | "where" | "and" | "or" | "not" | "values" | "using"
+                    | "by" | "order" | "limit" | "between" | "in" | "like" | "is" => {
                         Err(self.err())
                     }
                     _ => {
@@ -1424,6 +1485,24 @@ mod tests {
         for s in samples {
             let _ = parse(s);
         }
+        // Deep nesting and huge expressions are errors, not stack overflows.
+        let deep = format!(
+            "select * from t where {}1{}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        assert!(parse(&deep).is_err());
+        let neg = format!("select {}1", "- ".repeat(100_000));
+        assert!(parse(&neg).is_err());
+        let nots = format!("select * from t where {} a", "not ".repeat(100_000));
+        assert!(parse(&nots).is_err());
+        let chain = format!(
+            "select * from t where a = 1{}",
+            " and a = 1".repeat(100_000)
+        );
+        assert!(parse(&chain).is_err());
+        let ok_chain = format!("select * from t where a = 1{}", " or a = 1".repeat(300));
+        assert!(parse(&ok_chain).is_ok());
         // Deterministic pseudo-random garbage built from SQL fragments.
         let frags = [
             "select", "*", "from", "t", "(", ")", ",", "'x'", "1", "-", "now", "where", "and",

@@ -65,11 +65,11 @@ fn parse_num(neg: bool, text: &str) -> Result<K<'static>, EmuError> {
     let sign: i128 = if neg { -1 } else { 1 };
     if let Some(h) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         let v = i128::from_str_radix(h, 16).map_err(|_| bad_value(text))?;
-        return Ok(K::Int(sign * v));
+        return Ok(K::Int(sign.saturating_mul(v)));
     }
     if text.bytes().all(|c| c.is_ascii_digit()) {
         return match text.parse::<i128>() {
-            Ok(v) => Ok(K::Int(sign * v)),
+            Ok(v) => Ok(K::Int(sign.saturating_mul(v))),
             Err(_) => Err(out_of_range(text)),
         };
     }
@@ -89,9 +89,9 @@ pub fn konst<'e>(e: &'e Expr<'_>, ctx: &Ctx) -> Result<K<'e>, EmuError> {
             Lit::Duration(d) => K::Dur(*d),
         },
         Expr::Neg(x) => match konst(x, ctx)? {
-            K::Int(i) => K::Int(-i),
+            K::Int(i) => K::Int(i.saturating_neg()),
             K::Float(f) => K::Float(-f),
-            K::Dur(d) => K::Dur(-d),
+            K::Dur(d) => K::Dur(d.saturating_neg()),
             K::Null => K::Null,
             _ => return Err(bad_value("-")),
         },

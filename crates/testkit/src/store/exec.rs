@@ -65,7 +65,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             let mut opts = DbOptions::default();
             opts.apply(&options)?;
             let vgroup_base = cat.next_vgroup.max(2);
-            cat.next_vgroup = vgroup_base + opts.vgroups;
+            cat.next_vgroup = vgroup_base.saturating_add(opts.vgroups);
             cat.dbs.insert(
                 name.clone(),
                 Db {

@@ -213,3 +213,1145 @@ fn super_tables_children_and_tags() {
         code::INVALID_OPERATION
     );
 }
+
+#[test]
+fn every_type_with_nulls_round_trips() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000; ");
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create table t (ts timestamp, b bool, i8 tinyint, i16 smallint, i32 int, i64 bigint, \
+         u8 tinyint unsigned, u16 smallint unsigned, u32 int unsigned, u64 bigint unsigned, \
+         f float, d double, vc varchar(10), nc nchar(4), vb varbinary(8), g geometry(32), t2 timestamp)",
+    );
+    run(
+        &s,
+        &mut se,
+        "insert into t values (1, true, -128, -32768, -2147483648, -9223372036854775808, 255, 65535, \
+         4294967295, 18446744073709551615, 1.5, -2.25e10, 'hello', 'ñçü€', '\\x00ff', 'POINT(1 2)', \
+         '1970-01-01 00:00:01.5') \
+         (2, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null)",
+    );
+    let r = rows(&s, &mut se, "select * from t");
+    let expect = [
+        Value::Timestamp(1),
+        Value::Bool(true),
+        Value::TinyInt(-128),
+        Value::SmallInt(-32768),
+        Value::Int(i32::MIN),
+        Value::BigInt(i64::MIN),
+        Value::UTinyInt(255),
+        Value::USmallInt(65535),
+        Value::UInt(u32::MAX),
+        Value::UBigInt(u64::MAX),
+        Value::Float(1.5),
+        Value::Double(-2.25e10),
+        vc("hello"),
+        Value::NChar("ñçü€".into()),
+        Value::VarBinary(vec![0, 255]),
+    ];
+    for (i, v) in expect.iter().enumerate() {
+        assert_eq!(&r.columns[i].get(0), v, "column {}", r.fields[i].name);
+        if i > 0 {
+            assert!(r.columns[i].is_null(1), "column {} row 2", r.fields[i].name);
+        }
+    }
+    let Value::Geometry(g) = r.columns[15].get(0) else {
+        panic!()
+    };
+    assert_eq!(g[..5], [1, 1, 0, 0, 0]);
+    assert_eq!(r.columns[16].get(0), Value::Timestamp(1500));
+    assert_eq!(r.fields[13], Field::new("nc", Ty::NChar, 4));
+    assert_eq!(r.fields[4], Field::new("i32", Ty::Int, 4));
+    // Out of range and too long values are rejected and write nothing.
+    assert_eq!(
+        err(&s, &mut se, "insert into t (ts, i8) values (3, 128)"),
+        code::SYNTAX_ERROR
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t (ts, u8) values (3, -1)"),
+        code::SYNTAX_ERROR
+    );
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "insert into t (ts, vc) values (3, '12345678901')"
+        ),
+        code::VALUE_TOO_LONG
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t (ts, nc) values (3, '12345')"),
+        code::VALUE_TOO_LONG
+    );
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "insert into t (ts, t2) values (3, 'yesterday')"
+        ),
+        code::INCORRECT_TIMESTAMP
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t (ts, nope) values (3, 1)"),
+        code::INVALID_COLUMN
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t (i8) values (1)"),
+        code::INVALID_COLUMN
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t (ts, i8) values (null, 1)"),
+        code::INVALID_COLUMN
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t values (3, 1)"),
+        code::INVALID_COLUMN
+    );
+    assert_eq!(
+        rows(&s, &mut se, "select count(*) from t").columns[0].get(0),
+        Value::BigInt(2)
+    );
+}
+
+#[test]
+fn json_tags_and_tag_types() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create stable sj (ts timestamp, v int) tags (j json)",
+    );
+    run(
+        &s,
+        &mut se,
+        "create table j1 using sj tags ('{\"k\":1,\"s\":\"x\"}')",
+    );
+    run(&s, &mut se, "create table j2 using sj tags (null)");
+    assert_eq!(
+        err(&s, &mut se, "create table j3 using sj tags ('[1]')"),
+        code::INVALID_JSON
+    );
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "create stable bad (ts timestamp, v int) tags (j json, k int)"
+        ),
+        code::ONLY_ONE_JSON_TAG
+    );
+    let r = rows(&s, &mut se, "select tags tbname, j from sj order by tbname");
+    assert_eq!(
+        col(&r, 1),
+        [Value::Json("{\"k\":1,\"s\":\"x\"}".into()), Value::Null]
+    );
+    assert_eq!(r.fields[1].ty, Ty::Json);
+    run(
+        &s,
+        &mut se,
+        "create stable sall (ts timestamp, v int) tags (tb bool, ti tinyint, tu bigint unsigned, tf float, \
+         td double, tv varchar(8), tn nchar(8), tt timestamp, tvb varbinary(8), tg geometry(64))",
+    );
+    run(
+        &s,
+        &mut se,
+        "create table c1 using sall tags (false, -1, 18446744073709551615, 0.5, 1e300, 'it''s', '中文', \
+         '2020-01-01 00:00:00', '\\x41', 'POINT(3 4)')",
+    );
+    run(
+        &s,
+        &mut se,
+        "create table c2 using sall tags (null, null, null, null, null, null, null, null, null, null)",
+    );
+    let r = rows(
+        &s,
+        &mut se,
+        "select tags tb, ti, tu, tf, td, tv, tn, tt, tvb from sall where tbname = 'c1'",
+    );
+    assert_eq!(
+        (0..9).map(|c| r.columns[c].get(0)).collect::<Vec<_>>(),
+        [
+            Value::Bool(false),
+            Value::TinyInt(-1),
+            Value::UBigInt(u64::MAX),
+            Value::Float(0.5),
+            Value::Double(1e300),
+            vc("it's"),
+            Value::NChar("中文".into()),
+            Value::Timestamp(1_577_836_800_000),
+            Value::VarBinary(b"A".to_vec()),
+        ]
+    );
+    let r = rows(&s, &mut se, "select tags tbname from sall where tv is null");
+    assert_eq!(col(&r, 0), [vc("c2")]);
+}
+
+#[test]
+fn precisions_and_now() {
+    for (p, unit) in [("ms", 1_000_000i64), ("us", 1_000), ("ns", 1)] {
+        let (s, mut se) = store();
+        run(&s, &mut se, &format!("create database d precision '{p}'"));
+        run(&s, &mut se, "use d");
+        run(&s, &mut se, "create table t (ts timestamp, v int)");
+        run(
+            &s,
+            &mut se,
+            "insert into t values (now, 1) (now - 1s, 2) (now + 1a, 3) ('2023-11-14 22:13:19.5', 4)",
+        );
+        let r = rows(&s, &mut se, "select ts, v from t");
+        let now = NOW / unit;
+        assert_eq!(
+            col(&r, 0),
+            [
+                Value::Timestamp(now - 1_000_000_000 / unit),
+                Value::Timestamp(now - 500_000_000 / unit),
+                Value::Timestamp(now),
+                Value::Timestamp(now + 1_000_000 / unit),
+            ],
+            "precision {p}"
+        );
+        assert_eq!(
+            col(&r, 1),
+            [Value::Int(2), Value::Int(4), Value::Int(1), Value::Int(3)]
+        );
+        assert_eq!(r.precision.as_str(), p);
+        let r = rows(
+            &s,
+            &mut se,
+            "select count(*) from t where ts >= now - 1s and ts < now",
+        );
+        assert_eq!(r.columns[0].get(0), Value::BigInt(2), "precision {p}");
+        let r = rows(
+            &s,
+            &mut se,
+            "select v from t where ts between '2023-11-14 22:13:19' and '2023-11-14 22:13:20'",
+        );
+        assert_eq!(
+            col(&r, 0),
+            [Value::Int(2), Value::Int(4), Value::Int(1)],
+            "precision {p}"
+        );
+    }
+}
+
+#[test]
+fn overwrite_late_rows_and_delete() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create table t (ts timestamp, v int, w binary(4))",
+    );
+    run(
+        &s,
+        &mut se,
+        "insert into t values (10, 1, 'a') (20, 2, 'b') (30, 3, 'c')",
+    );
+    // Same timestamp: whole-row overwrite (NULL included); late rows land in order.
+    run(
+        &s,
+        &mut se,
+        "insert into t values (20, 22, null) (5, 0, 'z') (25, 25, 'y') (20, 23, 'q')",
+    );
+    let r = rows(&s, &mut se, "select * from t");
+    assert_eq!(col(&r, 0), [5, 10, 20, 25, 30].map(Value::Timestamp));
+    assert_eq!(col(&r, 1), [0, 1, 23, 25, 3].map(Value::Int));
+    assert_eq!(col(&r, 2)[2], vc("q"));
+    assert_eq!(
+        affected(&s, &mut se, "insert into t (ts, v) values (30, 33)"),
+        1
+    );
+    let r = rows(&s, &mut se, "select v, w from t where ts = 30");
+    assert_eq!(
+        (r.columns[0].get(0), r.columns[1].get(0)),
+        (Value::Int(33), Value::Null)
+    );
+    assert_eq!(
+        affected(&s, &mut se, "delete from t where ts >= 10 and ts <= 20"),
+        2
+    );
+    let r = rows(&s, &mut se, "select ts from t");
+    assert_eq!(col(&r, 0), [5, 25, 30].map(Value::Timestamp));
+    assert_eq!(affected(&s, &mut se, "delete from t where ts > 1000"), 0);
+    assert_eq!(affected(&s, &mut se, "delete from t"), 3);
+    assert_eq!(rows(&s, &mut se, "select * from t").rows(), 0);
+    let r = rows(&s, &mut se, "select count(*) from t");
+    assert_eq!(col(&r, 0), [Value::BigInt(0)]);
+    assert_eq!(rows(&s, &mut se, "select first(ts) from t").rows(), 0);
+    // DELETE on a super table reaches every child.
+    run(
+        &s,
+        &mut se,
+        "create stable st (ts timestamp, v int) tags (g int)",
+    );
+    run(
+        &s,
+        &mut se,
+        "insert into a using st tags (1) values (1, 1) (2, 2) b using st tags (2) values (1, 1) (3, 3)",
+    );
+    assert_eq!(affected(&s, &mut se, "delete from st where ts < 3"), 3);
+    let r = rows(&s, &mut se, "select tbname, ts from st");
+    assert_eq!(col(&r, 0), [vc("b")]);
+}
+
+#[test]
+fn where_order_limit() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create table t (ts timestamp, v int, s varchar(8))",
+    );
+    let values: String = (0..20)
+        .map(|i| format!("({}, {}, 's{}')", i * 10, i % 5, i))
+        .collect();
+    run(&s, &mut se, &format!("insert into t values {values}"));
+    let q = |sql: &str| {
+        let mut se = se.clone();
+        col(&rows(&s, &mut se, sql), 0)
+    };
+    assert_eq!(
+        q("select v from t where ts > 150"),
+        [1, 2, 3, 4].map(Value::Int)
+    );
+    assert_eq!(
+        q("select ts from t where ts >= 30 and ts < 60"),
+        [30, 40, 50].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t where ts between 30 and 50 and v != 4"),
+        [30, 50].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t where not ts > 10"),
+        [0, 10].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t where v in (0) or s = 's1'"),
+        [0, 10, 50, 100, 150].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t where v not in (0, 1, 2, 3) and ts < 100"),
+        [40, 90].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select s from t where s like 's1_'"),
+        (10..20).map(|i| vc(&format!("s{i}"))).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        q("select ts from t where s like '%9'"),
+        [90, 190].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t where s not like 's1%' and ts < 50"),
+        [0, 20, 30, 40].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t where (v = 1 or v = 2) and ts < 100"),
+        [10, 20, 60, 70].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t where v <> 0 and v <= 1 and ts < 100"),
+        [10, 60].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t order by ts desc limit 3"),
+        [190, 180, 170].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t limit 2 offset 3"),
+        [30, 40].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t limit 3, 2"),
+        [30, 40].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t order by ts desc limit 2 offset 1"),
+        [180, 170].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select v from t order by v desc, ts asc limit 3"),
+        [4, 4, 4].map(Value::Int)
+    );
+    assert_eq!(
+        q("select ts from t where v = 4 order by s desc limit 2"),
+        [90, 40].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select count(v) from t where ts >= 100"),
+        [Value::BigInt(10)]
+    );
+    assert_eq!(q("select max(v) from t"), [Value::Int(4)]);
+    assert_eq!(q("select min(s) from t"), [vc("s0")]);
+    assert_eq!(q("select last(s) from t"), [vc("s19")]);
+    assert_eq!(
+        q("select first(ts) from t where ts > 55"),
+        [Value::Timestamp(60)]
+    );
+    assert_eq!(q("select sum(v) from t"), [Value::BigInt(40)]);
+    assert_eq!(q("select avg(v) from t"), [Value::Double(2.0)]);
+    assert_eq!(
+        q("select distinct v from t order by v"),
+        [0, 1, 2, 3, 4].map(Value::Int)
+    );
+    assert_eq!(q("select ts from t where v is null"), Vec::<Value>::new());
+    assert_eq!(
+        q("select ts from t where ts > '1970-01-01 00:00:00.185'"),
+        [190].map(Value::Timestamp)
+    );
+    let r = rows(&s, &mut se, "select count(*) as n, last(ts) l from t");
+    assert_eq!(names(&r), ["n", "l"]);
+    let r = rows(&s, &mut se, "select `v`, V from t limit 1");
+    assert_eq!(names(&r), ["v", "v"]);
+}
+
+#[test]
+fn keep_rejects_old_rows() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 10d");
+    run(&s, &mut se, "use d");
+    run(&s, &mut se, "create table t (ts timestamp, v int)");
+    assert_eq!(
+        err(&s, &mut se, "insert into t values (now - 11d, 1)"),
+        code::TIMESTAMP_OUT_OF_RANGE
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t values (now, 1) (0, 2)"),
+        code::TIMESTAMP_OUT_OF_RANGE
+    );
+    assert_eq!(
+        rows(&s, &mut se, "select * from t").rows(),
+        0,
+        "a rejected statement writes nothing"
+    );
+    assert_eq!(
+        affected(&s, &mut se, "insert into t values (now - 9d, 1)"),
+        1
+    );
+    // Default KEEP is 3650 days.
+    run(&s, &mut se, "create database d2");
+    run(&s, &mut se, "create table d2.t (ts timestamp, v int)");
+    assert_eq!(
+        err(&s, &mut se, "insert into d2.t values (now - 3651d, 1)"),
+        code::TIMESTAMP_OUT_OF_RANGE
+    );
+    assert_eq!(
+        affected(&s, &mut se, "insert into d2.t values (now - 3649d, 1)"),
+        1
+    );
+}
+
+#[test]
+fn drop_and_alter() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create stable st (ts timestamp, v int) tags (g int)",
+    );
+    run(
+        &s,
+        &mut se,
+        "insert into a using st tags (1) values (1, 1) b using st tags (2) values (2, 2)",
+    );
+    run(&s, &mut se, "alter stable st add column w varchar(5)");
+    run(&s, &mut se, "insert into a values (3, 3, 'x')");
+    let r = rows(&s, &mut se, "select ts, w from st order by ts");
+    assert_eq!(col(&r, 1), [Value::Null, Value::Null, vc("x")]);
+    run(&s, &mut se, "alter stable st modify column w varchar(10)");
+    run(&s, &mut se, "insert into a values (4, 4, '0123456789')");
+    assert_eq!(
+        err(&s, &mut se, "alter stable st modify column w varchar(3)"),
+        code::INVALID_OPERATION
+    );
+    assert_eq!(
+        err(&s, &mut se, "alter stable st add column v int"),
+        code::COLUMN_ALREADY_EXIST
+    );
+    run(&s, &mut se, "alter stable st drop column v");
+    let r = rows(&s, &mut se, "select * from a");
+    assert_eq!(names(&r), ["ts", "w"]);
+    assert_eq!(r.rows(), 3);
+    assert_eq!(
+        err(&s, &mut se, "alter stable st drop column nope"),
+        code::COLUMN_NOT_EXIST
+    );
+    assert_eq!(
+        err(&s, &mut se, "alter stable st drop column ts"),
+        code::INVALID_COLUMN
+    );
+    run(&s, &mut se, "alter stable st add tag h nchar(4)");
+    run(&s, &mut se, "alter table a set tag h = 'hh', g = 10");
+    let r = rows(
+        &s,
+        &mut se,
+        "select tags tbname, g, h from st order by tbname",
+    );
+    assert_eq!(col(&r, 1), [Value::Int(10), Value::Int(2)]);
+    assert_eq!(col(&r, 2), [Value::NChar("hh".into()), Value::Null]);
+    assert_eq!(
+        err(&s, &mut se, "alter table a set tag nope = 1"),
+        code::INVALID_TAG_NAME
+    );
+    run(&s, &mut se, "alter stable st drop tag h");
+    assert_eq!(rows(&s, &mut se, "select * from st").fields.len(), 3);
+    // Normal tables.
+    run(&s, &mut se, "create table n (ts timestamp, v int)");
+    run(&s, &mut se, "insert into n values (1, 1)");
+    run(&s, &mut se, "alter table n add column x double");
+    run(&s, &mut se, "insert into n values (2, 2, 2.5)");
+    let r = rows(&s, &mut se, "select x from n");
+    assert_eq!(col(&r, 0), [Value::Null, Value::Double(2.5)]);
+    run(&s, &mut se, "alter table n drop column v");
+    assert_eq!(names(&rows(&s, &mut se, "select * from n")), ["ts", "x"]);
+    // Drops.
+    run(&s, &mut se, "drop table a, n");
+    assert_eq!(err(&s, &mut se, "select * from a"), code::TABLE_NOT_EXIST);
+    assert_eq!(err(&s, &mut se, "drop table a"), code::TABLE_NOT_EXIST);
+    run(&s, &mut se, "drop table if exists a");
+    run(&s, &mut se, "drop stable st");
+    assert_eq!(err(&s, &mut se, "select * from b"), code::TABLE_NOT_EXIST);
+    assert_eq!(err(&s, &mut se, "drop stable st"), code::STB_NOT_EXIST);
+    run(&s, &mut se, "drop stable if exists st");
+    run(&s, &mut se, "drop database d");
+    assert_eq!(se.db, None);
+    assert_eq!(err(&s, &mut se, "drop database d"), code::DB_NOT_EXIST);
+    run(&s, &mut se, "drop database if exists d");
+}
+
+fn text(r: &ResultSet, c: usize, i: usize) -> String {
+    match r.columns[c].get(i) {
+        Value::VarChar(b) => String::from_utf8(b).unwrap_or_default(),
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+#[test]
+fn show_and_describe() {
+    let (s, mut se) = store();
+    run(
+        &s,
+        &mut se,
+        "create database d vgroups 3 precision 'ns' keep 365000",
+    );
+    run(&s, &mut se, "create database e");
+    assert_eq!(err(&s, &mut se, "show tables"), code::DB_NOT_SPECIFIED);
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create stable st (ts timestamp, v nchar(5)) tags (g int)",
+    );
+    run(
+        &s,
+        &mut se,
+        "create stable mm (ts timestamp, v int) tags (g int)",
+    );
+    run(&s, &mut se, "create table a using st tags (1)");
+    run(&s, &mut se, "create table n (ts timestamp, x int)");
+    assert_eq!(
+        err(&s, &mut se, "create table n (ts timestamp, x int)"),
+        code::TABLE_ALREADY_EXIST
+    );
+    assert_eq!(
+        err(&s, &mut se, "create table st (ts timestamp, x int)"),
+        code::TABLE_ALREADY_EXIST
+    );
+    let r = rows(&s, &mut se, "show databases");
+    let dbs: Vec<String> = (0..r.rows()).map(|i| text(&r, 0, i)).collect();
+    assert_eq!(dbs, ["information_schema", "performance_schema", "d", "e"]);
+    let r = rows(&s, &mut se, "show stables");
+    assert_eq!(names(&r), ["stable_name"]);
+    assert_eq!(col(&r, 0), [vc("mm"), vc("st")]);
+    assert_eq!(
+        col(&rows(&s, &mut se, "show d.stables like 's%'"), 0),
+        [vc("st")]
+    );
+    let r = rows(&s, &mut se, "show tables");
+    assert_eq!(names(&r), ["table_name"]);
+    assert_eq!(col(&r, 0), [vc("a"), vc("n")]);
+    assert_eq!(rows(&s, &mut se, "show e.tables").rows(), 0);
+    let r = rows(&s, &mut se, "describe st");
+    assert_eq!(
+        names(&r),
+        [
+            "field", "type", "length", "note", "encode", "compress", "level"
+        ]
+    );
+    assert_eq!(col(&r, 0), [vc("ts"), vc("v"), vc("g")]);
+    assert_eq!(col(&r, 1), [vc("TIMESTAMP"), vc("NCHAR"), vc("INT")]);
+    assert_eq!(col(&r, 2), [Value::Int(8), Value::Int(5), Value::Int(4)]);
+    assert_eq!(col(&r, 3), [vc(""), vc(""), vc("TAG")]);
+    assert_eq!(
+        col(&rows(&s, &mut se, "desc a"), 3),
+        [vc(""), vc(""), vc("TAG")]
+    );
+    assert_eq!(rows(&s, &mut se, "desc n").rows(), 2);
+    assert_eq!(err(&s, &mut se, "describe nope"), code::TABLE_NOT_EXIST);
+    let r = rows(&s, &mut se, "show vgroups");
+    assert_eq!(r.rows(), 3);
+    let r = rows(
+        &s,
+        &mut se,
+        "select server_version(), database(), server_status()",
+    );
+    assert_eq!(r.columns[0].get(0), vc("3.3.6.0"));
+    assert_eq!(r.columns[1].get(0), vc("d"));
+    assert_eq!(r.columns[2].get(0), Value::Int(1));
+    assert_eq!(
+        names(&r),
+        ["server_version()", "database()", "server_status()"]
+    );
+}
+
+#[test]
+fn show_create_round_trips() {
+    let (s, mut se) = store();
+    run(
+        &s,
+        &mut se,
+        "create database src precision 'us' vgroups 4 keep 30d,60d,90d duration 12h \
+         wal_retention_period 7200 wal_retention_size 1024 buffer 64 cachemodel 'last_row' comp 1",
+    );
+    run(&s, &mut se, "use src");
+    run(
+        &s,
+        &mut se,
+        "create stable st (ts timestamp, a bool, b tinyint unsigned, c varchar(20), d nchar(7), \
+         e varbinary(9), f geometry(50), g double) tags (t1 int, t2 varchar(10), t3 nchar(4), \
+         t4 varbinary(4), t5 timestamp, t6 float, t7 bool) comment 'my stable'",
+    );
+    run(
+        &s,
+        &mut se,
+        "create table c1 using st tags (7, 'it''s \\\\', '中文', '\\x0102', 12345, 1.25, true) ttl 5 \
+         comment 'child'",
+    );
+    run(&s, &mut se, "create table c2 using st (t1) tags (null)");
+    run(
+        &s,
+        &mut se,
+        "create table n1 (ts timestamp, v bigint, w varchar(3)) comment '' ttl 2",
+    );
+    run(
+        &s,
+        &mut se,
+        "create stable sj (ts timestamp, v int) tags (j json)",
+    );
+    run(
+        &s,
+        &mut se,
+        "create table cj using sj tags ('{\"a\":\"b\"}')",
+    );
+
+    let r = rows(&s, &mut se, "show create database src");
+    assert_eq!(names(&r), ["Database", "Create Database"]);
+    let db_sql = text(&r, 1, 0);
+    assert!(
+        db_sql.starts_with("CREATE DATABASE `src` BUFFER 64 "),
+        "{db_sql}"
+    );
+    assert!(db_sql.contains(" DURATION 12h "), "{db_sql}");
+    assert!(db_sql.contains(" KEEP 30d,60d,90d "), "{db_sql}");
+    assert!(db_sql.contains(" PRECISION 'us' "), "{db_sql}");
+    assert!(db_sql.contains(" VGROUPS 4 "), "{db_sql}");
+    assert!(
+        db_sql.contains(" WAL_RETENTION_PERIOD 7200 WAL_RETENTION_SIZE 1024 "),
+        "{db_sql}"
+    );
+    assert!(
+        db_sql.contains(" CACHEMODEL 'last_row' COMP 1 "),
+        "{db_sql}"
+    );
+
+    let ddl_in = |db: &str, sql: &str| {
+        let mut se = Session {
+            db: Some(db.into()),
+        };
+        let r = rows(&s, &mut se, sql);
+        assert_eq!(names(&r), ["Table", "Create Table"]);
+        text(&r, 1, 0)
+    };
+    let ddl = |sql: &str| ddl_in("src", sql);
+    let st_sql = ddl("show create stable st");
+    assert_eq!(
+        st_sql,
+        "CREATE STABLE `st` (`ts` TIMESTAMP, `a` BOOL, `b` TINYINT UNSIGNED, `c` VARCHAR(20), \
+         `d` NCHAR(7), `e` VARBINARY(9), `f` GEOMETRY(50), `g` DOUBLE) TAGS (`t1` INT, \
+         `t2` VARCHAR(10), `t3` NCHAR(4), `t4` VARBINARY(4), `t5` TIMESTAMP, `t6` FLOAT, `t7` BOOL) \
+         COMMENT 'my stable'"
+    );
+    let c1_sql = ddl("show create table c1");
+    assert_eq!(
+        c1_sql,
+        "CREATE TABLE `c1` USING `st` (`t1`, `t2`, `t3`, `t4`, `t5`, `t6`, `t7`) TAGS (7, 'it\\'s \\\\', \
+         '中文', '\\x0102', 12345, 1.25, true) COMMENT 'child' TTL 5"
+    );
+    let c2_sql = ddl("show create table c2");
+    let n1_sql = ddl("show create table n1");
+    assert_eq!(
+        n1_sql,
+        "CREATE TABLE `n1` (`ts` TIMESTAMP, `v` BIGINT, `w` VARCHAR(3)) COMMENT '' TTL 2"
+    );
+    let sj_sql = ddl("show create stable sj");
+    let cj_sql = ddl("show create table cj");
+    assert_eq!(ddl("show create table st"), st_sql);
+    assert_eq!(err(&s, &mut se, "show create stable c1"), code::NOT_STABLE);
+
+    // Replaying the DDL in a new database recreates identical objects.
+    let dst_sql = db_sql.replacen("`src`", "`dst`", 1);
+    run(&s, &mut se, &dst_sql);
+    run(&s, &mut se, "use dst");
+    for sql in [&st_sql, &c1_sql, &c2_sql, &n1_sql, &sj_sql, &cj_sql] {
+        run(&s, &mut se, sql);
+    }
+    let r = rows(&s, &mut se, "show create database dst");
+    assert_eq!(text(&r, 1, 0), dst_sql);
+    for (obj, sql) in [
+        ("stable st", &st_sql),
+        ("table c1", &c1_sql),
+        ("table c2", &c2_sql),
+        ("table n1", &n1_sql),
+        ("stable sj", &sj_sql),
+        ("table cj", &cj_sql),
+    ] {
+        assert_eq!(&ddl_in("dst", &format!("show create {obj}")), sql, "{obj}");
+    }
+    let a = rows(
+        &s,
+        &mut se,
+        "select tags tbname, t1, t2, t3, t4, t5, t6, t7 from src.st order by tbname",
+    );
+    let b = rows(
+        &s,
+        &mut se,
+        "select tags tbname, t1, t2, t3, t4, t5, t6, t7 from dst.st order by tbname",
+    );
+    assert_eq!(a.columns, b.columns);
+    assert_eq!(a.fields, b.fields);
+}
+
+#[test]
+fn information_schema_contents() {
+    let (s, mut se) = store();
+    run(
+        &s,
+        &mut se,
+        "create database d precision 'us' vgroups 4 keep 100d duration 2d wal_retention_period 60",
+    );
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create stable st (ts timestamp, v int, w varchar(6)) tags (g int, h nchar(3)) comment 'c'",
+    );
+    run(
+        &s,
+        &mut se,
+        "create table a using st tags (1, 'x') b using st tags (null, 'y') ttl 7",
+    );
+    run(
+        &s,
+        &mut se,
+        "create table n (ts timestamp, v int) comment 'normal'",
+    );
+    let r = rows(
+        &s,
+        &mut se,
+        "select * from information_schema.ins_databases where name = 'd'",
+    );
+    assert_eq!(r.rows(), 1);
+    let get = |r: &ResultSet, name: &str| {
+        let i = r
+            .fields
+            .iter()
+            .position(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        r.columns[i].get(0)
+    };
+    assert_eq!(get(&r, "vgroups"), Value::Int(4));
+    assert_eq!(get(&r, "ntables"), Value::BigInt(3));
+    assert_eq!(get(&r, "precision"), vc("us"));
+    assert_eq!(get(&r, "keep"), vc("100d,100d,100d"));
+    assert_eq!(get(&r, "duration"), vc("2d"));
+    assert_eq!(get(&r, "wal_retention_period"), Value::Int(60));
+    assert_eq!(get(&r, "replica"), Value::TinyInt(1));
+    assert_eq!(get(&r, "create_time"), Value::Timestamp(NOW / 1_000_000));
+    let r = rows(
+        &s,
+        &mut se,
+        "select stable_name, db_name, columns, tags, table_comment from information_schema.ins_stables",
+    );
+    assert_eq!(
+        (0..5).map(|c| r.columns[c].get(0)).collect::<Vec<_>>(),
+        [vc("st"), vc("d"), Value::Int(3), Value::Int(2), vc("c")]
+    );
+    let r = rows(
+        &s,
+        &mut se,
+        "select table_name, stable_name, columns, ttl, type, vgroup_id, uid, table_comment \
+         from information_schema.ins_tables where db_name = 'd' order by table_name",
+    );
+    assert_eq!(col(&r, 0), [vc("a"), vc("b"), vc("n")]);
+    assert_eq!(col(&r, 1), [vc("st"), vc("st"), Value::Null]);
+    assert_eq!(col(&r, 2), [Value::Int(3), Value::Int(3), Value::Int(2)]);
+    assert_eq!(col(&r, 3), [Value::Int(0), Value::Int(7), Value::Int(0)]);
+    assert_eq!(
+        col(&r, 4),
+        [vc("CHILD_TABLE"), vc("CHILD_TABLE"), vc("NORMAL_TABLE")]
+    );
+    assert_eq!(col(&r, 7)[2], vc("normal"));
+    let vg: Vec<Value> = col(&r, 5);
+    for v in &vg {
+        let Value::Int(v) = v else { panic!() };
+        assert!((2..6).contains(v), "vgroup {v}");
+    }
+    let uids: std::collections::HashSet<String> =
+        col(&r, 6).iter().map(|v| format!("{v:?}")).collect();
+    assert_eq!(uids.len(), 3);
+    // Deterministic vgroups: a second store gives the same assignment.
+    let (s2, mut se2) = store();
+    run(
+        &s2,
+        &mut se2,
+        "create database d precision 'us' vgroups 4 keep 100d duration 2d wal_retention_period 60",
+    );
+    run(&s2, &mut se2, "create table d.n (ts timestamp, v int)");
+    let r2 = rows(
+        &s2,
+        &mut se2,
+        "select vgroup_id from information_schema.ins_tables where table_name = 'n'",
+    );
+    assert_eq!(r2.columns[0].get(0), vg[2]);
+    let r = rows(
+        &s,
+        &mut se,
+        "select table_name, tag_name, tag_type, tag_value from information_schema.ins_tags \
+         where db_name = 'd' and stable_name = 'st' order by table_name, tag_name",
+    );
+    assert_eq!(col(&r, 0), [vc("a"), vc("a"), vc("b"), vc("b")]);
+    assert_eq!(col(&r, 1), [vc("g"), vc("h"), vc("g"), vc("h")]);
+    assert_eq!(
+        col(&r, 2),
+        [vc("INT"), vc("NCHAR(3)"), vc("INT"), vc("NCHAR(3)")]
+    );
+    assert_eq!(col(&r, 3), [vc("1"), vc("x"), Value::Null, vc("y")]);
+    assert_eq!(r.fields[3], Field::new("tag_value", Ty::VarChar, 16384));
+    let r = rows(
+        &s,
+        &mut se,
+        "select col_name, col_type, col_length, table_type from information_schema.ins_columns \
+         where table_name = 'st'",
+    );
+    assert_eq!(col(&r, 0), [vc("ts"), vc("v"), vc("w")]);
+    assert_eq!(col(&r, 1), [vc("TIMESTAMP"), vc("INT"), vc("VARCHAR(6)")]);
+    assert_eq!(col(&r, 2), [Value::Int(8), Value::Int(4), Value::Int(6)]);
+    assert_eq!(col(&r, 3)[0], vc("SUPER_TABLE"));
+    let r = rows(
+        &s,
+        &mut se,
+        "select count(*) from information_schema.ins_tables where stable_name = 'st'",
+    );
+    assert_eq!(col(&r, 0), [Value::BigInt(2)]);
+    // USE information_schema works for unqualified names too.
+    let mut se3 = Session {
+        db: Some("information_schema".into()),
+    };
+    assert_eq!(rows(&s, &mut se3, "select * from ins_stables").rows(), 1);
+    assert_eq!(
+        err(&s, &mut se, "select * from information_schema.ins_nope"),
+        code::TABLE_NOT_EXIST
+    );
+}
+
+#[test]
+fn raw_block_writes() {
+    use crate::raw_block::{decode, encode};
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create table t (ts timestamp, a int, b varchar(8), c double)",
+    );
+    run(&s, &mut se, "insert into t values (2, 20, 'old', 2.0)");
+    let fields = vec![
+        Field::new("b", Ty::VarChar, 8),
+        Field::new("ts", Ty::Timestamp, 8),
+        Field::new("a", Ty::Int, 4),
+    ];
+    let cols = [
+        ColumnData::VarChar(vec![Some(b"x".to_vec()), None, Some(b"z".to_vec())]),
+        ColumnData::Timestamp(vec![Some(1), Some(2), Some(3)]),
+        ColumnData::Int(vec![Some(1), Some(2), None]),
+    ];
+    let bytes = encode(&fields, &cols.iter().collect::<Vec<_>>(), 0..3);
+    let block = match decode(&bytes) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(s.write_raw_block(&se, "t", &fields, block.clone()), Ok(3));
+    let r = rows(&s, &mut se, "select * from t");
+    assert_eq!(col(&r, 0), [1, 2, 3].map(Value::Timestamp));
+    assert_eq!(col(&r, 1), [Value::Int(1), Value::Int(2), Value::Null]);
+    assert_eq!(col(&r, 2), [vc("x"), Value::Null, vc("z")]);
+    assert_eq!(
+        col(&r, 3),
+        [Value::Null, Value::Null, Value::Null],
+        "missing columns are NULL, overwrite is whole-row"
+    );
+    assert_eq!(s.write_raw_block(&se, "d.t", &fields, block.clone()), Ok(3));
+    assert_eq!(
+        s.write_raw_block(&se, "nope", &fields, block.clone())
+            .map_err(|e| e.code),
+        Err(code::TABLE_NOT_EXIST)
+    );
+    let mut bad = fields.clone();
+    bad[2].name = "zz".into();
+    assert_eq!(
+        s.write_raw_block(&se, "t", &bad, block.clone())
+            .map_err(|e| e.code),
+        Err(code::INVALID_COLUMN)
+    );
+    let no_db = Session::default();
+    assert_eq!(
+        s.write_raw_block(&no_db, "t", &fields, block.clone())
+            .map_err(|e| e.code),
+        Err(code::DB_NOT_SPECIFIED)
+    );
+    // KEEP applies to raw writes too.
+    run(&s, &mut se, "create database k keep 1d");
+    run(
+        &s,
+        &mut se,
+        "create table k.t (ts timestamp, b varchar(8), a int)",
+    );
+    assert_eq!(
+        s.write_raw_block(&se, "k.t", &fields, block)
+            .map_err(|e| e.code),
+        Err(code::TIMESTAMP_OUT_OF_RANGE)
+    );
+}
+
+#[test]
+fn garbage_sql_never_panics() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create stable st (ts timestamp, v int, w nchar(4)) tags (g int)",
+    );
+    run(
+        &s,
+        &mut se,
+        "insert into a using st tags (1) values (1, 1, 'x')",
+    );
+    let frags = [
+        "select",
+        "*",
+        "from",
+        "st",
+        "a",
+        "(",
+        ")",
+        ",",
+        "'x'",
+        "1",
+        "-",
+        "now",
+        "where",
+        "and",
+        "or",
+        "tags",
+        "using",
+        "values",
+        "insert",
+        "into",
+        "create",
+        "table",
+        "stable",
+        ".",
+        ";",
+        "`q`",
+        "1d",
+        "is",
+        "null",
+        "not",
+        "between",
+        "in",
+        "like",
+        "limit",
+        "order",
+        "by",
+        "ts",
+        "v",
+        "w",
+        "g",
+        "tbname",
+        "count(*)",
+        "first(ts)",
+        "delete",
+        "drop",
+        "alter",
+        "add",
+        "column",
+        "int",
+        "=",
+        "<",
+        "partition",
+        "distinct",
+        "show",
+        "describe",
+        "information_schema.ins_tables",
+        "99999999999999999999",
+        "'\\x'",
+        "''",
+        "\"",
+        "d",
+        "database",
+        "if",
+        "exists",
+        "1.5e400",
+        "-9223372036854775809",
+        "+",
+        "/",
+    ];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..20_000 {
+        let mut sql = String::new();
+        let n = (x % 14) as usize;
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            sql.push_str(frags[(x % frags.len() as u64) as usize]);
+            sql.push(' ');
+        }
+        x = x.wrapping_add(0x9e37_79b9);
+        let _ = s.execute(&mut se, &sql);
+        if se.db.as_deref() != Some("d") {
+            se.db = Some("d".into());
+        }
+    }
+    // Raw bytes too.
+    for i in 0..2_000u32 {
+        let bytes: Vec<u8> = (0..(i % 40))
+            .map(|k| (i.wrapping_mul(31).wrapping_add(k * 17) % 256) as u8)
+            .collect();
+        let sql = String::from_utf8_lossy(&bytes);
+        let _ = s.execute(&mut se, &sql);
+    }
+}
+
+#[test]
+fn store_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "create table d.t (ts timestamp, v int)");
+    let s = std::sync::Arc::new(s);
+    let handles: Vec<_> = (0..4)
+        .map(|k| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut se = Session {
+                    db: Some("d".into()),
+                };
+                for i in 0..100 {
+                    let sql = format!("insert into t values ({}, {k})", k * 1000 + i);
+                    if s.execute(&mut se, &sql).is_err() {
+                        return false;
+                    }
+                    if s.execute(&mut se, "select count(*) from t").is_err() {
+                        return false;
+                    }
+                }
+                true
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap_or(false));
+    }
+    let r = rows(&s, &mut se, "select count(*) from d.t");
+    assert_eq!(col(&r, 0), [Value::BigInt(400)]);
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Multi-row insert of (ts, value or NULL).
+        Insert(Vec<(i64, Option<i32>)>),
+        /// DELETE WHERE ts BETWEEN lo AND hi.
+        Delete(i64, i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => proptest::collection::vec((0i64..200, proptest::option::of(-50i32..50)), 1..40).prop_map(Op::Insert),
+            1 => (0i64..200, 0i64..60).prop_map(|(lo, w)| Op::Delete(lo, lo + w)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn matches_btreemap_model(ops in proptest::collection::vec(op(), 1..30)) {
+            let (s, mut se) = store();
+            run(&s, &mut se, "create database d keep 365000");
+            run(&s, &mut se, "use d");
+            run(&s, &mut se, "create table t (ts timestamp, v int)");
+            let mut model: BTreeMap<i64, Option<i32>> = BTreeMap::new();
+            for op in &ops {
+                match op {
+                    Op::Insert(rows) => {
+                        let values: String = rows
+                            .iter()
+                            .map(|(ts, v)| format!("({ts}, {})", v.map_or("NULL".to_string(), |v| v.to_string())))
+                            .collect();
+                        let n = affected(&s, &mut se, &format!("insert into t values {values}"));
+                        prop_assert_eq!(n, rows.len());
+                        for (ts, v) in rows {
+                            model.insert(*ts, *v);
+                        }
+                    }
+                    Op::Delete(lo, hi) => {
+                        let n = affected(&s, &mut se, &format!("delete from t where ts between {lo} and {hi}"));
+                        let before = model.len();
+                        model.retain(|k, _| k < lo || k > hi);
+                        prop_assert_eq!(n, before - model.len());
+                    }
+                }
+                let r = rows(&s, &mut se, "select ts, v from t");
+                let got: Vec<(Value, Value)> = (0..r.rows()).map(|i| (r.columns[0].get(i), r.columns[1].get(i))).collect();
+                let want: Vec<(Value, Value)> = model
+                    .iter()
+                    .map(|(k, v)| (Value::Timestamp(*k), v.map_or(Value::Null, Value::Int)))
+                    .collect();
+                prop_assert_eq!(got, want);
+            }
+            let r = rows(&s, &mut se, "select ts from t order by ts desc limit 5 offset 1");
+            let want: Vec<Value> = model.keys().rev().skip(1).take(5).map(|k| Value::Timestamp(*k)).collect();
+            prop_assert_eq!(col(&r, 0), want);
+        }
+    }
+}
