@@ -52,7 +52,7 @@ pub struct DatabaseDef {
 
 /// The TDengine data type of a column or tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "UPPERCASE")]
 #[non_exhaustive]
 pub enum DataType {
     /// `TIMESTAMP`
@@ -68,12 +68,16 @@ pub enum DataType {
     /// `BIGINT`
     BigInt,
     /// `TINYINT UNSIGNED`
+    #[serde(rename = "TINYINT UNSIGNED")]
     UTinyInt,
     /// `SMALLINT UNSIGNED`
+    #[serde(rename = "SMALLINT UNSIGNED")]
     USmallInt,
     /// `INT UNSIGNED`
+    #[serde(rename = "INT UNSIGNED")]
     UInt,
     /// `BIGINT UNSIGNED`
+    #[serde(rename = "BIGINT UNSIGNED")]
     UBigInt,
     /// `FLOAT`
     Float,
@@ -169,7 +173,7 @@ pub struct TagValue {
 /// A typed value, exact to the byte: binary types keep their bytes (hex in JSON), floats
 /// keep their bits (non-finite floats are written as strings).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "value", rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(tag = "type", content = "value", rename_all = "UPPERCASE")]
 #[non_exhaustive]
 pub enum Value {
     /// SQL NULL (of any type).
@@ -185,12 +189,16 @@ pub enum Value {
     /// `BIGINT`
     BigInt(i64),
     /// `TINYINT UNSIGNED`
+    #[serde(rename = "TINYINT UNSIGNED")]
     UTinyInt(u8),
     /// `SMALLINT UNSIGNED`
+    #[serde(rename = "SMALLINT UNSIGNED")]
     USmallInt(u16),
     /// `INT UNSIGNED`
+    #[serde(rename = "INT UNSIGNED")]
     UInt(u32),
     /// `BIGINT UNSIGNED`
+    #[serde(rename = "BIGINT UNSIGNED")]
     UBigInt(u64),
     /// `FLOAT`
     Float(#[serde(with = "float32")] f32),

@@ -1,1 +1,193 @@
-fn main() {}
+//! Write pipeline (hash + compress + encrypt + pack + local write) against zstd alone at
+//! the same level on the same data, in the same run; and read-back (verify --read-data).
+//!
+//! `cargo bench -p taosbackup-sink --bench pipeline`
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use taosbackup_core::{
+    BackupId, BackupKind, BackupStats, BlockRecord, BlockRef, BucketWidth, CatalogSnapshot,
+    DatabaseDef, MANIFEST_VERSION, Manifest, Precision, SourceInfo, TableRecord,
+};
+use taosbackup_sink::{Backend, InitOptions, KdfParams, Password, Repo, VerifyOptions};
+
+const BLOCKS: usize = 64;
+const ROWS: usize = 16 * 1024; // 16 bytes a row → 256 KiB a block
+const LEVEL: i32 = 3;
+
+/// Column-major blocks shaped like TDengine data: timestamps, a float random walk, an int.
+fn blocks() -> Vec<Vec<u8>> {
+    let mut x: u64 = 0x1234_5678;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..BLOCKS)
+        .map(|b| {
+            let mut out = Vec::with_capacity(ROWS * 16);
+            let mut ts = 1_700_000_000_000i64 + (b * ROWS * 1000) as i64;
+            for _ in 0..ROWS {
+                ts += 1000 + (next() % 3) as i64;
+                out.extend_from_slice(&ts.to_le_bytes());
+            }
+            let mut v = 220.0f32;
+            for _ in 0..ROWS {
+                v += ((next() % 200) as f32 - 100.0) / 1000.0;
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            for _ in 0..ROWS {
+                out.extend_from_slice(&((next() % 16) as i32).to_le_bytes());
+            }
+            out
+        })
+        .collect()
+}
+
+/// Makes every block unique for this iteration, so dedup does not skip work.
+fn stamp(blocks: &mut [Vec<u8>], n: u64) {
+    for b in blocks.iter_mut() {
+        b[..8].copy_from_slice(&n.to_le_bytes());
+    }
+}
+
+fn manifest(ids: &[taosbackup_core::BlobId]) -> Manifest {
+    let id = BackupId::from_bytes(rand::random());
+    let blocks = ids
+        .iter()
+        .enumerate()
+        .map(|(i, blob)| {
+            let r = BlockRef {
+                blob: *blob,
+                rows: ROWS as u64,
+                min_ts: 0,
+                max_ts: 1,
+            };
+            (i as i64, BlockRecord::Data(r))
+        })
+        .collect();
+    let now = chrono::Utc::now();
+    Manifest {
+        version: MANIFEST_VERSION,
+        id,
+        parent: None,
+        chain: id,
+        database: "bench".into(),
+        kind: BackupKind::Full,
+        engine: "full".into(),
+        started_at: now,
+        finished_at: now,
+        source: SourceInfo::default(),
+        bucket_width: BucketWidth::DAY,
+        catalog: CatalogSnapshot {
+            database: DatabaseDef {
+                name: "bench".into(),
+                precision: Precision::Ms,
+                ddl: String::new(),
+            },
+            super_tables: vec![],
+            tables: vec![],
+        },
+        tables: [("t".to_owned(), TableRecord::Present { blocks })]
+            .into_iter()
+            .collect(),
+        feed_positions: None,
+        stats: BackupStats::default(),
+    }
+}
+
+async fn write_backup(repo: &Repo, blocks: &[Vec<u8>]) {
+    let session = repo.session("bench").await.expect("session");
+    let mut ids = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        ids.push(session.put_blob(b).await.expect("put"));
+    }
+    session.commit(&manifest(&ids)).await.expect("commit");
+    session.finish().await.expect("finish");
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut data = blocks();
+    let total: u64 = data.iter().map(|b| b.len() as u64).sum();
+    let compressed: usize = data
+        .iter()
+        .map(|b| zstd::bulk::compress(b, LEVEL).expect("zstd").len())
+        .sum();
+    eprintln!(
+        "data: {total} bytes in {BLOCKS} blocks, zstd-{LEVEL} ratio {:.3}",
+        compressed as f64 / total as f64
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = Password::new("bench").expect("password");
+    let options = InitOptions {
+        kdf: KdfParams::insecure_for_tests(),
+        compression_level: LEVEL,
+        ..InitOptions::default()
+    };
+    let repo = rt
+        .block_on(Repo::init(
+            Backend::local(dir.path()).expect("backend"),
+            options,
+            Some(&pw),
+        ))
+        .expect("init");
+
+    let mut group = c.benchmark_group("sink");
+    group.throughput(Throughput::Bytes(total));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(8));
+    let counter = AtomicU64::new(0);
+    group.bench_function("zstd_only", |b| {
+        let mut z = zstd::bulk::Compressor::new(LEVEL).expect("zstd");
+        b.iter(|| {
+            stamp(&mut data, counter.fetch_add(1, Ordering::Relaxed));
+            for block in &data {
+                black_box(z.compress(block).expect("compress"));
+            }
+        })
+    });
+    group.bench_function("pipeline_write_local", |b| {
+        b.iter(|| {
+            stamp(&mut data, counter.fetch_add(1, Ordering::Relaxed));
+            rt.block_on(write_backup(&repo, &data));
+        })
+    });
+    group.bench_function("read_back_verify_read_data", |b| {
+        // A repository holding exactly one backup of `data`.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = InitOptions {
+            kdf: KdfParams::insecure_for_tests(),
+            compression_level: LEVEL,
+            ..InitOptions::default()
+        };
+        let repo = rt
+            .block_on(Repo::init(
+                Backend::local(dir.path()).expect("backend"),
+                options,
+                Some(&pw),
+            ))
+            .expect("init");
+        rt.block_on(write_backup(&repo, &data));
+        b.iter(|| {
+            let report = rt
+                .block_on(repo.verify(VerifyOptions {
+                    read_data_percent: Some(100),
+                }))
+                .expect("verify");
+            assert!(report.is_ok() && report.blobs_read == BLOCKS);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

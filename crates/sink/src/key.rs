@@ -274,4 +274,22 @@ mod tests {
         assert!(Password::new("").is_err());
         assert_eq!(format!("{pw:?}"), "Password(<redacted>)");
     }
+
+    #[test]
+    fn password_file_first_line_and_calibration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "hunter2\r\nignored\n").unwrap();
+        let pw = Password::from_file(&path).unwrap();
+        assert_eq!(pw.as_bytes(), b"hunter2");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            Password::from_file(&path),
+            Err(Error::PasswordSource { .. })
+        ));
+        assert!(Password::from_file(&dir.path().join("missing")).is_err());
+        let p = KdfParams::calibrate(Duration::from_millis(30)).unwrap();
+        assert!(p.iterations >= 1 && p.memory_kib >= 8 * 1024, "{p:?}");
+        derive(&pw, &[0u8; 16], &p).unwrap();
+    }
 }

@@ -254,6 +254,21 @@ impl Repo {
         })
     }
 
+    /// Reloads the index from storage (fails on damaged index files unless opened with
+    /// `allow_damaged_index`).
+    pub(crate) async fn reload_index(&self) -> Result<()> {
+        let (index, problems) = load_index(&self.inner.backend, &self.inner.crypto).await?;
+        if !self.inner.options.allow_damaged_index {
+            if let Some((path, reason)) = problems.first() {
+                return Err(Error::corrupt(path.clone(), reason.clone()));
+            }
+        }
+        if let Ok(mut idx) = self.inner.index.write() {
+            *idx = index;
+        }
+        Ok(())
+    }
+
     /// The repository's config.
     pub fn config(&self) -> &RepoConfig {
         &self.inner.config

@@ -55,9 +55,15 @@ impl std::fmt::Debug for Session {
 }
 
 impl Repo {
-    /// Takes a shared lock for `command` (`backup`, `restore`) and returns a session.
+    /// Takes a shared lock for `command` (`backup`, `restore`), reloads the index (a
+    /// prune may have run since this handle was opened, and deduplicating against its
+    /// old index would reference deleted blobs), and returns a session.
     pub async fn session(&self, command: &str) -> Result<Session> {
         let lock = self.lock(LockMode::Shared, command).await?;
+        if let Err(e) = self.reload_index().await {
+            lock.release().await?;
+            return Err(e);
+        }
         Ok(Session {
             repo: self.clone(),
             lock,

@@ -119,3 +119,39 @@ proptest! {
         rt.block_on(run(ops));
     }
 }
+
+/// Regression: a handle opened before a prune must not deduplicate against blobs the prune
+/// deleted (its session reloads the index).
+#[tokio::test]
+async fn stale_handle_does_not_reference_pruned_blobs() {
+    let backend = Backend::memory();
+    let repo = init(backend.clone(), true).await;
+    let data = noise(1, 10_000);
+    let (m, _) = backup(&repo, std::slice::from_ref(&data)).await;
+    let old_handle = taosbackup_sink::Repo::open(backend.clone(), Some(&password()))
+        .await
+        .unwrap();
+    repo.forget(
+        &RetentionPolicy {
+            keep_within: Some(std::time::Duration::ZERO),
+            ..Default::default()
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(
+        repo.list_backups().await.unwrap().is_empty(),
+        "{m:?} should be forgotten"
+    );
+    repo.prune(false).await.unwrap();
+    let (_, ids) = backup(&old_handle, std::slice::from_ref(&data)).await;
+    assert_eq!(old_handle.read_blob(&ids[0]).await.unwrap(), data);
+    let report = old_handle
+        .verify(VerifyOptions {
+            read_data_percent: Some(100),
+        })
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}

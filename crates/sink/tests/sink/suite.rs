@@ -57,6 +57,13 @@ async fn backend_suite(backend: Backend) {
     assert_eq!(err.kind(), RepositoryErrorKind::InvalidInput);
     session.finish().await.unwrap();
 
+    // The core trait is object safe: the engine can hold a `dyn Repository`.
+    let restore = repo.session("restore").await.unwrap();
+    let dyn_repo: &dyn Repository = &restore;
+    assert_eq!(dyn_repo.list_manifests().await.unwrap(), vec![full_id]);
+    assert_eq!(dyn_repo.read_blob(&ids[1]).await.unwrap(), datas[1]);
+    restore.finish().await.unwrap();
+
     // Reopen: list, load, read back.
     let repo = Repo::open(backend.clone(), Some(&pw)).await.unwrap();
     assert_eq!(repo.list_backups().await.unwrap(), vec![full_id]);
