@@ -3,6 +3,25 @@
 //!
 //! One [`std::sync::RwLock`] guards the whole catalog: queries take the read lock and copy the
 //! rows they return; writes take the write lock.
+//!
+//! Semantics follow TDengine 3.3: rows are kept sorted by timestamp, an insert at an existing
+//! timestamp replaces the whole row, `DELETE` removes the matching rows, rows older than
+//! `now − KEEP` are rejected with 0x060B, ADD COLUMN fills NULLs, tables hash to a vgroup by
+//! name (FNV-1a, deterministic) and every table gets a unique uid.
+//!
+//! Known divergences from TDengine:
+//! - date-time strings without a zone are read as UTC (there is no client time zone);
+//! - an INSERT statement is validated completely before anything is written (TDengine may
+//!   write some vgroups and fail others);
+//! - DELETE accepts any condition, not only timestamp ranges; WHERE supports comparisons,
+//!   BETWEEN, IN, LIKE, IS [NOT] NULL, AND/OR/NOT and simple arithmetic, no functions;
+//! - aggregates: count, first, last, last_row, min, max, sum, avg over one column (no `*`
+//!   expansion); an aggregate over no rows gives no row unless only `count` is selected;
+//! - `SHOW CREATE TABLE` prints a JSON tag quoted (TDengine prints it bare) so that it can be
+//!   replayed; columns are printed without ENCODE/COMPRESS/LEVEL;
+//! - `information_schema` lists user objects only (no system tables in `ins_tables`);
+//!   `ins_stables` has an extra trailing `uid` column;
+//! - KEEP/DURATION ratios, name syntax rules, TTL expiry and row-size limits are not enforced.
 
 mod catalog;
 mod column;

@@ -1440,6 +1440,96 @@ mod tests {
     }
 
     #[test]
+    fn names_comments_and_misc() {
+        // Bare names are lower-cased, backquoted ones keep their case.
+        let Statement::Describe(n) = p("DESCRIBE `MyDb`.Tb1 -- trailing comment") else {
+            panic!()
+        };
+        assert_eq!(
+            n,
+            Name {
+                db: Some("MyDb".into()),
+                name: "tb1".into()
+            }
+        );
+        assert!(matches!(
+            p("/* c */ ALTER DATABASE d KEEP 20d WAL_RETENTION_PERIOD 10;;"),
+            Statement::AlterDatabase { options, .. } if options.len() == 2
+        ));
+        assert_eq!(p("show vgroups"), Statement::ShowVgroups(None));
+        assert_eq!(
+            p("show d.vgroups"),
+            Statement::ShowVgroups(Some("d".into()))
+        );
+        assert!(matches!(
+            p("alter stable s rename tag a b"),
+            Statement::Alter {
+                action: AlterAction::Rename { tag: true, .. },
+                ..
+            }
+        ));
+        assert!(matches!(
+            p("alter stable s drop tag a"),
+            Statement::Alter {
+                action: AlterAction::DropTag(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            p("alter table t ttl 3"),
+            Statement::Alter {
+                action: AlterAction::Options { ttl: Some(3), .. },
+                ..
+            }
+        ));
+        let Statement::Select(s) = p("select count(1) c, v from t as x where tags = 1") else {
+            panic!()
+        };
+        assert!(
+            matches!(&s.items[0], SelectItem::Expr { alias: Some(a), text, .. } if a == "c" && text == "count(1)")
+        );
+        assert_eq!(
+            s.filter,
+            Some(Expr::Cmp(
+                CmpOp::Eq,
+                Box::new(Expr::Col("tags".into())),
+                Box::new(Expr::Lit(Lit::Num {
+                    neg: false,
+                    text: "1"
+                }))
+            ))
+        );
+        let Statement::Select(s) = p("select * from t where ts > now() - 1h and ts < now + 10a")
+        else {
+            panic!()
+        };
+        let Some(Expr::And(a, b)) = s.filter else {
+            panic!()
+        };
+        assert_eq!(
+            *a,
+            Expr::Cmp(
+                CmpOp::Gt,
+                Box::new(Expr::Col("ts".into())),
+                Box::new(Expr::Lit(Lit::Now(-3_600_000_000_000)))
+            )
+        );
+        assert_eq!(
+            *b,
+            Expr::Cmp(
+                CmpOp::Lt,
+                Box::new(Expr::Col("ts".into())),
+                Box::new(Expr::Lit(Lit::Now(10_000_000)))
+            )
+        );
+        assert_eq!(duration_ns("2", "w"), Some(1_209_600_000_000_000));
+        assert_eq!(duration_ns("1", "x"), None);
+        assert!(parse("select * from t; select 1").is_err());
+        assert!(parse("create table t (ts timestamp, v int unsigned unsigned)").is_err());
+        assert!(parse("create table t (ts timestamp, v float unsigned)").is_err());
+    }
+
+    #[test]
     fn garbage_never_panics() {
         let samples = [
             "",

@@ -375,7 +375,10 @@ pub struct Row<'a> {
 
 fn eval<'a>(b: &'a B, r: &Row<'a>) -> D<'a> {
     match b {
-        B::Ref(Ref::Col(c), _) => r.cols.get(*c).map_or(D::Null, |col| datum(col, r.i)),
+        B::Ref(Ref::Col(c), _) => match r.cols.get(*c) {
+            Some(col) if r.i < col.len() => datum(col, r.i),
+            _ => D::Null,
+        },
         B::Ref(Ref::Tag(t), _) => r.tags.get(*t).map_or(D::Null, value_datum),
         B::Ref(Ref::Tbname, _) => D::S(r.tbname.as_bytes()),
         B::Const(v) => value_datum(v),
@@ -1203,7 +1206,12 @@ fn aggregate(
     columns: &mut [ColumnData],
 ) -> Result<(), EmuError> {
     for o in outs {
-        if let Out::Ref(Ref::Col(_)) = o {
+        let data = match o {
+            Out::Ref(Ref::Col(_)) => true,
+            Out::Expr(b) => uses_data(b),
+            _ => false,
+        };
+        if data {
             return Err(EmuError::new(
                 code::INVALID_OPERATION,
                 "Not a single-group group function",

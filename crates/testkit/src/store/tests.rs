@@ -515,7 +515,9 @@ fn where_order_limit() {
         .collect();
     run(&s, &mut se, &format!("insert into t values {values}"));
     let q = |sql: &str| {
-        let mut se = se.clone();
+        let mut se = Session {
+            db: Some("d".into()),
+        };
         col(&rows(&s, &mut se, sql), 0)
     };
     assert_eq!(
@@ -607,6 +609,31 @@ fn where_order_limit() {
     assert_eq!(
         q("select ts from t where ts > '1970-01-01 00:00:00.185'"),
         [190].map(Value::Timestamp)
+    );
+    assert_eq!(
+        err(&s, &mut se, "select count(*), v + 1 from t"),
+        code::INVALID_OPERATION
+    );
+    assert_eq!(
+        err(&s, &mut se, "select count(*), v from t"),
+        code::INVALID_OPERATION
+    );
+    assert_eq!(
+        err(&s, &mut se, "select count(*) from t partition by v"),
+        code::INVALID_OPERATION
+    );
+    assert_eq!(
+        err(&s, &mut se, "select nosuch(v) from t"),
+        code::INVALID_FUNCTION
+    );
+    assert_eq!(q("select v * 2 from t where ts = 30"), [Value::Double(6.0)]);
+    assert_eq!(
+        q("select ts from t where v + 1 = 5 and ts < 100"),
+        [40, 90].map(Value::Timestamp)
+    );
+    assert_eq!(
+        q("select ts from t order by 1 desc limit 1"),
+        [Value::Timestamp(190)]
     );
     let r = rows(&s, &mut se, "select count(*) as n, last(ts) l from t");
     assert_eq!(names(&r), ["n", "l"]);
