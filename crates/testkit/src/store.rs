@@ -15,8 +15,9 @@
 //!   write some vgroups and fail others);
 //! - DELETE accepts any condition, not only timestamp ranges; WHERE supports comparisons,
 //!   BETWEEN, IN, LIKE, IS [NOT] NULL, AND/OR/NOT and simple arithmetic, no functions;
-//! - aggregates: count, first, last, last_row, min, max, sum, avg over one column (no `*`
-//!   expansion); an aggregate over no rows gives no row unless only `count` is selected;
+//! - aggregates: count, first, last, last_row, min, max, sum, avg over one column (`f(*)`
+//!   expands to every data column); an aggregate over no rows gives no row unless only
+//!   `count` is selected; no INTERVAL/window queries, no JSON `->` operator;
 //! - `SHOW CREATE TABLE` prints a JSON tag quoted (TDengine prints it bare) so that it can be
 //!   replayed; columns are printed without ENCODE/COMPRESS/LEVEL;
 //! - `information_schema` lists user objects only (no system tables in `ins_tables`);

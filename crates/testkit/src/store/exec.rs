@@ -387,6 +387,12 @@ fn insert(
         let db = cat.db(&dbn)?;
         let ctx = Ctx::new(db.opts.precision, env.now_ns);
         let key = (dbn.clone(), t.table.name.clone());
+        if db.stables.contains_key(&t.table.name) {
+            return Err(EmuError::new(
+                code::INVALID_OPERATION,
+                "insert data into super table is not supported",
+            ));
+        }
         let schema: Vec<Field> = if let Some(tb) = db.tables.get(&t.table.name) {
             table_columns(db, tb).to_vec()
         } else if let Some(s) = pending.get(&key) {
@@ -411,11 +417,6 @@ fn insert(
             });
             pending.insert(key.clone(), st.columns.clone());
             st.columns.clone()
-        } else if db.stables.contains_key(&t.table.name) {
-            return Err(EmuError::new(
-                code::INVALID_OPERATION,
-                "insert data into super table is not supported",
-            ));
         } else {
             return Err(table_not_exist(&t.table.name));
         };

@@ -928,6 +928,24 @@ fn run(
                     }
                 }
             }
+            SelectItem::Expr {
+                expr: Expr::Func(fname, args),
+                alias: None,
+                ..
+            } if matches!(args.as_slice(), [Expr::Star])
+                && agg_of(fname).is_some_and(|a| a != Agg::Count) =>
+            {
+                // `last(*)` and friends: one output per data column.
+                let agg = agg_of(fname).unwrap_or(Agg::Last);
+                for (i, f) in scope.cols.iter().enumerate() {
+                    let (ty, bytes) = match agg {
+                        Agg::Avg | Agg::Sum => (Ty::Double, 8),
+                        _ => (f.ty, f.bytes),
+                    };
+                    outs.push(Out::Agg(agg, Some(Ref::Col(i))));
+                    fields.push(Field::new(format!("{fname}({})", f.name), ty, bytes));
+                }
+            }
             SelectItem::Expr { expr, alias, text } => {
                 let (o, ty, bytes) = output_of(expr, scope, ctx)?;
                 let name = match (alias, expr) {

@@ -635,6 +635,12 @@ fn where_order_limit() {
         q("select ts from t order by 1 desc limit 1"),
         [Value::Timestamp(190)]
     );
+    let r = rows(&s, &mut se, "select last(*) from t where ts < 100");
+    assert_eq!(names(&r), ["last(ts)", "last(v)", "last(s)"]);
+    assert_eq!(
+        (0..3).map(|c| r.columns[c].get(0)).collect::<Vec<_>>(),
+        [Value::Timestamp(90), Value::Int(4), vc("s9")]
+    );
     let r = rows(&s, &mut se, "select count(*) as n, last(ts) l from t");
     assert_eq!(names(&r), ["n", "l"]);
     let r = rows(&s, &mut se, "select `v`, V from t limit 1");
