@@ -197,6 +197,17 @@ impl Store {
         }
     }
 
+    /// The data columns of an existing table (`table` may be `db.table`), e.g. to name the
+    /// columns of a raw block that arrives without field names.
+    pub fn table_fields(&self, session: &Session, table: &str) -> Result<Vec<Field>, EmuError> {
+        let env = exec::Env {
+            db: session.db.as_deref(),
+            now_ns: self.now_ns(),
+            server_version: &self.config.server_version,
+        };
+        exec::table_fields(&self.read(), &env, table)
+    }
+
     /// Writes a raw block into an existing table, matching columns by name.
     pub fn write_raw_block(
         &self,

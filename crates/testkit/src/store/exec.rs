@@ -815,15 +815,9 @@ fn alter(
     Ok(Outcome::Affected(0))
 }
 
-/// Writes a raw block into an existing table, matching columns by name.
-pub fn write_raw_block(
-    cat: &mut Catalog,
-    env: &Env<'_>,
-    table: &str,
-    fields: &[Field],
-    block: DecodedBlock,
-) -> Result<usize, EmuError> {
-    let name = match table.split_once('.') {
+/// Splits `db.table` / `` `db`.`table` `` / `table`.
+fn split_table_name(table: &str) -> Name {
+    match table.split_once('.') {
         Some((d, t)) if !d.is_empty() && !t.is_empty() => Name {
             db: Some(d.trim_matches('`').to_string()),
             name: t.trim_matches('`').to_string(),
@@ -832,7 +826,29 @@ pub fn write_raw_block(
             db: None,
             name: table.trim_matches('`').to_string(),
         },
-    };
+    }
+}
+
+/// The data columns of an existing table.
+pub fn table_fields(cat: &Catalog, env: &Env<'_>, table: &str) -> Result<Vec<Field>, EmuError> {
+    let name = split_table_name(table);
+    let db = cat.db(env.db_of(&name)?)?;
+    let t = db
+        .tables
+        .get(&name.name)
+        .ok_or_else(|| table_not_exist(&name.name))?;
+    Ok(table_columns(db, t).to_vec())
+}
+
+/// Writes a raw block into an existing table, matching columns by name.
+pub fn write_raw_block(
+    cat: &mut Catalog,
+    env: &Env<'_>,
+    table: &str,
+    fields: &[Field],
+    block: DecodedBlock,
+) -> Result<usize, EmuError> {
+    let name = split_table_name(table);
     let dbn = env.db_of(&name)?.to_string();
     let db = cat.db_mut(&dbn)?;
     let ctx = Ctx::new(db.opts.precision, env.now_ns);

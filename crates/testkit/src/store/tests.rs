@@ -1147,6 +1147,19 @@ fn raw_block_writes() {
     );
     assert_eq!(s.write_raw_block(&se, "d.t", &fields, block.clone()), Ok(3));
     assert_eq!(
+        s.table_fields(&Session::default(), "`d`.`t`"),
+        Ok(vec![
+            Field::new("ts", Ty::Timestamp, 8),
+            Field::new("a", Ty::Int, 4),
+            Field::new("b", Ty::VarChar, 8),
+            Field::new("c", Ty::Double, 8),
+        ])
+    );
+    assert_eq!(
+        s.table_fields(&se, "nope").map_err(|e| e.code),
+        Err(code::TABLE_NOT_EXIST)
+    );
+    assert_eq!(
         s.write_raw_block(&se, "nope", &fields, block.clone())
             .map_err(|e| e.code),
         Err(code::TABLE_NOT_EXIST)
@@ -1180,6 +1193,7 @@ fn raw_block_writes() {
 
 #[test]
 fn garbage_sql_never_panics() {
+    const FUZZ_N: usize = 20_000;
     let (s, mut se) = store();
     run(&s, &mut se, "create database d keep 365000");
     run(&s, &mut se, "use d");
@@ -1264,7 +1278,7 @@ fn garbage_sql_never_panics() {
         "/",
     ];
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for _ in 0..20_000 {
+    for _ in 0..FUZZ_N {
         let mut sql = String::new();
         let n = (x % 14) as usize;
         for _ in 0..n {
@@ -1387,4 +1401,103 @@ mod model {
             prop_assert_eq!(col(&r, 0), want);
         }
     }
+}
+
+#[test]
+fn mutated_valid_statements_never_panic() {
+    const ROUNDS: usize = 20_000;
+    let seeds = [
+        "create database m precision 'ns' vgroups 3 keep 30d,60d,90d duration 1d",
+        "create stable m.st (ts timestamp, v int, w nchar(8), x double, y varbinary(8)) tags (g int, h varchar(8))",
+        "create table m.a using m.st tags (1, 'x') m.b using m.st (g) tags (2)",
+        "insert into m.a values (now, 1, 'a', 1.5, '\\x01') (now + 1s, null, null, null, null) m.c using m.st tags (3, 'z') values (now - 1h, -5, 'q', -0.5, 'ab')",
+        "select ts, v, tbname, g from m.st where ts >= now - 1d and (v between -10 and 10 or h in ('x', 'z')) and w like 'a%' order by ts desc limit 5 offset 1",
+        "select count(*), first(ts), last(v), max(x), min(w), sum(v), avg(x) from m.st where g is not null partition by tbname order by tbname",
+        "select distinct tbname, g from m.st where h = 'x' limit 2, 1",
+        "select tags tbname, h from m.st",
+        "delete from m.st where ts < now - 10m",
+        "alter stable m.st add column z bigint unsigned",
+        "alter table m.a set tag h = 'yy', g = 4",
+        "show create table m.a",
+        "select * from information_schema.ins_tags where db_name = 'm' and tag_value is not null order by table_name",
+        "select last(*) from m.st",
+        "select server_version(), database(), now, 1 + 2 * 3",
+    ];
+    let extremes = [
+        "",
+        "-",
+        "(",
+        ")",
+        ",",
+        "'",
+        "''",
+        "`",
+        "99999999999999999999999999999999999999999",
+        "-9223372036854775808",
+        "1e309",
+        "0x",
+        "0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
+        "now",
+        "null",
+        "*",
+        "tbname",
+        "1d",
+        "9999999999999999w",
+        "'\\x0'",
+        "'2021-99-99'",
+        "not",
+        "and",
+        "or",
+        "in",
+        "(1)",
+    ];
+    let (s, mut se) = store();
+    for seed in &seeds {
+        let _ = s.execute(&mut se, seed);
+    }
+    let mut x: u64 = 0xdead_beef_cafe_f00d;
+    let mut rnd = move |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n.max(1) as u64) as usize
+    };
+    for _ in 0..ROUNDS {
+        let seed = seeds[rnd(seeds.len())];
+        let mut toks: Vec<String> = seed.split(' ').map(str::to_string).collect();
+        for _ in 0..=rnd(3) {
+            let i = rnd(toks.len());
+            match rnd(4) {
+                0 => {
+                    toks.remove(i);
+                }
+                1 => {
+                    let t = toks[rnd(toks.len())].clone();
+                    toks.insert(i, t);
+                }
+                2 => toks[i] = extremes[rnd(extremes.len())].to_string(),
+                _ => {
+                    let t = &toks[i];
+                    let cut = t
+                        .char_indices()
+                        .nth(rnd(t.chars().count() + 1))
+                        .map_or(t.len(), |(k, _)| k);
+                    toks[i] = t[..cut].to_string();
+                }
+            }
+            if toks.is_empty() {
+                break;
+            }
+        }
+        let sql = toks.join(" ");
+        let _ = s.execute(&mut se, &sql);
+        se.db = None;
+    }
+    // The store is still usable afterwards.
+    let r = rows(
+        &s,
+        &mut se,
+        "select count(*) from information_schema.ins_databases",
+    );
+    assert_eq!(r.rows(), 1);
 }
