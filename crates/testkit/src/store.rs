@@ -19,7 +19,8 @@
 //!   expands to every data column); an aggregate over no rows gives no row unless only
 //!   `count` is selected; no INTERVAL/window queries, no JSON `->` operator;
 //! - `SHOW CREATE TABLE` prints a JSON tag quoted (TDengine prints it bare) so that it can be
-//!   replayed; columns are printed without ENCODE/COMPRESS/LEVEL;
+//!   replayed; ENCODE/COMPRESS/LEVEL column options are accepted but not stored, so SHOW
+//!   CREATE and DESCRIBE print TDengine's defaults for the column type;
 //! - `information_schema` lists user objects only (no system tables in `ins_tables`);
 //!   `ins_stables` has an extra trailing `uid` column;
 //! - KEEP/DURATION ratios, name syntax rules, TTL expiry and row-size limits are not enforced.

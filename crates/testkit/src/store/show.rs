@@ -357,10 +357,42 @@ pub fn create_database_sql(db: &Db) -> String {
     )
 }
 
-fn field_list(fields: &[Field]) -> String {
+/// TDengine 3.3's default (encode, compress, level) of a data column.
+fn compression(ty: Ty) -> (&'static str, &'static str, &'static str) {
+    let encode = match ty {
+        Ty::Timestamp => "delta-i",
+        Ty::TinyInt
+        | Ty::SmallInt
+        | Ty::Int
+        | Ty::BigInt
+        | Ty::UTinyInt
+        | Ty::USmallInt
+        | Ty::UInt
+        | Ty::UBigInt => "simple8b",
+        Ty::Float | Ty::Double => "delta-d",
+        Ty::Bool => "bit-packing",
+        _ => "disabled",
+    };
+    let compress = if ty.is_var() { "zstd" } else { "lz4" };
+    (encode, compress, "medium")
+}
+
+/// Tags: `` `name` TYPE ``; data columns add TDengine 3.3's ENCODE/COMPRESS/LEVEL.
+fn field_list(fields: &[Field], columns: bool) -> String {
     fields
         .iter()
-        .map(|f| format!("`{}` {}", f.name, type_str(f)))
+        .map(|f| {
+            if columns {
+                let (e, c, l) = compression(f.ty);
+                format!(
+                    "`{}` {} ENCODE '{e}' COMPRESS '{c}' LEVEL '{l}'",
+                    f.name,
+                    type_str(f)
+                )
+            } else {
+                format!("`{}` {}", f.name, type_str(f))
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -384,8 +416,8 @@ pub fn create_stable_sql(st: &STable) -> String {
     format!(
         "CREATE STABLE `{}` ({}) TAGS ({}){}",
         st.name,
-        field_list(&st.columns),
-        field_list(&st.tags),
+        field_list(&st.columns, true),
+        field_list(&st.tags, false),
         table_options(st.comment.as_deref(), 0)
     )
 }
@@ -396,7 +428,7 @@ pub fn create_table_sql(db: &Db, t: &Table) -> String {
         TableKind::Normal { columns } => format!(
             "CREATE TABLE `{}` ({}){}",
             t.name,
-            field_list(columns),
+            field_list(columns, true),
             table_options(t.comment.as_deref(), t.ttl)
         ),
         TableKind::Child { stable, tags } => {
@@ -432,23 +464,6 @@ fn like_filter(pattern: Option<&str>, name: &str) -> bool {
             let nc: Vec<char> = name.chars().collect();
             super::query::like_match(&nc, &pc)
         }
-    }
-}
-
-fn default_encode(ty: Ty) -> &'static str {
-    match ty {
-        Ty::Timestamp
-        | Ty::TinyInt
-        | Ty::SmallInt
-        | Ty::Int
-        | Ty::BigInt
-        | Ty::UTinyInt
-        | Ty::USmallInt
-        | Ty::UInt
-        | Ty::UBigInt => "simple8b",
-        Ty::Float | Ty::Double => "delta-d",
-        Ty::Bool => "bit-packing",
-        _ => "disabled",
     }
 }
 
@@ -547,18 +562,15 @@ pub fn show(cat: &Catalog, env: &Env<'_>, stmt: &Statement<'_>) -> Result<Result
                 ("level", Ty::VarChar, 8),
             ]);
             for f in &cols {
+                let (e, c, l) = compression(f.ty);
                 t.row(vec![
                     s(&f.name),
                     s(f.ty.sql_name()),
                     Value::Int(f.bytes as i32),
                     s(""),
-                    s(if f.ty == Ty::Timestamp {
-                        "delta-i"
-                    } else {
-                        default_encode(f.ty)
-                    }),
-                    s(if f.ty.is_var() { "zstd" } else { "lz4" }),
-                    s("medium"),
+                    s(e),
+                    s(c),
+                    s(l),
                 ]);
             }
             for f in &tags {

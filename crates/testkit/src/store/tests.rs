@@ -826,6 +826,8 @@ fn show_and_describe() {
     assert_eq!(col(&r, 1), [vc("TIMESTAMP"), vc("NCHAR"), vc("INT")]);
     assert_eq!(col(&r, 2), [Value::Int(8), Value::Int(5), Value::Int(4)]);
     assert_eq!(col(&r, 3), [vc(""), vc(""), vc("TAG")]);
+    assert_eq!(col(&r, 4), [vc("delta-i"), vc("disabled"), vc("disabled")]);
+    assert_eq!(col(&r, 5), [vc("lz4"), vc("zstd"), vc("disabled")]);
     assert_eq!(
         col(&rows(&s, &mut se, "desc a"), 3),
         [vc(""), vc(""), vc("TAG")]
@@ -920,8 +922,14 @@ fn show_create_round_trips() {
     let st_sql = ddl("show create stable st");
     assert_eq!(
         st_sql,
-        "CREATE STABLE `st` (`ts` TIMESTAMP, `a` BOOL, `b` TINYINT UNSIGNED, `c` VARCHAR(20), \
-         `d` NCHAR(7), `e` VARBINARY(9), `f` GEOMETRY(50), `g` DOUBLE) TAGS (`t1` INT, \
+        "CREATE STABLE `st` (`ts` TIMESTAMP ENCODE 'delta-i' COMPRESS 'lz4' LEVEL 'medium', \
+         `a` BOOL ENCODE 'bit-packing' COMPRESS 'lz4' LEVEL 'medium', \
+         `b` TINYINT UNSIGNED ENCODE 'simple8b' COMPRESS 'lz4' LEVEL 'medium', \
+         `c` VARCHAR(20) ENCODE 'disabled' COMPRESS 'zstd' LEVEL 'medium', \
+         `d` NCHAR(7) ENCODE 'disabled' COMPRESS 'zstd' LEVEL 'medium', \
+         `e` VARBINARY(9) ENCODE 'disabled' COMPRESS 'zstd' LEVEL 'medium', \
+         `f` GEOMETRY(50) ENCODE 'disabled' COMPRESS 'zstd' LEVEL 'medium', \
+         `g` DOUBLE ENCODE 'delta-d' COMPRESS 'lz4' LEVEL 'medium') TAGS (`t1` INT, \
          `t2` VARCHAR(10), `t3` NCHAR(4), `t4` VARBINARY(4), `t5` TIMESTAMP, `t6` FLOAT, `t7` BOOL) \
          COMMENT 'my stable'"
     );
@@ -935,7 +943,9 @@ fn show_create_round_trips() {
     let n1_sql = ddl("show create table n1");
     assert_eq!(
         n1_sql,
-        "CREATE TABLE `n1` (`ts` TIMESTAMP, `v` BIGINT, `w` VARCHAR(3)) COMMENT '' TTL 2"
+        "CREATE TABLE `n1` (`ts` TIMESTAMP ENCODE 'delta-i' COMPRESS 'lz4' LEVEL 'medium', \
+         `v` BIGINT ENCODE 'simple8b' COMPRESS 'lz4' LEVEL 'medium', \
+         `w` VARCHAR(3) ENCODE 'disabled' COMPRESS 'zstd' LEVEL 'medium') COMMENT '' TTL 2"
     );
     let sj_sql = ddl("show create stable sj");
     let cj_sql = ddl("show create table cj");
