@@ -373,6 +373,78 @@ fn keep_floor(db: &Db, ctx: &Ctx) -> i64 {
     ctx.ns_to_prec(ctx.now_ns.saturating_sub(db.opts.keep_ns()))
 }
 
+/// A child table an INSERT creates.
+struct NewChild {
+    db: String,
+    name: String,
+    stable: String,
+    tags: Vec<Value>,
+}
+
+fn invalid_column(c: &str) -> EmuError {
+    EmuError::new(code::INVALID_COLUMN, format!("Invalid column name: {c}"))
+}
+
+fn ts_required() -> EmuError {
+    EmuError::new(
+        code::INVALID_COLUMN,
+        "Primary timestamp column should not be null",
+    )
+}
+
+/// Converts rows into a batch of `schema` columns; `map[k]` is the schema column of value
+/// position `k` (`None` for positions that are not data columns).
+fn build_batch<'r, 'a: 'r>(
+    schema: &[Field],
+    map: &[Option<usize>],
+    rows: impl Iterator<Item = &'r [Expr<'a>]>,
+    capacity: usize,
+    ctx: &Ctx,
+    floor: i64,
+) -> Result<Vec<ColumnData>, EmuError> {
+    let mut cols: Vec<ColumnData> = schema
+        .iter()
+        .map(|f| ColumnData::with_capacity(f.ty, capacity))
+        .collect();
+    let mut present = vec![false; schema.len()];
+    for i in map.iter().flatten() {
+        present[*i] = true;
+    }
+    if !present.first().copied().unwrap_or(false) {
+        return Err(ts_required());
+    }
+    for row in rows {
+        for (e, i) in row.iter().zip(map) {
+            let Some(i) = *i else { continue };
+            let v = expr_to_value(e, &schema[i], ctx)?;
+            if i == 0 {
+                match v {
+                    Value::Timestamp(ts) if ts < floor => return Err(keep_error()),
+                    Value::Timestamp(_) => {}
+                    _ => return Err(ts_required()),
+                }
+            }
+            cols[i].push(v);
+        }
+        for (i, c) in cols.iter_mut().enumerate() {
+            if !present[i] {
+                c.push_null();
+            }
+        }
+    }
+    Ok(cols)
+}
+
+fn check_width(t: &InsertTarget<'_>, n: usize) -> Result<(), EmuError> {
+    if n != t.width {
+        return Err(EmuError::new(
+            code::INVALID_COLUMN,
+            "Illegal number of columns",
+        ));
+    }
+    Ok(())
+}
+
 fn insert(
     cat: &mut Catalog,
     env: &Env<'_>,
@@ -380,117 +452,193 @@ fn insert(
 ) -> Result<usize, EmuError> {
     // Phase 1: resolve and convert everything, so that a bad value writes nothing.
     let mut batches: Vec<(String, String, Vec<ColumnData>)> = Vec::with_capacity(targets.len());
-    let mut creates: Vec<CreateChild<'_>> = Vec::new();
-    let mut pending: HashMap<(String, String), Vec<Field>> = HashMap::new();
+    let mut creates: Vec<NewChild> = Vec::new();
+    let mut pending: HashMap<(String, String), (String, Vec<Field>)> = HashMap::new();
     for t in targets {
         let dbn = env.db_of(&t.table)?.to_string();
         let db = cat.db(&dbn)?;
         let ctx = Ctx::new(db.opts.precision, env.now_ns);
-        let key = (dbn.clone(), t.table.name.clone());
-        if db.stables.contains_key(&t.table.name) {
-            return Err(EmuError::new(
-                code::INVALID_OPERATION,
-                "insert data into super table is not supported",
-            ));
+        let floor = keep_floor(db, &ctx);
+        let width = t.width.max(1);
+        if let Some(st) = db.stables.get(&t.table.name) {
+            // INSERT INTO stb (tbname, cols…, tags…) VALUES (…): one child per tbname value.
+            let cols = match &t.columns {
+                Some(c) if t.using.is_none() && c.iter().any(|n| n == "tbname") => c,
+                _ => {
+                    return Err(EmuError::new(
+                        code::INVALID_OPERATION,
+                        "insert into a super table needs a column list with tbname",
+                    ));
+                }
+            };
+            check_width(t, cols.len())?;
+            let mut map: Vec<Option<usize>> = Vec::with_capacity(cols.len());
+            let mut tag_pos: Vec<(usize, usize)> = Vec::new();
+            let mut name_pos = 0;
+            let mut seen = HashSet::new();
+            for (k, c) in cols.iter().enumerate() {
+                if !seen.insert(c.as_str()) {
+                    return Err(EmuError::new(
+                        code::DUPLICATED_COLUMN,
+                        "Duplicated column names",
+                    ));
+                }
+                if c == "tbname" {
+                    name_pos = k;
+                    map.push(None);
+                } else if let Some(i) = st.columns.iter().position(|f| &f.name == c) {
+                    map.push(Some(i));
+                } else if let Some(j) = st.tags.iter().position(|f| &f.name == c) {
+                    tag_pos.push((k, j));
+                    map.push(None);
+                } else {
+                    return Err(invalid_column(c));
+                }
+            }
+            // Group rows by child name, keeping first-seen order.
+            let mut order: Vec<String> = Vec::new();
+            let mut groups: HashMap<String, (Vec<Value>, Vec<&[Expr<'_>]>)> = HashMap::new();
+            let name_field = Field::new("tbname", Ty::VarChar, 192);
+            for row in t.values.chunks(width) {
+                let name = match expr_to_value(&row[name_pos], &name_field, &ctx)? {
+                    Value::VarChar(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+                    _ => {
+                        return Err(EmuError::new(
+                            code::INVALID_OPERATION,
+                            "tbname must be a non-empty string",
+                        ));
+                    }
+                };
+                let entry = match groups.get_mut(&name) {
+                    Some(e) => e,
+                    None => {
+                        let mut tags = vec![Value::Null; st.tags.len()];
+                        for &(k, j) in &tag_pos {
+                            tags[j] = expr_to_value(&row[k], &st.tags[j], &ctx)?;
+                        }
+                        order.push(name.clone());
+                        groups.entry(name.clone()).or_insert((tags, Vec::new()))
+                    }
+                };
+                entry.1.push(row);
+            }
+            for name in order {
+                let Some((tags, rows)) = groups.remove(&name) else {
+                    continue;
+                };
+                let key = (dbn.clone(), name.clone());
+                match (db.tables.get(&name), pending.get(&key)) {
+                    (Some(tb), _) if tb.stable() == Some(st.name.as_str()) => {}
+                    (None, Some((s, _))) if *s == st.name => {}
+                    (None, None) => {
+                        check_name(&name)?;
+                        pending.insert(key, (st.name.clone(), st.columns.clone()));
+                        creates.push(NewChild {
+                            db: dbn.clone(),
+                            name: name.clone(),
+                            stable: st.name.clone(),
+                            tags,
+                        });
+                    }
+                    _ => {
+                        return Err(EmuError::new(
+                            code::INVALID_OPERATION,
+                            format!("table {name} is not a child table of {}", st.name),
+                        ));
+                    }
+                }
+                let n = rows.len();
+                let batch = build_batch(&st.columns, &map, rows.into_iter(), n, &ctx, floor)?;
+                batches.push((dbn.clone(), name, batch));
+            }
+            continue;
         }
+        let key = (dbn.clone(), t.table.name.clone());
         let schema: Vec<Field> = if let Some(tb) = db.tables.get(&t.table.name) {
             table_columns(db, tb).to_vec()
-        } else if let Some(s) = pending.get(&key) {
+        } else if let Some((_, s)) = pending.get(&key) {
             s.clone()
         } else if let Some(u) = &t.using {
             let st = db
                 .stables
                 .get(&u.stable.name)
                 .ok_or_else(|| table_not_exist(&u.stable.name))?;
-            tag_values(st, u.tag_names.as_deref(), &u.tags, &ctx)?;
-            creates.push(CreateChild {
-                if_not_exists: true,
-                name: Name {
-                    db: Some(dbn.clone()),
-                    name: t.table.name.clone(),
-                },
-                stable: u.stable.clone(),
-                tag_names: u.tag_names.clone(),
-                tags: u.tags.clone(),
-                ttl: None,
-                comment: None,
+            if u.stable.db.as_deref().is_some_and(|d| d != dbn) {
+                return Err(EmuError::new(
+                    code::INVALID_OPERATION,
+                    "Child table and super table must be in the same database",
+                ));
+            }
+            let tags = tag_values(st, u.tag_names.as_deref(), &u.tags, &ctx)?;
+            check_name(&t.table.name)?;
+            creates.push(NewChild {
+                db: dbn.clone(),
+                name: t.table.name.clone(),
+                stable: st.name.clone(),
+                tags,
             });
-            pending.insert(key.clone(), st.columns.clone());
+            pending.insert(key.clone(), (st.name.clone(), st.columns.clone()));
             st.columns.clone()
         } else {
             return Err(table_not_exist(&t.table.name));
         };
         // Map value positions to schema columns.
-        let map: Vec<usize> = match &t.columns {
+        let map: Vec<Option<usize>> = match &t.columns {
             Some(cols) => {
                 let mut seen = HashSet::new();
                 let mut m = Vec::with_capacity(cols.len());
                 for c in cols {
-                    let i = schema.iter().position(|f| &f.name == c).ok_or_else(|| {
-                        EmuError::new(code::INVALID_COLUMN, format!("Invalid column name: {c}"))
-                    })?;
+                    let i = schema
+                        .iter()
+                        .position(|f| &f.name == c)
+                        .ok_or_else(|| invalid_column(c))?;
                     if !seen.insert(i) {
                         return Err(EmuError::new(
                             code::DUPLICATED_COLUMN,
                             "Duplicated column names",
                         ));
                     }
-                    m.push(i);
-                }
-                if !m.contains(&0) {
-                    return Err(EmuError::new(
-                        code::INVALID_COLUMN,
-                        "Primary timestamp column should not be null",
-                    ));
+                    m.push(Some(i));
                 }
                 m
             }
-            None => (0..schema.len()).collect(),
+            None => (0..schema.len()).map(Some).collect(),
         };
-        if map.len() != t.width {
-            return Err(EmuError::new(
-                code::INVALID_COLUMN,
-                "Illegal number of columns",
-            ));
-        }
-        let rows = t.values.len() / t.width.max(1);
-        let floor = keep_floor(db, &ctx);
-        let mut cols: Vec<ColumnData> = schema
-            .iter()
-            .map(|f| ColumnData::with_capacity(f.ty, rows))
-            .collect();
-        let mut present = vec![false; schema.len()];
-        for &i in &map {
-            present[i] = true;
-        }
-        for row in t.values.chunks(t.width.max(1)) {
-            for (e, &i) in row.iter().zip(&map) {
-                let v = expr_to_value(e, &schema[i], &ctx)?;
-                if i == 0 {
-                    match v {
-                        Value::Timestamp(ts) if ts < floor => return Err(keep_error()),
-                        Value::Timestamp(_) => {}
-                        _ => {
-                            return Err(EmuError::new(
-                                code::INVALID_COLUMN,
-                                "Primary timestamp column should not be null",
-                            ));
-                        }
-                    }
-                }
-                cols[i].push(v);
-            }
-            for (i, c) in cols.iter_mut().enumerate() {
-                if !present[i] {
-                    c.push_null();
-                }
-            }
-        }
-        batches.push((dbn, t.table.name.clone(), cols));
+        check_width(t, map.len())?;
+        let rows = t.values.len() / width;
+        let batch = build_batch(&schema, &map, t.values.chunks(width), rows, &ctx, floor)?;
+        batches.push((dbn, t.table.name.clone(), batch));
     }
     // Phase 2: create and write.
-    for c in &creates {
-        create_child(cat, env, c)?;
+    for c in creates {
+        let uid = cat.uid();
+        let db = cat.db_mut(&c.db)?;
+        if db.tables.contains_key(&c.name) {
+            continue;
+        }
+        let columns = db
+            .stables
+            .get(&c.stable)
+            .map(|s| s.columns.clone())
+            .ok_or_else(|| table_not_exist(&c.stable))?;
+        let vgroup = db.vgroup_of(&c.name);
+        db.tables.insert(
+            c.name.clone(),
+            Table {
+                name: c.name,
+                uid,
+                create_time: env.now_ms(),
+                vgroup,
+                ttl: 0,
+                comment: None,
+                version: 1,
+                kind: TableKind::Child {
+                    stable: c.stable,
+                    tags: c.tags,
+                },
+                data: TableData::new(&columns),
+            },
+        );
     }
     let mut total = 0;
     for (dbn, tn, cols) in batches {

@@ -212,6 +212,61 @@ fn super_tables_children_and_tags() {
         err(&s, &mut se, "insert into st values (1, 1)"),
         code::INVALID_OPERATION
     );
+    // INSERT INTO stb (tbname, …): rows go to (auto-created) children by name.
+    assert_eq!(
+        affected(
+            &s,
+            &mut se,
+            "insert into st (tbname, ts, gid, v, loc) values ('a', 10, 99, 10.5, 'ignored') \
+             ('n1', 11, 7, 11.5, 'new') ('n1', 12, 8, 12.5, 'other') ('n2', 13, null, null, null)"
+        ),
+        4
+    );
+    let r = rows(
+        &s,
+        &mut se,
+        "select tags tbname, loc, gid from st where tbname in ('a', 'n1', 'n2') order by tbname",
+    );
+    assert_eq!(
+        col(&r, 1),
+        [
+            Value::NChar("北京".into()),
+            Value::NChar("new".into()),
+            Value::Null
+        ]
+    );
+    assert_eq!(col(&r, 2), [Value::Int(1), Value::Int(7), Value::Null]);
+    let r = rows(&s, &mut se, "select ts, v from n1");
+    assert_eq!(col(&r, 1), [Value::Double(11.5), Value::Double(12.5)]);
+    assert_eq!(
+        err(&s, &mut se, "insert into st (ts, v) values (1, 1)"),
+        code::INVALID_OPERATION
+    );
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "insert into st (tbname, ts, nope) values ('a', 1, 1)"
+        ),
+        code::INVALID_COLUMN
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into st (tbname, v) values ('a', 1)"),
+        code::INVALID_COLUMN
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into st (tbname, ts) values ('', 1)"),
+        code::INVALID_OPERATION
+    );
+    run(&s, &mut se, "create table plain (ts timestamp, v double)");
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "insert into st (tbname, ts) values ('plain', 1)"
+        ),
+        code::INVALID_OPERATION
+    );
 }
 
 #[test]
