@@ -545,10 +545,10 @@ fn uses_data(b: &B) -> bool {
     }
 }
 
-/// Timestamp bounds implied by top-level AND-ed conditions on column 0.
-fn ts_bounds(b: &B, lo: &mut i64, hi: &mut i64) {
+/// Timestamp bounds (inclusive) implied by top-level AND-ed conditions on column 0.
+fn ts_bounds(b: &B, lo: &mut i128, hi: &mut i128) {
     let c = |x: &B| match x {
-        B::Const(Value::Timestamp(t)) | B::Const(Value::BigInt(t)) => Some(*t),
+        B::Const(Value::Timestamp(t)) | B::Const(Value::BigInt(t)) => Some(i128::from(*t)),
         _ => None,
     };
     let is_ts = |x: &B| matches!(x, B::Ref(Ref::Col(0), Ty::Timestamp));
@@ -583,9 +583,9 @@ fn ts_bounds(b: &B, lo: &mut i64, hi: &mut i64) {
                     *lo = (*lo).max(v);
                     *hi = (*hi).min(v);
                 }
-                CmpOp::Gt => *lo = (*lo).max(v.saturating_add(1)),
+                CmpOp::Gt => *lo = (*lo).max(v + 1),
                 CmpOp::Ge => *lo = (*lo).max(v),
-                CmpOp::Lt => *hi = (*hi).min(v.saturating_sub(1)),
+                CmpOp::Lt => *hi = (*hi).min(v - 1),
                 CmpOp::Le => *hi = (*hi).min(v),
                 CmpOp::Ne => {}
             }
@@ -598,6 +598,45 @@ fn ts_bounds(b: &B, lo: &mut i64, hi: &mut i64) {
         }
         _ => {}
     }
+}
+
+/// The AND-ed parts of a predicate.
+fn conjuncts(b: &B) -> Vec<&B> {
+    let mut out = Vec::new();
+    let mut stack = vec![b];
+    while let Some(x) = stack.pop() {
+        match x {
+            B::And(l, r) => {
+                stack.push(r);
+                stack.push(l);
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether a conjunct is a bound on column 0 (timestamp) that [`ts_bounds`] applies exactly.
+fn is_ts_bound(b: &B) -> bool {
+    let is_ts = |x: &B| matches!(x, B::Ref(Ref::Col(0), Ty::Timestamp));
+    let is_c = |x: &B| {
+        matches!(
+            x,
+            B::Const(Value::Timestamp(_)) | B::Const(Value::BigInt(_))
+        )
+    };
+    match b {
+        B::Cmp(op, x, y) => *op != CmpOp::Ne && ((is_ts(x) && is_c(y)) || (is_ts(y) && is_c(x))),
+        B::Between(x, l, h, false) => is_ts(x) && is_c(l) && is_c(h),
+        _ => false,
+    }
+}
+
+/// Whether every conjunct is an exact timestamp bound or reads no row data.
+fn only_bounds_and_tags(b: &B) -> bool {
+    conjuncts(b)
+        .into_iter()
+        .all(|c| is_ts_bound(c) || !uses_data(c))
 }
 
 /// One table's worth of rows feeding a query.
@@ -652,10 +691,44 @@ fn select_rows(seg: &Seg<'_>, filter: Option<&B>, ts_sorted: bool) -> Sel {
     };
     let (mut lo, mut hi) = (0, n);
     if ts_sorted && let Some(ts) = seg.cols.first().and_then(ColumnData::timestamps) {
-        let (mut l, mut h) = (i64::MIN, i64::MAX);
+        let (mut l, mut h) = (i128::from(i64::MIN), i128::from(i64::MAX));
         ts_bounds(p, &mut l, &mut h);
-        lo = ts.partition_point(|t| t.unwrap_or(i64::MIN) < l);
-        hi = ts.partition_point(|t| t.unwrap_or(i64::MIN) <= h).max(lo);
+        let key = |t: &Option<i64>| i128::from(t.unwrap_or(i64::MIN));
+        lo = ts.partition_point(|t| key(t) < l);
+        hi = ts.partition_point(|t| key(t) <= h).max(lo);
+    }
+    if only_bounds_and_tags(p) {
+        // Timestamp bounds are exact (already applied) and the rest does not read rows.
+        let row = Row {
+            cols: seg.cols,
+            i: 0,
+            tags: seg.tags,
+            tbname: seg.tbname,
+        };
+        let rest_ok = conjuncts(p)
+            .into_iter()
+            .filter(|c| !is_ts_bound(c))
+            .all(|c| pred(c, &row) == Some(true));
+        return if rest_ok && ts_sorted {
+            Sel::Range(lo, hi)
+        } else if rest_ok {
+            // Unsorted sources keep per-row evaluation of the bounds.
+            let mut idx = Vec::new();
+            for i in 0..n {
+                let row = Row {
+                    cols: seg.cols,
+                    i,
+                    tags: seg.tags,
+                    tbname: seg.tbname,
+                };
+                if pred(p, &row) == Some(true) {
+                    idx.push(i);
+                }
+            }
+            Sel::Idx(idx)
+        } else {
+            Sel::Range(0, 0)
+        };
     }
     if !uses_data(p) {
         let row = Row {

@@ -690,6 +690,22 @@ fn where_order_limit() {
         q("select ts from t order by 1 desc limit 1"),
         [Value::Timestamp(190)]
     );
+    assert_eq!(
+        q("select ts from t where ts > 9223372036854775807"),
+        Vec::<Value>::new()
+    );
+    assert_eq!(
+        q("select ts from t where ts < -9223372036854775808"),
+        Vec::<Value>::new()
+    );
+    assert_eq!(
+        q("select ts from t where ts >= 30 and ts <= 30 and ts != 30"),
+        Vec::<Value>::new()
+    );
+    assert_eq!(
+        q("select ts from t where 40 > ts and 20 <= ts"),
+        [20, 30].map(Value::Timestamp)
+    );
     let r = rows(&s, &mut se, "select last(*) from t where ts < 100");
     assert_eq!(names(&r), ["last(ts)", "last(v)", "last(s)"]);
     assert_eq!(
@@ -1460,6 +1476,20 @@ mod model {
                     .map(|(k, v)| (Value::Timestamp(*k), v.map_or(Value::Null, Value::Int)))
                     .collect();
                 prop_assert_eq!(got, want);
+            }
+            for (lo, hi) in [(0i64, 50i64), (20, 20), (150, 400), (-5, 10)] {
+                let r = rows(&s, &mut se, &format!("select count(*), count(v) from t where ts >= {lo} and ts < {hi}"));
+                let n = model.range(lo..hi.max(lo)).count() as i64;
+                let nv = model.range(lo..hi.max(lo)).filter(|(_, v)| v.is_some()).count() as i64;
+                prop_assert_eq!(col(&r, 0), vec![Value::BigInt(n)]);
+                prop_assert_eq!(col(&r, 1), vec![Value::BigInt(nv)]);
+                let r = rows(&s, &mut se, &format!("select ts from t where ts > {lo} and ts <= {hi} and v is not null"));
+                let want: Vec<Value> = model
+                    .iter()
+                    .filter(|(k, v)| **k > lo && **k <= hi && v.is_some())
+                    .map(|(k, _)| Value::Timestamp(*k))
+                    .collect();
+                prop_assert_eq!(col(&r, 0), want);
             }
             let r = rows(&s, &mut se, "select ts from t order by ts desc limit 5 offset 1");
             let want: Vec<Value> = model.keys().rev().skip(1).take(5).map(|k| Value::Timestamp(*k)).collect();
