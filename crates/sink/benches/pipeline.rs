@@ -7,14 +7,14 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use taosbackup_core::{
     BackupId, BackupKind, BackupStats, BlockRecord, BlockRef, BucketWidth, CatalogSnapshot,
     DatabaseDef, MANIFEST_VERSION, Manifest, Precision, SourceInfo, TableRecord,
 };
 use taosbackup_sink::{Backend, InitOptions, KdfParams, Password, Repo, VerifyOptions};
 
-const BLOCKS: usize = 64;
+const BLOCKS: usize = 256; // 64 MiB a backup: several packs, so uploads overlap compression
 const ROWS: usize = 16 * 1024; // 16 bytes a row → 256 KiB a block
 const LEVEL: i32 = 3;
 
@@ -110,6 +110,29 @@ async fn write_backup(repo: &Repo, blocks: &[Vec<u8>]) {
     session.finish().await.expect("finish");
 }
 
+async fn write_backup_parallel(repo: &Repo, blocks: &[Vec<u8>]) {
+    let session = std::sync::Arc::new(repo.session("bench").await.expect("session"));
+    let mut tasks = Vec::new();
+    for half in blocks.chunks(BLOCKS / 2) {
+        let session = session.clone();
+        let half: Vec<Vec<u8>> = half.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(half.len());
+            for b in &half {
+                ids.push(session.put_blob(b).await.expect("put"));
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.expect("join"));
+    }
+    session.commit(&manifest(&ids)).await.expect("commit");
+    let session = std::sync::Arc::into_inner(session).expect("sole owner");
+    session.finish().await.expect("finish");
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,25 +149,25 @@ fn bench(c: &mut Criterion) {
         compressed as f64 / total as f64
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
     let pw = Password::new("bench").expect("password");
-    let options = InitOptions {
-        kdf: KdfParams::insecure_for_tests(),
-        compression_level: LEVEL,
-        ..InitOptions::default()
+    let fresh_repo = |rt: &tokio::runtime::Runtime| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = InitOptions {
+            kdf: KdfParams::insecure_for_tests(),
+            compression_level: LEVEL,
+            ..InitOptions::default()
+        };
+        let backend = Backend::local(dir.path()).expect("backend");
+        let repo = rt
+            .block_on(Repo::init(backend, options, Some(&pw)))
+            .expect("init");
+        (dir, repo)
     };
-    let repo = rt
-        .block_on(Repo::init(
-            Backend::local(dir.path()).expect("backend"),
-            options,
-            Some(&pw),
-        ))
-        .expect("init");
 
     let mut group = c.benchmark_group("sink");
     group.throughput(Throughput::Bytes(total));
     group.sample_size(10);
-    group.measurement_time(Duration::from_secs(8));
+    group.measurement_time(Duration::from_secs(10));
     let counter = AtomicU64::new(0);
     group.bench_function("zstd_only", |b| {
         let mut z = zstd::bulk::Compressor::new(LEVEL).expect("zstd");
@@ -155,27 +178,53 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // One backup into a fresh local repository per iteration: lock, store all blocks
+    // (hash, compress, encrypt, pack), write the pack, the index and the manifest with
+    // fsyncs, release the lock. Repository creation is outside the timing.
     group.bench_function("pipeline_write_local", |b| {
+        b.iter_batched(
+            || fresh_repo(&rt),
+            |(dir, repo)| {
+                rt.block_on(write_backup(&repo, &data));
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // The same with the blocks split over two concurrent writer tasks on a 2-worker
+    // runtime, against zstd on two threads.
+    let rt2 = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    group.bench_function("zstd_only_2_threads", |b| {
         b.iter(|| {
-            stamp(&mut data, counter.fetch_add(1, Ordering::Relaxed));
-            rt.block_on(write_backup(&repo, &data));
+            std::thread::scope(|s| {
+                for half in data.chunks(BLOCKS / 2) {
+                    s.spawn(move || {
+                        let mut z = zstd::bulk::Compressor::new(LEVEL).expect("zstd");
+                        for block in half {
+                            black_box(z.compress(block).expect("compress"));
+                        }
+                    });
+                }
+            })
         })
+    });
+    group.bench_function("pipeline_write_local_2_tasks", |b| {
+        b.iter_batched(
+            || fresh_repo(&rt2),
+            |(dir, repo)| {
+                rt2.block_on(write_backup_parallel(&repo, &data));
+                dir
+            },
+            BatchSize::PerIteration,
+        )
     });
     group.bench_function("read_back_verify_read_data", |b| {
         // A repository holding exactly one backup of `data`.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let options = InitOptions {
-            kdf: KdfParams::insecure_for_tests(),
-            compression_level: LEVEL,
-            ..InitOptions::default()
-        };
-        let repo = rt
-            .block_on(Repo::init(
-                Backend::local(dir.path()).expect("backend"),
-                options,
-                Some(&pw),
-            ))
-            .expect("init");
+        let (_dir, repo) = fresh_repo(&rt);
         rt.block_on(write_backup(&repo, &data));
         b.iter(|| {
             let report = rt

@@ -32,6 +32,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Repository creation options out of range.
+    #[error("invalid repository options: {reason}")]
+    InvalidOptions {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The storage backend failed on an object.
     #[error("storage backend failed to {op} {path}: {source}")]
     Backend {

@@ -180,3 +180,57 @@ pub(crate) fn check_name(path: &str, bytes: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(offset: u64, length: u32, raw_length: u32, size: u64) -> IndexFile {
+        IndexFile {
+            version: INDEX_VERSION,
+            packs: vec![IndexPack {
+                id: "ab".repeat(32),
+                size,
+                blobs: vec![IndexBlob {
+                    id: BlobId::from_bytes([3; 32]),
+                    offset,
+                    length,
+                    raw_length,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn hostile_index_entries_are_errors() {
+        let mut index = Index::default();
+        assert!(index.add_file("i", file(0, 10, 10, 10)).is_ok());
+        assert!(
+            index.add_file("i", file(1, 10, 10, 10)).is_err(),
+            "past the pack end"
+        );
+        assert!(
+            index.add_file("i", file(u64::MAX, 10, 10, 10)).is_err(),
+            "offset overflow"
+        );
+        assert!(
+            index.add_file("i", file(0, 10, u32::MAX, 10)).is_err(),
+            "raw length too large"
+        );
+        let mut bad_id = file(0, 1, 1, 1);
+        bad_id.packs[0].id = "zz".into();
+        assert!(index.add_file("i", bad_id).is_err());
+        // Sealed round trip, a wrong version, and a renamed object.
+        let crypto = Crypto::None;
+        let (name, bytes) = encode(&file(0, 1, 1, 1), &crypto, 3).unwrap();
+        assert!(decode(&name, &bytes, &crypto).is_ok());
+        assert!(decode("index/00", &bytes, &crypto).is_err());
+        let mut v2 = file(0, 1, 1, 1);
+        v2.version = 2;
+        let (name, bytes) = encode(&v2, &crypto, 3).unwrap();
+        assert!(matches!(
+            decode(&name, &bytes, &crypto),
+            Err(Error::UnsupportedVersion { found: 2, .. })
+        ));
+    }
+}

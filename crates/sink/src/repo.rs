@@ -130,9 +130,8 @@ impl Repo {
             });
         }
         if !(1..=22).contains(&options.compression_level) {
-            return Err(Error::InvalidUrl {
-                url: backend.location().into(),
-                reason: "compression level must be within 1..=22".into(),
+            return Err(Error::InvalidOptions {
+                reason: "compression level must be within 1..=22",
             });
         }
         let config = RepoConfig {

@@ -1,12 +1,12 @@
 //! A locked writer/reader handle: what a backup or restore works through.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use taosbackup_core::{BackupId, BlobId, Manifest, Repository, RepositoryError};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::crypto::{self, MAX_BLOB_SIZE};
 use crate::error::{Error, Result};
@@ -24,8 +24,18 @@ use crate::repo::{Repo, decode_blob, manifest_path};
 pub struct Session {
     repo: Repo,
     lock: LockGuard,
+    shared: Arc<Shared>,
+}
+
+/// At most this many packs are uploaded in the background at once per session; a writer
+/// that fills another pack waits (bounded memory: the open pack plus these).
+const MAX_UPLOADS: usize = 2;
+
+/// Write state shared with background upload tasks.
+struct Shared {
     state: Mutex<WriteState>,
     uploaded: Notify,
+    uploads: Arc<Semaphore>,
 }
 
 #[derive(Default)]
@@ -43,6 +53,36 @@ struct WriteState {
 enum Pending {
     Open(PackEntry),
     Packed(PackId, PackEntry),
+}
+
+impl Shared {
+    fn state(&self) -> Result<MutexGuard<'_, WriteState>> {
+        self.state.lock().map_err(|_| Error::SessionFailed {
+            reason: "a writer task panicked".into(),
+        })
+    }
+
+    fn finish_upload(&self, pack: FinishedPack, path: &str, result: Result<()>) {
+        // A poisoned state mutex means a writer panicked; the session is unusable anyway.
+        if let Ok(mut st) = self.state() {
+            st.inflight.remove(&pack.id);
+            st.uploading -= 1;
+            match result {
+                Ok(()) => {
+                    st.bytes_stored += pack.bytes.len() as u64;
+                    st.written
+                        .push((pack.id, pack.bytes.len() as u64, pack.entries));
+                }
+                Err(e) => {
+                    for entry in &pack.entries {
+                        st.pending.remove(&entry.id);
+                    }
+                    st.failure = Some(format!("upload of {path} failed: {e}"));
+                }
+            }
+        }
+        self.uploaded.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -67,18 +107,18 @@ impl Repo {
         Ok(Session {
             repo: self.clone(),
             lock,
-            state: Mutex::new(WriteState::default()),
-            uploaded: Notify::new(),
+            shared: Arc::new(Shared {
+                state: Mutex::new(WriteState::default()),
+                uploaded: Notify::new(),
+                uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
+            }),
         })
     }
 }
 
 impl Session {
     fn state(&self) -> Result<MutexGuard<'_, WriteState>> {
-        self.state.lock().map_err(|_| Error::LockLost {
-            path: self.lock.path().into(),
-            reason: "a writer task panicked".into(),
-        })
+        self.shared.state()
     }
 
     /// The repository.
@@ -104,6 +144,9 @@ impl Session {
             });
         }
         self.lock.check()?;
+        if let Some(f) = &self.state()?.failure {
+            return Err(Error::SessionFailed { reason: f.clone() });
+        }
         let inner = &self.repo.inner;
         let id = inner.crypto.blob_id(data);
         if self.known(&id, &*self.state()?) {
@@ -125,7 +168,7 @@ impl Session {
             }
         };
         if let Some(pack) = full {
-            self.upload(pack).await?;
+            self.spawn_upload(pack).await?;
         }
         Ok(id)
     }
@@ -141,33 +184,32 @@ impl Session {
         pack
     }
 
-    async fn upload(&self, pack: FinishedPack) -> Result<()> {
-        let path = pack_path(&pack.id);
-        let size = pack.bytes.len() as u64;
-        let result = self.repo.inner.backend.put(&path, pack.bytes.clone()).await;
-        {
-            let mut st = self.state()?;
-            st.inflight.remove(&pack.id);
-            st.uploading -= 1;
-            match &result {
-                Ok(()) => {
-                    st.bytes_stored += size;
-                    st.written.push((pack.id, size, pack.entries));
-                }
-                Err(e) => {
-                    for entry in &pack.entries {
-                        st.pending.remove(&entry.id);
-                    }
-                    st.failure = Some(format!("upload of {path} failed: {e}"));
-                }
-            }
-        }
-        self.uploaded.notify_waiters();
-        result
+    /// Uploads `pack` in a background task once an upload slot is free.
+    async fn spawn_upload(&self, pack: FinishedPack) -> Result<()> {
+        let permit = self
+            .shared
+            .uploads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::SessionFailed {
+                reason: "upload slots closed".into(),
+            })?;
+        let backend = self.repo.inner.backend.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let path = pack_path(&pack.id);
+            let result = backend.put(&path, pack.bytes.clone()).await;
+            shared.finish_upload(pack, &path, result);
+            drop(permit);
+        });
+        Ok(())
     }
 
-    /// Uploads the open pack and waits for all uploads; fails if any upload failed.
-    async fn flush(&self) -> Result<()> {
+    /// Seals the open pack, waits until every pack of this session is uploaded, and fails
+    /// if any upload failed. The blobs are then in storage but still not referenced by an
+    /// index: only [`Session::commit`] makes them part of the repository.
+    pub async fn flush(&self) -> Result<()> {
         let pack = {
             let mut st = self.state()?;
             if st.open.is_empty() {
@@ -177,10 +219,10 @@ impl Session {
             }
         };
         if let Some(pack) = pack {
-            self.upload(pack).await?;
+            self.spawn_upload(pack).await?;
         }
         loop {
-            let notified = self.uploaded.notified();
+            let notified = self.shared.uploaded.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {

@@ -137,8 +137,9 @@ impl Repo {
                 packs.truncate(take);
             }
             for (path, id) in packs {
-                if !listed.contains_key(path.as_str()) {
-                    continue; // already reported missing
+                let expected_size = index.packs.get(id).map(|p| p.size);
+                if listed.get(path.as_str()).copied() != expected_size {
+                    continue; // already reported missing or of the wrong size; not downloaded
                 }
                 let bytes = match inner.backend.get(path).await {
                     Ok(b) => b,
