@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::util::{cargo, root, run};
+use crate::util::{cargo, root, sh};
 
 /// The moto release the S3 tests run against.
 const MOTO_SPEC: &str = "moto[server]>=5,<6";
 
 pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
-    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args([
+    sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    sh(cargo().args([
         "clippy",
         "--workspace",
         "--all-targets",
@@ -25,10 +25,10 @@ pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
         test.arg("--no-fail-fast");
     }
     test.env("TAOSBACKUP_MOTO_SERVER", &moto);
-    run(&mut test)?;
+    sh(&mut test)?;
     if !skip_deny {
         ensure_cargo_deny()?;
-        run(cargo().args(["deny", "check", "licenses", "bans", "sources"]))?;
+        sh(cargo().args(["deny", "check", "licenses", "bans", "sources"]))?;
     }
     println!("xtask ci: all checks passed");
     Ok(())
@@ -63,11 +63,11 @@ pub fn ensure_moto() -> Result<PathBuf, String> {
     }
     if !python.exists() {
         let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        run(Command::new(&py).args(["-m", "venv"]).arg(&venv)).map_err(|e| {
+        sh(Command::new(&py).args(["-m", "venv"]).arg(&venv)).map_err(|e| {
             format!("{e}\n(the S3 tests need Python 3 with the venv module to install moto)")
         })?;
     }
-    run(Command::new(&python).args([
+    sh(Command::new(&python).args([
         "-m",
         "pip",
         "install",
@@ -93,5 +93,5 @@ fn ensure_cargo_deny() -> Result<(), String> {
     if have {
         return Ok(());
     }
-    run(cargo().args(["install", "--locked", "cargo-deny"]))
+    sh(cargo().args(["install", "--locked", "cargo-deny"]))
 }

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use crate::util::{cargo, root, run};
+use crate::util::{cargo, root, sh};
 
 /// Kills the emulator when the demo ends, however it ends.
 struct Emu(Child);
@@ -20,7 +20,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(a) = args.first() {
         return Err(format!("demo: unknown argument {a:?}"));
     }
-    run(cargo().args([
+    sh(cargo().args([
         "build",
         "--release",
         "-p",
@@ -52,7 +52,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .ok_or_else(|| format!("unexpected first line from taos-emu: {line:?}"))?
         .to_string();
     println!("{}", line.trim());
-    run(Command::new(target.join("examples").join("emu_session")).arg(&dsn))?;
+    sh(Command::new(target.join("examples").join("emu_session")).arg(&dsn))?;
     drop(emu);
     println!("demo: done (taos-emu stopped)");
     Ok(())

@@ -17,7 +17,7 @@ pub fn cargo() -> Command {
 }
 
 /// Prints the command, runs it, and turns a failure into a message naming it.
-pub fn run(cmd: &mut Command) -> Result<(), String> {
+pub fn sh(cmd: &mut Command) -> Result<(), String> {
     let shown = format!("{cmd:?}").replace('"', "");
     println!("$ {shown}");
     let status = cmd

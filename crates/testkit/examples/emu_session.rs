@@ -61,7 +61,7 @@ async fn main() -> Result<()> {
     let rows: Vec<(i64, f32, i32)> = taos
         .query("SELECT ts, current, voltage FROM d1001 ORDER BY ts")
         .await?
-        .deserialize()
+        .deserialize::<(i64, f32, i32)>()
         .try_collect()
         .await?;
     println!("d1001 after a late row and an overwrite: {rows:?}");

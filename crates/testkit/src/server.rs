@@ -77,13 +77,16 @@ impl Emulator {
     /// Binds the listener and serves on a background thread with its own runtime, so the
     /// emulator works the same under sync and async tests. Returns once the socket is bound.
     pub fn start(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
+        // Bind synchronously so the caller knows the port, and so `start` works from inside
+        // a runtime as well as outside one.
+        let std_listener = std::net::TcpListener::bind(config.listen)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("taos-emu")
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(TcpListener::bind(config.listen))?;
-        let addr = listener.local_addr()?;
         let store = Arc::new(Store::new(StoreConfig {
             user: config.user.clone(),
             password: config.password.clone(),
@@ -100,7 +103,16 @@ impl Emulator {
         };
         let thread = std::thread::Builder::new()
             .name("taos-emu-server".into())
-            .spawn(move || runtime.block_on(server.serve(listener, stop_rx)))?;
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(std_listener) {
+                        Ok(listener) => server.serve(listener, stop_rx).await,
+                        Err(err) => tracing::error!(%err, "cannot register the listener"),
+                    }
+                });
+                // Connection tasks may still hold sockets; do not wait for them.
+                runtime.shutdown_background();
+            })?;
         Ok(EmulatorHandle {
             addr,
             store,
@@ -218,6 +230,8 @@ impl Server {
         while tasks.join_next().await.is_some() {}
     }
 
+    // The handshake callback's error type (a whole HTTP response) is fixed by tungstenite.
+    #[allow(clippy::result_large_err)]
     async fn connection(self, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
         let _ = stream.set_nodelay(true);
         let mut route = None;
@@ -248,9 +262,12 @@ impl Server {
                 None => Err(http_error(StatusCode::NOT_FOUND)),
             }
         };
-        let mut ws_config = WebSocketConfig::default();
-        ws_config.max_message_size = None;
-        ws_config.max_frame_size = None;
+        // Raw-block writes and fetches can be large; TDengine has no frame limit either.
+        let ws_config = WebSocketConfig {
+            max_message_size: None,
+            max_frame_size: None,
+            ..WebSocketConfig::default()
+        };
         let ws = match tokio_tungstenite::accept_hdr_async_with_config(
             stream,
             callback,

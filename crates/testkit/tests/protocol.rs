@@ -72,12 +72,12 @@ async fn handshake_reports_the_configured_version() {
 async fn wrong_password_is_tdengine_auth_failure() {
     let emu = emu();
     let dsn = format!("ws://root:wrong@{}", emu.addr());
-    let err = TaosBuilder::from_dsn(dsn)
-        .unwrap()
-        .build()
+    // taos-ws opens the socket lazily: the login happens with the first statement.
+    let taos = TaosBuilder::from_dsn(dsn).unwrap().build().await.unwrap();
+    let err = taos
+        .exec("SHOW DATABASES")
         .await
-        .err()
-        .expect("login refused");
+        .expect_err("login refused");
     assert_eq!(err.code(), taos::Code::new(0x0357), "{err}");
     // The right password still works on the same server.
     let dsn = format!("ws://root:taosdata@{}", emu.addr());
@@ -88,12 +88,15 @@ async fn wrong_password_is_tdengine_auth_failure() {
 #[tokio::test]
 async fn dsn_database_must_exist() {
     let emu = emu();
-    let err = TaosBuilder::from_dsn(format!("{}/nodb", emu.dsn()))
+    let taos = TaosBuilder::from_dsn(format!("{}/nodb", emu.dsn()))
         .unwrap()
         .build()
         .await
-        .err()
-        .expect("missing database refused at login");
+        .unwrap();
+    let err = taos
+        .exec("SHOW DATABASES")
+        .await
+        .expect_err("missing database refused at login");
     assert_eq!(err.code(), taos::Code::new(0x0388), "{err}");
     connect(&emu.dsn())
         .await
@@ -158,8 +161,14 @@ async fn token_dsn_uses_rest_ws_and_is_checked() {
     let bad = TaosBuilder::from_dsn(format!("{}?token=nope", emu.dsn()))
         .unwrap()
         .build()
-        .await;
-    assert!(bad.is_err(), "a wrong token is refused");
+        .await
+        .unwrap();
+    let err = bad
+        .exec("SHOW DATABASES")
+        .await
+        .expect_err("a wrong token is refused");
+    // The HTTP upgrade answers 401, which taos-ws reports as its UNAUTHORIZED code.
+    assert_eq!(err.code(), taos::Code::new(0xE006), "{err}");
 }
 
 #[tokio::test]
