@@ -1,6 +1,6 @@
 //! A locked writer/reader handle: what a backup or restore works through.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -203,6 +203,9 @@ impl Session {
             shared.finish_upload(pack, &path, result);
             drop(permit);
         });
+        // Let the upload start now even on a current-thread runtime, where a CPU-bound
+        // writer would otherwise not yield until its next pending await.
+        tokio::task::yield_now().await;
         Ok(())
     }
 
@@ -243,20 +246,31 @@ impl Session {
     pub async fn commit(&self, manifest: &Manifest) -> Result<()> {
         self.lock.check()?;
         manifest.validate()?;
-        self.flush().await?;
         let inner = &self.repo.inner;
-        let written = {
+        let blobs = manifest.blob_ids();
+        // Flush until every referenced blob of this session is in an uploaded pack (a
+        // concurrent writer may have filled and started another pack after a flush).
+        let written = loop {
+            self.flush().await?;
             let st = self.state()?;
-            for blob in manifest.blob_ids() {
-                let in_session = matches!(st.pending.get(&blob), Some(Pending::Packed(..)));
-                if !in_session && !self.repo.has_blob(&blob) {
-                    return Err(Error::MissingBlob {
-                        blob,
-                        backup_id: Some(manifest.id),
-                    });
+            let uploaded: HashSet<PackId> = st.written.iter().map(|(id, _, _)| *id).collect();
+            let mut unflushed = false;
+            for blob in &blobs {
+                match st.pending.get(blob) {
+                    Some(Pending::Packed(pack, _)) if uploaded.contains(pack) => {}
+                    Some(_) => unflushed = true,
+                    None if self.repo.has_blob(blob) => {}
+                    None => {
+                        return Err(Error::MissingBlob {
+                            blob: *blob,
+                            backup_id: Some(manifest.id),
+                        });
+                    }
                 }
             }
-            st.written.clone()
+            if !unflushed {
+                break st.written.clone();
+            }
         };
         if !written.is_empty() {
             let file = IndexFile {

@@ -259,3 +259,48 @@ fn urls_pick_backends() {
     assert!(Backend::from_url_with_options("s3://b/p", [("no_such_key", "1")]).is_err());
     assert!(Backend::from_url_with_options("/tmp/x", [("aws_region", "x")]).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tasks_share_a_session() {
+    let backend = Backend::memory();
+    let repo = init(backend.clone(), true).await;
+    let session = std::sync::Arc::new(repo.session("backup").await.unwrap());
+    let mut tasks = Vec::new();
+    for t in 0..4u64 {
+        let session = session.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..25 {
+                // Overlapping seeds across tasks: concurrent dedup of equal blobs.
+                ids.push(session.put_blob(&noise(t * 10 + i, 12_000)).await.unwrap());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    let id = random_backup_id();
+    session.commit(&manifest(id, None, id, &ids)).await.unwrap();
+    std::sync::Arc::into_inner(session)
+        .unwrap()
+        .finish()
+        .await
+        .unwrap();
+    let repo = Repo::open(backend, Some(&password())).await.unwrap();
+    for (n, blob) in ids.iter().enumerate() {
+        let (t, i) = (n as u64 / 25, n as u64 % 25);
+        assert_eq!(
+            repo.read_blob(blob).await.unwrap(),
+            noise(t * 10 + i, 12_000)
+        );
+    }
+    let report = repo
+        .verify(VerifyOptions {
+            read_data_percent: Some(100),
+        })
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
