@@ -191,6 +191,24 @@ fn bench(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // The same into the in-memory backend: the CPU cost of the pipeline without disk I/O.
+    group.bench_function("pipeline_write_memory", |b| {
+        b.iter_batched(
+            || {
+                let options = InitOptions {
+                    kdf: KdfParams::insecure_for_tests(),
+                    compression_level: LEVEL,
+                    ..InitOptions::default()
+                };
+                rt.block_on(Repo::init(Backend::memory(), options, Some(&pw))).expect("init")
+            },
+            |repo| {
+                rt.block_on(write_backup(&repo, &data));
+                repo
+            },
+            BatchSize::PerIteration,
+        )
+    });
     // The same with the blocks split over two concurrent writer tasks on a 2-worker
     // runtime, against zstd on two threads.
     let rt2 = tokio::runtime::Builder::new_multi_thread()
