@@ -2,9 +2,11 @@
 //!
 //! - `ci`: format check, clippy with `-D warnings`, the test-suite prerequisites (a Python
 //!   virtualenv with moto's S3 server), the whole test suite, and `cargo deny`.
+//! - `bench emu`: the emulator's `SELECT *` serving speed.
 //! - `demo`: builds `taos-emu`, starts it on a free loopback port and runs the scripted
 //!   example session against it with the real `taos` connector.
 
+mod bench;
 mod ci;
 mod demo;
 mod util;
@@ -16,6 +18,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("moto") => ci::ensure_moto().map(|path| println!("{}", path.display())),
         Some("-h" | "--help" | "help") | None => {
             println!("{}", USAGE);
@@ -39,4 +42,5 @@ tasks:
          cargo test --workspace, cargo deny check licenses bans sources
          (--skip-deny to leave out cargo-deny, --no-fail-fast to run every test)
   demo   start taos-emu and run the scripted session against it with the real connector
+  bench  emu [ROWS]: how fast taos-emu serves SELECT * to the real connector
   moto   make sure .venv has moto's S3 server; print its path";

@@ -5,6 +5,7 @@
 //! `/rest/ws` (its fallback, and the path for `?token=` DSNs). Anything else is answered
 //! `404 Not Found` during the HTTP upgrade, which is what makes the client fall back.
 
+mod net;
 mod query;
 mod wire;
 
@@ -191,6 +192,9 @@ impl Drop for EmulatorHandle {
     }
 }
 
+/// A server-side WebSocket over the server's TCP stream.
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<net::QuickAckStream>;
+
 /// What each connection task needs.
 #[derive(Clone)]
 pub(crate) struct Server {
@@ -233,7 +237,7 @@ impl Server {
     // The handshake callback's error type (a whole HTTP response) is fixed by tungstenite.
     #[allow(clippy::result_large_err)]
     async fn connection(self, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
-        let _ = stream.set_nodelay(true);
+        let stream = net::QuickAckStream::new(stream);
         let mut route = None;
         let legacy_only = self.config.legacy_paths_only;
         let token = self.config.token.clone();

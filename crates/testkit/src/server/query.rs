@@ -14,9 +14,7 @@ use std::time::Instant;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value as Json, json};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Server;
@@ -85,11 +83,7 @@ impl Drop for Conn {
 
 /// Runs one query-protocol connection until the client leaves, the server stops, or the
 /// emulator is told to drop every connection.
-pub(crate) async fn run(
-    server: Server,
-    ws: WebSocketStream<TcpStream>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn run(server: Server, ws: super::Ws, mut stop: watch::Receiver<bool>) {
     let (mut sink, mut stream) = ws.split();
     let mut kick = server.kick.clone();
     kick.mark_unchanged();

@@ -1,0 +1,25 @@
+//! `cargo xtask bench <what>`: benchmarks that report figures; they never fail on a slow
+//! machine. Figures go into docs/performance.md by hand, with the command and the date.
+
+use crate::util::{cargo, sh};
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("emu") => {
+            let mut cmd = cargo();
+            cmd.args([
+                "run",
+                "--release",
+                "-p",
+                "taosbackup-testkit",
+                "--example",
+                "emu_bench",
+                "--",
+            ]);
+            cmd.args(&args[1..]);
+            sh(&mut cmd)
+        }
+        Some(other) => Err(format!("bench: unknown benchmark {other:?} (known: emu)")),
+        None => Err("bench: name a benchmark (known: emu [ROWS])".into()),
+    }
+}
