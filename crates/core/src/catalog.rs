@@ -281,6 +281,22 @@ mod tests {
         let text = serde_json::to_string(&values).unwrap();
         let back: Vec<Value> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, values);
+        assert_eq!(
+            serde_json::to_string(&DataType::UBigInt).unwrap(),
+            "\"BIGINT UNSIGNED\""
+        );
+        assert_eq!(
+            serde_json::to_string(&DataType::VarChar).unwrap(),
+            "\"VARCHAR\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Value::NChar("a".into())).unwrap(),
+            r#"{"type":"NCHAR","value":"a"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Value::Null).unwrap(),
+            r#"{"type":"NULL"}"#
+        );
         let nan: Value = serde_json::from_str(r#"{"type":"DOUBLE","value":"NaN"}"#).unwrap();
         assert!(matches!(nan, Value::Double(v) if v.is_nan()));
     }

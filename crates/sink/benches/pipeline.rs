@@ -200,7 +200,8 @@ fn bench(c: &mut Criterion) {
                     compression_level: LEVEL,
                     ..InitOptions::default()
                 };
-                rt.block_on(Repo::init(Backend::memory(), options, Some(&pw))).expect("init")
+                rt.block_on(Repo::init(Backend::memory(), options, Some(&pw)))
+                    .expect("init")
             },
             |repo| {
                 rt.block_on(write_backup(&repo, &data));

@@ -91,7 +91,9 @@ pub enum Error {
     )]
     PasswordRequired,
     /// No key file opens with the given password. Nothing was written.
-    #[error("wrong password: none of the {tried} key files opened with it")]
+    #[error(
+        "wrong password: none of the {tried} key files opened with it (or the config object was modified: key files bind its hash)"
+    )]
     WrongPassword {
         /// How many key files were tried.
         tried: usize,

@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     pub(crate) crypto: Crypto,
     master: Option<MasterKey>,
     key_id: Mutex<Option<String>>,
+    /// What key files bind the master key to: repository id and config hash.
+    binding: String,
     pub(crate) index: RwLock<Index>,
     pub(crate) options: OpenOptions,
     index_problems: Vec<(String, String)>,
@@ -147,10 +149,13 @@ impl Repo {
                 Encryption::None
             },
         };
+        let body = serde_json::to_vec_pretty(&config)
+            .map_err(|e| Error::corrupt("config", e.to_string()))?;
+        let binding = key_binding(&config.id, &body);
         let (master, key_id) = match (options.encryption, password) {
             (true, Some(pw)) => {
                 let master = MasterKey::random();
-                let id = write_key(&backend, &master, pw, &options.kdf, &config.id).await?;
+                let id = write_key(&backend, &master, pw, &options.kdf, &binding).await?;
                 (Some(master), Some(id))
             }
             (true, None) => return Err(Error::PasswordRequired),
@@ -162,8 +167,6 @@ impl Repo {
             }
             (false, None) => (None, None),
         };
-        let body = serde_json::to_vec_pretty(&config)
-            .map_err(|e| Error::corrupt("config", e.to_string()))?;
         backend.put("config", body.into()).await?;
         let crypto = master.as_ref().map_or(Crypto::None, Crypto::from_master);
         Ok(Repo {
@@ -173,6 +176,7 @@ impl Repo {
                 crypto,
                 master,
                 key_id: Mutex::new(key_id),
+                binding,
                 index: RwLock::new(Index::default()),
                 options: OpenOptions::default(),
                 index_problems: Vec::new(),
@@ -205,6 +209,7 @@ impl Repo {
             return Err(Error::corrupt("config", "config object too large"));
         }
         let config = RepoConfig::parse(&config_bytes)?;
+        let binding = key_binding(&config.id, &config_bytes);
         let keys = backend.list("keys").await?;
         let (master, key_id) = match config.encryption {
             Encryption::None => {
@@ -221,7 +226,7 @@ impl Repo {
                 let mut found = None;
                 for (path, _) in &keys {
                     let kf = read_key(&backend, path).await?;
-                    if let Some(master) = kf.unwrap(path, pw, &config.id)? {
+                    if let Some(master) = kf.unwrap(path, pw, &binding)? {
                         found = Some((master, key_name(path)));
                         break;
                     }
@@ -246,6 +251,7 @@ impl Repo {
                 crypto,
                 master,
                 key_id: Mutex::new(key_id),
+                binding,
                 index: RwLock::new(index),
                 options,
                 index_problems: problems,
@@ -349,7 +355,7 @@ impl Repo {
             master,
             password,
             &kdf,
-            &self.inner.config.id,
+            &self.inner.binding,
         )
         .await
     }
@@ -490,6 +496,13 @@ pub(crate) fn decode_blob(
         ));
     }
     Ok(data)
+}
+
+/// Key files bind the master key to the repository id and to the exact config bytes, so a
+/// modified config (for example a downgrade to `"encryption": "none"` or another bucket
+/// width) makes every key file fail to open.
+fn key_binding(repo_id: &str, config_bytes: &[u8]) -> String {
+    format!("{repo_id} {}", blake3::hash(config_bytes).to_hex())
 }
 
 fn key_name(path: &str) -> String {
