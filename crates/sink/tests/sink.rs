@@ -2,6 +2,8 @@
 
 #[path = "sink/common.rs"]
 mod common;
+#[path = "sink/faults.rs"]
+mod faults;
 #[path = "sink/gc.rs"]
 mod gc;
 #[path = "sink/integrity.rs"]
