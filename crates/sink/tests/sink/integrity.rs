@@ -47,6 +47,13 @@ async fn wrong_password_is_an_error_that_writes_nothing() {
         Repo::open(Backend::memory(), Some(&wrong)).await,
         Err(Error::NotARepository { .. })
     ));
+    let dir = tempfile::tempdir().unwrap();
+    let missing = Backend::local(dir.path().join("no/such/repo")).unwrap();
+    assert!(matches!(
+        Repo::open(missing, Some(&wrong)).await,
+        Err(Error::NotARepository { .. })
+    ));
+    assert!(!dir.path().join("no").exists(), "open created directories");
 }
 
 #[tokio::test]
