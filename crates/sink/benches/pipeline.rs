@@ -257,5 +257,55 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Alternates zstd-only and pipeline passes over the same data and prints the median of
+/// the per-round throughput ratios: robust against load that drifts between criterion's
+/// separate benchmark functions on a shared machine.
+fn interleaved_ratio(_c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let data = blocks();
+    let pw = Password::new("bench").expect("password");
+    let mut z = zstd::bulk::Compressor::new(LEVEL).expect("zstd");
+    let mut local = Vec::new();
+    let mut memory = Vec::new();
+    for _ in 0..9 {
+        let t = std::time::Instant::now();
+        for block in &data {
+            black_box(z.compress(block).expect("compress"));
+        }
+        let zstd = t.elapsed().as_secs_f64();
+        let options = InitOptions {
+            kdf: KdfParams::insecure_for_tests(),
+            compression_level: LEVEL,
+            ..InitOptions::default()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = Backend::local(dir.path()).expect("backend");
+        let repo = rt
+            .block_on(Repo::init(backend, options.clone(), Some(&pw)))
+            .expect("init");
+        let t = std::time::Instant::now();
+        rt.block_on(write_backup(&repo, &data));
+        local.push(zstd / t.elapsed().as_secs_f64());
+        let repo = rt
+            .block_on(Repo::init(Backend::memory(), options, Some(&pw)))
+            .expect("init");
+        let t = std::time::Instant::now();
+        rt.block_on(write_backup(&repo, &data));
+        memory.push(zstd / t.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    eprintln!(
+        "interleaved throughput ratio pipeline/zstd-{LEVEL} over 9 rounds (median): local {:.2}, memory {:.2}",
+        median(&mut local),
+        median(&mut memory)
+    );
+}
+
+criterion_group!(benches, interleaved_ratio, bench);
 criterion_main!(benches);

@@ -169,6 +169,10 @@ impl Session {
         };
         if let Some(pack) = full {
             self.spawn_upload(pack).await?;
+        } else if self.state()?.uploading > 0 {
+            // CPU-bound writers rarely reach a pending await; yield so that background
+            // uploads make progress (they hand their disk or network I/O to other threads).
+            tokio::task::yield_now().await;
         }
         Ok(id)
     }
