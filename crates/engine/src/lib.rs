@@ -1,0 +1,36 @@
+//! The engine of taosbackup: change tracking of TDengine blocks.
+//!
+//! A block is one table's rows in one time bucket `[k*W, (k+1)*W)`. The [`Tracker`] keeps,
+//! per table, roaring bitmaps of the buckets that changed since the last backup (DIRTY, or NEW
+//! when the repository holds no version of the block yet), the buckets touched by `DELETE`s,
+//! and table-level events (created, dropped, schema or tags changed). A backup takes an
+//! atomic [`Snapshot`] of those changes and resets them, so changes that arrive during the
+//! backup are kept for the next one; a failed backup gives its snapshot back.
+//!
+//! The tracker persists itself (checksummed, written atomically and fsynced) together with
+//! the change-feed positions it covers. Whenever it cannot prove that it saw every change —
+//! no persisted state, a damaged one, a feed gap — it is *inconsistent*, and the next backup
+//! must be a full one.
+//!
+//! # Example
+//!
+//! ```
+//! use taosbackup_core::{BucketWidth, Precision};
+//! use taosbackup_engine::{BlockState, Tracker};
+//!
+//! let mut t = Tracker::new(BucketWidth::DAY, Precision::Ms);
+//! t.mark_rows("d1001", &[1_700_000_000_000, 1_700_000_000_500]);
+//! let bucket = BucketWidth::DAY.bucket_of(1_700_000_000_000, Precision::Ms);
+//! assert_eq!(t.state("d1001", bucket), BlockState::New);
+//! let snap = t.snapshot_and_reset();
+//! assert_eq!(snap.dirty_blocks(), 1);
+//! t.commit(&snap, &[]); // the backup holding it is durable, no tombstones
+//! assert_eq!(t.state("d1001", bucket), BlockState::Clean);
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod tracker;
+
+pub use error::TrackerError;
+pub use tracker::{BlockState, Snapshot, TableChange, TableChanges, Tracker, TrackerStats};
