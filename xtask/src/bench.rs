@@ -3,6 +3,8 @@
 
 use crate::util::{cargo, sh};
 
+const KNOWN: &str = "emu [ROWS], sink, tracker";
+
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("emu") => {
@@ -19,7 +21,29 @@ pub fn run(args: &[String]) -> Result<(), String> {
             cmd.args(&args[1..]);
             sh(&mut cmd)
         }
-        Some(other) => Err(format!("bench: unknown benchmark {other:?} (known: emu)")),
-        None => Err("bench: name a benchmark (known: emu [ROWS])".into()),
+        Some("sink") => sh(cargo()
+            .args([
+                "bench",
+                "-p",
+                "taosbackup-sink",
+                "--bench",
+                "pipeline",
+                "--",
+            ])
+            .args(&args[1..])),
+        Some("tracker") => sh(cargo()
+            .args([
+                "bench",
+                "-p",
+                "taosbackup-engine",
+                "--bench",
+                "tracker",
+                "--",
+            ])
+            .args(&args[1..])),
+        Some(other) => Err(format!(
+            "bench: unknown benchmark {other:?} (known: {KNOWN})"
+        )),
+        None => Err(format!("bench: name a benchmark (known: {KNOWN})")),
     }
 }

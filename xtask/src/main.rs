@@ -43,4 +43,6 @@ tasks:
          (--skip-deny to leave out cargo-deny, --no-fail-fast to run every test)
   demo   start taos-emu and run the scripted session against it with the real connector
   bench  emu [ROWS]: how fast taos-emu serves SELECT * to the real connector
+         sink: the repository write pipeline vs zstd alone (criterion)
+         tracker: block marks/s, bitmap memory, snapshot time (criterion)
   moto   make sure .venv has moto's S3 server; print its path";
