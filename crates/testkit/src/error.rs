@@ -107,6 +107,23 @@ pub mod code {
     pub const TAG_ALREADY_EXIST: u32 = 0x0369;
     /// Only one tag if there is a json tag.
     pub const ONLY_ONE_JSON_TAG: u32 = 0x2633;
+    /// Topic already exists.
+    pub const TOPIC_ALREADY_EXIST: u32 = 0x03E0;
+    /// Topic not exist.
+    pub const TOPIC_NOT_EXIST: u32 = 0x03E1;
+    /// Topic subscribed cannot be dropped.
+    pub const TOPIC_SUBSCRIBED: u32 = 0x03EB;
+    /// Topic must be dropped first (DROP DATABASE of a database a topic reads).
+    pub const TOPIC_MUST_BE_DROPPED: u32 = 0x03ED;
+    /// TMQ: no committed info (`committed` of a group that never committed; TDengine
+    /// returns it as the offset value, `-2147467247`).
+    pub const TMQ_NO_COMMITTED: u32 = 0x4011;
+    /// TMQ: offset out of range.
+    pub const TMQ_VERSION_OUT_OF_RANGE: u32 = 0x4012;
+    /// TMQ: vgroup does not belong to this consumer.
+    pub const TMQ_INVALID_VGID: u32 = 0x4013;
+    /// TMQ: topic does not belong to this consumer.
+    pub const TMQ_INVALID_TOPIC: u32 = 0x4014;
     /// Invalid result id (fetch of a freed or unknown result).
     pub const INVALID_RESULT_ID: u32 = 0xFFFF;
 }

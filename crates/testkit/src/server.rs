@@ -2,11 +2,13 @@
 //! session per connection against a shared [`Store`].
 //!
 //! Paths, as taosAdapter serves them: `/ws` (query protocol, tried first by taos-ws 0.12.3),
-//! `/rest/ws` (its fallback, and the path for `?token=` DSNs). Anything else is answered
+//! `/rest/ws` (its fallback, and the path for `?token=` DSNs), `/rest/tmq` (TMQ data
+//! subscription, see `server/tmq.rs` and `docs/emulator-tmq.md`). Anything else is answered
 //! `404 Not Found` during the HTTP upgrade, which is what makes the client fall back.
 
 mod net;
 mod query;
+mod tmq;
 mod wire;
 
 use std::net::SocketAddr;
@@ -208,6 +210,7 @@ pub(crate) struct Server {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Query,
+    Tmq,
 }
 
 impl Server {
@@ -251,6 +254,7 @@ impl Server {
             let r = match path.trim_end_matches('/') {
                 "/ws" if !legacy_only => Some(Route::Query),
                 "/rest/ws" => Some(Route::Query),
+                "/rest/tmq" => Some(Route::Tmq),
                 _ => None,
             };
             if let Some(given) = given_token {
@@ -288,6 +292,7 @@ impl Server {
         self.shared.open_connections.fetch_add(1, Ordering::SeqCst);
         match route {
             Some(Route::Query) => query::run(self.clone(), ws, stop).await,
+            Some(Route::Tmq) => tmq::run(self.clone(), ws, stop).await,
             None => {}
         }
         self.shared.open_connections.fetch_sub(1, Ordering::SeqCst);

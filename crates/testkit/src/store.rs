@@ -32,6 +32,14 @@ mod exec;
 mod query;
 mod show;
 mod table;
+mod tmq;
+mod wal;
+
+/// What the TMQ server session needs from the store.
+pub(crate) mod tmq_api {
+    pub(crate) use super::tmq::{Assignment, OffsetReset};
+    pub(crate) use super::wal::{WalBody, WalEntry};
+}
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -194,6 +202,17 @@ impl Store {
             | Statement::ShowCreateTable { .. }
             | Statement::Describe(_)
             | Statement::ShowVgroups(_) => show::show(&self.read(), &env, &stmt).map(Outcome::Rows),
+            Statement::CreateTopic {
+                if_not_exists,
+                name,
+                with_meta,
+                db,
+            } => self.create_topic(if_not_exists, name, with_meta, db, sql),
+            Statement::DropTopic { if_exists, name } => self.drop_topic(if_exists, &name),
+            Statement::PurgeWal { db, vgroup, to } => self.purge_sql(&db, vgroup, to),
+            Statement::ShowTopics | Statement::ShowSubscriptions => {
+                show::show(&self.read(), &env, &stmt).map(Outcome::Rows)
+            }
             other => exec::execute(&mut self.write(), &env, other),
         }
     }

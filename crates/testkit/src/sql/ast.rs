@@ -381,4 +381,35 @@ pub enum Statement<'a> {
     Describe(Name),
     /// `SHOW VGROUPS` (minimal).
     ShowVgroups(Option<String>),
+    /// `CREATE TOPIC [IF NOT EXISTS] t [WITH META] AS DATABASE db`.
+    CreateTopic {
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+        /// Topic name.
+        name: String,
+        /// `WITH META`.
+        with_meta: bool,
+        /// Database the topic reads.
+        db: String,
+    },
+    /// `DROP TOPIC [IF EXISTS] t`.
+    DropTopic {
+        /// `IF EXISTS`.
+        if_exists: bool,
+        /// Topic name.
+        name: String,
+    },
+    /// `SHOW TOPICS`.
+    ShowTopics,
+    /// `SHOW SUBSCRIPTIONS`.
+    ShowSubscriptions,
+    /// Emulator-only: `PURGE WAL db [VGROUP n] TO v` drops log entries below version `v`.
+    PurgeWal {
+        /// Database.
+        db: String,
+        /// One vgroup, or every vgroup of the database.
+        vgroup: Option<u32>,
+        /// New first version.
+        to: i64,
+    },
 }

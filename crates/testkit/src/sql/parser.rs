@@ -265,6 +265,20 @@ impl<'a> Parser<'a> {
                 self.bump();
                 self.alter()
             }
+            "purge" => {
+                self.bump();
+                self.expect_kw("wal")?;
+                let db = self.ident()?;
+                let vgroup = if self.eat_kw("vgroup") {
+                    let n = self.int()?;
+                    Some(u32::try_from(n).map_err(|_| self.err())?)
+                } else {
+                    None
+                };
+                self.expect_kw("to")?;
+                let to = self.int()?;
+                Ok(Statement::PurgeWal { db, vgroup, to })
+            }
             _ => Err(self.err()),
         }
     }
@@ -272,6 +286,30 @@ impl<'a> Parser<'a> {
     // ---- DDL ----
 
     fn create(&mut self) -> Result<Statement<'a>, EmuError> {
+        if self.eat_kw("topic") {
+            let if_not_exists = self.if_not_exists()?;
+            let name = self.ident()?;
+            let with_meta = if self.eat_kw("with") {
+                self.expect_kw("meta")?;
+                true
+            } else {
+                false
+            };
+            self.expect_kw("as")?;
+            if !self.eat_kw("database") {
+                return Err(EmuError::new(
+                    code::OPS_NOT_SUPPORT,
+                    "the emulator supports database topics only (AS DATABASE db)",
+                ));
+            }
+            let db = self.ident()?;
+            return Ok(Statement::CreateTopic {
+                if_not_exists,
+                name,
+                with_meta,
+                db,
+            });
+        }
         if self.eat_kw("database") {
             let if_not_exists = self.if_not_exists()?;
             let name = self.ident()?;
@@ -531,6 +569,11 @@ impl<'a> Parser<'a> {
     }
 
     fn drop(&mut self) -> Result<Statement<'a>, EmuError> {
+        if self.eat_kw("topic") {
+            let if_exists = self.if_exists()?;
+            let name = self.ident()?;
+            return Ok(Statement::DropTopic { if_exists, name });
+        }
         if self.eat_kw("database") {
             let if_exists = self.if_exists()?;
             let name = self.ident()?;
@@ -643,6 +686,12 @@ impl<'a> Parser<'a> {
     fn show(&mut self) -> Result<Statement<'a>, EmuError> {
         if self.eat_kw("databases") {
             return Ok(Statement::ShowDatabases);
+        }
+        if self.eat_kw("topics") {
+            return Ok(Statement::ShowTopics);
+        }
+        if self.eat_kw("subscriptions") {
+            return Ok(Statement::ShowSubscriptions);
         }
         if self.eat_kw("create") {
             if self.eat_kw("database") {
@@ -1375,6 +1424,32 @@ mod tests {
             Statement::DropTable { if_exists: true, names } if names.len() == 2
         ));
         assert!(matches!(p("drop stable s"), Statement::DropStable { .. }));
+        assert_eq!(
+            p("create topic if not exists t with meta as database d"),
+            Statement::CreateTopic {
+                if_not_exists: true,
+                name: "t".into(),
+                with_meta: true,
+                db: "d".into(),
+            }
+        );
+        assert_eq!(
+            p("drop topic t"),
+            Statement::DropTopic {
+                if_exists: false,
+                name: "t".into(),
+            }
+        );
+        assert_eq!(p("show topics"), Statement::ShowTopics);
+        assert_eq!(
+            p("purge wal d vgroup 3 to 10"),
+            Statement::PurgeWal {
+                db: "d".into(),
+                vgroup: Some(3),
+                to: 10,
+            }
+        );
+        assert!(crate::sql::parse("create topic t as select * from x").is_err());
         assert!(matches!(
             p("alter stable s add column c2 varchar(10)"),
             Statement::Alter {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::table::TableData;
+use super::wal::{TmqState, VgWal, WalBody};
 use crate::error::{EmuError, code};
 use crate::sql::ast::OptVal;
 use crate::types::{Field, Precision, Value};
@@ -245,6 +246,8 @@ pub struct Db {
     pub stables: BTreeMap<String, STable>,
     /// Child and normal tables by name.
     pub tables: BTreeMap<String, Table>,
+    /// Write-ahead log per vgroup id.
+    pub wal: BTreeMap<u32, VgWal>,
 }
 
 impl Db {
@@ -256,6 +259,33 @@ impl Db {
             h = h.wrapping_mul(0x0100_0193);
         }
         self.vgroup_base + h % self.opts.vgroups.max(1)
+    }
+
+    /// The database's vgroup ids.
+    pub fn vgroup_ids(&self) -> std::ops::Range<u32> {
+        self.vgroup_base..self.vgroup_base + self.opts.vgroups.max(1)
+    }
+
+    /// The log of a vgroup (created empty on first use), with retention applied at `now_ns`.
+    pub fn wal_mut(&mut self, vgroup: u32, now_ns: i64) -> &mut VgWal {
+        let w = self.wal.entry(vgroup).or_default();
+        w.apply_retention(&self.opts, now_ns);
+        w
+    }
+
+    /// Appends a change to a vgroup's log; returns its version.
+    pub fn log(&mut self, vgroup: u32, now_ns: i64, body: WalBody) -> i64 {
+        let w = self.wal.entry(vgroup).or_default();
+        let v = w.append(now_ns, body);
+        w.apply_retention(&self.opts, now_ns);
+        v
+    }
+
+    /// Appends a change to every vgroup's log (super-table DDL reaches every vnode).
+    pub fn log_all(&mut self, now_ns: i64, body: &WalBody) {
+        for vg in self.vgroup_ids() {
+            self.log(vg, now_ns, body.clone());
+        }
     }
 }
 
@@ -341,6 +371,8 @@ pub struct Catalog {
     pub next_uid: i64,
     /// Next free vgroup id.
     pub next_vgroup: u32,
+    /// Topics and consumer-group offsets.
+    pub tmq: TmqState,
 }
 
 impl Catalog {

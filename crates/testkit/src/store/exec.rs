@@ -9,6 +9,7 @@ use super::catalog::{
 use super::convert::{Ctx, expr_to_value};
 use super::query::{Scope, bind, eval_bool};
 use super::table::TableData;
+use super::wal::{self, WalBody, alter_type};
 use crate::error::{EmuError, code};
 use crate::raw_block::DecodedBlock;
 use crate::sql::ast::{AlterAction, CreateChild, Expr, InsertTarget, Name, Statement};
@@ -75,6 +76,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
                     vgroup_base,
                     stables: BTreeMap::new(),
                     tables: BTreeMap::new(),
+                    wal: BTreeMap::new(),
                 },
             );
             Ok(Outcome::Affected(0))
@@ -114,6 +116,8 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             }
             check_name(&name.name)?;
             let now = env.now_ms();
+            let meta = wal::create_super(&name.name, &columns, &tags);
+            db.log_all(env.now_ns, &WalBody::Meta(meta));
             db.stables.insert(
                 name.name.clone(),
                 STable {
@@ -153,6 +157,8 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             check_name(&name.name)?;
             let vgroup = db.vgroup_of(&name.name);
             let data = TableData::new(&columns);
+            let meta = wal::create_normal(&name.name, &columns);
+            db.log(vgroup, env.now_ns, WalBody::Meta(meta));
             db.tables.insert(
                 name.name.clone(),
                 Table {
@@ -179,11 +185,20 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             for n in &names {
                 let dbn = env.db_of(n)?.to_string();
                 let db = cat.db_mut(&dbn)?;
-                if db.tables.remove(&n.name).is_none() {
-                    if db.stables.contains_key(&n.name) {
-                        drop_stable(db, &n.name);
-                    } else if !if_exists {
-                        return Err(table_not_exist(&n.name));
+                match db.tables.remove(&n.name) {
+                    Some(t) => {
+                        db.log(
+                            t.vgroup,
+                            env.now_ns,
+                            WalBody::Meta(wal::drop_table(&t.name)),
+                        );
+                    }
+                    None => {
+                        if db.stables.contains_key(&n.name) {
+                            drop_stable(db, &n.name, env.now_ns);
+                        } else if !if_exists {
+                            return Err(table_not_exist(&n.name));
+                        }
                     }
                 }
             }
@@ -198,7 +213,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
                 }
                 return Err(EmuError::new(code::STB_NOT_EXIST, "STable not exist"));
             }
-            drop_stable(db, &name.name);
+            drop_stable(db, &name.name, env.now_ns);
             Ok(Outcome::Affected(0))
         }
         Statement::Alter {
@@ -217,7 +232,12 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
         | Statement::ShowCreateDatabase(_)
         | Statement::ShowCreateTable { .. }
         | Statement::Describe(_)
-        | Statement::ShowVgroups(_) => {
+        | Statement::ShowVgroups(_)
+        | Statement::CreateTopic { .. }
+        | Statement::DropTopic { .. }
+        | Statement::ShowTopics
+        | Statement::ShowSubscriptions
+        | Statement::PurgeWal { .. } => {
             Err(EmuError::new(code::INVALID_OPERATION, "Invalid operation"))
         }
     }
@@ -225,13 +245,20 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
 
 /// `DROP DATABASE`.
 pub fn drop_database(cat: &mut Catalog, if_exists: bool, name: &str) -> Result<Outcome, EmuError> {
+    if cat.tmq.topics.values().any(|t| t.db == name) {
+        return Err(EmuError::new(
+            code::TOPIC_MUST_BE_DROPPED,
+            "Topic must be dropped first",
+        ));
+    }
     if cat.dbs.remove(name).is_none() && !if_exists {
         return Err(db_not_exist(name));
     }
     Ok(Outcome::Affected(0))
 }
 
-fn drop_stable(db: &mut Db, name: &str) {
+fn drop_stable(db: &mut Db, name: &str, now_ns: i64) {
+    db.log_all(now_ns, &WalBody::Meta(wal::drop_super(name)));
     db.stables.remove(name);
     db.tables.retain(|_, t| t.stable() != Some(name));
 }
@@ -336,6 +363,8 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
     let tags = tag_values(st, c.tag_names.as_deref(), &c.tags, &ctx)?;
     let data = TableData::new(&st.columns);
     let vgroup = db.vgroup_of(&c.name.name);
+    let meta = wal::create_child(&c.name.name, &st.name, &st.tags, &tags);
+    db.log(vgroup, env.now_ns, WalBody::Meta(meta));
     db.tables.insert(
         c.name.name.clone(),
         Table {
@@ -622,6 +651,13 @@ fn insert(
             .map(|s| s.columns.clone())
             .ok_or_else(|| table_not_exist(&c.stable))?;
         let vgroup = db.vgroup_of(&c.name);
+        let tag_fields = db
+            .stables
+            .get(&c.stable)
+            .map(|s| s.tags.clone())
+            .unwrap_or_default();
+        let meta = wal::create_child(&c.name, &c.stable, &tag_fields, &c.tags);
+        db.log(vgroup, env.now_ns, WalBody::Meta(meta));
         db.tables.insert(
             c.name.clone(),
             Table {
@@ -643,6 +679,15 @@ fn insert(
     let mut total = 0;
     for (dbn, tn, cols) in batches {
         let db = cat.db_mut(&dbn)?;
+        let t = db.tables.get(&tn).ok_or_else(|| table_not_exist(&tn))?;
+        let body = WalBody::Data {
+            table: tn.clone(),
+            fields: table_columns(db, t).to_vec(),
+            precision: db.opts.precision,
+            columns: cols.clone(),
+        };
+        let vgroup = t.vgroup;
+        db.log(vgroup, env.now_ns, body);
         let t = db.tables.get_mut(&tn).ok_or_else(|| table_not_exist(&tn))?;
         total += t.data.merge(cols);
     }
@@ -696,7 +741,29 @@ fn delete(
                 .map(|r| eval_bool(p, &t.data.cols, r, &tags, &t.name))
                 .collect::<Result<_, _>>()?,
         };
+        // One log entry per run of consecutive deleted rows: an exact time range each.
+        let ts = t.data.ts();
+        let mut runs: Vec<(i64, i64)> = Vec::new();
+        let mut open: Option<(i64, i64)> = None;
+        for (r, del) in mask.iter().enumerate() {
+            let stamp = ts.get(r).copied().flatten();
+            match (del, stamp, open.as_mut()) {
+                (true, Some(x), Some(run)) => run.1 = x,
+                (true, Some(x), None) => open = Some((x, x)),
+                _ => runs.extend(open.take()),
+            }
+        }
+        runs.extend(open.take());
+        let (tname, vgroup) = (t.name.clone(), t.vgroup);
+        let ts_col = scope
+            .cols
+            .first()
+            .map_or_else(|| "ts".to_string(), |f| f.name.clone());
         total += t.data.delete_mask(&mask);
+        for (a, b) in runs {
+            let meta = wal::delete(&tname, &ts_col, a, b);
+            db.log(vgroup, env.now_ns, WalBody::Meta(meta));
+        }
     }
     Ok(Outcome::Affected(total))
 }
@@ -727,11 +794,18 @@ fn alter(
             .ok_or_else(|| table_not_exist(&name.name))?;
         let sname = st.name.clone();
         let taken = |st: &STable, n: &str| st.columns.iter().chain(&st.tags).any(|f| f.name == n);
+        let meta: Option<serde_json::Value>;
         match action {
             AlterAction::AddColumn(f) => {
                 if taken(st, &f.name) {
                     return Err(col_exists());
                 }
+                meta = Some(wal::alter_field(
+                    "super",
+                    &sname,
+                    alter_type::ADD_COLUMN,
+                    &f,
+                ));
                 let ty = f.ty;
                 st.columns.push(f);
                 st.version += 1;
@@ -756,6 +830,12 @@ fn alter(
                         "Cannot drop the timestamp column",
                     ));
                 }
+                meta = Some(wal::alter_name(
+                    "super",
+                    &sname,
+                    alter_type::DROP_COLUMN,
+                    &c,
+                ));
                 st.columns.remove(i);
                 st.version += 1;
                 st.last_update = now;
@@ -783,6 +863,12 @@ fn alter(
                     ));
                 }
                 cur.bytes = f.bytes;
+                let kind = if tag {
+                    alter_type::MODIFY_TAG
+                } else {
+                    alter_type::MODIFY_COLUMN
+                };
+                meta = Some(wal::alter_field("super", &sname, kind, &f));
                 st.version += 1;
                 st.last_update = now;
             }
@@ -796,6 +882,7 @@ fn alter(
                         "Only one tag if there is a json tag",
                     ));
                 }
+                meta = Some(wal::alter_field("super", &sname, alter_type::ADD_TAG, &f));
                 st.tags.push(f);
                 st.tag_version += 1;
                 st.last_update = now;
@@ -819,6 +906,7 @@ fn alter(
                         "Cannot drop the last tag",
                     ));
                 }
+                meta = Some(wal::alter_name("super", &sname, alter_type::DROP_TAG, &tn));
                 st.tags.remove(i);
                 st.tag_version += 1;
                 st.last_update = now;
@@ -846,11 +934,20 @@ fn alter(
                     .iter_mut()
                     .find(|f| f.name == from)
                     .ok_or_else(|| EmuError::new(code::TAG_NOT_EXIST, "Tag does not exist"))?;
+                meta = Some(wal::alter_rename(
+                    "super",
+                    &sname,
+                    alter_type::RENAME_TAG,
+                    &from,
+                    &to,
+                ));
                 f.name = to;
                 st.tag_version += 1;
                 st.last_update = now;
             }
             AlterAction::Options { comment, .. } => {
+                // TDengine logs table options too (alterType 9); the emulator does not.
+                meta = None;
                 if comment.is_some() {
                     st.comment = comment;
                 }
@@ -862,6 +959,9 @@ fn alter(
                 ));
             }
         }
+        if let Some(m) = meta {
+            db.log_all(env.now_ns, &WalBody::Meta(m));
+        }
         return Ok(Outcome::Affected(0));
     }
     if stable {
@@ -872,6 +972,9 @@ fn alter(
         .tables
         .get_mut(&name.name)
         .ok_or_else(|| table_not_exist(&name.name))?;
+    let tname = t.name.clone();
+    let vgroup = t.vgroup;
+    let mut metas: Vec<serde_json::Value> = Vec::new();
     match (&mut t.kind, action) {
         (TableKind::Child { stable, tags }, AlterAction::SetTag(sets)) => {
             let st = stables
@@ -883,6 +986,7 @@ fn alter(
                     EmuError::new(code::INVALID_TAG_NAME, format!("Invalid tag name: {n}"))
                 })?;
                 new[i] = expr_to_value(e, &st.tags[i], &ctx)?;
+                metas.push(wal::set_tag(&tname, &st.tags[i], &new[i]));
             }
             *tags = new;
         }
@@ -900,6 +1004,12 @@ fn alter(
                     if columns.iter().any(|c| c.name == f.name) {
                         return Err(col_exists());
                     }
+                    metas.push(wal::alter_field(
+                        "normal",
+                        &tname,
+                        alter_type::ADD_COLUMN,
+                        &f,
+                    ));
                     t.data.add_column(f.ty);
                     columns.push(f);
                 }
@@ -914,6 +1024,12 @@ fn alter(
                             "Cannot drop the timestamp column",
                         ));
                     }
+                    metas.push(wal::alter_name(
+                        "normal",
+                        &tname,
+                        alter_type::DROP_COLUMN,
+                        &c,
+                    ));
                     columns.remove(i);
                     t.data.cols.remove(i);
                 }
@@ -929,6 +1045,12 @@ fn alter(
                         ));
                     }
                     cur.bytes = f.bytes;
+                    metas.push(wal::alter_field(
+                        "normal",
+                        &tname,
+                        alter_type::MODIFY_COLUMN,
+                        &f,
+                    ));
                 }
                 AlterAction::Rename {
                     tag: false,
@@ -942,6 +1064,13 @@ fn alter(
                         .iter_mut()
                         .find(|x| x.name == from)
                         .ok_or_else(|| col_missing(&from))?;
+                    metas.push(wal::alter_rename(
+                        "normal",
+                        &tname,
+                        alter_type::RENAME_COLUMN,
+                        &from,
+                        &to,
+                    ));
                     cur.name = to;
                 }
                 _ => {
@@ -959,6 +1088,9 @@ fn alter(
                 "Invalid alter table statement: alter the super table instead",
             ));
         }
+    }
+    for m in metas {
+        db.log(vgroup, env.now_ns, WalBody::Meta(m));
     }
     Ok(Outcome::Affected(0))
 }
@@ -1075,6 +1207,14 @@ pub fn write_raw_block(
         .zip(&schema)
         .map(|(c, f)| c.unwrap_or_else(|| ColumnData::nulls(f.ty, rows)))
         .collect();
+    let vgroup = t.vgroup;
+    let body = WalBody::Data {
+        table: name.name.clone(),
+        fields: schema,
+        precision: db.opts.precision,
+        columns: batch.clone(),
+    };
+    db.log(vgroup, env.now_ns, body);
     let t = db
         .tables
         .get_mut(&name.name)

@@ -302,6 +302,61 @@ fn ins_columns(cat: &Catalog) -> Tb {
     t
 }
 
+fn ins_topics(cat: &Catalog) -> Tb {
+    let mut t = Tb::new(&[
+        ("topic_name", Ty::VarChar, TBNAME_BYTES),
+        ("db_name", Ty::VarChar, DB_NAME_BYTES),
+        ("create_time", Ty::Timestamp, 8),
+        ("sql", Ty::VarChar, COMMENT_BYTES),
+        ("meta", Ty::VarChar, 4),
+        ("type", Ty::VarChar, 8),
+    ]);
+    for tp in cat.tmq.topics.values() {
+        t.row(vec![
+            s(&tp.name),
+            s(&tp.db),
+            Value::Timestamp(tp.create_time),
+            s(&tp.sql),
+            s(if tp.with_meta { "with" } else { "without" }),
+            s("db"),
+        ]);
+    }
+    t
+}
+
+/// One row per (topic, group, vgroup) a group has subscribed to or committed on, and per
+/// consumer holding it; `offset` is the committed offset as `wal:N`.
+fn ins_subscriptions(cat: &Catalog) -> Tb {
+    let mut t = Tb::new(&[
+        ("topic_name", Ty::VarChar, TBNAME_BYTES),
+        ("consumer_group", Ty::VarChar, TBNAME_BYTES),
+        ("vgroup_id", Ty::Int, 4),
+        ("consumer_id", Ty::BigInt, 8),
+        ("offset", Ty::VarChar, 64),
+    ]);
+    for ((topic, group, vg), st) in &cat.tmq.subs {
+        let offset = st.committed.map(|c| format!("wal:{c}"));
+        let consumers: Vec<Value> = if st.consumers.is_empty() {
+            vec![Value::Null]
+        } else {
+            st.consumers
+                .iter()
+                .map(|c| Value::BigInt(*c as i64))
+                .collect()
+        };
+        for c in consumers {
+            t.row(vec![
+                s(topic),
+                s(group),
+                Value::Int(*vg as i32),
+                c,
+                opt_s(offset.as_deref()),
+            ]);
+        }
+    }
+    t
+}
+
 /// The rows of an information_schema table.
 pub fn system_table(
     cat: &Catalog,
@@ -314,6 +369,8 @@ pub fn system_table(
         "ins_tables" => ins_tables(cat),
         "ins_tags" => ins_tags(cat),
         "ins_columns" => ins_columns(cat),
+        "ins_topics" => ins_topics(cat),
+        "ins_subscriptions" => ins_subscriptions(cat),
         _ => return Err(table_not_exist(name)),
     };
     Ok((t.fields, t.cols))
@@ -602,6 +659,10 @@ pub fn show(cat: &Catalog, env: &Env<'_>, stmt: &Statement<'_>) -> Result<Result
                 ]);
             }
             Ok(t.into_result(Precision::Millisecond))
+        }
+        Statement::ShowTopics => Ok(ins_topics(cat).into_result(Precision::Millisecond)),
+        Statement::ShowSubscriptions => {
+            Ok(ins_subscriptions(cat).into_result(Precision::Millisecond))
         }
         _ => Err(EmuError::new(code::INVALID_OPERATION, "Invalid operation")),
     }

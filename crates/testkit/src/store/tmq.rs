@@ -1,0 +1,290 @@
+//! Topics, WAL purge and the consumer-group operations behind `/rest/tmq`.
+
+use std::sync::Arc;
+
+use super::catalog::Catalog;
+use super::wal::{Topic, WalBody, WalEntry};
+use super::{Outcome, Store};
+use crate::error::{EmuError, code};
+
+/// Where a consumer group starts on a vgroup it has no committed offset for
+/// (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OffsetReset {
+    /// The first retained version.
+    Earliest,
+    /// The end of the log.
+    Latest,
+    /// No default: subscribing fails without a committed offset.
+    None,
+}
+
+/// A consumer's hold on one vgroup of a topic.
+#[derive(Debug, Clone)]
+pub(crate) struct Assignment {
+    /// Topic.
+    pub topic: String,
+    /// Database of the topic.
+    pub db: String,
+    /// Vgroup id.
+    pub vgroup: u32,
+    /// Meta messages are delivered.
+    pub with_meta: bool,
+    /// Next version to deliver.
+    pub pos: i64,
+}
+
+fn topic_not_exist(name: &str) -> EmuError {
+    EmuError::new(code::TOPIC_NOT_EXIST, format!("Topic not exist: {name}"))
+}
+
+impl Store {
+    /// Emulator-only: drops the log entries of `vgroup` of `db` below version `up_to`, as
+    /// TDengine's WAL cleaning does when retention expires. `begin` becomes
+    /// `min(up_to, end)`; consumers behind it move to `begin` on their next poll, silently.
+    pub fn purge_wal(&self, db: &str, vgroup: u32, up_to: i64) -> Result<(), EmuError> {
+        let now = self.now_ns();
+        let mut cat = self.write();
+        let d = cat.db_mut(db)?;
+        if !d.vgroup_ids().contains(&vgroup) {
+            return Err(EmuError::new(
+                code::TMQ_INVALID_VGID,
+                format!("vgroup {vgroup} is not a vgroup of database {db}"),
+            ));
+        }
+        d.wal_mut(vgroup, now).purge_to(up_to);
+        Ok(())
+    }
+
+    /// `(begin, end)` of a vgroup's log (retention applied): the first retained version and
+    /// the last version + 1.
+    pub fn wal_range(&self, db: &str, vgroup: u32) -> Result<(i64, i64), EmuError> {
+        let now = self.now_ns();
+        let mut cat = self.write();
+        let d = cat.db_mut(db)?;
+        if !d.vgroup_ids().contains(&vgroup) {
+            return Err(EmuError::new(
+                code::TMQ_INVALID_VGID,
+                format!("vgroup {vgroup} is not a vgroup of database {db}"),
+            ));
+        }
+        let w = d.wal_mut(vgroup, now);
+        Ok((w.begin, w.end))
+    }
+
+    /// The vgroup ids of a database.
+    pub fn vgroups(&self, db: &str) -> Result<Vec<u32>, EmuError> {
+        Ok(self.read().db(db)?.vgroup_ids().collect())
+    }
+
+    pub(super) fn create_topic(
+        &self,
+        if_not_exists: bool,
+        name: String,
+        with_meta: bool,
+        db: String,
+        sql: &str,
+    ) -> Result<Outcome, EmuError> {
+        let now_ms = self.now_ns().div_euclid(1_000_000);
+        let mut cat = self.write();
+        if cat.tmq.topics.contains_key(&name) {
+            if if_not_exists {
+                return Ok(Outcome::Affected(0));
+            }
+            return Err(EmuError::new(
+                code::TOPIC_ALREADY_EXIST,
+                "Topic already exists",
+            ));
+        }
+        let d = cat.db(&db)?;
+        if d.opts.wal_retention_period == 0 {
+            return Err(EmuError::new(
+                code::WAL_RETENTION_ZERO,
+                "WAL retention period is zero",
+            ));
+        }
+        cat.tmq.topics.insert(
+            name.clone(),
+            Topic {
+                name,
+                db,
+                with_meta,
+                create_time: now_ms,
+                sql: sql.trim().to_string(),
+            },
+        );
+        Ok(Outcome::Affected(0))
+    }
+
+    pub(super) fn drop_topic(&self, if_exists: bool, name: &str) -> Result<Outcome, EmuError> {
+        let mut cat = self.write();
+        if !cat.tmq.topics.contains_key(name) {
+            if if_exists {
+                return Ok(Outcome::Affected(0));
+            }
+            return Err(topic_not_exist(name));
+        }
+        let busy = cat
+            .tmq
+            .subs
+            .iter()
+            .any(|((t, _, _), s)| t == name && !s.consumers.is_empty());
+        if busy {
+            return Err(EmuError::new(
+                code::TOPIC_SUBSCRIBED,
+                "Topic subscribed cannot be dropped",
+            ));
+        }
+        cat.tmq.topics.remove(name);
+        cat.tmq.subs.retain(|(t, _, _), _| t != name);
+        Ok(Outcome::Affected(0))
+    }
+
+    pub(super) fn purge_sql(
+        &self,
+        db: &str,
+        vgroup: Option<u32>,
+        to: i64,
+    ) -> Result<Outcome, EmuError> {
+        match vgroup {
+            Some(vg) => self.purge_wal(db, vg, to)?,
+            None => {
+                for vg in self.vgroups(db)? {
+                    self.purge_wal(db, vg, to)?;
+                }
+            }
+        }
+        Ok(Outcome::Affected(0))
+    }
+
+    /// A fresh consumer id.
+    pub(crate) fn tmq_consumer_id(&self) -> u64 {
+        let mut cat = self.write();
+        cat.tmq.last_consumer += 1;
+        0x5a00_0000_0000 + cat.tmq.last_consumer
+    }
+
+    /// Subscribes `consumer` of `group` to `topics`: every vgroup of each topic's database,
+    /// starting at the group's committed offset (moved up to `begin` if the log was purged
+    /// past it), else where `reset` says.
+    pub(crate) fn tmq_subscribe(
+        &self,
+        group: &str,
+        consumer: u64,
+        topics: &[String],
+        reset: OffsetReset,
+    ) -> Result<Vec<Assignment>, EmuError> {
+        let now = self.now_ns();
+        let mut cat = self.write();
+        let mut out = Vec::new();
+        for name in topics {
+            let t = cat
+                .tmq
+                .topics
+                .get(name)
+                .cloned()
+                .ok_or_else(|| topic_not_exist(name))?;
+            let vgroups: Vec<u32> = cat.db(&t.db)?.vgroup_ids().collect();
+            for vg in vgroups {
+                let (begin, end) = range(&mut cat, &t.db, vg, now)?;
+                let committed = cat
+                    .tmq
+                    .subs
+                    .get(&(name.clone(), group.to_string(), vg))
+                    .and_then(|s| s.committed);
+                let pos = match (committed, reset) {
+                    (Some(c), _) => c.max(begin),
+                    (None, OffsetReset::Earliest) => begin,
+                    (None, OffsetReset::Latest) => end,
+                    (None, OffsetReset::None) => {
+                        return Err(EmuError::new(
+                            code::TMQ_NO_COMMITTED,
+                            "No committed info (auto.offset.reset=none)",
+                        ));
+                    }
+                };
+                out.push(Assignment {
+                    topic: name.clone(),
+                    db: t.db.clone(),
+                    vgroup: vg,
+                    with_meta: t.with_meta,
+                    pos,
+                });
+            }
+        }
+        for a in &out {
+            let s = cat
+                .tmq
+                .subs
+                .entry((a.topic.clone(), group.to_string(), a.vgroup))
+                .or_default();
+            if !s.consumers.contains(&consumer) {
+                s.consumers.push(consumer);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets `consumer` (unsubscribe or disconnect); committed offsets stay.
+    pub(crate) fn tmq_release(&self, consumer: u64) {
+        let mut cat = self.write();
+        for s in cat.tmq.subs.values_mut() {
+            s.consumers.retain(|c| *c != consumer);
+        }
+    }
+
+    /// The next message for an assignment, advancing its position past it (and past meta
+    /// entries a topic without META skips). A position behind `begin` moves to `begin`.
+    pub(crate) fn tmq_poll(&self, a: &mut Assignment) -> Result<Option<Arc<WalEntry>>, EmuError> {
+        let now = self.now_ns();
+        let mut cat = self.write();
+        if !cat.tmq.topics.contains_key(&a.topic) {
+            return Err(topic_not_exist(&a.topic));
+        }
+        let d = cat.db_mut(&a.db)?;
+        let w = d.wal_mut(a.vgroup, now);
+        a.pos = a.pos.max(w.begin);
+        loop {
+            let Some(e) = w.first_from(a.pos) else {
+                a.pos = a.pos.max(w.end);
+                return Ok(None);
+            };
+            a.pos = e.version + 1;
+            if matches!(e.body, WalBody::Meta(_)) && !a.with_meta {
+                continue;
+            }
+            return Ok(Some(e.clone()));
+        }
+    }
+
+    /// `(begin, end)` of an assignment's vgroup.
+    pub(crate) fn tmq_range(&self, a: &Assignment) -> Result<(i64, i64), EmuError> {
+        let now = self.now_ns();
+        let mut cat = self.write();
+        range(&mut cat, &a.db, a.vgroup, now)
+    }
+
+    /// Stores a group's committed offset.
+    pub(crate) fn tmq_commit(&self, topic: &str, group: &str, vgroup: u32, offset: i64) {
+        let mut cat = self.write();
+        cat.tmq
+            .subs
+            .entry((topic.to_string(), group.to_string(), vgroup))
+            .or_default()
+            .committed = Some(offset);
+    }
+
+    /// A group's committed offset.
+    pub(crate) fn tmq_committed(&self, topic: &str, group: &str, vgroup: u32) -> Option<i64> {
+        self.read()
+            .tmq
+            .subs
+            .get(&(topic.to_string(), group.to_string(), vgroup))
+            .and_then(|s| s.committed)
+    }
+}
+
+fn range(cat: &mut Catalog, db: &str, vgroup: u32, now: i64) -> Result<(i64, i64), EmuError> {
+    let w = cat.db_mut(db)?.wal_mut(vgroup, now);
+    Ok((w.begin, w.end))
+}

@@ -1,0 +1,411 @@
+//! Per-vgroup write-ahead logs, topics and consumer-group offsets: what TMQ reads.
+//!
+//! Every change gets the next version of its table's vgroup (super-table DDL goes to every
+//! vgroup of the database, as TDengine sends it to every vnode). A vgroup's log holds the
+//! entries `begin .. end`; `end` is the last version + 1. Retention (WAL_RETENTION_PERIOD in
+//! seconds, −1 keeps forever, 0 keeps nothing; WAL_RETENTION_SIZE in KB, ≤ 0 unlimited) and
+//! [`crate::Store::purge_wal`] move `begin` forward; consumers are not consulted, as in
+//! TDengine.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{Value as Json, json};
+
+use super::catalog::DbOptions;
+use crate::types::{ColumnData, Field, Precision, Value};
+
+/// What a log entry carries.
+#[derive(Debug, Clone)]
+pub enum WalBody {
+    /// Rows written to one table, as written (before overwrite resolution).
+    Data {
+        /// Table name.
+        table: String,
+        /// The table's data columns at write time.
+        fields: Vec<Field>,
+        /// Database precision.
+        precision: Precision,
+        /// One vector per field.
+        columns: Vec<ColumnData>,
+    },
+    /// A schema change or delete, as TDengine's TMQ meta JSON.
+    Meta(Json),
+}
+
+/// One log entry.
+#[derive(Debug)]
+pub struct WalEntry {
+    /// WAL version within its vgroup.
+    pub version: i64,
+    /// When it was written (ns since the epoch), for WAL_RETENTION_PERIOD.
+    pub ingest_ns: i64,
+    /// Approximate size in bytes, for WAL_RETENTION_SIZE.
+    pub size: u64,
+    /// Content.
+    pub body: WalBody,
+}
+
+/// One vgroup's log.
+#[derive(Debug, Clone, Default)]
+pub struct VgWal {
+    /// First retained version.
+    pub begin: i64,
+    /// Last version + 1.
+    pub end: i64,
+    /// Retained entries, `begin .. end` in order.
+    pub entries: VecDeque<Arc<WalEntry>>,
+    /// Sum of the retained entries' sizes.
+    pub bytes: u64,
+}
+
+impl VgWal {
+    /// Appends an entry with the next version.
+    pub fn append(&mut self, ingest_ns: i64, body: WalBody) -> i64 {
+        let version = self.end;
+        let size = body_size(&body);
+        self.entries.push_back(Arc::new(WalEntry {
+            version,
+            ingest_ns,
+            size,
+            body,
+        }));
+        self.bytes += size;
+        self.end += 1;
+        version
+    }
+
+    /// Drops entries below `version`; `begin` becomes `min(version, end)` if that is later.
+    pub fn purge_to(&mut self, version: i64) {
+        let target = version.min(self.end);
+        while let Some(e) = self.entries.front() {
+            if e.version >= target {
+                break;
+            }
+            self.bytes = self.bytes.saturating_sub(e.size);
+            self.entries.pop_front();
+        }
+        self.begin = self.begin.max(target);
+    }
+
+    /// Applies WAL_RETENTION_PERIOD / WAL_RETENTION_SIZE at `now_ns`.
+    pub fn apply_retention(&mut self, opts: &DbOptions, now_ns: i64) {
+        let period = opts.wal_retention_period;
+        if period == 0 {
+            self.purge_to(self.end);
+            return;
+        }
+        if period > 0 {
+            let floor = now_ns.saturating_sub(period.saturating_mul(1_000_000_000));
+            let first_kept = self
+                .entries
+                .iter()
+                .find(|e| e.ingest_ns >= floor)
+                .map_or(self.end, |e| e.version);
+            self.purge_to(first_kept);
+        }
+        if opts.wal_retention_size > 0 {
+            let limit = (opts.wal_retention_size as u64).saturating_mul(1024);
+            while self.bytes > limit {
+                let Some(e) = self.entries.front() else {
+                    break;
+                };
+                let next = e.version + 1;
+                self.purge_to(next);
+            }
+        }
+    }
+
+    /// The first retained entry at or after `from`.
+    pub fn first_from(&self, from: i64) -> Option<&Arc<WalEntry>> {
+        let from = from.max(self.begin);
+        let skip = self.entries.partition_point(|e| e.version < from);
+        self.entries.get(skip)
+    }
+}
+
+fn body_size(body: &WalBody) -> u64 {
+    match body {
+        WalBody::Data {
+            fields, columns, ..
+        } => {
+            let rows = columns.first().map_or(0, ColumnData::len) as u64;
+            let width: u64 = fields
+                .iter()
+                .map(|f| {
+                    u64::from(match f.ty.fixed_width() {
+                        Some(w) => w as u32,
+                        None => f.bytes.saturating_add(2),
+                    })
+                })
+                .sum();
+            64 + rows * width
+        }
+        WalBody::Meta(j) => 64 + j.to_string().len() as u64,
+    }
+}
+
+/// A topic.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// Name.
+    pub name: String,
+    /// Database it reads.
+    pub db: String,
+    /// `WITH META`: meta messages are delivered.
+    pub with_meta: bool,
+    /// Creation time (ms).
+    pub create_time: i64,
+    /// The statement that created it.
+    pub sql: String,
+}
+
+/// A consumer group's state on one vgroup of a topic.
+#[derive(Debug, Clone, Default)]
+pub struct SubState {
+    /// Committed offset, if any.
+    pub committed: Option<i64>,
+    /// Consumers currently holding the vgroup.
+    pub consumers: Vec<u64>,
+}
+
+/// Topics and consumer-group offsets.
+#[derive(Debug, Default)]
+pub struct TmqState {
+    /// Topics by name.
+    pub topics: BTreeMap<String, Topic>,
+    /// (topic, group, vgroup) → state.
+    pub subs: BTreeMap<(String, String, u32), SubState>,
+    /// Last consumer id handed out.
+    pub last_consumer: u64,
+}
+
+/// The length TDengine puts in meta JSON: the declared length of var types.
+fn json_field(f: &Field, with_pk: bool) -> Json {
+    let mut o = json!({ "name": f.name, "type": f.ty.code() });
+    if f.ty.is_var() {
+        o["length"] = json!(f.bytes);
+    }
+    if with_pk {
+        o["isPrimarykey"] = json!(false);
+    }
+    o
+}
+
+/// `{"type":"create","tableType":"super",…}`.
+pub fn create_super(name: &str, columns: &[Field], tags: &[Field]) -> Json {
+    json!({
+        "type": "create",
+        "tableType": "super",
+        "tableName": name,
+        "columns": columns.iter().map(|f| json_field(f, true)).collect::<Vec<_>>(),
+        "tags": tags.iter().map(|f| json_field(f, false)).collect::<Vec<_>>(),
+    })
+}
+
+/// `{"type":"create","tableType":"normal",…}`.
+pub fn create_normal(name: &str, columns: &[Field]) -> Json {
+    json!({
+        "type": "create",
+        "tableType": "normal",
+        "tableName": name,
+        "columns": columns.iter().map(|f| json_field(f, true)).collect::<Vec<_>>(),
+        "tags": [],
+    })
+}
+
+/// A tag value as TDengine's meta JSON carries it: var types quoted inside the string, JSON
+/// as its text, numbers as numbers.
+fn tag_json(v: &Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => json!(u8::from(*b)),
+        Value::TinyInt(x) => json!(x),
+        Value::SmallInt(x) => json!(x),
+        Value::Int(x) => json!(x),
+        Value::BigInt(x) => json!(x),
+        Value::Float(x) => json!(x),
+        Value::Double(x) => json!(x),
+        Value::Timestamp(x) => json!(x),
+        Value::UTinyInt(x) => json!(x),
+        Value::USmallInt(x) => json!(x),
+        Value::UInt(x) => json!(x),
+        Value::UBigInt(x) => json!(x),
+        Value::Json(s) => json!(s),
+        other => json!(format!(
+            "\"{}\"",
+            super::convert::value_text(other).unwrap_or_default()
+        )),
+    }
+}
+
+/// `{"type":"create","tableType":"child",…}`; NULL tags are left out, as TDengine does.
+pub fn create_child(name: &str, stable: &str, tags: &[Field], values: &[Value]) -> Json {
+    let list: Vec<Json> = tags
+        .iter()
+        .zip(values)
+        .filter(|(_, v)| !v.is_null())
+        .map(|(f, v)| json!({ "name": f.name, "type": f.ty.code(), "value": tag_json(v) }))
+        .collect();
+    json!({
+        "type": "create",
+        "tableType": "child",
+        "tableName": name,
+        "using": stable,
+        "tagNum": tags.len(),
+        "tags": list,
+        "createList": [],
+    })
+}
+
+/// `{"type":"drop","tableType":"super","tableName":…}`.
+pub fn drop_super(name: &str) -> Json {
+    json!({ "type": "drop", "tableType": "super", "tableName": name })
+}
+
+/// `{"type":"drop","tableNameList":[…]}` for a child or normal table.
+pub fn drop_table(name: &str) -> Json {
+    json!({ "type": "drop", "tableNameList": [name] })
+}
+
+/// TDengine's alter types (`TSDB_ALTER_TABLE_*`).
+pub mod alter_type {
+    /// ADD TAG.
+    pub const ADD_TAG: u8 = 1;
+    /// DROP TAG.
+    pub const DROP_TAG: u8 = 2;
+    /// RENAME TAG.
+    pub const RENAME_TAG: u8 = 3;
+    /// SET TAG.
+    pub const SET_TAG: u8 = 4;
+    /// ADD COLUMN.
+    pub const ADD_COLUMN: u8 = 5;
+    /// DROP COLUMN.
+    pub const DROP_COLUMN: u8 = 6;
+    /// MODIFY COLUMN (length).
+    pub const MODIFY_COLUMN: u8 = 7;
+    /// MODIFY TAG (length).
+    pub const MODIFY_TAG: u8 = 8;
+    /// RENAME COLUMN.
+    pub const RENAME_COLUMN: u8 = 10;
+}
+
+/// `{"type":"alter",…}` carrying a column or tag (`colName`, `colType`, `colLength`).
+pub fn alter_field(table_type: &str, table: &str, alter: u8, f: &Field) -> Json {
+    let mut o = json!({
+        "type": "alter",
+        "tableType": table_type,
+        "tableName": table,
+        "alterType": alter,
+        "colName": f.name,
+        "colType": f.ty.code(),
+    });
+    if f.ty.is_var() {
+        o["colLength"] = json!(f.bytes);
+    }
+    o
+}
+
+/// `{"type":"alter",…}` naming a column or tag only (drops).
+pub fn alter_name(table_type: &str, table: &str, alter: u8, name: &str) -> Json {
+    json!({
+        "type": "alter",
+        "tableType": table_type,
+        "tableName": table,
+        "alterType": alter,
+        "colName": name,
+    })
+}
+
+/// `{"type":"alter",…,"colNewName":…}` (renames).
+pub fn alter_rename(table_type: &str, table: &str, alter: u8, from: &str, to: &str) -> Json {
+    let mut o = alter_name(table_type, table, alter, from);
+    o["colNewName"] = json!(to);
+    o
+}
+
+/// `{"type":"alter","tableType":"child",…,"alterType":4,…}` (SET TAG).
+pub fn set_tag(table: &str, tag: &Field, v: &Value) -> Json {
+    let value = match v {
+        Value::Null => Json::Null,
+        Value::Json(s) => json!(s),
+        other if tag.ty.is_var() => json!(format!(
+            "\"{}\"",
+            super::convert::value_text(other).unwrap_or_default()
+        )),
+        other => json!(super::convert::value_text(other).unwrap_or_default()),
+    };
+    let mut o = alter_name("child", table, alter_type::SET_TAG, &tag.name);
+    o["colValue"] = value;
+    o["colValueNull"] = json!(v.is_null());
+    o
+}
+
+/// `{"type":"delete","sql":"delete from `t` where `ts` >= a and `ts` <= b"}`.
+pub fn delete(table: &str, ts_col: &str, from: i64, to: i64) -> Json {
+    json!({
+        "type": "delete",
+        "sql": format!(
+            "delete from `{table}` where `{ts_col}` >= {from} and `{ts_col}` <= {to}"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(n: i64) -> WalBody {
+        WalBody::Meta(json!({ "n": n }))
+    }
+
+    #[test]
+    fn versions_purge_and_retention() {
+        let mut w = VgWal::default();
+        for i in 0..5 {
+            assert_eq!(w.append(i * 1_000_000_000, meta(i)), i);
+        }
+        assert_eq!((w.begin, w.end), (0, 5));
+        w.purge_to(2);
+        assert_eq!((w.begin, w.end, w.entries.len()), (2, 5, 3));
+        assert_eq!(w.first_from(0).map(|e| e.version), Some(2));
+        assert_eq!(w.first_from(4).map(|e| e.version), Some(4));
+        assert!(w.first_from(5).is_none());
+        // Purging backwards does nothing; past the end clamps to end.
+        w.purge_to(1);
+        assert_eq!(w.begin, 2);
+        let mut opts = DbOptions {
+            wal_retention_period: 2,
+            ..DbOptions::default()
+        };
+        // now = 5 s: entries written before 3 s are out of the period.
+        w.apply_retention(&opts, 5_000_000_000);
+        assert_eq!((w.begin, w.end), (3, 5));
+        opts.wal_retention_period = -1;
+        opts.wal_retention_size = 0;
+        w.apply_retention(&opts, i64::MAX);
+        assert_eq!(w.begin, 3);
+        opts.wal_retention_period = 0;
+        w.apply_retention(&opts, 0);
+        assert_eq!((w.begin, w.end, w.entries.len(), w.bytes), (5, 5, 0, 0));
+        w.purge_to(100);
+        assert_eq!(w.begin, 5);
+    }
+
+    #[test]
+    fn retention_size_drops_oldest() {
+        let mut w = VgWal::default();
+        for i in 0..100 {
+            w.append(0, meta(i));
+        }
+        let opts = DbOptions {
+            wal_retention_period: -1,
+            wal_retention_size: 1,
+            ..DbOptions::default()
+        };
+        w.apply_retention(&opts, 0);
+        assert!(w.bytes <= 1024, "{}", w.bytes);
+        assert!(w.begin > 0 && w.end == 100);
+        assert_eq!(w.entries.front().map(|e| e.version), Some(w.begin));
+    }
+}

@@ -1,0 +1,705 @@
+//! TMQ data subscription (`/rest/tmq`), driven by the real `taos` crate's consumer over a real
+//! socket, plus hostile frames from a raw WebSocket client.
+//!
+//! No sleeps as synchronisation: every wait polls the consumer until a condition holds or a
+//! deadline passes.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt, TryStreamExt};
+use serde_json::Value as Json;
+use taos::{
+    AsAsyncConsumer, AsyncFetchable, AsyncQueryable, AsyncTBuilder, IsAsyncData, IsAsyncMeta,
+    IsOffset, MessageSet, TaosBuilder, Timeout, TmqBuilder,
+};
+use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle};
+use tokio_tungstenite::tungstenite::Message;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const T0: i64 = 1_700_000_000_000;
+
+fn emu() -> EmulatorHandle {
+    Emulator::start(EmulatorConfig::default()).expect("emulator starts")
+}
+
+async fn connect(emu: &EmulatorHandle) -> taos::Taos {
+    TaosBuilder::from_dsn(emu.dsn())
+        .unwrap()
+        .build()
+        .await
+        .expect("connects")
+}
+
+async fn consumer(emu: &EmulatorHandle, params: &str, topic: &str) -> taos::Consumer {
+    let dsn = format!("{}?{params}", emu.dsn());
+    let mut c = TmqBuilder::from_dsn(dsn)
+        .unwrap()
+        .build()
+        .await
+        .expect("consumer builds");
+    c.subscribe([topic]).await.expect("subscribes");
+    c
+}
+
+/// What a consumer saw.
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    /// Rows of one table: (ts, first value column as text).
+    Data {
+        vgroup: i32,
+        table: String,
+        rows: Vec<(i64, String)>,
+    },
+    /// A meta message, as the client parsed it (re-serialised).
+    Meta { vgroup: i32, json: Json },
+}
+
+fn cell(v: &taos::Value) -> String {
+    match v {
+        taos::Value::Null(_) => "NULL".into(),
+        taos::Value::Int(i) => i.to_string(),
+        taos::Value::BigInt(i) => i.to_string(),
+        taos::Value::VarChar(s) | taos::Value::NChar(s) => s.clone(),
+        taos::Value::Timestamp(t) => t.as_raw_i64().to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Receives one message (waiting up to `wait`), fully fetched.
+async fn next_event(c: &taos::Consumer, wait: Duration) -> Option<(taos::Offset, Event)> {
+    let (offset, msg) = c
+        .recv_timeout(Timeout::Duration(wait))
+        .await
+        .expect("poll succeeds")?;
+    let vgroup = offset.vgroup_id();
+    let ev = match msg {
+        MessageSet::Meta(m) => {
+            let meta = m.as_json_meta().await.expect("json meta parses");
+            Event::Meta {
+                vgroup,
+                json: serde_json::to_value(&meta).unwrap(),
+            }
+        }
+        MessageSet::Data(d) => {
+            let mut rows = Vec::new();
+            let mut table = String::new();
+            while let Some(block) = d.fetch_raw_block().await.expect("block fetches") {
+                table = block.table_name().unwrap_or_default().to_string();
+                for r in block.to_values() {
+                    let ts = match &r[0] {
+                        taos::Value::Timestamp(t) => t.as_raw_i64(),
+                        other => panic!("first column is not a timestamp: {other:?}"),
+                    };
+                    rows.push((ts, r.get(1).map(cell).unwrap_or_default()));
+                }
+            }
+            Event::Data {
+                vgroup,
+                table,
+                rows,
+            }
+        }
+        MessageSet::MetaData(..) => panic!("the emulator sends no meta+data messages"),
+    };
+    Some((offset, ev))
+}
+
+/// Collects events until `done` holds for the collected list, or the deadline passes.
+async fn collect_until(
+    c: &taos::Consumer,
+    mut done: impl FnMut(&[Event]) -> bool,
+) -> (Vec<Event>, Option<taos::Offset>) {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut last = None;
+    while !done(&out) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "deadline passed; collected so far: {out:#?}"
+        );
+        if let Some((o, ev)) = next_event(c, Duration::from_millis(300)).await {
+            out.push(ev);
+            last = Some(o);
+        }
+    }
+    (out, last)
+}
+
+/// Every (table, ts, value) in the data events.
+fn rows_of(events: &[Event]) -> Vec<(String, i64, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Data { table, rows, .. } => Some(
+                rows.iter()
+                    .map(|(ts, v)| (table.clone(), *ts, v.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+            Event::Meta { .. } => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn metas(events: &[Event]) -> Vec<Json> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Meta { json, .. } => Some(json.clone()),
+            Event::Data { .. } => None,
+        })
+        .collect()
+}
+
+async fn setup_db(taos: &taos::Taos, db: &str) {
+    taos.exec(format!("CREATE DATABASE {db} VGROUPS 2"))
+        .await
+        .unwrap();
+    taos.exec(format!(
+        "CREATE STABLE {db}.st (ts TIMESTAMP, v INT) TAGS (g INT)"
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_from_earliest_and_latest_with_late_rows_overwrites_and_new_tables() {
+    let emu = emu();
+    let taos = connect(&emu).await;
+    setup_db(&taos, "d").await;
+    taos.exec("INSERT INTO d.a USING d.st TAGS (1) VALUES (1700000000000, 1) (1700000000001, 2)")
+        .await
+        .unwrap();
+    taos.exec("CREATE TOPIC t1 AS DATABASE d").await.unwrap();
+
+    let early = consumer(&emu, "group.id=g1&auto.offset.reset=earliest", "t1").await;
+    let (ev, _) = collect_until(&early, |e| rows_of(e).len() >= 2).await;
+    assert_eq!(
+        rows_of(&ev),
+        vec![
+            ("a".to_string(), T0, "1".to_string()),
+            ("a".to_string(), T0 + 1, "2".to_string())
+        ]
+    );
+    assert!(metas(&ev).is_empty(), "a topic without META sends no meta");
+
+    let late = consumer(&emu, "group.id=g2&auto.offset.reset=latest", "t1").await;
+    // Nothing before the subscription reaches a `latest` consumer.
+    assert!(
+        next_event(&late, Duration::from_millis(700))
+            .await
+            .is_none()
+    );
+
+    // A late row, an overwrite of an existing timestamp, and a new table's rows.
+    taos.exec("INSERT INTO d.a VALUES (1699999999000, 10)")
+        .await
+        .unwrap();
+    taos.exec("INSERT INTO d.a VALUES (1700000000000, 11)")
+        .await
+        .unwrap();
+    taos.exec("INSERT INTO d.b USING d.st TAGS (2) VALUES (1700000000005, 12)")
+        .await
+        .unwrap();
+    let want = vec![
+        ("a".to_string(), T0 - 1000, "10".to_string()),
+        ("a".to_string(), T0, "11".to_string()),
+        ("b".to_string(), T0 + 5, "12".to_string()),
+    ];
+    for c in [&early, &late] {
+        let (ev, _) = collect_until(c, |e| rows_of(e).len() >= 3).await;
+        let mut got = rows_of(&ev);
+        got.sort();
+        let mut w = want.clone();
+        w.sort();
+        assert_eq!(got, w);
+    }
+    // The store still holds the overwritten value once: TMQ shows writes, not state.
+    let n: Vec<(i64,)> = taos
+        .query("SELECT count(*) FROM d.a")
+        .await
+        .unwrap()
+        .deserialize::<(i64,)>()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(n, vec![(3,)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_meta_kind_with_meta_topic() {
+    let emu = emu();
+    let taos = connect(&emu).await;
+    taos.exec("CREATE DATABASE m VGROUPS 1").await.unwrap();
+    taos.exec("CREATE TOPIC tm WITH META AS DATABASE m")
+        .await
+        .unwrap();
+    let c = consumer(&emu, "group.id=g&auto.offset.reset=earliest", "tm").await;
+    for sql in [
+        "CREATE STABLE m.st (ts TIMESTAMP, v INT, s VARCHAR(16)) TAGS (g INT, name NCHAR(8))",
+        "CREATE TABLE m.c1 USING m.st TAGS (7, 'x')",
+        "CREATE TABLE m.n1 (ts TIMESTAMP, v INT)",
+        "ALTER STABLE m.st ADD COLUMN extra DOUBLE",
+        "ALTER STABLE m.st DROP COLUMN s",
+        "ALTER TABLE m.n1 ADD COLUMN w BIGINT",
+        "ALTER TABLE m.n1 DROP COLUMN w",
+        "ALTER TABLE m.c1 SET TAG g = 8",
+        "INSERT INTO m.c1 (ts, v) VALUES (1700000000000, 1) (1700000000001, 2) (1700000000002, 3)",
+        "DELETE FROM m.c1 WHERE ts >= 1700000000000 AND ts <= 1700000000001",
+        "DROP TABLE m.n1",
+        "DROP STABLE m.st",
+    ] {
+        taos.exec(sql).await.unwrap();
+    }
+    let (ev, _) = collect_until(&c, |e| metas(e).len() >= 11).await;
+    let m = metas(&ev);
+    let find = |pred: &dyn Fn(&Json) -> bool| -> Json {
+        m.iter()
+            .find(|j| pred(j))
+            .cloned()
+            .unwrap_or_else(|| panic!("missing meta in {m:#?}"))
+    };
+    let create_super = find(&|j| j["type"] == "create" && j["tableType"] == "super");
+    assert_eq!(create_super["tableName"], "st");
+    assert_eq!(create_super["columns"].as_array().unwrap().len(), 3);
+    assert_eq!(create_super["columns"][2]["type"], 8);
+    assert_eq!(create_super["columns"][2]["length"], 16);
+    assert_eq!(create_super["tags"][1]["name"], "name");
+    let child = find(&|j| j["type"] == "create" && j["tableType"] == "child");
+    assert_eq!(child["tableName"], "c1");
+    assert_eq!(child["using"], "st");
+    assert_eq!(child["tags"][0]["value"], 7);
+    assert_eq!(child["tags"][1]["value"], "\"x\"");
+    let normal = find(&|j| j["type"] == "create" && j["tableType"] == "normal");
+    assert_eq!(normal["tableName"], "n1");
+    let add = find(&|j| j["type"] == "alter" && j["alterType"] == 5 && j["tableName"] == "st");
+    assert_eq!(add["colName"], "extra");
+    assert_eq!(add["colType"], 7);
+    find(&|j| j["type"] == "alter" && j["alterType"] == 6 && j["colName"] == "s");
+    find(&|j| j["type"] == "alter" && j["alterType"] == 5 && j["colName"] == "w");
+    find(&|j| j["type"] == "alter" && j["alterType"] == 6 && j["colName"] == "w");
+    let set = find(&|j| j["type"] == "alter" && j["alterType"] == 4);
+    assert_eq!(set["tableName"], "c1");
+    assert_eq!(set["colName"], "g");
+    assert_eq!(set["colValue"], "8");
+    let del = find(&|j| j["type"] == "delete");
+    assert_eq!(
+        del["sql"],
+        "delete from `c1` where `ts` >= 1700000000000 and `ts` <= 1700000000001"
+    );
+    let drop_n = find(&|j| j["type"] == "drop" && j.get("tableNameList").is_some());
+    assert_eq!(drop_n["tableNameList"][0], "n1");
+    let drop_s = find(&|j| j["type"] == "drop" && j.get("tableName").is_some());
+    assert_eq!(drop_s["tableName"], "st");
+    // The data message in between carries the rows as written, with the altered schema.
+    assert_eq!(rows_of(&ev).len(), 3);
+    // Order follows the log: create super comes first, drop super last.
+    assert_eq!(m.first(), Some(&create_super));
+    assert_eq!(m.last(), Some(&drop_s));
+}
+
+async fn fill(taos: &taos::Taos, table: &str, from: i64, n: i64) {
+    for i in from..from + n {
+        taos.exec(format!(
+            "INSERT INTO {table} USING d.st TAGS (1) VALUES ({}, {i})",
+            T0 + i
+        ))
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_and_resume_in_a_new_consumer_of_the_same_group() {
+    let emu = emu();
+    let taos = connect(&emu).await;
+    taos.exec("CREATE DATABASE d VGROUPS 1").await.unwrap();
+    taos.exec("CREATE STABLE d.st (ts TIMESTAMP, v INT) TAGS (g INT)")
+        .await
+        .unwrap();
+    fill(&taos, "d.a", 0, 6).await;
+    taos.exec("CREATE TOPIC t AS DATABASE d").await.unwrap();
+    let vg = emu.store().vgroups("d").unwrap()[0] as i32;
+
+    let c1 = consumer(&emu, "group.id=grp&auto.offset.reset=earliest", "t").await;
+    assert_eq!(
+        c1.committed("t", vg).await.unwrap(),
+        -2_147_467_247,
+        "no committed offset yet"
+    );
+    let (ev, last) = collect_until(&c1, |e| rows_of(e).len() >= 4).await;
+    assert_eq!(rows_of(&ev).len(), 4);
+    c1.commit(last.unwrap()).await.unwrap();
+    let committed = c1.committed("t", vg).await.unwrap();
+    let position = c1.position("t", vg).await.unwrap();
+    assert_eq!(committed, position);
+    drop(c1);
+
+    // A new consumer of the group resumes after the committed offset, even across a
+    // server-side drop of every connection.
+    emu.disconnect_all();
+    let c2 = consumer(&emu, "group.id=grp&auto.offset.reset=earliest", "t").await;
+    assert_eq!(c2.committed("t", vg).await.unwrap(), committed);
+    let (ev, _) = collect_until(&c2, |e| rows_of(e).len() >= 2).await;
+    let got: Vec<i64> = rows_of(&ev).iter().map(|r| r.1).collect();
+    assert_eq!(got, vec![T0 + 4, T0 + 5]);
+    assert!(next_event(&c2, Duration::from_millis(700)).await.is_none());
+
+    // commit_offset sets the group's offset explicitly.
+    c2.commit_offset("t", vg, 2).await.unwrap();
+    assert_eq!(c2.committed("t", vg).await.unwrap(), 2);
+
+    // ins_subscriptions shows the group's offset (a new connection: the old one was dropped).
+    let taos = connect(&emu).await;
+    let subs: Vec<(String, String, i32, Option<String>)> = taos
+        .query("SELECT topic_name, consumer_group, vgroup_id, `offset` FROM information_schema.ins_subscriptions")
+        .await
+        .unwrap()
+        .deserialize()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        subs.contains(&("t".into(), "grp".into(), vg, Some("wal:2".into()))),
+        "{subs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignment_figures_and_seek() {
+    let emu = emu();
+    let taos = connect(&emu).await;
+    taos.exec("CREATE DATABASE d VGROUPS 1").await.unwrap();
+    taos.exec("CREATE STABLE d.st (ts TIMESTAMP, v INT) TAGS (g INT)")
+        .await
+        .unwrap();
+    fill(&taos, "d.a", 0, 3).await;
+    taos.exec("CREATE TOPIC t AS DATABASE d").await.unwrap();
+    let vg = emu.store().vgroups("d").unwrap()[0];
+    let (begin, end) = emu.store().wal_range("d", vg).unwrap();
+    // create stable, create child, three inserts.
+    assert_eq!((begin, end), (0, 5));
+
+    let mut c = consumer(&emu, "group.id=g&auto.offset.reset=earliest", "t").await;
+    let a = c.assignments().await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].0, "t");
+    let asg = &a[0].1;
+    assert_eq!(asg.len(), 1);
+    assert_eq!(
+        (
+            asg[0].vgroup_id(),
+            asg[0].current_offset(),
+            asg[0].begin(),
+            asg[0].end()
+        ),
+        (vg as i32, 0, 0, 5)
+    );
+    let (ev, _) = collect_until(&c, |e| rows_of(e).len() >= 3).await;
+    assert_eq!(rows_of(&ev).len(), 3);
+    let a = c.assignments().await.unwrap();
+    assert_eq!(a[0].1[0].current_offset(), 5);
+    assert_eq!(c.position("t", vg as i32).await.unwrap(), 5);
+
+    // Seek back to the second insert and read again.
+    c.offset_seek("t", vg as i32, 3).await.unwrap();
+    assert_eq!(c.position("t", vg as i32).await.unwrap(), 3);
+    let (ev, _) = collect_until(&c, |e| rows_of(e).len() >= 2).await;
+    let got: Vec<i64> = rows_of(&ev).iter().map(|r| r.1).collect();
+    assert_eq!(got, vec![T0 + 1, T0 + 2]);
+    // Out of range seeks are refused.
+    let err = c.offset_seek("t", vg as i32, 99).await.unwrap_err();
+    assert_eq!(err.code(), taos::Code::from(0x4012));
+    // Unknown vgroups too.
+    assert!(c.offset_seek("t", 999, 0).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_gap_is_visible_as_committed_below_begin() {
+    let emu = emu();
+    let taos = connect(&emu).await;
+    taos.exec("CREATE DATABASE d VGROUPS 1").await.unwrap();
+    taos.exec("CREATE STABLE d.st (ts TIMESTAMP, v INT) TAGS (g INT)")
+        .await
+        .unwrap();
+    taos.exec("CREATE TOPIC t AS DATABASE d").await.unwrap();
+    fill(&taos, "d.a", 0, 2).await;
+    let vg = emu.store().vgroups("d").unwrap()[0];
+
+    let c1 = consumer(&emu, "group.id=lag&auto.offset.reset=earliest", "t").await;
+    let (_, last) = collect_until(&c1, |e| rows_of(e).len() >= 2).await;
+    c1.commit(last.unwrap()).await.unwrap();
+    let committed = c1.committed("t", vg as i32).await.unwrap();
+    drop(c1);
+
+    // More writes, then the WAL is cleaned past the committed offset (emulator SQL).
+    fill(&taos, "d.a", 2, 4).await;
+    let (_, end) = emu.store().wal_range("d", vg).unwrap();
+    taos.exec(format!("PURGE WAL d VGROUP {vg} TO {}", end - 1))
+        .await
+        .unwrap();
+    let (begin, _) = emu.store().wal_range("d", vg).unwrap();
+    assert_eq!(begin, end - 1);
+    assert!(committed < begin);
+
+    let c2 = consumer(&emu, "group.id=lag&auto.offset.reset=earliest", "t").await;
+    // The gap is visible to a careful client: committed < assignment.begin …
+    assert_eq!(c2.committed("t", vg as i32).await.unwrap(), committed);
+    let a = c2.assignments().await.unwrap();
+    let asg = &a[0].1[0];
+    assert_eq!(asg.begin(), begin);
+    assert!(c2.committed("t", vg as i32).await.unwrap() < asg.begin());
+    // … while the consumer itself was moved to begin silently.
+    assert_eq!(asg.current_offset(), begin);
+    let (ev, _) = collect_until(&c2, |e| !rows_of(e).is_empty()).await;
+    let got: Vec<i64> = rows_of(&ev).iter().map(|r| r.1).collect();
+    assert_eq!(got, vec![T0 + 5], "only the last retained write");
+
+    // The library call purges too; purging everything leaves begin == end.
+    emu.store().purge_wal("d", vg, i64::MAX).unwrap();
+    let (b, e) = emu.store().wal_range("d", vg).unwrap();
+    assert_eq!(b, e);
+    assert!(emu.store().purge_wal("d", 999, 0).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_period_and_size_are_honoured() {
+    let emu = emu();
+    let store = emu.store();
+    let now = 1_800_000_000_000_000_000i64;
+    store.set_now_override(Some(now));
+    let mut s = taosbackup_testkit::Session::default();
+    store
+        .execute(
+            &mut s,
+            "CREATE DATABASE r VGROUPS 1 WAL_RETENTION_PERIOD 60",
+        )
+        .unwrap();
+    store
+        .execute(&mut s, "CREATE TABLE r.t (ts TIMESTAMP, v INT)")
+        .unwrap();
+    store
+        .execute(&mut s, "INSERT INTO r.t VALUES (1700000000000, 1)")
+        .unwrap();
+    let vg = store.vgroups("r").unwrap()[0];
+    assert_eq!(store.wal_range("r", vg).unwrap(), (0, 2));
+    store.set_now_override(Some(now + 59_000_000_000));
+    assert_eq!(store.wal_range("r", vg).unwrap(), (0, 2));
+    store.set_now_override(Some(now + 61_000_000_000));
+    assert_eq!(store.wal_range("r", vg).unwrap(), (2, 2));
+
+    // Size: 1 KB keeps only the newest entries.
+    store
+        .execute(
+            &mut s,
+            "CREATE DATABASE z VGROUPS 1 WAL_RETENTION_PERIOD -1 WAL_RETENTION_SIZE 1",
+        )
+        .unwrap();
+    store
+        .execute(&mut s, "CREATE TABLE z.t (ts TIMESTAMP, s VARCHAR(200))")
+        .unwrap();
+    for i in 0..20 {
+        store
+            .execute(
+                &mut s,
+                &format!("INSERT INTO z.t VALUES ({}, 'x')", 1_700_000_000_000i64 + i),
+            )
+            .unwrap();
+    }
+    let vg = store.vgroups("z").unwrap()[0];
+    let (b, e) = store.wal_range("z", vg).unwrap();
+    assert_eq!(e, 21);
+    assert!(b > 10 && b < e, "begin {b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_producers_while_consuming() {
+    let emu = emu();
+    let taos = connect(&emu).await;
+    setup_db(&taos, "d").await;
+    taos.exec("CREATE TOPIC t AS DATABASE d").await.unwrap();
+    let c = consumer(&emu, "group.id=g&auto.offset.reset=earliest", "t").await;
+    const N: i64 = 40;
+    let mut producers = Vec::new();
+    for p in 0..3 {
+        let dsn = emu.dsn();
+        producers.push(tokio::spawn(async move {
+            let taos = TaosBuilder::from_dsn(dsn).unwrap().build().await.unwrap();
+            for i in 0..N {
+                taos.exec(format!(
+                    "INSERT INTO d.p{p} USING d.st TAGS ({p}) VALUES ({}, {i})",
+                    T0 + i
+                ))
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    let (ev, _) = collect_until(&c, |e| rows_of(e).len() as i64 >= 3 * N).await;
+    for p in producers {
+        p.await.unwrap();
+    }
+    let got: BTreeSet<(String, i64)> = rows_of(&ev).into_iter().map(|r| (r.0, r.1)).collect();
+    assert_eq!(got.len() as i64, 3 * N);
+    // Per table, rows arrive in write order.
+    for p in 0..3 {
+        let name = format!("p{p}");
+        let ts: Vec<i64> = rows_of(&ev)
+            .into_iter()
+            .filter(|r| r.0 == name)
+            .map(|r| r.1)
+            .collect();
+        assert_eq!(ts, (0..N).map(|i| T0 + i).collect::<Vec<_>>());
+    }
+    assert!(next_event(&c, Duration::from_millis(700)).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_sql_and_refusals() {
+    let emu = emu();
+    let taos = connect(&emu).await;
+    taos.exec("CREATE DATABASE z WAL_RETENTION_PERIOD 0")
+        .await
+        .unwrap();
+    let err = taos
+        .exec("CREATE TOPIC tz AS DATABASE z")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), taos::Code::from(0x038C));
+
+    setup_db(&taos, "d").await;
+    taos.exec("CREATE TOPIC t AS DATABASE d").await.unwrap();
+    taos.exec("CREATE TOPIC IF NOT EXISTS t AS DATABASE d")
+        .await
+        .unwrap();
+    let err = taos.exec("CREATE TOPIC t AS DATABASE d").await.unwrap_err();
+    assert_eq!(err.code(), taos::Code::from(0x03E0));
+    let err = taos
+        .exec("CREATE TOPIC u AS DATABASE nope")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), taos::Code::from(0x0388));
+    let topics: Vec<(String, String, String)> = taos
+        .query("SELECT topic_name, db_name, meta FROM information_schema.ins_topics")
+        .await
+        .unwrap()
+        .deserialize()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(topics, vec![("t".into(), "d".into(), "without".into())]);
+    let shown: Vec<(String,)> = taos
+        .query("SHOW TOPICS")
+        .await
+        .unwrap()
+        .deserialize::<(String, String, i64, String, String, String)>()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.0,))
+        .collect();
+    assert_eq!(shown, vec![("t".to_string(),)]);
+
+    // A subscribed topic cannot be dropped; its database neither.
+    let c = consumer(&emu, "group.id=g", "t").await;
+    let err = taos.exec("DROP TOPIC t").await.unwrap_err();
+    assert_eq!(err.code(), taos::Code::from(0x03EB));
+    let err = taos.exec("DROP DATABASE d").await.unwrap_err();
+    assert_eq!(err.code(), taos::Code::from(0x03ED));
+    c.unsubscribe().await;
+    // Unsubscribing releases the topic (the server handles it before answering).
+    taos.exec("DROP TOPIC t").await.unwrap();
+    taos.exec("DROP TOPIC IF EXISTS t").await.unwrap();
+    let err = taos.exec("DROP TOPIC t").await.unwrap_err();
+    assert_eq!(err.code(), taos::Code::from(0x03E1));
+    taos.exec("DROP DATABASE d").await.unwrap();
+
+    // Subscribing to a missing topic fails cleanly.
+    let dsn = format!("{}?group.id=g", emu.dsn());
+    let mut c = TmqBuilder::from_dsn(dsn).unwrap().build().await.unwrap();
+    let err = c.subscribe(["missing"]).await.unwrap_err();
+    assert_eq!(err.code(), taos::Code::from(0x03E1));
+}
+
+async fn raw_tmq(
+    emu: &EmulatorHandle,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/rest/tmq", emu.addr()))
+        .await
+        .expect("tmq endpoint upgrades");
+    ws
+}
+
+async fn roundtrip(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    msg: Message,
+) -> Message {
+    ws.send(msg).await.unwrap();
+    tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .expect("a reply")
+        .expect("open")
+        .expect("frame")
+}
+
+fn reply_json(m: Message) -> Json {
+    match m {
+        Message::Text(t) => serde_json::from_str(&t).expect("JSON reply"),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_get_error_replies() {
+    let emu = emu();
+    let mut ws = raw_tmq(&emu).await;
+    let cases: Vec<(Message, &str)> = vec![
+        (Message::Text("not json".into()), ""),
+        (Message::Binary(vec![1, 2, 3]), ""),
+        (Message::Text(r#"{"action":"nope","args":{"req_id":1}}"#.into()), "nope"),
+        (Message::Text(r#"{"action":"poll","args":{"req_id":2}}"#.into()), "poll"),
+        (
+            Message::Text(r#"{"action":"fetch_block","args":{"req_id":3,"message_id":9}}"#.into()),
+            "fetch_block",
+        ),
+        (
+            Message::Text(r#"{"action":"committed","args":{"req_id":4,"topic_vgroup_ids":7}}"#.into()),
+            "committed",
+        ),
+        (
+            Message::Text(r#"{"action":"subscribe","args":{"req_id":5,"user":"root","password":"taosdata","group_id":"","topics":["x"]}}"#.into()),
+            "subscribe",
+        ),
+        (
+            Message::Text(r#"{"action":"subscribe","args":{"req_id":6,"user":"root","password":"bad","group_id":"g","topics":["x"]}}"#.into()),
+            "subscribe",
+        ),
+        (
+            Message::Text(r#"{"action":"seek","args":{"req_id":7,"topic":"x","vgroup_id":-1,"offset":"a"}}"#.into()),
+            "seek",
+        ),
+    ];
+    for (msg, action) in cases {
+        let r = reply_json(roundtrip(&mut ws, msg).await);
+        assert_ne!(r["code"], 0, "{r}");
+        assert_eq!(r["action"], action, "{r}");
+        assert!(r["message"].is_string(), "{r}");
+        if action == "committed" {
+            assert!(r["committed"].is_array(), "required even on errors: {r}");
+        }
+    }
+    // The connection is still served.
+    let r = reply_json(
+        roundtrip(
+            &mut ws,
+            Message::Text(r#"{"action":"unsubscribe","args":{"req_id":10}}"#.into()),
+        )
+        .await,
+    );
+    assert_eq!(r["code"], 0);
+    assert_eq!(r["req_id"], 10);
+}
