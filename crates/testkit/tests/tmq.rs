@@ -703,3 +703,122 @@ async fn hostile_frames_get_error_replies() {
     assert_eq!(r["code"], 0);
     assert_eq!(r["req_id"], 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_are_counted_per_vgroup() {
+    let emu = emu();
+    let taos = connect(&emu).await;
+    setup_db(&taos, "d").await;
+    let vgs = emu.store().vgroups("d").unwrap();
+    assert_eq!(vgs.len(), 2);
+    // Super-table DDL reaches every vgroup.
+    for vg in &vgs {
+        assert_eq!(emu.store().wal_range("d", *vg).unwrap(), (0, 1));
+    }
+    // Find two tables in different vgroups through ins_tables.
+    for i in 0..16 {
+        taos.exec(format!("CREATE TABLE d.c{i} USING d.st TAGS ({i})"))
+            .await
+            .unwrap();
+    }
+    let placed: Vec<(String, i32)> = taos
+        .query(
+            "SELECT table_name, vgroup_id FROM information_schema.ins_tables WHERE db_name = 'd'",
+        )
+        .await
+        .unwrap()
+        .deserialize::<(String, i32)>()
+        .try_collect()
+        .await
+        .unwrap();
+    let per_vg = |vg: u32| placed.iter().filter(|p| p.1 == vg as i32).count() as i64;
+    for vg in &vgs {
+        assert!(per_vg(*vg) > 0, "both vgroups used: {placed:?}");
+        assert_eq!(
+            emu.store().wal_range("d", *vg).unwrap(),
+            (0, 1 + per_vg(*vg))
+        );
+    }
+    // One insert statement into tables of both vgroups adds one version per table.
+    let a = placed
+        .iter()
+        .find(|p| p.1 == vgs[0] as i32)
+        .unwrap()
+        .0
+        .clone();
+    let b = placed
+        .iter()
+        .find(|p| p.1 == vgs[1] as i32)
+        .unwrap()
+        .0
+        .clone();
+    taos.exec(format!(
+        "INSERT INTO d.{a} VALUES (1700000000000, 1) (1700000000001, 2) d.{b} VALUES (1700000000000, 3)"
+    ))
+    .await
+    .unwrap();
+    for vg in &vgs {
+        assert_eq!(emu.store().wal_range("d", *vg).unwrap().1, 2 + per_vg(*vg));
+    }
+    // Reads do not log.
+    taos.query("SELECT * FROM d.st").await.unwrap();
+    for vg in &vgs {
+        assert_eq!(emu.store().wal_range("d", *vg).unwrap().1, 2 + per_vg(*vg));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_commit_dsn_seek_raw_block_writes_and_table_names() {
+    let emu = emu();
+    let taos = connect(&emu).await;
+    taos.exec("CREATE DATABASE d VGROUPS 1").await.unwrap();
+    taos.exec("CREATE STABLE d.st (ts TIMESTAMP, v INT) TAGS (g INT)")
+        .await
+        .unwrap();
+    fill(&taos, "d.a", 0, 3).await;
+    taos.exec("CREATE TOPIC t AS DATABASE d").await.unwrap();
+    let vg = emu.store().vgroups("d").unwrap()[0] as i32;
+
+    // enable.auto.commit: what was delivered is committed at the next poll.
+    let c = consumer(
+        &emu,
+        "group.id=auto&auto.offset.reset=earliest&enable.auto.commit=true",
+        "t",
+    )
+    .await;
+    collect_until(&c, |e| rows_of(e).len() >= 3).await;
+    assert!(next_event(&c, Duration::from_millis(700)).await.is_none());
+    assert_eq!(c.committed("t", vg).await.unwrap(), 5);
+    drop(c);
+
+    // `offset=vg:off` in the DSN seeks after subscribing.
+    let c = consumer(
+        &emu,
+        &format!("group.id=seek&auto.offset.reset=earliest&offset={vg}:4"),
+        "t",
+    )
+    .await;
+    assert_eq!(c.position("t", vg).await.unwrap(), 4);
+    let (ev, _) = collect_until(&c, |e| !rows_of(e).is_empty()).await;
+    assert_eq!(rows_of(&ev)[0].1, T0 + 2);
+
+    // Raw-block writes are data messages too; with.table.name=false leaves names out.
+    let c2 = consumer(
+        &emu,
+        "group.id=raw&auto.offset.reset=latest&with.table.name=false",
+        "t",
+    )
+    .await;
+    taos.exec("CREATE TABLE d.dst USING d.st TAGS (2)")
+        .await
+        .unwrap();
+    let mut rs = taos.query("SELECT ts, v FROM d.a").await.unwrap();
+    let mut block = rs.blocks().try_next().await.unwrap().unwrap();
+    block.with_table_name("d.dst");
+    taos.write_raw_block(&block).await.unwrap();
+    let (ev, _) = collect_until(&c, |e| rows_of(e).len() >= 3).await;
+    let raw: Vec<_> = rows_of(&ev).into_iter().filter(|r| r.0 == "dst").collect();
+    assert_eq!(raw.len(), 3, "{ev:?}");
+    let (ev2, _) = collect_until(&c2, |e| rows_of(e).len() >= 3).await;
+    assert!(rows_of(&ev2).iter().all(|r| r.0.is_empty()), "{ev2:?}");
+}
