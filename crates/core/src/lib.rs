@@ -13,6 +13,8 @@
 //!   [`BlockRecord`]s, change-feed positions, [`BackupStats`]).
 //! * [`Repository`]: the trait backups are written through and restored from
 //!   (`taosbackup-sink` implements it); [`RepositoryError`] is its error.
+//! * [`Source`]: the trait the engine reads catalogs and [`BlockChunk`]s through and restores
+//!   through (`taosbackup-source` implements it); [`SourceError`] is its error.
 //!
 //! # Example
 //!
@@ -32,6 +34,7 @@ mod error;
 mod id;
 mod manifest;
 mod repository;
+mod source;
 
 pub use crate::{
     block::{BlockKey, BucketWidth, TimeRange},
@@ -46,4 +49,8 @@ pub use crate::{
         SourceInfo, TableRecord,
     },
     repository::Repository,
+    source::{
+        BlockChunk, ChunkFormatError, ChunkStream, ExportRequest, RestoreOptions, Source,
+        SourceError, SourceErrorKind, WriteReport,
+    },
 };

@@ -1,0 +1,358 @@
+//! The seam between the backup engine and the database: the [`Source`] trait, the requests
+//! it serves and the block chunks it produces (`taosbackup-source` implements it for
+//! TDengine).
+//!
+//! # Exported block chunks
+//!
+//! An export delivers [`BlockChunk`]s: one TDengine raw block (the connector's own bytes,
+//! never re-encoded rows) with the column names it carries, all of whose rows fall into one
+//! requested [`TimeRange`]. Many chunks may make up one bucket. [`BlockChunk::encode`] writes
+//! a chunk as one self-delimiting frame, so a blob holding a whole bucket is the
+//! concatenation of its chunks' frames and [`BlockChunk::decode_all`] reads it back:
+//!
+//! ```text
+//! frame   = "TBC1" || u32 frame_len || u8 precision (0 ms, 1 us, 2 ns) || u32 rows
+//!           || i64 min_ts || i64 max_ts || u16 ncols || ncols × (u16 len || utf-8 name)
+//!           || raw block            (integers little-endian; frame_len counts the bytes after it)
+//! ```
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::{CatalogSnapshot, Precision, TimeRange};
+
+/// What to export of one table: the requested time ranges (usually buckets), in any order.
+/// Implementations read adjacent ranges in one query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRequest {
+    /// Table name within the database.
+    pub table: String,
+    /// The ranges to read, each half-open `[start, end)`. Ranges must not overlap.
+    pub ranges: Vec<TimeRange>,
+}
+
+/// One exported piece of a table: a raw block whose rows all lie in `range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockChunk {
+    /// Table name within the source database.
+    pub table: String,
+    /// The requested range these rows belong to.
+    pub range: TimeRange,
+    /// Timestamp precision of the raw block.
+    pub precision: Precision,
+    /// Column names of the raw block, in block order (restore maps columns by name).
+    pub columns: Vec<String>,
+    /// Number of rows (at least one).
+    pub rows: u32,
+    /// Smallest timestamp.
+    pub min_ts: i64,
+    /// Largest timestamp.
+    pub max_ts: i64,
+    /// The raw block bytes, exactly as a restore writes them back.
+    pub raw: Vec<u8>,
+}
+
+const MAGIC: &[u8; 4] = b"TBC1";
+
+impl BlockChunk {
+    /// Appends this chunk as one frame to `out` (format in the module docs). The table name
+    /// and range are not written: the blob's key (table, bucket) holds them.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ChunkFormatError> {
+        let mut body = Vec::with_capacity(self.raw.len() + 64);
+        body.push(match self.precision {
+            Precision::Ms => 0,
+            Precision::Us => 1,
+            Precision::Ns => 2,
+        });
+        body.extend_from_slice(&self.rows.to_le_bytes());
+        body.extend_from_slice(&self.min_ts.to_le_bytes());
+        body.extend_from_slice(&self.max_ts.to_le_bytes());
+        let ncols = u16::try_from(self.columns.len())
+            .map_err(|_| ChunkFormatError("more than 65535 columns".into()))?;
+        body.extend_from_slice(&ncols.to_le_bytes());
+        for c in &self.columns {
+            let len = u16::try_from(c.len())
+                .map_err(|_| ChunkFormatError("column name longer than 65535 bytes".into()))?;
+            body.extend_from_slice(&len.to_le_bytes());
+            body.extend_from_slice(c.as_bytes());
+        }
+        body.extend_from_slice(&self.raw);
+        let len = u32::try_from(body.len())
+            .map_err(|_| ChunkFormatError("chunk larger than 4 GiB".into()))?;
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&body);
+        Ok(())
+    }
+
+    /// Reads every frame of `data` (a blob written by [`BlockChunk::encode`]); `table` and
+    /// `range` are filled in from the caller's block key.
+    pub fn decode_all(
+        data: &[u8],
+        table: &str,
+        range: TimeRange,
+    ) -> Result<Vec<BlockChunk>, ChunkFormatError> {
+        let mut out = Vec::new();
+        let mut r = Reader { data, pos: 0 };
+        while r.pos < data.len() {
+            if r.take(4)? != MAGIC {
+                return Err(ChunkFormatError("bad frame magic".into()));
+            }
+            let len = u32::from_le_bytes(r.array()?) as usize;
+            let end = r
+                .pos
+                .checked_add(len)
+                .filter(|e| *e <= data.len())
+                .ok_or_else(|| ChunkFormatError("frame runs past the end".into()))?;
+            let precision = match r.take(1)?[0] {
+                0 => Precision::Ms,
+                1 => Precision::Us,
+                2 => Precision::Ns,
+                p => return Err(ChunkFormatError(format!("unknown precision {p}"))),
+            };
+            let rows = u32::from_le_bytes(r.array()?);
+            let min_ts = i64::from_le_bytes(r.array()?);
+            let max_ts = i64::from_le_bytes(r.array()?);
+            let ncols = u16::from_le_bytes(r.array()?) as usize;
+            let mut columns = Vec::with_capacity(ncols);
+            for _ in 0..ncols {
+                let l = u16::from_le_bytes(r.array()?) as usize;
+                let name = std::str::from_utf8(r.take(l)?)
+                    .map_err(|_| ChunkFormatError("column name is not UTF-8".into()))?;
+                columns.push(name.to_string());
+            }
+            if r.pos > end {
+                return Err(ChunkFormatError(
+                    "frame header longer than the frame".into(),
+                ));
+            }
+            let raw = data[r.pos..end].to_vec();
+            r.pos = end;
+            out.push(BlockChunk {
+                table: table.to_string(),
+                range,
+                precision,
+                columns,
+                rows,
+                min_ts,
+                max_ts,
+                raw,
+            });
+        }
+        Ok(out)
+    }
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ChunkFormatError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or_else(|| ChunkFormatError("truncated frame".into()))?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ChunkFormatError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+}
+
+/// A chunk frame that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid block chunk: {0}")]
+pub struct ChunkFormatError(pub String);
+
+/// How to recreate a database on restore.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Name of the database to create (the source's name when `None`).
+    pub target_database: Option<String>,
+    /// A `KEEP` value replacing the source's (`"36500d"`, `"3650d,3650d,3650d"`), so old data
+    /// is accepted.
+    pub keep: Option<String>,
+    /// Write into a database that already exists (creating only missing tables) instead of
+    /// refusing.
+    pub allow_existing: bool,
+}
+
+/// What writing one chunk did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// Rows written.
+    pub rows_written: u64,
+    /// Rows the target refused because they are older than its KEEP (never silently lost:
+    /// the caller reports them).
+    pub rows_rejected_by_keep: u64,
+    /// Smallest and largest timestamp of the rejected rows.
+    pub rejected_range: Option<(i64, i64)>,
+    /// Whether the SQL fallback wrote the rows (raw-block write refused).
+    pub used_sql_fallback: bool,
+}
+
+/// A pull stream of exported chunks, in timestamp order within each table.
+#[async_trait]
+pub trait ChunkStream: Send {
+    /// The next chunk, or `None` at the end. After an error the stream is finished.
+    async fn next_chunk(&mut self) -> Result<Option<BlockChunk>, SourceError>;
+}
+
+/// Where backups read from and restores write to (a TDengine server for
+/// `taosbackup-source`). Shared between tasks: `&self` everywhere; implementations bound
+/// their own concurrency (a connection pool). Object safe: `Arc<dyn Source>` works.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Reads the catalog of `database`: the exact database DDL, super tables (columns,
+    /// tags, DDL), tables (child tags typed, comments, TTLs). Guarantee: a bounded number of
+    /// round trips (not one per table).
+    async fn catalog(&self, database: &str) -> Result<CatalogSnapshot, SourceError>;
+
+    /// Streams the rows of `request.table` in `request.ranges`, as raw-block chunks whose
+    /// rows each lie in one requested range. Guarantees: memory is bounded whatever the
+    /// table size (the stream is pulled); adjacent ranges are read in one query; transient
+    /// failures are retried and resumed after the last delivered timestamp, so the stream
+    /// either delivers every row or ends in an error — never silently short.
+    async fn export(
+        &self,
+        database: &str,
+        precision: Precision,
+        request: ExportRequest,
+    ) -> Result<Box<dyn ChunkStream>, SourceError>;
+
+    /// Creates the target database, super tables and tables of `catalog` (renamed by
+    /// `options.target_database`). Refuses an existing database unless
+    /// `options.allow_existing`. Returns the target database name.
+    async fn create_schema(
+        &self,
+        catalog: &CatalogSnapshot,
+        options: &RestoreOptions,
+    ) -> Result<String, SourceError>;
+
+    /// Writes one chunk into `table` of `target_database`, mapping columns by name (columns
+    /// the target lacks are dropped, columns the chunk lacks become NULL). Rows older than the
+    /// target's KEEP are counted in the report, not dropped silently. Idempotent: writing a
+    /// chunk twice leaves the same rows.
+    async fn write_chunk(
+        &self,
+        target_database: &str,
+        table: &str,
+        chunk: &BlockChunk,
+    ) -> Result<WriteReport, SourceError>;
+}
+
+/// The broad class of a [`SourceError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SourceErrorKind {
+    /// The connection failed or timed out.
+    Connection,
+    /// Login refused.
+    Authentication,
+    /// The database or table does not exist.
+    NotFound,
+    /// The target database exists and merging was not allowed.
+    AlreadyExists,
+    /// The server refused a statement or data.
+    Rejected,
+    /// Bad options or data from the caller.
+    InvalidInput,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for SourceErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceErrorKind::Connection => "connection",
+            SourceErrorKind::Authentication => "authentication",
+            SourceErrorKind::NotFound => "not found",
+            SourceErrorKind::AlreadyExists => "already exists",
+            SourceErrorKind::Rejected => "rejected",
+            SourceErrorKind::InvalidInput => "invalid input",
+            SourceErrorKind::Other => "other",
+        })
+    }
+}
+
+/// The error of the [`Source`] trait: a kind, whether a retry can help, and the
+/// implementation's own error as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("source error ({kind}): {source}")]
+pub struct SourceError {
+    kind: SourceErrorKind,
+    retryable: bool,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl SourceError {
+    /// Wraps an implementation error.
+    pub fn new(
+        kind: SourceErrorKind,
+        retryable: bool,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        SourceError {
+            kind,
+            retryable,
+            source: source.into(),
+        }
+    }
+
+    /// The broad class of the failure.
+    pub fn kind(&self) -> SourceErrorKind {
+        self.kind
+    }
+
+    /// Whether retrying could succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The implementation's error, for downcasting.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.source.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_concatenate_and_decode() {
+        let range = TimeRange { start: 0, end: 10 };
+        let a = BlockChunk {
+            table: "t".into(),
+            range,
+            precision: Precision::Us,
+            columns: vec!["ts".into(), "v".into()],
+            rows: 2,
+            min_ts: 1,
+            max_ts: 2,
+            raw: vec![9, 8, 7],
+        };
+        let mut b = a.clone();
+        b.raw = vec![];
+        b.precision = Precision::Ns;
+        let mut blob = Vec::new();
+        a.encode(&mut blob).unwrap();
+        b.encode(&mut blob).unwrap();
+        assert_eq!(
+            BlockChunk::decode_all(&blob, "t", range).unwrap(),
+            vec![a, b]
+        );
+        assert!(BlockChunk::decode_all(&blob[..blob.len() - 1], "t", range).is_err());
+        assert!(BlockChunk::decode_all(b"XXXX\0\0\0\0", "t", range).is_err());
+    }
+}

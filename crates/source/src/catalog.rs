@@ -1,0 +1,393 @@
+//! Catalog discovery in a bounded number of round trips: `SHOW CREATE DATABASE`,
+//! `information_schema` in bulk (`ins_databases`, `ins_stables`, `ins_tables`,
+//! `ins_columns`), and per super table `SHOW CREATE STABLE`, `DESCRIBE` and one
+//! `SELECT TAGS tbname, …` for the typed tag values of all its children. So the number of
+//! statements is `4 + 3 × super tables`, whatever the number of tables.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use taosbackup_core::{
+    CatalogSnapshot, ColumnDef, DataType, DatabaseDef, Precision, SuperTableDef, TableDef,
+    TableKind, TagValue, Value,
+};
+
+use crate::Error;
+use crate::conn::{Ctx, Pool, Rows};
+use crate::value::{ident, quote_str};
+
+/// Text of a string-typed value.
+pub(crate) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::VarChar(b) | Value::VarBinary(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::NChar(s) | Value::Json(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    Some(match v {
+        Value::TinyInt(x) => *x as i64,
+        Value::SmallInt(x) => *x as i64,
+        Value::Int(x) => *x as i64,
+        Value::BigInt(x) => *x,
+        Value::UTinyInt(x) => *x as i64,
+        Value::USmallInt(x) => *x as i64,
+        Value::UInt(x) => *x as i64,
+        Value::UBigInt(x) => i64::try_from(*x).ok()?,
+        _ => return None,
+    })
+}
+
+/// Parses a TDengine type name (`INT UNSIGNED`, `VARCHAR(20)`, `BINARY`) into a type and
+/// the length in parentheses, if any.
+pub(crate) fn parse_type(name: &str) -> Option<(DataType, Option<u32>)> {
+    let name = name.trim();
+    let (base, len) = match name.split_once('(') {
+        Some((b, rest)) => {
+            let inner = rest.strip_suffix(')')?;
+            (
+                b.trim(),
+                inner.split(',').next()?.trim().parse::<u32>().ok(),
+            )
+        }
+        None => (name, None),
+    };
+    let ty = match base.to_ascii_uppercase().as_str() {
+        "TIMESTAMP" => DataType::Timestamp,
+        "BOOL" => DataType::Bool,
+        "TINYINT" => DataType::TinyInt,
+        "SMALLINT" => DataType::SmallInt,
+        "INT" => DataType::Int,
+        "BIGINT" => DataType::BigInt,
+        "TINYINT UNSIGNED" => DataType::UTinyInt,
+        "SMALLINT UNSIGNED" => DataType::USmallInt,
+        "INT UNSIGNED" => DataType::UInt,
+        "BIGINT UNSIGNED" => DataType::UBigInt,
+        "FLOAT" => DataType::Float,
+        "DOUBLE" => DataType::Double,
+        "VARCHAR" | "BINARY" => DataType::VarChar,
+        "NCHAR" => DataType::NChar,
+        "JSON" => DataType::Json,
+        "VARBINARY" => DataType::VarBinary,
+        "GEOMETRY" => DataType::Geometry,
+        "DECIMAL" => DataType::Decimal,
+        _ => return None,
+    };
+    Some((ty, len))
+}
+
+fn has_length(ty: DataType) -> bool {
+    matches!(
+        ty,
+        DataType::VarChar
+            | DataType::NChar
+            | DataType::VarBinary
+            | DataType::Geometry
+            | DataType::Decimal
+    )
+}
+
+fn column(
+    name: String,
+    type_name: &str,
+    length: Option<i64>,
+    what: &str,
+) -> Result<ColumnDef, Error> {
+    let (data_type, len_in_name) = parse_type(type_name).ok_or_else(|| Error::UnexpectedReply {
+        what: what.to_string(),
+        database: None,
+        table: None,
+        reason: format!("unknown type {type_name:?} of column {name}"),
+    })?;
+    let length = if has_length(data_type) {
+        len_in_name.or_else(|| length.and_then(|l| u32::try_from(l).ok()))
+    } else {
+        None
+    };
+    Ok(ColumnDef {
+        name,
+        data_type,
+        length,
+    })
+}
+
+fn unexpected(what: &str, database: &str, reason: impl Into<String>) -> Error {
+    Error::UnexpectedReply {
+        what: what.to_string(),
+        database: Some(database.to_string()),
+        table: None,
+        reason: reason.into(),
+    }
+}
+
+fn cell(rows: &Rows, row: usize, col: usize) -> &Value {
+    rows.rows
+        .get(row)
+        .and_then(|r| r.get(col))
+        .unwrap_or(&Value::Null)
+}
+
+/// `(columns, tags)` from `DESCRIBE`.
+fn describe_columns(rows: &Rows, what: &str) -> Result<(Vec<ColumnDef>, Vec<ColumnDef>), Error> {
+    let (f, t, l, n) = (
+        rows.col("field", what)?,
+        rows.col("type", what)?,
+        rows.col("length", what)?,
+        rows.col("note", what)?,
+    );
+    let mut cols = Vec::new();
+    let mut tags = Vec::new();
+    for r in 0..rows.rows.len() {
+        let name = text(cell(rows, r, f)).unwrap_or_default();
+        let ty = text(cell(rows, r, t)).unwrap_or_default();
+        let def = column(name, &ty, int(cell(rows, r, l)), what)?;
+        if text(cell(rows, r, n)).is_some_and(|s| s.eq_ignore_ascii_case("TAG")) {
+            tags.push(def);
+        } else {
+            cols.push(def);
+        }
+    }
+    Ok((cols, tags))
+}
+
+/// Reads a super table: DDL, columns, tags and the tag values of all its children.
+async fn read_stable(
+    pool: &Arc<Pool>,
+    db: &str,
+    name: String,
+) -> Result<(SuperTableDef, HashMap<String, Vec<TagValue>>), Error> {
+    let ctx = Ctx::table(db, &name);
+    let qualified = format!("{}.{}", ident(db), ident(&name));
+    let ddl_rows = pool
+        .query_values(ctx, &format!("SHOW CREATE STABLE {qualified}"))
+        .await?;
+    let ddl = ddl_rows
+        .rows
+        .first()
+        .and_then(|r| r.get(1))
+        .and_then(text)
+        .ok_or_else(|| unexpected("SHOW CREATE STABLE", db, "no DDL returned"))?;
+    let desc = pool
+        .query_values(ctx, &format!("DESCRIBE {qualified}"))
+        .await?;
+    let (columns, tags) = describe_columns(&desc, "DESCRIBE")?;
+    let mut children = HashMap::new();
+    if !tags.is_empty() {
+        let list: Vec<String> = tags.iter().map(|t| ident(&t.name)).collect();
+        let sql = format!("SELECT TAGS tbname, {} FROM {qualified}", list.join(", "));
+        let rows = pool.query_values(ctx, &sql).await?;
+        for row in rows.rows {
+            let mut it = row.into_iter();
+            let tb = it
+                .next()
+                .as_ref()
+                .and_then(text)
+                .ok_or_else(|| unexpected("SELECT TAGS", db, "tbname missing"))?;
+            let values: Vec<TagValue> = tags
+                .iter()
+                .zip(it)
+                .map(|(t, value)| TagValue {
+                    name: t.name.clone(),
+                    value,
+                })
+                .collect();
+            if values.len() != tags.len() {
+                return Err(unexpected("SELECT TAGS", db, "fewer tag values than tags"));
+            }
+            children.insert(tb, values);
+        }
+    }
+    Ok((
+        SuperTableDef {
+            name,
+            columns,
+            tags,
+            ddl,
+        },
+        children,
+    ))
+}
+
+/// Reads the catalog of `db` (see the module docs for the statements used).
+pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSnapshot, Error> {
+    let ctx = Ctx::db(db);
+    let lit = quote_str(db);
+    let ddl = pool
+        .query_values(ctx, &format!("SHOW CREATE DATABASE {}", ident(db)))
+        .await?
+        .rows
+        .first()
+        .and_then(|r| r.get(1))
+        .and_then(text)
+        .ok_or_else(|| unexpected("SHOW CREATE DATABASE", db, "no DDL returned"))?;
+    let prec = pool
+        .query_values(
+            ctx,
+            &format!("SELECT `precision` FROM information_schema.ins_databases WHERE name = {lit}"),
+        )
+        .await?;
+    let precision = match prec
+        .rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(text)
+        .as_deref()
+    {
+        Some("ms") => Precision::Ms,
+        Some("us") => Precision::Us,
+        Some("ns") => Precision::Ns,
+        other => {
+            return Err(unexpected(
+                "ins_databases",
+                db,
+                format!("precision {other:?}"),
+            ));
+        }
+    };
+
+    let stables = pool
+        .query_values(
+            ctx,
+            &format!(
+                "SELECT stable_name FROM information_schema.ins_stables WHERE db_name = {lit}"
+            ),
+        )
+        .await?;
+    let mut names: Vec<String> = stables
+        .rows
+        .iter()
+        .filter_map(|r| r.first().and_then(text))
+        .collect();
+    names.sort();
+    let tables = pool
+        .query_values(
+            ctx,
+            &format!(
+                "SELECT table_name, stable_name, ttl, table_comment, `type` \
+                 FROM information_schema.ins_tables WHERE db_name = {lit}"
+            ),
+        )
+        .await?;
+    let normal_cols = pool
+        .query_values(
+            ctx,
+            &format!(
+                "SELECT table_name, col_name, col_type, col_length FROM \
+                 information_schema.ins_columns WHERE db_name = {lit} AND table_type = 'NORMAL_TABLE'"
+            ),
+        )
+        .await?;
+
+    let parallel = pool.size().max(1);
+    let mut read: Vec<(SuperTableDef, HashMap<String, Vec<TagValue>>)> =
+        futures::stream::iter(names.into_iter().map(|n| read_stable(pool, db, n)))
+            .buffered(parallel)
+            .try_collect()
+            .await?;
+    let mut tags_of: HashMap<String, Vec<TagValue>> = HashMap::new();
+    for (_, children) in &mut read {
+        tags_of.extend(children.drain());
+    }
+    let super_tables: Vec<SuperTableDef> = read.into_iter().map(|(s, _)| s).collect();
+
+    let mut columns_of: HashMap<String, Vec<ColumnDef>> = HashMap::new();
+    {
+        let what = "ins_columns";
+        let (t, n, ty, l) = (
+            normal_cols.col("table_name", what)?,
+            normal_cols.col("col_name", what)?,
+            normal_cols.col("col_type", what)?,
+            normal_cols.col("col_length", what)?,
+        );
+        for r in 0..normal_cols.rows.len() {
+            let table = text(cell(&normal_cols, r, t)).unwrap_or_default();
+            let def = column(
+                text(cell(&normal_cols, r, n)).unwrap_or_default(),
+                &text(cell(&normal_cols, r, ty)).unwrap_or_default(),
+                int(cell(&normal_cols, r, l)),
+                what,
+            )?;
+            columns_of.entry(table).or_default().push(def);
+        }
+    }
+
+    let what = "ins_tables";
+    let (tn, sn, ttl, cm, ty) = (
+        tables.col("table_name", what)?,
+        tables.col("stable_name", what)?,
+        tables.col("ttl", what)?,
+        tables.col("table_comment", what)?,
+        tables.col("type", what)?,
+    );
+    let mut out = Vec::with_capacity(tables.rows.len());
+    for r in 0..tables.rows.len() {
+        let name = text(cell(&tables, r, tn)).unwrap_or_default();
+        let kind = text(cell(&tables, r, ty)).unwrap_or_default();
+        let comment = text(cell(&tables, r, cm)).filter(|c| !c.is_empty());
+        let ttl = int(cell(&tables, r, ttl)).filter(|t| *t > 0);
+        if kind.eq_ignore_ascii_case("CHILD_TABLE") {
+            let Some(tags) = tags_of.remove(&name) else {
+                // Dropped between the two statements: it no longer exists.
+                continue;
+            };
+            out.push(TableDef {
+                name,
+                kind: TableKind::Child,
+                super_table: text(cell(&tables, r, sn)),
+                tags,
+                comment,
+                ttl,
+                columns: Vec::new(),
+            });
+        } else if kind.eq_ignore_ascii_case("NORMAL_TABLE") {
+            let Some(columns) = columns_of.remove(&name) else {
+                continue;
+            };
+            out.push(TableDef {
+                name,
+                kind: TableKind::Normal,
+                super_table: None,
+                tags: Vec::new(),
+                comment,
+                ttl,
+                columns,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(CatalogSnapshot {
+        database: DatabaseDef {
+            name: db.to_string(),
+            precision,
+            ddl,
+        },
+        super_tables,
+        tables: out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names() {
+        assert_eq!(parse_type("INT UNSIGNED"), Some((DataType::UInt, None)));
+        assert_eq!(
+            parse_type("VARCHAR(20)"),
+            Some((DataType::VarChar, Some(20)))
+        );
+        assert_eq!(parse_type("binary(7)"), Some((DataType::VarChar, Some(7))));
+        assert_eq!(
+            parse_type("DECIMAL(10,2)"),
+            Some((DataType::Decimal, Some(10)))
+        );
+        assert_eq!(parse_type("BLOBBY"), None);
+        let c = column("n".into(), "NCHAR", Some(10), "t").unwrap();
+        assert_eq!(c.length, Some(10));
+        let c = column("n".into(), "INT", Some(4), "t").unwrap();
+        assert_eq!(c.length, None);
+    }
+}

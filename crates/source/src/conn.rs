@@ -1,0 +1,384 @@
+//! The connection pool: at most `pool_size` connections, a timeout on every reply, and
+//! retries of transient failures on fresh connections.
+//!
+//! A connection that failed or timed out is never reused: taos-ws 0.12 may not notice that
+//! the server dropped its socket and would wait forever for an answer.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, RawBlock, Taos, TaosBuilder};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::Error;
+use crate::dsn::{ConnectOptions, Credentials, Endpoint};
+use crate::value::to_core_value;
+use taosbackup_core::Value;
+
+/// Where an operation happens, for error messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) database: Option<&'a str>,
+    pub(crate) table: Option<&'a str>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn db(database: &'a str) -> Self {
+        Ctx {
+            database: Some(database),
+            table: None,
+        }
+    }
+    pub(crate) fn table(database: &'a str, table: &'a str) -> Self {
+        Ctx {
+            database: Some(database),
+            table: Some(table),
+        }
+    }
+}
+
+/// A pool of connections to one endpoint (optionally with a current database).
+pub(crate) struct Pool {
+    endpoint: Endpoint,
+    builder: TaosBuilder,
+    idle: Mutex<Vec<Taos>>,
+    permits: Arc<Semaphore>,
+    size: usize,
+    pub(crate) retry_count: u32,
+    pub(crate) retry_interval: Duration,
+    pub(crate) timeout: Duration,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("endpoint", &self.endpoint)
+            .field("size", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// Prepares a pool; does no I/O. A native endpoint without the client library fails
+    /// here with [`Error::NativeClientMissing`].
+    pub(crate) fn new(
+        options: &ConnectOptions,
+        endpoint: Endpoint,
+        creds: &Credentials,
+        database: Option<&str>,
+    ) -> Result<Pool, Error> {
+        let dsn = endpoint.connector_dsn(creds, database);
+        let builder = <TaosBuilder as AsyncTBuilder>::from_dsn(dsn.as_str()).map_err(|e| {
+            if endpoint.is_native() {
+                Error::NativeClientMissing {
+                    endpoint: endpoint.to_string(),
+                    host: endpoint.host.clone(),
+                    detail: e.to_string(),
+                }
+            } else {
+                Error::InvalidDsn {
+                    endpoint: endpoint.to_string(),
+                    reason: e.to_string(),
+                }
+            }
+        })?;
+        Ok(Pool {
+            endpoint,
+            builder,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(options.pool_size)),
+            size: options.pool_size,
+            retry_count: options.retry_count,
+            retry_interval: Duration::from_millis(options.retry_interval_ms),
+            timeout: options.request_timeout,
+        })
+    }
+
+    /// The configured number of connections.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Takes an idle connection or opens one, waiting for a free slot.
+    pub(crate) async fn get(self: &Arc<Self>, ctx: Ctx<'_>) -> Result<Conn, Error> {
+        let permit =
+            self.permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::UnexpectedReply {
+                    what: "connection pool".into(),
+                    database: None,
+                    table: None,
+                    reason: "pool closed".into(),
+                })?;
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let taos = match idle {
+            Some(t) => t,
+            None => {
+                let fut = self.builder.build();
+                match tokio::time::timeout(self.timeout, fut).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => return Err(self.error("connect", ctx, e)),
+                    Err(_) => return Err(self.timeout_error("connect", ctx)),
+                }
+            }
+        };
+        Ok(Conn {
+            taos: Some(taos),
+            pool: self.clone(),
+            _permit: permit,
+            healthy: true,
+        })
+    }
+
+    pub(crate) fn error(&self, op: &'static str, ctx: Ctx<'_>, e: taos::Error) -> Error {
+        Error::server(op, &self.endpoint.to_string(), ctx.database, ctx.table, e)
+    }
+
+    pub(crate) fn timeout_error(&self, op: &'static str, ctx: Ctx<'_>) -> Error {
+        Error::Timeout {
+            operation: op,
+            endpoint: self.endpoint.to_string(),
+            database: ctx.database.map(str::to_string),
+            table: ctx.table.map(str::to_string),
+            timeout: self.timeout,
+        }
+    }
+
+    /// Runs `f` on a pooled connection, retrying transient failures on fresh connections
+    /// up to `retry_count` times with `retry_interval` between attempts.
+    pub(crate) async fn retry<T, F, Fut>(
+        self: &Arc<Self>,
+        ctx: Ctx<'_>,
+        mut f: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let result = match self.get(ctx).await {
+                Ok(conn) => f(conn).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < self.retry_count => {
+                    attempt += 1;
+                    tracing::warn!(attempt, error = %e, "transient failure, retrying");
+                    tokio::time::sleep(self.retry_interval).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One statement, all result rows as typed values (for small catalog results).
+    pub(crate) async fn query_values(
+        self: &Arc<Self>,
+        ctx: Ctx<'_>,
+        sql: &str,
+    ) -> Result<Rows, Error> {
+        self.retry(
+            ctx,
+            |mut conn| async move { conn.query_values(ctx, sql).await },
+        )
+        .await
+    }
+
+    /// One statement without a result; returns affected rows.
+    pub(crate) async fn exec(self: &Arc<Self>, ctx: Ctx<'_>, sql: &str) -> Result<usize, Error> {
+        self.retry(ctx, |mut conn| async move { conn.exec(ctx, sql).await })
+            .await
+    }
+}
+
+/// A query result: column names and typed rows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Rows {
+    pub(crate) names: Vec<String>,
+    pub(crate) rows: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    /// Index of column `name`.
+    pub(crate) fn col(&self, name: &str, what: &str) -> Result<usize, Error> {
+        self.names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+            .ok_or_else(|| Error::UnexpectedReply {
+                what: what.to_string(),
+                database: None,
+                table: None,
+                reason: format!("no column {name} in {:?}", self.names),
+            })
+    }
+}
+
+/// A pooled connection. Returned to the pool on drop unless it failed.
+pub(crate) struct Conn {
+    taos: Option<Taos>,
+    pool: Arc<Pool>,
+    _permit: OwnedSemaphorePermit,
+    healthy: bool,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if self.healthy {
+            if let (Some(t), Ok(mut idle)) = (self.taos.take(), self.pool.idle.lock()) {
+                idle.push(t);
+            }
+        }
+    }
+}
+
+impl Conn {
+    fn taos(&self) -> Result<&Taos, Error> {
+        self.taos.as_ref().ok_or_else(|| Error::UnexpectedReply {
+            what: "connection".into(),
+            database: None,
+            table: None,
+            reason: "connection already closed".into(),
+        })
+    }
+
+    /// Marks the connection broken if `e` concerns the connection (or always, for
+    /// timeouts), so it is not reused.
+    pub(crate) fn note<T>(&mut self, r: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &r {
+            if e.is_retryable() {
+                self.healthy = false;
+            }
+        }
+        r
+    }
+
+    /// Marks the connection broken: it is closed instead of returned to the pool.
+    pub(crate) fn mark_broken(&mut self) {
+        self.healthy = false;
+    }
+
+    /// Starts a query: the result set and its column names.
+    pub(crate) async fn start_query(
+        &mut self,
+        ctx: Ctx<'_>,
+        sql: &str,
+    ) -> Result<(taos::ResultSet, Vec<String>), Error> {
+        let timeout = self.pool.timeout;
+        let taos = self.taos()?;
+        let r = match tokio::time::timeout(timeout, taos.query(sql)).await {
+            Ok(Ok(rs)) => {
+                let names = rs.fields().iter().map(|f| f.name().to_string()).collect();
+                Ok((rs, names))
+            }
+            Ok(Err(e)) => Err(self.pool.error("query", ctx, e)),
+            Err(_) => Err(self.pool.timeout_error("query", ctx)),
+        };
+        self.note(r)
+    }
+
+    /// Executes one statement.
+    pub(crate) async fn exec(&mut self, ctx: Ctx<'_>, sql: &str) -> Result<usize, Error> {
+        let taos = self.taos()?;
+        let fut = taos.exec(sql);
+        // `fut` borrows the connection only; the timeout wrapper needs `&mut self` for
+        // bookkeeping, so evaluate it first.
+        let r = tokio::time::timeout(self.pool.timeout, fut).await;
+        let r = match r {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(self.pool.error("execute", ctx, e)),
+            Err(_) => Err(self.pool.timeout_error("execute", ctx)),
+        };
+        self.note(r)
+    }
+
+    /// Runs a query and passes each raw block (with field names set) to `each`, in order.
+    /// Every fetch has the pool's timeout.
+    pub(crate) async fn query_blocks(
+        &mut self,
+        ctx: Ctx<'_>,
+        sql: &str,
+        mut each: impl FnMut(RawBlock) -> Result<(), Error>,
+    ) -> Result<Vec<String>, Error> {
+        let timeout = self.pool.timeout;
+        let pool = self.pool.clone();
+        let taos = self.taos()?;
+        let r: Result<Vec<String>, Error> = async {
+            let mut rs = match tokio::time::timeout(timeout, taos.query(sql)).await {
+                Ok(Ok(rs)) => rs,
+                Ok(Err(e)) => return Err(pool.error("query", ctx, e)),
+                Err(_) => return Err(pool.timeout_error("query", ctx)),
+            };
+            let names: Vec<String> = rs.fields().iter().map(|f| f.name().to_string()).collect();
+            let mut blocks = rs.blocks();
+            loop {
+                let next = match tokio::time::timeout(timeout, blocks.next()).await {
+                    Ok(n) => n,
+                    Err(_) => return Err(pool.timeout_error("fetch", ctx)),
+                };
+                match next {
+                    None => return Ok(names),
+                    Some(Err(e)) => return Err(pool.error("fetch", ctx, e)),
+                    Some(Ok(mut block)) => {
+                        block.with_field_names(&names);
+                        each(block)?;
+                    }
+                }
+            }
+        }
+        .await;
+        self.note(r)
+    }
+
+    /// Runs a query and collects every row as typed values.
+    pub(crate) async fn query_values(&mut self, ctx: Ctx<'_>, sql: &str) -> Result<Rows, Error> {
+        let mut out = Rows::default();
+        let names = self
+            .query_blocks(ctx, sql, |block| {
+                for row in 0..block.nrows() {
+                    let mut vals = Vec::with_capacity(block.ncols());
+                    for col in 0..block.ncols() {
+                        let v = block
+                            .get_ref(row, col)
+                            .ok_or_else(|| Error::UnexpectedReply {
+                                what: sql.to_string(),
+                                database: ctx.database.map(str::to_string),
+                                table: ctx.table.map(str::to_string),
+                                reason: format!("no value at row {row} column {col}"),
+                            })?;
+                        vals.push(to_core_value(v));
+                    }
+                    out.rows.push(vals);
+                }
+                Ok(())
+            })
+            .await?;
+        out.names = names;
+        Ok(out)
+    }
+
+    /// Writes a raw block (table name and field names set) with the pool's timeout.
+    pub(crate) async fn write_raw_block(
+        &mut self,
+        ctx: Ctx<'_>,
+        block: &RawBlock,
+    ) -> Result<(), Error> {
+        let taos = self.taos()?;
+        let fut = taos.write_raw_block(block);
+        let r = tokio::time::timeout(self.pool.timeout, fut).await;
+        let r = match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.pool.error("write raw block", ctx, e)),
+            Err(_) => Err(self.pool.timeout_error("write raw block", ctx)),
+        };
+        self.note(r)
+    }
+}

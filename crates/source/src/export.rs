@@ -1,0 +1,289 @@
+//! Streaming export: a table's rows for requested time ranges as raw-block chunks.
+//!
+//! Adjacent ranges are merged into one query (`… WHERE ts >= a AND ts < b ORDER BY ts`).
+//! A background task reads the result block by block and hands chunks over a channel of
+//! capacity 2, so memory stays bounded whatever the table size. On a transient failure the
+//! task takes a fresh connection and resumes after the last delivered timestamp; the stream
+//! either delivers every row once or ends in an error.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use taos::AsyncFetchable;
+use taosbackup_core::{BlockChunk, ChunkStream, Precision, SourceError, TimeRange};
+use tokio::sync::mpsc;
+
+use crate::Error;
+use crate::conn::{Ctx, Pool};
+use crate::raw::RawView;
+use crate::value::ident;
+
+/// Sorts `ranges` and groups adjacent ones (`a.end == b.start`): each group is read with one
+/// query. Empty ranges are dropped; overlapping ranges are an error.
+pub(crate) fn group_ranges(mut ranges: Vec<TimeRange>) -> Result<Vec<Vec<TimeRange>>, String> {
+    ranges.retain(|r| r.start < r.end);
+    ranges.sort_by_key(|r| r.start);
+    let mut groups: Vec<Vec<TimeRange>> = Vec::new();
+    for r in ranges {
+        match groups.last_mut() {
+            Some(g) if g.last().is_some_and(|l| l.end > r.start) => {
+                return Err(format!("ranges overlap at {}", r.start));
+            }
+            Some(g) if g.last().is_some_and(|l| l.end == r.start) => g.push(r),
+            _ => groups.push(vec![r]),
+        }
+    }
+    Ok(groups)
+}
+
+/// Where one export stands.
+struct Job {
+    pool: Arc<Pool>,
+    db: String,
+    table: String,
+    ts_column: String,
+    precision: Precision,
+    groups: Vec<Vec<TimeRange>>,
+    tx: mpsc::Sender<Result<BlockChunk, Error>>,
+}
+
+/// Converts the connector's precision.
+fn precision_of(p: taos::Precision) -> Precision {
+    match p {
+        taos::Precision::Millisecond => Precision::Ms,
+        taos::Precision::Microsecond => Precision::Us,
+        taos::Precision::Nanosecond => Precision::Ns,
+    }
+}
+
+impl Job {
+    async fn run(self) {
+        if let Err(e) = self.run_inner().await {
+            // The receiver may be gone (the caller stopped reading); nothing to report to.
+            let _ = self.tx.send(Err(e)).await;
+        }
+    }
+
+    async fn run_inner(&self) -> Result<(), Error> {
+        for group in &self.groups {
+            self.export_group(group).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads one group of adjacent ranges, resuming after transient failures.
+    async fn export_group(&self, group: &[TimeRange]) -> Result<(), Error> {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+            return Ok(());
+        };
+        let end = last.end;
+        let mut cursor = first.start;
+        let mut attempt = 0u32;
+        loop {
+            match self.read_from(group, cursor, end).await {
+                Ok(()) => return Ok(()),
+                Err((e, next)) => {
+                    if next > cursor {
+                        // Progress since the last failure: the retry budget starts again.
+                        attempt = 0;
+                        cursor = next;
+                    }
+                    if !e.is_retryable() || attempt >= self.pool.retry_count {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    tracing::warn!(table = %self.table, attempt, error = %e, "export interrupted, resuming");
+                    tokio::time::sleep(self.pool.retry_interval).await;
+                }
+            }
+        }
+    }
+
+    /// One query from `cursor` to `end`; on failure returns the error and the timestamp to
+    /// resume from (one after the last delivered row).
+    async fn read_from(
+        &self,
+        group: &[TimeRange],
+        mut cursor: i64,
+        end: i64,
+    ) -> Result<(), (Error, i64)> {
+        let ctx = Ctx::table(&self.db, &self.table);
+        let mut conn = self.pool.get(ctx).await.map_err(|e| (e, cursor))?;
+        let ts = ident(&self.ts_column);
+        let sql = format!(
+            "SELECT * FROM {}.{} WHERE {ts} >= {cursor} AND {ts} < {end} ORDER BY {ts} ASC",
+            ident(&self.db),
+            ident(&self.table)
+        );
+        let (mut rs, names) = conn.start_query(ctx, &sql).await.map_err(|e| (e, cursor))?;
+        let precision = precision_of(rs.precision());
+        if precision != self.precision {
+            tracing::debug!(table = %self.table, ?precision, "result precision differs from the request");
+        }
+        let timeout = self.pool.timeout;
+        let mut blocks = rs.blocks();
+        loop {
+            let next = match tokio::time::timeout(timeout, blocks.next()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    conn.mark_broken();
+                    return Err((self.pool.timeout_error("fetch", ctx), cursor));
+                }
+            };
+            let block = match next {
+                None => return Ok(()),
+                Some(Err(e)) => {
+                    let e = self.pool.error("fetch", ctx, e);
+                    if e.is_retryable() {
+                        conn.mark_broken();
+                    }
+                    return Err((e, cursor));
+                }
+                Some(Ok(b)) => b,
+            };
+            // Copy the connector's bytes before anything reads values (reading NCHAR values
+            // converts a parsed block in place).
+            let raw = block.as_raw_bytes().to_vec();
+            drop(block);
+            let chunks = self
+                .split(group, &names, precision, raw)
+                .map_err(|e| (e, cursor))?;
+            for chunk in chunks {
+                let max = chunk.max_ts;
+                if self.tx.send(Ok(chunk)).await.is_err() {
+                    // The caller dropped the stream: stop quietly.
+                    return Ok(());
+                }
+                cursor = max.saturating_add(1);
+            }
+        }
+    }
+
+    /// Cuts a block at the requested ranges' boundaries.
+    fn split(
+        &self,
+        group: &[TimeRange],
+        names: &[String],
+        precision: Precision,
+        raw: Vec<u8>,
+    ) -> Result<Vec<BlockChunk>, Error> {
+        let with_table = |e: Error| match e {
+            Error::InvalidBlock { reason, .. } => Error::InvalidBlock {
+                table: Some(format!("{}.{}", self.db, self.table)),
+                reason,
+            },
+            e => e,
+        };
+        let view = RawView::parse(&raw).map_err(with_table)?;
+        let ts = view.timestamps().map_err(with_table)?;
+        if ts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut pieces = Vec::new();
+        for r in group {
+            let from = ts.partition_point(|t| *t < r.start);
+            let to = ts.partition_point(|t| *t < r.end);
+            if from < to {
+                pieces.push((*r, from, to));
+            }
+        }
+        let whole = pieces.len() == 1 && pieces[0].1 == 0 && pieces[0].2 == ts.len();
+        for (range, from, to) in pieces {
+            let bytes = if whole {
+                raw.clone()
+            } else {
+                view.slice_rows(from, to).map_err(with_table)?
+            };
+            out.push(BlockChunk {
+                table: self.table.clone(),
+                range,
+                precision,
+                columns: names.to_vec(),
+                rows: (to - from) as u32,
+                min_ts: ts[from],
+                max_ts: ts[to - 1],
+                raw: bytes,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The receiving end of an export.
+pub(crate) struct ExportStream {
+    rx: mpsc::Receiver<Result<BlockChunk, Error>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ExportStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ExportStream {
+    /// Starts exporting `ranges` of `db.table` on `pool`.
+    pub(crate) fn start(
+        pool: Arc<Pool>,
+        db: &str,
+        table: &str,
+        ts_column: String,
+        precision: Precision,
+        ranges: Vec<TimeRange>,
+    ) -> Result<ExportStream, Error> {
+        let groups = group_ranges(ranges).map_err(|reason| Error::InvalidDsn {
+            endpoint: pool.endpoint().to_string(),
+            reason: format!("export of {db}.{table}: {reason}"),
+        })?;
+        let (tx, rx) = mpsc::channel(2);
+        let job = Job {
+            pool,
+            db: db.to_string(),
+            table: table.to_string(),
+            ts_column,
+            precision,
+            groups,
+            tx,
+        };
+        let task = tokio::spawn(job.run());
+        Ok(ExportStream { rx, task })
+    }
+
+    /// The next chunk.
+    pub(crate) async fn next(&mut self) -> Result<Option<BlockChunk>, Error> {
+        match self.rx.recv().await {
+            Some(Ok(c)) => Ok(Some(c)),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl ChunkStream for ExportStream {
+    async fn next_chunk(&mut self) -> Result<Option<BlockChunk>, SourceError> {
+        self.next().await.map_err(SourceError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(start: i64, end: i64) -> TimeRange {
+        TimeRange { start, end }
+    }
+
+    #[test]
+    fn adjacent_ranges_merge() {
+        let g = group_ranges(vec![r(20, 30), r(0, 10), r(10, 20), r(40, 50), r(5, 5)]).unwrap();
+        assert_eq!(
+            g,
+            vec![vec![r(0, 10), r(10, 20), r(20, 30)], vec![r(40, 50)]]
+        );
+        assert!(group_ranges(vec![r(0, 10), r(5, 15)]).is_err());
+        assert!(group_ranges(vec![]).unwrap().is_empty());
+    }
+}

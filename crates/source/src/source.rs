@@ -1,0 +1,336 @@
+//! [`TaosSource`]: the TDengine implementation of [`taosbackup_core::Source`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::Stream;
+use taosbackup_core::{
+    BlockChunk, CatalogSnapshot, ChunkStream, ExportRequest, Precision, RestoreOptions, Source,
+    SourceError, TableKind, WriteReport,
+};
+
+use crate::Error;
+use crate::conn::{Ctx, Pool};
+use crate::dsn::{ConnectOptions, Credentials, Endpoint};
+use crate::export::ExportStream;
+use crate::restore::{self, WriteMode, Writer};
+use crate::value::ident;
+
+type TableKey = (String, String);
+
+/// A TDengine server reached through one endpoint, with a pool of connections.
+///
+/// Cheap to share (`Arc<TaosSource>`); every method takes `&self` and the pool bounds the
+/// concurrency.
+pub struct TaosSource {
+    options: ConnectOptions,
+    endpoint: Endpoint,
+    creds: Credentials,
+    pool: Arc<Pool>,
+    write_pools: Mutex<HashMap<String, Arc<Pool>>>,
+    ts_columns: Mutex<HashMap<TableKey, String>>,
+    target_columns: Mutex<HashMap<TableKey, Vec<String>>>,
+    mode: WriteMode,
+}
+
+impl std::fmt::Debug for TaosSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaosSource")
+            .field("endpoint", &self.endpoint)
+            .field("options", &self.options)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaosSource {
+    /// Prepares a source; does no network I/O (the first statement connects). Fails for a
+    /// malformed DSN, and for a native DSN when the TDengine client library is missing
+    /// ([`Error::NativeClientMissing`], naming both fixes).
+    pub fn connect(options: ConnectOptions) -> Result<TaosSource, Error> {
+        let (endpoint, creds) = options.resolve()?;
+        let pool = Arc::new(Pool::new(&options, endpoint.clone(), &creds, None)?);
+        Ok(TaosSource {
+            options,
+            endpoint,
+            creds,
+            pool,
+            write_pools: Mutex::new(HashMap::new()),
+            ts_columns: Mutex::new(HashMap::new()),
+            target_columns: Mutex::new(HashMap::new()),
+            mode: WriteMode::default(),
+        })
+    }
+
+    /// Chooses how chunks are written on restore.
+    pub fn with_write_mode(mut self, mode: WriteMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The endpoint, without credentials.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Runs one statement (DDL, INSERT) and returns the affected rows, with retries of
+    /// transient failures. For tools and tests; backup and restore use the typed methods.
+    pub async fn execute(&self, sql: &str) -> Result<usize, Error> {
+        self.pool.exec(Ctx::default(), sql).await
+    }
+
+    /// Reads the catalog of `database` in a bounded number of round trips.
+    pub async fn read_catalog(&self, database: &str) -> Result<CatalogSnapshot, Error> {
+        let catalog = crate::catalog::read_catalog(&self.pool, database).await?;
+        if let Ok(mut cache) = self.ts_columns.lock() {
+            let stable_ts: HashMap<&str, &str> = catalog
+                .super_tables
+                .iter()
+                .filter_map(|s| Some((s.name.as_str(), s.columns.first()?.name.as_str())))
+                .collect();
+            for t in &catalog.tables {
+                let ts = match t.kind {
+                    TableKind::Normal => t.columns.first().map(|c| c.name.as_str()),
+                    TableKind::Child => t
+                        .super_table
+                        .as_deref()
+                        .and_then(|s| stable_ts.get(s).copied()),
+                };
+                if let Some(ts) = ts {
+                    cache.insert((database.to_string(), t.name.clone()), ts.to_string());
+                }
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// The name of a table's timestamp column (from the last catalog read, else `DESCRIBE`).
+    async fn ts_column(&self, database: &str, table: &str) -> Result<String, Error> {
+        let key = (database.to_string(), table.to_string());
+        if let Some(c) = self
+            .ts_columns
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return Ok(c);
+        }
+        let rows = self
+            .pool
+            .query_values(
+                Ctx::table(database, table),
+                &format!("DESCRIBE {}.{}", ident(database), ident(table)),
+            )
+            .await?;
+        let f = rows.col("field", "DESCRIBE")?;
+        let name = rows
+            .rows
+            .first()
+            .and_then(|r| r.get(f))
+            .and_then(crate::catalog::text)
+            .ok_or_else(|| Error::UnexpectedReply {
+                what: "DESCRIBE".into(),
+                database: Some(database.to_string()),
+                table: Some(table.to_string()),
+                reason: "no columns".into(),
+            })?;
+        if let Ok(mut m) = self.ts_columns.lock() {
+            m.insert(key, name.clone());
+        }
+        Ok(name)
+    }
+
+    /// Streams the rows of `request.table` in `request.ranges` as chunks (see
+    /// [`taosbackup_core::Source::export`] for the guarantees).
+    pub async fn export(
+        &self,
+        database: &str,
+        precision: Precision,
+        request: ExportRequest,
+    ) -> Result<Box<dyn ChunkStream>, Error> {
+        Ok(Box::new(
+            self.start_export(database, precision, request).await?,
+        ))
+    }
+
+    async fn start_export(
+        &self,
+        database: &str,
+        precision: Precision,
+        request: ExportRequest,
+    ) -> Result<ExportStream, Error> {
+        let ts = self.ts_column(database, &request.table).await?;
+        ExportStream::start(
+            self.pool.clone(),
+            database,
+            &request.table,
+            ts,
+            precision,
+            request.ranges,
+        )
+    }
+
+    /// Exports several tables, up to the pool size at once; chunks of different tables
+    /// interleave, chunks of one table stay in timestamp order. Memory stays bounded: each
+    /// running table buffers at most a few blocks.
+    pub fn export_parallel<'a>(
+        &'a self,
+        database: &'a str,
+        precision: Precision,
+        requests: Vec<ExportRequest>,
+    ) -> impl Stream<Item = Result<BlockChunk, Error>> + Send + 'a {
+        use futures::StreamExt;
+        enum St<'a> {
+            Start(&'a TaosSource, &'a str, Precision, ExportRequest),
+            Running(ExportStream),
+            Done,
+        }
+        let width = self.options.pool_size.max(1);
+        futures::stream::iter(requests)
+            .map(move |req| {
+                Box::pin(futures::stream::unfold(
+                    St::Start(self, database, precision, req),
+                    |st| async {
+                        let mut stream = match st {
+                            St::Start(src, db, p, req) => {
+                                match src.start_export(db, p, req).await {
+                                    Ok(s) => s,
+                                    Err(e) => return Some((Err(e), St::Done)),
+                                }
+                            }
+                            St::Running(s) => s,
+                            St::Done => return None,
+                        };
+                        match stream.next().await {
+                            Ok(Some(c)) => Some((Ok(c), St::Running(stream))),
+                            Ok(None) => None,
+                            Err(e) => Some((Err(e), St::Done)),
+                        }
+                    },
+                ))
+            })
+            .flatten_unordered(width)
+    }
+
+    /// Creates the target database and tables of `catalog` (see
+    /// [`taosbackup_core::Source::create_schema`]).
+    pub async fn create_schema(
+        &self,
+        catalog: &CatalogSnapshot,
+        options: &RestoreOptions,
+    ) -> Result<String, Error> {
+        let target = restore::create_schema(&self.pool, catalog, options).await?;
+        if let Ok(mut m) = self.target_columns.lock() {
+            let stable_cols: HashMap<&str, Vec<String>> = catalog
+                .super_tables
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.as_str(),
+                        s.columns.iter().map(|c| c.name.clone()).collect(),
+                    )
+                })
+                .collect();
+            for t in &catalog.tables {
+                let cols = match t.kind {
+                    TableKind::Normal => Some(t.columns.iter().map(|c| c.name.clone()).collect()),
+                    TableKind::Child => t
+                        .super_table
+                        .as_deref()
+                        .and_then(|s| stable_cols.get(s).cloned()),
+                };
+                if let Some(cols) = cols {
+                    m.insert((target.clone(), t.name.clone()), cols);
+                }
+            }
+        }
+        Ok(target)
+    }
+
+    fn write_pool(&self, database: &str) -> Result<Arc<Pool>, Error> {
+        let mut pools = self
+            .write_pools
+            .lock()
+            .map_err(|_| Error::UnexpectedReply {
+                what: "write pool".into(),
+                database: Some(database.to_string()),
+                table: None,
+                reason: "lock poisoned".into(),
+            })?;
+        if let Some(p) = pools.get(database) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(Pool::new(
+            &self.options,
+            self.endpoint.clone(),
+            &self.creds,
+            Some(database),
+        )?);
+        pools.insert(database.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// Writes one chunk into `table` of `target_database` (see
+    /// [`taosbackup_core::Source::write_chunk`]).
+    pub async fn write_chunk(
+        &self,
+        target_database: &str,
+        table: &str,
+        chunk: &BlockChunk,
+    ) -> Result<WriteReport, Error> {
+        let pool = self.write_pool(target_database)?;
+        let key = (target_database.to_string(), table.to_string());
+        let known = self
+            .target_columns
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned());
+        let mut writer = Writer {
+            pool: &pool,
+            db: target_database,
+            mode: self.mode,
+            target_columns: known.clone(),
+        };
+        let report = writer.write_chunk(table, chunk).await?;
+        if known.is_none() {
+            if let (Some(cols), Ok(mut m)) = (writer.target_columns, self.target_columns.lock()) {
+                m.insert(key, cols);
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl Source for TaosSource {
+    async fn catalog(&self, database: &str) -> Result<CatalogSnapshot, SourceError> {
+        Ok(self.read_catalog(database).await?)
+    }
+
+    async fn export(
+        &self,
+        database: &str,
+        precision: Precision,
+        request: ExportRequest,
+    ) -> Result<Box<dyn ChunkStream>, SourceError> {
+        Ok(TaosSource::export(self, database, precision, request).await?)
+    }
+
+    async fn create_schema(
+        &self,
+        catalog: &CatalogSnapshot,
+        options: &RestoreOptions,
+    ) -> Result<String, SourceError> {
+        Ok(TaosSource::create_schema(self, catalog, options).await?)
+    }
+
+    async fn write_chunk(
+        &self,
+        target_database: &str,
+        table: &str,
+        chunk: &BlockChunk,
+    ) -> Result<WriteReport, SourceError> {
+        Ok(TaosSource::write_chunk(self, target_database, table, chunk).await?)
+    }
+}
