@@ -7,7 +7,9 @@
 //! Semantics follow TDengine 3.3: rows are kept sorted by timestamp, an insert at an existing
 //! timestamp replaces the whole row, `DELETE` removes the matching rows, rows older than
 //! `now − KEEP` are rejected with 0x060B, ADD COLUMN fills NULLs, tables hash to a vgroup by
-//! name (FNV-1a, deterministic) and every table gets a unique uid.
+//! name (FNV-1a, deterministic) and every table gets a unique uid. Every change gets a WAL
+//! version in its table's vgroup and is kept in that vgroup's log for TMQ (`wal`, `tmq`;
+//! see `docs/emulator-tmq.md`).
 //!
 //! Known divergences from TDengine:
 //! - date-time strings without a zone are read as UTC (there is no client time zone);

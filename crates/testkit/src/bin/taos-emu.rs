@@ -2,6 +2,10 @@
 //!
 //! Prints one line `listening on ws://ADDR` on stdout once the socket is bound, then serves
 //! until SIGTERM or SIGINT.
+//!
+//! Serves `/ws` and `/rest/ws` (queries) and `/rest/tmq` (data subscription). Emulator-only
+//! SQL for tests: `PURGE WAL db [VGROUP n] TO v` drops a vgroup's WAL entries below version
+//! `v`, as TDengine's WAL cleaning would (see `docs/emulator-tmq.md`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,7 +15,11 @@ use taosbackup_testkit::{Emulator, EmulatorConfig};
 
 /// A TDengine wire emulator (taosAdapter WebSocket protocol, in-memory store).
 #[derive(Debug, Parser)]
-#[command(name = "taos-emu", version)]
+#[command(
+    name = "taos-emu",
+    version,
+    after_help = "Emulator-only SQL: PURGE WAL db [VGROUP n] TO v (drops WAL entries below v)."
+)]
 struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:6041")]

@@ -324,19 +324,20 @@ pub fn alter_rename(table_type: &str, table: &str, alter: u8, from: &str, to: &s
     o
 }
 
-/// `{"type":"alter","tableType":"child",…,"alterType":4,…}` (SET TAG).
+/// `{"type":"alter","tableType":"child",…,"alterType":4,…}` (SET TAG). The value is text as
+/// TDengine's `dataConverToStr` writes it: strings unquoted, FLOAT `%.5f`, DOUBLE `%.9f`;
+/// a NULL value leaves `colValue` out.
 pub fn set_tag(table: &str, tag: &Field, v: &Value) -> Json {
-    let value = match v {
-        Value::Null => Json::Null,
-        Value::Json(s) => json!(s),
-        other if tag.ty.is_var() => json!(format!(
-            "\"{}\"",
-            super::convert::value_text(other).unwrap_or_default()
-        )),
-        other => json!(super::convert::value_text(other).unwrap_or_default()),
-    };
     let mut o = alter_name("child", table, alter_type::SET_TAG, &tag.name);
-    o["colValue"] = value;
+    let text = match v {
+        Value::Null => None,
+        Value::Float(x) => Some(format!("{x:.5}")),
+        Value::Double(x) => Some(format!("{x:.9}")),
+        other => super::convert::value_text(other),
+    };
+    if let Some(t) = text {
+        o["colValue"] = json!(t);
+    }
     o["colValueNull"] = json!(v.is_null());
     o
 }
@@ -390,6 +391,71 @@ mod tests {
         assert_eq!((w.begin, w.end, w.entries.len(), w.bytes), (5, 5, 0, 0));
         w.purge_to(100);
         assert_eq!(w.begin, 5);
+    }
+
+    #[test]
+    fn meta_json_shapes() {
+        use crate::types::Ty;
+        let tags = [
+            Field::new("g", Ty::Int, 4),
+            Field::new("name", Ty::VarChar, 8),
+            Field::new("n", Ty::NChar, 4),
+        ];
+        let child = create_child(
+            "c",
+            "st",
+            &tags,
+            &[Value::Int(3), Value::VarChar(b"ab".to_vec()), Value::Null],
+        );
+        assert_eq!(
+            child,
+            json!({"type":"create","tableType":"child","tableName":"c","using":"st","tagNum":3,
+                "tags":[{"name":"g","type":4,"value":3},{"name":"name","type":8,"value":"\"ab\""}],
+                "createList":[]})
+        );
+        let cols = [
+            Field::new("ts", Ty::Timestamp, 8),
+            Field::new("s", Ty::NChar, 5),
+        ];
+        assert_eq!(
+            create_super("st", &cols, &tags[..1]),
+            json!({"type":"create","tableType":"super","tableName":"st",
+                "columns":[{"name":"ts","type":9,"isPrimarykey":false},
+                           {"name":"s","type":10,"length":5,"isPrimarykey":false}],
+                "tags":[{"name":"g","type":4}]})
+        );
+        assert_eq!(
+            set_tag("c", &tags[1], &Value::VarChar(b"x y".to_vec())),
+            json!({"type":"alter","tableType":"child","tableName":"c","alterType":4,
+                "colName":"name","colValue":"x y","colValueNull":false})
+        );
+        assert_eq!(
+            set_tag("c", &tags[0], &Value::Null),
+            json!({"type":"alter","tableType":"child","tableName":"c","alterType":4,
+                "colName":"g","colValueNull":true})
+        );
+        assert_eq!(
+            set_tag("c", &Field::new("f", Ty::Double, 8), &Value::Double(1.5))["colValue"],
+            "1.500000000"
+        );
+        assert_eq!(
+            drop_table("t"),
+            json!({"type":"drop","tableNameList":["t"]})
+        );
+        assert_eq!(
+            alter_field(
+                "normal",
+                "n",
+                alter_type::ADD_COLUMN,
+                &Field::new("v", Ty::VarChar, 9)
+            ),
+            json!({"type":"alter","tableType":"normal","tableName":"n","alterType":5,
+                "colName":"v","colType":8,"colLength":9})
+        );
+        assert_eq!(
+            delete("t", "ts", 1, 2)["sql"],
+            "delete from `t` where `ts` >= 1 and `ts` <= 2"
+        );
     }
 
     #[test]
