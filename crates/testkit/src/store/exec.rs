@@ -680,11 +680,17 @@ fn insert(
     for (dbn, tn, cols) in batches {
         let db = cat.db_mut(&dbn)?;
         let t = db.tables.get(&tn).ok_or_else(|| table_not_exist(&tn))?;
+        // With WAL_RETENTION_PERIOD 0 the entry is purged at once: skip copying the rows.
+        let columns = if db.opts.wal_retention_period == 0 {
+            Vec::new()
+        } else {
+            cols.clone()
+        };
         let body = WalBody::Data {
             table: tn.clone(),
             fields: table_columns(db, t).to_vec(),
             precision: db.opts.precision,
-            columns: cols.clone(),
+            columns,
         };
         let vgroup = t.vgroup;
         db.log(vgroup, env.now_ns, body);
@@ -1208,11 +1214,16 @@ pub fn write_raw_block(
         .map(|(c, f)| c.unwrap_or_else(|| ColumnData::nulls(f.ty, rows)))
         .collect();
     let vgroup = t.vgroup;
+    let columns = if db.opts.wal_retention_period == 0 {
+        Vec::new()
+    } else {
+        batch.clone()
+    };
     let body = WalBody::Data {
         table: name.name.clone(),
         fields: schema,
         precision: db.opts.precision,
-        columns: batch.clone(),
+        columns,
     };
     db.log(vgroup, env.now_ns, body);
     let t = db
