@@ -98,6 +98,17 @@ pub struct TrackerStats {
     pub bitmap_bytes: u64,
 }
 
+/// The bucket each table was last marked in, to skip repeated inserts when marks of several
+/// tables interleave. A cache, not state: it never takes part in equality.
+#[derive(Debug, Clone, Default)]
+struct MarkCache(Vec<Option<i64>>);
+
+impl PartialEq for MarkCache {
+    fn eq(&self, _: &MarkCache) -> bool {
+        true
+    }
+}
+
 /// Roaring-bitmap change tracking for one database.
 ///
 /// Tables get stable ordinals, in first-seen order, that persist with the state; marks go
@@ -116,6 +127,9 @@ pub struct Tracker {
     /// The snapshot whose backup is running: it still counts as changes for deletes and
     /// for persistence until the backup is committed or given back.
     pending: Option<Snapshot>,
+    /// Valid only while the marked bucket is still in `dirty`: cleared whenever bits leave
+    /// `dirty` (snapshot, drop).
+    last_marked: MarkCache,
 }
 
 /// The changes a backup takes from the tracker: everything since the previous snapshot.
@@ -192,6 +206,7 @@ impl Tracker {
             positions: BTreeMap::new(),
             inconsistent: None,
             pending: None,
+            last_marked: MarkCache::default(),
         }
     }
 
@@ -214,6 +229,7 @@ impl Tracker {
         self.names.push(table.to_owned());
         self.ordinals.insert(table.to_owned(), o);
         self.tables.push(TableBits::default());
+        self.last_marked.0.push(None);
         o
     }
 
@@ -257,12 +273,12 @@ impl Tracker {
     /// When an ordinal was not handed out by this tracker.
     pub fn mark_batch(&mut self, marks: &[(u32, i64)]) {
         let w = self.width_units;
-        let mut last = None;
         for &(o, ts) in marks {
             let b = ts.div_euclid(w);
-            if last != Some((o, b)) {
+            let last = &mut self.last_marked.0[o as usize];
+            if *last != Some(b) {
                 self.tables[o as usize].dirty.insert(key(b));
-                last = Some((o, b));
+                *last = Some(b);
             }
         }
     }
@@ -304,6 +320,7 @@ impl Tracker {
             TableChange::Created => bits.changes.created = true,
             TableChange::Dropped => {
                 // Rows marked before the drop belong to the dropped incarnation.
+                self.last_marked.0[o] = None;
                 bits.dirty.clear();
                 bits.deleted.clear();
                 bits.changes = TableChanges {
@@ -395,6 +412,7 @@ impl Tracker {
         if let Some(p) = self.pending.take() {
             self.restore(p);
         }
+        self.last_marked.0.iter_mut().for_each(|b| *b = None);
         let mut tables = Vec::new();
         for (o, bits) in self.tables.iter_mut().enumerate() {
             if bits.dirty.is_empty() && bits.deleted.is_empty() && !bits.changes.any() {

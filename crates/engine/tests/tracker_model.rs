@@ -13,6 +13,7 @@ const W: i64 = 60_000; // one minute in ms
 #[derive(Debug, Clone)]
 enum Op {
     Write(u8, Vec<i64>),
+    Batch(Vec<(u8, i64)>),
     Delete(u8, i64, i64),
     Backup { commit: bool },
     SaveLoad,
@@ -22,6 +23,7 @@ fn op() -> impl Strategy<Value = Op> {
     let ts = -20 * W..20 * W;
     prop_oneof![
         4 => (0u8..4, proptest::collection::vec(ts.clone(), 1..20)).prop_map(|(t, v)| Op::Write(t, v)),
+        3 => proptest::collection::vec((0u8..4, ts.clone()), 1..30).prop_map(Op::Batch),
         1 => (0u8..4, ts.clone(), ts).prop_map(|(t, a, b)| Op::Delete(t, a.min(b), a.max(b))),
         2 => any::<bool>().prop_map(|commit| Op::Backup { commit }),
         1 => Just(Op::SaveLoad),
@@ -48,6 +50,15 @@ proptest! {
                     for x in ts {
                         has_rows.insert((name.clone(), x.div_euclid(W)));
                         pending.insert((name.clone(), x.div_euclid(W)));
+                    }
+                }
+                Op::Batch(marks) => {
+                    let ords: Vec<(u32, i64)> =
+                        marks.iter().map(|&(tb, x)| (t.ordinal(&format!("t{tb}")), x)).collect();
+                    t.mark_batch(&ords);
+                    for (tb, x) in marks {
+                        has_rows.insert((format!("t{tb}"), x.div_euclid(W)));
+                        pending.insert((format!("t{tb}"), x.div_euclid(W)));
                     }
                 }
                 Op::Delete(tb, a, b) => {
