@@ -822,3 +822,97 @@ async fn auto_commit_dsn_seek_raw_block_writes_and_table_names() {
     let (ev2, _) = collect_until(&c2, |e| rows_of(e).len() >= 3).await;
     assert!(rows_of(&ev2).iter().all(|r| r.0.is_empty()), "{ev2:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_frames_always_get_a_reply_and_never_kill_the_server() {
+    let emu = emu();
+    let taos = connect(&emu).await;
+    taos.exec("CREATE DATABASE d VGROUPS 2").await.unwrap();
+    taos.exec("CREATE TABLE d.n (ts TIMESTAMP, v INT)")
+        .await
+        .unwrap();
+    taos.exec("INSERT INTO d.n VALUES (1700000000000, 1)")
+        .await
+        .unwrap();
+    taos.exec("CREATE TOPIC t WITH META AS DATABASE d")
+        .await
+        .unwrap();
+    let mut ws = raw_tmq(&emu).await;
+    let actions = [
+        "subscribe",
+        "unsubscribe",
+        "poll",
+        "fetch",
+        "fetch_block",
+        "fetch_json_meta",
+        "fetch_raw",
+        "commit",
+        "commit_offset",
+        "seek",
+        "committed",
+        "position",
+        "assignment",
+    ];
+    let values = [
+        "null",
+        "-1",
+        "0",
+        "1",
+        "2",
+        "18446744073709551615",
+        "\"t\"",
+        "\"\"",
+        "[]",
+        "[\"t\",\"t\"]",
+        "[{\"topic\":\"t\",\"vgroup_id\":2}]",
+        "{}",
+        "1.5",
+        "true",
+    ];
+    let keys = [
+        "message_id",
+        "topic",
+        "vgroup_id",
+        "offset",
+        "topics",
+        "group_id",
+        "topic_vgroup_ids",
+        "offset_rest",
+    ];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    for i in 0..400u64 {
+        let action = actions[next(actions.len())];
+        let mut args = format!(r#""req_id":{i},"user":"root","password":"taosdata""#);
+        for _ in 0..next(5) {
+            args.push_str(&format!(
+                r#","{}":{}"#,
+                keys[next(keys.len())],
+                values[next(values.len())]
+            ));
+        }
+        let frame = format!(r#"{{"action":"{action}","args":{{{args}}}}}"#);
+        let reply = roundtrip(&mut ws, Message::Text(frame.clone().into())).await;
+        match reply {
+            Message::Text(t) => {
+                let r: Json = serde_json::from_str(&t).unwrap();
+                assert_eq!(r["req_id"], i, "{frame} -> {t}");
+                assert_eq!(r["action"], action, "{frame} -> {t}");
+                assert!(r["code"].is_u64() && r["message"].is_string(), "{t}");
+            }
+            Message::Binary(b) => {
+                assert_eq!(action, "fetch_block", "{frame}");
+                assert!(b.len() > 24);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The server still serves queries and the topic.
+    let c = consumer(&emu, "group.id=after&auto.offset.reset=earliest", "t").await;
+    collect_until(&c, |e| !rows_of(e).is_empty()).await;
+}

@@ -264,6 +264,9 @@ impl Conn {
         if topics.is_empty() {
             return Err(bad("no topics to subscribe to"));
         }
+        let mut topics = topics;
+        let mut seen = std::collections::HashSet::new();
+        topics.retain(|t| seen.insert(t.clone()));
         // A resubscription replaces the previous consumer.
         self.unsubscribe();
         let consumer = store.tmq_consumer_id();
