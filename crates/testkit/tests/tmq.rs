@@ -897,7 +897,7 @@ async fn random_frames_always_get_a_reply_and_never_kill_the_server() {
             ));
         }
         let frame = format!(r#"{{"action":"{action}","args":{{{args}}}}}"#);
-        let reply = roundtrip(&mut ws, Message::Text(frame.clone().into())).await;
+        let reply = roundtrip(&mut ws, Message::Text(frame.clone())).await;
         match reply {
             Message::Text(t) => {
                 let r: Json = serde_json::from_str(&t).unwrap();
