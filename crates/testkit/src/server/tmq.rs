@@ -404,6 +404,9 @@ impl Conn {
         if !m.announced || m.sent {
             return Err(EmuError::new(0xffff, "no block pending: call fetch first"));
         }
+        if fields.len() != columns.len() {
+            return Err(EmuError::new(0xffff, "message rows were not retained"));
+        }
         m.sent = true;
         let rows = columns.first().map_or(0, |c| c.len());
         let cols: Vec<_> = columns.iter().collect();
