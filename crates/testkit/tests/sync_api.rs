@@ -22,6 +22,6 @@ fn sync_api_works_too() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(rows, vec![(1, Some(1), Some("α".into())), (2, None, None)]);
-    let mut rs = taos.query("SELECT count(*) FROM s.t").unwrap();
+    let rs = taos.query("SELECT count(*) FROM s.t").unwrap();
     assert_eq!(rs.fields()[0].name(), "count(*)");
 }
