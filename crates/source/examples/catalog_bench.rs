@@ -43,7 +43,11 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let cat = src.read_catalog("bench").await?;
         let took = t.elapsed();
-        anyhow::ensure!(cat.tables.len() == tables, "got {} tables", cat.tables.len());
+        anyhow::ensure!(
+            cat.tables.len() == tables,
+            "got {} tables",
+            cat.tables.len()
+        );
         println!(
             "catalog: {} tables, {} requests, {:.1} ms",
             cat.tables.len(),
