@@ -71,16 +71,21 @@ impl Pool {
     ) -> Result<Pool, Error> {
         let dsn = endpoint.connector_dsn(creds, database);
         let builder = <TaosBuilder as AsyncTBuilder>::from_dsn(dsn.as_str()).map_err(|e| {
-            if endpoint.is_native() {
+            let text = e.to_string();
+            let lower = text.to_ascii_lowercase();
+            let loader = ["library", "libtaos", "shared object", "dlopen", "taos.dll"]
+                .iter()
+                .any(|k| lower.contains(k));
+            if endpoint.is_native() && loader {
                 Error::NativeClientMissing {
                     endpoint: endpoint.to_string(),
                     host: endpoint.host.clone(),
-                    detail: e.to_string(),
+                    detail: text,
                 }
             } else {
                 Error::InvalidDsn {
                     endpoint: endpoint.to_string(),
-                    reason: e.to_string(),
+                    reason: text,
                 }
             }
         })?;
