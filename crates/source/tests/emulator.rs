@@ -618,3 +618,60 @@ fn native_dsn_without_client_library_names_both_fixes() {
         assert!(msg.contains("ws://db.example:6041"), "{msg}");
     }
 }
+
+#[tokio::test]
+async fn parallel_export_stays_within_the_pool() {
+    let emu = Emulator::start(EmulatorConfig {
+        block_rows: 10,
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let t0 = base(Precision::Ms);
+    let mut stmts = vec![
+        "CREATE DATABASE pp".to_string(),
+        "CREATE STABLE pp.m (ts TIMESTAMP, v INT) TAGS (k INT)".to_string(),
+    ];
+    for t in 0..6 {
+        stmts.push(format!("CREATE TABLE pp.t{t} USING pp.m TAGS ({t})"));
+        let values: String = (0..200).map(|i| format!("({}, {i}) ", t0 + i)).collect();
+        stmts.push(format!("INSERT INTO pp.t{t} VALUES {values}"));
+    }
+    let refs: Vec<&str> = stmts.iter().map(String::as_str).collect();
+    sql(&emu, &refs).await;
+    // Wait (with a deadline) for the helper's connection to be gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while emu.open_connections() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "helper connection lingers"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut o = ConnectOptions::new(emu.dsn());
+    o.pool_size = 2;
+    let src = TaosSource::connect(o).unwrap();
+    let cat = src.read_catalog("pp").await.unwrap();
+    let tables: Vec<String> = cat.tables.iter().map(|t| t.name.clone()).collect();
+    let requests = tables
+        .iter()
+        .map(|t| ExportRequest {
+            table: t.clone(),
+            ranges: vec![TimeRange {
+                start: t0,
+                end: t0 + 1000,
+            }],
+        })
+        .collect();
+    let mut stream = Box::pin(src.export_parallel("pp", Precision::Ms, requests));
+    let mut max_open = 0;
+    let mut per_table = std::collections::BTreeMap::<String, u32>::new();
+    while let Some(c) = futures::StreamExt::next(&mut stream).await {
+        let c = c.unwrap();
+        max_open = max_open.max(emu.open_connections());
+        *per_table.entry(c.table).or_default() += c.rows;
+    }
+    assert!(max_open <= 2, "{max_open} connections for a pool of 2");
+    assert!(max_open >= 1);
+    assert_eq!(per_table.len(), 6);
+    assert!(per_table.values().all(|n| *n == 200), "{per_table:?}");
+}
