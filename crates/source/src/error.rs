@@ -120,6 +120,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The caller asked for something impossible (for example overlapping export ranges).
+    #[error("invalid request for {database}.{table}: {reason}")]
+    InvalidRequest {
+        /// The database.
+        database: String,
+        /// The table.
+        table: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A chunk's frame could not be decoded.
     #[error(transparent)]
     ChunkFormat(#[from] taosbackup_core::ChunkFormatError),
@@ -221,9 +231,9 @@ impl Error {
 
     fn kind(&self) -> SourceErrorKind {
         match self {
-            Error::InvalidDsn { .. } | Error::UnrepresentableValue { .. } => {
-                SourceErrorKind::InvalidInput
-            }
+            Error::InvalidDsn { .. }
+            | Error::InvalidRequest { .. }
+            | Error::UnrepresentableValue { .. } => SourceErrorKind::InvalidInput,
             Error::NativeClientMissing { .. } | Error::Timeout { .. } => {
                 SourceErrorKind::Connection
             }

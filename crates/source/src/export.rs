@@ -233,9 +233,10 @@ impl ExportStream {
         precision: Precision,
         ranges: Vec<TimeRange>,
     ) -> Result<ExportStream, Error> {
-        let groups = group_ranges(ranges).map_err(|reason| Error::InvalidDsn {
-            endpoint: pool.endpoint().to_string(),
-            reason: format!("export of {db}.{table}: {reason}"),
+        let groups = group_ranges(ranges).map_err(|reason| Error::InvalidRequest {
+            database: db.to_string(),
+            table: table.to_string(),
+            reason,
         })?;
         let (tx, rx) = mpsc::channel(2);
         let job = Job {
