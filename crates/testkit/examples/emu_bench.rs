@@ -22,7 +22,10 @@ async fn main() -> Result<()> {
     let emu = Emulator::start(EmulatorConfig::default())?;
     let store = emu.store();
     let mut session = Session::default();
-    store.execute(&mut session, "CREATE DATABASE bench KEEP 36500 WAL_RETENTION_PERIOD 0")?;
+    store.execute(
+        &mut session,
+        "CREATE DATABASE bench KEEP 36500 WAL_RETENTION_PERIOD 0",
+    )?;
     store.execute(
         &mut session,
         "CREATE TABLE bench.t (ts TIMESTAMP, current FLOAT, voltage INT, phase FLOAT, note VARCHAR(16))",
