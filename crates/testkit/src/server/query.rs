@@ -34,14 +34,14 @@ const ACTION_FETCH_RAW_BLOCK: u64 = 7;
 const C_FIELD_LEN: usize = 72;
 
 /// An open result set and how far the client has read it.
-struct Cursor2 {
+struct OpenResult {
     rs: ResultSet,
     pos: usize,
     /// For the JSON protocol: the block announced by `fetch`, sent by `fetch_block`.
     pending: Option<std::ops::Range<usize>>,
 }
 
-impl Cursor2 {
+impl OpenResult {
     fn rows(&self) -> usize {
         self.rs.columns.first().map_or(0, |c| c.len())
     }
@@ -68,7 +68,7 @@ struct Conn {
     server: Server,
     session: Session,
     authenticated: bool,
-    results: HashMap<u64, Cursor2>,
+    results: HashMap<u64, OpenResult>,
 }
 
 impl Drop for Conn {
@@ -277,7 +277,7 @@ impl Conn {
                 );
                 self.results.insert(
                     id,
-                    Cursor2 {
+                    OpenResult {
                         rs,
                         pos: 0,
                         pending: None,
