@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod le;
 pub mod raw_block;
 mod server;
 mod sql;

@@ -16,6 +16,7 @@
 //! NCHAR values are UCS-4LE; their u16 length counts bytes.
 
 use crate::error::{EmuError, code};
+use crate::le::LeReader;
 use crate::types::{ColumnData, Field, Ty};
 
 /// Size of the fixed header.
@@ -150,34 +151,6 @@ pub struct DecodedBlock {
     pub columns: Vec<ColumnData>,
 }
 
-/// A bounds-checked little-endian reader.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], EmuError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
-        match end {
-            Some(end) => {
-                let s = &self.buf[self.pos..end];
-                self.pos = end;
-                Ok(s)
-            }
-            None => Err(bad(format!(
-                "truncated: need {n} bytes at offset {} of {}",
-                self.pos,
-                self.buf.len()
-            ))),
-        }
-    }
-    fn u32(&mut self) -> Result<u32, EmuError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-}
-
 fn bad(msg: impl Into<String>) -> EmuError {
     EmuError::new(
         code::INVALID_MSG,
@@ -187,7 +160,14 @@ fn bad(msg: impl Into<String>) -> EmuError {
 
 /// Decodes a raw block, validating every length; hostile input gives an error, never a panic.
 pub fn decode(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
-    let mut r = Reader { buf, pos: 0 };
+    decode_checked(buf).map_err(|e| match e.message.starts_with("invalid raw block") {
+        true => e,
+        false => bad(e.message),
+    })
+}
+
+fn decode_checked(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
+    let mut r = LeReader::new(buf);
     let version = r.u32()?;
     if version != BLOCK_VERSION {
         return Err(bad(format!("unsupported version {version}")));
@@ -211,7 +191,7 @@ pub fn decode(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
     }
     let mut schema = Vec::with_capacity(ncols);
     for _ in 0..ncols {
-        let t = r.take(1)?[0];
+        let t = r.u8()?;
         let ty = Ty::from_code(t).ok_or_else(|| bad(format!("unknown column type {t}")))?;
         schema.push((ty, r.u32()?));
     }
@@ -231,7 +211,7 @@ pub fn decode(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
 }
 
 fn decode_column(
-    r: &mut Reader<'_>,
+    r: &mut LeReader<'_>,
     ty: Ty,
     rows: usize,
     len: usize,
