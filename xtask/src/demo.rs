@@ -10,8 +10,12 @@ struct Emu(Child);
 
 impl Drop for Emu {
     fn drop(&mut self) {
-        // SIGTERM first so the emulator shuts down as operators would stop it.
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        // SIGTERM first so the emulator shuts down as operators would stop it; SIGKILL when
+        // there is no `kill` command to send it.
+        let term = Command::new("kill").arg(self.0.id().to_string()).status();
+        if !term.is_ok_and(|s| s.success()) {
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
