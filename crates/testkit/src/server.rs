@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -196,6 +197,46 @@ impl Drop for EmulatorHandle {
 
 /// A server-side WebSocket over the server's TCP stream.
 pub(crate) type Ws = tokio_tungstenite::WebSocketStream<net::QuickAckStream>;
+
+/// One protocol's per-connection state: answers each text or binary frame with at most one
+/// reply.
+pub(crate) trait Protocol {
+    /// Handles one data frame (text or binary; never ping, pong or close).
+    async fn on_frame(&mut self, frame: Message) -> Option<Message>;
+}
+
+/// The frame loop every protocol shares: runs `conn` until the client leaves, the server
+/// stops, or the emulator is told to drop every connection.
+pub(crate) async fn serve(
+    server: &Server,
+    ws: Ws,
+    mut stop: watch::Receiver<bool>,
+    mut conn: impl Protocol,
+) {
+    use futures::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = ws.split();
+    let mut kick = server.kick.clone();
+    kick.mark_unchanged();
+    loop {
+        let msg = tokio::select! {
+            msg = stream.next() => msg,
+            _ = stop.changed() => return,
+            // Dropping the socket without a close frame, as a crashed server would.
+            _ = kick.changed() => return,
+        };
+        let reply = match msg {
+            Some(Ok(frame @ (Message::Text(_) | Message::Binary(_)))) => conn.on_frame(frame).await,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+            Some(Ok(_)) => None, // ping/pong are answered by tungstenite
+        };
+        server.shared.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(reply) = reply {
+            if sink.send(reply).await.is_err() {
+                return;
+            }
+        }
+    }
+}
 
 /// What each connection task needs.
 #[derive(Clone)]

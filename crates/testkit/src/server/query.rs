@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value as Json, json};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Server;
-use super::wire::{Cursor, error_reply, ok_reply};
+use super::wire::{Cursor, elapsed_ns, error_reply, ok_reply};
 use crate::error::{EmuError, code};
 use crate::raw_block;
 use crate::store::{Outcome, ResultSet, Session, Store};
@@ -83,40 +82,24 @@ impl Drop for Conn {
 
 /// Runs one query-protocol connection until the client leaves, the server stops, or the
 /// emulator is told to drop every connection.
-pub(crate) async fn run(server: Server, ws: super::Ws, mut stop: watch::Receiver<bool>) {
-    let (mut sink, mut stream) = ws.split();
-    let mut kick = server.kick.clone();
-    kick.mark_unchanged();
-    let mut conn = Conn {
-        server,
+pub(crate) async fn run(server: Server, ws: super::Ws, stop: watch::Receiver<bool>) {
+    let conn = Conn {
+        server: server.clone(),
         session: Session::default(),
         authenticated: false,
         results: HashMap::new(),
     };
-    loop {
-        let msg = tokio::select! {
-            msg = stream.next() => msg,
-            _ = stop.changed() => return,
-            // Dropping the socket without a close frame, as a crashed server would.
-            _ = kick.changed() => return,
-        };
-        let reply = match msg {
-            Some(Ok(Message::Text(text))) => conn.on_text(&text).await,
-            Some(Ok(Message::Binary(bytes))) => conn.on_binary(&bytes).await,
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-            Some(Ok(_)) => None, // ping/pong are answered by tungstenite
-        };
-        conn.server.shared.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(reply) = reply {
-            if sink.send(reply).await.is_err() {
-                return;
-            }
-        }
-    }
+    super::serve(&server, ws, stop, conn).await;
 }
 
-fn elapsed_ns(t: Instant) -> u64 {
-    t.elapsed().as_nanos() as u64
+impl super::Protocol for Conn {
+    async fn on_frame(&mut self, frame: Message) -> Option<Message> {
+        match frame {
+            Message::Text(text) => self.on_text(&text).await,
+            Message::Binary(bytes) => self.on_binary(&bytes).await,
+            _ => None,
+        }
+    }
 }
 
 impl Conn {

@@ -13,16 +13,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value as Json, json};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Server;
-use super::wire::ok_reply;
+use super::wire::{elapsed_ns, ok_reply};
 use crate::error::{EmuError, code};
 use crate::raw_block;
 use crate::store::tmq_api::{Assignment, OffsetReset, WalBody, WalEntry};
@@ -70,25 +68,21 @@ impl Drop for Conn {
 
 /// Runs one TMQ connection until the client leaves, the server stops, or the emulator is told
 /// to drop every connection.
-pub(crate) async fn run(server: Server, ws: super::Ws, mut stop: watch::Receiver<bool>) {
-    let (mut sink, mut stream) = ws.split();
-    let mut kick = server.kick.clone();
-    kick.mark_unchanged();
-    let mut conn = Conn {
-        server,
+pub(crate) async fn run(server: Server, ws: super::Ws, stop: watch::Receiver<bool>) {
+    let conn = Conn {
+        server: server.clone(),
         sub: None,
         messages: BTreeMap::new(),
         last_message: 0,
     };
-    loop {
-        let msg = tokio::select! {
-            msg = stream.next() => msg,
-            _ = stop.changed() => return,
-            _ = kick.changed() => return,
-        };
-        let reply = match msg {
-            Some(Ok(Message::Text(text))) => Some(conn.on_text(&text)),
-            Some(Ok(Message::Binary(_))) => Some(Message::Text(error_json(
+    super::serve(&server, ws, stop, conn).await;
+}
+
+impl super::Protocol for Conn {
+    async fn on_frame(&mut self, frame: Message) -> Option<Message> {
+        match frame {
+            Message::Text(text) => Some(self.on_text(&text)),
+            _ => Some(Message::Text(error_json(
                 "",
                 0,
                 0,
@@ -97,20 +91,8 @@ pub(crate) async fn run(server: Server, ws: super::Ws, mut stop: watch::Receiver
                     "binary frames are not part of the TMQ protocol",
                 ),
             ))),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-            Some(Ok(_)) => None,
-        };
-        conn.server.shared.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(reply) = reply {
-            if sink.send(reply).await.is_err() {
-                return;
-            }
         }
     }
-}
-
-fn elapsed_ns(t: Instant) -> u64 {
-    t.elapsed().as_nanos() as u64
 }
 
 /// An error reply with the fields the client's reply type for `action` requires.

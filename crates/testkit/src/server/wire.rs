@@ -33,3 +33,8 @@ pub(crate) fn error_reply(action: &str, req_id: u64, timing: u64, err: &EmuError
     })
     .to_string()
 }
+
+/// Nanoseconds since `t`, for the `timing` field of replies.
+pub(crate) fn elapsed_ns(t: std::time::Instant) -> u64 {
+    t.elapsed().as_nanos() as u64
+}
