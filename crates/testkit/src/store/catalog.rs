@@ -251,6 +251,24 @@ pub struct Db {
 }
 
 impl Db {
+    /// Whether a table or super table named `name` may be created: `Ok(true)` when the name
+    /// is free, `Ok(false)` when it is taken and `IF NOT EXISTS` was given (nothing to do),
+    /// else TDengine's "Table already exists" with `code`.
+    pub fn name_is_free(
+        &self,
+        name: &str,
+        if_not_exists: bool,
+        code: u32,
+    ) -> Result<bool, EmuError> {
+        if !self.stables.contains_key(name) && !self.tables.contains_key(name) {
+            Ok(true)
+        } else if if_not_exists {
+            Ok(false)
+        } else {
+            Err(EmuError::new(code, "Table already exists"))
+        }
+    }
+
     /// The vgroup a table name hashes to (FNV-1a of the name).
     pub fn vgroup_of(&self, table: &str) -> u32 {
         let mut h: u32 = 0x811c_9dc5;

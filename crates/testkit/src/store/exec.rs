@@ -105,14 +105,8 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             check_schema(&columns, &tags)?;
             let uid = cat.uid();
             let db = cat.db_mut(&dbn)?;
-            if db.stables.contains_key(&name.name) || db.tables.contains_key(&name.name) {
-                if if_not_exists {
-                    return Ok(Outcome::Affected(0));
-                }
-                return Err(EmuError::new(
-                    code::STB_ALREADY_EXIST,
-                    "Table already exists",
-                ));
+            if !db.name_is_free(&name.name, if_not_exists, code::STB_ALREADY_EXIST)? {
+                return Ok(Outcome::Affected(0));
             }
             check_name(&name.name)?;
             let now = env.now_ms();
@@ -145,14 +139,8 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             check_schema(&columns, &[])?;
             let uid = cat.uid();
             let db = cat.db_mut(&dbn)?;
-            if db.stables.contains_key(&name.name) || db.tables.contains_key(&name.name) {
-                if if_not_exists {
-                    return Ok(Outcome::Affected(0));
-                }
-                return Err(EmuError::new(
-                    code::TABLE_ALREADY_EXIST,
-                    "Table already exists",
-                ));
+            if !db.name_is_free(&name.name, if_not_exists, code::TABLE_ALREADY_EXIST)? {
+                return Ok(Outcome::Affected(0));
             }
             check_name(&name.name)?;
             let vgroup = db.vgroup_of(&name.name);
@@ -345,14 +333,8 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
     }
     let uid = cat.uid();
     let db = cat.db_mut(&dbn)?;
-    if db.tables.contains_key(&c.name.name) || db.stables.contains_key(&c.name.name) {
-        if c.if_not_exists {
-            return Ok(());
-        }
-        return Err(EmuError::new(
-            code::TABLE_ALREADY_EXIST,
-            "Table already exists",
-        ));
+    if !db.name_is_free(&c.name.name, c.if_not_exists, code::TABLE_ALREADY_EXIST)? {
+        return Ok(());
     }
     check_name(&c.name.name)?;
     let st = db
