@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::catalog::Catalog;
-use super::wal::{Topic, WalBody, WalEntry};
+use super::wal::{Topic, VgWal, WalBody, WalEntry};
 use super::{Outcome, Store};
 use crate::error::{EmuError, code};
 
@@ -43,22 +43,22 @@ impl Store {
     /// TDengine's WAL cleaning does when retention expires. `begin` becomes
     /// `min(up_to, end)`; consumers behind it move to `begin` on their next poll, silently.
     pub fn purge_wal(&self, db: &str, vgroup: u32, up_to: i64) -> Result<(), EmuError> {
-        let now = self.now_ns();
-        let mut cat = self.write();
-        let d = cat.db_mut(db)?;
-        if !d.vgroup_ids().contains(&vgroup) {
-            return Err(EmuError::new(
-                code::TMQ_INVALID_VGID,
-                format!("vgroup {vgroup} is not a vgroup of database {db}"),
-            ));
-        }
-        d.wal_mut(vgroup, now).purge_to(up_to);
-        Ok(())
+        self.with_wal(db, vgroup, |w| w.purge_to(up_to))
     }
 
     /// `(begin, end)` of a vgroup's log (retention applied): the first retained version and
     /// the last version + 1.
     pub fn wal_range(&self, db: &str, vgroup: u32) -> Result<(i64, i64), EmuError> {
+        self.with_wal(db, vgroup, |w| (w.begin, w.end))
+    }
+
+    /// Runs `f` on the log of `vgroup` of `db` (retention applied first).
+    fn with_wal<R>(
+        &self,
+        db: &str,
+        vgroup: u32,
+        f: impl FnOnce(&mut VgWal) -> R,
+    ) -> Result<R, EmuError> {
         let now = self.now_ns();
         let mut cat = self.write();
         let d = cat.db_mut(db)?;
@@ -68,8 +68,7 @@ impl Store {
                 format!("vgroup {vgroup} is not a vgroup of database {db}"),
             ));
         }
-        let w = d.wal_mut(vgroup, now);
-        Ok((w.begin, w.end))
+        Ok(f(d.wal_mut(vgroup, now)))
     }
 
     /// The vgroup ids of a database.
