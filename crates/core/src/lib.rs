@@ -15,6 +15,8 @@
 //!   (`taosbackup-sink` implements it); [`RepositoryError`] is its error.
 //! * [`Source`]: the trait the engine reads catalogs and [`BlockChunk`]s through and restores
 //!   through (`taosbackup-source` implements it); [`SourceError`] is its error.
+//! * [`ChangeFeed`]: the trait change feeds (TMQ, WAL files) deliver [`ChangeEvent`]s
+//!   through; [`Progress`]: how long operations report progress.
 //!
 //! # Example
 //!
@@ -31,8 +33,10 @@
 mod block;
 mod catalog;
 mod error;
+mod feed;
 mod id;
 mod manifest;
+mod progress;
 mod repository;
 mod source;
 
@@ -43,11 +47,13 @@ pub use crate::{
         TableKind, TagValue, Value,
     },
     error::{Error, RepositoryError, RepositoryErrorKind},
+    feed::{ChangeBatch, ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent},
     id::{BackupId, BlobId, from_hex, to_hex},
     manifest::{
         BackupKind, BackupStats, BlockRecord, BlockRef, FeedPositions, MANIFEST_VERSION, Manifest,
         SourceInfo, TableRecord,
     },
+    progress::{NoProgress, Progress},
     repository::Repository,
     source::{
         BlockChunk, ChunkFormatError, ChunkStream, ExportRequest, RestoreOptions, Source,

@@ -87,8 +87,8 @@ pub enum TableRecord {
 pub struct FeedPositions {
     /// The change feed's name (`tmq`, `wal`).
     pub feed: String,
-    /// Vgroup id → position (for TMQ, the WAL version as text).
-    pub positions: BTreeMap<i32, String>,
+    /// Stream key → position (for TMQ `"vg:<vgroup id>"` → the next WAL version to read).
+    pub positions: BTreeMap<String, i64>,
 }
 
 /// Counters of one backup run.

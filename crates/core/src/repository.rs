@@ -45,6 +45,10 @@ pub trait Repository: Send + Sync {
     /// leaves either no backup or the complete backup.
     async fn commit_manifest(&self, manifest: &Manifest) -> Result<(), RepositoryError>;
 
+    /// Bytes this handle has newly written to the repository so far (after deduplication,
+    /// compression and encryption): a backup's `bytes_stored` statistic.
+    fn bytes_stored(&self) -> u64;
+
     /// Lists the ids of all committed backups, in no particular order.
     async fn list_manifests(&self) -> Result<Vec<BackupId>, RepositoryError>;
 

@@ -30,6 +30,11 @@ pub struct ExportRequest {
     pub table: String,
     /// The ranges to read, each half-open `[start, end)`. Ranges must not overlap.
     pub ranges: Vec<TimeRange>,
+    /// When set, chunks are also cut at every multiple of this many timestamp units (the
+    /// bucket width in the database precision), and each chunk's `range` is the
+    /// intersection of its requested range with its bucket: one request can then read a
+    /// whole table and deliver it bucket by bucket.
+    pub split_every: Option<i64>,
 }
 
 /// One exported piece of a table: a raw block whose rows all lie in `range`.
@@ -248,6 +253,9 @@ pub trait Source: Send + Sync {
         table: &str,
         chunk: &BlockChunk,
     ) -> Result<WriteReport, SourceError>;
+
+    /// Counts the rows of `table` in `database` (the post-restore check).
+    async fn count_rows(&self, database: &str, table: &str) -> Result<u64, SourceError>;
 }
 
 /// The broad class of a [`SourceError`].

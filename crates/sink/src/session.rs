@@ -365,6 +365,10 @@ impl Repository for Session {
         Ok(self.commit(manifest).await?)
     }
 
+    fn bytes_stored(&self) -> u64 {
+        Session::bytes_stored(self)
+    }
+
     async fn list_manifests(&self) -> Result<Vec<BackupId>, RepositoryError> {
         Ok(self.repo.list_backups().await?)
     }

@@ -26,7 +26,8 @@ pub(crate) fn text(v: &Value) -> Option<String> {
     }
 }
 
-fn int(v: &Value) -> Option<i64> {
+/// An integer value of any integer type.
+pub(crate) fn int(v: &Value) -> Option<i64> {
     Some(match v {
         Value::TinyInt(x) => *x as i64,
         Value::SmallInt(x) => *x as i64,

@@ -45,6 +45,8 @@ struct Job {
     ts_column: String,
     precision: Precision,
     groups: Vec<Vec<TimeRange>>,
+    /// Cut chunks at multiples of this width too (the bucket width in timestamp units).
+    split_every: Option<i64>,
     tx: mpsc::Sender<Result<BlockChunk, Error>>,
 }
 
@@ -183,10 +185,29 @@ impl Job {
         let mut out = Vec::new();
         let mut pieces = Vec::new();
         for r in group {
-            let from = ts.partition_point(|t| *t < r.start);
+            let mut from = ts.partition_point(|t| *t < r.start);
             let to = ts.partition_point(|t| *t < r.end);
-            if from < to {
-                pieces.push((*r, from, to));
+            match self.split_every {
+                Some(w) if w > 0 => {
+                    // Cut at bucket boundaries: each piece's range is its range ∩ its bucket.
+                    while from < to {
+                        let bucket = ts[from].div_euclid(w);
+                        let b_start = bucket.saturating_mul(w);
+                        let b_end = b_start.saturating_add(w);
+                        let piece_end = from + ts[from..to].partition_point(|t| *t < b_end);
+                        let range = TimeRange {
+                            start: r.start.max(b_start),
+                            end: r.end.min(b_end),
+                        };
+                        pieces.push((range, from, piece_end));
+                        from = piece_end;
+                    }
+                }
+                _ => {
+                    if from < to {
+                        pieces.push((*r, from, to));
+                    }
+                }
             }
         }
         let whole = pieces.len() == 1 && pieces[0].1 == 0 && pieces[0].2 == ts.len();
@@ -232,6 +253,7 @@ impl ExportStream {
         ts_column: String,
         precision: Precision,
         ranges: Vec<TimeRange>,
+        split_every: Option<i64>,
     ) -> Result<ExportStream, Error> {
         let groups = group_ranges(ranges).map_err(|reason| Error::InvalidRequest {
             database: db.to_string(),
@@ -246,6 +268,7 @@ impl ExportStream {
             ts_column,
             precision,
             groups,
+            split_every,
             tx,
         };
         let task = tokio::spawn(job.run());

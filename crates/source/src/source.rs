@@ -168,6 +168,7 @@ impl TaosSource {
             ts,
             precision,
             request.ranges,
+            request.split_every,
         )
     }
 
@@ -271,6 +272,33 @@ impl TaosSource {
         Ok(p)
     }
 
+    /// Counts the rows of `database.table` (`SELECT COUNT(*)`).
+    pub async fn count_rows(&self, database: &str, table: &str) -> Result<u64, Error> {
+        let rows = self
+            .pool
+            .query_values(
+                Ctx::table(database, table),
+                &format!("SELECT COUNT(*) FROM {}.{}", ident(database), ident(table)),
+            )
+            .await?;
+        let n = rows
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .map(|v| crate::catalog::int(v).ok_or(v));
+        match n {
+            // COUNT(*) of an empty table may come back as no row at all.
+            None => Ok(0),
+            Some(Ok(n)) => Ok(u64::try_from(n).unwrap_or(0)),
+            Some(Err(v)) => Err(Error::UnexpectedReply {
+                what: "COUNT(*)".into(),
+                database: Some(database.to_string()),
+                table: Some(table.to_string()),
+                reason: format!("not an integer: {v:?}"),
+            }),
+        }
+    }
+
     /// Writes one chunk into `table` of `target_database` (see
     /// [`taosbackup_core::Source::write_chunk`]).
     pub async fn write_chunk(
@@ -332,5 +360,9 @@ impl Source for TaosSource {
         chunk: &BlockChunk,
     ) -> Result<WriteReport, SourceError> {
         Ok(TaosSource::write_chunk(self, target_database, table, chunk).await?)
+    }
+
+    async fn count_rows(&self, database: &str, table: &str) -> Result<u64, SourceError> {
+        Ok(TaosSource::count_rows(self, database, table).await?)
     }
 }

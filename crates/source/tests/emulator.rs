@@ -227,6 +227,7 @@ async fn export_all(
         .iter()
         .map(|t| ExportRequest {
             table: t.clone(),
+            split_every: None,
             ranges: (0..buckets)
                 .map(|k| TimeRange {
                     start: start + k * width,
@@ -529,6 +530,7 @@ async fn export_resumes_after_the_server_drops_every_connection() {
             Precision::Ms,
             ExportRequest {
                 table: "t".into(),
+                split_every: None,
                 ranges: vec![TimeRange {
                     start: T0,
                     end: T0 + 10_000_000,
@@ -656,6 +658,7 @@ async fn parallel_export_stays_within_the_pool() {
         .iter()
         .map(|t| ExportRequest {
             table: t.clone(),
+            split_every: None,
             ranges: vec![TimeRange {
                 start: t0,
                 end: t0 + 1000,
