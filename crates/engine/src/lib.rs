@@ -1,4 +1,11 @@
-//! The engine of taosbackup: change tracking of TDengine blocks.
+//! The engine of taosbackup: change tracking of TDengine blocks, the backup engines, chains,
+//! and backup/restore orchestration — written against the traits of `taosbackup-core` only.
+//!
+//! * [`backup`] / [`plan`]: catalog → blocks to export (by [`EngineKind`]) → repository →
+//!   manifest → tracker and feed commit.
+//! * [`restore`]: resolve a [`BackupPoint`], fold its chain, write every block, check counts.
+//! * [`ChangeTracking`]: a persisted [`Tracker`] fed by a [`taosbackup_core::ChangeFeed`]
+//!   through a bounded event pipeline.
 //!
 //! A block is one table's rows in one time bucket `[k*W, (k+1)*W)`. The [`Tracker`] keeps,
 //! per table, roaring bitmaps of the buckets that changed since the last backup (DIRTY, or NEW
@@ -29,8 +36,17 @@
 //! ```
 #![deny(missing_docs)]
 
+mod backup;
+mod chain;
 mod error;
+mod restore;
 mod tracker;
+mod tracking;
 
-pub use error::TrackerError;
+pub use backup::{BackupReport, BackupRequest, EngineKind, OnGap, Plan, PlanTable, backup, plan};
+pub use chain::{BackupPoint, Folded, chain_of, find_point, fold, list_backups, resolve_point};
+pub use error::{EngineError, TrackerError};
+pub use restore::{CountMismatch, RestoreReport, RestoreRequest, restore};
+pub use tokio_util::sync::CancellationToken;
 pub use tracker::{BlockState, Snapshot, TableChange, TableChanges, Tracker, TrackerStats};
+pub use tracking::{ChangeTracking, FeedStats, TrackingConfig, TrackingStats};

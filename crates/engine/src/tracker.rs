@@ -124,6 +124,8 @@ pub struct Tracker {
     tables: Vec<TableBits>,
     positions: BTreeMap<String, i64>,
     inconsistent: Option<String>,
+    /// The backup (id in hex) the `stored` bits describe: the last one committed.
+    last_backup: Option<String>,
     /// The snapshot whose backup is running: it still counts as changes for deletes and
     /// for persistence until the backup is committed or given back.
     pending: Option<Snapshot>,
@@ -138,6 +140,7 @@ pub struct Snapshot {
     tables: Vec<(String, TableBits)>,
     positions: BTreeMap<String, i64>,
     inconsistent: Option<String>,
+    last_backup: Option<String>,
 }
 
 impl Snapshot {
@@ -191,6 +194,12 @@ impl Snapshot {
     pub fn inconsistency(&self) -> Option<&str> {
         self.inconsistent.as_deref()
     }
+
+    /// The backup the tracker's stored bits described when the snapshot was taken: the
+    /// only parent an incremental built from this snapshot may have.
+    pub fn last_backup(&self) -> Option<&str> {
+        self.last_backup.as_deref()
+    }
 }
 
 impl Tracker {
@@ -205,6 +214,7 @@ impl Tracker {
             tables: Vec::new(),
             positions: BTreeMap::new(),
             inconsistent: None,
+            last_backup: None,
             pending: None,
             last_marked: MarkCache::default(),
         }
@@ -264,6 +274,16 @@ impl Tracker {
                 dirty.insert(key(b));
                 last = Some(b);
             }
+        }
+    }
+
+    /// Marks `buckets` (bucket indices, as computed by the caller) of `table` changed.
+    pub fn mark_buckets(&mut self, table: &str, buckets: &[i64]) {
+        let o = self.ordinal(table) as usize;
+        self.last_marked.0[o] = None;
+        let dirty = &mut self.tables[o].dirty;
+        for &b in buckets {
+            dirty.insert(key(b));
         }
     }
 
@@ -382,6 +402,18 @@ impl Tracker {
             .collect()
     }
 
+    /// Records that the repository's newest backup of this database is `backup` (its id in
+    /// hex), whose contents the stored bits now describe. Call after [`Tracker::commit`] or
+    /// [`Tracker::commit_full`].
+    pub fn set_last_backup(&mut self, backup: impl Into<String>) {
+        self.last_backup = Some(backup.into());
+    }
+
+    /// The backup the stored bits describe (see [`Tracker::set_last_backup`]).
+    pub fn last_backup(&self) -> Option<&str> {
+        self.last_backup.as_deref()
+    }
+
     /// Records the change-feed position (e.g. per vgroup) up to which events were applied.
     pub fn set_position(&mut self, feed_key: &str, position: i64) {
         self.positions.insert(feed_key.to_owned(), position);
@@ -430,6 +462,7 @@ impl Tracker {
             tables,
             positions: self.positions.clone(),
             inconsistent: self.inconsistent.clone(),
+            last_backup: self.last_backup.clone(),
         };
         self.pending = Some(snapshot.clone());
         snapshot

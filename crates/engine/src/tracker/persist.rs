@@ -8,6 +8,7 @@
 //!   u64 bucket width in seconds | u8 precision (0 ms, 1 us, 2 ns)
 //!   u8 inconsistent (0/1) [| str reason]
 //!   u32 n positions, each: str feed key | i64 position
+//!   u8 has last backup (0/1) [| str backup id in hex]
 //!   u32 n tables, each: str name | u8 changes (bit 0 created, 1 dropped, 2 schema, 3 tags)
 //!                       | bitmap dirty | bitmap deleted | bitmap stored
 //! str    = u32 byte length | UTF-8 bytes
@@ -29,7 +30,7 @@ use super::{TableBits, TableChanges, Tracker};
 use crate::error::TrackerError;
 
 const MAGIC: &[u8; 8] = b"TBTRACK\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 fn precision_code(p: Precision) -> u8 {
     match p {
@@ -71,6 +72,13 @@ impl Tracker {
         for (k, v) in &state.positions {
             put_str(&mut body, k);
             body.extend_from_slice(&v.to_le_bytes());
+        }
+        match &state.last_backup {
+            Some(b) => {
+                body.push(1);
+                put_str(&mut body, b);
+            }
+            None => body.push(0),
         }
         body.extend_from_slice(&(state.names.len() as u32).to_le_bytes());
         for (name, bits) in state.names.iter().zip(&state.tables) {
@@ -254,6 +262,11 @@ fn decode_body(body: &[u8], width: BucketWidth, precision: Precision) -> Result<
         let k = r.str()?;
         let v = r.u64()? as i64;
         t.positions.insert(k, v);
+    }
+    match r.u8()? {
+        0 => {}
+        1 => t.last_backup = Some(r.str()?),
+        x => return Err(Decode::Corrupt(format!("bad last-backup flag {x}"))),
     }
     let n = r.u32()?;
     for _ in 0..n {

@@ -1,0 +1,285 @@
+//! Restore orchestration: resolve a backup point, fold its chain, recreate the schema, write
+//! every block in parallel, then check row counts per table against the manifests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use taosbackup_core::{
+    BackupId, BlockChunk, BlockRef, Progress, Repository, RestoreOptions, Source, TimeRange,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::EngineError;
+use crate::chain::{BackupPoint, fold, list_backups, resolve_point};
+
+/// One restore run's parameters.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// Which backup.
+    pub point: BackupPoint,
+    /// Which source database's backups (needed when the repository holds several).
+    pub database: Option<String>,
+    /// Name of the database to restore into (the source's name when `None`).
+    pub target_database: Option<String>,
+    /// Only these tables (empty: all).
+    pub tables: Vec<String>,
+    /// Only the child tables of these super tables (empty: all).
+    pub stables: Vec<String>,
+    /// Write into an existing database instead of refusing.
+    pub into_existing: bool,
+    /// Create the target with `KEEP <days>d` so old rows are accepted.
+    pub keep_override_days: Option<u32>,
+    /// Only report what would be restored.
+    pub dry_run: bool,
+    /// Blocks written at once.
+    pub parallel: usize,
+}
+
+/// A table whose row count after the restore differs from the backup's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CountMismatch {
+    /// Table name.
+    pub table: String,
+    /// Rows the backup holds (minus rows the target refused because of its KEEP).
+    pub expected: u64,
+    /// Rows the target has.
+    pub actual: u64,
+}
+
+/// The result of a restore.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestoreReport {
+    /// The backup point restored.
+    pub backup: BackupId,
+    /// Its chain, full backup first.
+    pub chain: Vec<BackupId>,
+    /// The database written.
+    pub target_database: String,
+    /// Tables restored.
+    pub tables: u64,
+    /// Blocks written.
+    pub blocks: u64,
+    /// Rows the backup holds for the restored tables.
+    pub rows_expected: u64,
+    /// Rows written.
+    pub rows_written: u64,
+    /// Rows the target refused because they are older than its KEEP.
+    pub rows_rejected_by_keep: u64,
+    /// Tables whose row counts do not match (empty after a good restore).
+    pub count_mismatches: Vec<CountMismatch>,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// Wall time.
+    #[serde(with = "secs")]
+    pub duration: Duration,
+}
+
+mod secs {
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// Restores a backup point.
+pub async fn restore(
+    source: &dyn Source,
+    repo: &dyn Repository,
+    req: &RestoreRequest,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<RestoreReport, EngineError> {
+    let started = Instant::now();
+    let all = list_backups(repo).await?;
+    let chain = resolve_point(&all, req.database.as_deref(), &req.point)?;
+    let point = chain
+        .last()
+        .ok_or_else(|| EngineError::InvalidRequest("empty backup chain".into()))?;
+    let folded = fold(&chain)?;
+    let mut catalog = folded.catalog.clone();
+    select(&mut catalog, &req.tables, &req.stables)?;
+    let target_name = req
+        .target_database
+        .clone()
+        .unwrap_or_else(|| catalog.database.name.clone());
+    let mut report = RestoreReport {
+        backup: point.id,
+        chain: chain.iter().map(|m| m.id).collect(),
+        target_database: target_name,
+        tables: catalog.tables.len() as u64,
+        blocks: 0,
+        rows_expected: 0,
+        rows_written: 0,
+        rows_rejected_by_keep: 0,
+        count_mismatches: Vec::new(),
+        dry_run: req.dry_run,
+        duration: Duration::ZERO,
+    };
+    let mut jobs: Vec<(String, i64, BlockRef)> = Vec::new();
+    for t in &catalog.tables {
+        if let Some(blocks) = folded.tables.get(&t.name) {
+            for (b, r) in blocks {
+                jobs.push((t.name.clone(), *b, *r));
+            }
+        }
+    }
+    report.blocks = jobs.len() as u64;
+    report.rows_expected = jobs.iter().map(|j| j.2.rows).sum();
+    if req.dry_run {
+        report.duration = started.elapsed();
+        return Ok(report);
+    }
+    let options = RestoreOptions {
+        target_database: req.target_database.clone(),
+        keep: req.keep_override_days.map(|d| format!("{d}d")),
+        allow_existing: req.into_existing,
+    };
+    let target = source
+        .create_schema(&catalog, &options)
+        .await
+        .map_err(|e| EngineError::source("creating the target database and tables", e))?;
+    report.target_database = target.clone();
+    progress.begin("restore", jobs.len() as u64, report.rows_expected);
+    let target_ref = target.as_str();
+    let writes = futures::stream::iter(jobs.into_iter().map(|(table, bucket, r)| async move {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let written = write_block(source, repo, target_ref, &table, bucket, &r).await?;
+        progress.advance(1, written.0, written.2);
+        Ok::<_, EngineError>((table, written))
+    }))
+    .buffer_unordered(req.parallel.max(1));
+    futures::pin_mut!(writes);
+    let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
+    while let Some(r) = writes.next().await {
+        let (table, (written, refused, _)) = r?;
+        report.rows_written += written;
+        report.rows_rejected_by_keep += refused;
+        if refused > 0 {
+            *rejected.entry(table).or_default() += refused;
+        }
+    }
+    progress.end();
+    // The check: every restored table has the rows the backup holds.
+    let checks = futures::stream::iter(catalog.tables.iter().map(|t| {
+        let expected = folded
+            .rows(&t.name)
+            .saturating_sub(rejected.get(&t.name).copied().unwrap_or(0));
+        let target = target.clone();
+        async move {
+            let actual = source.count_rows(&target, &t.name).await.map_err(|e| {
+                EngineError::source(format!("counting the rows of {target}.{}", t.name), e)
+            })?;
+            Ok::<_, EngineError>((t.name.clone(), expected, actual))
+        }
+    }))
+    .buffer_unordered(req.parallel.max(1));
+    futures::pin_mut!(checks);
+    while let Some(r) = checks.next().await {
+        let (table, expected, actual) = r?;
+        // Merging into an existing table may add rows of its own; fewer is always wrong.
+        let bad = if req.into_existing {
+            actual < expected
+        } else {
+            actual != expected
+        };
+        if bad {
+            report.count_mismatches.push(CountMismatch {
+                table,
+                expected,
+                actual,
+            });
+        }
+    }
+    report
+        .count_mismatches
+        .sort_by(|a, b| a.table.cmp(&b.table));
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// Reads one block and writes its chunks; returns (rows written, rows refused by KEEP, bytes).
+async fn write_block(
+    source: &dyn Source,
+    repo: &dyn Repository,
+    target: &str,
+    table: &str,
+    bucket: i64,
+    r: &BlockRef,
+) -> Result<(u64, u64, u64), EngineError> {
+    let data = repo.read_blob(&r.blob).await.map_err(|e| {
+        EngineError::repo(
+            format!("reading block {table} bucket {bucket} ({})", r.blob),
+            e,
+        )
+    })?;
+    let damaged = |reason: String| EngineError::DamagedBlock {
+        table: table.to_string(),
+        bucket,
+        blob: r.blob.to_hex(),
+        reason,
+    };
+    let range = TimeRange {
+        start: r.min_ts,
+        end: r.max_ts.saturating_add(1),
+    };
+    let chunks = BlockChunk::decode_all(&data, table, range).map_err(|e| damaged(e.to_string()))?;
+    let rows: u64 = chunks.iter().map(|c| u64::from(c.rows)).sum();
+    if rows != r.rows {
+        return Err(damaged(format!(
+            "holds {rows} rows, the manifest says {}",
+            r.rows
+        )));
+    }
+    let (mut written, mut refused) = (0, 0);
+    for c in &chunks {
+        let w = source
+            .write_chunk(target, table, c)
+            .await
+            .map_err(|e| EngineError::source(format!("writing {target}.{table}"), e))?;
+        written += w.rows_written;
+        refused += w.rows_rejected_by_keep;
+    }
+    Ok((written, refused, data.len() as u64))
+}
+
+/// Keeps only the selected tables (and the super tables they need).
+fn select(
+    catalog: &mut taosbackup_core::CatalogSnapshot,
+    tables: &[String],
+    stables: &[String],
+) -> Result<(), EngineError> {
+    if tables.is_empty() && stables.is_empty() {
+        return Ok(());
+    }
+    for t in tables {
+        if !catalog.tables.iter().any(|x| &x.name == t) {
+            return Err(EngineError::InvalidRequest(format!(
+                "table {t} is not in the backup (see `taosbackup show`)"
+            )));
+        }
+    }
+    for s in stables {
+        if !catalog.super_tables.iter().any(|x| &x.name == s) {
+            return Err(EngineError::InvalidRequest(format!(
+                "super table {s} is not in the backup (see `taosbackup show`)"
+            )));
+        }
+    }
+    catalog.tables.retain(|t| {
+        tables.contains(&t.name) || t.super_table.as_ref().is_some_and(|s| stables.contains(s))
+    });
+    let needed: BTreeSet<&str> = catalog
+        .tables
+        .iter()
+        .filter_map(|t| t.super_table.as_deref())
+        .chain(stables.iter().map(String::as_str))
+        .collect();
+    let needed: BTreeSet<String> = needed.into_iter().map(str::to_string).collect();
+    catalog.super_tables.retain(|s| needed.contains(&s.name));
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! Change tracking for one database: the persisted [`Tracker`], a [`ChangeFeed`] and the event
+//! pipeline between them.
+//!
+//! The feed's batches are split by table over `callback_threads` workers (so the events of
+//! one table stay in order) through a queue bounded to `buffer_size` events: when the
+//! workers fall behind, reading the feed waits (back-pressure); no event is ever dropped.
+//! Workers turn timestamps into bucket indices outside the tracker's lock and apply a whole
+//! shard under one lock acquisition.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use taosbackup_core::{
+    BucketWidth, ChangeEvent, ChangeFeed, FeedStart, Positions, Precision, TableEvent,
+};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::{EngineError, TableChange, Tracker, TrackerStats};
+
+/// Settings of change tracking (the original plugin's `bitmap_engine` and
+/// `event_interceptor` sections).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingConfig {
+    /// Where the tracker state of this repository and database is persisted.
+    pub persistence_path: PathBuf,
+    /// Memory budget of the bitmaps, in MiB. Over it the bitmaps are run-length optimised;
+    /// if they stay over it a warning is logged — changes are never dropped.
+    pub memory_limit_mb: u64,
+    /// Events queued between the feed and the workers at most (back-pressure beyond).
+    pub buffer_size: usize,
+    /// Workers applying events to the tracker.
+    pub callback_threads: usize,
+}
+
+impl TrackingConfig {
+    /// Defaults for everything but the path: 256 MiB, 10,000 events, 4 workers.
+    pub fn new(persistence_path: impl Into<PathBuf>) -> TrackingConfig {
+        TrackingConfig {
+            persistence_path: persistence_path.into(),
+            memory_limit_mb: 256,
+            buffer_size: 10_000,
+            callback_threads: 4,
+        }
+    }
+}
+
+/// What one catch-up read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FeedStats {
+    /// Batches read from the feed.
+    pub batches: u64,
+    /// Events applied to the tracker.
+    pub events: u64,
+    /// The deepest the event queue got (events).
+    pub max_queue_depth: u64,
+}
+
+/// Counters of change tracking, for status output and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrackingStats {
+    /// The feed's name.
+    pub feed: String,
+    /// Events applied since this process opened the tracking.
+    pub events_processed: u64,
+    /// Events queued right now.
+    pub queue_depth: u64,
+    /// The deepest the queue got.
+    pub max_queue_depth: u64,
+    /// Tracked tables.
+    pub tables: usize,
+    /// Dirty or new blocks awaiting the next backup.
+    pub dirty_blocks: u64,
+    /// Blocks with deletes awaiting the next backup.
+    pub deleted_blocks: u64,
+    /// Blocks the repository holds, as far as the tracker knows.
+    pub stored_blocks: u64,
+    /// Bitmap bytes.
+    pub bitmap_bytes: u64,
+    /// Why the next backup must be a full one, if it must.
+    pub inconsistency: Option<String>,
+    /// Feed positions covered.
+    pub positions: Positions,
+}
+
+/// The tracker of one database kept current by a change feed.
+pub struct ChangeTracking {
+    tracker: Arc<Mutex<Tracker>>,
+    feed: Box<dyn ChangeFeed>,
+    config: TrackingConfig,
+    events_processed: Arc<AtomicU64>,
+    queue_depth: Arc<AtomicU64>,
+    max_queue_depth: u64,
+}
+
+impl std::fmt::Debug for ChangeTracking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeTracking")
+            .field("feed", &self.feed.name())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock(t: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
+    // A worker that panicked mid-update leaves bits that are a superset of the truth at
+    // worst (marks only add); the state stays usable.
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ChangeTracking {
+    /// Loads the persisted tracker (a missing or damaged state makes it inconsistent, so
+    /// the next backup is a full one) and starts `feed` after the positions it covers.
+    pub async fn open(
+        mut feed: Box<dyn ChangeFeed>,
+        config: TrackingConfig,
+        width: BucketWidth,
+        precision: Precision,
+    ) -> Result<ChangeTracking, EngineError> {
+        let mut tracker =
+            Tracker::load_or_inconsistent(&config.persistence_path, width, precision)?;
+        let start = feed.start(tracker.positions()).await.map_err(|e| {
+            EngineError::source(format!("starting the {} change feed", feed.name()), e)
+        })?;
+        match start {
+            FeedStart::Continued => {}
+            FeedStart::Fresh { reason } => {
+                tracing::info!(feed = feed.name(), %reason, "change feed starts fresh");
+                tracker.mark_inconsistent(format!(
+                    "the {} change feed starts fresh: {reason}",
+                    feed.name()
+                ));
+            }
+            FeedStart::Gap { reason } => {
+                tracing::warn!(feed = feed.name(), %reason, "change feed gap: the next backup will be a full one");
+                tracker.mark_inconsistent(format!("{} change feed gap: {reason}", feed.name()));
+            }
+        }
+        for (k, v) in feed.positions() {
+            tracker.set_position(&k, v);
+        }
+        Ok(ChangeTracking {
+            tracker: Arc::new(Mutex::new(tracker)),
+            feed,
+            config,
+            events_processed: Arc::new(AtomicU64::new(0)),
+            queue_depth: Arc::new(AtomicU64::new(0)),
+            max_queue_depth: 0,
+        })
+    }
+
+    /// The change feed's name (`tmq`, `wal`).
+    pub fn feed_name(&self) -> &'static str {
+        self.feed.name()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrackingConfig {
+        &self.config
+    }
+
+    /// Reads the feed up to its current end into the tracker. Returns once every event read
+    /// is applied; the tracker's positions then cover them.
+    pub async fn catch_up(&mut self) -> Result<FeedStats, EngineError> {
+        let workers = self.config.callback_threads.max(1);
+        let capacity = self.config.buffer_size.clamp(1, Semaphore::MAX_PERMITS);
+        let permits = Arc::new(Semaphore::new(capacity));
+        let (width_units, _) = {
+            let t = lock(&self.tracker);
+            (t.width().in_units(t.precision()), ())
+        };
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) =
+                mpsc::unbounded_channel::<(Vec<ChangeEvent>, tokio::sync::OwnedSemaphorePermit)>();
+            senders.push(tx);
+            handles.push(tokio::spawn(worker(
+                rx,
+                self.tracker.clone(),
+                width_units,
+                self.events_processed.clone(),
+                self.queue_depth.clone(),
+            )));
+        }
+        let mut stats = FeedStats::default();
+        let read = async {
+            loop {
+                let batch = self.feed.next_batch().await.map_err(|e| {
+                    EngineError::source(format!("reading the {} change feed", self.feed.name()), e)
+                })?;
+                let Some(batch) = batch else { break };
+                stats.batches += 1;
+                let mut shards: Vec<Vec<ChangeEvent>> = vec![Vec::new(); workers];
+                for ev in batch.events {
+                    shards[shard_of(table_of(&ev), workers)].push(ev);
+                }
+                for (i, shard) in shards.into_iter().enumerate() {
+                    if shard.is_empty() {
+                        continue;
+                    }
+                    let n = shard.len();
+                    stats.events += n as u64;
+                    // A shard larger than the whole queue takes the whole queue.
+                    let want = u32::try_from(n.min(capacity)).unwrap_or(u32::MAX);
+                    let permit = permits
+                        .clone()
+                        .acquire_many_owned(want)
+                        .await
+                        .map_err(|_| EngineError::InvalidRequest("event queue closed".into()))?;
+                    let depth = self.queue_depth.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                    stats.max_queue_depth = stats.max_queue_depth.max(depth);
+                    if senders[i].send((shard, permit)).is_err() {
+                        return Err(EngineError::InvalidRequest(
+                            "a change-tracking worker stopped".into(),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        };
+        let result: Result<(), EngineError> = read.await;
+        drop(senders);
+        for h in handles {
+            if let Err(e) = h.await {
+                return Err(EngineError::InvalidRequest(format!(
+                    "a change-tracking worker failed: {e}"
+                )));
+            }
+        }
+        self.max_queue_depth = self.max_queue_depth.max(stats.max_queue_depth);
+        result?;
+        // Every event up to here is applied: the positions may move.
+        let positions = self.feed.positions();
+        let mut t = lock(&self.tracker);
+        for (k, v) in positions {
+            t.set_position(&k, v);
+        }
+        let limit = self.config.memory_limit_mb.saturating_mul(1 << 20);
+        if limit > 0 && t.stats().bitmap_bytes > limit {
+            t.optimize();
+            let after = t.stats().bitmap_bytes;
+            if after > limit {
+                tracing::warn!(
+                    bitmap_bytes = after,
+                    limit,
+                    "tracker bitmaps exceed memory_limit_mb after optimisation; no change is dropped"
+                );
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Saves the tracker atomically, then commits the feed positions it covers (in that
+    /// order: a crash in between replays events, which only re-marks blocks).
+    pub async fn persist(&mut self) -> Result<(), EngineError> {
+        let snapshot = lock(&self.tracker).clone();
+        let path = self.config.persistence_path.clone();
+        let positions = snapshot.positions().clone();
+        tokio::task::spawn_blocking(move || snapshot.save(&path))
+            .await
+            .map_err(|e| {
+                EngineError::InvalidRequest(format!("saving the tracker failed: {e}"))
+            })??;
+        self.feed.commit(&positions).await.map_err(|e| {
+            EngineError::source(
+                format!("committing {} change-feed positions", self.feed.name()),
+                e,
+            )
+        })
+    }
+
+    /// Counters for status and metrics.
+    pub fn stats(&self) -> TrackingStats {
+        let t = lock(&self.tracker);
+        let s: TrackerStats = t.stats();
+        TrackingStats {
+            feed: self.feed.name().to_string(),
+            events_processed: self.events_processed.load(Ordering::Relaxed),
+            queue_depth: self.queue_depth.load(Ordering::Relaxed),
+            max_queue_depth: self.max_queue_depth,
+            tables: s.tables,
+            dirty_blocks: s.dirty_blocks,
+            deleted_blocks: s.deleted_blocks,
+            stored_blocks: s.stored_blocks,
+            bitmap_bytes: s.bitmap_bytes,
+            inconsistency: t.inconsistency().map(str::to_string),
+            positions: t.positions().clone(),
+        }
+    }
+
+    /// The tracker, for the engines (locked briefly).
+    pub(crate) fn tracker(&self) -> &Mutex<Tracker> {
+        &self.tracker
+    }
+}
+
+fn table_of(ev: &ChangeEvent) -> &str {
+    match ev {
+        ChangeEvent::Rows { table, .. }
+        | ChangeEvent::Delete { table, .. }
+        | ChangeEvent::Table { table, .. } => table,
+    }
+}
+
+fn shard_of(table: &str, n: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    table.hash(&mut h);
+    (h.finish() % n as u64) as usize
+}
+
+/// An event with its buckets computed (outside the lock).
+enum Prepared {
+    Buckets(String, Vec<i64>),
+    Delete(String, i64, i64),
+    Table(String, TableChange),
+}
+
+async fn worker(
+    mut rx: mpsc::UnboundedReceiver<(Vec<ChangeEvent>, tokio::sync::OwnedSemaphorePermit)>,
+    tracker: Arc<Mutex<Tracker>>,
+    width_units: i64,
+    processed: Arc<AtomicU64>,
+    depth: Arc<AtomicU64>,
+) {
+    while let Some((events, permit)) = rx.recv().await {
+        let n = events.len() as u64;
+        let prepared: Vec<Prepared> = events
+            .into_iter()
+            .map(|ev| match ev {
+                ChangeEvent::Rows { table, timestamps } => {
+                    let mut b: Vec<i64> = timestamps
+                        .iter()
+                        .map(|t| t.div_euclid(width_units))
+                        .collect();
+                    b.sort_unstable();
+                    b.dedup();
+                    Prepared::Buckets(table, b)
+                }
+                ChangeEvent::Delete { table, start, end } => Prepared::Delete(table, start, end),
+                ChangeEvent::Table { table, event } => Prepared::Table(
+                    table,
+                    match event {
+                        TableEvent::Created => TableChange::Created,
+                        TableEvent::Dropped => TableChange::Dropped,
+                        TableEvent::SchemaChanged => TableChange::SchemaChanged,
+                        TableEvent::TagsChanged => TableChange::TagsChanged,
+                    },
+                ),
+            })
+            .collect();
+        {
+            let mut t = lock(&tracker);
+            for p in &prepared {
+                match p {
+                    Prepared::Buckets(table, buckets) => t.mark_buckets(table, buckets),
+                    Prepared::Delete(table, start, end) => t.mark_deleted(table, *start, *end),
+                    Prepared::Table(table, change) => t.table_changed(table, *change),
+                }
+            }
+        }
+        processed.fetch_add(n, Ordering::Relaxed);
+        depth.fetch_sub(n, Ordering::Relaxed);
+        drop(permit);
+    }
+}
