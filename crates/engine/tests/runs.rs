@@ -1,0 +1,304 @@
+//! Backup and restore runs against the emulator: gaps force a full backup (or fail), the
+//! tracker survives a restart, plans, the time engine, cancellation, and restore options.
+
+mod common;
+
+use chrono::Utc;
+use common::*;
+use taosbackup_core::{BackupKind, ChangeEvent, Precision};
+use taosbackup_engine::{
+    BackupPoint, CancellationToken, ChangeTracking, EngineError, EngineKind, OnGap, TrackingConfig,
+    list_backups,
+};
+
+async fn open(h: &Harness, feed: &OracleFeed, path: &std::path::Path) -> ChangeTracking {
+    ChangeTracking::open(
+        Box::new(feed.clone()),
+        TrackingConfig::new(path),
+        h.width,
+        Precision::Ms,
+    )
+    .await
+    .unwrap()
+}
+
+async fn insert(h: &Harness, feed: &OracleFeed, table: &str, slots: &[i64]) {
+    let values: String = slots
+        .iter()
+        .map(|k| format!(" ({}, {k}.5, {k}, 'r')", BASE + k * 1000))
+        .collect();
+    h.exec(&format!("INSERT INTO {DB}.{table} VALUES{values}"))
+        .await;
+    feed.push(ChangeEvent::Rows {
+        table: table.into(),
+        timestamps: slots.iter().map(|k| BASE + k * 1000).collect(),
+    });
+}
+
+async fn backups(h: &Harness) -> usize {
+    list_backups(&h.session().await).await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracker_state_survives_a_restart_and_its_loss_forces_a_full_backup() {
+    let h = harness().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.state");
+    let feed = OracleFeed::default();
+    setup(&h, &feed).await;
+    let mut t = open(&h, &feed, &path).await;
+    let first = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(first.manifest.kind, BackupKind::Full);
+    assert!(first.full_reason.unwrap().contains("no previous backup"));
+    drop(t);
+
+    // A restart: the persisted state and the feed's committed positions agree.
+    insert(&h, &feed, "d1", &[1, 2, 300]).await;
+    let mut t = open(&h, &feed, &path).await;
+    let second = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(second.manifest.kind, BackupKind::Incremental);
+    assert_eq!(second.manifest.stats.blocks, 2, "two buckets of d1 changed");
+    assert_eq!(second.manifest.parent, Some(first.manifest.id));
+    drop(t);
+
+    // Nothing changed: an empty incremental.
+    let mut t = open(&h, &feed, &path).await;
+    let third = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(third.manifest.kind, BackupKind::Incremental);
+    assert_eq!(third.manifest.stats.blocks, 0);
+    drop(t);
+
+    // The state file is lost: the next backup must be a full one, and on_gap = fail refuses.
+    std::fs::remove_file(&path).unwrap();
+    insert(&h, &feed, "d2", &[5]).await;
+    let mut t = open(&h, &feed, &path).await;
+    let mut req = h.request(EngineKind::Bitmap);
+    req.on_gap = OnGap::Fail;
+    let before = backups(&h).await;
+    let err = h
+        .backup_with(&req, Some(&mut t), &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Gap { .. }), "{err}");
+    assert_eq!(
+        backups(&h).await,
+        before,
+        "a refused backup commits nothing"
+    );
+    let full = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(full.manifest.kind, BackupKind::Full);
+    assert!(full.full_reason.unwrap().contains("no tracker state"));
+
+    let expected = h.contents(DB).await;
+    h.restore(BackupPoint::Latest, "back").await;
+    assert_eq!(h.contents("back").await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_gap_or_a_foreign_latest_backup_forces_a_full_backup() {
+    let h = harness().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.state");
+    let feed = OracleFeed::default();
+    setup(&h, &feed).await;
+    let mut t = open(&h, &feed, &path).await;
+    h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    drop(t);
+    // Events the tracker never saw: the feed moved on without it.
+    insert(&h, &feed, "d0", &[7]).await;
+    let mut other = feed.clone();
+    use taosbackup_core::ChangeFeed;
+    other.next_batch().await.unwrap();
+    let mut t = open(&h, &feed, &path).await;
+    let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(r.manifest.kind, BackupKind::Full);
+    assert!(r.full_reason.unwrap().contains("gap"));
+
+    // A backup taken without the tracker (another engine) becomes the newest: the tracker
+    // cannot vouch for changes since it.
+    h.backup(EngineKind::Full, None).await.unwrap();
+    insert(&h, &feed, "d0", &[8]).await;
+    let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(r.manifest.kind, BackupKind::Full);
+    assert!(r.full_reason.unwrap().contains("newest backup"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_what_the_backup_then_does_and_writes_nothing() {
+    let h = harness().await;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = OracleFeed::default();
+    setup(&h, &feed).await;
+    let mut t = open(&h, &feed, &dir.path().join("s")).await;
+    h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    insert(&h, &feed, "d3", &[0, 61, 62, 599]).await;
+    h.exec(&format!(
+        "DELETE FROM {DB}.d3 WHERE ts = {}",
+        BASE + 599_000
+    ))
+    .await;
+    feed.push(ChangeEvent::Delete {
+        table: "d3".into(),
+        start: BASE + 599_000,
+        end: BASE + 599_000,
+    });
+    let before = backups(&h).await;
+    let session = h.session().await;
+    let plan = taosbackup_engine::plan(
+        &h.source,
+        &session,
+        Some(&mut t),
+        &h.request(EngineKind::Bitmap),
+    )
+    .await
+    .unwrap();
+    session.finish().await.unwrap();
+    assert_eq!(plan.kind, BackupKind::Incremental);
+    assert_eq!(plan.tables.len(), 1);
+    assert_eq!(plan.tables[0].table, "d3");
+    let w = 60_000;
+    let b = |k: i64| (BASE + k * 1000).div_euclid(w);
+    assert_eq!(plan.tables[0].buckets, vec![b(0), b(61), b(599)]);
+    assert_eq!(backups(&h).await, before);
+    // The plan did not consume the changes.
+    let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    // The last bucket's only row was deleted again and it was never stored: no block, no
+    // tombstone.
+    assert_eq!(r.manifest.stats.blocks, 2);
+    assert_eq!(r.manifest.stats.tombstones, 0);
+    let expected = h.contents(DB).await;
+    h.restore(BackupPoint::Latest, "p").await;
+    assert_eq!(h.contents("p").await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_engine_follows_appends_and_misses_late_rows_as_documented() {
+    let h = harness().await;
+    let feed = OracleFeed::default();
+    setup(&h, &feed).await;
+    insert(&h, &feed, "d0", &[10, 20]).await;
+    h.backup(EngineKind::Time, None).await.unwrap();
+    insert(&h, &feed, "d0", &[30, 400]).await;
+    let r = h.backup(EngineKind::Time, None).await.unwrap();
+    assert_eq!(r.manifest.kind, BackupKind::Incremental);
+    let expected = h.contents(DB).await;
+    h.restore(BackupPoint::Latest, "t1").await;
+    assert_eq!(h.contents("t1").await, expected);
+    // A late row into an old bucket: the time engine's blind spot.
+    insert(&h, &feed, "d0", &[5, 401]).await;
+    h.backup(EngineKind::Time, None).await.unwrap();
+    h.restore(BackupPoint::Latest, "t2").await;
+    let got = h.contents("t2").await;
+    let now = h.contents(DB).await;
+    assert_eq!(
+        got["d0"].len(),
+        now["d0"].len() - 1,
+        "the late row is missed"
+    );
+    let late = &now["d0"][0];
+    assert!(late.contains("Int(5)") && !got["d0"].contains(late));
+    assert!(got["d0"].iter().any(|r| r.contains("Int(401)")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_backup_commits_nothing() {
+    let h = harness().await;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = OracleFeed::default();
+    setup(&h, &feed).await;
+    insert(&h, &feed, "d0", &[1, 2, 3]).await;
+    let mut t = open(&h, &feed, &dir.path().join("s")).await;
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let err = h
+        .backup_with(&h.request(EngineKind::Bitmap), Some(&mut t), &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Cancelled), "{err}");
+    assert_eq!(backups(&h).await, 0);
+    // The changes were given back to the tracker: the next backup still has them.
+    let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(r.manifest.kind, BackupKind::Full);
+    assert_eq!(r.manifest.stats.rows, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_options_select_rename_refuse_and_dry_run() {
+    let h = harness().await;
+    let feed = OracleFeed::default();
+    setup(&h, &feed).await;
+    for t in ["d0", "d1", "d2"] {
+        insert(&h, &feed, t, &[1, 100, 200]).await;
+    }
+    h.exec(&format!("INSERT INTO {DB}.n1 VALUES ({BASE}, 1, 'x')"))
+        .await;
+    let first = h.backup(EngineKind::Full, None).await.unwrap();
+    let expected = h.contents(DB).await;
+
+    // Only some tables.
+    let mut req = h.restore_request(BackupPoint::Latest, "part");
+    req.tables = vec!["d1".into()];
+    let r = h.restore_with(&req).await.unwrap();
+    assert_eq!(r.tables, 1);
+    assert_eq!(r.rows_written, 3);
+    let got = h.contents("part").await;
+    assert_eq!(got["d1"], expected["d1"]);
+    assert!(!got.contains_key("d0") && !got.contains_key("n1"));
+    // A whole super table.
+    let mut req = h.restore_request(BackupPoint::Latest, "st");
+    req.stables = vec!["meters".into()];
+    h.restore_with(&req).await.unwrap();
+    let got = h.contents("st").await;
+    assert!(got.contains_key("d0") && !got.contains_key("n1"));
+    // Unknown names are errors.
+    let mut req = h.restore_request(BackupPoint::Latest, "x");
+    req.tables = vec!["nope".into()];
+    assert!(h.restore_with(&req).await.is_err());
+
+    // Into an existing database: refused unless asked.
+    let err = h
+        .restore_with(&h.restore_request(BackupPoint::Latest, "part"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("exist"), "{err}");
+    let mut req = h.restore_request(BackupPoint::Latest, "part");
+    req.into_existing = true;
+    let r = h.restore_with(&req).await.unwrap();
+    assert!(r.count_mismatches.is_empty());
+    assert_eq!(h.contents("part").await, expected);
+
+    // Dry run writes nothing.
+    let mut req = h.restore_request(BackupPoint::Latest, "dry");
+    req.dry_run = true;
+    let r = h.restore_with(&req).await.unwrap();
+    assert_eq!(r.rows_expected, 10);
+    assert_eq!(r.rows_written, 0);
+    assert!(h.source.read_catalog("dry").await.is_err());
+
+    // Points by time and id prefix.
+    insert(&h, &feed, "d0", &[300]).await;
+    let second = h.backup(EngineKind::Full, None).await.unwrap();
+    let t = BackupPoint::Time(first.manifest.finished_at);
+    let r = h
+        .restore_with(&h.restore_request(t, "by_time"))
+        .await
+        .unwrap();
+    assert_eq!(r.backup, first.manifest.id);
+    let r = h
+        .restore_with(&h.restore_request(BackupPoint::Time(Utc::now()), "now"))
+        .await
+        .unwrap();
+    assert_eq!(r.backup, second.manifest.id);
+    let long_ago = "2000-01-01".parse().unwrap();
+    let err = h
+        .restore_with(&h.restore_request(long_ago, "never"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NoBackup { .. }), "{err}");
+    let prefix = second.manifest.id.to_hex()[..8].to_string();
+    let r = h
+        .restore_with(&h.restore_request(BackupPoint::Id(prefix), "by_id"))
+        .await
+        .unwrap();
+    assert_eq!(r.backup, second.manifest.id);
+}
