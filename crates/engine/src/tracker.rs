@@ -552,6 +552,26 @@ impl Tracker {
             bits.stored.optimize();
         }
     }
+
+    /// Bounds memory by giving up precision, never changes: every table's dirty, deleted
+    /// and stored buckets are widened to one contiguous run from its lowest to its highest
+    /// bucket, which a run container holds in a few bytes. Afterwards backups export more
+    /// blocks (the gaps, which hold no changes and are re-read whole), but nothing marked is
+    /// lost. Returns the bitmap bytes after.
+    pub fn coarsen(&mut self) -> u64 {
+        fn widen(b: &mut RoaringTreemap) {
+            if let (Some(lo), Some(hi)) = (b.min(), b.max()) {
+                b.insert_range(lo..=hi);
+                b.optimize();
+            }
+        }
+        for bits in &mut self.tables {
+            widen(&mut bits.dirty);
+            widen(&mut bits.deleted);
+            widen(&mut bits.stored);
+        }
+        self.stats().bitmap_bytes
+    }
 }
 
 #[cfg(test)]
@@ -560,6 +580,25 @@ mod tests {
 
     fn t() -> Tracker {
         Tracker::new(BucketWidth::from_seconds(60).unwrap(), Precision::Ms)
+    }
+
+    #[test]
+    fn coarsening_keeps_every_mark_and_shrinks() {
+        let mut t = t();
+        let ts: Vec<i64> = (0..20_000).map(|i| i * 120_000).collect();
+        t.mark_rows("a", &ts);
+        let before = t.stats();
+        let after = t.coarsen();
+        assert!(
+            after * 100 < before.bitmap_bytes,
+            "{after} vs {}",
+            before.bitmap_bytes
+        );
+        let snap = t.snapshot_and_reset();
+        let dirty = snap.dirty_buckets("a");
+        for x in &ts {
+            assert!(dirty.binary_search(&x.div_euclid(60_000)).is_ok());
+        }
     }
 
     #[test]

@@ -26,8 +26,9 @@ use crate::{EngineError, TableChange, Tracker, TrackerStats};
 pub struct TrackingConfig {
     /// Where the tracker state of this repository and database is persisted.
     pub persistence_path: PathBuf,
-    /// Memory budget of the bitmaps, in MiB. Over it the bitmaps are run-length optimised;
-    /// if they stay over it a warning is logged — changes are never dropped.
+    /// Memory budget of the bitmaps, in MiB (0: none). Over it the bitmaps are run-length
+    /// optimised, and if they stay over it coarsened (each table's changed buckets widened
+    /// to one range): precision is traded for memory, changes are never dropped.
     pub memory_limit_mb: u64,
     /// Events queued between the feed and the workers at most (back-pressure beyond).
     pub buffer_size: usize,
@@ -238,18 +239,7 @@ impl ChangeTracking {
         for (k, v) in positions {
             t.set_position(&k, v);
         }
-        let limit = self.config.memory_limit_mb.saturating_mul(1 << 20);
-        if limit > 0 && t.stats().bitmap_bytes > limit {
-            t.optimize();
-            let after = t.stats().bitmap_bytes;
-            if after > limit {
-                tracing::warn!(
-                    bitmap_bytes = after,
-                    limit,
-                    "tracker bitmaps exceed memory_limit_mb after optimisation; no change is dropped"
-                );
-            }
-        }
+        enforce_memory_limit(&mut t, self.config.memory_limit_mb);
         Ok(stats)
     }
 
@@ -295,6 +285,28 @@ impl ChangeTracking {
     pub(crate) fn tracker(&self) -> &Mutex<Tracker> {
         &self.tracker
     }
+}
+
+/// Keeps the bitmaps within `limit_mb`: first lossless optimisation, then coarsening (see
+/// [`Tracker::coarsen`]); a change is never dropped.
+fn enforce_memory_limit(t: &mut Tracker, limit_mb: u64) {
+    let limit = limit_mb.saturating_mul(1 << 20);
+    if limit == 0 || t.stats().bitmap_bytes <= limit {
+        return;
+    }
+    t.optimize();
+    let optimised = t.stats().bitmap_bytes;
+    if optimised <= limit {
+        return;
+    }
+    let coarse = t.coarsen();
+    tracing::warn!(
+        optimised,
+        coarse,
+        limit,
+        "tracker bitmaps exceeded memory_limit_mb: changed buckets were widened to one range \
+         per table (more blocks will be exported; no change is dropped)"
+    );
 }
 
 fn table_of(ev: &ChangeEvent) -> &str {
@@ -364,5 +376,183 @@ async fn worker(
         processed.fetch_add(n, Ordering::Relaxed);
         depth.fetch_sub(n, Ordering::Relaxed);
         drop(permit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use async_trait::async_trait;
+    use taosbackup_core::{ChangeBatch, SourceError};
+
+    use super::*;
+    use crate::BlockState;
+
+    /// A feed replaying scripted batches.
+    struct Scripted {
+        batches: VecDeque<ChangeBatch>,
+        at: i64,
+    }
+
+    #[async_trait]
+    impl ChangeFeed for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        async fn start(&mut self, _: &Positions) -> Result<FeedStart, SourceError> {
+            Ok(FeedStart::Continued)
+        }
+        async fn next_batch(&mut self) -> Result<Option<ChangeBatch>, SourceError> {
+            let b = self.batches.pop_front();
+            if b.is_some() {
+                self.at += 1;
+            }
+            Ok(b)
+        }
+        fn positions(&self) -> Positions {
+            [("s".to_string(), self.at)].into()
+        }
+        async fn commit(&mut self, _: &Positions) -> Result<(), SourceError> {
+            Ok(())
+        }
+    }
+
+    fn events(seed: u64, n: usize) -> Vec<ChangeEvent> {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .map(|_| {
+                let table = format!("t{}", next() % 7);
+                match next() % 10 {
+                    0 => ChangeEvent::Table {
+                        table,
+                        event: TableEvent::Dropped,
+                    },
+                    1 => ChangeEvent::Table {
+                        table,
+                        event: TableEvent::Created,
+                    },
+                    2 => {
+                        let s = (next() % 1000) as i64 * 1000;
+                        ChangeEvent::Delete {
+                            table,
+                            start: s,
+                            end: s + 90_000,
+                        }
+                    }
+                    _ => ChangeEvent::Rows {
+                        table,
+                        timestamps: (0..(next() % 5 + 1))
+                            .map(|_| (next() % 1_000_000) as i64)
+                            .collect(),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn apply_in_order(t: &mut Tracker, evs: &[ChangeEvent]) {
+        for e in evs {
+            match e {
+                ChangeEvent::Rows { table, timestamps } => t.mark_rows(table, timestamps),
+                ChangeEvent::Delete { table, start, end } => t.mark_deleted(table, *start, *end),
+                ChangeEvent::Table { table, event } => t.table_changed(
+                    table,
+                    match event {
+                        TableEvent::Created => TableChange::Created,
+                        TableEvent::Dropped => TableChange::Dropped,
+                        TableEvent::SchemaChanged => TableChange::SchemaChanged,
+                        TableEvent::TagsChanged => TableChange::TagsChanged,
+                    },
+                ),
+            }
+        }
+    }
+
+    async fn run_pipeline(
+        evs: &[ChangeEvent],
+        batch: usize,
+        config: TrackingConfig,
+    ) -> (ChangeTracking, FeedStats) {
+        let width = BucketWidth::from_seconds(60).unwrap();
+        let feed = Scripted {
+            batches: evs
+                .chunks(batch)
+                .map(|c| ChangeBatch {
+                    events: c.to_vec(),
+                    positions: Positions::new(),
+                })
+                .collect(),
+            at: 0,
+        };
+        let mut tracking = ChangeTracking::open(Box::new(feed), config, width, Precision::Ms)
+            .await
+            .unwrap();
+        let stats = tracking.catch_up().await.unwrap();
+        (tracking, stats)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workers_and_a_tiny_queue_apply_every_event_in_table_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let evs = events(7, 5_000);
+        let mut config = TrackingConfig::new(dir.path().join("s"));
+        config.buffer_size = 3;
+        config.callback_threads = 3;
+        let (tracking, stats) = run_pipeline(&evs, 64, config).await;
+        assert_eq!(stats.events, 5_000);
+        assert_eq!(tracking.stats().events_processed, 5_000);
+        assert_eq!(tracking.stats().queue_depth, 0);
+        assert_eq!(tracking.stats().positions.get("s"), Some(&79));
+        // The same events applied one by one give the same tracker (ordinals aside).
+        let mut model = Tracker::new(BucketWidth::from_seconds(60).unwrap(), Precision::Ms);
+        model.mark_inconsistent("x");
+        apply_in_order(&mut model, &evs);
+        let got = lock(tracking.tracker()).snapshot_and_reset();
+        let want = model.snapshot_and_reset();
+        let mut tables: Vec<&str> = want.tables().collect();
+        tables.sort_unstable();
+        let mut got_tables: Vec<&str> = got.tables().collect();
+        got_tables.sort_unstable();
+        assert_eq!(got_tables, tables);
+        for t in tables {
+            assert_eq!(got.dirty_buckets(t), want.dirty_buckets(t), "{t}");
+            assert_eq!(got.deleted_buckets(t), want.deleted_buckets(t), "{t}");
+            assert_eq!(got.changes(t), want.changes(t), "{t}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_the_memory_limit_marks_are_coarsened_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sparse buckets (40 over two years of minutes) in many tables: over 1 MiB as
+        // marked.
+        let evs: Vec<ChangeEvent> = (0..20_000)
+            .map(|t| ChangeEvent::Rows {
+                table: format!("t{t}"),
+                timestamps: (0..40).map(|i| i * 60_000 * 1_000).collect(),
+            })
+            .collect();
+        let mut config = TrackingConfig::new(dir.path().join("s"));
+        config.memory_limit_mb = 1;
+        let (tracking, _) = run_pipeline(&evs, 100, config).await;
+        let stats = tracking.stats();
+        assert!(stats.bitmap_bytes < 1 << 20, "{stats:?}");
+        assert!(stats.dirty_blocks > 20_000 * 40, "coarsened: {stats:?}");
+        let t = lock(tracking.tracker());
+        for e in evs.iter().step_by(37) {
+            let ChangeEvent::Rows { table, timestamps } = e else {
+                unreachable!()
+            };
+            for x in timestamps {
+                assert_eq!(t.state(table, x.div_euclid(60_000)), BlockState::New);
+            }
+        }
     }
 }
