@@ -14,6 +14,7 @@ mod server;
 mod sql;
 mod store;
 mod types;
+pub mod walfile;
 
 pub use error::{EmuError, code};
 pub use server::{Emulator, EmulatorConfig, EmulatorHandle};
