@@ -4,6 +4,8 @@
 //! (`taosbackup-source`), the repository (`taosbackup-sink`) and the engine
 //! (`taosbackup-engine`), and presents progress and results.
 
+mod daemon;
+
 use clap::Parser;
 
 /// Incremental backup and restore for TDengine.
