@@ -118,8 +118,6 @@ pub struct DaemonSection {
     /// cancelled. Default 60 s (below systemd's default stop timeout of 90 s).
     #[serde(deserialize_with = "deserialize_duration")]
     pub shutdown_timeout: Duration,
-    /// The databases to back up. When empty, the CLI uses the config's single `database`.
-    pub databases: Vec<String>,
 }
 
 impl Default for DaemonSection {
@@ -128,7 +126,6 @@ impl Default for DaemonSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             feed_refresh_interval: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(60),
-            databases: Vec::new(),
         }
     }
 }
@@ -169,7 +166,8 @@ pub struct DaemonOptions {
     pub daemon: DaemonSection,
     /// `[schedule]`.
     pub schedule: ScheduleSection,
-    /// The databases to back up (at least one).
+    /// The databases to back up (at least one): the config's `backup.databases`, else
+    /// `backup.database`.
     pub databases: Vec<String>,
 }
 
@@ -349,15 +347,15 @@ impl Daemon {
 fn validate(options: &DaemonOptions) -> anyhow::Result<()> {
     if options.databases.is_empty() {
         anyhow::bail!(
-            "the daemon has no database to back up; set daemon.databases (or database) in the \
-             config file"
+            "the daemon has no database to back up; set backup.databases (or backup.database) \
+             in the config file"
         );
     }
     let mut seen = std::collections::BTreeSet::new();
     for database in &options.databases {
         if !seen.insert(database) {
             anyhow::bail!(
-                "database {database:?} is listed twice in daemon.databases; list each database once"
+                "database {database:?} is listed twice in backup.databases; list each database once"
             );
         }
     }

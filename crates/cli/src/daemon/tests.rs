@@ -168,7 +168,6 @@ fn options(full: Option<&str>, incremental: Option<&str>) -> DaemonOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             feed_refresh_interval: Duration::from_millis(100),
             shutdown_timeout: Duration::from_secs(10),
-            databases: Vec::new(),
         },
         schedule: ScheduleSection {
             full: full.map(|e| CronSchedule::parse(e).expect("valid cron")),
@@ -254,7 +253,6 @@ fn sections_parse_from_toml_with_defaults() {
         [daemon]
         listen = "0.0.0.0:9090"
         feed_refresh_interval = "5m"
-        databases = ["power", "meters"]
         [schedule]
         full = "0 0 2 * * Sun"
         incremental = "0 0 * * * *"
@@ -269,7 +267,6 @@ fn sections_parse_from_toml_with_defaults() {
         Duration::from_secs(300)
     );
     assert_eq!(parsed.daemon.shutdown_timeout, Duration::from_secs(60));
-    assert_eq!(parsed.daemon.databases, ["power", "meters"]);
     assert_eq!(
         parsed.schedule.full.as_ref().map(ToString::to_string),
         Some("0 0 2 * * Sun".to_owned())
