@@ -197,7 +197,8 @@ impl Shutdown {
     }
 
     /// A shutdown triggered by signals: the first SIGTERM or SIGINT stops gracefully, the next
-    /// one immediately. The handlers are installed before this returns.
+    /// one immediately. The handlers are installed before this returns; call it inside the
+    /// tokio runtime that runs the daemon.
     pub fn on_signals() -> anyhow::Result<Shutdown> {
         use tokio::signal::unix::{SignalKind, signal};
         let shutdown = Shutdown::new();
