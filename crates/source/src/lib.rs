@@ -33,6 +33,7 @@ mod conn;
 mod dsn;
 mod error;
 mod export;
+mod feed;
 mod raw;
 mod restore;
 mod source;
@@ -41,6 +42,7 @@ mod value;
 pub use crate::{
     dsn::{ConnectOptions, Credentials, DEFAULT_PASSWORD, DEFAULT_USER, Endpoint, Protocol},
     error::{Error, is_transient},
+    feed::{FeedError, MAX_NAME_LEN, TmqFeed, TmqFeedOptions, default_names},
     restore::WriteMode,
     source::TaosSource,
 };

@@ -1,0 +1,971 @@
+//! The `tmq` change feed: TDengine's data subscription (TMQ) on a `WITH META` database
+//! topic, turned into [`ChangeEvent`]s for the change tracker.
+//!
+//! How it reads (see docs/change-feeds.md): one consumer per (repository, database) group,
+//! never auto-committing; positions are the next WAL version per vgroup (`"vg:<id>"`), read
+//! with `position` after every message; a catch-up reads to the `end` every vgroup had when
+//! it began. Gaps (the WAL purged past a position, topic recreated, vgroup gone) are reported
+//! as [`FeedStart::Gap`] by `start` and as [`FeedError::Gap`] while reading — never skipped.
+
+mod error;
+mod meta;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use taos::{
+    AsAsyncConsumer, AsyncTBuilder, BorrowedValue, IsAsyncData, IsAsyncMeta, IsOffset, MessageSet,
+    Timeout, TmqBuilder,
+};
+use taosbackup_core::{
+    ChangeBatch, ChangeEvent, ChangeFeed, FeedStart, Positions, SourceError, TableEvent,
+};
+
+pub use self::error::FeedError;
+use self::meta::{MetaChange, parse_meta};
+use crate::Error;
+use crate::catalog::{int, text};
+use crate::conn::{Ctx, Pool};
+use crate::dsn::{ConnectOptions, Credentials, Endpoint};
+use crate::value::{ident, quote_str};
+
+/// Longest topic or consumer-group name TDengine accepts.
+pub const MAX_NAME_LEN: usize = 192;
+
+/// How long one poll waits for a message before the feed checks where it stands.
+const POLL_WAIT: Duration = Duration::from_millis(300);
+
+/// Empty polls in a row, without progress, before a catch-up is declared stalled.
+const MAX_EMPTY_POLLS: u32 = 20;
+
+/// `committed` when the group has no committed offset (TDengine's value).
+const NO_OFFSET: i64 = -2_147_467_247;
+
+/// What the `tmq` feed reads and how.
+#[derive(Debug, Clone)]
+pub struct TmqFeedOptions {
+    /// The database whose changes are read.
+    pub database: String,
+    /// The topic (created `WITH META AS DATABASE <database>` when missing).
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// Most events per batch (default 10,000).
+    pub max_batch_events: usize,
+    /// Most row timestamps per batch (default 1,000,000).
+    pub max_batch_timestamps: usize,
+}
+
+impl TmqFeedOptions {
+    /// Options with the default topic and group names for `repository_id` and `database`
+    /// (see [`default_names`]).
+    pub fn new(repository_id: &str, database: impl Into<String>) -> Self {
+        let database = database.into();
+        let (topic, group) = default_names(repository_id, &database);
+        TmqFeedOptions {
+            database,
+            topic,
+            group,
+            max_batch_events: 10_000,
+            max_batch_timestamps: 1_000_000,
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same across Rust versions and platforms.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Default topic and consumer-group names for a repository and database:
+/// `taosbackup_<database>_<16 hex digits>`, the hex a stable hash of both ids, so two
+/// repositories backing up one database never share a topic or group. The database part
+/// keeps `[a-z0-9_]` only (others become `_`) and is shortened so the whole name stays
+/// within [`MAX_NAME_LEN`]; the hash keeps names of different databases apart.
+pub fn default_names(repository_id: &str, database: &str) -> (String, String) {
+    let hash = fnv1a(&[repository_id, database]);
+    let mut db: String = database
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // "taosbackup_" + db + "_" + 16 hex, and the group adds "_g".
+    let room = MAX_NAME_LEN - "taosbackup_".len() - 1 - 16 - 2;
+    db.truncate(room);
+    let topic = format!("taosbackup_{db}_{hash:016x}");
+    let group = format!("{topic}_g");
+    (topic, group)
+}
+
+/// Where the current catch-up must get to: each vgroup's `end` when it began.
+type Ends = BTreeMap<i32, i64>;
+
+/// The `tmq` change feed of one database. See the module docs.
+pub struct TmqFeed {
+    options: TmqFeedOptions,
+    endpoint: Endpoint,
+    creds: Credentials,
+    pool: Arc<Pool>,
+    timeout: Duration,
+    consumer: Option<taos::Consumer>,
+    /// Next WAL version to read per vgroup.
+    positions: BTreeMap<i32, i64>,
+    /// The current catch-up's targets (`None`: no catch-up under way).
+    ends: Option<Ends>,
+    wal_retention_period: Option<i64>,
+}
+
+impl std::fmt::Debug for TmqFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TmqFeed")
+            .field("endpoint", &self.endpoint)
+            .field("options", &self.options)
+            .field("positions", &self.positions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TmqFeed {
+    /// Prepares the feed; does no I/O (connections open in [`ChangeFeed::start`]).
+    /// Credentials and endpoint resolve as for [`crate::TaosSource`].
+    pub fn new(connect: ConnectOptions, options: TmqFeedOptions) -> Result<TmqFeed, FeedError> {
+        let (endpoint, creds) = connect.resolve()?;
+        let invalid = |reason: String| {
+            FeedError::Source(Error::InvalidDsn {
+                endpoint: endpoint.to_string(),
+                reason,
+            })
+        };
+        for (what, name) in [
+            ("topic", &options.topic),
+            ("consumer group", &options.group),
+        ] {
+            if name.is_empty()
+                || name.len() > MAX_NAME_LEN
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || name.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return Err(invalid(format!(
+                    "{what} name {name:?} must be 1–{MAX_NAME_LEN} letters, digits or _ and \
+                     not start with a digit"
+                )));
+            }
+        }
+        if options.database.is_empty() {
+            return Err(invalid("no database given for the tmq change feed".into()));
+        }
+        let pool = Arc::new(Pool::new(&connect, endpoint.clone(), &creds, None)?);
+        Ok(TmqFeed {
+            timeout: connect.request_timeout,
+            options,
+            endpoint,
+            creds,
+            pool,
+            consumer: None,
+            positions: BTreeMap::new(),
+            ends: None,
+            wal_retention_period: None,
+        })
+    }
+
+    /// The database's `WAL_RETENTION_PERIOD` in seconds as read by the last `start` (`-1`:
+    /// kept forever), so the caller can warn when it is shorter than the backup interval.
+    pub fn wal_retention_period(&self) -> Option<i64> {
+        self.wal_retention_period
+    }
+
+    /// The options (topic and group names included).
+    pub fn options(&self) -> &TmqFeedOptions {
+        &self.options
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx::db(&self.options.database)
+    }
+
+    fn gap(&self, reason: String) -> FeedError {
+        FeedError::Gap {
+            topic: self.options.topic.clone(),
+            database: self.options.database.clone(),
+            reason,
+        }
+    }
+
+    fn bad(&self, reason: String) -> FeedError {
+        FeedError::BadMessage {
+            topic: self.options.topic.clone(),
+            reason,
+        }
+    }
+
+    /// Runs one consumer call with the request timeout, mapping its errors.
+    async fn call<T>(
+        endpoint: &Endpoint,
+        database: &str,
+        timeout: Duration,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, taos::Error>>,
+    ) -> Result<T, FeedError> {
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                Err(Error::server(op, &endpoint.to_string(), Some(database), None, e).into())
+            }
+            Err(_) => Err(Error::Timeout {
+                operation: op,
+                endpoint: endpoint.to_string(),
+                database: Some(database.to_string()),
+                table: None,
+                timeout,
+            }
+            .into()),
+        }
+    }
+
+    /// Checks the database (exists, WAL kept) and makes sure the topic exists; returns
+    /// whether it was created now.
+    async fn prepare_topic(&mut self) -> Result<bool, FeedError> {
+        let db = self.options.database.clone();
+        let rows = self
+            .pool
+            .query_values(
+                self.ctx(),
+                &format!(
+                    "SELECT name, wal_retention_period FROM information_schema.ins_databases \
+                     WHERE name = {}",
+                    quote_str(&db)
+                ),
+            )
+            .await?;
+        let period_col = rows.col("wal_retention_period", "ins_databases")?;
+        let name_col = rows.col("name", "ins_databases")?;
+        let row = rows
+            .rows
+            .iter()
+            .find(|r| r.get(name_col).and_then(text).as_deref() == Some(db.as_str()))
+            .ok_or_else(|| FeedError::DatabaseNotFound {
+                database: db.clone(),
+                endpoint: self.endpoint.to_string(),
+            })?;
+        let period = row.get(period_col).and_then(int).ok_or_else(|| {
+            FeedError::Source(Error::UnexpectedReply {
+                what: "ins_databases".into(),
+                database: Some(db.clone()),
+                table: None,
+                reason: "wal_retention_period is not an integer".into(),
+            })
+        })?;
+        self.wal_retention_period = Some(period);
+        if period == 0 {
+            return Err(FeedError::WalRetentionDisabled {
+                database: db,
+                endpoint: self.endpoint.to_string(),
+            });
+        }
+
+        let topic = self.options.topic.clone();
+        let topics = self
+            .pool
+            .query_values(
+                self.ctx(),
+                "SELECT topic_name, db_name, meta FROM information_schema.ins_topics",
+            )
+            .await?;
+        let (tc, dc, mc) = (
+            topics.col("topic_name", "ins_topics")?,
+            topics.col("db_name", "ins_topics")?,
+            topics.col("meta", "ins_topics")?,
+        );
+        let existing = topics
+            .rows
+            .iter()
+            .find(|r| r.get(tc).and_then(text).as_deref() == Some(topic.as_str()));
+        if let Some(r) = existing {
+            let topic_db = r.get(dc).and_then(text).unwrap_or_default();
+            let meta = r.get(mc).and_then(text).unwrap_or_default();
+            let conflict = |reason: String| FeedError::TopicConflict {
+                topic: topic.clone(),
+                endpoint: self.endpoint.to_string(),
+                reason,
+            };
+            if topic_db != db {
+                return Err(conflict(format!(
+                    "it reads database {topic_db:?}, not {db:?}"
+                )));
+            }
+            if !meta.eq_ignore_ascii_case("with") {
+                return Err(conflict(
+                    "it was created without WITH META, so it does not deliver table \
+                     creations, drops, alters and deletes"
+                        .into(),
+                ));
+            }
+            return Ok(false);
+        }
+        self.pool
+            .exec(
+                self.ctx(),
+                &format!(
+                    "CREATE TOPIC IF NOT EXISTS {} WITH META AS DATABASE {}",
+                    ident(&topic),
+                    ident(&db)
+                ),
+            )
+            .await?;
+        Ok(true)
+    }
+
+    /// A new consumer of the group, subscribed to the topic, not yet positioned.
+    async fn connect_consumer(&self) -> Result<taos::Consumer, FeedError> {
+        let base = self.endpoint.connector_dsn(&self.creds, None);
+        let sep = if base.contains('?') { '&' } else { '?' };
+        // Never auto-commit: offsets are committed only once what covers them is durable.
+        let dsn = format!(
+            "{base}{sep}group.id={}&client.id={}&auto.offset.reset=latest&\
+             enable.auto.commit=false&with.table.name=true&experimental.snapshot.enable=false",
+            self.options.group, self.options.group
+        );
+        let (ep, db, t) = (&self.endpoint, self.options.database.as_str(), self.timeout);
+        let builder = TmqBuilder::from_dsn(dsn.as_str()).map_err(|e| Error::InvalidDsn {
+            endpoint: ep.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut consumer = Self::call(ep, db, t, "connect tmq consumer", builder.build()).await?;
+        let topic = self.options.topic.clone();
+        Self::call(ep, db, t, "subscribe", consumer.subscribe([topic])).await?;
+        Ok(consumer)
+    }
+
+    /// The topic's assignment per vgroup: (current offset, begin, end).
+    async fn assignment(
+        &self,
+        consumer: &taos::Consumer,
+    ) -> Result<BTreeMap<i32, (i64, i64, i64)>, FeedError> {
+        let (ep, db, t) = (&self.endpoint, self.options.database.as_str(), self.timeout);
+        let topic = self.options.topic.as_str();
+        let list = Self::call(ep, db, t, "assignment", async {
+            Ok(consumer.topic_assignment(topic).await)
+        })
+        .await?;
+        if list.is_empty() {
+            // taos-ws reports every failure of this call as an empty list.
+            return Err(FeedError::Source(Error::UnexpectedReply {
+                what: "tmq assignment".into(),
+                database: Some(db.to_string()),
+                table: None,
+                reason: format!(
+                    "no vgroup assigned for topic {topic} (topic dropped, or the connection \
+                     failed)"
+                ),
+            }));
+        }
+        Ok(list
+            .iter()
+            .map(|a| (a.vgroup_id(), (a.current_offset(), a.begin(), a.end())))
+            .collect())
+    }
+
+    async fn seek(
+        &self,
+        consumer: &mut taos::Consumer,
+        vgroup: i32,
+        offset: i64,
+    ) -> Result<(), FeedError> {
+        let (ep, db, t) = (&self.endpoint, self.options.database.as_str(), self.timeout);
+        let topic = self.options.topic.as_str();
+        Self::call(
+            ep,
+            db,
+            t,
+            "seek",
+            consumer.offset_seek(topic, vgroup, offset),
+        )
+        .await
+    }
+
+    /// The consumer, (re)connected and positioned at `self.positions` when needed. A
+    /// position the WAL no longer holds is a gap.
+    async fn ensure_consumer(&mut self) -> Result<taos::Consumer, FeedError> {
+        if let Some(c) = self.consumer.take() {
+            return Ok(c);
+        }
+        let mut consumer = self.connect_consumer().await?;
+        let assignment = self.assignment(&consumer).await?;
+        self.check_continuity(&assignment)?;
+        for (&vg, &pos) in &self.positions {
+            self.seek(&mut consumer, vg, pos).await?;
+        }
+        Ok(consumer)
+    }
+
+    /// Every vgroup we stand in must still hold our position, and every vgroup must be
+    /// one we know.
+    fn check_continuity(
+        &self,
+        assignment: &BTreeMap<i32, (i64, i64, i64)>,
+    ) -> Result<(), FeedError> {
+        for (&vg, &pos) in &self.positions {
+            match assignment.get(&vg) {
+                None => {
+                    return Err(self.gap(format!(
+                        "vgroup {vg} is no longer assigned (topic recreated or vgroups changed)"
+                    )));
+                }
+                Some(&(_, begin, end)) if pos < begin || pos > end => {
+                    return Err(self.gap(format!(
+                        "vgroup {vg}: position {pos} is outside the WAL range {begin}..{end} \
+                         (WAL purged past it, or topic recreated)"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(vg) = assignment
+            .keys()
+            .find(|vg| !self.positions.contains_key(vg))
+        {
+            return Err(self.gap(format!("vgroup {vg} appeared without a known position")));
+        }
+        Ok(())
+    }
+
+    /// Names of the super tables of the database now.
+    async fn super_tables(&self) -> Result<BTreeSet<String>, FeedError> {
+        let db = &self.options.database;
+        let rows = self
+            .pool
+            .query_values(
+                self.ctx(),
+                &format!(
+                    "SELECT stable_name FROM information_schema.ins_stables WHERE db_name = {}",
+                    quote_str(db)
+                ),
+            )
+            .await?;
+        let c = rows.col("stable_name", "ins_stables")?;
+        Ok(rows
+            .rows
+            .iter()
+            .filter_map(|r| r.get(c).and_then(text))
+            .collect())
+    }
+
+    /// Child tables of `stable` now (or, for `None`, every table of the database).
+    async fn tables_of(&self, stable: Option<&str>) -> Result<Vec<String>, FeedError> {
+        let db = &self.options.database;
+        let mut sql = format!(
+            "SELECT table_name FROM information_schema.ins_tables WHERE db_name = {}",
+            quote_str(db)
+        );
+        if let Some(s) = stable {
+            sql.push_str(&format!(" AND stable_name = {}", quote_str(s)));
+        }
+        let rows = self.pool.query_values(self.ctx(), &sql).await?;
+        let c = rows.col("table_name", "ins_tables")?;
+        Ok(rows
+            .rows
+            .iter()
+            .filter_map(|r| r.get(c).and_then(text))
+            .collect())
+    }
+
+    /// Turns meta changes into events, expanding super tables to their children.
+    async fn expand(
+        &self,
+        changes: Vec<MetaChange>,
+        stables: &mut Option<BTreeSet<String>>,
+        out: &mut Vec<ChangeEvent>,
+    ) -> Result<(), FeedError> {
+        for change in changes {
+            let is_super = |s: &Option<BTreeSet<String>>, name: &str| {
+                s.as_ref().is_some_and(|s| s.contains(name))
+            };
+            if stables.is_none()
+                && matches!(
+                    change,
+                    MetaChange::Altered { .. }
+                        | MetaChange::Delete { .. }
+                        | MetaChange::SuperCreated(_)
+                        | MetaChange::SuperDropped(_)
+                )
+            {
+                *stables = Some(self.super_tables().await?);
+            }
+            match change {
+                MetaChange::Created(table) => out.push(ChangeEvent::Table {
+                    table,
+                    event: TableEvent::Created,
+                }),
+                MetaChange::Dropped(table) => out.push(ChangeEvent::Table {
+                    table,
+                    event: TableEvent::Dropped,
+                }),
+                MetaChange::SuperCreated(name) => {
+                    if let Some(s) = stables.as_mut() {
+                        s.insert(name);
+                    }
+                }
+                MetaChange::SuperDropped(name) => {
+                    // The children of a dropped super table are usually gone from the
+                    // catalog by the time the drop is read, and then cannot be named here.
+                    // That is safe: the engine diffs catalogs and sees them missing. Children
+                    // that exist now belong to a super table recreated under the same name
+                    // later in the log (their `create` events follow).
+                    for table in self.tables_of(Some(&name)).await? {
+                        out.push(ChangeEvent::Table {
+                            table,
+                            event: TableEvent::Dropped,
+                        });
+                    }
+                    if let Some(s) = stables.as_mut() {
+                        s.remove(&name);
+                    }
+                }
+                MetaChange::Altered { table, event } => {
+                    if is_super(stables, &table) {
+                        for child in self.tables_of(Some(&table)).await? {
+                            out.push(ChangeEvent::Table {
+                                table: child,
+                                event,
+                            });
+                        }
+                    } else {
+                        out.push(ChangeEvent::Table { table, event });
+                    }
+                }
+                MetaChange::Delete { table, range } => {
+                    let (start, end) = range.unwrap_or_else(|| {
+                        tracing::warn!(
+                            table = %table,
+                            "tmq delete with an unreadable time range: assuming the whole range"
+                        );
+                        (i64::MIN, i64::MAX)
+                    });
+                    if is_super(stables, &table) {
+                        for child in self.tables_of(Some(&table)).await? {
+                            out.push(ChangeEvent::Delete {
+                                table: child,
+                                start,
+                                end,
+                            });
+                        }
+                    } else {
+                        out.push(ChangeEvent::Delete { table, start, end });
+                    }
+                }
+                MetaChange::DeleteUnknown(sql) => {
+                    tracing::warn!(
+                        sql = %sql,
+                        "tmq delete whose table cannot be read: assuming every table of the \
+                         database lost rows in its whole time range"
+                    );
+                    for table in self.tables_of(None).await? {
+                        out.push(ChangeEvent::Delete {
+                            table,
+                            start: i64::MIN,
+                            end: i64::MAX,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one message fully into events.
+    async fn read_message(
+        &self,
+        msg: MessageSet<taos::Meta, taos::Data>,
+        stables: &mut Option<BTreeSet<String>>,
+        out: &mut Vec<ChangeEvent>,
+        timestamps: &mut usize,
+    ) -> Result<(), FeedError> {
+        let (ep, db, t) = (&self.endpoint, self.options.database.as_str(), self.timeout);
+        let (meta, data) = match msg {
+            MessageSet::Meta(m) => (Some(m), None),
+            MessageSet::Data(d) => (None, Some(d)),
+            MessageSet::MetaData(m, d) => (Some(m), Some(d)),
+        };
+        if let Some(m) = meta {
+            let json = Self::call(ep, db, t, "fetch tmq meta", m.as_json_meta()).await?;
+            let json = serde_json::to_value(&json)
+                .map_err(|e| self.bad(format!("meta message not serialisable: {e}")))?;
+            let changes =
+                parse_meta(&json).map_err(|reason| self.bad(format!("meta message: {reason}")))?;
+            self.expand(changes, stables, out).await?;
+        }
+        if let Some(d) = data {
+            while let Some(block) =
+                Self::call(ep, db, t, "fetch tmq block", d.fetch_raw_block()).await?
+            {
+                let table = block
+                    .table_name()
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| self.bad("data block without a table name".into()))?
+                    .to_string();
+                let mut ts = Vec::with_capacity(block.nrows());
+                for row in 0..block.nrows() {
+                    match block.get_ref(row, 0) {
+                        Some(BorrowedValue::Timestamp(v)) => ts.push(v.as_raw_i64()),
+                        other => {
+                            return Err(self.bad(format!(
+                                "row {row} of a block of {table}: first column is not a \
+                                 timestamp ({other:?})"
+                            )));
+                        }
+                    }
+                }
+                *timestamps += ts.len();
+                if !ts.is_empty() {
+                    out.push(ChangeEvent::Rows {
+                        table,
+                        timestamps: ts,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The body of `next_batch`; on error the caller drops the consumer and restores the
+    /// positions of the last returned batch.
+    async fn read_batch(
+        &mut self,
+        consumer: &mut taos::Consumer,
+    ) -> Result<Option<ChangeBatch>, FeedError> {
+        let (ep, t) = (self.endpoint.clone(), self.timeout);
+        let db = self.options.database.clone();
+        let topic = self.options.topic.clone();
+        if self.ends.is_none() {
+            let assignment = self.assignment(consumer).await?;
+            self.check_continuity(&assignment)?;
+            self.ends = Some(
+                assignment
+                    .iter()
+                    .map(|(&vg, &(_, _, end))| (vg, end))
+                    .collect(),
+            );
+        }
+        let ends = self.ends.clone().unwrap_or_default();
+        let caught_up = |positions: &BTreeMap<i32, i64>| {
+            ends.iter()
+                .all(|(vg, end)| positions.get(vg).is_some_and(|p| p >= end))
+        };
+        let start_positions = self.positions.clone();
+        let mut batch = ChangeBatch::default();
+        let mut timestamps = 0usize;
+        let mut stables = None;
+        let mut empty_polls = 0u32;
+        loop {
+            if caught_up(&self.positions) {
+                break;
+            }
+            if batch.events.len() >= self.options.max_batch_events
+                || timestamps >= self.options.max_batch_timestamps
+            {
+                break;
+            }
+            let polled = Self::call(
+                &ep,
+                &db,
+                t + POLL_WAIT,
+                "poll",
+                consumer.recv_timeout(Timeout::Duration(POLL_WAIT)),
+            )
+            .await?;
+            let Some((offset, msg)) = polled else {
+                // A poll cut short by its timeout may have lost a message the server
+                // already handed out: the server's position then runs ahead of ours, and
+                // we seek back.
+                let assignment = self.assignment(consumer).await?;
+                for (vg, &(current, begin, _)) in &assignment {
+                    let Some(&pos) = self.positions.get(vg) else {
+                        return Err(self.gap(format!("vgroup {vg} appeared during a catch-up")));
+                    };
+                    if begin > pos {
+                        return Err(self.gap(format!(
+                            "vgroup {vg}: WAL begins at {begin}, after position {pos}"
+                        )));
+                    }
+                    if current != pos {
+                        self.seek(consumer, *vg, pos).await?;
+                    }
+                }
+                if !batch.events.is_empty() {
+                    break;
+                }
+                empty_polls += 1;
+                if empty_polls >= MAX_EMPTY_POLLS {
+                    let behind: Vec<String> = ends
+                        .iter()
+                        .filter(|(vg, end)| self.positions.get(vg).is_none_or(|p| p < end))
+                        .map(|(vg, end)| {
+                            format!("vgroup {vg} at {:?}, end {end}", self.positions.get(vg))
+                        })
+                        .collect();
+                    return Err(FeedError::Stalled {
+                        topic: topic.clone(),
+                        reason: format!(
+                            "{empty_polls} polls delivered nothing: {}",
+                            behind.join(", ")
+                        ),
+                    });
+                }
+                continue;
+            };
+            empty_polls = 0;
+            if offset.topic() != topic {
+                return Err(self.bad(format!("message of topic {:?}", offset.topic())));
+            }
+            let vg = offset.vgroup_id();
+            let Some(&before) = self.positions.get(&vg) else {
+                return Err(self.gap(format!("message from unknown vgroup {vg}")));
+            };
+            self.read_message(msg, &mut stables, &mut batch.events, &mut timestamps)
+                .await?;
+            let after = Self::call(&ep, &db, t, "position", consumer.position(&topic, vg)).await?;
+            if after <= before || after == NO_OFFSET {
+                return Err(self.bad(format!(
+                    "vgroup {vg}: position {after} after a message read at {before}"
+                )));
+            }
+            self.positions.insert(vg, after);
+            batch.positions.insert(key(vg), after);
+        }
+        if batch.events.is_empty() && batch.positions.is_empty() {
+            self.ends = None;
+            return Ok(None);
+        }
+        // Messages read while the WAL was purged under us: the server moves a consumer
+        // below `begin` to `begin` silently, so check that no vgroup we read from lost
+        // entries after where this batch started.
+        let assignment = self.assignment(consumer).await?;
+        for (vg, &start) in &start_positions {
+            if let Some(&(_, begin, _)) = assignment.get(vg) {
+                if begin > start {
+                    return Err(self.gap(format!(
+                        "vgroup {vg}: WAL purged to {begin} while reading from {start}"
+                    )));
+                }
+            }
+        }
+        Ok(Some(batch))
+    }
+}
+
+fn key(vgroup: i32) -> String {
+    format!("vg:{vgroup}")
+}
+
+fn parse_key(key: &str) -> Option<i32> {
+    key.strip_prefix("vg:")?.parse().ok()
+}
+
+#[async_trait]
+impl ChangeFeed for TmqFeed {
+    fn name(&self) -> &'static str {
+        "tmq"
+    }
+
+    async fn start(&mut self, committed: &Positions) -> Result<FeedStart, SourceError> {
+        self.consumer = None;
+        self.ends = None;
+        self.positions.clear();
+        let created = self.prepare_topic().await?;
+        let mut consumer = self.connect_consumer().await?;
+        let assignment = self.assignment(&consumer).await?;
+
+        let mut gap = None;
+        if committed.is_empty() {
+        } else if created {
+            gap = Some(format!(
+                "topic {} was created now, so the committed positions belong to an earlier \
+                 topic",
+                self.options.topic
+            ));
+        } else {
+            let mut wanted = BTreeMap::new();
+            for (k, &v) in committed {
+                match parse_key(k) {
+                    Some(vg) => {
+                        wanted.insert(vg, v);
+                    }
+                    None => {
+                        gap = Some(format!("committed position key {k:?} is not a tmq vgroup"));
+                    }
+                }
+            }
+            for (vg, &(_, begin, end)) in &assignment {
+                match wanted.get(vg) {
+                    None => {
+                        gap.get_or_insert(format!("no committed position for vgroup {vg}"));
+                    }
+                    Some(&c) if c < begin => {
+                        gap.get_or_insert(format!(
+                            "vgroup {vg}: committed offset {c} is before the WAL's begin \
+                             {begin} (purged by WAL_RETENTION_PERIOD/SIZE)"
+                        ));
+                    }
+                    Some(&c) if c > end => {
+                        gap.get_or_insert(format!(
+                            "vgroup {vg}: committed offset {c} is after the WAL's end {end} \
+                             (database or topic recreated)"
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some(vg) = wanted.keys().find(|vg| !assignment.contains_key(vg)) {
+                gap.get_or_insert(format!("committed vgroup {vg} is not assigned any more"));
+            }
+            if gap.is_none() {
+                self.positions = wanted;
+            }
+        }
+        if self.positions.is_empty() {
+            // Fresh or after a gap: the feed starts at the current end of every vgroup.
+            self.positions = assignment
+                .iter()
+                .map(|(&vg, &(_, _, end))| (vg, end))
+                .collect();
+        }
+        let positions: Vec<(i32, i64)> = self.positions.iter().map(|(&v, &p)| (v, p)).collect();
+        for (vg, pos) in positions {
+            self.seek(&mut consumer, vg, pos).await?;
+        }
+        self.consumer = Some(consumer);
+        Ok(match gap {
+            Some(reason) => FeedStart::Gap { reason },
+            None if committed.is_empty() => FeedStart::Fresh {
+                reason: if created {
+                    format!("topic {} created", self.options.topic)
+                } else {
+                    "no committed positions".into()
+                },
+            },
+            None => FeedStart::Continued,
+        })
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<ChangeBatch>, SourceError> {
+        if self.positions.is_empty() {
+            return Err(FeedError::BadMessage {
+                topic: self.options.topic.clone(),
+                reason: "next_batch called before a successful start".into(),
+            }
+            .into());
+        }
+        let saved = self.positions.clone();
+        let mut consumer = match self.ensure_consumer().await {
+            Ok(c) => c,
+            Err(e) => return Err(e.into()),
+        };
+        match self.read_batch(&mut consumer).await {
+            Ok(b) => {
+                self.consumer = Some(consumer);
+                Ok(b)
+            }
+            Err(e) => {
+                // Leave the feed where the last returned batch ended: a fresh consumer
+                // seeks there on the next call.
+                self.positions = saved;
+                drop(consumer);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn positions(&self) -> Positions {
+        self.positions
+            .iter()
+            .map(|(&vg, &p)| (key(vg), p))
+            .collect()
+    }
+
+    async fn commit(&mut self, positions: &Positions) -> Result<(), SourceError> {
+        let consumer = self.ensure_consumer().await?;
+        let (ep, db, t) = (
+            self.endpoint.clone(),
+            self.options.database.clone(),
+            self.timeout,
+        );
+        let topic = self.options.topic.clone();
+        let mut result = Ok(());
+        for (k, &offset) in positions {
+            let Some(vg) = parse_key(k) else {
+                result = Err(self.bad(format!("cannot commit position key {k:?}")));
+                break;
+            };
+            if let Err(e) = Self::call(
+                &ep,
+                &db,
+                t,
+                "commit offset",
+                consumer.commit_offset(&topic, vg, offset),
+            )
+            .await
+            {
+                result = Err(e);
+                break;
+            }
+        }
+        if result.is_ok() {
+            self.consumer = Some(consumer);
+        }
+        result.map_err(SourceError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_safe_distinct_and_bounded() {
+        let (t, g) = default_names("repo-1", "Power.DB");
+        assert!(t.starts_with("taosbackup_power_db_"), "{t}");
+        assert_eq!(g, format!("{t}_g"));
+        assert_ne!(default_names("repo-2", "Power.DB").0, t);
+        assert_ne!(default_names("repo-1", "power_db").0, t);
+        assert_eq!(default_names("repo-1", "Power.DB").0, t, "stable");
+        let long = "x".repeat(500);
+        let (t, g) = default_names("r", &long);
+        assert!(
+            t.len() <= MAX_NAME_LEN && g.len() <= MAX_NAME_LEN,
+            "{}",
+            g.len()
+        );
+        assert!(
+            t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{t}"
+        );
+        let o = TmqFeedOptions::new("r", "db");
+        assert!(TmqFeed::new(ConnectOptions::new("ws://h:1"), o).is_ok());
+        let mut o = TmqFeedOptions::new("r", "db");
+        o.topic = "bad-name".into();
+        assert!(TmqFeed::new(ConnectOptions::new("ws://h:1"), o).is_err());
+    }
+
+    #[test]
+    fn position_keys() {
+        assert_eq!(key(3), "vg:3");
+        assert_eq!(parse_key("vg:3"), Some(3));
+        assert_eq!(parse_key("wal:3"), None);
+    }
+}
