@@ -257,6 +257,9 @@ pub async fn run(
     daemon.wait().await
 }
 
+/// How long the HTTP server may take to finish its requests once the runs have ended.
+const SERVER_DRAIN: Duration = Duration::from_secs(5);
+
 /// A started daemon: its HTTP server is listening and its schedulers run.
 pub struct Daemon {
     local_addr: SocketAddr,
@@ -318,19 +321,24 @@ impl Daemon {
                 panicked = Some(e);
             }
         }
+        // Idle connections close at once; a client stuck mid-request gets a few seconds.
         self.server_stop.cancel();
-        let served = self.server.await;
+        let served = tokio::time::timeout(SERVER_DRAIN, &mut self.server).await;
+        if served.is_err() {
+            tracing::warn!("HTTP clients still connected after the runs ended; closing them");
+            self.server.abort();
+        }
         if let Some(e) = panicked {
             return Err(anyhow::anyhow!(
                 "a daemon scheduler task failed: {e}; this is a bug, please report it"
             ));
         }
         match served {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+            Err(_) | Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
                 return Err(e).context("the daemon's HTTP server failed");
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 return Err(anyhow::anyhow!(
                     "the daemon's HTTP server task failed: {e}; this is a bug, please report it"
                 ));

@@ -800,3 +800,38 @@ async fn sigterm_stops_gracefully_and_a_second_one_cancels() {
     assert_eq!(calls.len(), 1);
     assert!(!calls[0].ok, "cancelled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_http_client_does_not_keep_the_daemon_running() {
+    let fake = Arc::new(Fake::new(Duration::ZERO));
+    let shutdown = Shutdown::new();
+    let daemon = Daemon::start(options(Some("0 0 2 * * Sun"), None), fake, shutdown.clone())
+        .await
+        .expect("daemon starts");
+    // Half a request, never finished; and an idle keep-alive connection.
+    let mut stuck = tokio::net::TcpStream::connect(daemon.local_addr())
+        .await
+        .expect("connect");
+    stuck
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("send");
+    let mut idle = tokio::net::TcpStream::connect(daemon.local_addr())
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    let mut buf = [0u8; 512];
+    let n = idle.read(&mut buf).await.expect("a response");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    let start = Instant::now();
+    shutdown.stop();
+    tokio::time::timeout(Duration::from_secs(10), daemon.wait())
+        .await
+        .expect("stops despite the clients")
+        .expect("stops cleanly");
+    assert!(start.elapsed() < SERVER_DRAIN + Duration::from_secs(2));
+    drop(stuck);
+}
