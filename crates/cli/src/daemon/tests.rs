@@ -681,7 +681,7 @@ async fn an_incremental_due_during_a_run_is_skipped_and_runs_never_overlap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_lets_the_current_run_finish() {
-    let fake = Arc::new(Fake::new(Duration::from_millis(800)));
+    let fake = Arc::new(Fake::new(Duration::from_secs(2)));
     let shutdown = Shutdown::new();
     let daemon = Daemon::start(
         options(None, Some("* * * * * *")),
@@ -690,7 +690,7 @@ async fn a_graceful_stop_lets_the_current_run_finish() {
     )
     .await
     .expect("daemon starts");
-    wait_for(Duration::from_secs(3), "a run to start", || {
+    wait_for(Duration::from_secs(5), "a run to start", || {
         fake.started.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -729,7 +729,7 @@ async fn runs_still_going_after_the_shutdown_timeout_are_cancelled() {
         .await
         .expect("daemon starts");
     let addr = daemon.local_addr();
-    wait_for(Duration::from_secs(3), "a run to start", || {
+    wait_for(Duration::from_secs(5), "a run to start", || {
         fake.started.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -776,7 +776,7 @@ async fn sigterm_stops_gracefully_and_a_second_one_cancels() {
     )
     .await
     .expect("daemon starts");
-    wait_for(Duration::from_secs(3), "a run to start", || {
+    wait_for(Duration::from_secs(5), "a run to start", || {
         fake.started.load(Ordering::SeqCst) == 1
     })
     .await;
