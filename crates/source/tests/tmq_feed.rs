@@ -1,0 +1,378 @@
+//! The `tmq` change feed against the emulator's TMQ over a real WebSocket.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use taos::{AsyncQueryable, AsyncTBuilder, TaosBuilder};
+use taosbackup_core::{ChangeEvent, ChangeFeed, FeedStart, Positions, SourceErrorKind, TableEvent};
+use taosbackup_source::{ConnectOptions, TmqFeed, TmqFeedOptions};
+use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle};
+
+const T0: i64 = 1_760_000_000_000;
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn emu() -> EmulatorHandle {
+    Emulator::start(EmulatorConfig::default()).expect("emulator starts")
+}
+
+fn connect_options(emu: &EmulatorHandle) -> ConnectOptions {
+    let mut o = ConnectOptions::new(emu.dsn());
+    o.retry_count = 2;
+    o.retry_interval_ms = 10;
+    o.request_timeout = Duration::from_secs(5);
+    o
+}
+
+fn feed(emu: &EmulatorHandle, db: &str) -> TmqFeed {
+    TmqFeed::new(connect_options(emu), TmqFeedOptions::new("repo-1", db)).expect("feed")
+}
+
+async fn sql(emu: &EmulatorHandle, statements: &[String]) {
+    let taos = TaosBuilder::from_dsn(emu.dsn())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    for s in statements {
+        taos.exec(s.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+}
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+/// One catch-up: batches until `None`, checking each batch's positions move forward.
+async fn catch_up(feed: &mut TmqFeed) -> Vec<ChangeEvent> {
+    let start = Instant::now();
+    let mut events = Vec::new();
+    let mut last = feed.positions();
+    while let Some(batch) = feed.next_batch().await.expect("next batch") {
+        assert!(start.elapsed() < DEADLINE, "catch-up does not end");
+        for (k, v) in &batch.positions {
+            assert!(last.get(k).is_some_and(|old| v > old), "{k} {v} {last:?}");
+        }
+        last.extend(batch.positions.clone());
+        assert_eq!(feed.positions(), last);
+        events.extend(batch.events);
+    }
+    events
+}
+
+/// The WAL end of every vgroup, as positions.
+fn ends(emu: &EmulatorHandle, db: &str) -> Positions {
+    emu.store()
+        .vgroups(db)
+        .unwrap()
+        .into_iter()
+        .map(|vg| (format!("vg:{vg}"), emu.store().wal_range(db, vg).unwrap().1))
+        .collect()
+}
+
+/// Events per table, consecutive duplicates collapsed (super-table DDL is logged in every
+/// vgroup, so children see it once per vgroup).
+fn per_table(events: &[ChangeEvent]) -> BTreeMap<String, Vec<ChangeEvent>> {
+    let mut out: BTreeMap<String, Vec<ChangeEvent>> = BTreeMap::new();
+    for e in events {
+        let t = match e {
+            ChangeEvent::Rows { table, .. }
+            | ChangeEvent::Delete { table, .. }
+            | ChangeEvent::Table { table, .. } => table.clone(),
+        };
+        let v = out.entry(t).or_default();
+        if v.last() != Some(e) {
+            v.push(e.clone());
+        }
+    }
+    out
+}
+
+fn rows(table: &str, ts: &[i64]) -> ChangeEvent {
+    ChangeEvent::Rows {
+        table: table.into(),
+        timestamps: ts.to_vec(),
+    }
+}
+
+fn tev(table: &str, event: TableEvent) -> ChangeEvent {
+    ChangeEvent::Table {
+        table: table.into(),
+        event,
+    }
+}
+
+async fn setup(emu: &EmulatorHandle, db: &str, options: &str) {
+    sql(
+        emu,
+        &[
+            format!("CREATE DATABASE {db} VGROUPS 2 {options}"),
+            format!("CREATE STABLE {db}.st (ts TIMESTAMP, v INT) TAGS (g INT)"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_deletes_and_table_changes_become_exact_events() {
+    let emu = emu();
+    setup(&emu, "d", "").await;
+    let mut f = feed(&emu, "d");
+    let start = f.start(&Positions::new()).await.unwrap();
+    assert!(matches!(start, FeedStart::Fresh { .. }), "{start:?}");
+    assert_eq!(
+        f.positions(),
+        ends(&emu, "d"),
+        "a fresh feed stands at the end"
+    );
+    assert_eq!(f.positions().len(), 2);
+    assert!(f.wal_retention_period().is_some_and(|p| p > 0));
+    assert!(catch_up(&mut f).await.is_empty());
+
+    let mut stmts = vec![
+        format!(
+            "INSERT INTO d.a USING d.st TAGS (1) VALUES ({T0}, 1) ({}, 2)",
+            T0 + 1
+        ),
+        format!("INSERT INTO d.b USING d.st TAGS (2) VALUES ({}, 3)", T0 + 5),
+    ];
+    for i in 0..6 {
+        stmts.push(format!(
+            "INSERT INTO d.c{i} USING d.st TAGS ({i}) VALUES ({}, {i})",
+            T0 + i
+        ));
+    }
+    stmts.extend([
+        // A late row into an old bucket, then an overwrite.
+        format!("INSERT INTO d.a VALUES ({}, 9)", T0 - 86_400_000),
+        format!("INSERT INTO d.a VALUES ({T0}, 10)"),
+        format!("DELETE FROM d.a WHERE ts >= {T0} AND ts <= {}", T0 + 1),
+        s("CREATE TABLE d.n (ts TIMESTAMP, v INT)"),
+        s("ALTER TABLE d.n ADD COLUMN w INT"),
+        s("ALTER TABLE d.b SET TAG g = 5"),
+        s("ALTER STABLE d.st ADD COLUMN x DOUBLE"),
+        s("DROP TABLE d.b"),
+    ]);
+    sql(&emu, &stmts).await;
+    // Tables in both vgroups.
+    let used: Vec<_> = emu
+        .store()
+        .vgroups("d")
+        .unwrap()
+        .into_iter()
+        .map(|vg| emu.store().wal_range("d", vg).unwrap().1)
+        .collect();
+    assert!(used.iter().all(|&e| e > 4), "{used:?}");
+
+    let events = catch_up(&mut f).await;
+    assert_eq!(
+        f.positions(),
+        ends(&emu, "d"),
+        "caught up with every vgroup"
+    );
+    let t = per_table(&events);
+    use TableEvent::*;
+    assert_eq!(
+        t["a"],
+        vec![
+            tev("a", Created),
+            rows("a", &[T0, T0 + 1]),
+            rows("a", &[T0 - 86_400_000]),
+            rows("a", &[T0]),
+            ChangeEvent::Delete {
+                table: "a".into(),
+                start: T0,
+                end: T0 + 1
+            },
+            tev("a", SchemaChanged),
+        ]
+    );
+    assert_eq!(
+        t["b"],
+        vec![
+            tev("b", Created),
+            rows("b", &[T0 + 5]),
+            tev("b", TagsChanged),
+            // No SchemaChanged from the super-table alter: it is expanded to the children
+            // that exist when it is read, and b is gone by then (the engine diffs catalogs).
+            tev("b", Dropped),
+        ]
+    );
+    assert_eq!(t["n"], vec![tev("n", Created), tev("n", SchemaChanged)]);
+    for i in 0..6 {
+        let c = format!("c{i}");
+        assert_eq!(
+            t[&c],
+            vec![
+                tev(&c, Created),
+                rows(&c, &[T0 + i]),
+                tev(&c, SchemaChanged)
+            ]
+        );
+    }
+    assert_eq!(t.len(), 9, "{:?}", t.keys());
+
+    // A second catch-up returns only what arrived since.
+    assert!(catch_up(&mut f).await.is_empty());
+    sql(
+        &emu,
+        &[format!("INSERT INTO d.c1 (ts, v) VALUES ({}, 7)", T0 + 100)],
+    )
+    .await;
+    assert_eq!(catch_up(&mut f).await, vec![rows("c1", &[T0 + 100])]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_bounded_and_super_table_deletes_reach_children() {
+    let emu = emu();
+    setup(&emu, "d", "").await;
+    let mut o = TmqFeedOptions::new("repo-1", "d");
+    o.max_batch_events = 3;
+    let mut f = TmqFeed::new(connect_options(&emu), o).unwrap();
+    f.start(&Positions::new()).await.unwrap();
+    let mut stmts = Vec::new();
+    for i in 0..5 {
+        stmts.push(format!(
+            "INSERT INTO d.c{i} USING d.st TAGS ({i}) VALUES ({}, {i})",
+            T0 + i
+        ));
+    }
+    stmts.push(format!(
+        "DELETE FROM d.st WHERE ts >= {T0} AND ts <= {}",
+        T0 + 2
+    ));
+    sql(&emu, &stmts).await;
+    let mut n = 0;
+    let mut events = Vec::new();
+    while let Some(b) = f.next_batch().await.unwrap() {
+        assert!(b.events.len() <= 3, "{}", b.events.len());
+        n += 1;
+        events.extend(b.events);
+    }
+    assert!(n >= 4, "{n} batches");
+    let mut deletes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            ChangeEvent::Delete { table, start, end } => Some((table.clone(), *start, *end)),
+            _ => None,
+        })
+        .collect();
+    deletes.sort();
+    assert_eq!(
+        deletes,
+        (0..3)
+            .map(|i| (format!("c{i}"), T0 + i, T0 + i))
+            .collect::<Vec<_>>(),
+        "the emulator logs a super-table delete per child, per run of deleted rows"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_positions_continue_without_replay_and_purge_is_a_gap() {
+    let emu = emu();
+    setup(&emu, "d", "").await;
+    let mut f = feed(&emu, "d");
+    f.start(&Positions::new()).await.unwrap();
+    let mut stmts = Vec::new();
+    for i in 0..4 {
+        stmts.push(format!(
+            "INSERT INTO d.c{i} USING d.st TAGS ({i}) VALUES ({}, {i})",
+            T0 + i
+        ));
+    }
+    sql(&emu, &stmts).await;
+    assert_eq!(catch_up(&mut f).await.len(), 8);
+    let committed = f.positions();
+    f.commit(&committed).await.unwrap();
+    drop(f);
+
+    // A new instance continues from the committed positions: nothing is replayed.
+    let mut f2 = feed(&emu, "d");
+    assert_eq!(f2.start(&committed).await.unwrap(), FeedStart::Continued);
+    assert_eq!(f2.positions(), committed);
+    assert!(catch_up(&mut f2).await.is_empty());
+    sql(&emu, &[format!("INSERT INTO d.c0 VALUES ({}, 1)", T0 + 50)]).await;
+    assert_eq!(catch_up(&mut f2).await, vec![rows("c0", &[T0 + 50])]);
+    drop(f2);
+
+    // The WAL is purged past the committed offsets: the next start reports a gap and
+    // stands at the current end.
+    sql(&emu, &[format!("INSERT INTO d.c1 VALUES ({}, 1)", T0 + 60)]).await;
+    for vg in emu.store().vgroups("d").unwrap() {
+        emu.store().purge_wal("d", vg, i64::MAX).unwrap();
+    }
+    let mut f3 = feed(&emu, "d");
+    match f3.start(&committed).await.unwrap() {
+        FeedStart::Gap { reason } => {
+            assert!(reason.contains("before the WAL's begin"), "{reason}")
+        }
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    assert_eq!(f3.positions(), ends(&emu, "d"));
+    assert!(catch_up(&mut f3).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_during_reading_is_an_error_not_a_skip() {
+    let emu = emu();
+    setup(&emu, "d", "").await;
+    let mut f = feed(&emu, "d");
+    f.start(&Positions::new()).await.unwrap();
+    sql(
+        &emu,
+        &[format!(
+            "INSERT INTO d.c0 USING d.st TAGS (0) VALUES ({T0}, 1)"
+        )],
+    )
+    .await;
+    for vg in emu.store().vgroups("d").unwrap() {
+        emu.store().purge_wal("d", vg, i64::MAX).unwrap();
+    }
+    let err = f.next_batch().await.unwrap_err();
+    assert!(
+        err.to_string().contains("gap in the tmq change feed"),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_topic_with_positions_is_a_gap() {
+    let emu = emu();
+    setup(&emu, "d", "").await;
+    let mut f = feed(&emu, "d");
+    let positions: Positions = ends(&emu, "d");
+    match f.start(&positions).await.unwrap() {
+        FeedStart::Gap { reason } => assert!(reason.contains("created now"), "{reason}"),
+        other => panic!("expected a gap, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_errors_are_clear() {
+    let emu = emu();
+    setup(&emu, "z", "WAL_RETENTION_PERIOD 0").await;
+    let err = feed(&emu, "z").start(&Positions::new()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("ALTER DATABASE z WAL_RETENTION_PERIOD 86400"),
+        "{text}"
+    );
+    assert!(!err.is_retryable());
+
+    let err = feed(&emu, "missing")
+        .start(&Positions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SourceErrorKind::NotFound, "{err}");
+
+    let o = connect_options(&emu).with_credentials("root", "wrong");
+    let err = TmqFeed::new(o, TmqFeedOptions::new("r", "z"))
+        .unwrap()
+        .start(&Positions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), SourceErrorKind::Authentication, "{err}");
+    assert!(!err.is_retryable());
+}
