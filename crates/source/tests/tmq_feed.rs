@@ -376,3 +376,56 @@ async fn configuration_errors_are_clear() {
     assert_eq!(err.kind(), SourceErrorKind::Authentication, "{err}");
     assert!(!err.is_retryable());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_resume_where_the_last_batch_ended() {
+    let emu = emu();
+    setup(&emu, "d", "").await;
+    let mut o = TmqFeedOptions::new("repo-1", "d");
+    o.max_batch_events = 2;
+    let mut f = TmqFeed::new(connect_options(&emu), o).unwrap();
+    f.start(&Positions::new()).await.unwrap();
+    let mut stmts = Vec::new();
+    for i in 0..6 {
+        stmts.push(format!(
+            "INSERT INTO d.c{i} USING d.st TAGS ({i}) VALUES ({}, {i}) ({}, {i})",
+            T0 + i,
+            T0 + 1000 + i
+        ));
+    }
+    sql(&emu, &stmts).await;
+    let mut events = f.next_batch().await.unwrap().unwrap().events;
+    let start = Instant::now();
+    let mut errors = 0;
+    loop {
+        assert!(start.elapsed() < DEADLINE);
+        if events.len() == 4 {
+            // Mid catch-up, the server drops every connection.
+            emu.disconnect_all();
+        }
+        match f.next_batch().await {
+            Ok(Some(b)) => events.extend(b.events),
+            Ok(None) => break,
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                errors += 1;
+            }
+        }
+    }
+    assert!((1..=3).contains(&errors), "{errors} errors");
+    assert_eq!(f.positions(), ends(&emu, "d"));
+    // Every change exactly once: nothing skipped, nothing repeated.
+    let t = per_table(&events);
+    assert_eq!(t.len(), 6);
+    for i in 0..6 {
+        let c = format!("c{i}");
+        assert_eq!(
+            t[&c],
+            vec![
+                tev(&c, TableEvent::Created),
+                rows(&c, &[T0 + i, T0 + 1000 + i])
+            ]
+        );
+    }
+    assert_eq!(events.len(), 12);
+}

@@ -74,6 +74,16 @@ pub enum FeedError {
         /// Which vgroup, where it stands and where it should get.
         reason: String,
     },
+    /// The consumer reported no vgroup for the topic (taos-ws reports every failure of the
+    /// assignment call this way, dropped connections included).
+    #[error(
+        "tmq consumer of topic {topic} got no vgroup assignment (connection lost or topic \
+         dropped); retry: a new consumer is created"
+    )]
+    NoAssignment {
+        /// The topic.
+        topic: String,
+    },
     /// The server sent a TMQ message this feed cannot interpret.
     #[error("unexpected tmq message on topic {topic}: {reason}")]
     BadMessage {
@@ -89,7 +99,7 @@ impl FeedError {
     pub fn is_retryable(&self) -> bool {
         match self {
             FeedError::Source(e) => e.is_retryable(),
-            FeedError::Stalled { .. } => true,
+            FeedError::Stalled { .. } | FeedError::NoAssignment { .. } => true,
             _ => false,
         }
     }
@@ -107,7 +117,9 @@ impl FeedError {
             FeedError::WalRetentionDisabled { .. } | FeedError::TopicConflict { .. } => {
                 SourceErrorKind::Rejected
             }
-            FeedError::Stalled { .. } => SourceErrorKind::Connection,
+            FeedError::Stalled { .. } | FeedError::NoAssignment { .. } => {
+                SourceErrorKind::Connection
+            }
             FeedError::Gap { .. } | FeedError::BadMessage { .. } => SourceErrorKind::Other,
         }
     }

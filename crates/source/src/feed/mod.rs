@@ -365,15 +365,9 @@ impl TmqFeed {
         .await?;
         if list.is_empty() {
             // taos-ws reports every failure of this call as an empty list.
-            return Err(FeedError::Source(Error::UnexpectedReply {
-                what: "tmq assignment".into(),
-                database: Some(db.to_string()),
-                table: None,
-                reason: format!(
-                    "no vgroup assigned for topic {topic} (topic dropped, or the connection \
-                     failed)"
-                ),
-            }));
+            return Err(FeedError::NoAssignment {
+                topic: topic.to_string(),
+            });
         }
         Ok(list
             .iter()
@@ -405,7 +399,13 @@ impl TmqFeed {
         if let Some(c) = self.consumer.take() {
             return Ok(c);
         }
-        let mut consumer = self.connect_consumer().await?;
+        let mut consumer = match self.connect_consumer().await {
+            // 0x03E1: the topic does not exist (any more).
+            Err(FeedError::Source(e)) if e.code() == Some(0x03E1) => {
+                return Err(self.gap(format!("the topic is gone: {e}")));
+            }
+            other => other?,
+        };
         let assignment = self.assignment(&consumer).await?;
         self.check_continuity(&assignment)?;
         for (&vg, &pos) in &self.positions {
