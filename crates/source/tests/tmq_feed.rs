@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use taos::{AsyncQueryable, AsyncTBuilder, TaosBuilder};
+use futures::TryStreamExt;
+use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, TaosBuilder};
 use taosbackup_core::{ChangeEvent, ChangeFeed, FeedStart, Positions, SourceErrorKind, TableEvent};
 use taosbackup_source::{ConnectOptions, TmqFeed, TmqFeedOptions};
 use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle};
@@ -285,7 +286,31 @@ async fn committed_positions_continue_without_replay_and_purge_is_a_gap() {
     assert_eq!(catch_up(&mut f).await.len(), 8);
     let committed = f.positions();
     f.commit(&committed).await.unwrap();
+    let group = f.options().group.clone();
     drop(f);
+    // The group's offsets on the server are the committed positions.
+    let taos = TaosBuilder::from_dsn(emu.dsn())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let subs: Vec<(String, i32, Option<String>)> = taos
+        .query(
+            "SELECT consumer_group, vgroup_id, `offset` FROM information_schema.ins_subscriptions",
+        )
+        .await
+        .unwrap()
+        .deserialize()
+        .try_collect()
+        .await
+        .unwrap();
+    for (k, v) in &committed {
+        let vg: i32 = k.trim_start_matches("vg:").parse().unwrap();
+        assert!(
+            subs.contains(&(group.clone(), vg, Some(format!("wal:{v}")))),
+            "{subs:?} {committed:?}"
+        );
+    }
 
     // A new instance continues from the committed positions: nothing is replayed.
     let mut f2 = feed(&emu, "d");
@@ -360,6 +385,13 @@ async fn configuration_errors_are_clear() {
         "{text}"
     );
     assert!(!err.is_retryable());
+
+    // A topic of the feed's name that was created without META is refused.
+    setup(&emu, "w", "").await;
+    let topic = TmqFeedOptions::new("repo-1", "w").topic;
+    sql(&emu, &[format!("CREATE TOPIC {topic} AS DATABASE w")]).await;
+    let err = feed(&emu, "w").start(&Positions::new()).await.unwrap_err();
+    assert!(err.to_string().contains("without WITH META"), "{err}");
 
     let err = feed(&emu, "missing")
         .start(&Positions::new())
