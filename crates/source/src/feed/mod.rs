@@ -309,7 +309,9 @@ impl TmqFeed {
                     "it reads database {topic_db:?}, not {db:?}"
                 )));
             }
-            if !meta.eq_ignore_ascii_case("with") {
+            // "with" / "without" (also accepting a longer "with_meta" style).
+            let meta = meta.to_ascii_lowercase();
+            if meta.starts_with("without") || !meta.starts_with("with") {
                 return Err(conflict(
                     "it was created without WITH META, so it does not deliver table \
                      creations, drops, alters and deletes"
@@ -793,6 +795,7 @@ impl ChangeFeed for TmqFeed {
 
         let mut gap = None;
         if committed.is_empty() {
+            // Fresh: positioned at the end below.
         } else if created {
             gap = Some(format!(
                 "topic {} was created now, so the committed positions belong to an earlier \
