@@ -1,0 +1,399 @@
+//! The command line (the user contract of issue 7): every command and flag.
+//!
+//! Flags override the config file (`--config`); everything a flag can set is `Option`, so
+//! "not given" is distinguishable from a default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Incremental backup and restore for TDengine.
+///
+/// With no command, `backup` is meant:
+/// `taosbackup --engine bitmap --source localhost:6030 --database power --output /backup/repo`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "taosbackup",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command (none: `backup`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `backup` flags, when no command is given.
+    #[command(flatten)]
+    pub backup: BackupArgs,
+}
+
+/// Options of every command.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Config file: TOML, or JSON with the original plugin's keys (by the `.json` extension).
+    /// Flags override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write logs to this file instead of standard error.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Debug logging and full error details (also: TAOS_BITMAP_DEBUG=1).
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Read the repository password from the first line of this file (else from the
+    /// TAOSBACKUP_PASSWORD environment variable; never from the command line).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a repository.
+    Init(InitArgs),
+    /// Back up a database (full or incremental, by engine); creates the repository if needed.
+    Backup(BackupArgs),
+    /// Show what a backup would do now, writing nothing.
+    Plan(PlanArgs),
+    /// List the backups of a repository.
+    List(ListArgs),
+    /// Show one backup: its tables and blocks.
+    Show(ShowArgs),
+    /// Restore a backup point into a database.
+    Restore(RestoreArgs),
+    /// Check the repository's integrity (exit code 3 when problems are found).
+    Verify(VerifyArgs),
+    /// Forget backups by retention rules and delete unused data.
+    Prune(PruneArgs),
+    /// Manage the repository's passwords (key files).
+    Key(KeyArgs),
+    /// Run scheduled backups, the change feed and the HTTP status server.
+    Daemon(DaemonArgs),
+}
+
+/// The repository flag, shared by the commands.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RepoArg {
+    /// Repository URL: a path, file:///path, s3://bucket/prefix, gs://…, az://…, memory://.
+    #[arg(long, visible_alias = "output", value_name = "URL")]
+    pub repo: Option<String>,
+}
+
+/// `init`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Store blobs unencrypted (checksummed only); no password needed.
+    #[arg(long)]
+    pub no_encryption: bool,
+    /// Width of a block's time bucket: 1d (default), 1h, 30m … (at least 1m).
+    #[arg(long, value_name = "DURATION")]
+    pub bucket_width: Option<String>,
+    /// zstd compression level, 1..=22 (default 3).
+    #[arg(long, value_name = "LEVEL")]
+    pub compression_level: Option<i32>,
+}
+
+/// `backup` (also the flags accepted without a command).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BackupArgs {
+    /// TDengine to back up: host[:port] or taos://host:6030 (native), ws://host:6041 (taosAdapter).
+    #[arg(long, value_name = "DSN")]
+    pub source: Option<String>,
+    /// The database to back up.
+    #[arg(long, value_name = "DB")]
+    pub database: Option<String>,
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Which blocks to back up: full, time (fast, misses late rows/updates/deletes), bitmap
+    /// (exactly the changed blocks; default).
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
+    /// Take a full backup whatever the engine would do.
+    #[arg(long)]
+    pub full: bool,
+    /// Tables exported at once.
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// When the repository is created by this backup: create it unencrypted.
+    #[arg(long)]
+    pub no_encryption: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `plan`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PlanArgs {
+    /// TDengine DSN (see `backup`).
+    #[arg(long, value_name = "DSN")]
+    pub source: Option<String>,
+    /// The database.
+    #[arg(long, value_name = "DB")]
+    pub database: Option<String>,
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Engine (see `backup`).
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
+    /// Plan a full backup.
+    #[arg(long)]
+    pub full: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `list`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Only this database's backups.
+    #[arg(long, value_name = "DB")]
+    pub database: Option<String>,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `show`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// `latest`, a backup id (or a unique prefix of at least 8 hex digits), or a time.
+    #[arg(value_name = "BACKUP")]
+    pub backup: String,
+    /// The database, when the repository holds several and BACKUP is `latest` or a time.
+    #[arg(long, value_name = "DB")]
+    pub database: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `restore`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// TDengine to restore into (DSN forms as for `--source`).
+    #[arg(long, value_name = "DSN")]
+    pub target: Option<String>,
+    /// Which source database's backups (needed when the repository holds several).
+    #[arg(long, value_name = "DB")]
+    pub database: Option<String>,
+    /// Name of the database to create (default: the source database's name).
+    #[arg(long, value_name = "NAME")]
+    pub target_database: Option<String>,
+    /// `latest` (default), a backup id (or unique prefix), or a time (RFC 3339 or
+    /// "YYYY-MM-DD HH:MM[:SS]" in UTC): the newest backup at or before it.
+    #[arg(long, value_name = "BACKUP")]
+    pub backup: Option<String>,
+    /// Only these tables (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
+    pub tables: Vec<String>,
+    /// Only the child tables of these super tables (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "S1,S2")]
+    pub stables: Vec<String>,
+    /// Write into an existing database instead of refusing.
+    #[arg(long)]
+    pub into_existing: bool,
+    /// Create the target database with KEEP of this many days, so old rows are accepted.
+    #[arg(long, value_name = "DAYS")]
+    pub keep_override: Option<u32>,
+    /// Only report what would be restored.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Blocks written at once.
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `verify`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Also read back PERCENT of the pack data (default 100) and check every blob in it.
+    #[arg(long, value_name = "PERCENT", num_args = 0..=1, default_missing_value = "100")]
+    pub read_data: Option<u8>,
+    /// Also read every block of this backup's chain (id, prefix, `latest` or a time).
+    #[arg(long, value_name = "ID")]
+    pub backup: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `prune`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Keep the newest N chains (full backup and its incrementals) of each database.
+    #[arg(long, value_name = "N")]
+    pub keep_chains: Option<usize>,
+    /// Keep chains with a backup newer than this (e.g. 30d, 12h).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Only report what would be forgotten and deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `key`.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: KeyAction,
+}
+
+/// `key add|remove|passwd|list`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeyAction {
+    /// Add a password (a new key file for the same master key).
+    Add(KeyNewArgs),
+    /// Remove a key file by id (not the one in use, not the last one).
+    Remove(KeyRemoveArgs),
+    /// Change the password in use (adds a new key file, removes the old one).
+    Passwd(KeyNewArgs),
+    /// List the key files.
+    List(KeyListArgs),
+}
+
+/// `key add` / `key passwd`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeyNewArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The new password's file (else the TAOSBACKUP_NEW_PASSWORD environment variable).
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+}
+
+/// `key remove`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeyRemoveArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The key id (see `taosbackup key list`).
+    #[arg(value_name = "KEY_ID")]
+    pub key_id: String,
+}
+
+/// `key list`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeyListArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `daemon` (its `--config` is the global one, required here).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DaemonArgs {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_command_means_backup_and_output_is_repo() {
+        let cli = Cli::try_parse_from([
+            "taosbackup",
+            "--engine",
+            "bitmap",
+            "--config",
+            "backup_config.json",
+            "--source",
+            "localhost:6030",
+            "--database",
+            "dbname",
+            "--output",
+            "/backup/incremental/",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(
+            cli.backup.repo.repo.as_deref(),
+            Some("/backup/incremental/")
+        );
+        assert_eq!(cli.backup.engine.as_deref(), Some("bitmap"));
+        assert_eq!(
+            cli.global.config.as_deref(),
+            Some(std::path::Path::new("backup_config.json"))
+        );
+    }
+
+    #[test]
+    fn config_after_the_command_and_lists() {
+        let cli = Cli::try_parse_from([
+            "taosbackup",
+            "restore",
+            "--repo",
+            "r",
+            "--tables",
+            "t1,t2",
+            "--config",
+            "c.toml",
+        ])
+        .unwrap();
+        let Some(Command::Restore(r)) = cli.command else {
+            panic!("not restore")
+        };
+        assert_eq!(r.tables, ["t1", "t2"]);
+        assert!(cli.global.config.is_some());
+    }
+
+    #[test]
+    fn read_data_percent_is_optional() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Some(Command::Verify(v)) => v.read_data,
+            _ => panic!("not verify"),
+        };
+        assert_eq!(parse(&["t", "verify", "--read-data"]), Some(100));
+        assert_eq!(parse(&["t", "verify", "--read-data", "10"]), Some(10));
+        assert_eq!(parse(&["t", "verify"]), None);
+    }
+
+    #[test]
+    fn backup_flags_conflict_with_a_command() {
+        assert!(Cli::try_parse_from(["t", "--engine", "full", "list"]).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! One module per command; each returns the exit code of a run that did not fail (a failure
+//! is an error, reported once in `main`).
+
+pub mod backup;
+pub mod init;
+pub mod key;
+pub mod list;
+pub mod plan;
+pub mod prune;
+pub mod restore;
+pub mod show;
+pub mod verify;

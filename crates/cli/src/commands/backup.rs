@@ -1,0 +1,276 @@
+//! `taosbackup backup` (also the command meant when none is given), and the wiring of one
+//! backup run that the daemon shares: repository session, change tracking, engine, summary.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::json;
+use taosbackup_core::{Manifest, Precision, Progress, SourceInfo};
+use taosbackup_engine::{
+    BackupReport, BackupRequest, CancellationToken, ChangeTracking, EngineError, EngineKind,
+    list_backups,
+};
+use taosbackup_sink::Repo;
+use taosbackup_source::{ConnectOptions, TaosSource, TmqFeed, TmqFeedOptions};
+
+use crate::args::BackupArgs;
+use crate::context::Context;
+use crate::error::{Advised, Exit};
+use crate::output::{backup_json, kind, print_json, rfc3339};
+use crate::progress::{CliProgress, bytes, count};
+
+/// The precision the tracker of `database` works in: the newest backup's (what the persisted
+/// state was built with), else the database's own (read from its catalog).
+pub async fn precision_of(
+    source: &TaosSource,
+    manifests: &[Manifest],
+    database: &str,
+) -> anyhow::Result<Precision> {
+    if let Some(m) = manifests.iter().rev().find(|m| m.database == database) {
+        return Ok(m.catalog.database.precision);
+    }
+    let catalog = source
+        .read_catalog(database)
+        .await
+        .with_context(|| format!("cannot read the catalog of database {database}"))?;
+    Ok(catalog.database.precision)
+}
+
+/// Opens the change tracking of `database` for repository `repo`: the persisted tracker
+/// state and the `tmq` feed (topic and consumer group named after the repository id and the
+/// database).
+pub async fn open_tracking(
+    ctx: &Context,
+    repo: &Repo,
+    connect: &ConnectOptions,
+    database: &str,
+    precision: Precision,
+) -> anyhow::Result<ChangeTracking> {
+    let repo_id = repo.config().id.clone();
+    let config = ctx.tracking_config(&repo_id, database)?;
+    if let Some(dir) = config.persistence_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Advised {
+            message: format!(
+                "cannot create the change tracker's state directory {}: {e}",
+                dir.display()
+            ),
+            hint: "set bitmap_engine.persistence_path to a writable directory".into(),
+        })?;
+    }
+    let options = TmqFeedOptions::new(&repo_id, database);
+    tracing::debug!(
+        topic = %options.topic,
+        group = %options.group,
+        state = %config.persistence_path.display(),
+        "opening change tracking"
+    );
+    let feed = TmqFeed::new(connect.clone(), options)
+        .with_context(|| format!("cannot set up the tmq change feed of database {database}"))?;
+    let tracking = ChangeTracking::open(
+        Box::new(feed),
+        config,
+        repo.config().bucket_width,
+        precision,
+    )
+    .await
+    .with_context(|| format!("cannot start change tracking of database {database}"))?;
+    Ok(tracking)
+}
+
+/// One backup run through a repository session (released whatever happens). Opens change
+/// tracking for the bitmap engine unless `tracking` is given (the daemon keeps its own).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_backup(
+    ctx: &Context,
+    repo: &Repo,
+    source: &TaosSource,
+    connect: &ConnectOptions,
+    mut req: BackupRequest,
+    tracking: Option<&mut ChangeTracking>,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> anyhow::Result<BackupReport> {
+    req.bucket_width = repo.config().bucket_width;
+    let session = repo
+        .session("backup")
+        .await
+        .context("cannot lock the repository")?;
+    let result = async {
+        let mut own: Option<ChangeTracking> = None;
+        let tracking = match (req.engine, tracking) {
+            (_, Some(t)) => Some(t),
+            (EngineKind::Bitmap, None) => {
+                let manifests = list_backups(&session).await?;
+                let precision = precision_of(source, &manifests, &req.database).await?;
+                let opened = open_tracking(ctx, repo, connect, &req.database, precision).await?;
+                Some(own.insert(opened))
+            }
+            (_, None) => None,
+        };
+        let report =
+            taosbackup_engine::backup(source, &session, tracking, &req, progress, cancel).await?;
+        anyhow::Ok(report)
+    }
+    .await;
+    let released = session.finish().await;
+    match result {
+        Err(e) if is_cancelled(&e) => {
+            let lock = match &released {
+                Ok(()) => "the repository lock was released",
+                Err(_) => "releasing the repository lock failed too (it goes stale by itself)",
+            };
+            Err(Advised {
+                message: format!(
+                    "backup of {} cancelled by a signal: nothing was committed; {lock}",
+                    req.database
+                ),
+                hint: "run the backup again; the repository is unchanged and verifies".into(),
+            }
+            .into())
+        }
+        Err(e) => {
+            if let Err(r) = released {
+                tracing::warn!(error = %r, "releasing the repository lock after the failure failed");
+            }
+            Err(e)
+        }
+        Ok(report) => {
+            released
+                .context("the backup was committed, but releasing the repository lock failed")?;
+            Ok(report)
+        }
+    }
+}
+
+fn is_cancelled(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<EngineError>(),
+            Some(EngineError::Cancelled)
+        )
+    })
+}
+
+/// The request for `database` with the context's engine settings.
+pub fn request(
+    ctx: &Context,
+    database: String,
+    engine: EngineKind,
+    force_full: bool,
+    parallel: usize,
+    source: &TaosSource,
+) -> BackupRequest {
+    BackupRequest {
+        database,
+        engine,
+        force_full,
+        on_gap: ctx.on_gap(),
+        parallel,
+        bucket_width: taosbackup_core::BucketWidth::DAY,
+        source_info: SourceInfo {
+            endpoint: Some(source.endpoint().to_string()),
+            ..SourceInfo::default()
+        },
+    }
+}
+
+/// The summary printed after a backup.
+pub fn summary(report: &BackupReport) -> String {
+    let m = &report.manifest;
+    let s = &m.stats;
+    let mut out = format!(
+        "backup {} of {}: {} ({} engine){}\n",
+        m.id,
+        m.database,
+        kind(m.kind),
+        m.engine,
+        m.parent
+            .map(|p| format!(", parent {}", &p.to_hex()[..16]))
+            .unwrap_or_default()
+    );
+    if let Some(r) = &report.full_reason {
+        out.push_str(&format!("  full because: {r}\n"));
+    }
+    out.push_str(&format!(
+        "  blocks: {} processed, {} failed, {} tombstones; {} tables\n",
+        count(s.blocks),
+        count(s.failed_blocks),
+        count(s.tombstones),
+        count(s.tables)
+    ));
+    out.push_str(&format!(
+        "  rows: {}; bytes read {}, stored {}; duration {}\n",
+        count(s.rows),
+        bytes(s.bytes_read),
+        bytes(s.bytes_stored),
+        format_secs(report.duration)
+    ));
+    out
+}
+
+/// `1.23 s`.
+pub fn format_secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// Runs `backup`.
+pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
+    let url = ctx.repo_url(&args.repo.repo)?;
+    let database = ctx.database(&args.database)?;
+    let engine = ctx.engine(&args.engine)?;
+    let parallel = ctx.backup_parallel(args.parallel)?;
+    let connect = ctx.source_options(&args.source, parallel)?;
+    let source = ctx.connect(connect.clone())?;
+    let choice = ctx.init_choice(args.no_encryption, None, None)?;
+    let repo = ctx.open_or_init(&url, choice).await?;
+    let cancel = crate::signals::cancel_on_signals("backup")?;
+    let progress = if args.json {
+        CliProgress::hidden()
+    } else {
+        CliProgress::auto()
+    };
+    let req = request(ctx, database, engine, args.full, parallel, &source);
+    tracing::info!(
+        database = %req.database,
+        engine = %engine,
+        full = args.full,
+        repository = %url,
+        "backup started"
+    );
+    let report = run_backup(ctx, &repo, &source, &connect, req, None, &progress, &cancel).await?;
+    drop(progress);
+    let m = &report.manifest;
+    tracing::info!(
+        id = %m.id,
+        kind = kind(m.kind),
+        blocks = m.stats.blocks,
+        failed_blocks = m.stats.failed_blocks,
+        rows = m.stats.rows,
+        bytes_read = m.stats.bytes_read,
+        bytes_stored = m.stats.bytes_stored,
+        seconds = report.duration.as_secs_f64(),
+        "backup committed"
+    );
+    if args.json {
+        let mut v = backup_json(m);
+        if let serde_json::Value::Object(o) = &mut v {
+            o.insert("full_reason".into(), json!(report.full_reason));
+            o.insert("duration_secs".into(), json!(report.duration.as_secs_f64()));
+            o.insert("finished_at".into(), json!(rfc3339(&m.finished_at)));
+        }
+        print_json(&v)?;
+    } else {
+        print!("{}", summary(&report));
+    }
+    if m.stats.failed_blocks > 0 {
+        return Err(Advised {
+            message: format!(
+                "backup {} is incomplete: {} blocks failed",
+                m.id, m.stats.failed_blocks
+            ),
+            hint: "see the log for each failed block and run the backup again".into(),
+        }
+        .into());
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,74 @@
+//! `taosbackup list`.
+
+use taosbackup_core::Manifest;
+
+use crate::args::ListArgs;
+use crate::context::Context;
+use crate::error::Exit;
+use crate::output::{backup_json, kind, print_json, short_time, table};
+use crate::progress::{bytes, count};
+
+/// Every committed backup of the repository, oldest first (the engine's order).
+pub async fn load_all(ctx: &Context, url: &str, command: &str) -> anyhow::Result<Vec<Manifest>> {
+    let repo = ctx.open_repo(url).await?;
+    let session = repo.session(command).await?;
+    let result = taosbackup_engine::list_backups(&session).await;
+    let released = session.finish().await;
+    let all = result?;
+    released?;
+    Ok(all)
+}
+
+/// Lists the backups.
+pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
+    let url = ctx.repo_url(&args.repo.repo)?;
+    let mut all = load_all(ctx, &url, "list").await?;
+    if let Some(db) = &args.database {
+        all.retain(|m| &m.database == db);
+    }
+    if args.json {
+        let v: Vec<_> = all.iter().map(backup_json).collect();
+        print_json(&v)?;
+        return Ok(Exit::Ok);
+    }
+    if all.is_empty() {
+        println!("no backups in {url}");
+        return Ok(Exit::Ok);
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_hex()[..16].to_string(),
+                m.database.clone(),
+                kind(m.kind).to_string(),
+                m.engine.clone(),
+                m.parent
+                    .map(|p| p.to_hex()[..16].to_string())
+                    .unwrap_or_else(|| "-".into()),
+                short_time(&m.finished_at),
+                count(m.stats.rows),
+                count(m.stats.blocks),
+                bytes(m.stats.bytes_stored),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "ID",
+                "DATABASE",
+                "KIND",
+                "ENGINE",
+                "PARENT",
+                "FINISHED (UTC)",
+                ">ROWS",
+                ">BLOCKS",
+                ">STORED"
+            ],
+            &rows
+        )
+    );
+    Ok(Exit::Ok)
+}

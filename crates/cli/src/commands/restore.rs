@@ -1,0 +1,130 @@
+//! `taosbackup restore`.
+
+use anyhow::Context as _;
+use taosbackup_engine::{BackupPoint, RestoreReport, RestoreRequest};
+
+use crate::args::RestoreArgs;
+use crate::commands::backup::format_secs;
+use crate::context::Context;
+use crate::error::{Advised, Exit, usage};
+use crate::output::print_json;
+use crate::progress::{CliProgress, count};
+
+/// Runs `restore`.
+pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
+    let url = ctx.repo_url(&args.repo.repo)?;
+    let parallel = ctx.restore_parallel(args.parallel)?;
+    let point: BackupPoint = match &args.backup {
+        Some(b) => b.parse().map_err(|e| {
+            usage(
+                format!("{e}"),
+                "name the backup as `taosbackup list` shows it",
+            )
+        })?,
+        None => BackupPoint::Latest,
+    };
+    let connect = ctx.target_options(&args.target, parallel)?;
+    let target = ctx.connect(connect)?;
+    let repo = ctx.open_repo(&url).await?;
+    let session = repo
+        .session("restore")
+        .await
+        .context("cannot lock the repository")?;
+    let cancel = crate::signals::cancel_on_signals("restore")?;
+    let progress = if args.json {
+        CliProgress::hidden()
+    } else {
+        CliProgress::auto()
+    };
+    let req = RestoreRequest {
+        point,
+        database: args.database.clone(),
+        target_database: args.target_database.clone(),
+        tables: args.tables.clone(),
+        stables: args.stables.clone(),
+        into_existing: args.into_existing,
+        keep_override_days: args.keep_override,
+        dry_run: args.dry_run,
+        parallel,
+    };
+    tracing::info!(repository = %url, point = %req.point, dry_run = req.dry_run, "restore started");
+    let result = taosbackup_engine::restore(&target, &session, &req, &progress, &cancel).await;
+    let released = session.finish().await;
+    drop(progress);
+    let report = result?;
+    released?;
+    tracing::info!(
+        backup = %report.backup,
+        target = %report.target_database,
+        blocks = report.blocks,
+        rows_written = report.rows_written,
+        seconds = report.duration.as_secs_f64(),
+        "restore finished"
+    );
+    if args.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", describe(&report));
+    }
+    if !report.count_mismatches.is_empty() {
+        return Err(Advised {
+            message: format!(
+                "restore into {} is incomplete: {} tables have other row counts than the backup",
+                report.target_database,
+                report.count_mismatches.len()
+            ),
+            hint: "check the target's log and KEEP, then restore again (--into-existing merges)"
+                .into(),
+        }
+        .into());
+    }
+    Ok(Exit::Ok)
+}
+
+/// The report as text.
+pub fn describe(r: &RestoreReport) -> String {
+    let verb = if r.dry_run {
+        "would restore"
+    } else {
+        "restored"
+    };
+    let mut out = format!(
+        "{verb} backup {} (a chain of {}) into database {}\n",
+        r.backup,
+        r.chain.len(),
+        r.target_database
+    );
+    out.push_str(&format!(
+        "  {} tables, {} blocks, {} rows{}\n",
+        count(r.tables),
+        count(r.blocks),
+        if r.dry_run {
+            count(r.rows_expected)
+        } else {
+            format!(
+                "{} written of {} expected",
+                count(r.rows_written),
+                count(r.rows_expected)
+            )
+        },
+        if r.dry_run {
+            String::new()
+        } else {
+            format!("; duration {}", format_secs(r.duration))
+        }
+    ));
+    if r.rows_rejected_by_keep > 0 {
+        out.push_str(&format!(
+            "  {} rows are older than the target's KEEP and were refused (restore with \
+             --keep-override DAYS to keep them)\n",
+            count(r.rows_rejected_by_keep)
+        ));
+    }
+    for m in &r.count_mismatches {
+        out.push_str(&format!(
+            "  row count mismatch in {}: {} expected, {} found\n",
+            m.table, m.expected, m.actual
+        ));
+    }
+    out
+}

@@ -1,0 +1,157 @@
+//! `taosbackup verify`: the repository's structure, optionally its data, optionally every
+//! block of one backup's chain.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+use taosbackup_core::{BlobId, Progress, Repository};
+use taosbackup_engine::{BackupPoint, fold, list_backups, resolve_point};
+use taosbackup_sink::{OpenOptions, Problem, Repo, VerifyOptions};
+
+use crate::args::VerifyArgs;
+use crate::context::Context;
+use crate::error::{Exit, usage};
+use crate::output::print_json;
+use crate::progress::{CliProgress, bytes, count};
+
+/// Checks the repository; exit code 3 when it finds problems.
+pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
+    let url = ctx.repo_url(&args.repo.repo)?;
+    if let Some(p) = args.read_data {
+        if !(1..=100).contains(&p) {
+            return Err(usage(
+                format!("--read-data {p}: the percentage must be within 1..=100"),
+                "pass --read-data alone for 100%, or a percentage such as --read-data 10",
+            ));
+        }
+    }
+    let point = match &args.backup {
+        Some(b) => Some(b.parse::<BackupPoint>().map_err(|e| {
+            usage(
+                format!("{e}"),
+                "name the backup as `taosbackup list` shows it",
+            )
+        })?),
+        None => None,
+    };
+    let backend = ctx.backend(&url)?;
+    let password = ctx.password()?;
+    // Damaged index files are findings here, not a reason to refuse to look.
+    let options = OpenOptions {
+        allow_damaged_index: true,
+        ..OpenOptions::default()
+    };
+    let repo = Repo::open_with(backend, password.as_ref(), options)
+        .await
+        .map_err(|e| anyhow::Error::from(e).context(format!("cannot open the repository {url}")))?;
+    tracing::info!(repository = %url, read_data = ?args.read_data, "verifying");
+    let mut report = repo
+        .verify(VerifyOptions {
+            read_data_percent: args.read_data,
+        })
+        .await?;
+    let mut chain_blocks = None;
+    if let Some(point) = &point {
+        let progress = if args.json {
+            CliProgress::hidden()
+        } else {
+            CliProgress::auto()
+        };
+        let (blocks, problems) = read_chain(&repo, point, &progress).await?;
+        chain_blocks = Some(blocks);
+        report.problems.extend(problems);
+    }
+    let exit = if report.is_ok() {
+        Exit::Ok
+    } else {
+        Exit::Problems
+    };
+    if args.json {
+        print_json(&json!({
+            "ok": report.is_ok(),
+            "problems": report.problems.iter().map(|p| json!({"object": p.object, "message": p.message})).collect::<Vec<_>>(),
+            "manifests": report.manifests,
+            "index_files": report.index_files,
+            "packs": report.packs,
+            "packs_read": report.packs_read,
+            "blobs_read": report.blobs_read,
+            "bytes_read": report.bytes_read,
+            "unindexed_packs": report.unindexed_packs,
+            "backup_blocks_read": chain_blocks,
+        }))?;
+        return Ok(exit);
+    }
+    println!(
+        "checked {} backups, {} index files, {} packs",
+        count(report.manifests as u64),
+        count(report.index_files as u64),
+        count(report.packs as u64)
+    );
+    if args.read_data.is_some() {
+        println!(
+            "read {} packs, {} blobs, {}",
+            count(report.packs_read as u64),
+            count(report.blobs_read as u64),
+            bytes(report.bytes_read)
+        );
+    }
+    if let Some(n) = chain_blocks {
+        println!("read every block of the backup's chain: {} blobs", count(n));
+    }
+    if !report.unindexed_packs.is_empty() {
+        println!(
+            "{} packs are not indexed (left by interrupted backups; `taosbackup prune` removes them)",
+            report.unindexed_packs.len()
+        );
+    }
+    if report.is_ok() {
+        println!("no problems found");
+    } else {
+        println!("{} problems found:", report.problems.len());
+        for p in &report.problems {
+            println!("  {}: {}", p.object, p.message);
+        }
+        tracing::warn!(problems = report.problems.len(), "verify found problems");
+    }
+    Ok(exit)
+}
+
+/// Reads (authenticates, decompresses, rehashes) every blob the chain of `point` needs.
+async fn read_chain(
+    repo: &Repo,
+    point: &BackupPoint,
+    progress: &CliProgress,
+) -> anyhow::Result<(u64, Vec<Problem>)> {
+    let session = repo.session("verify").await?;
+    let result = async {
+        let all = list_backups(&session).await?;
+        let chain = resolve_point(&all, None, point)?;
+        let folded = fold(&chain)?;
+        let blobs: BTreeSet<BlobId> = folded
+            .tables
+            .values()
+            .flat_map(|t| t.values().map(|b| b.blob))
+            .collect();
+        let mut problems = Vec::new();
+        progress.begin("verify", blobs.len() as u64, 0);
+        for id in &blobs {
+            match session.read_blob(id).await {
+                Ok(data) => progress.advance(1, 0, data.len() as u64),
+                Err(e) => {
+                    progress.advance(1, 0, 0);
+                    problems.push(Problem {
+                        object: format!("blob {id}"),
+                        message: format!("{e}"),
+                    });
+                }
+            }
+        }
+        progress.end();
+        anyhow::Ok((blobs.len() as u64, problems))
+    }
+    .await;
+    let released = session.finish().await;
+    let out = result?;
+    released?;
+    Ok(out)
+}

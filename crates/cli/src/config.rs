@@ -1,0 +1,396 @@
+//! The config file: TOML (`taosbackup.toml`) or JSON (`.json`, the original plugin's
+//! `backup_config.json` keys). Both deserialize into [`Config`]; unknown keys are errors that
+//! name the key and the file. Flags override the file (see `settings.rs`).
+//!
+//! Every key is documented in `examples/taosbackup.toml` and `docs/operations.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use taosbackup_core::BucketWidth;
+use taosbackup_engine::{EngineKind, OnGap};
+
+use crate::args::LogFormat;
+use crate::error::UsageError;
+
+/// The whole config file. Every section and key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[source]`: the TDengine to back up.
+    pub source: SourceSection,
+    /// `[repository]`: where backups go.
+    pub repository: RepositorySection,
+    /// `[backup]`: what and how to back up (also the original plugin's `backup` keys).
+    pub backup: BackupSection,
+    /// `[restore]`: restore defaults.
+    pub restore: RestoreSection,
+    /// `[bitmap_engine]`: the change tracker (original plugin keys).
+    pub bitmap_engine: BitmapEngineSection,
+    /// `[event_interceptor]`: the event pipeline (original plugin keys).
+    pub event_interceptor: EventInterceptorSection,
+    /// `[retention]`: what `prune` (and the daemon after each backup) keeps.
+    pub retention: RetentionSection,
+    /// `[log]`: logging.
+    pub log: LogSection,
+}
+
+/// `[source]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceSection {
+    /// DSN (`--source`).
+    pub dsn: Option<String>,
+    /// TDengine user (else the DSN's, `TAOS_USER`, or `root`).
+    pub user: Option<String>,
+    /// TDengine password (else the DSN's, `TAOS_PASSWORD`, or TDengine's default).
+    pub password: Option<String>,
+    /// Connections open at once (default: the parallelism, at least 4).
+    pub pool_size: Option<usize>,
+    /// Longest wait for one reply, e.g. `"60s"`.
+    pub request_timeout: Option<String>,
+}
+
+/// `[repository]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepositorySection {
+    /// Repository URL (`--repo`).
+    pub url: Option<String>,
+    /// Password file (`--password-file`).
+    pub password_file: Option<PathBuf>,
+    /// Bucket width at creation, e.g. `"1d"`.
+    pub bucket_width: Option<String>,
+    /// zstd level at creation, 1..=22.
+    pub compression_level: Option<i32>,
+    /// Object-store options (`aws_endpoint`, `aws_allow_http`, `google_service_account`, …).
+    pub options: BTreeMap<String, String>,
+}
+
+/// `backup.compression` of the original plugin: `true`/`false` or a zstd level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Compression {
+    /// `true`: zstd at the default level; `false`: the fastest level (blocks are always
+    /// compressed).
+    Enabled(bool),
+    /// A zstd level, 1..=22.
+    Level(i32),
+}
+
+impl Compression {
+    /// The zstd level this means.
+    pub fn level(self) -> i32 {
+        match self {
+            Compression::Enabled(true) => 3,
+            Compression::Enabled(false) => 1,
+            Compression::Level(l) => l,
+        }
+    }
+}
+
+/// `[backup]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupSection {
+    /// The database (`--database`).
+    pub database: Option<String>,
+    /// Several databases (the daemon backs up each; `backup` needs `--database` then).
+    pub databases: Vec<String>,
+    /// Engine: `full`, `time` or `bitmap` (`--engine`, default `bitmap`).
+    pub engine: Option<String>,
+    /// What the bitmap engine does when it cannot prove it saw every change: `full`
+    /// (default: take a full backup) or `fail`.
+    pub on_gap: Option<String>,
+    /// Tables exported at once (`--parallel`, default 4).
+    pub parallel: Option<usize>,
+    /// Original plugin key: taken as the number of tables exported at once when
+    /// `parallel` is not set.
+    pub batch_size: Option<usize>,
+    /// Original plugin key: compression at repository creation (`true`, `false`, or a
+    /// level); `repository.compression_level` wins.
+    pub compression: Option<Compression>,
+    /// Original plugin key: encrypt a repository this backup creates (default true).
+    pub encryption: Option<bool>,
+    /// Retries of a transient database failure (default 3).
+    pub retry_count: Option<u32>,
+    /// Pause between retries, milliseconds (default 1000).
+    pub retry_interval_ms: Option<u64>,
+}
+
+/// `[restore]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestoreSection {
+    /// Target DSN (`--target`).
+    pub target: Option<String>,
+    /// Target user.
+    pub user: Option<String>,
+    /// Target password.
+    pub password: Option<String>,
+    /// Blocks written at once (`--parallel`, default 4).
+    pub parallel: Option<usize>,
+}
+
+/// `[bitmap_engine]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BitmapEngineSection {
+    /// Memory budget of the bitmaps, MiB (default 256).
+    pub memory_limit_mb: Option<u64>,
+    /// Directory of the tracker state files: `<dir>/<repository id>/<database>.bitmap`
+    /// (default `$XDG_STATE_HOME/taosbackup` or `~/.local/state/taosbackup`).
+    pub persistence_path: Option<PathBuf>,
+}
+
+/// `[event_interceptor]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventInterceptorSection {
+    /// Events queued between the feed and the tracker at most (default 10000).
+    pub buffer_size: Option<usize>,
+    /// Workers applying events (default 4).
+    pub callback_threads: Option<usize>,
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Keep the newest N chains per database.
+    pub keep_chains: Option<usize>,
+    /// Keep chains with a backup newer than this, e.g. `"30d"`.
+    pub keep_within: Option<String>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// Log file (`--log-file`).
+    pub file: Option<PathBuf>,
+    /// `text` or `json` (`--log-format`).
+    pub format: Option<LogFormat>,
+    /// Debug logging (`--debug`).
+    pub debug: Option<bool>,
+}
+
+/// Parses a duration like `30d`, `12h`, `90s`, `1d 12h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 30d, 12h, 15m, 90s)"))
+}
+
+/// Parses a bucket width (`1d`, `1h`, …, at least one minute).
+pub fn parse_bucket_width(text: &str) -> Result<BucketWidth, String> {
+    let d = parse_duration(text)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!(
+            "invalid bucket width {text:?}: use whole seconds (e.g. 1d, 6h, 30m)"
+        ));
+    }
+    BucketWidth::from_seconds(d.as_secs())
+        .map_err(|e| format!("invalid bucket width {text:?}: {e}"))
+}
+
+impl Config {
+    /// Reads and validates `path`: JSON when it ends in `.json`, TOML otherwise.
+    pub fn load(path: &Path) -> Result<Config, UsageError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError::new(
+                format!("cannot read the config file {}: {e}", path.display()),
+                "check the --config path and its permissions",
+            )
+        })?;
+        let is_json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let config = if is_json {
+            Self::from_json(&text)
+        } else {
+            Self::from_toml(&text)
+        }
+        .map_err(|reason| {
+            UsageError::new(
+                format!("invalid config file {}: {reason}", path.display()),
+                "fix the key; every key is listed in examples/taosbackup.toml and docs/operations.md",
+            )
+        })?;
+        config.validate().map_err(|reason| {
+            UsageError::new(
+                format!("invalid config file {}: {reason}", path.display()),
+                "fix the value; every key is described in docs/operations.md",
+            )
+        })?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no validation).
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| describe(e.path(), e.inner().message()))
+    }
+
+    /// Parses JSON text (no validation).
+    pub fn from_json(text: &str) -> Result<Config, String> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let inner = e.inner();
+            let msg = inner.to_string();
+            // serde_json appends " at line L column C"; keep it, it locates the key.
+            describe(e.path(), &msg)
+        })?;
+        de.end()
+            .map_err(|e| format!("trailing characters after the JSON object: {e}"))?;
+        Ok(config)
+    }
+
+    /// Checks values that have a fixed form (engines, durations, ranges).
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(e) = &self.backup.engine {
+            e.parse::<EngineKind>()
+                .map_err(|err| format!("backup.engine: {err}"))?;
+        }
+        if let Some(g) = &self.backup.on_gap {
+            g.parse::<OnGap>()
+                .map_err(|err| format!("backup.on_gap: {err}"))?;
+        }
+        if let Some(t) = &self.source.request_timeout {
+            parse_duration(t).map_err(|err| format!("source.request_timeout: {err}"))?;
+        }
+        if let Some(w) = &self.repository.bucket_width {
+            parse_bucket_width(w).map_err(|err| format!("repository.bucket_width: {err}"))?;
+        }
+        if let Some(l) = self.repository.compression_level {
+            check_level(l).map_err(|err| format!("repository.compression_level: {err}"))?;
+        }
+        if let Some(c) = self.backup.compression {
+            check_level(c.level()).map_err(|err| format!("backup.compression: {err}"))?;
+        }
+        if let Some(w) = &self.retention.keep_within {
+            parse_duration(w).map_err(|err| format!("retention.keep_within: {err}"))?;
+        }
+        for (key, value) in [
+            ("backup.parallel", self.backup.parallel),
+            ("backup.batch_size", self.backup.batch_size),
+            ("restore.parallel", self.restore.parallel),
+            ("source.pool_size", self.source.pool_size),
+            (
+                "event_interceptor.buffer_size",
+                self.event_interceptor.buffer_size,
+            ),
+            (
+                "event_interceptor.callback_threads",
+                self.event_interceptor.callback_threads,
+            ),
+            ("retention.keep_chains", self.retention.keep_chains),
+        ] {
+            if value == Some(0) {
+                return Err(format!("{key} must be at least 1"));
+            }
+        }
+        if self.bitmap_engine.memory_limit_mb == Some(0) {
+            return Err("bitmap_engine.memory_limit_mb must be at least 1".into());
+        }
+        if self.backup.database.is_some() && !self.backup.databases.is_empty() {
+            return Err("set backup.database or backup.databases, not both".into());
+        }
+        Ok(())
+    }
+
+    /// The databases the config names (`backup.database` or `backup.databases`).
+    pub fn databases(&self) -> Vec<String> {
+        match &self.backup.database {
+            Some(d) => vec![d.clone()],
+            None => self.backup.databases.clone(),
+        }
+    }
+}
+
+fn check_level(level: i32) -> Result<(), String> {
+    if (1..=22).contains(&level) {
+        Ok(())
+    } else {
+        Err(format!("zstd level {level} is outside 1..=22"))
+    }
+}
+
+/// Turns a serde error at `path` into "unknown key `a.b`" or "`a.b`: message".
+fn describe(path: &serde_path_to_error::Path, message: &str) -> String {
+    let prefix = path.to_string();
+    let prefix = if prefix == "." { String::new() } else { prefix };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, tail)) = rest.split_once('`') {
+            let key = if prefix.is_empty() {
+                field.to_string()
+            } else {
+                format!("{prefix}.{field}")
+            };
+            return format!("unknown key `{key}`{tail}");
+        }
+    }
+    if prefix.is_empty() {
+        message.to_string()
+    } else {
+        format!("`{prefix}`: {message}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_plugin_json_keys() {
+        let c = Config::from_json(
+            r#"{
+              "bitmap_engine": {"memory_limit_mb": 1024, "persistence_path": "/var/lib/taosbackup"},
+              "event_interceptor": {"buffer_size": 5000, "callback_threads": 2},
+              "backup": {"batch_size": 8, "compression": true, "encryption": false,
+                         "retry_count": 5, "retry_interval_ms": 200}
+            }"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.bitmap_engine.memory_limit_mb, Some(1024));
+        assert_eq!(c.event_interceptor.callback_threads, Some(2));
+        assert_eq!(c.backup.compression, Some(Compression::Enabled(true)));
+        assert_eq!(c.backup.encryption, Some(false));
+        assert_eq!(c.backup.retry_interval_ms, Some(200));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_section() {
+        let e = Config::from_toml("[backup]\nenginee = \"full\"\n").unwrap_err();
+        assert!(e.contains("unknown key `backup.enginee`"), "{e}");
+        let e = Config::from_json(r#"{"bitmap_engine": {"memory_limit": 1}}"#).unwrap_err();
+        assert!(
+            e.contains("unknown key `bitmap_engine.memory_limit`"),
+            "{e}"
+        );
+        let e = Config::from_toml("verbose = true\n").unwrap_err();
+        assert!(e.contains("unknown key `verbose`"), "{e}");
+    }
+
+    #[test]
+    fn values_are_validated() {
+        let bad = |toml: &str| Config::from_toml(toml).unwrap().validate().unwrap_err();
+        assert!(bad("[backup]\nengine = \"fast\"").contains("backup.engine"));
+        assert!(bad("[retention]\nkeep_within = \"soon\"").contains("retention.keep_within"));
+        assert!(bad("[repository]\nbucket_width = \"30s\"").contains("bucket_width"));
+        assert!(bad("[backup]\ncompression = 40").contains("backup.compression"));
+        assert!(bad("[backup]\nparallel = 0").contains("backup.parallel"));
+    }
+
+    #[test]
+    fn durations_and_widths() {
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
+        assert_eq!(parse_bucket_width("1h").unwrap().seconds(), 3600);
+        assert!(parse_bucket_width("1500ms").is_err());
+    }
+}

@@ -1,0 +1,372 @@
+//! What every command starts from: the global flags and the config file, merged (flags win),
+//! and the wiring helpers built on them — repository, password, TDengine connection.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use taosbackup_engine::{EngineKind, OnGap, TrackingConfig};
+use taosbackup_sink::{Backend, InitOptions, KdfParams, Password, Repo};
+use taosbackup_source::{ConnectOptions, TaosSource};
+
+use crate::args::{GlobalArgs, LogFormat};
+use crate::config::{Config, parse_bucket_width, parse_duration};
+use crate::error::{UsageError, usage};
+
+/// How long one key derivation should take when a key file is written.
+const KDF_TARGET: Duration = Duration::from_millis(500);
+
+/// Flags and config of one invocation.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The global flags.
+    pub global: GlobalArgs,
+    /// The config file (empty without `--config`).
+    pub config: Config,
+}
+
+/// How a repository is created when a command creates one.
+#[derive(Debug, Clone, Copy)]
+pub struct InitChoice {
+    /// Encrypt.
+    pub encryption: bool,
+    /// Bucket width.
+    pub bucket_width: taosbackup_core::BucketWidth,
+    /// zstd level.
+    pub compression_level: i32,
+}
+
+impl Context {
+    /// Loads `--config` (if any).
+    pub fn load(global: GlobalArgs) -> Result<Context, UsageError> {
+        let config = match &global.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        Ok(Context { global, config })
+    }
+
+    /// Debug output: `--debug`, `TAOS_BITMAP_DEBUG=1`, or `log.debug = true`.
+    pub fn debug(&self) -> bool {
+        self.global.debug
+            || crate::logging::debug_from_env()
+            || self.config.log.debug.unwrap_or(false)
+    }
+
+    /// Log format (flag, then config, then text).
+    pub fn log_format(&self) -> LogFormat {
+        self.global
+            .log_format
+            .or(self.config.log.format)
+            .unwrap_or(LogFormat::Text)
+    }
+
+    /// Log file (flag, then config).
+    pub fn log_file(&self) -> Option<PathBuf> {
+        self.global
+            .log_file
+            .clone()
+            .or_else(|| self.config.log.file.clone())
+    }
+
+    /// The repository URL: `--repo`/`--output`, else `repository.url`.
+    pub fn repo_url(&self, flag: &Option<String>) -> anyhow::Result<String> {
+        flag.clone()
+            .or_else(|| self.config.repository.url.clone())
+            .ok_or_else(|| {
+                usage(
+                    "no repository given",
+                    "pass --repo URL (or --output URL), or set repository.url in the config file",
+                )
+            })
+    }
+
+    /// The repository password: `--password-file`, `repository.password_file`, else
+    /// `TAOSBACKUP_PASSWORD` (None when none is set).
+    pub fn password(&self) -> anyhow::Result<Option<Password>> {
+        let file = self
+            .global
+            .password_file
+            .clone()
+            .or_else(|| self.config.repository.password_file.clone());
+        if let Some(path) = file {
+            return Ok(Some(Password::from_file(&path)?));
+        }
+        if std::env::var_os(taosbackup_sink::PASSWORD_ENV).is_some() {
+            return Ok(Some(Password::from_env()?));
+        }
+        Ok(None)
+    }
+
+    /// The storage backend of `url`, with `repository.options`.
+    pub fn backend(&self, url: &str) -> anyhow::Result<Backend> {
+        let options = &self.config.repository.options;
+        let backend = if options.is_empty() {
+            Backend::from_url(url)?
+        } else {
+            Backend::from_url_with_options(url, options.iter().map(|(k, v)| (k, v.clone())))?
+        };
+        Ok(backend)
+    }
+
+    /// Opens the repository at `url`.
+    pub async fn open_repo(&self, url: &str) -> anyhow::Result<Repo> {
+        let backend = self.backend(url)?;
+        let password = self.password()?;
+        Repo::open(backend, password.as_ref())
+            .await
+            .with_context(|| format!("cannot open the repository {url}"))
+    }
+
+    /// The creation settings: `no_encryption` flag, then config; bucket width and level from
+    /// the flags, then config.
+    pub fn init_choice(
+        &self,
+        no_encryption: bool,
+        bucket_width: Option<&str>,
+        compression_level: Option<i32>,
+    ) -> anyhow::Result<InitChoice> {
+        let encryption = !no_encryption && self.config.backup.encryption.unwrap_or(true);
+        let bucket_width = match bucket_width.or(self.config.repository.bucket_width.as_deref()) {
+            Some(w) => parse_bucket_width(w)
+                .map_err(|e| usage(e, "give a width of at least one minute, e.g. 1d, 6h, 30m"))?,
+            None => taosbackup_core::BucketWidth::DAY,
+        };
+        let compression_level = compression_level
+            .or(self.config.repository.compression_level)
+            .or(self.config.backup.compression.map(|c| c.level()))
+            .unwrap_or(3);
+        if !(1..=22).contains(&compression_level) {
+            return Err(usage(
+                format!("compression level {compression_level} is outside 1..=22"),
+                "give --compression-level between 1 (fastest) and 22 (smallest); 3 is the default",
+            ));
+        }
+        Ok(InitChoice {
+            encryption,
+            bucket_width,
+            compression_level,
+        })
+    }
+
+    /// Creates a repository at `url`.
+    pub async fn init_repo(&self, url: &str, choice: InitChoice) -> anyhow::Result<Repo> {
+        let backend = self.backend(url)?;
+        let password = if choice.encryption {
+            Some(self.password()?.ok_or_else(|| {
+                usage(
+                    format!("cannot create an encrypted repository at {url}: no password"),
+                    "give one with --password-file FILE or TAOSBACKUP_PASSWORD, or pass \
+                     --no-encryption for an unencrypted repository",
+                )
+            })?)
+        } else {
+            None
+        };
+        let kdf = if choice.encryption {
+            KdfParams::calibrate(KDF_TARGET)?
+        } else {
+            KdfParams::default()
+        };
+        let options = InitOptions {
+            encryption: choice.encryption,
+            kdf,
+            bucket_width: choice.bucket_width,
+            compression_level: choice.compression_level,
+            ..InitOptions::default()
+        };
+        Repo::init(backend, options, password.as_ref())
+            .await
+            .with_context(|| format!("cannot create a repository at {url}"))
+    }
+
+    /// Opens the repository at `url`, creating it (logged) when the location holds none.
+    pub async fn open_or_init(&self, url: &str, choice: InitChoice) -> anyhow::Result<Repo> {
+        let backend = self.backend(url)?;
+        let password = self.password()?;
+        match Repo::open(backend, password.as_ref()).await {
+            Ok(r) => Ok(r),
+            Err(taosbackup_sink::Error::NotARepository { .. }) => {
+                let repo = self.init_repo(url, choice).await?;
+                tracing::info!(
+                    repository = url,
+                    id = %repo.config().id,
+                    encrypted = choice.encryption,
+                    "no repository at {url}: created one"
+                );
+                Ok(repo)
+            }
+            Err(e) => Err(anyhow::Error::from(e))
+                .with_context(|| format!("cannot open the repository {url}")),
+        }
+    }
+
+    /// Connection options for the backup source: `dsn` flag, then `source.dsn`.
+    pub fn source_options(
+        &self,
+        dsn: &Option<String>,
+        parallel: usize,
+    ) -> anyhow::Result<ConnectOptions> {
+        let s = &self.config.source;
+        let dsn = dsn.clone().or_else(|| s.dsn.clone()).ok_or_else(|| {
+            usage(
+                "no TDengine source given",
+                "pass --source DSN (host:6030, ws://host:6041), or set source.dsn in the config file",
+            )
+        })?;
+        self.connect_options(dsn, s.user.clone(), s.password.clone(), parallel)
+    }
+
+    /// Connection options for a restore target: `dsn` flag, then `restore.target`.
+    pub fn target_options(
+        &self,
+        dsn: &Option<String>,
+        parallel: usize,
+    ) -> anyhow::Result<ConnectOptions> {
+        let r = &self.config.restore;
+        let dsn = dsn.clone().or_else(|| r.target.clone()).ok_or_else(|| {
+            usage(
+                "no restore target given",
+                "pass --target DSN (host:6030, ws://host:6041), or set restore.target in the config file",
+            )
+        })?;
+        self.connect_options(dsn, r.user.clone(), r.password.clone(), parallel)
+    }
+
+    fn connect_options(
+        &self,
+        dsn: String,
+        user: Option<String>,
+        password: Option<String>,
+        parallel: usize,
+    ) -> anyhow::Result<ConnectOptions> {
+        let b = &self.config.backup;
+        let mut o = ConnectOptions::new(dsn);
+        o.user = user;
+        o.password = password;
+        o.pool_size = self.config.source.pool_size.unwrap_or(parallel.max(4));
+        if let Some(n) = b.retry_count {
+            o.retry_count = n;
+        }
+        if let Some(ms) = b.retry_interval_ms {
+            o.retry_interval_ms = ms;
+        }
+        if let Some(t) = &self.config.source.request_timeout {
+            o.request_timeout =
+                parse_duration(t).map_err(|e| usage(e, "fix source.request_timeout"))?;
+        }
+        Ok(o)
+    }
+
+    /// Connects (lazily: the first statement opens the connection).
+    pub fn connect(&self, options: ConnectOptions) -> anyhow::Result<TaosSource> {
+        let dsn = options.dsn.clone();
+        TaosSource::connect(options).with_context(|| {
+            format!(
+                "cannot use TDengine at {}",
+                taosbackup_source::Endpoint::parse(&dsn)
+                    .map(|(e, _, _)| e.to_string())
+                    .unwrap_or_else(|_| "the given DSN".into())
+            )
+        })
+    }
+
+    /// The database to back up: `--database`, else the config's only database.
+    pub fn database(&self, flag: &Option<String>) -> anyhow::Result<String> {
+        if let Some(d) = flag {
+            return Ok(d.clone());
+        }
+        let dbs = self.config.databases();
+        match dbs.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(usage(
+                "no database given",
+                "pass --database DB, or set backup.database in the config file",
+            )),
+            _ => Err(usage(
+                format!("the config names several databases ({})", dbs.join(", ")),
+                "pass --database DB to choose one",
+            )),
+        }
+    }
+
+    /// The engine: flag, then `backup.engine`, then bitmap.
+    pub fn engine(&self, flag: &Option<String>) -> anyhow::Result<EngineKind> {
+        match flag.as_deref().or(self.config.backup.engine.as_deref()) {
+            Some(e) => e
+                .parse()
+                .map_err(|err| usage(format!("{err}"), "use --engine full, time or bitmap")),
+            None => Ok(EngineKind::Bitmap),
+        }
+    }
+
+    /// `backup.on_gap` (validated at load).
+    pub fn on_gap(&self) -> OnGap {
+        self.config
+            .backup
+            .on_gap
+            .as_deref()
+            .and_then(|g| g.parse().ok())
+            .unwrap_or_default()
+    }
+
+    /// Tables exported at once: flag, `backup.parallel`, `backup.batch_size`, 4.
+    pub fn backup_parallel(&self, flag: Option<usize>) -> anyhow::Result<usize> {
+        let p = flag
+            .or(self.config.backup.parallel)
+            .or(self.config.backup.batch_size)
+            .unwrap_or(4);
+        if p == 0 {
+            return Err(usage(
+                "--parallel must be at least 1",
+                "pass --parallel 1 or more",
+            ));
+        }
+        Ok(p)
+    }
+
+    /// Blocks written at once on restore: flag, `restore.parallel`, 4.
+    pub fn restore_parallel(&self, flag: Option<usize>) -> anyhow::Result<usize> {
+        let p = flag.or(self.config.restore.parallel).unwrap_or(4);
+        if p == 0 {
+            return Err(usage(
+                "--parallel must be at least 1",
+                "pass --parallel 1 or more",
+            ));
+        }
+        Ok(p)
+    }
+
+    /// The tracker settings for `database` of repository `repo_id`.
+    pub fn tracking_config(&self, repo_id: &str, database: &str) -> anyhow::Result<TrackingConfig> {
+        let dir = match &self.config.bitmap_engine.persistence_path {
+            Some(p) => p.clone(),
+            None => default_state_dir()?,
+        };
+        let mut c = TrackingConfig::new(dir.join(repo_id).join(format!("{database}.bitmap")));
+        if let Some(m) = self.config.bitmap_engine.memory_limit_mb {
+            c.memory_limit_mb = m;
+        }
+        if let Some(b) = self.config.event_interceptor.buffer_size {
+            c.buffer_size = b;
+        }
+        if let Some(t) = self.config.event_interceptor.callback_threads {
+            c.callback_threads = t;
+        }
+        Ok(c)
+    }
+}
+
+/// `$XDG_STATE_HOME/taosbackup`, else `~/.local/state/taosbackup`.
+pub fn default_state_dir() -> anyhow::Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("taosbackup"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/state/taosbackup")),
+        None => Err(usage(
+            "cannot choose where to keep the change tracker's state: neither XDG_STATE_HOME nor HOME is set",
+            "set bitmap_engine.persistence_path in the config file",
+        )),
+    }
+}

@@ -1,0 +1,231 @@
+//! Exit codes and error presentation: every error is printed once, at the top, in one or
+//! two lines — what failed and why, then what to do — with the full chain at `--debug`.
+
+use std::process::ExitCode;
+
+use taosbackup_core::{RepositoryErrorKind, SourceError, SourceErrorKind};
+use taosbackup_engine::EngineError;
+
+/// The exit codes of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: success.
+    Ok = 0,
+    /// 1: the operation failed.
+    Failed = 1,
+    /// 2: bad usage or config.
+    Usage = 2,
+    /// 3: verify found problems.
+    Problems = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// Bad usage or config (exit code 2), with what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub hint: String,
+}
+
+impl UsageError {
+    /// A usage error with a hint.
+    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> UsageError {
+        UsageError {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+/// A failure that already carries its advice (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Advised {
+    /// What failed and why.
+    pub message: String,
+    /// What to do.
+    pub hint: String,
+}
+
+/// Shorthand: a usage error as `anyhow::Error`.
+pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    UsageError::new(message, hint).into()
+}
+
+/// The exit code and the advice for `err`, from the first error in its chain we know.
+pub fn classify(err: &anyhow::Error) -> (Exit, Option<String>) {
+    for cause in err.chain() {
+        if let Some(u) = cause.downcast_ref::<UsageError>() {
+            return (Exit::Usage, Some(u.hint.clone()));
+        }
+        if let Some(a) = cause.downcast_ref::<Advised>() {
+            return (Exit::Failed, Some(a.hint.clone()));
+        }
+        if let Some(e) = cause.downcast_ref::<taosbackup_sink::Error>() {
+            return sink_advice(e);
+        }
+        if let Some(taosbackup_source::Error::InvalidDsn { .. }) =
+            cause.downcast_ref::<taosbackup_source::Error>()
+        {
+            return (Exit::Usage, Some(DSN_HINT.into()));
+        }
+        if let Some(e) = cause.downcast_ref::<EngineError>() {
+            match e {
+                EngineError::InvalidRequest(_) => {
+                    return (
+                        Exit::Usage,
+                        Some("fix the flags; see `taosbackup <command> --help`".into()),
+                    );
+                }
+                EngineError::Cancelled => {
+                    return (
+                        Exit::Failed,
+                        Some("run the backup again when ready; the repository is unchanged".into()),
+                    );
+                }
+                EngineError::NoBackup { .. } | EngineError::AmbiguousBackupId { .. } => {
+                    return (
+                        Exit::Failed,
+                        Some("list the backups with `taosbackup list --repo URL`".into()),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<SourceError>() {
+            if let Some(hint) = source_hint(e) {
+                return (Exit::Failed, Some(hint));
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<taosbackup_core::RepositoryError>() {
+            if e.kind() == RepositoryErrorKind::Corrupt {
+                return (
+                    Exit::Failed,
+                    Some("run `taosbackup verify --read-data` to see what is damaged".into()),
+                );
+            }
+        }
+    }
+    (Exit::Failed, None)
+}
+
+const DSN_HINT: &str = "use host[:port] or taos://host:6030 (native), ws://host:6041 or \
+                        wss://host (taosAdapter)";
+
+fn source_hint(e: &SourceError) -> Option<String> {
+    Some(match e.kind() {
+        SourceErrorKind::Connection => "check that TDengine (taosAdapter for ws:// DSNs, port \
+                                        6041) is running and reachable at that address"
+            .into(),
+        SourceErrorKind::Authentication => "check the TDengine user and password (in the DSN, \
+                                            [source] user/password, or TAOS_USER/TAOS_PASSWORD)"
+            .into(),
+        SourceErrorKind::NotFound => {
+            "check the database and table names (SHOW DATABASES; SHOW TABLES)".into()
+        }
+        SourceErrorKind::AlreadyExists => "restore into a new name with --target-database \
+                                           NAME, or merge with --into-existing"
+            .into(),
+        SourceErrorKind::InvalidInput => DSN_HINT.into(),
+        _ => return None,
+    })
+}
+
+fn sink_advice(e: &taosbackup_sink::Error) -> (Exit, Option<String>) {
+    use taosbackup_sink::Error as E;
+    let (exit, hint) = match e {
+        E::InvalidUrl { .. } => (
+            Exit::Usage,
+            "use a path, file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix",
+        ),
+        E::InvalidOptions { .. } | E::InvalidPolicy { .. } => {
+            (Exit::Usage, "fix the flag or config value")
+        }
+        E::NotARepository { .. } => (
+            Exit::Failed,
+            "check the URL, or create a repository there with `taosbackup init --repo URL`",
+        ),
+        E::AlreadyInitialized { .. } => (
+            Exit::Failed,
+            "use the existing repository, or choose another location",
+        ),
+        E::PasswordRequired | E::PasswordSource { .. } => (
+            Exit::Usage,
+            "give the password with --password-file FILE or the TAOSBACKUP_PASSWORD \
+             environment variable",
+        ),
+        E::WrongPassword { .. } => (
+            Exit::Failed,
+            "check --password-file / TAOSBACKUP_PASSWORD; `taosbackup key list` shows the \
+             repository's keys",
+        ),
+        E::Locked { stale: true, .. } => (
+            Exit::Failed,
+            "the holder looks dead; it is removed automatically once stale, or run the \
+             command again after checking no other taosbackup runs",
+        ),
+        E::Locked { .. } => (
+            Exit::Failed,
+            "wait for the other taosbackup process to finish, then run the command again",
+        ),
+        E::Corrupt { .. } | E::MissingBlob { .. } | E::UnsupportedVersion { .. } => (
+            Exit::Failed,
+            "run `taosbackup verify --read-data` to see what is damaged",
+        ),
+        E::KeyRefused { .. } => (Exit::Failed, "list the keys with `taosbackup key list`"),
+        E::PruneRefused { .. } => (
+            Exit::Failed,
+            "run `taosbackup verify` to find the damaged object",
+        ),
+        E::Backend { .. } | E::CreateDir { .. } => (
+            Exit::Failed,
+            "check the storage location, its credentials (AWS_*, GOOGLE_*, AZURE_* \
+             variables) and the network; retrying may help",
+        ),
+        _ => return (Exit::Failed, None),
+    };
+    (exit, Some(hint.to_string()))
+}
+
+/// Prints `err` to standard error and returns its exit code.
+pub fn report(err: &anyhow::Error, debug: bool) -> Exit {
+    let (exit, hint) = classify(err);
+    let mut text = format!("error: {err:#}");
+    if let Some(h) = hint {
+        text.push_str(&format!("\n  hint: {h}"));
+    }
+    if debug {
+        text.push_str(&format!("\n\ndetails:\n{err:?}"));
+    } else if exit == Exit::Failed {
+        text.push_str("\n  (details with --debug)");
+    }
+    tracing::debug!(error = %format!("{err:#}"), "command failed");
+    crate::progress::suspend(|| eprintln!("{text}"));
+    exit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        let e = usage("bad flag", "fix it");
+        assert_eq!(classify(&e), (Exit::Usage, Some("fix it".into())));
+        let e = anyhow::Error::from(taosbackup_sink::Error::WrongPassword { tried: 1 })
+            .context("opening the repository");
+        assert_eq!(classify(&e).0, Exit::Failed);
+        let e = anyhow::Error::from(taosbackup_sink::Error::PasswordRequired);
+        assert_eq!(classify(&e).0, Exit::Usage);
+        let e = anyhow::anyhow!("plain");
+        assert_eq!(classify(&e), (Exit::Failed, None));
+    }
+}

@@ -1,0 +1,1113 @@
+//! End-to-end tests of the `taosbackup` binary against the TDengine wire emulator (and moto
+//! for S3): every command, the config file forms, JSON outputs, exit codes, bad inputs and
+//! SIGTERM during a backup. One binary, a temp dir per test.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle, Outcome, Session};
+use tempfile::TempDir;
+
+/// A recent millisecond timestamp (inside the default KEEP).
+const BASE: i64 = 1_760_000_000_000;
+const DAY: i64 = 86_400_000;
+
+fn emu() -> EmulatorHandle {
+    Emulator::start(EmulatorConfig::default()).expect("emulator starts")
+}
+
+fn sql(emu: &EmulatorHandle, statements: &[String]) {
+    let mut s = Session::default();
+    for q in statements {
+        emu.store()
+            .execute(&mut s, q)
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+}
+
+/// `SELECT COUNT(*)` of a table, through the store.
+fn count(emu: &EmulatorHandle, table: &str) -> i64 {
+    let mut s = Session::default();
+    let q = format!("SELECT COUNT(*) FROM {table}");
+    match emu.store().execute(&mut s, &q) {
+        Ok(Outcome::Rows(rs)) => {
+            let v = format!("{:?}", rs.columns[0]);
+            v.chars()
+                .filter(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse()
+                .unwrap_or_else(|_| panic!("count of {table}: {v}"))
+        }
+        other => panic!("{q}: {other:?}"),
+    }
+}
+
+/// A meters-style database: a super table with tags, `children` child tables with rows over
+/// three days, and a normal table.
+fn seed(emu: &EmulatorHandle, db: &str, children: usize) {
+    let mut s = vec![
+        format!("CREATE DATABASE {db} PRECISION 'ms' VGROUPS 2 WAL_RETENTION_PERIOD 86400"),
+        format!(
+            "CREATE STABLE {db}.meters (ts TIMESTAMP, current FLOAT, voltage INT, note NCHAR(8)) \
+             TAGS (location VARCHAR(24), group_id INT)"
+        ),
+        format!("CREATE TABLE {db}.notes (ts TIMESTAMP, v DOUBLE)"),
+        format!(
+            "INSERT INTO {db}.notes VALUES ({BASE}, 1.5) ({}, 2.5)",
+            BASE + DAY
+        ),
+    ];
+    for i in 0..children {
+        s.push(format!(
+            "CREATE TABLE {db}.d{i} USING {db}.meters TAGS ('site{}', {i})",
+            i % 3
+        ));
+        let mut ins = format!("INSERT INTO {db}.d{i} VALUES");
+        for k in 0..6 {
+            ins.push_str(&format!(
+                " ({}, {}.5, {}, 'n{k}')",
+                BASE + k * DAY / 2,
+                i + k as usize,
+                200 + k
+            ));
+        }
+        s.push(ins);
+    }
+    sql(emu, &s);
+}
+
+/// The binary with a clean environment for our variables.
+fn tb(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("taosbackup").expect("binary built");
+    for v in [
+        "TAOSBACKUP_PASSWORD",
+        "TAOSBACKUP_NEW_PASSWORD",
+        "TAOS_BITMAP_DEBUG",
+        "RUST_LOG",
+        "TAOS_USER",
+        "TAOS_PASSWORD",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("XDG_STATE_HOME", dir.join("state"));
+    c.timeout(Duration::from_secs(60));
+    c
+}
+
+fn json_out(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn repo_path(dir: &TempDir) -> String {
+    dir.path().join("repo").display().to_string()
+}
+
+fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn help_version_and_usage_errors() {
+    let dir = TempDir::new().unwrap();
+    tb(dir.path())
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("restore"));
+    tb(dir.path())
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("taosbackup"));
+    tb(dir.path()).args(["list", "--bogus"]).assert().code(2);
+    // No command means backup; without a repository that is a usage error.
+    tb(dir.path())
+        .args(["--source", "ws://127.0.0.1:1", "--database", "db"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no repository given"))
+        .stderr(predicate::str::contains("hint:"));
+    tb(dir.path())
+        .args(["daemon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--config"));
+}
+
+#[test]
+fn init_list_show_and_verify_an_empty_repository() {
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tb(dir.path())
+        .args([
+            "init",
+            "--repo",
+            &repo,
+            "--no-encryption",
+            "--bucket-width",
+            "1h",
+        ])
+        .args(["--compression-level", "5"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("created repository"));
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("repo/config")).unwrap()).unwrap();
+    assert_eq!(config["bucket_width"], 3600);
+    assert_eq!(config["compression_level"], 5);
+    tb(dir.path())
+        .args(["init", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already exists"));
+    let out = tb(dir.path())
+        .args(["list", "--repo", &repo, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(json_out(&out), Value::Array(vec![]));
+    tb(dir.path())
+        .args(["list", "--repo", &repo])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no backups"));
+    tb(dir.path())
+        .args(["verify", "--repo", &repo, "--read-data"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no problems found"));
+    tb(dir.path())
+        .args(["show", "--repo", &repo, "latest"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no backup matches"));
+    tb(dir.path())
+        .args(["init", "--repo", &repo, "--bucket-width", "10s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bucket width"));
+    tb(dir.path())
+        .args(["verify", "--repo", &repo, "--read-data", "101"])
+        .assert()
+        .code(2);
+}
+
+/// The whole cycle with the bitmap engine and the original invocation: full, changes,
+/// incremental, list/show/plan JSON, restores of both points, verify.
+#[test]
+fn bitmap_backup_incremental_restore_and_verify() {
+    let emu = emu();
+    seed(&emu, "power", 20);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let config = write(
+        &dir,
+        "backup_config.json",
+        r#"{
+          "bitmap_engine": {"memory_limit_mb": 64},
+          "event_interceptor": {"buffer_size": 1000, "callback_threads": 2},
+          "backup": {"batch_size": 4, "compression": true, "encryption": true,
+                     "retry_count": 2, "retry_interval_ms": 50}
+        }"#,
+    );
+    let password = write(&dir, "pw", "s3cret\n");
+    let config_arg = config.display().to_string();
+    let pw_arg = password.display().to_string();
+    // The original invocation: no command, --output.
+    let out = tb(dir.path())
+        .args([
+            "--engine",
+            "bitmap",
+            "--config",
+            &config_arg,
+            "--source",
+            &emu.dsn(),
+        ])
+        .args([
+            "--database",
+            "power",
+            "--output",
+            &repo,
+            "--password-file",
+            &pw_arg,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("full (bitmap engine)"), "{stdout}");
+    assert!(stdout.contains("0 failed"), "{stdout}");
+    // Changes: a late row, an overwrite, a delete, a new table and a dropped one.
+    sql(
+        &emu,
+        &[
+            format!(
+                "INSERT INTO power.d1 VALUES ({}, 9.5, 1, 'late')",
+                BASE - DAY
+            ),
+            format!("INSERT INTO power.d2 VALUES ({BASE}, 7.5, 7, 'over')"),
+            format!("DELETE FROM power.d3 WHERE ts <= {}", BASE + DAY / 2),
+            "CREATE TABLE power.dnew USING power.meters TAGS ('new', 99)".to_string(),
+            format!("INSERT INTO power.dnew VALUES ({BASE}, 1.0, 1, 'x')"),
+            "DROP TABLE power.d4".to_string(),
+        ],
+    );
+    let out = tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args([
+            "plan",
+            "--source",
+            &emu.dsn(),
+            "--database",
+            "power",
+            "--repo",
+            &repo,
+        ])
+        .args(["--config", &config_arg, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = json_out(&out);
+    assert_eq!(plan["kind"], "incremental", "{plan}");
+    assert_eq!(plan["dropped_tables"], 1, "{plan}");
+    let planned: Vec<&str> = plan["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    for t in ["d1", "d2", "d3", "dnew"] {
+        assert!(planned.contains(&t), "{t} missing from {plan}");
+    }
+    assert!(!planned.contains(&"d7"), "{plan}");
+    let out = tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args([
+            "backup",
+            "--source",
+            &emu.dsn(),
+            "--database",
+            "power",
+            "--repo",
+            &repo,
+        ])
+        .args(["--config", &config_arg, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inc = json_out(&out);
+    assert_eq!(inc["kind"], "incremental", "{inc}");
+    assert_eq!(inc["engine"], "bitmap");
+    // list --json: every field of the contract.
+    let out = tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args(["list", "--repo", &repo, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = json_out(&out);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let (full, last) = (&list[0], &list[1]);
+    for b in list {
+        for key in [
+            "id",
+            "database",
+            "kind",
+            "engine",
+            "parent",
+            "chain",
+            "started_at",
+            "finished_at",
+            "rows",
+            "blocks",
+            "bytes_stored",
+        ] {
+            assert!(b.get(key).is_some(), "{key} missing in {b}");
+        }
+        let t = b["finished_at"].as_str().unwrap();
+        assert!(chrono_like(t), "{t}");
+    }
+    assert_eq!(full["kind"], "full");
+    assert_eq!(full["parent"], Value::Null);
+    assert_eq!(last["parent"], full["id"]);
+    assert_eq!(last["chain"], full["id"]);
+    assert_eq!(full["database"], "power");
+    assert!(full["rows"].as_u64().unwrap() >= 20 * 6);
+    // show --json adds the tables.
+    let out = tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args([
+            "show",
+            "--repo",
+            &repo,
+            "--json",
+            last["id"].as_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let show = json_out(&out);
+    let tables = show["table_records"].as_array().unwrap();
+    let d4 = tables
+        .iter()
+        .find(|t| t["name"] == "d4")
+        .expect("d4 recorded");
+    assert_eq!(d4["dropped"], true);
+    assert!(
+        tables
+            .iter()
+            .any(|t| t["name"] == "dnew" && t["blocks"] == 1)
+    );
+    tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args(["show", "--repo", &repo, &full["id"].as_str().unwrap()[..10]])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("TABLE"))
+        .stdout(predicate::str::contains("meters"));
+    // Restore the latest point and the full one (by id) into new databases.
+    let out = tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args(["restore", "--repo", &repo, "--target", &emu.dsn()])
+        .args([
+            "--database",
+            "power",
+            "--target-database",
+            "power_latest",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep = json_out(&out);
+    assert_eq!(rep["count_mismatches"], Value::Array(vec![]), "{rep}");
+    for t in ["d0", "d1", "d2", "d3", "dnew", "notes"] {
+        assert_eq!(
+            count(&emu, &format!("power_latest.{t}")),
+            count(&emu, &format!("power.{t}")),
+            "{t}"
+        );
+    }
+    let mut s = Session::default();
+    assert!(
+        emu.store()
+            .execute(&mut s, "SELECT COUNT(*) FROM power_latest.d4")
+            .is_err(),
+        "the dropped table is not restored"
+    );
+    tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args(["restore", "--repo", &repo, "--target", &emu.dsn()])
+        .args([
+            "--backup",
+            full["id"].as_str().unwrap(),
+            "--target-database",
+            "power_full",
+        ])
+        .args(["--tables", "d3,d4"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("restored backup"));
+    assert_eq!(count(&emu, "power_full.d3"), 6);
+    assert_eq!(count(&emu, "power_full.d4"), 6);
+    // Into an existing database: refused, with the way out.
+    tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args(["restore", "--repo", &repo, "--target", &emu.dsn()])
+        .args(["--target-database", "power_latest"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--into-existing"));
+    tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args([
+            "restore",
+            "--repo",
+            &repo,
+            "--target",
+            &emu.dsn(),
+            "--dry-run",
+        ])
+        .args(["--target-database", "power_latest", "--stables", "meters"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("would restore"));
+    // Verify: data and one backup's chain.
+    let out = tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args([
+            "verify",
+            "--repo",
+            &repo,
+            "--read-data",
+            "--backup",
+            "latest",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_out(&out);
+    assert_eq!(v["ok"], true);
+    assert!(v["backup_blocks_read"].as_u64().unwrap() > 0);
+    // Wrong password.
+    tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "wrong")
+        .args(["list", "--repo", &repo])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("wrong password"));
+}
+
+fn chrono_like(t: &str) -> bool {
+    t.len() >= 20 && t.as_bytes()[4] == b'-' && t.contains('T') && t.ends_with('Z')
+}
+
+/// Full and time engines, a TOML config (flags override it), prune and a corrupted pack.
+#[test]
+fn toml_config_engines_prune_and_damage() {
+    let emu = emu();
+    seed(&emu, "meters", 5);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let config = write(
+        &dir,
+        "taosbackup.toml",
+        &format!(
+            r#"
+[source]
+dsn = "{}"
+request_timeout = "20s"
+
+[repository]
+url = "{repo}"
+bucket_width = "1d"
+
+[backup]
+database = "meters"
+engine = "time"
+encryption = false
+parallel = 2
+
+[retention]
+keep_chains = 1
+
+[log]
+format = "json"
+"#,
+            emu.dsn()
+        ),
+    );
+    let cfg = config.display().to_string();
+    // --engine full overrides the file's engine.
+    let out = tb(dir.path())
+        .args(["backup", "--config", &cfg, "--engine", "full", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = json_out(&out);
+    assert_eq!(first["engine"], "full");
+    assert_eq!(first["kind"], "full");
+    // Logs are JSON lines on stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("backup committed"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    serde_json::from_str::<Value>(line).unwrap();
+    sql(
+        &emu,
+        &[format!(
+            "INSERT INTO meters.d0 VALUES ({}, 1.0, 1, 'new')",
+            BASE + 5 * DAY
+        )],
+    );
+    let out = tb(dir.path())
+        .args(["backup", "--config", &cfg, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = json_out(&out);
+    assert_eq!(second["engine"], "time");
+    assert_eq!(second["kind"], "incremental");
+    // --full starts a new chain; prune by the file's keep_chains = 1 keeps only it.
+    let out = tb(dir.path())
+        .args(["backup", "--config", &cfg, "--full", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let third = json_out(&out);
+    assert_eq!(third["kind"], "full");
+    let out = tb(dir.path())
+        .args(["prune", "--config", &cfg, "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry = json_out(&out);
+    assert_eq!(dry["forgotten"].as_array().unwrap().len(), 2, "{dry}");
+    tb(dir.path())
+        .args(["prune", "--config", &cfg, "--keep-within", "1h"])
+        .assert()
+        .success();
+    // keep-within 1h keeps all three (flags and file rules combine).
+    let out = tb(dir.path())
+        .args(["list", "--config", &cfg, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json_out(&out).as_array().unwrap().len(), 3);
+    tb(dir.path())
+        .args(["prune", "--repo", &repo, "--keep-chains", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("forget 2 backups"));
+    let out = tb(dir.path())
+        .args(["list", "--repo", &repo, "--json"])
+        .output()
+        .unwrap();
+    let list = json_out(&out);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], third["id"]);
+    // A flipped byte in a pack: verify --read-data exits 3 and names it.
+    let packs = find_files(&dir.path().join("repo/data"));
+    assert!(!packs.is_empty());
+    let mut bytes = std::fs::read(&packs[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&packs[0], bytes).unwrap();
+    tb(dir.path())
+        .args(["verify", "--repo", &repo, "--read-data"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("problems found"));
+}
+
+fn find_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(find_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_file() {
+    let dir = TempDir::new().unwrap();
+    let toml = write(&dir, "bad.toml", "[backup]\nenigne = \"full\"\n");
+    tb(dir.path())
+        .args(["list", "--config", &toml.display().to_string()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown key `backup.enigne`"))
+        .stderr(predicate::str::contains("bad.toml"));
+    let json = write(
+        &dir,
+        "bad.json",
+        r#"{"bitmap_engine": {"memory_limit": 5}}"#,
+    );
+    tb(dir.path())
+        .args(["list", "--config", &json.display().to_string()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "unknown key `bitmap_engine.memory_limit`",
+        ))
+        .stderr(predicate::str::contains("bad.json"));
+    let bad_value = write(&dir, "v.toml", "[backup]\nengine = \"fast\"\n");
+    tb(dir.path())
+        .args(["list", "--config", &bad_value.display().to_string()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("backup.engine"));
+    tb(dir.path())
+        .args(["list", "--config", "/nonexistent/taosbackup.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot read the config file"));
+}
+
+#[test]
+fn bad_inputs_fail_with_advice() {
+    let emu = emu();
+    seed(&emu, "power", 1);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    // Bad DSN.
+    tb(dir.path())
+        .args([
+            "backup",
+            "--source",
+            "ws://",
+            "--database",
+            "power",
+            "--repo",
+            &repo,
+        ])
+        .arg("--no-encryption")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("hint:"));
+    // Unreachable host.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "x")
+        .args([
+            "backup",
+            "--engine",
+            "full",
+            "--database",
+            "power",
+            "--repo",
+            &repo,
+        ])
+        .args(["--source", &format!("ws://{closed}")])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("reachable"));
+    // Missing database.
+    tb(dir.path())
+        .args([
+            "backup",
+            "--engine",
+            "full",
+            "--source",
+            &emu.dsn(),
+            "--database",
+            "nope",
+        ])
+        .args(["--repo", &repo, "--no-encryption"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nope"));
+    // No password and no --no-encryption.
+    let fresh = dir.path().join("fresh").display().to_string();
+    tb(dir.path())
+        .args([
+            "backup",
+            "--engine",
+            "full",
+            "--source",
+            &emu.dsn(),
+            "--database",
+            "power",
+        ])
+        .args(["--repo", &fresh])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--no-encryption"));
+    // Not a repository.
+    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+    tb(dir.path())
+        .args([
+            "list",
+            "--repo",
+            &dir.path().join("empty").display().to_string(),
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not a taosbackup repository"))
+        .stderr(predicate::str::contains("taosbackup init"));
+    tb(dir.path())
+        .args(["list", "--repo", "ftp://host/x"])
+        .assert()
+        .code(2);
+    // Bad backup point.
+    tb(dir.path())
+        .args([
+            "restore",
+            "--repo",
+            &repo,
+            "--target",
+            &emu.dsn(),
+            "--backup",
+            "yesterday",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("latest"));
+}
+
+#[test]
+fn keys_add_list_passwd_remove() {
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let pw1 = write(&dir, "pw1", "first\n").display().to_string();
+    let pw2 = write(&dir, "pw2", "second\n").display().to_string();
+    let pw3 = write(&dir, "pw3", "third\n").display().to_string();
+    tb(dir.path())
+        .args(["init", "--repo", &repo, "--password-file", &pw1])
+        .assert()
+        .success();
+    tb(dir.path())
+        .args(["key", "add", "--repo", &repo, "--password-file", &pw1])
+        .args(["--new-password-file", &pw2])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("added key"));
+    let out = tb(dir.path())
+        .args([
+            "key",
+            "list",
+            "--repo",
+            &repo,
+            "--password-file",
+            &pw2,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let keys = json_out(&out);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    let first_key = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tb(dir.path())
+        .env("TAOSBACKUP_NEW_PASSWORD", "third")
+        .args(["key", "passwd", "--repo", &repo, "--password-file", &pw2])
+        .assert()
+        .success();
+    tb(dir.path())
+        .args(["list", "--repo", &repo, "--password-file", &pw2])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("wrong password"));
+    tb(dir.path())
+        .args([
+            "key",
+            "remove",
+            "--repo",
+            &repo,
+            "--password-file",
+            &pw3,
+            &first_key,
+        ])
+        .assert()
+        .success();
+    tb(dir.path())
+        .args(["list", "--repo", &repo, "--password-file", &pw1])
+        .assert()
+        .code(1);
+    tb(dir.path())
+        .args(["key", "add", "--repo", &repo, "--password-file", &pw3])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("TAOSBACKUP_NEW_PASSWORD"));
+}
+
+/// A TCP proxy that delays every chunk, to make a backup slow enough to interrupt.
+fn slow_proxy(target: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(target) else {
+                continue;
+            };
+            let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                std::thread::sleep(delay);
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            };
+            if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
+                pipe(client, s2);
+                pipe(server, c2);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
+    let emu = emu();
+    seed(&emu, "power", 60);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let proxy = slow_proxy(emu.addr(), Duration::from_millis(15));
+    let bin = assert_cmd::cargo::cargo_bin("taosbackup");
+    let mut child: Child = StdCommand::new(bin)
+        .args([
+            "backup",
+            "--engine",
+            "full",
+            "--parallel",
+            "1",
+            "--database",
+            "power",
+        ])
+        .args([
+            "--source",
+            &format!("ws://{proxy}"),
+            "--repo",
+            &repo,
+            "--no-encryption",
+        ])
+        .env_remove("TAOSBACKUP_PASSWORD")
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the export is under way (log lines go to stderr: not a terminal).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no export started: {seen:?}"));
+        let started = line.contains("export started");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id() as i32;
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = rx.try_iter().collect();
+    let all = format!("{}\n{}", seen.join("\n"), rest.join("\n"));
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert!(all.contains("nothing was committed"), "{all}");
+    assert!(all.contains("lock was released"), "{all}");
+    assert!(
+        find_files(&dir.path().join("repo/locks")).is_empty(),
+        "lock left behind"
+    );
+    let out = tb(dir.path())
+        .args(["list", "--repo", &repo, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json_out(&out), Value::Array(vec![]));
+    tb(dir.path())
+        .args(["verify", "--repo", &repo, "--read-data"])
+        .assert()
+        .success();
+}
+
+/// moto's S3 server: `TAOSBACKUP_MOTO_SERVER`, `.venv/bin/moto_server`, or `moto_server` on
+/// the PATH. Required when `CI` is set; the test is skipped (with a message) otherwise.
+fn moto_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TAOSBACKUP_MOTO_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+    if venv.exists() {
+        return Some(venv);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("moto_server"))
+            .find(|p| p.exists())
+    })
+}
+
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_moto(bin: &Path, bucket: &str) -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = StdCommand::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let moto = Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(
+                s,
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    moto
+}
+
+#[test]
+fn s3_repository_with_moto() {
+    let Some(bin) = moto_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but moto_server was not found (set TAOSBACKUP_MOTO_SERVER)"
+        );
+        eprintln!("skipping the S3 test: moto_server not found (set TAOSBACKUP_MOTO_SERVER)");
+        return;
+    };
+    let moto = start_moto(&bin, "tb-cli");
+    let emu = emu();
+    seed(&emu, "power", 3);
+    let dir = TempDir::new().unwrap();
+    let s3 = |c: &mut Command| {
+        c.env("AWS_ENDPOINT", &moto.endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1");
+    };
+    let url = "s3://tb-cli/backups/power";
+    let mut c = tb(dir.path());
+    s3(&mut c);
+    c.args([
+        "backup",
+        "--engine",
+        "full",
+        "--source",
+        &emu.dsn(),
+        "--database",
+        "power",
+    ])
+    .args(["--repo", url, "--no-encryption"])
+    .assert()
+    .success();
+    let mut c = tb(dir.path());
+    s3(&mut c);
+    let out = c.args(["list", "--repo", url, "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_out(&out).as_array().unwrap().len(), 1);
+    let mut c = tb(dir.path());
+    s3(&mut c);
+    c.args([
+        "restore",
+        "--repo",
+        url,
+        "--target",
+        &emu.dsn(),
+        "--target-database",
+        "p2",
+    ])
+    .assert()
+    .success();
+    assert_eq!(count(&emu, "p2.d0"), 6);
+    let mut c = tb(dir.path());
+    s3(&mut c);
+    c.args(["verify", "--repo", url, "--read-data"])
+        .assert()
+        .success();
+}
