@@ -38,6 +38,7 @@ mod raw;
 mod restore;
 mod source;
 mod value;
+mod wal;
 
 pub use crate::{
     dsn::{ConnectOptions, Credentials, DEFAULT_PASSWORD, DEFAULT_USER, Endpoint, Protocol},
@@ -45,5 +46,6 @@ pub use crate::{
     feed::{FeedError, MAX_NAME_LEN, TmqFeed, TmqFeedOptions, default_names},
     restore::WriteMode,
     source::TaosSource,
+    wal::{MapResolver, ResolvedTable, TableResolver, WalError, WalFeed, WalFeedOptions},
 };
 pub use taosbackup_core::{BlockChunk, ExportRequest, RestoreOptions, WriteReport};
