@@ -1,11 +1,17 @@
 //! Tracker micro-benchmarks (design targets: ≥ 50 M block marks/s per core for batched
 //! events; 10 M dirty blocks in ≤ 20 MiB; snapshot of 10 M dirty blocks ≤ 100 ms).
 //!
-//! `cargo bench -p taosbackup-engine --bench tracker`
+//! `cargo bench -p taosbackup-engine --bench tracker` (plan: snapshot of 10 M dirty blocks
+//! turned into a backup plan).
+
+use std::collections::BTreeMap;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use taosbackup_core::{BucketWidth, Precision};
-use taosbackup_engine::Tracker;
+use taosbackup_core::{
+    BackupId, BackupKind, BackupStats, BlobId, BlockRef, BucketWidth, CatalogSnapshot, DatabaseDef,
+    MANIFEST_VERSION, Manifest, Precision, SourceInfo, TableDef, TableKind,
+};
+use taosbackup_engine::{BackupRequest, EngineKind, Folded, OnGap, Tracker, plan_from};
 
 const MIN: i64 = 60_000;
 
@@ -77,5 +83,96 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, marks, snapshot);
+/// A parent backup of the 10,000 tables of [`ten_million`], each with one stored block.
+fn parent_of_ten_million() -> (CatalogSnapshot, Manifest, Folded) {
+    let catalog = CatalogSnapshot {
+        database: DatabaseDef {
+            name: "db".into(),
+            precision: Precision::Ms,
+            ddl: "CREATE DATABASE db".into(),
+        },
+        super_tables: vec![],
+        tables: (0..10_000)
+            .map(|i| TableDef {
+                name: format!("t{i}"),
+                kind: TableKind::Normal,
+                super_table: None,
+                tags: vec![],
+                comment: None,
+                ttl: None,
+                columns: vec![],
+            })
+            .collect(),
+    };
+    let id = BackupId::from_bytes([7; 16]);
+    let now = chrono::Utc::now();
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        id,
+        parent: None,
+        chain: id,
+        database: "db".into(),
+        kind: BackupKind::Full,
+        engine: "bitmap".into(),
+        started_at: now,
+        finished_at: now,
+        source: SourceInfo::default(),
+        bucket_width: BucketWidth::from_seconds(60).unwrap(),
+        catalog: catalog.clone(),
+        tables: BTreeMap::new(),
+        feed_positions: None,
+        stats: BackupStats::default(),
+    };
+    let block = BlockRef {
+        blob: BlobId::from_bytes([1; 32]),
+        rows: 1,
+        min_ts: 1_700_000_000_000,
+        max_ts: 1_700_000_000_000,
+    };
+    let folded = Folded {
+        catalog: catalog.clone(),
+        tables: catalog
+            .tables
+            .iter()
+            .map(|t| (t.name.clone(), BTreeMap::from([(28_333_333, block)])))
+            .collect(),
+    };
+    (catalog, manifest, folded)
+}
+
+fn plan(c: &mut Criterion) {
+    let (catalog, manifest, folded) = parent_of_ten_million();
+    let mut t = ten_million();
+    t.set_last_backup(manifest.id.to_hex());
+    t.mark_inconsistent("placeholder");
+    t.commit_full(std::iter::empty());
+    t.set_last_backup(manifest.id.to_hex());
+    let req = BackupRequest {
+        database: "db".into(),
+        engine: EngineKind::Bitmap,
+        force_full: false,
+        on_gap: OnGap::Fail,
+        parallel: 1,
+        bucket_width: BucketWidth::from_seconds(60).unwrap(),
+        source_info: SourceInfo::default(),
+    };
+    let mut g = c.benchmark_group("plan");
+    g.sample_size(10);
+    g.bench_function("snapshot_and_plan_10M_dirty", |b| {
+        b.iter_batched(
+            || (t.clone(), catalog.clone(), manifest.clone(), folded.clone()),
+            |(mut t, catalog, manifest, folded)| {
+                let snap = t.snapshot_and_reset();
+                let p =
+                    plan_from(&req, catalog, Some(&snap), Some((manifest, folded))).expect("plan");
+                assert_eq!(p.blocks, 10_000_000);
+                p
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    g.finish();
+}
+
+criterion_group!(benches, marks, snapshot, plan);
 criterion_main!(benches);

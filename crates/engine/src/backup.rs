@@ -189,7 +189,8 @@ struct TableTask {
 struct Decision {
     kind: BackupKind,
     full_reason: Option<String>,
-    parent: Option<Manifest>,
+    /// The parent's id and chain.
+    parent: Option<(BackupId, BackupId)>,
     tasks: Vec<TableTask>,
     dropped: Vec<String>,
     catalog: CatalogSnapshot,
@@ -297,14 +298,26 @@ pub async fn plan(
         None => None,
     };
     let parent_state = latest_of(repo, &req.database).await?;
-    let estimates = parent_state.as_ref().map(|(_, f)| f.clone());
-    let d = decide_with(req, catalog, snapshot.as_ref(), parent_state)?;
+    plan_from(req, catalog, snapshot.as_ref(), parent_state)
+}
+
+/// The pure part of [`plan`]: what a backup of `catalog` would do given the tracker's
+/// `snapshot` and the newest backup with the state its chain folds to.
+pub fn plan_from(
+    req: &BackupRequest,
+    catalog: CatalogSnapshot,
+    snapshot: Option<&Snapshot>,
+    parent_state: Option<(Manifest, Folded)>,
+) -> Result<Plan, EngineError> {
+    let parent = parent_state.as_ref().map(|(m, f)| (m, f));
+    let estimates = parent.map(|(_, f)| f);
+    let d = decide_with(req, catalog, snapshot, parent)?;
     let mut p = Plan {
         database: req.database.clone(),
         engine: req.engine,
         kind: d.kind,
         full_reason: d.full_reason,
-        parent: d.parent.as_ref().map(|m| m.id),
+        parent: d.parent.map(|(id, _)| id),
         tables: Vec::new(),
         blocks: 0,
         whole_tables: 0,
@@ -317,7 +330,7 @@ pub async fn plan(
         p.blocks += t.buckets.len() as u64;
         p.whole_tables += t.whole as u64;
         p.tombstones += t.tombstone_if_empty.len() as u64;
-        if let Some(f) = &estimates {
+        if let Some(f) = estimates {
             if let Some(blocks) = f.tables.get(&t.table) {
                 let rows: u64 = if t.whole {
                     blocks.values().map(|b| b.rows).sum()
@@ -377,14 +390,14 @@ async fn decide(
     snapshot: Option<&Snapshot>,
 ) -> Result<Decision, EngineError> {
     let parent = latest_of(repo, &req.database).await?;
-    decide_with(req, catalog, snapshot, parent)
+    decide_with(req, catalog, snapshot, parent.as_ref().map(|(m, f)| (m, f)))
 }
 
 fn decide_with(
     req: &BackupRequest,
     mut catalog: CatalogSnapshot,
     snapshot: Option<&Snapshot>,
-    parent: Option<(Manifest, Folded)>,
+    parent: Option<(&Manifest, &Folded)>,
 ) -> Result<Decision, EngineError> {
     let full = |reason: Option<String>, catalog: CatalogSnapshot| Decision {
         kind: BackupKind::Full,
@@ -544,7 +557,7 @@ fn decide_with(
     Ok(Decision {
         kind: BackupKind::Incremental,
         full_reason: None,
-        parent: Some(parent),
+        parent: Some((parent.id, parent.chain)),
         tasks,
         dropped,
         catalog,
@@ -675,8 +688,8 @@ async fn run(
         tombstones += 1;
     }
     let id = BackupId::from_bytes(rand::random());
-    let (parent, chain) = match &d.parent {
-        Some(p) => (Some(p.id), p.chain),
+    let (parent, chain) = match d.parent {
+        Some((p, chain)) => (Some(p), chain),
         None => (None, id),
     };
     let feed_positions = feed.map(|(s, name)| FeedPositions {

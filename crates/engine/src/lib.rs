@@ -43,7 +43,9 @@ mod restore;
 mod tracker;
 mod tracking;
 
-pub use backup::{BackupReport, BackupRequest, EngineKind, OnGap, Plan, PlanTable, backup, plan};
+pub use backup::{
+    BackupReport, BackupRequest, EngineKind, OnGap, Plan, PlanTable, backup, plan, plan_from,
+};
 pub use chain::{BackupPoint, Folded, chain_of, find_point, fold, list_backups, resolve_point};
 pub use error::{EngineError, TrackerError};
 pub use restore::{CountMismatch, RestoreReport, RestoreRequest, restore};

@@ -138,6 +138,8 @@ pub struct Tracker {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     tables: Vec<(String, TableBits)>,
+    /// Table name → index into `tables` (plans look up every catalog table).
+    index: HashMap<String, usize>,
     positions: BTreeMap<String, i64>,
     inconsistent: Option<String>,
     last_backup: Option<String>,
@@ -155,7 +157,7 @@ impl Snapshot {
     }
 
     fn bits(&self, table: &str) -> Option<&TableBits> {
-        self.tables.iter().find(|(n, _)| n == table).map(|(_, b)| b)
+        self.index.get(table).map(|&i| &self.tables[i].1)
     }
 
     /// The changed buckets of `table`, ascending.
@@ -458,8 +460,14 @@ impl Tracker {
             };
             tables.push((self.names[o].clone(), taken));
         }
+        let index = tables
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.clone(), i))
+            .collect();
         let snapshot = Snapshot {
             tables,
+            index,
             positions: self.positions.clone(),
             inconsistent: self.inconsistent.clone(),
             last_backup: self.last_backup.clone(),

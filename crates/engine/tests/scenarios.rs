@@ -3,9 +3,9 @@
 //! columns, changed tags) with a backup after each step; restoring every backup point must
 //! equal the source database as it was at that point, table by table and value by value.
 //!
-//! The bitmap engine is fed here by an oracle feed that reports exactly the changes the test
-//! makes, so these tests judge the engine alone; the TMQ feed has its own tests and a
-//! scenario of its own below once wired.
+//! The bitmap engine is fed either by an oracle feed that reports exactly the changes the test
+//! makes (judging the engine alone) or by the real TMQ feed of `taosbackup-source` against the
+//! emulator's TMQ (judging the product), restarted every few steps.
 
 mod common;
 
@@ -16,6 +16,32 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use taosbackup_core::{BackupKind, ChangeEvent, TableEvent};
 use taosbackup_engine::{BackupPoint, ChangeTracking, EngineKind, TrackingConfig};
+use taosbackup_source::{ConnectOptions, TmqFeed, TmqFeedOptions};
+
+/// Which change feed drives the bitmap engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    Oracle,
+    Tmq,
+}
+
+async fn open_tracking(h: &Harness, oracle: &OracleFeed, kind: Feed, dir: &Path) -> ChangeTracking {
+    let feed: Box<dyn taosbackup_core::ChangeFeed> = match kind {
+        Feed::Oracle => Box::new(oracle.clone()),
+        Feed::Tmq => {
+            let o = ConnectOptions::new(h.emu.dsn()).with_credentials("root", "taosdata");
+            Box::new(TmqFeed::new(o, TmqFeedOptions::new("scenario-repo", DB)).unwrap())
+        }
+    };
+    ChangeTracking::open(
+        feed,
+        TrackingConfig::new(dir.join("tracker.state")),
+        h.width,
+        taosbackup_core::Precision::Ms,
+    )
+    .await
+    .unwrap()
+}
 
 fn is_normal(t: &str) -> bool {
     t.starts_with('n')
@@ -170,22 +196,13 @@ async fn create_child(
 
 /// Runs `steps` random steps with a backup after each, then restores every point and
 /// compares it with the database as it was.
-async fn scenario(seed: u64, steps: usize, engine: EngineKind, dir: &Path) {
+async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, dir: &Path) {
     let h = harness().await;
     let feed = OracleFeed::default();
     let mut tables = setup(&h, &feed).await;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut tracking = if engine == EngineKind::Bitmap {
-        Some(
-            ChangeTracking::open(
-                Box::new(feed.clone()),
-                TrackingConfig::new(dir.join("tracker.state")),
-                h.width,
-                taosbackup_core::Precision::Ms,
-            )
-            .await
-            .unwrap(),
-        )
+        Some(open_tracking(&h, &feed, kind, dir).await)
     } else {
         None
     };
@@ -193,6 +210,12 @@ async fn scenario(seed: u64, steps: usize, engine: EngineKind, dir: &Path) {
     let mut points = Vec::new();
     let mut log = Vec::new();
     for i in 0..steps {
+        if i > 0 && i % 4 == 0 && tracking.is_some() {
+            // A restart: the persisted tracker and the committed feed positions carry on.
+            drop(tracking.take());
+            tracking = Some(open_tracking(&h, &feed, kind, dir).await);
+            log.push("restart".into());
+        }
         if i > 0 {
             let n = rng.random_range(1..4);
             for _ in 0..n {
@@ -249,12 +272,96 @@ async fn scenario(seed: u64, steps: usize, engine: EngineKind, dir: &Path) {
 async fn bitmap_engine_restores_every_point_exactly() {
     for seed in 1..=8 {
         let dir = tempfile::tempdir().unwrap();
-        scenario(seed, 15, EngineKind::Bitmap, dir.path()).await;
+        scenario(seed, 15, EngineKind::Bitmap, Feed::Oracle, dir.path()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitmap_engine_fed_by_tmq_restores_every_point_exactly() {
+    for seed in 101..=106 {
+        let dir = tempfile::tempdir().unwrap();
+        scenario(seed, 15, EngineKind::Bitmap, Feed::Tmq, dir.path()).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_engine_restores_every_point_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    scenario(11, 6, EngineKind::Full, dir.path()).await;
+    scenario(11, 6, EngineKind::Full, Feed::Oracle, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tmq_gaps_force_a_full_backup_and_a_killed_consumer_loses_nothing() {
+    let h = harness().await;
+    let dir = tempfile::tempdir().unwrap();
+    let oracle = OracleFeed::default();
+    setup(&h, &oracle).await;
+    let mut t = open_tracking(&h, &oracle, Feed::Tmq, dir.path()).await;
+    h.exec(&format!("INSERT INTO {DB}.d0 VALUES ({BASE}, 1.5, 1, 'a')"))
+        .await;
+    h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+
+    // A consumer killed after reading changes but before persisting them: the changes are
+    // read again after the restart.
+    h.exec(&format!(
+        "INSERT INTO {DB}.d1 VALUES ({}, 2.5, 2, 'b')",
+        BASE + 120_000
+    ))
+    .await;
+    h.exec(&format!("DELETE FROM {DB}.d0 WHERE ts = {BASE}"))
+        .await;
+    t.catch_up().await.unwrap();
+    drop(t);
+    let mut t = open_tracking(&h, &oracle, Feed::Tmq, dir.path()).await;
+    let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(
+        r.manifest.kind,
+        BackupKind::Incremental,
+        "{:?}",
+        r.full_reason
+    );
+    assert_eq!(
+        (r.manifest.stats.blocks, r.manifest.stats.tombstones),
+        (1, 1)
+    );
+    let expected = h.contents(DB).await;
+    h.restore(BackupPoint::Latest, "k").await;
+    assert_eq!(h.contents("k").await, expected);
+    drop(t);
+
+    // The WAL is purged past the committed offsets while no consumer runs: a gap.
+    h.exec(&format!("INSERT INTO {DB}.d2 VALUES ({BASE}, 3.5, 3, 'c')"))
+        .await;
+    for vg in h.emu.store().vgroups(DB).unwrap() {
+        let (_, end) = h.emu.store().wal_range(DB, vg).unwrap();
+        h.emu.store().purge_wal(DB, vg, end).unwrap();
+    }
+    let mut t = open_tracking(&h, &oracle, Feed::Tmq, dir.path()).await;
+    let mut req = h.request(EngineKind::Bitmap);
+    req.on_gap = taosbackup_engine::OnGap::Fail;
+    let err = h
+        .backup_with(
+            &req,
+            Some(&mut t),
+            &taosbackup_engine::CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("gap"), "{err}");
+    let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(r.manifest.kind, BackupKind::Full);
+    let expected = h.contents(DB).await;
+    h.restore(BackupPoint::Latest, "g").await;
+    assert_eq!(h.contents("g").await, expected);
+    // After the full backup the chain continues incrementally.
+    h.exec(&format!("INSERT INTO {DB}.d3 VALUES ({BASE}, 4.5, 4, 'd')"))
+        .await;
+    let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(
+        r.manifest.kind,
+        BackupKind::Incremental,
+        "{:?}",
+        r.full_reason
+    );
+    assert_eq!(r.manifest.stats.blocks, 1);
 }
