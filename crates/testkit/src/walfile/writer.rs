@@ -15,8 +15,8 @@ pub const WAL_MAGIC: u64 = 0xFAFB_FCFD_F4F3_F2F1;
 /// Size of `SWalCkHead`.
 pub const HEAD_LEN: usize = 56;
 
-/// Options of a vnode WAL.
-#[derive(Debug, Clone)]
+/// Options of a vnode WAL (default: no rotation, first version 0, not encrypted, ms).
+#[derive(Debug, Clone, Default)]
 pub struct VnodeOptions {
     /// Roll to a new segment before a write once the current one exceeds this many bytes
     /// (`segSize`; 0 = never).
@@ -28,17 +28,6 @@ pub struct VnodeOptions {
     pub encrypted: bool,
     /// Database precision code in `vnode.json` (0 ms, 1 µs, 2 ns).
     pub precision: i32,
-}
-
-impl Default for VnodeOptions {
-    fn default() -> Self {
-        VnodeOptions {
-            seg_size: 0,
-            first_version: 0,
-            encrypted: false,
-            precision: 0,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
