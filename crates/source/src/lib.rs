@@ -46,6 +46,9 @@ pub use crate::{
     feed::{FeedError, MAX_NAME_LEN, TmqFeed, TmqFeedOptions, default_names},
     restore::WriteMode,
     source::TaosSource,
-    wal::{MapResolver, ResolvedTable, TableResolver, WalError, WalFeed, WalFeedOptions},
+    wal::{
+        CatalogResolver, MapResolver, ResolvedTable, TableResolver, WalError, WalFeed,
+        WalFeedOptions,
+    },
 };
 pub use taosbackup_core::{BlockChunk, ExportRequest, RestoreOptions, WriteReport};

@@ -5,12 +5,16 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use taosbackup_core::{ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent};
-use taosbackup_source::{MapResolver, WalError, WalFeed, WalFeedOptions};
+use taosbackup_source::{
+    CatalogResolver, ConnectOptions, MapResolver, ResolvedTable, TableResolver, TaosSource,
+    WalError, WalFeed, WalFeedOptions,
+};
 use taosbackup_testkit::walfile::{
     ALTER_ADD_COLUMN, ALTER_UPDATE_OPTIONS, ALTER_UPDATE_TAG_VAL, CreateKind, CreateTable,
     DropTable, HEAD_LEN, Msg, RowFormat, SubmitTable, TDMT_VND_COMMIT, VnodeOptions, VnodeWal,
     crc32c,
 };
+use taosbackup_testkit::{Emulator, EmulatorConfig};
 
 const DB: &str = "power";
 
@@ -569,6 +573,32 @@ async fn unreadable_layouts_fail_clearly() {
 
     // Used before start.
     assert!(feed(d3.path(), &resolver).next_batch().await.is_err());
+}
+
+#[tokio::test]
+async fn the_catalog_resolver_reads_uids_through_the_connector() {
+    let emu = Emulator::start(EmulatorConfig::default()).expect("emulator starts");
+    let opts = ConnectOptions::new(emu.dsn()).with_credentials("root", "taosdata");
+    let source = TaosSource::connect(opts.clone()).unwrap();
+    for sql in [
+        "CREATE DATABASE power",
+        "CREATE STABLE power.meters (ts TIMESTAMP, v INT) TAGS (t1 INT)",
+        "CREATE TABLE power.c1 USING power.meters TAGS (1)",
+        "CREATE TABLE power.n1 (ts TIMESTAMP, v INT)",
+        "CREATE DATABASE other",
+        "CREATE TABLE other.x (ts TIMESTAMP, v INT)",
+    ] {
+        source.execute(sql).await.unwrap();
+    }
+    let resolver = CatalogResolver::connect(&opts, "power").unwrap();
+    let mut tables = resolver.tables().await.unwrap();
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    let shape: Vec<(&str, Option<&str>)> = tables
+        .iter()
+        .map(|t: &ResolvedTable| (t.name.as_str(), t.super_table.as_deref()))
+        .collect();
+    assert_eq!(shape, vec![("c1", Some("meters")), ("n1", None)]);
+    assert!(tables[0].uid != tables[1].uid && tables[0].uid > 0);
 }
 
 /// One step of a random scenario.

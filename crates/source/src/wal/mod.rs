@@ -9,15 +9,17 @@
 //!   database (`"vnode:<vgId>"` → next WAL version), tailing records as they are written,
 //!   across segment rotation; purge past a committed position is a
 //!   [`taosbackup_core::FeedStart::Gap`].
-//! - [`TableResolver`] names uids the WAL does not name (the catalog); [`MapResolver`] is an
-//!   in-memory one.
+//! - [`TableResolver`] names uids the WAL does not name: [`CatalogResolver`] reads the
+//!   catalog through the connector; [`MapResolver`] is an in-memory one.
 //! - [`WalError`]: what can go wrong (corrupt records name the file and offset; encrypted or
 //!   unknown formats are refused rather than guessed).
 
+mod catalog;
 mod decode;
 mod error;
 mod feed;
 mod vnode;
 
+pub use catalog::CatalogResolver;
 pub use error::WalError;
 pub use feed::{MapResolver, ResolvedTable, TableResolver, WalFeed, WalFeedOptions};
