@@ -125,6 +125,21 @@ pub(crate) struct Meta {
 
 /// Reads the current (highest N) `meta-ver<N>`; `None` when the WAL has none yet.
 pub(crate) fn read_meta(wal_dir: &Path) -> Result<Option<Meta>, WalError> {
+    // walSaveMeta renames a new meta in, then deletes the old one: a meta listed can be gone
+    // when it is opened. Try again a few times.
+    for _ in 0..3 {
+        if let Some(m) = try_read_meta(wal_dir)? {
+            return Ok(m);
+        }
+    }
+    Err(WalError::bad_file(
+        wal_dir,
+        "the meta-ver file kept disappearing while being read",
+    ))
+}
+
+/// `Ok(None)`: the meta file vanished between listing and reading.
+fn try_read_meta(wal_dir: &Path) -> Result<Option<Option<Meta>>, WalError> {
     let mut best: Option<(i64, PathBuf)> = None;
     let rd = match fs::read_dir(wal_dir) {
         Ok(rd) => rd,
@@ -145,12 +160,11 @@ pub(crate) fn read_meta(wal_dir: &Path) -> Result<Option<Meta>, WalError> {
         }
     }
     let Some((_, path)) = best else {
-        return Ok(None);
+        return Ok(Some(None));
     };
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
-        // Replaced by a newer meta between listing and reading (walSaveMeta): read again.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return read_meta(wal_dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(WalError::io("read", &path, e)),
     };
     let json: serde_json::Value = serde_json::from_str(&text)
@@ -172,10 +186,10 @@ pub(crate) fn read_meta(wal_dir: &Path) -> Result<Option<Meta>, WalError> {
     if !json["files"].is_array() {
         return Err(WalError::bad_file(&path, "files is not an array"));
     }
-    Ok(Some(Meta {
+    Ok(Some(Some(Meta {
         first_ver: num("firstVer")?,
         last_ver: num("lastVer")?,
-    }))
+    })))
 }
 
 /// The segments on disk: `(firstVer, .log path)`, in version order.
@@ -228,6 +242,8 @@ pub(crate) struct SegReader {
     file: BufReader<File>,
     /// Offset of the next record; the file position is always here.
     pub(crate) offset: u64,
+    /// File length last seen (stat again only when a record seems to pass it).
+    known_len: u64,
 }
 
 impl SegReader {
@@ -240,22 +256,27 @@ impl SegReader {
             path,
             file: BufReader::with_capacity(256 * 1024, f),
             offset,
+            known_len: 0,
         })
     }
 
-    fn len(&self) -> Result<u64, WalError> {
-        self.file
-            .get_ref()
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| WalError::io("stat", &self.path, e))
+    /// Whether the file holds at least `end` bytes (the WAL only grows by appends).
+    fn has(&mut self, end: u64) -> Result<bool, WalError> {
+        if end > self.known_len {
+            self.known_len = self
+                .file
+                .get_ref()
+                .metadata()
+                .map(|m| m.len())
+                .map_err(|e| WalError::io("stat", &self.path, e))?;
+        }
+        Ok(end <= self.known_len)
     }
 
     /// Reads the record at the current offset, which must have version `expect` (when
     /// given). Stops (`End`) before a record that is not completely written yet.
     pub(crate) fn next(&mut self, expect: Option<i64>) -> Result<Read1, WalError> {
-        let len = self.len()?;
-        if self.offset + HEAD_LEN > len {
+        if !self.has(self.offset + HEAD_LEN)? {
             return Ok(Read1::End);
         }
         let mut head = [0u8; HEAD_LEN as usize];
@@ -310,7 +331,7 @@ impl SegReader {
         let Ok(body_len) = u64::try_from(body_len) else {
             return Err(corrupt(format!("negative body length {body_len}")));
         };
-        if self.offset + HEAD_LEN + body_len > len {
+        if !self.has(self.offset + HEAD_LEN + body_len)? {
             // A write in progress: leave the file position at the record head.
             self.file
                 .seek_relative(-(HEAD_LEN as i64))
