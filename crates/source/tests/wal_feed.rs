@@ -395,6 +395,37 @@ async fn purge_past_the_committed_position_is_a_gap() {
     ));
 }
 
+#[tokio::test]
+async fn creates_of_known_tables_and_drops_without_uid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = VnodeWal::create(dir.path(), 2, DB, VnodeOptions::default()).unwrap();
+    let resolver = MapResolver::new();
+    resolver.insert(1001, "c1", Some("meters"));
+    // CREATE TABLE IF NOT EXISTS of an existing table is logged with its uid: not new.
+    w.append(&Msg::CreateTables(vec![child("c1", 1001)]))
+        .unwrap();
+    // A table dropped and created again under the same name gets a new uid: new.
+    w.append(&Msg::DropTables(vec![DropTable {
+        name: "c1".into(),
+        uid: 0,
+        suid: 100,
+    }]))
+    .unwrap();
+    w.append(&Msg::CreateTables(vec![child("c1", 1002)]))
+        .unwrap();
+    w.append(&submit(1002, RowFormat::Rows, &[1])).unwrap();
+    let mut f = feed(dir.path(), &resolver);
+    f.start(&pos(&[(2, 0)])).await.unwrap();
+    assert_eq!(
+        drain(&mut f).await,
+        vec![
+            tev("c1", TableEvent::Dropped),
+            tev("c1", TableEvent::Created),
+            rows("c1", &[1]),
+        ]
+    );
+}
+
 fn flip(path: &Path, offset: u64) {
     let mut b = std::fs::read(path).unwrap();
     b[offset as usize] ^= 0x40;

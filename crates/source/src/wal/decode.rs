@@ -41,7 +41,6 @@ pub(crate) enum Entry {
         uid: i64,
         name: String,
         stable: Option<String>,
-        auto: bool,
     },
     /// DROP TABLE.
     Drop { uid: i64, name: String },
@@ -181,7 +180,7 @@ pub(crate) fn decode(msg_type: i16, body: &[u8]) -> DecResult<Option<Vec<Entry>>
             let n = b.iv()?;
             let n = b.count(n, "request count")?;
             for _ in 0..n {
-                out.push(create_req(&mut b, false)?);
+                out.push(create_req(&mut b)?);
             }
         }
         TDMT_VND_DROP_TABLE => {
@@ -282,7 +281,7 @@ fn alter_event(action: i8) -> Option<TableEvent> {
 }
 
 /// `SVCreateTbReq` (tmsg.c:tEncodeSVCreateTbReq): the fields up to the super table name.
-fn create_req(d: &mut Dec<'_>, auto: bool) -> DecResult<Entry> {
+fn create_req(d: &mut Dec<'_>) -> DecResult<Entry> {
     let mut b = d.block()?;
     let _flags = b.iv()?;
     let name = b.cstr()?;
@@ -299,12 +298,7 @@ fn create_req(d: &mut Dec<'_>, auto: bool) -> DecResult<Entry> {
     } else {
         None
     };
-    Ok(Entry::Create {
-        uid,
-        name,
-        stable,
-        auto,
-    })
+    Ok(Entry::Create { uid, name, stable })
 }
 
 /// `SSubmitReq2Msg` + `tEncodeSubmitReq` (tmsg.c): uid and timestamps of every table.
@@ -332,7 +326,7 @@ fn submit(body: &[u8], out: &mut Vec<Entry>) -> DecResult<()> {
             ));
         }
         let created = if flags & SUBMIT_REQ_AUTO_CREATE_TABLE != 0 {
-            Some(create_req(&mut t, true)?)
+            Some(create_req(&mut t)?)
         } else {
             None
         };

@@ -379,22 +379,23 @@ impl WalFeed {
                         timestamps,
                     });
                 }
-                Entry::Create {
-                    uid,
-                    name,
-                    stable,
-                    auto,
-                } => {
+                Entry::Create { uid, name, stable } => {
                     let known = self.names.get(&uid).is_some_and(|(n, _)| *n == name);
                     self.names.insert(uid, (name.clone(), stable));
-                    // An auto-create request comes with every insert that names a super
-                    // table; only the first one for a table we did not know creates it.
-                    if !auto || !known {
+                    // Every insert naming a super table carries an auto-create request, and
+                    // CREATE TABLE IF NOT EXISTS is logged for existing tables too (with their
+                    // uid): only a uid the feed did not know is a new table.
+                    if !known {
                         out.push(table(name, TableEvent::Created));
                     }
                 }
                 Entry::Drop { uid, name } => {
-                    self.names.remove(&uid);
+                    if uid == 0 {
+                        // Not filled in by pre-processing (e.g. mnode-built requests): by name.
+                        self.names.retain(|_, (n, _)| *n != name);
+                    } else {
+                        self.names.remove(&uid);
+                    }
                     out.push(table(name, TableEvent::Dropped));
                 }
                 Entry::Alter { name, event } => {
