@@ -644,6 +644,9 @@ enum Op {
         table: usize,
         start: i64,
     },
+    Drop {
+        table: usize,
+    },
     Roll,
     Read,
 }
@@ -653,6 +656,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..4usize, 0..3u8, prop::collection::vec(-1000i64..1000, 0..6))
             .prop_map(|(table, format, ts)| Op::Write { table, format, ts }),
         2 => (0..4usize, -1000i64..1000).prop_map(|(table, start)| Op::Delete { table, start }),
+        1 => (0..4usize).prop_map(|table| Op::Drop { table }),
         1 => Just(Op::Roll),
         2 => Just(Op::Read),
     ]
@@ -679,18 +683,21 @@ proptest! {
             f.start(&pos(&[(2, 0)])).await.unwrap();
             let names = ["t0", "t1", "t2", "t3"];
             let mut created = [true, true, false, false];
+            // A table dropped and written again is created again under a new uid.
+            let mut uids = [10i64, 11, 12, 13];
             let (mut expected, mut seen) = (Vec::new(), Vec::new());
             for op in &ops {
                 match op {
                     Op::Write { table, format, ts } => {
                         let format = [RowFormat::Rows, RowFormat::Columns, RowFormat::ColumnsV0][*format as usize];
-                        let auto = (!created[*table]).then(|| child(names[*table], 10 + *table as i64));
+                        let uid = uids[*table];
+                        let auto = (!created[*table]).then(|| child(names[*table], uid));
                         if auto.is_some() {
                             expected.push(tev(names[*table], TableEvent::Created));
                             created[*table] = true;
                         }
                         w.append(&Msg::Submit(vec![SubmitTable {
-                            uid: 10 + *table as i64, suid: 100, format, timestamps: ts.clone(), auto_create: auto,
+                            uid, suid: 100, format, timestamps: ts.clone(), auto_create: auto,
                         }])).unwrap();
                         if !ts.is_empty() {
                             expected.push(rows(names[*table], ts));
@@ -699,10 +706,19 @@ proptest! {
                     Op::Delete { table, start } => {
                         if !created[*table] { continue; }
                         w.append(&Msg::Delete {
-                            suid: 100, uids: vec![10 + *table as u64], start: *start, end: start + 10,
+                            suid: 100, uids: vec![uids[*table] as u64], start: *start, end: start + 10,
                             table_fname: "1.power.meters".into(),
                         }).unwrap();
                         expected.push(ChangeEvent::Delete { table: names[*table].into(), start: *start, end: start + 10 });
+                    }
+                    Op::Drop { table } => {
+                        if !created[*table] { continue; }
+                        w.append(&Msg::DropTables(vec![DropTable {
+                            name: names[*table].into(), uid: uids[*table], suid: 100,
+                        }])).unwrap();
+                        expected.push(tev(names[*table], TableEvent::Dropped));
+                        created[*table] = false;
+                        uids[*table] += 100;
                     }
                     Op::Roll => w.roll().unwrap(),
                     Op::Read => seen.extend(drain(&mut f).await),

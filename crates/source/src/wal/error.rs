@@ -36,9 +36,22 @@ pub enum WalError {
         found: String,
     },
     /// `vnode.json` or `meta-ver<N>` is not what TDengine writes.
-    #[error("unexpected content in {path}: {reason}")]
+    #[error(
+        "unexpected content in {path}: {reason}; is wal_path TDengine 3.x's dataDir on this host?"
+    )]
     BadFile {
         /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The feed's state file is unreadable or belongs to another database.
+    #[error(
+        "wal feed state file {path}: {reason}; point state_file elsewhere or delete it (the \
+         feed then starts fresh and the next backup is a full one)"
+    )]
+    BadState {
+        /// The state file.
         path: PathBuf,
         /// What is wrong.
         reason: String,
@@ -82,7 +95,9 @@ pub enum WalError {
     },
     /// A record body could not be decoded.
     #[error(
-        "cannot decode WAL record vnode:{vnode} version {version} (message type {msg_type}): {reason}"
+        "cannot decode WAL record vnode:{vnode} version {version} (message type {msg_type}): \
+         {reason}; the body is not in the format taken from TDengine 3.3.7 (commit a4874a8c): \
+         use change_feed = \"tmq\" with this server"
     )]
     BadBody {
         /// The vgroup id.

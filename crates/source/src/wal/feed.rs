@@ -204,13 +204,13 @@ impl WalFeed {
         let mut committed = committed.clone();
         if let Some(s) = state {
             if s.database != self.opts.database {
-                return Err(WalError::bad_file(
-                    &self.opts.state_file,
-                    format!(
-                        "state file of database {:?}, not {:?}",
+                return Err(WalError::BadState {
+                    path: self.opts.state_file.clone(),
+                    reason: format!(
+                        "it is the state of database {:?}, not {:?}",
                         s.database, self.opts.database
                     ),
-                ));
+                });
             }
             for t in s.tables {
                 self.names.insert(t.uid, (t.name, t.super_table));
@@ -697,16 +697,15 @@ fn load_state(path: &Path) -> Result<Option<State>, WalError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(WalError::io("read the state file", path, e)),
     };
-    let s: State = serde_json::from_slice(&text)
-        .map_err(|e| WalError::bad_file(path, format!("not a wal feed state file: {e}")))?;
+    let s: State = serde_json::from_slice(&text).map_err(|e| WalError::BadState {
+        path: path.to_path_buf(),
+        reason: format!("not a wal feed state file: {e}"),
+    })?;
     if s.format != STATE_FORMAT {
-        return Err(WalError::bad_file(
-            path,
-            format!(
-                "state file format {} (this version writes {STATE_FORMAT})",
-                s.format
-            ),
-        ));
+        return Err(WalError::BadState {
+            path: path.to_path_buf(),
+            reason: format!("format {} (this version writes {STATE_FORMAT})", s.format),
+        });
     }
     Ok(Some(s))
 }
