@@ -657,6 +657,72 @@ fn find_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+fn log_file_format_and_debug() {
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let log = dir.path().join("tb.log");
+    let log_arg = log.display().to_string();
+    tb(dir.path())
+        .env("TAOS_BITMAP_DEBUG", "1")
+        .args([
+            "init",
+            "--repo",
+            &repo,
+            "--no-encryption",
+            "--log-file",
+            &log_arg,
+        ])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("DEBUG") && text.contains("taosbackup starting"),
+        "{text}"
+    );
+    tb(dir.path())
+        .args([
+            "list",
+            "--repo",
+            &repo,
+            "--debug",
+            "--log-format",
+            "json",
+            "--log-file",
+            &log_arg,
+        ])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().unwrap();
+    let v: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    assert_eq!(v["level"], "DEBUG", "{v}");
+    // Without debug, no debug lines.
+    let quiet = dir.path().join("quiet.log");
+    tb(dir.path())
+        .args([
+            "list",
+            "--repo",
+            &repo,
+            "--log-file",
+            &quiet.display().to_string(),
+        ])
+        .assert()
+        .success();
+    assert!(!std::fs::read_to_string(&quiet).unwrap().contains("DEBUG"));
+    tb(dir.path())
+        .args([
+            "list",
+            "--repo",
+            &repo,
+            "--log-file",
+            "/nonexistent/dir/x.log",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot open the log file"));
+}
+
+#[test]
 fn config_errors_name_the_key_and_the_file() {
     let dir = TempDir::new().unwrap();
     let toml = write(&dir, "bad.toml", "[backup]\nenigne = \"full\"\n");
@@ -703,7 +769,7 @@ fn bad_inputs_fail_with_advice() {
         .args([
             "backup",
             "--source",
-            "ws://",
+            "ws://host:port",
             "--database",
             "power",
             "--repo",
@@ -718,6 +784,7 @@ fn bad_inputs_fail_with_advice() {
         .unwrap()
         .local_addr()
         .unwrap();
+    let encrypted = dir.path().join("encrypted").display().to_string();
     tb(dir.path())
         .env("TAOSBACKUP_PASSWORD", "x")
         .args([
@@ -727,7 +794,7 @@ fn bad_inputs_fail_with_advice() {
             "--database",
             "power",
             "--repo",
-            &repo,
+            &encrypted,
         ])
         .args(["--source", &format!("ws://{closed}")])
         .assert()

@@ -35,6 +35,10 @@ pub struct Config {
     pub retention: RetentionSection,
     /// `[log]`: logging.
     pub log: LogSection,
+    /// `[daemon]`: the daemon's HTTP server and feed refresh (see `daemon`).
+    pub daemon: Option<crate::daemon::DaemonSection>,
+    /// `[schedule]`: the daemon's cron schedules and retries (see `daemon`).
+    pub schedule: Option<crate::daemon::ScheduleSection>,
 }
 
 /// `[source]`.
@@ -323,8 +327,11 @@ fn describe(path: &serde_path_to_error::Path, message: &str) -> String {
     let prefix = if prefix == "." { String::new() } else { prefix };
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((field, tail)) = rest.split_once('`') {
-            let key = if prefix.is_empty() {
+            // The path usually ends with the unknown field already.
+            let key = if prefix.is_empty() || prefix == field {
                 field.to_string()
+            } else if prefix.ends_with(&format!(".{field}")) {
+                prefix.clone()
             } else {
                 format!("{prefix}.{field}")
             };
@@ -382,6 +389,17 @@ mod tests {
         assert!(bad("[repository]\nbucket_width = \"30s\"").contains("bucket_width"));
         assert!(bad("[backup]\ncompression = 40").contains("backup.compression"));
         assert!(bad("[backup]\nparallel = 0").contains("backup.parallel"));
+    }
+
+    #[test]
+    fn shipped_examples_parse() {
+        let toml = Config::from_toml(include_str!("../../../examples/taosbackup.toml")).unwrap();
+        toml.validate().unwrap();
+        assert!(toml.schedule.unwrap().full.is_some());
+        assert_eq!(toml.daemon.unwrap().listen.port(), 8080);
+        let json = Config::from_json(include_str!("../../../examples/backup_config.json")).unwrap();
+        json.validate().unwrap();
+        assert_eq!(json.event_interceptor.buffer_size, Some(10000));
     }
 
     #[test]

@@ -72,10 +72,15 @@ pub fn classify(err: &anyhow::Error) -> (Exit, Option<String>) {
         if let Some(e) = cause.downcast_ref::<taosbackup_sink::Error>() {
             return sink_advice(e);
         }
-        if let Some(taosbackup_source::Error::InvalidDsn { .. }) =
-            cause.downcast_ref::<taosbackup_source::Error>()
-        {
-            return (Exit::Usage, Some(DSN_HINT.into()));
+        if let Some(e) = cause.downcast_ref::<taosbackup_source::Error>() {
+            if let taosbackup_source::Error::InvalidDsn { .. } = e {
+                return (Exit::Usage, Some(DSN_HINT.into()));
+            }
+            if let Some(kind) = source_kind(e) {
+                if let Some(hint) = kind_hint(kind) {
+                    return (Exit::Failed, Some(hint));
+                }
+            }
         }
         if let Some(e) = cause.downcast_ref::<EngineError>() {
             match e {
@@ -101,7 +106,7 @@ pub fn classify(err: &anyhow::Error) -> (Exit, Option<String>) {
             }
         }
         if let Some(e) = cause.downcast_ref::<SourceError>() {
-            if let Some(hint) = source_hint(e) {
+            if let Some(hint) = kind_hint(e.kind()) {
                 return (Exit::Failed, Some(hint));
             }
         }
@@ -120,8 +125,26 @@ pub fn classify(err: &anyhow::Error) -> (Exit, Option<String>) {
 const DSN_HINT: &str = "use host[:port] or taos://host:6030 (native), ws://host:6041 or \
                         wss://host (taosAdapter)";
 
-fn source_hint(e: &SourceError) -> Option<String> {
-    Some(match e.kind() {
+/// The class of a source crate error, as its conversion into `SourceError` would give.
+fn source_kind(e: &taosbackup_source::Error) -> Option<SourceErrorKind> {
+    use taosbackup_source::Error as E;
+    Some(match e {
+        E::Timeout { .. } => SourceErrorKind::Connection,
+        E::TargetExists { .. } => SourceErrorKind::AlreadyExists,
+        E::Server {
+            transient: true, ..
+        } => SourceErrorKind::Connection,
+        E::Server { code, .. } => match code {
+            0x0357 | 0x0351 | 0xE006 => SourceErrorKind::Authentication,
+            0x0388 | 0x2603 | 0x0362 => SourceErrorKind::NotFound,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+fn kind_hint(kind: SourceErrorKind) -> Option<String> {
+    Some(match kind {
         SourceErrorKind::Connection => "check that TDengine (taosAdapter for ws:// DSNs, port \
                                         6041) is running and reachable at that address"
             .into(),
@@ -227,5 +250,10 @@ mod tests {
         assert_eq!(classify(&e).0, Exit::Usage);
         let e = anyhow::anyhow!("plain");
         assert_eq!(classify(&e), (Exit::Failed, None));
+        let e = anyhow::Error::from(taosbackup_source::Error::TargetExists {
+            database: "d".into(),
+            endpoint: "ws://h:6041".into(),
+        });
+        assert!(classify(&e).1.unwrap().contains("--into-existing"));
     }
 }

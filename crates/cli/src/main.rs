@@ -15,6 +15,7 @@ mod error;
 mod logging;
 mod output;
 mod progress;
+mod runner;
 mod signals;
 
 use std::process::ExitCode;
@@ -49,12 +50,33 @@ fn main() -> ExitCode {
             return error::report(&e, debug).into();
         }
     };
+    tracing::debug!(
+        version = env!("CARGO_PKG_VERSION"),
+        command = ?cli.command.as_ref().map(command_name),
+        config = ?ctx.global.config,
+        "taosbackup starting"
+    );
     let result = runtime.block_on(run(&ctx, cli));
     // Background tasks (lock refreshers, connections) must not delay the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(exit) => exit.into(),
         Err(e) => error::report(&e, debug).into(),
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Init(_) => "init",
+        Command::Backup(_) => "backup",
+        Command::Plan(_) => "plan",
+        Command::List(_) => "list",
+        Command::Show(_) => "show",
+        Command::Restore(_) => "restore",
+        Command::Verify(_) => "verify",
+        Command::Prune(_) => "prune",
+        Command::Key(_) => "key",
+        Command::Daemon(_) => "daemon",
     }
 }
 
@@ -70,9 +92,6 @@ async fn run(ctx: &Context, cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Verify(a)) => commands::verify::run(ctx, &a).await,
         Some(Command::Prune(a)) => commands::prune::run(ctx, &a).await,
         Some(Command::Key(a)) => commands::key::run(ctx, &a).await,
-        Some(Command::Daemon(_)) => Err(error::usage(
-            "the daemon is not wired yet",
-            "run backups from cron or a systemd timer meanwhile",
-        )),
+        Some(Command::Daemon(_)) => runner::run(ctx).await,
     }
 }
