@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("moto") => ci::ensure_moto().map(|path| println!("{}", path.display())),
+        Some("soak") => soak(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{}", USAGE);
             Ok(())
@@ -45,4 +46,82 @@ tasks:
   bench  emu [ROWS]: how fast taos-emu serves SELECT * to the real connector
          sink: the repository write pipeline vs zstd alone (criterion)
          tracker: block marks/s, bitmap memory, snapshot time (criterion)
-  moto   make sure .venv has moto's S3 server; print its path";
+  moto   make sure .venv has moto's S3 server; print its path
+  soak   [SECONDS]: the long reliability variants: 50 kill -9 points, 30 backups at a
+         10% storage fault rate, and each fuzz target for SECONDS (default 600; needs
+         cargo-fuzz and a nightly toolchain)";
+
+/// `cargo xtask soak [SECONDS]`: the long variants of the reliability suite
+/// (docs/reliability.md). Each step runs even if an earlier one failed; the failures are
+/// reported together.
+fn soak(args: &[String]) -> Result<(), String> {
+    let seconds: u64 = match args.first() {
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("soak: SECONDS must be a whole number, got {s:?}"))?,
+        None => 600,
+    };
+    let moto = ci::ensure_moto()?;
+    let mut failures = Vec::new();
+    let mut kills = util::cargo();
+    kills
+        .args([
+            "test",
+            "-p",
+            "taosbackup-cli",
+            "--test",
+            "reliability",
+            "--",
+            "kill_9",
+        ])
+        .args(["--nocapture"])
+        .env("TAOSBACKUP_SOAK_KILLS", "50");
+    let mut faults = util::cargo();
+    faults
+        .args([
+            "test",
+            "-p",
+            "taosbackup-sink",
+            "--test",
+            "faults",
+            "--",
+            "--nocapture",
+        ])
+        .env("TAOSBACKUP_SOAK_ROUNDS", "30")
+        .env("TAOSBACKUP_MOTO_SERVER", &moto);
+    for cmd in [&mut kills, &mut faults] {
+        if let Err(e) = util::sh(cmd) {
+            failures.push(e);
+        }
+    }
+    let targets = [
+        "pack_header",
+        "index_file",
+        "manifest",
+        "blob_open",
+        "key_file",
+        "config",
+        "block_chunk",
+        "tracker_state",
+    ];
+    for target in targets {
+        let corpus = util::root()
+            .join("crates/sink/tests/fuzz_corpus")
+            .join(target);
+        // The rustup proxy (not $CARGO, a stable toolchain's cargo) understands +nightly.
+        let mut fuzz = std::process::Command::new("cargo");
+        fuzz.current_dir(util::root().join("fuzz"))
+            .args(["+nightly", "fuzz", "run", target])
+            .arg(util::root().join("fuzz/corpus").join(target))
+            .arg(&corpus)
+            .args(["--", &format!("-max_total_time={seconds}")]);
+        if let Err(e) = util::sh(&mut fuzz) {
+            failures.push(e);
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("soak failed:\n  {}", failures.join("\n  ")))
+    }
+}
