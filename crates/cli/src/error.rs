@@ -218,10 +218,37 @@ fn sink_advice(e: &taosbackup_sink::Error) -> (Exit, Option<String>) {
     (exit, Some(hint.to_string()))
 }
 
+/// The error chain as one line, without repeats: library errors often print their source
+/// inside their own message, and the trait wrappers (`source error (kind)`, `repository
+/// error (kind)`) add nothing an operator needs.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let mut text = cause.to_string();
+        if let Some(src) = cause.source() {
+            let s = src.to_string();
+            if let Some(head) = text.strip_suffix(&s) {
+                text = head.trim_end().trim_end_matches(':').trim_end().to_string();
+            }
+        }
+        let wrapper = (text.starts_with("source error (")
+            || text.starts_with("repository error ("))
+            && text.ends_with(')');
+        if text.is_empty() || wrapper || parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    if parts.is_empty() {
+        return err.to_string();
+    }
+    parts.join(": ")
+}
+
 /// Prints `err` to standard error and returns its exit code.
 pub fn report(err: &anyhow::Error, debug: bool) -> Exit {
     let (exit, hint) = classify(err);
-    let mut text = format!("error: {err:#}");
+    let mut text = format!("error: {}", message(err));
     if let Some(h) = hint {
         text.push_str(&format!("\n  hint: {h}"));
     }
@@ -238,6 +265,26 @@ pub fn report(err: &anyhow::Error, debug: bool) -> Exit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chains_print_once() {
+        let inner = taosbackup_source::Error::TargetExists {
+            database: "p2".into(),
+            endpoint: "ws://h:6041".into(),
+        };
+        let core = taosbackup_core::SourceError::from(inner);
+        let e = anyhow::Error::from(EngineError::Source {
+            context: "creating the target database".into(),
+            source: core,
+        });
+        let m = message(&e);
+        assert_eq!(m.matches("already exists").count(), 1, "{m}");
+        assert!(
+            m.starts_with("creating the target database: target database p2"),
+            "{m}"
+        );
+        assert!(!m.contains("source error ("), "{m}");
+    }
 
     #[test]
     fn classes() {

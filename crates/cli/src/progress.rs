@@ -113,6 +113,7 @@ impl Progress for CliProgress {
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_prefix(phase.to_string());
+            bar.set_message(self.message(Duration::ZERO));
             bar.enable_steady_tick(Duration::from_millis(200));
             Some(bar)
         } else {

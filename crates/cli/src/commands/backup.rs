@@ -112,6 +112,7 @@ pub async fn run_backup(
         anyhow::Ok(report)
     }
     .await;
+    let written = session.bytes_stored();
     let released = session.finish().await;
     match result {
         Err(e) if is_cancelled(&e) => {
@@ -134,7 +135,11 @@ pub async fn run_backup(
             }
             Err(e)
         }
-        Ok(report) => {
+        Ok(mut report) => {
+            // Packs are uploaded by the commit, after the engine took its counters: the
+            // session's figure is what this run really wrote.
+            let stats = &mut report.manifest.stats;
+            stats.bytes_stored = stats.bytes_stored.max(written);
             released
                 .context("the backup was committed, but releasing the repository lock failed")?;
             Ok(report)
@@ -249,7 +254,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         bytes_read = m.stats.bytes_read,
         bytes_stored = m.stats.bytes_stored,
         seconds = report.duration.as_secs_f64(),
-        "backup committed"
+        "backup summary"
     );
     if args.json {
         let mut v = backup_json(m);

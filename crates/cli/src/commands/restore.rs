@@ -1,7 +1,7 @@
 //! `taosbackup restore`.
 
 use anyhow::Context as _;
-use taosbackup_engine::{BackupPoint, RestoreReport, RestoreRequest};
+use taosbackup_engine::{BackupPoint, EngineError, RestoreReport, RestoreRequest};
 
 use crate::args::RestoreArgs;
 use crate::commands::backup::format_secs;
@@ -47,10 +47,26 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
         dry_run: args.dry_run,
         parallel,
     };
-    tracing::info!(repository = %url, point = %req.point, dry_run = req.dry_run, "restore started");
+    tracing::info!(repository = %url, point = %req.point, dry_run = req.dry_run, "restoring");
     let result = taosbackup_engine::restore(&target, &session, &req, &progress, &cancel).await;
     let released = session.finish().await;
     drop(progress);
+    if let Err(EngineError::Cancelled) = &result {
+        let name = req
+            .target_database
+            .clone()
+            .unwrap_or_else(|| "the target database".into());
+        return Err(Advised {
+            message: format!(
+                "restore cancelled by a signal: {name} may be partly written; the repository is \
+                 unchanged"
+            ),
+            hint: "drop the partly restored database and restore again (or restore again with \
+                   --into-existing)"
+                .into(),
+        }
+        .into());
+    }
     let report = result?;
     released?;
     tracing::info!(
