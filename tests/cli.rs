@@ -626,6 +626,56 @@ format = "json"
     let list = json_out(&out);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], third["id"]);
+    // Restore flags: KEEP override into a new database, then merging into it.
+    let third_id = third["id"].as_str().unwrap();
+    let out = tb(dir.path())
+        .args(["restore", "--repo", &repo, "--target", &emu.dsn(), "--json"])
+        .args(["--backup", &third_id[..8], "--target-database", "m2"])
+        .args(["--keep-override", "3650", "--parallel", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep = json_out(&out);
+    assert_eq!(rep["rows_written"], rep["rows_expected"], "{rep}");
+    assert_eq!(count(&emu, "m2.d0"), count(&emu, "meters.d0"));
+    tb(dir.path())
+        .args([
+            "restore",
+            "--config",
+            &cfg,
+            "--target",
+            &emu.dsn(),
+            "--target-database",
+            "m2",
+        ])
+        .args(["--into-existing", "--tables", "d0"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 tables"));
+    assert_eq!(count(&emu, "m2.d0"), count(&emu, "meters.d0"));
+    tb(dir.path())
+        .args(["verify", "--repo", &repo, "--backup", &third_id[..12]])
+        .assert()
+        .success();
+    tb(dir.path())
+        .args(["list", "--repo", &repo, "--database", "other"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no backups"));
+    tb(dir.path())
+        .args(["show", "--repo", &repo, "--database", "meters", "latest"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(third_id));
+    tb(dir.path())
+        .args(["plan", "--config", &cfg])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("incremental (engine time)"));
     // A flipped byte in a pack: verify --read-data exits 3 and names it.
     let packs = find_files(&dir.path().join("repo/data"));
     assert!(!packs.is_empty());
