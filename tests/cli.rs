@@ -897,6 +897,30 @@ fn bad_inputs_fail_with_advice() {
         .args(["list", "--repo", "ftp://host/x"])
         .assert()
         .code(2);
+    // A short WAL retention is worth a warning (the bitmap engine's feed needs the WAL).
+    sql(
+        &emu,
+        &[
+            "CREATE DATABASE brief WAL_RETENTION_PERIOD 600".to_string(),
+            "CREATE TABLE brief.t (ts TIMESTAMP, v INT)".to_string(),
+            format!("INSERT INTO brief.t VALUES ({BASE}, 1)"),
+        ],
+    );
+    let brief = dir.path().join("brief").display().to_string();
+    tb(dir.path())
+        .args([
+            "backup",
+            "--source",
+            &emu.dsn(),
+            "--database",
+            "brief",
+            "--repo",
+            &brief,
+        ])
+        .arg("--no-encryption")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("keeps its WAL for only 600 s"));
     // Bad backup point.
     tb(dir.path())
         .args([

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
-use taosbackup_core::{Manifest, Precision, Progress, SourceInfo};
+use taosbackup_core::{
+    ChangeBatch, ChangeFeed, FeedStart, Manifest, Positions, Precision, Progress, SourceError,
+    SourceInfo,
+};
 use taosbackup_engine::{
     BackupReport, BackupRequest, CancellationToken, ChangeTracking, EngineError, EngineKind,
     list_backups,
@@ -66,6 +69,10 @@ pub async fn open_tracking(
     );
     let feed = TmqFeed::new(connect.clone(), options)
         .with_context(|| format!("cannot set up the tmq change feed of database {database}"))?;
+    let feed = RetentionWarning {
+        feed,
+        database: database.to_string(),
+    };
     let tracking = ChangeTracking::open(
         Box::new(feed),
         config,
@@ -75,6 +82,52 @@ pub async fn open_tracking(
     .await
     .with_context(|| format!("cannot start change tracking of database {database}"))?;
     Ok(tracking)
+}
+
+/// WAL kept for less than this makes gaps (and full backups) likely between backups.
+const SHORT_WAL_RETENTION_SECS: i64 = 3600;
+
+/// The tmq feed, warning after `start` when the database keeps its WAL only briefly.
+struct RetentionWarning {
+    feed: TmqFeed,
+    database: String,
+}
+
+#[async_trait::async_trait]
+impl ChangeFeed for RetentionWarning {
+    fn name(&self) -> &'static str {
+        self.feed.name()
+    }
+
+    async fn start(&mut self, committed: &Positions) -> Result<FeedStart, SourceError> {
+        let start = self.feed.start(committed).await?;
+        if let Some(secs) = self.feed.wal_retention_period() {
+            if (0..SHORT_WAL_RETENTION_SECS).contains(&secs) {
+                tracing::warn!(
+                    database = %self.database,
+                    wal_retention_period = secs,
+                    "database {} keeps its WAL for only {secs} s: when backups (or the daemon's \
+                     feed reads) are further apart, changes are purged before they are read and \
+                     the next backup is a full one; run ALTER DATABASE {} WAL_RETENTION_PERIOD 86400",
+                    self.database,
+                    self.database
+                );
+            }
+        }
+        Ok(start)
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<ChangeBatch>, SourceError> {
+        self.feed.next_batch().await
+    }
+
+    fn positions(&self) -> Positions {
+        self.feed.positions()
+    }
+
+    async fn commit(&mut self, positions: &Positions) -> Result<(), SourceError> {
+        self.feed.commit(positions).await
+    }
 }
 
 /// One backup run through a repository session (released whatever happens). Opens change
