@@ -370,3 +370,78 @@ pub fn default_state_dir() -> anyhow::Result<PathBuf> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(toml: &str) -> Context {
+        Context {
+            global: GlobalArgs::default(),
+            config: Config::from_toml(toml).unwrap(),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let c = ctx(
+            "[backup]\ndatabase = \"a\"\nengine = \"time\"\nbatch_size = 7\n[repository]\nurl = \"/r\"",
+        );
+        assert_eq!(c.database(&None).unwrap(), "a");
+        assert_eq!(c.database(&Some("b".into())).unwrap(), "b");
+        assert_eq!(c.engine(&None).unwrap(), EngineKind::Time);
+        assert_eq!(c.engine(&Some("full".into())).unwrap(), EngineKind::Full);
+        assert_eq!(c.backup_parallel(None).unwrap(), 7);
+        assert_eq!(c.backup_parallel(Some(2)).unwrap(), 2);
+        assert_eq!(c.repo_url(&None).unwrap(), "/r");
+        assert_eq!(c.repo_url(&Some("/x".into())).unwrap(), "/x");
+    }
+
+    #[test]
+    fn defaults_and_missing_settings() {
+        let c = ctx("");
+        assert_eq!(c.engine(&None).unwrap(), EngineKind::Bitmap);
+        assert_eq!(c.on_gap(), OnGap::Full);
+        assert_eq!(c.backup_parallel(None).unwrap(), 4);
+        assert!(c.repo_url(&None).is_err());
+        assert!(c.database(&None).is_err());
+        let many = ctx("[backup]\ndatabases = [\"a\", \"b\"]");
+        let e = many.database(&None).unwrap_err();
+        assert!(format!("{e}").contains("a, b"), "{e}");
+    }
+
+    #[test]
+    fn init_choice_combines_flags_and_the_original_keys() {
+        let c = ctx("[backup]\nencryption = false\ncompression = false");
+        let choice = c.init_choice(false, Some("6h"), None).unwrap();
+        assert!(!choice.encryption);
+        assert_eq!(choice.compression_level, 1);
+        assert_eq!(choice.bucket_width.seconds(), 6 * 3600);
+        let c = ctx("[repository]\ncompression_level = 9\n[backup]\ncompression = 2");
+        assert_eq!(
+            c.init_choice(false, None, None).unwrap().compression_level,
+            9
+        );
+        assert_eq!(
+            c.init_choice(false, None, Some(4))
+                .unwrap()
+                .compression_level,
+            4
+        );
+        assert!(c.init_choice(false, None, Some(23)).is_err());
+    }
+
+    #[test]
+    fn tracker_state_path_is_per_repository_and_database() {
+        let c = ctx(
+            "[bitmap_engine]\npersistence_path = \"/var/lib/tb\"\nmemory_limit_mb = 64\n[event_interceptor]\ncallback_threads = 2",
+        );
+        let t = c.tracking_config("abc", "power").unwrap();
+        assert_eq!(
+            t.persistence_path,
+            PathBuf::from("/var/lib/tb/abc/power.bitmap")
+        );
+        assert_eq!(t.memory_limit_mb, 64);
+        assert_eq!(t.callback_threads, 2);
+    }
+}

@@ -27,8 +27,8 @@ pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
 
 static MULTI_USED: OnceLock<()> = OnceLock::new();
 
-/// Whether bars are drawn: standard error is a terminal and logs do not go to a file that
-/// someone wants clean. Log lines are used otherwise.
+/// Whether bars are drawn: when standard error is a terminal. Periodic log lines are used
+/// otherwise.
 pub fn bars_enabled() -> bool {
     std::io::stderr().is_terminal()
 }
