@@ -402,6 +402,59 @@ mod tests {
         assert_eq!(json.event_interceptor.buffer_size, Some(10000));
     }
 
+    /// The keys serde accepts at `section` (top level when empty), from the "expected …"
+    /// list of an unknown-key error.
+    fn accepted_keys(section: &str) -> Vec<String> {
+        let probe = if section.is_empty() {
+            "__probe = 1".to_string()
+        } else {
+            format!("[{section}]\n__probe = 1")
+        };
+        let e = Config::from_toml(&probe).unwrap_err();
+        let list = e
+            .split(", expected ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{e}"));
+        list.split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, k)| k.to_string())
+            .collect()
+    }
+
+    /// Every key the config accepts is documented in docs/operations.md and shown in
+    /// examples/taosbackup.toml, so neither can drift from the code.
+    #[test]
+    fn every_key_is_documented() {
+        let docs = include_str!("../../../docs/operations.md");
+        let example = include_str!("../../../examples/taosbackup.toml");
+        let sections = accepted_keys("");
+        assert!(
+            sections.contains(&"bitmap_engine".to_string()),
+            "{sections:?}"
+        );
+        for section in &sections {
+            assert!(
+                example.contains(&format!("[{section}]")),
+                "[{section}] not in the example"
+            );
+            for key in accepted_keys(section) {
+                let dotted = format!("{section}.{key}");
+                let in_docs = docs.contains(&format!("`{dotted}`"))
+                    || docs.contains(&format!("`{dotted},"))
+                    || docs.contains(&format!(", {dotted}`"))
+                    || docs.contains(&format!("{section}.{key}`, `"))
+                    || docs.contains(&format!("`{section}.*`"));
+                assert!(in_docs, "{dotted} is not documented in docs/operations.md");
+                let in_example = example.lines().any(|l| {
+                    l.trim_start_matches(['#', ' '])
+                        .starts_with(&format!("{key} ="))
+                }) || example.contains(&format!("[{section}.{key}]"));
+                assert!(in_example, "{dotted} is not in examples/taosbackup.toml");
+            }
+        }
+    }
+
     #[test]
     fn durations_and_widths() {
         assert_eq!(
