@@ -1045,13 +1045,13 @@ fn slow_proxy(target: std::net::SocketAddr, delay: Duration) -> std::net::Socket
     addr
 }
 
-#[test]
-fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
-    let emu = emu();
-    seed(&emu, "power", 60);
-    let dir = TempDir::new().unwrap();
-    let repo = repo_path(&dir);
-    let proxy = slow_proxy(emu.addr(), Duration::from_millis(15));
+/// Starts a slow full backup through `proxy` and returns once its export is under way (log
+/// lines go to stderr: not a terminal), with the stderr lines so far and a receiver for the rest.
+fn start_slow_backup(
+    dir: &TempDir,
+    repo: &str,
+    proxy: std::net::SocketAddr,
+) -> (Child, std::sync::mpsc::Receiver<String>, Vec<String>) {
     let bin = assert_cmd::cargo::cargo_bin("taosbackup");
     let mut child: Child = StdCommand::new(bin)
         .args([
@@ -1067,16 +1067,16 @@ fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
             "--source",
             &format!("ws://{proxy}"),
             "--repo",
-            &repo,
+            repo,
             "--no-encryption",
         ])
         .env_remove("TAOSBACKUP_PASSWORD")
+        .env_remove("RUST_LOG")
         .env("XDG_STATE_HOME", dir.path().join("state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the export is under way (log lines go to stderr: not a terminal).
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -1095,13 +1095,30 @@ fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
         let started = line.contains("export started");
         seen.push(line);
         if started {
-            break;
+            return (child, rx, seen);
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let pid = child.id() as i32;
+}
+
+fn sigterm(child: &Child) {
     // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) },
+        0,
+        "kill failed"
+    );
+}
+
+#[test]
+fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
+    let emu = emu();
+    seed(&emu, "power", 60);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let proxy = slow_proxy(emu.addr(), Duration::from_millis(15));
+    let (mut child, rx, seen) = start_slow_backup(&dir, &repo, proxy);
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm(&child);
     let status = child.wait().unwrap();
     let rest: Vec<String> = rx.try_iter().collect();
     let all = format!("{}\n{}", seen.join("\n"), rest.join("\n"));
@@ -1119,6 +1136,34 @@ fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
     assert_eq!(json_out(&out), Value::Array(vec![]));
     tb(dir.path())
         .args(["verify", "--repo", &repo, "--read-data"])
+        .assert()
+        .success();
+
+    // A second signal exits at once; the dead process's lock does not block anyone and the
+    // repository still verifies.
+    let (mut child, rx, seen) = start_slow_backup(&dir, &repo, proxy);
+    // SIGTERM and SIGINT back to back: two signals that cannot coalesce into one.
+    sigterm(&child);
+    // SAFETY: as in `sigterm`.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = rx.try_iter().collect();
+    let all = format!("{}\n{}", seen.join("\n"), rest.join("\n"));
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert!(all.contains("exiting at once"), "{all}");
+    let out = tb(dir.path())
+        .args(["list", "--repo", &repo, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json_out(&out), Value::Array(vec![]));
+    tb(dir.path())
+        .args(["verify", "--repo", &repo, "--read-data"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no problems found"));
+    // prune takes the exclusive lock: a stale lock of a dead process does not block it.
+    tb(dir.path())
+        .args(["prune", "--repo", &repo])
         .assert()
         .success();
 }
