@@ -2,21 +2,25 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, Taos, TaosBuilder};
+use taosbackup_core::BackupKind;
 use taosbackup_core::{
     BucketWidth, ChangeBatch, ChangeEvent, ChangeFeed, FeedStart, NoProgress, Positions, Source,
     SourceError, SourceInfo, TableEvent,
 };
 use taosbackup_engine::{
     BackupPoint, BackupRequest, CancellationToken, ChangeTracking, EngineError, EngineKind, OnGap,
-    RestoreRequest,
+    RestoreRequest, TrackingConfig,
 };
 use taosbackup_sink::{Backend, InitOptions, KdfParams, Repo, Session};
-use taosbackup_source::{ConnectOptions, TaosSource};
+use taosbackup_source::{ConnectOptions, TaosSource, TmqFeed, TmqFeedOptions};
 use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle};
 
 pub const DB: &str = "sc";
@@ -276,4 +280,259 @@ pub async fn setup(h: &Harness, feed: &OracleFeed) -> Vec<String> {
     });
     tables.push("n1".into());
     tables
+}
+
+/// Which change feed drives the bitmap engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    Oracle,
+    Tmq,
+}
+
+pub async fn open_tracking(
+    h: &Harness,
+    oracle: &OracleFeed,
+    kind: Feed,
+    dir: &Path,
+) -> ChangeTracking {
+    let feed: Box<dyn taosbackup_core::ChangeFeed> = match kind {
+        Feed::Oracle => Box::new(oracle.clone()),
+        Feed::Tmq => {
+            let o = ConnectOptions::new(h.emu.dsn()).with_credentials("root", "taosdata");
+            Box::new(TmqFeed::new(o, TmqFeedOptions::new("scenario-repo", DB)).unwrap())
+        }
+    };
+    ChangeTracking::open(
+        feed,
+        TrackingConfig::new(dir.join("tracker.state")),
+        h.width,
+        taosbackup_core::Precision::Ms,
+    )
+    .await
+    .unwrap()
+}
+
+fn is_normal(t: &str) -> bool {
+    t.starts_with('n')
+}
+
+/// One random step; reports its changes to `feed`.
+async fn step(
+    h: &Harness,
+    rng: &mut StdRng,
+    tables: &mut Vec<String>,
+    next: &mut u32,
+    extra: &mut u32,
+    feed: &OracleFeed,
+) -> String {
+    let pick =
+        |rng: &mut StdRng, tables: &Vec<String>| tables[rng.random_range(0..tables.len())].clone();
+    let op = rng.random_range(0..100);
+    if tables.is_empty() || op < 45 {
+        if tables.is_empty() {
+            return create_child(h, tables, next, feed).await;
+        }
+        // Inserts: new rows, late rows and overwrites all come from the shared grid.
+        let t = pick(rng, tables);
+        let n = rng.random_range(1..20);
+        let mut ts = Vec::new();
+        let mut values = String::new();
+        for _ in 0..n {
+            let k = rng.random_range(0..SLOTS);
+            let x = BASE + k * 1000;
+            ts.push(x);
+            let v = rng.random_range(-1000..1000);
+            if is_normal(&t) {
+                values.push_str(&format!(" ({x}, {v}, 'n{v}')"));
+            } else {
+                values.push_str(&format!(" ({x}, {v}.5, {v}, 'v{v}')"));
+            }
+        }
+        let cols = if is_normal(&t) {
+            "(ts, v, s)"
+        } else {
+            "(ts, current, voltage, note)"
+        };
+        h.exec(&format!("INSERT INTO {DB}.{t} {cols} VALUES{values}"))
+            .await;
+        feed.push(ChangeEvent::Rows {
+            table: t.clone(),
+            timestamps: ts,
+        });
+        return format!("insert {n} into {t}");
+    }
+    if op < 60 {
+        let t = pick(rng, tables);
+        let a = BASE + rng.random_range(0..SLOTS) * 1000;
+        let b = a + rng.random_range(0..120) * 1000;
+        h.exec(&format!(
+            "DELETE FROM {DB}.{t} WHERE ts >= {a} AND ts <= {b}"
+        ))
+        .await;
+        feed.push(ChangeEvent::Delete {
+            table: t.clone(),
+            start: a,
+            end: b,
+        });
+        return format!("delete {t} [{a}, {b}]");
+    }
+    if op < 70 {
+        return create_child(h, tables, next, feed).await;
+    }
+    if op < 78 {
+        let t = pick(rng, tables);
+        h.exec(&format!("DROP TABLE {DB}.{t}")).await;
+        feed.push(ChangeEvent::Table {
+            table: t.clone(),
+            event: TableEvent::Dropped,
+        });
+        tables.retain(|x| x != &t);
+        if rng.random_bool(0.5) && !is_normal(&t) {
+            // Re-create under the same name.
+            let g = rng.random_range(100..200);
+            h.exec(&format!(
+                "CREATE TABLE {DB}.{t} USING {DB}.meters TAGS ('again', {g})"
+            ))
+            .await;
+            feed.push(ChangeEvent::Table {
+                table: t.clone(),
+                event: TableEvent::Created,
+            });
+            tables.push(t.clone());
+            return format!("drop and re-create {t}");
+        }
+        return format!("drop {t}");
+    }
+    if op < 84 {
+        *extra += 1;
+        let c = format!("x{extra}");
+        if rng.random_bool(0.5) {
+            h.exec(&format!("ALTER STABLE {DB}.meters ADD COLUMN {c} INT"))
+                .await;
+            for t in tables.iter().filter(|t| !is_normal(t)) {
+                feed.push(ChangeEvent::Table {
+                    table: t.clone(),
+                    event: TableEvent::SchemaChanged,
+                });
+            }
+            return format!("add column {c} to meters");
+        }
+        if tables.iter().any(|t| t == "n1") {
+            h.exec(&format!("ALTER TABLE {DB}.n1 ADD COLUMN {c} DOUBLE"))
+                .await;
+            feed.push(ChangeEvent::Table {
+                table: "n1".into(),
+                event: TableEvent::SchemaChanged,
+            });
+            return format!("add column {c} to n1");
+        }
+        return "nothing".into();
+    }
+    let children: Vec<&String> = tables.iter().filter(|t| !is_normal(t)).collect();
+    if children.is_empty() {
+        return "nothing".into();
+    }
+    let t = children[rng.random_range(0..children.len())].clone();
+    let g = rng.random_range(0..1000);
+    h.exec(&format!("ALTER TABLE {DB}.{t} SET TAG groupid = {g}"))
+        .await;
+    feed.push(ChangeEvent::Table {
+        table: t.clone(),
+        event: TableEvent::TagsChanged,
+    });
+    format!("set tag of {t}")
+}
+
+async fn create_child(
+    h: &Harness,
+    tables: &mut Vec<String>,
+    next: &mut u32,
+    feed: &OracleFeed,
+) -> String {
+    *next += 1;
+    let t = format!("e{next}");
+    h.exec(&format!(
+        "CREATE TABLE {DB}.{t} USING {DB}.meters TAGS ('new', {next})"
+    ))
+    .await;
+    feed.push(ChangeEvent::Table {
+        table: t.clone(),
+        event: TableEvent::Created,
+    });
+    tables.push(t.clone());
+    format!("create {t}")
+}
+
+/// Runs `steps` random steps with a backup after each, then restores every point and
+/// compares it with the database as it was.
+pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, dir: &Path) {
+    let h = harness().await;
+    let feed = OracleFeed::default();
+    let mut tables = setup(&h, &feed).await;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut tracking = if engine == EngineKind::Bitmap {
+        Some(open_tracking(&h, &feed, kind, dir).await)
+    } else {
+        None
+    };
+    let (mut next, mut extra) = (0u32, 0u32);
+    let mut points = Vec::new();
+    let mut log = Vec::new();
+    for i in 0..steps {
+        if i > 0 && i % 4 == 0 && tracking.is_some() {
+            // A restart: the persisted tracker and the committed feed positions carry on.
+            drop(tracking.take());
+            tracking = Some(open_tracking(&h, &feed, kind, dir).await);
+            log.push("restart".into());
+        }
+        if i > 0 {
+            let n = rng.random_range(1..4);
+            for _ in 0..n {
+                log.push(step(&h, &mut rng, &mut tables, &mut next, &mut extra, &feed).await);
+            }
+        }
+        let report = h.backup(engine, tracking.as_mut()).await.unwrap();
+        let expected_kind = if i == 0 || engine == EngineKind::Full {
+            BackupKind::Full
+        } else {
+            BackupKind::Incremental
+        };
+        assert_eq!(
+            report.manifest.kind, expected_kind,
+            "seed {seed} step {i}: {:?}",
+            report.full_reason
+        );
+        log.push(format!(
+            "backup {i}: {:?} {} blocks {} tombstones",
+            report.manifest.kind, report.manifest.stats.blocks, report.manifest.stats.tombstones
+        ));
+        points.push((report.manifest.id, h.contents(DB).await));
+    }
+    for (i, (id, expected)) in points.iter().enumerate() {
+        let target = format!("r{i}");
+        let report = h.restore(BackupPoint::Id(id.to_hex()), &target).await;
+        assert!(
+            report.count_mismatches.is_empty(),
+            "seed {seed} point {i}: {:?}\n{}",
+            report.count_mismatches,
+            log.join("\n")
+        );
+        let got = h.contents(&target).await;
+        if &got != expected {
+            let mut diff = String::new();
+            for (k, v) in expected {
+                if got.get(k) != Some(v) {
+                    diff.push_str(&format!("{k}: expected {v:?}\n   got {:?}\n", got.get(k)));
+                }
+            }
+            for k in got.keys().filter(|k| !expected.contains_key(*k)) {
+                diff.push_str(&format!("{k}: unexpected\n"));
+            }
+            panic!(
+                "seed {seed} ({engine}) point {i} differs:\n{diff}\nsteps:\n{}",
+                log.join("\n")
+            );
+        }
+    }
+    let _ = h.emu;
 }
