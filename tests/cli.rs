@@ -1045,15 +1045,9 @@ fn slow_proxy(target: std::net::SocketAddr, delay: Duration) -> std::net::Socket
     addr
 }
 
-/// Starts a slow full backup through `proxy` and returns once its export is under way (log
-/// lines go to stderr: not a terminal), with the stderr lines so far and a receiver for the rest.
-fn start_slow_backup(
-    dir: &TempDir,
-    repo: &str,
-    proxy: std::net::SocketAddr,
-) -> (Child, std::sync::mpsc::Receiver<String>, Vec<String>) {
-    let bin = assert_cmd::cargo::cargo_bin("taosbackup");
-    let mut child: Child = StdCommand::new(bin)
+/// A slow full backup through `proxy` (log lines go to stderr: not a terminal).
+fn spawn_slow_backup(dir: &TempDir, repo: &str, proxy: std::net::SocketAddr) -> Child {
+    StdCommand::new(assert_cmd::cargo::cargo_bin("taosbackup"))
         .args([
             "backup",
             "--engine",
@@ -1076,7 +1070,12 @@ fn start_slow_backup(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Waits until `child`'s export is under way; returns its stderr lines so far and a receiver
+/// for the rest.
+fn wait_for_export(child: &mut Child) -> (std::sync::mpsc::Receiver<String>, Vec<String>) {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -1095,7 +1094,7 @@ fn start_slow_backup(
         let started = line.contains("export started");
         seen.push(line);
         if started {
-            return (child, rx, seen);
+            return (rx, seen);
         }
     }
 }
@@ -1116,7 +1115,8 @@ fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
     let dir = TempDir::new().unwrap();
     let repo = repo_path(&dir);
     let proxy = slow_proxy(emu.addr(), Duration::from_millis(15));
-    let (mut child, rx, seen) = start_slow_backup(&dir, &repo, proxy);
+    let mut child = spawn_slow_backup(&dir, &repo, proxy);
+    let (rx, seen) = wait_for_export(&mut child);
     std::thread::sleep(Duration::from_millis(300));
     sigterm(&child);
     let status = child.wait().unwrap();
@@ -1141,7 +1141,8 @@ fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
 
     // A second signal exits at once; the dead process's lock does not block anyone and the
     // repository still verifies.
-    let (mut child, rx, seen) = start_slow_backup(&dir, &repo, proxy);
+    let mut child = spawn_slow_backup(&dir, &repo, proxy);
+    let (rx, seen) = wait_for_export(&mut child);
     // SIGTERM and SIGINT back to back: two signals that cannot coalesce into one.
     sigterm(&child);
     // SAFETY: as in `sigterm`.
