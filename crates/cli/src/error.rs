@@ -248,18 +248,30 @@ pub fn message(err: &anyhow::Error) -> String {
 /// Prints `err` to standard error and returns its exit code.
 pub fn report(err: &anyhow::Error, debug: bool) -> Exit {
     let (exit, hint) = classify(err);
-    let mut text = format!("error: {}", message(err));
-    if let Some(h) = hint {
-        text.push_str(&format!("\n  hint: {h}"));
-    }
-    if debug {
-        text.push_str(&format!("\n\ndetails:\n{err:?}"));
-    } else if exit == Exit::Failed {
-        text.push_str("\n  (details with --debug)");
-    }
+    let text = render(err, exit, hint.as_deref(), debug);
     tracing::debug!(error = %format!("{err:#}"), "command failed");
     crate::progress::suspend(|| eprintln!("{text}"));
     exit
+}
+
+/// At most two lines without `--debug`: what failed and why, then what to do.
+fn render(err: &anyhow::Error, exit: Exit, hint: Option<&str>, debug: bool) -> String {
+    let mut text = format!("error: {}", message(err));
+    let more = if !debug && exit == Exit::Failed {
+        "details with --debug"
+    } else {
+        ""
+    };
+    match (hint, more.is_empty()) {
+        (Some(h), true) => text.push_str(&format!("\n  hint: {h}")),
+        (Some(h), false) => text.push_str(&format!("\n  hint: {h} ({more})")),
+        (None, false) => text.push_str(&format!("\n  ({more})")),
+        (None, true) => {}
+    }
+    if debug {
+        text.push_str(&format!("\n\ndetails:\n{err:?}"));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -284,6 +296,20 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains("source error ("), "{m}");
+    }
+
+    #[test]
+    fn at_most_two_lines() {
+        let e = anyhow::Error::from(taosbackup_sink::Error::WrongPassword { tried: 2 })
+            .context("cannot open the repository /r");
+        let (exit, hint) = classify(&e);
+        let text = render(&e, exit, hint.as_deref(), false);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.starts_with("error: cannot open the repository /r: wrong password"));
+        assert!(text.contains("hint: check --password-file"), "{text}");
+        assert!(text.ends_with("(details with --debug)"), "{text}");
+        let debug = render(&e, exit, hint.as_deref(), true);
+        assert!(debug.contains("details:"), "{debug}");
     }
 
     #[test]
