@@ -897,6 +897,22 @@ fn bad_inputs_fail_with_advice() {
         .args(["list", "--repo", "ftp://host/x"])
         .assert()
         .code(2);
+    // A native DSN: without libtaos the message names both fixes; with it, nothing listens.
+    let native = dir.path().join("native").display().to_string();
+    tb(dir.path())
+        .args([
+            "backup",
+            "--engine",
+            "full",
+            "--source",
+            "127.0.0.1:1",
+            "--database",
+            "power",
+        ])
+        .args(["--repo", &native, "--no-encryption"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("taos://127.0.0.1:1"));
     // A short WAL retention is worth a warning (the bitmap engine's feed needs the WAL).
     sql(
         &emu,
