@@ -19,9 +19,11 @@ pub async fn run(ctx: &Context, args: &PlanArgs) -> anyhow::Result<Exit> {
     let parallel = ctx.backup_parallel(None)?;
     let connect = ctx.source_options(&args.source, parallel)?;
     let source = ctx.connect(connect.clone())?;
+    let mut exists = true;
     let repo = match Repo::open(ctx.backend(&url)?, ctx.password()?.as_ref()).await {
         Ok(r) => r,
         Err(taosbackup_sink::Error::NotARepository { .. }) => {
+            exists = false;
             tracing::info!("no repository at {url} yet: planning against an empty one");
             let options = InitOptions {
                 encryption: false,
@@ -38,7 +40,9 @@ pub async fn run(ctx: &Context, args: &PlanArgs) -> anyhow::Result<Exit> {
     let session = repo.session("plan").await?;
     let result = async {
         let mut tracking = None;
-        if engine == EngineKind::Bitmap {
+        // Without a repository (or with --full) the plan is a full backup whatever the feed
+        // says; opening it would create a topic for a repository that does not exist.
+        if engine == EngineKind::Bitmap && exists && !args.full {
             let manifests = list_backups(&session).await?;
             let precision = precision_of(&source, &manifests, &req.database).await?;
             tracking = Some(open_tracking(ctx, &repo, &connect, &req.database, precision).await?);
