@@ -271,6 +271,15 @@ async fn database_loop(context: Arc<Context>, database: String) {
         schedule.incremental.clone(),
         Utc::now(),
     );
+    let (next_full, next_incremental) = planner.next();
+    tracing::info!(
+        database,
+        full = schedule.full.as_ref().map(|s| s.to_string()),
+        next_full = next_full.map(|t| t.to_rfc3339()),
+        incremental = schedule.incremental.as_ref().map(|s| s.to_string()),
+        next_incremental = next_incremental.map(|t| t.to_rfc3339()),
+        "scheduling backups"
+    );
     // The feed is read once at start, so health and the tracker are current at once.
     let mut next_refresh = Utc::now();
     while !stop.is_cancelled() {
