@@ -227,6 +227,34 @@ fn bitmap_backup_incremental_restore_and_verify() {
     let password = write(&dir, "pw", "s3cret\n");
     let config_arg = config.display().to_string();
     let pw_arg = password.display().to_string();
+    // Planning against a repository that does not exist yet: a full backup, and no topic
+    // is created for it.
+    let out = tb(dir.path())
+        .args([
+            "plan",
+            "--source",
+            &emu.dsn(),
+            "--database",
+            "power",
+            "--repo",
+            &repo,
+        ])
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = json_out(&out);
+    assert_eq!(plan["kind"], "full", "{plan}");
+    assert_eq!(plan["whole_tables"], 21, "{plan}");
+    assert!(!dir.path().join("repo").exists());
+    match emu.store().execute(&mut Session::default(), "SHOW TOPICS") {
+        Ok(Outcome::Rows(rs)) => assert_eq!(rs.rows(), 0),
+        other => panic!("SHOW TOPICS: {other:?}"),
+    }
     // The original invocation: no command, --output.
     let out = tb(dir.path())
         .args([
