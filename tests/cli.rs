@@ -685,6 +685,38 @@ format = "json"
         .success()
         .stdout(predicate::str::contains("1 tables"));
     assert_eq!(count(&emu, "m2.d0"), count(&emu, "meters.d0"));
+    // Backup points given as times.
+    tb(dir.path())
+        .args([
+            "restore",
+            "--config",
+            &cfg,
+            "--target",
+            &emu.dsn(),
+            "--dry-run",
+        ])
+        .args(["--backup", "2099-01-01 00:00", "--target-database", "m3"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(third_id));
+    tb(dir.path())
+        .args([
+            "restore",
+            "--config",
+            &cfg,
+            "--target",
+            &emu.dsn(),
+            "--dry-run",
+        ])
+        .args([
+            "--backup",
+            "2000-01-01T00:00:00Z",
+            "--target-database",
+            "m3",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no backup matches"));
     tb(dir.path())
         .args(["verify", "--repo", &repo, "--backup", &third_id[..12]])
         .assert()
