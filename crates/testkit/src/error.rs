@@ -124,6 +124,8 @@ pub mod code {
     pub const TMQ_INVALID_VGID: u32 = 0x4013;
     /// TMQ: topic does not belong to this consumer.
     pub const TMQ_INVALID_TOPIC: u32 = 0x4014;
+    /// WAL file is corrupted (the emulator's WAL files mirror could not be written).
+    pub const WAL_FILE_CORRUPTED: u32 = 0x1001;
     /// Invalid result id (fetch of a freed or unknown result).
     pub const INVALID_RESULT_ID: u32 = 0xFFFF;
 }

@@ -18,5 +18,5 @@ pub mod walfile;
 
 pub use error::{EmuError, code};
 pub use server::{Emulator, EmulatorConfig, EmulatorHandle};
-pub use store::{Outcome, ResultSet, Session, Store, StoreConfig};
+pub use store::{DEFAULT_WAL_SEGMENT_SIZE, Outcome, ResultSet, Session, Store, StoreConfig};
 pub use types::{ColumnData, Field, Precision, Ty, Value};

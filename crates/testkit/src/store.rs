@@ -9,7 +9,8 @@
 //! `now − KEEP` are rejected with 0x060B, ADD COLUMN fills NULLs, tables hash to a vgroup by
 //! name (FNV-1a, deterministic) and every table gets a unique uid. Every change gets a WAL
 //! version in its table's vgroup and is kept in that vgroup's log for TMQ (`wal`, `tmq`;
-//! see `docs/emulator-tmq.md`).
+//! see `docs/emulator-tmq.md`). [`Store::enable_wal_files`] also writes every vgroup's log as
+//! TDengine-format vnode WAL files, for the `wal` change feed (`wal_files`).
 //!
 //! Known divergences from TDengine:
 //! - date-time strings without a zone are read as UTC (there is no client time zone);
@@ -36,6 +37,7 @@ mod show;
 mod table;
 mod tmq;
 mod wal;
+mod wal_files;
 
 /// What the TMQ server session needs from the store.
 pub(crate) mod tmq_api {
@@ -53,6 +55,8 @@ use crate::types::{ColumnData, Field, Precision};
 
 use catalog::Catalog;
 use convert::Ctx;
+pub use wal_files::DEFAULT_SEGMENT_SIZE as DEFAULT_WAL_SEGMENT_SIZE;
+use wal_files::WalFilesConfig;
 
 /// Configuration of the in-memory store.
 #[derive(Debug, Clone)]
@@ -168,6 +172,57 @@ impl Store {
 
     fn write(&self) -> RwLockWriteGuard<'_, Catalog> {
         self.catalog.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on, also writes every vgroup's log as a TDengine-format vnode WAL directory
+    /// under `dir` (TDengine's dataDir: `<dir>/vnode/vnode<vgId>/{vnode.json, wal/…}`, see
+    /// `docs/wal-format.md`), with segments of [`DEFAULT_WAL_SEGMENT_SIZE`] bytes. Vnodes of
+    /// existing databases start at their log's end (earlier changes are not written, as on a
+    /// server whose older WAL was purged); databases created later start at version 0.
+    /// Calling it again with the same directory does nothing; another directory is refused.
+    pub fn enable_wal_files(&self, dir: &std::path::Path) -> Result<(), EmuError> {
+        self.enable_wal_files_with(dir, DEFAULT_WAL_SEGMENT_SIZE)
+    }
+
+    /// [`enable_wal_files`](Self::enable_wal_files) rolling segments once they exceed
+    /// `segment_size` bytes (0 = never).
+    pub fn enable_wal_files_with(
+        &self,
+        dir: &std::path::Path,
+        segment_size: u64,
+    ) -> Result<(), EmuError> {
+        let cfg = WalFilesConfig {
+            root: dir.to_path_buf(),
+            segment_size,
+        };
+        let mut cat = self.write();
+        match &cat.wal_files {
+            Some(c) if *c == cfg => return Ok(()),
+            Some(c) => {
+                return Err(EmuError::new(
+                    code::INVALID_OPERATION,
+                    format!(
+                        "WAL files are already written to {} (segments of {} bytes); they \
+                         cannot move to {} ({} bytes): start another emulator",
+                        c.root.display(),
+                        c.segment_size,
+                        dir.display(),
+                        segment_size
+                    ),
+                ));
+            }
+            None => {}
+        }
+        for db in cat.dbs.values_mut() {
+            db.create_files(&cfg)?;
+        }
+        cat.wal_files = Some(cfg);
+        Ok(())
+    }
+
+    /// The directory [`enable_wal_files`](Self::enable_wal_files) writes to, if enabled.
+    pub fn wal_files_dir(&self) -> Option<std::path::PathBuf> {
+        self.read().wal_files.as_ref().map(|c| c.root.clone())
     }
 
     /// Executes one SQL statement.

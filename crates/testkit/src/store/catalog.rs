@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use super::table::TableData;
 use super::wal::{TmqState, VgWal, WalBody};
+use super::wal_files::{VnodeFiles, WalFilesConfig};
 use crate::error::{EmuError, code};
 use crate::sql::ast::OptVal;
 use crate::types::{Field, Precision, Value};
+use crate::walfile::Msg;
 
 /// Minutes per day.
 const DAY_M: i64 = 1440;
@@ -232,7 +234,7 @@ impl DbOptions {
 }
 
 /// A database.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Db {
     /// Name.
     pub name: String,
@@ -248,6 +250,8 @@ pub struct Db {
     pub tables: BTreeMap<String, Table>,
     /// Write-ahead log per vgroup id.
     pub wal: BTreeMap<u32, VgWal>,
+    /// TDengine-format WAL directory per vgroup id, when WAL files are enabled.
+    pub files: BTreeMap<u32, VnodeFiles>,
 }
 
 impl Db {
@@ -291,19 +295,75 @@ impl Db {
         w
     }
 
-    /// Appends a change to a vgroup's log; returns its version.
-    pub fn log(&mut self, vgroup: u32, now_ns: i64, body: WalBody) -> i64 {
+    /// Appends a change to a vgroup's log and, when WAL files are enabled, `msg` as the same
+    /// version to the vgroup's WAL files; returns the version. Fails (changing nothing) when
+    /// the WAL files cannot be written.
+    pub fn log(
+        &mut self,
+        vgroup: u32,
+        now_ns: i64,
+        body: WalBody,
+        msg: Msg,
+    ) -> Result<i64, EmuError> {
+        if let Some(f) = self.files.get(&vgroup) {
+            f.check()?;
+        }
         let w = self.wal.entry(vgroup).or_default();
         let v = w.append(now_ns, body);
         w.apply_retention(&self.opts, now_ns);
-        v
+        let (begin, end) = (w.begin, w.end);
+        if let Some(f) = self.files.get_mut(&vgroup) {
+            f.append(v, &msg)?;
+            f.purge_below(begin, end)?;
+        }
+        Ok(v)
     }
 
     /// Appends a change to every vgroup's log (super-table DDL reaches every vnode).
-    pub fn log_all(&mut self, now_ns: i64, body: &WalBody) {
+    pub fn log_all(&mut self, now_ns: i64, body: &WalBody, msg: &Msg) -> Result<(), EmuError> {
         for vg in self.vgroup_ids() {
-            self.log(vg, now_ns, body.clone());
+            self.log(vg, now_ns, body.clone(), msg.clone())?;
         }
+        Ok(())
+    }
+
+    /// Deletes the WAL file segments of `vgroup` below its log's first version (after a
+    /// purge).
+    pub fn sync_files(&mut self, vgroup: u32) -> Result<(), EmuError> {
+        let (begin, end) = self.wal.get(&vgroup).map_or((0, 0), |w| (w.begin, w.end));
+        match self.files.get_mut(&vgroup) {
+            Some(f) => f.purge_below(begin, end),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates the WAL directories of every vgroup that has none, each starting at its log's
+    /// end (the database's earlier changes are not written).
+    pub fn create_files(&mut self, cfg: &WalFilesConfig) -> Result<(), EmuError> {
+        for vg in self.vgroup_ids() {
+            if self.files.contains_key(&vg) {
+                continue;
+            }
+            let end = self.wal.get(&vg).map_or(0, |w| w.end);
+            let f = VnodeFiles::create(cfg, vg, &self.name, self.opts.precision, end)?;
+            self.files.insert(vg, f);
+        }
+        Ok(())
+    }
+
+    /// Deletes the WAL directories (DROP DATABASE).
+    pub fn remove_files(&mut self) -> Result<(), EmuError> {
+        for (_, f) in std::mem::take(&mut self.files) {
+            f.remove()?;
+        }
+        Ok(())
+    }
+
+    /// The super table uid of a table (0 for a normal table).
+    pub fn suid_of(&self, t: &Table) -> i64 {
+        t.stable()
+            .and_then(|s| self.stables.get(s))
+            .map_or(0, |s| s.uid)
     }
 }
 
@@ -391,6 +451,8 @@ pub struct Catalog {
     pub next_vgroup: u32,
     /// Topics and consumer-group offsets.
     pub tmq: TmqState,
+    /// Where the vgroups' TDengine-format WAL files go, when enabled.
+    pub wal_files: Option<WalFilesConfig>,
 }
 
 impl Catalog {

@@ -10,10 +10,12 @@ use super::convert::{Ctx, expr_to_value};
 use super::query::{Scope, bind, eval_bool};
 use super::table::TableData;
 use super::wal::{self, WalBody, alter_type};
+use super::wal_files as files;
 use crate::error::{EmuError, code};
 use crate::raw_block::DecodedBlock;
 use crate::sql::ast::{AlterAction, CreateChild, Expr, InsertTarget, Name, Statement};
 use crate::types::{ColumnData, Field, Ty, Value};
+use crate::walfile::{Msg, RowFormat};
 
 /// What a statement needs from its connection and the store.
 #[derive(Debug, Clone, Copy)]
@@ -67,18 +69,21 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             opts.apply(&options)?;
             let vgroup_base = cat.next_vgroup.max(2);
             cat.next_vgroup = vgroup_base.saturating_add(opts.vgroups);
-            cat.dbs.insert(
-                name.clone(),
-                Db {
-                    name,
-                    opts,
-                    create_time: env.now_ms(),
-                    vgroup_base,
-                    stables: BTreeMap::new(),
-                    tables: BTreeMap::new(),
-                    wal: BTreeMap::new(),
-                },
-            );
+            let mut db = Db {
+                name: name.clone(),
+                opts,
+                create_time: env.now_ms(),
+                vgroup_base,
+                stables: BTreeMap::new(),
+                tables: BTreeMap::new(),
+                wal: BTreeMap::new(),
+                files: BTreeMap::new(),
+            };
+            if let Some(cfg) = &cat.wal_files {
+                // TDengine creates the vnodes (and their WALs) with the database.
+                db.create_files(cfg)?;
+            }
+            cat.dbs.insert(name, db);
             Ok(Outcome::Affected(0))
         }
         Statement::AlterDatabase { name, options } => {
@@ -111,7 +116,11 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             check_name(&name.name)?;
             let now = env.now_ms();
             let meta = wal::create_super(&name.name, &columns, &tags);
-            db.log_all(env.now_ns, &WalBody::Meta(meta));
+            let msg = Msg::CreateStable {
+                name: name.name.clone(),
+                suid: uid,
+            };
+            db.log_all(env.now_ns, &WalBody::Meta(meta), &msg)?;
             db.stables.insert(
                 name.name.clone(),
                 STable {
@@ -146,7 +155,8 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             let vgroup = db.vgroup_of(&name.name);
             let data = TableData::new(&columns);
             let meta = wal::create_normal(&name.name, &columns);
-            db.log(vgroup, env.now_ns, WalBody::Meta(meta));
+            let msg = files::create_table(&name.name, uid, None);
+            db.log(vgroup, env.now_ns, WalBody::Meta(meta), msg)?;
             db.tables.insert(
                 name.name.clone(),
                 Table {
@@ -173,17 +183,16 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             for n in &names {
                 let dbn = env.db_of(n)?.to_string();
                 let db = cat.db_mut(&dbn)?;
-                match db.tables.remove(&n.name) {
+                match db.tables.get(&n.name) {
                     Some(t) => {
-                        db.log(
-                            t.vgroup,
-                            env.now_ns,
-                            WalBody::Meta(wal::drop_table(&t.name)),
-                        );
+                        let (vgroup, meta) = (t.vgroup, wal::drop_table(&t.name));
+                        let msg = files::drop_table(&t.name, t.uid, db.suid_of(t));
+                        db.log(vgroup, env.now_ns, WalBody::Meta(meta), msg)?;
+                        db.tables.remove(&n.name);
                     }
                     None => {
                         if db.stables.contains_key(&n.name) {
-                            drop_stable(db, &n.name, env.now_ns);
+                            drop_stable(db, &n.name, env.now_ns)?;
                         } else if !if_exists {
                             return Err(table_not_exist(&n.name));
                         }
@@ -201,7 +210,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
                 }
                 return Err(EmuError::new(code::STB_NOT_EXIST, "STable not exist"));
             }
-            drop_stable(db, &name.name, env.now_ns);
+            drop_stable(db, &name.name, env.now_ns)?;
             Ok(Outcome::Affected(0))
         }
         Statement::Alter {
@@ -239,16 +248,24 @@ pub fn drop_database(cat: &mut Catalog, if_exists: bool, name: &str) -> Result<O
             "Topic must be dropped first",
         ));
     }
-    if cat.dbs.remove(name).is_none() && !if_exists {
-        return Err(db_not_exist(name));
+    match cat.dbs.remove(name) {
+        Some(mut db) => db.remove_files()?,
+        None if !if_exists => return Err(db_not_exist(name)),
+        None => {}
     }
     Ok(Outcome::Affected(0))
 }
 
-fn drop_stable(db: &mut Db, name: &str, now_ns: i64) {
-    db.log_all(now_ns, &WalBody::Meta(wal::drop_super(name)));
+fn drop_stable(db: &mut Db, name: &str, now_ns: i64) -> Result<(), EmuError> {
+    let suid = db.stables.get(name).map_or(0, |s| s.uid);
+    let msg = Msg::DropStable {
+        name: name.to_string(),
+        suid,
+    };
+    db.log_all(now_ns, &WalBody::Meta(wal::drop_super(name)), &msg)?;
     db.stables.remove(name);
     db.tables.retain(|_, t| t.stable() != Some(name));
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), EmuError> {
@@ -346,7 +363,8 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
     let data = TableData::new(&st.columns);
     let vgroup = db.vgroup_of(&c.name.name);
     let meta = wal::create_child(&c.name.name, &st.name, &st.tags, &tags);
-    db.log(vgroup, env.now_ns, WalBody::Meta(meta));
+    let msg = files::create_table(&c.name.name, uid, Some((&st.name, st.uid)));
+    db.log(vgroup, env.now_ns, WalBody::Meta(meta), msg)?;
     db.tables.insert(
         c.name.name.clone(),
         Table {
@@ -633,13 +651,14 @@ fn insert(
             .map(|s| s.columns.clone())
             .ok_or_else(|| table_not_exist(&c.stable))?;
         let vgroup = db.vgroup_of(&c.name);
-        let tag_fields = db
+        let (tag_fields, suid) = db
             .stables
             .get(&c.stable)
-            .map(|s| s.tags.clone())
+            .map(|s| (s.tags.clone(), s.uid))
             .unwrap_or_default();
         let meta = wal::create_child(&c.name, &c.stable, &tag_fields, &c.tags);
-        db.log(vgroup, env.now_ns, WalBody::Meta(meta));
+        let msg = files::create_table(&c.name, uid, Some((&c.stable, suid)));
+        db.log(vgroup, env.now_ns, WalBody::Meta(meta), msg)?;
         db.tables.insert(
             c.name.clone(),
             Table {
@@ -675,7 +694,9 @@ fn insert(
             columns,
         };
         let vgroup = t.vgroup;
-        db.log(vgroup, env.now_ns, body);
+        let ts = cols.first().and_then(ColumnData::timestamps).unwrap_or(&[]);
+        let msg = files::submit(t.uid, db.suid_of(t), RowFormat::Rows, ts);
+        db.log(vgroup, env.now_ns, body, msg)?;
         let t = db.tables.get_mut(&tn).ok_or_else(|| table_not_exist(&tn))?;
         total += t.data.merge(cols);
     }
@@ -742,15 +763,17 @@ fn delete(
             }
         }
         runs.extend(open.take());
-        let (tname, vgroup) = (t.name.clone(), t.vgroup);
+        let (tname, vgroup, uid) = (t.name.clone(), t.vgroup, t.uid);
         let ts_col = scope
             .cols
             .first()
             .map_or_else(|| "ts".to_string(), |f| f.name.clone());
         total += t.data.delete_mask(&mask);
+        let suid = db.tables.get(&tn).map_or(0, |t| db.suid_of(t));
         for (a, b) in runs {
             let meta = wal::delete(&tname, &ts_col, a, b);
-            db.log(vgroup, env.now_ns, WalBody::Meta(meta));
+            let msg = files::delete(&dbn, &tname, uid, suid, a, b);
+            db.log(vgroup, env.now_ns, WalBody::Meta(meta), msg)?;
         }
     }
     Ok(Outcome::Affected(total))
@@ -948,7 +971,9 @@ fn alter(
             }
         }
         if let Some(m) = meta {
-            db.log_all(env.now_ns, &WalBody::Meta(m));
+            let suid = db.stables.get(&sname).map_or(0, |s| s.uid);
+            let msg = Msg::AlterStable { name: sname, suid };
+            db.log_all(env.now_ns, &WalBody::Meta(m), &msg)?;
         }
         return Ok(Outcome::Affected(0));
     }
@@ -1078,7 +1103,13 @@ fn alter(
         }
     }
     for m in metas {
-        db.log(vgroup, env.now_ns, WalBody::Meta(m));
+        // The alter type of the meta JSON is TDengine's action code (TSDB_ALTER_TABLE_*).
+        let action = m["alterType"].as_i64().and_then(|a| i8::try_from(a).ok());
+        let msg = Msg::AlterTable {
+            name: tname.clone(),
+            action: action.unwrap_or_default(),
+        };
+        db.log(vgroup, env.now_ns, WalBody::Meta(m), msg)?;
     }
     Ok(Outcome::Affected(0))
 }
@@ -1196,6 +1227,12 @@ pub fn write_raw_block(
         .map(|(c, f)| c.unwrap_or_else(|| ColumnData::nulls(f.ty, rows)))
         .collect();
     let vgroup = t.vgroup;
+    let ts = batch
+        .first()
+        .and_then(ColumnData::timestamps)
+        .unwrap_or(&[]);
+    // Raw blocks arrive column by column, as stmt/raw writes reach the vnode.
+    let msg = files::submit(t.uid, db.suid_of(t), RowFormat::Columns, ts);
     let columns = if db.opts.wal_retention_period == 0 {
         Vec::new()
     } else {
@@ -1207,7 +1244,7 @@ pub fn write_raw_block(
         precision: db.opts.precision,
         columns,
     };
-    db.log(vgroup, env.now_ns, body);
+    db.log(vgroup, env.now_ns, body, msg)?;
     let t = db
         .tables
         .get_mut(&name.name)

@@ -42,8 +42,11 @@ impl Store {
     /// Emulator-only: drops the log entries of `vgroup` of `db` below version `up_to`, as
     /// TDengine's WAL cleaning does when retention expires. `begin` becomes
     /// `min(up_to, end)`; consumers behind it move to `begin` on their next poll, silently.
+    /// With WAL files enabled, the segments wholly below the new `begin` are deleted
+    /// (everything, after a roll, when `up_to` reaches the end), as `PURGE WAL` does.
     pub fn purge_wal(&self, db: &str, vgroup: u32, up_to: i64) -> Result<(), EmuError> {
-        self.with_wal(db, vgroup, |w| w.purge_to(up_to))
+        self.with_wal(db, vgroup, |w| w.purge_to(up_to))?;
+        self.write().db_mut(db)?.sync_files(vgroup)
     }
 
     /// `(begin, end)` of a vgroup's log (retention applied): the first retained version and
