@@ -20,7 +20,9 @@ use taosbackup_engine::{
     RestoreRequest, TrackingConfig,
 };
 use taosbackup_sink::{Backend, InitOptions, KdfParams, Repo, Session};
-use taosbackup_source::{ConnectOptions, TaosSource, TmqFeed, TmqFeedOptions};
+use taosbackup_source::{
+    CatalogResolver, ConnectOptions, TaosSource, TmqFeed, TmqFeedOptions, WalFeed, WalFeedOptions,
+};
 use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle};
 
 pub const DB: &str = "sc";
@@ -287,6 +289,9 @@ pub async fn setup(h: &Harness, feed: &OracleFeed) -> Vec<String> {
 pub enum Feed {
     Oracle,
     Tmq,
+    /// The `wal` feed over the emulator's TDengine-format WAL files under `dir/tdengine`
+    /// (turned on by the first `open_tracking`, so they start after `setup`).
+    Wal,
 }
 
 pub async fn open_tracking(
@@ -300,6 +305,14 @@ pub async fn open_tracking(
         Feed::Tmq => {
             let o = ConnectOptions::new(h.emu.dsn()).with_credentials("root", "taosdata");
             Box::new(TmqFeed::new(o, TmqFeedOptions::new("scenario-repo", DB)).unwrap())
+        }
+        Feed::Wal => {
+            let wal_dir = dir.join("tdengine");
+            h.emu.store().enable_wal_files(&wal_dir).unwrap();
+            let o = ConnectOptions::new(h.emu.dsn()).with_credentials("root", "taosdata");
+            let resolver = CatalogResolver::connect(&o, DB).unwrap();
+            let opts = WalFeedOptions::new(&wal_dir, DB, dir.join("wal-feed.state"));
+            Box::new(WalFeed::new(opts, Box::new(resolver)))
         }
     };
     ChangeTracking::open(
