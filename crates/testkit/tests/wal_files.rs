@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use futures::TryStreamExt;
 use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, TaosBuilder};
 use taosbackup_testkit::walfile::crc32c;
 use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle};
@@ -130,6 +131,8 @@ enum What {
     Submit {
         uid: i64,
         suid: i64,
+        /// Column format (`SUBMIT_REQ_COLUMN_DATA_FORMAT`) rather than rows.
+        columns: bool,
         ts: Vec<i64>,
     },
     Create {
@@ -190,7 +193,12 @@ fn decode(msg_type: i16, body: &[u8]) -> What {
                     })
                     .collect()
             };
-            What::Submit { uid, suid, ts }
+            What::Submit {
+                uid,
+                suid,
+                columns: flags & 2 != 0,
+                ts,
+            }
         }
         515 => {
             d.take(8);
@@ -403,6 +411,12 @@ async fn sql_changes_become_tdengine_wal_records_with_catalog_uids() {
         ),
     )
     .await;
+    // A raw block (what restores write) arrives as column-format submit data.
+    exec(&taos, "CREATE TABLE w.n2 (ts TIMESTAMP, v INT)").await;
+    let mut rs = taos.query("SELECT * FROM w.n1").await.unwrap();
+    let mut block = rs.blocks().try_next().await.unwrap().unwrap();
+    block.with_table_name("w.n2");
+    taos.write_raw_block(&block).await.unwrap();
     exec(&taos, "ALTER TABLE w.n1 ADD COLUMN x INT").await;
     exec(&taos, "ALTER TABLE w.c2 SET TAG g = 3").await;
     exec(&taos, "ALTER STABLE w.st ADD COLUMN y INT").await;
@@ -444,7 +458,7 @@ async fn sql_changes_become_tdengine_wal_records_with_catalog_uids() {
         all.extend(recs.into_iter().map(|r| r.1));
     }
     let has = |w: What| assert!(all.contains(&w), "{w:?} in {all:#?}");
-    let (c1, c2, n1) = (tables["c1"], tables["c2"], tables["n1"]);
+    let (c1, c2, n1, n2) = (tables["c1"], tables["c2"], tables["n1"], tables["n2"]);
     has(What::Create {
         name: "c1".into(),
         uid: c1,
@@ -467,16 +481,25 @@ async fn sql_changes_become_tdengine_wal_records_with_catalog_uids() {
     has(What::Submit {
         uid: c1,
         suid,
+        columns: false,
         ts: vec![T0, T0 + 1000, T0 + 2000],
     });
     has(What::Submit {
         uid: c2,
         suid,
+        columns: false,
         ts: vec![T0],
     });
     has(What::Submit {
         uid: n1,
         suid: 0,
+        columns: false,
+        ts: vec![T0],
+    });
+    has(What::Submit {
+        uid: n2,
+        suid: 0,
+        columns: true,
         ts: vec![T0],
     });
     // The rows actually deleted: an exact range.
