@@ -3,8 +3,8 @@
 //! - `ci`: format check, clippy with `-D warnings`, the test-suite prerequisites (a Python
 //!   virtualenv with moto's S3 server), the whole test suite, and `cargo deny`.
 //! - `bench emu`: the emulator's `SELECT *` serving speed.
-//! - `demo`: builds `taos-emu`, starts it on a free loopback port and runs the scripted
-//!   example session against it with the real `taos` connector.
+//! - `demo`: the main job end to end: the `taosbackup` binary against the emulator (full and
+//!   incremental backups, restores of both points compared with the source, verify).
 
 mod bench;
 mod ci;
@@ -42,7 +42,8 @@ tasks:
   ci     fmt check, clippy -D warnings, install test prerequisites (moto in .venv),
          cargo test --workspace, cargo deny check licenses bans sources
          (--skip-deny to leave out cargo-deny, --no-fail-fast to run every test)
-  demo   start taos-emu and run the scripted session against it with the real connector
+  demo   taosbackup end to end against the emulator: init, full + incremental backup
+         (bitmap engine), plan, list, show, restore both points, compare, verify
   bench  emu [ROWS]: how fast taos-emu serves SELECT * to the real connector
          sink: the repository write pipeline vs zstd alone (criterion)
          tracker: block marks/s, bitmap memory, snapshot time (criterion)

@@ -47,6 +47,8 @@ struct WriteState {
     written: Vec<(PackId, u64, Vec<PackEntry>)>,
     failure: Option<String>,
     bytes_stored: u64,
+    /// Sealed (compressed, encrypted) bytes of the new blobs added so far, uploaded or not.
+    blob_bytes: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -131,6 +133,13 @@ impl Session {
         self.state().map(|s| s.bytes_stored).unwrap_or(0)
     }
 
+    /// Sealed bytes of the new blobs this session has stored so far (deduplicated,
+    /// compressed, encrypted; pack headers not counted), whether or not their packs are
+    /// uploaded yet: what a backup adds to the repository.
+    pub fn blob_bytes(&self) -> u64 {
+        self.state().map(|s| s.blob_bytes).unwrap_or(0)
+    }
+
     fn known(&self, id: &BlobId, state: &WriteState) -> bool {
         state.pending.contains_key(id) || self.repo.has_blob(id)
     }
@@ -160,6 +169,7 @@ impl Session {
                 return Ok(id);
             }
             let entry = st.open.add(id, &sealed, data.len() as u32);
+            st.blob_bytes += sealed.len() as u64;
             st.pending.insert(id, Pending::Open(entry));
             if st.open.len() >= inner.config.pack_size as usize {
                 Some(self.seal_open(&mut st))
@@ -366,7 +376,7 @@ impl Repository for Session {
     }
 
     fn bytes_stored(&self) -> u64 {
-        Session::bytes_stored(self)
+        self.blob_bytes()
     }
 
     async fn list_manifests(&self) -> Result<Vec<BackupId>, RepositoryError> {
