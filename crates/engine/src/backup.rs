@@ -182,7 +182,8 @@ struct TableTask {
     whole: bool,
     buckets: Vec<i64>,
     /// Buckets the parent state holds that must become tombstones if nothing is found.
-    tombstone_if_empty: BTreeSet<i64>,
+    /// Ascending.
+    tombstone_if_empty: Vec<i64>,
 }
 
 /// Everything decided before exporting.
@@ -335,10 +336,8 @@ pub fn plan_from(
                 let rows: u64 = if t.whole {
                     blocks.values().map(|b| b.rows).sum()
                 } else {
-                    t.buckets
-                        .iter()
-                        .filter_map(|b| blocks.get(b))
-                        .map(|b| b.rows)
+                    matching(&t.buckets, blocks.iter())
+                        .map(|(_, b)| b.rows)
                         .sum()
                 };
                 p.estimated_rows += rows;
@@ -348,7 +347,7 @@ pub fn plan_from(
             table: t.table,
             buckets: t.buckets,
             whole_table: t.whole,
-            tombstones: t.tombstone_if_empty.into_iter().collect(),
+            tombstones: t.tombstone_if_empty,
             dropped: false,
         });
     }
@@ -410,7 +409,7 @@ fn decide_with(
                 table: t.name.clone(),
                 whole: true,
                 buckets: Vec::new(),
-                tombstone_if_empty: BTreeSet::new(),
+                tombstone_if_empty: Vec::new(),
             })
             .collect(),
         dropped: Vec::new(),
@@ -461,11 +460,11 @@ fn decide_with(
         EngineKind::Time => {
             for t in &catalog.tables {
                 match state.tables.get(&t.name) {
-                    None => tasks.push(whole(&t.name, BTreeSet::new())),
+                    None => tasks.push(whole(&t.name, Vec::new())),
                     Some(blocks) => {
                         let Some(max) = blocks.values().map(|b| b.max_ts).max() else {
                             // Known but empty at the parent: everything may be new.
-                            tasks.push(whole(&t.name, BTreeSet::new()));
+                            tasks.push(whole(&t.name, Vec::new()));
                             continue;
                         };
                         tasks.push(TableTask {
@@ -473,7 +472,7 @@ fn decide_with(
                             whole: false,
                             // Marker: from this bucket on (resolved in `ranges_of`).
                             buckets: vec![max.saturating_add(1).div_euclid(w)],
-                            tombstone_if_empty: BTreeSet::new(),
+                            tombstone_if_empty: Vec::new(),
                         });
                     }
                 }
@@ -524,26 +523,27 @@ fn decide_with(
                     continue;
                 }
                 match prev {
-                    None => tasks.push(whole(&t.name, BTreeSet::new())),
+                    None => tasks.push(whole(&t.name, Vec::new())),
                     Some(blocks) if changes.dropped => {
                         tasks.push(whole(&t.name, blocks.keys().copied().collect()));
                     }
                     Some(blocks) => {
-                        let mut buckets: BTreeSet<i64> =
-                            snap.dirty_buckets(&t.name).into_iter().collect();
-                        buckets.extend(snap.deleted_buckets(&t.name));
+                        // Both ascending; deleted buckets are normally dirty too.
+                        let mut buckets = snap.dirty_buckets(&t.name);
+                        let deleted = snap.deleted_buckets(&t.name);
+                        if !deleted.is_empty() {
+                            buckets.extend(deleted);
+                            buckets.sort_unstable();
+                            buckets.dedup();
+                        }
                         if buckets.is_empty() {
                             continue;
                         }
-                        let tomb = buckets
-                            .iter()
-                            .filter(|b| blocks.contains_key(b))
-                            .copied()
-                            .collect();
+                        let tomb = matching(&buckets, blocks.iter()).map(|(k, _)| k).collect();
                         tasks.push(TableTask {
                             table: t.name.clone(),
                             whole: false,
-                            buckets: buckets.into_iter().collect(),
+                            buckets,
                             tombstone_if_empty: tomb,
                         });
                     }
@@ -564,7 +564,22 @@ fn decide_with(
     })
 }
 
-fn whole(table: &str, tombstone_if_empty: BTreeSet<i64>) -> TableTask {
+/// The entries of the ascending map iterator `blocks` whose keys are in the ascending
+/// `buckets`: a linear merge, not a lookup per bucket.
+fn matching<'a, V: 'a>(
+    buckets: &'a [i64],
+    blocks: impl Iterator<Item = (&'a i64, &'a V)> + 'a,
+) -> impl Iterator<Item = (i64, &'a V)> + 'a {
+    let mut i = 0;
+    blocks.filter_map(move |(k, v)| {
+        while i < buckets.len() && buckets[i] < *k {
+            i += 1;
+        }
+        (i < buckets.len() && buckets[i] == *k).then_some((*k, v))
+    })
+}
+
+fn whole(table: &str, tombstone_if_empty: Vec<i64>) -> TableTask {
     TableTask {
         table: table.to_string(),
         whole: true,
@@ -870,6 +885,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn matching_is_the_intersection() {
+        let blocks: BTreeMap<i64, u8> = [(-5, 0), (1, 1), (3, 3), (9, 9)].into();
+        let got: Vec<i64> = matching(&[-7, -5, 2, 3, 4, 9, 10], blocks.iter())
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(got, vec![-5, 3, 9]);
+        assert_eq!(matching(&[], blocks.iter()).count(), 0);
+    }
+
+    #[test]
     fn engine_names_round_trip() {
         for e in [EngineKind::Full, EngineKind::Time, EngineKind::Bitmap] {
             assert_eq!(e.as_str().parse::<EngineKind>().unwrap(), e);
@@ -885,7 +910,7 @@ mod tests {
             table: "t".into(),
             whole: false,
             buckets: vec![3],
-            tombstone_if_empty: BTreeSet::new(),
+            tombstone_if_empty: Vec::new(),
         };
         let r = ranges_of(&task, EngineKind::Time, BackupKind::Incremental, 10);
         assert_eq!(
