@@ -1,0 +1,10 @@
+//! Fuzz target `index_file`: see crates/sink/tests/sink/fuzzing.rs.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../crates/sink/tests/sink/fuzzing.rs"]
+mod fuzzing;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    fuzzing::run(fuzzing::Target::Index, data);
+});
