@@ -124,7 +124,9 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub repo: RepoArg,
     /// Which blocks to back up: full, time (fast, misses late rows/updates/deletes), bitmap
-    /// (exactly the changed blocks; default).
+    /// (exactly the changed blocks; default). The bitmap engine's change feed is
+    /// bitmap_engine.change_feed in the config: tmq (default) or wal (EXPERIMENTAL: reads the
+    /// TDengine host's WAL files; format from TDengine 3.3.7, untested on a real server).
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
     /// Take a full backup whatever the engine would do.

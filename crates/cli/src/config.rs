@@ -147,6 +147,11 @@ pub struct BitmapEngineSection {
     /// Directory of the tracker state files: `<dir>/<repository id>/<database>.bitmap`
     /// (default `$XDG_STATE_HOME/taosbackup` or `~/.local/state/taosbackup`).
     pub persistence_path: Option<PathBuf>,
+    /// The change feed of the bitmap engine: `tmq` (default; TDengine data subscription) or
+    /// `wal` (experimental: reads the vnode WAL files on the TDengine host; needs `wal_path`).
+    pub change_feed: Option<String>,
+    /// For `change_feed = "wal"`: TDengine's dataDir (or its `vnode/` directory) on this host.
+    pub wal_path: Option<PathBuf>,
 }
 
 /// `[event_interceptor]`.

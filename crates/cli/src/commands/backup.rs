@@ -14,7 +14,9 @@ use taosbackup_engine::{
     list_backups,
 };
 use taosbackup_sink::Repo;
-use taosbackup_source::{ConnectOptions, TaosSource, TmqFeed, TmqFeedOptions};
+use taosbackup_source::{
+    CatalogResolver, ConnectOptions, TaosSource, TmqFeed, TmqFeedOptions, WalFeed, WalFeedOptions,
+};
 
 use crate::args::BackupArgs;
 use crate::context::Context;
@@ -40,8 +42,8 @@ pub async fn precision_of(
 }
 
 /// Opens the change tracking of `database` for repository `repo`: the persisted tracker
-/// state and the `tmq` feed (topic and consumer group named after the repository id and the
-/// database).
+/// state and the configured feed: `tmq` (topic and consumer group named after the repository
+/// id and the database) or the experimental `wal` reader of `bitmap_engine.wal_path`.
 pub async fn open_tracking(
     ctx: &Context,
     repo: &Repo,
@@ -60,27 +62,53 @@ pub async fn open_tracking(
             hint: "set bitmap_engine.persistence_path to a writable directory".into(),
         })?;
     }
-    let options = TmqFeedOptions::new(&repo_id, database);
-    tracing::debug!(
-        topic = %options.topic,
-        group = %options.group,
-        state = %config.persistence_path.display(),
-        "opening change tracking"
-    );
-    let feed = TmqFeed::new(connect.clone(), options)
-        .with_context(|| format!("cannot set up the tmq change feed of database {database}"))?;
-    let feed = RetentionWarning {
-        feed,
-        database: database.to_string(),
+    let feed: Box<dyn ChangeFeed> = match ctx.config.bitmap_engine.change_feed.as_deref() {
+        None | Some("tmq") => {
+            let options = TmqFeedOptions::new(&repo_id, database);
+            tracing::debug!(
+                topic = %options.topic,
+                group = %options.group,
+                state = %config.persistence_path.display(),
+                "opening change tracking"
+            );
+            let feed = TmqFeed::new(connect.clone(), options).with_context(|| {
+                format!("cannot set up the tmq change feed of database {database}")
+            })?;
+            Box::new(RetentionWarning {
+                feed,
+                database: database.to_string(),
+            })
+        }
+        Some("wal") => {
+            let wal_path = ctx.config.bitmap_engine.wal_path.clone().ok_or_else(|| Advised {
+                message: "change_feed = \"wal\" needs the TDengine data directory".into(),
+                hint: "set bitmap_engine.wal_path to TDengine's dataDir on this host (e.g. /var/lib/taos)"
+                    .into(),
+            })?;
+            let state_file = config.persistence_path.with_extension("walfeed");
+            tracing::warn!(
+                wal_path = %wal_path.display(),
+                "the wal change feed is experimental (format taken from TDengine 3.3.7, commit a4874a8c; not yet run against a real server)"
+            );
+            let resolver = CatalogResolver::connect(connect, database).with_context(|| {
+                format!("cannot connect the wal feed's catalog lookups for database {database}")
+            })?;
+            Box::new(WalFeed::new(
+                WalFeedOptions::new(wal_path, database, state_file),
+                Box::new(resolver),
+            ))
+        }
+        Some(other) => {
+            return Err(Advised {
+                message: format!("unknown change feed {other:?}"),
+                hint: "set bitmap_engine.change_feed to \"tmq\" or \"wal\"".into(),
+            }
+            .into());
+        }
     };
-    let tracking = ChangeTracking::open(
-        Box::new(feed),
-        config,
-        repo.config().bucket_width,
-        precision,
-    )
-    .await
-    .with_context(|| format!("cannot start change tracking of database {database}"))?;
+    let tracking = ChangeTracking::open(feed, config, repo.config().bucket_width, precision)
+        .await
+        .with_context(|| format!("cannot start change tracking of database {database}"))?;
     Ok(tracking)
 }
 
