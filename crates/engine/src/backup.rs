@@ -448,10 +448,12 @@ fn decide_with(
     }
     let w = req.bucket_width.in_units(precision);
     let mut tasks = Vec::new();
+    let in_catalog: std::collections::HashSet<&str> =
+        catalog.tables.iter().map(|t| t.name.as_str()).collect();
     let mut dropped: Vec<String> = state
         .tables
         .keys()
-        .filter(|n| !catalog.tables.iter().any(|t| &t.name == *n))
+        .filter(|n| !in_catalog.contains(n.as_str()))
         .cloned()
         .collect();
     match req.engine {
