@@ -34,7 +34,8 @@ fn main() -> Result<()> {
         .map(PathBuf::from)
         .context("usage: demo PATH/TO/taosbackup")?;
     // The binary runs in a scratch directory: resolve a relative path first.
-    let bin = std::fs::canonicalize(&bin).with_context(|| format!("no binary at {}", bin.display()))?;
+    let bin =
+        std::fs::canonicalize(&bin).with_context(|| format!("no binary at {}", bin.display()))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(run(&bin))
 }
