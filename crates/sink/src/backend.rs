@@ -71,6 +71,8 @@ pub struct Backend {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     location: String,
+    /// The directory of a local repository (for file permissions).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -159,6 +161,7 @@ impl Backend {
                     store,
                     prefix,
                     location: url.to_owned(),
+                    local_root: None,
                 })
             }
         }
@@ -170,6 +173,7 @@ impl Backend {
             store: Arc::new(InMemory::new()),
             prefix: Path::default(),
             location: "memory://".into(),
+            local_root: None,
         }
     }
 
@@ -191,6 +195,7 @@ impl Backend {
             store: Arc::new(LocalFileSystem::new().with_fsync(true)),
             prefix,
             location: absolute.display().to_string(),
+            local_root: Some(absolute),
         })
     }
 
@@ -209,6 +214,7 @@ impl Backend {
             store,
             prefix,
             location,
+            local_root: None,
         })
     }
 
@@ -261,6 +267,38 @@ impl Backend {
                 .map_err(|e| Error::backend("write", rel, e))?;
         }
         Ok(())
+    }
+
+    /// Writes `rel` readable by its owner only, on local disk: its directory is created
+    /// 0700 first (so the file is never reachable by others, even before it is made 0600),
+    /// then the file is set to 0600. Key files go through here. Other backends: `put`.
+    pub(crate) async fn put_private(&self, rel: &str, data: Bytes) -> Result<()> {
+        #[cfg(unix)]
+        if let Some(root) = &self.local_root {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            let file = rel.split('/').fold(root.clone(), |p, part| p.join(part));
+            let io = |e: std::io::Error| {
+                Error::backend(
+                    "write",
+                    rel,
+                    object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    },
+                )
+            };
+            if let Some(dir) = file.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(io)?;
+            }
+            self.put(rel, data).await?;
+            return std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(io);
+        }
+        self.put(rel, data).await
     }
 
     pub(crate) async fn exists(&self, rel: &str) -> Result<bool> {

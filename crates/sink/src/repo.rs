@@ -527,7 +527,9 @@ async fn write_key(
     let kf = KeyFile::create(master, pw, kdf, repo_id)?;
     let body = serde_json::to_vec_pretty(&kf).map_err(|e| Error::corrupt("keys", e.to_string()))?;
     let id = blake3::hash(&body).to_hex().to_string();
-    backend.put(&format!("keys/{id}"), body.into()).await?;
+    backend
+        .put_private(&format!("keys/{id}"), body.into())
+        .await?;
     Ok(id)
 }
 
