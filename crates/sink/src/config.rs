@@ -61,6 +61,12 @@ impl RepoConfig {
         }
         let c: RepoConfig =
             serde_json::from_slice(bytes).map_err(|e| Error::corrupt("config", e.to_string()))?;
+        if c.id.len() != 32 || !c.id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(Error::corrupt(
+                "config",
+                "id is not 32 lower-case hex digits",
+            ));
+        }
         if !(1..=22).contains(&c.compression_level) {
             return Err(Error::corrupt("config", "compression_level outside 1..=22"));
         }
