@@ -1,0 +1,659 @@
+//! Reliability of the `taosbackup` binary against the TDengine wire emulator: kill -9 of a
+//! backup at random points leaves a repository that verifies, lists no partial backup and
+//! takes the next backup; two backups at once are kept apart by the lock; and a catalogue
+//! of bad inputs (DSNs, configs, backup ids, time specs, URLs, numbers) each ends with exit
+//! code 1 or 2 and a clear message, never a panic.
+//!
+//! Figures (kills, inputs) are printed with `--nocapture` (see docs/reliability.md).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle, Outcome, Session};
+use tempfile::TempDir;
+
+const BASE: i64 = 1_760_000_000_000;
+const DAY: i64 = 86_400_000;
+
+fn emu() -> EmulatorHandle {
+    Emulator::start(EmulatorConfig::default()).expect("emulator starts")
+}
+
+fn sql(emu: &EmulatorHandle, statements: &[String]) {
+    let mut s = Session::default();
+    for q in statements {
+        emu.store()
+            .execute(&mut s, q)
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+}
+
+fn count(emu: &EmulatorHandle, table: &str) -> i64 {
+    let mut s = Session::default();
+    let q = format!("SELECT COUNT(*) FROM {table}");
+    match emu.store().execute(&mut s, &q) {
+        Ok(Outcome::Rows(rs)) => {
+            let v = format!("{:?}", rs.columns[0]);
+            v.chars()
+                .filter(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse()
+                .unwrap_or_else(|_| panic!("count of {table}: {v}"))
+        }
+        other => panic!("{q}: {other:?}"),
+    }
+}
+
+/// `children` child tables of a super table, 6 rows each over three days.
+fn seed(emu: &EmulatorHandle, db: &str, children: usize) {
+    let mut s = vec![
+        format!("CREATE DATABASE {db} PRECISION 'ms' VGROUPS 2"),
+        format!(
+            "CREATE STABLE {db}.meters (ts TIMESTAMP, current FLOAT, voltage INT) \
+             TAGS (location VARCHAR(24), group_id INT)"
+        ),
+    ];
+    for i in 0..children {
+        s.push(format!(
+            "CREATE TABLE {db}.d{i} USING {db}.meters TAGS ('site{}', {i})",
+            i % 3
+        ));
+        let mut ins = format!("INSERT INTO {db}.d{i} VALUES");
+        for k in 0..6 {
+            ins.push_str(&format!(
+                " ({}, {}.5, {})",
+                BASE + k * DAY / 2,
+                i as i64 + k,
+                200 + k
+            ));
+        }
+        s.push(ins);
+    }
+    sql(emu, &s);
+}
+
+/// The binary with a clean environment for our variables.
+fn tb(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("taosbackup").expect("binary built");
+    for v in [
+        "TAOSBACKUP_PASSWORD",
+        "TAOSBACKUP_NEW_PASSWORD",
+        "RUST_LOG",
+        "TAOS_USER",
+        "TAOS_PASSWORD",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("XDG_STATE_HOME", dir.join("state"));
+    c.timeout(Duration::from_secs(60));
+    c
+}
+
+/// Starts the binary; its standard error is piped (read it, or it may block) when `pipe`.
+fn spawn(dir: &Path, args: &[&str], pipe: bool) -> Child {
+    StdCommand::new(assert_cmd::cargo::cargo_bin("taosbackup"))
+        .args(args)
+        .env_remove("TAOSBACKUP_PASSWORD")
+        .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(if pipe { Stdio::piped() } else { Stdio::null() })
+        .spawn()
+        .unwrap()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A TCP proxy that delays every chunk, to make a backup slow enough to interrupt.
+fn slow_proxy(target: SocketAddr, delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(target) else {
+                continue;
+            };
+            let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                std::thread::sleep(delay);
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            };
+            if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
+                pipe(client, s2);
+                pipe(server, c2);
+            }
+        }
+    });
+    addr
+}
+
+fn list_json(dir: &Path, repo: &str) -> Vec<Value> {
+    let out = tb(dir)
+        .args(["list", "--repo", repo, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "list failed: {}", stderr_of(&out));
+    match serde_json::from_slice(&out.stdout).unwrap() {
+        Value::Array(a) => a,
+        other => panic!("list --json is not an array: {other}"),
+    }
+}
+
+fn verify_clean(dir: &Path, repo: &str, label: &str) {
+    let out = tb(dir)
+        .args(["verify", "--repo", repo, "--read-data"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{label}: verify --read-data failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr_of(&out)
+    );
+}
+
+/// Kills to run (`TAOSBACKUP_SOAK_KILLS` raises it for `cargo xtask soak`).
+fn kills() -> usize {
+    std::env::var("TAOSBACKUP_SOAK_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6)
+}
+
+#[test]
+fn kill_9_during_backups_leaves_a_repository_that_verifies_and_continues() {
+    let emu = emu();
+    seed(&emu, "power", 40);
+    let dir = TempDir::new().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let proxy = slow_proxy(emu.addr(), Duration::from_millis(4));
+    let dsn = format!("ws://{proxy}");
+    // How long one uninterrupted backup takes through the proxy: kills land in (0, that).
+    let started = Instant::now();
+    let out = tb(dir.path())
+        .args(["backup", "--engine", "full", "--database", "power"])
+        .args(["--source", &dsn, "--repo", &repo, "--no-encryption"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let span = started.elapsed();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("kill -9: one backup takes {span:?}; delay seed {seed}");
+    let mut x = seed;
+    let mut landed = 0;
+    let mut committed_anyway = 0;
+    for i in 0..kills() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = span.mul_f64((x % 1000) as f64 / 1000.0);
+        let engine = if i % 3 == 2 { "time" } else { "full" };
+        let before = list_json(dir.path(), &repo).len();
+        let mut child = spawn(
+            dir.path(),
+            &[
+                "backup",
+                "--engine",
+                engine,
+                "--database",
+                "power",
+                "--source",
+                &dsn,
+                "--repo",
+                &repo,
+            ],
+            false,
+        );
+        std::thread::sleep(delay);
+        let running = child.try_wait().unwrap().is_none();
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+        let status = child.wait().unwrap();
+        let label = format!("kill {i} after {delay:?} ({engine})");
+        if running {
+            landed += 1;
+        }
+        let after = list_json(dir.path(), &repo);
+        // Every listed backup is complete (a manifest is written last); at most the one
+        // killed run may have committed before the signal.
+        assert!(
+            after.len() == before || after.len() == before + 1,
+            "{label}: {before} backups before, {} after",
+            after.len()
+        );
+        if after.len() > before {
+            committed_anyway += 1;
+        }
+        verify_clean(dir.path(), &repo, &label);
+        println!("{label}: running when killed: {running}, status {status:?}");
+    }
+    // The next backup succeeds; prune (an exclusive lock) is not blocked by the killed
+    // runs' locks: their processes are gone.
+    let out = tb(dir.path())
+        .args(["backup", "--engine", "full", "--database", "power"])
+        .args(["--source", &emu.dsn(), "--repo", &repo])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "backup after kills: {}",
+        stderr_of(&out)
+    );
+    let out = tb(dir.path())
+        .args(["prune", "--repo", &repo, "--keep-chains", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "prune after kills: {}",
+        stderr_of(&out)
+    );
+    verify_clean(dir.path(), &repo, "after prune");
+    let out = tb(dir.path())
+        .args(["restore", "--repo", &repo, "--target", &emu.dsn()])
+        .args(["--target-database", "power_back"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restore: {}", stderr_of(&out));
+    for i in 0..40 {
+        assert_eq!(
+            count(&emu, &format!("power_back.d{i}")),
+            count(&emu, &format!("power.d{i}")),
+            "table d{i}"
+        );
+    }
+    println!(
+        "kill -9: {} kills, {landed} while the backup ran, {committed_anyway} had committed; \
+         all verified clean",
+        kills()
+    );
+    assert!(landed >= 1, "no kill landed during a backup");
+}
+
+/// Waits until a spawned backup logs that its export started (it then holds its lock).
+fn wait_for_export(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the backup did not start exporting");
+        if line.contains("export started") {
+            return rx;
+        }
+    }
+}
+
+/// Backups take shared locks (several may write one repository at once: packs need no
+/// global lock); prune takes an exclusive one. A prune during a backup fails naming the
+/// backup's lock; two backups at once both commit, and the repository verifies.
+#[test]
+fn locks_name_the_holder_and_concurrent_backups_stay_consistent() {
+    let emu = emu();
+    seed(&emu, "power", 30);
+    let dir = TempDir::new().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    tb(dir.path())
+        .args(["init", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    let proxy = slow_proxy(emu.addr(), Duration::from_millis(10));
+    let dsn = format!("ws://{proxy}");
+    let mut first = spawn(
+        dir.path(),
+        &[
+            "backup",
+            "--engine",
+            "full",
+            "--database",
+            "power",
+            "--source",
+            &dsn,
+            "--repo",
+            &repo,
+        ],
+        true,
+    );
+    let _lines = wait_for_export(&mut first);
+    let out = tb(dir.path())
+        .args(["prune", "--repo", &repo, "--keep-chains", "1"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "prune during a backup: {err}");
+    assert!(err.contains("locked by"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    assert!(err.contains("`backup`"), "{err}");
+    let out = tb(dir.path())
+        .args(["backup", "--engine", "full", "--database", "power"])
+        .args(["--source", &emu.dsn(), "--repo", &repo])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "second backup: {}", stderr_of(&out));
+    assert!(first.wait().unwrap().success(), "the first backup failed");
+    assert_eq!(list_json(dir.path(), &repo).len(), 2);
+    verify_clean(dir.path(), &repo, "after two concurrent backups");
+}
+
+/// One bad input: the arguments, and a config file's text when the input is a config.
+struct Bad {
+    what: &'static str,
+    args: Vec<String>,
+    config: Option<Vec<u8>>,
+}
+
+fn bad(what: &'static str, args: &[&str]) -> Bad {
+    Bad {
+        what,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        config: None,
+    }
+}
+
+fn bad_config(what: &'static str, name: &'static str, text: Vec<u8>) -> Bad {
+    Bad {
+        what,
+        args: vec!["list".into(), "--config".into(), name.into()],
+        config: Some(text),
+    }
+}
+
+#[test]
+fn bad_input_catalogue_exits_1_or_2_with_a_message_and_never_panics() {
+    let dir = TempDir::new().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    tb(dir.path())
+        .args(["init", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let long = "x".repeat(20_000);
+    let closed_dsn = format!("ws://{closed}");
+    let closed_dsn = closed_dsn.as_str();
+    let nonexistent = dir.path().join("nonexistent").display().to_string();
+    // No retries of the (refused) connections: each case fails at once.
+    let no_retry = dir.path().join("no-retry.json");
+    std::fs::write(
+        &no_retry,
+        r#"{"backup": {"retry_count": 0, "retry_interval_ms": 1}}"#,
+    )
+    .unwrap();
+    let no_retry = no_retry.display().to_string();
+    let no_retry = no_retry.as_str();
+    let mut cases: Vec<Bad> = Vec::new();
+    for dsn in [
+        "ws://",
+        "ws://:0",
+        "taos://",
+        "wss://",
+        "http://127.0.0.1:1",
+        "ws://127.0.0.1:99999",
+        "ws://[::1",
+        "ws://user:pa@ss@127.0.0.1:1",
+        "ws://127.0.0.1:1/db?x=%zz",
+        "",
+        " ",
+        "\u{7f}\u{1}",
+        long.as_str(),
+        closed_dsn,
+    ] {
+        cases.push(bad(
+            "dsn",
+            &[
+                "backup",
+                "--config",
+                no_retry,
+                "--engine",
+                "full",
+                "--database",
+                "power",
+                "--repo",
+                &repo,
+                "--source",
+                dsn,
+            ],
+        ));
+    }
+    for db in ["", "a b", "db;DROP DATABASE x", "`x`", long.as_str()] {
+        cases.push(bad(
+            "database name",
+            &[
+                "backup",
+                "--config",
+                no_retry,
+                "--source",
+                closed_dsn,
+                "--repo",
+                &repo,
+                "--database",
+                db,
+            ],
+        ));
+    }
+    for id in [
+        "",
+        "latest2",
+        "1234567",
+        "zzzzzzzz",
+        "0123456789abcdef0123456789abcdef00",
+        "../../etc/passwd",
+        "-1",
+        "\u{feff}latest",
+        long.as_str(),
+    ] {
+        cases.push(bad("backup id", &["show", "--repo", &repo, id]));
+        cases.push(bad(
+            "backup point",
+            &[
+                "restore", "--repo", &repo, "--target", closed_dsn, "--backup", id,
+            ],
+        ));
+    }
+    for t in [
+        "2026-13-45",
+        "2026-02-30T25:61",
+        "9999999-01-01",
+        "2026-01-01T00:00:00+99:00",
+        "1970-01-01T00:00:00Z",
+        "yesterday",
+    ] {
+        cases.push(bad(
+            "time spec",
+            &[
+                "restore", "--repo", &repo, "--target", closed_dsn, "--backup", t,
+            ],
+        ));
+    }
+    for w in [
+        "",
+        "30",
+        "abc",
+        "-5d",
+        "99999999999999999999d",
+        "1h-",
+        "1e9y",
+    ] {
+        cases.push(bad(
+            "keep-within",
+            &["prune", "--repo", &repo, "--keep-within", w],
+        ));
+    }
+    for url in [
+        "ftp://host/x",
+        "s3://",
+        "gs://",
+        "az://",
+        "://",
+        "file://",
+        "s3://bucket?x=1",
+        "http://127.0.0.1:1/x",
+        "unknown+scheme://x",
+        nonexistent.as_str(),
+    ] {
+        cases.push(bad("repository url", &["list", "--repo", url]));
+    }
+    for (flag, v) in [
+        ("--read-data", "abc"),
+        ("--read-data", "0"),
+        ("--read-data", "101"),
+        ("--read-data", "-1"),
+    ] {
+        cases.push(bad("verify percent", &["verify", "--repo", &repo, flag, v]));
+    }
+    for p in ["0", "-1", "99999999999999999999", "x"] {
+        cases.push(bad(
+            "parallel",
+            &[
+                "backup",
+                "--config",
+                no_retry,
+                "--source",
+                closed_dsn,
+                "--database",
+                "power",
+                "--repo",
+                &repo,
+                "--parallel",
+                p,
+            ],
+        ));
+    }
+    for keep in ["0", "-2", "many"] {
+        cases.push(bad(
+            "keep-chains",
+            &["prune", "--repo", &repo, "--keep-chains", keep],
+        ));
+    }
+    cases.push(bad(
+        "bucket width",
+        &[
+            "init",
+            "--repo",
+            &dir.path().join("r2").display().to_string(),
+            "--bucket-width",
+            "0s",
+        ],
+    ));
+    cases.push(bad(
+        "bucket width",
+        &[
+            "init",
+            "--repo",
+            &dir.path().join("r3").display().to_string(),
+            "--bucket-width",
+            "-1h",
+        ],
+    ));
+    cases.push(bad(
+        "compression level",
+        &[
+            "init",
+            "--repo",
+            &dir.path().join("r4").display().to_string(),
+            "--compression-level",
+            "99",
+        ],
+    ));
+    cases.push(bad("unknown command", &["frobnicate"]));
+    cases.push(bad("unknown flag", &["list", "--repo", &repo, "--bogus"]));
+    cases.push(bad("missing repo", &["list"]));
+    cases.push(bad(
+        "password file",
+        &[
+            "list",
+            "--repo",
+            &repo,
+            "--password-file",
+            "/nonexistent/pw",
+        ],
+    ));
+    cases.push(bad(
+        "key id",
+        &["key", "remove", "--repo", &repo, "../../config"],
+    ));
+    let nested_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let nested_toml = format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for (name, text) in [
+        ("c1.toml", b"this is not toml = = =".to_vec()),
+        ("c2.toml", b"[backup]\nunknown_key = 1\n".to_vec()),
+        ("c3.toml", b"[backup]\nretry_count = \"many\"\n".to_vec()),
+        (
+            "c4.toml",
+            b"[backup]\nretry_count = 99999999999999999999999\n".to_vec(),
+        ),
+        ("c5.toml", vec![0xff, 0xfe, 0x00, 0x01]),
+        ("c6.toml", nested_toml.into_bytes()),
+        ("c7.json", b"{\"backup\": ".to_vec()),
+        ("c8.json", b"{\"nope\": {}}".to_vec()),
+        ("c9.json", nested_json.into_bytes()),
+        ("c10.json", b"[]".to_vec()),
+        ("c11.yaml", b"backup: {}".to_vec()),
+        ("c12.toml", b"[source]\ndsn = \"ws://\"\n[[[x]]]".to_vec()),
+    ] {
+        cases.push(bad_config("config", name, text));
+    }
+
+    let mut by_kind: std::collections::BTreeMap<&str, usize> = Default::default();
+    for case in &cases {
+        let mut cmd = tb(dir.path());
+        cmd.current_dir(dir.path());
+        if let (Some(text), Some(name)) = (&case.config, case.args.get(2)) {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let out = cmd.args(&case.args).output().unwrap();
+        let err = stderr_of(&out);
+        let shown: Vec<String> = case
+            .args
+            .iter()
+            .map(|a| a.chars().take(60).collect())
+            .collect();
+        let label = format!("{}: {shown:?}", case.what);
+        assert!(
+            matches!(out.status.code(), Some(1 | 2)),
+            "{label}: exit {:?}\n{err}",
+            out.status
+        );
+        assert!(!err.contains("panicked"), "{label}: panicked\n{err}");
+        assert!(!err.trim().is_empty(), "{label}: no message");
+        assert!(
+            err.lines().any(|l| l.starts_with("error:")),
+            "{label}: no `error:` line\n{err}"
+        );
+        *by_kind.entry(case.what).or_default() += 1;
+    }
+    println!("bad inputs: {} tried: {by_kind:?}", cases.len());
+}
