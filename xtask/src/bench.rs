@@ -1,12 +1,38 @@
 //! `cargo xtask bench <what>`: benchmarks that report figures; they never fail on a slow
 //! machine. Figures go into docs/performance.md by hand, with the command and the date.
 
-use crate::util::{cargo, sh};
+use std::process::Command;
 
-const KNOWN: &str = "emu [ROWS], sink, tracker";
+use crate::util::{cargo, root, sh};
+
+const KNOWN: &str =
+    "e2e [--tables N] [--rows-per-table M] [--parallel P], emu [ROWS], sink, tracker";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
+        // End to end (issue 8): the release `taosbackup` binary against the emulator, driven
+        // by crates/testkit/examples/bench_e2e.rs, which prints a markdown table.
+        Some("e2e") => {
+            sh(cargo().args([
+                "build",
+                "--release",
+                "-p",
+                "taosbackup-cli",
+                "--bin",
+                "taosbackup",
+                "-p",
+                "taosbackup-testkit",
+                "--example",
+                "bench_e2e",
+            ]))?;
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| root().join("target"))
+                .join("release");
+            sh(Command::new(target.join("examples").join("bench_e2e"))
+                .arg(target.join("taosbackup"))
+                .args(&args[1..]))
+        }
         Some("emu") => {
             let mut cmd = cargo();
             cmd.args([
