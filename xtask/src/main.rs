@@ -2,7 +2,8 @@
 //!
 //! - `ci`: format check, clippy with `-D warnings`, the test-suite prerequisites (a Python
 //!   virtualenv with moto's S3 server), the whole test suite, and `cargo deny`.
-//! - `bench emu`: the emulator's `SELECT *` serving speed.
+//! - `bench emu|sink|tracker|e2e`: the emulator's `SELECT *` serving speed, the repository
+//!   pipeline, the tracker, and `taosbackup` end to end against the emulator.
 //! - `demo`: the main job end to end: the `taosbackup` binary against the emulator (full and
 //!   incremental backups, restores of both points compared with the source, verify).
 
@@ -47,6 +48,9 @@ tasks:
   bench  emu [ROWS]: how fast taos-emu serves SELECT * to the real connector
          sink: the repository write pipeline vs zstd alone (criterion)
          tracker: block marks/s, bitmap memory, snapshot time (criterion)
+         e2e [--tables N] [--rows-per-table M] [--parallel P]: taosbackup end to end
+           against the emulator: read ceiling vs full backup, incrementals, restore,
+           repository size vs zstd-3, peak RSS
   moto   make sure .venv has moto's S3 server; print its path
   soak   [SECONDS]: the long reliability variants: 50 kill -9 points, 30 backups at a
          10% storage fault rate, and each fuzz target for SECONDS (default 600; needs
