@@ -241,10 +241,18 @@ pub async fn backup(
                         let stored: Vec<(String, i64)> = stored_blocks(&manifest);
                         tr.commit_full(stored.iter().map(|(n, b)| (n.as_str(), *b)));
                     }
-                    BackupKind::Incremental => {
+                    BackupKind::Incremental if req.engine == EngineKind::Bitmap => {
                         let tomb = tombstones(&manifest);
                         if let Some(s) = &snapshot {
                             tr.commit(s, &tomb);
+                        }
+                    }
+                    BackupKind::Incremental => {
+                        // The time engine may have skipped some of these changes (late rows,
+                        // deletes): keep them all for the next bitmap backup, a superset of
+                        // what changed since this one.
+                        if let Some(s) = snapshot.clone() {
+                            tr.restore(s);
                         }
                     }
                 }

@@ -302,3 +302,32 @@ async fn restore_options_select_rename_refuse_and_dry_run() {
         .unwrap();
     assert_eq!(r.backup, second.manifest.id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_backup_between_bitmap_backups_loses_no_change() {
+    let h = harness().await;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = OracleFeed::default();
+    setup(&h, &feed).await;
+    insert(&h, &feed, "d0", &[300]).await;
+    let mut t = open(&h, &feed, &dir.path().join("s")).await;
+    h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    // A late row the time engine cannot see, backed up by the time engine with tracking on.
+    insert(&h, &feed, "d0", &[1]).await;
+    let r = h.backup(EngineKind::Time, Some(&mut t)).await.unwrap();
+    assert_eq!(r.manifest.kind, BackupKind::Incremental);
+    assert_eq!(
+        r.manifest.stats.rows, 1,
+        "only the bucket of the previous max"
+    );
+    let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(
+        r.manifest.kind,
+        BackupKind::Incremental,
+        "{:?}",
+        r.full_reason
+    );
+    let expected = h.contents(DB).await;
+    h.restore(BackupPoint::Latest, "mixed").await;
+    assert_eq!(h.contents("mixed").await, expected);
+}
