@@ -2,7 +2,7 @@
 //! for S3): every command, the config file forms, JSON outputs, exit codes, bad inputs and
 //! SIGTERM during a backup. One binary, a temp dir per test.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
@@ -11,42 +11,11 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
-use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle, Outcome, Session};
+use taosbackup_testkit::{EmulatorHandle, Outcome, Session};
 use tempfile::TempDir;
 
-/// A recent millisecond timestamp (inside the default KEEP).
-const BASE: i64 = 1_760_000_000_000;
-const DAY: i64 = 86_400_000;
-
-fn emu() -> EmulatorHandle {
-    Emulator::start(EmulatorConfig::default()).expect("emulator starts")
-}
-
-fn sql(emu: &EmulatorHandle, statements: &[String]) {
-    let mut s = Session::default();
-    for q in statements {
-        emu.store()
-            .execute(&mut s, q)
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
-}
-
-/// `SELECT COUNT(*)` of a table, through the store.
-fn count(emu: &EmulatorHandle, table: &str) -> i64 {
-    let mut s = Session::default();
-    let q = format!("SELECT COUNT(*) FROM {table}");
-    match emu.store().execute(&mut s, &q) {
-        Ok(Outcome::Rows(rs)) => {
-            let v = format!("{:?}", rs.columns[0]);
-            v.chars()
-                .filter(|c| c.is_ascii_digit())
-                .collect::<String>()
-                .parse()
-                .unwrap_or_else(|_| panic!("count of {table}: {v}"))
-        }
-        other => panic!("{q}: {other:?}"),
-    }
-}
+mod common;
+use common::*;
 
 /// A meters-style database: a super table with tags, `children` child tables with rows over
 /// three days, and a normal table.
@@ -83,23 +52,6 @@ fn seed(emu: &EmulatorHandle, db: &str, children: usize) {
 }
 
 /// The binary with a clean environment for our variables.
-fn tb(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("taosbackup").expect("binary built");
-    for v in [
-        "TAOSBACKUP_PASSWORD",
-        "TAOSBACKUP_NEW_PASSWORD",
-        "TAOS_BITMAP_DEBUG",
-        "RUST_LOG",
-        "TAOS_USER",
-        "TAOS_PASSWORD",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("XDG_STATE_HOME", dir.join("state"));
-    c.timeout(Duration::from_secs(60));
-    c
-}
-
 fn json_out(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -1087,40 +1039,6 @@ fn keys_add_list_passwd_remove() {
 }
 
 /// A TCP proxy that delays every chunk, to make a backup slow enough to interrupt.
-fn slow_proxy(target: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let Ok(server) = TcpStream::connect(target) else {
-                continue;
-            };
-            let pipe = |mut from: TcpStream, mut to: TcpStream| {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16 * 1024];
-                    loop {
-                        match from.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                std::thread::sleep(delay);
-                                if to.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
-            };
-            if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
-                pipe(client, s2);
-                pipe(server, c2);
-            }
-        }
-    });
-    addr
-}
-
 /// A slow full backup through `proxy` (log lines go to stderr: not a terminal).
 fn spawn_slow_backup(dir: &TempDir, repo: &str, proxy: std::net::SocketAddr) -> Child {
     StdCommand::new(assert_cmd::cargo::cargo_bin("taosbackup"))
@@ -1151,30 +1069,6 @@ fn spawn_slow_backup(dir: &TempDir, repo: &str, proxy: std::net::SocketAddr) -> 
 
 /// Waits until `child`'s export is under way; returns its stderr lines so far and a receiver
 /// for the rest.
-fn wait_for_export(child: &mut Child) -> (std::sync::mpsc::Receiver<String>, Vec<String>) {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no export started: {seen:?}"));
-        let started = line.contains("export started");
-        seen.push(line);
-        if started {
-            return (rx, seen);
-        }
-    }
-}
-
 fn sigterm(child: &Child) {
     // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
     assert_eq!(

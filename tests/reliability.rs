@@ -6,48 +6,17 @@
 //!
 //! Figures (kills, inputs) are printed with `--nocapture` (see docs/reliability.md).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use serde_json::Value;
-use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle, Outcome, Session};
+use taosbackup_testkit::EmulatorHandle;
 use tempfile::TempDir;
 
-const BASE: i64 = 1_760_000_000_000;
-const DAY: i64 = 86_400_000;
-
-fn emu() -> EmulatorHandle {
-    Emulator::start(EmulatorConfig::default()).expect("emulator starts")
-}
-
-fn sql(emu: &EmulatorHandle, statements: &[String]) {
-    let mut s = Session::default();
-    for q in statements {
-        emu.store()
-            .execute(&mut s, q)
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
-}
-
-fn count(emu: &EmulatorHandle, table: &str) -> i64 {
-    let mut s = Session::default();
-    let q = format!("SELECT COUNT(*) FROM {table}");
-    match emu.store().execute(&mut s, &q) {
-        Ok(Outcome::Rows(rs)) => {
-            let v = format!("{:?}", rs.columns[0]);
-            v.chars()
-                .filter(|c| c.is_ascii_digit())
-                .collect::<String>()
-                .parse()
-                .unwrap_or_else(|_| panic!("count of {table}: {v}"))
-        }
-        other => panic!("{q}: {other:?}"),
-    }
-}
+mod common;
+use common::*;
 
 /// `children` child tables of a super table, 6 rows each over three days.
 fn seed(emu: &EmulatorHandle, db: &str, children: usize) {
@@ -78,22 +47,6 @@ fn seed(emu: &EmulatorHandle, db: &str, children: usize) {
 }
 
 /// The binary with a clean environment for our variables.
-fn tb(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("taosbackup").expect("binary built");
-    for v in [
-        "TAOSBACKUP_PASSWORD",
-        "TAOSBACKUP_NEW_PASSWORD",
-        "RUST_LOG",
-        "TAOS_USER",
-        "TAOS_PASSWORD",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("XDG_STATE_HOME", dir.join("state"));
-    c.timeout(Duration::from_secs(60));
-    c
-}
-
 /// Starts the binary; its standard error is piped (read it, or it may block) when `pipe`.
 fn spawn(dir: &Path, args: &[&str], pipe: bool) -> Child {
     StdCommand::new(assert_cmd::cargo::cargo_bin("taosbackup"))
@@ -109,41 +62,6 @@ fn spawn(dir: &Path, args: &[&str], pipe: bool) -> Child {
 
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A TCP proxy that delays every chunk, to make a backup slow enough to interrupt.
-fn slow_proxy(target: SocketAddr, delay: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let Ok(server) = TcpStream::connect(target) else {
-                continue;
-            };
-            let pipe = |mut from: TcpStream, mut to: TcpStream| {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16 * 1024];
-                    loop {
-                        match from.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                std::thread::sleep(delay);
-                                if to.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
-            };
-            if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
-                pipe(client, s2);
-                pipe(server, c2);
-            }
-        }
-    });
-    addr
 }
 
 fn list_json(dir: &Path, repo: &str) -> Vec<Value> {
@@ -293,28 +211,6 @@ fn kill_9_during_backups_leaves_a_repository_that_verifies_and_continues() {
     assert!(landed >= 1, "no kill landed during a backup");
 }
 
-/// Waits until a spawned backup logs that its export started (it then holds its lock).
-fn wait_for_export(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the backup did not start exporting");
-        if line.contains("export started") {
-            return rx;
-        }
-    }
-}
-
 /// Backups take shared locks (several may write one repository at once: packs need no
 /// global lock); prune takes an exclusive one. A prune during a backup fails naming the
 /// backup's lock; two backups at once both commit, and the repository verifies.
@@ -345,7 +241,7 @@ fn locks_name_the_holder_and_concurrent_backups_stay_consistent() {
         ],
         true,
     );
-    let _lines = wait_for_export(&mut first);
+    let _lines = wait_for_export(&mut first).0;
     let out = tb(dir.path())
         .args(["prune", "--repo", &repo, "--keep-chains", "1"])
         .output()

@@ -1,0 +1,125 @@
+//! Helpers shared by the end-to-end tests that drive the `taosbackup` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle, Outcome, Session};
+
+/// A recent millisecond timestamp (inside the default KEEP).
+pub const BASE: i64 = 1_760_000_000_000;
+pub const DAY: i64 = 86_400_000;
+
+pub fn emu() -> EmulatorHandle {
+    Emulator::start(EmulatorConfig::default()).expect("emulator starts")
+}
+
+pub fn sql(emu: &EmulatorHandle, statements: &[String]) {
+    let mut s = Session::default();
+    for q in statements {
+        emu.store()
+            .execute(&mut s, q)
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+}
+
+/// `SELECT COUNT(*)` of a table, through the store.
+pub fn count(emu: &EmulatorHandle, table: &str) -> i64 {
+    let mut s = Session::default();
+    let q = format!("SELECT COUNT(*) FROM {table}");
+    match emu.store().execute(&mut s, &q) {
+        Ok(Outcome::Rows(rs)) => {
+            let v = format!("{:?}", rs.columns[0]);
+            v.chars()
+                .filter(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse()
+                .unwrap_or_else(|_| panic!("count of {table}: {v}"))
+        }
+        other => panic!("{q}: {other:?}"),
+    }
+}
+
+/// The binary with a hermetic environment: no inherited passwords or log settings, a
+/// private state directory.
+pub fn tb(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("taosbackup").expect("binary built");
+    for v in [
+        "TAOSBACKUP_PASSWORD",
+        "TAOSBACKUP_NEW_PASSWORD",
+        "TAOS_BITMAP_DEBUG",
+        "RUST_LOG",
+        "TAOS_USER",
+        "TAOS_PASSWORD",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("XDG_STATE_HOME", dir.join("state"));
+    c.timeout(Duration::from_secs(60));
+    c
+}
+
+/// A TCP proxy that delays every chunk, to make a backup slow enough to interrupt.
+pub fn slow_proxy(target: SocketAddr, delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(target) else {
+                continue;
+            };
+            let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                std::thread::sleep(delay);
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            };
+            if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
+                pipe(client, s2);
+                pipe(server, c2);
+            }
+        }
+    });
+    addr
+}
+
+/// Reads the child's standard error until the export starts; returns the receiver of the
+/// remaining lines and the lines seen so far.
+pub fn wait_for_export(child: &mut Child) -> (std::sync::mpsc::Receiver<String>, Vec<String>) {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no export started: {seen:?}"));
+        let started = line.contains("export started");
+        seen.push(line);
+        if started {
+            return (rx, seen);
+        }
+    }
+}
