@@ -238,11 +238,11 @@ pub async fn backup(
                 let mut tr = lock(t.tracker());
                 match manifest.kind {
                     BackupKind::Full => {
-                        let stored: Vec<(String, i64)> = stored_blocks(&manifest);
+                        let stored = blocks_where(&manifest, |r| matches!(r, BlockRecord::Data(_)));
                         tr.commit_full(stored.iter().map(|(n, b)| (n.as_str(), *b)));
                     }
                     BackupKind::Incremental if req.engine == EngineKind::Bitmap => {
-                        let tomb = tombstones(&manifest);
+                        let tomb = blocks_where(&manifest, |r| matches!(r, BlockRecord::Deleted));
                         if let Some(s) = &snapshot {
                             tr.commit(s, &tomb);
                         }
@@ -862,26 +862,13 @@ async fn store_block(
     ))
 }
 
-fn stored_blocks(m: &Manifest) -> Vec<(String, i64)> {
+/// The (table, bucket) pairs of `m` whose record `keep` accepts.
+fn blocks_where(m: &Manifest, keep: impl Fn(&BlockRecord) -> bool) -> Vec<(String, i64)> {
     let mut out = Vec::new();
     for (name, rec) in &m.tables {
         if let TableRecord::Present { blocks } = rec {
             for (b, r) in blocks {
-                if matches!(r, BlockRecord::Data(_)) {
-                    out.push((name.clone(), *b));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn tombstones(m: &Manifest) -> Vec<(String, i64)> {
-    let mut out = Vec::new();
-    for (name, rec) in &m.tables {
-        if let TableRecord::Present { blocks } = rec {
-            for (b, r) in blocks {
-                if matches!(r, BlockRecord::Deleted) {
+                if keep(r) {
                     out.push((name.clone(), *b));
                 }
             }
