@@ -40,8 +40,8 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci     fmt check, clippy -D warnings, install test prerequisites (moto in .venv),
-         cargo test --workspace, cargo deny check licenses bans sources
+  ci     fmt check, cargo deny check licenses bans sources, clippy -D warnings,
+         install test prerequisites (moto in .venv), cargo test --workspace
          (--skip-deny to leave out cargo-deny, --no-fail-fast to run every test)
   demo   taosbackup end to end against the emulator: init, full + incremental backup
          (bitmap engine), plan, list, show, restore both points, compare, verify
