@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EngineError;
 use crate::chain::{Folded, chain_of, fold, list_backups};
-use crate::tracker::Snapshot;
+use crate::tracker::{BucketRun, Snapshot};
 use crate::tracking::{ChangeTracking, lock};
 
 /// The block-selection strategy (`--engine`).
@@ -135,8 +135,10 @@ pub struct BackupReport {
 pub struct PlanTable {
     /// Table name.
     pub table: String,
-    /// Buckets to export (empty when `whole_table`).
-    pub buckets: Vec<i64>,
+    /// Buckets to export, as ascending runs (empty when `whole_table`).
+    pub buckets: Vec<BucketRun>,
+    /// Number of buckets in `buckets`.
+    pub blocks: u64,
     /// The whole table is exported.
     pub whole_table: bool,
     /// Stored buckets that become tombstones if no rows are found in them.
@@ -180,7 +182,8 @@ struct TableTask {
     table: String,
     /// Export everything (else `buckets`).
     whole: bool,
-    buckets: Vec<i64>,
+    /// Ascending, disjoint, not adjacent.
+    buckets: Vec<BucketRun>,
     /// Buckets the parent state holds that must become tombstones if nothing is found.
     /// Ascending.
     tombstone_if_empty: Vec<i64>,
@@ -336,17 +339,16 @@ pub fn plan_from(
         estimated_bytes: 0,
     };
     for t in d.tasks {
-        p.blocks += t.buckets.len() as u64;
+        let blocks = t.blocks();
+        p.blocks += blocks;
         p.whole_tables += t.whole as u64;
         p.tombstones += t.tombstone_if_empty.len() as u64;
         if let Some(f) = estimates {
-            if let Some(blocks) = f.tables.get(&t.table) {
+            if let Some(stored) = f.tables.get(&t.table) {
                 let rows: u64 = if t.whole {
-                    blocks.values().map(|b| b.rows).sum()
+                    stored.values().map(|b| b.rows).sum()
                 } else {
-                    matching(&t.buckets, blocks.iter())
-                        .map(|(_, b)| b.rows)
-                        .sum()
+                    matching(&t.buckets, stored).map(|(_, b)| b.rows).sum()
                 };
                 p.estimated_rows += rows;
             }
@@ -354,6 +356,7 @@ pub fn plan_from(
         p.tables.push(PlanTable {
             table: t.table,
             buckets: t.buckets,
+            blocks,
             whole_table: t.whole,
             tombstones: t.tombstone_if_empty,
             dropped: false,
@@ -363,6 +366,7 @@ pub fn plan_from(
         p.tables.push(PlanTable {
             table: name,
             buckets: Vec::new(),
+            blocks: 0,
             whole_table: false,
             tombstones: Vec::new(),
             dropped: true,
@@ -481,7 +485,7 @@ fn decide_with(
                             table: t.name.clone(),
                             whole: false,
                             // Marker: from this bucket on (resolved in `ranges_of`).
-                            buckets: vec![max.saturating_add(1).div_euclid(w)],
+                            buckets: vec![BucketRun::single(max.saturating_add(1).div_euclid(w))],
                             tombstone_if_empty: Vec::new(),
                         });
                     }
@@ -538,18 +542,12 @@ fn decide_with(
                         tasks.push(whole(&t.name, blocks.keys().copied().collect()));
                     }
                     Some(blocks) => {
-                        // Both ascending; deleted buckets are normally dirty too.
-                        let mut buckets = snap.dirty_buckets(&t.name);
-                        let deleted = snap.deleted_buckets(&t.name);
-                        if !deleted.is_empty() {
-                            buckets.extend(deleted);
-                            buckets.sort_unstable();
-                            buckets.dedup();
-                        }
+                        // Dirty ∪ deleted (deleted buckets are normally dirty too).
+                        let buckets = snap.changed_runs(&t.name);
                         if buckets.is_empty() {
                             continue;
                         }
-                        let tomb = matching(&buckets, blocks.iter()).map(|(k, _)| k).collect();
+                        let tomb = matching(&buckets, blocks).map(|(k, _)| k).collect();
                         tasks.push(TableTask {
                             table: t.name.clone(),
                             whole: false,
@@ -574,19 +572,21 @@ fn decide_with(
     })
 }
 
-/// The entries of the ascending map iterator `blocks` whose keys are in the ascending
-/// `buckets`: a linear merge, not a lookup per bucket.
+/// The entries of `blocks` whose keys lie in one of the ascending `runs`: one range
+/// query per run, so the cost follows the entries found, not the buckets covered.
 fn matching<'a, V: 'a>(
-    buckets: &'a [i64],
-    blocks: impl Iterator<Item = (&'a i64, &'a V)> + 'a,
+    runs: &'a [BucketRun],
+    blocks: &'a BTreeMap<i64, V>,
 ) -> impl Iterator<Item = (i64, &'a V)> + 'a {
-    let mut i = 0;
-    blocks.filter_map(move |(k, v)| {
-        while i < buckets.len() && buckets[i] < *k {
-            i += 1;
-        }
-        (i < buckets.len() && buckets[i] == *k).then_some((*k, v))
-    })
+    runs.iter()
+        .flat_map(move |r| blocks.range(r.buckets()).map(|(k, v)| (*k, v)))
+}
+
+impl TableTask {
+    /// Buckets to export (0 for a whole table: its count is not known in advance).
+    fn blocks(&self) -> u64 {
+        self.buckets.iter().map(BucketRun::count).sum()
+    }
 }
 
 fn whole(table: &str, tombstone_if_empty: Vec<i64>) -> TableTask {
@@ -608,17 +608,18 @@ fn ranges_of(task: &TableTask, engine: EngineKind, kind: BackupKind, w: i64) -> 
         let start = task
             .buckets
             .first()
-            .map_or(ALL_TIME.start, |b| b.saturating_mul(w));
+            .map_or(ALL_TIME.start, |b| b.first.saturating_mul(w));
         return vec![TimeRange {
             start,
             end: ALL_TIME.end,
         }];
     }
+    // One query per run; the source cuts its chunks at bucket boundaries (`split_every`).
     task.buckets
         .iter()
-        .map(|b| TimeRange {
-            start: b.saturating_mul(w),
-            end: b.saturating_add(1).saturating_mul(w),
+        .map(|r| TimeRange {
+            start: r.first.saturating_mul(w),
+            end: r.last.saturating_add(1).saturating_mul(w),
         })
         .collect()
 }
@@ -651,7 +652,7 @@ async fn run(
     let precision = d.catalog.database.precision;
     let w = req.bucket_width.in_units(precision);
     let bytes_before = repo.bytes_stored();
-    let total_blocks: u64 = d.tasks.iter().map(|t| t.buckets.len() as u64).sum();
+    let total_blocks: u64 = d.tasks.iter().map(TableTask::blocks).sum();
     progress.begin("export", total_blocks, 0);
     let kind = d.kind;
     let engine = req.engine;
@@ -884,11 +885,12 @@ mod tests {
     #[test]
     fn matching_is_the_intersection() {
         let blocks: BTreeMap<i64, u8> = [(-5, 0), (1, 1), (3, 3), (9, 9)].into();
-        let got: Vec<i64> = matching(&[-7, -5, 2, 3, 4, 9, 10], blocks.iter())
-            .map(|(k, _)| k)
-            .collect();
+        let run = |first, last| BucketRun { first, last };
+        let runs = [run(-7, -5), run(2, 4), run(9, 10)];
+        let got: Vec<i64> = matching(&runs, &blocks).map(|(k, _)| k).collect();
         assert_eq!(got, vec![-5, 3, 9]);
-        assert_eq!(matching(&[], blocks.iter()).count(), 0);
+        assert_eq!(matching(&[], &blocks).count(), 0);
+        assert_eq!(matching(&[run(i64::MIN, i64::MAX)], &blocks).count(), 4);
     }
 
     #[test]
@@ -906,7 +908,7 @@ mod tests {
         let task = TableTask {
             table: "t".into(),
             whole: false,
-            buckets: vec![3],
+            buckets: vec![BucketRun::single(3)],
             tombstone_if_empty: Vec::new(),
         };
         let r = ranges_of(&task, EngineKind::Time, BackupKind::Incremental, 10);

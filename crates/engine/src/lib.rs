@@ -50,5 +50,7 @@ pub use chain::{BackupPoint, Folded, chain_of, find_point, fold, list_backups, r
 pub use error::{EngineError, TrackerError};
 pub use restore::{CountMismatch, RestoreReport, RestoreRequest, restore};
 pub use tokio_util::sync::CancellationToken;
-pub use tracker::{BlockState, Snapshot, TableChange, TableChanges, Tracker, TrackerStats};
+pub use tracker::{
+    BlockState, BucketRun, Snapshot, TableChange, TableChanges, Tracker, TrackerStats,
+};
 pub use tracking::{ChangeTracking, FeedStats, TrackingConfig, TrackingStats};

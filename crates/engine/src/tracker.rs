@@ -70,6 +70,80 @@ fn bucket_of_key(key: u64) -> i64 {
     (key ^ (1 << 63)) as i64
 }
 
+/// Consecutive buckets `first..=last` of one table: how plans carry changed buckets, so a
+/// table with a thousand contiguous dirty buckets costs one entry (and one export query),
+/// not a thousand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BucketRun {
+    /// First bucket of the run.
+    pub first: i64,
+    /// Last bucket of the run (included).
+    pub last: i64,
+}
+
+impl BucketRun {
+    /// A run of one bucket.
+    pub fn single(bucket: i64) -> BucketRun {
+        BucketRun {
+            first: bucket,
+            last: bucket,
+        }
+    }
+
+    /// Number of buckets in the run.
+    pub fn count(&self) -> u64 {
+        self.last.abs_diff(self.first) + 1
+    }
+
+    /// Whether `bucket` lies in the run.
+    pub fn contains(&self, bucket: i64) -> bool {
+        (self.first..=self.last).contains(&bucket)
+    }
+
+    /// The buckets of the run, ascending.
+    pub fn buckets(&self) -> std::ops::RangeInclusive<i64> {
+        self.first..=self.last
+    }
+}
+
+/// The maximal runs of consecutive values of `bits`, ascending. Runs of a run container
+/// are found by galloping over `range_cardinality` rather than by visiting every bucket.
+fn runs_of(bits: &RoaringTreemap) -> Vec<BucketRun> {
+    let full = |first: u64, last: u64| bits.range_cardinality(first..=last) == last - first + 1;
+    let mut out = Vec::new();
+    let mut it = bits.iter();
+    while let Some(first) = it.next() {
+        // `last` is known to be in a run starting at `first`; double the step while the
+        // range stays full, then halve it back down to the exact end.
+        let mut last = first;
+        let mut step = 1u64;
+        while let Some(candidate) = last.checked_add(step) {
+            if !full(first, candidate) {
+                break;
+            }
+            last = candidate;
+            step = step.saturating_mul(2);
+        }
+        while step > 1 {
+            step /= 2;
+            if let Some(candidate) = last.checked_add(step) {
+                if full(first, candidate) {
+                    last = candidate;
+                }
+            }
+        }
+        out.push(BucketRun {
+            first: bucket_of_key(first),
+            last: bucket_of_key(last),
+        });
+        match last.checked_add(1) {
+            Some(next) => it.advance_to(next),
+            None => break,
+        }
+    }
+    out
+}
+
 /// Everything the tracker keeps about one table.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct TableBits {
@@ -165,6 +239,16 @@ impl Snapshot {
         self.bits(table)
             .map(|b| b.dirty.iter().map(bucket_of_key).collect())
             .unwrap_or_default()
+    }
+
+    /// The buckets of `table` that were changed or had rows deleted, as ascending runs:
+    /// what an incremental backup exports.
+    pub fn changed_runs(&self, table: &str) -> Vec<BucketRun> {
+        match self.bits(table) {
+            None => Vec::new(),
+            Some(b) if b.deleted.is_empty() => runs_of(&b.dirty),
+            Some(b) => runs_of(&(&b.dirty | &b.deleted)),
+        }
     }
 
     /// The buckets of `table` in which rows were deleted, ascending.
@@ -588,6 +672,64 @@ mod tests {
 
     fn t() -> Tracker {
         Tracker::new(BucketWidth::from_seconds(60).unwrap(), Precision::Ms)
+    }
+
+    /// Runs found the slow way: one bucket at a time.
+    fn naive_runs(buckets: &[i64]) -> Vec<BucketRun> {
+        let mut out: Vec<BucketRun> = Vec::new();
+        for &b in buckets {
+            match out.last_mut() {
+                Some(r) if r.last.checked_add(1) == Some(b) => r.last = b,
+                _ => out.push(BucketRun::single(b)),
+            }
+        }
+        out
+    }
+
+    fn treemap(buckets: &[i64]) -> RoaringTreemap {
+        buckets.iter().map(|&b| key(b)).collect()
+    }
+
+    #[test]
+    fn runs_cover_extremes_and_container_borders() {
+        let mut buckets: Vec<i64> = vec![i64::MIN, i64::MIN + 1, -1, 0, 1, 5, i64::MAX];
+        // Across a 2^16 container border and a 2^32 inner-bitmap border.
+        buckets.extend(65_530..65_545);
+        buckets.extend((1i64 << 32) - 3..(1i64 << 32) + 3);
+        buckets.extend(1_000_000..1_250_000);
+        buckets.sort_unstable();
+        buckets.dedup();
+        let runs = runs_of(&treemap(&buckets));
+        assert_eq!(runs, naive_runs(&buckets));
+        assert_eq!(
+            runs.first(),
+            Some(&BucketRun {
+                first: i64::MIN,
+                last: i64::MIN + 1
+            })
+        );
+        assert_eq!(runs.last(), Some(&BucketRun::single(i64::MAX)));
+        assert_eq!(
+            runs.iter().map(BucketRun::count).sum::<u64>(),
+            buckets.len() as u64
+        );
+        assert!(runs_of(&RoaringTreemap::new()).is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn runs_equal_the_bucket_by_bucket_runs(
+            spans in proptest::collection::vec((-70_000i64..70_000, 0i64..3_000), 0..12),
+            singles in proptest::collection::vec(proptest::num::i64::ANY, 0..12),
+        ) {
+            let mut buckets: Vec<i64> = singles;
+            for (start, len) in spans {
+                buckets.extend(start..start + len);
+            }
+            buckets.sort_unstable();
+            buckets.dedup();
+            proptest::prop_assert_eq!(runs_of(&treemap(&buckets)), naive_runs(&buckets));
+        }
     }
 
     #[test]

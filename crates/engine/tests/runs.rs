@@ -158,7 +158,14 @@ async fn plan_shows_what_the_backup_then_does_and_writes_nothing() {
     assert_eq!(plan.tables[0].table, "d3");
     let w = 60_000;
     let b = |k: i64| (BASE + k * 1000).div_euclid(w);
-    assert_eq!(plan.tables[0].buckets, vec![b(0), b(61), b(599)]);
+    // b(0) and b(61) are neighbours: one run (one export query) of two buckets.
+    assert_eq!(b(0) + 1, b(61));
+    let run = |first, last| taosbackup_engine::BucketRun { first, last };
+    assert_eq!(
+        plan.tables[0].buckets,
+        vec![run(b(0), b(61)), run(b(599), b(599))]
+    );
+    assert_eq!(plan.tables[0].blocks, 3);
     assert_eq!(backups(&h).await, before);
     // The plan did not consume the changes.
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();

@@ -103,7 +103,7 @@ pub fn describe(p: &Plan) -> String {
                     } else if t.whole_table {
                         "whole table".into()
                     } else {
-                        format!("{} blocks", t.buckets.len())
+                        format!("{} blocks", t.blocks)
                     },
                     t.tombstones.len().to_string(),
                 ]
