@@ -256,6 +256,15 @@ pub trait Source: Send + Sync {
 
     /// Counts the rows of `table` in `database` (the post-restore check).
     async fn count_rows(&self, database: &str, table: &str) -> Result<u64, SourceError>;
+
+    /// Counts the rows of every child table of `super_table` in `database` in one query
+    /// (the post-restore check of many small tables). Children without rows may be absent
+    /// from the map.
+    async fn count_rows_by_child(
+        &self,
+        database: &str,
+        super_table: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, SourceError>;
 }
 
 /// The broad class of a [`SourceError`].

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use taosbackup_core::{
-    BackupId, BlockChunk, BlockRef, Progress, Repository, RestoreOptions, Source, TimeRange,
+    BackupId, BlockChunk, BlockRef, Progress, Repository, RestoreOptions, Source, TableKind,
+    TimeRange,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -164,23 +165,64 @@ pub async fn restore(
         }
     }
     progress.end();
-    // The check: every restored table has the rows the backup holds.
-    let checks = futures::stream::iter(catalog.tables.iter().map(|t| {
-        let expected = folded
-            .rows(&t.name)
-            .saturating_sub(rejected.get(&t.name).copied().unwrap_or(0));
-        let target = target.clone();
-        async move {
-            let actual = source.count_rows(&target, &t.name).await.map_err(|e| {
-                EngineError::source(format!("counting the rows of {target}.{}", t.name), e)
-            })?;
-            Ok::<_, EngineError>((t.name.clone(), expected, actual))
+    // The check: every restored table has the rows the backup holds. Child tables are
+    // counted one query per super table (one per table would double the round trips of
+    // restoring many small tables); normal tables one by one.
+    let mut normal: Vec<&str> = Vec::new();
+    let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for t in &catalog.tables {
+        match t.super_table.as_deref() {
+            Some(st) if t.kind == TableKind::Child => children.entry(st).or_default().push(&t.name),
+            _ => normal.push(&t.name),
         }
-    }))
+    }
+    let counts = futures::stream::iter(
+        children
+            .into_iter()
+            .map(|(st, names)| CountJob::Children(st, names))
+            .chain(normal.into_iter().map(CountJob::Table))
+            .map(|job| async move {
+                match job {
+                    CountJob::Table(name) => {
+                        let n = source.count_rows(target_ref, name).await.map_err(|e| {
+                            EngineError::source(
+                                format!("counting the rows of {target_ref}.{name}"),
+                                e,
+                            )
+                        })?;
+                        Ok::<_, EngineError>(vec![(name, n)])
+                    }
+                    CountJob::Children(st, names) => {
+                        let by_child =
+                            source
+                                .count_rows_by_child(target_ref, st)
+                                .await
+                                .map_err(|e| {
+                                    EngineError::source(
+                                        format!("counting the rows of {target_ref}.{st}'s tables"),
+                                        e,
+                                    )
+                                })?;
+                        Ok(names
+                            .into_iter()
+                            .map(|n| (n, by_child.get(n).copied().unwrap_or(0)))
+                            .collect())
+                    }
+                }
+            }),
+    )
     .buffer_unordered(req.parallel.max(1));
-    futures::pin_mut!(checks);
-    while let Some(r) = checks.next().await {
-        let (table, expected, actual) = r?;
+    futures::pin_mut!(counts);
+    let mut checked: Vec<(String, u64, u64)> = Vec::new();
+    while let Some(r) = counts.next().await {
+        for (name, actual) in r? {
+            let expected = folded
+                .rows(name)
+                .saturating_sub(rejected.get(name).copied().unwrap_or(0));
+            checked.push((name.to_string(), expected, actual));
+        }
+    }
+    for (table, expected, actual) in checked {
         // Merging into an existing table may add rows of its own; fewer is always wrong.
         let bad = if req.into_existing {
             actual < expected
@@ -200,6 +242,12 @@ pub async fn restore(
         .sort_by(|a, b| a.table.cmp(&b.table));
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// One post-restore count query: a normal table, or a super table's children.
+enum CountJob<'a> {
+    Table(&'a str),
+    Children(&'a str, Vec<&'a str>),
 }
 
 /// Reads one block and writes its chunks; returns (rows written, rows refused by KEEP, bytes).

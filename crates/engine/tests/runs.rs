@@ -338,3 +338,113 @@ async fn a_time_backup_between_bitmap_backups_loses_no_change() {
     h.restore(BackupPoint::Latest, "mixed").await;
     assert_eq!(h.contents("mixed").await, expected);
 }
+
+/// A source that claims to write the chunks of `lost` tables without writing them: what a
+/// target silently dropping rows looks like to the engine.
+struct LosingSource<'a> {
+    inner: &'a taosbackup_source::TaosSource,
+    lost: &'a [&'a str],
+}
+
+#[async_trait::async_trait]
+impl taosbackup_core::Source for LosingSource<'_> {
+    async fn catalog(
+        &self,
+        database: &str,
+    ) -> Result<taosbackup_core::CatalogSnapshot, taosbackup_core::SourceError> {
+        taosbackup_core::Source::catalog(self.inner, database).await
+    }
+
+    async fn export(
+        &self,
+        database: &str,
+        precision: Precision,
+        request: taosbackup_core::ExportRequest,
+    ) -> Result<Box<dyn taosbackup_core::ChunkStream>, taosbackup_core::SourceError> {
+        taosbackup_core::Source::export(self.inner, database, precision, request).await
+    }
+
+    async fn create_schema(
+        &self,
+        catalog: &taosbackup_core::CatalogSnapshot,
+        options: &taosbackup_core::RestoreOptions,
+    ) -> Result<String, taosbackup_core::SourceError> {
+        taosbackup_core::Source::create_schema(self.inner, catalog, options).await
+    }
+
+    async fn write_chunk(
+        &self,
+        target_database: &str,
+        table: &str,
+        chunk: &taosbackup_core::BlockChunk,
+    ) -> Result<taosbackup_core::WriteReport, taosbackup_core::SourceError> {
+        if self.lost.contains(&table) {
+            return Ok(taosbackup_core::WriteReport {
+                rows_written: u64::from(chunk.rows),
+                ..Default::default()
+            });
+        }
+        taosbackup_core::Source::write_chunk(self.inner, target_database, table, chunk).await
+    }
+
+    async fn count_rows(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<u64, taosbackup_core::SourceError> {
+        taosbackup_core::Source::count_rows(self.inner, database, table).await
+    }
+
+    async fn count_rows_by_child(
+        &self,
+        database: &str,
+        super_table: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, taosbackup_core::SourceError> {
+        taosbackup_core::Source::count_rows_by_child(self.inner, database, super_table).await
+    }
+}
+
+/// The post-restore check counts child tables per super table and normal tables one by
+/// one; rows that never arrived are reported per table, whichever way they were counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_check_names_every_table_whose_rows_did_not_arrive() {
+    let h = harness().await;
+    let feed = OracleFeed::default();
+    setup(&h, &feed).await;
+    for t in ["d0", "d1", "d2"] {
+        insert(&h, &feed, t, &[1, 100, 200]).await;
+    }
+    h.exec(&format!("INSERT INTO {DB}.n1 VALUES ({BASE}, 1, 'x')"))
+        .await;
+    h.backup(EngineKind::Full, None).await.unwrap();
+    let lying = LosingSource {
+        inner: &h.source,
+        lost: &["d1", "n1"],
+    };
+    let session = h.session().await;
+    let report = taosbackup_engine::restore(
+        &lying,
+        &session,
+        &h.restore_request(BackupPoint::Latest, "lost"),
+        &taosbackup_core::NoProgress,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    session.finish().await.unwrap();
+    let got: Vec<(&str, u64, u64)> = report
+        .count_mismatches
+        .iter()
+        .map(|m| (m.table.as_str(), m.expected, m.actual))
+        .collect();
+    assert_eq!(got, vec![("d1", 3, 0), ("n1", 1, 0)]);
+    // The tables that did arrive are complete.
+    let rows = h
+        .source
+        .count_rows_by_child("lost", "meters")
+        .await
+        .unwrap();
+    assert_eq!(rows.get("d0"), Some(&3));
+    assert_eq!(rows.get("d2"), Some(&3));
+    assert_eq!(rows.get("d1"), None, "a child without rows is absent");
+}

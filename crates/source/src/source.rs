@@ -1,6 +1,6 @@
 //! [`TaosSource`]: the TDengine implementation of [`taosbackup_core::Source`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -299,6 +299,45 @@ impl TaosSource {
         }
     }
 
+    /// Counts the rows of every child table of `super_table` in `database` with one
+    /// `PARTITION BY TBNAME` query; children without rows do not appear.
+    pub async fn count_rows_by_child(
+        &self,
+        database: &str,
+        super_table: &str,
+    ) -> Result<BTreeMap<String, u64>, Error> {
+        let rows = self
+            .pool
+            .query_values(
+                Ctx::table(database, super_table),
+                &format!(
+                    "SELECT TBNAME, COUNT(*) FROM {}.{} PARTITION BY TBNAME",
+                    ident(database),
+                    ident(super_table)
+                ),
+            )
+            .await?;
+        let bad = |reason: String| Error::UnexpectedReply {
+            what: "COUNT(*) PARTITION BY TBNAME".into(),
+            database: Some(database.to_string()),
+            table: Some(super_table.to_string()),
+            reason,
+        };
+        let mut out = BTreeMap::new();
+        for row in &rows.rows {
+            let (Some(name), Some(n)) = (row.first(), row.get(1)) else {
+                return Err(bad(format!("a row with {} values, not 2", row.len())));
+            };
+            let name = crate::catalog::text(name)
+                .ok_or_else(|| bad(format!("table name is not text: {name:?}")))?;
+            let n = crate::catalog::int(n)
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| bad(format!("count is not a count: {n:?}")))?;
+            out.insert(name, n);
+        }
+        Ok(out)
+    }
+
     /// Writes one chunk into `table` of `target_database` (see
     /// [`taosbackup_core::Source::write_chunk`]).
     pub async fn write_chunk(
@@ -364,5 +403,13 @@ impl Source for TaosSource {
 
     async fn count_rows(&self, database: &str, table: &str) -> Result<u64, SourceError> {
         Ok(TaosSource::count_rows(self, database, table).await?)
+    }
+
+    async fn count_rows_by_child(
+        &self,
+        database: &str,
+        super_table: &str,
+    ) -> Result<BTreeMap<String, u64>, SourceError> {
+        Ok(TaosSource::count_rows_by_child(self, database, super_table).await?)
     }
 }
