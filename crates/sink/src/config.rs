@@ -44,8 +44,37 @@ pub struct RepoConfig {
 /// The largest config object read (a hostile store cannot make us read more).
 pub(crate) const MAX_CONFIG_SIZE: u64 = 64 * 1024;
 
+/// The object holding the BLAKE3 hash of the exact `config` bytes, in lower-case hex: it
+/// makes a damaged config detectable in unencrypted repositories too (where no key file
+/// binds it) and gives encrypted ones a clearer error than "wrong password".
+pub(crate) const CONFIG_CHECK: &str = "config.check";
+
+/// The content of [`CONFIG_CHECK`] for `config_bytes`.
+pub(crate) fn config_check(config_bytes: &[u8]) -> String {
+    blake3::hash(config_bytes).to_hex().to_string()
+}
+
+/// Compares `config_bytes` with the [`CONFIG_CHECK`] object's content.
+pub(crate) fn check_config(config_bytes: &[u8], check: &[u8]) -> Result<()> {
+    if check.len() != 64 {
+        return Err(Error::corrupt(
+            CONFIG_CHECK,
+            format!("{} bytes, not 64 hex digits", check.len()),
+        ));
+    }
+    if check != config_check(config_bytes).as_bytes() {
+        return Err(Error::corrupt(
+            "config",
+            "its BLAKE3 hash differs from the one in config.check: one of the two objects is \
+             damaged (restore both from a copy of the repository)",
+        ));
+    }
+    Ok(())
+}
+
 impl RepoConfig {
-    pub(crate) fn parse(bytes: &[u8]) -> Result<Self> {
+    /// Fails unless `bytes` is a JSON object whose `version` is the one this build reads.
+    pub(crate) fn check_version(bytes: &[u8]) -> Result<()> {
         #[derive(Deserialize)]
         struct VersionOnly {
             version: u32,
@@ -59,6 +88,11 @@ impl RepoConfig {
                 supported: REPO_VERSION,
             });
         }
+        Ok(())
+    }
+
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self> {
+        Self::check_version(bytes)?;
         let c: RepoConfig =
             serde_json::from_slice(bytes).map_err(|e| Error::corrupt("config", e.to_string()))?;
         if c.id.len() != 32 || !c.id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {

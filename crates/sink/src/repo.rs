@@ -7,7 +7,10 @@ use chrono::Utc;
 use taosbackup_core::{BackupId, BlobId, BucketWidth, MANIFEST_VERSION, Manifest, to_hex};
 
 use crate::backend::Backend;
-use crate::config::{DEFAULT_PACK_SIZE, Encryption, MAX_CONFIG_SIZE, REPO_VERSION, RepoConfig};
+use crate::config::{
+    CONFIG_CHECK, DEFAULT_PACK_SIZE, Encryption, MAX_CONFIG_SIZE, REPO_VERSION, RepoConfig,
+    check_config, config_check,
+};
 use crate::crypto::{self, Crypto, MasterKey};
 use crate::error::{Error, Result};
 use crate::index::{self, Index};
@@ -167,6 +170,9 @@ impl Repo {
             }
             (false, None) => (None, None),
         };
+        backend
+            .put(CONFIG_CHECK, config_check(&body).into_bytes().into())
+            .await?;
         backend.put("config", body.into()).await?;
         let crypto = master.as_ref().map_or(Crypto::None, Crypto::from_master);
         Ok(Repo {
@@ -207,6 +213,21 @@ impl Repo {
         };
         if config_bytes.len() as u64 > MAX_CONFIG_SIZE {
             return Err(Error::corrupt("config", "config object too large"));
+        }
+        let checked = match backend.get(CONFIG_CHECK).await {
+            Ok(check) => check_config(&config_bytes, &check),
+            Err(Error::NotFound { .. }) => Err(Error::corrupt(
+                CONFIG_CHECK,
+                "missing, so the config cannot be checked (the object was deleted, or \
+                 the repository was created before 2026-11-24, when config.check was added)",
+            )),
+            Err(e) => return Err(e),
+        };
+        if let Err(damage) = checked {
+            // A newer format may keep its config differently: name the version it has
+            // rather than report damage.
+            RepoConfig::check_version(&config_bytes)?;
+            return Err(damage);
         }
         let config = RepoConfig::parse(&config_bytes)?;
         let binding = key_binding(&config.id, &config_bytes);

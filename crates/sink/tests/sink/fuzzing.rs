@@ -403,7 +403,7 @@ async fn pack(data: &[u8]) -> Outcome {
         (bytes, entries_of(header))
     };
     let base = base(false);
-    let store = store_from(base, |p| p == "config").await;
+    let store = store_from(base, |p| p == "config" || p == "config.check").await;
     let (index_path, index) = index_for_pack(&bytes, &entries);
     put(&store, &hex_name("data", &bytes), bytes).await;
     put(&store, &index_path, index).await;
@@ -479,7 +479,7 @@ async fn blob(data: &[u8]) -> Outcome {
     bytes.extend_from_slice(&sealed);
     bytes.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
     let base = base(false);
-    let store = store_from(base, |p| p == "config").await;
+    let store = store_from(base, |p| p == "config" || p == "config.check").await;
     let (index_path, index) = index_for_pack(&bytes, &[(id, 0, length, raw_length)]);
     put(&store, &hex_name("data", &bytes), bytes).await;
     put(&store, &index_path, index).await;
@@ -527,11 +527,14 @@ async fn key(data: &[u8]) -> Outcome {
     }
 }
 
-/// The bytes replace `config` of the unencrypted base repository.
+/// The bytes replace `config` of the unencrypted base repository, with a `config.check`
+/// that matches them (so the parser, not the checksum, meets the input).
 async fn config(data: &[u8]) -> Outcome {
     let base = base(false);
-    let store = store_from(base, |p| p != "config").await;
+    let store = store_from(base, |p| p != "config" && p != "config.check").await;
     put(&store, "config", data.to_vec()).await;
+    let check = blake3::hash(data).to_hex().to_string().into_bytes();
+    put(&store, "config.check", check).await;
     exercise(store, &[], Some(base.manifest_id)).await
 }
 
