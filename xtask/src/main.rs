@@ -48,9 +48,11 @@ tasks:
   bench  emu [ROWS]: how fast taos-emu serves SELECT * to the real connector
          sink: the repository write pipeline vs zstd alone (criterion)
          tracker: block marks/s, bitmap memory, snapshot time (criterion)
-         e2e [--tables N] [--rows-per-table M] [--parallel P]: taosbackup end to end
-           against the emulator: read ceiling vs full backup, incrementals, restore,
-           repository size vs zstd-3, peak RSS
+         e2e [--scale small|medium|large|all|LIST] [--tables N] [--rows-per-table M]
+           [--parallel P] [--fixed-blocks K] [--perf DIR]: taosbackup end to end against
+           the emulator at 1 M / 10 M / 50 M rows (several scales side by side): read
+           ceiling vs full backup, incrementals (nothing, K blocks, 1% changed), restore,
+           repository size vs zstd-3, peak RSS; wall and the tool's own durations
   moto   make sure .venv has moto's S3 server; print its path
   soak   [SECONDS]: the long reliability variants: 50 kill -9 points, 30 backups at a
          10% storage fault rate, and each fuzz target for SECONDS (default 600; needs

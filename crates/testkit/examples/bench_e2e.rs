@@ -1,18 +1,34 @@
-//! The end-to-end benchmark behind `cargo xtask bench e2e` (issue 8, scale "small"): the real
-//! `taosbackup` binary against the in-process emulator, measured side by side in one run. It
-//! reports figures; it never fails because a machine is slow.
+//! The end-to-end benchmark behind `cargo xtask bench e2e` (issue 8): the real `taosbackup`
+//! binary against the in-process emulator, measured side by side in one run, at one or more
+//! scales. It reports figures; it never fails because a machine is slow.
 //!
-//! 1. loads deterministic meters-style data (default 1,000 child tables × 1,000 rows, one row
-//!    a minute from 2026-11-01: slowly varying floats, small-range ints, a few strings);
+//! For each scale, with a fresh emulator:
+//!
+//! 1. loads deterministic meters-style data (one row a minute from 2026-11-01: slowly varying
+//!    floats, small-range ints, a few strings);
 //! 2. read ceiling: `SELECT * FROM db.t` for every table through the `taos` connector with
 //!    `--parallel` connections, vs `taosbackup backup --engine full` to a local repository;
-//! 3. incremental (`--engine bitmap`) with nothing changed, and after ~1% of blocks changed
-//!    (late rows, overwrites, a delete);
-//! 4. `restore` of the full backup into a new database;
+//! 3. incremental (`--engine bitmap`) with nothing changed, after a fixed number of changed
+//!    blocks (`--fixed-blocks`, default 100) and after ~1% of the blocks changed (late rows,
+//!    overwrites, deletes in rotation);
+//! 4. `restore` of the full backup into a fresh emulator, started after the source one is
+//!    stopped (the emulator holds everything in RAM, ~190 B a row with its WAL: two copies of
+//!    50 M rows would not fit beside other work on a 24 GiB machine); its row count is checked;
 //! 5. repository bytes vs zstd level 3 of the raw block stream, bytes per row;
-//! 6. peak RSS of each child (`VmHWM` from /proc, sampled every 2 ms until it exits).
+//! 6. peak RSS of each child (`VmHWM` from /proc, sampled every 2 ms until it exits), CPU
+//!    seconds of the child and of this process (the emulator and the reader) per step.
 //!
-//! Usage: `bench_e2e PATH/TO/taosbackup [--tables N] [--rows-per-table M] [--parallel P]`.
+//! Every time is given twice: the wall time of the child process (start-up, the Argon2id
+//! unwrap of the encrypted repository's key, the work) and the duration the tool reports in
+//! its `--json` output (the work only: the engine's run after the repository is open).
+//!
+//! Usage: `bench_e2e PATH/TO/taosbackup [--scale small|medium|large|all|LIST] [--tables N]
+//! [--rows-per-table M] [--parallel P] [--fixed-blocks K] [--perf DIR]`. Scales: small =
+//! 1,000 tables × 1,000 rows (1 M rows), medium = 10,000 × 1,000 (10 M), large = 10,000 ×
+//! 5,000 (50 M); `--tables`/`--rows-per-table` override the preset's figure at every scale
+//! (without `--scale` they describe one custom scale). `--perf DIR` runs every `taosbackup`
+//! child under `perf record --call-graph dwarf` into `DIR/<scale>-<step>.data` (its times are then perf's,
+//! not figures to quote).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,82 +48,210 @@ const STEP: i64 = 60_000;
 const BATCH: usize = 1_000;
 /// Width of a repository block's time bucket (the config's `bucket_width`).
 const BUCKET_MS: i64 = 86_400_000;
+/// The named scales: (name, child tables, rows per table).
+const PRESETS: [(&str, usize, usize); 3] = [
+    ("small", 1_000, 1_000),
+    ("medium", 10_000, 1_000),
+    ("large", 10_000, 5_000),
+];
+
+/// One scale to run.
+#[derive(Clone, Debug)]
+struct Scale {
+    name: String,
+    tables: usize,
+    rows: usize,
+}
+
+impl Scale {
+    fn total_rows(&self) -> usize {
+        self.tables * self.rows
+    }
+
+    /// Blocks per table: one per started day bucket.
+    fn blocks_per_table(&self) -> usize {
+        ((self.rows as i64 - 1) * STEP / BUCKET_MS) as usize + 1
+    }
+
+    fn blocks(&self) -> usize {
+        self.tables * self.blocks_per_table()
+    }
+}
 
 struct Opts {
     bin: PathBuf,
-    tables: usize,
-    rows: usize,
+    scales: Vec<Scale>,
     parallel: usize,
+    fixed_blocks: usize,
+    perf: Option<PathBuf>,
 }
 
+const USAGE: &str = "usage: bench_e2e PATH/TO/taosbackup [--scale small|medium|large|all|LIST] \
+                     [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] \
+                     [--perf DIR]";
+
 fn parse() -> Result<Opts> {
-    let usage =
-        "usage: bench_e2e PATH/TO/taosbackup [--tables N] [--rows-per-table M] [--parallel P]";
     let mut args = std::env::args().skip(1);
-    let bin = PathBuf::from(args.next().context(usage)?);
+    let bin = PathBuf::from(args.next().context(USAGE)?);
     let bin =
         std::fs::canonicalize(&bin).with_context(|| format!("no binary at {}", bin.display()))?;
-    let mut o = Opts {
-        bin,
-        tables: 1_000,
-        rows: 1_000,
-        // taosbackup's default `--parallel` for backup and restore.
-        parallel: 4,
-    };
+    let mut names: Option<Vec<String>> = None;
+    let mut tables = None;
+    let mut rows = None;
+    // taosbackup's default `--parallel` for backup and restore.
+    let mut parallel = 4;
+    let mut fixed_blocks = 100;
+    let mut perf = None;
     while let Some(a) = args.next() {
-        let v: usize = args
+        let v = args
             .next()
-            .with_context(|| format!("{a} needs a value; {usage}"))?
-            .parse()
-            .with_context(|| format!("{a} needs a positive integer"))?;
+            .with_context(|| format!("{a} needs a value; {USAGE}"))?;
+        let num = || -> Result<usize> {
+            match v.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => bail!("{a} needs a positive integer, not {v:?}"),
+            }
+        };
         match a.as_str() {
-            "--tables" => o.tables = v,
-            "--rows-per-table" => o.rows = v,
-            "--parallel" => o.parallel = v,
-            _ => bail!("unknown argument {a}; {usage}"),
+            "--scale" => {
+                names = Some(if v == "all" {
+                    PRESETS.iter().map(|p| p.0.to_string()).collect()
+                } else {
+                    v.split(',').map(|s| s.trim().to_string()).collect()
+                })
+            }
+            "--tables" => tables = Some(num()?),
+            "--rows-per-table" => rows = Some(num()?),
+            "--parallel" => parallel = num()?,
+            "--fixed-blocks" => fixed_blocks = num()?,
+            "--perf" => perf = Some(PathBuf::from(&v)),
+            _ => bail!("unknown argument {a}; {USAGE}"),
         }
     }
-    if o.tables == 0 || o.rows == 0 || o.parallel == 0 {
-        bail!("--tables, --rows-per-table and --parallel must be at least 1");
+    let scales = match names {
+        None => vec![Scale {
+            name: if tables.is_none() && rows.is_none() {
+                "small".into()
+            } else {
+                "custom".into()
+            },
+            tables: tables.unwrap_or(PRESETS[0].1),
+            rows: rows.unwrap_or(PRESETS[0].2),
+        }],
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                let p = PRESETS
+                    .iter()
+                    .find(|p| p.0 == n)
+                    .with_context(|| format!("unknown scale {n:?} (small, medium, large, all)"))?;
+                Ok(Scale {
+                    name: n.clone(),
+                    tables: tables.unwrap_or(p.1),
+                    rows: rows.unwrap_or(p.2),
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    if let Some(dir) = &perf {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    Ok(o)
+    Ok(Opts {
+        bin,
+        scales,
+        parallel,
+        fixed_blocks,
+        perf,
+    })
 }
 
 fn main() -> Result<()> {
     let o = parse()?;
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(run(&o))
+    let mut all = Vec::new();
+    for s in &o.scales {
+        let f = rt.block_on(run_scale(&o, s))?;
+        // Print each scale as it finishes, so a later failure keeps the earlier figures.
+        println!("\n{}", table(&o, std::slice::from_ref(&f)));
+        all.push(f);
+    }
+    if all.len() > 1 {
+        println!("\nAll scales side by side:\n\n{}", table(&o, &all));
+    }
+    Ok(())
 }
 
-/// One child run: wall time, peak RSS (KiB), stdout.
+/// One child run.
 struct Run {
+    /// Wall time of the child process.
     secs: f64,
+    /// The duration the tool reports in its `--json` output, when it has one.
+    tool_secs: Option<f64>,
+    /// User + system CPU seconds of the child.
+    cpu_secs: f64,
+    /// User + system CPU seconds of this process (emulator, driver) while the child ran.
+    emu_cpu_secs: f64,
     maxrss_kib: i64,
     stdout: String,
 }
 
-async fn run(o: &Opts) -> Result<()> {
+/// The figures of one scale.
+struct Figures {
+    scale: Scale,
+    load_secs: f64,
+    /// This process's resident set after loading (mostly the emulator's store).
+    rss_after_load_kib: i64,
+    /// This process's peak resident set at the end of the scale.
+    hwm_end_kib: i64,
+    ceiling_secs: f64,
+    ceiling_cpu_secs: f64,
+    raw_bytes: u64,
+    zstd_bytes: u64,
+    zstd_table_bytes: u64,
+    full: Run,
+    repo_bytes: u64,
+    bitmap_first: Run,
+    nothing: Run,
+    fixed_changed: usize,
+    fixed: Run,
+    pct_changed: usize,
+    pct: Run,
+    list: Run,
+    restore: Run,
+    load_avg: String,
+}
+
+async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     let emu = Emulator::start(EmulatorConfig::default())?;
     let dsn = emu.dsn();
     let taos = TaosBuilder::from_dsn(&dsn)?.build().await?;
-    let total_rows = o.tables * o.rows;
-    let t = Instant::now();
-    load(&taos, o).await?;
-    let load_secs = t.elapsed().as_secs_f64();
-    let blocks = o.tables * (((o.rows as i64 - 1) * STEP / BUCKET_MS) as usize + 1);
+    let total_rows = s.total_rows();
+    let blocks = s.blocks();
     eprintln!(
-        "== loaded {} tables × {} rows = {total_rows} rows ({blocks} blocks) in {load_secs:.2} s",
-        o.tables, o.rows
+        "== scale {}: {} tables × {} rows = {total_rows} rows ({blocks} blocks); load average {}",
+        s.name,
+        s.tables,
+        s.rows,
+        load_avg()
+    );
+    let t = Instant::now();
+    load(&taos, s).await?;
+    let load_secs = t.elapsed().as_secs_f64();
+    let rss_after_load_kib = self_status_kib("VmRSS:").unwrap_or(0);
+    eprintln!(
+        "== loaded in {load_secs:.2} s; this process (emulator) RSS {rss_after_load_kib} KiB"
     );
 
     // 1. Read ceiling, then the raw block stream for the size baseline.
-    let ceiling = read_ceiling(&dsn, o).await?;
+    let cpu0 = cpu_self();
+    let ceiling = read_ceiling(&dsn, s, o.parallel).await?;
+    let ceiling_cpu_secs = cpu_self() - cpu0;
     eprintln!(
-        "== read ceiling: {:.2} s ({} raw bytes)",
+        "== read ceiling: {:.2} s ({} raw bytes, {ceiling_cpu_secs:.2} CPU s)",
         ceiling.0, ceiling.1
     );
-    let (raw_bytes, zstd_bytes, zstd_secs, zstd_table_bytes) = raw_zstd(&taos, o).await?;
-    eprintln!("== raw stream {raw_bytes} B, zstd-3 {zstd_bytes} B in {zstd_secs:.2} s");
+    let (raw_bytes, zstd_bytes, zstd_table_bytes) = raw_zstd(&taos, s).await?;
+    eprintln!("== raw stream {raw_bytes} B, zstd-3 {zstd_bytes} B, per table {zstd_table_bytes} B");
 
     let work = tempfile::tempdir()?;
     let repo = work.path().join("repo");
@@ -124,122 +268,363 @@ async fn run(o: &Opts) -> Result<()> {
     )?;
     let cfg = config.display().to_string();
     let par = o.parallel.to_string();
-    let tb = |args: &[&str]| taosbackup(&o.bin, work.path(), args);
+    let tb = |step: &str, args: &[&str]| {
+        let perf = o
+            .perf
+            .as_ref()
+            .map(|d| d.join(format!("{}-{step}.data", s.name)));
+        taosbackup(&o.bin, work.path(), args, perf.as_deref())
+    };
+    let backup = |engine: &'static str| {
+        [
+            "backup",
+            "--config",
+            &cfg,
+            "--engine",
+            engine,
+            "--parallel",
+            &par,
+            "--json",
+        ]
+    };
 
-    tb(&["init", "--config", &cfg])?;
-    let full = tb(&[
-        "backup",
-        "--config",
-        &cfg,
-        "--engine",
-        "full",
-        "--parallel",
-        &par,
-    ])?;
+    tb("init", &["init", "--config", &cfg])?;
+    let full = tb("full", &backup("full"))?;
     let repo_bytes = dir_bytes(&repo)?;
     // The bitmap engine's first run establishes its tracker (a full backup of its own).
-    let bitmap_first = tb(&[
-        "backup",
-        "--config",
-        &cfg,
-        "--engine",
-        "bitmap",
-        "--parallel",
-        &par,
-    ])?;
-    let nothing = tb(&[
-        "backup",
-        "--config",
-        &cfg,
-        "--engine",
-        "bitmap",
-        "--parallel",
-        &par,
-    ])?;
-    let changed = change(&taos, o).await?;
-    let incr = tb(&[
-        "backup",
-        "--config",
-        &cfg,
-        "--engine",
-        "bitmap",
-        "--parallel",
-        &par,
-    ])?;
+    let bitmap_first = tb("bitmap-first", &backup("bitmap"))?;
+    let nothing = tb("nothing", &backup("bitmap"))?;
+    let fixed_changed = change(&taos, s, o.fixed_blocks, 0).await?;
+    let fixed = tb("fixed", &backup("bitmap"))?;
+    let pct_changed = change(&taos, s, (blocks / 100).max(1), 1).await?;
+    let pct = tb("pct", &backup("bitmap"))?;
 
-    let list = tb(&["list", "--config", &cfg, "--json"])?;
-    let list_secs = list.secs;
-    let list = list.stdout;
-    let backups: Vec<serde_json::Value> =
-        serde_json::from_str(&list).with_context(|| format!("`list --json` printed {list}"))?;
+    let list = tb("list", &["list", "--config", &cfg, "--json"])?;
+    let backups: Vec<serde_json::Value> = serde_json::from_str(&list.stdout)
+        .with_context(|| format!("`list --json` printed {}", list.stdout))?;
     let full_id = backups
         .first()
         .and_then(|b| b["id"].as_str())
-        .with_context(|| format!("no backup id in `list --json`: {list}"))?
+        .with_context(|| format!("no backup id in `list --json`: {}", list.stdout))?
         .to_string();
-    let restore = tb(&[
+    // Free the source's memory before the restore target fills up.
+    drop(taos);
+    drop(emu);
+    let target = Emulator::start(EmulatorConfig::default())?;
+    let target_dsn = target.dsn();
+    let restore = tb(
         "restore",
-        "--config",
-        &cfg,
-        "--target",
-        &dsn,
-        "--backup",
-        &full_id,
-        "--target-database",
-        "bench_restored",
-        "--parallel",
-        &par,
-    ])?;
+        &[
+            "restore",
+            "--config",
+            &cfg,
+            "--target",
+            &target_dsn,
+            "--backup",
+            &full_id,
+            "--target-database",
+            "bench_restored",
+            "--parallel",
+            &par,
+            "--json",
+        ],
+    )?;
+    let taos = TaosBuilder::from_dsn(&target_dsn)?.build().await?;
     let restored = count(&taos, "bench_restored").await?;
     if restored != total_rows as u64 {
         bail!("restored {restored} rows, expected {total_rows}");
     }
+    let hwm_end_kib = self_status_kib("VmHWM:").unwrap_or(0);
+    drop(taos);
+    drop(target);
+    Ok(Figures {
+        scale: s.clone(),
+        load_secs,
+        rss_after_load_kib,
+        hwm_end_kib,
+        ceiling_secs: ceiling.0,
+        ceiling_cpu_secs,
+        raw_bytes,
+        zstd_bytes,
+        zstd_table_bytes,
+        full,
+        repo_bytes,
+        bitmap_first,
+        nothing,
+        fixed_changed,
+        fixed,
+        pct_changed,
+        pct,
+        list,
+        restore,
+        load_avg: load_avg(),
+    })
+}
 
-    let mib = |kib: i64| kib as f64 / 1024.0;
-    let pct = |a: f64, b: f64| 100.0 * a / b;
-    println!(
-        "\n| measure | figure | design target |\n| --- | --- | --- |\n\
-         | data | {} tables × {} rows = {total_rows} rows, {blocks} blocks (1 d buckets), `--parallel {}` | |\n\
-         | load (multi-row INSERT, {BATCH} rows/statement) | {load_secs:.2} s | |\n\
-         | read ceiling (`SELECT *` per table, {} connections) | {:.2} s | |\n\
-         | `backup --engine full` | {:.2} s | |\n\
-         | full / read ceiling | **{:.2}×** | ≤ 1.25× |\n\
-         | `backup --engine bitmap`, first run (tracker start) | {:.2} s | |\n\
-         | incremental, nothing changed | {:.2} s | < 1 s on 10,000 tables |\n\
-         | incremental, {changed} blocks changed ({:.1}%) | {:.2} s = **{:.1}%** of full | ≤ 3% |\n\
-         | `restore` of the full backup | {:.2} s = **{:.2}×** backup | ≤ 1× |\n\
-         | raw block stream | {raw_bytes} B ({:.1} B/row) | |\n\
-         | zstd-3 of the raw stream (one frame) | {zstd_bytes} B ({:.1} B/row) | |\n\
-         | zstd-3 of each table's raw blocks, summed | {zstd_table_bytes} B ({:.1} B/row) | |\n\
-         | repository after the full backup | {repo_bytes} B ({:.1} B/row) = **{:.2}×** zstd-3 stream, **{:.2}×** per-table zstd-3 | ≤ 0.6× |\n\
-         | process start + repository open (`taosbackup list` wall time) | {:.2} s | |\n\
-         | peak RSS: full backup / incremental / restore | {:.1} / {:.1} / {:.1} MiB | bounded |",
-        o.tables,
-        o.rows,
-        o.parallel,
-        o.parallel,
-        ceiling.0,
-        full.secs,
-        full.secs / ceiling.0,
-        bitmap_first.secs,
-        nothing.secs,
-        pct(changed as f64, blocks as f64),
-        incr.secs,
-        pct(incr.secs, full.secs),
-        restore.secs,
-        restore.secs / full.secs,
-        raw_bytes as f64 / total_rows as f64,
-        zstd_bytes as f64 / total_rows as f64,
-        zstd_table_bytes as f64 / total_rows as f64,
-        repo_bytes as f64 / total_rows as f64,
-        repo_bytes as f64 / zstd_bytes as f64,
-        repo_bytes as f64 / zstd_table_bytes as f64,
-        list_secs,
-        mib(full.maxrss_kib),
-        mib(incr.maxrss_kib),
-        mib(restore.maxrss_kib),
-    );
-    Ok(())
+/// The markdown table of one or more scales, one column each.
+fn table(o: &Opts, fs: &[Figures]) -> String {
+    fn mib(kib: i64) -> f64 {
+        kib as f64 / 1024.0
+    }
+    fn pct(a: f64, b: f64) -> f64 {
+        100.0 * a / b
+    }
+    fn tool(r: &Run) -> String {
+        r.tool_secs
+            .map_or_else(|| "n/a".to_string(), |t| format!("{t:.2}"))
+    }
+    fn tool_ratio(a: &Run, b: &Run, as_pct: bool) -> String {
+        match (a.tool_secs, b.tool_secs) {
+            (Some(x), Some(y)) if as_pct => format!("{:.1}%", pct(x, y)),
+            (Some(x), Some(y)) => format!("{:.2}×", x / y),
+            _ => "n/a".into(),
+        }
+    }
+    fn time(r: &Run) -> String {
+        format!(
+            "{:.2} s (tool {} s; CPU {:.2} s tool, {:.2} s emulator)",
+            r.secs,
+            tool(r),
+            r.cpu_secs,
+            r.emu_cpu_secs
+        )
+    }
+    fn incr(r: &Run, n: usize, f: &Figures) -> String {
+        format!(
+            "{} blocks ({:.2}%): {:.2} s = **{:.1}%** of full wall; tool {} s = **{}** of full tool",
+            n,
+            pct(n as f64, f.scale.blocks() as f64),
+            r.secs,
+            pct(r.secs, f.full.secs),
+            tool(r),
+            tool_ratio(r, &f.full, true)
+        )
+    }
+    type Row<'a> = (&'a str, &'a dyn Fn(&Figures) -> String, &'a str);
+    let rows: Vec<Row> = vec![
+        (
+            "data",
+            &|f| {
+                format!(
+                    "{} tables × {} rows = {} rows, {} blocks (1 d buckets)",
+                    f.scale.tables,
+                    f.scale.rows,
+                    f.scale.total_rows(),
+                    f.scale.blocks()
+                )
+            },
+            "",
+        ),
+        ("load average at the end", &|f| f.load_avg.clone(), ""),
+        (
+            "load (multi-row INSERT)",
+            &|f| format!("{:.2} s", f.load_secs),
+            "",
+        ),
+        (
+            "emulator RSS after load / bench process peak so far",
+            &|f| {
+                format!(
+                    "{:.0} / {:.0} MiB",
+                    mib(f.rss_after_load_kib),
+                    mib(f.hwm_end_kib)
+                )
+            },
+            "",
+        ),
+        (
+            "read ceiling (`SELECT *` per table)",
+            &|f| {
+                format!(
+                    "{:.2} s (CPU {:.2} s, reader + emulator)",
+                    f.ceiling_secs, f.ceiling_cpu_secs
+                )
+            },
+            "",
+        ),
+        ("`backup --engine full`", &|f| time(&f.full), ""),
+        (
+            "full / read ceiling: wall; tool",
+            &|f| {
+                format!(
+                    "**{:.2}×**; **{}**",
+                    f.full.secs / f.ceiling_secs,
+                    f.full
+                        .tool_secs
+                        .map_or_else(|| "n/a".into(), |t| format!("{:.2}×", t / f.ceiling_secs))
+                )
+            },
+            "≤ 1.25×",
+        ),
+        (
+            "full backup per million rows: wall; tool",
+            &|f| {
+                let m = f.scale.total_rows() as f64 / 1e6;
+                format!(
+                    "{:.2} s; {} s",
+                    f.full.secs / m,
+                    f.full
+                        .tool_secs
+                        .map_or_else(|| "n/a".into(), |t| format!("{:.2}", t / m))
+                )
+            },
+            "",
+        ),
+        (
+            "`backup --engine bitmap`, first run (tracker start)",
+            &|f| time(&f.bitmap_first),
+            "",
+        ),
+        (
+            "incremental, nothing changed",
+            &|f| time(&f.nothing),
+            "< 1 s on 10,000 tables",
+        ),
+        (
+            "incremental, fixed number of changed blocks",
+            &|f| incr(&f.fixed, f.fixed_changed, f),
+            "",
+        ),
+        (
+            "incremental, 1% of blocks changed",
+            &|f| incr(&f.pct, f.pct_changed, f),
+            "≤ 3%",
+        ),
+        (
+            "`restore` of the full backup",
+            &|f| {
+                format!(
+                    "{:.2} s = **{:.2}×** backup wall; tool {} s = **{}** backup tool",
+                    f.restore.secs,
+                    f.restore.secs / f.full.secs,
+                    tool(&f.restore),
+                    tool_ratio(&f.restore, &f.full, false)
+                )
+            },
+            "≤ 1×",
+        ),
+        (
+            "raw block stream",
+            &|f| {
+                format!(
+                    "{} B ({:.1} B/row)",
+                    f.raw_bytes,
+                    f.raw_bytes as f64 / f.scale.total_rows() as f64
+                )
+            },
+            "",
+        ),
+        (
+            "zstd-3 of the raw stream (one frame)",
+            &|f| {
+                format!(
+                    "{} B ({:.1} B/row)",
+                    f.zstd_bytes,
+                    f.zstd_bytes as f64 / f.scale.total_rows() as f64
+                )
+            },
+            "",
+        ),
+        (
+            "zstd-3 of each table's raw blocks, summed",
+            &|f| {
+                format!(
+                    "{} B ({:.1} B/row)",
+                    f.zstd_table_bytes,
+                    f.zstd_table_bytes as f64 / f.scale.total_rows() as f64
+                )
+            },
+            "",
+        ),
+        (
+            "repository after the full backup",
+            &|f| {
+                format!(
+                    "{} B ({:.1} B/row) = **{:.2}×** zstd-3 stream, **{:.2}×** per-table zstd-3",
+                    f.repo_bytes,
+                    f.repo_bytes as f64 / f.scale.total_rows() as f64,
+                    f.repo_bytes as f64 / f.zstd_bytes as f64,
+                    f.repo_bytes as f64 / f.zstd_table_bytes as f64
+                )
+            },
+            "≤ 0.6×",
+        ),
+        (
+            "process start + repository open (`taosbackup list` wall)",
+            &|f| format!("{:.2} s", f.list.secs),
+            "",
+        ),
+        (
+            "peak RSS: full / nothing changed / fixed / 1% / restore",
+            &|f| {
+                format!(
+                    "{:.1} / {:.1} / {:.1} / {:.1} / {:.1} MiB",
+                    mib(f.full.maxrss_kib),
+                    mib(f.nothing.maxrss_kib),
+                    mib(f.fixed.maxrss_kib),
+                    mib(f.pct.maxrss_kib),
+                    mib(f.restore.maxrss_kib)
+                )
+            },
+            "bounded",
+        ),
+    ];
+    let mut out = String::from("| measure |");
+    for f in fs {
+        out.push_str(&format!(" {} |", f.scale.name));
+    }
+    out.push_str(" design target |\n| --- |");
+    for _ in fs {
+        out.push_str(" --- |");
+    }
+    out.push_str(" --- |\n");
+    for (label, cell, target) in &rows {
+        out.push_str(&format!("| {label} |"));
+        for f in fs {
+            out.push_str(&format!(" {} |", cell(f)));
+        }
+        out.push_str(&format!(" {target} |\n"));
+    }
+    out.push_str(&format!(
+        "\n`--parallel {}`, `--fixed-blocks {}`; times are wall (child process) with the tool's \
+         own `--json` duration beside them.",
+        o.parallel, o.fixed_blocks
+    ));
+    out
+}
+
+/// `/proc/loadavg`'s first three fields.
+fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// A `kB` field of /proc/self/status, in KiB.
+fn self_status_kib(field: &str) -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU seconds of `who` (`RUSAGE_SELF` or `RUSAGE_CHILDREN`).
+fn cpu(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage writes one `rusage` into the zeroed value it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable rusage.
+    if unsafe { libc::getrusage(who, &mut u) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn cpu_self() -> f64 {
+    cpu(libc::RUSAGE_SELF)
+}
+
+fn cpu_children() -> f64 {
+    cpu(libc::RUSAGE_CHILDREN)
 }
 
 /// Deterministic meters-style rows: a per-table phase so tables differ, values that drift
@@ -270,7 +655,7 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-async fn load(taos: &Taos, o: &Opts) -> Result<()> {
+async fn load(taos: &Taos, o: &Scale) -> Result<()> {
     taos.exec(format!("CREATE DATABASE {DB} PRECISION 'ms' VGROUPS 4"))
         .await?;
     taos.exec(format!(
@@ -315,27 +700,32 @@ async fn load(taos: &Taos, o: &Opts) -> Result<()> {
     Ok(())
 }
 
-/// Changes ~1% of the blocks (at least one): late rows, overwrites, one delete, each in its
-/// own table's first bucket. Returns the number of blocks changed.
-async fn change(taos: &Taos, o: &Opts) -> Result<usize> {
-    let blocks = o.tables * (((o.rows as i64 - 1) * STEP / BUCKET_MS) as usize + 1);
-    let n = (blocks / 100).max(1).min(o.tables);
+/// Changes `n` blocks (at most all of them), spread evenly over the tables and buckets:
+/// late rows, two-row overwrites and 3-row deletes in rotation, each at the start of its block's
+/// bucket. `round` shifts the choice so that successive rounds change other blocks. Returns the
+/// number of blocks changed.
+async fn change(taos: &Taos, s: &Scale, n: usize, round: usize) -> Result<usize> {
+    let blocks = s.blocks();
+    let per_table = s.blocks_per_table();
+    let n = n.min(blocks);
     for i in 0..n {
-        let t = i * o.tables / n;
+        let b = (i * blocks / n + round) % blocks;
+        let t = b / per_table;
+        let start = T0 + (b % per_table) as i64 * BUCKET_MS;
         let sql = match i % 3 {
             // A late row between two existing ones.
             0 => format!(
                 "INSERT INTO {DB}.d{t} VALUES ({}, 9.99, 220, 0.35, 'late')",
-                T0 + STEP / 2
+                start + STEP / 2
             ),
             // Overwrites of existing rows.
             1 => format!(
-                "INSERT INTO {DB}.d{t} VALUES ({T0}, 1.11, 219, 0.31, 'fix') ({}, 1.12, 219, 0.31, 'fix')",
-                T0 + STEP
+                "INSERT INTO {DB}.d{t} VALUES ({start}, 1.11, 219, 0.31, 'fix') ({}, 1.12, 219, 0.31, 'fix')",
+                start + STEP
             ),
             _ => format!(
-                "DELETE FROM {DB}.d{t} WHERE ts >= {T0} AND ts < {}",
-                T0 + 3 * STEP
+                "DELETE FROM {DB}.d{t} WHERE ts >= {start} AND ts < {}",
+                start + 3 * STEP
             ),
         };
         taos.exec(sql).await?;
@@ -344,10 +734,10 @@ async fn change(taos: &Taos, o: &Opts) -> Result<usize> {
 }
 
 /// Reads every table with `SELECT *` over `parallel` connections; (seconds, raw bytes).
-async fn read_ceiling(dsn: &str, o: &Opts) -> Result<(f64, u64)> {
+async fn read_ceiling(dsn: &str, o: &Scale, parallel: usize) -> Result<(f64, u64)> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut conns = Vec::new();
-    for _ in 0..o.parallel {
+    for _ in 0..parallel {
         conns.push(TaosBuilder::from_dsn(dsn)?.build().await?);
     }
     let t = Instant::now();
@@ -377,32 +767,45 @@ async fn read_ceiling(dsn: &str, o: &Opts) -> Result<(f64, u64)> {
     Ok((t.elapsed().as_secs_f64(), bytes))
 }
 
-/// The concatenated raw blocks of every table, and their zstd level 3 size:
-/// (raw bytes, compressed bytes, compression seconds).
-/// Also the sum of zstd-3 of each table's raw blocks compressed on their own (no help from
-/// other tables' data, as a repository that stores blocks separately sees them).
-async fn raw_zstd(taos: &Taos, o: &Opts) -> Result<(u64, u64, f64, u64)> {
-    let mut raw = Vec::new();
+/// zstd level 3 of the concatenated raw blocks of every table, as one streamed frame (not
+/// held in memory: at 50 M rows the stream is ~1.4 GB), and the sum of zstd-3 of each table's
+/// raw blocks compressed on their own (no help from other tables' data, as a repository that
+/// stores blocks separately sees them): (raw bytes, one-frame bytes, per-table bytes).
+async fn raw_zstd(taos: &Taos, o: &Scale) -> Result<(u64, u64, u64)> {
+    let mut frame = zstd::stream::write::Encoder::new(Counter(0), 3)
+        .context("zstd level 3 encoder for the raw stream")?;
+    let mut raw = 0u64;
     let mut per_table = 0u64;
+    let mut table = Vec::new();
     for i in 0..o.tables {
-        let start = raw.len();
+        table.clear();
         let mut rs = taos.query(format!("SELECT * FROM {DB}.d{i}")).await?;
         let mut blocks = rs.blocks();
         while let Some(b) = futures::StreamExt::next(&mut blocks).await {
-            raw.extend_from_slice(b?.as_raw_bytes());
+            table.extend_from_slice(b?.as_raw_bytes());
         }
-        per_table += zstd::bulk::compress(&raw[start..], 3)
+        std::io::Write::write_all(&mut frame, &table).context("zstd of the raw stream")?;
+        raw += table.len() as u64;
+        per_table += zstd::bulk::compress(&table, 3)
             .context("zstd level 3 of a table's raw blocks")?
             .len() as u64;
     }
-    let t = Instant::now();
-    let z = zstd::bulk::compress(&raw, 3).context("zstd level 3 of the raw stream")?;
-    Ok((
-        raw.len() as u64,
-        z.len() as u64,
-        t.elapsed().as_secs_f64(),
-        per_table,
-    ))
+    let frame = frame.finish().context("finishing the zstd frame")?.0;
+    Ok((raw, frame, per_table))
+}
+
+/// A writer that only counts bytes.
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 async fn count(taos: &Taos, db: &str) -> Result<u64> {
@@ -438,13 +841,28 @@ fn vm_hwm_kib(pid: u32) -> Option<i64> {
 }
 
 /// Runs the binary with output to files (so it can be polled without a pipe deadlock),
-/// fails on a non-zero exit; reports wall time and the child's peak RSS.
-fn taosbackup(bin: &Path, dir: &Path, args: &[&str]) -> Result<Run> {
+/// fails on a non-zero exit; reports wall time, the tool's own duration (from its `--json`
+/// output: `duration_secs` of backup, `duration` of restore), CPU seconds and peak RSS. With
+/// `perf`, the child runs under `perf record --call-graph dwarf` writing that file.
+fn taosbackup(bin: &Path, dir: &Path, args: &[&str], perf: Option<&Path>) -> Result<Run> {
     eprintln!("$ taosbackup {}", args.join(" "));
     let out_path = dir.join("stdout.txt");
     let err_path = dir.join("stderr.txt");
+    let mut cmd = match perf {
+        Some(data) => {
+            let mut c = Command::new("perf");
+            c.args(["record", "--call-graph", "dwarf,16384", "-F", "499", "-o"])
+                .arg(data)
+                .arg("--")
+                .arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let self0 = cpu_self();
+    let children0 = cpu_children();
     let t = Instant::now();
-    let child = Command::new(bin)
+    let mut child = cmd
         .args(args)
         .current_dir(dir)
         .env("TAOSBACKUP_PASSWORD", "bench password")
@@ -455,7 +873,6 @@ fn taosbackup(bin: &Path, dir: &Path, args: &[&str]) -> Result<Run> {
         .with_context(|| format!("running {}", bin.display()))?;
     // Peak RSS is sampled from /proc (VmHWM, a high-water mark) until the child exits:
     // wait4's ru_maxrss would include this process's RSS, inherited across the spawn.
-    let mut child = child;
     let mut hwm_kib = 0;
     let status = loop {
         if let Some(kib) = vm_hwm_kib(child.id()) {
@@ -467,13 +884,16 @@ fn taosbackup(bin: &Path, dir: &Path, args: &[&str]) -> Result<Run> {
         std::thread::sleep(std::time::Duration::from_millis(2));
     };
     let secs = t.elapsed().as_secs_f64();
+    let cpu_secs = cpu_children() - children0;
+    let emu_cpu_secs = cpu_self() - self0;
     let stdout = std::fs::read_to_string(&out_path)?;
     let stderr = std::fs::read_to_string(&err_path)?;
     let ok = status.success();
     eprintln!(
-        "[{} in {secs:.2} s, peak RSS {} KiB] {}",
+        "[{} in {secs:.2} s, CPU {cpu_secs:.2} s (emulator {emu_cpu_secs:.2} s), peak RSS {} KiB, load {}] {}",
         if ok { "ok" } else { "FAILED" },
         hwm_kib,
+        load_avg(),
         stdout.lines().last().unwrap_or("")
     );
     if !ok {
@@ -482,8 +902,18 @@ fn taosbackup(bin: &Path, dir: &Path, args: &[&str]) -> Result<Run> {
             args.join(" ")
         );
     }
+    let tool_secs = serde_json::from_str::<serde_json::Value>(&stdout)
+        .ok()
+        .and_then(|v| {
+            v.get("duration_secs")
+                .or_else(|| v.get("duration"))
+                .and_then(serde_json::Value::as_f64)
+        });
     Ok(Run {
         secs,
+        tool_secs,
+        cpu_secs,
+        emu_cpu_secs,
         maxrss_kib: hwm_kib,
         stdout,
     })
