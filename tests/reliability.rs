@@ -218,6 +218,7 @@ fn kill_9_during_backups_leaves_a_repository_that_verifies_and_continues() {
 fn locks_name_the_holder_and_concurrent_backups_stay_consistent() {
     let emu = emu();
     seed(&emu, "power", 30);
+    seed(&emu, "water", 5);
     let dir = TempDir::new().unwrap();
     let repo = dir.path().join("repo").display().to_string();
     tb(dir.path())
@@ -251,15 +252,43 @@ fn locks_name_the_holder_and_concurrent_backups_stay_consistent() {
     assert!(err.contains("locked by"), "{err}");
     assert!(err.contains(&format!("pid {}", first.id())), "{err}");
     assert!(err.contains("`backup`"), "{err}");
+    // A second backup of the same database is refused, naming the running one.
     let out = tb(dir.path())
         .args(["backup", "--engine", "full", "--database", "power"])
         .args(["--source", &emu.dsn(), "--repo", &repo])
         .output()
         .unwrap();
-    assert!(out.status.success(), "second backup: {}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "second backup of power: {err}");
+    assert!(err.contains("`backup` for database power"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    // A backup of another database runs alongside.
+    let out = tb(dir.path())
+        .args(["backup", "--engine", "full", "--database", "water"])
+        .args(["--source", &emu.dsn(), "--repo", &repo])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "backup of water: {}", stderr_of(&out));
     assert!(first.wait().unwrap().success(), "the first backup failed");
-    assert_eq!(list_json(dir.path(), &repo).len(), 2);
-    verify_clean(dir.path(), &repo, "after two concurrent backups");
+    let listed = list_json(dir.path(), &repo);
+    let mut dbs: Vec<&str> = listed
+        .iter()
+        .filter_map(|b| b["database"].as_str())
+        .collect();
+    dbs.sort_unstable();
+    assert_eq!(dbs, ["power", "water"], "{listed:?}");
+    verify_clean(dir.path(), &repo, "after concurrent backups");
+    // Once the first has finished, the same database can be backed up again.
+    let out = tb(dir.path())
+        .args(["backup", "--engine", "full", "--database", "power"])
+        .args(["--source", &emu.dsn(), "--repo", &repo])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "backup after the first: {}",
+        stderr_of(&out)
+    );
 }
 
 /// One bad input: the arguments, and a config file's text when the input is a config.

@@ -1,5 +1,7 @@
 //! Repository locks (`locks/<id>`): shared for backup/restore/verify, exclusive for
-//! forget/prune. Plaintext JSON so a blocked operator can see who holds them without a key.
+//! forget/prune. A shared lock may carry a scope (a backup's database): two shared locks
+//! with the same scope conflict, so two backups of one database never run at once.
+//! Plaintext JSON so a blocked operator can see who holds them without a key.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,18 +38,25 @@ pub(crate) struct LockFile {
     pub(crate) command: String,
     pub(crate) created: DateTime<Utc>,
     pub(crate) refreshed: DateTime<Utc>,
+    /// What the holder has to itself among shared holders (a backup's database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) scope: Option<String>,
 }
 
 impl LockFile {
     fn describe(&self) -> String {
         format!(
-            "{} lock of `{}` (pid {} on host {}, taken {}, refreshed {})",
+            "{} lock of `{}`{} (pid {} on host {}, taken {}, refreshed {})",
             if self.exclusive {
                 "an exclusive"
             } else {
                 "a shared"
             },
             self.command,
+            self.scope
+                .as_deref()
+                .map(|s| format!(" for {s}"))
+                .unwrap_or_default(),
             self.pid,
             self.hostname,
             self.created.to_rfc3339(),
@@ -164,21 +173,30 @@ pub(crate) async fn list_locks(backend: &Backend) -> Result<Vec<(String, LockFil
     Ok(out)
 }
 
-fn conflict(mode: LockMode, other: &LockFile) -> bool {
-    mode == LockMode::Exclusive || other.exclusive
+/// Whether a lock of `mode` and `scope` may not coexist with `other`: either is exclusive,
+/// or both have the same scope.
+fn conflict(mode: LockMode, scope: Option<&str>, other: &LockFile) -> bool {
+    mode == LockMode::Exclusive
+        || other.exclusive
+        || scope.is_some_and(|s| other.scope.as_deref() == Some(s))
 }
 
 /// Takes a lock: fails with [`Error::Locked`] naming the holder if a conflicting, fresh
-/// lock exists, either before ours is written or right after (then ours is removed).
+/// lock exists, either before ours is written or right after (then ours is removed; two
+/// racing takers may then both fail, never both succeed).
 pub(crate) async fn acquire(
     backend: &Backend,
     mode: LockMode,
     command: &str,
+    scope: Option<&str>,
     stale_after: Duration,
 ) -> Result<LockGuard> {
     let check = |locks: &[(String, LockFile)], own: Option<&str>| -> Result<()> {
         for (path, lock) in locks {
-            if Some(path.as_str()) == own || !conflict(mode, lock) || lock.is_stale(stale_after) {
+            if Some(path.as_str()) == own
+                || !conflict(mode, scope, lock)
+                || lock.is_stale(stale_after)
+            {
                 continue;
             }
             return Err(Error::Locked {
@@ -199,6 +217,7 @@ pub(crate) async fn acquire(
         command: command.to_owned(),
         created: now,
         refreshed: now,
+        scope: scope.map(str::to_owned),
     };
     let path = format!("locks/{}", to_hex(&rand::random::<[u8; 16]>()));
     let body = serde_json::to_vec(&lock).map_err(|e| Error::corrupt(&path, e.to_string()))?;

@@ -326,10 +326,23 @@ impl Repo {
 
     /// Takes a lock (see [`LockMode`]); [`Error::Locked`] names the holder on conflict.
     pub async fn lock(&self, mode: LockMode, command: &str) -> Result<LockGuard> {
+        self.lock_scoped(mode, command, None).await
+    }
+
+    /// Takes a lock with a scope: a shared lock then also conflicts with every other live
+    /// shared lock of the same scope (two backups of one database). [`Error::Locked`]
+    /// names the holder on conflict.
+    pub async fn lock_scoped(
+        &self,
+        mode: LockMode,
+        command: &str,
+        scope: Option<&str>,
+    ) -> Result<LockGuard> {
         lock::acquire(
             &self.inner.backend,
             mode,
             command,
+            scope,
             self.inner.options.lock_stale_after,
         )
         .await

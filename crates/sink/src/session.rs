@@ -101,7 +101,14 @@ impl Repo {
     /// prune may have run since this handle was opened, and deduplicating against its
     /// old index would reference deleted blobs), and returns a session.
     pub async fn session(&self, command: &str) -> Result<Session> {
-        let lock = self.lock(LockMode::Shared, command).await?;
+        self.session_scoped(command, None).await
+    }
+
+    /// [`Repo::session`] whose shared lock has a scope (see [`Repo::lock_scoped`]): a
+    /// backup takes its session scoped to its database, so a second backup of the same
+    /// database fails with [`Error::Locked`] naming the first.
+    pub async fn session_scoped(&self, command: &str, scope: Option<&str>) -> Result<Session> {
+        let lock = self.lock_scoped(LockMode::Shared, command, scope).await?;
         if let Err(e) = self.reload_index().await {
             lock.release().await?;
             return Err(e);

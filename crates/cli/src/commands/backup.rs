@@ -172,8 +172,10 @@ pub async fn run_backup(
     cancel: &CancellationToken,
 ) -> anyhow::Result<BackupReport> {
     req.bucket_width = repo.config().bucket_width;
+    // Scoped to the database: a second backup of it (another process, another daemon)
+    // is refused while this one runs; it would share the tracker state and feed positions.
     let session = repo
-        .session("backup")
+        .session_scoped("backup", Some(&format!("database {}", req.database)))
         .await
         .context("cannot lock the repository")?;
     let result = async {

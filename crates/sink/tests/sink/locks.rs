@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::StreamExt;
 use object_store::memory::InMemory;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use taosbackup_sink::{Backend, Error, LockMode, OpenOptions, Repo};
 
 use crate::common::*;
@@ -148,4 +149,97 @@ async fn held_locks_are_refreshed() {
         .release()
         .await
         .unwrap();
+}
+
+/// Scoped shared locks: the same scope conflicts (two backups of one database), other
+/// scopes and unscoped shared locks do not; stale scoped locks do not block.
+#[tokio::test]
+async fn scoped_shared_locks_exclude_the_same_scope_only() {
+    let store = Arc::new(InMemory::new());
+    let backend = Backend::from_store(store.clone(), "", "memory://scoped").unwrap();
+    init(backend.clone(), false).await;
+    let repo = Repo::open(backend.clone(), None).await.unwrap();
+    let power = repo
+        .session_scoped("backup", Some("database power"))
+        .await
+        .unwrap();
+    match repo.session_scoped("backup", Some("database power")).await {
+        Err(e @ Error::Locked { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("`backup` for database power"), "{text}");
+            assert!(
+                text.contains(&format!("pid {}", std::process::id())),
+                "{text}"
+            );
+            assert!(e.is_retryable());
+        }
+        other => panic!("a second backup of one database was let in: {other:?}"),
+    }
+    // The refused taker left no lock behind: only the holder's remains.
+    let locks: Vec<_> = store
+        .list(Some(&object_store::path::Path::from("locks")))
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    // Another database, and unscoped shared holders (restore, verify), run alongside.
+    let water = repo
+        .session_scoped("backup", Some("database water"))
+        .await
+        .unwrap();
+    let restore = repo.session("restore").await.unwrap();
+    // Exclusive locks still conflict with scoped ones.
+    assert!(matches!(
+        repo.lock(LockMode::Exclusive, "prune").await,
+        Err(Error::Locked { .. })
+    ));
+    for s in [power, water, restore] {
+        s.finish().await.unwrap();
+    }
+    repo.session_scoped("backup", Some("database power"))
+        .await
+        .unwrap()
+        .finish()
+        .await
+        .unwrap();
+
+    // A stale scoped lock of a vanished process does not block.
+    let t = (Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
+    let stale = format!(
+        r#"{{"version":1,"exclusive":false,"hostname":"other-host","pid":4242,"command":"backup","created":"{t}","refreshed":"{t}","scope":"database power"}}"#
+    );
+    store
+        .put(
+            &object_store::path::Path::from("locks/stale"),
+            PutPayload::from(stale.into_bytes()),
+        )
+        .await
+        .unwrap();
+    repo.session_scoped("backup", Some("database power"))
+        .await
+        .unwrap()
+        .finish()
+        .await
+        .unwrap();
+    // A fresh one of another host does, and is named.
+    let t = Utc::now().to_rfc3339();
+    let fresh = format!(
+        r#"{{"version":1,"exclusive":false,"hostname":"other-host","pid":4242,"command":"backup","created":"{t}","refreshed":"{t}","scope":"database power"}}"#
+    );
+    store
+        .put(
+            &object_store::path::Path::from("locks/fresh"),
+            PutPayload::from(fresh.into_bytes()),
+        )
+        .await
+        .unwrap();
+    match repo.session_scoped("backup", Some("database power")).await {
+        Err(Error::Locked { holder, path, .. }) => {
+            assert!(
+                holder.contains("other-host") && holder.contains("4242"),
+                "{holder}"
+            );
+            assert_eq!(path, "locks/fresh");
+        }
+        other => panic!("{other:?}"),
+    }
 }
