@@ -700,6 +700,146 @@ fn kill_9_on_s3_leaves_a_repository_that_verifies() {
     assert!(landed >= 1, "no backup kill landed while it ran");
 }
 
+/// Secrets stay out of everything taosbackup prints or logs: the TDengine password given
+/// in the DSN and the repository password, through a backup, a restore, `list`, `show`,
+/// `verify` and failing runs (wrong TDengine password, wrong repository password), all with
+/// `--debug` and JSON logs to a file.
+#[test]
+fn passwords_never_appear_in_output_or_logs() {
+    const DSN_PW: &str = "Dsn-Secret-7f3a9";
+    const REPO_PW: &str = "Repo-Secret-c41e2";
+    let emu = taosbackup_testkit::Emulator::start(taosbackup_testkit::EmulatorConfig {
+        password: DSN_PW.into(),
+        ..Default::default()
+    })
+    .unwrap();
+    seed(&emu, "power", 3);
+    let dir = TempDir::new().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let logs = dir.path().join("logs");
+    let runs = std::cell::Cell::new(0);
+    std::fs::create_dir_all(&logs).unwrap();
+    let dsn = format!("ws://root:{DSN_PW}@{}", emu.addr());
+    let wrong_dsn = format!("ws://root:{DSN_PW}-wrong@{}", emu.addr());
+    let run = |args: &[&str], password: &str| {
+        let mut c = tb(dir.path());
+        // One log file per run: whether the binary appends or truncates does not matter.
+        runs.set(runs.get() + 1);
+        c.env("TAOSBACKUP_PASSWORD", password)
+            .args(args)
+            .args(["--debug", "--log-format", "json", "--log-file"])
+            .arg(logs.join(format!("run{}.log", runs.get())));
+        c.output().unwrap()
+    };
+    let mut outputs = Vec::new();
+    let backup = run(
+        &[
+            "backup",
+            "--database",
+            "power",
+            "--source",
+            &dsn,
+            "--repo",
+            &repo,
+        ],
+        REPO_PW,
+    );
+    assert!(backup.status.success(), "{}", stderr_of(&backup));
+    outputs.push(("backup", backup));
+    let id = list_json_with(dir.path(), &repo, REPO_PW)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (what, args, password, ok) in [
+        ("list", vec!["list", "--repo", &repo], REPO_PW, true),
+        ("show", vec!["show", "--repo", &repo, &id], REPO_PW, true),
+        (
+            "verify",
+            vec!["verify", "--repo", &repo, "--read-data"],
+            REPO_PW,
+            true,
+        ),
+        (
+            "restore",
+            vec![
+                "restore",
+                "--repo",
+                &repo,
+                "--target",
+                &dsn,
+                "--target-database",
+                "p2",
+            ],
+            REPO_PW,
+            true,
+        ),
+        (
+            "backup, wrong TDengine password",
+            vec![
+                "backup",
+                "--database",
+                "power",
+                "--source",
+                &wrong_dsn,
+                "--repo",
+                &repo,
+            ],
+            REPO_PW,
+            false,
+        ),
+        (
+            "list, wrong repository password",
+            vec!["list", "--repo", &repo],
+            "Repo-Secret-c41e2-wrong",
+            false,
+        ),
+    ] {
+        let out = run(&args, password);
+        assert_eq!(out.status.success(), ok, "{what}: {}", stderr_of(&out));
+        outputs.push((what, out));
+    }
+    let mut log_text = String::new();
+    for entry in std::fs::read_dir(&logs).unwrap() {
+        log_text.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        log_text.lines().count() > 10,
+        "the debug log is nearly empty"
+    );
+    for (what, out) in &outputs {
+        for text in [
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        ] {
+            for secret in [DSN_PW, REPO_PW] {
+                assert!(!text.contains(secret), "{what} printed a password: {text}");
+            }
+        }
+    }
+    for secret in [DSN_PW, REPO_PW] {
+        assert!(!log_text.contains(secret), "the debug log holds a password");
+    }
+    println!(
+        "secrets: {} runs, {} log lines, no password in any output",
+        outputs.len(),
+        log_text.lines().count()
+    );
+}
+
+fn list_json_with(dir: &Path, repo: &str, password: &str) -> Vec<Value> {
+    let out = tb(dir)
+        .env("TAOSBACKUP_PASSWORD", password)
+        .args(["list", "--repo", repo, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "list failed: {}", stderr_of(&out));
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
 /// One bad input: the arguments, and a config file's text when the input is a config.
 struct Bad {
     what: &'static str,
