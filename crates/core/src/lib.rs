@@ -39,6 +39,7 @@ mod manifest;
 mod progress;
 mod repository;
 mod source;
+pub mod transform;
 
 pub use crate::{
     block::{BlockKey, BucketWidth, TimeRange},
