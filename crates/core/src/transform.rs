@@ -328,6 +328,39 @@ mod tests {
         assert!(z(&t) < z(&raw), "{} vs {}", z(&t), z(&raw));
     }
 
+    /// The format cannot drift unnoticed: fixed input, fixed bytes (docs/format.md §5.2).
+    #[test]
+    fn golden_timestamp_and_float_columns() {
+        let raw = block(
+            &[
+                fixed(9, [1000, 61_000]),
+                (
+                    6,
+                    vec![
+                        Some(1.0f32.to_le_bytes().to_vec()),
+                        Some(1.5f32.to_le_bytes().to_vec()),
+                    ],
+                ),
+            ],
+            2,
+            &[],
+        );
+        let t = encode(&raw).unwrap();
+        let prelude = HEADER_LEN + 2 * 5 + 2 * 4;
+        // Timestamps: deltas 1000 and 60 000, zig-zagged to 0x7d0 and 0x1d4c0, as 8 planes.
+        let ts = prelude + 1;
+        assert_eq!(
+            t[ts..ts + 16],
+            [
+                0xd0, 0xc0, 0x07, 0xd4, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+            ]
+        );
+        // Floats: 1.0 = 0x3f800000, 1.5 = 0x3fc00000; XORs 0x3f800000 and 0x00400000.
+        let f = ts + 16 + 1;
+        assert_eq!(t[f..f + 8], [0, 0, 0, 0, 0x80, 0x40, 0x3f, 0x00]);
+        assert_eq!(decode(&t).unwrap(), raw);
+    }
+
     #[test]
     fn extremes_and_nulls_round_trip() {
         let rows = 9;
