@@ -212,7 +212,12 @@ async fn read_stable(
 }
 
 /// Reads the catalog of `db` (see the module docs for the statements used).
-pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSnapshot, Error> {
+/// The database's DDL and precision: two one-row queries (a missing database fails with
+/// the server's own error from `SHOW CREATE DATABASE`).
+pub(crate) async fn database_header(
+    pool: &Arc<Pool>,
+    db: &str,
+) -> Result<(String, Precision), Error> {
     let ctx = Ctx::db(db);
     let lit = quote_str(db);
     let ddl = pool
@@ -247,6 +252,13 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
             ));
         }
     };
+    Ok((ddl, precision))
+}
+
+pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSnapshot, Error> {
+    let ctx = Ctx::db(db);
+    let lit = quote_str(db);
+    let (ddl, precision) = database_header(pool, db).await?;
 
     let stables = pool
         .query_values(

@@ -105,6 +105,14 @@ impl TaosSource {
         Ok(catalog)
     }
 
+    /// The timestamp precision of `database`, without reading its tables (two one-row
+    /// queries; a missing database fails as [`TaosSource::read_catalog`] does).
+    pub async fn database_precision(&self, database: &str) -> Result<Precision, Error> {
+        Ok(crate::catalog::database_header(&self.pool, database)
+            .await?
+            .1)
+    }
+
     /// The name of a table's timestamp column (from the last catalog read, else `DESCRIBE`).
     async fn ts_column(&self, database: &str, table: &str) -> Result<String, Error> {
         let key = (database.to_string(), table.to_string());
