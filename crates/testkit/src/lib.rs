@@ -17,6 +17,8 @@ mod types;
 pub mod walfile;
 
 pub use error::{EmuError, code};
-pub use server::{Emulator, EmulatorConfig, EmulatorHandle};
+pub use server::{
+    Emulator, EmulatorConfig, EmulatorHandle, Fault, FaultAction, FaultPoint, FaultStats, Trigger,
+};
 pub use store::{DEFAULT_WAL_SEGMENT_SIZE, Outcome, ResultSet, Session, Store, StoreConfig};
 pub use types::{ColumnData, Field, Precision, Ty, Value};

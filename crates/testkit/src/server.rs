@@ -6,6 +6,7 @@
 //! subscription, see `server/tmq.rs` and `docs/emulator-tmq.md`). Anything else is answered
 //! `404 Not Found` during the HTTP upgrade, which is what makes the client fall back.
 
+mod fault;
 mod net;
 mod query;
 mod tmq;
@@ -22,7 +23,10 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::error::EmuError;
 use crate::store::{Store, StoreConfig};
+
+pub use fault::{Fault, FaultAction, FaultPoint, FaultStats, Trigger};
 
 /// How to run an emulator.
 #[derive(Debug, Clone)]
@@ -71,6 +75,8 @@ pub(crate) struct Shared {
     pub(crate) requests: AtomicU64,
     /// Next result id.
     pub(crate) next_result_id: AtomicU64,
+    /// Programmed faults.
+    pub(crate) faults: fault::Plan,
 }
 
 /// Entry point: start an emulator.
@@ -176,6 +182,28 @@ impl EmulatorHandle {
         self.kick.send_modify(|g| *g += 1);
     }
 
+    /// Programs a fault (see `docs/emulator.md`, "Fault injection"); returns its index for
+    /// [`EmulatorHandle::fault_stats`]. Faults are checked in the order they were injected;
+    /// the first that fires on a request acts, and every matching fault counts the request.
+    pub fn inject(&self, fault: Fault) -> usize {
+        self.shared.faults.add(fault)
+    }
+
+    /// Removes every programmed fault (their counters too).
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// Counters of each programmed fault, by injection index.
+    pub fn fault_stats(&self) -> Vec<FaultStats> {
+        self.shared.faults.stats()
+    }
+
+    /// Times any programmed fault fired.
+    pub fn faults_fired(&self) -> u64 {
+        self.fault_stats().iter().map(|s| s.fired).sum()
+    }
+
     /// Stops the server and waits for it.
     pub fn shutdown(mut self) {
         self.stop_and_join();
@@ -201,22 +229,30 @@ pub(crate) type Ws = tokio_tungstenite::WebSocketStream<net::QuickAckStream>;
 /// One protocol's per-connection state: answers each text or binary frame with at most one
 /// reply.
 pub(crate) trait Protocol {
+    /// Whether this is the TMQ protocol (for classifying requests for fault injection).
+    const TMQ: bool;
+
     /// Handles one data frame (text or binary; never ping, pong or close).
     async fn on_frame(&mut self, frame: Message) -> Option<Message>;
+
+    /// The error reply to `req` in this protocol's shape, for an injected error.
+    fn fault_reply(req: &fault::Request, err: &EmuError) -> Message;
 }
 
 /// The frame loop every protocol shares: runs `conn` until the client leaves, the server
 /// stops, or the emulator is told to drop every connection.
-pub(crate) async fn serve(
+pub(crate) async fn serve<P: Protocol>(
     server: &Server,
     ws: Ws,
     mut stop: watch::Receiver<bool>,
-    mut conn: impl Protocol,
+    mut conn: P,
 ) {
     use futures::{SinkExt, StreamExt};
     let (mut sink, mut stream) = ws.split();
     let mut kick = server.kick.clone();
     kick.mark_unchanged();
+    // The SQL of the connection's latest statement, for `Fault::matching` on fetches.
+    let mut last_sql = String::new();
     loop {
         let msg = tokio::select! {
             msg = stream.next() => msg,
@@ -225,7 +261,30 @@ pub(crate) async fn serve(
             _ = kick.changed() => return,
         };
         let reply = match msg {
-            Some(Ok(frame @ (Message::Text(_) | Message::Binary(_)))) => conn.on_frame(frame).await,
+            Some(Ok(frame @ (Message::Text(_) | Message::Binary(_)))) => {
+                let req = fault::classify(&frame, P::TMQ);
+                let action = req.as_ref().and_then(|req| {
+                    if req.point == FaultPoint::Query {
+                        last_sql.clone_from(&req.text);
+                    }
+                    server.shared.faults.check(req, &last_sql)
+                });
+                match (action, req) {
+                    (Some(FaultAction::Drop), _) => return,
+                    (Some(FaultAction::Error { code, message }), Some(req)) => {
+                        Some(P::fault_reply(&req, &EmuError::new(code, message)))
+                    }
+                    (Some(FaultAction::Stall(d)), _) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(d) => {}
+                            _ = stop.changed() => return,
+                            _ = kick.changed() => return,
+                        }
+                        conn.on_frame(frame).await
+                    }
+                    _ => conn.on_frame(frame).await,
+                }
+            }
             Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
             Some(Ok(_)) => None, // ping/pong are answered by tungstenite
         };

@@ -93,6 +93,15 @@ pub(crate) async fn run(server: Server, ws: super::Ws, stop: watch::Receiver<boo
 }
 
 impl super::Protocol for Conn {
+    const TMQ: bool = false;
+
+    fn fault_reply(req: &super::fault::Request, err: &EmuError) -> Message {
+        match req.binary_fetch {
+            Some(id) => Message::Binary(fetch_reply(req.req_id, id, 0, Err(err))),
+            None => Message::Text(error_reply(&req.action, req.req_id, 0, err)),
+        }
+    }
+
     async fn on_frame(&mut self, frame: Message) -> Option<Message> {
         match frame {
             Message::Text(text) => self.on_text(&text).await,

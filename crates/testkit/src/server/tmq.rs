@@ -79,6 +79,12 @@ pub(crate) async fn run(server: Server, ws: super::Ws, stop: watch::Receiver<boo
 }
 
 impl super::Protocol for Conn {
+    const TMQ: bool = true;
+
+    fn fault_reply(req: &super::fault::Request, err: &EmuError) -> Message {
+        Message::Text(error_json(&req.action, req.req_id, 0, err))
+    }
+
     async fn on_frame(&mut self, frame: Message) -> Option<Message> {
         match frame {
             Message::Text(text) => Some(self.on_text(&text)),
