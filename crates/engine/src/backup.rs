@@ -261,8 +261,19 @@ pub async fn backup(
                 }
                 tr.set_last_backup(manifest.id.to_hex());
             }
-            // The manifest is durable: the tracker state and then the feed may move on.
-            t.persist().await?;
+            // The manifest is durable: the tracker state and then the feed may move on. A
+            // failure here does not undo the backup, so it is not reported as a failed one
+            // (the operator would retry what is already there): a tracker state left behind
+            // makes the next backup a full one, an uncommitted feed position replays its
+            // events (more blocks exported, nothing lost).
+            if let Err(e) = t.persist().await {
+                tracing::warn!(
+                    backup = %manifest.id,
+                    error = %e,
+                    "the backup is committed, but saving the change tracking after it failed; \
+                     the next backup re-reads those changes (or is a full backup)"
+                );
+            }
             Ok(BackupReport {
                 manifest,
                 full_reason,
