@@ -1155,11 +1155,7 @@ fn s3_repository_with_moto() {
     seed(&emu, "power", 3);
     let dir = TempDir::new().unwrap();
     let s3 = |c: &mut Command| {
-        c.env("AWS_ENDPOINT", &moto.endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1");
+        c.envs(s3_env(&moto.endpoint));
     };
     let url = "s3://tb-cli/backups/power";
     let mut c = tb(dir.path());

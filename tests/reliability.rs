@@ -544,12 +544,7 @@ fn kill_9_on_s3_leaves_a_repository_that_verifies() {
     // Direct to moto for checks, through the proxy for the runs that get killed.
     let run = |endpoint: &str, args: &[&str]| {
         let mut c = tb(dir.path());
-        c.env("AWS_ENDPOINT", endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .args(args);
+        c.envs(s3_env(endpoint)).args(args);
         c
     };
     let slow = format!("http://{proxy}");
@@ -559,11 +554,7 @@ fn kill_9_on_s3_leaves_a_repository_that_verifies() {
             .env_remove("TAOSBACKUP_PASSWORD")
             .env_remove("RUST_LOG")
             .env("XDG_STATE_HOME", dir.path().join("state"))
-            .env("AWS_ENDPOINT", &slow)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
+            .envs(s3_env(&slow))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -192,3 +192,14 @@ pub fn start_moto(bin: &Path, bucket: &str) -> Moto {
     }
     moto
 }
+
+/// The environment that points the binary's S3 client at moto (or a proxy in front of it).
+pub fn s3_env(endpoint: &str) -> [(&'static str, String); 5] {
+    [
+        ("AWS_ENDPOINT", endpoint.to_string()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}

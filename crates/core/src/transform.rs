@@ -139,11 +139,18 @@ fn signed(v: u64, w: usize) -> i64 {
     ((v << shift) as i64) >> shift
 }
 
+impl Kind {
+    /// Value width in bytes, and whether values are XORed (else delta-coded).
+    fn parts(self) -> (usize, bool) {
+        match self {
+            Kind::Delta(w) => (w, false),
+            Kind::Xor(w) => (w, true),
+        }
+    }
+}
+
 fn forward(src: &[u8], dst: &mut [u8], kind: Kind) {
-    let (w, xor) = match kind {
-        Kind::Delta(w) => (w, false),
-        Kind::Xor(w) => (w, true),
-    };
+    let (w, xor) = kind.parts();
     let n = src.len() / w;
     let m = mask(w);
     let mut prev = 0u64;
@@ -163,10 +170,7 @@ fn forward(src: &[u8], dst: &mut [u8], kind: Kind) {
 }
 
 fn inverse(src: &[u8], dst: &mut [u8], kind: Kind) {
-    let (w, xor) = match kind {
-        Kind::Delta(w) => (w, false),
-        Kind::Xor(w) => (w, true),
-    };
+    let (w, xor) = kind.parts();
     let n = src.len() / w;
     let m = mask(w);
     let mut prev = 0u64;

@@ -229,16 +229,21 @@ async fn a_cancelled_backup_commits_nothing() {
     assert_eq!(r.manifest.stats.rows, 3);
 }
 
+/// The standard tables with three rows in each child (d0..d2) and one in n1.
+async fn three_rows_in_each_child_and_one_normal_row(h: &Harness, feed: &OracleFeed) {
+    setup(h, feed).await;
+    for t in ["d0", "d1", "d2"] {
+        insert(h, feed, t, &[1, 100, 200]).await;
+    }
+    h.exec(&format!("INSERT INTO {DB}.n1 VALUES ({BASE}, 1, 'x')"))
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_options_select_rename_refuse_and_dry_run() {
     let h = harness().await;
     let feed = OracleFeed::default();
-    setup(&h, &feed).await;
-    for t in ["d0", "d1", "d2"] {
-        insert(&h, &feed, t, &[1, 100, 200]).await;
-    }
-    h.exec(&format!("INSERT INTO {DB}.n1 VALUES ({BASE}, 1, 'x')"))
-        .await;
+    three_rows_in_each_child_and_one_normal_row(&h, &feed).await;
     let first = h.backup(EngineKind::Full, None).await.unwrap();
     let expected = h.contents(DB).await;
 
@@ -410,12 +415,7 @@ impl taosbackup_core::Source for LosingSource<'_> {
 async fn restore_check_names_every_table_whose_rows_did_not_arrive() {
     let h = harness().await;
     let feed = OracleFeed::default();
-    setup(&h, &feed).await;
-    for t in ["d0", "d1", "d2"] {
-        insert(&h, &feed, t, &[1, 100, 200]).await;
-    }
-    h.exec(&format!("INSERT INTO {DB}.n1 VALUES ({BASE}, 1, 'x')"))
-        .await;
+    three_rows_in_each_child_and_one_normal_row(&h, &feed).await;
     h.backup(EngineKind::Full, None).await.unwrap();
     let lying = LosingSource {
         inner: &h.source,

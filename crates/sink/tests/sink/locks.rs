@@ -202,18 +202,23 @@ async fn scoped_shared_locks_exclude_the_same_scope_only() {
         .await
         .unwrap();
 
+    // A backup lock of another host for database power, last refreshed `age` ago.
+    let foreign_backup = |name: &str, age: chrono::Duration| {
+        let t = (Utc::now() - age).to_rfc3339();
+        let body = format!(
+            r#"{{"version":1,"exclusive":false,"hostname":"other-host","pid":4242,"command":"backup","created":"{t}","refreshed":"{t}","scope":"database power"}}"#
+        );
+        let store = store.clone();
+        let path = object_store::path::Path::from(format!("locks/{name}"));
+        async move {
+            store
+                .put(&path, PutPayload::from(body.into_bytes()))
+                .await
+                .unwrap()
+        }
+    };
     // A stale scoped lock of a vanished process does not block.
-    let t = (Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
-    let stale = format!(
-        r#"{{"version":1,"exclusive":false,"hostname":"other-host","pid":4242,"command":"backup","created":"{t}","refreshed":"{t}","scope":"database power"}}"#
-    );
-    store
-        .put(
-            &object_store::path::Path::from("locks/stale"),
-            PutPayload::from(stale.into_bytes()),
-        )
-        .await
-        .unwrap();
+    foreign_backup("stale", chrono::Duration::hours(2)).await;
     repo.session_scoped("backup", Some("database power"))
         .await
         .unwrap()
@@ -221,17 +226,7 @@ async fn scoped_shared_locks_exclude_the_same_scope_only() {
         .await
         .unwrap();
     // A fresh one of another host does, and is named.
-    let t = Utc::now().to_rfc3339();
-    let fresh = format!(
-        r#"{{"version":1,"exclusive":false,"hostname":"other-host","pid":4242,"command":"backup","created":"{t}","refreshed":"{t}","scope":"database power"}}"#
-    );
-    store
-        .put(
-            &object_store::path::Path::from("locks/fresh"),
-            PutPayload::from(fresh.into_bytes()),
-        )
-        .await
-        .unwrap();
+    foreign_backup("fresh", chrono::Duration::zero()).await;
     match repo.session_scoped("backup", Some("database power")).await {
         Err(Error::Locked { holder, path, .. }) => {
             assert!(
