@@ -9,6 +9,7 @@
 
 mod error;
 mod le;
+mod profile;
 pub mod raw_block;
 mod server;
 mod sql;
@@ -17,6 +18,7 @@ mod types;
 pub mod walfile;
 
 pub use error::{EmuError, code};
+pub use profile::Profile;
 pub use server::{
     Emulator, EmulatorConfig, EmulatorHandle, Fault, FaultAction, FaultPoint, FaultStats, Trigger,
 };

@@ -149,6 +149,11 @@ impl Store {
         &self.config.server_version
     }
 
+    /// The behaviour set the server version selects.
+    pub fn profile(&self) -> crate::Profile {
+        crate::Profile::of(&self.config.server_version)
+    }
+
     /// Fixes "now" (nanoseconds since the epoch) for tests; `None` returns to the system clock.
     pub fn set_now_override(&self, now_ns: Option<i64>) {
         self.now_override
@@ -233,6 +238,7 @@ impl Store {
             db: session.db.as_deref(),
             now_ns,
             server_version: &self.config.server_version,
+            profile: self.profile(),
         };
         match stmt {
             Statement::Use(db) => {
@@ -281,6 +287,7 @@ impl Store {
             db: session.db.as_deref(),
             now_ns: self.now_ns(),
             server_version: &self.config.server_version,
+            profile: self.profile(),
         };
         exec::table_fields(&self.read(), &env, table)
     }
@@ -297,6 +304,7 @@ impl Store {
             db: session.db.as_deref(),
             now_ns: self.now_ns(),
             server_version: &self.config.server_version,
+            profile: self.profile(),
         };
         exec::write_raw_block(&mut self.write(), &env, table, fields, block)
     }

@@ -26,6 +26,11 @@ pub struct Env<'s> {
     pub now_ns: i64,
     /// Server version string.
     pub server_version: &'s str,
+    /// The behaviour set of that version.
+    // Read by the version-dependent behaviours (system tables, DDL, types); remove the
+    // allow once one of them uses it.
+    #[allow(dead_code)]
+    pub profile: crate::Profile,
 }
 
 impl Env<'_> {
