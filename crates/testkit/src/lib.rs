@@ -22,5 +22,6 @@ pub use profile::Profile;
 pub use server::{
     Emulator, EmulatorConfig, EmulatorHandle, Fault, FaultAction, FaultPoint, FaultStats, Trigger,
 };
+pub use sql::keywords;
 pub use store::{DEFAULT_WAL_SEGMENT_SIZE, Outcome, ResultSet, Session, Store, StoreConfig};
 pub use types::{ColumnData, Field, Precision, Ty, Value};
