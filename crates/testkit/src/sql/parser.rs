@@ -582,7 +582,7 @@ impl<'a> Parser<'a> {
     }
 
     fn is_list_opt(&self, name: &str) -> bool {
-        matches!(name, "KEEP" | "RETENTIONS")
+        matches!(name, "KEEP" | "RETENTIONS" | "COMPACT_TIME_RANGE")
     }
 
     fn opt_val(&mut self) -> Result<OptVal, EmuError> {
@@ -720,6 +720,12 @@ impl<'a> Parser<'a> {
         }
         if self.eat_kw("topics") {
             return Ok(Statement::ShowTopics);
+        }
+        if self.eat_kw("grants") {
+            return Ok(Statement::ShowGrants);
+        }
+        if self.eat_kw("dnodes") {
+            return Ok(Statement::ShowDnodes);
         }
         if self.eat_kw("subscriptions") {
             return Ok(Statement::ShowSubscriptions);
