@@ -156,8 +156,8 @@ impl Pool {
 
     pub(crate) fn error(&self, op: &'static str, ctx: Ctx<'_>, e: taos::Error) -> Error {
         let mut err = Error::server(op, &self.endpoint.to_string(), ctx.database, ctx.table, e);
-        if let Error::Server { purpose, .. } = &mut err {
-            *purpose = ctx.purpose;
+        if let Error::Server { statement, .. } = &mut err {
+            statement.purpose = ctx.purpose;
         }
         err.with_server_version(self.server_version.get().cloned())
     }

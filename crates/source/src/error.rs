@@ -41,17 +41,14 @@ pub enum Error {
     /// The server or the connection failed while running a statement.
     #[error(
         "{} failed on {endpoint}{}{}: [{code:#06X}] {message}",
-        purpose.unwrap_or(operation),
-        version_suffix(server_version),
+        statement.purpose.unwrap_or(statement.operation),
+        version_suffix(&statement.server_version),
         context_suffix(database, table)
     )]
     Server {
-        /// What was being done ("query", "write raw block", …).
-        operation: &'static str,
-        /// Why the statement was sent ("reading the catalog (ins_tables)"), when known.
-        purpose: Option<&'static str>,
-        /// The server's version (`SELECT SERVER_VERSION()`), when it could be read.
-        server_version: Option<String>,
+        /// What was being done, why, and to which server version (boxed: the enum stays
+        /// small).
+        statement: Box<StatementInfo>,
         /// The endpoint, without credentials.
         endpoint: String,
         /// The database concerned, when known.
@@ -139,6 +136,17 @@ pub enum Error {
     /// A chunk's frame could not be decoded.
     #[error(transparent)]
     ChunkFormat(#[from] taosbackup_core::ChunkFormatError),
+}
+
+/// Why a statement was sent, and the version of the server that refused it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatementInfo {
+    /// What was being done ("query", "write raw block", …).
+    pub operation: &'static str,
+    /// Why the statement was sent ("reading the catalog (ins_tables)"), when known.
+    pub purpose: Option<&'static str>,
+    /// The server's version (`SELECT SERVER_VERSION()`), when it could be read.
+    pub server_version: Option<String>,
 }
 
 fn version_suffix(version: &Option<String>) -> String {
@@ -241,9 +249,10 @@ impl Error {
             message
         };
         Error::Server {
-            operation,
-            purpose: None,
-            server_version: None,
+            statement: Box::new(StatementInfo {
+                operation,
+                ..StatementInfo::default()
+            }),
             endpoint: endpoint.to_string(),
             database: database.map(str::to_string),
             table: table.map(str::to_string),
@@ -255,9 +264,9 @@ impl Error {
 
     /// Adds the server's version to a server error (for the message).
     pub(crate) fn with_server_version(mut self, version: Option<String>) -> Error {
-        if let Error::Server { server_version, .. } = &mut self {
-            if server_version.is_none() {
-                *server_version = version;
+        if let Error::Server { statement, .. } = &mut self {
+            if statement.server_version.is_none() {
+                statement.server_version = version;
             }
         }
         self
@@ -339,9 +348,11 @@ mod tests {
         ));
         assert!(!is_transient(0x0015, "Unable to resolve FQDN"));
         let e = Error::Server {
-            purpose: Some("reading the catalog (ins_tables)"),
-            server_version: Some("3.3.6.0".into()),
-            operation: "query",
+            statement: Box::new(StatementInfo {
+                operation: "query",
+                purpose: Some("reading the catalog (ins_tables)"),
+                server_version: Some("3.3.6.0".into()),
+            }),
             endpoint: "ws://h:6041".into(),
             database: Some("d".into()),
             table: Some("t".into()),

@@ -45,7 +45,7 @@ mod wal;
 pub use crate::{
     dbopts::OptionChange,
     dsn::{ConnectOptions, Credentials, DEFAULT_PASSWORD, DEFAULT_USER, Endpoint, Protocol},
-    error::{Error, RETRYABLE_CODES, is_transient},
+    error::{Error, RETRYABLE_CODES, StatementInfo, is_transient},
     feed::{FeedError, MAX_NAME_LEN, TmqFeed, TmqFeedOptions, default_names},
     restore::WriteMode,
     source::TaosSource,

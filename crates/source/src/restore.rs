@@ -572,6 +572,51 @@ mod tests {
     use super::*;
     use taosbackup_core::{TagValue, Value};
 
+    /// Audit A12: child tables with long tags are cut into statements by bytes, each under
+    /// TDengine's 1 MiB limit, none lost.
+    #[test]
+    fn create_table_batches_are_cut_by_bytes() {
+        use taosbackup_core::DatabaseDef;
+        let long = "x".repeat(16_000);
+        let tables: Vec<TableDef> = (0..300)
+            .map(|i| TableDef {
+                name: format!("c{i}"),
+                kind: TableKind::Child,
+                super_table: Some("m".into()),
+                tags: vec![TagValue {
+                    name: "t".into(),
+                    value: Value::NChar(long.clone()),
+                }],
+                comment: None,
+                ttl: None,
+                columns: vec![],
+            })
+            .collect();
+        let catalog = CatalogSnapshot {
+            database: DatabaseDef {
+                name: "d".into(),
+                precision: Precision::Ms,
+                ddl: "CREATE DATABASE d".into(),
+            },
+            super_tables: vec![],
+            tables,
+        };
+        let statements = table_statements(&catalog, "r", MAX_SQL_LEN).unwrap();
+        assert!(statements.len() >= 5, "{}", statements.len());
+        assert!(statements.iter().all(|s| s.len() <= MAX_SQL_LEN));
+        let clauses: usize = statements
+            .iter()
+            .map(|s| s.matches(" USING ").count())
+            .sum();
+        assert_eq!(clauses, 300);
+        // A single clause over the limit is refused before anything is sent.
+        let e = table_statements(&catalog, "r", 10_000).unwrap_err();
+        assert!(
+            e.to_string().contains("over TDengine's statement limit"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn stable_and_table_ddl() {
         assert_eq!(

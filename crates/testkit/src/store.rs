@@ -25,7 +25,8 @@
 //!   replayed; ENCODE/COMPRESS/LEVEL column options are accepted but not stored, so SHOW
 //!   CREATE and DESCRIBE print TDengine's defaults for the column type;
 //! - `information_schema` lists user objects only (no system tables in `ins_tables`);
-//!   `ins_stables` has an extra trailing `uid` column;
+//!   `ins_stables`, `ins_topics` and the other system tables follow the server version's
+//!   behaviour set (`crate::Profile`, docs/emulator.md);
 //! - KEEP/DURATION ratios, name syntax rules, TTL expiry and row-size limits are not enforced.
 
 mod catalog;
