@@ -261,7 +261,7 @@ async fn contents(taos: &Taos, db: &str) -> Result<BTreeMap<String, Vec<String>>
     let mut out = BTreeMap::new();
     for t in tables {
         let mut rs = taos
-            .query(format!("SELECT * FROM {db}.{t} ORDER BY ts"))
+            .query(format!("SELECT * FROM `{db}`.`{t}` ORDER BY ts"))
             .await?;
         let mut rows: Vec<String> = rs
             .to_records()
