@@ -80,6 +80,21 @@ pub static CHECKS: &[Entry] = &[
         |e| Box::pin(export_restore_roundtrip(e)),
     ),
     entry(
+        "restore.database_options",
+        "SHOW CREATE DATABASE of this server replays on the same version with no option \
+         dropped or renamed (the tool knows this version's database options)",
+        "source/libs/command/src/command.c (SHOW CREATE DATABASE), \
+         source/libs/parser/inc/sql.y (db_options)",
+        |e| Box::pin(database_options(e)),
+    ),
+    entry(
+        "restore.long_statements",
+        "CREATE TABLE batches the tool cuts under TSDB_MAX_ALLOWED_SQL_LEN (1 MiB) are \
+         accepted: 100 child tables with 16,000-character tags",
+        "include/util/tdef.h (TSDB_MAX_ALLOWED_SQL_LEN)",
+        |e| Box::pin(long_statements(e)),
+    ),
+    entry(
         "data.composite_primary_key",
         "rows sharing a timestamp but not their second (PRIMARY KEY) column are distinct \
          rows, and export + restore keeps every one of them",
@@ -473,6 +488,72 @@ async fn export_restore_roundtrip(env: &Env) -> Result<Verdict, String> {
     for t in &cat.tables {
         copy_table(env, &t.name, 30_000).await?;
     }
+    Ok(Verdict::Holds)
+}
+
+async fn database_options(env: &Env) -> Result<Verdict, String> {
+    // export.restore_roundtrip created the target from this server's DDL.
+    let changes = env.source.database_option_changes();
+    ensure(changes.is_empty(), || {
+        let list: Vec<String> = changes
+            .iter()
+            .map(|c| format!("{} -> {:?} ({})", c.source, c.target, c.reason))
+            .collect();
+        format!("replaying on the same server changed: {}", list.join("; "))
+    })?;
+    let (_, rows) = env
+        .query(&format!("SHOW CREATE DATABASE `{}`", env.target))
+        .await?;
+    ensure(!rows.is_empty(), || {
+        "the restored database has no DDL".into()
+    })?;
+    Ok(Verdict::Holds)
+}
+
+async fn long_statements(env: &Env) -> Result<Verdict, String> {
+    let db = &env.db;
+    env.exec(&format!(
+        "CREATE STABLE `{db}`.`wide` (`ts` TIMESTAMP, `v` INT) TAGS (`t` VARCHAR(16000))"
+    ))
+    .await?;
+    let tag = "x".repeat(16_000);
+    for i in 0..100 {
+        env.exec(&format!(
+            "CREATE TABLE `{db}`.`w{i}` USING `{db}`.`wide` TAGS ('{tag}')"
+        ))
+        .await?;
+    }
+    let mut cat = env
+        .source
+        .read_catalog(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    cat.super_tables.retain(|s| s.name == "wide");
+    cat.tables
+        .retain(|t| t.super_table.as_deref() == Some("wide"));
+    ensure(cat.tables.len() == 100, || {
+        format!("{} of 100 wide children read", cat.tables.len())
+    })?;
+    let options = RestoreOptions {
+        target_database: Some(env.target.clone()),
+        keep: None,
+        allow_existing: true,
+    };
+    env.source
+        .create_schema(&cat, &options)
+        .await
+        .map_err(|e| format!("creating 100 children with long tags: {e}"))?;
+    let (_, rows) = env
+        .query(&format!(
+            "SELECT COUNT(*) FROM information_schema.ins_tables WHERE `db_name` = '{}' \
+             AND `stable_name` = 'wide'",
+            env.target
+        ))
+        .await?;
+    let n = rows.first().and_then(|r| r.first()).cloned();
+    ensure(n == Some(taos::Value::BigInt(100)), || {
+        format!("{n:?} of 100 children created in the target")
+    })?;
     Ok(Verdict::Holds)
 }
 
