@@ -313,7 +313,12 @@ fn table_of(ev: &ChangeEvent) -> &str {
     match ev {
         ChangeEvent::Rows { table, .. }
         | ChangeEvent::Delete { table, .. }
-        | ChangeEvent::Table { table, .. } => table,
+        | ChangeEvent::Table { table, .. }
+        | ChangeEvent::Reread {
+            table: Some(table), ..
+        } => table,
+        // The whole database: order does not matter (it only marks the tracker).
+        ChangeEvent::Reread { table: None, .. } => "",
     }
 }
 
@@ -328,6 +333,8 @@ enum Prepared {
     Buckets(String, Vec<i64>),
     Delete(String, i64, i64),
     Table(String, TableChange),
+    /// Export the table whole next time (`None`: every table — a full backup).
+    Reread(Option<String>, String),
 }
 
 async fn worker(
@@ -361,6 +368,7 @@ async fn worker(
                         TableEvent::TagsChanged => TableChange::TagsChanged,
                     },
                 ),
+                ChangeEvent::Reread { table, reason } => Prepared::Reread(table, reason),
             })
             .collect();
         {
@@ -370,12 +378,39 @@ async fn worker(
                     Prepared::Buckets(table, buckets) => t.mark_buckets(table, buckets),
                     Prepared::Delete(table, start, end) => t.mark_deleted(table, *start, *end),
                     Prepared::Table(table, change) => t.table_changed(table, *change),
+                    Prepared::Reread(table, reason) => reread(&mut t, table.as_deref(), reason),
                 }
             }
         }
         processed.fetch_add(n, Ordering::Relaxed);
         depth.fetch_sub(n, Ordering::Relaxed);
         drop(permit);
+    }
+}
+
+/// A change the feed could not understand: the table is treated as dropped and created
+/// again, which the bitmap engine exports whole (tombstoning buckets that are gone); for the
+/// whole database the tracker becomes inconsistent, so the next backup is a full one and
+/// gives `reason`.
+fn reread(t: &mut Tracker, table: Option<&str>, reason: &str) {
+    match table {
+        Some(table) => {
+            tracing::warn!(
+                table,
+                %reason,
+                "the change feed could not read a change of this table: the next backup \
+                 exports it whole"
+            );
+            t.table_changed(table, TableChange::Dropped);
+            t.table_changed(table, TableChange::Created);
+        }
+        None => {
+            tracing::warn!(
+                %reason,
+                "the change feed could not read a change: the next backup is a full one"
+            );
+            t.mark_inconsistent(format!("change feed: {reason}"));
+        }
     }
 }
 
@@ -471,6 +506,7 @@ mod tests {
                         TableEvent::TagsChanged => TableChange::TagsChanged,
                     },
                 ),
+                ChangeEvent::Reread { table, reason } => reread(t, table.as_deref(), reason),
             }
         }
     }

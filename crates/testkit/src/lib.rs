@@ -22,5 +22,7 @@ pub use profile::Profile;
 pub use server::{
     Emulator, EmulatorConfig, EmulatorHandle, Fault, FaultAction, FaultPoint, FaultStats, Trigger,
 };
-pub use store::{DEFAULT_WAL_SEGMENT_SIZE, Outcome, ResultSet, Session, Store, StoreConfig};
+pub use store::{
+    DEFAULT_WAL_SEGMENT_SIZE, Outcome, ResultSet, Session, Store, StoreConfig, tmq_meta,
+};
 pub use types::{ColumnData, Field, Precision, Ty, Value};
