@@ -591,4 +591,43 @@ mod tests {
             }
         }
     }
+
+    /// A change the feed could not read: the table becomes "dropped and created again"
+    /// (the bitmap engine exports it whole), or, with no table, the tracker inconsistent
+    /// with the reason (the next backup is full). Never nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reread_events_force_whole_tables_or_a_full_backup() {
+        let evs = vec![
+            ChangeEvent::Rows {
+                table: "a".into(),
+                timestamps: vec![60_000],
+            },
+            ChangeEvent::Reread {
+                table: Some("a".into()),
+                reason: "alterType 99".into(),
+            },
+        ];
+        // Through the pipeline (sharded workers) …
+        let dir = tempfile::tempdir().unwrap();
+        let (tracking, _) = run_pipeline(&evs, 10, TrackingConfig::new(dir.path().join("s"))).await;
+        let c = lock(tracking.tracker()).snapshot_and_reset().changes("a");
+        assert!(c.dropped && c.created, "{c:?}");
+        // … and on a consistent tracker.
+        let mut t = Tracker::new(BucketWidth::from_seconds(60).unwrap(), Precision::Ms);
+        apply_in_order(&mut t, &evs);
+        assert!(t.inconsistency().is_none());
+        apply_in_order(
+            &mut t,
+            &[ChangeEvent::Reread {
+                table: None,
+                reason: "meta message without a type".into(),
+            }],
+        );
+        assert!(
+            t.inconsistency()
+                .is_some_and(|r| r.contains("meta message without a type")),
+            "{:?}",
+            t.inconsistency()
+        );
+    }
 }
