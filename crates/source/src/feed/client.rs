@@ -24,7 +24,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::Error;
-use crate::error::is_transient;
 
 /// The connector's "connection closed" code (taos-ws `WS_ERROR_NO::CONN_CLOSED`): transient.
 const CODE_CONN_CLOSED: u32 = 0xE002;
@@ -81,15 +80,13 @@ impl std::fmt::Debug for TmqClient {
 }
 
 fn connection_error(op: &'static str, endpoint: &str, message: String) -> Error {
-    Error::Server {
-        operation: op,
-        endpoint: endpoint.to_string(),
-        database: None,
-        table: None,
-        code: CODE_CONN_CLOSED,
-        message,
-        transient: true,
-    }
+    Error::server(
+        op,
+        endpoint,
+        None,
+        None,
+        taos::Error::new(CODE_CONN_CLOSED as i32, message),
+    )
 }
 
 /// The TDengine error of a reply with a non-zero `code`.
@@ -98,21 +95,19 @@ fn reply_error(op: &'static str, endpoint: &str, reply: &Json) -> Option<Error> 
     if code == 0 {
         return None;
     }
-    let code = (code as u32) & 0xFFFF;
+    let code = ((code as u32) & 0xFFFF) as i32;
     let message = reply
         .get("message")
         .and_then(Json::as_str)
         .unwrap_or_default()
         .to_string();
-    Some(Error::Server {
-        operation: op,
-        endpoint: endpoint.to_string(),
-        database: None,
-        table: None,
-        transient: is_transient(code, &message),
-        code,
-        message,
-    })
+    Some(Error::server(
+        op,
+        endpoint,
+        None,
+        None,
+        taos::Error::new(code, message),
+    ))
 }
 
 impl TmqClient {
