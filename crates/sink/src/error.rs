@@ -38,13 +38,18 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
-    /// The storage backend failed on an object.
-    #[error("storage backend failed to {op} {path}: {source}")]
+    /// The storage backend failed on an object (after its retries, when retrying could
+    /// help: [`crate::StorageRetry`]).
+    #[error("storage backend failed to {op} {path}{}: {source}", attempts_text(*.attempts, *.status))]
     Backend {
         /// The operation (`read`, `write`, `list`, `delete`).
         op: &'static str,
         /// Object path inside the repository.
         path: String,
+        /// Attempts made (1 when the failure was not worth retrying).
+        attempts: u32,
+        /// The HTTP status of the last answer, when the store answered at all.
+        status: Option<u16>,
         /// The backend's error.
         #[source]
         source: object_store::Error,
@@ -253,6 +258,17 @@ impl Error {
     }
 
     pub(crate) fn backend(op: &'static str, path: &str, source: object_store::Error) -> Self {
+        Self::backend_after(op, path, source, 1, None)
+    }
+
+    /// A backend failure after `attempts` attempts, the last one answered with `status`.
+    pub(crate) fn backend_after(
+        op: &'static str,
+        path: &str,
+        source: object_store::Error,
+        attempts: u32,
+        status: Option<u16>,
+    ) -> Self {
         match source {
             object_store::Error::NotFound { .. } => Error::NotFound {
                 path: path.to_owned(),
@@ -260,6 +276,8 @@ impl Error {
             source => Error::Backend {
                 op,
                 path: path.to_owned(),
+                attempts,
+                status,
                 source,
             },
         }
@@ -270,6 +288,17 @@ impl Error {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// ` after 11 attempts (last HTTP status 503)`, or nothing for one attempt without answer.
+fn attempts_text(attempts: u32, status: Option<u16>) -> String {
+    let status = status.map(|s| format!("last HTTP status {s}"));
+    match (attempts, status) {
+        (0 | 1, None) => String::new(),
+        (0 | 1, Some(s)) => format!(" ({s})"),
+        (n, None) => format!(" after {n} attempts (no HTTP answer to the last)"),
+        (n, Some(s)) => format!(" after {n} attempts ({s})"),
     }
 }
 

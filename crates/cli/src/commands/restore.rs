@@ -78,7 +78,14 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
         "restore finished"
     );
     if args.json {
-        print_json(&report)?;
+        let mut v = serde_json::to_value(&report)?;
+        if let serde_json::Value::Object(o) = &mut v {
+            o.insert(
+                "storage_retries".into(),
+                repo.backend().stats().retries.into(),
+            );
+        }
+        print_json(&v)?;
     } else {
         print!("{}", describe(&report));
     }
