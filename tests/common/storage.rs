@@ -137,6 +137,11 @@ fn free_port() -> u16 {
 impl StorageServer {
     /// Starts `service` on a free port and creates `bucket` (lower case, 3..63 chars).
     pub fn start(service: Service, bucket: &str) -> StorageServer {
+        Self::start_with(service, bucket, &[])
+    }
+
+    /// [`StorageServer::start`] with extra environment variables for the server.
+    pub fn start_with(service: Service, bucket: &str, env: &[(&str, &str)]) -> StorageServer {
         let bin = service.binary();
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
@@ -165,6 +170,7 @@ impl StorageServer {
             }
         }
         let child = cmd
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -266,6 +272,43 @@ impl StorageServer {
             ],
         };
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// moto with IAM enforced (`INITIAL_NO_AUTH_ACTION_COUNT`: moto checks credentials and
+    /// IAM policies after that many requests) and a user who may read, list and write but
+    /// not delete: returns moto and the user's key id and secret. The bucket creation and
+    /// three IAM calls (by boto3 from moto's virtualenv) are the unauthenticated requests.
+    pub fn s3_without_delete(bucket: &str) -> (StorageServer, String, String) {
+        let server = Self::start_with(
+            Service::S3,
+            bucket,
+            &[("INITIAL_NO_AUTH_ACTION_COUNT", "4")],
+        );
+        let python = Service::S3.binary().with_file_name("python");
+        let script = r#"
+import boto3, json, sys
+iam = boto3.client("iam", endpoint_url=sys.argv[1], aws_access_key_id="test",
+                   aws_secret_access_key="test", region_name="us-east-1")
+iam.create_user(UserName="backup")
+iam.put_user_policy(UserName="backup", PolicyName="no-delete", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+     "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"], "Resource": "*"}]}))
+key = iam.create_access_key(UserName="backup")["AccessKey"]
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+        let out = Command::new(&python)
+            .args(["-c", script, &server.endpoint()])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "creating the IAM user failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut words = text.split_whitespace();
+        let (id, secret) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        (server, id.to_owned(), secret.to_owned())
     }
 
     /// Creates the bucket with one plain HTTP request; returns the status line.

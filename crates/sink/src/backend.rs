@@ -493,6 +493,19 @@ impl Backend {
         }
     }
 
+    /// Whether the storage lets us delete: deletes a name that does not exist (stores check
+    /// permission before existence: S3, Azure and GCS answer 403 to a caller without delete
+    /// permission, 204/404 otherwise). A versioned S3 bucket records a delete marker for
+    /// it, which no listing shows.
+    pub(crate) async fn may_delete(&self) -> Result<bool> {
+        let probe = format!("locks/delete-probe-{}", rand::random::<u64>());
+        match self.delete(&probe).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_permission_denied() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Lists the objects under directory `dir`, as (path relative to the repository, size).
     pub(crate) async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
         let base = self.path(dir);

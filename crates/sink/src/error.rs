@@ -192,6 +192,19 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The storage refuses deletes (credentials without delete permission, or an immutable
+    /// bucket), found by a probe before anything was changed.
+    #[error(
+        "cannot delete from {location}: the storage refuses deletes (credentials without \
+         delete permission, or an immutable bucket); nothing was changed. It would have \
+         deleted {would_delete}"
+    )]
+    DeleteDenied {
+        /// The repository location.
+        location: String,
+        /// What the operation would have deleted.
+        would_delete: String,
+    },
     /// An earlier pack upload of this session failed, so the session cannot commit.
     #[error("backup session cannot commit: {reason}")]
     SessionFailed {
@@ -254,6 +267,23 @@ impl Error {
             | Error::InvalidPolicy { .. } => RepositoryErrorKind::InvalidInput,
             Error::Backend { .. } | Error::CreateDir { .. } => RepositoryErrorKind::Backend,
             _ => RepositoryErrorKind::Other,
+        }
+    }
+
+    /// Whether the storage refused the operation for lack of permission: HTTP 403, or S3's
+    /// `AccessDenied` inside a `200 OK` answer (object_store 0.14 deletes S3 objects with
+    /// the multi-object `DeleteObjects` request, which reports per key).
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            Error::Backend {
+                source: object_store::Error::PermissionDenied { .. },
+                ..
+            }
+            | Error::Backend {
+                status: Some(403), ..
+            } => true,
+            Error::Backend { source, .. } => source.to_string().contains("AccessDenied"),
+            _ => false,
         }
     }
 
