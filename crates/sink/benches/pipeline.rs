@@ -6,7 +6,6 @@
 //! `cargo bench -p taosbackup-sink --bench pipeline` (`cargo xtask bench sink`; the S3 part
 //! needs moto, installed by `cargo xtask ci`).
 
-#[allow(dead_code)]
 #[path = "../../../tests/common/storage.rs"]
 mod storage;
 
@@ -341,7 +340,9 @@ fn upload_concurrency(_c: &mut Criterion) {
     for round in 0..3 {
         for (k, n) in levels.iter().enumerate() {
             let dir = tempfile::tempdir().expect("tempdir");
-            let backend = Backend::local(dir.path()).expect("backend").with_upload_concurrency(*n);
+            let backend = Backend::local(dir.path())
+                .expect("backend")
+                .with_upload_concurrency(*n);
             let repo = rt
                 .block_on(Repo::init(backend, options.clone(), None))
                 .expect("init");

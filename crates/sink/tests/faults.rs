@@ -255,7 +255,7 @@ async fn persistent(service: Service) {
     session.finish().await.unwrap();
     // The same upload with a part fault now and then: it completes.
     policy.set(300, part_request(service));
-    let (big_backup, _) = backup(&repo, &[big.clone()]).await;
+    let (big_backup, _) = backup(&repo, std::slice::from_ref(&big)).await;
 
     // 4. Everything fails: opening a session (the lock write) already fails.
     policy.set(1000, "");
