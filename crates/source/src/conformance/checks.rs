@@ -178,6 +178,14 @@ pub static CHECKS: &[Entry] = &[
         |e| Box::pin(tmq_meta_kinds(e)),
     ),
     entry(
+        "tmq.auto_create_insert",
+        "an INSERT that creates its child table (USING … TAGS) reaches the feed as the \
+         table's creation and its rows (one meta+data message on a WITH META topic)",
+        "source/dnode/vnode/src/tq/tqScan.c (taosx scan of submits with create requests), \
+         taosAdapter controller/ws/tmq/tmq.go (message_type 3)",
+        |e| Box::pin(tmq_auto_create_insert(e)),
+    ),
+    entry(
         "tmq.idle_catch_up",
         "a consumer that resumes from committed offsets on an idle database catches up: \
          WAL entries that yield no message (subscribe, commit) still move its position",
@@ -899,6 +907,33 @@ async fn tmq_meta_kinds(env: &Env) -> Result<Verdict, String> {
     ensure(missing.is_empty(), || {
         format!("not reported: {}; events: {events:?}", missing.join(", "))
     })?;
+    let positions = f.positions();
+    f.commit(&positions)
+        .await
+        .map_err(|e| format!("commit: {e}"))?;
+    Ok(Verdict::Holds)
+}
+
+async fn tmq_auto_create_insert(env: &Env) -> Result<Verdict, String> {
+    let mut f = feed(env, "autocreate")?;
+    f.start(&Positions::new())
+        .await
+        .map_err(|e| format!("start: {e}"))?;
+    catch_up(&mut f).await?;
+    let db = &env.db;
+    let t1 = env.t0 + 400_000;
+    env.exec(&format!(
+        "INSERT INTO `{db}`.`a1` USING `{db}`.`m` TAGS (21, 'a1') (`ts`, `ttl`) VALUES ({t1}, 1)"
+    ))
+    .await?;
+    let events = catch_up(&mut f).await?;
+    let rows = events.iter().any(|e| {
+        matches!(e, ChangeEvent::Rows { table, timestamps } if table == "a1" && timestamps.contains(&t1))
+    });
+    ensure(
+        has_table_event(&events, "a1", TableEvent::Created) && rows,
+        || format!("want a1 created and its row; events: {events:?}"),
+    )?;
     let positions = f.positions();
     f.commit(&positions)
         .await
