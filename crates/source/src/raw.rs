@@ -147,6 +147,11 @@ impl<'a> RawView<'a> {
         self.cols.len()
     }
 
+    /// A column's type code and its width entry (`bytes`) in the block's schema.
+    pub(crate) fn col_type(&self, c: usize) -> Option<(u8, u32)> {
+        self.cols.get(c).map(|c| (c.ty, c.bytes))
+    }
+
     fn is_null_fixed(&self, c: &Col, r: usize) -> bool {
         self.bytes[c.start + r / 8] & (0x80 >> (r % 8)) != 0
     }

@@ -6,15 +6,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::Stream;
 use taosbackup_core::{
-    BlockChunk, CatalogSnapshot, ChunkStream, ExportRequest, Precision, RestoreOptions, Source,
-    SourceError, TableKind, WriteReport,
+    BlockChunk, CatalogSnapshot, ChunkStream, ColumnDef, ExportRequest, Precision, RestoreOptions,
+    Source, SourceError, TableKind, WriteReport,
 };
 
 use crate::Error;
 use crate::conn::{Ctx, Pool};
 use crate::dsn::{ConnectOptions, Credentials, Endpoint};
 use crate::export::ExportStream;
-use crate::restore::{self, WriteMode, Writer};
+use crate::restore::{self, TargetTable, WriteMode, Writer};
 use crate::value::ident;
 
 type TableKey = (String, String);
@@ -30,7 +30,7 @@ pub struct TaosSource {
     pool: Arc<Pool>,
     write_pools: Mutex<HashMap<String, Arc<Pool>>>,
     ts_columns: Mutex<HashMap<TableKey, String>>,
-    target_columns: Mutex<HashMap<TableKey, Vec<String>>>,
+    targets: Mutex<HashMap<TableKey, TargetTable>>,
     mode: WriteMode,
 }
 
@@ -58,7 +58,7 @@ impl TaosSource {
             pool,
             write_pools: Mutex::new(HashMap::new()),
             ts_columns: Mutex::new(HashMap::new()),
-            target_columns: Mutex::new(HashMap::new()),
+            targets: Mutex::new(HashMap::new()),
             mode: WriteMode::default(),
         })
     }
@@ -229,29 +229,33 @@ impl TaosSource {
         catalog: &CatalogSnapshot,
         options: &RestoreOptions,
     ) -> Result<String, Error> {
-        let target = restore::create_schema(&self.pool, catalog, options).await?;
-        if let Ok(mut m) = self.target_columns.lock() {
-            let stable_cols: HashMap<&str, Vec<String>> = catalog
+        let (target, existing) = restore::create_schema(&self.pool, catalog, options).await?;
+        if let Ok(mut m) = self.targets.lock() {
+            let stable_cols: HashMap<&str, &Vec<ColumnDef>> = catalog
                 .super_tables
                 .iter()
-                .map(|s| {
-                    (
-                        s.name.as_str(),
-                        s.columns.iter().map(|c| c.name.clone()).collect(),
-                    )
-                })
+                .map(|s| (s.name.as_str(), &s.columns))
                 .collect();
             for t in &catalog.tables {
-                let cols = match t.kind {
-                    TableKind::Normal => Some(t.columns.iter().map(|c| c.name.clone()).collect()),
-                    TableKind::Child => t
-                        .super_table
-                        .as_deref()
-                        .and_then(|s| stable_cols.get(s).cloned()),
+                let (cols, stable) = match t.kind {
+                    TableKind::Normal => (Some(&t.columns), None),
+                    TableKind::Child => {
+                        let st = t.super_table.as_deref();
+                        (st.and_then(|s| stable_cols.get(s).copied()), st)
+                    }
                 };
-                if let Some(cols) = cols {
-                    m.insert((target.clone(), t.name.clone()), cols);
-                }
+                let Some(cols) = cols else { continue };
+                // A table (or the super table of a child) that was there before the restore
+                // has whatever columns it has: described before the first write.
+                let preexisting =
+                    existing.contains(&t.name) || stable.is_some_and(|s| existing.contains(s));
+                m.insert(
+                    (target.clone(), t.name.clone()),
+                    TargetTable {
+                        expected: Some(cols.clone()),
+                        actual: (!preexisting).then(|| cols.clone()),
+                    },
+                );
             }
         }
         Ok(target)
@@ -357,20 +361,22 @@ impl TaosSource {
         let pool = self.write_pool(target_database)?;
         let key = (target_database.to_string(), table.to_string());
         let known = self
-            .target_columns
+            .targets
             .lock()
             .ok()
-            .and_then(|m| m.get(&key).cloned());
+            .and_then(|m| m.get(&key).cloned())
+            .unwrap_or_default();
+        let described = known.actual.is_some();
         let mut writer = Writer {
             pool: &pool,
             db: target_database,
             mode: self.mode,
-            target_columns: known.clone(),
+            target: known,
         };
         let report = writer.write_chunk(table, chunk).await?;
-        if known.is_none() {
-            if let (Some(cols), Ok(mut m)) = (writer.target_columns, self.target_columns.lock()) {
-                m.insert(key, cols);
+        if !described {
+            if let Ok(mut m) = self.targets.lock() {
+                m.insert(key, writer.target);
             }
         }
         Ok(report)

@@ -427,7 +427,8 @@ async fn blocks_from_before_add_and_drop_column_restore_into_the_new_schema() {
     assert_eq!(c[0][1], taos::Value::Int(7));
     assert_eq!(c[0][2], taos::Value::Null(taos::Ty::BigInt));
 
-    // A target created without the catalog cache (another process) is described on demand.
+    // Without the backup's catalog (no create_schema in this process) the target is described,
+    // and a block column it lacks cannot be told from a dropped one: refused, not dropped.
     sql(
         &emu,
         &[
@@ -438,9 +439,99 @@ async fn blocks_from_before_add_and_drop_column_restore_into_the_new_schema() {
     .await;
     let fresh = source(&emu);
     let t_chunk = old.iter().find(|c| c.table == "t").unwrap();
-    let r = fresh.write_chunk("s3", "t", t_chunk).await.unwrap();
+    let err = fresh.write_chunk("s3", "t", t_chunk).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::SchemaMismatch { table, reason, .. } if table == "t" && reason.contains("`b`")),
+        "{err}"
+    );
+    assert!(
+        rows(&emu, "SELECT a FROM s3.t").await.is_empty(),
+        "nothing written"
+    );
+}
+
+/// Restore into a database that already has the tables, with other schemas: the writer
+/// describes each pre-existing table and maps columns by name on the client. A different
+/// column order restores exactly; a missing column or another type is refused naming the
+/// table and column, before anything is written (TDengine's raw-block binding would drop the
+/// column or reinterpret INT bits as FLOAT without an error).
+#[tokio::test]
+async fn restore_into_existing_tables_with_other_schemas() {
+    let emu = emu();
+    let b = 1_760_000_000_000i64;
+    sql(
+        &emu,
+        &[
+            "CREATE DATABASE x",
+            "CREATE TABLE x.order_t (ts TIMESTAMP, a INT, s VARCHAR(8))",
+            "CREATE TABLE x.narrow_t (ts TIMESTAMP, a INT, s VARCHAR(8))",
+            "CREATE TABLE x.type_t (ts TIMESTAMP, a INT, s VARCHAR(8))",
+            "CREATE TABLE x.short_t (ts TIMESTAMP, a INT, s VARCHAR(8))",
+            &format!(
+                "INSERT INTO x.order_t VALUES ({b}, 1, 'one') ({}, 2, NULL)",
+                b + 1
+            ),
+            &format!("INSERT INTO x.narrow_t VALUES ({b}, 1, 'one')"),
+            &format!("INSERT INTO x.type_t VALUES ({b}, 1, 'one')"),
+            &format!("INSERT INTO x.short_t VALUES ({b}, 1, 'eight888')"),
+            // The target: same names, other schemas.
+            "CREATE DATABASE y",
+            "CREATE TABLE y.order_t (ts TIMESTAMP, s VARCHAR(8), extra DOUBLE, a INT)",
+            "CREATE TABLE y.narrow_t (ts TIMESTAMP, a INT)",
+            "CREATE TABLE y.type_t (ts TIMESTAMP, a FLOAT, s VARCHAR(8))",
+            "CREATE TABLE y.short_t (ts TIMESTAMP, a INT, s VARCHAR(4))",
+        ],
+    )
+    .await;
+    let src = source(&emu);
+    let cat = src.read_catalog("x").await.unwrap();
+    let tables: Vec<String> = cat.tables.iter().map(|t| t.name.clone()).collect();
+    let chunks = export_all(&src, "x", Precision::Ms, &tables, b, 1000, 1).await;
+    let opts = RestoreOptions {
+        target_database: Some("y".into()),
+        allow_existing: true,
+        ..RestoreOptions::default()
+    };
+    src.create_schema(&cat, &opts).await.unwrap();
+    let chunk = |t: &str| chunks.iter().find(|c| c.table == t).unwrap();
+    let r = src
+        .write_chunk("y", "order_t", chunk("order_t"))
+        .await
+        .unwrap();
     assert_eq!(r.rows_written, 2);
-    assert_eq!(rows(&emu, "SELECT a FROM s3.t ORDER BY ts").await.len(), 2);
+    assert_eq!(
+        rows(&emu, "SELECT a, s, extra FROM y.order_t ORDER BY ts").await,
+        vec![
+            vec![
+                taos::Value::Int(1),
+                taos::Value::VarChar("one".into()),
+                taos::Value::Null(taos::Ty::Double)
+            ],
+            vec![
+                taos::Value::Int(2),
+                taos::Value::Null(taos::Ty::VarChar),
+                taos::Value::Null(taos::Ty::Double)
+            ],
+        ]
+    );
+    for (t, column) in [("narrow_t", "`s`"), ("type_t", "`a`"), ("short_t", "`s`")] {
+        let err = src.write_chunk("y", t, chunk(t)).await.unwrap_err();
+        match &err {
+            Error::SchemaMismatch {
+                database,
+                table,
+                reason,
+            } => {
+                assert_eq!((database.as_str(), table.as_str()), ("y", t));
+                assert!(reason.contains(column), "{t}: {err}");
+            }
+            other => panic!("{t}: {other}"),
+        }
+        assert!(
+            rows(&emu, &format!("SELECT * FROM y.{t}")).await.is_empty(),
+            "{t}: nothing written"
+        );
+    }
 }
 
 #[tokio::test]

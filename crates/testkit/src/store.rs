@@ -28,6 +28,7 @@
 //!   `ins_stables` has an extra trailing `uid` column;
 //! - KEEP/DURATION ratios, name syntax rules, TTL expiry and row-size limits are not enforced.
 
+mod bind;
 mod catalog;
 mod column;
 mod convert;
@@ -292,7 +293,8 @@ impl Store {
         exec::table_fields(&self.read(), &env, table)
     }
 
-    /// Writes a raw block into an existing table, matching columns by name.
+    /// Writes a raw block into an existing table, binding its columns as TDengine's
+    /// `rawBlockBindData` does (by name when `fields` are given, else by position).
     pub fn write_raw_block(
         &self,
         session: &Session,

@@ -1144,7 +1144,8 @@ pub fn table_fields(cat: &Catalog, env: &Env<'_>, table: &str) -> Result<Vec<Fie
     Ok(table_columns(db, t).to_vec())
 }
 
-/// Writes a raw block into an existing table, matching columns by name.
+/// Writes a raw block into an existing table, binding columns as TDengine's
+/// `rawBlockBindData` does (see [`super::bind`]).
 pub fn write_raw_block(
     cat: &mut Catalog,
     env: &Env<'_>,
@@ -1162,52 +1163,8 @@ pub fn write_raw_block(
         .get(&name.name)
         .ok_or_else(|| table_not_exist(&name.name))?;
     let schema = table_columns(db, t).to_vec();
-    if fields.len() != block.columns.len() {
-        return Err(EmuError::new(
-            code::INVALID_PARA,
-            format!(
-                "{} field names for {} block columns",
-                fields.len(),
-                block.columns.len()
-            ),
-        ));
-    }
     let rows = block.rows;
-    let mut slots: Vec<Option<ColumnData>> = vec![None; schema.len()];
-    for (f, col) in fields.iter().zip(block.columns) {
-        let i = schema
-            .iter()
-            .position(|s| s.name == f.name)
-            .ok_or_else(|| {
-                EmuError::new(
-                    code::INVALID_COLUMN,
-                    format!("Invalid column name: {}", f.name),
-                )
-            })?;
-        if col.ty() != schema[i].ty {
-            return Err(EmuError::new(
-                code::WRONG_VALUE_TYPE,
-                format!(
-                    "Invalid value type for column {}: {} vs {}",
-                    f.name,
-                    col.ty(),
-                    schema[i].ty
-                ),
-            ));
-        }
-        if col.len() != rows {
-            return Err(EmuError::new(
-                code::INVALID_PARA,
-                "block column length mismatch",
-            ));
-        }
-        if slots[i].replace(col).is_some() {
-            return Err(EmuError::new(
-                code::DUPLICATED_COLUMN,
-                "Duplicated column names",
-            ));
-        }
-    }
+    let slots = super::bind::bind(&block, fields, &schema)?;
     let Some(ts) = slots[0].as_ref() else {
         return Err(EmuError::new(
             code::INVALID_COLUMN,
