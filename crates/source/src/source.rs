@@ -29,7 +29,8 @@ pub struct TaosSource {
     creds: Credentials,
     pool: Arc<Pool>,
     write_pools: Mutex<HashMap<String, Arc<Pool>>>,
-    ts_columns: Mutex<HashMap<TableKey, String>>,
+    /// Per table: the timestamp column and the composite key column.
+    ts_columns: Mutex<HashMap<TableKey, (String, Option<String>)>>,
     targets: Mutex<HashMap<TableKey, TargetTable>>,
     mode: WriteMode,
 }
@@ -84,21 +85,29 @@ impl TaosSource {
     pub async fn read_catalog(&self, database: &str) -> Result<CatalogSnapshot, Error> {
         let catalog = crate::catalog::read_catalog(&self.pool, database).await?;
         if let Ok(mut cache) = self.ts_columns.lock() {
-            let stable_ts: HashMap<&str, &str> = catalog
+            let key_of = |cols: &[ColumnDef]| -> Option<(String, Option<String>)> {
+                Some((
+                    cols.first()?.name.clone(),
+                    cols.get(1)
+                        .filter(|c| c.primary_key)
+                        .map(|c| c.name.clone()),
+                ))
+            };
+            let stable_keys: HashMap<&str, (String, Option<String>)> = catalog
                 .super_tables
                 .iter()
-                .filter_map(|s| Some((s.name.as_str(), s.columns.first()?.name.as_str())))
+                .filter_map(|s| Some((s.name.as_str(), key_of(&s.columns)?)))
                 .collect();
             for t in &catalog.tables {
-                let ts = match t.kind {
-                    TableKind::Normal => t.columns.first().map(|c| c.name.as_str()),
+                let keys = match t.kind {
+                    TableKind::Normal => key_of(&t.columns),
                     TableKind::Child => t
                         .super_table
                         .as_deref()
-                        .and_then(|s| stable_ts.get(s).copied()),
+                        .and_then(|s| stable_keys.get(s).cloned()),
                 };
-                if let Some(ts) = ts {
-                    cache.insert((database.to_string(), t.name.clone()), ts.to_string());
+                if let Some(keys) = keys {
+                    cache.insert((database.to_string(), t.name.clone()), keys);
                 }
             }
         }
@@ -113,8 +122,13 @@ impl TaosSource {
             .1)
     }
 
-    /// The name of a table's timestamp column (from the last catalog read, else `DESCRIBE`).
-    async fn ts_column(&self, database: &str, table: &str) -> Result<String, Error> {
+    /// The names of a table's timestamp column and composite key column, if any (from the
+    /// last catalog read, else `DESCRIBE`).
+    async fn key_columns(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<(String, Option<String>), Error> {
         let key = (database.to_string(), table.to_string());
         if let Some(c) = self
             .ts_columns
@@ -124,29 +138,23 @@ impl TaosSource {
         {
             return Ok(c);
         }
-        let rows = self
-            .pool
-            .query_values(
-                Ctx::table(database, table),
-                &format!("DESCRIBE {}.{}", ident(database), ident(table)),
-            )
-            .await?;
-        let f = rows.col("field", "DESCRIBE")?;
-        let name = rows
-            .rows
-            .first()
-            .and_then(|r| r.get(f))
-            .and_then(crate::catalog::text)
-            .ok_or_else(|| Error::UnexpectedReply {
-                what: "DESCRIBE".into(),
-                database: Some(database.to_string()),
-                table: Some(table.to_string()),
-                reason: "no columns".into(),
-            })?;
+        let cols = restore::describe_target(&self.pool, database, table).await?;
+        let ts = cols.first().ok_or_else(|| Error::UnexpectedReply {
+            what: "DESCRIBE".into(),
+            database: Some(database.to_string()),
+            table: Some(table.to_string()),
+            reason: "no columns".into(),
+        })?;
+        let found = (
+            ts.name.clone(),
+            cols.get(1)
+                .filter(|c| c.primary_key)
+                .map(|c| c.name.clone()),
+        );
         if let Ok(mut m) = self.ts_columns.lock() {
-            m.insert(key, name.clone());
+            m.insert(key, found.clone());
         }
-        Ok(name)
+        Ok(found)
     }
 
     /// Streams the rows of `request.table` in `request.ranges` as chunks (see
@@ -168,12 +176,12 @@ impl TaosSource {
         precision: Precision,
         request: ExportRequest,
     ) -> Result<ExportStream, Error> {
-        let ts = self.ts_column(database, &request.table).await?;
+        let keys = self.key_columns(database, &request.table).await?;
         ExportStream::start(
             self.pool.clone(),
             database,
             &request.table,
-            ts,
+            keys,
             precision,
             request.ranges,
             request.split_every,

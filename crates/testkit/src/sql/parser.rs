@@ -454,19 +454,26 @@ impl<'a> Parser<'a> {
                     "Only tag can be json type",
                 ));
             }
-            // Column options TDengine prints or accepts: ignored.
+            // Column options TDengine prints or accepts; ENCODE/COMPRESS/LEVEL/COMMENT are
+            // ignored. `PRIMARY KEY` declares a composite key (`COMPOSITE KEY` is how SHOW
+            // CREATE TABLE prints it: `appendColumnFields` in
+            // source/libs/command/src/command.c; COMPOSITE is a keyword in parTokenizer.c).
+            let mut key = false;
             loop {
                 if self.eat_kw("encode") || self.eat_kw("compress") || self.eat_kw("level") {
                     self.string()?;
-                } else if self.eat_kw("primary") {
+                } else if self.eat_kw("primary") || self.eat_kw("composite") {
                     self.expect_kw("key")?;
+                    key = true;
                 } else if self.eat_kw("comment") {
                     self.string()?;
                 } else {
                     break;
                 }
             }
-            v.push(Field::new(name, ty, bytes));
+            let mut f = Field::new(name, ty, bytes);
+            f.primary_key = key;
+            v.push(f);
             if self.eat(&Tok::Comma) {
                 continue;
             }

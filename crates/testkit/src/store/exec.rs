@@ -302,6 +302,29 @@ fn check_schema(columns: &[Field], tags: &[Field]) -> Result<(), EmuError> {
             ));
         }
     }
+    // Composite keys (TDengine 3.3+; codes from include/util/taoserror.h): only the second
+    // column, only an integer or VARCHAR type (the CREATE TABLE documentation: "integer or
+    // string (varchar)"; INT, BIGINT and their UNSIGNED forms here), never a tag.
+    if tags.iter().any(|t| t.primary_key) {
+        return Err(EmuError::new(0x2677, "tag can not be primary key"));
+    }
+    for (i, f) in columns.iter().enumerate().filter(|(_, f)| f.primary_key) {
+        if i != 1 {
+            return Err(EmuError::new(
+                0x2678,
+                "primary key column must be second column",
+            ));
+        }
+        if !matches!(
+            f.ty,
+            Ty::Int | Ty::BigInt | Ty::UInt | Ty::UBigInt | Ty::VarChar
+        ) {
+            return Err(EmuError::new(
+                0x2679,
+                "primary key column must be of type int, uint, bigint, ubigint, and varchar",
+            ));
+        }
+    }
     if tags.iter().any(|t| t.ty == Ty::Json) && tags.len() != 1 {
         return Err(EmuError::new(
             code::ONLY_ONE_JSON_TAG,
@@ -458,10 +481,22 @@ fn build_batch<'r, 'a: 'r>(
                     _ => return Err(ts_required()),
                 }
             }
+            if v.is_null() && schema[i].primary_key {
+                return Err(EmuError::new(
+                    super::bind::PRIMARY_KEY_IS_NULL,
+                    "Primary key column should not be null",
+                ));
+            }
             cols[i].push(v);
         }
         for (i, c) in cols.iter_mut().enumerate() {
             if !present[i] {
+                if schema[i].primary_key {
+                    return Err(EmuError::new(
+                        super::bind::PRIMARY_KEY_IS_NULL,
+                        "Primary key column should not be null",
+                    ));
+                }
                 c.push_null();
             }
         }

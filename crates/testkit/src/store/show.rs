@@ -441,8 +441,11 @@ fn field_list(fields: &[Field], columns: bool) -> String {
         .map(|f| {
             if columns {
                 let (e, c, l) = compression(f.ty);
+                // `appendColumnFields` (source/libs/command/src/command.c) prints the key
+                // after the type and its options: "`k` INT ENCODE … COMPOSITE KEY".
+                let key = if f.primary_key { " COMPOSITE KEY" } else { "" };
                 format!(
-                    "`{}` {} ENCODE '{e}' COMPRESS '{c}' LEVEL '{l}'",
+                    "`{}` {} ENCODE '{e}' COMPRESS '{c}' LEVEL '{l}'{key}",
                     f.name,
                     type_str(f)
                 )
@@ -613,18 +616,20 @@ pub fn show(cat: &Catalog, env: &Env<'_>, stmt: &Statement<'_>) -> Result<Result
                 ("field", Ty::VarChar, COL_NAME_BYTES),
                 ("type", Ty::VarChar, 32),
                 ("length", Ty::Int, 4),
-                ("note", Ty::VarChar, 8),
+                ("note", Ty::VarChar, 16),
                 ("encode", Ty::VarChar, 8),
                 ("compress", Ty::VarChar, 8),
                 ("level", Ty::VarChar, 8),
             ]);
             for f in &cols {
                 let (e, c, l) = compression(f.ty);
+                // `setDescResultIntoDataBlock` (source/libs/command/src/command.c).
+                let note = if f.primary_key { "COMPOSITE KEY" } else { "" };
                 t.row(vec![
                     s(&f.name),
                     s(f.ty.sql_name()),
                     Value::Int(f.bytes as i32),
-                    s(""),
+                    s(note),
                     s(e),
                     s(c),
                     s(l),

@@ -1596,3 +1596,82 @@ fn mutated_valid_statements_never_panic() {
     );
     assert_eq!(r.rows(), 1);
 }
+
+#[test]
+fn composite_primary_keys() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "use d");
+    // Only the second column, only INT/BIGINT (UNSIGNED)/VARCHAR, never a tag.
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "create table x (ts timestamp, a int, k int primary key)"
+        ),
+        0x2678
+    );
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "create table x (ts timestamp, k double primary key)"
+        ),
+        0x2679
+    );
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "create stable x (ts timestamp, v int) tags (t int primary key)"
+        ),
+        0x2677
+    );
+    run(
+        &s,
+        &mut se,
+        "create table t (ts timestamp, k varchar(8) primary key, v int)",
+    );
+    assert_eq!(
+        affected(
+            &s,
+            &mut se,
+            "insert into t values (2, 'b', 1) (1, 'z', 2) (2, 'a', 3) (2, 'b', 4)"
+        ),
+        4
+    );
+    let r = rows(&s, &mut se, "select * from t order by ts");
+    assert_eq!(
+        col(&r, 1),
+        [vc("z"), vc("a"), vc("b")],
+        "sorted by (ts, key)"
+    );
+    assert_eq!(
+        col(&r, 2),
+        [2, 3, 4].map(Value::Int),
+        "same (ts, key) overwrites"
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t values (3, NULL, 1)"),
+        0x267B
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t (ts, v) values (3, 1)"),
+        0x267B
+    );
+    let d = rows(&s, &mut se, "describe t");
+    assert_eq!(col(&d, 3)[1], vc("COMPOSITE KEY"));
+    assert_eq!(col(&d, 3)[2], vc(""));
+    let c = rows(&s, &mut se, "show create table t");
+    let Value::VarChar(ddl) = col(&c, 1)[0].clone() else {
+        panic!("ddl")
+    };
+    let ddl = String::from_utf8(ddl).unwrap();
+    assert!(ddl.contains("LEVEL 'medium' COMPOSITE KEY, `v`"), "{ddl}");
+    // The printed DDL replays (COMPOSITE KEY is accepted as PRIMARY KEY is).
+    run(&s, &mut se, &ddl.replace("`t`", "`t2`"));
+    assert_eq!(
+        col(&rows(&s, &mut se, "describe t2"), 3)[1],
+        vc("COMPOSITE KEY")
+    );
+}
