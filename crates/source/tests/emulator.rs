@@ -892,3 +892,53 @@ async fn composite_keys_back_up_and_restore_exactly_across_resumed_fetches() {
         cat.super_tables[0].columns
     );
 }
+
+/// Virtual tables (TDengine 3.3.6+) store no rows: the catalog lists them (and virtual super
+/// tables) as skipped with the reason, instead of dropping them without a word, and a
+/// restore does not create them.
+#[tokio::test]
+async fn virtual_tables_are_listed_as_skipped() {
+    let emu = emu();
+    sql(
+        &emu,
+        &[
+            "CREATE DATABASE v",
+            "CREATE TABLE v.src (ts TIMESTAMP, a INT)",
+            "CREATE VTABLE v.vn (ts TIMESTAMP, a INT FROM v.src.a)",
+            "CREATE STABLE v.vs (ts TIMESTAMP, a INT) TAGS (t INT) VIRTUAL 1",
+            "CREATE VTABLE v.vc USING v.vs TAGS (1)",
+        ],
+    )
+    .await;
+    let src = source(&emu);
+    let cat = src.read_catalog("v").await.unwrap();
+    let names: Vec<&str> = cat.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["src"]);
+    assert!(cat.super_tables.is_empty());
+    let skipped: Vec<(&str, &str)> = cat
+        .skipped
+        .iter()
+        .map(|s| (s.name.as_str(), s.kind.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("vc", "VIRTUAL_CHILD_TABLE"),
+            ("vn", "VIRTUAL_NORMAL_TABLE"),
+            ("vs", "VIRTUAL_STABLE")
+        ]
+    );
+    assert!(
+        cat.skipped
+            .iter()
+            .all(|s| s.reason.contains("SHOW CREATE VTABLE"))
+    );
+    let opts = RestoreOptions {
+        target_database: Some("v2".into()),
+        ..RestoreOptions::default()
+    };
+    src.create_schema(&cat, &opts).await.unwrap();
+    let again = src.read_catalog("v2").await.unwrap();
+    assert!(again.skipped.is_empty());
+    assert_eq!(again.tables.len(), 1);
+}

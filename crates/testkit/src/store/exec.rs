@@ -27,9 +27,6 @@ pub struct Env<'s> {
     /// Server version string.
     pub server_version: &'s str,
     /// The behaviour set of that version.
-    // Read by the version-dependent behaviours (system tables, DDL, types); remove the
-    // allow once one of them uses it.
-    #[allow(dead_code)]
     pub profile: crate::Profile,
 }
 
@@ -110,7 +107,11 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             columns,
             tags,
             comment,
+            virtual_stable,
         } => {
+            if virtual_stable {
+                check_virtual(env)?;
+            }
             let dbn = env.db_of(&name)?.to_string();
             check_schema(&columns, &tags)?;
             let uid = cat.uid();
@@ -138,6 +139,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
                     comment,
                     version: 1,
                     tag_version: 1,
+                    is_virtual: virtual_stable,
                 },
             );
             Ok(Outcome::Affected(0))
@@ -148,7 +150,11 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             columns,
             comment,
             ttl,
+            virtual_table,
         } => {
+            if virtual_table {
+                check_virtual(env)?;
+            }
             let dbn = env.db_of(&name)?.to_string();
             check_schema(&columns, &[])?;
             let uid = cat.uid();
@@ -174,6 +180,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
                     version: 1,
                     kind: TableKind::Normal { columns },
                     data,
+                    is_virtual: virtual_table,
                 },
             );
             Ok(Outcome::Affected(0))
@@ -283,6 +290,22 @@ fn check_name(name: &str) -> Result<(), EmuError> {
     Ok(())
 }
 
+/// Virtual tables hold no rows: writes are refused (TSDB_CODE_VTABLE_NOT_SUPPORT_STMT,
+/// include/util/taoserror.h; the exact code TDengine returns for an INSERT was not checked).
+fn virtual_write() -> EmuError {
+    EmuError::new(0x6205, "Virtual table not support in this statement")
+}
+
+/// Virtual tables and virtual super tables exist from TDengine 3.3.6 (`CREATE VTABLE` in
+/// sql.y, `VIRTUAL_NORMAL_TABLE`/`VIRTUAL_CHILD_TABLE` in source/common/src/systable.c); older
+/// versions' grammar has no such statement.
+fn check_virtual(env: &Env<'_>) -> Result<(), EmuError> {
+    if env.profile < crate::Profile::V3_3_6 {
+        return Err(EmuError::syntax("VTABLE"));
+    }
+    Ok(())
+}
+
 fn check_schema(columns: &[Field], tags: &[Field]) -> Result<(), EmuError> {
     match columns.first() {
         Some(f) if f.ty == Ty::Timestamp => {}
@@ -386,6 +409,17 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
         .stables
         .get(&c.stable.name)
         .ok_or_else(|| table_not_exist(&c.stable.name))?;
+    if c.virtual_table {
+        check_virtual(env)?;
+    }
+    if c.virtual_table != st.is_virtual {
+        // TSDB_CODE_PAR_MISMATCH_STABLE_TYPE (include/util/taoserror.h).
+        return Err(EmuError::new(
+            0x2690,
+            "Create child table using virtual super table in normal child table statement \
+             or vice versa",
+        ));
+    }
     let ctx = Ctx::new(db.opts.precision, env.now_ns);
     let tags = tag_values(st, c.tag_names.as_deref(), &c.tags, &ctx)?;
     let data = TableData::new(&st.columns);
@@ -408,6 +442,7 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
                 tags,
             },
             data,
+            is_virtual: c.virtual_table,
         },
     );
     Ok(())
@@ -529,6 +564,11 @@ fn insert(
         let ctx = Ctx::new(db.opts.precision, env.now_ns);
         let floor = keep_floor(db, &ctx);
         let width = t.width.max(1);
+        let is_virtual = db.tables.get(&t.table.name).is_some_and(|t| t.is_virtual)
+            || db.stables.get(&t.table.name).is_some_and(|s| s.is_virtual);
+        if is_virtual {
+            return Err(virtual_write());
+        }
         if let Some(st) = db.stables.get(&t.table.name) {
             // INSERT INTO stb (tbname, cols…, tags…) VALUES (…): one child per tbname value.
             let cols = match &t.columns {
@@ -714,6 +754,7 @@ fn insert(
                     tags: c.tags,
                 },
                 data: TableData::new(&columns),
+                is_virtual: false,
             },
         );
     }
@@ -1197,6 +1238,9 @@ pub fn write_raw_block(
         .tables
         .get(&name.name)
         .ok_or_else(|| table_not_exist(&name.name))?;
+    if t.is_virtual {
+        return Err(virtual_write());
+    }
     let schema = table_columns(db, t).to_vec();
     let rows = block.rows;
     let slots = super::bind::bind(&block, fields, &schema)?;

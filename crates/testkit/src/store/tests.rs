@@ -1675,3 +1675,53 @@ fn composite_primary_keys() {
         vc("COMPOSITE KEY")
     );
 }
+
+#[test]
+fn virtual_tables_by_version() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d");
+    run(&s, &mut se, "use d");
+    run(&s, &mut se, "create table src (ts timestamp, v int)");
+    run(
+        &s,
+        &mut se,
+        "create vtable vn (ts timestamp, v int from d.src.v)",
+    );
+    run(
+        &s,
+        &mut se,
+        "create stable vs (ts timestamp, v int) tags (t int) virtual 1",
+    );
+    run(&s, &mut se, "create vtable vc using vs tags (1)");
+    assert_eq!(err(&s, &mut se, "create table c using vs tags (1)"), 0x2690);
+    assert_eq!(err(&s, &mut se, "insert into vn values (1, 1)"), 0x6205);
+    let r = rows(
+        &s,
+        &mut se,
+        "select table_name, `type` from information_schema.ins_tables where db_name = 'd' order by table_name",
+    );
+    assert_eq!(
+        col(&r, 1),
+        [
+            vc("NORMAL_TABLE"),
+            vc("VIRTUAL_CHILD_TABLE"),
+            vc("VIRTUAL_NORMAL_TABLE")
+        ]
+    );
+    let c = rows(&s, &mut se, "show create stable vs");
+    let Value::VarChar(ddl) = col(&c, 1)[0].clone() else {
+        panic!("ddl")
+    };
+    assert!(String::from_utf8(ddl).unwrap().ends_with(" VIRTUAL 1"));
+    // Before 3.3.6 there is no such statement.
+    let old = Store::new(StoreConfig {
+        server_version: "3.3.0.0".into(),
+        ..StoreConfig::default()
+    });
+    let mut se = Session::default();
+    run(&old, &mut se, "create database d");
+    assert_eq!(
+        err(&old, &mut se, "create vtable d.vn (ts timestamp, v int)"),
+        code::SYNTAX_ERROR
+    );
+}
