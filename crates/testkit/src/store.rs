@@ -39,6 +39,7 @@ mod table;
 mod tmq;
 mod wal;
 mod wal_files;
+mod wkt;
 
 /// What the TMQ server session needs from the store.
 pub(crate) mod tmq_api {
