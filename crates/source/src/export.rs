@@ -353,12 +353,30 @@ impl ExportStream {
         Ok(ExportStream { rx, task })
     }
 
-    /// The next chunk.
+    /// The next chunk. The end of the channel is the end of the data only if the export task
+    /// finished normally: a task that panicked (taos-query 0.12.4 panics parsing a block with
+    /// a type it does not know, e.g. DECIMAL or BLOB) is an error, never a short export.
     pub(crate) async fn next(&mut self) -> Result<Option<BlockChunk>, Error> {
         match self.rx.recv().await {
             Some(Ok(c)) => Ok(Some(c)),
             Some(Err(e)) => Err(e),
-            None => Ok(None),
+            None => match (&mut self.task).await {
+                Err(e) if e.is_panic() => {
+                    let p = e.into_panic();
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Err(Error::UnexpectedReply {
+                        what: "export".into(),
+                        database: None,
+                        table: None,
+                        reason: format!("the export stopped with a panic: {msg}"),
+                    })
+                }
+                _ => Ok(None),
+            },
         }
     }
 }
@@ -376,6 +394,22 @@ mod tests {
 
     fn r(start: i64, end: i64) -> TimeRange {
         TimeRange { start, end }
+    }
+
+    #[tokio::test]
+    async fn a_panicked_export_is_an_error_not_an_end() {
+        let (tx, rx) = mpsc::channel::<Result<BlockChunk, Error>>(2);
+        let task = tokio::spawn(async move {
+            let _tx = tx;
+            panic!("unsupported type: DECIMAL");
+        });
+        let mut s = ExportStream { rx, task };
+        let e = s.next().await.unwrap_err();
+        assert!(e.to_string().contains("unsupported type: DECIMAL"), "{e}");
+        let (tx, rx) = mpsc::channel::<Result<BlockChunk, Error>>(2);
+        let task = tokio::spawn(async move { drop(tx) });
+        let mut s = ExportStream { rx, task };
+        assert!(s.next().await.unwrap().is_none());
     }
 
     #[test]
