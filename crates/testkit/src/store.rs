@@ -4,8 +4,8 @@
 //! One [`std::sync::RwLock`] guards the whole catalog: queries take the read lock and copy the
 //! rows they return; writes take the write lock.
 //!
-//! Semantics follow TDengine 3.3: rows are kept sorted by timestamp, an insert at an existing
-//! timestamp replaces the whole row, `DELETE` removes the matching rows, rows older than
+//! Semantics follow TDengine 3.3: rows are kept sorted by timestamp (by (timestamp, key) with a
+//! composite key), an insert at an existing timestamp (and key) replaces the whole row, `DELETE` removes the matching rows, rows older than
 //! `now − KEEP` are rejected with 0x060B, ADD COLUMN fills NULLs, tables hash to a vgroup by
 //! name (FNV-1a, deterministic) and every table gets a unique uid. Every change gets a WAL
 //! version in its table's vgroup and is kept in that vgroup's log for TMQ (`wal`, `tmq`;
