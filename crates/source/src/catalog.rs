@@ -15,7 +15,7 @@ use taosbackup_core::{
 
 use crate::Error;
 use crate::conn::{Ctx, Pool, Rows};
-use crate::value::{ident, quote_str};
+use crate::sql;
 
 /// Text of a string-typed value.
 pub(crate) fn text(v: &Value) -> Option<String> {
@@ -178,32 +178,41 @@ async fn read_stable(
     name: String,
 ) -> Result<(SuperTableDef, HashMap<String, Vec<TagValue>>), Error> {
     let ctx = Ctx::table(db, &name);
-    let qualified = format!("{}.{}", ident(db), ident(&name));
     let ddl_rows = pool
-        .query_values(ctx, &format!("SHOW CREATE STABLE {qualified}"))
+        .query_values(
+            ctx.doing("reading a super table's DDL (SHOW CREATE STABLE)"),
+            &sql::show_create_stable(db, &name),
+        )
         .await?;
     let ddl = ddl_rows
         .rows
         .first()
         .and_then(|r| r.get(1))
         .and_then(text)
-        .ok_or_else(|| unexpected("SHOW CREATE STABLE", db, "no DDL returned"))?;
+        .ok_or_else(|| unexpected("super table DDL", db, "no DDL returned"))?;
     let desc = pool
-        .query_values(ctx, &format!("DESCRIBE {qualified}"))
+        .query_values(
+            ctx.doing("reading a super table's columns (DESCRIBE)"),
+            &sql::describe(db, &name),
+        )
         .await?;
     let (columns, tags) = describe_columns(&desc, "DESCRIBE")?;
     let mut children = HashMap::new();
     if !tags.is_empty() {
-        let list: Vec<String> = tags.iter().map(|t| ident(&t.name)).collect();
-        let sql = format!("SELECT TAGS tbname, {} FROM {qualified}", list.join(", "));
-        let rows = pool.query_values(ctx, &sql).await?;
+        let list: Vec<String> = tags.iter().map(|t| t.name.clone()).collect();
+        let rows = pool
+            .query_values(
+                ctx.doing("reading child tables' tags (SELECT TAGS)"),
+                &sql::child_tags(db, &name, &list),
+            )
+            .await?;
         for row in rows.rows {
             let mut it = row.into_iter();
             let tb = it
                 .next()
                 .as_ref()
                 .and_then(text)
-                .ok_or_else(|| unexpected("SELECT TAGS", db, "tbname missing"))?;
+                .ok_or_else(|| unexpected("child tag values", db, "tbname missing"))?;
             let values: Vec<TagValue> = tags
                 .iter()
                 .zip(it)
@@ -213,7 +222,11 @@ async fn read_stable(
                 })
                 .collect();
             if values.len() != tags.len() {
-                return Err(unexpected("SELECT TAGS", db, "fewer tag values than tags"));
+                return Err(unexpected(
+                    "child tag values",
+                    db,
+                    "fewer tag values than tags",
+                ));
             }
             children.insert(tb, values);
         }
@@ -237,25 +250,28 @@ pub(crate) async fn database_header(
     db: &str,
 ) -> Result<(String, Precision), Error> {
     let ctx = Ctx::db(db);
-    let lit = quote_str(db);
     let ddl = pool
-        .query_values(ctx, &format!("SHOW CREATE DATABASE {}", ident(db)))
+        .query_values(
+            ctx.doing("reading the database's DDL (SHOW CREATE DATABASE)"),
+            &sql::show_create_database(db),
+        )
         .await?
         .rows
         .first()
         .and_then(|r| r.get(1))
         .and_then(text)
-        .ok_or_else(|| unexpected("SHOW CREATE DATABASE", db, "no DDL returned"))?;
+        .ok_or_else(|| unexpected("database DDL", db, "no DDL returned"))?;
     let prec = pool
         .query_values(
-            ctx,
-            &format!("SELECT `precision` FROM information_schema.ins_databases WHERE name = {lit}"),
+            ctx.doing("reading the database's precision (ins_databases)"),
+            &sql::database_row(db),
         )
         .await?;
+    let pc = prec.col("precision", "ins_databases")?;
     let precision = match prec
         .rows
         .first()
-        .and_then(|r| r.first())
+        .and_then(|r| r.get(pc))
         .and_then(text)
         .as_deref()
     {
@@ -275,39 +291,31 @@ pub(crate) async fn database_header(
 
 pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSnapshot, Error> {
     let ctx = Ctx::db(db);
-    let lit = quote_str(db);
     let (ddl, precision) = database_header(pool, db).await?;
 
     let stables = pool
         .query_values(
-            ctx,
-            &format!(
-                "SELECT stable_name FROM information_schema.ins_stables WHERE db_name = {lit}"
-            ),
+            ctx.doing("reading the catalog (ins_stables)"),
+            &sql::stable_names(db),
         )
         .await?;
+    let sc = stables.col("stable_name", "ins_stables")?;
     let mut names: Vec<String> = stables
         .rows
         .iter()
-        .filter_map(|r| r.first().and_then(text))
+        .filter_map(|r| r.get(sc).and_then(text))
         .collect();
     names.sort();
     let tables = pool
         .query_values(
-            ctx,
-            &format!(
-                "SELECT table_name, stable_name, ttl, table_comment, `type` \
-                 FROM information_schema.ins_tables WHERE db_name = {lit}"
-            ),
+            ctx.doing("reading the catalog (ins_tables)"),
+            &sql::tables(db),
         )
         .await?;
     let normal_cols = pool
         .query_values(
-            ctx,
-            &format!(
-                "SELECT table_name, col_name, col_type, col_length FROM \
-                 information_schema.ins_columns WHERE db_name = {lit} AND table_type = 'NORMAL_TABLE'"
-            ),
+            ctx.doing("reading the catalog (ins_columns)"),
+            &sql::normal_table_columns(db),
         )
         .await?;
 
@@ -450,7 +458,7 @@ fn skip_virtual(name: &str, kind: &str) -> SkippedObject {
 /// option ` VIRTUAL 1` for one (`appendTableOptions` in `source/libs/command/src/command.c`).
 pub(crate) fn is_virtual_stable(ddl: &str) -> bool {
     let upper = ddl.to_ascii_uppercase();
-    let outside = crate::restore::outside_quotes(ddl);
+    let outside = outside_quotes(ddl);
     let b = upper.as_bytes();
     let mut from = 0;
     while let Some(p) = upper[from..].find("VIRTUAL") {
@@ -468,6 +476,36 @@ pub(crate) fn is_virtual_stable(ddl: &str) -> bool {
         }
     }
     false
+}
+
+/// Which bytes of `text` are outside quotes and backquotes (TDengine's tokenizer: `\\`
+/// escapes inside '…' and "…", none inside `…`).
+fn outside_quotes(text: &str) -> Vec<bool> {
+    let b = text.as_bytes();
+    let mut out = vec![true; b.len()];
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) => {
+                out[i] = false;
+                if c == b'\\' && q != b'`' && i + 1 < b.len() {
+                    out[i + 1] = false;
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c == b'\'' || c == b'"' || c == b'`' => {
+                out[i] = false;
+                quote = Some(c);
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    out
 }
 
 /// The types TDengine allows for the second column of a composite key (the TDengine
@@ -496,11 +534,8 @@ async fn mark_composite_keys(
     let parallel = pool.size().max(1);
     let keyed: Vec<Option<String>> =
         futures::stream::iter(candidates.into_iter().map(|t| async move {
-            let ctx = Ctx::table(db, &t);
-            let desc = match pool
-                .query_values(ctx, &format!("DESCRIBE {}.{}", ident(db), ident(&t)))
-                .await
-            {
+            let ctx = Ctx::table(db, &t).doing("looking for a composite key (DESCRIBE)");
+            let desc = match pool.query_values(ctx, &sql::describe(db, &t)).await {
                 Ok(d) => d,
                 // Dropped since `ins_columns` was read: the catalog read leaves it out anyway.
                 Err(e) if e.code() == Some(0x2603) => return Ok(None),
@@ -523,6 +558,22 @@ async fn mark_composite_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virtual_super_tables_by_their_ddl() {
+        assert!(is_virtual_stable(
+            "CREATE STABLE `vs` (`ts` TIMESTAMP) TAGS (`t` INT) VIRTUAL 1"
+        ));
+        assert!(!is_virtual_stable(
+            "CREATE STABLE `vs` (`ts` TIMESTAMP) TAGS (`t` INT) COMMENT 'VIRTUAL 1'"
+        ));
+        assert!(!is_virtual_stable(
+            "CREATE STABLE `VIRTUAL 1` (`ts` TIMESTAMP) TAGS (`t` INT)"
+        ));
+        assert!(!is_virtual_stable(
+            "CREATE STABLE s (ts TIMESTAMP) TAGS (t INT) VIRTUAL 0"
+        ));
+    }
 
     #[test]
     fn type_names() {

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::Error;
 use crate::conn::{Ctx, Pool};
 use crate::raw::RawView;
-use crate::value::ident;
+use crate::sql;
 
 /// Sorts `ranges` and groups adjacent ones (`a.end == b.start`): each group is read with one
 /// query. Empty ranges are dropped; overlapping ranges are an error.
@@ -137,22 +137,16 @@ impl Job {
         resume: &mut Resume,
         end: i64,
     ) -> Result<(), Error> {
-        let ctx = Ctx::table(&self.db, &self.table);
+        let ctx = Ctx::table(&self.db, &self.table).doing("exporting rows");
         let mut conn = self.pool.get(ctx).await?;
-        let ts = ident(&self.ts_column);
-        let sql = format!(
-            "SELECT * FROM {}.{} WHERE {ts} >= {} AND {ts} < {end} ORDER BY {ts} ASC",
-            ident(&self.db),
-            ident(&self.table),
-            resume.from
-        );
+        let sql = sql::export_rows(&self.db, &self.table, &self.ts_column, resume.from, end);
         let (mut rs, names) = conn.start_query(ctx, &sql).await?;
         let key_col =
             match &self.key_column {
                 None => None,
                 Some(k) => Some(names.iter().position(|n| n == k).ok_or_else(|| {
                     Error::UnexpectedReply {
-                        what: "SELECT *".into(),
+                        what: "the exported rows".into(),
                         database: Some(self.db.clone()),
                         table: Some(self.table.clone()),
                         reason: format!("no composite key column {k} in {names:?}"),
