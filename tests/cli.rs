@@ -1089,7 +1089,9 @@ fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
     std::thread::sleep(Duration::from_millis(300));
     sigterm(&child);
     let status = child.wait().unwrap();
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The child has exited: read its standard error to the end (try_iter could miss the
+    // last lines still in the reader thread).
+    let rest: Vec<String> = rx.iter().collect();
     let all = format!("{}\n{}", seen.join("\n"), rest.join("\n"));
     assert_eq!(status.code(), Some(1), "{all}");
     assert!(all.contains("nothing was committed"), "{all}");
@@ -1117,7 +1119,9 @@ fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
     // SAFETY: as in `sigterm`.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let status = child.wait().unwrap();
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The child has exited: read its standard error to the end (try_iter could miss the
+    // last lines still in the reader thread).
+    let rest: Vec<String> = rx.iter().collect();
     let all = format!("{}\n{}", seen.join("\n"), rest.join("\n"));
     assert_eq!(status.code(), Some(1), "{all}");
     assert!(all.contains("exiting at once"), "{all}");
@@ -1200,4 +1204,190 @@ fn s3_repository_with_moto() {
     c.args(["verify", "--repo", url, "--read-data"])
         .assert()
         .success();
+}
+
+/// Runs the binary on a read-only view of `repo`. As root (where permissions do not stop
+/// writes) the repository is bind-mounted read-only onto itself in a private mount namespace
+/// (`unshare -m`, then `mount --bind -o ro`); otherwise its files and directories lose their
+/// write permission (`make_read_only`).
+fn run_read_only(dir: &TempDir, repo: &str, args: &[&str]) -> std::process::Output {
+    let bin = assert_cmd::cargo::cargo_bin("taosbackup");
+    // SAFETY: geteuid(2) has no preconditions.
+    let mut c = if unsafe { libc::geteuid() } == 0 {
+        let mut c = StdCommand::new("unshare");
+        c.args([
+            "-m",
+            "sh",
+            "-c",
+            r#"mount --bind -o ro "$0" "$0" && exec "$@""#,
+            repo,
+        ]);
+        c.arg(bin);
+        c
+    } else {
+        StdCommand::new(bin)
+    };
+    c.args(args)
+        .env_remove("TAOSBACKUP_PASSWORD")
+        .env_remove("RUST_LOG")
+        .env_remove("TAOS_BITMAP_DEBUG")
+        .env("XDG_STATE_HOME", dir.path().join("state"));
+    c.output().unwrap()
+}
+
+/// Without root: takes the write permission from every file and directory under `root`.
+fn make_read_only(root: &Path, read_only: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return;
+    }
+    let mut stack = vec![root.to_path_buf()];
+    let mut all = Vec::new();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+        all.push(p);
+    }
+    for p in all {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        let mode = if read_only {
+            mode & !0o222
+        } else {
+            mode | 0o200
+        };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// Issue 16 item 2: list, show, verify and restore read a repository they cannot write (the
+/// lock cannot be taken: said once, then read without it); `--no-lock` reads without trying;
+/// a backup there fails with a message, never a panic.
+#[test]
+fn read_only_repository_is_read_without_a_lock() {
+    let emu = emu();
+    seed(&emu, "power", 3);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tb(dir.path())
+        .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    make_read_only(Path::new(&repo), true);
+    let target = emu.dsn();
+    let cases: [&[&str]; 4] = [
+        &["list", "--repo", &repo, "--json"],
+        &["show", "--repo", &repo, "latest"],
+        &["verify", "--repo", &repo, "--read-data"],
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--target",
+            &target,
+            "--target-database",
+            "p_ro",
+        ],
+    ];
+    for args in cases {
+        let out = run_read_only(&dir, &repo, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert_eq!(err.matches("not writable").count(), 1, "{args:?}: {err}");
+        let mut no_lock = args.to_vec();
+        no_lock.push("--no-lock");
+        if args[0] == "restore" {
+            no_lock[6] = "p_ro2";
+        }
+        let out = run_read_only(&dir, &repo, &no_lock);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{no_lock:?}: {err}");
+        assert!(!err.contains("not writable"), "{no_lock:?}: {err}");
+    }
+    assert_eq!(count(&emu, "p_ro.d1"), 6);
+    assert_eq!(count(&emu, "p_ro2.d1"), 6);
+    let out = run_read_only(
+        &dir,
+        &repo,
+        &[
+            "backup",
+            "--engine",
+            "full",
+            "--source",
+            &target,
+            "--database",
+            "power",
+            "--repo",
+            &repo,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error:") && !err.contains("panicked"), "{err}");
+    make_read_only(Path::new(&repo), false);
+    assert!(find_files(&dir.path().join("repo/locks")).is_empty());
+}
+
+/// Issue 16 item 2 on S3: with credentials that can only read (a proxy answering every
+/// write with 403 AccessDenied; see `read_only_s3_proxy` for why not moto's IAM mode), list,
+/// show, verify and restore read the repository; a backup fails with a message.
+#[test]
+fn read_only_s3_credentials_read_the_repository() {
+    let Some(bin) = moto_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but moto_server was not found (set TAOSBACKUP_MOTO_SERVER)"
+        );
+        eprintln!("skipping the S3 test: moto_server not found (set TAOSBACKUP_MOTO_SERVER)");
+        return;
+    };
+    let moto = start_moto(&bin, "tb-ro");
+    let proxy = read_only_s3_proxy(moto.port);
+    let emu = emu();
+    seed(&emu, "power", 2);
+    let dir = TempDir::new().unwrap();
+    let url = "s3://tb-ro/power";
+    let with = |endpoint: String| {
+        let mut c = tb(dir.path());
+        c.envs(s3_env(&endpoint));
+        c
+    };
+    let reader = || with(format!("http://{proxy}"));
+    with(moto.endpoint.clone())
+        .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", url, "--no-encryption"])
+        .assert()
+        .success();
+    reader()
+        .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", url])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("error:"));
+    let target = emu.dsn();
+    let cases: [&[&str]; 4] = [
+        &["list", "--repo", url, "--json"],
+        &["show", "--repo", url, "latest"],
+        &["verify", "--repo", url, "--read-data"],
+        &[
+            "restore",
+            "--repo",
+            url,
+            "--target",
+            &target,
+            "--target-database",
+            "p_s3ro",
+        ],
+    ];
+    for args in cases {
+        let out = reader().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert_eq!(err.matches("not writable").count(), 1, "{args:?}: {err}");
+    }
+    assert_eq!(count(&emu, "p_s3ro.d1"), 6);
 }

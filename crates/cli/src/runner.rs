@@ -206,6 +206,8 @@ pub async fn run(ctx: &Context) -> anyhow::Result<Exit> {
     };
     let shutdown = Shutdown::on_signals()?;
     let runner = Arc::new(EngineRunner::new(ctx.clone()).await?);
-    daemon::run(options, runner, shutdown).await?;
+    let result = daemon::run(options, runner.clone(), shutdown).await;
+    crate::commands::backup::close_source(&runner.source).await;
+    result?;
     Ok(Exit::Ok)
 }

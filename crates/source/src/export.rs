@@ -5,6 +5,11 @@
 //! capacity 2, so memory stays bounded whatever the table size. On a transient failure the
 //! task takes a fresh connection and resumes after the last delivered timestamp; the stream
 //! either delivers every row once or ends in an error.
+//!
+//! Dropping the stream never cuts a fetch off mid-flight (taos-ws 0.12.3 panics in its
+//! reader task when the answer of a dropped fetch arrives; see `Pool::abandon`): the task
+//! notices the closed channel after the fetch in flight, stops issuing fetches, frees the
+//! result and returns its connection. `TaosSource::close` waits for such tasks.
 
 use std::sync::Arc;
 
@@ -69,6 +74,9 @@ impl Job {
 
     async fn run_inner(&self) -> Result<(), Error> {
         for group in &self.groups {
+            if self.tx.is_closed() {
+                break;
+            }
             self.export_group(group).await?;
         }
         Ok(())
@@ -83,6 +91,9 @@ impl Job {
         let mut cursor = first.start;
         let mut attempt = 0u32;
         loop {
+            if self.tx.is_closed() {
+                return Ok(());
+            }
             match self.read_from(group, cursor, end).await {
                 Ok(()) => return Ok(()),
                 Err((e, next)) => {
@@ -124,12 +135,16 @@ impl Job {
             tracing::debug!(table = %self.table, ?precision, "result precision differs from the request");
         }
         let timeout = self.pool.timeout;
-        let mut blocks = rs.blocks();
         loop {
-            let next = match tokio::time::timeout(timeout, blocks.next()).await {
+            // The reader is gone (the engine stopped: cancelled or failed): issue no more
+            // fetches; dropping `rs` frees the result on the server.
+            if self.tx.is_closed() {
+                return Ok(());
+            }
+            let next = match tokio::time::timeout(timeout, rs.blocks().next()).await {
                 Ok(n) => n,
                 Err(_) => {
-                    conn.mark_broken();
+                    conn.abandon(rs);
                     return Err((self.pool.timeout_error("fetch", ctx), cursor));
                 }
             };
@@ -232,16 +247,10 @@ impl Job {
     }
 }
 
-/// The receiving end of an export.
+/// The receiving end of an export. Dropping it stops the export after the fetch in flight
+/// (never by aborting the task: see the module docs).
 pub(crate) struct ExportStream {
     rx: mpsc::Receiver<Result<BlockChunk, Error>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for ExportStream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl ExportStream {
@@ -271,8 +280,9 @@ impl ExportStream {
             split_every,
             tx,
         };
-        let task = tokio::spawn(job.run());
-        Ok(ExportStream { rx, task })
+        let task_pool = job.pool.clone();
+        task_pool.spawn(job.run());
+        Ok(ExportStream { rx })
     }
 
     /// The next chunk.

@@ -235,6 +235,17 @@ pub async fn run_backup(
     }
 }
 
+/// How long a command waits for the source's background work at its end.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Closes `source` before the command returns (and the runtime drops its tasks): no fetch is
+/// cut off mid-flight (see `TaosSource::close`).
+pub async fn close_source(source: &TaosSource) {
+    if !source.close(CLOSE_WAIT).await {
+        tracing::debug!("the source's background work did not end within {CLOSE_WAIT:?}");
+    }
+}
+
 fn is_cancelled(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
@@ -308,6 +319,8 @@ pub fn format_secs(d: Duration) -> String {
 
 /// Runs `backup`.
 pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
+    // First: a signal during the setup below must cancel, not kill the process halfway.
+    let cancel = crate::signals::cancel_on_signals("backup")?;
     let url = ctx.repo_url(&args.repo.repo)?;
     let database = ctx.database(&args.database)?;
     let engine = ctx.engine(&args.engine)?;
@@ -316,7 +329,6 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     let source = ctx.connect(connect.clone())?;
     let choice = ctx.init_choice(args.no_encryption, None, None)?;
     let repo = ctx.open_or_init(&url, choice).await?;
-    let cancel = crate::signals::cancel_on_signals("backup")?;
     let progress = if args.json {
         CliProgress::hidden()
     } else {
@@ -330,8 +342,10 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         repository = %url,
         "backup started"
     );
-    let report = run_backup(ctx, &repo, &source, &connect, req, None, &progress, &cancel).await?;
+    let result = run_backup(ctx, &repo, &source, &connect, req, None, &progress, &cancel).await;
     drop(progress);
+    close_source(&source).await;
+    let report = result?;
     let m = &report.manifest;
     tracing::info!(
         id = %m.id,

@@ -18,7 +18,7 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
             "name the backup as `taosbackup list` shows it",
         )
     })?;
-    let all = load_all(ctx, &url, "show").await?;
+    let all = load_all(ctx, &url, "show", args.lock.no_lock).await?;
     let m = find_point(&all, args.database.as_deref(), &point)?;
     if args.json {
         print_json(&show_json(m))?;
