@@ -303,6 +303,11 @@ fn bitmap_backup_incremental_restore_and_verify() {
     let inc = json_out(&out);
     assert_eq!(inc["kind"], "incremental", "{inc}");
     assert_eq!(inc["engine"], "bitmap");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Issue 16 item 9: log fields without Rust Debug formatting.
+    for debug in ["Some(", "None", "=Full", "=Incremental"] {
+        assert!(!stderr.contains(debug), "{debug} in the log:\n{stderr}");
+    }
     // list --json: every field of the contract.
     let out = tb(dir.path())
         .env("TAOSBACKUP_PASSWORD", "s3cret")
@@ -362,6 +367,35 @@ fn bitmap_backup_incremental_restore_and_verify() {
     );
     let show = json_out(&out);
     let tables = show["table_records"].as_array().unwrap();
+    // Issue 16 item 9: one bytes_stored in the backup's summary, list and show.
+    assert_eq!(show["bytes_stored"], inc["bytes_stored"], "show vs backup");
+    assert_eq!(last["bytes_stored"], inc["bytes_stored"], "list vs backup");
+    // The text shows tombstones as the sum of the table rows, dropped tables apart.
+    let out = tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args(["show", "--repo", &repo, last["id"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row_sum: u64 = tables
+        .iter()
+        .map(|t| t["tombstones"].as_u64().unwrap())
+        .sum();
+    let noun = if row_sum == 1 {
+        "tombstone,"
+    } else {
+        "tombstones,"
+    };
+    assert!(
+        text.contains(&format!(" {row_sum} {noun}")),
+        "{row_sum} {noun} not in\n{text}"
+    );
+    let dropped = tables.iter().filter(|t| t["dropped"] == true).count();
+    let noun = if dropped == 1 { "table" } else { "tables" };
+    assert!(
+        text.contains(&format!(" {dropped} {noun} dropped")),
+        "{dropped} dropped not in\n{text}"
+    );
     let d4 = tables
         .iter()
         .find(|t| t["name"] == "d4")
@@ -1022,10 +1056,12 @@ fn keys_add_list_passwd_remove() {
             &repo,
             "--password-file",
             &pw3,
-            &first_key,
+            // Issue 16 item 9: a unique prefix names a key, as it names a backup.
+            &first_key[..8],
         ])
         .assert()
-        .success();
+        .success()
+        .stdout(predicate::str::contains(&first_key));
     tb(dir.path())
         .args(["list", "--repo", &repo, "--password-file", &pw1])
         .assert()
@@ -1390,4 +1426,264 @@ fn read_only_s3_credentials_read_the_repository() {
         assert_eq!(err.matches("not writable").count(), 1, "{args:?}: {err}");
     }
     assert_eq!(count(&emu, "p_s3ro.d1"), 6);
+}
+
+/// Issue 16, items 3, 4, 7 and 8 through the binary: global options before the command, the
+/// help layout, memory:// refused, nothing created before the source answered, non-empty
+/// directories refused (`--force`), the original plugin's JSON config verbatim, config
+/// syntax errors with line and column, a `hint:` on every error, verify of a repository it
+/// cannot open, the daemon's exit code for a bad config, and missing S3 credentials named.
+#[test]
+fn first_hour_of_a_new_user() {
+    let emu = emu();
+    seed(&emu, "power", 2);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let pw = write(&dir, "pw", "first hour\n");
+    let pw = pw.display().to_string();
+
+    // Item 3: a wrong database or an unreachable source creates nothing.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for (source, database) in [
+        (emu.dsn(), "no_such_db".to_string()),
+        (format!("ws://{closed}"), "power".to_string()),
+    ] {
+        let out = tb(dir.path())
+            .args(["backup", "--engine", "bitmap", "--source", &source])
+            .args([
+                "--database",
+                &database,
+                "--repo",
+                &repo,
+                "--password-file",
+                &pw,
+            ])
+            .write_stdin("")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !Path::new(&repo).exists(),
+            "{source} {database}: repository created"
+        );
+    }
+    let mut s = Session::default();
+    let topics = emu
+        .store()
+        .execute(&mut s, "SHOW TOPICS")
+        .map(|o| format!("{o:?}"))
+        .unwrap();
+    assert!(
+        !topics.contains("taosbackup_"),
+        "a topic was created: {topics}"
+    );
+
+    // Item 3: a directory with other files is not made a repository without --force.
+    let used = dir.path().join("used");
+    std::fs::create_dir_all(&used).unwrap();
+    std::fs::write(used.join("notes.txt"), "mine").unwrap();
+    let used = used.display().to_string();
+    tb(dir.path())
+        .args(["init", "--repo", &used, "--no-encryption"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not empty"))
+        .stderr(predicate::str::contains("--force"));
+    tb(dir.path())
+        .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", &used, "--no-encryption"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not empty"));
+    tb(dir.path())
+        .args(["init", "--repo", &used, "--no-encryption", "--force"])
+        .assert()
+        .success();
+
+    // Item 4: the original plugin's backup_config.json as written (plugin.*, type, enable).
+    let state = dir.path().join("bitmaps").display().to_string();
+    let original = include_str!("../examples/backup_config.json")
+        .replace("/var/lib/taosbackup/bitmap", &state);
+    let json = write(&dir, "backup_config.json", &original);
+    // Item 7: global options before the command.
+    let out = tb(dir.path())
+        .args([
+            "--config",
+            &json.display().to_string(),
+            "--password-file",
+            &pw,
+        ])
+        .args(["backup", "--engine", "bitmap", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", &repo])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("plugin.*"), "no word on plugin.*: {err}");
+    tb(dir.path())
+        .args(["--password-file", &pw, "--repo", &repo, "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("power"));
+    let off = write(
+        &dir,
+        "off.json",
+        r#"{"event_interceptor": {"enable": false}}"#,
+    );
+    tb(dir.path())
+        .args([
+            "backup",
+            "--config",
+            &off.display().to_string(),
+            "--source",
+            &emu.dsn(),
+        ])
+        .args([
+            "--database",
+            "power",
+            "--repo",
+            &repo,
+            "--password-file",
+            &pw,
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("event_interceptor.enable"));
+
+    // Item 7: help lists the command's options first, global ones under their heading,
+    // defaults shown, and no memory://; memory:// is refused.
+    let out = tb(dir.path()).args(["backup", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let (own, global) = (
+        help.find("--parallel").unwrap(),
+        help.find("Global options").unwrap(),
+    );
+    assert!(
+        own < global && help[global..].contains("--password-file"),
+        "{help}"
+    );
+    assert!(help.contains("[default: 4"), "{help}");
+    assert!(help.contains("[default: text]"), "{help}");
+    assert!(!help.contains("memory://"), "{help}");
+    tb(dir.path())
+        .args(["list", "--repo", "memory://"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("lost when taosbackup exits"));
+
+    // Item 8: config syntax errors name line and column; every error has a hint.
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "[backup]\nengine = \"full\"\nparallel = = 3\n",
+    );
+    tb(dir.path())
+        .args(["list", "--config", &bad.display().to_string()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("line 3, column"))
+        .stderr(predicate::str::contains("hint:"));
+    for args in [
+        &["list", "--bogus"][..],
+        &[
+            "show",
+            "--repo",
+            &repo,
+            "--password-file",
+            &pw,
+            "0123456789abcdef",
+        ][..],
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--password-file",
+            &pw,
+            "--target",
+            "ws://[::1",
+        ][..],
+    ] {
+        let out = tb(dir.path()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains("hint:"), "{args:?}: no hint\n{err}");
+    }
+
+    // Item 8: verify of a repository it cannot open does not suggest verify.
+    let broken = dir.path().join("broken");
+    copy_dir(Path::new(&repo), &broken);
+    std::fs::write(broken.join("config"), b"{\"damaged\": true}").unwrap();
+    let out = tb(dir.path())
+        .args([
+            "verify",
+            "--repo",
+            &broken.display().to_string(),
+            "--password-file",
+            &pw,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("hint:") && !err.contains("taosbackup verify"),
+        "{err}"
+    );
+
+    // Item 8: the daemon's exit code for a config it cannot run is 2 (docs' table).
+    let daemon = write(
+        &dir,
+        "daemon.toml",
+        &format!("[backup]\ndatabase = \"power\"\n[repository]\nurl = \"{repo}\"\n"),
+    );
+    tb(dir.path())
+        .args(["daemon", "--config", &daemon.display().to_string()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing to schedule"))
+        .stderr(predicate::str::contains("hint: set schedule.full"));
+
+    // Item 8: an S3 repository without credentials says so (the metadata service is a
+    // closed port here, so the store's last resort fails at once).
+    let mut c = tb(dir.path());
+    for v in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("AWS_ENDPOINT", format!("http://{closed}"))
+        .env("AWS_METADATA_ENDPOINT", format!("http://{closed}"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .args(["list", "--repo", "s3://bucket/repo"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no credentials found (looked in AWS_ACCESS_KEY_ID",
+        ));
+}
+
+/// Copies a directory tree.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
 }

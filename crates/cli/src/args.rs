@@ -147,6 +147,16 @@ pub enum Command {
     Key(KeyArgs),
     /// Run scheduled backups, the change feed and the HTTP status server.
     Daemon(DaemonArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+}
+
+/// `completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 impl Command {

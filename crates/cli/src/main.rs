@@ -28,8 +28,22 @@ use crate::error::Exit;
 fn main() -> ExitCode {
     let cli = match Cli::parse_args() {
         Ok(cli) => cli,
-        // --help and --version print to stdout and exit 0; usage errors exit 2.
-        Err(e) => e.exit(),
+        // --help and --version print to stdout and exit 0; usage errors exit 2, with the
+        // `hint:` line every error has.
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            if matches!(
+                e.kind(),
+                K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            let _ = e.print();
+            eprintln!(
+                "  hint: `taosbackup --help` lists the commands, `taosbackup <COMMAND> --help` their options"
+            );
+            return Exit::Usage.into();
+        }
     };
     let ctx = match Context::load(cli.global.clone()) {
         Ok(ctx) => ctx,
@@ -39,6 +53,12 @@ fn main() -> ExitCode {
     quiet_panics(debug);
     if let Err(e) = logging::init(debug, ctx.log_format(), ctx.log_file().as_deref()) {
         return error::report(&e, debug).into();
+    }
+    if ctx.config.plugin.is_some() {
+        tracing::info!(
+            "plugin.* (the original plugin's loader settings) is ignored: taosbackup runs as a \
+             program, not as a plugin TDengine loads"
+        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -52,8 +72,12 @@ fn main() -> ExitCode {
     };
     tracing::debug!(
         version = env!("CARGO_PKG_VERSION"),
-        command = ?cli.command.as_ref().map(command_name),
-        config = ?ctx.global.config,
+        command = cli.command.as_ref().map_or("backup", command_name),
+        config = %ctx
+            .global
+            .config
+            .as_deref()
+            .map_or_else(|| "none".into(), |p| p.display().to_string()),
         "taosbackup starting"
     );
     let result = runtime.block_on(run(&ctx, cli));
@@ -113,6 +137,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Prune(_) => "prune",
         Command::Key(_) => "key",
         Command::Daemon(_) => "daemon",
+        Command::Completions(_) => "completions",
     }
 }
 
@@ -129,5 +154,19 @@ async fn run(ctx: &Context, cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Prune(a)) => commands::prune::run(ctx, &a).await,
         Some(Command::Key(a)) => commands::key::run(ctx, &a).await,
         Some(Command::Daemon(_)) => runner::run(ctx).await,
+        Some(Command::Completions(a)) => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            let mut cmd = Cli::command();
+            // Into a buffer: clap_complete panics when its writer fails (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(a.shell, &mut cmd, "taosbackup", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::anyhow!("cannot write the completion script: {e}"))
+                }
+                _ => Ok(Exit::Ok),
+            }
+        }
     }
 }

@@ -204,6 +204,8 @@ pub async fn run(ctx: &Context) -> anyhow::Result<Exit> {
         schedule: ctx.config.schedule.clone().unwrap_or_default(),
         databases: ctx.config.databases(),
     };
+    // A config the scheduler cannot run is refused (exit code 2) before anything connects.
+    daemon::validate(&options)?;
     let shutdown = Shutdown::on_signals()?;
     let runner = Arc::new(EngineRunner::new(ctx.clone()).await?);
     let result = daemon::run(options, runner.clone(), shutdown).await;

@@ -132,7 +132,12 @@ impl Job {
         let (mut rs, names) = conn.start_query(ctx, &sql).await.map_err(|e| (e, cursor))?;
         let precision = precision_of(rs.precision());
         if precision != self.precision {
-            tracing::debug!(table = %self.table, ?precision, "result precision differs from the request");
+            let name = match precision {
+                Precision::Ms => "ms",
+                Precision::Us => "us",
+                Precision::Ns => "ns",
+            };
+            tracing::debug!(table = %self.table, precision = name, "result precision differs from the request");
         }
         let timeout = self.pool.timeout;
         loop {

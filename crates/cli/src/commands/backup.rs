@@ -20,7 +20,7 @@ use taosbackup_source::{
 use crate::args::BackupArgs;
 use crate::context::Context;
 use crate::error::{Advised, Exit};
-use crate::output::{backup_json, kind, print_json, rfc3339};
+use crate::output::{backup_json, kind, plural, print_json, rfc3339, tombstone_split};
 use crate::progress::{CliProgress, bytes, count};
 
 /// The precision the tracker of `database` works in: the newest backup's (what the persisted
@@ -223,11 +223,15 @@ pub async fn run_backup(
             }
             Err(e)
         }
-        Ok(mut report) => {
-            // Packs are uploaded by the commit, after the engine took its counters: the
-            // session's figure is what this run really wrote.
-            let stats = &mut report.manifest.stats;
-            stats.bytes_stored = stats.bytes_stored.max(written);
+        Ok(report) => {
+            // The manifest's bytes_stored (the sealed bytes of the new blobs, counted before
+            // the commit) is what the summary, `list` and `show` all print; the packs'
+            // headers and the index add a little on top.
+            tracing::debug!(
+                packs_bytes = written,
+                bytes_stored = report.manifest.stats.bytes_stored,
+                "bytes written by the session"
+            );
             released
                 .context("the backup was committed, but releasing the repository lock failed")?;
             Ok(report)
@@ -244,6 +248,26 @@ pub async fn close_source(source: &TaosSource) {
     if !source.close(CLOSE_WAIT).await {
         tracing::debug!("the source's background work did not end within {CLOSE_WAIT:?}");
     }
+}
+
+/// Connects to the source and reads `database`'s header: reachable, credentials accepted,
+/// database present. Run before anything is created.
+pub async fn check_source(source: &TaosSource, database: &str) -> anyhow::Result<()> {
+    source
+        .database_precision(database)
+        .await
+        .with_context(|| format!("cannot read the catalog of database {database}"))?;
+    Ok(())
+}
+
+fn cancelled_before_start(database: &str) -> anyhow::Error {
+    Advised {
+        message: format!(
+            "backup of {database} cancelled by a signal before it started: nothing was committed"
+        ),
+        hint: "run the backup again; the repository is unchanged".into(),
+    }
+    .into()
 }
 
 fn is_cancelled(e: &anyhow::Error) -> bool {
@@ -295,12 +319,18 @@ pub fn summary(report: &BackupReport) -> String {
     if let Some(r) = &report.full_reason {
         out.push_str(&format!("  full because: {r}\n"));
     }
+    let (tombstones, dropped) = tombstone_split(m);
     out.push_str(&format!(
-        "  blocks: {} processed, {} failed, {} tombstones; {} tables\n",
+        "  blocks: {} processed, {} failed, {}{}; {}\n",
         count(s.blocks),
         count(s.failed_blocks),
-        count(s.tombstones),
-        count(s.tables)
+        plural(tombstones, "tombstone"),
+        if dropped > 0 {
+            format!(", {} dropped", plural(dropped, "table"))
+        } else {
+            String::new()
+        },
+        plural(s.tables, "table")
     ));
     out.push_str(&format!(
         "  rows: {}; bytes read {}, stored {}; duration {}\n",
@@ -327,7 +357,14 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     let parallel = ctx.backup_parallel(args.parallel)?;
     let connect = ctx.source_options(&args.source, parallel)?;
     let source = ctx.connect(connect.clone())?;
-    let choice = ctx.init_choice(args.no_encryption, None, None)?;
+    let mut choice = ctx.init_choice(args.no_encryption, None, None)?;
+    choice.force = args.force;
+    // Nothing is created before the source answered: a wrong DSN, password or database
+    // must not leave an empty repository (or a change-feed topic) behind.
+    check_source(&source, &database).await?;
+    if cancel.is_cancelled() {
+        return Err(cancelled_before_start(&database));
+    }
     let repo = ctx.open_or_init(&url, choice).await?;
     let progress = if args.json {
         CliProgress::hidden()

@@ -10,7 +10,7 @@ use taosbackup_sink::{OpenOptions, Problem, Repo, VerifyOptions};
 
 use crate::args::VerifyArgs;
 use crate::context::Context;
-use crate::error::{Exit, usage};
+use crate::error::{Advised, Exit, usage};
 use crate::output::print_json;
 use crate::progress::{CliProgress, bytes, count};
 use crate::readonly::Reader;
@@ -44,8 +44,12 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     };
     let repo = Repo::open_with(backend, password.as_ref(), options)
         .await
-        .map_err(|e| anyhow::Error::from(e).context(format!("cannot open the repository {url}")))?;
-    tracing::info!(repository = %url, read_data = ?args.read_data, "verifying");
+        .map_err(|e| cannot_open(ctx, e, &url))?;
+    tracing::info!(
+        repository = %url,
+        read_data_percent = args.read_data.unwrap_or(0),
+        "verifying"
+    );
     let options = VerifyOptions {
         read_data_percent: args.read_data,
     };
@@ -123,6 +127,25 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
         tracing::warn!(problems = report.problems.len(), "verify found problems");
     }
     Ok(exit)
+}
+
+/// The error of a repository `verify` cannot open. Damage to the objects opening needs
+/// (`config`, `config.check`, key files) gets its own advice: the usual hint for damage,
+/// "run `taosbackup verify`", would send the operator in a circle.
+fn cannot_open(ctx: &Context, e: taosbackup_sink::Error, url: &str) -> anyhow::Error {
+    use taosbackup_sink::Error as E;
+    let message = format!("cannot open the repository {url}: {e}");
+    match e {
+        E::Corrupt { .. } | E::UnsupportedVersion { .. } | E::MissingBlob { .. } => Advised {
+            message,
+            hint: "verify cannot check a repository it cannot open: the objects opening needs \
+                   (config, config.check, keys/) are damaged or missing; copy them back from \
+                   another copy of the repository"
+                .into(),
+        }
+        .into(),
+        e => ctx.storage_error(url, e, "cannot open the repository"),
+    }
 }
 
 /// Reads (authenticates, decompresses, rehashes) every blob the chain of `point` needs.
