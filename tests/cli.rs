@@ -1687,3 +1687,181 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Issue 16 item 5: a full backup's progress gets a total, estimated from the catalog (the
+/// buckets between each table's first and last row, and COUNT(*)), while the export runs.
+#[test]
+fn full_backup_progress_has_an_estimated_total() {
+    let emu = emu();
+    seed(&emu, "power", 30);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    // Slow enough that the estimate (three queries) lands before the export (31 tables,
+    // one at a time) ends.
+    let proxy = slow_proxy(emu.addr(), Duration::from_millis(5));
+    let out = tb(dir.path())
+        .args([
+            "backup",
+            "--engine",
+            "full",
+            "--parallel",
+            "1",
+            "--database",
+            "power",
+        ])
+        .args([
+            "--source",
+            &format!("ws://{proxy}"),
+            "--repo",
+            &repo,
+            "--no-encryption",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // 30 children × 3 day buckets (six rows over 2.5 days) + the normal table's 2 buckets;
+    // 30 × 6 + 2 rows.
+    assert!(
+        err.contains("export of power: about 92 blocks, 182 rows (estimated from the catalog)"),
+        "{err}"
+    );
+}
+
+/// Issue 16 item 6: `feed list` shows the topics taosbackup owns, their group, WAL lag and
+/// repository; a first backup cancelled before its commit drops the topic it created;
+/// `feed drop` removes a topic so its database can be dropped.
+#[test]
+fn feed_list_and_drop() {
+    let emu = emu();
+    seed(&emu, "power", 40);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tb(dir.path())
+        .args(["backup", "--engine", "bitmap", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    // A first bitmap backup of another repository, cancelled during its export.
+    let other = dir.path().join("other").display().to_string();
+    let proxy = slow_proxy(emu.addr(), Duration::from_millis(15));
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("taosbackup"))
+        .args([
+            "backup",
+            "--engine",
+            "bitmap",
+            "--parallel",
+            "1",
+            "--database",
+            "power",
+        ])
+        .args([
+            "--source",
+            &format!("ws://{proxy}"),
+            "--repo",
+            &other,
+            "--no-encryption",
+        ])
+        .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (rx, seen) = wait_for_export(&mut child);
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    let all = format!(
+        "{}\n{}",
+        seen.join("\n"),
+        rx.iter().collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert!(all.contains("dropped the change-feed topic"), "{all}");
+
+    // Changes since the backup: the group is behind the WAL.
+    sql(
+        &emu,
+        &[format!(
+            "INSERT INTO power.d1 VALUES ({}, 9.5, 9, 'late')",
+            BASE + 7
+        )],
+    );
+    let out = tb(dir.path())
+        .args([
+            "feed",
+            "list",
+            "--source",
+            &emu.dsn(),
+            "--repo",
+            &repo,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let topics = json_out(&out);
+    let topics = topics.as_array().unwrap();
+    assert_eq!(topics.len(), 1, "{topics:?}");
+    let t = &topics[0];
+    assert_eq!(t["database"], "power");
+    assert_eq!(t["repository"], repo.as_str());
+    let group = &t["groups"][0];
+    assert!(group["group"].as_str().unwrap().ends_with("_g"), "{t}");
+    assert!(group["lag"].as_i64().is_some_and(|l| l >= 1), "{t}");
+    let topic = t["topic"].as_str().unwrap().to_string();
+    // Without --repo the state directory names the repository.
+    tb(dir.path())
+        .args(["feed", "list", "--source", &emu.dsn()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(&topic))
+        .stdout(predicate::str::contains("tracker state in"));
+    // Reading the lag left the group as it was: the next backup is an incremental with the
+    // late row.
+    let out = tb(dir.path())
+        .args([
+            "backup",
+            "--engine",
+            "bitmap",
+            "--source",
+            &emu.dsn(),
+            "--json",
+        ])
+        .args(["--database", "power", "--repo", &repo])
+        .output()
+        .unwrap();
+    let inc = json_out(&out);
+    assert_eq!(inc["kind"], "incremental", "{inc}");
+    // One block: the late row and the two rows already in its day.
+    assert_eq!(
+        (inc["blocks"].as_u64(), inc["rows"].as_u64()),
+        (Some(1), Some(3)),
+        "{inc}"
+    );
+    // The topic blocks DROP DATABASE until `feed drop`.
+    let mut s = Session::default();
+    let blocked = emu.store().execute(&mut s, "DROP DATABASE power");
+    assert!(blocked.is_err(), "DROP DATABASE with a topic succeeded");
+    tb(dir.path())
+        .args(["feed", "drop", "--source", &emu.dsn(), "taosbackup_nope"])
+        .assert()
+        .code(2);
+    tb(dir.path())
+        .args(["feed", "drop", "--source", &emu.dsn(), &topic])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("dropped {topic}")));
+    let out = tb(dir.path())
+        .args(["feed", "list", "--source", &emu.dsn(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json_out(&out), Value::Array(vec![]));
+    emu.store()
+        .execute(&mut s, "DROP DATABASE power")
+        .expect("DROP DATABASE after feed drop");
+}

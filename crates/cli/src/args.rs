@@ -149,6 +149,52 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
+    /// The change-feed topics taosbackup owns on a TDengine server: list or drop them.
+    Feed(FeedArgs),
+}
+
+/// `feed`.
+#[derive(Debug, Clone, Args)]
+pub struct FeedArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: FeedAction,
+}
+
+/// `feed list|drop`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FeedAction {
+    /// List the taosbackup_* topics, their consumer groups, WAL lag and repository.
+    List(FeedListArgs),
+    /// Drop change-feed topics (a repository that still uses one takes a full backup next).
+    Drop(FeedDropArgs),
+}
+
+/// `feed list`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FeedListArgs {
+    /// TDengine DSN (see `backup`).
+    #[arg(long, value_name = "DSN")]
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Do not read the WAL's end (which subscribes to each idle group for a moment).
+    #[arg(long)]
+    pub no_lag: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `feed drop`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FeedDropArgs {
+    /// TDengine DSN (see `backup`).
+    #[arg(long, value_name = "DSN")]
+    pub source: Option<String>,
+    /// The topics (as `feed list` shows them).
+    #[arg(value_name = "TOPIC", required = true)]
+    pub topics: Vec<String>,
 }
 
 /// `completions`.
@@ -171,6 +217,10 @@ impl Command {
             Command::Restore(a) => &mut a.repo,
             Command::Verify(a) => &mut a.repo,
             Command::Prune(a) => &mut a.repo,
+            Command::Feed(f) => match &mut f.action {
+                FeedAction::List(a) => &mut a.repo,
+                FeedAction::Drop(_) => return None,
+            },
             Command::Key(k) => match &mut k.action {
                 KeyAction::Add(a) | KeyAction::Passwd(a) => &mut a.repo,
                 KeyAction::Remove(a) => &mut a.repo,

@@ -12,6 +12,7 @@ mod config;
 mod context;
 mod daemon;
 mod error;
+mod estimate;
 mod logging;
 mod output;
 mod progress;
@@ -138,6 +139,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Key(_) => "key",
         Command::Daemon(_) => "daemon",
         Command::Completions(_) => "completions",
+        Command::Feed(_) => "feed",
     }
 }
 
@@ -154,6 +156,7 @@ async fn run(ctx: &Context, cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Prune(a)) => commands::prune::run(ctx, &a).await,
         Some(Command::Key(a)) => commands::key::run(ctx, &a).await,
         Some(Command::Daemon(_)) => runner::run(ctx).await,
+        Some(Command::Feed(a)) => commands::feed::run(ctx, &a).await,
         Some(Command::Completions(a)) => {
             use clap::CommandFactory;
             use std::io::Write;

@@ -121,7 +121,7 @@ impl JobRunner for EngineRunner {
                 &self.connect,
                 req,
                 tracking,
-                &*progress,
+                progress,
                 &cancel,
             )
             .await

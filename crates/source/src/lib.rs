@@ -32,8 +32,10 @@ mod catalog;
 mod conn;
 mod dsn;
 mod error;
+mod estimate;
 mod export;
 mod feed;
+mod feed_admin;
 mod raw;
 mod restore;
 mod source;
@@ -43,7 +45,9 @@ mod wal;
 pub use crate::{
     dsn::{ConnectOptions, Credentials, DEFAULT_PASSWORD, DEFAULT_USER, Endpoint, Protocol},
     error::{Error, is_transient},
+    estimate::Estimate,
     feed::{FeedError, MAX_NAME_LEN, TmqFeed, TmqFeedOptions, default_names},
+    feed_admin::{FEED_TOPIC_PREFIX, FeedGroup, FeedPosition, FeedTopic},
     restore::WriteMode,
     source::TaosSource,
     wal::{

@@ -88,6 +88,16 @@ impl TaosSource {
         all
     }
 
+    /// The credentials the source connects with.
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
+    /// The pool of the source's own connections.
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
     /// The endpoint, without credentials.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint

@@ -1,6 +1,7 @@
 //! `taosbackup backup` (also the command meant when none is given), and the wiring of one
 //! backup run that the daemon shares: repository session, change tracking, engine, summary.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -20,6 +21,7 @@ use taosbackup_source::{
 use crate::args::BackupArgs;
 use crate::context::Context;
 use crate::error::{Advised, Exit};
+use crate::estimate::Estimating;
 use crate::output::{backup_json, kind, plural, print_json, rfc3339, tombstone_split};
 use crate::progress::{CliProgress, bytes, count};
 
@@ -166,10 +168,13 @@ pub async fn run_backup(
     connect: &ConnectOptions,
     mut req: BackupRequest,
     tracking: Option<&mut ChangeTracking>,
-    progress: &dyn Progress,
+    progress: Arc<dyn Progress>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<BackupReport> {
     req.bucket_width = repo.config().bucket_width;
+    // A full export begins without a total: estimate one from the catalog.
+    let progress = Estimating::new(progress, source, &req.database, req.bucket_width.seconds());
+    let progress = &progress;
     // Scoped to the database: a second backup of it (another process, another daemon)
     // is refused while this one runs; it would share the tracker state and feed positions.
     let session = repo
@@ -236,6 +241,33 @@ pub async fn run_backup(
                 .context("the backup was committed, but releasing the repository lock failed")?;
             Ok(report)
         }
+    }
+}
+
+/// Drops the change-feed topic a failed first backup created. Its consumer has just closed;
+/// the server may take a moment to see that ("Topic subscribed cannot be dropped").
+async fn drop_new_topic(source: &TaosSource, topic: &str) {
+    let mut last = None;
+    for _ in 0..10 {
+        match source.drop_feed_topic(topic).await {
+            Ok(()) => {
+                tracing::info!(
+                    topic,
+                    "dropped the change-feed topic this failed first backup created"
+                );
+                return;
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if let Some(e) = last {
+        tracing::warn!(
+            topic,
+            error = %e,
+            "the failed first backup created change-feed topic {topic} and could not drop it; \
+             `taosbackup feed drop --source DSN {topic}` does"
+        );
     }
 }
 
@@ -366,10 +398,22 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         return Err(cancelled_before_start(&database));
     }
     let repo = ctx.open_or_init(&url, choice).await?;
-    let progress = if args.json {
+    let progress = Arc::new(if args.json {
         CliProgress::hidden()
     } else {
         CliProgress::auto()
+    });
+    // The tmq feed's topic, when this backup is about to create it: a first backup that
+    // fails drops it again, so it does not pin the WAL and block DROP DATABASE.
+    let new_topic = match (engine, ctx.config.bitmap_engine.change_feed.as_deref()) {
+        (EngineKind::Bitmap, None | Some("tmq")) => {
+            let (topic, _) = taosbackup_source::default_names(&repo.config().id, &database);
+            match source.topic_exists(&topic).await {
+                Ok(false) => Some(topic),
+                _ => None,
+            }
+        }
+        _ => None,
     };
     let req = request(ctx, database, engine, args.full, parallel, &source);
     tracing::info!(
@@ -379,8 +423,21 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         repository = %url,
         "backup started"
     );
-    let result = run_backup(ctx, &repo, &source, &connect, req, None, &progress, &cancel).await;
+    let result = run_backup(
+        ctx,
+        &repo,
+        &source,
+        &connect,
+        req,
+        None,
+        progress.clone(),
+        &cancel,
+    )
+    .await;
     drop(progress);
+    if let (Err(_), Some(topic)) = (&result, &new_topic) {
+        drop_new_topic(&source, topic).await;
+    }
     close_source(&source).await;
     let report = result?;
     let m = &report.manifest;
