@@ -1118,6 +1118,11 @@ fn bad_input_catalogue_exits_1_or_2_with_a_message_and_never_panics() {
             err.lines().any(|l| l.starts_with("error:")),
             "{label}: no `error:` line\n{err}"
         );
+        // Issue 16 item 8: every error has a hint.
+        assert!(
+            err.lines().any(|l| l.trim_start().starts_with("hint:")),
+            "{label}: no `hint:` line\n{err}"
+        );
         *by_kind.entry(case.what).or_default() += 1;
     }
     println!("bad inputs: {} tried: {by_kind:?}", cases.len());
