@@ -1865,3 +1865,107 @@ fn feed_list_and_drop() {
         .execute(&mut s, "DROP DATABASE power")
         .expect("DROP DATABASE after feed drop");
 }
+
+/// Runs a command that must succeed and returns its JSON output.
+fn succeeded_json(cmd: &mut Command) -> Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_out(&out)
+}
+
+/// Audit A9: a backup of a 3.3.6 server restored into a 3.4 server: the database options are
+/// re-emitted under 3.4's names, and the restore says so (text and `--json`).
+#[test]
+fn cross_version_restore_renames_database_options() {
+    use taosbackup_testkit::{Emulator, EmulatorConfig};
+    let start = |v: &str| {
+        Emulator::start(EmulatorConfig {
+            server_version: v.into(),
+            ..EmulatorConfig::default()
+        })
+        .expect("emulator starts")
+    };
+    let old = start("3.3.6.0");
+    let new = start("3.4.0.0");
+    seed(&old, "power", 2);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tb(dir.path())
+        .args(["backup", "--engine", "full", "--source", &old.dsn()])
+        .args(["--database", "power", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    let report = succeeded_json(
+        tb(dir.path())
+            .args(["restore", "--repo", &repo, "--database", "power"])
+            .args(["--target", &new.dsn(), "--json"]),
+    );
+    let changes = report["database_option_changes"].as_array().unwrap();
+    let renamed: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["source"].as_str().unwrap(),
+                c["target"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert!(
+        renamed.contains(&("S3_CHUNKPAGES 131072", "SS_CHUNKPAGES 131072")),
+        "{report}"
+    );
+    assert_eq!(count(&new, "power.d1"), 6);
+    // The other way: 3.4 options into 3.3.6, in the text output.
+    let back = start("3.3.6.0");
+    let repo2 = dir.path().join("repo2").display().to_string();
+    tb(dir.path())
+        .args(["backup", "--engine", "full", "--source", &new.dsn()])
+        .args(["--database", "power", "--repo", &repo2, "--no-encryption"])
+        .assert()
+        .success();
+    tb(dir.path())
+        .args(["restore", "--repo", &repo2, "--database", "power"])
+        .args(["--target", &back.dsn()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "database option SS_CHUNKPAGES 131072 was sent as S3_CHUNKPAGES 131072",
+        ));
+    assert_eq!(count(&back, "power.d0"), 6);
+}
+
+/// A server that rejects a statement: the error names what the statement was for, the
+/// server's version and TDengine's code and message; the repository gets no backup.
+#[test]
+fn a_rejected_statement_names_purpose_version_and_error() {
+    use taosbackup_testkit::{Fault, FaultPoint, Trigger};
+    let emu = emu();
+    seed(&emu, "power", 1);
+    let version = emu.store().server_version().to_string();
+    emu.inject(
+        Fault::error(FaultPoint::Query, 0x2600, "syntax error near \"ttl\"")
+            .matching("ins_tables")
+            .trigger(Trigger::From(1)),
+    );
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tb(dir.path())
+        .args(["init", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    tb(dir.path())
+        .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("reading the catalog (ins_tables)"))
+        .stderr(predicate::str::contains(format!("TDengine {version}")))
+        .stderr(predicate::str::contains("[0x2600]"))
+        .stderr(predicate::str::contains("syntax error near"));
+    let listed = succeeded_json(tb(dir.path()).args(["list", "--repo", &repo, "--json"]));
+    assert_eq!(listed.as_array().map_or(0, Vec::len), 0, "{listed}");
+}

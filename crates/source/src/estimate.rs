@@ -15,7 +15,6 @@ use taosbackup_core::{TableKind, Value};
 use crate::Error;
 use crate::conn::{Ctx, Pool};
 use crate::source::TaosSource;
-use crate::value::ident;
 
 /// The estimated size of a full backup of one database.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,12 +86,7 @@ async fn estimate(pool: &Arc<Pool>, db: &str, bucket_seconds: u64) -> Result<Est
         let Some(ts) = st.columns.first() else {
             continue;
         };
-        let ts = ident(&ts.name);
-        let sql = format!(
-            "SELECT TBNAME, COUNT(*), FIRST({ts}), LAST({ts}) FROM {}.{} PARTITION BY TBNAME",
-            ident(db),
-            ident(&st.name)
-        );
+        let sql = crate::sql::table_extent_by_child(db, &st.name, &ts.name);
         let rows = pool.query_values(Ctx::table(db, &st.name), &sql).await?;
         for row in &rows.rows {
             add(row, "COUNT/FIRST/LAST PARTITION BY TBNAME")?;
@@ -106,12 +100,7 @@ async fn estimate(pool: &Arc<Pool>, db: &str, bucket_seconds: u64) -> Result<Est
         let Some(ts) = t.columns.first() else {
             continue;
         };
-        let ts = ident(&ts.name);
-        let sql = format!(
-            "SELECT COUNT(*), FIRST({ts}), LAST({ts}) FROM {}.{}",
-            ident(db),
-            ident(&t.name)
-        );
+        let sql = crate::sql::table_extent(db, &t.name, &ts.name);
         let rows = pool.query_values(Ctx::table(db, &t.name), &sql).await?;
         for row in &rows.rows {
             add(row, "COUNT/FIRST/LAST")?;

@@ -20,7 +20,6 @@ use taos::{AsAsyncConsumer, AsyncTBuilder, TmqBuilder};
 use crate::Error;
 use crate::conn::Ctx;
 use crate::source::TaosSource;
-use crate::value::ident;
 
 /// The prefix of every topic taosbackup creates (`taosbackup_<database>_<hash>`).
 pub const FEED_TOPIC_PREFIX: &str = "taosbackup_";
@@ -79,10 +78,7 @@ impl TaosSource {
     pub async fn topic_exists(&self, topic: &str) -> Result<bool, Error> {
         let rows = self
             .pool()
-            .query_values(
-                Ctx::default(),
-                "SELECT * FROM information_schema.ins_topics",
-            )
+            .query_values(Ctx::default(), &crate::sql::topics())
             .await?;
         let c = rows.col("topic_name", "ins_topics")?;
         Ok(rows
@@ -98,10 +94,7 @@ impl TaosSource {
     pub async fn feed_topics(&self, lag: bool) -> Result<Vec<FeedTopic>, Error> {
         let topics = self
             .pool()
-            .query_values(
-                Ctx::default(),
-                "SELECT * FROM information_schema.ins_topics",
-            )
+            .query_values(Ctx::default(), &crate::sql::topics())
             .await?;
         let (tc, dc) = (
             topics.col("topic_name", "ins_topics")?,
@@ -129,10 +122,7 @@ impl TaosSource {
         }
         let subs = self
             .pool()
-            .query_values(
-                Ctx::default(),
-                "SELECT * FROM information_schema.ins_subscriptions",
-            )
+            .query_values(Ctx::default(), &crate::sql::subscriptions())
             .await?;
         let (st, sg, sv) = (
             subs.col("topic_name", "ins_subscriptions")?,
@@ -259,10 +249,7 @@ impl TaosSource {
             });
         }
         self.pool()
-            .exec(
-                Ctx::default(),
-                &format!("DROP TOPIC IF EXISTS {}", ident(topic)),
-            )
+            .exec(Ctx::default(), &crate::sql::drop_topic(topic))
             .await?;
         Ok(())
     }

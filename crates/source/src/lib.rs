@@ -30,6 +30,7 @@
 
 mod catalog;
 mod conn;
+mod dbopts;
 mod dsn;
 mod error;
 mod estimate;
@@ -39,12 +40,14 @@ mod feed_admin;
 mod raw;
 mod restore;
 mod source;
+mod sql;
 mod value;
 mod wal;
 
 pub use crate::{
+    dbopts::OptionChange,
     dsn::{ConnectOptions, Credentials, DEFAULT_PASSWORD, DEFAULT_USER, Endpoint, Protocol},
-    error::{Error, is_transient},
+    error::{Error, RETRYABLE_CODES, StatementInfo, is_transient},
     estimate::Estimate,
     feed::{FeedError, MAX_NAME_LEN, TmqFeed, TmqFeedOptions, default_names},
     feed_admin::{FEED_TOPIC_PREFIX, FeedGroup, FeedPosition, FeedTopic},

@@ -45,6 +45,8 @@ pub mod code {
     pub const INVALID_MSG: u32 = 0x0115;
     /// Invalid parameters.
     pub const INVALID_PARA: u32 = 0x0118;
+    /// SQL statement too long (over `TSDB_MAX_ALLOWED_SQL_LEN`).
+    pub const EXCEED_SQL_LIMIT: u32 = 0x0219;
     /// Invalid timestamp format.
     pub const INVALID_TIMESTAMP: u32 = 0x0127;
     /// Authentication failure (wrong password).

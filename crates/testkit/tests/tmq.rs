@@ -581,19 +581,19 @@ async fn topics_sql_and_refusals() {
         .unwrap_err();
     assert_eq!(err.code(), taos::Code::from(0x0388));
     let topics: Vec<(String, String, String)> = taos
-        .query("SELECT topic_name, db_name, meta FROM information_schema.ins_topics")
+        .query("SELECT topic_name, db_name, `meta` FROM information_schema.ins_topics")
         .await
         .unwrap()
         .deserialize()
         .try_collect()
         .await
         .unwrap();
-    assert_eq!(topics, vec![("t".into(), "d".into(), "without".into())]);
+    assert_eq!(topics, vec![("t".into(), "d".into(), "no".into())]);
     let shown: Vec<(String,)> = taos
         .query("SHOW TOPICS")
         .await
         .unwrap()
-        .deserialize::<(String, String, i64, String, String, String)>()
+        .deserialize::<(String, String, i64, String, Option<String>, String, String)>()
         .try_collect::<Vec<_>>()
         .await
         .unwrap()

@@ -30,7 +30,7 @@ use crate::Error;
 use crate::catalog::{int, text};
 use crate::conn::{Ctx, Pool};
 use crate::dsn::{ConnectOptions, Credentials, Endpoint};
-use crate::value::{ident, quote_str};
+use crate::sql;
 
 /// Longest topic or consumer-group name TDengine accepts.
 pub const MAX_NAME_LEN: usize = 192;
@@ -111,6 +111,45 @@ pub fn default_names(repository_id: &str, database: &str) -> (String, String) {
     let topic = format!("taosbackup_{db}_{hash:016x}");
     let group = format!("{topic}_g");
     (topic, group)
+}
+
+/// Whether a topic delivers meta messages, from its `CREATE TOPIC` text (the `sql` column of
+/// `ins_topics`, present in every 3.x version) or, without it, from the `meta` column of the
+/// versions that have one (`yes`/`no`; older texts said `with`/`without`).
+fn topic_has_meta(statement: Option<&str>, meta: Option<&str>) -> bool {
+    if let Some(sql) = statement.filter(|s| !s.trim().is_empty()) {
+        // `CREATE TOPIC [IF NOT EXISTS] name WITH META AS …`: the words before `AS`, outside
+        // backquotes and quotes (a topic may be named `with meta`).
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        for c in sql.chars() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '`' || c == '\'' || c == '"' => {
+                    quote = Some(c);
+                    words.push(std::mem::take(&mut word));
+                    words.push("<name>".to_string());
+                }
+                None if c.is_whitespace() => words.push(std::mem::take(&mut word)),
+                None => word.push(c.to_ascii_uppercase()),
+            }
+        }
+        words.push(word);
+        let words: Vec<&str> = words
+            .iter()
+            .map(String::as_str)
+            .filter(|w| !w.is_empty())
+            .collect();
+        let head = words
+            .iter()
+            .position(|w| *w == "AS")
+            .map_or(&words[..], |i| &words[..i]);
+        return head.windows(2).any(|w| w == ["WITH", "META"]);
+    }
+    let m = meta.unwrap_or_default().trim().to_ascii_lowercase();
+    m == "yes" || (m.starts_with("with") && !m.starts_with("without"))
 }
 
 /// Where the current catch-up must get to: each vgroup's `end` when it began.
@@ -245,12 +284,9 @@ impl TmqFeed {
         let rows = self
             .pool
             .query_values(
-                self.ctx(),
-                &format!(
-                    "SELECT name, wal_retention_period FROM information_schema.ins_databases \
-                     WHERE name = {}",
-                    quote_str(&db)
-                ),
+                self.ctx()
+                    .doing("checking the database's WAL retention (ins_databases)"),
+                &sql::database_row(&db),
             )
             .await?;
         let period_col = rows.col("wal_retention_period", "ins_databases")?;
@@ -283,22 +319,25 @@ impl TmqFeed {
         let topics = self
             .pool
             .query_values(
-                self.ctx(),
-                "SELECT topic_name, db_name, meta FROM information_schema.ins_topics",
+                self.ctx()
+                    .doing("looking for the feed's topic (ins_topics)"),
+                &sql::topics(),
             )
             .await?;
-        let (tc, dc, mc) = (
+        let (tc, dc) = (
             topics.col("topic_name", "ins_topics")?,
             topics.col("db_name", "ins_topics")?,
-            topics.col("meta", "ins_topics")?,
         );
+        // `sql` (the CREATE TOPIC statement) is in every version; `meta` only in some, and
+        // with version-dependent content (systable.c `topicSchema`, mndTopic.c).
+        let sql_col = topics.col("sql", "ins_topics").ok();
+        let meta_col = topics.col("meta", "ins_topics").ok();
         let existing = topics
             .rows
             .iter()
             .find(|r| r.get(tc).and_then(text).as_deref() == Some(topic.as_str()));
         if let Some(r) = existing {
             let topic_db = r.get(dc).and_then(text).unwrap_or_default();
-            let meta = r.get(mc).and_then(text).unwrap_or_default();
             let conflict = |reason: String| FeedError::TopicConflict {
                 topic: topic.clone(),
                 endpoint: self.endpoint.to_string(),
@@ -309,9 +348,9 @@ impl TmqFeed {
                     "it reads database {topic_db:?}, not {db:?}"
                 )));
             }
-            // "with" / "without" (also accepting a longer "with_meta" style).
-            let meta = meta.to_ascii_lowercase();
-            if meta.starts_with("without") || !meta.starts_with("with") {
+            let statement = sql_col.and_then(|c| r.get(c)).and_then(text);
+            let meta = meta_col.and_then(|c| r.get(c)).and_then(text);
+            if !topic_has_meta(statement.as_deref(), meta.as_deref()) {
                 return Err(conflict(
                     "it was created without WITH META, so it does not deliver table \
                      creations, drops, alters and deletes"
@@ -322,12 +361,8 @@ impl TmqFeed {
         }
         self.pool
             .exec(
-                self.ctx(),
-                &format!(
-                    "CREATE TOPIC IF NOT EXISTS {} WITH META AS DATABASE {}",
-                    ident(&topic),
-                    ident(&db)
-                ),
+                self.ctx().doing("creating the feed's topic"),
+                &sql::create_topic(&topic, &db),
             )
             .await?;
         Ok(true)
@@ -453,11 +488,8 @@ impl TmqFeed {
         let rows = self
             .pool
             .query_values(
-                self.ctx(),
-                &format!(
-                    "SELECT stable_name FROM information_schema.ins_stables WHERE db_name = {}",
-                    quote_str(db)
-                ),
+                self.ctx().doing("listing super tables (ins_stables)"),
+                &sql::stable_names(db),
             )
             .await?;
         let c = rows.col("stable_name", "ins_stables")?;
@@ -471,14 +503,13 @@ impl TmqFeed {
     /// Child tables of `stable` now (or, for `None`, every table of the database).
     async fn tables_of(&self, stable: Option<&str>) -> Result<Vec<String>, FeedError> {
         let db = &self.options.database;
-        let mut sql = format!(
-            "SELECT table_name FROM information_schema.ins_tables WHERE db_name = {}",
-            quote_str(db)
-        );
-        if let Some(s) = stable {
-            sql.push_str(&format!(" AND stable_name = {}", quote_str(s)));
-        }
-        let rows = self.pool.query_values(self.ctx(), &sql).await?;
+        let rows = self
+            .pool
+            .query_values(
+                self.ctx().doing("listing tables (ins_tables)"),
+                &sql::table_names(db, stable),
+            )
+            .await?;
         let c = rows.col("table_name", "ins_tables")?;
         Ok(rows
             .rows
@@ -938,6 +969,34 @@ impl ChangeFeed for TmqFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_meta_from_its_statement() {
+        let yes = "CREATE TOPIC IF NOT EXISTS `t` WITH META AS DATABASE `d`";
+        assert!(topic_has_meta(Some(yes), None));
+        assert!(topic_has_meta(
+            Some("create topic t with  meta as database d"),
+            Some("no")
+        ));
+        assert!(!topic_has_meta(
+            Some("CREATE TOPIC t AS DATABASE d"),
+            Some("yes")
+        ));
+        assert!(!topic_has_meta(
+            Some("CREATE TOPIC `with meta` AS DATABASE d"),
+            None
+        ));
+        assert!(!topic_has_meta(
+            Some("CREATE TOPIC t ONLY META AS DATABASE d"),
+            None
+        ));
+        // No statement text: the version's meta column decides.
+        assert!(topic_has_meta(None, Some("yes")));
+        assert!(topic_has_meta(Some(""), Some("with")));
+        assert!(!topic_has_meta(None, Some("no")));
+        assert!(!topic_has_meta(None, Some("without")));
+        assert!(!topic_has_meta(None, None));
+    }
 
     #[test]
     fn default_names_are_safe_distinct_and_bounded() {

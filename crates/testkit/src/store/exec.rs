@@ -26,10 +26,9 @@ pub struct Env<'s> {
     pub now_ns: i64,
     /// Server version string.
     pub server_version: &'s str,
+    /// The login user (for `ins_users`).
+    pub user: &'s str,
     /// The behaviour set of that version.
-    // Read by the version-dependent behaviours (system tables, DDL, types); remove the
-    // allow once one of them uses it.
-    #[allow(dead_code)]
     pub profile: crate::Profile,
 }
 
@@ -71,7 +70,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             }
             check_name(&name)?;
             let mut opts = DbOptions::default();
-            opts.apply(&options)?;
+            opts.apply(&options, env.profile)?;
             let vgroup_base = cat.next_vgroup.max(2);
             cat.next_vgroup = vgroup_base.saturating_add(opts.vgroups);
             let mut db = Db {
@@ -94,7 +93,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
         Statement::AlterDatabase { name, options } => {
             let db = cat.db_mut(&name)?;
             let mut opts = db.opts.clone();
-            opts.apply(&options)?;
+            opts.apply(&options, env.profile)?;
             if opts.precision != db.opts.precision || opts.vgroups != db.opts.vgroups {
                 return Err(EmuError::new(
                     code::INVALID_DB_OPTION,
@@ -238,6 +237,8 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
         | Statement::CreateTopic { .. }
         | Statement::DropTopic { .. }
         | Statement::ShowTopics
+        | Statement::ShowGrants
+        | Statement::ShowDnodes
         | Statement::ShowSubscriptions
         | Statement::PurgeWal { .. } => {
             Err(EmuError::new(code::INVALID_OPERATION, "Invalid operation"))
@@ -312,12 +313,34 @@ fn check_schema(columns: &[Field], tags: &[Field]) -> Result<(), EmuError> {
 }
 
 /// Tag values for a child table from `TAGS (...)` with optional tag names.
+/// A value of an INSERT (a row value, or a tag of `USING … TAGS`): TDengine's insert parser
+/// reads the string `'null'` (any case) as NULL for a column or tag that is not a string type
+/// (`parInsertSql.c`: `isNullValue` = `TK_NULL`, or `!IS_STR_DATA_TYPE(type) &&
+/// isNullStr(token)`; string types are VARCHAR/BINARY, NCHAR and VARBINARY).
+fn insert_value(e: &Expr<'_>, field: &Field, ctx: &Ctx) -> Result<Value, EmuError> {
+    if let Expr::Lit(crate::sql::ast::Lit::Str(s)) = e {
+        let string_type = matches!(field.ty, Ty::VarChar | Ty::NChar | Ty::VarBinary);
+        if !string_type && s.eq_ignore_ascii_case("null") {
+            return Ok(Value::Null);
+        }
+    }
+    expr_to_value(e, field, ctx)
+}
+
 fn tag_values(
     st: &STable,
     names: Option<&[String]>,
     exprs: &[Expr<'_>],
     ctx: &Ctx,
+    insert: bool,
 ) -> Result<Vec<Value>, EmuError> {
+    let value = |e: &Expr<'_>, f: &Field| {
+        if insert {
+            insert_value(e, f, ctx)
+        } else {
+            expr_to_value(e, f, ctx)
+        }
+    };
     let mismatch = || EmuError::new(code::TAGS_NOT_MATCHED, "Tags number not matched");
     let mut out = vec![Value::Null; st.tags.len()];
     match names {
@@ -329,7 +352,7 @@ fn tag_values(
                 let i = st.tags.iter().position(|t| &t.name == n).ok_or_else(|| {
                     EmuError::new(code::INVALID_TAG_NAME, format!("Invalid tag name: {n}"))
                 })?;
-                out[i] = expr_to_value(e, &st.tags[i], ctx)?;
+                out[i] = value(e, &st.tags[i])?;
             }
         }
         None => {
@@ -337,7 +360,7 @@ fn tag_values(
                 return Err(mismatch());
             }
             for (i, e) in exprs.iter().enumerate() {
-                out[i] = expr_to_value(e, &st.tags[i], ctx)?;
+                out[i] = value(e, &st.tags[i])?;
             }
         }
     }
@@ -364,7 +387,7 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
         .get(&c.stable.name)
         .ok_or_else(|| table_not_exist(&c.stable.name))?;
     let ctx = Ctx::new(db.opts.precision, env.now_ns);
-    let tags = tag_values(st, c.tag_names.as_deref(), &c.tags, &ctx)?;
+    let tags = tag_values(st, c.tag_names.as_deref(), &c.tags, &ctx, false)?;
     let data = TableData::new(&st.columns);
     let vgroup = db.vgroup_of(&c.name.name);
     let meta = wal::create_child(&c.name.name, &st.name, &st.tags, &tags);
@@ -450,7 +473,7 @@ fn build_batch<'r, 'a: 'r>(
     for row in rows {
         for (e, i) in row.iter().zip(map) {
             let Some(i) = *i else { continue };
-            let v = expr_to_value(e, &schema[i], ctx)?;
+            let v = insert_value(e, &schema[i], ctx)?;
             if i == 0 {
                 match v {
                     Value::Timestamp(ts) if ts < floor => return Err(keep_error()),
@@ -603,7 +626,7 @@ fn insert(
                     "Child table and super table must be in the same database",
                 ));
             }
-            let tags = tag_values(st, u.tag_names.as_deref(), &u.tags, &ctx)?;
+            let tags = tag_values(st, u.tag_names.as_deref(), &u.tags, &ctx, true)?;
             check_name(&t.table.name)?;
             creates.push(NewChild {
                 db: dbn.clone(),
