@@ -1202,8 +1202,13 @@ fn sigint_at_random_points_cancels_cleanly() {
         let err = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
         let label = format!("SIGINT {i} after {delay:?} ({engine})");
         largest = largest.max(err.len());
+        // A signal in the first milliseconds, before `backup` installs its handlers (the
+        // first thing it does, before touching the source or the repository), ends the
+        // process by the default action, silently and with nothing written.
+        use std::os::unix::process::ExitStatusExt;
+        let before_handlers = status.signal() == Some(libc::SIGINT) && err.is_empty();
         assert!(
-            matches!(status.code(), Some(0 | 1)),
+            matches!(status.code(), Some(0 | 1)) || before_handlers,
             "{label}: {status:?}\n{err}"
         );
         assert!(!err.contains("panicked"), "{label}: a panic\n{err}");
