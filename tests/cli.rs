@@ -1969,3 +1969,31 @@ fn a_rejected_statement_names_purpose_version_and_error() {
     let listed = succeeded_json(tb(dir.path()).args(["list", "--repo", &repo, "--json"]));
     assert_eq!(listed.as_array().map_or(0, Vec::len), 0, "{listed}");
 }
+
+/// Issue 16 item 10: the completion scripts `cargo xtask dist` ships come from the binary.
+#[test]
+fn completion_scripts_name_every_command() {
+    let dir = TempDir::new().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = tb(dir.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for command in [
+            "backup",
+            "restore",
+            "verify",
+            "feed",
+            "password-file",
+            "no-lock",
+        ] {
+            assert!(script.contains(command), "{shell}: {command} missing");
+        }
+    }
+    tb(dir.path())
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2);
+}

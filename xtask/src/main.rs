@@ -4,12 +4,15 @@
 //!   virtualenv with moto's S3 server), the whole test suite, and `cargo deny`.
 //! - `bench emu|sink|tracker|e2e`: the emulator's `SELECT *` serving speed, the repository
 //!   pipeline, the tracker, and `taosbackup` end to end against the emulator.
+//! - `dist`: the release tarball (stripped binary, split debug info, docs, examples,
+//!   completions, SHA-256 sums).
 //! - `demo`: the main job end to end: the `taosbackup` binary against the emulator (full and
 //!   incremental backups, restores of both points compared with the source, verify).
 
 mod bench;
 mod ci;
 mod demo;
+mod dist;
 mod util;
 
 use std::process::ExitCode;
@@ -20,6 +23,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("dist") => dist::run(&args[1..]),
         Some("moto") => ci::ensure_moto().map(|path| println!("{}", path.display())),
         Some("soak") => soak(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
@@ -53,6 +57,9 @@ tasks:
            the emulator at 1 M / 10 M / 50 M rows (several scales side by side): read
            ceiling vs full backup, incrementals (nothing, K blocks, 1% changed), restore,
            repository size vs zstd-3, peak RSS; wall and the tool's own durations
+  dist   the release tarball: stripped taosbackup (debug info split into a separate
+         tarball), systemd unit, example configs, --help reference, shell completions,
+         LICENSE; SHA-256 sums in target/dist/SHA256SUMS
   moto   make sure .venv has moto's S3 server; print its path
   soak   [SECONDS]: the long reliability variants: 50 kill -9 points, 30 backups at a
          10% storage fault rate, and each fuzz target for SECONDS (default 600; needs
