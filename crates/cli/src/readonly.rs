@@ -10,8 +10,9 @@ use taosbackup_sink::{Repo, Session};
 
 /// What a reading command reads through: a locked session, or the repository itself.
 pub enum Reader {
-    /// A session holding a shared lock (released by [`Reader::finish`]).
-    Locked(Session),
+    /// A session holding a shared lock (released by [`Reader::finish`]); boxed, it is far
+    /// larger than the other variant.
+    Locked(Box<Session>),
     /// No lock: `--no-lock`, or the repository is not writable.
     Unlocked(Unlocked),
 }
@@ -31,7 +32,7 @@ impl Reader {
             return Ok(Reader::Unlocked(Unlocked(repo.clone())));
         }
         match repo.session(command).await {
-            Ok(s) => Ok(Reader::Locked(s)),
+            Ok(s) => Ok(Reader::Locked(Box::new(s))),
             Err(e) => match not_writable(&e) {
                 Some(why) => {
                     tracing::warn!(
@@ -49,7 +50,7 @@ impl Reader {
     /// The repository interface the engine reads through.
     pub fn repository(&self) -> &dyn Repository {
         match self {
-            Reader::Locked(s) => s,
+            Reader::Locked(s) => s.as_ref(),
             Reader::Unlocked(u) => u,
         }
     }
@@ -57,7 +58,7 @@ impl Reader {
     /// Releases the lock, if one was taken.
     pub async fn finish(self) -> anyhow::Result<()> {
         match self {
-            Reader::Locked(s) => Ok(s.finish().await?),
+            Reader::Locked(s) => Ok((*s).finish().await?),
             Reader::Unlocked(_) => Ok(()),
         }
     }

@@ -49,7 +49,7 @@ mod session;
 mod verify;
 
 pub use crate::{
-    backend::{Backend, Scheme},
+    backend::{Backend, Scheme, StorageRetry, StorageStats, default_upload_concurrency},
     config::{DEFAULT_PACK_SIZE, Encryption, REPO_VERSION, RepoConfig},
     crypto::MAX_BLOB_SIZE,
     error::{Error, Result},

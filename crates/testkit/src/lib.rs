@@ -24,5 +24,7 @@ pub use server::{
     SERVER_VERSION_ENV, Trigger,
 };
 pub use sql::keywords;
-pub use store::{DEFAULT_WAL_SEGMENT_SIZE, Outcome, ResultSet, Session, Store, StoreConfig};
+pub use store::{
+    DEFAULT_WAL_SEGMENT_SIZE, Outcome, ResultSet, Session, Store, StoreConfig, tmq_meta,
+};
 pub use types::{ColumnData, Field, Precision, Ty, Value};

@@ -57,6 +57,12 @@ use crate::types::{ColumnData, Field, Precision};
 use catalog::Catalog;
 use convert::Ctx;
 pub use wal_files::DEFAULT_SEGMENT_SIZE as DEFAULT_WAL_SEGMENT_SIZE;
+
+/// Builders of TDengine's TMQ meta JSON (`client/src/clientRawBlockWrite.c`) for the kinds
+/// no emulator statement produces, to log with [`Store::inject_meta`].
+pub mod tmq_meta {
+    pub use super::wal::{add_column_with_compress, alter_bare, alter_column_compress};
+}
 use wal_files::WalFilesConfig;
 
 /// Configuration of the in-memory store.

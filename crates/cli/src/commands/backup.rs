@@ -383,6 +383,11 @@ pub fn format_secs(d: Duration) -> String {
 pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     // First: a signal during the setup below must cancel, not kill the process halfway.
     let cancel = crate::signals::cancel_on_signals("backup")?;
+    let mut ctx = ctx.clone();
+    if args.upload_concurrency.is_some() {
+        ctx.config.backup.upload_concurrency = args.upload_concurrency;
+    }
+    let ctx = &ctx;
     let url = ctx.repo_url(&args.repo.repo)?;
     let database = ctx.database(&args.database)?;
     let engine = ctx.engine(&args.engine)?;
@@ -458,10 +463,18 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
             o.insert("full_reason".into(), json!(report.full_reason));
             o.insert("duration_secs".into(), json!(report.duration.as_secs_f64()));
             o.insert("finished_at".into(), json!(rfc3339(&m.finished_at)));
+            o.insert(
+                "storage_retries".into(),
+                json!(repo.backend().stats().retries),
+            );
         }
         print_json(&v)?;
     } else {
         print!("{}", summary(&report));
+        let retries = repo.backend().stats().retries;
+        if retries > 0 {
+            println!("  storage: {} retried", count(retries));
+        }
     }
     if m.stats.failed_blocks > 0 {
         return Err(Advised {

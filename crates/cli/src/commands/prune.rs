@@ -59,6 +59,7 @@ pub async fn apply(
         "unindexed_packs_deleted": prune.unindexed_packs_deleted.len(),
         "packs_written": prune.packs_written.len(),
         "bytes_freed": prune.bytes_freed,
+        "storage_retries": repo.backend().stats().retries,
     }))
 }
 

@@ -178,8 +178,23 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             Ok(Outcome::Affected(0))
         }
         Statement::CreateChildren(children) => {
+            // TDengine sends one TDMT_VND_CREATE_TABLE batch per vgroup; its meta message
+            // lists the batch in `createList` (clientRawBlockWrite.c buildCreateCTableJson).
+            let mut batches: BTreeMap<(String, u32), (Vec<serde_json::Value>, Vec<Msg>)> =
+                BTreeMap::new();
             for c in &children {
-                create_child(cat, env, c)?;
+                if let Some((dbn, vgroup, meta, msg)) = create_child(cat, env, c)? {
+                    let b = batches.entry((dbn, vgroup)).or_default();
+                    b.0.push(meta);
+                    b.1.push(msg);
+                }
+            }
+            for ((dbn, vgroup), (metas, msgs)) in batches {
+                let Some(meta) = wal::create_children(&metas) else {
+                    continue;
+                };
+                let db = cat.db_mut(&dbn)?;
+                db.log(vgroup, env.now_ns, WalBody::Meta(meta), merge_creates(msgs))?;
             }
             Ok(Outcome::Affected(0))
         }
@@ -367,7 +382,16 @@ fn tag_values(
     Ok(out)
 }
 
-fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result<(), EmuError> {
+/// One create request of a batch: database, vgroup, meta JSON and WAL-file message.
+type CreatedChild = (String, u32, serde_json::Value, Msg);
+
+/// Creates a child table; returns what the caller logs (batched per vgroup), or `None`
+/// when `IF NOT EXISTS` found it.
+fn create_child(
+    cat: &mut Catalog,
+    env: &Env<'_>,
+    c: &CreateChild<'_>,
+) -> Result<Option<CreatedChild>, EmuError> {
     let dbn = env.db_of(&c.name)?.to_string();
     let stdb = c.stable.db.as_deref().unwrap_or(&dbn);
     if stdb != dbn {
@@ -379,7 +403,7 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
     let uid = cat.uid();
     let db = cat.db_mut(&dbn)?;
     if !db.name_is_free(&c.name.name, c.if_not_exists, code::TABLE_ALREADY_EXIST)? {
-        return Ok(());
+        return Ok(None);
     }
     check_name(&c.name.name)?;
     let st = db
@@ -390,9 +414,12 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
     let tags = tag_values(st, c.tag_names.as_deref(), &c.tags, &ctx, false)?;
     let data = TableData::new(&st.columns);
     let vgroup = db.vgroup_of(&c.name.name);
+    if let Some(f) = db.files.get(&vgroup) {
+        // Refuse before creating anything when the WAL files are out of step.
+        f.check()?;
+    }
     let meta = wal::create_child(&c.name.name, &st.name, &st.tags, &tags);
     let msg = files::create_table(&c.name.name, uid, Some((&st.name, st.uid)));
-    db.log(vgroup, env.now_ns, WalBody::Meta(meta), msg)?;
     db.tables.insert(
         c.name.name.clone(),
         Table {
@@ -410,7 +437,19 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
             data,
         },
     );
-    Ok(())
+    Ok(Some((dbn, vgroup, meta, msg)))
+}
+
+/// One `TDMT_VND_CREATE_TABLE` message of several create requests.
+fn merge_creates(msgs: Vec<Msg>) -> Msg {
+    let mut all = Vec::new();
+    for m in msgs {
+        match m {
+            Msg::CreateTables(list) => all.extend(list),
+            other => return other,
+        }
+    }
+    Msg::CreateTables(all)
 }
 
 /// The data columns of a table.
@@ -1029,6 +1068,11 @@ fn alter(
                 new[i] = expr_to_value(e, &st.tags[i], &ctx)?;
                 metas.push(wal::set_tag(&tname, &st.tags[i], &new[i]));
             }
+            if metas.len() > 1 {
+                // Several tags in one statement: one TSDB_ALTER_TABLE_UPDATE_MULTI_TAG_VAL
+                // request, printed without its values (processAlterTable's default case).
+                metas = vec![wal::alter_bare(&tname, alter_type::UPDATE_MULTI_TAG_VAL)];
+            }
             *tags = new;
         }
         (_, AlterAction::Options { comment, ttl }) => {
@@ -1038,6 +1082,9 @@ fn alter(
             if let Some(ttl) = ttl {
                 t.ttl = ttl;
             }
+            // TDMT_VND_ALTER_TABLE with TSDB_ALTER_TABLE_UPDATE_OPTIONS: a meta message with
+            // no `colName` (processAlterTable).
+            metas.push(wal::alter_bare(&tname, alter_type::UPDATE_OPTIONS));
         }
         (TableKind::Normal { columns }, action) => {
             match action {
