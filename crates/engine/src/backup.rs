@@ -495,8 +495,10 @@ fn decide_with(
                         tasks.push(TableTask {
                             table: t.name.clone(),
                             whole: false,
-                            // Marker: from this bucket on (resolved in `ranges_of`).
-                            buckets: vec![BucketRun::single(max.saturating_add(1).div_euclid(w))],
+                            // Marker: from this bucket on (resolved in `ranges_of`). From
+                            // the bucket holding the previous maximum, not `max + 1`'s: with a
+                            // composite key, rows can arrive later at that very timestamp.
+                            buckets: vec![BucketRun::single(max.div_euclid(w))],
                             tombstone_if_empty: Vec::new(),
                         });
                     }

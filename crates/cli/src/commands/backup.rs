@@ -371,6 +371,13 @@ pub fn summary(report: &BackupReport) -> String {
         bytes(s.bytes_stored),
         format_secs(report.duration)
     ));
+    // Objects the backup does not contain (virtual tables), never left out silently.
+    for o in &m.catalog.skipped {
+        out.push_str(&format!(
+            "  not backed up: {} ({}): {}\n",
+            o.name, o.kind, o.reason
+        ));
+    }
     out
 }
 
@@ -462,6 +469,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         if let serde_json::Value::Object(o) = &mut v {
             o.insert("full_reason".into(), json!(report.full_reason));
             o.insert("duration_secs".into(), json!(report.duration.as_secs_f64()));
+            o.insert("skipped".into(), json!(m.catalog.skipped));
             o.insert("finished_at".into(), json!(rfc3339(&m.finished_at)));
             o.insert(
                 "storage_retries".into(),
