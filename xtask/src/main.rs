@@ -5,6 +5,7 @@
 //!   test suite, and `cargo deny`.
 //! - `bench emu|sink|tracker|e2e`: the emulator's `SELECT *` serving speed, the repository
 //!   pipeline, the tracker, and `taosbackup` end to end against the emulator.
+//! - `conformance`: the TDengine conformance suite against a server (`--dsn`) or the emulator.
 //! - `dist`: the release tarball (stripped binary, split debug info, docs, examples,
 //!   completions, SHA-256 sums).
 //! - `demo`: the main job end to end: the `taosbackup` binary against the emulator (full and
@@ -12,6 +13,7 @@
 
 mod bench;
 mod ci;
+mod conformance;
 mod demo;
 mod dist;
 mod util;
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("conformance") => conformance::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("dist") => dist::run(&args[1..]),
         Some("moto") => ci::ensure_moto().map(|path| println!("{}", path.display())),
@@ -64,6 +67,11 @@ tasks:
            the emulator at 1 M / 10 M / 50 M rows (several scales side by side): read
            ceiling vs full backup, incrementals (nothing, K blocks, 1% changed), restore,
            repository size vs zstd-3, peak RSS; wall and the tool's own durations
+  conformance [--dsn URL [--user U]] [--server-version V]... [--filter TEXT] [--keep] [--json]
+         the TDengine conformance suite: every assumption taosbackup makes about a
+         server, one check each, in a scratch database it creates and drops. With --dsn
+         against that server (password from the DSN or TAOS_PASSWORD); without, against
+         taos-emu under each behaviour set (3.3.0, 3.3.6, 3.4)
   dist   the release tarball: stripped taosbackup (debug info split into a separate
          tarball), systemd unit, example configs, --help reference, shell completions,
          LICENSE; SHA-256 sums in target/dist/SHA256SUMS
