@@ -13,6 +13,8 @@ use crate::args::{GlobalArgs, LogFormat};
 use crate::config::{Config, parse_bucket_width, parse_duration};
 use crate::error::{UsageError, usage};
 
+/// The most tables exported at once that `backup.batch_size` can ask for.
+pub const MAX_PARALLEL_FROM_BATCH_SIZE: usize = 16;
 /// How long one key derivation should take when a key file is written.
 const KDF_TARGET: Duration = Duration::from_millis(500);
 
@@ -424,11 +426,25 @@ impl Context {
             .unwrap_or_default()
     }
 
-    /// Tables exported at once: flag, `backup.parallel`, `backup.batch_size`, 4.
+    /// Tables exported at once: flag, `backup.parallel`, `backup.batch_size` (at most
+    /// [`MAX_PARALLEL_FROM_BATCH_SIZE`]), 4.
     pub fn backup_parallel(&self, flag: Option<usize>) -> anyhow::Result<usize> {
+        // The original plugin's `batch_size` counted rows per batch (values like 1000), not
+        // connections: as a fallback for `parallel` it is capped so it cannot open a
+        // connection per row of a batch.
+        let from_batch = self.config.backup.batch_size.map(|b| {
+            if b > MAX_PARALLEL_FROM_BATCH_SIZE {
+                tracing::info!(
+                    batch_size = b,
+                    parallel = MAX_PARALLEL_FROM_BATCH_SIZE,
+                    "backup.batch_size taken as the number of tables exported at once, capped"
+                );
+            }
+            b.min(MAX_PARALLEL_FROM_BATCH_SIZE)
+        });
         let p = flag
             .or(self.config.backup.parallel)
-            .or(self.config.backup.batch_size)
+            .or(from_batch)
             .unwrap_or(4);
         if p == 0 {
             return Err(usage(
@@ -542,6 +558,11 @@ mod tests {
         assert_eq!(c.engine(&Some("full".into())).unwrap(), EngineKind::Full);
         assert_eq!(c.backup_parallel(None).unwrap(), 7);
         assert_eq!(c.backup_parallel(Some(2)).unwrap(), 2);
+        let plugin = ctx("[backup]\nbatch_size = 1000\n[repository]\nurl = \"/r\"");
+        assert_eq!(
+            plugin.backup_parallel(None).unwrap(),
+            MAX_PARALLEL_FROM_BATCH_SIZE
+        );
         assert_eq!(c.repo_url(&None).unwrap(), "/r");
         assert_eq!(c.repo_url(&Some("/x".into())).unwrap(), "/x");
     }
