@@ -2,9 +2,12 @@
 //! is an error, reported once in `main`).
 
 pub mod backup;
+pub mod forget;
 pub mod init;
 pub mod key;
 pub mod list;
+pub mod migrate;
+pub mod pin;
 pub mod plan;
 pub mod prune;
 pub mod restore;

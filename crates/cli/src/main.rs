@@ -75,6 +75,10 @@ fn command_name(c: &Command) -> &'static str {
         Command::Restore(_) => "restore",
         Command::Verify(_) => "verify",
         Command::Prune(_) => "prune",
+        Command::Forget(_) => "forget",
+        Command::Pin(_) => "pin",
+        Command::Unpin(_) => "unpin",
+        Command::Migrate(_) => "migrate",
         Command::Key(_) => "key",
         Command::Daemon(_) => "daemon",
     }
@@ -91,6 +95,10 @@ async fn run(ctx: &Context, cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Restore(a)) => commands::restore::run(ctx, &a).await,
         Some(Command::Verify(a)) => commands::verify::run(ctx, &a).await,
         Some(Command::Prune(a)) => commands::prune::run(ctx, &a).await,
+        Some(Command::Forget(a)) => commands::forget::run(ctx, &a).await,
+        Some(Command::Pin(a)) => commands::pin::run(ctx, &a, true).await,
+        Some(Command::Unpin(a)) => commands::pin::run(ctx, &a, false).await,
+        Some(Command::Migrate(a)) => commands::migrate::run(ctx, &a).await,
         Some(Command::Key(a)) => commands::key::run(ctx, &a).await,
         Some(Command::Daemon(_)) => runner::run(ctx).await,
     }

@@ -60,13 +60,13 @@ async fn tmq_gaps_force_a_full_backup_and_a_killed_consumer_loses_nothing() {
     let mut t = open_tracking(&h, &oracle, Feed::Tmq, dir.path()).await;
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
     assert_eq!(
-        r.manifest.kind,
+        r.snapshot.kind,
         BackupKind::Incremental,
         "{:?}",
         r.full_reason
     );
     assert_eq!(
-        (r.manifest.stats.blocks, r.manifest.stats.tombstones),
+        (r.snapshot.stats.blocks, r.snapshot.stats.tombstones),
         (1, 1)
     );
     let expected = h.contents(DB).await;
@@ -94,7 +94,7 @@ async fn tmq_gaps_force_a_full_backup_and_a_killed_consumer_loses_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("gap"), "{err}");
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(r.manifest.kind, BackupKind::Full);
+    assert_eq!(r.snapshot.kind, BackupKind::Full);
     let expected = h.contents(DB).await;
     h.restore(BackupPoint::Latest, "g").await;
     assert_eq!(h.contents("g").await, expected);
@@ -103,10 +103,10 @@ async fn tmq_gaps_force_a_full_backup_and_a_killed_consumer_loses_nothing() {
         .await;
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
     assert_eq!(
-        r.manifest.kind,
+        r.snapshot.kind,
         BackupKind::Incremental,
         "{:?}",
         r.full_reason
     );
-    assert_eq!(r.manifest.stats.blocks, 1);
+    assert_eq!(r.snapshot.stats.blocks, 1);
 }

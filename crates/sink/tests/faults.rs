@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Moto, backup, init, manifest, noise, password, random_backup_id};
+use common::{Moto, backup, init, make_snapshot, noise, password, random_backup_id};
 use object_store::aws::AmazonS3Builder;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use taosbackup_sink::{Backend, Error, Repo, VerifyOptions};
@@ -367,7 +367,7 @@ async fn persistent_faults_fail_cleanly_without_a_manifest() {
     }
     let id = random_backup_id();
     let err = session
-        .commit(&manifest(id, None, id, &ids))
+        .commit(&make_snapshot(&session, id, None, id, &ids).await)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::SessionFailed { .. }), "{err}");
@@ -375,8 +375,8 @@ async fn persistent_faults_fail_cleanly_without_a_manifest() {
     errors.push(err.to_string());
     session.finish().await.unwrap();
 
-    // 2. Every manifest write fails (packs and index are written).
-    policy.set(1000, "/manifests/");
+    // 2. Every snapshot write fails (packs and index are written).
+    policy.set(1000, "/snapshots/");
     let session = repo.session("backup").await.unwrap();
     let mut ids = Vec::new();
     for i in 100..110 {
@@ -384,12 +384,12 @@ async fn persistent_faults_fail_cleanly_without_a_manifest() {
     }
     let id2 = random_backup_id();
     let err = session
-        .commit(&manifest(id2, None, id2, &ids))
+        .commit(&make_snapshot(&session, id2, None, id2, &ids).await)
         .await
         .unwrap_err();
     let text = err.to_string();
     assert!(err.is_retryable(), "{text}");
-    assert!(text.contains(&format!("manifests/{id2}")), "{text}");
+    assert!(text.contains(&format!("snapshots/{id2}")), "{text}");
     errors.push(text);
     session.finish().await.unwrap();
 
@@ -420,7 +420,7 @@ async fn persistent_faults_fail_cleanly_without_a_manifest() {
     // The packs of the second attempt are referenced by an index but by no manifest;
     // prune removes them and what the first attempt left.
     clean.remove_stale_locks().await.unwrap();
-    clean.prune(false).await.unwrap();
+    clean.prune(None, false).await.unwrap();
     let report = clean
         .verify(VerifyOptions {
             read_data_percent: Some(100),
@@ -433,8 +433,8 @@ async fn persistent_faults_fail_cleanly_without_a_manifest() {
     );
 }
 
-/// Tiny blobs of the index and manifest scenarios: their index file (and a manifest
-/// listing them all) is about 200 KiB, each of their packs under 100 KiB.
+/// Tiny blobs of the index and manifest scenarios: their index file is about 200 KiB, each
+/// of their packs under 100 KiB.
 const SMALL_BLOBS: u64 = 6000;
 
 /// The environment variable that turns the disk-full test binary into the child.
@@ -463,16 +463,22 @@ async fn disk_full_child(spec: &str) -> ! {
                     ids.push(session.put_blob(&noise(1000 + i, 40)).await?);
                 }
             }
-            // Blobs already stored (by the parent): only the manifest is written, and it
-            // lists enough blocks to exceed the limit.
+            // The parent's blocks: every tree object exists already (deduplicated), so
+            // only the snapshot object is written, made larger than the limit.
             _ => {
-                for i in 0..SMALL_BLOBS {
+                for i in 0..10 {
                     ids.push(repo.blob_id(&noise(1000 + i, 40)));
                 }
             }
         }
         let id = random_backup_id();
-        session.commit(&manifest(id, None, id, &ids)).await
+        // A snapshot names its tree, not its blocks: the index scenario's packs and index
+        // list every blob, its shard only ten.
+        let mut snap = make_snapshot(&session, id, None, id, &ids[..10]).await;
+        if scenario == "manifest" {
+            snap.source.endpoint = Some(taosbackup_core::to_hex(&noise(7, 2048)));
+        }
+        session.commit(&snap).await
     }
     .await;
     let code = match result {
@@ -520,7 +526,7 @@ async fn disk_full_leaves_no_partial_backup() {
     for (scenario, limit_kib, fails_on) in [
         ("packs", 32, "data/"),
         ("index", 120, "index/"),
-        ("manifest", 64, "manifests/"),
+        ("manifest", 2, "snapshots/"),
     ] {
         if scenario == "manifest" {
             // Commit the small blobs first, with no file-size limit.
@@ -531,7 +537,7 @@ async fn disk_full_leaves_no_partial_backup() {
             }
             let id = random_backup_id();
             session
-                .commit(&manifest(id, None, id, &ids[..10]))
+                .commit(&make_snapshot(&session, id, None, id, &ids[..10]).await)
                 .await
                 .unwrap();
             session.finish().await.unwrap();
@@ -569,7 +575,7 @@ async fn disk_full_leaves_no_partial_backup() {
     repo.remove_stale_locks().await.unwrap();
     let (m, _) = backup(&repo, &[b"after the disk was freed".to_vec()]).await;
     assert!(repo.list_backups().await.unwrap().contains(&m.id));
-    repo.prune(false).await.unwrap();
+    repo.prune(None, false).await.unwrap();
     let report = repo
         .verify(VerifyOptions {
             read_data_percent: Some(100),

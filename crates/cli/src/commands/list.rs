@@ -1,6 +1,6 @@
 //! `taosbackup list`.
 
-use taosbackup_core::Manifest;
+use taosbackup_core::BackupSnapshot;
 
 use crate::args::ListArgs;
 use crate::context::Context;
@@ -8,8 +8,13 @@ use crate::error::Exit;
 use crate::output::{backup_json, kind, print_json, short_time, table};
 use crate::progress::{bytes, count};
 
-/// Every committed backup of the repository, oldest first (the engine's order).
-pub async fn load_all(ctx: &Context, url: &str, command: &str) -> anyhow::Result<Vec<Manifest>> {
+/// Every committed backup of the repository, oldest first (the engine's order): the snapshot
+/// objects only, downloaded concurrently or read from the local cache.
+pub async fn load_all(
+    ctx: &Context,
+    url: &str,
+    command: &str,
+) -> anyhow::Result<Vec<BackupSnapshot>> {
     let repo = ctx.open_repo(url).await?;
     let session = repo.session(command).await?;
     let result = taosbackup_engine::list_backups(&session).await;

@@ -319,7 +319,6 @@ pub async fn open_tracking(
         feed,
         TrackingConfig::new(dir.join("tracker.state")),
         h.width,
-        taosbackup_core::Precision::Ms,
     )
     .await
     .unwrap()
@@ -511,15 +510,15 @@ pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, d
             BackupKind::Incremental
         };
         assert_eq!(
-            report.manifest.kind, expected_kind,
+            report.snapshot.kind, expected_kind,
             "seed {seed} step {i}: {:?}",
             report.full_reason
         );
         log.push(format!(
             "backup {i}: {:?} {} blocks {} tombstones",
-            report.manifest.kind, report.manifest.stats.blocks, report.manifest.stats.tombstones
+            report.snapshot.kind, report.snapshot.stats.blocks, report.snapshot.stats.tombstones
         ));
-        points.push((report.manifest.id, h.contents(DB).await));
+        points.push((report.snapshot.id, h.contents(DB).await));
     }
     for (i, (id, expected)) in points.iter().enumerate() {
         let target = format!("r{i}");

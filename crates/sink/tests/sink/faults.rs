@@ -125,7 +125,9 @@ async fn failed_uploads_leave_no_backup_and_a_sound_repository() {
         }
     }
     let id = random_backup_id();
-    let commit = session.commit(&manifest(id, None, id, &ids)).await;
+    let commit = session
+        .commit(&make_snapshot(&session, id, None, id, &ids).await)
+        .await;
     assert!(
         first_error.is_some() || commit.is_err(),
         "a failed pack upload went unnoticed"
@@ -137,19 +139,17 @@ async fn failed_uploads_leave_no_backup_and_a_sound_repository() {
     session.finish().await.unwrap();
     assert!(repo.list_backups().await.unwrap().is_empty());
 
-    // The manifest write fails: a retryable backend error, and no backup.
-    store.fail(Some("manifests/"));
+    // The snapshot write fails: a retryable backend error, and no backup.
+    store.fail(Some("snapshots/"));
     let session = repo.session("backup").await.unwrap();
     let blob = session.store_blob(b"block").await.unwrap();
     let id = random_backup_id();
-    let err = session
-        .commit_manifest(&manifest(id, None, id, &[blob]))
-        .await
-        .unwrap_err();
+    let snap = make_snapshot(&session, id, None, id, &[blob]).await;
+    let err = session.commit_snapshot(&snap).await.unwrap_err();
     assert_eq!(err.kind(), RepositoryErrorKind::Backend);
     assert!(err.is_retryable());
     assert!(
-        err.to_string().contains(&format!("manifests/{id}")),
+        err.to_string().contains(&format!("snapshots/{id}")),
         "{err}"
     );
     session.finish().await.unwrap();
@@ -165,7 +165,7 @@ async fn failed_uploads_leave_no_backup_and_a_sound_repository() {
         .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     let (m, _) = backup(&repo, &[b"after".to_vec()]).await;
-    let pruned = repo.prune(false).await.unwrap();
+    let pruned = repo.prune(None, false).await.unwrap();
     assert!(pruned.blobs_removed >= 1, "{pruned:?}");
     let repo = Repo::open(backend, Some(&password())).await.unwrap();
     assert_eq!(repo.list_backups().await.unwrap(), vec![m.id]);
