@@ -47,6 +47,10 @@ pub struct InitOptions {
     pub compression_level: i32,
     /// Target pack size (default 16 MiB).
     pub pack_size: u32,
+    /// The format version written into the config: [`REPO_VERSION`]. Tests set
+    /// [`crate::FORMAT1_VERSION`] to build a repository to migrate; nothing else should.
+    #[doc(hidden)]
+    pub format_version: u32,
 }
 
 impl Default for InitOptions {
@@ -57,6 +61,7 @@ impl Default for InitOptions {
             bucket_width: BucketWidth::DAY,
             compression_level: 3,
             pack_size: DEFAULT_PACK_SIZE,
+            format_version: REPO_VERSION,
         }
     }
 }
@@ -180,8 +185,13 @@ impl Repo {
                 reason: "compression level must be within 1..=22",
             });
         }
+        if options.format_version != REPO_VERSION && options.format_version != FORMAT1_VERSION {
+            return Err(Error::InvalidOptions {
+                reason: "unknown format version",
+            });
+        }
         let config = RepoConfig {
-            version: REPO_VERSION,
+            version: options.format_version,
             id: to_hex(&rand::random::<[u8; 16]>()),
             created: Utc::now(),
             bucket_width: options.bucket_width,
@@ -225,7 +235,10 @@ impl Repo {
                 key_id: Mutex::new(key_id),
                 binding,
                 index: RwLock::new(Index::default()),
-                options: OpenOptions::default(),
+                options: OpenOptions {
+                    allow_format1: options.format_version == FORMAT1_VERSION,
+                    ..OpenOptions::default()
+                },
                 index_problems: Vec::new(),
                 cache: None,
             }),
@@ -665,6 +678,16 @@ impl Repo {
             .map_err(|e| Error::corrupt(manifest_path(&m.id), e.to_string()))?;
         let compressed = crypto::compress(&json, self.inner.config.compression_level)?;
         Ok(self.inner.crypto.seal(&manifest_aad(&m.id), &compressed))
+    }
+
+    /// Writes a format-1 manifest (tests build format-1 repositories with it).
+    #[doc(hidden)]
+    pub async fn put_manifest(&self, m: &Manifest) -> Result<()> {
+        let body = self.encode_manifest(m)?;
+        self.inner
+            .backend
+            .put(&manifest_path(&m.id), body.into())
+            .await
     }
 
     /// Reads blob `id` through the index (committed blobs only).

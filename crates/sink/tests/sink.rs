@@ -10,5 +10,7 @@ mod gc;
 mod integrity;
 #[path = "sink/locks.rs"]
 mod locks;
+#[path = "sink/migrate.rs"]
+mod migrate;
 #[path = "sink/suite.rs"]
 mod suite;

@@ -16,9 +16,10 @@ use taosbackup_sink::{Backend, Error, Repo, VerifyOptions};
 
 use crate::common::*;
 
-/// Fails every write under a chosen prefix; delegates everything else.
+/// Fails every write under a chosen prefix (or, for a prefix ending in `$`, to exactly that
+/// name); delegates everything else.
 #[derive(Debug)]
-struct Faulty {
+pub(crate) struct Faulty {
     inner: InMemory,
     fail_writes_under: Mutex<Option<String>>,
 }
@@ -30,10 +31,21 @@ impl fmt::Display for Faulty {
 }
 
 impl Faulty {
+    pub(crate) fn new() -> Faulty {
+        Faulty {
+            inner: InMemory::new(),
+            fail_writes_under: Mutex::new(None),
+        }
+    }
+
     fn check(&self, location: &Path) -> object_store::Result<()> {
         let prefix = self.fail_writes_under.lock().unwrap().clone();
+        let hit = |p: &str| match p.strip_suffix('$') {
+            Some(exact) => location.as_ref() == exact,
+            None => location.as_ref().starts_with(p),
+        };
         match prefix {
-            Some(p) if location.as_ref().starts_with(&p) => Err(object_store::Error::Generic {
+            Some(p) if hit(&p) => Err(object_store::Error::Generic {
                 store: "faulty",
                 source: format!("injected failure writing {location}").into(),
             }),
@@ -41,7 +53,7 @@ impl Faulty {
         }
     }
 
-    fn fail(&self, prefix: Option<&str>) {
+    pub(crate) fn fail(&self, prefix: Option<&str>) {
         *self.fail_writes_under.lock().unwrap() = prefix.map(str::to_owned);
     }
 }
