@@ -206,6 +206,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A pinned backup was named to be forgotten.
+    #[error("backup {backup_id} is pinned; unpin it first (`taosbackup unpin {backup_id}`)")]
+    Pinned {
+        /// The pinned backup.
+        backup_id: BackupId,
+    },
     /// Garbage collection refused to run because it could not establish which blobs are
     /// in use (a manifest or index did not load).
     #[error("prune refused: {reason}")]

@@ -296,11 +296,7 @@ impl Repo {
                         return Err(Error::NoSuchBackup { backup_id: *id });
                     }
                     if pins.contains(id) {
-                        return Err(Error::InvalidPolicy {
-                            reason: format!(
-                                "backup {id} is pinned; unpin it first (`taosbackup unpin {id}`)"
-                            ),
-                        });
+                        return Err(Error::Pinned { backup_id: *id });
                     }
                     if !out.contains(id) {
                         out.push(*id);
