@@ -1,7 +1,10 @@
 //! Correctness of backup and restore against the emulator: randomised scenarios of many steps
 //! (inserts, late rows, overwrites, deletes, new, dropped and re-created tables, added
-//! columns, changed tags) with a backup after each step; restoring every backup point must
-//! equal the source database as it was at that point, table by table and value by value.
+//! columns, changed tags) with a backup after each step, random backups forgotten (any but the
+//! one the tracker covers) and pruned along the way, and a retention policy with a pin at the
+//! end; restoring every kept backup point must equal the source database as it was at that
+//! point, table by table and value by value, a forgotten one must be gone, and a prune after
+//! the last must find nothing left to delete.
 //!
 //! The bitmap engine is fed either by an oracle feed that reports exactly the changes the test
 //! makes (judging the engine alone) or by the real TMQ feed of `taosbackup-source` against the
