@@ -1202,6 +1202,239 @@ fn s3_repository_with_moto() {
         .success();
 }
 
+/// Runs `backup --engine bitmap` (the default `tmq` change feed unless `config` says
+/// otherwise) and returns its stdout.
+fn bitmap_backup(dir: &TempDir, dsn: &str, repo: &str, config: Option<&Path>) -> String {
+    let mut c = tb(dir.path());
+    c.args(["backup", "--engine", "bitmap", "--source", dsn])
+        .args(["--database", "idle", "--repo", repo, "--no-encryption"]);
+    if let Some(cfg) = config {
+        c.arg("--config").arg(cfg);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Audit A3 through the binary: the feed's own subscribe, its offset commits and its
+/// consumer leaving are WAL entries that yield no TMQ message, so an idle database never
+/// "reaches the end" by messages. Three bitmap backups in a row must all succeed; the later
+/// two are incrementals that export nothing.
+#[test]
+fn idle_database_three_bitmap_backups_in_a_row_over_tmq() {
+    let emu = emu();
+    seed(&emu, "idle", 3);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let first = bitmap_backup(&dir, &emu.dsn(), &repo, None);
+    assert!(first.contains("full (bitmap engine)"), "{first}");
+    for run in 2..=3 {
+        let out = bitmap_backup(&dir, &emu.dsn(), &repo, None);
+        assert!(out.contains("incremental"), "run {run}: {out}");
+        assert!(out.contains("0 failed"), "run {run}: {out}");
+    }
+}
+
+/// The path of the `taos-emu` binary, built (or brought up to date) with the cargo that
+/// builds these tests: it belongs to another package, so cargo does not build it for us.
+fn taos_emu_bin() -> PathBuf {
+    let status = StdCommand::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "taosbackup-testkit",
+            "--bin",
+            "taos-emu",
+        ])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building taos-emu failed");
+    // target/<profile>/deps/<this test> → target/<profile>/taos-emu
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("taos-emu"))
+        .expect("target directory")
+}
+
+/// The `wal` change feed through the binaries: `taos-emu --wal-dir` writes TDengine-format
+/// vnode WAL files, and `taosbackup backup --engine bitmap` with `change_feed = "wal"` reads
+/// them: a full backup, then an incremental of exactly the changed table.
+#[test]
+fn wal_feed_through_taos_emu_wal_dir() {
+    use std::io::BufRead;
+    use taos::sync::{Queryable, TBuilder};
+
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let mut emu = StdCommand::new(taos_emu_bin())
+        .args(["--listen", "127.0.0.1:0", "--wal-dir"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("taos-emu starts");
+    let mut line = String::new();
+    std::io::BufReader::new(emu.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let dsn = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    let run = || {
+        let taos = TBuilder::build(&taos::TaosBuilder::from_dsn(&dsn).unwrap()).unwrap();
+        taos.exec("CREATE DATABASE idle VGROUPS 2").unwrap();
+        taos.exec("CREATE STABLE idle.st (ts TIMESTAMP, v INT) TAGS (g INT)")
+            .unwrap();
+        for i in 0..4 {
+            taos.exec(format!(
+                "INSERT INTO idle.c{i} USING idle.st TAGS ({i}) VALUES ({BASE}, {i})"
+            ))
+            .unwrap();
+        }
+        let repo = repo_path(&dir);
+        let cfg = write(
+            &dir,
+            "wal.json",
+            &format!(
+                r#"{{"bitmap_engine": {{"change_feed": "wal", "wal_path": {:?}}}}}"#,
+                data.display().to_string()
+            ),
+        );
+        let first = bitmap_backup(&dir, &dsn, &repo, Some(&cfg));
+        assert!(first.contains("full (bitmap engine)"), "{first}");
+        assert!(data.join("vnode").read_dir().unwrap().count() >= 2);
+        taos.exec(format!("INSERT INTO idle.c2 VALUES ({}, 7)", BASE + DAY))
+            .unwrap();
+        let second = bitmap_backup(&dir, &dsn, &repo, Some(&cfg));
+        assert!(second.contains("incremental"), "{second}");
+        let out = tb(dir.path())
+            .args(["list", "--repo", &repo, "--json"])
+            .output()
+            .unwrap();
+        let list = json_out(&out);
+        assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
+    unsafe { libc::kill(emu.id() as i32, libc::SIGTERM) };
+    let _ = emu.wait();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// Runs a command that must succeed and returns its JSON output.
+fn succeeded_json(cmd: &mut Command) -> Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_out(&out)
+}
+
+/// Audit A9: a backup of a 3.3.6 server restored into a 3.4 server: the database options are
+/// re-emitted under 3.4's names, and the restore says so (text and `--json`).
+#[test]
+fn cross_version_restore_renames_database_options() {
+    use taosbackup_testkit::{Emulator, EmulatorConfig};
+    let start = |v: &str| {
+        Emulator::start(EmulatorConfig {
+            server_version: v.into(),
+            ..EmulatorConfig::default()
+        })
+        .expect("emulator starts")
+    };
+    let old = start("3.3.6.0");
+    let new = start("3.4.0.0");
+    seed(&old, "power", 2);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tb(dir.path())
+        .args(["backup", "--engine", "full", "--source", &old.dsn()])
+        .args(["--database", "power", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    let report = succeeded_json(
+        tb(dir.path())
+            .args(["restore", "--repo", &repo, "--database", "power"])
+            .args(["--target", &new.dsn(), "--json"]),
+    );
+    let changes = report["database_option_changes"].as_array().unwrap();
+    let renamed: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["source"].as_str().unwrap(),
+                c["target"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert!(
+        renamed.contains(&("S3_CHUNKPAGES 131072", "SS_CHUNKPAGES 131072")),
+        "{report}"
+    );
+    assert_eq!(count(&new, "power.d1"), 6);
+    // The other way: 3.4 options into 3.3.6, in the text output.
+    let back = start("3.3.6.0");
+    let repo2 = dir.path().join("repo2").display().to_string();
+    tb(dir.path())
+        .args(["backup", "--engine", "full", "--source", &new.dsn()])
+        .args(["--database", "power", "--repo", &repo2, "--no-encryption"])
+        .assert()
+        .success();
+    tb(dir.path())
+        .args(["restore", "--repo", &repo2, "--database", "power"])
+        .args(["--target", &back.dsn()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "database option SS_CHUNKPAGES 131072 was sent as S3_CHUNKPAGES 131072",
+        ));
+    assert_eq!(count(&back, "power.d0"), 6);
+}
+
+/// A server that rejects a statement: the error names what the statement was for, the
+/// server's version and TDengine's code and message; the repository gets no backup.
+#[test]
+fn a_rejected_statement_names_purpose_version_and_error() {
+    use taosbackup_testkit::{Fault, FaultPoint, Trigger};
+    let emu = emu();
+    seed(&emu, "power", 1);
+    let version = emu.store().server_version().to_string();
+    emu.inject(
+        Fault::error(FaultPoint::Query, 0x2600, "syntax error near \"ttl\"")
+            .matching("ins_tables")
+            .trigger(Trigger::From(1)),
+    );
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tb(dir.path())
+        .args(["init", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    tb(dir.path())
+        .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("reading the catalog (ins_tables)"))
+        .stderr(predicate::str::contains(format!("TDengine {version}")))
+        .stderr(predicate::str::contains("[0x2600]"))
+        .stderr(predicate::str::contains("syntax error near"));
+    let listed = succeeded_json(tb(dir.path()).args(["list", "--repo", &repo, "--json"]));
+    assert_eq!(listed.as_array().map_or(0, Vec::len), 0, "{listed}");
+}
+
 /// Format 2: any backup can be forgotten alone (an incremental restores exactly after its
 /// parent is gone), pins, restic retention with an exact dry run, the refusal to forget a
 /// database's every backup, and the snapshot cache that never decides what exists.

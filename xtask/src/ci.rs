@@ -43,6 +43,16 @@ pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
     }
     test.env("TAOSBACKUP_MOTO_SERVER", &moto);
     sh(&mut test)?;
+    // The end-to-end tests again against the 3.4 behaviour set (system tables, printed DDL,
+    // database options); the run above used the emulator's default, 3.3.6.
+    let mut e2e = cargo();
+    e2e.args(["test", "-p", "taosbackup-cli", "--test", "cli"]);
+    if one_shot {
+        e2e.env("CARGO_INCREMENTAL", "0");
+    }
+    e2e.env("TAOS_EMU_SERVER_VERSION", "3.4.0.0");
+    e2e.env("TAOSBACKUP_MOTO_SERVER", &moto);
+    sh(&mut e2e)?;
     println!("xtask ci: all checks passed");
     Ok(())
 }

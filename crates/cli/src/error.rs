@@ -125,22 +125,15 @@ pub fn classify(err: &anyhow::Error) -> (Exit, Option<String>) {
 const DSN_HINT: &str = "use host[:port] or taos://host:6030 (native), ws://host:6041 or \
                         wss://host (taosAdapter)";
 
-/// The class of a source crate error, as its conversion into `SourceError` would give.
+/// The class of a source crate error that an operator can act on: the source crate
+/// classifies TDengine's codes itself (`taosbackup_source::Error::kind`, with
+/// `RETRYABLE_CODES` from `taoserror.h`); the CLI keeps no code table of its own.
 fn source_kind(e: &taosbackup_source::Error) -> Option<SourceErrorKind> {
     use taosbackup_source::Error as E;
-    Some(match e {
-        E::Timeout { .. } => SourceErrorKind::Connection,
-        E::TargetExists { .. } => SourceErrorKind::AlreadyExists,
-        E::Server {
-            transient: true, ..
-        } => SourceErrorKind::Connection,
-        E::Server { code, .. } => match code {
-            0x0357 | 0x0351 | 0xE006 => SourceErrorKind::Authentication,
-            0x0388 | 0x2603 | 0x0362 => SourceErrorKind::NotFound,
-            _ => return None,
-        },
-        _ => return None,
-    })
+    match e {
+        E::Timeout { .. } | E::TargetExists { .. } | E::Server { .. } => Some(e.kind()),
+        _ => None,
+    }
 }
 
 fn kind_hint(kind: SourceErrorKind) -> Option<String> {

@@ -56,6 +56,17 @@ pub enum ChangeEvent {
         /// What happened.
         event: TableEvent,
     },
+    /// The feed read a change it could not understand (an unknown or malformed TMQ meta
+    /// message): what it names must be read again whole by the next backup — `table`, or
+    /// with `None` the whole database (the next backup is then a full one). Never a dropped
+    /// change.
+    Reread {
+        /// The table (child or normal) to export whole, or `None` for every table.
+        table: Option<String>,
+        /// What was not understood, for the operator (logged and, for the whole database,
+        /// the reason the next backup gives for being a full one).
+        reason: String,
+    },
 }
 
 /// Events read from a feed and the positions reached after them.

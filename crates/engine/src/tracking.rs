@@ -311,7 +311,12 @@ fn table_of(ev: &ChangeEvent) -> &str {
     match ev {
         ChangeEvent::Rows { table, .. }
         | ChangeEvent::Delete { table, .. }
-        | ChangeEvent::Table { table, .. } => table,
+        | ChangeEvent::Table { table, .. }
+        | ChangeEvent::Reread {
+            table: Some(table), ..
+        } => table,
+        // The whole database: order does not matter (it only marks the tracker).
+        ChangeEvent::Reread { table: None, .. } => "",
     }
 }
 
@@ -326,6 +331,8 @@ enum Prepared {
     Buckets(String, Vec<i64>),
     Delete(String, i64, i64),
     Table(String, TableChange),
+    /// Export the table whole next time (`None`: every table — a full backup).
+    Reread(Option<String>, String),
 }
 
 async fn worker(
@@ -359,6 +366,7 @@ async fn worker(
                         TableEvent::TagsChanged => TableChange::TagsChanged,
                     },
                 ),
+                ChangeEvent::Reread { table, reason } => Prepared::Reread(table, reason),
             })
             .collect();
         {
@@ -368,12 +376,39 @@ async fn worker(
                     Prepared::Buckets(table, buckets) => t.mark_buckets(table, buckets),
                     Prepared::Delete(table, start, end) => t.mark_deleted(table, *start, *end),
                     Prepared::Table(table, change) => t.table_changed(table, *change),
+                    Prepared::Reread(table, reason) => reread(&mut t, table.as_deref(), reason),
                 }
             }
         }
         processed.fetch_add(n, Ordering::Relaxed);
         depth.fetch_sub(n, Ordering::Relaxed);
         drop(permit);
+    }
+}
+
+/// A change the feed could not understand: the table is treated as dropped and created
+/// again, which the bitmap engine exports whole (tombstoning buckets that are gone); for the
+/// whole database the tracker becomes inconsistent, so the next backup is a full one and
+/// gives `reason`.
+fn reread(t: &mut Tracker, table: Option<&str>, reason: &str) {
+    match table {
+        Some(table) => {
+            tracing::warn!(
+                table,
+                %reason,
+                "the change feed could not read a change of this table: the next backup \
+                 exports it whole"
+            );
+            t.table_changed(table, TableChange::Dropped);
+            t.table_changed(table, TableChange::Created);
+        }
+        None => {
+            tracing::warn!(
+                %reason,
+                "the change feed could not read a change: the next backup is a full one"
+            );
+            t.mark_inconsistent(format!("change feed: {reason}"));
+        }
     }
 }
 
@@ -469,6 +504,7 @@ mod tests {
                         TableEvent::TagsChanged => TableChange::TagsChanged,
                     },
                 ),
+                ChangeEvent::Reread { table, reason } => reread(t, table.as_deref(), reason),
             }
         }
     }
@@ -552,5 +588,44 @@ mod tests {
                 assert_eq!(t.state(table, x.div_euclid(60_000)), BlockState::New);
             }
         }
+    }
+
+    /// A change the feed could not read: the table becomes "dropped and created again"
+    /// (the bitmap engine exports it whole), or, with no table, the tracker inconsistent
+    /// with the reason (the next backup is full). Never nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reread_events_force_whole_tables_or_a_full_backup() {
+        let evs = vec![
+            ChangeEvent::Rows {
+                table: "a".into(),
+                timestamps: vec![60_000],
+            },
+            ChangeEvent::Reread {
+                table: Some("a".into()),
+                reason: "alterType 99".into(),
+            },
+        ];
+        // Through the pipeline (sharded workers) …
+        let dir = tempfile::tempdir().unwrap();
+        let (tracking, _) = run_pipeline(&evs, 10, TrackingConfig::new(dir.path().join("s"))).await;
+        let c = lock(tracking.tracker()).snapshot_and_reset().changes("a");
+        assert!(c.dropped && c.created, "{c:?}");
+        // … and on a consistent tracker.
+        let mut t = Tracker::new(BucketWidth::from_seconds(60).unwrap(), Precision::Ms);
+        apply_in_order(&mut t, &evs);
+        assert!(t.inconsistency().is_none());
+        apply_in_order(
+            &mut t,
+            &[ChangeEvent::Reread {
+                table: None,
+                reason: "meta message without a type".into(),
+            }],
+        );
+        assert!(
+            t.inconsistency()
+                .is_some_and(|r| r.contains("meta message without a type")),
+            "{:?}",
+            t.inconsistency()
+        );
     }
 }

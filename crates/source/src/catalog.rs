@@ -15,7 +15,7 @@ use taosbackup_core::{
 
 use crate::Error;
 use crate::conn::{Ctx, Pool, Rows};
-use crate::value::{ident, quote_str};
+use crate::sql;
 
 /// Text of a string-typed value.
 pub(crate) fn text(v: &Value) -> Option<String> {
@@ -160,32 +160,41 @@ async fn read_stable(
     name: String,
 ) -> Result<(SuperTableDef, HashMap<String, Vec<TagValue>>), Error> {
     let ctx = Ctx::table(db, &name);
-    let qualified = format!("{}.{}", ident(db), ident(&name));
     let ddl_rows = pool
-        .query_values(ctx, &format!("SHOW CREATE STABLE {qualified}"))
+        .query_values(
+            ctx.doing("reading a super table's DDL (SHOW CREATE STABLE)"),
+            &sql::show_create_stable(db, &name),
+        )
         .await?;
     let ddl = ddl_rows
         .rows
         .first()
         .and_then(|r| r.get(1))
         .and_then(text)
-        .ok_or_else(|| unexpected("SHOW CREATE STABLE", db, "no DDL returned"))?;
+        .ok_or_else(|| unexpected("super table DDL", db, "no DDL returned"))?;
     let desc = pool
-        .query_values(ctx, &format!("DESCRIBE {qualified}"))
+        .query_values(
+            ctx.doing("reading a super table's columns (DESCRIBE)"),
+            &sql::describe(db, &name),
+        )
         .await?;
     let (columns, tags) = describe_columns(&desc, "DESCRIBE")?;
     let mut children = HashMap::new();
     if !tags.is_empty() {
-        let list: Vec<String> = tags.iter().map(|t| ident(&t.name)).collect();
-        let sql = format!("SELECT TAGS tbname, {} FROM {qualified}", list.join(", "));
-        let rows = pool.query_values(ctx, &sql).await?;
+        let list: Vec<String> = tags.iter().map(|t| t.name.clone()).collect();
+        let rows = pool
+            .query_values(
+                ctx.doing("reading child tables' tags (SELECT TAGS)"),
+                &sql::child_tags(db, &name, &list),
+            )
+            .await?;
         for row in rows.rows {
             let mut it = row.into_iter();
             let tb = it
                 .next()
                 .as_ref()
                 .and_then(text)
-                .ok_or_else(|| unexpected("SELECT TAGS", db, "tbname missing"))?;
+                .ok_or_else(|| unexpected("child tag values", db, "tbname missing"))?;
             let values: Vec<TagValue> = tags
                 .iter()
                 .zip(it)
@@ -195,7 +204,11 @@ async fn read_stable(
                 })
                 .collect();
             if values.len() != tags.len() {
-                return Err(unexpected("SELECT TAGS", db, "fewer tag values than tags"));
+                return Err(unexpected(
+                    "child tag values",
+                    db,
+                    "fewer tag values than tags",
+                ));
             }
             children.insert(tb, values);
         }
@@ -219,25 +232,28 @@ pub(crate) async fn database_header(
     db: &str,
 ) -> Result<(String, Precision), Error> {
     let ctx = Ctx::db(db);
-    let lit = quote_str(db);
     let ddl = pool
-        .query_values(ctx, &format!("SHOW CREATE DATABASE {}", ident(db)))
+        .query_values(
+            ctx.doing("reading the database's DDL (SHOW CREATE DATABASE)"),
+            &sql::show_create_database(db),
+        )
         .await?
         .rows
         .first()
         .and_then(|r| r.get(1))
         .and_then(text)
-        .ok_or_else(|| unexpected("SHOW CREATE DATABASE", db, "no DDL returned"))?;
+        .ok_or_else(|| unexpected("database DDL", db, "no DDL returned"))?;
     let prec = pool
         .query_values(
-            ctx,
-            &format!("SELECT `precision` FROM information_schema.ins_databases WHERE name = {lit}"),
+            ctx.doing("reading the database's precision (ins_databases)"),
+            &sql::database_row(db),
         )
         .await?;
+    let pc = prec.col("precision", "ins_databases")?;
     let precision = match prec
         .rows
         .first()
-        .and_then(|r| r.first())
+        .and_then(|r| r.get(pc))
         .and_then(text)
         .as_deref()
     {
@@ -257,39 +273,31 @@ pub(crate) async fn database_header(
 
 pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSnapshot, Error> {
     let ctx = Ctx::db(db);
-    let lit = quote_str(db);
     let (ddl, precision) = database_header(pool, db).await?;
 
     let stables = pool
         .query_values(
-            ctx,
-            &format!(
-                "SELECT stable_name FROM information_schema.ins_stables WHERE db_name = {lit}"
-            ),
+            ctx.doing("reading the catalog (ins_stables)"),
+            &sql::stable_names(db),
         )
         .await?;
+    let sc = stables.col("stable_name", "ins_stables")?;
     let mut names: Vec<String> = stables
         .rows
         .iter()
-        .filter_map(|r| r.first().and_then(text))
+        .filter_map(|r| r.get(sc).and_then(text))
         .collect();
     names.sort();
     let tables = pool
         .query_values(
-            ctx,
-            &format!(
-                "SELECT table_name, stable_name, ttl, table_comment, `type` \
-                 FROM information_schema.ins_tables WHERE db_name = {lit}"
-            ),
+            ctx.doing("reading the catalog (ins_tables)"),
+            &sql::tables(db),
         )
         .await?;
     let normal_cols = pool
         .query_values(
-            ctx,
-            &format!(
-                "SELECT table_name, col_name, col_type, col_length FROM \
-                 information_schema.ins_columns WHERE db_name = {lit} AND table_type = 'NORMAL_TABLE'"
-            ),
+            ctx.doing("reading the catalog (ins_columns)"),
+            &sql::normal_table_columns(db),
         )
         .await?;
 

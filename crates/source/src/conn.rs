@@ -22,6 +22,8 @@ use taosbackup_core::Value;
 pub(crate) struct Ctx<'a> {
     pub(crate) database: Option<&'a str>,
     pub(crate) table: Option<&'a str>,
+    /// Why the statement is sent, for the error message ("reading the catalog (ins_tables)").
+    pub(crate) purpose: Option<&'static str>,
 }
 
 impl<'a> Ctx<'a> {
@@ -29,13 +31,20 @@ impl<'a> Ctx<'a> {
         Ctx {
             database: Some(database),
             table: None,
+            purpose: None,
         }
     }
     pub(crate) fn table(database: &'a str, table: &'a str) -> Self {
         Ctx {
             database: Some(database),
             table: Some(table),
+            purpose: None,
         }
+    }
+    /// The same context, naming why the statement is sent.
+    pub(crate) fn doing(mut self, purpose: &'static str) -> Self {
+        self.purpose = Some(purpose);
+        self
     }
 }
 
@@ -49,6 +58,7 @@ pub(crate) struct Pool {
     pub(crate) retry_count: u32,
     pub(crate) retry_interval: Duration,
     pub(crate) timeout: Duration,
+    server_version: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -98,6 +108,7 @@ impl Pool {
             retry_count: options.retry_count,
             retry_interval: Duration::from_millis(options.retry_interval_ms),
             timeout: options.request_timeout,
+            server_version: std::sync::OnceLock::new(),
         })
     }
 
@@ -144,7 +155,30 @@ impl Pool {
     }
 
     pub(crate) fn error(&self, op: &'static str, ctx: Ctx<'_>, e: taos::Error) -> Error {
-        Error::server(op, &self.endpoint.to_string(), ctx.database, ctx.table, e)
+        let mut err = Error::server(op, &self.endpoint.to_string(), ctx.database, ctx.table, e);
+        if let Error::Server { statement, .. } = &mut err {
+            statement.purpose = ctx.purpose;
+        }
+        err.with_server_version(self.server_version.get().cloned())
+    }
+
+    /// The server's version, read once per pool (best effort: `None` when the server does
+    /// not answer). Named in the message of every statement the server refuses.
+    async fn learn_server_version(self: &Arc<Self>) -> Option<String> {
+        if let Some(v) = self.server_version.get() {
+            return Some(v.clone());
+        }
+        let mut conn = self.get(Ctx::default()).await.ok()?;
+        let rows = conn
+            .query_values(Ctx::default(), &crate::sql::server_version())
+            .await
+            .ok()?;
+        let v = rows
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(crate::catalog::text)?;
+        Some(self.server_version.get_or_init(|| v).clone())
     }
 
     pub(crate) fn timeout_error(&self, op: &'static str, ctx: Ctx<'_>) -> Error {
@@ -179,6 +213,10 @@ impl Pool {
                     attempt += 1;
                     tracing::warn!(attempt, error = %e, "transient failure, retrying");
                     tokio::time::sleep(self.retry_interval).await;
+                }
+                Err(e @ Error::Server { .. }) if !e.is_retryable() => {
+                    let version = self.learn_server_version().await;
+                    return Err(e.with_server_version(version));
                 }
                 other => return other,
             }

@@ -170,6 +170,11 @@ impl Endpoint {
         self.protocol == Protocol::Native
     }
 
+    /// The cloud token (`?token=`), for connections built without the connector.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// The DSN for the `taos` crate, with credentials and an optional database.
     pub(crate) fn connector_dsn(&self, creds: &Credentials, database: Option<&str>) -> String {
         let scheme = match self.protocol {

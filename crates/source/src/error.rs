@@ -40,12 +40,15 @@ pub enum Error {
     },
     /// The server or the connection failed while running a statement.
     #[error(
-        "{operation} on {endpoint}{}: [{code:#06X}] {message}",
+        "{} failed on {endpoint}{}{}: [{code:#06X}] {message}",
+        statement.purpose.unwrap_or(statement.operation),
+        version_suffix(&statement.server_version),
         context_suffix(database, table)
     )]
     Server {
-        /// What was being done ("query", "write raw block", …).
-        operation: &'static str,
+        /// What was being done, why, and to which server version (boxed: the enum stays
+        /// small).
+        statement: Box<StatementInfo>,
         /// The endpoint, without credentials.
         endpoint: String,
         /// The database concerned, when known.
@@ -135,6 +138,24 @@ pub enum Error {
     ChunkFormat(#[from] taosbackup_core::ChunkFormatError),
 }
 
+/// Why a statement was sent, and the version of the server that refused it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatementInfo {
+    /// What was being done ("query", "write raw block", …).
+    pub operation: &'static str,
+    /// Why the statement was sent ("reading the catalog (ins_tables)"), when known.
+    pub purpose: Option<&'static str>,
+    /// The server's version (`SELECT SERVER_VERSION()`), when it could be read.
+    pub server_version: Option<String>,
+}
+
+fn version_suffix(version: &Option<String>) -> String {
+    match version {
+        Some(v) => format!(" (TDengine {v})"),
+        None => String::new(),
+    }
+}
+
 fn context_suffix(database: &Option<String>, table: &Option<String>) -> String {
     match (database, table) {
         (Some(d), Some(t)) => format!(" (table {d}.{t})"),
@@ -144,27 +165,53 @@ fn context_suffix(database: &Option<String>, table: &Option<String>) -> String {
     }
 }
 
-/// Connector codes of taos-ws 0.12 (`WS_ERROR_NO`) and TDengine codes that mean the
-/// connection, not the statement, failed.
-const TRANSIENT_CODES: &[u32] = &[
-    0xE001, // websocket error
-    0xE002, // connection closed
-    0xE003, // send timeout
-    0xE004, // receive timeout
-    0xE005, // I/O error
-    0x000B, // RPC: unable to establish connection
-    0x0013, // RPC: network unavailable / broken link (TSDB_CODE_RPC_BROKEN_LINK)
-    0x0015, // RPC: timeout
+/// Codes that mean the connection or the cluster's leadership failed, not the statement: a
+/// retry on a fresh connection can succeed.
+///
+/// TDengine's (`include/util/taoserror.h`; the set the client itself redirects or retries on,
+/// `NEED_REDIRECT_ERROR` in `include/common/tmsg.h`, and the RPC transport errors):
+/// 0x0013 is TIME_UNSYNCED and 0x0015 RPC_FQDN_ERROR — neither is transient.
+/// The connector's (taos-ws 0.12, `WS_ERROR_NO`): 0xE001–0xE005.
+pub const RETRYABLE_CODES: &[(u32, &str)] = &[
+    (
+        0x000B,
+        "TSDB_CODE_RPC_NETWORK_UNAVAIL: unable to establish connection",
+    ),
+    (0x0018, "TSDB_CODE_RPC_BROKEN_LINK: connection is broken"),
+    (0x0019, "TSDB_CODE_RPC_TIMEOUT: connection read timeout"),
+    (
+        0x0020,
+        "TSDB_CODE_RPC_SOMENODE_NOT_CONNECTED: a vgroup could not be connected",
+    ),
+    (
+        0x0021,
+        "TSDB_CODE_RPC_SOMENODE_BROKEN_LINK: a node's connection is broken",
+    ),
+    (0x0023, "TSDB_CODE_RPC_NETWORK_ERROR: network error"),
+    (0x0024, "TSDB_CODE_RPC_NETWORK_BUSY: network busy"),
+    (0x0130, "TSDB_CODE_APP_IS_STARTING: the node is starting"),
+    (0x0131, "TSDB_CODE_APP_IS_STOPPING: the node is stopping"),
+    (
+        0x090C,
+        "TSDB_CODE_SYN_NOT_LEADER: sync leader is unreachable",
+    ),
+    (0x0914, "TSDB_CODE_SYN_RESTORING: sync leader is restoring"),
+    (0xE001, "taos-ws: WebSocket error"),
+    (0xE002, "taos-ws: connection closed"),
+    (0xE003, "taos-ws: send timeout"),
+    (0xE004, "taos-ws: receive timeout"),
+    (0xE005, "taos-ws: I/O error"),
 ];
 
 /// Connector code for "failed", used for errors without a TDengine code (I/O, handshake).
 const CODE_FAILED: u32 = 0xFFFF;
 
-/// Whether a connector error is a transient one: connection closed or reset, timeouts,
-/// the connector's 0xE001–0xE005 WebSocket codes. Authentication (0x0357), missing database or
-/// table, syntax errors and every other server code are permanent.
+/// Whether an error code (with its message) is a transient one: a code of
+/// [`RETRYABLE_CODES`], or a connector failure without a code whose message says the
+/// connection broke. Authentication (0x0357), missing database or table, syntax errors and
+/// every other server code are permanent.
 pub fn is_transient(code: u32, message: &str) -> bool {
-    if TRANSIENT_CODES.contains(&code) {
+    if RETRYABLE_CODES.iter().any(|(c, _)| *c == code) {
         return true;
     }
     if code == CODE_FAILED || code == 0 {
@@ -202,7 +249,10 @@ impl Error {
             message
         };
         Error::Server {
-            operation,
+            statement: Box::new(StatementInfo {
+                operation,
+                ..StatementInfo::default()
+            }),
             endpoint: endpoint.to_string(),
             database: database.map(str::to_string),
             table: table.map(str::to_string),
@@ -210,6 +260,16 @@ impl Error {
             code,
             message,
         }
+    }
+
+    /// Adds the server's version to a server error (for the message).
+    pub(crate) fn with_server_version(mut self, version: Option<String>) -> Error {
+        if let Error::Server { statement, .. } = &mut self {
+            if statement.server_version.is_none() {
+                statement.server_version = version;
+            }
+        }
+        self
     }
 
     /// Whether retrying the same operation (on a fresh connection) could succeed.
@@ -229,7 +289,10 @@ impl Error {
         }
     }
 
-    fn kind(&self) -> SourceErrorKind {
+    /// What kind of failure this is (the class [`SourceError`] carries): a code of
+    /// [`RETRYABLE_CODES`] is a connection failure; authentication, missing objects and
+    /// refusals are told apart by TDengine's code.
+    pub fn kind(&self) -> SourceErrorKind {
         match self {
             Error::InvalidDsn { .. }
             | Error::InvalidRequest { .. }
@@ -272,8 +335,24 @@ mod tests {
         assert!(!is_transient(0x2603, "Table does not exist"));
         assert!(!is_transient(0x2600, "syntax error near 'connection'"));
         assert!(!is_transient(0xFFFF, "invalid dsn"));
+        for code in [
+            0x000B, 0x0018, 0x0019, 0x0020, 0x0021, 0x0023, 0x090C, 0x0914,
+        ] {
+            assert!(is_transient(code, ""), "{code:#06X}");
+        }
+        // taoserror.h: 0x0013 is TIME_UNSYNCED, 0x0015 RPC_FQDN_ERROR (the old table had
+        // them as broken link and timeout).
+        assert!(!is_transient(
+            0x0013,
+            "Client and server's time is not synchronized"
+        ));
+        assert!(!is_transient(0x0015, "Unable to resolve FQDN"));
         let e = Error::Server {
-            operation: "query",
+            statement: Box::new(StatementInfo {
+                operation: "query",
+                purpose: Some("reading the catalog (ins_tables)"),
+                server_version: Some("3.3.6.0".into()),
+            }),
             endpoint: "ws://h:6041".into(),
             database: Some("d".into()),
             table: Some("t".into()),
@@ -284,6 +363,12 @@ mod tests {
         assert!(!e.is_retryable());
         assert_eq!(e.kind(), SourceErrorKind::Authentication);
         assert!(e.to_string().contains("(table d.t)"), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "reading the catalog (ins_tables) failed on ws://h:6041 (TDengine 3.3.6.0)"
+            ),
+            "{e}"
+        );
         let s: SourceError = e.into();
         assert!(!s.is_retryable());
     }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::Error;
 use crate::conn::{Ctx, Pool};
 use crate::raw::RawView;
-use crate::value::ident;
+use crate::sql;
 
 /// Sorts `ranges` and groups adjacent ones (`a.end == b.start`): each group is read with one
 /// query. Empty ranges are dropped; overlapping ranges are an error.
@@ -110,14 +110,9 @@ impl Job {
         mut cursor: i64,
         end: i64,
     ) -> Result<(), (Error, i64)> {
-        let ctx = Ctx::table(&self.db, &self.table);
+        let ctx = Ctx::table(&self.db, &self.table).doing("exporting rows");
         let mut conn = self.pool.get(ctx).await.map_err(|e| (e, cursor))?;
-        let ts = ident(&self.ts_column);
-        let sql = format!(
-            "SELECT * FROM {}.{} WHERE {ts} >= {cursor} AND {ts} < {end} ORDER BY {ts} ASC",
-            ident(&self.db),
-            ident(&self.table)
-        );
+        let sql = sql::export_rows(&self.db, &self.table, &self.ts_column, cursor, end);
         let (mut rs, names) = conn.start_query(ctx, &sql).await.map_err(|e| (e, cursor))?;
         let precision = precision_of(rs.precision());
         if precision != self.precision {

@@ -30,6 +30,7 @@
 
 mod catalog;
 mod conn;
+mod dbopts;
 mod dsn;
 mod error;
 mod export;
@@ -37,12 +38,14 @@ mod feed;
 mod raw;
 mod restore;
 mod source;
+mod sql;
 mod value;
 mod wal;
 
 pub use crate::{
+    dbopts::OptionChange,
     dsn::{ConnectOptions, Credentials, DEFAULT_PASSWORD, DEFAULT_USER, Endpoint, Protocol},
-    error::{Error, is_transient},
+    error::{Error, RETRYABLE_CODES, StatementInfo, is_transient},
     feed::{FeedError, MAX_NAME_LEN, TmqFeed, TmqFeedOptions, default_names},
     restore::WriteMode,
     source::TaosSource,

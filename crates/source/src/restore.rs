@@ -15,13 +15,10 @@ use taosbackup_core::{
 use crate::Error;
 use crate::catalog::text;
 use crate::conn::{Ctx, Pool};
+use crate::dbopts::{self, Generation, OptionChange};
 use crate::raw::RawView;
-use crate::value::{ident, quote_str, sql_literal, to_core_value};
-
-/// Child tables per `CREATE TABLE` statement.
-pub(crate) const CHILD_BATCH: usize = 500;
-/// Approximate size limit of one SQL-fallback `INSERT` statement.
-const SQL_BATCH_BYTES: usize = 512 * 1024;
+use crate::sql::{self, Batcher, MAX_SQL_LEN, ident, quote_str};
+use crate::value::{sql_literal, to_core_value};
 
 /// TDengine: timestamp out of KEEP range.
 pub(crate) const CODE_KEEP: u32 = 0x060B;
@@ -29,131 +26,6 @@ pub(crate) const CODE_KEEP: u32 = 0x060B;
 const CODE_INVALID_COLUMN: u32 = 0x2602;
 /// Operation not supported (raw-block write refused).
 const CODE_NOT_SUPPORTED: u32 = 0x0100;
-
-fn is_word_at(upper: &str, i: usize, word: &str) -> bool {
-    let b = upper.as_bytes();
-    upper[i..].starts_with(word)
-        && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'_')
-        && b.get(i + word.len())
-            .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'_')
-}
-
-/// Byte ranges of `ddl` outside quotes and backquotes.
-fn outside_quotes(ddl: &str) -> Vec<bool> {
-    let mut out = vec![true; ddl.len()];
-    let mut quote: Option<u8> = None;
-    let b = ddl.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        match quote {
-            Some(q) => {
-                out[i] = false;
-                if c == b'\\' && q != b'`' && i + 1 < b.len() {
-                    out[i + 1] = false;
-                    i += 1;
-                } else if c == q {
-                    quote = None;
-                }
-            }
-            None if c == b'\'' || c == b'"' || c == b'`' => {
-                out[i] = false;
-                quote = Some(c);
-            }
-            None => {}
-        }
-        i += 1;
-    }
-    out
-}
-
-/// Rewrites `CREATE DATABASE <name> …` to create `target`, replacing the KEEP option when
-/// `keep` is given (appending it when the DDL has none).
-pub(crate) fn rename_database_ddl(
-    ddl: &str,
-    target: &str,
-    keep: Option<&str>,
-) -> Result<String, String> {
-    let upper = ddl.to_ascii_uppercase();
-    let start = upper
-        .find("CREATE DATABASE")
-        .ok_or_else(|| "the DDL is not a CREATE DATABASE statement".to_string())?;
-    let mut i = start + "CREATE DATABASE".len();
-    let skip_ws = |i: &mut usize| {
-        while ddl
-            .as_bytes()
-            .get(*i)
-            .is_some_and(|c| c.is_ascii_whitespace())
-        {
-            *i += 1;
-        }
-    };
-    skip_ws(&mut i);
-    if upper[i..].starts_with("IF NOT EXISTS") {
-        i += "IF NOT EXISTS".len();
-        skip_ws(&mut i);
-    }
-    let b = ddl.as_bytes();
-    if b.get(i) == Some(&b'`') {
-        i += 1;
-        while i < b.len() && b[i] != b'`' {
-            i += 1;
-        }
-        i += 1;
-    } else {
-        while i < b.len() && !b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-    }
-    let name_end = i.min(b.len());
-    let rest = &ddl[name_end..];
-    let mut rest = rest.to_string();
-    if let Some(keep) = keep {
-        let upper_rest = rest.to_ascii_uppercase();
-        let outside = outside_quotes(&rest);
-        let pos = (0..upper_rest.len()).find(|&j| outside[j] && is_word_at(&upper_rest, j, "KEEP"));
-        match pos {
-            Some(j) => {
-                let mut k = j + 4;
-                let rb = rest.as_bytes();
-                while rb.get(k).is_some_and(|c| c.is_ascii_whitespace()) {
-                    k += 1;
-                }
-                let mut e = k;
-                while rb.get(e).is_some_and(|c| !c.is_ascii_whitespace()) {
-                    e += 1;
-                }
-                rest.replace_range(k..e, keep);
-            }
-            None => {
-                rest.push_str(" KEEP ");
-                rest.push_str(keep);
-            }
-        }
-    }
-    Ok(format!("CREATE DATABASE {}{}", ident(target), rest))
-}
-
-/// Rewrites `CREATE STABLE <name> …` from `SHOW CREATE STABLE` into
-/// `CREATE STABLE IF NOT EXISTS <db>.<name> …`, keeping every option the server printed.
-pub(crate) fn qualify_stable_ddl(ddl: &str, db: &str, name: &str) -> Option<String> {
-    let upper = ddl.to_ascii_uppercase();
-    let head = "CREATE STABLE ";
-    let start = upper.find(head)?;
-    let after = &ddl[start + head.len()..];
-    let after = after.trim_start();
-    let rest = if let Some(r) = after.strip_prefix(&ident(name)) {
-        r
-    } else {
-        after.strip_prefix(name)?
-    };
-    Some(format!(
-        "CREATE STABLE IF NOT EXISTS {}.{}{}",
-        ident(db),
-        ident(name),
-        rest
-    ))
-}
 
 fn type_sql(c: &ColumnDef) -> String {
     let base = match c.data_type {
@@ -198,13 +70,7 @@ fn table_options(t: &TableDef) -> String {
 /// `CREATE TABLE IF NOT EXISTS db.t (…)` for a normal table.
 pub(crate) fn normal_table_sql(db: &str, t: &TableDef) -> String {
     let cols: Vec<String> = t.columns.iter().map(type_sql).collect();
-    format!(
-        "CREATE TABLE IF NOT EXISTS {}.{} ({}){}",
-        ident(db),
-        ident(&t.name),
-        cols.join(", "),
-        table_options(t)
-    )
+    sql::create_normal_table(db, &t.name, &cols, &table_options(t))
 }
 
 /// One clause `IF NOT EXISTS db.c USING db.st (tags…) TAGS (…)` of a batched create.
@@ -218,21 +84,19 @@ pub(crate) fn child_clause(db: &str, t: &TableDef) -> Result<String, Error> {
             table: Some(t.name.clone()),
             reason: "child table without a super table".into(),
         })?;
-    let names: Vec<String> = t.tags.iter().map(|v| ident(&v.name)).collect();
+    let names: Vec<String> = t.tags.iter().map(|v| v.name.clone()).collect();
     let values = t
         .tags
         .iter()
         .map(|v| sql_literal(&v.value, &t.name, &v.name))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(format!(
-        "IF NOT EXISTS {}.{} USING {}.{} ({}) TAGS ({}){}",
-        ident(db),
-        ident(&t.name),
-        ident(db),
-        ident(st),
-        names.join(", "),
-        values.join(", "),
-        table_options(t)
+    Ok(sql::child_clause(
+        db,
+        &t.name,
+        st,
+        &names,
+        &values,
+        &table_options(t),
     ))
 }
 
@@ -240,11 +104,8 @@ pub(crate) fn child_clause(db: &str, t: &TableDef) -> Result<String, Error> {
 pub(crate) async fn database_exists(pool: &Arc<Pool>, db: &str) -> Result<bool, Error> {
     let rows = pool
         .query_values(
-            Ctx::db(db),
-            &format!(
-                "SELECT name FROM information_schema.ins_databases WHERE name = {}",
-                quote_str(db)
-            ),
+            Ctx::db(db).doing("checking whether the target database exists"),
+            &sql::database_exists(db),
         )
         .await?;
     Ok(rows
@@ -253,17 +114,78 @@ pub(crate) async fn database_exists(pool: &Arc<Pool>, db: &str) -> Result<bool, 
         .any(|r| r.first().and_then(text).as_deref() == Some(db)))
 }
 
-/// Creates the target database and every table of `catalog`; returns the target name.
+/// The server's version (`SELECT SERVER_VERSION()`).
+pub(crate) async fn server_version(pool: &Arc<Pool>) -> Result<String, Error> {
+    let rows = pool
+        .query_values(
+            Ctx::default().doing("asking the server version"),
+            &sql::server_version(),
+        )
+        .await?;
+    rows.rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(text)
+        .ok_or_else(|| Error::UnexpectedReply {
+            what: "the server version".into(),
+            database: None,
+            table: None,
+            reason: "no version returned".into(),
+        })
+}
+
+/// What [`create_schema`] did: the target database and the database options that could
+/// not be replayed as the backup had them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SchemaOutcome {
+    pub(crate) target: String,
+    pub(crate) option_changes: Vec<OptionChange>,
+}
+
+/// `CREATE TABLE` statements for every table of `catalog` in `target`: normal tables one each,
+/// child tables batched into statements under TDengine's statement size limit.
+pub(crate) fn table_statements(
+    catalog: &CatalogSnapshot,
+    target: &str,
+    limit: usize,
+) -> Result<Vec<String>, Error> {
+    let mut statements = Vec::new();
+    for t in catalog
+        .tables
+        .iter()
+        .filter(|t| t.kind == TableKind::Normal)
+    {
+        statements.push(normal_table_sql(target, t));
+    }
+    let mut batch = Batcher::new(sql::CREATE_TABLES_HEAD, limit);
+    for t in catalog.tables.iter().filter(|t| t.kind == TableKind::Child) {
+        let clause = child_clause(target, t)?;
+        batch.push(&clause).map_err(|size| Error::UnrepresentableValue {
+            table: t.name.clone(),
+            column: "(tags)".into(),
+            reason: format!(
+                "its CREATE TABLE clause is {size} bytes, over TDengine's statement limit of                  {limit} bytes"
+            ),
+        })?;
+    }
+    statements.extend(batch.finish());
+    Ok(statements)
+}
+
+/// Creates the target database and every table of `catalog`.
 pub(crate) async fn create_schema(
     pool: &Arc<Pool>,
     catalog: &CatalogSnapshot,
     options: &RestoreOptions,
-) -> Result<String, Error> {
+) -> Result<SchemaOutcome, Error> {
     let target = options
         .target_database
         .clone()
         .unwrap_or_else(|| catalog.database.name.clone());
     let ctx = Ctx::db(&target);
+    let mut option_changes = Vec::new();
+    // Everything is checked before the first statement that changes the target.
+    let statements = table_statements(catalog, &target, MAX_SQL_LEN)?;
     if database_exists(pool, &target).await? {
         if !options.allow_existing {
             return Err(Error::TargetExists {
@@ -272,60 +194,62 @@ pub(crate) async fn create_schema(
             });
         }
     } else {
-        let ddl = rename_database_ddl(&catalog.database.ddl, &target, options.keep.as_deref())
-            .map_err(|reason| Error::UnexpectedReply {
-                what: "SHOW CREATE DATABASE text".into(),
-                database: Some(catalog.database.name.clone()),
-                table: None,
-                reason,
-            })?;
-        pool.exec(ctx, &ddl).await?;
+        let version = server_version(pool).await?;
+        let (ddl, changes) = dbopts::recreate(
+            &catalog.database.ddl,
+            &target,
+            Generation::of(&version),
+            options.keep.as_deref(),
+        )
+        .map_err(|reason| Error::UnexpectedReply {
+            what: "the database DDL of the backup".into(),
+            database: Some(catalog.database.name.clone()),
+            table: None,
+            reason,
+        })?;
+        for c in &changes {
+            tracing::warn!(
+                database = %target,
+                server_version = %version,
+                source = %c.source,
+                target = ?c.target,
+                reason = %c.reason,
+                "database option changed for the target server"
+            );
+        }
+        option_changes = changes;
+        pool.exec(ctx.doing("creating the target database"), &ddl)
+            .await?;
     }
     for st in &catalog.super_tables {
-        let sql = match qualify_stable_ddl(&st.ddl, &target, &st.name) {
+        let sql = match sql::qualify_stable_ddl(&st.ddl, &target, &st.name) {
             Some(s) => s,
             None => {
                 let cols: Vec<String> = st.columns.iter().map(type_sql).collect();
                 let tags: Vec<String> = st.tags.iter().map(type_sql).collect();
-                format!(
-                    "CREATE STABLE IF NOT EXISTS {}.{} ({}) TAGS ({})",
-                    ident(&target),
-                    ident(&st.name),
-                    cols.join(", "),
-                    tags.join(", ")
-                )
+                sql::create_stable(&target, &st.name, &cols, &tags)
             }
         };
-        pool.exec(Ctx::table(&target, &st.name), &sql).await?;
-    }
-    let mut statements = Vec::new();
-    for t in catalog
-        .tables
-        .iter()
-        .filter(|t| t.kind == TableKind::Normal)
-    {
-        statements.push(normal_table_sql(&target, t));
-    }
-    let children: Vec<&TableDef> = catalog
-        .tables
-        .iter()
-        .filter(|t| t.kind == TableKind::Child)
-        .collect();
-    for batch in children.chunks(CHILD_BATCH) {
-        let clauses = batch
-            .iter()
-            .map(|t| child_clause(&target, t))
-            .collect::<Result<Vec<_>, _>>()?;
-        statements.push(format!("CREATE TABLE {}", clauses.join(" ")));
+        pool.exec(
+            Ctx::table(&target, &st.name).doing("creating a super table"),
+            &sql,
+        )
+        .await?;
     }
     let parallel = pool.size().max(1);
     let target_ref = target.as_str();
     futures::stream::iter(statements)
-        .map(|sql| async move { pool.exec(Ctx::db(target_ref), &sql).await })
+        .map(|sql| async move {
+            pool.exec(Ctx::db(target_ref).doing("creating tables"), &sql)
+                .await
+        })
         .buffer_unordered(parallel)
         .try_collect::<Vec<usize>>()
         .await?;
-    Ok(target)
+    Ok(SchemaOutcome {
+        target,
+        option_changes,
+    })
 }
 
 /// How chunks are written.
@@ -397,18 +321,8 @@ impl Writer<'_> {
             b.with_field_names(&names);
             b
         };
-        let head = format!(
-            "INSERT INTO {}.{} ({}) VALUES ",
-            ident(self.db),
-            ident(table),
-            names
-                .iter()
-                .map(|n| ident(n))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut statements = Vec::new();
-        let mut sql_text = head.clone();
+        let head = sql::insert_head(self.db, table, &names);
+        let mut batch = Batcher::new(head, MAX_SQL_LEN);
         for row in 0..block.nrows() {
             let mut vals = Vec::with_capacity(names.len());
             for (col, name) in names.iter().enumerate() {
@@ -418,16 +332,19 @@ impl Writer<'_> {
                 })?;
                 vals.push(sql_literal(&to_core_value(v), table, name)?);
             }
-            sql_text.push('(');
-            sql_text.push_str(&vals.join(", "));
-            sql_text.push_str(") ");
-            if sql_text.len() > SQL_BATCH_BYTES {
-                statements.push(std::mem::replace(&mut sql_text, head.clone()));
-            }
+            let item = format!("({})", vals.join(", "));
+            batch
+                .push(&item)
+                .map_err(|size| Error::UnrepresentableValue {
+                    table: table.to_string(),
+                    column: "(row)".into(),
+                    reason: format!(
+                        "row {row} as SQL is {size} bytes, over TDengine's statement limit of \
+                     {MAX_SQL_LEN} bytes"
+                    ),
+                })?;
         }
-        if sql_text.len() > head.len() {
-            statements.push(sql_text);
-        }
+        let statements = batch.finish();
         drop(block);
         for s in statements {
             self.pool.exec(ctx, &s).await?;
@@ -515,10 +432,7 @@ impl Writer<'_> {
     async fn describe(&mut self, table: &str) -> Result<(), Error> {
         let rows = self
             .pool
-            .query_values(
-                Ctx::table(self.db, table),
-                &format!("DESCRIBE {}.{}", ident(self.db), ident(table)),
-            )
+            .query_values(Ctx::table(self.db, table), &sql::describe(self.db, table))
             .await?;
         let f = rows.col("field", "DESCRIBE")?;
         let n = rows.col("note", "DESCRIBE")?;
@@ -583,38 +497,130 @@ impl Writer<'_> {
     }
 }
 
+/// The statements of a restore with hostile names, for the statement tests in `sql.rs`.
+#[cfg(test)]
+pub(crate) fn every_statement_for_tests(
+    db: &str,
+    table: &str,
+    stable: &str,
+    column: &str,
+) -> Vec<String> {
+    use taosbackup_core::{DatabaseDef, SuperTableDef, TagValue, Value};
+    let col = |name: &str, data_type, length| ColumnDef {
+        name: name.into(),
+        data_type,
+        length,
+    };
+    let catalog = CatalogSnapshot {
+        database: DatabaseDef {
+            name: db.into(),
+            precision: Precision::Ms,
+            ddl: format!("CREATE DATABASE {} KEEP 3650d PRECISION 'ms'", ident(db)),
+        },
+        super_tables: vec![SuperTableDef {
+            name: stable.into(),
+            columns: vec![col("ts", DataType::Timestamp, None)],
+            tags: vec![col("value", DataType::NChar, Some(8))],
+            ddl: format!(
+                "CREATE STABLE {} ({} TIMESTAMP) TAGS ({} NCHAR(8))",
+                ident(stable),
+                ident("ts"),
+                ident("value")
+            ),
+        }],
+        tables: vec![
+            TableDef {
+                name: table.into(),
+                kind: TableKind::Normal,
+                super_table: None,
+                tags: vec![],
+                comment: Some("c".into()),
+                ttl: Some(2),
+                columns: vec![
+                    col("ts", DataType::Timestamp, None),
+                    col(column, DataType::UInt, None),
+                    col("tag", DataType::VarChar, Some(4)),
+                ],
+            },
+            TableDef {
+                name: "child".into(),
+                kind: TableKind::Child,
+                super_table: Some(stable.into()),
+                tags: vec![TagValue {
+                    name: "value".into(),
+                    value: Value::Null,
+                }],
+                comment: None,
+                ttl: None,
+                columns: vec![],
+            },
+        ],
+    };
+    let mut v = table_statements(&catalog, db, MAX_SQL_LEN).unwrap_or_default();
+    let st = &catalog.super_tables[0];
+    v.extend(sql::qualify_stable_ddl(&st.ddl, db, stable));
+    for g in [Generation::V3_3_0, Generation::V3_3_6, Generation::V3_4] {
+        if let Ok((ddl, _)) = dbopts::recreate(&catalog.database.ddl, db, g, Some("10d")) {
+            v.push(ddl);
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use taosbackup_core::{TagValue, Value};
 
+    /// Audit A12: child tables with long tags are cut into statements by bytes, each under
+    /// TDengine's 1 MiB limit, none lost.
     #[test]
-    fn database_ddl_rename_and_keep() {
-        let ddl = "CREATE DATABASE `power` BUFFER 256 CACHESIZE 1 KEEP 3650d,3650d,3650d PRECISION 'us' COMMENT 'keep me'";
-        assert_eq!(
-            rename_database_ddl(ddl, "p2", None).unwrap(),
-            "CREATE DATABASE `p2` BUFFER 256 CACHESIZE 1 KEEP 3650d,3650d,3650d PRECISION 'us' COMMENT 'keep me'"
+    fn create_table_batches_are_cut_by_bytes() {
+        use taosbackup_core::DatabaseDef;
+        let long = "x".repeat(16_000);
+        let tables: Vec<TableDef> = (0..300)
+            .map(|i| TableDef {
+                name: format!("c{i}"),
+                kind: TableKind::Child,
+                super_table: Some("m".into()),
+                tags: vec![TagValue {
+                    name: "t".into(),
+                    value: Value::NChar(long.clone()),
+                }],
+                comment: None,
+                ttl: None,
+                columns: vec![],
+            })
+            .collect();
+        let catalog = CatalogSnapshot {
+            database: DatabaseDef {
+                name: "d".into(),
+                precision: Precision::Ms,
+                ddl: "CREATE DATABASE d".into(),
+            },
+            super_tables: vec![],
+            tables,
+        };
+        let statements = table_statements(&catalog, "r", MAX_SQL_LEN).unwrap();
+        assert!(statements.len() >= 5, "{}", statements.len());
+        assert!(statements.iter().all(|s| s.len() <= MAX_SQL_LEN));
+        let clauses: usize = statements
+            .iter()
+            .map(|s| s.matches(" USING ").count())
+            .sum();
+        assert_eq!(clauses, 300);
+        // A single clause over the limit is refused before anything is sent.
+        let e = table_statements(&catalog, "r", 10_000).unwrap_err();
+        assert!(
+            e.to_string().contains("over TDengine's statement limit"),
+            "{e}"
         );
-        assert_eq!(
-            rename_database_ddl(ddl, "p2", Some("36500d")).unwrap(),
-            "CREATE DATABASE `p2` BUFFER 256 CACHESIZE 1 KEEP 36500d PRECISION 'us' COMMENT 'keep me'"
-        );
-        assert_eq!(
-            rename_database_ddl("create database d", "x", Some("10d")).unwrap(),
-            "CREATE DATABASE `x` KEEP 10d"
-        );
-        // A quoted ' KEEP ' is not the option.
-        assert_eq!(
-            rename_database_ddl("CREATE DATABASE d COMMENT ' KEEP 1'", "x", Some("2d")).unwrap(),
-            "CREATE DATABASE `x` COMMENT ' KEEP 1' KEEP 2d"
-        );
-        assert!(rename_database_ddl("DROP DATABASE d", "x", None).is_err());
     }
 
     #[test]
     fn stable_and_table_ddl() {
         assert_eq!(
-            qualify_stable_ddl(
+            sql::qualify_stable_ddl(
                 "CREATE STABLE `m` (`ts` TIMESTAMP) TAGS (`t` INT)",
                 "r",
                 "m"

@@ -12,10 +12,11 @@ use taosbackup_core::{
 
 use crate::Error;
 use crate::conn::{Ctx, Pool};
+use crate::dbopts::OptionChange;
 use crate::dsn::{ConnectOptions, Credentials, Endpoint};
 use crate::export::ExportStream;
 use crate::restore::{self, WriteMode, Writer};
-use crate::value::ident;
+use crate::sql;
 
 type TableKey = (String, String);
 
@@ -31,6 +32,7 @@ pub struct TaosSource {
     write_pools: Mutex<HashMap<String, Arc<Pool>>>,
     ts_columns: Mutex<HashMap<TableKey, String>>,
     target_columns: Mutex<HashMap<TableKey, Vec<String>>>,
+    option_changes: Mutex<Vec<OptionChange>>,
     mode: WriteMode,
 }
 
@@ -59,6 +61,7 @@ impl TaosSource {
             write_pools: Mutex::new(HashMap::new()),
             ts_columns: Mutex::new(HashMap::new()),
             target_columns: Mutex::new(HashMap::new()),
+            option_changes: Mutex::new(Vec::new()),
             mode: WriteMode::default(),
         })
     }
@@ -127,8 +130,8 @@ impl TaosSource {
         let rows = self
             .pool
             .query_values(
-                Ctx::table(database, table),
-                &format!("DESCRIBE {}.{}", ident(database), ident(table)),
+                Ctx::table(database, table).doing("reading a table's columns (DESCRIBE)"),
+                &sql::describe(database, table),
             )
             .await?;
         let f = rows.col("field", "DESCRIBE")?;
@@ -229,7 +232,11 @@ impl TaosSource {
         catalog: &CatalogSnapshot,
         options: &RestoreOptions,
     ) -> Result<String, Error> {
-        let target = restore::create_schema(&self.pool, catalog, options).await?;
+        let outcome = restore::create_schema(&self.pool, catalog, options).await?;
+        if let Ok(mut m) = self.option_changes.lock() {
+            m.clone_from(&outcome.option_changes);
+        }
+        let target = outcome.target;
         if let Ok(mut m) = self.target_columns.lock() {
             let stable_cols: HashMap<&str, Vec<String>> = catalog
                 .super_tables
@@ -255,6 +262,20 @@ impl TaosSource {
             }
         }
         Ok(target)
+    }
+
+    /// The database options the last [`TaosSource::create_schema`] could not replay as the
+    /// backup had them (dropped, or renamed for the target server's version).
+    pub fn database_option_changes(&self) -> Vec<OptionChange> {
+        self.option_changes
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// The server's version (`SELECT SERVER_VERSION()`).
+    pub async fn server_version(&self) -> Result<String, Error> {
+        restore::server_version(&self.pool).await
     }
 
     fn write_pool(&self, database: &str) -> Result<Arc<Pool>, Error> {
@@ -285,8 +306,8 @@ impl TaosSource {
         let rows = self
             .pool
             .query_values(
-                Ctx::table(database, table),
-                &format!("SELECT COUNT(*) FROM {}.{}", ident(database), ident(table)),
+                Ctx::table(database, table).doing("counting rows"),
+                &sql::count_rows(database, table),
             )
             .await?;
         let n = rows
@@ -317,12 +338,8 @@ impl TaosSource {
         let rows = self
             .pool
             .query_values(
-                Ctx::table(database, super_table),
-                &format!(
-                    "SELECT TBNAME, COUNT(*) FROM {}.{} PARTITION BY TBNAME",
-                    ident(database),
-                    ident(super_table)
-                ),
+                Ctx::table(database, super_table).doing("counting rows per child table"),
+                &sql::count_rows_by_child(database, super_table),
             )
             .await?;
         let bad = |reason: String| Error::UnexpectedReply {

@@ -4,6 +4,7 @@ use taos::BorrowedValue;
 use taosbackup_core::Value;
 
 use crate::Error;
+use crate::sql::quote_str;
 
 /// Converts a connector value to the catalog's typed value, byte-exact.
 pub(crate) fn to_core_value(v: BorrowedValue<'_>) -> Value {
@@ -29,26 +30,6 @@ pub(crate) fn to_core_value(v: BorrowedValue<'_>) -> Value {
         BorrowedValue::Blob(b) | BorrowedValue::MediumBlob(b) => Value::VarBinary(b.to_vec()),
         BorrowedValue::Decimal(d) => Value::VarChar(d.to_string().into_bytes()),
     }
-}
-
-/// `'text'` with TDengine's escapes for `'` and `\`.
-pub(crate) fn quote_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\'' => out.push_str("\\'"),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
-
-/// `` `name` `` (backquotes inside names are doubled).
-pub(crate) fn ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
 }
 
 /// `'\x0a0b…'`: TDengine's hex literal for VARBINARY (and GEOMETRY as a fallback).
@@ -180,7 +161,7 @@ mod tests {
         assert_eq!(l(Value::Json("{\"a\":\"'\"}".into())), "'{\"a\":\"\\'\"}'");
         assert!(sql_literal(&Value::Double(f64::NAN), "t", "c").is_err());
         assert!(sql_literal(&Value::VarChar(vec![0xff]), "t", "c").is_err());
-        assert_eq!(ident("a`b"), "`a``b`");
+        assert_eq!(crate::sql::ident("a`b"), "`a``b`");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, TaosBuilder};
 use taosbackup_core::{ChangeEvent, ChangeFeed, FeedStart, Positions, SourceErrorKind, TableEvent};
 use taosbackup_source::{ConnectOptions, TmqFeed, TmqFeedOptions};
-use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle};
+use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle, Ty, tmq_meta};
 
 const T0: i64 = 1_760_000_000_000;
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -81,6 +81,7 @@ fn per_table(events: &[ChangeEvent]) -> BTreeMap<String, Vec<ChangeEvent>> {
             ChangeEvent::Rows { table, .. }
             | ChangeEvent::Delete { table, .. }
             | ChangeEvent::Table { table, .. } => table.clone(),
+            ChangeEvent::Reread { table, .. } => table.clone().unwrap_or_default(),
         };
         let v = out.entry(t).or_default();
         if v.last() != Some(e) {
@@ -445,6 +446,10 @@ async fn dropped_connections_resume_where_the_last_batch_ended() {
         }
     }
     assert!((1..=3).contains(&errors), "{errors} errors");
+    // The reconnection's rebalance entries (the old consumer leaving, the new one
+    // subscribing) lie after the catch-up's target; the next catch-up passes them with no
+    // event.
+    assert!(catch_up(&mut f).await.is_empty());
     assert_eq!(f.positions(), ends(&emu, "d"));
     // Every change exactly once: nothing skipped, nothing repeated.
     let t = per_table(&events);
@@ -460,4 +465,116 @@ async fn dropped_connections_resume_where_the_last_batch_ended() {
         );
     }
     assert_eq!(events.len(), 12);
+}
+
+/// Audit A3: subscribes, offset commits and consumer departures are WAL entries that yield
+/// no message. An idle database's vgroups only ever "reach the end" through them, so the
+/// catch-up must adopt the consumer's position after empty polls. Three backups in a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_database_catches_up_three_runs_in_a_row() {
+    let emu = emu();
+    setup(&emu, "d", "").await;
+    let mut committed = Positions::new();
+    for run in 0..3 {
+        let before = ends(&emu, "d");
+        let mut f = feed(&emu, "d");
+        let start = f.start(&committed).await.unwrap();
+        if run == 0 {
+            assert!(matches!(start, FeedStart::Fresh { .. }), "{start:?}");
+        } else {
+            assert_eq!(start, FeedStart::Continued, "run {run}");
+        }
+        let t = Instant::now();
+        assert!(catch_up(&mut f).await.is_empty(), "run {run}");
+        assert!(t.elapsed() < DEADLINE);
+        let now = ends(&emu, "d");
+        assert_eq!(f.positions(), now, "run {run}: caught up");
+        // This run's own subscribe (and, after the first, the last run's commit and
+        // departure) moved every vgroup's end although nothing was written.
+        for (k, v) in &before {
+            assert!(now[k] > *v, "run {run} {k}: {now:?} {before:?}");
+        }
+        committed = f.positions();
+        f.commit(&committed).await.unwrap();
+    }
+}
+
+/// Audit A4: meta messages the typed parser of taos-query 0.12.4 rejects (alterType 9
+/// without colName, 13, 14, 15, `createList`) become the right events; ones nobody
+/// understands become a re-read of the table, never a failure or a dropped change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_meta_kind_is_read_and_unknown_ones_are_reread() {
+    let emu = emu();
+    setup(&emu, "d", "").await;
+    sql(
+        &emu,
+        &[
+            s("CREATE STABLE d.st2 (ts TIMESTAMP, v INT) TAGS (g INT, h INT)"),
+            s("CREATE TABLE d.n (ts TIMESTAMP, v INT)"),
+        ],
+    )
+    .await;
+    let mut f = feed(&emu, "d");
+    f.start(&Positions::new()).await.unwrap();
+    // Six children in one statement: one create per vgroup, listed in `createList`.
+    let mut create = s("CREATE TABLE");
+    for i in 0..6 {
+        create.push_str(&format!(" d.k{i} USING d.st2 TAGS ({i}, 0)"));
+    }
+    sql(
+        &emu,
+        &[
+            create,
+            s("ALTER TABLE d.k0 SET TAG g = 7, h = 8"),
+            s("ALTER TABLE d.n TTL 5"),
+            s("ALTER TABLE d.n COMMENT 'x'"),
+        ],
+    )
+    .await;
+    let store = emu.store();
+    store
+        .inject_meta(
+            "d",
+            "n",
+            tmq_meta::alter_column_compress("n", "v", "level", "high"),
+        )
+        .unwrap();
+    let f64 = taosbackup_testkit::Field::new("w", Ty::Double, 8);
+    store
+        .inject_meta(
+            "d",
+            "n",
+            tmq_meta::add_column_with_compress("n", &f64, "compress", "zstd"),
+        )
+        .unwrap();
+    store
+        .inject_meta("d", "k1", tmq_meta::alter_bare("k1", 99))
+        .unwrap();
+    store
+        .inject_meta("d", "k2", serde_json::json!({"type": "mystery"}))
+        .unwrap();
+    let events = catch_up(&mut f).await;
+    assert_eq!(f.positions(), ends(&emu, "d"));
+    let t = per_table(&events);
+    use TableEvent::*;
+    for i in 0..6 {
+        let k = format!("k{i}");
+        assert_eq!(t[&k][0], tev(&k, Created), "{:?}", t[&k]);
+    }
+    assert_eq!(t["k0"], vec![tev("k0", Created), tev("k0", TagsChanged)]);
+    // TTL and COMMENT: no event; 13 and 14: the schema.
+    assert_eq!(t["n"], vec![tev("n", SchemaChanged)]);
+    match &t["k1"][1] {
+        ChangeEvent::Reread { table, reason } => {
+            assert_eq!(table.as_deref(), Some("k1"));
+            assert!(reason.contains("alterType"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ChangeEvent::Reread { table: None, .. })),
+        "{events:?}"
+    );
 }

@@ -602,6 +602,25 @@ async fn unreadable_layouts_fail_clearly() {
     };
     assert!(err.to_string().contains("protoVer 1"), "{err}");
 
+    // A transaction entry of a newer TDengine (`SWalCont.flags` bit 7, include/libs/wal/wal.h
+    // on main): refused by name, not read as a plain body.
+    let d4 = tempfile::tempdir().unwrap();
+    let mut w = VnodeWal::create(d4.path(), 2, DB, VnodeOptions::default()).unwrap();
+    w.append(&submit(1, RowFormat::Rows, &[1])).unwrap();
+    let loc = w.location(0).unwrap();
+    let mut b = std::fs::read(&loc.path).unwrap();
+    let o = loc.offset as usize;
+    b[o + 38] = 0x80;
+    let ck = crc32c(&b[o + 16..o + 56]);
+    b[o + 8..o + 12].copy_from_slice(&ck.to_le_bytes());
+    std::fs::write(&loc.path, b).unwrap();
+    let mut f = feed(d4.path(), &resolver);
+    let err = match f.start(&pos(&[(2, 0)])).await {
+        Err(e) => e,
+        Ok(_) => f.next_batch().await.unwrap_err(),
+    };
+    assert!(err.to_string().contains("transaction entry"), "{err}");
+
     // Used before start.
     assert!(feed(d3.path(), &resolver).next_batch().await.is_err());
 }

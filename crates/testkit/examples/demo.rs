@@ -42,7 +42,8 @@ fn main() -> Result<()> {
 
 async fn run(bin: &Path) -> Result<()> {
     let started = Instant::now();
-    let emu = Emulator::start(EmulatorConfig::default())?;
+    // TAOS_EMU_SERVER_VERSION=3.4.0.0 runs the demo against the 3.4 behaviour set.
+    let emu = Emulator::start(EmulatorConfig::from_env())?;
     let dsn = emu.dsn();
     println!("== emulator listening at {dsn}");
     let taos = TaosBuilder::from_dsn(&dsn)?.build().await?;
@@ -99,7 +100,7 @@ async fn run(bin: &Path) -> Result<()> {
         ),
         format!("DROP TABLE {DB}.d13"),
         format!(
-            "INSERT INTO {DB}.logs VALUES ({}, 2, 'after the full backup')",
+            "INSERT INTO {DB}.`logs` VALUES ({}, 2, 'after the full backup')",
             T0 + 5
         ),
     ];
@@ -191,7 +192,7 @@ async fn load(taos: &Taos) -> Result<()> {
     ))
     .await?;
     taos.exec(format!(
-        "CREATE TABLE {DB}.logs (ts TIMESTAMP, level INT, msg NCHAR(32))"
+        "CREATE TABLE {DB}.`logs` (ts TIMESTAMP, level INT, msg NCHAR(32))"
     ))
     .await?;
     for t in 0..TABLES {
@@ -237,7 +238,7 @@ async fn load(taos: &Taos) -> Result<()> {
         }
     }
     taos.exec(format!(
-        "INSERT INTO {DB}.logs VALUES ({T0}, 1, 'start') ({}, 3, NULL)",
+        "INSERT INTO {DB}.`logs` VALUES ({T0}, 1, 'start') ({}, 3, NULL)",
         T0 + STEP
     ))
     .await?;
@@ -260,7 +261,7 @@ async fn contents(taos: &Taos, db: &str) -> Result<BTreeMap<String, Vec<String>>
     let mut out = BTreeMap::new();
     for t in tables {
         let mut rs = taos
-            .query(format!("SELECT * FROM {db}.{t} ORDER BY ts"))
+            .query(format!("SELECT * FROM `{db}`.`{t}` ORDER BY ts"))
             .await?;
         let mut rows: Vec<String> = rs
             .to_records()

@@ -45,6 +45,8 @@ pub mod code {
     pub const INVALID_MSG: u32 = 0x0115;
     /// Invalid parameters.
     pub const INVALID_PARA: u32 = 0x0118;
+    /// SQL statement too long (over `TSDB_MAX_ALLOWED_SQL_LEN`).
+    pub const EXCEED_SQL_LIMIT: u32 = 0x0219;
     /// Invalid timestamp format.
     pub const INVALID_TIMESTAMP: u32 = 0x0127;
     /// Authentication failure (wrong password).
@@ -118,12 +120,13 @@ pub mod code {
     /// TMQ: no committed info (`committed` of a group that never committed; TDengine
     /// returns it as the offset value, `-2147467247`).
     pub const TMQ_NO_COMMITTED: u32 = 0x4011;
-    /// TMQ: offset out of range.
-    pub const TMQ_VERSION_OUT_OF_RANGE: u32 = 0x4012;
-    /// TMQ: vgroup does not belong to this consumer.
-    pub const TMQ_INVALID_VGID: u32 = 0x4013;
-    /// TMQ: topic does not belong to this consumer.
-    pub const TMQ_INVALID_TOPIC: u32 = 0x4014;
+    /// TMQ: offset out of range (`TSDB_CODE_TMQ_VERSION_OUT_OF_RANGE`,
+    /// `include/util/taoserror.h`).
+    pub const TMQ_VERSION_OUT_OF_RANGE: u32 = 0x4007;
+    /// TMQ: vgroup does not belong to this consumer (`TSDB_CODE_TMQ_INVALID_VGID`).
+    pub const TMQ_INVALID_VGID: u32 = 0x4008;
+    /// TMQ: topic does not belong to this consumer (`TSDB_CODE_TMQ_INVALID_TOPIC`).
+    pub const TMQ_INVALID_TOPIC: u32 = 0x4009;
     /// WAL file is corrupted (the emulator's WAL files mirror could not be written).
     pub const WAL_FILE_CORRUPTED: u32 = 0x1001;
     /// Invalid result id (fetch of a freed or unknown result).

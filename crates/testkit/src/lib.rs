@@ -20,7 +20,11 @@ pub mod walfile;
 pub use error::{EmuError, code};
 pub use profile::Profile;
 pub use server::{
-    Emulator, EmulatorConfig, EmulatorHandle, Fault, FaultAction, FaultPoint, FaultStats, Trigger,
+    Emulator, EmulatorConfig, EmulatorHandle, Fault, FaultAction, FaultPoint, FaultStats,
+    SERVER_VERSION_ENV, Trigger,
 };
-pub use store::{DEFAULT_WAL_SEGMENT_SIZE, Outcome, ResultSet, Session, Store, StoreConfig};
+pub use sql::keywords;
+pub use store::{
+    DEFAULT_WAL_SEGMENT_SIZE, Outcome, ResultSet, Session, Store, StoreConfig, tmq_meta,
+};
 pub use types::{ColumnData, Field, Precision, Ty, Value};

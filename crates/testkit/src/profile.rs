@@ -49,6 +49,102 @@ impl Profile {
         }
     }
 
+    /// Whether `information_schema.ins_topics` has the `meta` and `type` columns after
+    /// `topic_name, db_name, create_time, sql, schema` (`source/common/src/systable.c`
+    /// `topicSchema` of the 3.x versions read: 3.3.x have them; for 3.4 the fidelity audit
+    /// read `mndRetrieveTopic` filling only the first five, not re-checked here).
+    pub fn topics_have_meta_and_type(self) -> bool {
+        self != Profile::V3_4
+    }
+
+    /// The extra trailing columns of `information_schema.ins_stables` after `rollup`
+    /// (`systable.c` `userStbsSchema`): `uid` (fidelity audit B15), and from 3.3.6 on the
+    /// virtual-table flag `isvirtual` and `keep` (audit B15; not re-checked here).
+    pub fn stables_extra_columns(self) -> &'static [&'static str] {
+        match self {
+            Profile::V3_3_0 => &["uid"],
+            Profile::V3_3_6 | Profile::V3_4 => &["uid", "isvirtual", "keep"],
+        }
+    }
+
+    /// The `CREATE DATABASE` options this version's grammar takes (`db_options` of
+    /// `source/libs/parser/inc/sql.y`): the 3.2 set with `S3_CHUNKSIZE`/`S3_KEEPLOCAL`/
+    /// `S3_COMPACT`/`ENCRYPT_ALGORITHM` in 3.3.0; `S3_CHUNKPAGES` instead of `S3_CHUNKSIZE`
+    /// and `COMPACT_*`, `DNODES` in 3.3.6; `SS_*` instead of `S3_*` in 3.4.
+    pub fn database_options(self) -> Vec<&'static str> {
+        let mut v = vec![
+            "BUFFER",
+            "CACHEMODEL",
+            "CACHESIZE",
+            "COMP",
+            "DURATION",
+            "MAXROWS",
+            "MINROWS",
+            "KEEP",
+            "PAGES",
+            "PAGESIZE",
+            "TSDB_PAGESIZE",
+            "PRECISION",
+            "REPLICA",
+            "VGROUPS",
+            "SINGLE_STABLE",
+            "RETENTIONS",
+            "SCHEMALESS",
+            "WAL_LEVEL",
+            "WAL_FSYNC_PERIOD",
+            "WAL_RETENTION_PERIOD",
+            "WAL_RETENTION_SIZE",
+            "WAL_ROLL_PERIOD",
+            "WAL_SEGMENT_SIZE",
+            "STT_TRIGGER",
+            "TABLE_PREFIX",
+            "TABLE_SUFFIX",
+            "KEEP_TIME_OFFSET",
+            "ENCRYPT_ALGORITHM",
+        ];
+        match self {
+            Profile::V3_3_0 => v.extend(["S3_CHUNKSIZE", "S3_KEEPLOCAL", "S3_COMPACT"]),
+            Profile::V3_3_6 => v.extend([
+                "S3_CHUNKPAGES",
+                "S3_KEEPLOCAL",
+                "S3_COMPACT",
+                "COMPACT_INTERVAL",
+                "COMPACT_TIME_RANGE",
+                "COMPACT_TIME_OFFSET",
+                "DNODES",
+            ]),
+            Profile::V3_4 => v.extend([
+                "SS_CHUNKPAGES",
+                "SS_KEEPLOCAL",
+                "SS_COMPACT",
+                "COMPACT_INTERVAL",
+                "COMPACT_TIME_RANGE",
+                "COMPACT_TIME_OFFSET",
+                "DNODES",
+            ]),
+        }
+        v
+    }
+
+    /// The tail of `SHOW CREATE DATABASE` after `KEEP_TIME_OFFSET n`, with the defaults this
+    /// version prints (`source/libs/command/src/command.c`): 3.3.6 as the emulator printed
+    /// it so far; 3.4 as TDengine 3.4's documentation shows it (`SS_*` then `COMPACT_*`);
+    /// 3.3.0 with `S3_CHUNKSIZE` (not re-checked against 3.3.0's command.c).
+    pub fn create_database_tail(self) -> &'static str {
+        match self {
+            Profile::V3_3_0 => {
+                "ENCRYPT_ALGORITHM 'none' S3_CHUNKSIZE 131072 S3_KEEPLOCAL 525600m S3_COMPACT 1"
+            }
+            Profile::V3_3_6 => {
+                "ENCRYPT_ALGORITHM 'none' S3_CHUNKPAGES 131072 S3_KEEPLOCAL 525600m S3_COMPACT 1"
+            }
+            Profile::V3_4 => {
+                "ENCRYPT_ALGORITHM 'none' SS_CHUNKPAGES 131072 SS_KEEPLOCAL 525600m SS_COMPACT 1 \
+                 COMPACT_INTERVAL 0d COMPACT_TIME_RANGE 0d,0d COMPACT_TIME_OFFSET 0h"
+            }
+        }
+    }
+
     /// Every behaviour set, oldest first.
     pub const ALL: [Profile; 3] = [Profile::V3_3_0, Profile::V3_3_6, Profile::V3_4];
 }

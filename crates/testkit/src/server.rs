@@ -50,6 +50,24 @@ pub struct EmulatorConfig {
     pub block_rows: usize,
 }
 
+/// The environment variable that picks the server version (and so the behaviour set) of the
+/// emulators the end-to-end tests and the demo start: `TAOS_EMU_SERVER_VERSION=3.4.0.0`.
+pub const SERVER_VERSION_ENV: &str = "TAOS_EMU_SERVER_VERSION";
+
+impl EmulatorConfig {
+    /// The default configuration with the server version of [`SERVER_VERSION_ENV`] when it
+    /// is set (the suite runs its end-to-end tests once per behaviour set this way).
+    pub fn from_env() -> EmulatorConfig {
+        let mut c = EmulatorConfig::default();
+        if let Ok(v) = std::env::var(SERVER_VERSION_ENV) {
+            if !v.trim().is_empty() {
+                c.server_version = v.trim().to_string();
+            }
+        }
+        c
+    }
+}
+
 impl Default for EmulatorConfig {
     fn default() -> Self {
         EmulatorConfig {

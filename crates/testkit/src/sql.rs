@@ -2,6 +2,7 @@
 //! the statement tree in [`ast`].
 
 pub mod ast;
+pub mod keywords;
 pub mod lexer;
 pub mod parser;
 

@@ -25,7 +25,8 @@
 //!   replayed; ENCODE/COMPRESS/LEVEL column options are accepted but not stored, so SHOW
 //!   CREATE and DESCRIBE print TDengine's defaults for the column type;
 //! - `information_schema` lists user objects only (no system tables in `ins_tables`);
-//!   `ins_stables` has an extra trailing `uid` column;
+//!   `ins_stables`, `ins_topics` and the other system tables follow the server version's
+//!   behaviour set (`crate::Profile`, docs/emulator.md);
 //! - KEEP/DURATION ratios, name syntax rules, TTL expiry and row-size limits are not enforced.
 
 mod catalog;
@@ -56,6 +57,12 @@ use crate::types::{ColumnData, Field, Precision};
 use catalog::Catalog;
 use convert::Ctx;
 pub use wal_files::DEFAULT_SEGMENT_SIZE as DEFAULT_WAL_SEGMENT_SIZE;
+
+/// Builders of TDengine's TMQ meta JSON (`client/src/clientRawBlockWrite.c`) for the kinds
+/// no emulator statement produces, to log with [`Store::inject_meta`].
+pub mod tmq_meta {
+    pub use super::wal::{add_column_with_compress, alter_bare, alter_column_compress};
+}
 use wal_files::WalFilesConfig;
 
 /// Configuration of the in-memory store.
@@ -114,6 +121,9 @@ impl ResultSet {
 }
 
 const NO_OVERRIDE: i64 = i64::MIN;
+
+/// `TSDB_MAX_ALLOWED_SQL_LEN` (`include/util/tdef.h`): the longest statement, in bytes.
+pub const MAX_SQL_LEN: usize = 1024 * 1024;
 
 /// The in-memory TDengine.
 #[derive(Debug)]
@@ -232,12 +242,22 @@ impl Store {
 
     /// Executes one SQL statement.
     pub fn execute(&self, session: &mut Session, sql: &str) -> Result<Outcome, EmuError> {
+        // The client library refuses a statement over TSDB_MAX_ALLOWED_SQL_LEN
+        // (`include/util/tdef.h`: 1 MiB) before sending it (`clientImpl.c` `buildRequest`:
+        // TSDB_CODE_TSC_EXCEED_SQL_LIMIT); taosAdapter goes through that library.
+        if sql.len() > MAX_SQL_LEN {
+            return Err(EmuError::new(
+                code::EXCEED_SQL_LIMIT,
+                "SQL statement too long, check maxSQLLength config",
+            ));
+        }
         let stmt = crate::sql::parse(sql)?;
         let now_ns = self.now_ns();
         let env = exec::Env {
             db: session.db.as_deref(),
             now_ns,
             server_version: &self.config.server_version,
+            user: &self.config.user,
             profile: self.profile(),
         };
         match stmt {
@@ -273,9 +293,10 @@ impl Store {
             } => self.create_topic(if_not_exists, name, with_meta, db, sql),
             Statement::DropTopic { if_exists, name } => self.drop_topic(if_exists, &name),
             Statement::PurgeWal { db, vgroup, to } => self.purge_sql(&db, vgroup, to),
-            Statement::ShowTopics | Statement::ShowSubscriptions => {
-                show::show(&self.read(), &env, &stmt).map(Outcome::Rows)
-            }
+            Statement::ShowTopics
+            | Statement::ShowSubscriptions
+            | Statement::ShowGrants
+            | Statement::ShowDnodes => show::show(&self.read(), &env, &stmt).map(Outcome::Rows),
             other => exec::execute(&mut self.write(), &env, other),
         }
     }
@@ -287,6 +308,7 @@ impl Store {
             db: session.db.as_deref(),
             now_ns: self.now_ns(),
             server_version: &self.config.server_version,
+            user: &self.config.user,
             profile: self.profile(),
         };
         exec::table_fields(&self.read(), &env, table)
@@ -304,6 +326,7 @@ impl Store {
             db: session.db.as_deref(),
             now_ns: self.now_ns(),
             server_version: &self.config.server_version,
+            user: &self.config.user,
             profile: self.profile(),
         };
         exec::write_raw_block(&mut self.write(), &env, table, fields, block)

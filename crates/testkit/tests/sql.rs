@@ -352,7 +352,7 @@ async fn statement_forms() {
     assert_eq!(tags.len(), 3);
     let stb = records(
         &taos,
-        "SELECT stable_name, columns, tags FROM information_schema.ins_stables WHERE db_name = 'f'",
+        "SELECT stable_name, `columns`, `tags` FROM information_schema.ins_stables WHERE db_name = 'f'",
     )
     .await;
     assert_eq!(

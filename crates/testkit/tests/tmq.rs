@@ -227,14 +227,20 @@ async fn data_from_earliest_and_latest_with_late_rows_overwrites_and_new_tables(
     assert_eq!(n, vec![(3,)]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_meta_kind_with_meta_topic() {
-    let emu = emu();
-    let taos = connect(&emu).await;
+/// Database `m` (one vgroup) and its `WITH META` topic `tm`.
+async fn meta_topic(emu: &EmulatorHandle) -> taos::Taos {
+    let taos = connect(emu).await;
     taos.exec("CREATE DATABASE m VGROUPS 1").await.unwrap();
     taos.exec("CREATE TOPIC tm WITH META AS DATABASE m")
         .await
         .unwrap();
+    taos
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_meta_kind_with_meta_topic() {
+    let emu = emu();
+    let taos = meta_topic(&emu).await;
     let c = consumer(&emu, "group.id=g&auto.offset.reset=earliest", "tm").await;
     for sql in [
         "CREATE STABLE m.st (ts TIMESTAMP, v INT, s VARCHAR(16)) TAGS (g INT, name NCHAR(8))",
@@ -387,6 +393,7 @@ async fn assignment_figures_and_seek() {
     assert_eq!(a[0].0, "t");
     let asg = &a[0].1;
     assert_eq!(asg.len(), 1);
+    // The subscription's rebalance is WAL entry 5 (TDMT_VND_TMQ_SUBSCRIBE).
     assert_eq!(
         (
             asg[0].vgroup_id(),
@@ -394,13 +401,19 @@ async fn assignment_figures_and_seek() {
             asg[0].begin(),
             asg[0].end()
         ),
-        (vg as i32, 0, 0, 5)
+        (vg as i32, 0, 0, 6)
     );
     let (ev, _) = collect_until(&c, |e| rows_of(e).len() >= 3).await;
     assert_eq!(rows_of(&ev).len(), 3);
+    // Audit A5: assignment's offset is where the last data message started (entry 4), the
+    // position is after it.
     let a = c.assignments().await.unwrap();
-    assert_eq!(a[0].1[0].current_offset(), 5);
+    assert_eq!(a[0].1[0].current_offset(), 4);
     assert_eq!(c.position("t", vg as i32).await.unwrap(), 5);
+    // The subscribe entry yields no message; an empty poll moves the position past it.
+    assert!(next_event(&c, Duration::from_millis(700)).await.is_none());
+    assert_eq!(c.position("t", vg as i32).await.unwrap(), 6);
+    assert_eq!(c.assignments().await.unwrap()[0].1[0].current_offset(), 4);
 
     // Seek back to the second insert and read again.
     c.offset_seek("t", vg as i32, 3).await.unwrap();
@@ -410,7 +423,8 @@ async fn assignment_figures_and_seek() {
     assert_eq!(got, vec![T0 + 1, T0 + 2]);
     // Out of range seeks are refused.
     let err = c.offset_seek("t", vg as i32, 99).await.unwrap_err();
-    assert_eq!(err.code(), taos::Code::from(0x4012));
+    // TSDB_CODE_TMQ_VERSION_OUT_OF_RANGE (taoserror.h).
+    assert_eq!(err.code(), taos::Code::from(0x4007));
     // Unknown vgroups too.
     assert!(c.offset_seek("t", 999, 0).await.is_err());
 }
@@ -581,19 +595,19 @@ async fn topics_sql_and_refusals() {
         .unwrap_err();
     assert_eq!(err.code(), taos::Code::from(0x0388));
     let topics: Vec<(String, String, String)> = taos
-        .query("SELECT topic_name, db_name, meta FROM information_schema.ins_topics")
+        .query("SELECT topic_name, db_name, `meta` FROM information_schema.ins_topics")
         .await
         .unwrap()
         .deserialize()
         .try_collect()
         .await
         .unwrap();
-    assert_eq!(topics, vec![("t".into(), "d".into(), "without".into())]);
+    assert_eq!(topics, vec![("t".into(), "d".into(), "no".into())]);
     let shown: Vec<(String,)> = taos
         .query("SHOW TOPICS")
         .await
         .unwrap()
-        .deserialize::<(String, String, i64, String, String, String)>()
+        .deserialize::<(String, String, i64, String, Option<String>, String, String)>()
         .try_collect::<Vec<_>>()
         .await
         .unwrap()
@@ -788,7 +802,11 @@ async fn auto_commit_dsn_seek_raw_block_writes_and_table_names() {
     .await;
     collect_until(&c, |e| rows_of(e).len() >= 3).await;
     assert!(next_event(&c, Duration::from_millis(700)).await.is_none());
-    assert_eq!(c.committed("t", vg).await.unwrap(), 5);
+    // Every changed commit is itself a WAL entry the next poll passes, so an auto-committing
+    // consumer keeps committing a little further.
+    let committed = c.committed("t", vg).await.unwrap();
+    let end = emu.store().wal_range("d", vg as u32).unwrap().1;
+    assert!((5..end).contains(&committed), "{committed} {end}");
     drop(c);
 
     // `offset=vg:off` in the DSN seeks after subscribing.
@@ -915,4 +933,103 @@ async fn random_frames_always_get_a_reply_and_never_kill_the_server() {
     // The server still serves queries and the topic.
     let c = consumer(&emu, "group.id=after&auto.offset.reset=earliest", "t").await;
     collect_until(&c, |e| !rows_of(e).is_empty()).await;
+}
+
+/// Sends a JSON action on a raw connection and returns the reply.
+async fn act(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    action: &str,
+    args: Json,
+) -> Json {
+    let text = serde_json::json!({ "action": action, "args": args }).to_string();
+    reply_json(roundtrip(ws, Message::Text(text)).await)
+}
+
+/// The meta kinds taos-query 0.12.4's typed parser rejects or drops (audit A4/B4), read as
+/// raw JSON the way taosAdapter serves them, and the `version` action (B8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_meta_kinds_batch_create_options_and_version() {
+    let emu = emu();
+    let taos = meta_topic(&emu).await;
+    let mut ws = raw_tmq(&emu).await;
+    // taosAdapter answers `version` on /rest/tmq with the client library's version.
+    let v = act(&mut ws, "version", serde_json::json!({"req_id": 1})).await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(v["action"], "version");
+    assert_eq!(v["req_id"], 1);
+    assert_eq!(v["version"], "3.3.6.0");
+    let r = act(
+        &mut ws,
+        "subscribe",
+        serde_json::json!({"req_id": 2, "user": "root", "password": "taosdata",
+            "group_id": "g", "offset_rest": "earliest", "topics": ["tm"]}),
+    )
+    .await;
+    assert_eq!(r["code"], 0, "{r}");
+    for sql in [
+        "CREATE STABLE m.st (ts TIMESTAMP, v INT) TAGS (g INT, h INT)",
+        "CREATE TABLE m.a USING m.st TAGS (1, 1) m.b USING m.st TAGS (2, 2)",
+        "CREATE TABLE m.n (ts TIMESTAMP, v INT)",
+        "ALTER TABLE m.n TTL 7",
+        "ALTER TABLE m.a SET TAG g = 5, h = 6",
+        "ALTER TABLE m.b SET TAG g = 9",
+    ] {
+        taos.exec(sql).await.unwrap();
+    }
+    let mut metas = Vec::new();
+    let mut empty = 0;
+    let mut req = 10;
+    while metas.len() < 6 {
+        req += 1;
+        let p = act(
+            &mut ws,
+            "poll",
+            serde_json::json!({"req_id": req, "blocking_time": 0}),
+        )
+        .await;
+        assert_eq!(p["code"], 0, "{p}");
+        if p["have_message"] != true {
+            empty += 1;
+            assert!(empty < 20, "{metas:?}");
+            continue;
+        }
+        assert_eq!(p["message_type"], 2, "{p}");
+        assert!(
+            p["offset"].is_i64(),
+            "taosAdapter's poll reply carries offset: {p}"
+        );
+        req += 1;
+        let j = act(
+            &mut ws,
+            "fetch_json_meta",
+            serde_json::json!({"req_id": req, "message_id": p["message_id"]}),
+        )
+        .await;
+        metas.push(j["data"].clone());
+    }
+    // One create per vgroup batch: the first table at the top, every table in createList.
+    let batch = &metas[1];
+    assert_eq!(batch["tableType"], "child");
+    assert_eq!(batch["tableName"], "a");
+    let list: Vec<&str> = batch["createList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tableName"].as_str().unwrap())
+        .collect();
+    assert_eq!(list, ["a", "b"]);
+    // Table options: alterType 9 with no colName; processAlterTable says "normal".
+    assert_eq!(
+        metas[3],
+        serde_json::json!({"type":"alter","tableType":"normal","tableName":"n","alterType":9})
+    );
+    // Several tags at once: alterType 15, printed without values.
+    assert_eq!(
+        metas[4],
+        serde_json::json!({"type":"alter","tableType":"normal","tableName":"a","alterType":15})
+    );
+    assert_eq!(metas[5]["alterType"], 4);
+    assert_eq!(metas[5]["tableType"], "child");
 }

@@ -77,10 +77,20 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
         seconds = report.duration.as_secs_f64(),
         "restore finished"
     );
+    // Database options the target's server version does not take as the backup had them.
+    let changes = target.database_option_changes();
     if args.json {
-        print_json(&report)?;
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "database_option_changes".into(),
+                serde_json::to_value(&changes)?,
+            );
+        }
+        print_json(&v)?;
     } else {
         print!("{}", describe(&report));
+        print!("{}", describe_option_changes(&changes));
     }
     if !report.count_mismatches.is_empty() {
         return Err(Advised {
@@ -95,6 +105,24 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
         .into());
     }
     Ok(Exit::Ok)
+}
+
+/// Database options that were dropped or renamed for the target server, as text.
+pub fn describe_option_changes(changes: &[taosbackup_source::OptionChange]) -> String {
+    let mut out = String::new();
+    for c in changes {
+        match &c.target {
+            Some(t) => out.push_str(&format!(
+                "  database option {} was sent as {} ({})\n",
+                c.source, t, c.reason
+            )),
+            None => out.push_str(&format!(
+                "  database option {} was dropped ({})\n",
+                c.source, c.reason
+            )),
+        }
+    }
+    out
 }
 
 /// The report as text.

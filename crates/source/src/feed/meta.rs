@@ -1,7 +1,11 @@
-//! TMQ meta messages (TDengine's JSON from `clientRawBlockWrite.c`) → table-level changes.
+//! TMQ meta messages (TDengine's JSON from `client/src/clientRawBlockWrite.c`) → table-level
+//! changes.
 //!
-//! Parsing is pure; whether a name is a super table (and which children it has) is resolved
-//! by the feed against the server.
+//! Parsing is pure and never fails: anything it cannot understand — an unknown `type` or
+//! `alterType`, a missing field, a `createList` entry without a name — becomes a
+//! [`MetaChange::Reread`] of the table it names (or of the whole database when it names
+//! none), so an unreadable message neither stops the feed nor loses a change. Whether a name
+//! is a super table (and which children it has) is resolved by the feed against the server.
 
 use serde_json::Value as Json;
 use taosbackup_core::TableEvent;
@@ -35,96 +39,147 @@ pub(crate) enum MetaChange {
     /// A delete whose table could not even be read from its SQL: every table of the
     /// database must be assumed touched.
     DeleteUnknown(String),
+    /// A message (or part of one) this parser does not understand: `table` (possibly a super
+    /// table) must be exported whole by the next backup, or every table with `None`.
+    Reread {
+        /// The table the message names, if any.
+        table: Option<String>,
+        /// What was not understood (names the message).
+        reason: String,
+    },
 }
 
-/// The meta units of one message (single or plural form) as changes. Unknown `type`s and
-/// table-option alters (alterType 9) change nothing the tracker follows and are skipped;
-/// anything malformed is an error (never silently dropped).
-pub(crate) fn parse_meta(json: &Json) -> Result<Vec<MetaChange>, String> {
+/// The meta units of one message (single or plural `{"tmq_meta_version", "metas"}` form) as
+/// changes; never fails (see the module docs).
+pub(crate) fn parse_meta(json: &Json) -> Vec<MetaChange> {
     let mut out = Vec::new();
-    if let Some(metas) = json.get("metas").and_then(Json::as_array) {
-        for m in metas {
-            parse_unit(m, &mut out)?;
+    match json.get("metas") {
+        Some(Json::Array(metas)) => {
+            for m in metas {
+                parse_unit(m, &mut out);
+            }
         }
-    } else {
-        parse_unit(json, &mut out)?;
+        Some(_) => out.push(reread(None, "`metas` is not a list", json)),
+        None => parse_unit(json, &mut out),
     }
-    Ok(out)
+    out
 }
 
 fn str_field<'a>(j: &'a Json, key: &str) -> Option<&'a str> {
-    j.get(key).and_then(Json::as_str)
+    j.get(key).and_then(Json::as_str).filter(|s| !s.is_empty())
 }
 
-fn parse_unit(j: &Json, out: &mut Vec<MetaChange>) -> Result<(), String> {
-    let kind = str_field(j, "type").ok_or_else(|| format!("meta without a type: {j}"))?;
-    let name = || {
-        str_field(j, "tableName")
-            .map(str::to_string)
-            .ok_or_else(|| format!("{kind} meta without tableName: {j}"))
+/// The message, shortened for logs and reasons.
+fn excerpt(j: &Json) -> String {
+    let mut t = j.to_string();
+    if t.len() > 300 {
+        let mut cut = 300;
+        while !t.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        t.truncate(cut);
+        t.push('…');
+    }
+    t
+}
+
+fn reread(table: Option<&str>, what: &str, j: &Json) -> MetaChange {
+    MetaChange::Reread {
+        table: table.map(str::to_string),
+        reason: format!("tmq meta message not understood ({what}): {}", excerpt(j)),
+    }
+}
+
+/// What an `alterType` changes (`TSDB_ALTER_TABLE_*`, `include/common/tmsg.h`); `None`
+/// inside `Some`: nothing the tracker follows; outer `None`: unknown.
+fn alter_event(alter_type: i64) -> Option<Option<TableEvent>> {
+    Some(match alter_type {
+        // add/drop/rename tag, set tag value, modify tag length, set several tags (15)
+        1 | 2 | 3 | 4 | 8 | 15 => Some(TableEvent::TagsChanged),
+        // add/drop/modify/rename column, column compression (13), add column with
+        // compression (14), virtual-table column references (16–18)
+        5 | 6 | 7 | 10 | 13 | 14 | 16 | 17 | 18 => Some(TableEvent::SchemaChanged),
+        // table options (COMMENT, TTL; printed without colName) and tag indexes
+        9 | 11 | 12 => None,
+        _ => return None,
+    })
+}
+
+fn parse_unit(j: &Json, out: &mut Vec<MetaChange>) {
+    let name = str_field(j, "tableName");
+    let Some(kind) = str_field(j, "type") else {
+        out.push(reread(name, "no type", j));
+        return;
     };
     match kind {
         "create" => {
-            let table_type = str_field(j, "tableType").unwrap_or("");
-            if table_type == "super" {
-                out.push(MetaChange::SuperCreated(name()?));
-            } else {
-                out.push(MetaChange::Created(name()?));
-                // TDengine batches auto-created children in `createList`.
-                if let Some(list) = j.get("createList").and_then(Json::as_array) {
-                    for c in list {
-                        if let Some(n) = str_field(c, "tableName") {
-                            out.push(MetaChange::Created(n.to_string()));
-                        }
+            if str_field(j, "tableType") == Some("super") {
+                match name {
+                    Some(n) => out.push(MetaChange::SuperCreated(n.to_string())),
+                    None => out.push(reread(None, "create without tableName", j)),
+                }
+                return;
+            }
+            // A batch of child tables: `createList` holds every table of the batch (the
+            // first one included) when it has more than one (buildCreateCTableJson).
+            let list = match j.get("createList") {
+                None | Some(Json::Null) => &[][..],
+                Some(Json::Array(l)) => l.as_slice(),
+                Some(_) => {
+                    out.push(reread(name, "createList is not a list", j));
+                    &[][..]
+                }
+            };
+            match name {
+                Some(n) => out.push(MetaChange::Created(n.to_string())),
+                None if list.is_empty() => out.push(reread(None, "create without tableName", j)),
+                None => {}
+            }
+            for c in list {
+                match str_field(c, "tableName") {
+                    Some(n) if Some(n) != name => out.push(MetaChange::Created(n.to_string())),
+                    Some(_) => {}
+                    None => out.push(reread(None, "createList entry without tableName", j)),
+                }
+            }
+        }
+        "drop" => match (j.get("tableNameList"), name) {
+            (Some(Json::Array(list)), _) => {
+                for n in list {
+                    match n.as_str().filter(|n| !n.is_empty()) {
+                        Some(n) => out.push(MetaChange::Dropped(n.to_string())),
+                        None => out.push(reread(None, "drop of a table without a name", j)),
                     }
                 }
             }
-        }
-        "drop" => {
-            if let Some(list) = j.get("tableNameList").and_then(Json::as_array) {
-                for n in list {
-                    let n = n
-                        .as_str()
-                        .ok_or_else(|| format!("drop meta with a non-text name: {j}"))?;
-                    out.push(MetaChange::Dropped(n.to_string()));
-                }
-            } else {
-                // `tableName` alone: a super table (TDengine's MetaDrop::Super).
-                out.push(MetaChange::SuperDropped(name()?));
-            }
-        }
+            // `tableName` alone: a super table (processDropSTable).
+            (None, Some(n)) => out.push(MetaChange::SuperDropped(n.to_string())),
+            _ => out.push(reread(None, "drop without table names", j)),
+        },
         "alter" => {
-            let alter_type = j
-                .get("alterType")
-                .and_then(Json::as_i64)
-                .ok_or_else(|| format!("alter meta without alterType: {j}"))?;
-            let event = match alter_type {
-                // add/drop/rename tag, set tag value, modify tag length
-                1 | 2 | 3 | 4 | 8 => Some(TableEvent::TagsChanged),
-                // add/drop/modify/rename column (and later column options)
-                5 | 6 | 7 | 10..=13 => Some(TableEvent::SchemaChanged),
-                // table options (comment, TTL): no data or schema change
-                9 => None,
-                // Unknown future kinds: assume the schema changed rather than drop them.
-                _ => Some(TableEvent::SchemaChanged),
+            let Some(table) = name else {
+                out.push(reread(None, "alter without tableName", j));
+                return;
             };
-            if let Some(event) = event {
-                out.push(MetaChange::Altered {
-                    table: name()?,
+            let alter_type = j.get("alterType").and_then(Json::as_i64);
+            match alter_type.and_then(alter_event) {
+                Some(Some(event)) => out.push(MetaChange::Altered {
+                    table: table.to_string(),
                     event,
-                });
+                }),
+                Some(None) => {}
+                None => out.push(reread(Some(table), "unknown alterType", j)),
             }
         }
-        "delete" => {
-            let sql = str_field(j, "sql").ok_or_else(|| format!("delete meta without sql: {j}"))?;
-            match parse_delete(sql) {
+        "delete" => match str_field(j, "sql") {
+            Some(sql) => match parse_delete(sql) {
                 Some((table, range)) => out.push(MetaChange::Delete { table, range }),
                 None => out.push(MetaChange::DeleteUnknown(sql.to_string())),
-            }
-        }
-        _ => {}
+            },
+            None => out.push(reread(None, "delete without sql", j)),
+        },
+        _ => out.push(reread(name, "unknown type", j)),
     }
-    Ok(())
 }
 
 /// Reads an identifier: `` `quoted` `` (doubled backquotes inside) or bare up to whitespace,
@@ -249,20 +304,25 @@ mod tests {
 
     #[test]
     fn meta_kinds() {
-        let p = |j: Json| parse_meta(&j).unwrap();
+        let p = |j: Json| parse_meta(&j);
         assert_eq!(
             p(json!({"type":"create","tableType":"super","tableName":"st"})),
             vec![MetaChange::SuperCreated("st".into())]
         );
+        // buildCreateCTableJson: createList repeats the first table.
         assert_eq!(
             p(
                 json!({"type":"create","tableType":"child","tableName":"c","using":"st",
-                "createList":[{"tableName":"c2"}]})
+                "createList":[{"tableName":"c","using":"st"},{"tableName":"c2","using":"st"}]})
             ),
             vec![
                 MetaChange::Created("c".into()),
                 MetaChange::Created("c2".into())
             ]
+        );
+        assert_eq!(
+            p(json!({"type":"create","tableType":"child","tableName":"c","createList":[]})),
+            vec![MetaChange::Created("c".into())]
         );
         assert_eq!(
             p(json!({"type":"drop","tableNameList":["a","b"]})),
@@ -278,18 +338,25 @@ mod tests {
         for (t, e) in [
             (1, TableEvent::TagsChanged),
             (4, TableEvent::TagsChanged),
+            (15, TableEvent::TagsChanged),
             (5, TableEvent::SchemaChanged),
             (10, TableEvent::SchemaChanged),
+            (13, TableEvent::SchemaChanged),
+            (14, TableEvent::SchemaChanged),
         ] {
             assert_eq!(
-                p(json!({"type":"alter","tableName":"x","alterType":t,"colName":"c"})),
+                p(json!({"type":"alter","tableName":"x","alterType":t})),
                 vec![MetaChange::Altered {
                     table: "x".into(),
                     event: e
                 }]
             );
         }
-        assert!(p(json!({"type":"alter","tableName":"x","alterType":9})).is_empty());
+        // Table options: printed without colName, change nothing the tracker follows.
+        assert!(
+            p(json!({"type":"alter","tableType":"normal","tableName":"x","alterType":9}))
+                .is_empty()
+        );
         assert_eq!(
             p(json!({"type":"delete","sql":"nonsense"})),
             vec![MetaChange::DeleteUnknown("nonsense".into())]
@@ -306,7 +373,53 @@ mod tests {
                 }
             ]
         );
-        assert!(parse_meta(&json!({"tableName":"x"})).is_err());
-        assert!(parse_meta(&json!({"type":"alter","tableName":"x"})).is_err());
+    }
+
+    fn is_reread(c: &MetaChange, want: Option<&str>) -> bool {
+        matches!(c, MetaChange::Reread { table, reason }
+            if table.as_deref() == want && reason.contains("not understood"))
+    }
+
+    #[test]
+    fn what_is_not_understood_is_reread_never_dropped() {
+        let p = |j: Json| parse_meta(&j);
+        // Unknown alter types and alters without alterType: the table is read again.
+        for j in [
+            json!({"type":"alter","tableName":"x","alterType":99}),
+            json!({"type":"alter","tableName":"x"}),
+            json!({"type":"rename","tableName":"x"}),
+        ] {
+            let c = p(j.clone());
+            assert!(c.len() == 1 && is_reread(&c[0], Some("x")), "{j}: {c:?}");
+        }
+        // Nothing names a table: the whole database.
+        for j in [
+            json!({"tableName":"x"})
+                .as_object()
+                .map(|_| json!({}))
+                .unwrap(),
+            json!({"type":"alter","alterType":5}),
+            json!({"type":"drop"}),
+            json!({"type":"delete"}),
+            json!({"type":"create","tableType":"child","createList":[{"using":"st"}]}),
+            json!({"metas": 3}),
+            json!("text"),
+        ] {
+            let c = p(j.clone());
+            assert!(c.iter().any(|c| is_reread(c, None)), "{j}: {c:?}");
+        }
+        // A createList entry without a name keeps the named ones and rereads everything.
+        let c = p(json!({"type":"create","tableType":"child","tableName":"a",
+            "createList":[{"tableName":"a"},{"tableName":"b"},{"x":1}]}));
+        assert_eq!(c[0], MetaChange::Created("a".into()));
+        assert_eq!(c[1], MetaChange::Created("b".into()));
+        assert!(is_reread(&c[2], None), "{c:?}");
+        // A very long message is cut in the reason.
+        let long = "y".repeat(5000);
+        let c = p(json!({"type":"alter","tableName":long.clone(),"alterType":77}));
+        match &c[0] {
+            MetaChange::Reread { reason, .. } => assert!(reason.len() < 500, "{}", reason.len()),
+            other => panic!("{other:?}"),
+        }
     }
 }

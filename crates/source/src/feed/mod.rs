@@ -2,46 +2,49 @@
 //! topic, turned into [`ChangeEvent`]s for the change tracker.
 //!
 //! How it reads (see docs/change-feeds.md): one consumer per (repository, database) group,
-//! never auto-committing; positions are the next WAL version per vgroup (`"vg:<id>"`), read
-//! with `position` after every message; a catch-up reads to the `end` every vgroup had when
-//! it began. Gaps (the WAL purged past a position, topic recreated, vgroup gone) are reported
-//! as [`FeedStart::Gap`] by `start` and as [`FeedError::Gap`] while reading — never skipped.
+//! never auto-committing, through taosAdapter's `/rest/tmq` WebSocket API ([`client`]);
+//! positions are the next WAL version per vgroup (`"vg:<id>"`), read with `position` after
+//! every message and after every empty poll (WAL entries such as subscribes and offset
+//! commits yield no message but move the position); a catch-up reads to the `end` every
+//! vgroup had when it began. Gaps (the WAL purged past a position, topic recreated, vgroup
+//! gone) are reported as [`FeedStart::Gap`] by `start` and as [`FeedError::Gap`] while
+//! reading — never skipped.
 
+mod client;
 mod error;
 mod meta;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use taos::{
-    AsAsyncConsumer, AsyncTBuilder, BorrowedValue, IsAsyncData, IsAsyncMeta, IsOffset, MessageSet,
-    Timeout, TmqBuilder,
-};
 use taosbackup_core::{
     ChangeBatch, ChangeEvent, ChangeFeed, FeedStart, Positions, SourceError, TableEvent,
 };
 
+use self::client::{Assigned, Polled, TmqClient};
 pub use self::error::FeedError;
 use self::meta::{MetaChange, parse_meta};
 use crate::Error;
 use crate::catalog::{int, text};
 use crate::conn::{Ctx, Pool};
-use crate::dsn::{ConnectOptions, Credentials, Endpoint};
-use crate::value::{ident, quote_str};
+use crate::dsn::{ConnectOptions, Credentials, Endpoint, Protocol};
+use crate::raw::RawView;
+use crate::sql;
 
 /// Longest topic or consumer-group name TDengine accepts.
 pub const MAX_NAME_LEN: usize = 192;
 
-/// How long one poll waits for a message before the feed checks where it stands.
+/// How long one poll waits on the server for a message (taosAdapter's `blocking_time`).
 const POLL_WAIT: Duration = Duration::from_millis(300);
 
-/// Empty polls in a row, without progress, before a catch-up is declared stalled.
+/// Empty polls in a row, without the position moving, before a catch-up is declared
+/// stalled.
 const MAX_EMPTY_POLLS: u32 = 20;
 
-/// `committed` when the group has no committed offset (TDengine's value).
+/// `position`/`committed` when there is no offset (TDengine's value,
+/// `TSDB_CODE_TMQ_NO_COMMITTED` as an offset).
 const NO_OFFSET: i64 = -2_147_467_247;
 
 /// What the `tmq` feed reads and how.
@@ -113,6 +116,45 @@ pub fn default_names(repository_id: &str, database: &str) -> (String, String) {
     (topic, group)
 }
 
+/// Whether a topic delivers meta messages, from its `CREATE TOPIC` text (the `sql` column of
+/// `ins_topics`, present in every 3.x version) or, without it, from the `meta` column of the
+/// versions that have one (`yes`/`no`; older texts said `with`/`without`).
+fn topic_has_meta(statement: Option<&str>, meta: Option<&str>) -> bool {
+    if let Some(sql) = statement.filter(|s| !s.trim().is_empty()) {
+        // `CREATE TOPIC [IF NOT EXISTS] name WITH META AS …`: the words before `AS`, outside
+        // backquotes and quotes (a topic may be named `with meta`).
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        for c in sql.chars() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '`' || c == '\'' || c == '"' => {
+                    quote = Some(c);
+                    words.push(std::mem::take(&mut word));
+                    words.push("<name>".to_string());
+                }
+                None if c.is_whitespace() => words.push(std::mem::take(&mut word)),
+                None => word.push(c.to_ascii_uppercase()),
+            }
+        }
+        words.push(word);
+        let words: Vec<&str> = words
+            .iter()
+            .map(String::as_str)
+            .filter(|w| !w.is_empty())
+            .collect();
+        let head = words
+            .iter()
+            .position(|w| *w == "AS")
+            .map_or(&words[..], |i| &words[..i]);
+        return head.windows(2).any(|w| w == ["WITH", "META"]);
+    }
+    let m = meta.unwrap_or_default().trim().to_ascii_lowercase();
+    m == "yes" || (m.starts_with("with") && !m.starts_with("without"))
+}
+
 /// Where the current catch-up must get to: each vgroup's `end` when it began.
 type Ends = BTreeMap<i32, i64>;
 
@@ -123,7 +165,7 @@ pub struct TmqFeed {
     creds: Credentials,
     pool: Arc<Pool>,
     timeout: Duration,
-    consumer: Option<taos::Consumer>,
+    consumer: Option<TmqClient>,
     /// Next WAL version to read per vgroup.
     positions: BTreeMap<i32, i64>,
     /// The current catch-up's targets (`None`: no catch-up under way).
@@ -170,6 +212,13 @@ impl TmqFeed {
         if options.database.is_empty() {
             return Err(invalid("no database given for the tmq change feed".into()));
         }
+        if endpoint.protocol == Protocol::Native {
+            return Err(invalid(
+                "the tmq change feed reads TDengine's data subscription through taosAdapter's \
+                 WebSocket API (/rest/tmq): give the source as ws://host:6041 (or wss://)"
+                    .into(),
+            ));
+        }
         let pool = Arc::new(Pool::new(&connect, endpoint.clone(), &creds, None)?);
         Ok(TmqFeed {
             timeout: connect.request_timeout,
@@ -214,30 +263,6 @@ impl TmqFeed {
         }
     }
 
-    /// Runs one consumer call with the request timeout, mapping its errors.
-    async fn call<T>(
-        endpoint: &Endpoint,
-        database: &str,
-        timeout: Duration,
-        op: &'static str,
-        fut: impl Future<Output = Result<T, taos::Error>>,
-    ) -> Result<T, FeedError> {
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                Err(Error::server(op, &endpoint.to_string(), Some(database), None, e).into())
-            }
-            Err(_) => Err(Error::Timeout {
-                operation: op,
-                endpoint: endpoint.to_string(),
-                database: Some(database.to_string()),
-                table: None,
-                timeout,
-            }
-            .into()),
-        }
-    }
-
     /// Checks the database (exists, WAL kept) and makes sure the topic exists; returns
     /// whether it was created now.
     async fn prepare_topic(&mut self) -> Result<bool, FeedError> {
@@ -245,12 +270,9 @@ impl TmqFeed {
         let rows = self
             .pool
             .query_values(
-                self.ctx(),
-                &format!(
-                    "SELECT name, wal_retention_period FROM information_schema.ins_databases \
-                     WHERE name = {}",
-                    quote_str(&db)
-                ),
+                self.ctx()
+                    .doing("checking the database's WAL retention (ins_databases)"),
+                &sql::database_row(&db),
             )
             .await?;
         let period_col = rows.col("wal_retention_period", "ins_databases")?;
@@ -283,22 +305,25 @@ impl TmqFeed {
         let topics = self
             .pool
             .query_values(
-                self.ctx(),
-                "SELECT topic_name, db_name, meta FROM information_schema.ins_topics",
+                self.ctx()
+                    .doing("looking for the feed's topic (ins_topics)"),
+                &sql::topics(),
             )
             .await?;
-        let (tc, dc, mc) = (
+        let (tc, dc) = (
             topics.col("topic_name", "ins_topics")?,
             topics.col("db_name", "ins_topics")?,
-            topics.col("meta", "ins_topics")?,
         );
+        // `sql` (the CREATE TOPIC statement) is in every version; `meta` only in some, and
+        // with version-dependent content (systable.c `topicSchema`, mndTopic.c).
+        let sql_col = topics.col("sql", "ins_topics").ok();
+        let meta_col = topics.col("meta", "ins_topics").ok();
         let existing = topics
             .rows
             .iter()
             .find(|r| r.get(tc).and_then(text).as_deref() == Some(topic.as_str()));
         if let Some(r) = existing {
             let topic_db = r.get(dc).and_then(text).unwrap_or_default();
-            let meta = r.get(mc).and_then(text).unwrap_or_default();
             let conflict = |reason: String| FeedError::TopicConflict {
                 topic: topic.clone(),
                 endpoint: self.endpoint.to_string(),
@@ -309,9 +334,9 @@ impl TmqFeed {
                     "it reads database {topic_db:?}, not {db:?}"
                 )));
             }
-            // "with" / "without" (also accepting a longer "with_meta" style).
-            let meta = meta.to_ascii_lowercase();
-            if meta.starts_with("without") || !meta.starts_with("with") {
+            let statement = sql_col.and_then(|c| r.get(c)).and_then(text);
+            let meta = meta_col.and_then(|c| r.get(c)).and_then(text);
+            if !topic_has_meta(statement.as_deref(), meta.as_deref()) {
                 return Err(conflict(
                     "it was created without WITH META, so it does not deliver table \
                      creations, drops, alters and deletes"
@@ -322,106 +347,83 @@ impl TmqFeed {
         }
         self.pool
             .exec(
-                self.ctx(),
-                &format!(
-                    "CREATE TOPIC IF NOT EXISTS {} WITH META AS DATABASE {}",
-                    ident(&topic),
-                    ident(&db)
-                ),
+                self.ctx().doing("creating the feed's topic"),
+                &sql::create_topic(&topic, &db),
             )
             .await?;
         Ok(true)
     }
 
-    /// A new consumer of the group, subscribed to the topic, not yet positioned.
-    async fn connect_consumer(&self) -> Result<taos::Consumer, FeedError> {
-        let base = self.endpoint.connector_dsn(&self.creds, None);
-        let sep = if base.contains('?') { '&' } else { '?' };
-        // Never auto-commit: offsets are committed only once what covers them is durable.
-        let dsn = format!(
-            "{base}{sep}group.id={}&client.id={}&auto.offset.reset=latest&\
-             enable.auto.commit=false&with.table.name=true&experimental.snapshot.enable=false",
-            self.options.group, self.options.group
-        );
-        let (ep, db, t) = (&self.endpoint, self.options.database.as_str(), self.timeout);
-        let builder = TmqBuilder::from_dsn(dsn.as_str()).map_err(|e| Error::InvalidDsn {
-            endpoint: ep.to_string(),
-            reason: e.to_string(),
-        })?;
-        let mut consumer = Self::call(ep, db, t, "connect tmq consumer", builder.build()).await?;
-        let topic = self.options.topic.clone();
-        Self::call(ep, db, t, "subscribe", consumer.subscribe([topic])).await?;
-        Ok(consumer)
+    /// `ws[s]://host:port/rest/tmq[?token=…]`.
+    fn tmq_url(&self) -> String {
+        let scheme = if self.endpoint.protocol == Protocol::Wss {
+            "wss"
+        } else {
+            "ws"
+        };
+        let host = if self.endpoint.host.contains(':') {
+            format!("[{}]", self.endpoint.host)
+        } else {
+            self.endpoint.host.clone()
+        };
+        let mut url = format!("{scheme}://{host}:{}/rest/tmq", self.endpoint.port);
+        if let Some(t) = self.endpoint.token() {
+            url.push_str("?token=");
+            url.push_str(t);
+        }
+        url
     }
 
-    /// The topic's assignment per vgroup: (current offset, begin, end).
-    async fn assignment(
-        &self,
-        consumer: &taos::Consumer,
-    ) -> Result<BTreeMap<i32, (i64, i64, i64)>, FeedError> {
-        let (ep, db, t) = (&self.endpoint, self.options.database.as_str(), self.timeout);
-        let topic = self.options.topic.as_str();
-        let list = Self::call(ep, db, t, "assignment", async {
-            Ok(consumer.topic_assignment(topic).await)
-        })
+    /// A new consumer of the group, subscribed to the topic, not yet positioned.
+    async fn connect_consumer(&self) -> Result<TmqClient, FeedError> {
+        let mut c =
+            TmqClient::connect(&self.tmq_url(), &self.endpoint.to_string(), self.timeout).await?;
+        // Never auto-commit: offsets are committed only once what covers them is durable.
+        c.subscribe(
+            &self.creds.user,
+            self.creds.password(),
+            &self.options.group,
+            std::slice::from_ref(&self.options.topic),
+        )
         .await?;
+        Ok(c)
+    }
+
+    /// The topic's assignment per vgroup.
+    async fn assignment(&self, c: &mut TmqClient) -> Result<BTreeMap<i32, Assigned>, FeedError> {
+        let list = c.assignment(&self.options.topic).await?;
         if list.is_empty() {
-            // taos-ws reports every failure of this call as an empty list.
             return Err(FeedError::NoAssignment {
-                topic: topic.to_string(),
+                topic: self.options.topic.clone(),
             });
         }
-        Ok(list
-            .iter()
-            .map(|a| (a.vgroup_id(), (a.current_offset(), a.begin(), a.end())))
-            .collect())
-    }
-
-    async fn seek(
-        &self,
-        consumer: &mut taos::Consumer,
-        vgroup: i32,
-        offset: i64,
-    ) -> Result<(), FeedError> {
-        let (ep, db, t) = (&self.endpoint, self.options.database.as_str(), self.timeout);
-        let topic = self.options.topic.as_str();
-        Self::call(
-            ep,
-            db,
-            t,
-            "seek",
-            consumer.offset_seek(topic, vgroup, offset),
-        )
-        .await
+        Ok(list.into_iter().map(|a| (a.vgroup, a)).collect())
     }
 
     /// The consumer, (re)connected and positioned at `self.positions` when needed. A
     /// position the WAL no longer holds is a gap.
-    async fn ensure_consumer(&mut self) -> Result<taos::Consumer, FeedError> {
+    async fn ensure_consumer(&mut self) -> Result<TmqClient, FeedError> {
         if let Some(c) = self.consumer.take() {
             return Ok(c);
         }
-        let mut consumer = match self.connect_consumer().await {
+        let mut c = match self.connect_consumer().await {
             // 0x03E1: the topic does not exist (any more).
             Err(FeedError::Source(e)) if e.code() == Some(0x03E1) => {
                 return Err(self.gap(format!("the topic is gone: {e}")));
             }
             other => other?,
         };
-        let assignment = self.assignment(&consumer).await?;
+        let assignment = self.assignment(&mut c).await?;
         self.check_continuity(&assignment)?;
         for (&vg, &pos) in &self.positions {
-            self.seek(&mut consumer, vg, pos).await?;
+            c.seek(&self.options.topic, vg, pos).await?;
         }
-        Ok(consumer)
+        Ok(c)
     }
 
     /// Every vgroup we stand in must still hold our position, and every vgroup must be
     /// one we know.
-    fn check_continuity(
-        &self,
-        assignment: &BTreeMap<i32, (i64, i64, i64)>,
-    ) -> Result<(), FeedError> {
+    fn check_continuity(&self, assignment: &BTreeMap<i32, Assigned>) -> Result<(), FeedError> {
         for (&vg, &pos) in &self.positions {
             match assignment.get(&vg) {
                 None => {
@@ -429,7 +431,7 @@ impl TmqFeed {
                         "vgroup {vg} is no longer assigned (topic recreated or vgroups changed)"
                     )));
                 }
-                Some(&(_, begin, end)) if pos < begin || pos > end => {
+                Some(&Assigned { begin, end, .. }) if pos < begin || pos > end => {
                     return Err(self.gap(format!(
                         "vgroup {vg}: position {pos} is outside the WAL range {begin}..{end} \
                          (WAL purged past it, or topic recreated)"
@@ -453,11 +455,8 @@ impl TmqFeed {
         let rows = self
             .pool
             .query_values(
-                self.ctx(),
-                &format!(
-                    "SELECT stable_name FROM information_schema.ins_stables WHERE db_name = {}",
-                    quote_str(db)
-                ),
+                self.ctx().doing("listing super tables (ins_stables)"),
+                &sql::stable_names(db),
             )
             .await?;
         let c = rows.col("stable_name", "ins_stables")?;
@@ -471,14 +470,13 @@ impl TmqFeed {
     /// Child tables of `stable` now (or, for `None`, every table of the database).
     async fn tables_of(&self, stable: Option<&str>) -> Result<Vec<String>, FeedError> {
         let db = &self.options.database;
-        let mut sql = format!(
-            "SELECT table_name FROM information_schema.ins_tables WHERE db_name = {}",
-            quote_str(db)
-        );
-        if let Some(s) = stable {
-            sql.push_str(&format!(" AND stable_name = {}", quote_str(s)));
-        }
-        let rows = self.pool.query_values(self.ctx(), &sql).await?;
+        let rows = self
+            .pool
+            .query_values(
+                self.ctx().doing("listing tables (ins_tables)"),
+                &sql::table_names(db, stable),
+            )
+            .await?;
         let c = rows.col("table_name", "ins_tables")?;
         Ok(rows
             .rows
@@ -505,6 +503,7 @@ impl TmqFeed {
                         | MetaChange::Delete { .. }
                         | MetaChange::SuperCreated(_)
                         | MetaChange::SuperDropped(_)
+                        | MetaChange::Reread { table: Some(_), .. }
                 )
             {
                 *stables = Some(self.super_tables().await?);
@@ -585,54 +584,54 @@ impl TmqFeed {
                         });
                     }
                 }
+                MetaChange::Reread { table, reason } => {
+                    tracing::warn!(table = ?table, %reason, "tmq meta message not understood");
+                    match table {
+                        Some(t) if is_super(stables, &t) => {
+                            for child in self.tables_of(Some(&t)).await? {
+                                out.push(ChangeEvent::Reread {
+                                    table: Some(child),
+                                    reason: reason.clone(),
+                                });
+                            }
+                        }
+                        table => out.push(ChangeEvent::Reread { table, reason }),
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// Reads one message fully into events.
+    /// Reads one message fully into events: the meta part (message type 2 or 3) from its
+    /// raw JSON, the data part (1 or 3) block by block.
     async fn read_message(
         &self,
-        msg: MessageSet<taos::Meta, taos::Data>,
+        c: &mut TmqClient,
+        msg: &Polled,
         stables: &mut Option<BTreeSet<String>>,
         out: &mut Vec<ChangeEvent>,
         timestamps: &mut usize,
     ) -> Result<(), FeedError> {
-        let (ep, db, t) = (&self.endpoint, self.options.database.as_str(), self.timeout);
-        let (meta, data) = match msg {
-            MessageSet::Meta(m) => (Some(m), None),
-            MessageSet::Data(d) => (None, Some(d)),
-            MessageSet::MetaData(m, d) => (Some(m), Some(d)),
-        };
-        if let Some(m) = meta {
-            let json = Self::call(ep, db, t, "fetch tmq meta", m.as_json_meta()).await?;
-            let json = serde_json::to_value(&json)
-                .map_err(|e| self.bad(format!("meta message not serialisable: {e}")))?;
-            let changes =
-                parse_meta(&json).map_err(|reason| self.bad(format!("meta message: {reason}")))?;
-            self.expand(changes, stables, out).await?;
+        if !matches!(msg.message_type, 1..=3) {
+            return Err(self.bad(format!(
+                "message type {} from vgroup {} (1 data, 2 meta, 3 both expected)",
+                msg.message_type, msg.vgroup
+            )));
         }
-        if let Some(d) = data {
-            while let Some(block) =
-                Self::call(ep, db, t, "fetch tmq block", d.fetch_raw_block()).await?
-            {
-                let table = block
-                    .table_name()
-                    .filter(|n| !n.is_empty())
-                    .ok_or_else(|| self.bad("data block without a table name".into()))?
-                    .to_string();
-                let mut ts = Vec::with_capacity(block.nrows());
-                for row in 0..block.nrows() {
-                    match block.get_ref(row, 0) {
-                        Some(BorrowedValue::Timestamp(v)) => ts.push(v.as_raw_i64()),
-                        other => {
-                            return Err(self.bad(format!(
-                                "row {row} of a block of {table}: first column is not a \
-                                 timestamp ({other:?})"
-                            )));
-                        }
-                    }
-                }
+        if msg.message_type != 1 {
+            let json = c.fetch_json_meta(msg.message_id).await?;
+            self.expand(parse_meta(&json), stables, out).await?;
+        }
+        if msg.message_type != 2 {
+            while let Some(f) = c.fetch(msg.message_id).await? {
+                let block = c.fetch_block(msg.message_id).await?;
+                let table = f
+                    .table
+                    .ok_or_else(|| self.bad("data block without a table name".into()))?;
+                let ts = RawView::parse(&block)
+                    .and_then(|v| v.timestamps())
+                    .map_err(|e| self.bad(format!("block of {table}: {e}")))?;
                 *timestamps += ts.len();
                 if !ts.is_empty() {
                     out.push(ChangeEvent::Rows {
@@ -645,24 +644,47 @@ impl TmqFeed {
         Ok(())
     }
 
+    /// After an empty poll: the consumer's position in every vgroup still short of its
+    /// target. Nothing is in flight (the client waits for every reply), so whatever lies
+    /// below the position was delivered to us or yielded no message (subscribe and commit
+    /// entries, `tqFetchLog`): it is adopted. A position below ours (the server went back)
+    /// is corrected with a seek. Returns whether any position moved.
+    async fn adopt_positions(
+        &mut self,
+        c: &mut TmqClient,
+        ends: &Ends,
+        batch: &mut ChangeBatch,
+    ) -> Result<bool, FeedError> {
+        let topic = self.options.topic.clone();
+        let mut moved = false;
+        for (&vg, &end) in ends {
+            let ours = self.positions.get(&vg).copied().unwrap_or(i64::MIN);
+            if ours >= end {
+                continue;
+            }
+            let theirs = c.position(&topic, vg).await?;
+            if theirs == NO_OFFSET {
+                return Err(self.bad(format!("vgroup {vg}: the consumer reports no position")));
+            }
+            if theirs > ours {
+                self.positions.insert(vg, theirs);
+                batch.positions.insert(key(vg), theirs);
+                moved = true;
+            } else if theirs < ours {
+                c.seek(&topic, vg, ours).await?;
+            }
+        }
+        Ok(moved)
+    }
+
     /// The body of `next_batch`; on error the caller drops the consumer and restores the
     /// positions of the last returned batch.
-    async fn read_batch(
-        &mut self,
-        consumer: &mut taos::Consumer,
-    ) -> Result<Option<ChangeBatch>, FeedError> {
-        let (ep, t) = (self.endpoint.clone(), self.timeout);
-        let db = self.options.database.clone();
+    async fn read_batch(&mut self, c: &mut TmqClient) -> Result<Option<ChangeBatch>, FeedError> {
         let topic = self.options.topic.clone();
         if self.ends.is_none() {
-            let assignment = self.assignment(consumer).await?;
+            let assignment = self.assignment(c).await?;
             self.check_continuity(&assignment)?;
-            self.ends = Some(
-                assignment
-                    .iter()
-                    .map(|(&vg, &(_, _, end))| (vg, end))
-                    .collect(),
-            );
+            self.ends = Some(assignment.iter().map(|(&vg, a)| (vg, a.end)).collect());
         }
         let ends = self.ends.clone().unwrap_or_default();
         let caught_up = |positions: &BTreeMap<i32, i64>| {
@@ -683,31 +705,10 @@ impl TmqFeed {
             {
                 break;
             }
-            let polled = Self::call(
-                &ep,
-                &db,
-                t + POLL_WAIT,
-                "poll",
-                consumer.recv_timeout(Timeout::Duration(POLL_WAIT)),
-            )
-            .await?;
-            let Some((offset, msg)) = polled else {
-                // A poll cut short by its timeout may have lost a message the server
-                // already handed out: the server's position then runs ahead of ours, and
-                // we seek back.
-                let assignment = self.assignment(consumer).await?;
-                for (vg, &(current, begin, _)) in &assignment {
-                    let Some(&pos) = self.positions.get(vg) else {
-                        return Err(self.gap(format!("vgroup {vg} appeared during a catch-up")));
-                    };
-                    if begin > pos {
-                        return Err(self.gap(format!(
-                            "vgroup {vg}: WAL begins at {begin}, after position {pos}"
-                        )));
-                    }
-                    if current != pos {
-                        self.seek(consumer, *vg, pos).await?;
-                    }
+            let Some(msg) = c.poll(POLL_WAIT).await? else {
+                if self.adopt_positions(c, &ends, &mut batch).await? {
+                    empty_polls = 0;
+                    continue;
                 }
                 if !batch.events.is_empty() {
                     break;
@@ -722,9 +723,10 @@ impl TmqFeed {
                         })
                         .collect();
                     return Err(FeedError::Stalled {
-                        topic: topic.clone(),
+                        topic,
                         reason: format!(
-                            "{empty_polls} polls delivered nothing: {}",
+                            "{empty_polls} polls delivered nothing and the position did not \
+                             move: {}",
                             behind.join(", ")
                         ),
                     });
@@ -732,16 +734,18 @@ impl TmqFeed {
                 continue;
             };
             empty_polls = 0;
-            if offset.topic() != topic {
-                return Err(self.bad(format!("message of topic {:?}", offset.topic())));
+            if msg.topic != topic {
+                return Err(self.bad(format!("message of topic {:?}", msg.topic)));
             }
-            let vg = offset.vgroup_id();
+            let vg = msg.vgroup;
             let Some(&before) = self.positions.get(&vg) else {
                 return Err(self.gap(format!("message from unknown vgroup {vg}")));
             };
-            self.read_message(msg, &mut stables, &mut batch.events, &mut timestamps)
+            self.read_message(c, &msg, &mut stables, &mut batch.events, &mut timestamps)
                 .await?;
-            let after = Self::call(&ep, &db, t, "position", consumer.position(&topic, vg)).await?;
+            // The position after the message (the C client's endOffset), not assignment's
+            // `offset`, which is where the last data message started (tmq_get_topic_assignment).
+            let after = c.position(&topic, vg).await?;
             if after <= before || after == NO_OFFSET {
                 return Err(self.bad(format!(
                     "vgroup {vg}: position {after} after a message read at {before}"
@@ -757,12 +761,13 @@ impl TmqFeed {
         // Messages read while the WAL was purged under us: the server moves a consumer
         // below `begin` to `begin` silently, so check that no vgroup we read from lost
         // entries after where this batch started.
-        let assignment = self.assignment(consumer).await?;
+        let assignment = self.assignment(c).await?;
         for (vg, &start) in &start_positions {
-            if let Some(&(_, begin, _)) = assignment.get(vg) {
-                if begin > start {
+            if let Some(a) = assignment.get(vg) {
+                if a.begin > start {
                     return Err(self.gap(format!(
-                        "vgroup {vg}: WAL purged to {begin} while reading from {start}"
+                        "vgroup {vg}: WAL purged to {} while reading from {start}",
+                        a.begin
                     )));
                 }
             }
@@ -791,7 +796,7 @@ impl ChangeFeed for TmqFeed {
         self.positions.clear();
         let created = self.prepare_topic().await?;
         let mut consumer = self.connect_consumer().await?;
-        let assignment = self.assignment(&consumer).await?;
+        let assignment = self.assignment(&mut consumer).await?;
 
         let mut gap = None;
         if committed.is_empty() {
@@ -814,7 +819,7 @@ impl ChangeFeed for TmqFeed {
                     }
                 }
             }
-            for (vg, &(_, begin, end)) in &assignment {
+            for (vg, &Assigned { begin, end, .. }) in &assignment {
                 match wanted.get(vg) {
                     None => {
                         gap.get_or_insert(format!("no committed position for vgroup {vg}"));
@@ -843,14 +848,10 @@ impl ChangeFeed for TmqFeed {
         }
         if self.positions.is_empty() {
             // Fresh or after a gap: the feed starts at the current end of every vgroup.
-            self.positions = assignment
-                .iter()
-                .map(|(&vg, &(_, _, end))| (vg, end))
-                .collect();
+            self.positions = assignment.iter().map(|(&vg, a)| (vg, a.end)).collect();
         }
-        let positions: Vec<(i32, i64)> = self.positions.iter().map(|(&v, &p)| (v, p)).collect();
-        for (vg, pos) in positions {
-            self.seek(&mut consumer, vg, pos).await?;
+        for (&vg, &pos) in &self.positions {
+            consumer.seek(&self.options.topic, vg, pos).await?;
         }
         self.consumer = Some(consumer);
         Ok(match gap {
@@ -888,7 +889,7 @@ impl ChangeFeed for TmqFeed {
                 // Leave the feed where the last returned batch ended: a fresh consumer
                 // seeks there on the next call.
                 self.positions = saved;
-                drop(consumer);
+                consumer.close().await;
                 Err(e.into())
             }
         }
@@ -902,12 +903,7 @@ impl ChangeFeed for TmqFeed {
     }
 
     async fn commit(&mut self, positions: &Positions) -> Result<(), SourceError> {
-        let consumer = self.ensure_consumer().await?;
-        let (ep, db, t) = (
-            self.endpoint.clone(),
-            self.options.database.clone(),
-            self.timeout,
-        );
+        let mut consumer = self.ensure_consumer().await?;
         let topic = self.options.topic.clone();
         let mut result = Ok(());
         for (k, &offset) in positions {
@@ -915,21 +911,15 @@ impl ChangeFeed for TmqFeed {
                 result = Err(self.bad(format!("cannot commit position key {k:?}")));
                 break;
             };
-            if let Err(e) = Self::call(
-                &ep,
-                &db,
-                t,
-                "commit offset",
-                consumer.commit_offset(&topic, vg, offset),
-            )
-            .await
-            {
-                result = Err(e);
+            if let Err(e) = consumer.commit_offset(&topic, vg, offset).await {
+                result = Err(FeedError::from(e));
                 break;
             }
         }
         if result.is_ok() {
             self.consumer = Some(consumer);
+        } else {
+            consumer.close().await;
         }
         result.map_err(SourceError::from)
     }
@@ -938,6 +928,34 @@ impl ChangeFeed for TmqFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_meta_from_its_statement() {
+        let yes = "CREATE TOPIC IF NOT EXISTS `t` WITH META AS DATABASE `d`";
+        assert!(topic_has_meta(Some(yes), None));
+        assert!(topic_has_meta(
+            Some("create topic t with  meta as database d"),
+            Some("no")
+        ));
+        assert!(!topic_has_meta(
+            Some("CREATE TOPIC t AS DATABASE d"),
+            Some("yes")
+        ));
+        assert!(!topic_has_meta(
+            Some("CREATE TOPIC `with meta` AS DATABASE d"),
+            None
+        ));
+        assert!(!topic_has_meta(
+            Some("CREATE TOPIC t ONLY META AS DATABASE d"),
+            None
+        ));
+        // No statement text: the version's meta column decides.
+        assert!(topic_has_meta(None, Some("yes")));
+        assert!(topic_has_meta(Some(""), Some("with")));
+        assert!(!topic_has_meta(None, Some("no")));
+        assert!(!topic_has_meta(None, Some("without")));
+        assert!(!topic_has_meta(None, None));
+    }
 
     #[test]
     fn default_names_are_safe_distinct_and_bounded() {

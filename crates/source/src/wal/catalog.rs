@@ -11,7 +11,7 @@ use crate::{
     conn::{Ctx, Pool},
     dsn::ConnectOptions,
     error::Error,
-    value::quote_str,
+    sql,
 };
 
 /// A [`TableResolver`] that reads `SELECT table_name, uid, stable_name FROM
@@ -46,12 +46,8 @@ impl TableResolver for CatalogResolver {
         let rows = self
             .pool
             .query_values(
-                Ctx::db(db),
-                &format!(
-                    "SELECT table_name, uid, stable_name FROM information_schema.ins_tables \
-                     WHERE db_name = {}",
-                    quote_str(db)
-                ),
+                Ctx::db(db).doing("reading table uids (ins_tables)"),
+                &sql::table_uids(db),
             )
             .await?;
         let (n, u, s) = (

@@ -315,7 +315,24 @@ impl SegReader {
         let version = i64::from_le_bytes(le64(16));
         let body_len = i32::from_le_bytes(le32(32));
         let msg_type = i16::from_le_bytes([head[36], head[37]]);
-        let proto = head[38] as i8;
+        // Byte 38: `int8_t protoVer` in 3.3.x; newer TDengine (include/libs/wal/wal.h on
+        // main) splits it into `uint8_t flags`: bit 7 isTxn (a transaction entry whose body
+        // starts with a 16-byte `[txnExtFlags][txnId]` prefix), bits 0–6 protoVer. Both
+        // layouts agree on a plain entry (0); anything else is refused, never guessed.
+        let flags = head[38];
+        if flags & 0x80 != 0 {
+            return Err(WalError::Unsupported {
+                path: self.path.clone(),
+                offset: self.offset,
+                reason: format!(
+                    "record {} is a transaction entry (flags {flags:#04x}: bit 7 isTxn, a \
+                     TDengine newer than 3.4 with transaction WAL files); its body layout is \
+                     not supported",
+                    i64::from_le_bytes(le64(16))
+                ),
+            });
+        }
+        let proto = (flags & 0x7F) as i8;
         if proto != WAL_PROTO_VER {
             return Err(WalError::Unsupported {
                 path: self.path.clone(),

@@ -5,7 +5,9 @@
 //!
 //! Serves `/ws` and `/rest/ws` (queries) and `/rest/tmq` (data subscription). Emulator-only
 //! SQL for tests: `PURGE WAL db [VGROUP n] TO v` drops a vgroup's WAL entries below version
-//! `v`, as TDengine's WAL cleaning would (see `docs/emulator-tmq.md`).
+//! `v`, as TDengine's WAL cleaning would (see `docs/emulator-tmq.md`). With `--wal-dir DIR`
+//! every vgroup's log is also written as TDengine-format vnode WAL files under
+//! `DIR/vnode/vnode<vgId>/` (a TDengine `dataDir` for the `wal` change feed).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -41,6 +43,13 @@ struct Args {
     /// Serve only the legacy `/rest/ws` path (answer `/ws` with 404).
     #[arg(long)]
     legacy_paths_only: bool,
+    /// Also write every vgroup's log as TDengine-format WAL files under DIR (used as
+    /// TDengine's dataDir: DIR/vnode/vnode<vgId>/wal); DIR must hold no vnode directories.
+    #[arg(long, value_name = "DIR")]
+    wal_dir: Option<std::path::PathBuf>,
+    /// With --wal-dir: roll to a new WAL segment once one exceeds this many bytes (0 never).
+    #[arg(long, value_name = "BYTES", default_value_t = taosbackup_testkit::DEFAULT_WAL_SEGMENT_SIZE)]
+    wal_segment_size: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +80,19 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    if let Some(dir) = &args.wal_dir {
+        if let Err(err) = handle
+            .store()
+            .enable_wal_files_with(dir, args.wal_segment_size)
+        {
+            eprintln!(
+                "taos-emu: cannot write WAL files under {}: {err}",
+                dir.display()
+            );
+            handle.shutdown();
+            return std::process::ExitCode::from(1);
+        }
+    }
     println!("listening on {}", handle.dsn());
     let _ = std::io::stdout().flush();
     if let Err(err) = wait_for_signal() {

@@ -173,6 +173,9 @@ impl Conn {
         let args = v.get("args").cloned().unwrap_or(Json::Null);
         let req_id = args.get("req_id").and_then(Json::as_u64).unwrap_or(0);
         let result: Result<Json, EmuError> = match action.as_str() {
+            // taosAdapter `controller/ws/tmq/tmq.go` (`version`): the client library's
+            // version, `req_id` from the arguments when given.
+            "version" => Ok(json!({ "version": self.server.config.server_version })),
             "subscribe" => self.subscribe(&args),
             "unsubscribe" => {
                 self.unsubscribe();
@@ -312,19 +315,24 @@ impl Conn {
                 "vgroup_id": 0,
                 "message_type": 0,
                 "message_id": 0,
+                "offset": 0,
             }));
         };
         let a = &s.assign[i];
         let message_type = match entry.body {
-            WalBody::Data { .. } => 1,
             WalBody::Meta(_) => 2,
+            // `tmq_poll` returns only data and meta entries.
+            WalBody::Data { .. } | WalBody::Internal(_) => 1,
         };
+        // taosAdapter's `offset` is `tmq_get_vgroup_offset`: the request offset of a data
+        // message, the offset after a meta message (clientTmq.c) — both `begin_offset`.
         let reply = json!({
             "have_message": true,
             "topic": a.topic,
             "database": a.db,
             "vgroup_id": a.vgroup,
             "message_type": message_type,
+            "offset": a.begin_offset,
         });
         self.last_message += 1;
         let id = self.last_message;
@@ -406,7 +414,9 @@ impl Conn {
         let m = self.message(args)?;
         match &m.entry.body {
             WalBody::Meta(j) => Ok(json!({ "data": j })),
-            WalBody::Data { .. } => Err(EmuError::new(0xffff, "not a meta message")),
+            WalBody::Data { .. } | WalBody::Internal(_) => {
+                Err(EmuError::new(0xffff, "not a meta message"))
+            }
         }
     }
 
@@ -460,7 +470,9 @@ impl Conn {
                 format!("Offset out of range: {offset} not in [{begin}, {end}]"),
             ));
         }
+        // tmq_offset_seek sets both offsets (`beginOffset = endOffset`, clientTmq.c).
         a.pos = offset;
+        a.begin_offset = offset;
         Ok(json!({}))
     }
 
@@ -520,9 +532,11 @@ impl Conn {
             let (begin, end) = store.tmq_range(a)?;
             // As TDengine: a position behind the log's start moves to it silently.
             a.pos = a.pos.max(begin);
+            // `offset` is the C client's currentOffset = beginOffset
+            // (tmq_get_topic_assignment), not the position.
             out.push(json!({
                 "vgroup_id": a.vgroup,
-                "offset": a.pos,
+                "offset": a.begin_offset,
                 "begin": begin,
                 "end": end,
             }));

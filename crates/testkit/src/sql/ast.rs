@@ -401,6 +401,10 @@ pub enum Statement<'a> {
     },
     /// `SHOW TOPICS`.
     ShowTopics,
+    /// `SHOW GRANTS`.
+    ShowGrants,
+    /// `SHOW DNODES`.
+    ShowDnodes,
     /// `SHOW SUBSCRIPTIONS`.
     ShowSubscriptions,
     /// Emulator-only: `PURGE WAL db [VGROUP n] TO v` drops log entries below version `v`.

@@ -1,6 +1,7 @@
 //! Recursive-descent parser from tokens to [`Statement`]s.
 
 use super::ast::*;
+use super::keywords::{KEYWORD_FUNCTIONS, PSEUDO_COLUMNS, is_keyword};
 use super::lexer::{Tok, Token, tokenize};
 use crate::error::{EmuError, code};
 use crate::types::{Field, Ty};
@@ -128,9 +129,11 @@ impl<'a> Parser<'a> {
         matches!(self.peek(), Tok::Eof | Tok::Semi)
     }
 
-    /// An identifier: bare words are lower-cased, backquoted ones kept.
+    /// An identifier: bare words are lower-cased, backquoted ones kept. A bare keyword is a
+    /// syntax error, as in TDengine (names are `NK_ID` in `sql.y`; see [`super::keywords`]).
     fn ident(&mut self) -> Result<String, EmuError> {
         match self.peek() {
+            Tok::Word(w) if is_keyword(w) => Err(self.err()),
             Tok::Word(w) => {
                 let s = w.to_ascii_lowercase();
                 self.bump();
@@ -151,8 +154,13 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Whether the next token can be a name: backquoted, or a bare word that is no keyword.
     fn is_ident(&self) -> bool {
-        matches!(self.peek(), Tok::Word(_) | Tok::Quoted(_))
+        match self.peek() {
+            Tok::Quoted(_) => true,
+            Tok::Word(w) => !is_keyword(w),
+            _ => false,
+        }
     }
 
     fn name(&mut self) -> Result<Name, EmuError> {
@@ -432,6 +440,29 @@ impl<'a> Parser<'a> {
         Ok(v)
     }
 
+    /// `(a, b, …)` of an INSERT: TDengine's hand-written insert parser
+    /// (`parInsertSql.c`, `parseBoundColumns`) looks each name up among the columns (and
+    /// `tbname`) without asking the tokenizer whether it is a keyword, so bare keywords are
+    /// names here.
+    fn insert_name_list(&mut self) -> Result<Vec<String>, EmuError> {
+        self.expect(&Tok::LParen)?;
+        let mut v = Vec::new();
+        loop {
+            match self.peek() {
+                Tok::Word(w) => {
+                    v.push(w.to_ascii_lowercase());
+                    self.bump();
+                }
+                _ => v.push(self.ident()?),
+            }
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        self.expect(&Tok::RParen)?;
+        Ok(v)
+    }
+
     fn expr_list(&mut self) -> Result<Vec<Expr<'a>>, EmuError> {
         self.expect(&Tok::LParen)?;
         let mut v = vec![self.expr()?];
@@ -551,7 +582,7 @@ impl<'a> Parser<'a> {
     }
 
     fn is_list_opt(&self, name: &str) -> bool {
-        matches!(name, "KEEP" | "RETENTIONS")
+        matches!(name, "KEEP" | "RETENTIONS" | "COMPACT_TIME_RANGE")
     }
 
     fn opt_val(&mut self) -> Result<OptVal, EmuError> {
@@ -690,6 +721,12 @@ impl<'a> Parser<'a> {
         if self.eat_kw("topics") {
             return Ok(Statement::ShowTopics);
         }
+        if self.eat_kw("grants") {
+            return Ok(Statement::ShowGrants);
+        }
+        if self.eat_kw("dnodes") {
+            return Ok(Statement::ShowDnodes);
+        }
         if self.eat_kw("subscriptions") {
             return Ok(Statement::ShowSubscriptions);
         }
@@ -745,7 +782,7 @@ impl<'a> Parser<'a> {
             let using = if self.eat_kw("using") {
                 let stable = self.name()?;
                 let tag_names = if matches!(self.peek(), Tok::LParen) {
-                    Some(self.ident_list()?)
+                    Some(self.insert_name_list()?)
                 } else {
                     None
                 };
@@ -760,7 +797,7 @@ impl<'a> Parser<'a> {
                 None
             };
             let columns = if matches!(self.peek(), Tok::LParen) {
-                Some(self.ident_list()?)
+                Some(self.insert_name_list()?)
             } else {
                 None
             };
@@ -874,17 +911,7 @@ impl<'a> Parser<'a> {
                 let expr = self.expr()?;
                 let end = self.pos();
                 let text = self.sql[start..end].trim_end().to_string();
-                const STOP: [&str; 7] = [
-                    "from",
-                    "where",
-                    "partition",
-                    "group",
-                    "order",
-                    "limit",
-                    "slimit",
-                ];
-                let has_alias =
-                    self.eat_kw("as") || (self.is_ident() && !STOP.iter().any(|k| self.is_kw(k)));
+                let has_alias = self.eat_kw("as") || self.is_ident();
                 let alias = if has_alias { Some(self.ident()?) } else { None };
                 s.items.push(SelectItem::Expr { expr, alias, text });
             }
@@ -895,12 +922,7 @@ impl<'a> Parser<'a> {
         if self.eat_kw("from") {
             s.from = Some(self.name()?);
             // Optional table alias.
-            if self.eat_kw("as")
-                || (self.is_ident()
-                    && !["where", "partition", "group", "order", "limit"]
-                        .iter()
-                        .any(|k| self.is_kw(k)))
-            {
+            if self.eat_kw("as") || self.is_ident() {
                 self.ident()?;
             }
         }
@@ -1189,7 +1211,13 @@ impl<'a> Parser<'a> {
             }
             Tok::Word(w) => {
                 let lw = w.to_ascii_lowercase();
+                let keyword = is_keyword(w);
                 if matches!(self.peek_at(1), Tok::LParen) {
+                    // `function_name ::= NK_ID`: a keyword is a function only where sql.y
+                    // has a rule for it (COUNT, FIRST, CAST, SERVER_VERSION …).
+                    if keyword && !KEYWORD_FUNCTIONS.iter().any(|k| k.eq_ignore_ascii_case(w)) {
+                        return Err(self.err());
+                    }
                     self.bump();
                     self.bump();
                     let mut args = Vec::new();
@@ -1229,8 +1257,7 @@ impl<'a> Parser<'a> {
                         self.bump();
                         Ok(Expr::Lit(Lit::Now(0)))
                     }
-                    "select" | "from" | "where" | "and" | "or" | "not" | "values" | "using"
-                    | "by" | "order" | "limit" | "between" | "in" | "like" | "is" => {
+                    _ if keyword && !PSEUDO_COLUMNS.iter().any(|k| k.eq_ignore_ascii_case(w)) => {
                         Err(self.err())
                     }
                     _ => {
@@ -1557,7 +1584,7 @@ mod tests {
                 ..
             }
         ));
-        let Statement::Select(s) = p("select count(1) c, v from t as x where tags = 1") else {
+        let Statement::Select(s) = p("select count(1) c, v from t as x where `tags` = 1") else {
             panic!()
         };
         assert!(
@@ -1602,6 +1629,44 @@ mod tests {
         assert!(parse("select * from t; select 1").is_err());
         assert!(parse("create table t (ts timestamp, v int unsigned unsigned)").is_err());
         assert!(parse("create table t (ts timestamp, v float unsigned)").is_err());
+    }
+
+    /// TDengine's grammar takes names as `NK_ID` only: a bare keyword where a name belongs
+    /// is a syntax error (fidelity audit A1/B1); backquoted it is a name.
+    #[test]
+    fn bare_keywords_are_not_names() {
+        for sql in [
+            "select ttl from information_schema.ins_tables",
+            "select name, wal_retention_period from information_schema.ins_databases",
+            "select topic_name, meta from information_schema.ins_topics",
+            "select `precision` from t where value = 1",
+            "create table t (ts timestamp, value int)",
+            "create stable st (ts timestamp, v int) tags (tag int)",
+            "create database keep",
+            "describe db.ttl",
+            "select v as ttl from t",
+            "select v comment from t",
+            "select tags from t",
+            "select match(v) from t",
+            "create topic meta with meta as database d",
+        ] {
+            let e = parse(sql).expect_err(sql);
+            assert_eq!(e.code, code::SYNTAX_ERROR, "{sql}: {e}");
+            assert!(e.message.starts_with("syntax error near"), "{e}");
+        }
+        for sql in [
+            "select `ttl`, `meta`, `wal_retention_period` from information_schema.ins_tables",
+            "select `precision` from t where `value` = 1",
+            "create table t (ts timestamp, `value` int)",
+            "select count(*), first(v), last(v), last_row(v), server_version() from t",
+            "select tbname, _wstart from t partition by tbname",
+            "select tags tbname, `tag` from st",
+            "insert into t (ts, value) values (1, 2)",
+            "insert into c using st (tag) tags (1) (ts, v) values (1, 2)",
+            "select v type, v as `ttl` from t",
+        ] {
+            parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
     }
 
     #[test]

@@ -26,10 +26,9 @@ pub struct Env<'s> {
     pub now_ns: i64,
     /// Server version string.
     pub server_version: &'s str,
+    /// The login user (for `ins_users`).
+    pub user: &'s str,
     /// The behaviour set of that version.
-    // Read by the version-dependent behaviours (system tables, DDL, types); remove the
-    // allow once one of them uses it.
-    #[allow(dead_code)]
     pub profile: crate::Profile,
 }
 
@@ -71,7 +70,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             }
             check_name(&name)?;
             let mut opts = DbOptions::default();
-            opts.apply(&options)?;
+            opts.apply(&options, env.profile)?;
             let vgroup_base = cat.next_vgroup.max(2);
             cat.next_vgroup = vgroup_base.saturating_add(opts.vgroups);
             let mut db = Db {
@@ -94,7 +93,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
         Statement::AlterDatabase { name, options } => {
             let db = cat.db_mut(&name)?;
             let mut opts = db.opts.clone();
-            opts.apply(&options)?;
+            opts.apply(&options, env.profile)?;
             if opts.precision != db.opts.precision || opts.vgroups != db.opts.vgroups {
                 return Err(EmuError::new(
                     code::INVALID_DB_OPTION,
@@ -179,8 +178,23 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             Ok(Outcome::Affected(0))
         }
         Statement::CreateChildren(children) => {
+            // TDengine sends one TDMT_VND_CREATE_TABLE batch per vgroup; its meta message
+            // lists the batch in `createList` (clientRawBlockWrite.c buildCreateCTableJson).
+            let mut batches: BTreeMap<(String, u32), (Vec<serde_json::Value>, Vec<Msg>)> =
+                BTreeMap::new();
             for c in &children {
-                create_child(cat, env, c)?;
+                if let Some((dbn, vgroup, meta, msg)) = create_child(cat, env, c)? {
+                    let b = batches.entry((dbn, vgroup)).or_default();
+                    b.0.push(meta);
+                    b.1.push(msg);
+                }
+            }
+            for ((dbn, vgroup), (metas, msgs)) in batches {
+                let Some(meta) = wal::create_children(&metas) else {
+                    continue;
+                };
+                let db = cat.db_mut(&dbn)?;
+                db.log(vgroup, env.now_ns, WalBody::Meta(meta), merge_creates(msgs))?;
             }
             Ok(Outcome::Affected(0))
         }
@@ -238,6 +252,8 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
         | Statement::CreateTopic { .. }
         | Statement::DropTopic { .. }
         | Statement::ShowTopics
+        | Statement::ShowGrants
+        | Statement::ShowDnodes
         | Statement::ShowSubscriptions
         | Statement::PurgeWal { .. } => {
             Err(EmuError::new(code::INVALID_OPERATION, "Invalid operation"))
@@ -312,12 +328,34 @@ fn check_schema(columns: &[Field], tags: &[Field]) -> Result<(), EmuError> {
 }
 
 /// Tag values for a child table from `TAGS (...)` with optional tag names.
+/// A value of an INSERT (a row value, or a tag of `USING … TAGS`): TDengine's insert parser
+/// reads the string `'null'` (any case) as NULL for a column or tag that is not a string type
+/// (`parInsertSql.c`: `isNullValue` = `TK_NULL`, or `!IS_STR_DATA_TYPE(type) &&
+/// isNullStr(token)`; string types are VARCHAR/BINARY, NCHAR and VARBINARY).
+fn insert_value(e: &Expr<'_>, field: &Field, ctx: &Ctx) -> Result<Value, EmuError> {
+    if let Expr::Lit(crate::sql::ast::Lit::Str(s)) = e {
+        let string_type = matches!(field.ty, Ty::VarChar | Ty::NChar | Ty::VarBinary);
+        if !string_type && s.eq_ignore_ascii_case("null") {
+            return Ok(Value::Null);
+        }
+    }
+    expr_to_value(e, field, ctx)
+}
+
 fn tag_values(
     st: &STable,
     names: Option<&[String]>,
     exprs: &[Expr<'_>],
     ctx: &Ctx,
+    insert: bool,
 ) -> Result<Vec<Value>, EmuError> {
+    let value = |e: &Expr<'_>, f: &Field| {
+        if insert {
+            insert_value(e, f, ctx)
+        } else {
+            expr_to_value(e, f, ctx)
+        }
+    };
     let mismatch = || EmuError::new(code::TAGS_NOT_MATCHED, "Tags number not matched");
     let mut out = vec![Value::Null; st.tags.len()];
     match names {
@@ -329,7 +367,7 @@ fn tag_values(
                 let i = st.tags.iter().position(|t| &t.name == n).ok_or_else(|| {
                     EmuError::new(code::INVALID_TAG_NAME, format!("Invalid tag name: {n}"))
                 })?;
-                out[i] = expr_to_value(e, &st.tags[i], ctx)?;
+                out[i] = value(e, &st.tags[i])?;
             }
         }
         None => {
@@ -337,14 +375,23 @@ fn tag_values(
                 return Err(mismatch());
             }
             for (i, e) in exprs.iter().enumerate() {
-                out[i] = expr_to_value(e, &st.tags[i], ctx)?;
+                out[i] = value(e, &st.tags[i])?;
             }
         }
     }
     Ok(out)
 }
 
-fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result<(), EmuError> {
+/// One create request of a batch: database, vgroup, meta JSON and WAL-file message.
+type CreatedChild = (String, u32, serde_json::Value, Msg);
+
+/// Creates a child table; returns what the caller logs (batched per vgroup), or `None`
+/// when `IF NOT EXISTS` found it.
+fn create_child(
+    cat: &mut Catalog,
+    env: &Env<'_>,
+    c: &CreateChild<'_>,
+) -> Result<Option<CreatedChild>, EmuError> {
     let dbn = env.db_of(&c.name)?.to_string();
     let stdb = c.stable.db.as_deref().unwrap_or(&dbn);
     if stdb != dbn {
@@ -356,7 +403,7 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
     let uid = cat.uid();
     let db = cat.db_mut(&dbn)?;
     if !db.name_is_free(&c.name.name, c.if_not_exists, code::TABLE_ALREADY_EXIST)? {
-        return Ok(());
+        return Ok(None);
     }
     check_name(&c.name.name)?;
     let st = db
@@ -364,12 +411,15 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
         .get(&c.stable.name)
         .ok_or_else(|| table_not_exist(&c.stable.name))?;
     let ctx = Ctx::new(db.opts.precision, env.now_ns);
-    let tags = tag_values(st, c.tag_names.as_deref(), &c.tags, &ctx)?;
+    let tags = tag_values(st, c.tag_names.as_deref(), &c.tags, &ctx, false)?;
     let data = TableData::new(&st.columns);
     let vgroup = db.vgroup_of(&c.name.name);
+    if let Some(f) = db.files.get(&vgroup) {
+        // Refuse before creating anything when the WAL files are out of step.
+        f.check()?;
+    }
     let meta = wal::create_child(&c.name.name, &st.name, &st.tags, &tags);
     let msg = files::create_table(&c.name.name, uid, Some((&st.name, st.uid)));
-    db.log(vgroup, env.now_ns, WalBody::Meta(meta), msg)?;
     db.tables.insert(
         c.name.name.clone(),
         Table {
@@ -387,7 +437,19 @@ fn create_child(cat: &mut Catalog, env: &Env<'_>, c: &CreateChild<'_>) -> Result
             data,
         },
     );
-    Ok(())
+    Ok(Some((dbn, vgroup, meta, msg)))
+}
+
+/// One `TDMT_VND_CREATE_TABLE` message of several create requests.
+fn merge_creates(msgs: Vec<Msg>) -> Msg {
+    let mut all = Vec::new();
+    for m in msgs {
+        match m {
+            Msg::CreateTables(list) => all.extend(list),
+            other => return other,
+        }
+    }
+    Msg::CreateTables(all)
 }
 
 /// The data columns of a table.
@@ -450,7 +512,7 @@ fn build_batch<'r, 'a: 'r>(
     for row in rows {
         for (e, i) in row.iter().zip(map) {
             let Some(i) = *i else { continue };
-            let v = expr_to_value(e, &schema[i], ctx)?;
+            let v = insert_value(e, &schema[i], ctx)?;
             if i == 0 {
                 match v {
                     Value::Timestamp(ts) if ts < floor => return Err(keep_error()),
@@ -603,7 +665,7 @@ fn insert(
                     "Child table and super table must be in the same database",
                 ));
             }
-            let tags = tag_values(st, u.tag_names.as_deref(), &u.tags, &ctx)?;
+            let tags = tag_values(st, u.tag_names.as_deref(), &u.tags, &ctx, true)?;
             check_name(&t.table.name)?;
             creates.push(NewChild {
                 db: dbn.clone(),
@@ -1006,6 +1068,11 @@ fn alter(
                 new[i] = expr_to_value(e, &st.tags[i], &ctx)?;
                 metas.push(wal::set_tag(&tname, &st.tags[i], &new[i]));
             }
+            if metas.len() > 1 {
+                // Several tags in one statement: one TSDB_ALTER_TABLE_UPDATE_MULTI_TAG_VAL
+                // request, printed without its values (processAlterTable's default case).
+                metas = vec![wal::alter_bare(&tname, alter_type::UPDATE_MULTI_TAG_VAL)];
+            }
             *tags = new;
         }
         (_, AlterAction::Options { comment, ttl }) => {
@@ -1015,6 +1082,9 @@ fn alter(
             if let Some(ttl) = ttl {
                 t.ttl = ttl;
             }
+            // TDMT_VND_ALTER_TABLE with TSDB_ALTER_TABLE_UPDATE_OPTIONS: a meta message with
+            // no `colName` (processAlterTable).
+            metas.push(wal::alter_bare(&tname, alter_type::UPDATE_OPTIONS));
         }
         (TableKind::Normal { columns }, action) => {
             match action {

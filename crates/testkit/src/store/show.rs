@@ -157,8 +157,8 @@ fn ins_databases(cat: &Catalog) -> Tb {
     t
 }
 
-fn ins_stables(cat: &Catalog) -> Tb {
-    let mut t = Tb::new(&[
+fn ins_stables(cat: &Catalog, profile: crate::Profile) -> Tb {
+    let mut spec = vec![
         ("stable_name", Ty::VarChar, TBNAME_BYTES),
         ("db_name", Ty::VarChar, DB_NAME_BYTES),
         ("create_time", Ty::Timestamp, 8),
@@ -169,11 +169,25 @@ fn ins_stables(cat: &Catalog) -> Tb {
         ("watermark", Ty::VarChar, 64),
         ("max_delay", Ty::VarChar, 64),
         ("rollup", Ty::VarChar, 128),
-        ("uid", Ty::BigInt, 8),
-    ]);
+    ];
+    let extra = profile.stables_extra_columns();
+    for c in extra {
+        spec.push(match *c {
+            "uid" => ("uid", Ty::BigInt, 8),
+            "isvirtual" => ("isvirtual", Ty::Bool, 1),
+            _ => ("keep", Ty::VarChar, 32),
+        });
+    }
+    let mut t = Tb::new(&spec);
     for db in cat.dbs.values() {
         for st in db.stables.values() {
-            t.row(vec![
+            let keep = format!(
+                "{},{},{}",
+                dur_str(db.opts.keep[0]),
+                dur_str(db.opts.keep[1]),
+                dur_str(db.opts.keep[2])
+            );
+            let mut row = vec![
                 s(&st.name),
                 s(&db.name),
                 Value::Timestamp(st.create_time),
@@ -184,8 +198,15 @@ fn ins_stables(cat: &Catalog) -> Tb {
                 s("5000a,5000a"),
                 s("-1a,-1a"),
                 s(""),
-                Value::BigInt(st.uid),
-            ]);
+            ];
+            for c in extra {
+                row.push(match *c {
+                    "uid" => Value::BigInt(st.uid),
+                    "isvirtual" => Value::Bool(false),
+                    _ => s(&keep),
+                });
+            }
+            t.row(row);
         }
     }
     t
@@ -302,25 +323,169 @@ fn ins_columns(cat: &Catalog) -> Tb {
     t
 }
 
-fn ins_topics(cat: &Catalog) -> Tb {
-    let mut t = Tb::new(&[
+/// `ins_topics` (`systable.c` `topicSchema`): `meta` is `yes`/`no` and `type` `db` for a
+/// database topic where the version has them ([`crate::Profile::topics_have_meta_and_type`]).
+fn ins_topics(cat: &Catalog, profile: crate::Profile) -> Tb {
+    let mut spec = vec![
         ("topic_name", Ty::VarChar, TBNAME_BYTES),
         ("db_name", Ty::VarChar, DB_NAME_BYTES),
         ("create_time", Ty::Timestamp, 8),
         ("sql", Ty::VarChar, COMMENT_BYTES),
-        ("meta", Ty::VarChar, 4),
-        ("type", Ty::VarChar, 8),
-    ]);
+        ("schema", Ty::VarChar, 65517),
+    ];
+    let extra = profile.topics_have_meta_and_type();
+    if extra {
+        spec.push(("meta", Ty::VarChar, 4));
+        spec.push(("type", Ty::VarChar, 8));
+    }
+    let mut t = Tb::new(&spec);
     for tp in cat.tmq.topics.values() {
-        t.row(vec![
+        let mut row = vec![
             s(&tp.name),
             s(&tp.db),
             Value::Timestamp(tp.create_time),
             s(&tp.sql),
-            s(if tp.with_meta { "with" } else { "without" }),
-            s("db"),
-        ]);
+            Value::Null,
+        ];
+        if extra {
+            row.push(s(if tp.with_meta { "yes" } else { "no" }));
+            row.push(s("db"));
+        }
+        t.row(row);
     }
+    t
+}
+
+/// `ins_cluster` (`systable.c` `clusterSchema`): one community cluster; `version` is the
+/// edition name the connector's edition check reads, `expire_time` NULL (no licence).
+fn ins_cluster(env: &Env<'_>) -> Tb {
+    let mut t = Tb::new(&[
+        ("id", Ty::BigInt, 8),
+        ("name", Ty::VarChar, 40),
+        ("uptime", Ty::Int, 4),
+        ("create_time", Ty::Timestamp, 8),
+        ("version", Ty::VarChar, 10),
+        ("expire_time", Ty::Timestamp, 8),
+    ]);
+    t.row(vec![
+        Value::BigInt(1),
+        s("taos-emu"),
+        Value::Int(0),
+        Value::Timestamp(0),
+        s("community"),
+        Value::Null,
+    ]);
+    let _ = env;
+    t
+}
+
+/// `ins_dnodes` (`systable.c` `dnodesSchema`, community build): the one dnode.
+fn ins_dnodes(cat: &Catalog) -> Tb {
+    let mut t = Tb::new(&[
+        ("id", Ty::Int, 4),
+        ("endpoint", Ty::VarChar, 134),
+        ("vnodes", Ty::SmallInt, 2),
+        ("support_vnodes", Ty::SmallInt, 2),
+        ("status", Ty::VarChar, 10),
+        ("create_time", Ty::Timestamp, 8),
+        ("reboot_time", Ty::Timestamp, 8),
+        ("note", Ty::VarChar, 256),
+    ]);
+    let vnodes: u32 = cat.dbs.values().map(|d| d.opts.vgroups).sum();
+    t.row(vec![
+        Value::Int(1),
+        s("localhost:6030"),
+        Value::SmallInt(i16::try_from(vnodes).unwrap_or(i16::MAX)),
+        Value::SmallInt(256),
+        s("ready"),
+        Value::Timestamp(0),
+        Value::Timestamp(0),
+        s(""),
+    ]);
+    t
+}
+
+/// `ins_vgroups` (`systable.c` `vgroupsSchema`): one row per vgroup, on dnode 1.
+fn ins_vgroups(cat: &Catalog) -> Tb {
+    let mut t = Tb::new(&[
+        ("vgroup_id", Ty::Int, 4),
+        ("db_name", Ty::VarChar, DB_NAME_BYTES),
+        ("tables", Ty::Int, 4),
+        ("v1_dnode", Ty::SmallInt, 2),
+        ("v1_status", Ty::VarChar, 9),
+        ("v2_dnode", Ty::SmallInt, 2),
+        ("v2_status", Ty::VarChar, 9),
+        ("v3_dnode", Ty::SmallInt, 2),
+        ("v3_status", Ty::VarChar, 9),
+        ("v4_dnode", Ty::SmallInt, 2),
+        ("v4_status", Ty::VarChar, 9),
+        ("cacheload", Ty::Int, 4),
+        ("cacheelements", Ty::Int, 4),
+        ("tsma", Ty::TinyInt, 1),
+    ]);
+    for db in cat.dbs.values() {
+        for v in db.vgroup_base..db.vgroup_base + db.opts.vgroups {
+            let n = db.tables.values().filter(|tb| tb.vgroup == v).count();
+            let mut row = vec![
+                Value::Int(v as i32),
+                s(&db.name),
+                Value::Int(n as i32),
+                Value::SmallInt(1),
+                s("leader"),
+            ];
+            row.resize(11, Value::Null);
+            row.extend([Value::Int(0), Value::Int(0), Value::TinyInt(0)]);
+            t.row(row);
+        }
+    }
+    t
+}
+
+/// `ins_users` (`systable.c` `userUsersSchema`): the login user.
+fn ins_users(env: &Env<'_>) -> Tb {
+    let mut t = Tb::new(&[
+        ("name", Ty::VarChar, 24),
+        ("super", Ty::TinyInt, 1),
+        ("enable", Ty::TinyInt, 1),
+        ("sysinfo", Ty::TinyInt, 1),
+        ("create_time", Ty::Timestamp, 8),
+        ("allowed_host", Ty::VarChar, 49152),
+    ]);
+    t.row(vec![
+        s(env.user),
+        Value::TinyInt(1),
+        Value::TinyInt(1),
+        Value::TinyInt(1),
+        Value::Timestamp(0),
+        s("127.0.0.1/32"),
+    ]);
+    t
+}
+
+/// `SHOW GRANTS` of a community build (`include/common/tgrant.h` `GRANTS_SCHEMA`, not
+/// re-checked: version, expire_time, service_time, expired, state, timeseries, dnodes,
+/// cpu_cores).
+fn grants() -> Tb {
+    let mut t = Tb::new(&[
+        ("version", Ty::VarChar, 9),
+        ("expire_time", Ty::VarChar, 19),
+        ("service_time", Ty::VarChar, 19),
+        ("expired", Ty::VarChar, 5),
+        ("state", Ty::VarChar, 9),
+        ("timeseries", Ty::VarChar, 21),
+        ("dnodes", Ty::VarChar, 10),
+        ("cpu_cores", Ty::VarChar, 13),
+    ]);
+    t.row(vec![
+        s("community"),
+        s("unlimited"),
+        s("unlimited"),
+        s("false"),
+        s("ungranted"),
+        s("unlimited"),
+        s("unlimited"),
+        s("unlimited"),
+    ]);
     t
 }
 
@@ -360,31 +525,34 @@ fn ins_subscriptions(cat: &Catalog) -> Tb {
 /// The rows of an information_schema table.
 pub fn system_table(
     cat: &Catalog,
-    _env: &Env<'_>,
+    env: &Env<'_>,
     name: &str,
 ) -> Result<(Vec<Field>, Vec<ColumnData>), EmuError> {
     let t = match name.to_ascii_lowercase().as_str() {
         "ins_databases" => ins_databases(cat),
-        "ins_stables" => ins_stables(cat),
+        "ins_stables" => ins_stables(cat, env.profile),
         "ins_tables" => ins_tables(cat),
         "ins_tags" => ins_tags(cat),
         "ins_columns" => ins_columns(cat),
-        "ins_topics" => ins_topics(cat),
+        "ins_topics" => ins_topics(cat, env.profile),
+        "ins_cluster" => ins_cluster(env),
+        "ins_dnodes" => ins_dnodes(cat),
+        "ins_vgroups" => ins_vgroups(cat),
+        "ins_users" => ins_users(env),
         "ins_subscriptions" => ins_subscriptions(cat),
         _ => return Err(table_not_exist(name)),
     };
     Ok((t.fields, t.cols))
 }
 
-/// `CREATE DATABASE …` as TDengine 3.3.6 prints it.
-pub fn create_database_sql(db: &Db) -> String {
+/// `CREATE DATABASE …` as the profile's TDengine version prints it.
+pub fn create_database_sql(db: &Db, profile: crate::Profile) -> String {
     let o = &db.opts;
     format!(
         "CREATE DATABASE `{}` BUFFER {} CACHESIZE {} CACHEMODEL '{}' COMP {} DURATION {} \
          WAL_FSYNC_PERIOD {} MAXROWS {} MINROWS {} STT_TRIGGER {} KEEP {},{},{} PAGES {} PAGESIZE {} \
          PRECISION '{}' REPLICA {} WAL_LEVEL {} VGROUPS {} SINGLE_STABLE {} TABLE_PREFIX {} TABLE_SUFFIX {} \
-         TSDB_PAGESIZE {} WAL_RETENTION_PERIOD {} WAL_RETENTION_SIZE {} KEEP_TIME_OFFSET {} \
-         ENCRYPT_ALGORITHM 'none' S3_CHUNKPAGES 131072 S3_KEEPLOCAL 525600m S3_COMPACT 1",
+         TSDB_PAGESIZE {} WAL_RETENTION_PERIOD {} WAL_RETENTION_SIZE {} KEEP_TIME_OFFSET {} {}",
         db.name,
         o.buffer,
         o.cachesize,
@@ -411,6 +579,7 @@ pub fn create_database_sql(db: &Db) -> String {
         o.wal_retention_period,
         o.wal_retention_size,
         o.keep_time_offset,
+        profile.create_database_tail(),
     )
 }
 
@@ -567,7 +736,7 @@ pub fn show(cat: &Catalog, env: &Env<'_>, stmt: &Statement<'_>) -> Result<Result
                 ("Database", Ty::VarChar, DB_NAME_BYTES),
                 ("Create Database", Ty::VarChar, 4096),
             ]);
-            t.row(vec![s(&db.name), s(create_database_sql(db))]);
+            t.row(vec![s(&db.name), s(create_database_sql(db, env.profile))]);
             Ok(t.into_result(Precision::Millisecond))
         }
         Statement::ShowCreateTable { stable, name } => {
@@ -660,7 +829,11 @@ pub fn show(cat: &Catalog, env: &Env<'_>, stmt: &Statement<'_>) -> Result<Result
             }
             Ok(t.into_result(Precision::Millisecond))
         }
-        Statement::ShowTopics => Ok(ins_topics(cat).into_result(Precision::Millisecond)),
+        Statement::ShowTopics => {
+            Ok(ins_topics(cat, env.profile).into_result(Precision::Millisecond))
+        }
+        Statement::ShowGrants => Ok(grants().into_result(Precision::Millisecond)),
+        Statement::ShowDnodes => Ok(ins_dnodes(cat).into_result(Precision::Millisecond)),
         Statement::ShowSubscriptions => {
             Ok(ins_subscriptions(cat).into_result(Precision::Millisecond))
         }

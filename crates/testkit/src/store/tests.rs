@@ -1105,7 +1105,7 @@ fn information_schema_contents() {
     let r = rows(
         &s,
         &mut se,
-        "select stable_name, db_name, columns, tags, table_comment from information_schema.ins_stables",
+        "select stable_name, db_name, `columns`, `tags`, table_comment from information_schema.ins_stables",
     );
     assert_eq!(
         (0..5).map(|c| r.columns[c].get(0)).collect::<Vec<_>>(),
@@ -1114,7 +1114,7 @@ fn information_schema_contents() {
     let r = rows(
         &s,
         &mut se,
-        "select table_name, stable_name, columns, ttl, type, vgroup_id, uid, table_comment \
+        "select table_name, stable_name, columns, `ttl`, type, vgroup_id, uid, table_comment \
          from information_schema.ins_tables where db_name = 'd' order by table_name",
     );
     assert_eq!(col(&r, 0), [vc("a"), vc("b"), vc("n")]);

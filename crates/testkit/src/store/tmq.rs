@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
+use serde_json::Value as Json;
+
 use super::catalog::Catalog;
 use super::wal::{Topic, VgWal, WalBody, WalEntry};
 use super::{Outcome, Store};
 use crate::error::{EmuError, code};
+use crate::walfile::{Msg, TDMT_VND_COMMIT};
 
 /// Where a consumer group starts on a vgroup it has no committed offset for
 /// (`auto.offset.reset`).
@@ -30,8 +33,13 @@ pub(crate) struct Assignment {
     pub vgroup: u32,
     /// Meta messages are delivered.
     pub with_meta: bool,
-    /// Next version to deliver.
+    /// Next version to deliver (the C client's `endOffset`, what `tmq_position` reports).
     pub pos: i64,
+    /// What `tmq_get_topic_assignment` reports as `currentOffset`: the C client's
+    /// `beginOffset`, set by `updateVgInfo` (`client/src/clientTmq.c`) to the request offset
+    /// of the last poll answered with data (where that poll started, not the position after
+    /// it), to the position after a meta message, and to the offset of a seek.
+    pub begin_offset: i64,
 }
 
 fn topic_not_exist(name: &str) -> EmuError {
@@ -47,6 +55,29 @@ impl Store {
     pub fn purge_wal(&self, db: &str, vgroup: u32, up_to: i64) -> Result<(), EmuError> {
         self.with_wal(db, vgroup, |w| w.purge_to(up_to))?;
         self.write().db_mut(db)?.sync_files(vgroup)
+    }
+
+    /// Emulator-only, for tests of meta messages no SQL statement of the emulator produces:
+    /// logs `meta` (TDengine's TMQ meta JSON) as an ALTER TABLE entry of `table` in its
+    /// vgroup, as if the server had applied it (the table itself is not changed). Returns
+    /// the entry's version.
+    pub fn inject_meta(&self, db: &str, table: &str, meta: Json) -> Result<i64, EmuError> {
+        let now = self.now_ns();
+        let mut cat = self.write();
+        let d = cat.db_mut(db)?;
+        let vgroup = d
+            .tables
+            .get(table)
+            .map(|t| t.vgroup)
+            .ok_or_else(|| EmuError::new(code::TABLE_NOT_EXIST, "Table does not exist"))?;
+        let action = meta["alterType"]
+            .as_i64()
+            .and_then(|a| i8::try_from(a).ok());
+        let msg = Msg::AlterTable {
+            name: table.to_string(),
+            action: action.unwrap_or_default(),
+        };
+        d.log(vgroup, now, WalBody::Meta(meta), msg)
     }
 
     /// `(begin, end)` of a vgroup's log (retention applied): the first retained version and
@@ -187,6 +218,9 @@ impl Store {
                 .cloned()
                 .ok_or_else(|| topic_not_exist(name))?;
             let vgroups: Vec<u32> = cat.db(&t.db)?.vgroup_ids().collect();
+            // The consumer joining its group rebalances the topic: the mnode sends every
+            // vnode a `TDMT_VND_TMQ_SUBSCRIBE`, a WAL entry that yields no message.
+            log_internal(&mut cat, &t.db, &vgroups, now, "TDMT_VND_TMQ_SUBSCRIBE")?;
             for vg in vgroups {
                 let (begin, end) = range(&mut cat, &t.db, vg, now)?;
                 let committed = cat
@@ -211,6 +245,7 @@ impl Store {
                     vgroup: vg,
                     with_meta: t.with_meta,
                     pos,
+                    begin_offset: pos,
                 });
             }
         }
@@ -227,16 +262,35 @@ impl Store {
         Ok(out)
     }
 
-    /// Forgets `consumer` (unsubscribe or disconnect); committed offsets stay.
+    /// Forgets `consumer` (unsubscribe or disconnect); committed offsets stay. The group
+    /// rebalances: every vgroup the consumer held gets a `TDMT_VND_TMQ_SUBSCRIBE` entry.
     pub(crate) fn tmq_release(&self, consumer: u64) {
+        let now = self.now_ns();
         let mut cat = self.write();
-        for s in cat.tmq.subs.values_mut() {
+        let mut held = Vec::new();
+        for ((topic, _, vg), s) in cat.tmq.subs.iter_mut() {
+            let before = s.consumers.len();
             s.consumers.retain(|c| *c != consumer);
+            if s.consumers.len() != before {
+                held.push((topic.clone(), *vg));
+            }
+        }
+        for (topic, vg) in held {
+            let Some(db) = cat.tmq.topics.get(&topic).map(|t| t.db.clone()) else {
+                continue;
+            };
+            // A failure here (database dropped meanwhile) leaves nothing to rebalance.
+            let _ = log_internal(&mut cat, &db, &[vg], now, "TDMT_VND_TMQ_SUBSCRIBE");
         }
     }
 
-    /// The next message for an assignment, advancing its position past it (and past meta
-    /// entries a topic without META skips). A position behind `begin` moves to `begin`.
+    /// The next message for an assignment, advancing its position past it and past the
+    /// entries that yield no message (internal entries; meta entries for a topic without
+    /// META), as `tqFetchLog` (`tq/tqRead.c`) does: a poll that finds no message still
+    /// moves the position to the end (the empty response's `rspOffset`,
+    /// `extractDataAndRspForDbStbSubscribe` in `tq/tqUtil.c`). A position behind `begin`
+    /// moves to `begin` (`walReaderVerifyOffset`). Sets `begin_offset` as the C client's
+    /// `updateVgInfo` does.
     pub(crate) fn tmq_poll(&self, a: &mut Assignment) -> Result<Option<Arc<WalEntry>>, EmuError> {
         let now = self.now_ns();
         let mut cat = self.write();
@@ -245,6 +299,7 @@ impl Store {
         }
         let d = cat.db_mut(&a.db)?;
         let w = d.wal_mut(a.vgroup, now);
+        let requested = a.pos;
         a.pos = a.pos.max(w.begin);
         loop {
             let Some(e) = w.first_from(a.pos) else {
@@ -252,8 +307,14 @@ impl Store {
                 return Ok(None);
             };
             a.pos = e.version + 1;
-            if matches!(e.body, WalBody::Meta(_)) && !a.with_meta {
-                continue;
+            match &e.body {
+                WalBody::Internal(what) => {
+                    tracing::trace!(vgroup = a.vgroup, version = e.version, what, "no message");
+                    continue;
+                }
+                WalBody::Meta(_) if !a.with_meta => continue,
+                WalBody::Meta(_) => a.begin_offset = a.pos,
+                WalBody::Data { .. } => a.begin_offset = requested,
             }
             return Ok(Some(e.clone()));
         }
@@ -266,14 +327,26 @@ impl Store {
         range(&mut cat, &a.db, a.vgroup, now)
     }
 
-    /// Stores a group's committed offset.
+    /// Stores a group's committed offset. A changed offset is a `TDMT_VND_TMQ_COMMIT_OFFSET`
+    /// WAL entry in the vgroup (`vnodeSvr.c`); committing the value already committed sends
+    /// nothing (the client's `TSDB_CODE_TMQ_SAME_COMMITTED_VALUE`, which
+    /// `tmq_commit_offset_sync` turns into success).
     pub(crate) fn tmq_commit(&self, topic: &str, group: &str, vgroup: u32, offset: i64) {
+        let now = self.now_ns();
         let mut cat = self.write();
-        cat.tmq
+        let sub = cat
+            .tmq
             .subs
             .entry((topic.to_string(), group.to_string(), vgroup))
-            .or_default()
-            .committed = Some(offset);
+            .or_default();
+        if sub.committed == Some(offset) {
+            return;
+        }
+        sub.committed = Some(offset);
+        if let Some(db) = cat.tmq.topics.get(topic).map(|t| t.db.clone()) {
+            // A database dropped meanwhile has no log to write to.
+            let _ = log_internal(&mut cat, &db, &[vgroup], now, "TDMT_VND_TMQ_COMMIT_OFFSET");
+        }
     }
 
     /// A group's committed offset.
@@ -284,6 +357,27 @@ impl Store {
             .get(&(topic.to_string(), group.to_string(), vgroup))
             .and_then(|s| s.committed)
     }
+}
+
+/// Appends an internal entry (one that yields no TMQ message) to `vgroups` of `db`. The WAL
+/// files carry it as a `TDMT_VND_COMMIT` record, a type the `wal` feed skips like the TMQ
+/// messages (whose numbers the emulator does not use).
+fn log_internal(
+    cat: &mut Catalog,
+    db: &str,
+    vgroups: &[u32],
+    now: i64,
+    what: &'static str,
+) -> Result<(), EmuError> {
+    let d = cat.db_mut(db)?;
+    for &vg in vgroups {
+        let msg = Msg::Other {
+            msg_type: TDMT_VND_COMMIT,
+            body: vec![0; 8],
+        };
+        d.log(vg, now, WalBody::Internal(what), msg)?;
+    }
+    Ok(())
 }
 
 fn range(cat: &mut Catalog, db: &str, vgroup: u32, now: i64) -> Result<(i64, i64), EmuError> {

@@ -31,6 +31,13 @@ pub enum WalBody {
     },
     /// A schema change or delete, as TDengine's TMQ meta JSON.
     Meta(Json),
+    /// A WAL entry that yields no TMQ message: TDengine writes consumer-group rebalances
+    /// (`TDMT_VND_TMQ_SUBSCRIBE`), offset commits (`TDMT_VND_TMQ_COMMIT_OFFSET`), vnode
+    /// config changes, TTL drops and commits to the vnode WAL too (`vnodeSvr.c`
+    /// `vnodeProcessWriteMsg`), and `tqFetchLog` (`tq/tqRead.c`) skips every entry that is
+    /// neither `TDMT_VND_SUBMIT` nor `IS_META_MSG` (`include/common/tcommon.h`). The text
+    /// names the TDengine message type.
+    Internal(&'static str),
 }
 
 /// One log entry.
@@ -142,6 +149,7 @@ fn body_size(body: &WalBody) -> u64 {
             64 + rows * width
         }
         WalBody::Meta(j) => 64 + j.to_string().len() as u64,
+        WalBody::Internal(_) => 64,
     }
 }
 
@@ -239,6 +247,29 @@ fn tag_json(v: &Value) -> Json {
     }
 }
 
+/// One `create` of child tables for a batch of one vgroup (`buildCreateCTableJson` in
+/// `clientRawBlockWrite.c`): the first table's fields at the top level and, when the batch
+/// holds more than one table, every table (the first included) in `createList`.
+pub fn create_children(children: &[Json]) -> Option<Json> {
+    let mut first = children.first()?.clone();
+    if children.len() > 1 {
+        let list: Vec<Json> = children
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("type");
+                    o.remove("tableType");
+                    o.remove("createList");
+                }
+                c
+            })
+            .collect();
+        first["createList"] = Json::Array(list);
+    }
+    Some(first)
+}
+
 /// `{"type":"create","tableType":"child",…}`; NULL tags are left out, as TDengine does.
 pub fn create_child(name: &str, stable: &str, tags: &[Field], values: &[Value]) -> Json {
     let list: Vec<Json> = tags
@@ -286,8 +317,31 @@ pub mod alter_type {
     pub const MODIFY_COLUMN: u8 = 7;
     /// MODIFY TAG (length).
     pub const MODIFY_TAG: u8 = 8;
+    /// Table options: COMMENT, TTL (`TSDB_ALTER_TABLE_UPDATE_OPTIONS`).
+    pub const UPDATE_OPTIONS: u8 = 9;
     /// RENAME COLUMN.
     pub const RENAME_COLUMN: u8 = 10;
+    /// Column ENCODE/COMPRESS/LEVEL (`TSDB_ALTER_TABLE_UPDATE_COLUMN_COMPRESS`).
+    pub const UPDATE_COLUMN_COMPRESS: u8 = 13;
+    /// ADD COLUMN with compression options
+    /// (`TSDB_ALTER_TABLE_ADD_COLUMN_WITH_COMPRESS_OPTION`).
+    pub const ADD_COLUMN_WITH_COMPRESS_OPTION: u8 = 14;
+    /// SET TAG of several tags in one statement (`TSDB_ALTER_TABLE_UPDATE_MULTI_TAG_VAL`).
+    pub const UPDATE_MULTI_TAG_VAL: u8 = 15;
+}
+
+/// `{"type":"alter",…}` with nothing but the table and the alter type: what
+/// `processAlterTable` (`client/src/clientRawBlockWrite.c`) prints for the actions its
+/// `switch` has no case for — table options (9, no `colName`) and multi-tag SET TAG (15).
+/// Its `tableType` is `"child"` only for action 4, `"normal"` for every other action, child
+/// tables included.
+pub fn alter_bare(table: &str, alter: u8) -> Json {
+    json!({
+        "type": "alter",
+        "tableType": "normal",
+        "tableName": table,
+        "alterType": alter,
+    })
 }
 
 /// `{"type":"alter",…}` carrying a column or tag (`colName`, `colType`, `colLength`).
@@ -303,6 +357,27 @@ pub fn alter_field(table_type: &str, table: &str, alter: u8, f: &Field) -> Json 
     if f.ty.is_var() {
         o["colLength"] = json!(f.bytes);
     }
+    o
+}
+
+/// `{"type":"alter",…,"alterType":13}`: a column's ENCODE/COMPRESS/LEVEL changed; the one
+/// option set is printed under its own key (`setCompressOption`).
+pub fn alter_column_compress(table: &str, column: &str, option: &str, value: &str) -> Json {
+    let mut o = alter_bare(table, alter_type::UPDATE_COLUMN_COMPRESS);
+    o["colName"] = json!(column);
+    o[option] = json!(value);
+    o
+}
+
+/// `{"type":"alter",…,"alterType":14}`: ADD COLUMN with a compression option.
+pub fn add_column_with_compress(table: &str, f: &Field, option: &str, value: &str) -> Json {
+    let mut o = alter_field(
+        "normal",
+        table,
+        alter_type::ADD_COLUMN_WITH_COMPRESS_OPTION,
+        f,
+    );
+    o[option] = json!(value);
     o
 }
 

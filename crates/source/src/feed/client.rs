@@ -1,0 +1,466 @@
+//! A small client of taosAdapter's TMQ WebSocket API (`/rest/tmq`), for the `tmq` feed.
+//!
+//! Why not the `taos` crate's consumer: taos-ws 0.12.3 (a) parses meta messages into
+//! taos-query 0.12.4's typed structs, which reject `alterType` 9 without `colName`, 13, 14,
+//! 15 and drop `createList`, so the raw JSON is out of reach; (b) drops a poll whose reply is
+//! late (`recv_timeout` abandons the request while taosAdapter has already handed the
+//! message out); (c) hides empty polls, so a position that moved over WAL entries that
+//! yield no message cannot be told from a lost message. This client sends one request at a
+//! time and reads its reply before anything else, so after an empty poll reply nothing is
+//! in flight and `position` is exact.
+//!
+//! The protocol, from taosAdapter's `controller/ws/tmq/tmq.go` (actions `subscribe`,
+//! `poll`, `fetch`, `fetch_block`, `fetch_json_meta`, `seek`, `position`, `assignment`,
+//! `commit_offset`; request `{"action": …, "args": {"req_id": …, …}}`; every text reply has
+//! `code`, `message`, `action`, `req_id`; errors are `code & 0xffff`), and taos-ws 0.12.3's
+//! `consumer/messages.rs` for the arguments it sends (`offset_rest`, spelled so on purpose).
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value as Json, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::Error;
+
+/// The connector's "connection closed" code (taos-ws `WS_ERROR_NO::CONN_CLOSED`): transient.
+const CODE_CONN_CLOSED: u32 = 0xE002;
+
+/// A polled message: which vgroup it came from and how to fetch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Polled {
+    /// The topic.
+    pub topic: String,
+    /// The vgroup.
+    pub vgroup: i32,
+    /// 1 data, 2 meta, 3 meta and data (taosAdapter's `message_type`).
+    pub message_type: i64,
+    /// The id for fetches.
+    pub message_id: u64,
+}
+
+/// One vgroup of the topic's assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Assigned {
+    /// The vgroup.
+    pub vgroup: i32,
+    /// The C client's `currentOffset`: where the last poll that returned data started
+    /// (clientTmq.c `tmq_get_topic_assignment`), not the position.
+    pub offset: i64,
+    /// First WAL version kept.
+    pub begin: i64,
+    /// Last WAL version + 1.
+    pub end: i64,
+}
+
+/// What `fetch` announced: the block that `fetch_block` returns next.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetched {
+    /// The table the block belongs to. (The timestamps are read raw, in the database's
+    /// precision, so the reply's `precision` is not needed.)
+    pub table: Option<String>,
+}
+
+/// One consumer connection.
+pub(crate) struct TmqClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_req: u64,
+    timeout: Duration,
+    endpoint: String,
+}
+
+impl std::fmt::Debug for TmqClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TmqClient")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn connection_error(op: &'static str, endpoint: &str, message: String) -> Error {
+    Error::server(
+        op,
+        endpoint,
+        None,
+        None,
+        taos::Error::new(CODE_CONN_CLOSED as i32, message),
+    )
+}
+
+/// The TDengine error of a reply with a non-zero `code`.
+fn reply_error(op: &'static str, endpoint: &str, reply: &Json) -> Option<Error> {
+    let code = reply.get("code").and_then(Json::as_i64).unwrap_or(0);
+    if code == 0 {
+        return None;
+    }
+    let code = ((code as u32) & 0xFFFF) as i32;
+    let message = reply
+        .get("message")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Some(Error::server(
+        op,
+        endpoint,
+        None,
+        None,
+        taos::Error::new(code, message),
+    ))
+}
+
+impl TmqClient {
+    /// Opens `url` (`ws[s]://host:port/rest/tmq[?token=…]`); `endpoint` names it in errors.
+    pub(crate) async fn connect(
+        url: &str,
+        endpoint: &str,
+        timeout: Duration,
+    ) -> Result<TmqClient, Error> {
+        let connect = tokio_tungstenite::connect_async(url);
+        let (ws, _) = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                return Err(connection_error(
+                    "connect tmq consumer",
+                    endpoint,
+                    format!("WebSocket connection to /rest/tmq failed: {e}"),
+                ));
+            }
+            Err(_) => {
+                return Err(Error::Timeout {
+                    operation: "connect tmq consumer",
+                    endpoint: endpoint.to_string(),
+                    database: None,
+                    table: None,
+                    timeout,
+                });
+            }
+        };
+        Ok(TmqClient {
+            ws,
+            next_req: 1,
+            timeout,
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    fn timeout_error(&self, op: &'static str, timeout: Duration) -> Error {
+        Error::Timeout {
+            operation: op,
+            endpoint: self.endpoint.clone(),
+            database: None,
+            table: None,
+            timeout,
+        }
+    }
+
+    async fn send(&mut self, op: &'static str, action: &str, mut args: Json) -> Result<u64, Error> {
+        let req_id = self.next_req;
+        self.next_req += 1;
+        args["req_id"] = json!(req_id);
+        let text = json!({ "action": action, "args": args }).to_string();
+        match tokio::time::timeout(self.timeout, self.ws.send(Message::Text(text))).await {
+            Ok(Ok(())) => Ok(req_id),
+            Ok(Err(e)) => Err(connection_error(op, &self.endpoint, e.to_string())),
+            Err(_) => Err(self.timeout_error(op, self.timeout)),
+        }
+    }
+
+    /// The next data frame (pings are answered by the library; pongs and other control
+    /// frames are skipped).
+    async fn next_frame(&mut self, op: &'static str, wait: Duration) -> Result<Message, Error> {
+        loop {
+            let frame = match tokio::time::timeout(wait, self.ws.next()).await {
+                Err(_) => return Err(self.timeout_error(op, wait)),
+                Ok(None) => {
+                    return Err(connection_error(
+                        op,
+                        &self.endpoint,
+                        "connection closed by the server".into(),
+                    ));
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(connection_error(op, &self.endpoint, e.to_string()));
+                }
+                Ok(Some(Ok(m))) => m,
+            };
+            match frame {
+                Message::Text(_) | Message::Binary(_) => return Ok(frame),
+                Message::Close(c) => {
+                    return Err(connection_error(
+                        op,
+                        &self.endpoint,
+                        format!("connection closed by the server: {c:?}"),
+                    ));
+                }
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            }
+        }
+    }
+
+    /// Sends a request and returns its JSON reply (`wait` bounds the reply; a server error
+    /// becomes an [`Error::Server`]). Replies to other requests cannot arrive: requests are
+    /// sequential; one that does is an error, never silently taken for ours.
+    async fn request(
+        &mut self,
+        op: &'static str,
+        action: &str,
+        args: Json,
+        wait: Duration,
+    ) -> Result<Json, Error> {
+        let req_id = self.send(op, action, args).await?;
+        let frame = self.next_frame(op, wait).await?;
+        let Message::Text(text) = frame else {
+            return Err(self.unexpected(op, "a binary frame where a JSON reply was expected"));
+        };
+        let reply: Json = serde_json::from_str(&text)
+            .map_err(|e| self.unexpected(op, &format!("reply is not JSON ({e}): {text}")))?;
+        if let Some(e) = reply_error(op, &self.endpoint, &reply) {
+            return Err(e);
+        }
+        let got = reply.get("req_id").and_then(Json::as_u64);
+        if got != Some(req_id) {
+            return Err(self.unexpected(op, &format!("reply to request {got:?}, not {req_id}")));
+        }
+        Ok(reply)
+    }
+
+    fn unexpected(&self, op: &'static str, reason: &str) -> Error {
+        Error::UnexpectedReply {
+            what: format!("tmq {op} on {}", self.endpoint),
+            database: None,
+            table: None,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Subscribes to `topics` as a member of `group`, never auto-committing.
+    pub(crate) async fn subscribe(
+        &mut self,
+        user: &str,
+        password: &str,
+        group: &str,
+        topics: &[String],
+    ) -> Result<(), Error> {
+        let args = json!({
+            "user": user,
+            "password": password,
+            "db": "",
+            "group_id": group,
+            "client_id": group,
+            "offset_rest": "latest",
+            "auto_commit": "false",
+            "snapshot_enable": "false",
+            "with_table_name": "true",
+            "topics": topics,
+        });
+        self.request("subscribe", "subscribe", args, self.timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// One poll, waiting up to `blocking` on the server. `None`: no message (the position
+    /// may still have moved over entries that yield none).
+    pub(crate) async fn poll(&mut self, blocking: Duration) -> Result<Option<Polled>, Error> {
+        let ms = i64::try_from(blocking.as_millis()).unwrap_or(i64::MAX);
+        let r = self
+            .request(
+                "poll",
+                "poll",
+                json!({ "blocking_time": ms }),
+                self.timeout + blocking,
+            )
+            .await?;
+        if !r
+            .get("have_message")
+            .and_then(Json::as_bool)
+            .unwrap_or(false)
+        {
+            return Ok(None);
+        }
+        let field = |k: &str| r.get(k).and_then(Json::as_i64);
+        match (
+            r.get("topic").and_then(Json::as_str),
+            field("vgroup_id").and_then(|v| i32::try_from(v).ok()),
+            field("message_type"),
+            r.get("message_id").and_then(Json::as_u64),
+        ) {
+            (Some(topic), Some(vgroup), Some(message_type), Some(message_id)) => Ok(Some(Polled {
+                topic: topic.to_string(),
+                vgroup,
+                message_type,
+                message_id,
+            })),
+            _ => Err(self.unexpected("poll", &format!("incomplete poll reply: {r}"))),
+        }
+    }
+
+    /// Announces the next block of a data message; `None` when the message has no more.
+    pub(crate) async fn fetch(&mut self, message_id: u64) -> Result<Option<Fetched>, Error> {
+        let r = self
+            .request(
+                "fetch tmq block",
+                "fetch",
+                json!({ "message_id": message_id }),
+                self.timeout,
+            )
+            .await?;
+        if r.get("completed").and_then(Json::as_bool).unwrap_or(false) {
+            return Ok(None);
+        }
+        Ok(Some(Fetched {
+            table: r
+                .get("table_name")
+                .and_then(Json::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+        }))
+    }
+
+    /// The raw block `fetch` announced: binary `u64 timing | u64 req_id | u64 message_id |
+    /// block` (taosAdapter `fetchBlock`).
+    pub(crate) async fn fetch_block(&mut self, message_id: u64) -> Result<Vec<u8>, Error> {
+        let op = "fetch tmq block";
+        let req_id = self
+            .send(op, "fetch_block", json!({ "message_id": message_id }))
+            .await?;
+        match self.next_frame(op, self.timeout).await? {
+            Message::Binary(b) if b.len() >= 24 => {
+                let got = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
+                if got != req_id {
+                    return Err(self.unexpected(op, &format!("block of request {got}")));
+                }
+                Ok(b[24..].to_vec())
+            }
+            Message::Text(text) => {
+                let reply: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+                Err(reply_error(op, &self.endpoint, &reply)
+                    .unwrap_or_else(|| self.unexpected(op, &format!("text reply {text}"))))
+            }
+            _ => Err(self.unexpected(op, "short binary frame")),
+        }
+    }
+
+    /// The meta message's JSON exactly as the server sent it (`fetch_json_meta` → `data`).
+    pub(crate) async fn fetch_json_meta(&mut self, message_id: u64) -> Result<Json, Error> {
+        let mut r = self
+            .request(
+                "fetch tmq meta",
+                "fetch_json_meta",
+                json!({ "message_id": message_id }),
+                self.timeout,
+            )
+            .await?;
+        Ok(r.get_mut("data").map(Json::take).unwrap_or(Json::Null))
+    }
+
+    /// Moves the consumer to `offset` in `vgroup`.
+    pub(crate) async fn seek(
+        &mut self,
+        topic: &str,
+        vgroup: i32,
+        offset: i64,
+    ) -> Result<(), Error> {
+        self.offset_action("seek", "seek", topic, vgroup, offset)
+            .await
+    }
+
+    /// Commits `offset` for the group in `vgroup`.
+    pub(crate) async fn commit_offset(
+        &mut self,
+        topic: &str,
+        vgroup: i32,
+        offset: i64,
+    ) -> Result<(), Error> {
+        self.offset_action("commit offset", "commit_offset", topic, vgroup, offset)
+            .await
+    }
+
+    /// An action taking `{topic, vgroup_id, offset}` and answering nothing else.
+    async fn offset_action(
+        &mut self,
+        op: &'static str,
+        action: &str,
+        topic: &str,
+        vgroup: i32,
+        offset: i64,
+    ) -> Result<(), Error> {
+        let args = json!({ "topic": topic, "vgroup_id": vgroup, "offset": offset });
+        self.request(op, action, args, self.timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// The consumer's position (next version to read) in `vgroup`: the C client's
+    /// `endOffset`, moved by every poll response, empty ones included.
+    pub(crate) async fn position(&mut self, topic: &str, vgroup: i32) -> Result<i64, Error> {
+        let args = json!({ "topic_vgroup_ids": [{ "topic": topic, "vgroup_id": vgroup }] });
+        let r = self
+            .request("position", "position", args, self.timeout)
+            .await?;
+        r.get("position")
+            .and_then(Json::as_array)
+            .and_then(|a| a.first())
+            .and_then(Json::as_i64)
+            .ok_or_else(|| self.unexpected("position", &format!("no position in {r}")))
+    }
+
+    /// The topic's vgroups with their WAL ranges.
+    pub(crate) async fn assignment(&mut self, topic: &str) -> Result<Vec<Assigned>, Error> {
+        let r = self
+            .request(
+                "assignment",
+                "assignment",
+                json!({ "topic": topic }),
+                self.timeout,
+            )
+            .await?;
+        let list = r
+            .get("assignment")
+            .and_then(Json::as_array)
+            .ok_or_else(|| self.unexpected("assignment", &format!("no assignment in {r}")))?;
+        list.iter()
+            .map(|a| {
+                let f = |k: &str| a.get(k).and_then(Json::as_i64);
+                match (
+                    f("vgroup_id").and_then(|v| i32::try_from(v).ok()),
+                    f("offset"),
+                    f("begin"),
+                    f("end"),
+                ) {
+                    (Some(vgroup), Some(offset), Some(begin), Some(end)) => Ok(Assigned {
+                        vgroup,
+                        offset,
+                        begin,
+                        end,
+                    }),
+                    _ => Err(self.unexpected("assignment", &format!("incomplete entry {a}"))),
+                }
+            })
+            .collect()
+    }
+
+    /// Closes the connection (the server unsubscribes the consumer).
+    pub(crate) async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_replies_keep_code_and_message() {
+        let r = json!({"code": 0x4007, "message": "Offset out of range", "req_id": 3});
+        let e = reply_error("seek", "ws://h:1", &r).unwrap();
+        assert_eq!(e.code(), Some(0x4007));
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains("Offset out of range"), "{e}");
+        assert!(reply_error("seek", "ws://h:1", &json!({"code": 0})).is_none());
+        // Negative codes as the adapter may print them are masked like the connector does.
+        let e = reply_error("poll", "ws://h:1", &json!({"code": -2147467247})).unwrap();
+        assert_eq!(e.code(), Some(0x4011));
+    }
+}
