@@ -1202,6 +1202,63 @@ fn s3_repository_with_moto() {
         .success();
 }
 
+/// Virtual tables (TDengine 3.3.6+) hold no rows of their own and are not restored: the
+/// backup says so, in its summary and in its JSON, rather than leaving them out silently.
+#[test]
+fn backup_lists_virtual_tables_as_not_backed_up() {
+    let emu = emu();
+    sql(
+        &emu,
+        &[
+            "CREATE DATABASE vt".into(),
+            "CREATE TABLE vt.src (ts TIMESTAMP, a INT)".into(),
+            format!("INSERT INTO vt.src VALUES ({BASE}, 1)"),
+            "CREATE VTABLE vt.vn (ts TIMESTAMP, a INT FROM vt.src.a)".into(),
+        ],
+    );
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let backup = |json: bool| {
+        let mut c = tb(dir.path());
+        c.args([
+            "backup",
+            "--engine",
+            "full",
+            "--source",
+            &emu.dsn(),
+            "--database",
+            "vt",
+            "--repo",
+            &repo,
+            "--no-encryption",
+        ]);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let out = backup(false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("not backed up: vn (VIRTUAL_NORMAL_TABLE): virtual"),
+        "{stdout}"
+    );
+    let out = backup(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_out(&out);
+    assert_eq!(v["skipped"][0]["name"], "vn", "{v}");
+    assert_eq!(v["skipped"][0]["kind"], "VIRTUAL_NORMAL_TABLE", "{v}");
+}
+
 /// Runs `backup --engine bitmap` (the default `tmq` change feed unless `config` says
 /// otherwise) and returns its stdout.
 fn bitmap_backup(dir: &TempDir, dsn: &str, repo: &str, config: Option<&Path>) -> String {

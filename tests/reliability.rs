@@ -1171,6 +1171,7 @@ fn format1_repository(path: &Path, chains: u8, per_chain: u8) {
                 ddl: "CREATE DATABASE `power`".into(),
             },
             super_tables: vec![],
+            skipped: vec![],
             tables,
         };
         let block = |t: usize, b: i64, v: usize| {
@@ -1307,4 +1308,136 @@ fn kill_9_during_migrate_then_a_rerun_completes() {
         "kill -9 of migrate: {runs} kills, {landed} while it ran, {still_format1} left the \
          repository in format 1 (or mid-switch); every rerun completed and verified clean"
     );
+}
+
+/// Issue 17: the binary's full and incremental backups, restore, verify and prune on S3,
+/// Azure and GCS behind a proxy that faults 10% of the storage requests (500, 503 SlowDown
+/// and 429 with Retry-After, stalls past the 2 s client timeout, resets before and after
+/// the request reached the store): every command succeeds, the restore has every table's
+/// exact row count, and the `storage_retries` the commands report add up to at least the
+/// faults injected (each costs one retry; a slow answer under load may cost another).
+fn storage_faults_at_ten_percent(service: storage::Service) {
+    use storage::{FaultPolicy, FaultProxy, StorageServer};
+    let server = StorageServer::start(service, "tb-faults");
+    let proxy = FaultProxy::start(
+        &server.address(),
+        FaultPolicy::new(Duration::from_millis(2500)),
+    );
+    let emu = emu();
+    seed(&emu, "power", 6);
+    let dir = TempDir::new().unwrap();
+    let config = dir.path().join("taosbackup.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repository]\nurl = \"{}\"\n[repository.options]\ntimeout = \"2s\"\n\
+             retry_initial_backoff = \"20ms\"\nretry_max_backoff = \"200ms\"\n",
+            server.url("repo")
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let run = |args: &[&str]| -> Value {
+        let mut c = tb(dir.path());
+        c.envs(server.env(&proxy.endpoint))
+            .args(args)
+            .args(["--config", &config, "--json"]);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{service:?} {args:?}: {}",
+            stderr_of(&out)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    proxy.policy.set(100, "");
+    let backup = |engine: &str| {
+        run(&[
+            "backup",
+            "--source",
+            &emu.dsn(),
+            "--database",
+            "power",
+            "--engine",
+            engine,
+            "--no-encryption",
+        ])
+    };
+    let mut retries = Vec::new();
+    let full = backup("full");
+    assert_eq!(full["kind"], "full");
+    retries.push(full["storage_retries"].as_u64().unwrap());
+    sql(
+        &emu,
+        &(0..6)
+            .map(|i| format!("INSERT INTO power.d{i} VALUES ({}, 1.5, 7)", BASE + 4 * DAY))
+            .collect::<Vec<_>>(),
+    );
+    let inc = backup("time");
+    assert_eq!(inc["kind"], "incremental", "{inc}");
+    retries.push(inc["storage_retries"].as_u64().unwrap());
+    let restored = run(&[
+        "restore",
+        "--target",
+        &emu.dsn(),
+        "--database",
+        "power",
+        "--target-database",
+        "r",
+    ]);
+    retries.push(restored["storage_retries"].as_u64().unwrap());
+    for i in 0..6 {
+        assert_eq!(
+            count(&emu, &format!("r.d{i}")),
+            count(&emu, &format!("power.d{i}"))
+        );
+        assert_eq!(count(&emu, &format!("r.d{i}")), 7);
+    }
+    let verified = run(&["verify", "--read-data"]);
+    assert_eq!(verified["ok"], true, "{verified}");
+    retries.push(verified["storage_retries"].as_u64().unwrap());
+    let pruned = run(&["prune", "--keep-chains", "1"]);
+    retries.push(pruned["storage_retries"].as_u64().unwrap());
+    let total: u64 = retries.iter().sum();
+    println!(
+        "{service:?} through the binary at 10%: {}; storage_retries per command \
+         (backup, backup, restore, verify, prune) {retries:?} = {total}",
+        proxy.policy.summary()
+    );
+    assert!(
+        proxy.policy.total_injected() >= 5,
+        "{}",
+        proxy.policy.summary()
+    );
+    assert!(
+        total >= proxy.policy.total_injected(),
+        "{retries:?}: {}",
+        proxy.policy.summary()
+    );
+    // Straight from the store: both backups listed, and they verify.
+    proxy.policy.set(0, "");
+    let mut c = tb(dir.path());
+    let out = c
+        .envs(server.env(&server.endpoint()))
+        .args(["list", "--json", "--config", &config])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+}
+
+#[test]
+fn storage_faults_at_ten_percent_s3() {
+    storage_faults_at_ten_percent(storage::Service::S3);
+}
+
+#[test]
+fn storage_faults_at_ten_percent_azure() {
+    storage_faults_at_ten_percent(storage::Service::Azure);
+}
+
+#[test]
+fn storage_faults_at_ten_percent_gcs() {
+    storage_faults_at_ten_percent(storage::Service::Gcs);
 }

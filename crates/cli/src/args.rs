@@ -149,6 +149,10 @@ pub struct BackupArgs {
     /// Tables exported at once.
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
+    /// Pack uploads to the repository in flight at once (default: one per core, 2 to 8;
+    /// each holds one pack, ~16 MiB, in memory).
+    #[arg(long, value_name = "N")]
+    pub upload_concurrency: Option<usize>,
     /// When the repository is created by this backup: create it unencrypted.
     #[arg(long)]
     pub no_encryption: bool,

@@ -122,6 +122,8 @@ pub struct BackupSection {
     pub retry_count: Option<u32>,
     /// Pause between retries, milliseconds (default 1000).
     pub retry_interval_ms: Option<u64>,
+    /// Pack uploads in flight at once (`--upload-concurrency`; default one per core, 2..=8).
+    pub upload_concurrency: Option<usize>,
 }
 
 /// `[restore]`.

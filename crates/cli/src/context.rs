@@ -98,14 +98,25 @@ impl Context {
         Ok(None)
     }
 
-    /// The storage backend of `url`, with `repository.options`.
+    /// The storage backend of `url`, with `repository.options` and
+    /// `backup.upload_concurrency`.
     pub fn backend(&self, url: &str) -> anyhow::Result<Backend> {
         let options = &self.config.repository.options;
-        let backend = if options.is_empty() {
+        let mut backend = if options.is_empty() {
             Backend::from_url(url)?
         } else {
             Backend::from_url_with_options(url, options.iter().map(|(k, v)| (k, v.clone())))?
         };
+        match self.config.backup.upload_concurrency {
+            Some(0) => {
+                return Err(usage(
+                    "backup.upload_concurrency must be at least 1",
+                    "give --upload-concurrency N with N >= 1, or leave it out for one per core",
+                ));
+            }
+            Some(n) => backend = backend.with_upload_concurrency(n),
+            None => {}
+        }
         Ok(backend)
     }
 

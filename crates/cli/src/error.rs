@@ -213,6 +213,12 @@ fn sink_advice(e: &taosbackup_sink::Error) -> (Exit, Option<String>) {
             Exit::Failed,
             "run `taosbackup verify` to find the damaged object",
         ),
+        E::DeleteDenied { .. } => (
+            Exit::Failed,
+            "backups still work on such storage; run prune with credentials that may delete, \
+             or let the bucket's lifecycle rules expire old objects (docs/operations.md, \
+             immutable storage)",
+        ),
         E::Backend { .. } | E::CreateDir { .. } => (
             Exit::Failed,
             "check the storage location, its credentials (AWS_*, GOOGLE_*, AZURE_* \

@@ -178,6 +178,10 @@ impl JobRunner for EngineRunner {
         self.repo.list_backups().await?;
         Ok(())
     }
+
+    fn storage_retries(&self) -> u64 {
+        self.repo.backend().stats().retries
+    }
 }
 
 /// Runs `taosbackup daemon --config FILE` until SIGTERM/SIGINT.

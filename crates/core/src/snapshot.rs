@@ -25,7 +25,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::block::BucketWidth;
-use crate::catalog::{CatalogSnapshot, DatabaseDef, Precision, SuperTableDef, TableDef};
+use crate::catalog::{
+    CatalogSnapshot, DatabaseDef, Precision, SkippedObject, SuperTableDef, TableDef,
+};
 use crate::manifest::{
     BackupKind, BackupStats, BlockRef, FeedPositions, SourceInfo, check_lineage,
 };
@@ -190,6 +192,10 @@ pub struct CatalogRoot {
     pub database: DatabaseDef,
     /// Super table name → its [`SuperTablePart`] blob, ascending by name.
     pub super_tables: Vec<SuperTableRef>,
+    /// Objects of the database the backup does not contain, with the reason (virtual
+    /// tables); absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedObject>,
 }
 
 /// A super table named by the catalog root.

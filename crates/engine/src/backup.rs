@@ -69,6 +69,9 @@ pub struct BackupReport {
     pub tree_bytes_written: u64,
     /// Objects of the parent snapshot read to decide (its tree and the shards needed).
     pub parent_objects_read: u64,
+    /// Objects of the database the backup does not contain, with the reason (virtual
+    /// tables).
+    pub skipped: Vec<taosbackup_core::SkippedObject>,
 }
 
 /// Everything decided before exporting.

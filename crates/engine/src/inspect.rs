@@ -94,6 +94,7 @@ pub async fn load_state(
             catalog: CatalogSnapshot {
                 database: root.database,
                 super_tables,
+                skipped: root.skipped,
                 tables: defs,
             },
             tables: blocks,

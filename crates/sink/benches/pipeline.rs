@@ -1,7 +1,13 @@
 //! Write pipeline (hash + compress + encrypt + pack + local write) against zstd alone at
-//! the same level on the same data, in the same run; and read-back (verify --read-data).
+//! the same level on the same data, in the same run; read-back (verify --read-data); and the
+//! upload stage: one backup to local disk against the same to S3 (moto on loopback) at
+//! several upload concurrencies, interleaved in one run.
 //!
-//! `cargo bench -p taosbackup-sink --bench pipeline`
+//! `cargo bench -p taosbackup-sink --bench pipeline` (`cargo xtask bench sink`; the S3 part
+//! needs moto, installed by `cargo xtask ci`).
+
+#[path = "../../../tests/common/storage.rs"]
+mod storage;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +97,7 @@ async fn snapshot(session: &taosbackup_sink::Session, ids: &[BlobId]) -> BackupS
         catalog: CatalogSnapshot {
             database: database.clone(),
             super_tables: vec![],
+            skipped: vec![],
             tables: vec![def],
         },
         tables: [("t".to_owned(), blocks)].into_iter().collect(),
@@ -116,6 +123,7 @@ async fn snapshot(session: &taosbackup_sink::Session, ids: &[BlobId]) -> BackupS
         version: SNAPSHOT_VERSION,
         database,
         super_tables: vec![],
+        skipped: vec![],
     });
     let catalog = session.put_blob(&catalog.encode()).await.expect("catalog");
     let now = chrono::Utc::now();
@@ -348,5 +356,72 @@ fn interleaved_ratio(_c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, interleaved_ratio, bench);
+/// One backup of the bench data (64 MiB, ~24 MiB stored, unencrypted so the comparison is
+/// about storage, not AES) to local disk and to moto over loopback, at upload concurrencies
+/// 1, 2, 4 and the default, interleaved over 3 rounds; prints the median wall time of each
+/// and the moto/local ratio. Packs of 4 MiB (six of them, single `PUT`s) so that several
+/// are in flight; the default 16 MiB would make two.
+fn upload_concurrency(_c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let data = blocks();
+    let server = storage::StorageServer::start(storage::Service::S3, "bench");
+    let default = taosbackup_sink::default_upload_concurrency();
+    let mut levels = vec![1, 2, 4];
+    if !levels.contains(&default) {
+        levels.push(default);
+    }
+    let options = InitOptions {
+        encryption: false,
+        kdf: KdfParams::insecure_for_tests(),
+        compression_level: LEVEL,
+        pack_size: 4 * 1024 * 1024,
+        ..InitOptions::default()
+    };
+    let mut local: Vec<Vec<f64>> = vec![Vec::new(); levels.len()];
+    let mut s3: Vec<Vec<f64>> = vec![Vec::new(); levels.len()];
+    for round in 0..3 {
+        for (k, n) in levels.iter().enumerate() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let backend = Backend::local(dir.path())
+                .expect("backend")
+                .with_upload_concurrency(*n);
+            let repo = rt
+                .block_on(Repo::init(backend, options.clone(), None))
+                .expect("init");
+            let t = std::time::Instant::now();
+            rt.block_on(write_backup(&repo, &data));
+            local[k].push(t.elapsed().as_secs_f64());
+            let url = server.url(&format!("r{round}-{n}"));
+            let backend = Backend::from_url_with_options(&url, server.options(&server.endpoint()))
+                .expect("s3 backend")
+                .with_upload_concurrency(*n);
+            let repo = rt
+                .block_on(Repo::init(backend, options.clone(), None))
+                .expect("init");
+            let t = std::time::Instant::now();
+            rt.block_on(write_backup(&repo, &data));
+            s3[k].push(t.elapsed().as_secs_f64());
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mb = data.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
+    for (k, n) in levels.iter().enumerate() {
+        let (l, s) = (median(&mut local[k]), median(&mut s3[k]));
+        eprintln!(
+            "upload concurrency {n}{}: local {l:.2} s ({:.0} MB/s), moto {s:.2} s ({:.0} MB/s), moto/local {:.2}",
+            if *n == default { " (default)" } else { "" },
+            mb / l,
+            mb / s,
+            s / l
+        );
+    }
+}
+
+criterion_group!(benches, interleaved_ratio, upload_concurrency, bench);
 criterion_main!(benches);

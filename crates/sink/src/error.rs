@@ -38,13 +38,18 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
-    /// The storage backend failed on an object.
-    #[error("storage backend failed to {op} {path}: {source}")]
+    /// The storage backend failed on an object (after its retries, when retrying could
+    /// help: [`crate::StorageRetry`]).
+    #[error("storage backend failed to {op} {path}{}: {source}", attempts_text(*.attempts, *.status))]
     Backend {
         /// The operation (`read`, `write`, `list`, `delete`).
         op: &'static str,
         /// Object path inside the repository.
         path: String,
+        /// Attempts made (1 when the failure was not worth retrying).
+        attempts: u32,
+        /// The HTTP status of the last answer, when the store answered at all.
+        status: Option<u16>,
         /// The backend's error.
         #[source]
         source: object_store::Error,
@@ -219,6 +224,19 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The storage refuses deletes (credentials without delete permission, or an immutable
+    /// bucket), found by a probe before anything was changed.
+    #[error(
+        "cannot delete from {location}: the storage refuses deletes (credentials without \
+         delete permission, or an immutable bucket); nothing was changed. It would have \
+         deleted {would_delete}"
+    )]
+    DeleteDenied {
+        /// The repository location.
+        location: String,
+        /// What the operation would have deleted.
+        would_delete: String,
+    },
     /// An earlier pack upload of this session failed, so the session cannot commit.
     #[error("backup session cannot commit: {reason}")]
     SessionFailed {
@@ -287,7 +305,35 @@ impl Error {
         }
     }
 
+    /// Whether the storage refused the operation for lack of permission: HTTP 403, or S3's
+    /// `AccessDenied` inside a `200 OK` answer (object_store 0.14 deletes S3 objects with
+    /// the multi-object `DeleteObjects` request, which reports per key).
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            Error::Backend {
+                source: object_store::Error::PermissionDenied { .. },
+                ..
+            }
+            | Error::Backend {
+                status: Some(403), ..
+            } => true,
+            Error::Backend { source, .. } => source.to_string().contains("AccessDenied"),
+            _ => false,
+        }
+    }
+
     pub(crate) fn backend(op: &'static str, path: &str, source: object_store::Error) -> Self {
+        Self::backend_after(op, path, source, 1, None)
+    }
+
+    /// A backend failure after `attempts` attempts, the last one answered with `status`.
+    pub(crate) fn backend_after(
+        op: &'static str,
+        path: &str,
+        source: object_store::Error,
+        attempts: u32,
+        status: Option<u16>,
+    ) -> Self {
         match source {
             object_store::Error::NotFound { .. } => Error::NotFound {
                 path: path.to_owned(),
@@ -295,6 +341,8 @@ impl Error {
             source => Error::Backend {
                 op,
                 path: path.to_owned(),
+                attempts,
+                status,
                 source,
             },
         }
@@ -305,6 +353,17 @@ impl Error {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// ` after 11 attempts (last HTTP status 503)`, or nothing for one attempt without answer.
+fn attempts_text(attempts: u32, status: Option<u16>) -> String {
+    let status = status.map(|s| format!("last HTTP status {s}"));
+    match (attempts, status) {
+        (0 | 1, None) => String::new(),
+        (0 | 1, Some(s)) => format!(" ({s})"),
+        (n, None) => format!(" after {n} attempts (no HTTP answer to the last)"),
+        (n, Some(s)) => format!(" after {n} attempts ({s})"),
     }
 }
 

@@ -54,7 +54,7 @@ mod verify;
 mod walk;
 
 pub use crate::{
-    backend::{Backend, Scheme},
+    backend::{Backend, Scheme, StorageRetry, StorageStats, default_upload_concurrency},
     cache::SnapshotCache,
     config::{DEFAULT_PACK_SIZE, Encryption, FORMAT1_VERSION, REPO_VERSION, RepoConfig},
     crypto::MAX_BLOB_SIZE,

@@ -127,10 +127,23 @@ impl LockGuard {
     }
 
     /// Stops refreshing and deletes the lock object; reports a refresh failure, if any.
+    /// Where the storage refuses deletes (credentials without delete permission, an
+    /// immutable bucket), the lock is rewritten as refreshed at the Unix epoch instead:
+    /// stale at once for everyone, so it blocks nobody.
     pub async fn release(self) -> Result<()> {
         self.refresher.abort();
         let status = self.check();
-        self.backend.delete(&self.path).await?;
+        match self.backend.delete(&self.path).await {
+            Err(e) if e.is_permission_denied() => {
+                if let Some(mut lock) = read_lock(&self.backend, &self.path).await? {
+                    lock.refreshed = DateTime::<Utc>::UNIX_EPOCH;
+                    let body = serde_json::to_vec(&lock)
+                        .map_err(|e| Error::corrupt(&self.path, e.to_string()))?;
+                    self.backend.put(&self.path, body.into()).await?;
+                }
+            }
+            other => other?,
+        }
         status
     }
 }

@@ -280,6 +280,7 @@ impl Repo {
                 version: SNAPSHOT_VERSION,
                 database: state.catalog.database.clone(),
                 super_tables: parts,
+                skipped: state.catalog.skipped.clone(),
             }))
             .await?;
         Ok((tree, catalog))

@@ -312,6 +312,18 @@ impl Repo {
             }
         };
         let snapshot_bytes = forgotten.iter().filter_map(|id| listed.get(id)).sum();
+        if !dry_run && !forgotten.is_empty() && !self.inner.backend.may_delete().await? {
+            let ids: Vec<String> = forgotten.iter().map(|id| id.to_string()).collect();
+            return Err(Error::DeleteDenied {
+                location: self.inner.backend.location().into(),
+                would_delete: format!(
+                    "the snapshots of {} backups ({}); their data stays until a prune with \
+                     delete permission",
+                    ids.len(),
+                    ids.join(", ")
+                ),
+            });
+        }
         if !dry_run {
             for id in &forgotten {
                 self.inner.backend.delete(&snapshot_path(id)).await?;
@@ -457,6 +469,36 @@ impl Repo {
         }
         if nothing_to_do {
             return Ok(report);
+        }
+        // Before changing anything: a store that refuses deletes would leave the new packs
+        // and index next to everything they replace.
+        if !inner.backend.may_delete().await? {
+            let list = |paths: &[String]| {
+                let shown: Vec<&str> = paths.iter().take(5).map(String::as_str).collect();
+                let more = paths.len().saturating_sub(5);
+                match (shown.is_empty(), more) {
+                    (true, _) => String::new(),
+                    (false, 0) => format!(" ({})", shown.join(", ")),
+                    (false, n) => format!(" ({} and {n} more)", shown.join(", ")),
+                }
+            };
+            return Err(Error::DeleteDenied {
+                location: inner.backend.location().into(),
+                would_delete: format!(
+                    "{} forgotten snapshots, {} unused packs{}, {} unindexed packs{}, rewritten \
+                     {} partly used packs{} and {} index files, freeing about {} bytes \
+                     (`prune --dry-run` lists them)",
+                    gone.len(),
+                    report.packs_deleted.len(),
+                    list(&report.packs_deleted),
+                    report.unindexed_packs_deleted.len(),
+                    list(&report.unindexed_packs_deleted),
+                    report.packs_rewritten.len(),
+                    list(&report.packs_rewritten),
+                    index.files.len(),
+                    report.bytes_freed
+                ),
+            });
         }
         // 0. The forgotten snapshots: from here on they are not listed.
         for id in &gone {

@@ -27,10 +27,6 @@ pub struct Session {
     shared: Arc<Shared>,
 }
 
-/// At most this many packs are uploaded in the background at once per session; a writer
-/// that fills another pack waits (bounded memory: the open pack plus these).
-const MAX_UPLOADS: usize = 2;
-
 /// Write state shared with background upload tasks.
 struct Shared {
     state: Mutex<WriteState>,
@@ -127,7 +123,9 @@ impl Repo {
             shared: Arc::new(Shared {
                 state: Mutex::new(WriteState::default()),
                 uploaded: Notify::new(),
-                uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
+                // At most this many packs are uploaded in the background at once; a writer
+                // that fills another pack waits (bounded memory: the open pack plus these).
+                uploads: Arc::new(Semaphore::new(self.inner.backend.upload_concurrency())),
             }),
         }
     }
@@ -258,12 +256,14 @@ impl Session {
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
+                // Wait for every upload, failed session or not: nothing of this session may
+                // still be writing once it reports (and its lock may be released).
                 let st = self.state()?;
-                if let Some(f) = &st.failure {
-                    return Err(Error::SessionFailed { reason: f.clone() });
-                }
                 if st.uploading == 0 {
-                    return Ok(());
+                    return match &st.failure {
+                        Some(f) => Err(Error::SessionFailed { reason: f.clone() }),
+                        None => Ok(()),
+                    };
                 }
             }
             notified.await;

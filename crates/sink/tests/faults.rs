@@ -1,358 +1,200 @@
-//! Storage faults: a loopback HTTP proxy in front of moto (S3) that injects 5xx answers,
-//! throttling (503 SlowDown), stalls past the client timeout and dropped connections; and
-//! a full disk (a child process with a file-size limit) under a local repository.
+//! Storage faults: a loopback HTTP proxy (`tests/common/storage.rs`) in front of moto (S3),
+//! Azurite (Azure) and fake-gcs-server (GCS) that answers 500s, 503 `SlowDown` and 429 with
+//! `Retry-After`, stalls past the client timeout, and resets connections before or after the
+//! request reached the store; and a full disk (a child process with a file-size limit) under
+//! a local repository.
 //!
-//! What must hold: at a 10% fault rate a backup completes through object_store's retries
-//! and reads back intact; when faults persist it fails with an error naming the object,
-//! and no manifest (no backup) appears; a disk that fills up fails the backup cleanly and
-//! leaves a repository that verifies with no partial backup.
+//! What must hold: at a 10% fault rate full and incremental backups, reads (what a restore
+//! does), verify with every pack read, forget and prune complete through the backend's
+//! retries, every injected fault costs exactly one counted retry, and the repository read
+//! straight from the store (no proxy) holds exactly what was written; when faults persist an
+//! operation fails with an error naming the object, the attempts and the last HTTP status,
+//! and no backup appears; a multipart upload whose parts fail is aborted and leaves no
+//! object; a disk that fills up fails the backup cleanly.
 //!
-//! Needs moto (`$TAOSBACKUP_MOTO_SERVER` or `.venv/bin/moto_server`, installed by
-//! `cargo xtask ci`). Figures (faults injected per kind) are printed with `--nocapture`.
+//! Needs the three emulators (installed by `cargo xtask ci`). Figures (faults injected per
+//! kind, retries) are printed with `--nocapture`.
 
 #[allow(dead_code)]
 #[path = "sink/common.rs"]
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Moto, backup, init, make_snapshot, noise, password, random_backup_id};
-use object_store::aws::AmazonS3Builder;
-use object_store::{BackoffConfig, ClientOptions, RetryConfig};
-use taosbackup_sink::{Backend, Error, Repo, VerifyOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use common::{
+    Fault, FaultPolicy, FaultProxy, Service, StorageServer, backup, init, make_snapshot, noise,
+    password, random_backup_id, remote,
+};
+use taosbackup_sink::{Backend, Error, Forget, Repo, RetentionPolicy, VerifyOptions};
 
-const BUCKET: &str = "faults";
-/// The client timeout used through the proxy; stalls last longer than this.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The client timeout through the proxy; stalls last longer.
+const CLIENT_TIMEOUT: &str = "2s";
+const STALL: Duration = Duration::from_millis(2500);
 
-/// The kinds of injected faults.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// `500 InternalError`.
-    ServerError,
-    /// `503 SlowDown` (S3 throttling).
-    SlowDown,
-    /// No answer for longer than the client timeout, then the connection closes.
-    Stall,
-    /// The connection closes without an answer after the request reached S3 (the
-    /// write may have happened: retries must be idempotent).
-    DropAfterForward,
-    /// The connection closes without an answer before the request reached S3.
-    DropBeforeForward,
-}
-
-const FAULTS: [Fault; 5] = [
-    Fault::ServerError,
-    Fault::SlowDown,
-    Fault::Stall,
-    Fault::DropAfterForward,
-    Fault::DropBeforeForward,
+/// Short back-offs so a run takes seconds (production: 100 ms doubling to 15 s).
+const FAST_RETRY: [(&str, &str); 4] = [
+    ("timeout", CLIENT_TIMEOUT),
+    ("retry_initial_backoff", "20ms"),
+    ("retry_max_backoff", "200ms"),
+    ("retry_timeout", "60s"),
 ];
 
-/// Fault injection settings and counters, shared with the proxy task.
-#[derive(Default)]
-struct Policy {
-    /// Faults per 1000 requests.
-    per_mille: AtomicU32,
-    /// Only requests whose path contains this are faulted (empty: all).
-    only: std::sync::Mutex<String>,
-    requests: AtomicU64,
-    /// Requests that matched `only`.
-    matching: AtomicU64,
-    /// Faults injected so far (picks the next kind).
-    faulted: AtomicU64,
-    injected: [AtomicU64; 5],
-}
-
-impl Policy {
-    fn set(&self, per_mille: u32, only: &str) {
-        self.per_mille.store(per_mille, Ordering::SeqCst);
-        *self.only.lock().unwrap() = only.to_owned();
-    }
-
-    /// Faults exactly `per_mille` of the matching requests, evenly spaced, cycling through
-    /// the fault kinds (so every kind occurs once five faults have).
-    fn decide(&self, path: &str) -> Option<Fault> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        let only = self.only.lock().unwrap().clone();
-        if !path.contains(&only) {
-            return None;
-        }
-        let rate = u64::from(self.per_mille.load(Ordering::SeqCst));
-        let n = self.matching.fetch_add(1, Ordering::SeqCst);
-        if (n + 1) * rate / 1000 == n * rate / 1000 {
-            return None;
-        }
-        let k = self.faulted.fetch_add(1, Ordering::SeqCst) as usize % FAULTS.len();
-        self.injected[k].fetch_add(1, Ordering::SeqCst);
-        Some(FAULTS[k])
-    }
-
-    fn total_injected(&self) -> u64 {
-        self.injected.iter().map(|c| c.load(Ordering::SeqCst)).sum()
-    }
-
-    fn summary(&self) -> String {
-        let kinds: Vec<String> = FAULTS
-            .iter()
-            .zip(&self.injected)
-            .map(|(f, c)| format!("{f:?} {}", c.load(Ordering::SeqCst)))
-            .collect();
-        format!(
-            "{} requests, {} faults injected ({})",
-            self.requests.load(Ordering::SeqCst),
-            self.total_injected(),
-            kinds.join(", ")
-        )
+fn read_all() -> VerifyOptions {
+    VerifyOptions {
+        read_data_percent: Some(100),
     }
 }
 
-/// Starts the proxy in front of `upstream` (`127.0.0.1:port`); returns its endpoint.
-async fn start_proxy(upstream: String, policy: Arc<Policy>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((client, _)) = listener.accept().await else {
-                return;
-            };
-            let upstream = upstream.clone();
-            let policy = policy.clone();
-            tokio::spawn(async move {
-                // A connection torn down by the client is not a test failure.
-                let _ = serve(client, &upstream, &policy).await;
-            });
-        }
-    });
-    endpoint
-}
-
-/// Reads one request (head and Content-Length body) from `s`.
-async fn read_request(s: &mut TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let lower = head.to_ascii_lowercase();
-    assert!(
-        !lower.contains("transfer-encoding: chunked"),
-        "the proxy does not handle chunked request bodies: {head}"
-    );
-    let length: usize = lower
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Ok(Some((head, body)))
-}
-
-/// Replaces (or adds) the `Connection` header of an HTTP head with `close`.
-fn close_connection(head: &str) -> String {
-    let mut lines: Vec<&str> = head
-        .trim_end_matches("\r\n")
-        .split("\r\n")
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .collect();
-    lines.push("Connection: close");
-    format!("{}\r\n\r\n", lines.join("\r\n"))
-}
-
-/// One request per connection: faulted, or forwarded with `Connection: close` both ways.
-async fn serve(mut client: TcpStream, upstream: &str, policy: &Policy) -> std::io::Result<()> {
-    let Some((head, body)) = read_request(&mut client).await? else {
-        return Ok(());
-    };
-    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-    let fault = policy.decide(&path);
-    let error = |status: &str, code: &str| {
-        let xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>\
-             <Message>injected</Message></Error>"
-        );
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{xml}",
-            xml.len()
-        )
-    };
-    match fault {
-        Some(Fault::ServerError) => {
-            client
-                .write_all(error("500 Internal Server Error", "InternalError").as_bytes())
-                .await?;
-            return client.shutdown().await;
-        }
-        Some(Fault::SlowDown) => {
-            client
-                .write_all(error("503 Slow Down", "SlowDown").as_bytes())
-                .await?;
-            return client.shutdown().await;
-        }
-        Some(Fault::Stall) => {
-            tokio::time::sleep(CLIENT_TIMEOUT + Duration::from_millis(500)).await;
-            return Ok(());
-        }
-        Some(Fault::DropBeforeForward) => return Ok(()),
-        Some(Fault::DropAfterForward) | None => {}
-    }
-    let mut up = TcpStream::connect(upstream).await?;
-    up.write_all(close_connection(&head).as_bytes()).await?;
-    up.write_all(&body).await?;
-    let mut response = Vec::new();
-    up.read_to_end(&mut response).await?;
-    if matches!(fault, Some(Fault::DropAfterForward)) {
-        return Ok(());
-    }
-    let head_end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(response.len(), |i| i + 4);
-    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
-    client.write_all(close_connection(&head).as_bytes()).await?;
-    client.write_all(&response[head_end..]).await?;
-    client.shutdown().await
-}
-
-fn s3_options(endpoint: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("aws_endpoint", endpoint.to_owned()),
-        ("aws_allow_http", "true".into()),
-        ("aws_access_key_id", "test".into()),
-        ("aws_secret_access_key", "test".into()),
-        ("aws_region", "us-east-1".into()),
-        ("aws_virtual_hosted_style_request", "false".into()),
-        ("timeout", format!("{}s", CLIENT_TIMEOUT.as_secs())),
-    ]
-}
-
-/// The repository straight on moto (no proxy), to check what the faulty run left.
-fn direct(moto: &Moto, prefix: &str) -> Backend {
-    Backend::from_url_with_options(
-        &format!("s3://{BUCKET}/{prefix}"),
-        s3_options(&moto.endpoint),
-    )
-    .unwrap()
-}
-
-fn upstream_of(moto: &Moto) -> String {
-    moto.endpoint.trim_start_matches("http://").to_owned()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backup_completes_through_retries_at_a_ten_percent_fault_rate() {
-    let moto = Moto::start(BUCKET);
-    let policy = Arc::new(Policy::default());
-    let proxy = start_proxy(upstream_of(&moto), policy.clone()).await;
+/// Full and incremental backups, reads, verify, forget and prune through a proxy that
+/// faults 10% of the requests; then the repository straight from the store.
+async fn ten_percent(service: Service) {
+    let server = StorageServer::start(service, "faults");
+    let proxy = FaultProxy::start(&server.address(), FaultPolicy::new(STALL));
+    let policy = proxy.policy.clone();
     policy.set(100, "");
-    // Backend::from_url_with_options: the production path, default retry settings.
-    let faulty =
-        Backend::from_url_with_options(&format!("s3://{BUCKET}/ten-percent"), s3_options(&proxy))
-            .unwrap();
+    let faulty = remote(&server, &proxy.endpoint, "ten-percent", &FAST_RETRY);
     let repo = init(faulty.clone(), true).await;
-    // Backups of 20 incompressible 12 kB blobs each (about 4 packs, an index and a
-    // manifest); `cargo xtask soak` raises the count.
+    // Per round a full backup (a new chain) of 20 incompressible 12 kB blobs (four 64 KiB
+    // packs, an index, a manifest) and an incremental on it with 5 new blobs;
+    // `cargo xtask soak` raises the rounds.
     let rounds: u64 = std::env::var("TAOSBACKUP_SOAK_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(2);
     let mut written = Vec::new();
     for round in 0..rounds {
         let datas: Vec<Vec<u8>> = (0..20).map(|i| noise(round * 100 + i, 12_000)).collect();
-        let (m, ids) = backup(&repo, &datas).await;
-        written.push((m.id, ids, datas));
+        let (full, ids) = backup(&repo, &datas).await;
+        let session = repo.session("backup").await.unwrap();
+        let mut inc_ids = ids[..15].to_vec();
+        let mut inc_datas = datas[..15].to_vec();
+        for i in 0..5 {
+            let d = noise(round * 100 + 50 + i, 12_000);
+            inc_ids.push(session.put_blob(&d).await.unwrap());
+            inc_datas.push(d);
+        }
+        let inc_id = random_backup_id();
+        session
+            .commit(&make_snapshot(&session, inc_id, Some(full.id), full.id, &inc_ids).await)
+            .await
+            .unwrap();
+        session.finish().await.unwrap();
+        written.push((full.id, ids, datas));
+        written.push((inc_id, inc_ids, inc_datas));
     }
-    let reopened = Repo::open(faulty, Some(&password())).await.unwrap();
-    let report = reopened
-        .verify(VerifyOptions {
-            read_data_percent: Some(100),
-        })
-        .await
-        .unwrap();
+    // Restore's reads and verify, through the faults.
+    let reopened = Repo::open(faulty.clone(), Some(&password())).await.unwrap();
+    for (_, ids, datas) in &written {
+        for (id, data) in ids.iter().zip(datas) {
+            assert_eq!(&reopened.read_blob(id).await.unwrap(), data);
+        }
+    }
+    let report = reopened.verify(read_all()).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    println!("10% faults: {}", policy.summary());
+    // Keep the newest chain: forget and prune delete the older chains' data.
+    let keep = Forget::Policy(RetentionPolicy {
+        keep_chains: Some(1),
+        ..RetentionPolicy::default()
+    });
+    let forgotten = reopened.forget(&keep, false).await.unwrap();
+    assert_eq!(forgotten.forgotten.len(), 2 * (rounds as usize - 1));
+    let pruned = reopened.prune(None, false).await.unwrap();
+    assert!(pruned.blobs_removed > 0, "{pruned:?}");
+    let stats = faulty.stats();
+    println!(
+        "{service:?} at 10%: {}; backend: {} operations, {} retries, {} failures",
+        policy.summary(),
+        stats.operations,
+        stats.retries,
+        stats.failures
+    );
     assert!(
-        policy.total_injected() >= 8,
+        policy.total_injected() >= 10,
         "too few faults to mean anything: {}",
         policy.summary()
     );
+    for kind in common::storage::FAULTS {
+        assert!(
+            policy.injected(kind) > 0,
+            "no {kind:?}: {}",
+            policy.summary()
+        );
+    }
+    assert_eq!(stats.failures, 0, "an operation failed for good: {stats:?}");
+    assert_eq!(
+        stats.retries,
+        policy.total_injected(),
+        "every injected fault costs exactly one retry"
+    );
 
-    // Straight on moto: both backups, every blob intact.
+    // Straight from the store: the kept backups, every blob intact, nothing else.
     policy.set(0, "");
-    let clean = Repo::open(direct(&moto, "ten-percent"), Some(&password()))
-        .await
-        .unwrap();
+    let clean = Repo::open(
+        remote(&server, &server.endpoint(), "ten-percent", &[]),
+        Some(&password()),
+    )
+    .await
+    .unwrap();
     let mut listed = clean.list_backups().await.unwrap();
     listed.sort();
-    let mut expected: Vec<_> = written.iter().map(|(id, _, _)| *id).collect();
+    let kept = &written[written.len() - 2..];
+    let mut expected: Vec<_> = kept.iter().map(|(id, _, _)| *id).collect();
     expected.sort();
     assert_eq!(listed, expected);
-    for (_, ids, datas) in &written {
+    for (_, ids, datas) in kept {
         for (id, data) in ids.iter().zip(datas) {
             assert_eq!(&clean.read_blob(id).await.unwrap(), data);
         }
     }
+    let report = clean.verify(read_all()).await.unwrap();
+    assert!(
+        report.is_ok() && report.unindexed_packs.is_empty(),
+        "{report:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn persistent_faults_fail_cleanly_without_a_manifest() {
-    let moto = Moto::start(BUCKET);
-    let policy = Arc::new(Policy::default());
-    let proxy = start_proxy(upstream_of(&moto), policy.clone()).await;
-    // A short retry budget, or every failed request would be retried for minutes.
-    let mut builder = AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_endpoint(&proxy)
-        .with_allow_http(true)
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .with_region("us-east-1")
-        .with_virtual_hosted_style_request(false)
-        .with_client_options(
-            ClientOptions::new()
-                .with_timeout(CLIENT_TIMEOUT)
-                .with_allow_http(true),
-        );
-    builder = builder.with_retry(RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(200),
-            base: 2.0,
-        },
-        max_retries: 3,
-        retry_timeout: Duration::from_secs(20),
-    });
-    let faulty = Backend::from_store(
-        Arc::new(builder.build().unwrap()),
-        "persistent",
-        "faulty-s3",
-    )
-    .unwrap();
-    let repo = init(faulty.clone(), true).await;
+async fn s3_ten_percent_faults_every_operation_completes_exactly() {
+    ten_percent(Service::S3).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_ten_percent_faults_every_operation_completes_exactly() {
+    ten_percent(Service::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_ten_percent_faults_every_operation_completes_exactly() {
+    ten_percent(Service::Gcs).await;
+}
+
+/// The request (method and target fragment) of a multipart part upload on `service`.
+fn part_request(service: Service) -> &'static str {
+    match service {
+        Service::S3 | Service::Gcs => "partNumber=",
+        Service::Azure => "comp=block&",
+    }
+}
+
+/// 100% faults: on pack uploads, on manifest writes, on multipart parts, on everything.
+async fn persistent(service: Service) {
+    let server = StorageServer::start(service, "faults");
+    let proxy = FaultProxy::start(&server.address(), FaultPolicy::new(STALL));
+    let policy = proxy.policy.clone();
+    policy.kinds(&[Fault::ServerError]);
+    let budget = [
+        ("timeout", CLIENT_TIMEOUT),
+        ("retry_max_retries", "3"),
+        ("retry_initial_backoff", "10ms"),
+        ("retry_max_backoff", "50ms"),
+        ("retry_timeout", "20s"),
+    ];
+    let faulty = remote(&server, &proxy.endpoint, "persistent", &budget);
+    let repo = init(faulty.clone(), true).await;
     let mut errors = Vec::new();
-    // 1. Every pack upload fails.
+
+    // 1. Every pack upload fails: the commit fails naming the pack and the status.
     policy.set(1000, "/data/");
     let session = repo.session("backup").await.unwrap();
     let mut ids = Vec::new();
@@ -370,9 +212,14 @@ async fn persistent_faults_fail_cleanly_without_a_manifest() {
         .commit(&make_snapshot(&session, id, None, id, &ids).await)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::SessionFailed { .. }), "{err}");
-    assert!(err.to_string().contains("data/"), "{err}");
-    errors.push(err.to_string());
+    let text = err.to_string();
+    assert!(matches!(err, Error::SessionFailed { .. }), "{text}");
+    assert!(text.contains("data/"), "{text}");
+    assert!(
+        text.contains("after 4 attempts (last HTTP status 500)"),
+        "{text}"
+    );
+    errors.push(text);
     session.finish().await.unwrap();
 
     // 2. Every snapshot write fails (packs and index are written).
@@ -390,47 +237,103 @@ async fn persistent_faults_fail_cleanly_without_a_manifest() {
     let text = err.to_string();
     assert!(err.is_retryable(), "{text}");
     assert!(text.contains(&format!("snapshots/{id2}")), "{text}");
+    assert!(text.contains("last HTTP status 500"), "{text}");
     errors.push(text);
     session.finish().await.unwrap();
 
-    // 3. Everything fails: opening a session (the lock write) already fails.
+    // 3. A pack over the multipart threshold whose parts all fail: aborted, no object.
+    policy.set(1000, part_request(service));
+    let session = repo.session("backup").await.unwrap();
+    let big = noise(7, 9 * 1024 * 1024);
+    let big_id = session.put_blob(&big).await.unwrap();
+    let id3 = random_backup_id();
+    let committed = session
+        .commit(&make_snapshot(&session, id3, None, id3, &[big_id]).await)
+        .await;
+    let err = committed.map(|()| policy.summary()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("data/"), "{text}");
+    errors.push(text);
+    session.finish().await.unwrap();
+    // The same upload with a part fault now and then: it completes.
+    policy.set(300, part_request(service));
+    let (big_backup, _) = backup(&repo, std::slice::from_ref(&big)).await;
+
+    // 4. Everything fails: opening a session (the lock write) already fails.
     policy.set(1000, "");
     let err = repo.session("backup").await.unwrap_err();
     assert!(err.to_string().contains("locks"), "{err}");
     errors.push(err.to_string());
 
     for e in &errors {
-        println!("persistent faults: error: {e}");
+        println!("{service:?} at 100%: error: {e}");
     }
-    println!("100% faults: {}", policy.summary());
+    let stats = faulty.stats();
+    println!(
+        "{service:?} at 100%: {}; backend: {} operations, {} retries, {} failures",
+        policy.summary(),
+        stats.operations,
+        stats.retries,
+        stats.failures
+    );
 
-    // Nothing committed, and what the failures left verifies clean.
+    // Nothing of the failed attempts is listed; what they left verifies and prunes clean.
     policy.set(0, "");
-    let clean = Repo::open(direct(&moto, "persistent"), Some(&password()))
-        .await
-        .unwrap();
-    assert!(clean.list_backups().await.unwrap().is_empty());
-    let report = clean
-        .verify(VerifyOptions {
-            read_data_percent: Some(100),
-        })
-        .await
-        .unwrap();
+    let direct = remote(&server, &server.endpoint(), "persistent", &[]);
+    let clean = Repo::open(direct.clone(), Some(&password())).await.unwrap();
+    assert_eq!(clean.list_backups().await.unwrap(), vec![big_backup.id]);
+    assert_eq!(clean.read_blob(&big_id).await.unwrap(), big);
+    let report = clean.verify(read_all()).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    // The packs of the second attempt are referenced by an index but by no manifest;
-    // prune removes them and what the first attempt left.
+    // The aborted upload left no object under data/ (and the failed pack uploads none).
+    assert!(report.unindexed_packs.is_empty(), "{report:?}");
+    if service == Service::S3 {
+        assert_eq!(
+            s3_open_uploads(&server),
+            0,
+            "aborted multipart uploads remain"
+        );
+    }
     clean.remove_stale_locks().await.unwrap();
     clean.prune(None, false).await.unwrap();
-    let report = clean
-        .verify(VerifyOptions {
-            read_data_percent: Some(100),
-        })
-        .await
-        .unwrap();
+    let report = clean.verify(read_all()).await.unwrap();
     assert!(
         report.is_ok() && report.unindexed_packs.is_empty(),
         "{report:?}"
     );
+}
+
+/// In-progress multipart uploads of the S3 bucket (`GET /bucket?uploads`, unsigned: moto
+/// answers without credentials).
+fn s3_open_uploads(server: &StorageServer) -> usize {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.address()).unwrap();
+    write!(
+        s,
+        "GET /{}?uploads HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.bucket,
+        server.address()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.matches("<Upload>").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_persistent_faults_fail_naming_object_and_status() {
+    persistent(Service::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_persistent_faults_fail_naming_object_and_status() {
+    persistent(Service::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_persistent_faults_fail_naming_object_and_status() {
+    persistent(Service::Gcs).await;
 }
 
 /// Tiny blobs of the index and manifest scenarios: their index file is about 200 KiB, each

@@ -6,6 +6,8 @@ mod common;
 mod faults;
 #[path = "sink/gc.rs"]
 mod gc;
+#[path = "sink/immutable.rs"]
+mod immutable;
 #[path = "sink/integrity.rs"]
 mod integrity;
 #[path = "sink/locks.rs"]

@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 mod catalog;
+pub mod conformance;
 mod conn;
 mod dbopts;
 mod dsn;

@@ -272,6 +272,13 @@ pub fn summary(report: &BackupReport) -> String {
         bytes(s.bytes_stored),
         format_secs(report.duration)
     ));
+    // Objects the backup does not contain (virtual tables), never left out silently.
+    for o in &report.skipped {
+        out.push_str(&format!(
+            "  not backed up: {} ({}): {}\n",
+            o.name, o.kind, o.reason
+        ));
+    }
     out
 }
 
@@ -282,6 +289,11 @@ pub fn format_secs(d: Duration) -> String {
 
 /// Runs `backup`.
 pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
+    let mut ctx = ctx.clone();
+    if args.upload_concurrency.is_some() {
+        ctx.config.backup.upload_concurrency = args.upload_concurrency;
+    }
+    let ctx = &ctx;
     let url = ctx.repo_url(&args.repo.repo)?;
     let database = ctx.database(&args.database)?;
     let engine = ctx.engine(&args.engine)?;
@@ -335,11 +347,20 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
                 "parent_objects_read".into(),
                 json!(report.parent_objects_read),
             );
+            o.insert("skipped".into(), json!(report.skipped));
             o.insert("finished_at".into(), json!(rfc3339(&m.finished_at)));
+            o.insert(
+                "storage_retries".into(),
+                json!(repo.backend().stats().retries),
+            );
         }
         print_json(&v)?;
     } else {
         print!("{}", summary(&report));
+        let retries = repo.backend().stats().retries;
+        if retries > 0 {
+            println!("  storage: {} retried", count(retries));
+        }
     }
     if m.stats.failed_blocks > 0 {
         return Err(Advised {

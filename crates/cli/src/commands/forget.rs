@@ -47,6 +47,8 @@ pub async fn run(ctx: &Context, args: &ForgetArgs) -> anyhow::Result<Exit> {
     } else {
         report_json(&repo.prune(Some(&forget), args.dry_run).await?)
     };
+    let mut report = report;
+    report["storage_retries"] = serde_json::json!(repo.backend().stats().retries);
     if args.json {
         print_json(&report)?;
     } else {

@@ -51,7 +51,9 @@ pub async fn apply(
     dry_run: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let report = repo.prune(forget, dry_run).await?;
-    Ok(report_json(&report))
+    let mut v = report_json(&report);
+    v["storage_retries"] = json!(repo.backend().stats().retries);
+    Ok(v)
 }
 
 /// The JSON of a prune report (`prune --json`, `forget --json`).

@@ -86,6 +86,10 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
                 "database_option_changes".into(),
                 serde_json::to_value(&changes)?,
             );
+            o.insert(
+                "storage_retries".into(),
+                repo.backend().stats().retries.into(),
+            );
         }
         print_json(&v)?;
     } else {

@@ -81,6 +81,7 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
             "bytes_read": report.bytes_read,
             "unindexed_packs": report.unindexed_packs,
             "backup_blocks_read": chain_blocks,
+            "storage_retries": repo.backend().stats().retries,
         }))?;
         return Ok(exit);
     }

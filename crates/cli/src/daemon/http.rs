@@ -432,6 +432,14 @@ pub(crate) fn render_metrics(snapshot: &Snapshot) -> String {
         &[],
         f64::from(u8::from(snapshot.repository.status != Health::Failed)),
     );
+    let mut f = Family::new(
+        &mut out,
+        "taosbackup_storage_retries_total",
+        "counter",
+        "Repository storage requests retried after a transient failure (5xx, throttling, \
+         dropped or timed-out connections).",
+    );
+    f.sample(&[], snapshot.storage_retries as f64);
     out
 }
 

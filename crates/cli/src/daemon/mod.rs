@@ -73,6 +73,11 @@ pub trait JobRunner: Send + Sync {
     /// Checks that the repository is reachable (and readable with the configured key).
     /// Called every `daemon.feed_refresh_interval`.
     async fn check_repository(&self) -> anyhow::Result<()>;
+
+    /// Storage requests retried so far (for `taosbackup_storage_retries_total`).
+    fn storage_retries(&self) -> u64 {
+        0
+    }
 }
 
 /// What a successful backup run produced.

@@ -338,7 +338,11 @@ async fn refresh_feed(context: &Context, database: &str) {
 async fn repository_loop(context: Arc<Context>) {
     let stop = context.shutdown.graceful.clone();
     while !stop.is_cancelled() {
-        match context.runner.check_repository().await {
+        let checked = context.runner.check_repository().await;
+        context
+            .state
+            .record_storage_retries(context.runner.storage_retries());
+        match checked {
             Ok(()) => context.state.record_repository_ok(),
             Err(e) => {
                 let text = redact(&format!("{e:#}"));
@@ -359,7 +363,11 @@ async fn run_with_retries(context: &Context, database: &str, kind: RunKind) {
     let schedule = &context.options.schedule;
     let attempts = schedule.retry_count.saturating_add(1);
     for attempt in 1..=attempts {
-        match run_once(context, database, kind, attempt).await {
+        let outcome = run_once(context, database, kind, attempt).await;
+        context
+            .state
+            .record_storage_retries(context.runner.storage_retries());
+        match outcome {
             Outcome::Ok => {
                 apply_retention(context, database).await;
                 return;

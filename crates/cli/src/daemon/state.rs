@@ -199,6 +199,8 @@ pub(crate) struct Snapshot {
     pub repository: RepositoryState,
     /// The kinds that have a schedule (their counters are shown from zero).
     pub scheduled_kinds: Vec<RunKind>,
+    /// Storage requests retried since the start.
+    pub storage_retries: u64,
 }
 
 #[derive(Debug)]
@@ -214,6 +216,7 @@ struct Inner {
 pub struct DaemonState {
     started_at: DateTime<Utc>,
     scheduled_kinds: Vec<RunKind>,
+    storage_retries: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -252,6 +255,7 @@ impl DaemonState {
         DaemonState {
             started_at: Utc::now(),
             scheduled_kinds,
+            storage_retries: Default::default(),
             inner: Mutex::new(Inner {
                 next_run_id: 1,
                 finished_runs: 0,
@@ -289,6 +293,9 @@ impl DaemonState {
             databases: inner.databases.clone(),
             repository: inner.repository.clone(),
             scheduled_kinds: self.scheduled_kinds.clone(),
+            storage_retries: self
+                .storage_retries
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -460,6 +467,12 @@ impl DaemonState {
             state.feed.error = Some(error);
             state.feed.checked_at = Some(Utc::now());
         });
+    }
+
+    /// The runner's count of retried storage requests.
+    pub(crate) fn record_storage_retries(&self, retries: u64) {
+        self.storage_retries
+            .store(retries, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The repository check succeeded.

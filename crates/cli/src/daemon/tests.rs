@@ -160,6 +160,11 @@ impl JobRunner for Fake {
             .clone()
             .map_err(anyhow::Error::msg)
     }
+
+    fn storage_retries(&self) -> u64 {
+        // What a real runner's backend would have counted.
+        11
+    }
 }
 
 fn options(full: Option<&str>, incremental: Option<&str>) -> DaemonOptions {
@@ -479,6 +484,11 @@ async fn every_second_schedule_fires_and_the_endpoints_report_it() {
     );
     assert!(sample(&metrics, r#"taosbackup_feed_lag_seconds{database="power"}"#).is_some());
     assert_eq!(sample(&metrics, "taosbackup_repository_healthy"), Some(1.0));
+    assert_eq!(
+        sample(&metrics, "taosbackup_storage_retries_total"),
+        Some(11.0),
+        "the runner's count, taken after the run"
+    );
     assert!(
         sample(
             &metrics,

@@ -36,6 +36,7 @@ pub(crate) struct Committed {
     pub(crate) shards_written: u64,
     pub(crate) tree_bytes_written: u64,
     pub(crate) parent_objects_read: u64,
+    pub(crate) skipped: Vec<taosbackup_core::SkippedObject>,
 }
 
 impl Committed {
@@ -47,6 +48,7 @@ impl Committed {
             tree_objects_written: self.shards_written,
             tree_bytes_written: self.tree_bytes_written,
             parent_objects_read: self.parent_objects_read,
+            skipped: self.skipped,
         }
     }
 }
@@ -182,6 +184,7 @@ pub(crate) async fn commit(
             version: SNAPSHOT_VERSION,
             database: d.catalog.database.clone(),
             super_tables: parts,
+            skipped: d.catalog.skipped.clone(),
         }),
         "catalog",
     )
@@ -231,6 +234,7 @@ pub(crate) async fn commit(
     );
     Ok(Committed {
         snapshot,
+        skipped: d.catalog.skipped.clone(),
         full_reason: d.full_reason,
         stored,
         tombstoned,

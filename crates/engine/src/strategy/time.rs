@@ -75,8 +75,10 @@ impl Strategy for Time {
                 Some(max) => tasks.push(TableTask {
                     table: t.name.clone(),
                     whole: false,
-                    // Marker: from this bucket on (resolved when exporting).
-                    buckets: vec![BucketRun::single(max.saturating_add(1).div_euclid(w))],
+                    // Marker: from this bucket on (resolved when exporting). From the bucket
+                    // holding the previous maximum, not `max + 1`'s: with a composite key,
+                    // rows can arrive later at that very timestamp.
+                    buckets: vec![BucketRun::single(max.div_euclid(w))],
                     tombstone_if_empty: Vec::new(),
                 }),
             }

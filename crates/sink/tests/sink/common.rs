@@ -1,13 +1,13 @@
-//! Test helpers: fast repositories, manifests, data, and the moto S3 server.
+//! Test helpers: fast repositories, manifests, data, and the storage servers (moto,
+//! Azurite, fake-gcs-server; `tests/common/storage.rs`, shared with the end-to-end tests).
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "../../../../tests/common/storage.rs"]
+pub mod storage;
+#[allow(unused_imports)]
+pub use storage::{Fault, FaultPolicy, FaultProxy, SERVICES, Service, StorageServer};
 
 use chrono::Utc;
+use std::collections::BTreeMap;
 use taosbackup_core::{
     BackupId, BackupKind, BackupSnapshot, BackupStats, BlobId, BlockRef, BucketWidth, CatalogRoot,
     DatabaseDef, Precision, SNAPSHOT_VERSION, Shard, ShardTable, SourceInfo, TableDef, TableKind,
@@ -114,6 +114,7 @@ pub async fn make_snapshot(
             ddl: "CREATE DATABASE `power` PRECISION 'ms'".into(),
         },
         super_tables: vec![],
+        skipped: vec![],
     })
     .encode())
     .await;
@@ -171,76 +172,15 @@ pub async fn backup(repo: &Repo, datas: &[Vec<u8>]) -> (BackupSnapshot, Vec<Blob
     (m, ids)
 }
 
-/// A moto S3 server on a free loopback port, killed on drop.
-pub struct Moto {
-    child: Child,
-    pub endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("TAOSBACKUP_MOTO_SERVER") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server")
-}
-
-impl Moto {
-    /// Starts moto and creates `bucket`. Panics (fails the test) when moto is missing.
-    pub fn start(bucket: &str) -> Moto {
-        let bin = moto_binary();
-        assert!(
-            bin.exists(),
-            "moto_server not found at {} (or $TAOSBACKUP_MOTO_SERVER): the S3 tests need it. \
-             Run `cargo xtask ci`, which installs it, or: \
-             python3 -m venv .venv && .venv/bin/pip install 'moto[server]'",
-            bin.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(status) = http(port, &format!("PUT /{bucket} HTTP/1.1")) {
-                assert!(status.contains(" 200"), "creating bucket failed: {status}");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not answer on port {port} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-}
-
-fn http(port: u16, request_line: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "{request_line}\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out.lines().next().unwrap_or("").to_owned())
+/// A backend on `server` (reached at `endpoint`: the server's or a proxy's) under `prefix`,
+/// built by the production path (`Backend::from_url_with_options`), with `extra` options.
+pub fn remote(
+    server: &StorageServer,
+    endpoint: &str,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> Backend {
+    let mut options = server.options(endpoint);
+    options.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Backend::from_url_with_options(&server.url(prefix), options).unwrap()
 }

@@ -55,6 +55,7 @@ fn catalog(db: &str, children: &[(&str, i32)], normal: &[&str]) -> CatalogSnapsh
             tags: vec![],
             ddl: "CREATE STABLE `meters` (ts TIMESTAMP, v INT) TAGS (g INT)".into(),
         }],
+        skipped: vec![],
         tables,
     }
 }
@@ -222,6 +223,7 @@ async fn state_of(repo: &Repo, id: &BackupId) -> DatabaseState {
         catalog: CatalogSnapshot {
             database: root.database,
             super_tables,
+            skipped: root.skipped,
             tables,
         },
         tables: blocks,

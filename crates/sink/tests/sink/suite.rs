@@ -1,4 +1,5 @@
-//! One backend test suite, run against memory, local disk and S3 (moto).
+//! One backend test suite, run against memory, local disk, S3 (moto), Azure (Azurite) and
+//! GCS (fake-gcs-server).
 
 use std::time::Duration;
 
@@ -224,22 +225,25 @@ async fn suite_local() {
     .await;
 }
 
+/// The suite on one emulated cloud service, through the production backend builder.
+async fn suite_on(service: Service) {
+    let server = StorageServer::start(service, "taosbackup-test");
+    backend_suite(remote(&server, &server.endpoint(), "some/prefix", &[])).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_s3_moto() {
-    let moto = Moto::start("taosbackup-test");
-    let backend = Backend::from_url_with_options(
-        "s3://taosbackup-test/some/prefix",
-        [
-            ("aws_endpoint", moto.endpoint.as_str()),
-            ("aws_allow_http", "true"),
-            ("aws_access_key_id", "test"),
-            ("aws_secret_access_key", "test"),
-            ("aws_region", "us-east-1"),
-            ("aws_virtual_hosted_style_request", "false"),
-        ],
-    )
-    .unwrap();
-    backend_suite(backend).await;
+    suite_on(Service::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_azure_azurite() {
+    suite_on(Service::Azure).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_gcs_fake_gcs_server() {
+    suite_on(Service::Gcs).await;
 }
 
 #[test]
