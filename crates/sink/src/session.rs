@@ -329,10 +329,10 @@ impl Session {
     /// snapshot that does not validate or whose tree or catalog blob is not stored.
     pub async fn commit(&self, snapshot: &BackupSnapshot) -> Result<()> {
         self.lock.check()?;
-        if let Some(f) = &self.state()?.failure {
-            return Err(Error::SessionFailed { reason: f.clone() });
-        }
         snapshot.validate()?;
+        // Every upload finished (and a failed one reported) before anything else is decided:
+        // nothing of this session may still be writing once it reports.
+        self.flush().await?;
         for root in snapshot.roots() {
             if !self.holds(&root) {
                 return Err(Error::MissingBlob {

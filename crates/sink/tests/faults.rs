@@ -245,11 +245,12 @@ async fn persistent(service: Service) {
     policy.set(1000, part_request(service));
     let session = repo.session("backup").await.unwrap();
     let big = noise(7, 9 * 1024 * 1024);
-    let big_id = session.put_blob(&big).await.unwrap();
+    // The snapshot's tree objects first, so that they share the big pack (a tree object
+    // is a blob: stored after the big one, it would go into a small pack that uploads).
     let id3 = random_backup_id();
-    let committed = session
-        .commit(&make_snapshot(&session, id3, None, id3, &[big_id]).await)
-        .await;
+    let snap = make_snapshot(&session, id3, None, id3, &[repo.blob_id(&big)]).await;
+    let big_id = session.put_blob(&big).await.unwrap();
+    let committed = session.commit(&snap).await;
     let err = committed.map(|()| policy.summary()).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("data/"), "{text}");
