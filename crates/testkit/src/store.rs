@@ -42,8 +42,8 @@ mod wal_files;
 
 /// What the TMQ server session needs from the store.
 pub(crate) mod tmq_api {
-    pub(crate) use super::tmq::{Assignment, OffsetReset};
-    pub(crate) use super::wal::{WalBody, WalEntry};
+    pub(crate) use super::tmq::{Assignment, OffsetReset, Polled};
+    pub(crate) use super::wal::{DataBlock, WalBody, create_children};
 }
 
 use std::sync::atomic::{AtomicI64, Ordering};

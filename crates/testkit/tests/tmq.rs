@@ -66,43 +66,46 @@ fn cell(v: &taos::Value) -> String {
     }
 }
 
-/// Receives one message (waiting up to `wait`), fully fetched.
-async fn next_event(c: &taos::Consumer, wait: Duration) -> Option<(taos::Offset, Event)> {
+/// Receives one message (waiting up to `wait`), fully fetched: a meta event for its meta
+/// part (meta and meta+data messages), a data event per block.
+async fn next_event(c: &taos::Consumer, wait: Duration) -> Option<(taos::Offset, Vec<Event>)> {
     let (offset, msg) = c
         .recv_timeout(Timeout::Duration(wait))
         .await
         .expect("poll succeeds")?;
     let vgroup = offset.vgroup_id();
-    let ev = match msg {
-        MessageSet::Meta(m) => {
-            let meta = m.as_json_meta().await.expect("json meta parses");
-            Event::Meta {
-                vgroup,
-                json: serde_json::to_value(&meta).unwrap(),
-            }
-        }
-        MessageSet::Data(d) => {
+    let mut out = Vec::new();
+    let (meta, data) = match msg {
+        MessageSet::Meta(m) => (Some(m), None),
+        MessageSet::Data(d) => (None, Some(d)),
+        MessageSet::MetaData(m, d) => (Some(m), Some(d)),
+    };
+    if let Some(m) = meta {
+        let meta = m.as_json_meta().await.expect("json meta parses");
+        out.push(Event::Meta {
+            vgroup,
+            json: serde_json::to_value(&meta).unwrap(),
+        });
+    }
+    if let Some(d) = data {
+        while let Some(block) = d.fetch_raw_block().await.expect("block fetches") {
+            let table = block.table_name().unwrap_or_default().to_string();
             let mut rows = Vec::new();
-            let mut table = String::new();
-            while let Some(block) = d.fetch_raw_block().await.expect("block fetches") {
-                table = block.table_name().unwrap_or_default().to_string();
-                for r in block.to_values() {
-                    let ts = match &r[0] {
-                        taos::Value::Timestamp(t) => t.as_raw_i64(),
-                        other => panic!("first column is not a timestamp: {other:?}"),
-                    };
-                    rows.push((ts, r.get(1).map(cell).unwrap_or_default()));
-                }
+            for r in block.to_values() {
+                let ts = match &r[0] {
+                    taos::Value::Timestamp(t) => t.as_raw_i64(),
+                    other => panic!("first column is not a timestamp: {other:?}"),
+                };
+                rows.push((ts, r.get(1).map(cell).unwrap_or_default()));
             }
-            Event::Data {
+            out.push(Event::Data {
                 vgroup,
                 table,
                 rows,
-            }
+            });
         }
-        MessageSet::MetaData(..) => panic!("the emulator sends no meta+data messages"),
-    };
-    Some((offset, ev))
+    }
+    Some((offset, out))
 }
 
 /// Collects events until `done` holds for the collected list, or the deadline passes.
@@ -119,7 +122,7 @@ async fn collect_until(
             "deadline passed; collected so far: {out:#?}"
         );
         if let Some((o, ev)) = next_event(c, Duration::from_millis(300)).await {
-            out.push(ev);
+            out.extend(ev);
             last = Some(o);
         }
     }
@@ -334,13 +337,14 @@ async fn commit_and_resume_in_a_new_consumer_of_the_same_group() {
         -2_147_467_247,
         "no committed offset yet"
     );
-    let (ev, last) = collect_until(&c1, |e| rows_of(e).len() >= 4).await;
-    assert_eq!(rows_of(&ev).len(), 4);
+    let (ev, last) = collect_until(&c1, |e| rows_of(e).len() >= 6).await;
+    assert_eq!(rows_of(&ev).len(), 6);
     c1.commit(last.unwrap()).await.unwrap();
     let committed = c1.committed("t", vg).await.unwrap();
     let position = c1.position("t", vg).await.unwrap();
     assert_eq!(committed, position);
     drop(c1);
+    fill(&taos, "d.a", 6, 2).await;
 
     // A new consumer of the group resumes after the committed offset, even across a
     // server-side drop of every connection.
@@ -349,7 +353,7 @@ async fn commit_and_resume_in_a_new_consumer_of_the_same_group() {
     assert_eq!(c2.committed("t", vg).await.unwrap(), committed);
     let (ev, _) = collect_until(&c2, |e| rows_of(e).len() >= 2).await;
     let got: Vec<i64> = rows_of(&ev).iter().map(|r| r.1).collect();
-    assert_eq!(got, vec![T0 + 4, T0 + 5]);
+    assert_eq!(got, vec![T0 + 6, T0 + 7]);
     assert!(next_event(&c2, Duration::from_millis(700)).await.is_none());
 
     // commit_offset sets the group's offset explicitly.
@@ -384,8 +388,8 @@ async fn assignment_figures_and_seek() {
     taos.exec("CREATE TOPIC t AS DATABASE d").await.unwrap();
     let vg = emu.store().vgroups("d").unwrap()[0];
     let (begin, end) = emu.store().wal_range("d", vg).unwrap();
-    // create stable, create child, three inserts.
-    assert_eq!((begin, end), (0, 5));
+    // create stable, three inserts (the first creates the child inside its submit).
+    assert_eq!((begin, end), (0, 4));
 
     let mut c = consumer(&emu, "group.id=g&auto.offset.reset=earliest", "t").await;
     let a = c.assignments().await.unwrap();
@@ -393,7 +397,7 @@ async fn assignment_figures_and_seek() {
     assert_eq!(a[0].0, "t");
     let asg = &a[0].1;
     assert_eq!(asg.len(), 1);
-    // The subscription's rebalance is WAL entry 5 (TDMT_VND_TMQ_SUBSCRIBE).
+    // The subscription's rebalance is WAL entry 4 (TDMT_VND_TMQ_SUBSCRIBE).
     assert_eq!(
         (
             asg[0].vgroup_id(),
@@ -401,23 +405,24 @@ async fn assignment_figures_and_seek() {
             asg[0].begin(),
             asg[0].end()
         ),
-        (vg as i32, 0, 0, 6)
+        (vg as i32, 0, 0, 5)
     );
+    // One poll gathers the three submits into one message (tqUtil.c: until 4096 rows, a
+    // meta entry or the end of the log), passing the subscribe entry on the way.
     let (ev, _) = collect_until(&c, |e| rows_of(e).len() >= 3).await;
-    assert_eq!(rows_of(&ev).len(), 3);
-    // Audit A5: assignment's offset is where the last data message started (entry 4), the
-    // position is after it.
+    assert_eq!(ev.len(), 3, "one block per submit: {ev:?}");
+    // Audit A5: assignment's offset is where the data message started (the poll's request
+    // offset, 0), the position is after it — at the end.
     let a = c.assignments().await.unwrap();
-    assert_eq!(a[0].1[0].current_offset(), 4);
+    assert_eq!(a[0].1[0].current_offset(), 0);
     assert_eq!(c.position("t", vg as i32).await.unwrap(), 5);
-    // The subscribe entry yields no message; an empty poll moves the position past it.
     assert!(next_event(&c, Duration::from_millis(700)).await.is_none());
-    assert_eq!(c.position("t", vg as i32).await.unwrap(), 6);
-    assert_eq!(c.assignments().await.unwrap()[0].1[0].current_offset(), 4);
+    assert_eq!(c.position("t", vg as i32).await.unwrap(), 5);
+    assert_eq!(c.assignments().await.unwrap()[0].1[0].current_offset(), 0);
 
     // Seek back to the second insert and read again.
-    c.offset_seek("t", vg as i32, 3).await.unwrap();
-    assert_eq!(c.position("t", vg as i32).await.unwrap(), 3);
+    c.offset_seek("t", vg as i32, 2).await.unwrap();
+    assert_eq!(c.position("t", vg as i32).await.unwrap(), 2);
     let (ev, _) = collect_until(&c, |e| rows_of(e).len() >= 2).await;
     let got: Vec<i64> = rows_of(&ev).iter().map(|r| r.1).collect();
     assert_eq!(got, vec![T0 + 1, T0 + 2]);
@@ -812,11 +817,11 @@ async fn auto_commit_dsn_seek_raw_block_writes_and_table_names() {
     // `offset=vg:off` in the DSN seeks after subscribing.
     let c = consumer(
         &emu,
-        &format!("group.id=seek&auto.offset.reset=earliest&offset={vg}:4"),
+        &format!("group.id=seek&auto.offset.reset=earliest&offset={vg}:3"),
         "t",
     )
     .await;
-    assert_eq!(c.position("t", vg).await.unwrap(), 4);
+    assert_eq!(c.position("t", vg).await.unwrap(), 3);
     let (ev, _) = collect_until(&c, |e| !rows_of(e).is_empty()).await;
     assert_eq!(rows_of(&ev)[0].1, T0 + 2);
 
