@@ -223,6 +223,18 @@ async fn inserts_deletes_and_table_changes_become_exact_events() {
     )
     .await;
     assert_eq!(catch_up(&mut f).await, vec![rows("c1", &[T0 + 100])]);
+
+    // DROP TABLE of several tables: one drop message per vgroup listing its tables
+    // (processDropTable); every table is reported dropped.
+    sql(&emu, &[s("DROP TABLE d.c0, d.c1, d.c2, d.c3")]).await;
+    let mut dropped = catch_up(&mut f).await;
+    dropped.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(
+        dropped,
+        (0..4)
+            .map(|i| tev(&format!("c{i}"), Dropped))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
