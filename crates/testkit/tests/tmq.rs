@@ -1343,7 +1343,8 @@ async fn meta_data_messages_and_fetch_raw_data_as_taosadapter_serves_them() {
     let (req_id, message_id, raw_type, raw_blocks, rest) = decode_raw_data(&b);
     assert_eq!((req_id, message_id), (95, mid.as_u64().unwrap()));
     assert_eq!(raw_type, 4, "RES_TYPE__TMQ_METADATA");
-    let got: Vec<(Option<String>, Vec<(i64, String)>)> = raw_blocks
+    type TableRows = (Option<String>, Vec<(i64, String)>);
+    let got: Vec<TableRows> = raw_blocks
         .iter()
         .map(|b| (b.table.clone(), b.rows.clone()))
         .collect();

@@ -111,6 +111,10 @@ impl super::Protocol for Conn {
     const TMQ: bool = true;
 
     fn fault_reply(req: &super::fault::Request, err: &EmuError) -> Message {
+        if req.action == "fetch_raw_data" {
+            // taosAdapter answers this action's errors in binary (tmqFetchRawBlockErrorMsg).
+            return Message::Binary(raw_data_reply(0, req.req_id, 0, Err(err.clone())));
+        }
         Message::Text(error_json(&req.action, req.req_id, 0, err))
     }
 
