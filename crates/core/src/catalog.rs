@@ -36,6 +36,24 @@ pub struct CatalogSnapshot {
     pub super_tables: Vec<SuperTableDef>,
     /// Its tables (normal and child).
     pub tables: Vec<TableDef>,
+    /// Objects of the database the backup does not contain, each with the reason (virtual
+    /// tables and virtual super tables, TDengine 3.3.6+). Listed so that nothing is skipped
+    /// silently; absent in catalogs written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedObject>,
+}
+
+/// An object of the database that a backup does not contain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkippedObject {
+    /// Its name.
+    pub name: String,
+    /// What it is, as TDengine names the kind (`VIRTUAL_NORMAL_TABLE`, `VIRTUAL_CHILD_TABLE`,
+    /// `VIRTUAL_STABLE`).
+    pub kind: String,
+    /// Why it is not in the backup, and what to do about it.
+    pub reason: String,
 }
 
 /// A database definition.
@@ -109,6 +127,23 @@ pub struct ColumnDef {
     /// Declared length for variable-length types (`VARCHAR(20)` → 20), else `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<u32>,
+    /// The table's composite key: the second column declared `PRIMARY KEY` (TDengine 3.3+;
+    /// `DESCRIBE` notes it as `COMPOSITE KEY`). Rows sharing a timestamp but not the key are
+    /// distinct rows. Absent in catalogs written before it existed (read as `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub primary_key: bool,
+}
+
+impl ColumnDef {
+    /// A column without the composite-key flag.
+    pub fn new(name: impl Into<String>, data_type: DataType, length: Option<u32>) -> ColumnDef {
+        ColumnDef {
+            name: name.into(),
+            data_type,
+            length,
+            primary_key: false,
+        }
+    }
 }
 
 /// A super table definition.
@@ -298,6 +333,22 @@ mod tests {
             r#"{"type":"NULL"}"#
         );
         let nan: Value = serde_json::from_str(r#"{"type":"DOUBLE","value":"NaN"}"#).unwrap();
+        // Catalogs written before the composite-key flag existed read as "no key", and a
+        // column without the key is written exactly as before.
+        let old: ColumnDef = serde_json::from_str(r#"{"name":"v","type":"INT"}"#).unwrap();
+        assert_eq!(old, ColumnDef::new("v", DataType::Int, None));
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"name":"v","type":"INT"}"#
+        );
+        let mut key = ColumnDef::new("k", DataType::VarChar, Some(8));
+        key.primary_key = true;
+        let text = serde_json::to_string(&key).unwrap();
+        assert_eq!(
+            text,
+            r#"{"name":"k","type":"VARCHAR","length":8,"primary_key":true}"#
+        );
+        assert_eq!(serde_json::from_str::<ColumnDef>(&text).unwrap(), key);
         assert!(matches!(nan, Value::Double(v) if v.is_nan()));
     }
 }

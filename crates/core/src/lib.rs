@@ -44,8 +44,8 @@ pub mod transform;
 pub use crate::{
     block::{BlockKey, BucketWidth, TimeRange},
     catalog::{
-        CatalogSnapshot, ColumnDef, DataType, DatabaseDef, Precision, SuperTableDef, TableDef,
-        TableKind, TagValue, Value,
+        CatalogSnapshot, ColumnDef, DataType, DatabaseDef, Precision, SkippedObject, SuperTableDef,
+        TableDef, TableKind, TagValue, Value,
     },
     error::{Error, RepositoryError, RepositoryErrorKind},
     feed::{ChangeBatch, ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent},

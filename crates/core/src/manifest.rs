@@ -257,6 +257,7 @@ mod tests {
                     ddl: "CREATE DATABASE `power`".into(),
                 },
                 super_tables: vec![],
+                skipped: Vec::new(),
                 tables: vec![],
             },
             tables,

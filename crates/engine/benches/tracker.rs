@@ -92,6 +92,7 @@ fn parent_of_ten_million() -> (CatalogSnapshot, Manifest, Folded) {
             ddl: "CREATE DATABASE db".into(),
         },
         super_tables: vec![],
+        skipped: Vec::new(),
         tables: (0..10_000)
             .map(|i| TableDef {
                 name: format!("t{i}"),

@@ -495,8 +495,10 @@ fn decide_with(
                         tasks.push(TableTask {
                             table: t.name.clone(),
                             whole: false,
-                            // Marker: from this bucket on (resolved in `ranges_of`).
-                            buckets: vec![BucketRun::single(max.saturating_add(1).div_euclid(w))],
+                            // Marker: from this bucket on (resolved in `ranges_of`). From
+                            // the bucket holding the previous maximum, not `max + 1`'s: with a
+                            // composite key, rows can arrive later at that very timestamp.
+                            buckets: vec![BucketRun::single(max.div_euclid(w))],
                             tombstone_if_empty: Vec::new(),
                         });
                     }
@@ -767,7 +769,7 @@ async fn run(
     repo.commit_manifest(&manifest)
         .await
         .map_err(|e| EngineError::repo(format!("committing backup {id}"), e))?;
-    tracing::info!(backup = %id, kind = ?manifest.kind, rows = manifest.stats.rows, blocks = manifest.stats.blocks, "backup committed");
+    tracing::info!(backup = %id, kind = if manifest.kind == BackupKind::Full { "full" } else { "incremental" }, rows = manifest.stats.rows, blocks = manifest.stats.blocks, "backup committed");
     Ok((manifest, d.full_reason))
 }
 

@@ -96,6 +96,7 @@ fn manifest(ids: &[taosbackup_core::BlobId]) -> Manifest {
                 ddl: String::new(),
             },
             super_tables: vec![],
+            skipped: Vec::new(),
             tables: vec![],
         },
         tables: [("t".to_owned(), TableRecord::Present { blocks })]

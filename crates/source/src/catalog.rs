@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use taosbackup_core::{
-    CatalogSnapshot, ColumnDef, DataType, DatabaseDef, Precision, SuperTableDef, TableDef,
-    TableKind, TagValue, Value,
+    CatalogSnapshot, ColumnDef, DataType, DatabaseDef, Precision, SkippedObject, SuperTableDef,
+    TableDef, TableKind, TagValue, Value,
 };
 
 use crate::Error;
@@ -102,16 +102,27 @@ fn column(
         table: None,
         reason: format!("unknown type {type_name:?} of column {name}"),
     })?;
+    if data_type == DataType::Decimal {
+        // The connector (taos-query 0.12.4 `RawBlock::parse_from_raw_block`) panics on a block
+        // with a DECIMAL column (type 17; DECIMAL64 is 21, which its `Ty` cannot even
+        // represent), so such a table cannot be read through it: refused loudly rather than
+        // exported wrong.
+        return Err(Error::UnexpectedReply {
+            what: what.to_string(),
+            database: None,
+            table: None,
+            reason: format!(
+                "column {name} is {type_name}: DECIMAL columns are not supported by this version \
+                 of taosbackup (the TDengine connector it uses cannot read them)"
+            ),
+        });
+    }
     let length = if has_length(data_type) {
         len_in_name.or_else(|| length.and_then(|l| u32::try_from(l).ok()))
     } else {
         None
     };
-    Ok(ColumnDef {
-        name,
-        data_type,
-        length,
-    })
+    Ok(ColumnDef::new(name, data_type, length))
 }
 
 fn unexpected(what: &str, database: &str, reason: impl Into<String>) -> Error {
@@ -131,7 +142,10 @@ fn cell(rows: &Rows, row: usize, col: usize) -> &Value {
 }
 
 /// `(columns, tags)` from `DESCRIBE`.
-fn describe_columns(rows: &Rows, what: &str) -> Result<(Vec<ColumnDef>, Vec<ColumnDef>), Error> {
+pub(crate) fn describe_columns(
+    rows: &Rows,
+    what: &str,
+) -> Result<(Vec<ColumnDef>, Vec<ColumnDef>), Error> {
     let (f, t, l, n) = (
         rows.col("field", what)?,
         rows.col("type", what)?,
@@ -143,10 +157,14 @@ fn describe_columns(rows: &Rows, what: &str) -> Result<(Vec<ColumnDef>, Vec<Colu
     for r in 0..rows.rows.len() {
         let name = text(cell(rows, r, f)).unwrap_or_default();
         let ty = text(cell(rows, r, t)).unwrap_or_default();
-        let def = column(name, &ty, int(cell(rows, r, l)), what)?;
-        if text(cell(rows, r, n)).is_some_and(|s| s.eq_ignore_ascii_case("TAG")) {
+        let mut def = column(name, &ty, int(cell(rows, r, l)), what)?;
+        let note = text(cell(rows, r, n)).unwrap_or_default();
+        if note.eq_ignore_ascii_case("TAG") {
             tags.push(def);
         } else {
+            // TDengine's `setDescResultIntoDataBlock` (source/libs/command/src/command.c)
+            // notes the second column of a composite key as "COMPOSITE KEY".
+            def.primary_key = cols.len() == 1 && note.eq_ignore_ascii_case("COMPOSITE KEY");
             cols.push(def);
         }
     }
@@ -307,6 +325,14 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
             .buffered(parallel)
             .try_collect()
             .await?;
+    let mut skipped = Vec::new();
+    read.retain(|(st, _)| {
+        if !is_virtual_stable(&st.ddl) {
+            return true;
+        }
+        skipped.push(skip_virtual(&st.name, "VIRTUAL_STABLE"));
+        false
+    });
     let mut tags_of: HashMap<String, Vec<TagValue>> = HashMap::new();
     for (_, children) in &mut read {
         tags_of.extend(children.drain());
@@ -333,6 +359,7 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
             columns_of.entry(table).or_default().push(def);
         }
     }
+    mark_composite_keys(pool, db, &mut columns_of).await?;
 
     let what = "ins_tables";
     let (tn, sn, ttl, cm, ty) = (
@@ -375,8 +402,24 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
                 ttl,
                 columns,
             });
+        } else if kind.to_ascii_uppercase().starts_with("VIRTUAL_") {
+            skipped.push(skip_virtual(&name, &kind.to_ascii_uppercase()));
+        } else {
+            // A kind this version of taosbackup does not know: listed, never dropped quietly.
+            skipped.push(SkippedObject {
+                name,
+                reason: format!(
+                    "table type {kind:?} is not known to this version of taosbackup: its rows \
+                     are not in the backup"
+                ),
+                kind,
+            });
         }
     }
+    for s in &skipped {
+        tracing::warn!(database = db, object = %s.name, kind = %s.kind, reason = %s.reason, "not backed up");
+    }
+    skipped.sort_by(|a, b| a.name.cmp(&b.name));
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(CatalogSnapshot {
         database: DatabaseDef {
@@ -386,12 +429,151 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
         },
         super_tables,
         tables: out,
+        skipped,
     })
+}
+
+/// Why a virtual table or virtual super table is not backed up.
+///
+/// Virtual tables (TDengine 3.3.6+: `CREATE VTABLE`, `ins_tables.type` `VIRTUAL_NORMAL_TABLE` /
+/// `VIRTUAL_CHILD_TABLE`, a super table created `VIRTUAL 1`; `source/common/src/systable.c`,
+/// `source/libs/command/src/command.c`) store no rows: each column reads a column of another
+/// table (`FROM db.table.column`). Their rows are therefore in the backup already, through
+/// the tables they reference. Their definitions are not restored: the references name the
+/// source database, which a restore under another name would silently re-point, and the
+/// referenced tables must exist first. So they are listed, and the operator recreates them
+/// with `SHOW CREATE VTABLE` on the source after the restore.
+fn skip_virtual(name: &str, kind: &str) -> SkippedObject {
+    SkippedObject {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        reason: "virtual: it stores no rows of its own (they are backed up with the tables it \
+                 references); its definition is not restored. Recreate it after a restore \
+                 from SHOW CREATE VTABLE (or SHOW CREATE STABLE) on the source"
+            .into(),
+    }
+}
+
+/// Whether `SHOW CREATE STABLE` text describes a virtual super table: TDengine prints the
+/// option ` VIRTUAL 1` for one (`appendTableOptions` in `source/libs/command/src/command.c`).
+pub(crate) fn is_virtual_stable(ddl: &str) -> bool {
+    let upper = ddl.to_ascii_uppercase();
+    let outside = outside_quotes(ddl);
+    let b = upper.as_bytes();
+    let mut from = 0;
+    while let Some(p) = upper[from..].find("VIRTUAL") {
+        let i = from + p;
+        from = i + 7;
+        let word = outside[i]
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+            && b.get(i + 7).is_some_and(|c| c.is_ascii_whitespace());
+        if word {
+            let rest = upper[i + 7..].trim_start();
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if digits.parse::<u32>().is_ok_and(|v| v != 0) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Which bytes of `text` are outside quotes and backquotes (TDengine's tokenizer: `\\`
+/// escapes inside '…' and "…", none inside `…`).
+fn outside_quotes(text: &str) -> Vec<bool> {
+    let b = text.as_bytes();
+    let mut out = vec![true; b.len()];
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) => {
+                out[i] = false;
+                if c == b'\\' && q != b'`' && i + 1 < b.len() {
+                    out[i + 1] = false;
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c == b'\'' || c == b'"' || c == b'`' => {
+                out[i] = false;
+                quote = Some(c);
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The types TDengine allows for the second column of a composite key (the TDengine
+/// documentation of `CREATE TABLE`: "integer or string (varchar)"; the emulator accepts
+/// INT, BIGINT, INT UNSIGNED, BIGINT UNSIGNED and VARCHAR).
+fn key_capable(ty: DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Int | DataType::BigInt | DataType::UInt | DataType::UBigInt | DataType::VarChar
+    )
+}
+
+/// `ins_columns` does not say which column is a composite key, so every normal table whose
+/// second column could be one is described (`DESCRIBE`, note `COMPOSITE KEY`), in parallel.
+/// Tables whose second column cannot be a key cost nothing.
+async fn mark_composite_keys(
+    pool: &Arc<Pool>,
+    db: &str,
+    columns_of: &mut HashMap<String, Vec<ColumnDef>>,
+) -> Result<(), Error> {
+    let candidates: Vec<String> = columns_of
+        .iter()
+        .filter(|(_, c)| c.get(1).is_some_and(|c| key_capable(c.data_type)))
+        .map(|(t, _)| t.clone())
+        .collect();
+    let parallel = pool.size().max(1);
+    let keyed: Vec<Option<String>> =
+        futures::stream::iter(candidates.into_iter().map(|t| async move {
+            let ctx = Ctx::table(db, &t).doing("looking for a composite key (DESCRIBE)");
+            let desc = match pool.query_values(ctx, &sql::describe(db, &t)).await {
+                Ok(d) => d,
+                // Dropped since `ins_columns` was read: the catalog read leaves it out anyway.
+                Err(e) if e.code() == Some(0x2603) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let (cols, _) = describe_columns(&desc, "DESCRIBE")?;
+            Ok::<_, Error>(cols.iter().any(|c| c.primary_key).then_some(t))
+        }))
+        .buffer_unordered(parallel)
+        .try_collect()
+        .await?;
+    for t in keyed.into_iter().flatten() {
+        if let Some(c) = columns_of.get_mut(&t).and_then(|c| c.get_mut(1)) {
+            c.primary_key = true;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virtual_super_tables_by_their_ddl() {
+        assert!(is_virtual_stable(
+            "CREATE STABLE `vs` (`ts` TIMESTAMP) TAGS (`t` INT) VIRTUAL 1"
+        ));
+        assert!(!is_virtual_stable(
+            "CREATE STABLE `vs` (`ts` TIMESTAMP) TAGS (`t` INT) COMMENT 'VIRTUAL 1'"
+        ));
+        assert!(!is_virtual_stable(
+            "CREATE STABLE `VIRTUAL 1` (`ts` TIMESTAMP) TAGS (`t` INT)"
+        ));
+        assert!(!is_virtual_stable(
+            "CREATE STABLE s (ts TIMESTAMP) TAGS (t INT) VIRTUAL 0"
+        ));
+    }
 
     #[test]
     fn type_names() {
@@ -405,6 +587,10 @@ mod tests {
             parse_type("DECIMAL(10,2)"),
             Some((DataType::Decimal, Some(10)))
         );
+        let e = column("d".into(), "DECIMAL(10, 2)", Some(8), "t").unwrap_err();
+        assert!(e.to_string().contains("column d is DECIMAL(10, 2)"), "{e}");
+        let e = column("b".into(), "BLOB", Some(4), "t").unwrap_err();
+        assert!(e.to_string().contains("unknown type \"BLOB\""), "{e}");
         assert_eq!(parse_type("BLOBBY"), None);
         let c = column("n".into(), "NCHAR", Some(10), "t").unwrap();
         assert_eq!(c.length, Some(10));

@@ -133,6 +133,21 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A backed-up block does not fit the target table: a column the backup has is missing
+    /// in the target, or has another type or a shorter length. Refused before anything is
+    /// written, because TDengine's raw-block write would bind it silently wrong.
+    #[error(
+        "cannot restore into {database}.{table}: {reason}; restore into a new database, or \
+         make the target table's columns match the backup's"
+    )]
+    SchemaMismatch {
+        /// The target database.
+        database: String,
+        /// The target table.
+        table: String,
+        /// Which column and what differs.
+        reason: String,
+    },
     /// A chunk's frame could not be decoded.
     #[error(transparent)]
     ChunkFormat(#[from] taosbackup_core::ChunkFormatError),
@@ -301,6 +316,7 @@ impl Error {
                 SourceErrorKind::Connection
             }
             Error::TargetExists { .. } => SourceErrorKind::AlreadyExists,
+            Error::SchemaMismatch { .. } => SourceErrorKind::Rejected,
             Error::Server {
                 code, transient, ..
             } => match code {

@@ -3,9 +3,19 @@
 //! Adjacent ranges are merged into one query (`… WHERE ts >= a AND ts < b ORDER BY ts`).
 //! A background task reads the result block by block and hands chunks over a channel of
 //! capacity 2, so memory stays bounded whatever the table size. On a transient failure the
-//! task takes a fresh connection and resumes after the last delivered timestamp; the stream
-//! either delivers every row once or ends in an error.
+//! task takes a fresh connection and resumes *at* the last delivered timestamp (`ts >= t`,
+//! never `t + 1`: with a composite key several rows share a timestamp, and the rest of that
+//! timestamp's rows may not have been delivered), leaving out the rows of that timestamp
+//! already delivered, recognised by their key (the composite key column, or the timestamp
+//! alone for tables without one). The stream either delivers every row once or ends in an
+//! error.
+//!
+//! Dropping the stream never cuts a fetch off mid-flight (taos-ws 0.12.3 panics in its
+//! reader task when the answer of a dropped fetch arrives; see `Pool::abandon`): the task
+//! notices the closed channel after the fetch in flight, stops issuing fetches, frees the
+//! result and returns its connection. `TaosSource::close` waits for such tasks.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -43,11 +53,30 @@ struct Job {
     db: String,
     table: String,
     ts_column: String,
+    /// The composite key column, when the table has one.
+    key_column: Option<String>,
     precision: Precision,
     groups: Vec<Vec<TimeRange>>,
     /// Cut chunks at multiples of this width too (the bucket width in timestamp units).
     split_every: Option<i64>,
     tx: mpsc::Sender<Result<BlockChunk, Error>>,
+}
+
+/// Where a resumed query starts and which rows at that timestamp were already delivered.
+#[derive(Debug, Default)]
+struct Resume {
+    /// The next query reads `ts >= from`.
+    from: i64,
+    /// The keys (composite key cell, or empty for tables without one) of the rows at `from`
+    /// already delivered.
+    seen: HashSet<Vec<u8>>,
+}
+
+impl Resume {
+    /// A progress measure: it grows with every delivered block.
+    fn mark(&self) -> (i64, usize) {
+        (self.from, self.seen.len())
+    }
 }
 
 /// Converts the connector's precision.
@@ -69,6 +98,9 @@ impl Job {
 
     async fn run_inner(&self) -> Result<(), Error> {
         for group in &self.groups {
+            if self.tx.is_closed() {
+                break;
+            }
             self.export_group(group).await?;
         }
         Ok(())
@@ -80,16 +112,22 @@ impl Job {
             return Ok(());
         };
         let end = last.end;
-        let mut cursor = first.start;
+        let mut resume = Resume {
+            from: first.start,
+            seen: HashSet::new(),
+        };
         let mut attempt = 0u32;
         loop {
-            match self.read_from(group, cursor, end).await {
+            if self.tx.is_closed() {
+                return Ok(());
+            }
+            let before = resume.mark();
+            match self.read_from(group, &mut resume, end).await {
                 Ok(()) => return Ok(()),
-                Err((e, next)) => {
-                    if next > cursor {
+                Err(e) => {
+                    if resume.mark() != before {
                         // Progress since the last failure: the retry budget starts again.
                         attempt = 0;
-                        cursor = next;
                     }
                     if !e.is_retryable() || attempt >= self.pool.retry_count {
                         return Err(e);
@@ -102,30 +140,51 @@ impl Job {
         }
     }
 
-    /// One query from `cursor` to `end`; on failure returns the error and the timestamp to
-    /// resume from (one after the last delivered row).
+    /// One query from `resume` to `end`; `resume` follows every delivered block, so on
+    /// failure it says where to start again.
     async fn read_from(
         &self,
         group: &[TimeRange],
-        mut cursor: i64,
+        resume: &mut Resume,
         end: i64,
-    ) -> Result<(), (Error, i64)> {
+    ) -> Result<(), Error> {
         let ctx = Ctx::table(&self.db, &self.table).doing("exporting rows");
-        let mut conn = self.pool.get(ctx).await.map_err(|e| (e, cursor))?;
-        let sql = sql::export_rows(&self.db, &self.table, &self.ts_column, cursor, end);
-        let (mut rs, names) = conn.start_query(ctx, &sql).await.map_err(|e| (e, cursor))?;
+        let mut conn = self.pool.get(ctx).await?;
+        let sql = sql::export_rows(&self.db, &self.table, &self.ts_column, resume.from, end);
+        let (mut rs, names) = conn.start_query(ctx, &sql).await?;
+        let key_col =
+            match &self.key_column {
+                None => None,
+                Some(k) => Some(names.iter().position(|n| n == k).ok_or_else(|| {
+                    Error::UnexpectedReply {
+                        what: "the exported rows".into(),
+                        database: Some(self.db.clone()),
+                        table: Some(self.table.clone()),
+                        reason: format!("no composite key column {k} in {names:?}"),
+                    }
+                })?),
+            };
         let precision = precision_of(rs.precision());
         if precision != self.precision {
-            tracing::debug!(table = %self.table, ?precision, "result precision differs from the request");
+            let name = match precision {
+                Precision::Ms => "ms",
+                Precision::Us => "us",
+                Precision::Ns => "ns",
+            };
+            tracing::debug!(table = %self.table, precision = name, "result precision differs from the request");
         }
         let timeout = self.pool.timeout;
-        let mut blocks = rs.blocks();
         loop {
-            let next = match tokio::time::timeout(timeout, blocks.next()).await {
+            // The reader is gone (the engine stopped: cancelled or failed): issue no more
+            // fetches; dropping `rs` frees the result on the server.
+            if self.tx.is_closed() {
+                return Ok(());
+            }
+            let next = match tokio::time::timeout(timeout, rs.blocks().next()).await {
                 Ok(n) => n,
                 Err(_) => {
-                    conn.mark_broken();
-                    return Err((self.pool.timeout_error("fetch", ctx), cursor));
+                    conn.abandon(rs);
+                    return Err(self.pool.timeout_error("fetch", ctx));
                 }
             };
             let block = match next {
@@ -135,7 +194,7 @@ impl Job {
                     if e.is_retryable() {
                         conn.mark_broken();
                     }
-                    return Err((e, cursor));
+                    return Err(e);
                 }
                 Some(Ok(b)) => b,
             };
@@ -143,28 +202,37 @@ impl Job {
             // converts a parsed block in place).
             let raw = block.as_raw_bytes().to_vec();
             drop(block);
-            let chunks = self
-                .split(group, &names, precision, raw)
-                .map_err(|e| (e, cursor))?;
+            let (chunks, tail) = self.split(group, &names, precision, raw, key_col, resume)?;
             for chunk in chunks {
-                let max = chunk.max_ts;
                 if self.tx.send(Ok(chunk)).await.is_err() {
                     // The caller dropped the stream: stop quietly.
                     return Ok(());
                 }
-                cursor = max.saturating_add(1);
+            }
+            // Every row of the block is delivered: remember where it ended.
+            if let Some((last, keys)) = tail {
+                if last != resume.from {
+                    resume.from = last;
+                    resume.seen.clear();
+                }
+                resume.seen.extend(keys);
             }
         }
     }
 
-    /// Cuts a block at the requested ranges' boundaries.
+    /// Cuts a block at the requested ranges' boundaries, after leaving out the rows already
+    /// delivered before a resume (timestamp `resume.from`, key in `resume.seen`). Also returns
+    /// the timestamp of the block's last row and the keys of the rows at that timestamp.
+    #[allow(clippy::type_complexity)]
     fn split(
         &self,
         group: &[TimeRange],
         names: &[String],
         precision: Precision,
         raw: Vec<u8>,
-    ) -> Result<Vec<BlockChunk>, Error> {
+        key_col: Option<usize>,
+        resume: &Resume,
+    ) -> Result<(Vec<BlockChunk>, Option<(i64, Vec<Vec<u8>>)>), Error> {
         let with_table = |e: Error| match e {
             Error::InvalidBlock { reason, .. } => Error::InvalidBlock {
                 table: Some(format!("{}.{}", self.db, self.table)),
@@ -172,11 +240,38 @@ impl Job {
             },
             e => e,
         };
+        let key = |view: &RawView<'_>, r: usize| -> Result<Vec<u8>, Error> {
+            match key_col {
+                Some(c) => view.cell_bytes(c, r).map_err(with_table),
+                None => Ok(Vec::new()),
+            }
+        };
         let view = RawView::parse(&raw).map_err(with_table)?;
         let ts = view.timestamps().map_err(with_table)?;
         if ts.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
+        if !resume.seen.is_empty() && ts[0] == resume.from {
+            let mut keep = Vec::with_capacity(ts.len());
+            for (r, t) in ts.iter().enumerate() {
+                if *t != resume.from || !resume.seen.contains(&key(&view, r)?) {
+                    keep.push(r);
+                }
+            }
+            if keep.len() < ts.len() {
+                if keep.is_empty() {
+                    return Ok((Vec::new(), None));
+                }
+                let rest = view.select_rows(&keep).map_err(with_table)?;
+                return self.split(group, names, precision, rest, key_col, &Resume::default());
+            }
+        }
+        let last = ts[ts.len() - 1];
+        let mut tail_keys = Vec::new();
+        for r in (0..ts.len()).rev().take_while(|&r| ts[r] == last) {
+            tail_keys.push(key(&view, r)?);
+        }
+        let tail = Some((last, tail_keys));
         let mut out = Vec::new();
         let mut pieces = Vec::new();
         for r in group {
@@ -223,29 +318,26 @@ impl Job {
                 raw: bytes,
             });
         }
-        Ok(out)
+        Ok((out, tail))
     }
 }
 
-/// The receiving end of an export.
+/// The receiving end of an export. Dropping it stops the export after the fetch in flight
+/// (never by aborting the task: see the module docs; the handle is kept to tell a panicked
+/// task from a finished one, and dropping it detaches the task).
 pub(crate) struct ExportStream {
     rx: mpsc::Receiver<Result<BlockChunk, Error>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for ExportStream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 impl ExportStream {
-    /// Starts exporting `ranges` of `db.table` on `pool`.
+    /// Starts exporting `ranges` of `db.table` on `pool`; the table's timestamp column and
+    /// composite key column (if any) name the columns a resume orders and de-duplicates by.
     pub(crate) fn start(
         pool: Arc<Pool>,
         db: &str,
         table: &str,
-        ts_column: String,
+        (ts_column, key_column): (String, Option<String>),
         precision: Precision,
         ranges: Vec<TimeRange>,
         split_every: Option<i64>,
@@ -261,21 +353,41 @@ impl ExportStream {
             db: db.to_string(),
             table: table.to_string(),
             ts_column,
+            key_column,
             precision,
             groups,
             split_every,
             tx,
         };
-        let task = tokio::spawn(job.run());
+        let task_pool = job.pool.clone();
+        let task = task_pool.spawn(job.run());
         Ok(ExportStream { rx, task })
     }
 
-    /// The next chunk.
+    /// The next chunk. The end of the channel is the end of the data only if the export task
+    /// finished normally: a task that panicked (taos-query 0.12.4 panics parsing a block with
+    /// a type it does not know, e.g. DECIMAL or BLOB) is an error, never a short export.
     pub(crate) async fn next(&mut self) -> Result<Option<BlockChunk>, Error> {
         match self.rx.recv().await {
             Some(Ok(c)) => Ok(Some(c)),
             Some(Err(e)) => Err(e),
-            None => Ok(None),
+            None => match (&mut self.task).await {
+                Err(e) if e.is_panic() => {
+                    let p = e.into_panic();
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Err(Error::UnexpectedReply {
+                        what: "export".into(),
+                        database: None,
+                        table: None,
+                        reason: format!("the export stopped with a panic: {msg}"),
+                    })
+                }
+                _ => Ok(None),
+            },
         }
     }
 }
@@ -293,6 +405,22 @@ mod tests {
 
     fn r(start: i64, end: i64) -> TimeRange {
         TimeRange { start, end }
+    }
+
+    #[tokio::test]
+    async fn a_panicked_export_is_an_error_not_an_end() {
+        let (tx, rx) = mpsc::channel::<Result<BlockChunk, Error>>(2);
+        let task = tokio::spawn(async move {
+            let _tx = tx;
+            panic!("unsupported type: DECIMAL");
+        });
+        let mut s = ExportStream { rx, task };
+        let e = s.next().await.unwrap_err();
+        assert!(e.to_string().contains("unsupported type: DECIMAL"), "{e}");
+        let (tx, rx) = mpsc::channel::<Result<BlockChunk, Error>>(2);
+        let task = tokio::spawn(async move { drop(tx) });
+        let mut s = ExportStream { rx, task };
+        assert!(s.next().await.unwrap().is_none());
     }
 
     #[test]

@@ -147,6 +147,11 @@ impl<'a> RawView<'a> {
         self.cols.len()
     }
 
+    /// A column's type code and its width entry (`bytes`) in the block's schema.
+    pub(crate) fn col_type(&self, c: usize) -> Option<(u8, u32)> {
+        self.cols.get(c).map(|c| (c.ty, c.bytes))
+    }
+
     fn is_null_fixed(&self, c: &Col, r: usize) -> bool {
         self.bytes[c.start + r / 8] & (0x80 >> (r % 8)) != 0
     }
@@ -255,6 +260,92 @@ impl<'a> RawView<'a> {
         Ok(out)
     }
 
+    /// The bytes of one cell, to compare cells for equality: a NULL marker, or the value's
+    /// bytes (fixed width) or `u16 len + bytes` (var width).
+    pub(crate) fn cell_bytes(&self, c: usize, r: usize) -> Result<Vec<u8>, Error> {
+        let col = self
+            .cols
+            .get(c)
+            .ok_or_else(|| bad("column index out of bounds"))?;
+        if r >= self.rows {
+            return Err(bad("row index out of bounds"));
+        }
+        match col.width {
+            Some(w) => {
+                if self.is_null_fixed(col, r) {
+                    return Ok(vec![0]);
+                }
+                let data = col.start + col.prefix_len(self.rows) + r * w;
+                let mut out = vec![1];
+                out.extend_from_slice(&self.bytes[data..data + w]);
+                Ok(out)
+            }
+            None => Ok(match self.var_value(c, r)? {
+                None => vec![0],
+                Some(v) => std::iter::once(1).chain(v.iter().copied()).collect(),
+            }),
+        }
+    }
+
+    /// A new block with the rows `rows` (ascending indices) of every column.
+    pub(crate) fn select_rows(&self, rows: &[usize]) -> Result<Vec<u8>, Error> {
+        if rows.windows(2).any(|w| w[0] >= w[1]) || rows.last().is_some_and(|&r| r >= self.rows) {
+            return Err(bad("row selection out of bounds"));
+        }
+        let n = rows.len();
+        let mut schema = Vec::with_capacity(self.cols.len() * 5);
+        let mut lengths = Vec::with_capacity(self.cols.len() * 4);
+        let mut body = Vec::new();
+        for (k, c) in self.cols.iter().enumerate() {
+            schema.push(c.ty);
+            schema.extend_from_slice(&c.bytes.to_le_bytes());
+            match c.width {
+                Some(w) => {
+                    let mut bitmap = vec![0u8; n.div_ceil(8)];
+                    let data = c.start + c.prefix_len(self.rows);
+                    let mut values = Vec::with_capacity(n * w);
+                    for (i, &r) in rows.iter().enumerate() {
+                        if self.is_null_fixed(c, r) {
+                            bitmap[i / 8] |= 0x80 >> (i % 8);
+                        }
+                        values.extend_from_slice(&self.bytes[data + r * w..data + (r + 1) * w]);
+                    }
+                    body.extend_from_slice(&bitmap);
+                    body.extend_from_slice(&values);
+                    lengths.extend_from_slice(&((n * w) as u32).to_le_bytes());
+                }
+                None => {
+                    let mut offsets = Vec::with_capacity(n * 4);
+                    let mut payload = Vec::new();
+                    for &r in rows {
+                        match self.var_value(k, r)? {
+                            None => offsets.extend_from_slice(&(-1i32).to_le_bytes()),
+                            Some(v) => {
+                                offsets.extend_from_slice(&(payload.len() as i32).to_le_bytes());
+                                payload.extend_from_slice(v);
+                            }
+                        }
+                    }
+                    body.extend_from_slice(&offsets);
+                    body.extend_from_slice(&payload);
+                    lengths.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                }
+            }
+        }
+        let total = HEADER_LEN + schema.len() + lengths.len() + body.len();
+        let total32 = u32::try_from(total).map_err(|_| bad("block larger than 4 GiB"))?;
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&self.header[..4]);
+        out.extend_from_slice(&total32.to_le_bytes());
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+        out.extend_from_slice(&(self.cols.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.header[16..HEADER_LEN]);
+        out.extend_from_slice(&schema);
+        out.extend_from_slice(&lengths);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
     /// All columns, rows `[from, to)`.
     pub(crate) fn slice_rows(&self, from: usize, to: usize) -> Result<Vec<u8>, Error> {
         let all: Vec<usize> = (0..self.cols.len()).collect();
@@ -334,6 +425,22 @@ mod tests {
         assert_eq!(p.var_value(1, 0).unwrap(), None);
         let empty = v.slice_rows(2, 2).unwrap();
         assert_eq!(RawView::parse(&empty).unwrap().rows(), 0);
+    }
+
+    #[test]
+    fn selected_rows_and_cells() {
+        let b = sample();
+        let v = RawView::parse(&b).unwrap();
+        let all: Vec<usize> = (0..3).collect();
+        assert_eq!(v.select_rows(&all).unwrap(), b, "identity is byte-exact");
+        let s = v.select_rows(&[0, 2]).unwrap();
+        let s = RawView::parse(&s).unwrap();
+        assert_eq!(s.timestamps().unwrap(), vec![10, 30]);
+        assert_eq!(s.cell_bytes(2, 0).unwrap(), vec![0], "NULL");
+        assert_eq!(s.cell_bytes(2, 1).unwrap(), vec![1, 1, 0, b'c']);
+        assert_eq!(s.cell_bytes(1, 1).unwrap(), vec![1, 3, 0, 0, 0]);
+        assert!(v.select_rows(&[2, 1]).is_err());
+        assert!(v.select_rows(&[3]).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! written with the raw-block write, columns mapped by name, with an SQL-insert fallback and
 //! KEEP rejections counted rather than dropped.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -22,8 +23,6 @@ use crate::value::{sql_literal, to_core_value};
 
 /// TDengine: timestamp out of KEEP range.
 pub(crate) const CODE_KEEP: u32 = 0x060B;
-/// Invalid column name (a chunk column the target lacks).
-const CODE_INVALID_COLUMN: u32 = 0x2602;
 /// Operation not supported (raw-block write refused).
 const CODE_NOT_SUPPORTED: u32 = 0x0100;
 
@@ -49,9 +48,12 @@ fn type_sql(c: &ColumnDef) -> String {
         DataType::Decimal => "DECIMAL",
         _ => "VARCHAR",
     };
+    // `PRIMARY KEY` is the column option `CREATE TABLE` takes for a composite key (TDengine
+    // documentation of CREATE TABLE; `SHOW CREATE TABLE` prints it as `COMPOSITE KEY`).
+    let key = if c.primary_key { " PRIMARY KEY" } else { "" };
     match c.length {
-        Some(l) => format!("{} {base}({l})", ident(&c.name)),
-        None => format!("{} {base}", ident(&c.name)),
+        Some(l) => format!("{} {base}({l}){key}", ident(&c.name)),
+        None => format!("{} {base}{key}", ident(&c.name)),
     }
 }
 
@@ -134,12 +136,30 @@ pub(crate) async fn server_version(pool: &Arc<Pool>) -> Result<String, Error> {
         })
 }
 
-/// What [`create_schema`] did: the target database and the database options that could
-/// not be replayed as the backup had them.
+/// Names of the tables and super tables of `db` (an existing restore target), read before
+/// anything is created: their columns are whatever they are, so the writer describes them.
+async fn existing_tables(pool: &Arc<Pool>, db: &str) -> Result<HashSet<String>, Error> {
+    let mut names = HashSet::new();
+    for q in [sql::table_names(db, None), sql::stable_names(db)] {
+        let rows = pool
+            .query_values(
+                Ctx::db(db).doing("listing the tables the target database already has"),
+                &q,
+            )
+            .await?;
+        names.extend(rows.rows.iter().filter_map(|r| r.first().and_then(text)));
+    }
+    Ok(names)
+}
+
+/// What [`create_schema`] did: the target database, the database options that could not be
+/// replayed as the backup had them, and the tables and super tables that existed in the
+/// target before (empty for a new database).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SchemaOutcome {
     pub(crate) target: String,
     pub(crate) option_changes: Vec<OptionChange>,
+    pub(crate) existing: HashSet<String>,
 }
 
 /// `CREATE TABLE` statements for every table of `catalog` in `target`: normal tables one each,
@@ -184,6 +204,7 @@ pub(crate) async fn create_schema(
         .unwrap_or_else(|| catalog.database.name.clone());
     let ctx = Ctx::db(&target);
     let mut option_changes = Vec::new();
+    let mut existing = HashSet::new();
     // Everything is checked before the first statement that changes the target.
     let statements = table_statements(catalog, &target, MAX_SQL_LEN)?;
     if database_exists(pool, &target).await? {
@@ -193,6 +214,7 @@ pub(crate) async fn create_schema(
                 endpoint: pool.endpoint().to_string(),
             });
         }
+        existing = existing_tables(pool, &target).await?;
     } else {
         let version = server_version(pool).await?;
         let (ddl, changes) = dbopts::recreate(
@@ -249,7 +271,178 @@ pub(crate) async fn create_schema(
     Ok(SchemaOutcome {
         target,
         option_changes,
+        existing,
     })
+}
+
+/// The TDengine type code of a catalog type (`include/common/ttypes.h`; the raw-block
+/// schema carries it).
+pub(crate) fn type_code(t: DataType) -> Option<u8> {
+    Some(match t {
+        DataType::Bool => 1,
+        DataType::TinyInt => 2,
+        DataType::SmallInt => 3,
+        DataType::Int => 4,
+        DataType::BigInt => 5,
+        DataType::Float => 6,
+        DataType::Double => 7,
+        DataType::VarChar => 8,
+        DataType::Timestamp => 9,
+        DataType::NChar => 10,
+        DataType::UTinyInt => 11,
+        DataType::USmallInt => 12,
+        DataType::UInt => 13,
+        DataType::UBigInt => 14,
+        DataType::Json => 15,
+        DataType::VarBinary => 16,
+        DataType::Decimal => 17,
+        DataType::Geometry => 20,
+        _ => return None,
+    })
+}
+
+/// The declared length a raw-block column's width entry stands for (`VARCHAR(n)` has width
+/// `n + 2`, `NCHAR(n)` `4n + 2`: `getSchemaBytes` in `source/libs/command/src/command.c`), or
+/// `None` for fixed-width types.
+fn declared_length(ty: u8, bytes: u32) -> Option<u32> {
+    match ty {
+        8 | 16 | 20 => Some(bytes.saturating_sub(2)),
+        10 => Some(bytes.saturating_sub(2) / 4),
+        _ => None,
+    }
+}
+
+/// What a restore knows about one target table's columns.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TargetTable {
+    /// The table's columns in the backup's catalog (the source's schema when the backup was
+    /// taken); `None` when no catalog was given to this source (`create_schema` not called).
+    pub(crate) expected: Option<Vec<ColumnDef>>,
+    /// The target table's data columns; `None` until known: a table that existed before the
+    /// restore is described before the first write.
+    pub(crate) actual: Option<Vec<ColumnDef>>,
+}
+
+/// Maps a chunk's columns onto the target table by name, on the client, so that nothing
+/// depends on how the server binds raw blocks (TDengine's `rawBlockBindData` binds an
+/// unknown name to nothing and shifts every later column, and only refuses a type when both
+/// type and width differ: see docs/emulator.md). Returns the chunk's column indices to write,
+/// in the target's order.
+///
+/// - A chunk column the backup's catalog does not have (or has with another type) was dropped
+///   in the source after the block was written: it is left out, as the source left it.
+/// - A chunk column the target lacks, or has with another type or a shorter length: refused,
+///   naming the column.
+/// - Target columns the chunk does not have are written as NULL, except the timestamp and the
+///   composite key, which must be there.
+pub(crate) fn project(
+    database: &str,
+    table: &str,
+    chunk: &[(String, u8, u32)],
+    expected: Option<&[ColumnDef]>,
+    actual: &[ColumnDef],
+) -> Result<Vec<usize>, Error> {
+    let mismatch = |reason: String| Error::SchemaMismatch {
+        database: database.to_string(),
+        table: table.to_string(),
+        reason,
+    };
+    let mut keep: Vec<(usize, usize)> = Vec::with_capacity(chunk.len());
+    let mut missing = Vec::new();
+    for (i, (name, ty, bytes)) in chunk.iter().enumerate() {
+        if let Some(exp) = expected {
+            let live = exp
+                .iter()
+                .any(|e| &e.name == name && type_code(e.data_type) == Some(*ty));
+            if !live {
+                tracing::debug!(table, column = %name, "column dropped in the source after this block: left out");
+                continue;
+            }
+        }
+        let Some((pos, a)) = actual.iter().enumerate().find(|(_, a)| &a.name == name) else {
+            missing.push(format!("`{name}`"));
+            continue;
+        };
+        if type_code(a.data_type) != Some(*ty) {
+            return Err(mismatch(format!(
+                "column `{name}` is type {} in the backup but {:?} in the target",
+                type_name(*ty),
+                a.data_type
+            )));
+        }
+        if let (Some(have), Some(want)) = (a.length, declared_length(*ty, *bytes)) {
+            if have < want {
+                return Err(mismatch(format!(
+                    "column `{name}` holds up to {want} in the backup but the target's length is \
+                     {have}"
+                )));
+            }
+        }
+        keep.push((pos, i));
+    }
+    if !missing.is_empty() {
+        return Err(mismatch(format!(
+            "the target table has no column {} (the backup has)",
+            missing.join(", ")
+        )));
+    }
+    for (pos, a) in actual.iter().enumerate() {
+        let required = pos == 0 || a.primary_key;
+        if required && !keep.iter().any(|(p, _)| *p == pos) {
+            return Err(mismatch(format!(
+                "the backup has no values for the target's {} column `{}`",
+                if pos == 0 {
+                    "timestamp"
+                } else {
+                    "composite key"
+                },
+                a.name
+            )));
+        }
+    }
+    keep.sort_unstable();
+    Ok(keep.into_iter().map(|(_, i)| i).collect())
+}
+
+fn type_name(code: u8) -> &'static str {
+    match code {
+        1 => "BOOL",
+        2 => "TINYINT",
+        3 => "SMALLINT",
+        4 => "INT",
+        5 => "BIGINT",
+        6 => "FLOAT",
+        7 => "DOUBLE",
+        8 => "VARCHAR",
+        9 => "TIMESTAMP",
+        10 => "NCHAR",
+        11 => "TINYINT UNSIGNED",
+        12 => "SMALLINT UNSIGNED",
+        13 => "INT UNSIGNED",
+        14 => "BIGINT UNSIGNED",
+        15 => "JSON",
+        16 => "VARBINARY",
+        17 => "DECIMAL",
+        18 => "BLOB",
+        20 => "GEOMETRY",
+        21 => "DECIMAL64",
+        _ => "an unknown type",
+    }
+}
+
+/// The data columns `DESCRIBE` reports for a table (tags left out), with the composite key.
+pub(crate) async fn describe_target(
+    pool: &Arc<Pool>,
+    db: &str,
+    table: &str,
+) -> Result<Vec<ColumnDef>, Error> {
+    let rows = pool
+        .query_values(
+            Ctx::table(db, table).doing("reading the target table's columns (DESCRIBE)"),
+            &sql::describe(db, table),
+        )
+        .await?;
+    Ok(crate::catalog::describe_columns(&rows, "DESCRIBE")?.0)
 }
 
 /// How chunks are written.
@@ -276,7 +469,7 @@ pub(crate) struct Writer<'a> {
     pub(crate) pool: &'a Arc<Pool>,
     pub(crate) db: &'a str,
     pub(crate) mode: WriteMode,
-    pub(crate) target_columns: Option<Vec<String>>,
+    pub(crate) target: TargetTable,
 }
 
 impl Writer<'_> {
@@ -292,7 +485,11 @@ impl Writer<'_> {
     ) -> Result<(), Error> {
         let (from, to) = (rows.start, rows.end);
         let ctx = Ctx::table(self.db, table);
-        let identity = from == 0 && to == view.rows() && keep.len() == view.ncols();
+        // The chunk's own bytes only when nothing changes: every column, in its order.
+        let identity = from == 0
+            && to == view.rows()
+            && keep.len() == view.ncols()
+            && keep.iter().enumerate().all(|(i, &k)| i == k);
         let bytes = if identity {
             chunk.raw.clone()
         } else {
@@ -383,9 +580,23 @@ impl Writer<'_> {
         if rows == 0 {
             return Ok(report);
         }
-        let mut described = false;
+        if self.target.actual.is_none() {
+            self.target.actual = Some(describe_target(self.pool, self.db, table).await?);
+        }
+        let cols: Vec<(String, u8, u32)> = (0..view.ncols())
+            .map(|i| {
+                let (ty, bytes) = view.col_type(i).unwrap_or((0, 0));
+                (chunk.columns[i].clone(), ty, bytes)
+            })
+            .collect();
+        let keep = project(
+            self.db,
+            table,
+            &cols,
+            self.target.expected.as_deref(),
+            self.target.actual.as_deref().unwrap_or_default(),
+        )?;
         loop {
-            let keep = self.keep_columns(chunk);
             match self
                 .write_rows(
                     table,
@@ -401,10 +612,6 @@ impl Writer<'_> {
                     report.rows_written = rows as u64;
                     return Ok(report);
                 }
-                Err(e) if e.code() == Some(CODE_INVALID_COLUMN) && !described => {
-                    described = true;
-                    self.describe(table).await?;
-                }
                 Err(e) if e.code() == Some(CODE_NOT_SUPPORTED) && !report.used_sql_fallback => {
                     tracing::warn!(table, error = %e, "raw-block write refused, using SQL insert");
                     report.used_sql_fallback = true;
@@ -417,37 +624,6 @@ impl Writer<'_> {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// Columns of the chunk that the target has (all when the target is unknown).
-    fn keep_columns(&self, chunk: &BlockChunk) -> Vec<usize> {
-        match &self.target_columns {
-            Some(target) => (0..chunk.columns.len())
-                .filter(|&i| target.iter().any(|t| t == &chunk.columns[i]))
-                .collect(),
-            None => (0..chunk.columns.len()).collect(),
-        }
-    }
-
-    async fn describe(&mut self, table: &str) -> Result<(), Error> {
-        let rows = self
-            .pool
-            .query_values(Ctx::table(self.db, table), &sql::describe(self.db, table))
-            .await?;
-        let f = rows.col("field", "DESCRIBE")?;
-        let n = rows.col("note", "DESCRIBE")?;
-        let cols = rows
-            .rows
-            .iter()
-            .filter(|r| {
-                !r.get(n)
-                    .and_then(text)
-                    .is_some_and(|s| s.eq_ignore_ascii_case("TAG"))
-            })
-            .filter_map(|r| r.get(f).and_then(text))
-            .collect();
-        self.target_columns = Some(cols);
-        Ok(())
     }
 
     /// The block was refused for KEEP. Rows are sorted by time, so the refused rows are a
@@ -506,11 +682,7 @@ pub(crate) fn every_statement_for_tests(
     column: &str,
 ) -> Vec<String> {
     use taosbackup_core::{DatabaseDef, SuperTableDef, TagValue, Value};
-    let col = |name: &str, data_type, length| ColumnDef {
-        name: name.into(),
-        data_type,
-        length,
-    };
+    let col = |name: &str, data_type, length| ColumnDef::new(name, data_type, length);
     let catalog = CatalogSnapshot {
         database: DatabaseDef {
             name: db.into(),
@@ -555,6 +727,7 @@ pub(crate) fn every_statement_for_tests(
                 columns: vec![],
             },
         ],
+        skipped: Vec::new(),
     };
     let mut v = table_statements(&catalog, db, MAX_SQL_LEN).unwrap_or_default();
     let st = &catalog.super_tables[0];
@@ -600,6 +773,7 @@ mod tests {
             },
             super_tables: vec![],
             tables,
+            skipped: Vec::new(),
         };
         let statements = table_statements(&catalog, "r", MAX_SQL_LEN).unwrap();
         assert!(statements.len() >= 5, "{}", statements.len());
@@ -615,6 +789,61 @@ mod tests {
             e.to_string().contains("over TDengine's statement limit"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn projection_by_name_on_the_client() {
+        let c = |n: &str, t: DataType, l: Option<u32>| ColumnDef::new(n, t, l);
+        let chunk = vec![
+            ("ts".to_string(), 9u8, 8u32),
+            ("a".to_string(), 4, 4),
+            ("s".to_string(), 8, 10),
+            ("gone".to_string(), 7, 8),
+        ];
+        let expected = [
+            c("ts", DataType::Timestamp, None),
+            c("a", DataType::Int, None),
+            c("s", DataType::VarChar, Some(8)),
+        ];
+        // Target order differs and has an extra column: reordered, `gone` (dropped in the
+        // source) left out.
+        let target = [
+            c("ts", DataType::Timestamp, None),
+            c("s", DataType::VarChar, Some(20)),
+            c("x", DataType::Double, None),
+            c("a", DataType::Int, None),
+        ];
+        assert_eq!(
+            project("d", "t", &chunk, Some(&expected), &target).unwrap(),
+            vec![0, 2, 1]
+        );
+        // Without the catalog, `gone` cannot be told from a lost column.
+        let e = project("d", "t", &chunk, None, &target).unwrap_err();
+        assert!(e.to_string().contains("`gone`"), "{e}");
+        // Another type, a shorter length, a missing key.
+        let float = [
+            c("ts", DataType::Timestamp, None),
+            c("a", DataType::Float, None),
+        ];
+        let e = project("d", "t", &chunk[..2], Some(&expected), &float).unwrap_err();
+        assert!(e.to_string().contains("`a` is type INT"), "{e}");
+        let short = [
+            c("ts", DataType::Timestamp, None),
+            c("s", DataType::VarChar, Some(4)),
+        ];
+        let e = project(
+            "d",
+            "t",
+            &[chunk[0].clone(), chunk[2].clone()],
+            Some(&expected),
+            &short,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("up to 8"), "{e}");
+        let mut keyed = target.to_vec();
+        keyed[2].primary_key = true;
+        let e = project("d", "t", &chunk, Some(&expected), &keyed).unwrap_err();
+        assert!(e.to_string().contains("composite key column `x`"), "{e}");
     }
 
     #[test]
@@ -658,21 +887,17 @@ mod tests {
             comment: None,
             ttl: None,
             columns: vec![
+                ColumnDef::new("ts", DataType::Timestamp, None),
+                ColumnDef::new("s", DataType::NChar, Some(8)),
                 ColumnDef {
-                    name: "ts".into(),
-                    data_type: DataType::Timestamp,
-                    length: None,
-                },
-                ColumnDef {
-                    name: "s".into(),
-                    data_type: DataType::NChar,
-                    length: Some(8),
+                    primary_key: true,
+                    ..ColumnDef::new("k", DataType::VarChar, Some(4))
                 },
             ],
         };
         assert_eq!(
             normal_table_sql("r", &n),
-            "CREATE TABLE IF NOT EXISTS `r`.`n1` (`ts` TIMESTAMP, `s` NCHAR(8))"
+            "CREATE TABLE IF NOT EXISTS `r`.`n1` (`ts` TIMESTAMP, `s` NCHAR(8), `k` VARCHAR(4) PRIMARY KEY)"
         );
     }
 }

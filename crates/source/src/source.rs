@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::Stream;
 use taosbackup_core::{
-    BlockChunk, CatalogSnapshot, ChunkStream, ExportRequest, Precision, RestoreOptions, Source,
-    SourceError, TableKind, WriteReport,
+    BlockChunk, CatalogSnapshot, ChunkStream, ColumnDef, ExportRequest, Precision, RestoreOptions,
+    Source, SourceError, TableKind, WriteReport,
 };
 
 use crate::Error;
@@ -15,7 +15,7 @@ use crate::conn::{Ctx, Pool};
 use crate::dbopts::OptionChange;
 use crate::dsn::{ConnectOptions, Credentials, Endpoint};
 use crate::export::ExportStream;
-use crate::restore::{self, WriteMode, Writer};
+use crate::restore::{self, TargetTable, WriteMode, Writer};
 use crate::sql;
 
 type TableKey = (String, String);
@@ -30,8 +30,9 @@ pub struct TaosSource {
     creds: Credentials,
     pool: Arc<Pool>,
     write_pools: Mutex<HashMap<String, Arc<Pool>>>,
-    ts_columns: Mutex<HashMap<TableKey, String>>,
-    target_columns: Mutex<HashMap<TableKey, Vec<String>>>,
+    /// Per table: the timestamp column and the composite key column.
+    ts_columns: Mutex<HashMap<TableKey, (String, Option<String>)>>,
+    targets: Mutex<HashMap<TableKey, TargetTable>>,
     option_changes: Mutex<Vec<OptionChange>>,
     mode: WriteMode,
 }
@@ -60,7 +61,7 @@ impl TaosSource {
             pool,
             write_pools: Mutex::new(HashMap::new()),
             ts_columns: Mutex::new(HashMap::new()),
-            target_columns: Mutex::new(HashMap::new()),
+            targets: Mutex::new(HashMap::new()),
             option_changes: Mutex::new(Vec::new()),
             mode: WriteMode::default(),
         })
@@ -70,6 +71,35 @@ impl TaosSource {
     pub fn with_write_mode(mut self, mode: WriteMode) -> Self {
         self.mode = mode;
         self
+    }
+
+    /// Ends the background work and closes the connections, for a clean stop: exports
+    /// whose reader is gone finish the fetch in flight and free their result, abandoned
+    /// fetches get their answer (all waited for up to `wait`), then idle connections close.
+    /// Call it before the tokio runtime shuts down: a runtime shutdown drops tasks with
+    /// fetches in flight, whose late answers panic the connector's reader task (see
+    /// `conn.rs`). Returns whether everything ended within `wait`. The source stays usable
+    /// (connections reopen on demand).
+    pub async fn close(&self, wait: std::time::Duration) -> bool {
+        let pools: Vec<Arc<Pool>> = match self.write_pools.lock() {
+            Ok(p) => p.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut all = self.pool.close(wait).await;
+        for p in pools {
+            all &= p.close(wait).await;
+        }
+        all
+    }
+
+    /// The credentials the source connects with.
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
+    /// The pool of the source's own connections.
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
     }
 
     /// The endpoint, without credentials.
@@ -87,21 +117,29 @@ impl TaosSource {
     pub async fn read_catalog(&self, database: &str) -> Result<CatalogSnapshot, Error> {
         let catalog = crate::catalog::read_catalog(&self.pool, database).await?;
         if let Ok(mut cache) = self.ts_columns.lock() {
-            let stable_ts: HashMap<&str, &str> = catalog
+            let key_of = |cols: &[ColumnDef]| -> Option<(String, Option<String>)> {
+                Some((
+                    cols.first()?.name.clone(),
+                    cols.get(1)
+                        .filter(|c| c.primary_key)
+                        .map(|c| c.name.clone()),
+                ))
+            };
+            let stable_keys: HashMap<&str, (String, Option<String>)> = catalog
                 .super_tables
                 .iter()
-                .filter_map(|s| Some((s.name.as_str(), s.columns.first()?.name.as_str())))
+                .filter_map(|s| Some((s.name.as_str(), key_of(&s.columns)?)))
                 .collect();
             for t in &catalog.tables {
-                let ts = match t.kind {
-                    TableKind::Normal => t.columns.first().map(|c| c.name.as_str()),
+                let keys = match t.kind {
+                    TableKind::Normal => key_of(&t.columns),
                     TableKind::Child => t
                         .super_table
                         .as_deref()
-                        .and_then(|s| stable_ts.get(s).copied()),
+                        .and_then(|s| stable_keys.get(s).cloned()),
                 };
-                if let Some(ts) = ts {
-                    cache.insert((database.to_string(), t.name.clone()), ts.to_string());
+                if let Some(keys) = keys {
+                    cache.insert((database.to_string(), t.name.clone()), keys);
                 }
             }
         }
@@ -116,8 +154,13 @@ impl TaosSource {
             .1)
     }
 
-    /// The name of a table's timestamp column (from the last catalog read, else `DESCRIBE`).
-    async fn ts_column(&self, database: &str, table: &str) -> Result<String, Error> {
+    /// The names of a table's timestamp column and composite key column, if any (from the
+    /// last catalog read, else `DESCRIBE`).
+    async fn key_columns(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<(String, Option<String>), Error> {
         let key = (database.to_string(), table.to_string());
         if let Some(c) = self
             .ts_columns
@@ -127,29 +170,23 @@ impl TaosSource {
         {
             return Ok(c);
         }
-        let rows = self
-            .pool
-            .query_values(
-                Ctx::table(database, table).doing("reading a table's columns (DESCRIBE)"),
-                &sql::describe(database, table),
-            )
-            .await?;
-        let f = rows.col("field", "DESCRIBE")?;
-        let name = rows
-            .rows
-            .first()
-            .and_then(|r| r.get(f))
-            .and_then(crate::catalog::text)
-            .ok_or_else(|| Error::UnexpectedReply {
-                what: "DESCRIBE".into(),
-                database: Some(database.to_string()),
-                table: Some(table.to_string()),
-                reason: "no columns".into(),
-            })?;
+        let cols = restore::describe_target(&self.pool, database, table).await?;
+        let ts = cols.first().ok_or_else(|| Error::UnexpectedReply {
+            what: "DESCRIBE".into(),
+            database: Some(database.to_string()),
+            table: Some(table.to_string()),
+            reason: "no columns".into(),
+        })?;
+        let found = (
+            ts.name.clone(),
+            cols.get(1)
+                .filter(|c| c.primary_key)
+                .map(|c| c.name.clone()),
+        );
         if let Ok(mut m) = self.ts_columns.lock() {
-            m.insert(key, name.clone());
+            m.insert(key, found.clone());
         }
-        Ok(name)
+        Ok(found)
     }
 
     /// Streams the rows of `request.table` in `request.ranges` as chunks (see
@@ -171,12 +208,12 @@ impl TaosSource {
         precision: Precision,
         request: ExportRequest,
     ) -> Result<ExportStream, Error> {
-        let ts = self.ts_column(database, &request.table).await?;
+        let keys = self.key_columns(database, &request.table).await?;
         ExportStream::start(
             self.pool.clone(),
             database,
             &request.table,
-            ts,
+            keys,
             precision,
             request.ranges,
             request.split_every,
@@ -236,29 +273,33 @@ impl TaosSource {
         if let Ok(mut m) = self.option_changes.lock() {
             m.clone_from(&outcome.option_changes);
         }
-        let target = outcome.target;
-        if let Ok(mut m) = self.target_columns.lock() {
-            let stable_cols: HashMap<&str, Vec<String>> = catalog
+        let (target, existing) = (outcome.target, outcome.existing);
+        if let Ok(mut m) = self.targets.lock() {
+            let stable_cols: HashMap<&str, &Vec<ColumnDef>> = catalog
                 .super_tables
                 .iter()
-                .map(|s| {
-                    (
-                        s.name.as_str(),
-                        s.columns.iter().map(|c| c.name.clone()).collect(),
-                    )
-                })
+                .map(|s| (s.name.as_str(), &s.columns))
                 .collect();
             for t in &catalog.tables {
-                let cols = match t.kind {
-                    TableKind::Normal => Some(t.columns.iter().map(|c| c.name.clone()).collect()),
-                    TableKind::Child => t
-                        .super_table
-                        .as_deref()
-                        .and_then(|s| stable_cols.get(s).cloned()),
+                let (cols, stable) = match t.kind {
+                    TableKind::Normal => (Some(&t.columns), None),
+                    TableKind::Child => {
+                        let st = t.super_table.as_deref();
+                        (st.and_then(|s| stable_cols.get(s).copied()), st)
+                    }
                 };
-                if let Some(cols) = cols {
-                    m.insert((target.clone(), t.name.clone()), cols);
-                }
+                let Some(cols) = cols else { continue };
+                // A table (or the super table of a child) that was there before the restore
+                // has whatever columns it has: described before the first write.
+                let preexisting =
+                    existing.contains(&t.name) || stable.is_some_and(|s| existing.contains(s));
+                m.insert(
+                    (target.clone(), t.name.clone()),
+                    TargetTable {
+                        expected: Some(cols.clone()),
+                        actual: (!preexisting).then(|| cols.clone()),
+                    },
+                );
             }
         }
         Ok(target)
@@ -374,20 +415,22 @@ impl TaosSource {
         let pool = self.write_pool(target_database)?;
         let key = (target_database.to_string(), table.to_string());
         let known = self
-            .target_columns
+            .targets
             .lock()
             .ok()
-            .and_then(|m| m.get(&key).cloned());
+            .and_then(|m| m.get(&key).cloned())
+            .unwrap_or_default();
+        let described = known.actual.is_some();
         let mut writer = Writer {
             pool: &pool,
             db: target_database,
             mode: self.mode,
-            target_columns: known.clone(),
+            target: known,
         };
         let report = writer.write_chunk(table, chunk).await?;
-        if known.is_none() {
-            if let (Some(cols), Ok(mut m)) = (writer.target_columns, self.target_columns.lock()) {
-                m.insert(key, cols);
+        if !described {
+            if let Ok(mut m) = self.targets.lock() {
+                m.insert(key, writer.target);
             }
         }
         Ok(report)

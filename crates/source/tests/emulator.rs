@@ -8,7 +8,7 @@ use taosbackup_core::{
     BlockChunk, DataType, ExportRequest, Precision, RestoreOptions, TableKind, TimeRange, Value,
 };
 use taosbackup_source::{ConnectOptions, Error, TaosSource, WriteMode};
-use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle};
+use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle, Fault, FaultPoint, Trigger};
 
 /// A recent timestamp (inside the default KEEP) in `p`.
 fn base(p: Precision) -> i64 {
@@ -427,7 +427,8 @@ async fn blocks_from_before_add_and_drop_column_restore_into_the_new_schema() {
     assert_eq!(c[0][1], taos::Value::Int(7));
     assert_eq!(c[0][2], taos::Value::Null(taos::Ty::BigInt));
 
-    // A target created without the catalog cache (another process) is described on demand.
+    // Without the backup's catalog (no create_schema in this process) the target is described,
+    // and a block column it lacks cannot be told from a dropped one: refused, not dropped.
     sql(
         &emu,
         &[
@@ -438,9 +439,99 @@ async fn blocks_from_before_add_and_drop_column_restore_into_the_new_schema() {
     .await;
     let fresh = source(&emu);
     let t_chunk = old.iter().find(|c| c.table == "t").unwrap();
-    let r = fresh.write_chunk("s3", "t", t_chunk).await.unwrap();
+    let err = fresh.write_chunk("s3", "t", t_chunk).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::SchemaMismatch { table, reason, .. } if table == "t" && reason.contains("`b`")),
+        "{err}"
+    );
+    assert!(
+        rows(&emu, "SELECT a FROM s3.t").await.is_empty(),
+        "nothing written"
+    );
+}
+
+/// Restore into a database that already has the tables, with other schemas: the writer
+/// describes each pre-existing table and maps columns by name on the client. A different
+/// column order restores exactly; a missing column or another type is refused naming the
+/// table and column, before anything is written (TDengine's raw-block binding would drop the
+/// column or reinterpret INT bits as FLOAT without an error).
+#[tokio::test]
+async fn restore_into_existing_tables_with_other_schemas() {
+    let emu = emu();
+    let b = 1_760_000_000_000i64;
+    sql(
+        &emu,
+        &[
+            "CREATE DATABASE x",
+            "CREATE TABLE x.order_t (ts TIMESTAMP, a INT, s VARCHAR(8))",
+            "CREATE TABLE x.narrow_t (ts TIMESTAMP, a INT, s VARCHAR(8))",
+            "CREATE TABLE x.type_t (ts TIMESTAMP, a INT, s VARCHAR(8))",
+            "CREATE TABLE x.short_t (ts TIMESTAMP, a INT, s VARCHAR(8))",
+            &format!(
+                "INSERT INTO x.order_t VALUES ({b}, 1, 'one') ({}, 2, NULL)",
+                b + 1
+            ),
+            &format!("INSERT INTO x.narrow_t VALUES ({b}, 1, 'one')"),
+            &format!("INSERT INTO x.type_t VALUES ({b}, 1, 'one')"),
+            &format!("INSERT INTO x.short_t VALUES ({b}, 1, 'eight888')"),
+            // The target: same names, other schemas.
+            "CREATE DATABASE y",
+            "CREATE TABLE y.order_t (ts TIMESTAMP, s VARCHAR(8), extra DOUBLE, a INT)",
+            "CREATE TABLE y.narrow_t (ts TIMESTAMP, a INT)",
+            "CREATE TABLE y.type_t (ts TIMESTAMP, a FLOAT, s VARCHAR(8))",
+            "CREATE TABLE y.short_t (ts TIMESTAMP, a INT, s VARCHAR(4))",
+        ],
+    )
+    .await;
+    let src = source(&emu);
+    let cat = src.read_catalog("x").await.unwrap();
+    let tables: Vec<String> = cat.tables.iter().map(|t| t.name.clone()).collect();
+    let chunks = export_all(&src, "x", Precision::Ms, &tables, b, 1000, 1).await;
+    let opts = RestoreOptions {
+        target_database: Some("y".into()),
+        allow_existing: true,
+        ..RestoreOptions::default()
+    };
+    src.create_schema(&cat, &opts).await.unwrap();
+    let chunk = |t: &str| chunks.iter().find(|c| c.table == t).unwrap();
+    let r = src
+        .write_chunk("y", "order_t", chunk("order_t"))
+        .await
+        .unwrap();
     assert_eq!(r.rows_written, 2);
-    assert_eq!(rows(&emu, "SELECT a FROM s3.t ORDER BY ts").await.len(), 2);
+    assert_eq!(
+        rows(&emu, "SELECT a, s, extra FROM y.order_t ORDER BY ts").await,
+        vec![
+            vec![
+                taos::Value::Int(1),
+                taos::Value::VarChar("one".into()),
+                taos::Value::Null(taos::Ty::Double)
+            ],
+            vec![
+                taos::Value::Int(2),
+                taos::Value::Null(taos::Ty::VarChar),
+                taos::Value::Null(taos::Ty::Double)
+            ],
+        ]
+    );
+    for (t, column) in [("narrow_t", "`s`"), ("type_t", "`a`"), ("short_t", "`s`")] {
+        let err = src.write_chunk("y", t, chunk(t)).await.unwrap_err();
+        match &err {
+            Error::SchemaMismatch {
+                database,
+                table,
+                reason,
+            } => {
+                assert_eq!((database.as_str(), table.as_str()), ("y", t));
+                assert!(reason.contains(column), "{t}: {err}");
+            }
+            other => panic!("{t}: {other}"),
+        }
+        assert!(
+            rows(&emu, &format!("SELECT * FROM y.{t}")).await.is_empty(),
+            "{t}: nothing written"
+        );
+    }
 }
 
 #[tokio::test]
@@ -677,4 +768,226 @@ async fn parallel_export_stays_within_the_pool() {
     assert!(max_open >= 1);
     assert_eq!(per_table.len(), 6);
     assert!(per_table.values().all(|n| *n == 200), "{per_table:?}");
+}
+
+/// Composite primary keys (TDengine 3.3+): rows sharing a timestamp are distinct rows. The
+/// catalog records the key (normal table from `DESCRIBE`, super table from its DDL), an
+/// export interrupted mid-timestamp resumes at that timestamp and leaves out exactly the rows
+/// already delivered (resuming at `max_ts + 1` would lose the rest of that timestamp's rows),
+/// and the restore recreates the key and every row.
+#[tokio::test]
+async fn composite_keys_back_up_and_restore_exactly_across_resumed_fetches() {
+    let emu = Emulator::start(EmulatorConfig {
+        block_rows: 100,
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let b = 1_760_000_000_000i64;
+    sql(
+        &emu,
+        &[
+            "CREATE DATABASE pk",
+            "CREATE TABLE pk.n (ts TIMESTAMP, k INT PRIMARY KEY, v VARCHAR(16))",
+            "CREATE STABLE pk.m (ts TIMESTAMP, k VARCHAR(8) PRIMARY KEY, v INT) TAGS (t INT)",
+            "CREATE TABLE pk.c1 USING pk.m TAGS (1)",
+            // A second column that could be a key but is not.
+            "CREATE TABLE pk.plain (ts TIMESTAMP, k INT, v INT)",
+        ],
+    )
+    .await;
+    // 20 timestamps × 30 keys: 100-row blocks end in the middle of a timestamp.
+    let (stamps, keys) = (20i64, 30i64);
+    let mut n = String::from("INSERT INTO pk.n VALUES ");
+    let mut c = String::from("INSERT INTO pk.c1 VALUES ");
+    for t in 0..stamps {
+        for k in (0..keys).rev() {
+            n.push_str(&format!("({}, {k}, 'v{t}_{k}') ", b + t));
+            c.push_str(&format!("({}, 'k{k:02}', {}) ", b + t, t * 100 + k));
+        }
+    }
+    sql(
+        &emu,
+        &[
+            &n,
+            &c,
+            &format!("INSERT INTO pk.plain VALUES ({b}, 1, 1) ({}, 2, 2)", b + 1),
+        ],
+    )
+    .await;
+    let total = (stamps * keys) as usize;
+    assert_eq!(rows(&emu, "SELECT * FROM pk.n").await.len(), total);
+
+    let src = source(&emu);
+    let cat = src.read_catalog("pk").await.unwrap();
+    let table = |name: &str| cat.tables.iter().find(|t| t.name == name).unwrap();
+    assert!(table("n").columns[1].primary_key, "{:?}", table("n"));
+    assert!(!table("plain").columns[1].primary_key);
+    assert!(cat.super_tables[0].columns[1].primary_key);
+    assert!(
+        cat.super_tables[0].ddl.contains("COMPOSITE KEY"),
+        "{}",
+        cat.super_tables[0].ddl
+    );
+
+    // Fetches of the export fail mid-table, twice; the export resumes each time.
+    for nth in [3, 6] {
+        emu.inject(
+            Fault::error(FaultPoint::Fetch, 0xE002, "injected: connection closed")
+                .matching("from `pk`.")
+                .trigger(Trigger::Nth(nth)),
+        );
+    }
+    let tables = ["n".to_string(), "c1".to_string()];
+    let mut chunks = Vec::new();
+    for t in &tables {
+        let mut s = src
+            .export(
+                "pk",
+                Precision::Ms,
+                ExportRequest {
+                    table: t.clone(),
+                    split_every: None,
+                    ranges: vec![TimeRange {
+                        start: b,
+                        end: b + 1000,
+                    }],
+                },
+            )
+            .await
+            .unwrap();
+        while let Some(c) = s.next_chunk().await.unwrap() {
+            chunks.push(c);
+        }
+    }
+    let fired: u64 = emu.fault_stats().iter().map(|s| s.fired).sum();
+    assert_eq!(fired, 2, "both faults fired");
+    emu.clear_faults();
+    for t in &tables {
+        let got: u32 = chunks
+            .iter()
+            .filter(|c| &c.table == t)
+            .map(|c| c.rows)
+            .sum();
+        assert_eq!(got as usize, total, "{t}: every row exactly once");
+    }
+
+    let opts = RestoreOptions {
+        target_database: Some("pk2".into()),
+        ..RestoreOptions::default()
+    };
+    src.create_schema(&cat, &opts).await.unwrap();
+    for c in &chunks {
+        src.write_chunk("pk2", &c.table, c).await.unwrap();
+    }
+    for t in ["n", "c1"] {
+        let a = rows(&emu, &format!("SELECT * FROM pk.{t} ORDER BY ts")).await;
+        let r = rows(&emu, &format!("SELECT * FROM pk2.{t} ORDER BY ts")).await;
+        assert_eq!(a.len(), total);
+        assert_eq!(a, r, "{t}");
+    }
+    let restored = src.read_catalog("pk2").await.unwrap();
+    assert_eq!(restored.tables, cat.tables);
+    assert_eq!(
+        restored.super_tables[0].columns,
+        cat.super_tables[0].columns
+    );
+}
+
+/// Virtual tables (TDengine 3.3.6+) store no rows: the catalog lists them (and virtual super
+/// tables) as skipped with the reason, instead of dropping them without a word, and a
+/// restore does not create them.
+#[tokio::test]
+async fn virtual_tables_are_listed_as_skipped() {
+    let emu = emu();
+    sql(
+        &emu,
+        &[
+            "CREATE DATABASE v",
+            "CREATE TABLE v.src (ts TIMESTAMP, a INT)",
+            "CREATE VTABLE v.vn (ts TIMESTAMP, a INT FROM v.src.a)",
+            "CREATE STABLE v.vs (ts TIMESTAMP, a INT) TAGS (t INT) VIRTUAL 1",
+            "CREATE VTABLE v.vc USING v.vs TAGS (1)",
+        ],
+    )
+    .await;
+    let src = source(&emu);
+    let cat = src.read_catalog("v").await.unwrap();
+    let names: Vec<&str> = cat.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["src"]);
+    assert!(cat.super_tables.is_empty());
+    let skipped: Vec<(&str, &str)> = cat
+        .skipped
+        .iter()
+        .map(|s| (s.name.as_str(), s.kind.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("vc", "VIRTUAL_CHILD_TABLE"),
+            ("vn", "VIRTUAL_NORMAL_TABLE"),
+            ("vs", "VIRTUAL_STABLE")
+        ]
+    );
+    assert!(
+        cat.skipped
+            .iter()
+            .all(|s| s.reason.contains("SHOW CREATE VTABLE"))
+    );
+    let opts = RestoreOptions {
+        target_database: Some("v2".into()),
+        ..RestoreOptions::default()
+    };
+    src.create_schema(&cat, &opts).await.unwrap();
+    let again = src.read_catalog("v2").await.unwrap();
+    assert!(again.skipped.is_empty());
+    assert_eq!(again.tables.len(), 1);
+}
+
+/// Geometry values of every WKT kind TDengine accepts back up and restore byte for byte.
+#[tokio::test]
+async fn every_geometry_kind_round_trips() {
+    let emu = emu();
+    let b = 1_760_000_000_000i64;
+    let wkts = [
+        "POINT (1.5 -2)",
+        "POINT EMPTY",
+        "LINESTRING (0 0, 1 1, 2 0.5)",
+        "POLYGON ((0 0, 4 0, 4 4, 0 0), (1 1, 2 1, 2 2, 1 1))",
+        "MULTIPOINT ((1 2), (3 4))",
+        "MULTILINESTRING ((0 0, 1 1), (2 2, 3 3))",
+        "MULTIPOLYGON (((0 0, 1 0, 1 1, 0 0)), ((5 5, 6 5, 6 6, 5 5)))",
+        "LINESTRING EMPTY",
+    ];
+    let mut stmts = vec![
+        "CREATE DATABASE geo".to_string(),
+        "CREATE TABLE geo.g (ts TIMESTAMP, g GEOMETRY(512))".to_string(),
+    ];
+    for (i, w) in wkts.iter().enumerate() {
+        stmts.push(format!(
+            "INSERT INTO geo.g VALUES ({}, '{w}')",
+            b + i as i64
+        ));
+    }
+    let refs: Vec<&str> = stmts.iter().map(String::as_str).collect();
+    sql(&emu, &refs).await;
+    let src = source(&emu);
+    let cat = src.read_catalog("geo").await.unwrap();
+    let chunks = export_all(&src, "geo", Precision::Ms, &["g".into()], b, 1000, 1).await;
+    assert_eq!(
+        chunks.iter().map(|c| c.rows).sum::<u32>(),
+        wkts.len() as u32
+    );
+    let opts = RestoreOptions {
+        target_database: Some("geo2".into()),
+        ..RestoreOptions::default()
+    };
+    src.create_schema(&cat, &opts).await.unwrap();
+    for c in &chunks {
+        src.write_chunk("geo2", "g", c).await.unwrap();
+    }
+    let again = export_all(&src, "geo2", Precision::Ms, &["g".into()], b, 1000, 1).await;
+    assert_eq!(again.len(), chunks.len());
+    for (a, r) in chunks.iter().zip(&again) {
+        assert_eq!(a.raw, r.raw);
+    }
 }

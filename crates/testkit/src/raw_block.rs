@@ -149,6 +149,12 @@ pub struct DecodedBlock {
     pub schema: Vec<(Ty, u32)>,
     /// Per column data, `rows` values each.
     pub columns: Vec<ColumnData>,
+    /// Per column: the block's data length entry (what `rawBlockBindData` advances by).
+    pub lengths: Vec<usize>,
+    /// Offset of the first column's data (after the schema and length entries) in `bytes`.
+    pub data_start: usize,
+    /// The block as received, for binders that read it at their own offsets.
+    pub bytes: Vec<u8>,
 }
 
 fn bad(msg: impl Into<String>) -> EmuError {
@@ -199,6 +205,7 @@ fn decode_checked(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
     for _ in 0..ncols {
         lengths.push(r.u32()? as usize);
     }
+    let data_start = HEADER_LEN + ncols * 9;
     let mut columns = Vec::with_capacity(ncols);
     for (&(ty, _), &len) in schema.iter().zip(&lengths) {
         columns.push(decode_column(&mut r, ty, rows, len)?);
@@ -207,7 +214,43 @@ fn decode_checked(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
         rows,
         schema,
         columns,
+        lengths,
+        data_start,
+        bytes: buf[..total.max(data_start)].to_vec(),
     })
+}
+
+/// Reads `rows` values of type `ty` from `buf` at `pos`, the way TDengine's
+/// `rawBlockBindData` reads a bound column (`source/libs/parser/src/parInsertUtil.c`): the
+/// null bitmap (fixed width) or the offsets (var width) first, then the data; the layout is
+/// the *target* column's type, whatever the block's schema says. Returns the column and the
+/// position of its data (where the caller adds the block's length entry). TDengine reads
+/// whatever memory follows; here a read past the block is an error (0x0118).
+pub fn read_column_at(
+    buf: &[u8],
+    pos: usize,
+    ty: Ty,
+    rows: usize,
+) -> Result<(ColumnData, usize), EmuError> {
+    let past = || {
+        EmuError::new(
+            code::INVALID_PARA,
+            "raw block column read past the end of the block",
+        )
+    };
+    let rest = buf.get(pos..).ok_or_else(past)?;
+    let prefix = if ty.is_var() {
+        rows.checked_mul(4).ok_or_else(past)?
+    } else {
+        rows.div_ceil(8)
+    };
+    if prefix > rest.len() {
+        return Err(past());
+    }
+    let data_len = rest.len() - prefix;
+    let mut r = LeReader::new(rest);
+    let col = decode_column(&mut r, ty, rows, data_len).map_err(|_| past())?;
+    Ok((col, pos + prefix))
 }
 
 fn decode_column(

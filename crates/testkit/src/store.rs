@@ -4,8 +4,8 @@
 //! One [`std::sync::RwLock`] guards the whole catalog: queries take the read lock and copy the
 //! rows they return; writes take the write lock.
 //!
-//! Semantics follow TDengine 3.3: rows are kept sorted by timestamp, an insert at an existing
-//! timestamp replaces the whole row, `DELETE` removes the matching rows, rows older than
+//! Semantics follow TDengine 3.3: rows are kept sorted by timestamp (by (timestamp, key) with a
+//! composite key), an insert at an existing timestamp (and key) replaces the whole row, `DELETE` removes the matching rows, rows older than
 //! `now − KEEP` are rejected with 0x060B, ADD COLUMN fills NULLs, tables hash to a vgroup by
 //! name (FNV-1a, deterministic) and every table gets a unique uid. Every change gets a WAL
 //! version in its table's vgroup and is kept in that vgroup's log for TMQ (`wal`, `tmq`;
@@ -29,6 +29,7 @@
 //!   behaviour set (`crate::Profile`, docs/emulator.md);
 //! - KEEP/DURATION ratios, name syntax rules, TTL expiry and row-size limits are not enforced.
 
+mod bind;
 mod catalog;
 mod column;
 mod convert;
@@ -39,6 +40,7 @@ mod table;
 mod tmq;
 mod wal;
 mod wal_files;
+mod wkt;
 
 /// What the TMQ server session needs from the store.
 pub(crate) mod tmq_api {
@@ -314,7 +316,8 @@ impl Store {
         exec::table_fields(&self.read(), &env, table)
     }
 
-    /// Writes a raw block into an existing table, matching columns by name.
+    /// Writes a raw block into an existing table, binding its columns as TDengine's
+    /// `rawBlockBindData` does (by name when `fields` are given, else by position).
     pub fn write_raw_block(
         &self,
         session: &Session,

@@ -412,6 +412,9 @@ pub struct Field {
     /// Declared length in bytes: the type width, or the declared VARCHAR/NCHAR/… length
     /// (NCHAR counts characters, as TDengine reports it in query replies).
     pub bytes: u32,
+    /// The second column of a table declared `PRIMARY KEY` (a composite key, TDengine
+    /// 3.3+: `COL_IS_KEY` in the schema flags); always `false` in result sets.
+    pub primary_key: bool,
 }
 
 impl Field {
@@ -421,6 +424,13 @@ impl Field {
             name: name.into(),
             ty,
             bytes,
+            primary_key: false,
         }
+    }
+
+    /// The same field marked as the composite primary key.
+    pub fn with_primary_key(mut self) -> Field {
+        self.primary_key = true;
+        self
     }
 }

@@ -99,6 +99,7 @@ pub fn manifest(
                 ddl: "CREATE DATABASE `power` PRECISION 'ms'".into(),
             },
             super_tables: vec![],
+            skipped: Vec::new(),
             tables: vec![],
         },
         tables,

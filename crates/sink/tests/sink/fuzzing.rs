@@ -219,6 +219,7 @@ pub fn valid_manifest(id: BackupId, blobs: &[BlobId]) -> Manifest {
                 ddl: "CREATE DATABASE `power` PRECISION 'ms'".into(),
             },
             super_tables: vec![],
+            skipped: Vec::new(),
             tables: vec![],
         },
         tables,

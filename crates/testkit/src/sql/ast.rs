@@ -160,6 +160,8 @@ pub struct CreateChild<'a> {
     pub ttl: Option<i64>,
     /// `COMMENT '...'`.
     pub comment: Option<String>,
+    /// `CREATE VTABLE … USING` (a virtual child table, TDengine 3.3.6+).
+    pub virtual_table: bool,
 }
 
 /// `USING s [(tags)] TAGS (...)` in an INSERT.
@@ -302,8 +304,10 @@ pub enum Statement<'a> {
         tags: Vec<Field>,
         /// Comment.
         comment: Option<String>,
+        /// `VIRTUAL 1`: a virtual super table (TDengine 3.3.6+).
+        virtual_stable: bool,
     },
-    /// `CREATE TABLE` of a normal table.
+    /// `CREATE TABLE` of a normal table, or `CREATE VTABLE` of a virtual normal table.
     CreateTable {
         /// `IF NOT EXISTS`.
         if_not_exists: bool,
@@ -315,6 +319,8 @@ pub enum Statement<'a> {
         comment: Option<String>,
         /// TTL.
         ttl: Option<i64>,
+        /// `CREATE VTABLE` (TDengine 3.3.6+).
+        virtual_table: bool,
     },
     /// `CREATE TABLE c USING s TAGS (...) ...`.
     CreateChildren(Vec<CreateChild<'a>>),

@@ -18,6 +18,7 @@ pub fn parse(sql: &str) -> Result<Statement<'_>, EmuError> {
         i: 0,
         depth: 0,
         nodes: 0,
+        in_vtable: false,
     };
     let stmt = p.statement()?;
     p.eat(&Tok::Semi);
@@ -58,6 +59,8 @@ struct Parser<'a> {
     depth: usize,
     /// Operator nodes built in the current top-level expression.
     nodes: usize,
+    /// Parsing `CREATE VTABLE`: column definitions may carry `FROM` references.
+    in_vtable: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -328,32 +331,45 @@ impl<'a> Parser<'a> {
                 options,
             });
         }
-        let stable = if self.eat_kw("stable") {
-            true
+        // `CREATE VTABLE` (sql.y, TDengine 3.3.6+; `VTABLE` is a keyword in parTokenizer.c):
+        // a virtual normal table with `FROM db.table.column` references, or a virtual child
+        // table `USING` a virtual super table. Refused by older versions' grammar.
+        let (stable, virtual_table) = if self.eat_kw("stable") {
+            (true, false)
         } else if self.eat_kw("table") {
-            false
+            (false, false)
+        } else if self.eat_kw("vtable") {
+            (false, true)
         } else {
             return Err(self.err());
         };
+        self.in_vtable = virtual_table;
         let if_not_exists = self.if_not_exists()?;
         let name = self.name()?;
         if !stable && self.is_kw("using") {
-            return self.create_children(if_not_exists, name);
+            return self.create_children(if_not_exists, name, virtual_table);
         }
         let columns = self.column_defs(false)?;
+        if !stable && virtual_table && self.is_kw("using") {
+            // Column references of a virtual child table: kept only as a parse.
+            return self.create_children(if_not_exists, name, true);
+        }
         let tags = if self.eat_kw("tags") {
             Some(self.column_defs(true)?)
         } else {
             None
         };
         let (comment, ttl) = self.table_options()?;
+        let virtual_stable = stable && self.virtual_option()?;
         match tags {
+            Some(_) if virtual_table => Err(self.err()),
             Some(tags) => Ok(Statement::CreateStable {
                 if_not_exists,
                 name,
                 columns,
                 tags,
                 comment,
+                virtual_stable,
             }),
             None if stable => Err(self.err()),
             None => Ok(Statement::CreateTable {
@@ -362,8 +378,18 @@ impl<'a> Parser<'a> {
                 columns,
                 comment,
                 ttl,
+                virtual_table,
             }),
         }
+    }
+
+    /// `VIRTUAL 0|1` after a super table's options (printed by `appendTableOptions` in
+    /// source/libs/command/src/command.c).
+    fn virtual_option(&mut self) -> Result<bool, EmuError> {
+        if !self.eat_kw("virtual") {
+            return Ok(false);
+        }
+        Ok(self.int()? != 0)
     }
 
     fn table_options(&mut self) -> Result<(Option<String>, Option<i64>), EmuError> {
@@ -398,7 +424,12 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn create_children(&mut self, first_ine: bool, first: Name) -> Result<Statement<'a>, EmuError> {
+    fn create_children(
+        &mut self,
+        first_ine: bool,
+        first: Name,
+        virtual_table: bool,
+    ) -> Result<Statement<'a>, EmuError> {
         let mut out = Vec::new();
         let mut ine = first_ine;
         let mut name = first;
@@ -421,8 +452,9 @@ impl<'a> Parser<'a> {
                 tags,
                 ttl,
                 comment,
+                virtual_table,
             });
-            if self.at_end() {
+            if self.at_end() || virtual_table {
                 return Ok(Statement::CreateChildren(out));
             }
             ine = self.if_not_exists()?;
@@ -485,19 +517,32 @@ impl<'a> Parser<'a> {
                     "Only tag can be json type",
                 ));
             }
-            // Column options TDengine prints or accepts: ignored.
+            // Column options TDengine prints or accepts; ENCODE/COMPRESS/LEVEL/COMMENT are
+            // ignored. `PRIMARY KEY` declares a composite key (`COMPOSITE KEY` is how SHOW
+            // CREATE TABLE prints it: `appendColumnFields` in
+            // source/libs/command/src/command.c; COMPOSITE is a keyword in parTokenizer.c).
+            let mut key = false;
             loop {
                 if self.eat_kw("encode") || self.eat_kw("compress") || self.eat_kw("level") {
                     self.string()?;
-                } else if self.eat_kw("primary") {
+                } else if self.eat_kw("primary") || self.eat_kw("composite") {
                     self.expect_kw("key")?;
+                    key = true;
                 } else if self.eat_kw("comment") {
                     self.string()?;
+                } else if self.in_vtable && self.eat_kw("from") {
+                    // A virtual table's column reference `FROM [db.]table.column`.
+                    self.ident()?;
+                    while self.eat(&Tok::Dot) {
+                        self.ident()?;
+                    }
                 } else {
                     break;
                 }
             }
-            v.push(Field::new(name, ty, bytes));
+            let mut f = Field::new(name, ty, bytes);
+            f.primary_key = key;
+            v.push(f);
             if self.eat(&Tok::Comma) {
                 continue;
             }

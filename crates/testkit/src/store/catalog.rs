@@ -383,6 +383,8 @@ pub struct STable {
     pub version: i32,
     /// Tag schema version.
     pub tag_version: i32,
+    /// A virtual super table (`VIRTUAL 1`, TDengine 3.3.6+).
+    pub is_virtual: bool,
 }
 
 /// What kind of table.
@@ -421,6 +423,8 @@ pub struct Table {
     pub version: i32,
     /// Normal or child.
     pub kind: TableKind,
+    /// A virtual table (`CREATE VTABLE`, TDengine 3.3.6+): no rows of its own.
+    pub is_virtual: bool,
     /// Rows.
     pub data: TableData,
 }

@@ -255,26 +255,6 @@ pub fn hex_bytes(s: &str) -> Option<Result<Vec<u8>, ()>> {
     Some(Ok(out))
 }
 
-/// Parses a WKT `POINT(x y)` into little-endian WKB.
-fn wkt_point(s: &str) -> Option<Vec<u8>> {
-    let t = s.trim();
-    let upper = t.get(..5)?;
-    if !upper.eq_ignore_ascii_case("point") {
-        return None;
-    }
-    let inner = t[5..].trim().strip_prefix('(')?.strip_suffix(')')?;
-    let mut it = inner.split_whitespace();
-    let x: f64 = it.next()?.parse().ok()?;
-    let y: f64 = it.next()?.parse().ok()?;
-    if it.next().is_some() {
-        return None;
-    }
-    let mut out = vec![1u8, 1, 0, 0, 0];
-    out.extend_from_slice(&x.to_le_bytes());
-    out.extend_from_slice(&y.to_le_bytes());
-    Some(out)
-}
-
 /// Converts a constant to a value of the field's type, checking range and length.
 pub fn coerce(k: &K<'_>, f: &Field, ctx: &Ctx) -> Result<Value, EmuError> {
     if matches!(k, K::Null) {
@@ -360,7 +340,7 @@ pub fn coerce(k: &K<'_>, f: &Field, ctx: &Ctx) -> Result<Value, EmuError> {
                     Some(Ok(b)) => b,
                     Some(Err(())) => return Err(bad_value(s)),
                     None if f.ty == Ty::VarBinary => s.as_bytes().to_vec(),
-                    None => wkt_point(s).ok_or_else(|| {
+                    None => super::wkt::wkt_to_wkb(s).ok_or_else(|| {
                         EmuError::new(code::INVALID_PARA, format!("Invalid geometry value: {s}"))
                     })?,
                 },

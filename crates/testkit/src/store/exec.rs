@@ -109,7 +109,11 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             columns,
             tags,
             comment,
+            virtual_stable,
         } => {
+            if virtual_stable {
+                check_virtual(env)?;
+            }
             let dbn = env.db_of(&name)?.to_string();
             check_schema(&columns, &tags)?;
             let uid = cat.uid();
@@ -137,6 +141,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
                     comment,
                     version: 1,
                     tag_version: 1,
+                    is_virtual: virtual_stable,
                 },
             );
             Ok(Outcome::Affected(0))
@@ -147,7 +152,11 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             columns,
             comment,
             ttl,
+            virtual_table,
         } => {
+            if virtual_table {
+                check_virtual(env)?;
+            }
             let dbn = env.db_of(&name)?.to_string();
             check_schema(&columns, &[])?;
             let uid = cat.uid();
@@ -173,6 +182,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
                     version: 1,
                     kind: TableKind::Normal { columns },
                     data,
+                    is_virtual: virtual_table,
                 },
             );
             Ok(Outcome::Affected(0))
@@ -338,6 +348,22 @@ fn check_name(name: &str) -> Result<(), EmuError> {
     Ok(())
 }
 
+/// Virtual tables hold no rows: writes are refused (TSDB_CODE_VTABLE_NOT_SUPPORT_STMT,
+/// include/util/taoserror.h; the exact code TDengine returns for an INSERT was not checked).
+fn virtual_write() -> EmuError {
+    EmuError::new(0x6205, "Virtual table not support in this statement")
+}
+
+/// Virtual tables and virtual super tables exist from TDengine 3.3.6 (`CREATE VTABLE` in
+/// sql.y, `VIRTUAL_NORMAL_TABLE`/`VIRTUAL_CHILD_TABLE` in source/common/src/systable.c); older
+/// versions' grammar has no such statement.
+fn check_virtual(env: &Env<'_>) -> Result<(), EmuError> {
+    if env.profile < crate::Profile::V3_3_6 {
+        return Err(EmuError::syntax("VTABLE"));
+    }
+    Ok(())
+}
+
 fn check_schema(columns: &[Field], tags: &[Field]) -> Result<(), EmuError> {
     match columns.first() {
         Some(f) if f.ty == Ty::Timestamp => {}
@@ -354,6 +380,29 @@ fn check_schema(columns: &[Field], tags: &[Field]) -> Result<(), EmuError> {
             return Err(EmuError::new(
                 code::DUPLICATED_COLUMN,
                 "Duplicated column names",
+            ));
+        }
+    }
+    // Composite keys (TDengine 3.3+; codes from include/util/taoserror.h): only the second
+    // column, only an integer or VARCHAR type (the CREATE TABLE documentation: "integer or
+    // string (varchar)"; INT, BIGINT and their UNSIGNED forms here), never a tag.
+    if tags.iter().any(|t| t.primary_key) {
+        return Err(EmuError::new(0x2677, "tag can not be primary key"));
+    }
+    for (i, f) in columns.iter().enumerate().filter(|(_, f)| f.primary_key) {
+        if i != 1 {
+            return Err(EmuError::new(
+                0x2678,
+                "primary key column must be second column",
+            ));
+        }
+        if !matches!(
+            f.ty,
+            Ty::Int | Ty::BigInt | Ty::UInt | Ty::UBigInt | Ty::VarChar
+        ) {
+            return Err(EmuError::new(
+                0x2679,
+                "primary key column must be of type int, uint, bigint, ubigint, and varchar",
             ));
         }
     }
@@ -449,6 +498,17 @@ fn create_child(
         .stables
         .get(&c.stable.name)
         .ok_or_else(|| table_not_exist(&c.stable.name))?;
+    if c.virtual_table {
+        check_virtual(env)?;
+    }
+    if c.virtual_table != st.is_virtual {
+        // TSDB_CODE_PAR_MISMATCH_STABLE_TYPE (include/util/taoserror.h).
+        return Err(EmuError::new(
+            0x2690,
+            "Create child table using virtual super table in normal child table statement \
+             or vice versa",
+        ));
+    }
     let ctx = Ctx::new(db.opts.precision, env.now_ns);
     let tags = tag_values(st, c.tag_names.as_deref(), &c.tags, &ctx, false)?;
     let data = TableData::new(&st.columns);
@@ -474,6 +534,7 @@ fn create_child(
                 tags,
             },
             data,
+            is_virtual: c.virtual_table,
         },
     );
     Ok(Some((dbn, vgroup, meta, msg)))
@@ -559,10 +620,22 @@ fn build_batch<'r, 'a: 'r>(
                     _ => return Err(ts_required()),
                 }
             }
+            if v.is_null() && schema[i].primary_key {
+                return Err(EmuError::new(
+                    super::bind::PRIMARY_KEY_IS_NULL,
+                    "Primary key column should not be null",
+                ));
+            }
             cols[i].push(v);
         }
         for (i, c) in cols.iter_mut().enumerate() {
             if !present[i] {
+                if schema[i].primary_key {
+                    return Err(EmuError::new(
+                        super::bind::PRIMARY_KEY_IS_NULL,
+                        "Primary key column should not be null",
+                    ));
+                }
                 c.push_null();
             }
         }
@@ -598,6 +671,11 @@ fn insert(
         let ctx = Ctx::new(db.opts.precision, env.now_ns);
         let floor = keep_floor(db, &ctx);
         let width = t.width.max(1);
+        let is_virtual = db.tables.get(&t.table.name).is_some_and(|t| t.is_virtual)
+            || db.stables.get(&t.table.name).is_some_and(|s| s.is_virtual);
+        if is_virtual {
+            return Err(virtual_write());
+        }
         if let Some(st) = db.stables.get(&t.table.name) {
             // INSERT INTO stb (tbname, cols…, tags…) VALUES (…): one child per tbname value.
             let cols = match &t.columns {
@@ -781,6 +859,7 @@ fn insert(
                     tags: c.tags,
                 },
                 data: TableData::new(&columns),
+                is_virtual: false,
             },
         );
     }
@@ -1306,7 +1385,8 @@ pub fn table_fields(cat: &Catalog, env: &Env<'_>, table: &str) -> Result<Vec<Fie
     Ok(table_columns(db, t).to_vec())
 }
 
-/// Writes a raw block into an existing table, matching columns by name.
+/// Writes a raw block into an existing table, binding columns as TDengine's
+/// `rawBlockBindData` does (see [`super::bind`]).
 pub fn write_raw_block(
     cat: &mut Catalog,
     env: &Env<'_>,
@@ -1323,53 +1403,12 @@ pub fn write_raw_block(
         .tables
         .get(&name.name)
         .ok_or_else(|| table_not_exist(&name.name))?;
+    if t.is_virtual {
+        return Err(virtual_write());
+    }
     let schema = table_columns(db, t).to_vec();
-    if fields.len() != block.columns.len() {
-        return Err(EmuError::new(
-            code::INVALID_PARA,
-            format!(
-                "{} field names for {} block columns",
-                fields.len(),
-                block.columns.len()
-            ),
-        ));
-    }
     let rows = block.rows;
-    let mut slots: Vec<Option<ColumnData>> = vec![None; schema.len()];
-    for (f, col) in fields.iter().zip(block.columns) {
-        let i = schema
-            .iter()
-            .position(|s| s.name == f.name)
-            .ok_or_else(|| {
-                EmuError::new(
-                    code::INVALID_COLUMN,
-                    format!("Invalid column name: {}", f.name),
-                )
-            })?;
-        if col.ty() != schema[i].ty {
-            return Err(EmuError::new(
-                code::WRONG_VALUE_TYPE,
-                format!(
-                    "Invalid value type for column {}: {} vs {}",
-                    f.name,
-                    col.ty(),
-                    schema[i].ty
-                ),
-            ));
-        }
-        if col.len() != rows {
-            return Err(EmuError::new(
-                code::INVALID_PARA,
-                "block column length mismatch",
-            ));
-        }
-        if slots[i].replace(col).is_some() {
-            return Err(EmuError::new(
-                code::DUPLICATED_COLUMN,
-                "Duplicated column names",
-            ));
-        }
-    }
+    let slots = super::bind::bind(&block, fields, &schema)?;
     let Some(ts) = slots[0].as_ref() else {
         return Err(EmuError::new(
             code::INVALID_COLUMN,

@@ -237,11 +237,7 @@ fn ins_tables(cat: &Catalog) -> Tb {
                 Value::Int(tb.vgroup as i32),
                 Value::Int(tb.ttl as i32),
                 opt_s(tb.comment.as_deref()),
-                s(if tb.stable().is_some() {
-                    "CHILD_TABLE"
-                } else {
-                    "NORMAL_TABLE"
-                }),
+                s(table_type(tb)),
             ]);
         }
     }
@@ -312,11 +308,7 @@ fn ins_columns(cat: &Catalog) -> Tb {
             add(&mut t, &st.name, &db.name, "SUPER_TABLE", &st.columns);
         }
         for tb in db.tables.values() {
-            let kind = if tb.stable().is_some() {
-                "CHILD_TABLE"
-            } else {
-                "NORMAL_TABLE"
-            };
+            let kind = table_type(tb);
             add(&mut t, &tb.name, &db.name, kind, table_columns(db, tb));
         }
     }
@@ -610,8 +602,11 @@ fn field_list(fields: &[Field], columns: bool) -> String {
         .map(|f| {
             if columns {
                 let (e, c, l) = compression(f.ty);
+                // `appendColumnFields` (source/libs/command/src/command.c) prints the key
+                // after the type and its options: "`k` INT ENCODE … COMPOSITE KEY".
+                let key = if f.primary_key { " COMPOSITE KEY" } else { "" };
                 format!(
-                    "`{}` {} ENCODE '{e}' COMPRESS '{c}' LEVEL '{l}'",
+                    "`{}` {} ENCODE '{e}' COMPRESS '{c}' LEVEL '{l}'{key}",
                     f.name,
                     type_str(f)
                 )
@@ -637,14 +632,27 @@ fn table_options(comment: Option<&str>, ttl: i64) -> String {
     out
 }
 
-/// `CREATE STABLE …` as TDengine prints it.
+/// `ins_tables.type` and `ins_columns.table_type` of a table (`source/common/src/systable.c`;
+/// the virtual kinds exist from 3.3.6).
+fn table_type(tb: &super::catalog::Table) -> &'static str {
+    match (tb.stable().is_some(), tb.is_virtual) {
+        (true, false) => "CHILD_TABLE",
+        (false, false) => "NORMAL_TABLE",
+        (true, true) => "VIRTUAL_CHILD_TABLE",
+        (false, true) => "VIRTUAL_NORMAL_TABLE",
+    }
+}
+
+/// `CREATE STABLE …` as TDengine prints it (a virtual super table ends in ` VIRTUAL 1`:
+/// `appendTableOptions` in source/libs/command/src/command.c).
 pub fn create_stable_sql(st: &STable) -> String {
     format!(
-        "CREATE STABLE `{}` ({}) TAGS ({}){}",
+        "CREATE STABLE `{}` ({}) TAGS ({}){}{}",
         st.name,
         field_list(&st.columns, true),
         field_list(&st.tags, false),
-        table_options(st.comment.as_deref(), 0)
+        table_options(st.comment.as_deref(), 0),
+        if st.is_virtual { " VIRTUAL 1" } else { "" }
     )
 }
 
@@ -782,18 +790,20 @@ pub fn show(cat: &Catalog, env: &Env<'_>, stmt: &Statement<'_>) -> Result<Result
                 ("field", Ty::VarChar, COL_NAME_BYTES),
                 ("type", Ty::VarChar, 32),
                 ("length", Ty::Int, 4),
-                ("note", Ty::VarChar, 8),
+                ("note", Ty::VarChar, 16),
                 ("encode", Ty::VarChar, 8),
                 ("compress", Ty::VarChar, 8),
                 ("level", Ty::VarChar, 8),
             ]);
             for f in &cols {
                 let (e, c, l) = compression(f.ty);
+                // `setDescResultIntoDataBlock` (source/libs/command/src/command.c).
+                let note = if f.primary_key { "COMPOSITE KEY" } else { "" };
                 t.row(vec![
                     s(&f.name),
                     s(f.ty.sql_name()),
                     Value::Int(f.bytes as i32),
-                    s(""),
+                    s(note),
                     s(e),
                     s(c),
                     s(l),

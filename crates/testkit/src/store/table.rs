@@ -3,10 +3,33 @@
 use crate::types::{ColumnData, Field, Ty};
 
 /// The rows of one table: one vector per data column, column 0 the (non-NULL) timestamp.
+/// With a composite key (column 1 declared `PRIMARY KEY`), rows are identified and sorted by
+/// (timestamp, key), as TDengine's row key (`SRowKey`, `tRowKeyCompare` in
+/// `source/common/src/tdataformat.c`): rows sharing a timestamp are distinct rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableData {
     /// The columns, in schema order.
     pub cols: Vec<ColumnData>,
+    /// Column 1 is a composite key.
+    pub keyed: bool,
+}
+
+/// A composite key value: integers by value, VARCHAR by bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum KeyVal {
+    Int(i128),
+    Bytes(Vec<u8>),
+}
+
+fn key_at(c: &ColumnData, i: usize) -> KeyVal {
+    match c {
+        ColumnData::Int(v) => KeyVal::Int(v[i].map_or(i128::MIN, i128::from)),
+        ColumnData::BigInt(v) => KeyVal::Int(v[i].map_or(i128::MIN, i128::from)),
+        ColumnData::UInt(v) => KeyVal::Int(v[i].map_or(i128::MIN, i128::from)),
+        ColumnData::UBigInt(v) => KeyVal::Int(v[i].map_or(i128::MIN, i128::from)),
+        ColumnData::VarChar(v) => KeyVal::Bytes(v[i].clone().unwrap_or_default()),
+        _ => KeyVal::Int(0),
+    }
 }
 
 impl TableData {
@@ -14,7 +37,60 @@ impl TableData {
     pub fn new(fields: &[Field]) -> TableData {
         TableData {
             cols: fields.iter().map(|f| ColumnData::new(f.ty)).collect(),
+            keyed: fields.get(1).is_some_and(|f| f.primary_key),
         }
+    }
+
+    /// The (timestamp, key) of every row of `cols`.
+    fn row_keys(cols: &[ColumnData]) -> Vec<(i64, KeyVal)> {
+        let ts = cols.first().and_then(ColumnData::timestamps).unwrap_or(&[]);
+        ts.iter()
+            .enumerate()
+            .map(|(i, t)| (t.unwrap_or(i64::MIN), key_at(&cols[1], i)))
+            .collect()
+    }
+
+    /// [`merge`](Self::merge) for a table with a composite key: sort the batch by
+    /// (timestamp, key) keeping the last of equal keys, then merge it with the stored rows,
+    /// the batch winning on equal keys.
+    fn merge_keyed(&mut self, batch: Vec<ColumnData>) -> usize {
+        let n = batch.first().map_or(0, ColumnData::len);
+        if n == 0 || batch.len() < 2 {
+            return n;
+        }
+        let bkeys = Self::row_keys(&batch);
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.sort_by(|&a, &b| bkeys[a].cmp(&bkeys[b]));
+        let mut keep: Vec<usize> = Vec::with_capacity(n);
+        for i in idx {
+            match keep.last_mut() {
+                Some(last) if bkeys[*last] == bkeys[i] => *last = i,
+                _ => keep.push(i),
+            }
+        }
+        let batch: Vec<ColumnData> = batch.iter().map(|c| c.take(&keep)).collect();
+        let bkeys: Vec<(i64, KeyVal)> = keep.iter().map(|&i| bkeys[i].clone()).collect();
+        let skeys = Self::row_keys(&self.cols);
+        let mut plan = Vec::with_capacity(skeys.len() + bkeys.len());
+        let (mut i, mut j) = (0, 0);
+        while i < skeys.len() || j < bkeys.len() {
+            if j < bkeys.len() && (i >= skeys.len() || bkeys[j] <= skeys[i]) {
+                if i < skeys.len() && bkeys[j] == skeys[i] {
+                    i += 1;
+                }
+                plan.push((true, j));
+                j += 1;
+            } else {
+                plan.push((false, i));
+                i += 1;
+            }
+        }
+        for (c, b) in self.cols.iter_mut().zip(&batch) {
+            if let Some(m) = ColumnData::gather2(c, b, &plan) {
+                *c = m;
+            }
+        }
+        n
     }
 
     /// Number of rows.
@@ -34,6 +110,9 @@ impl TableData {
     /// semantics: later rows win over earlier ones and over stored rows at the same timestamp.
     /// Returns the number of rows in the batch.
     pub fn merge(&mut self, mut batch: Vec<ColumnData>) -> usize {
+        if self.keyed {
+            return self.merge_keyed(batch);
+        }
         let n = batch.first().map_or(0, ColumnData::len);
         if n == 0 {
             return 0;
@@ -176,6 +255,33 @@ mod tests {
         assert_eq!(t.merge(data(&[(5, 5)])), 1);
         assert_eq!(t.merge(data(&[(3, 30), (2, 2), (2, 20)])), 3);
         assert_eq!(t.cols, data(&[(1, 1), (2, 20), (3, 30), (5, 5)]));
+    }
+
+    #[test]
+    fn a_composite_key_keeps_rows_that_share_a_timestamp() {
+        let fields = [
+            Field::new("ts", Ty::Timestamp, 8),
+            Field::new("k", Ty::VarChar, 8).with_primary_key(),
+            Field::new("v", Ty::Int, 4),
+        ];
+        let batch = |rows: &[(i64, &str, i32)]| {
+            vec![
+                ColumnData::Timestamp(rows.iter().map(|r| Some(r.0)).collect()),
+                ColumnData::VarChar(rows.iter().map(|r| Some(r.1.as_bytes().to_vec())).collect()),
+                ColumnData::Int(rows.iter().map(|r| Some(r.2)).collect()),
+            ]
+        };
+        let mut t = TableData::new(&fields);
+        assert_eq!(t.merge(batch(&[(2, "b", 1), (1, "z", 2), (2, "a", 3)])), 3);
+        // Same (ts, key) overwrites; a new key at a known ts is a new row.
+        assert_eq!(
+            t.merge(batch(&[(2, "b", 10), (2, "c", 11), (2, "c", 12)])),
+            3
+        );
+        assert_eq!(
+            t.cols,
+            batch(&[(1, "z", 2), (2, "a", 3), (2, "b", 10), (2, "c", 12)])
+        );
     }
 
     #[test]

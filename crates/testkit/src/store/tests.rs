@@ -1245,13 +1245,13 @@ fn raw_block_writes() {
             .map_err(|e| e.code),
         Err(code::TABLE_NOT_EXIST)
     );
+    // As TDengine's rawBlockBindData: an unknown name binds nothing (the column it named
+    // is dropped without an error) and the columns it does not name are NULL.
     let mut bad = fields.clone();
     bad[2].name = "zz".into();
-    assert_eq!(
-        s.write_raw_block(&se, "t", &bad, block.clone())
-            .map_err(|e| e.code),
-        Err(code::INVALID_COLUMN)
-    );
+    assert_eq!(s.write_raw_block(&se, "t", &bad, block.clone()), Ok(3));
+    let r = rows(&s, &mut se, "select a from t");
+    assert_eq!(col(&r, 0), [Value::Null, Value::Null, Value::Null]);
     let no_db = Session::default();
     assert_eq!(
         s.write_raw_block(&no_db, "t", &fields, block.clone())
@@ -1595,4 +1595,133 @@ fn mutated_valid_statements_never_panic() {
         "select count(*) from information_schema.ins_databases",
     );
     assert_eq!(r.rows(), 1);
+}
+
+#[test]
+fn composite_primary_keys() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "use d");
+    // Only the second column, only INT/BIGINT (UNSIGNED)/VARCHAR, never a tag.
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "create table x (ts timestamp, a int, k int primary key)"
+        ),
+        0x2678
+    );
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "create table x (ts timestamp, k double primary key)"
+        ),
+        0x2679
+    );
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "create stable x (ts timestamp, v int) tags (t int primary key)"
+        ),
+        0x2677
+    );
+    run(
+        &s,
+        &mut se,
+        "create table t (ts timestamp, k varchar(8) primary key, v int)",
+    );
+    assert_eq!(
+        affected(
+            &s,
+            &mut se,
+            "insert into t values (2, 'b', 1) (1, 'z', 2) (2, 'a', 3) (2, 'b', 4)"
+        ),
+        4
+    );
+    let r = rows(&s, &mut se, "select * from t order by ts");
+    assert_eq!(
+        col(&r, 1),
+        [vc("z"), vc("a"), vc("b")],
+        "sorted by (ts, key)"
+    );
+    assert_eq!(
+        col(&r, 2),
+        [2, 3, 4].map(Value::Int),
+        "same (ts, key) overwrites"
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t values (3, NULL, 1)"),
+        0x267B
+    );
+    assert_eq!(
+        err(&s, &mut se, "insert into t (ts, v) values (3, 1)"),
+        0x267B
+    );
+    let d = rows(&s, &mut se, "describe t");
+    assert_eq!(col(&d, 3)[1], vc("COMPOSITE KEY"));
+    assert_eq!(col(&d, 3)[2], vc(""));
+    let c = rows(&s, &mut se, "show create table t");
+    let Value::VarChar(ddl) = col(&c, 1)[0].clone() else {
+        panic!("ddl")
+    };
+    let ddl = String::from_utf8(ddl).unwrap();
+    assert!(ddl.contains("LEVEL 'medium' COMPOSITE KEY, `v`"), "{ddl}");
+    // The printed DDL replays (COMPOSITE KEY is accepted as PRIMARY KEY is).
+    run(&s, &mut se, &ddl.replace("`t`", "`t2`"));
+    assert_eq!(
+        col(&rows(&s, &mut se, "describe t2"), 3)[1],
+        vc("COMPOSITE KEY")
+    );
+}
+
+#[test]
+fn virtual_tables_by_version() {
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d");
+    run(&s, &mut se, "use d");
+    run(&s, &mut se, "create table src (ts timestamp, v int)");
+    run(
+        &s,
+        &mut se,
+        "create vtable vn (ts timestamp, v int from d.src.v)",
+    );
+    run(
+        &s,
+        &mut se,
+        "create stable vs (ts timestamp, v int) tags (t int) virtual 1",
+    );
+    run(&s, &mut se, "create vtable vc using vs tags (1)");
+    assert_eq!(err(&s, &mut se, "create table c using vs tags (1)"), 0x2690);
+    assert_eq!(err(&s, &mut se, "insert into vn values (1, 1)"), 0x6205);
+    let r = rows(
+        &s,
+        &mut se,
+        "select table_name, `type` from information_schema.ins_tables where db_name = 'd' order by table_name",
+    );
+    assert_eq!(
+        col(&r, 1),
+        [
+            vc("NORMAL_TABLE"),
+            vc("VIRTUAL_CHILD_TABLE"),
+            vc("VIRTUAL_NORMAL_TABLE")
+        ]
+    );
+    let c = rows(&s, &mut se, "show create stable vs");
+    let Value::VarChar(ddl) = col(&c, 1)[0].clone() else {
+        panic!("ddl")
+    };
+    assert!(String::from_utf8(ddl).unwrap().ends_with(" VIRTUAL 1"));
+    // Before 3.3.6 there is no such statement.
+    let old = Store::new(StoreConfig {
+        server_version: "3.3.0.0".into(),
+        ..StoreConfig::default()
+    });
+    let mut se = Session::default();
+    run(&old, &mut se, "create database d");
+    assert_eq!(
+        err(&old, &mut se, "create vtable d.vn (ts timestamp, v int)"),
+        code::SYNTAX_ERROR
+    );
 }

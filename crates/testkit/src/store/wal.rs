@@ -226,7 +226,7 @@ fn json_field(f: &Field, with_pk: bool) -> Json {
         o["length"] = json!(f.bytes);
     }
     if with_pk {
-        o["isPrimarykey"] = json!(false);
+        o["isPrimarykey"] = json!(f.primary_key);
     }
     o
 }
