@@ -223,12 +223,32 @@ async fn inserts_deletes_and_table_changes_become_exact_events() {
     )
     .await;
     assert_eq!(catch_up(&mut f).await, vec![rows("c1", &[T0 + 100])]);
+
+    // DROP TABLE of several tables: one drop message per vgroup listing its tables
+    // (processDropTable); every table is reported dropped.
+    sql(&emu, &[s("DROP TABLE d.c0, d.c1, d.c2, d.c3")]).await;
+    let mut dropped = catch_up(&mut f).await;
+    dropped.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(
+        dropped,
+        (0..4)
+            .map(|i| tev(&format!("c{i}"), Dropped))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_bounded_and_super_table_deletes_reach_children() {
     let emu = emu();
-    setup(&emu, "d", "").await;
+    // One vgroup: the five inserts' submits follow each other in one log.
+    sql(
+        &emu,
+        &[
+            "CREATE DATABASE d VGROUPS 1".to_string(),
+            "CREATE STABLE d.st (ts TIMESTAMP, v INT) TAGS (g INT)".to_string(),
+        ],
+    )
+    .await;
     let mut o = TmqFeedOptions::new("repo-1", "d");
     o.max_batch_events = 3;
     let mut f = TmqFeed::new(connect_options(&emu), o).unwrap();
@@ -245,14 +265,25 @@ async fn batches_are_bounded_and_super_table_deletes_reach_children() {
         T0 + 2
     ));
     sql(&emu, &stmts).await;
-    let mut n = 0;
+    let mut batches = Vec::new();
     let mut events = Vec::new();
     while let Some(b) = f.next_batch().await.unwrap() {
-        assert!(b.events.len() <= 3, "{}", b.events.len());
-        n += 1;
+        batches.push(b.events.len());
         events.extend(b.events);
     }
-    assert!(n >= 4, "{n} batches");
+    // TDengine gathers consecutive submits into one message (tqUtil.c): the five inserts
+    // are one meta+data message, a create and the rows per table, and a message is never
+    // split across batches. The limit is checked between messages: the three deletes (one
+    // meta message each) fill the next batch.
+    assert_eq!(batches, vec![10, 3], "{events:?}");
+    let t = per_table(&events);
+    for i in 0..5 {
+        let c = format!("c{i}");
+        assert_eq!(
+            t[&c][..2],
+            [tev(&c, TableEvent::Created), rows(&c, &[T0 + i])]
+        );
+    }
     let mut deletes: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -425,6 +456,10 @@ async fn dropped_connections_resume_where_the_last_batch_ended() {
             T0 + i,
             T0 + 1000 + i
         ));
+        // A meta entry after each insert ends TDengine's gathering of consecutive submits
+        // into one message, so every insert is a message of its own (table options yield
+        // no event).
+        stmts.push(format!("ALTER TABLE d.c{i} TTL 1"));
     }
     sql(&emu, &stmts).await;
     let mut events = f.next_batch().await.unwrap().unwrap().events;

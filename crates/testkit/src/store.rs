@@ -44,8 +44,8 @@ mod wkt;
 
 /// What the TMQ server session needs from the store.
 pub(crate) mod tmq_api {
-    pub(crate) use super::tmq::{Assignment, OffsetReset};
-    pub(crate) use super::wal::{WalBody, WalEntry};
+    pub(crate) use super::tmq::{Assignment, OffsetReset, Polled};
+    pub(crate) use super::wal::{DataBlock, WalBody, create_children};
 }
 
 use std::sync::atomic::{AtomicI64, Ordering};

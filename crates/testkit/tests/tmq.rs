@@ -66,43 +66,46 @@ fn cell(v: &taos::Value) -> String {
     }
 }
 
-/// Receives one message (waiting up to `wait`), fully fetched.
-async fn next_event(c: &taos::Consumer, wait: Duration) -> Option<(taos::Offset, Event)> {
+/// Receives one message (waiting up to `wait`), fully fetched: a meta event for its meta
+/// part (meta and meta+data messages), a data event per block.
+async fn next_event(c: &taos::Consumer, wait: Duration) -> Option<(taos::Offset, Vec<Event>)> {
     let (offset, msg) = c
         .recv_timeout(Timeout::Duration(wait))
         .await
         .expect("poll succeeds")?;
     let vgroup = offset.vgroup_id();
-    let ev = match msg {
-        MessageSet::Meta(m) => {
-            let meta = m.as_json_meta().await.expect("json meta parses");
-            Event::Meta {
-                vgroup,
-                json: serde_json::to_value(&meta).unwrap(),
-            }
-        }
-        MessageSet::Data(d) => {
+    let mut out = Vec::new();
+    let (meta, data) = match msg {
+        MessageSet::Meta(m) => (Some(m), None),
+        MessageSet::Data(d) => (None, Some(d)),
+        MessageSet::MetaData(m, d) => (Some(m), Some(d)),
+    };
+    if let Some(m) = meta {
+        let meta = m.as_json_meta().await.expect("json meta parses");
+        out.push(Event::Meta {
+            vgroup,
+            json: serde_json::to_value(&meta).unwrap(),
+        });
+    }
+    if let Some(d) = data {
+        while let Some(block) = d.fetch_raw_block().await.expect("block fetches") {
+            let table = block.table_name().unwrap_or_default().to_string();
             let mut rows = Vec::new();
-            let mut table = String::new();
-            while let Some(block) = d.fetch_raw_block().await.expect("block fetches") {
-                table = block.table_name().unwrap_or_default().to_string();
-                for r in block.to_values() {
-                    let ts = match &r[0] {
-                        taos::Value::Timestamp(t) => t.as_raw_i64(),
-                        other => panic!("first column is not a timestamp: {other:?}"),
-                    };
-                    rows.push((ts, r.get(1).map(cell).unwrap_or_default()));
-                }
+            for r in block.to_values() {
+                let ts = match &r[0] {
+                    taos::Value::Timestamp(t) => t.as_raw_i64(),
+                    other => panic!("first column is not a timestamp: {other:?}"),
+                };
+                rows.push((ts, r.get(1).map(cell).unwrap_or_default()));
             }
-            Event::Data {
+            out.push(Event::Data {
                 vgroup,
                 table,
                 rows,
-            }
+            });
         }
-        MessageSet::MetaData(..) => panic!("the emulator sends no meta+data messages"),
-    };
-    Some((offset, ev))
+    }
+    Some((offset, out))
 }
 
 /// Collects events until `done` holds for the collected list, or the deadline passes.
@@ -119,7 +122,7 @@ async fn collect_until(
             "deadline passed; collected so far: {out:#?}"
         );
         if let Some((o, ev)) = next_event(c, Duration::from_millis(300)).await {
-            out.push(ev);
+            out.extend(ev);
             last = Some(o);
         }
     }
@@ -334,13 +337,14 @@ async fn commit_and_resume_in_a_new_consumer_of_the_same_group() {
         -2_147_467_247,
         "no committed offset yet"
     );
-    let (ev, last) = collect_until(&c1, |e| rows_of(e).len() >= 4).await;
-    assert_eq!(rows_of(&ev).len(), 4);
+    let (ev, last) = collect_until(&c1, |e| rows_of(e).len() >= 6).await;
+    assert_eq!(rows_of(&ev).len(), 6);
     c1.commit(last.unwrap()).await.unwrap();
     let committed = c1.committed("t", vg).await.unwrap();
     let position = c1.position("t", vg).await.unwrap();
     assert_eq!(committed, position);
     drop(c1);
+    fill(&taos, "d.a", 6, 2).await;
 
     // A new consumer of the group resumes after the committed offset, even across a
     // server-side drop of every connection.
@@ -349,7 +353,7 @@ async fn commit_and_resume_in_a_new_consumer_of_the_same_group() {
     assert_eq!(c2.committed("t", vg).await.unwrap(), committed);
     let (ev, _) = collect_until(&c2, |e| rows_of(e).len() >= 2).await;
     let got: Vec<i64> = rows_of(&ev).iter().map(|r| r.1).collect();
-    assert_eq!(got, vec![T0 + 4, T0 + 5]);
+    assert_eq!(got, vec![T0 + 6, T0 + 7]);
     assert!(next_event(&c2, Duration::from_millis(700)).await.is_none());
 
     // commit_offset sets the group's offset explicitly.
@@ -384,8 +388,8 @@ async fn assignment_figures_and_seek() {
     taos.exec("CREATE TOPIC t AS DATABASE d").await.unwrap();
     let vg = emu.store().vgroups("d").unwrap()[0];
     let (begin, end) = emu.store().wal_range("d", vg).unwrap();
-    // create stable, create child, three inserts.
-    assert_eq!((begin, end), (0, 5));
+    // create stable, three inserts (the first creates the child inside its submit).
+    assert_eq!((begin, end), (0, 4));
 
     let mut c = consumer(&emu, "group.id=g&auto.offset.reset=earliest", "t").await;
     let a = c.assignments().await.unwrap();
@@ -393,7 +397,7 @@ async fn assignment_figures_and_seek() {
     assert_eq!(a[0].0, "t");
     let asg = &a[0].1;
     assert_eq!(asg.len(), 1);
-    // The subscription's rebalance is WAL entry 5 (TDMT_VND_TMQ_SUBSCRIBE).
+    // The subscription's rebalance is WAL entry 4 (TDMT_VND_TMQ_SUBSCRIBE).
     assert_eq!(
         (
             asg[0].vgroup_id(),
@@ -401,23 +405,24 @@ async fn assignment_figures_and_seek() {
             asg[0].begin(),
             asg[0].end()
         ),
-        (vg as i32, 0, 0, 6)
+        (vg as i32, 0, 0, 5)
     );
+    // One poll gathers the three submits into one message (tqUtil.c: until 4096 rows, a
+    // meta entry or the end of the log), passing the subscribe entry on the way.
     let (ev, _) = collect_until(&c, |e| rows_of(e).len() >= 3).await;
-    assert_eq!(rows_of(&ev).len(), 3);
-    // Audit A5: assignment's offset is where the last data message started (entry 4), the
-    // position is after it.
+    assert_eq!(ev.len(), 3, "one block per submit: {ev:?}");
+    // Audit A5: assignment's offset is where the data message started (the poll's request
+    // offset, 0), the position is after it — at the end.
     let a = c.assignments().await.unwrap();
-    assert_eq!(a[0].1[0].current_offset(), 4);
+    assert_eq!(a[0].1[0].current_offset(), 0);
     assert_eq!(c.position("t", vg as i32).await.unwrap(), 5);
-    // The subscribe entry yields no message; an empty poll moves the position past it.
     assert!(next_event(&c, Duration::from_millis(700)).await.is_none());
-    assert_eq!(c.position("t", vg as i32).await.unwrap(), 6);
-    assert_eq!(c.assignments().await.unwrap()[0].1[0].current_offset(), 4);
+    assert_eq!(c.position("t", vg as i32).await.unwrap(), 5);
+    assert_eq!(c.assignments().await.unwrap()[0].1[0].current_offset(), 0);
 
     // Seek back to the second insert and read again.
-    c.offset_seek("t", vg as i32, 3).await.unwrap();
-    assert_eq!(c.position("t", vg as i32).await.unwrap(), 3);
+    c.offset_seek("t", vg as i32, 2).await.unwrap();
+    assert_eq!(c.position("t", vg as i32).await.unwrap(), 2);
     let (ev, _) = collect_until(&c, |e| rows_of(e).len() >= 2).await;
     let got: Vec<i64> = rows_of(&ev).iter().map(|r| r.1).collect();
     assert_eq!(got, vec![T0 + 1, T0 + 2]);
@@ -812,11 +817,11 @@ async fn auto_commit_dsn_seek_raw_block_writes_and_table_names() {
     // `offset=vg:off` in the DSN seeks after subscribing.
     let c = consumer(
         &emu,
-        &format!("group.id=seek&auto.offset.reset=earliest&offset={vg}:4"),
+        &format!("group.id=seek&auto.offset.reset=earliest&offset={vg}:3"),
         "t",
     )
     .await;
-    assert_eq!(c.position("t", vg).await.unwrap(), 4);
+    assert_eq!(c.position("t", vg).await.unwrap(), 3);
     let (ev, _) = collect_until(&c, |e| !rows_of(e).is_empty()).await;
     assert_eq!(rows_of(&ev)[0].1, T0 + 2);
 
@@ -1032,4 +1037,415 @@ async fn raw_meta_kinds_batch_create_options_and_version() {
     );
     assert_eq!(metas[5]["alterType"], 4);
     assert_eq!(metas[5]["tableType"], "child");
+}
+
+fn emu_at(version: &str) -> EmulatorHandle {
+    Emulator::start(EmulatorConfig {
+        server_version: version.into(),
+        ..EmulatorConfig::default()
+    })
+    .expect("emulator starts")
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends a JSON action and returns the binary reply.
+async fn act_binary(ws: &mut Ws, action: &str, args: Json) -> Vec<u8> {
+    let text = serde_json::json!({ "action": action, "args": args }).to_string();
+    match roundtrip(ws, Message::Text(text)).await {
+        Message::Binary(b) => b,
+        other => panic!("{action}: expected a binary reply, got {other:?}"),
+    }
+}
+
+/// Polls until a message arrives; returns the poll reply.
+async fn poll_message(ws: &mut Ws, req: &mut u64) -> Json {
+    for _ in 0..20 {
+        *req += 1;
+        let p = act(
+            ws,
+            "poll",
+            serde_json::json!({"req_id": *req, "blocking_time": 0}),
+        )
+        .await;
+        assert_eq!(p["code"], 0, "{p}");
+        if p["have_message"] == true {
+            return p;
+        }
+    }
+    panic!("no message in 20 polls");
+}
+
+async fn subscribe_raw(ws: &mut Ws, topic: &str, group: &str) {
+    let r = act(
+        ws,
+        "subscribe",
+        serde_json::json!({"req_id": 1, "user": "root", "password": "taosdata",
+            "group_id": group, "offset_rest": "earliest", "topics": [topic]}),
+    )
+    .await;
+    assert_eq!(r["code"], 0, "{r}");
+}
+
+/// A little-endian reader over a reply.
+struct Rd<'a>(&'a [u8]);
+
+impl<'a> Rd<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a
+    }
+    fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take(2).try_into().unwrap())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take(4).try_into().unwrap())
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take(8).try_into().unwrap())
+    }
+    /// `parse_variable_byte_integer` of taos-query's `MultiBlockCursor`.
+    fn varint(&mut self) -> u64 {
+        let (mut v, mut m) = (0u64, 1u64);
+        loop {
+            let b = self.u8();
+            v += u64::from(b & 127) * m;
+            if b & 128 == 0 {
+                return v;
+            }
+            m *= 128;
+        }
+    }
+    fn zigzag(&mut self) -> i64 {
+        let u = self.varint();
+        ((u >> 1) as i64) ^ -((u & 1) as i64)
+    }
+    /// `parse_name`: a length counting the NUL, the bytes, the NUL.
+    fn name(&mut self) -> String {
+        let n = self.varint() as usize;
+        let s = self.take(n);
+        assert_eq!(s[n - 1], 0);
+        String::from_utf8(s[..n - 1].to_vec()).unwrap()
+    }
+}
+
+/// One block of `fetch_raw_data`'s reply as taos-ws (git HEAD, `RawBlock::
+/// parse_from_multi_raw_block`) and taosAdapter (`parser.TMQRawDataParser`) read it.
+#[derive(Debug)]
+struct RawDataBlock {
+    table: Option<String>,
+    precision: u8,
+    /// Column names from the schema, with their colId.
+    columns: Vec<(String, i64)>,
+    /// (ts, v) of each row, as the connector's raw block parser reads them.
+    rows: Vec<(i64, String)>,
+}
+
+/// Decodes a `fetch_raw_data` reply the way taos-ws (git HEAD `consumer/conn.rs`
+/// `parse_binary_message` + `parse_from_multi_raw_block`) does; returns the request id, the
+/// message id, the raw type, the blocks and the bytes after the last block.
+fn decode_raw_data(b: &[u8]) -> (u64, u64, u16, Vec<RawDataBlock>, Vec<u8>) {
+    let mut r = Rd(b);
+    assert_eq!(r.u64(), u64::MAX, "fetch_raw_data flag");
+    assert_eq!(r.u64(), 8, "TMQFetchRawNewMessage");
+    assert_eq!(r.u16(), 1, "version");
+    r.u64(); // timing
+    let req_id = r.u64();
+    assert_eq!(r.u32(), 0, "code");
+    let msg_len = r.u32() as usize;
+    r.take(msg_len);
+    let message_id = r.u64();
+    let raw_type = r.u16();
+    let len = r.u32() as usize;
+    assert_eq!(len, r.0.len(), "raw length");
+    // skip_head: version >= 100 then the offsets' length.
+    assert!(r.u8() >= 100, "MQ_DATA_RSP_VERSION");
+    let skip = r.u32() as usize;
+    r.take(skip);
+    let blocks = r.u32();
+    let with_table_name = r.u8() != 0;
+    assert_eq!(r.u8(), 1, "withSchema");
+    let mut out = Vec::new();
+    for _ in 0..blocks {
+        let total = r.varint() as usize;
+        let body = r.take(total);
+        let precision = body[17];
+        let raw = &body[18..];
+        let p = match precision {
+            0 => taos::Precision::Millisecond,
+            1 => taos::Precision::Microsecond,
+            _ => taos::Precision::Nanosecond,
+        };
+        let ncols = r.zigzag();
+        r.zigzag(); // schema version
+        let columns: Vec<(String, i64)> = (0..ncols)
+            .map(|_| {
+                r.u8(); // type
+                r.u8(); // flags
+                r.zigzag(); // bytes
+                let id = r.zigzag();
+                (r.name(), id)
+            })
+            .collect();
+        let mut block = taos::taos_query::RawBlock::parse_from_raw_block(raw.to_vec(), p);
+        block.with_field_names(columns.iter().map(|c| c.0.as_str()));
+        let rows = block
+            .to_values()
+            .into_iter()
+            .map(|row| match &row[0] {
+                taos::Value::Timestamp(t) => (t.as_raw_i64(), cell(&row[1])),
+                other => panic!("first column {other:?}"),
+            })
+            .collect();
+        let table = with_table_name.then(|| r.name());
+        out.push(RawDataBlock {
+            table,
+            precision,
+            columns,
+            rows,
+        });
+    }
+    (req_id, message_id, raw_type, out, r.0.to_vec())
+}
+
+/// Audit B9 and issue 14 (meta+data, multi-submit messages): a WITH META topic reading
+/// inserts that create child tables gets one meta+data message (`TMQ_RES_METADATA`) whose
+/// JSON lists the creates and whose blocks carry the rows, served by `fetch`/`fetch_block`
+/// (the block reply carries the `fetch`'s request id, as taosAdapter's buffer does) and by
+/// `fetch_raw_data` in the layout the connectors decode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_data_messages_and_fetch_raw_data_as_taosadapter_serves_them() {
+    let emu = emu_at("3.3.6.0");
+    let taos = meta_topic(&emu).await;
+    for sql in [
+        "CREATE STABLE m.st (ts TIMESTAMP, v INT) TAGS (g INT)",
+        "INSERT INTO m.a USING m.st TAGS (1) VALUES (1700000000000, 1) m.b USING m.st TAGS (2) \
+         VALUES (1700000000001, 2) (1700000000002, 3)",
+        "INSERT INTO m.a VALUES (1700000000003, 4)",
+        "DROP TABLE m.a, m.b",
+    ] {
+        taos.exec(sql).await.unwrap();
+    }
+    let mut ws = raw_tmq(&emu).await;
+    subscribe_raw(&mut ws, "tm", "g").await;
+    let mut req = 10;
+    let p = poll_message(&mut ws, &mut req).await;
+    assert_eq!(p["message_type"], 2, "create stable first: {p}");
+    let stable_msg = p["message_id"].clone();
+    // A meta message has no data, and the emulator keeps no raw form of it.
+    let r = act(
+        &mut ws,
+        "fetch",
+        serde_json::json!({"req_id": 90, "message_id": stable_msg}),
+    )
+    .await;
+    assert_eq!(r["message"], "message type is not data", "{r}");
+    let b = act_binary(
+        &mut ws,
+        "fetch_raw_data",
+        serde_json::json!({"req_id": 91, "message_id": stable_msg}),
+    )
+    .await;
+    let mut rd = Rd(&b);
+    assert_eq!((rd.u64(), rd.u64(), rd.u16()), (u64::MAX, 8, 1));
+    rd.u64();
+    assert_eq!(rd.u64(), 91);
+    assert_eq!(rd.u32(), 0x0100, "error code in the binary error reply");
+
+    // Both inserts follow each other in the log: one message, meta+data.
+    let p = poll_message(&mut ws, &mut req).await;
+    assert_eq!(p["message_type"], 3, "{p}");
+    let mid = p["message_id"].clone();
+    // A new poll freed the previous message (taosAdapter holds one).
+    let r = act(
+        &mut ws,
+        "fetch_json_meta",
+        serde_json::json!({"req_id": 92, "message_id": stable_msg}),
+    )
+    .await;
+    assert_eq!(r["message"], "message ID are not equal", "{r}");
+    // The poll's message_id names another message: taosAdapter 3.3.6+ sends the held one.
+    let again = act(
+        &mut ws,
+        "poll",
+        serde_json::json!({"req_id": 93, "blocking_time": 0, "message_id": stable_msg}),
+    )
+    .await;
+    assert_eq!(again["message_id"], mid, "{again}");
+    assert_eq!(again["req_id"], 93);
+    // The JSON of a meta+data message: the creates as one `create` (buildCreateCTableJson).
+    let j = act(
+        &mut ws,
+        "fetch_json_meta",
+        serde_json::json!({"req_id": 94, "message_id": mid}),
+    )
+    .await;
+    let meta = &j["data"];
+    assert_eq!(meta["type"], "create", "{j}");
+    assert_eq!(meta["tableType"], "child");
+    assert_eq!(meta["tableName"], "a");
+    let list: Vec<&str> = meta["createList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tableName"].as_str().unwrap())
+        .collect();
+    assert_eq!(list, ["a", "b"]);
+    // fetch + fetch_block: one block per table per submit; the block carries the fetch's id.
+    let mut blocks = Vec::new();
+    for fetch_req in 100u64.. {
+        let f = act(
+            &mut ws,
+            "fetch",
+            serde_json::json!({"req_id": fetch_req, "message_id": mid}),
+        )
+        .await;
+        assert_eq!(f["code"], 0, "{f}");
+        if f["completed"] == true {
+            break;
+        }
+        let b = act_binary(
+            &mut ws,
+            "fetch_block",
+            serde_json::json!({"req_id": fetch_req + 1000, "message_id": mid}),
+        )
+        .await;
+        let mut rd = Rd(&b);
+        rd.u64();
+        assert_eq!(
+            rd.u64(),
+            fetch_req,
+            "taosAdapter's buffer holds the fetch's req_id"
+        );
+        assert_eq!(rd.u64(), mid.as_u64().unwrap());
+        blocks.push((f["table_name"].clone(), f["rows"].clone()));
+    }
+    assert_eq!(
+        blocks,
+        vec![
+            (serde_json::json!("a"), serde_json::json!(1)),
+            (serde_json::json!("b"), serde_json::json!(2)),
+            (serde_json::json!("a"), serde_json::json!(1)),
+        ]
+    );
+    // fetch_raw_data: the same message in encodeMqDataRsp's layout.
+    let b = act_binary(
+        &mut ws,
+        "fetch_raw_data",
+        serde_json::json!({"req_id": 95, "message_id": mid}),
+    )
+    .await;
+    let (req_id, message_id, raw_type, raw_blocks, rest) = decode_raw_data(&b);
+    assert_eq!((req_id, message_id), (95, mid.as_u64().unwrap()));
+    assert_eq!(raw_type, 4, "RES_TYPE__TMQ_METADATA");
+    type TableRows = (Option<String>, Vec<(i64, String)>);
+    let got: Vec<TableRows> = raw_blocks
+        .iter()
+        .map(|b| (b.table.clone(), b.rows.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("a".into()), vec![(T0, "1".into())]),
+            (
+                Some("b".into()),
+                vec![(T0 + 1, "2".into()), (T0 + 2, "3".into())]
+            ),
+            (Some("a".into()), vec![(T0 + 3, "4".into())]),
+        ]
+    );
+    assert!(raw_blocks.iter().all(|b| b.precision == 0));
+    assert_eq!(
+        raw_blocks[0].columns,
+        vec![("ts".to_string(), 1), ("v".to_string(), 2)],
+        "colId i + 1"
+    );
+    // tEncodeSTaosxRsp: the two create requests follow the blocks.
+    let mut rd = Rd(&rest);
+    assert_eq!(rd.u32(), 2, "createTableNum");
+    // fetch_raw: the same bytes behind the older binary header.
+    let b = act_binary(
+        &mut ws,
+        "fetch_raw",
+        serde_json::json!({"req_id": 96, "message_id": mid}),
+    )
+    .await;
+    let mut rd = Rd(&b);
+    rd.u64();
+    assert_eq!(
+        (rd.u64(), rd.u64(), rd.u64()),
+        (96, mid.as_u64().unwrap(), 3)
+    );
+    let len = rd.u32() as usize;
+    assert_eq!(rd.u16(), 4);
+    assert_eq!(len, rd.0.len());
+
+    // DROP TABLE a, b: one message per vgroup listing both (processDropTable).
+    let p = poll_message(&mut ws, &mut req).await;
+    assert_eq!(p["message_type"], 2, "{p}");
+    let j = act(
+        &mut ws,
+        "fetch_json_meta",
+        serde_json::json!({"req_id": 97, "message_id": p["message_id"]}),
+    )
+    .await;
+    assert_eq!(
+        j["data"],
+        serde_json::json!({"type": "drop", "tableNameList": ["a", "b"]})
+    );
+}
+
+/// A topic without META gets plain data messages (type 1) even for inserts that create
+/// tables: `fetch_json_meta` refuses them and `fetch_raw_data` encodes `RES_TYPE__TMQ`
+/// (tEncodeMqDataRsp, ending with `sleepTime`). taosAdapter before 3.3.2.0 has no
+/// `fetch_raw_data` (taos-ws uses it only from that version on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_messages_raw_and_fetch_raw_data_by_version() {
+    for version in ["3.3.0.0", "3.3.2.0", "3.4.0.0"] {
+        let emu = emu_at(version);
+        let taos = connect(&emu).await;
+        setup_db(&taos, "d").await;
+        taos.exec("CREATE TOPIC t AS DATABASE d").await.unwrap();
+        taos.exec("INSERT INTO d.a USING d.st TAGS (1) VALUES (1700000000000, 7)")
+            .await
+            .unwrap();
+        let mut ws = raw_tmq(&emu).await;
+        subscribe_raw(&mut ws, "t", "g").await;
+        let mut req = 10;
+        let p = poll_message(&mut ws, &mut req).await;
+        assert_eq!(p["message_type"], 1, "{version}: {p}");
+        let mid = p["message_id"].clone();
+        let r = act(
+            &mut ws,
+            "fetch_json_meta",
+            serde_json::json!({"req_id": 50, "message_id": mid}),
+        )
+        .await;
+        assert_eq!(
+            r["message"], "message type can not get meta, type: 1",
+            "{r}"
+        );
+        let args = serde_json::json!({"req_id": 51, "message_id": mid});
+        if version == "3.3.0.0" {
+            let r = act(&mut ws, "fetch_raw_data", args).await;
+            assert_ne!(r["code"], 0, "{r}");
+            assert!(
+                r["message"].as_str().unwrap().contains("unknown action"),
+                "{r}"
+            );
+            continue;
+        }
+        let b = act_binary(&mut ws, "fetch_raw_data", args).await;
+        let (_, _, raw_type, blocks, rest) = decode_raw_data(&b);
+        assert_eq!(raw_type, 2, "{version}: RES_TYPE__TMQ");
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].table.as_deref(), Some("a"));
+        assert_eq!(blocks[0].rows, vec![(T0, "7".to_string())]);
+        assert_eq!(rest, 0i64.to_le_bytes(), "sleepTime");
+    }
 }

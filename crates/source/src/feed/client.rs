@@ -61,6 +61,12 @@ pub(crate) struct Fetched {
     /// The table the block belongs to. (The timestamps are read raw, in the database's
     /// precision, so the reply's `precision` is not needed.)
     pub table: Option<String>,
+    /// The `fetch` request's id: taosAdapter's `fetch` writes it into the buffer that
+    /// `fetch_block` later sends (`controller/ws/tmq/tmq.go`, `fetch` fills
+    /// `message.buffer[8:]`, `fetchBlock` only stamps the timing), so the block carries this
+    /// id, not the `fetch_block` request's. taos-ws sends both requests with one id for this
+    /// reason.
+    pub req_id: u64,
 }
 
 /// One consumer connection.
@@ -155,9 +161,20 @@ impl TmqClient {
         }
     }
 
-    async fn send(&mut self, op: &'static str, action: &str, mut args: Json) -> Result<u64, Error> {
+    async fn send(&mut self, op: &'static str, action: &str, args: Json) -> Result<u64, Error> {
         let req_id = self.next_req;
         self.next_req += 1;
+        self.send_as(op, action, args, req_id).await
+    }
+
+    /// Sends a request under a given id.
+    async fn send_as(
+        &mut self,
+        op: &'static str,
+        action: &str,
+        mut args: Json,
+        req_id: u64,
+    ) -> Result<u64, Error> {
         args["req_id"] = json!(req_id);
         let text = json!({ "action": action, "args": args }).to_string();
         match tokio::time::timeout(self.timeout, self.ws.send(Message::Text(text))).await {
@@ -309,21 +326,34 @@ impl TmqClient {
         if r.get("completed").and_then(Json::as_bool).unwrap_or(false) {
             return Ok(None);
         }
+        // `request` checked that the reply carries the id the request was sent with.
+        let req_id = r.get("req_id").and_then(Json::as_u64).unwrap_or_default();
         Ok(Some(Fetched {
             table: r
                 .get("table_name")
                 .and_then(Json::as_str)
                 .filter(|t| !t.is_empty())
                 .map(str::to_string),
+            req_id,
         }))
     }
 
     /// The raw block `fetch` announced: binary `u64 timing | u64 req_id | u64 message_id |
-    /// block` (taosAdapter `fetchBlock`).
-    pub(crate) async fn fetch_block(&mut self, message_id: u64) -> Result<Vec<u8>, Error> {
+    /// block` (taosAdapter `fetchBlock`), requested and answered under the `fetch`'s id (see
+    /// [`Fetched::req_id`]).
+    pub(crate) async fn fetch_block(
+        &mut self,
+        message_id: u64,
+        fetched: &Fetched,
+    ) -> Result<Vec<u8>, Error> {
         let op = "fetch tmq block";
         let req_id = self
-            .send(op, "fetch_block", json!({ "message_id": message_id }))
+            .send_as(
+                op,
+                "fetch_block",
+                json!({ "message_id": message_id }),
+                fetched.req_id,
+            )
             .await?;
         match self.next_frame(op, self.timeout).await? {
             Message::Binary(b) if b.len() >= 24 => {

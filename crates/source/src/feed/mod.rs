@@ -625,7 +625,7 @@ impl TmqFeed {
         }
         if msg.message_type != 2 {
             while let Some(f) = c.fetch(msg.message_id).await? {
-                let block = c.fetch_block(msg.message_id).await?;
+                let block = c.fetch_block(msg.message_id, &f).await?;
                 let table = f
                     .table
                     .ok_or_else(|| self.bad("data block without a table name".into()))?;

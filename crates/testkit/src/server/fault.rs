@@ -22,7 +22,8 @@ pub enum FaultPoint {
     Write,
     /// A TMQ `poll`. `matching` applies to nothing (any `matching` never fires).
     TmqPoll,
-    /// A TMQ `fetch`, `fetch_block` or `fetch_json_meta` of a polled message.
+    /// A TMQ `fetch`, `fetch_block`, `fetch_json_meta`, `fetch_raw` or `fetch_raw_data` of a
+    /// polled message.
     TmqFetch,
     /// A TMQ `commit` or `commit_offset`.
     TmqCommit,
@@ -252,9 +253,10 @@ pub(crate) fn classify(frame: &Message, tmq: bool) -> Option<Request> {
                 ),
                 (false, "fetch" | "fetch_block") => (FaultPoint::Fetch, String::new()),
                 (true, "poll") => (FaultPoint::TmqPoll, String::new()),
-                (true, "fetch" | "fetch_block" | "fetch_json_meta") => {
-                    (FaultPoint::TmqFetch, String::new())
-                }
+                (
+                    true,
+                    "fetch" | "fetch_block" | "fetch_json_meta" | "fetch_raw" | "fetch_raw_data",
+                ) => (FaultPoint::TmqFetch, String::new()),
                 (true, "commit" | "commit_offset") => (FaultPoint::TmqCommit, String::new()),
                 _ => return None,
             };

@@ -1,18 +1,25 @@
-//! The TMQ protocol (`/rest/tmq`) as taos-ws 0.12.3's consumer speaks it.
+//! The TMQ protocol (`/rest/tmq`) as taosAdapter serves it (`controller/ws/tmq/tmq.go`).
 //!
-//! Text frames carry `{"action": …, "args": {…}}`: `subscribe`, `poll`, `fetch`,
-//! `fetch_block`, `fetch_json_meta`, `fetch_raw`, `commit`, `commit_offset`, `seek`,
-//! `committed`, `position`, `assignment`, `unsubscribe`. Every text reply carries `code`,
-//! `message`, `action`, `req_id` and `timing`, plus the fields the client's reply type
-//! requires even on errors (`data`, `committed`, `position`), because a reply it cannot
-//! deserialize panics its reader task. `fetch_block` is answered with a binary frame
-//! `u64 timing | u64 req_id | u64 message_id | raw block`.
+//! Text frames carry `{"action": …, "args": {…}}`: `version`, `subscribe`, `poll`, `fetch`,
+//! `fetch_block`, `fetch_json_meta`, `fetch_raw`, `fetch_raw_data`, `commit`,
+//! `commit_offset`, `seek`, `committed`, `position`, `assignment`, `unsubscribe`. Every text
+//! reply carries `code`, `message`, `action`, `req_id` and `timing`, plus the fields the
+//! client's reply type requires even on errors (`data`, `committed`, `position`), because a
+//! reply it cannot deserialize panics its reader task. Binary replies:
 //!
-//! One connection holds at most one subscription (one consumer). Offsets are WAL versions;
-//! the consumer group's committed offsets live in the store, so they survive reconnects.
+//! - `fetch_block`: `u64 timing | u64 req_id | u64 message_id | raw block`;
+//! - `fetch_raw`: `u64 timing | u64 req_id | u64 message_id | u64 3 | u32 len |
+//!   u16 raw type | raw` (`fetchRawBlock`);
+//! - `fetch_raw_data` (taosAdapter 3.3.2.0 and later): `u64 0xFFFF_FFFF_FFFF_FFFF | u64 8 |
+//!   u16 1 | u64 timing | u64 req_id | u32 code | u32 message length | message |
+//!   u64 message_id` and, on success, `u16 raw type | u32 len | raw`
+//!   (`wsFetchRawBlockMessage`, `tmqFetchRawBlockErrorMsg`).
+//!
+//! One connection holds at most one subscription (one consumer) and, as taosAdapter's
+//! `tmpMessage`, one message: a poll frees the previous one, and a fetch naming another
+//! message id fails. Offsets are WAL versions; the consumer group's committed offsets live in
+//! the store, so they survive reconnects.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value as Json, json};
@@ -23,20 +30,39 @@ use super::Server;
 use super::wire::{elapsed_ns, ok_reply};
 use crate::error::{EmuError, code};
 use crate::raw_block;
-use crate::store::tmq_api::{Assignment, OffsetReset, WalBody, WalEntry};
+use crate::store::tmq_api::{Assignment, DataBlock, OffsetReset, Polled, WalBody, create_children};
+use crate::walfile::Encoder;
 
-/// Messages kept per connection for fetches; older ones are forgotten.
-const KEEP_MESSAGES: usize = 256;
 /// TDengine's "no committed offset" as the `committed` value (`TSDB_CODE_TMQ_NO_COMMITTED`).
 const NO_COMMITTED: i64 = -2_147_467_247;
+/// `fetch_raw`'s marker after the message id (`TMQRawMessage`, `controller/ws/tmq/const.go`).
+const TMQ_RAW_MESSAGE: u64 = 3;
+/// `fetch_raw_data`'s action number in its binary reply (`TMQFetchRawNewMessage`).
+const TMQ_FETCH_RAW_NEW_MESSAGE: u64 = 8;
+/// `tmq_raw_data.raw_type` of a data message (`RES_TYPE__TMQ`, `client/inc/clientInt.h`).
+const RES_TYPE_TMQ: u16 = 2;
+/// `tmq_raw_data.raw_type` of a meta+data message (`RES_TYPE__TMQ_METADATA`).
+const RES_TYPE_TMQ_METADATA: u16 = 4;
+/// First byte of `tmq_get_raw`'s data encoding (`MQ_DATA_RSP_VERSION`, `encodeMqDataRsp`).
+const MQ_DATA_RSP_VERSION: i8 = 100;
+/// `STqOffsetVal.type` of a WAL offset (`TMQ_OFFSET__LOG`).
+const TMQ_OFFSET_LOG: i8 = 1;
 
-/// A polled message.
+/// The connection's message (taosAdapter's `tmpMessage`).
 struct Msg {
-    entry: Arc<WalEntry>,
-    /// `fetch` announced the block.
-    announced: bool,
-    /// `fetch_block` sent it.
-    sent: bool,
+    /// The message id (`tmpMessage.Index`).
+    id: u64,
+    polled: Polled,
+    /// The poll reply's message fields, sent again when a poll names another message id.
+    reply: Json,
+    /// The request offset of the poll that returned it (`reqOffset`).
+    req_offset: i64,
+    /// The position after it (`rspOffset`).
+    rsp_offset: i64,
+    /// Blocks `fetch` has taken (`taos_fetch_raw_block` iterates the message).
+    fetched: usize,
+    /// What `fetch` left for `fetch_block`: `u64 0 | u64 req_id | u64 message_id | block`.
+    buffer: Option<Vec<u8>>,
 }
 
 /// The connection's consumer.
@@ -54,8 +80,10 @@ struct Sub {
 struct Conn {
     server: Server,
     sub: Option<Sub>,
-    messages: BTreeMap<u64, Msg>,
+    message: Option<Msg>,
     last_message: u64,
+    /// The server version as four numbers, for the actions newer taosAdapters added.
+    version: [u32; 4],
 }
 
 impl Drop for Conn {
@@ -70,9 +98,10 @@ impl Drop for Conn {
 /// to drop every connection.
 pub(crate) async fn run(server: Server, ws: super::Ws, stop: watch::Receiver<bool>) {
     let conn = Conn {
+        version: version_numbers(&server.config.server_version),
         server: server.clone(),
         sub: None,
-        messages: BTreeMap::new(),
+        message: None,
         last_message: 0,
     };
     super::serve(&server, ws, stop, conn).await;
@@ -82,6 +111,10 @@ impl super::Protocol for Conn {
     const TMQ: bool = true;
 
     fn fault_reply(req: &super::fault::Request, err: &EmuError) -> Message {
+        if req.action == "fetch_raw_data" {
+            // taosAdapter answers this action's errors in binary (tmqFetchRawBlockErrorMsg).
+            return Message::Binary(raw_data_reply(0, req.req_id, 0, Err(err.clone())));
+        }
         Message::Text(error_json(&req.action, req.req_id, 0, err))
     }
 
@@ -159,6 +192,20 @@ fn not_subscribed() -> EmuError {
     EmuError::new(0xffff, "tmq not init")
 }
 
+/// `a.b.c.d` as numbers (missing or unparseable parts are 0).
+fn version_numbers(v: &str) -> [u32; 4] {
+    let mut out = [0; 4];
+    for (o, p) in out.iter_mut().zip(v.split('.')) {
+        *o = p.trim().parse().unwrap_or(0);
+    }
+    out
+}
+
+/// taosAdapter 3.3.2.0 added `fetch_raw_data`.
+const FETCH_RAW_DATA_SINCE: [u32; 4] = [3, 3, 2, 0];
+/// taosAdapter 3.3.6.0 added the poll's `message_id` (`checkPollMessageID`).
+const POLL_MESSAGE_ID_SINCE: [u32; 4] = [3, 3, 6, 0];
+
 impl Conn {
     fn on_text(&mut self, text: &str) -> Message {
         let t = Instant::now();
@@ -181,25 +228,36 @@ impl Conn {
                 self.unsubscribe();
                 Ok(json!({}))
             }
-            "poll" => self.poll(),
-            "fetch" => self.fetch(&args),
+            "poll" => self.poll(&args),
+            "fetch" => self.fetch(&args, req_id),
             "fetch_block" => match self.fetch_block(&args) {
-                Ok(block) => {
-                    let mid = args.get("message_id").and_then(Json::as_u64).unwrap_or(0);
-                    let mut out = Vec::with_capacity(24 + block.len());
-                    out.extend_from_slice(&elapsed_ns(t).to_le_bytes());
-                    out.extend_from_slice(&req_id.to_le_bytes());
-                    out.extend_from_slice(&mid.to_le_bytes());
-                    out.extend_from_slice(&block);
+                Ok(mut out) => {
+                    out[..8].copy_from_slice(&elapsed_ns(t).to_le_bytes());
                     return Message::Binary(out);
                 }
                 Err(e) => Err(e),
             },
             "fetch_json_meta" => self.fetch_json_meta(&args),
-            "fetch_raw" | "fetch_raw_data" => Err(EmuError::new(
-                code::OPS_NOT_SUPPORT,
-                "raw TMQ messages are not supported by the emulator; use fetch_json_meta and fetch",
-            )),
+            "fetch_raw" => match self.fetch_raw(&args) {
+                Ok((raw_type, raw)) => {
+                    let mid = args.get("message_id").and_then(Json::as_u64).unwrap_or(0);
+                    let mut out = Vec::with_capacity(38 + raw.len());
+                    out.extend_from_slice(&elapsed_ns(t).to_le_bytes());
+                    out.extend_from_slice(&req_id.to_le_bytes());
+                    out.extend_from_slice(&mid.to_le_bytes());
+                    out.extend_from_slice(&TMQ_RAW_MESSAGE.to_le_bytes());
+                    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&raw_type.to_le_bytes());
+                    out.extend_from_slice(&raw);
+                    return Message::Binary(out);
+                }
+                Err(e) => Err(e),
+            },
+            "fetch_raw_data" if self.version >= FETCH_RAW_DATA_SINCE => {
+                let mid = args.get("message_id").and_then(Json::as_u64).unwrap_or(0);
+                let result = self.fetch_raw(&args);
+                return Message::Binary(raw_data_reply(elapsed_ns(t), req_id, mid, result));
+            }
             "commit" => self.commit(&args),
             "commit_offset" => self.commit_offset(&args),
             "seek" => self.seek(&args),
@@ -278,7 +336,7 @@ impl Conn {
         if let Some(s) = self.sub.take() {
             self.server.store.tmq_release(s.consumer);
         }
-        self.messages.clear();
+        self.message = None;
     }
 
     fn commit_all(&self, s: &Sub) {
@@ -289,25 +347,41 @@ impl Conn {
         }
     }
 
-    fn poll(&mut self) -> Result<Json, EmuError> {
+    fn poll(&mut self, args: &Json) -> Result<Json, EmuError> {
         let store = self.server.store.clone();
+        self.sub()?;
+        // taosAdapter 3.3.6+ (`checkPollMessageID`): a poll naming a message id other than the
+        // one it holds gets that message again instead of a new one (a client that lost the
+        // reply).
+        if self.version >= POLL_MESSAGE_ID_SINCE
+            && let (Some(asked), Some(m)) = (
+                args.get("message_id").and_then(Json::as_u64),
+                self.message.as_ref(),
+            )
+            && asked != m.id
+        {
+            return Ok(m.reply.clone());
+        }
         if let Some(s) = self.sub.as_ref()
             && s.auto_commit
         {
             self.commit_all(s);
         }
+        // A new poll frees the message held (`wrapperFreeResult`).
+        self.message = None;
         let s = self.sub_mut()?;
         let n = s.assign.len();
         let mut found = None;
         for k in 0..n {
             let i = (s.next + k) % n;
-            if let Some(e) = store.tmq_poll(&mut s.assign[i])? {
+            let requested = s.assign[i].pos;
+            if let Some(p) = store.tmq_poll(&mut s.assign[i])? {
                 s.next = (i + 1) % n;
-                found = Some((i, e));
+                found = Some((i, requested, p));
                 break;
             }
         }
-        let Some((i, entry)) = found else {
+        let Some((i, requested, polled)) = found else {
             return Ok(json!({
                 "have_message": false,
                 "topic": "",
@@ -318,12 +392,9 @@ impl Conn {
                 "offset": 0,
             }));
         };
-        let a = &s.assign[i];
-        let message_type = match entry.body {
-            WalBody::Meta(_) => 2,
-            // `tmq_poll` returns only data and meta entries.
-            WalBody::Data { .. } | WalBody::Internal(_) => 1,
-        };
+        let a = s.assign[i].clone();
+        self.last_message += 1;
+        let id = self.last_message;
         // taosAdapter's `offset` is `tmq_get_vgroup_offset`: the request offset of a data
         // message, the offset after a meta message (clientTmq.c) — both `begin_offset`.
         let reply = json!({
@@ -331,93 +402,119 @@ impl Conn {
             "topic": a.topic,
             "database": a.db,
             "vgroup_id": a.vgroup,
-            "message_type": message_type,
+            "message_type": polled.message_type(),
+            "message_id": id,
             "offset": a.begin_offset,
         });
-        self.last_message += 1;
-        let id = self.last_message;
-        self.messages.insert(
+        self.message = Some(Msg {
             id,
-            Msg {
-                entry,
-                announced: false,
-                sent: false,
-            },
-        );
-        while self.messages.len() > KEEP_MESSAGES {
-            self.messages.pop_first();
-        }
-        let mut reply = reply;
-        reply["message_id"] = json!(id);
+            polled,
+            reply: reply.clone(),
+            req_offset: requested,
+            rsp_offset: a.pos,
+            fetched: 0,
+            buffer: None,
+        });
         Ok(reply)
     }
 
+    /// The message held, checked against the request's `message_id` as taosAdapter does
+    /// ("message has been freed", "message ID are not equal").
     fn message(&mut self, args: &Json) -> Result<&mut Msg, EmuError> {
+        self.sub()?;
         let id = arg_u64(args, "message_id")?;
-        self.messages
-            .get_mut(&id)
-            .ok_or_else(|| EmuError::new(0xffff, format!("message {id} not found")))
+        let m = self
+            .message
+            .as_mut()
+            .ok_or_else(|| EmuError::new(0xffff, "message has been freed"))?;
+        if m.id != id {
+            return Err(EmuError::new(0xffff, "message ID are not equal"));
+        }
+        Ok(m)
     }
 
-    fn fetch(&mut self, args: &Json) -> Result<Json, EmuError> {
+    /// The next block of a data message into the buffer `fetch_block` sends
+    /// (`fetch`: `taos_fetch_raw_block`, then the table name, fields and precision).
+    fn fetch(&mut self, args: &Json, req_id: u64) -> Result<Json, EmuError> {
         let with_table_name = self.sub()?.with_table_name;
         let m = self.message(args)?;
-        let WalBody::Data {
-            table,
-            fields,
-            precision,
-            columns,
-        } = &m.entry.body
-        else {
-            return Ok(json!({ "completed": true, "rows": 0 }));
-        };
-        if m.sent {
-            return Ok(json!({ "completed": true, "rows": 0 }));
+        if m.polled.message_type() == 2 {
+            return Err(EmuError::new(0xffff, "message type is not data"));
         }
-        m.announced = true;
-        let rows = columns.first().map_or(0, |c| c.len());
-        Ok(json!({
-            "completed": false,
-            "table_name": if with_table_name { json!(table) } else { Json::Null },
-            "fields_count": fields.len(),
-            "fields_names": fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
-            "fields_types": fields.iter().map(|f| f.ty.code()).collect::<Vec<_>>(),
-            "fields_lengths": fields.iter().map(|f| f.bytes).collect::<Vec<_>>(),
-            "precision": precision.code(),
-            "rows": rows,
-        }))
-    }
-
-    fn fetch_block(&mut self, args: &Json) -> Result<Vec<u8>, EmuError> {
-        self.sub()?;
-        let m = self.message(args)?;
-        let WalBody::Data {
-            fields, columns, ..
-        } = &m.entry.body
-        else {
-            return Err(EmuError::new(0xffff, "not a data message"));
+        let blocks = m.polled.blocks();
+        let Some(b) = blocks.get(m.fetched).copied() else {
+            return Ok(json!({ "message_id": m.id, "completed": true }));
         };
-        if !m.announced || m.sent {
-            return Err(EmuError::new(0xffff, "no block pending: call fetch first"));
-        }
-        if fields.len() != columns.len() {
+        if b.fields.len() != b.columns.len() {
             return Err(EmuError::new(0xffff, "message rows were not retained"));
         }
-        m.sent = true;
-        let rows = columns.first().map_or(0, |c| c.len());
-        let cols: Vec<_> = columns.iter().collect();
-        Ok(raw_block::encode(fields, &cols, 0..rows))
+        let block = block_bytes(b);
+        let rows = b.rows();
+        let reply = json!({
+            "message_id": m.id,
+            "completed": false,
+            "table_name": if with_table_name { json!(b.table) } else { json!("") },
+            "fields_count": b.fields.len(),
+            "fields_names": b.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            "fields_types": b.fields.iter().map(|f| f.ty.code()).collect::<Vec<_>>(),
+            "fields_lengths": b.fields.iter().map(|f| f.bytes).collect::<Vec<_>>(),
+            "precision": b.precision.code(),
+            "rows": rows,
+        });
+        let mut buffer = Vec::with_capacity(24 + block.len());
+        buffer.extend_from_slice(&0u64.to_le_bytes());
+        buffer.extend_from_slice(&req_id.to_le_bytes());
+        buffer.extend_from_slice(&m.id.to_le_bytes());
+        buffer.extend_from_slice(&block);
+        m.buffer = Some(buffer);
+        m.fetched += 1;
+        Ok(reply)
     }
 
+    /// The buffer the last `fetch` filled (taosAdapter sends it again if asked again).
+    fn fetch_block(&mut self, args: &Json) -> Result<Vec<u8>, EmuError> {
+        let m = self.message(args)?;
+        if m.polled.message_type() == 2 {
+            return Err(EmuError::new(0xffff, "message type is not data"));
+        }
+        m.buffer
+            .clone()
+            .ok_or_else(|| EmuError::new(0xffff, "no fetch data"))
+    }
+
+    /// `tmq_get_json_meta`: the meta message's JSON, or for a meta+data message the creates
+    /// it carries as one `create` (`processAutoCreateTable` → `buildCreateCTableJson`).
     fn fetch_json_meta(&mut self, args: &Json) -> Result<Json, EmuError> {
         self.sub()?;
-        let m = self.message(args)?;
-        match &m.entry.body {
-            WalBody::Meta(j) => Ok(json!({ "data": j })),
-            WalBody::Data { .. } | WalBody::Internal(_) => {
-                Err(EmuError::new(0xffff, "not a meta message"))
-            }
+        // taosAdapter checks the type before the id.
+        if let Some(m) = self.message.as_ref()
+            && m.polled.message_type() == 1
+        {
+            return Err(EmuError::new(
+                0xffff,
+                "message type can not get meta, type: 1",
+            ));
         }
+        let m = self.message(args)?;
+        let data = match &m.polled {
+            Polled::Meta(e) => match &e.body {
+                WalBody::Meta(j) => j.clone(),
+                _ => Json::Null,
+            },
+            Polled::Data { .. } => {
+                let creates: Vec<Json> = m.polled.creates().into_iter().cloned().collect();
+                create_children(&creates).unwrap_or(Json::Null)
+            }
+        };
+        Ok(json!({ "message_id": m.id, "data": data }))
+    }
+
+    /// `tmq_get_raw` of the message: its raw type and bytes. Data and meta+data messages are
+    /// encoded as `encodeMqDataRsp` does; meta messages are refused (see [`raw_data`]).
+    fn fetch_raw(&mut self, args: &Json) -> Result<(u16, Vec<u8>), EmuError> {
+        let with_table_name = self.sub()?.with_table_name;
+        let m = self.message(args)?;
+        raw_data(m, with_table_name)
     }
 
     fn commit(&mut self, args: &Json) -> Result<Json, EmuError> {
@@ -543,4 +640,133 @@ impl Conn {
         }
         Ok(json!({ "assignment": out }))
     }
+}
+
+/// A data block as TMQ serves it: the raw block of `blockEncode` with the column lengths in
+/// little-endian, as the C client leaves them (`changeByteEndian` / `setResultDataPtr`,
+/// `client/src/clientTmq.c`).
+fn block_bytes(b: &DataBlock) -> Vec<u8> {
+    let cols: Vec<_> = b.columns.iter().collect();
+    raw_block::encode(&b.fields, &cols, 0..b.rows())
+}
+
+/// `tmq_get_raw` of a data (`RES_TYPE__TMQ`) or meta+data (`RES_TYPE__TMQ_METADATA`)
+/// message, as `encodeMqDataRsp` (`client/src/clientRawBlockWrite.c`) writes it:
+///
+/// ```text
+/// i8 100 (MQ_DATA_RSP_VERSION) | i32 offsetLen | reqOffset | rspOffset   -- offsetLen bytes
+/// i32 blockNum | [i8 withTbName | i8 withSchema (1) | per block:
+///     binary(SRetrieveTableRspForTmq: i64 version 1 | i64 rows (big-endian) |
+///            i8 compressed 0 | i8 precision | raw block)
+///     SSchemaWrapper: i32v nCols | i32v version | per column i8 type | i8 flags |
+///                     i32v bytes | i16v colId | cstr name
+///     [cstr table name]]
+/// data: i64 sleepTime (tEncodeMqDataRsp)
+/// meta+data: i32 createTableNum | per create binary(SVCreateTbReq) (tEncodeSTaosxRsp)
+/// ```
+///
+/// (`tEncodeMqDataRspCommon`, `source/common/src/tmsg.c`; `SRetrieveTableRspForTmq`,
+/// `include/common/tmsg.h`; `tqAddBlockDataToRsp`, `tq/tqScan.c`; colId `i + 1` as
+/// taosAdapter's `TestTMQ_FetchRawNew` reads it.) An offset is `i8 type (1, log) |
+/// i64 version` as the stored 3.3-era `tEncodeSTqOffsetVal` writes it; newer versions put an
+/// encoding version in the type's upper four bits, which every reader skips with
+/// `offsetLen`. The create requests carry no tag values (`walfile::create_table_req`).
+///
+/// A meta message's raw form is the vnode request as the WAL holds it (`tmq_get_raw` hands
+/// out `metaRsp.metaRsp`); the emulator does not keep those bytes, so it refuses with
+/// 0x0100.
+fn raw_data(m: &Msg, with_table_name: bool) -> Result<(u16, Vec<u8>), EmuError> {
+    let Polled::Data { .. } = &m.polled else {
+        return Err(EmuError::new(
+            code::OPS_NOT_SUPPORT,
+            "the emulator keeps no raw form of meta messages; use fetch_json_meta",
+        ));
+    };
+    let blocks = m.polled.blocks();
+    let mut offsets = Encoder::new();
+    for v in [m.req_offset, m.rsp_offset] {
+        offsets.i8(TMQ_OFFSET_LOG).i64(v);
+    }
+    let offsets = offsets.finish();
+    let mut e = Encoder::new();
+    e.i8(MQ_DATA_RSP_VERSION)
+        .i32(offsets.len() as i32)
+        .raw(&offsets)
+        .i32(blocks.len() as i32);
+    if !blocks.is_empty() {
+        e.i8(i8::from(with_table_name)).i8(1);
+        for b in &blocks {
+            let block = block_bytes(b);
+            let mut retrieve = Vec::with_capacity(18 + block.len());
+            retrieve.extend_from_slice(&1i64.to_le_bytes());
+            retrieve.extend_from_slice(&(b.rows() as i64).to_be_bytes());
+            retrieve.push(0);
+            retrieve.push(b.precision.code());
+            retrieve.extend_from_slice(&block);
+            e.binary(&retrieve);
+            e.iv(b.fields.len() as i64).iv(1);
+            for (i, f) in b.fields.iter().enumerate() {
+                e.u8(f.ty.code())
+                    .i8(1)
+                    .iv(i64::from(raw_block::schema_bytes(f)))
+                    .iv(i as i64 + 1)
+                    .cstr(&f.name);
+            }
+            if with_table_name {
+                e.cstr(&b.table);
+            }
+        }
+    }
+    let creates: Vec<&[u8]> = match &m.polled {
+        Polled::Data {
+            with_meta: true, ..
+        } => blocks
+            .iter()
+            .filter_map(|b| b.create.as_ref().map(|c| c.req.as_slice()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if creates.is_empty() {
+        e.i64(0);
+        Ok((RES_TYPE_TMQ, e.finish()))
+    } else {
+        e.i32(creates.len() as i32);
+        for c in creates {
+            e.binary(c);
+        }
+        Ok((RES_TYPE_TMQ_METADATA, e.finish()))
+    }
+}
+
+/// `fetch_raw_data`'s binary reply: `wsFetchRawBlockMessage` on success,
+/// `tmqFetchRawBlockErrorMsg` on failure (`controller/ws/tmq/tmq.go`).
+fn raw_data_reply(
+    timing: u64,
+    req_id: u64,
+    message_id: u64,
+    result: Result<(u16, Vec<u8>), EmuError>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&u64::MAX.to_le_bytes());
+    out.extend_from_slice(&TMQ_FETCH_RAW_NEW_MESSAGE.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&timing.to_le_bytes());
+    out.extend_from_slice(&req_id.to_le_bytes());
+    match result {
+        Ok((raw_type, raw)) => {
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&message_id.to_le_bytes());
+            out.extend_from_slice(&raw_type.to_le_bytes());
+            out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+            out.extend_from_slice(&raw);
+        }
+        Err(e) => {
+            out.extend_from_slice(&(e.code & 0xffff).to_le_bytes());
+            out.extend_from_slice(&(e.message.len() as u32).to_le_bytes());
+            out.extend_from_slice(e.message.as_bytes());
+            out.extend_from_slice(&message_id.to_le_bytes());
+        }
+    }
+    out
 }

@@ -15,7 +15,7 @@ use crate::error::{EmuError, code};
 use crate::raw_block::DecodedBlock;
 use crate::sql::ast::{AlterAction, CreateChild, Expr, InsertTarget, Name, Statement};
 use crate::types::{ColumnData, Field, Ty, Value};
-use crate::walfile::{Msg, RowFormat};
+use crate::walfile::{CreateKind, CreateTable, Msg, RowFormat, SubmitTable};
 
 /// What a statement needs from its connection and the store.
 #[derive(Debug, Clone, Copy)]
@@ -208,28 +208,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
             }
             Ok(Outcome::Affected(0))
         }
-        Statement::DropTable { if_exists, names } => {
-            for n in &names {
-                let dbn = env.db_of(n)?.to_string();
-                let db = cat.db_mut(&dbn)?;
-                match db.tables.get(&n.name) {
-                    Some(t) => {
-                        let (vgroup, meta) = (t.vgroup, wal::drop_table(&t.name));
-                        let msg = files::drop_table(&t.name, t.uid, db.suid_of(t));
-                        db.log(vgroup, env.now_ns, WalBody::Meta(meta), msg)?;
-                        db.tables.remove(&n.name);
-                    }
-                    None => {
-                        if db.stables.contains_key(&n.name) {
-                            drop_stable(db, &n.name, env.now_ns)?;
-                        } else if !if_exists {
-                            return Err(table_not_exist(&n.name));
-                        }
-                    }
-                }
-            }
-            Ok(Outcome::Affected(0))
-        }
+        Statement::DropTable { if_exists, names } => drop_tables(cat, env, if_exists, &names),
         Statement::DropStable { if_exists, name } => {
             let dbn = env.db_of(&name)?.to_string();
             let db = cat.db_mut(&dbn)?;
@@ -283,6 +262,66 @@ pub fn drop_database(cat: &mut Catalog, if_exists: bool, name: &str) -> Result<O
         Some(mut db) => db.remove_files()?,
         None if !if_exists => return Err(db_not_exist(name)),
         None => {}
+    }
+    Ok(Outcome::Affected(0))
+}
+
+/// `DROP TABLE [IF EXISTS] a, b, …`. Every name is resolved before anything is dropped (the
+/// client's parser reads every table's meta first). The child and normal tables are dropped
+/// with one `TDMT_VND_DROP_TABLE` request per vgroup listing them all (the client groups a
+/// drop statement's tables by vgroup), so each vgroup logs one entry whose meta message
+/// lists the batch (`processDropTable`, `client/src/clientRawBlockWrite.c`). Super tables
+/// named here are dropped as `DROP STABLE` does.
+fn drop_tables(
+    cat: &mut Catalog,
+    env: &Env<'_>,
+    if_exists: bool,
+    names: &[Name],
+) -> Result<Outcome, EmuError> {
+    let mut stables: Vec<(String, String)> = Vec::new();
+    // (db, vgroup) → (names, WAL-file requests), in statement order.
+    let mut batches: BTreeMap<(String, u32), (Vec<String>, Vec<crate::walfile::DropTable>)> =
+        BTreeMap::new();
+    let mut seen = HashSet::new();
+    for n in names {
+        let dbn = env.db_of(n)?.to_string();
+        if !seen.insert((dbn.clone(), n.name.clone())) {
+            continue;
+        }
+        let db = cat.db_mut(&dbn)?;
+        match db.tables.get(&n.name) {
+            Some(t) => {
+                let b = batches.entry((dbn.clone(), t.vgroup)).or_default();
+                b.0.push(t.name.clone());
+                b.1.push(crate::walfile::DropTable {
+                    name: t.name.clone(),
+                    uid: t.uid,
+                    suid: db.suid_of(t),
+                });
+            }
+            None if db.stables.contains_key(&n.name) => stables.push((dbn, n.name.clone())),
+            None if if_exists => {}
+            None => return Err(table_not_exist(&n.name)),
+        }
+    }
+    for ((dbn, vgroup), (tables, reqs)) in batches {
+        let db = cat.db_mut(&dbn)?;
+        let meta = wal::drop_tables(&tables);
+        db.log(
+            vgroup,
+            env.now_ns,
+            WalBody::Meta(meta),
+            Msg::DropTables(reqs),
+        )?;
+        for t in &tables {
+            db.tables.remove(t);
+        }
+    }
+    for (dbn, name) in stables {
+        let db = cat.db_mut(&dbn)?;
+        if db.stables.contains_key(&name) {
+            drop_stable(db, &name, env.now_ns)?;
+        }
     }
     Ok(Outcome::Affected(0))
 }
@@ -620,7 +659,10 @@ fn insert(
     targets: &[InsertTarget<'_>],
 ) -> Result<usize, EmuError> {
     // Phase 1: resolve and convert everything, so that a bad value writes nothing.
-    let mut batches: Vec<(String, String, Vec<ColumnData>)> = Vec::with_capacity(targets.len());
+    // (database, table, rows, the target named a super table: the submit carries an
+    // auto-create request for it).
+    let mut batches: Vec<(String, String, Vec<ColumnData>, bool)> =
+        Vec::with_capacity(targets.len());
     let mut creates: Vec<NewChild> = Vec::new();
     let mut pending: HashMap<(String, String), (String, Vec<Field>)> = HashMap::new();
     for t in targets {
@@ -723,7 +765,7 @@ fn insert(
                 }
                 let n = rows.len();
                 let batch = build_batch(&st.columns, &map, rows.into_iter(), n, &ctx, floor)?;
-                batches.push((dbn.clone(), name, batch));
+                batches.push((dbn.clone(), name, batch, true));
             }
             continue;
         }
@@ -781,9 +823,11 @@ fn insert(
         check_width(t, map.len())?;
         let rows = t.values.len() / width;
         let batch = build_batch(&schema, &map, t.values.chunks(width), rows, &ctx, floor)?;
-        batches.push((dbn, t.table.name.clone(), batch));
+        batches.push((dbn, t.table.name.clone(), batch, t.using.is_some()));
     }
-    // Phase 2: create and write.
+    // Phase 2: create. An insert that creates a table logs no entry of its own: the create
+    // request travels inside the submit (`SUBMIT_REQ_AUTO_CREATE_TABLE`) and the vnode
+    // creates the table while applying it (`vnodeSvr.c`, `vnodeProcessSubmitReq`).
     for c in creates {
         let uid = cat.uid();
         let db = cat.db_mut(&c.db)?;
@@ -796,14 +840,10 @@ fn insert(
             .map(|s| s.columns.clone())
             .ok_or_else(|| table_not_exist(&c.stable))?;
         let vgroup = db.vgroup_of(&c.name);
-        let (tag_fields, suid) = db
-            .stables
-            .get(&c.stable)
-            .map(|s| (s.tags.clone(), s.uid))
-            .unwrap_or_default();
-        let meta = wal::create_child(&c.name, &c.stable, &tag_fields, &c.tags);
-        let msg = files::create_table(&c.name, uid, Some((&c.stable, suid)));
-        db.log(vgroup, env.now_ns, WalBody::Meta(meta), msg)?;
+        if let Some(f) = db.files.get(&vgroup) {
+            // Refuse before creating anything when the WAL files are out of step.
+            f.check()?;
+        }
         db.tables.insert(
             c.name.clone(),
             Table {
@@ -823,28 +863,80 @@ fn insert(
             },
         );
     }
-    let mut total = 0;
-    for (dbn, tn, cols) in batches {
+    // Phase 3: write. The client sends one submit request per vgroup holding every table of
+    // the statement in that vgroup (`SSubmitReq2`, one `SSubmitTbData` per table): one log
+    // entry per vgroup, one block per table.
+    type Group = (
+        Vec<wal::DataBlock>,
+        Vec<SubmitTable>,
+        Vec<(String, Vec<ColumnData>)>,
+    );
+    let mut per_vgroup: BTreeMap<(String, u32), Group> = BTreeMap::new();
+    for (dbn, tn, cols, auto_create) in batches {
         let db = cat.db_mut(&dbn)?;
         let t = db.tables.get(&tn).ok_or_else(|| table_not_exist(&tn))?;
+        let (vgroup, uid, suid) = (t.vgroup, t.uid, db.suid_of(t));
+        let created = match (&t.kind, auto_create) {
+            (TableKind::Child { stable, tags }, true) => {
+                let tag_fields = db.stables.get(stable).map(|s| s.tags.as_slice());
+                let req = CreateTable {
+                    name: tn.clone(),
+                    uid,
+                    kind: CreateKind::Child {
+                        stable: stable.clone(),
+                        suid,
+                    },
+                };
+                // tqProcessSubData passes the request on only for a table created at most
+                // 1000 ms before the submit.
+                let fresh = env.now_ms() - t.create_time <= 1000;
+                let auto = fresh.then(|| wal::AutoCreate {
+                    json: wal::create_child(&tn, stable, tag_fields.unwrap_or(&[]), tags),
+                    req: crate::walfile::create_table_req(&req),
+                });
+                Some((req, auto))
+            }
+            _ => None,
+        };
+        let ts = cols.first().and_then(ColumnData::timestamps).unwrap_or(&[]);
+        let file_table = SubmitTable {
+            uid,
+            suid,
+            format: RowFormat::Rows,
+            timestamps: ts.iter().flatten().copied().collect(),
+            auto_create: created.as_ref().map(|(req, _)| req.clone()),
+        };
         // With WAL_RETENTION_PERIOD 0 the entry is purged at once: skip copying the rows.
         let columns = if db.opts.wal_retention_period == 0 {
             Vec::new()
         } else {
             cols.clone()
         };
-        let body = WalBody::Data {
+        let block = wal::DataBlock {
             table: tn.clone(),
             fields: table_columns(db, t).to_vec(),
             precision: db.opts.precision,
             columns,
+            create: created.and_then(|(_, json)| json),
         };
-        let vgroup = t.vgroup;
-        let ts = cols.first().and_then(ColumnData::timestamps).unwrap_or(&[]);
-        let msg = files::submit(t.uid, db.suid_of(t), RowFormat::Rows, ts);
-        db.log(vgroup, env.now_ns, body, msg)?;
-        let t = db.tables.get_mut(&tn).ok_or_else(|| table_not_exist(&tn))?;
-        total += t.data.merge(cols);
+        let entry = per_vgroup.entry((dbn.clone(), vgroup)).or_default();
+        entry.0.push(block);
+        entry.1.push(file_table);
+        entry.2.push((tn, cols));
+    }
+    let mut total = 0;
+    for ((dbn, vgroup), (blocks, tables, rows)) in per_vgroup {
+        let db = cat.db_mut(&dbn)?;
+        db.log(
+            vgroup,
+            env.now_ns,
+            WalBody::Data(blocks),
+            Msg::Submit(tables),
+        )?;
+        for (tn, cols) in rows {
+            let t = db.tables.get_mut(&tn).ok_or_else(|| table_not_exist(&tn))?;
+            total += t.data.merge(cols);
+        }
     }
     Ok(total)
 }
@@ -1352,12 +1444,13 @@ pub fn write_raw_block(
     } else {
         batch.clone()
     };
-    let body = WalBody::Data {
+    let body = WalBody::Data(vec![wal::DataBlock {
         table: name.name.clone(),
         fields: schema,
         precision: db.opts.precision,
         columns,
-    };
+        create: None,
+    }]);
     db.log(vgroup, env.now_ns, body, msg)?;
     let t = db
         .tables

@@ -5,10 +5,70 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::catalog::Catalog;
-use super::wal::{Topic, VgWal, WalBody, WalEntry};
+use super::wal::{DataBlock, Topic, VgWal, WalBody, WalEntry};
 use super::{Outcome, Store};
 use crate::error::{EmuError, code};
-use crate::walfile::{Msg, TDMT_VND_COMMIT};
+use crate::walfile::{Msg, TDMT_VND_TMQ_COMMIT_OFFSET, TDMT_VND_TMQ_SUBSCRIBE};
+
+/// Rows after which a poll stops gathering submits into one data message: 4096 in
+/// `extractDataAndRspForDbStbSubscribe` (`tq/tqUtil.c`, 3.3.x: `totalRows >= 4096`; newer
+/// versions compare with the request's `minPollRows`).
+pub(crate) const POLL_MIN_ROWS: usize = 4096;
+
+/// A message a poll hands out.
+#[derive(Debug, Clone)]
+pub(crate) enum Polled {
+    /// A meta entry (`TMQ_RES_TABLE_META`).
+    Meta(Arc<WalEntry>),
+    /// Consecutive submit entries (`TMQ_RES_DATA`, or `TMQ_RES_METADATA` when a META topic's
+    /// submits carry creates).
+    Data {
+        /// The submit entries, in log order.
+        entries: Vec<Arc<WalEntry>>,
+        /// The topic delivers meta: the creates the submits carry are part of the message.
+        with_meta: bool,
+    },
+}
+
+impl Polled {
+    /// The blocks of a data message, in order (none for a meta message).
+    pub(crate) fn blocks(&self) -> Vec<&DataBlock> {
+        match self {
+            Polled::Meta(_) => Vec::new(),
+            Polled::Data { entries, .. } => entries
+                .iter()
+                .flat_map(|e| match &e.body {
+                    WalBody::Data(b) => b.as_slice(),
+                    _ => &[],
+                })
+                .collect(),
+        }
+    }
+
+    /// The create requests a data message carries (a META topic only), in order.
+    pub(crate) fn creates(&self) -> Vec<&Json> {
+        match self {
+            Polled::Data {
+                with_meta: true, ..
+            } => self
+                .blocks()
+                .into_iter()
+                .filter_map(|b| b.create.as_ref().map(|c| &c.json))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// taosAdapter's `message_type`: 1 data (`TMQ_RES_DATA`), 2 meta
+    /// (`TMQ_RES_TABLE_META`), 3 meta and data (`TMQ_RES_METADATA`).
+    pub(crate) fn message_type(&self) -> i64 {
+        match self {
+            Polled::Meta(_) => 2,
+            Polled::Data { .. } if !self.creates().is_empty() => 3,
+            Polled::Data { .. } => 1,
+        }
+    }
+}
 
 /// Where a consumer group starts on a vgroup it has no committed offset for
 /// (`auto.offset.reset`).
@@ -220,7 +280,7 @@ impl Store {
             let vgroups: Vec<u32> = cat.db(&t.db)?.vgroup_ids().collect();
             // The consumer joining its group rebalances the topic: the mnode sends every
             // vnode a `TDMT_VND_TMQ_SUBSCRIBE`, a WAL entry that yields no message.
-            log_internal(&mut cat, &t.db, &vgroups, now, "TDMT_VND_TMQ_SUBSCRIBE")?;
+            log_internal(&mut cat, &t.db, &vgroups, now, Internal::Subscribe)?;
             for vg in vgroups {
                 let (begin, end) = range(&mut cat, &t.db, vg, now)?;
                 let committed = cat
@@ -280,18 +340,28 @@ impl Store {
                 continue;
             };
             // A failure here (database dropped meanwhile) leaves nothing to rebalance.
-            let _ = log_internal(&mut cat, &db, &[vg], now, "TDMT_VND_TMQ_SUBSCRIBE");
+            let _ = log_internal(&mut cat, &db, &[vg], now, Internal::Subscribe);
         }
     }
 
-    /// The next message for an assignment, advancing its position past it and past the
-    /// entries that yield no message (internal entries; meta entries for a topic without
-    /// META), as `tqFetchLog` (`tq/tqRead.c`) does: a poll that finds no message still
-    /// moves the position to the end (the empty response's `rspOffset`,
-    /// `extractDataAndRspForDbStbSubscribe` in `tq/tqUtil.c`). A position behind `begin`
-    /// moves to `begin` (`walReaderVerifyOffset`). Sets `begin_offset` as the C client's
-    /// `updateVgInfo` does.
-    pub(crate) fn tmq_poll(&self, a: &mut Assignment) -> Result<Option<Arc<WalEntry>>, EmuError> {
+    /// The next message for an assignment, as `extractDataAndRspForDbStbSubscribe`
+    /// (`dnode/vnode/src/tq/tqUtil.c`) builds it from the log:
+    ///
+    /// - entries that yield no message (internal entries; meta entries for a topic without
+    ///   META) are passed over, as `tqFetchLog` (`tq/tqRead.c`) does;
+    /// - a meta entry is a message of its own, the position after it;
+    /// - consecutive submits are gathered into one data message until it holds
+    ///   [`POLL_MIN_ROWS`] rows (the position after that submit), a meta entry follows (the
+    ///   position at the meta entry, which the next poll delivers) or the log ends (the
+    ///   position at the end). The creates the submits carry make it a meta+data message
+    ///   (`TMQ_MSG_TYPE__POLL_DATA_META_RSP`, `tqTaosxScanLog`) for a META topic;
+    /// - nothing found: `None`, the position moved to the end all the same (the empty
+    ///   response's `rspOffset`).
+    ///
+    /// A position behind `begin` moves to `begin` (`walReaderVerifyOffset`). Sets
+    /// `begin_offset` as the C client's `updateVgInfo` does. The server's one-second
+    /// budget per poll is not modelled.
+    pub(crate) fn tmq_poll(&self, a: &mut Assignment) -> Result<Option<Polled>, EmuError> {
         let now = self.now_ns();
         let mut cat = self.write();
         if !cat.tmq.topics.contains_key(&a.topic) {
@@ -301,23 +371,47 @@ impl Store {
         let w = d.wal_mut(a.vgroup, now);
         let requested = a.pos;
         a.pos = a.pos.max(w.begin);
+        let mut data: Vec<Arc<WalEntry>> = Vec::new();
+        let mut rows = 0;
         loop {
             let Some(e) = w.first_from(a.pos) else {
                 a.pos = a.pos.max(w.end);
-                return Ok(None);
+                break;
             };
-            a.pos = e.version + 1;
             match &e.body {
                 WalBody::Internal(what) => {
                     tracing::trace!(vgroup = a.vgroup, version = e.version, what, "no message");
-                    continue;
+                    a.pos = e.version + 1;
                 }
-                WalBody::Meta(_) if !a.with_meta => continue,
-                WalBody::Meta(_) => a.begin_offset = a.pos,
-                WalBody::Data { .. } => a.begin_offset = requested,
+                WalBody::Meta(_) if !a.with_meta => a.pos = e.version + 1,
+                WalBody::Meta(_) if !data.is_empty() => {
+                    // The data gathered so far goes first; the meta entry is next.
+                    a.pos = e.version;
+                    break;
+                }
+                WalBody::Meta(_) => {
+                    a.pos = e.version + 1;
+                    a.begin_offset = a.pos;
+                    return Ok(Some(Polled::Meta(e.clone())));
+                }
+                WalBody::Data(blocks) => {
+                    rows += blocks.iter().map(DataBlock::rows).sum::<usize>();
+                    a.pos = e.version + 1;
+                    data.push(e.clone());
+                    if rows >= POLL_MIN_ROWS {
+                        break;
+                    }
+                }
             }
-            return Ok(Some(e.clone()));
         }
+        if data.is_empty() {
+            return Ok(None);
+        }
+        a.begin_offset = requested;
+        Ok(Some(Polled::Data {
+            entries: data,
+            with_meta: a.with_meta,
+        }))
     }
 
     /// `(begin, end)` of an assignment's vgroup.
@@ -345,7 +439,7 @@ impl Store {
         sub.committed = Some(offset);
         if let Some(db) = cat.tmq.topics.get(topic).map(|t| t.db.clone()) {
             // A database dropped meanwhile has no log to write to.
-            let _ = log_internal(&mut cat, &db, &[vgroup], now, "TDMT_VND_TMQ_COMMIT_OFFSET");
+            let _ = log_internal(&mut cat, &db, &[vgroup], now, Internal::CommitOffset);
         }
     }
 
@@ -359,23 +453,38 @@ impl Store {
     }
 }
 
+/// The WAL entries TMQ itself writes, which yield no message.
+#[derive(Debug, Clone, Copy)]
+enum Internal {
+    /// A consumer joined or left its group: the rebalance reaches every vnode.
+    Subscribe,
+    /// A group's committed offset changed.
+    CommitOffset,
+}
+
 /// Appends an internal entry (one that yields no TMQ message) to `vgroups` of `db`. The WAL
-/// files carry it as a `TDMT_VND_COMMIT` record, a type the `wal` feed skips like the TMQ
-/// messages (whose numbers the emulator does not use).
+/// files carry it with its message type (`TDMT_VND_TMQ_SUBSCRIBE` 2049,
+/// `TDMT_VND_TMQ_COMMIT_OFFSET` 2053, `include/common/tmsgdef.h`); the body is a placeholder
+/// (8 bytes), not TDengine's `SMqRebVgReq` / `STqOffset`: the `wal` feed skips both types
+/// without reading them.
 fn log_internal(
     cat: &mut Catalog,
     db: &str,
     vgroups: &[u32],
     now: i64,
-    what: &'static str,
+    what: Internal,
 ) -> Result<(), EmuError> {
+    let (msg_type, name) = match what {
+        Internal::Subscribe => (TDMT_VND_TMQ_SUBSCRIBE, "TDMT_VND_TMQ_SUBSCRIBE"),
+        Internal::CommitOffset => (TDMT_VND_TMQ_COMMIT_OFFSET, "TDMT_VND_TMQ_COMMIT_OFFSET"),
+    };
     let d = cat.db_mut(db)?;
     for &vg in vgroups {
         let msg = Msg::Other {
-            msg_type: TDMT_VND_COMMIT,
+            msg_type,
             body: vec![0; 8],
         };
-        d.log(vg, now, WalBody::Internal(what), msg)?;
+        d.log(vg, now, WalBody::Internal(name), msg)?;
     }
     Ok(())
 }

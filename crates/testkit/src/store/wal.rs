@@ -15,20 +15,47 @@ use serde_json::{Value as Json, json};
 use super::catalog::DbOptions;
 use crate::types::{ColumnData, Field, Precision, Value};
 
+/// One table's rows in a submit entry.
+#[derive(Debug, Clone)]
+pub struct DataBlock {
+    /// Table name.
+    pub table: String,
+    /// The table's data columns at write time.
+    pub fields: Vec<Field>,
+    /// Database precision.
+    pub precision: Precision,
+    /// One vector per field, the rows as written (before overwrite resolution).
+    pub columns: Vec<ColumnData>,
+    /// The auto-create request the submit carried for the table (`INSERT … USING`, or an
+    /// insert into a super table naming `tbname`), when TMQ passes it on:
+    /// `tqProcessSubData` (`dnode/vnode/src/tq/tqScan.c`) sends a submit's create request
+    /// only if the table was created at most 1000 ms before the submit
+    /// (`ctimeMs - createTime <= 1000`, "judge if table is already created").
+    pub create: Option<AutoCreate>,
+}
+
+/// A create request a submit carries, as TMQ hands it out.
+#[derive(Debug, Clone)]
+pub struct AutoCreate {
+    /// The `create` JSON of the child table (`buildCreateCTableJson`).
+    pub json: Json,
+    /// The encoded `SVCreateTbReq` (`tEncodeSVCreateTbReq`) for raw meta+data responses.
+    pub req: Vec<u8>,
+}
+
+impl DataBlock {
+    /// Rows in the block.
+    pub fn rows(&self) -> usize {
+        self.columns.first().map_or(0, ColumnData::len)
+    }
+}
+
 /// What a log entry carries.
 #[derive(Debug, Clone)]
 pub enum WalBody {
-    /// Rows written to one table, as written (before overwrite resolution).
-    Data {
-        /// Table name.
-        table: String,
-        /// The table's data columns at write time.
-        fields: Vec<Field>,
-        /// Database precision.
-        precision: Precision,
-        /// One vector per field.
-        columns: Vec<ColumnData>,
-    },
+    /// A submit (`TDMT_VND_SUBMIT`): one statement's rows for the tables of one vgroup, one
+    /// block per table in statement order (the client sends one `SSubmitReq2` per vgroup).
+    Data(Vec<DataBlock>),
     /// A schema change or delete, as TDengine's TMQ meta JSON.
     Meta(Json),
     /// A WAL entry that yields no TMQ message: TDengine writes consumer-group rebalances
@@ -133,20 +160,24 @@ impl VgWal {
 
 fn body_size(body: &WalBody) -> u64 {
     match body {
-        WalBody::Data {
-            fields, columns, ..
-        } => {
-            let rows = columns.first().map_or(0, ColumnData::len) as u64;
-            let width: u64 = fields
+        WalBody::Data(blocks) => {
+            let rows_bytes: u64 = blocks
                 .iter()
-                .map(|f| {
-                    u64::from(match f.ty.fixed_width() {
-                        Some(w) => w as u32,
-                        None => f.bytes.saturating_add(2),
-                    })
+                .map(|b| {
+                    let width: u64 = b
+                        .fields
+                        .iter()
+                        .map(|f| {
+                            u64::from(match f.ty.fixed_width() {
+                                Some(w) => w as u32,
+                                None => f.bytes.saturating_add(2),
+                            })
+                        })
+                        .sum();
+                    b.rows() as u64 * width
                 })
                 .sum();
-            64 + rows * width
+            64 + rows_bytes
         }
         WalBody::Meta(j) => 64 + j.to_string().len() as u64,
         WalBody::Internal(_) => 64,
@@ -294,9 +325,11 @@ pub fn drop_super(name: &str) -> Json {
     json!({ "type": "drop", "tableType": "super", "tableName": name })
 }
 
-/// `{"type":"drop","tableNameList":[…]}` for a child or normal table.
-pub fn drop_table(name: &str) -> Json {
-    json!({ "type": "drop", "tableNameList": [name] })
+/// `{"type":"drop","tableNameList":[…]}`: the child and normal tables one
+/// `TDMT_VND_DROP_TABLE` request drops in a vgroup (`processDropTable`,
+/// `client/src/clientRawBlockWrite.c`, lists every `SVDropTbReq` of the batch).
+pub fn drop_tables(names: &[String]) -> Json {
+    json!({ "type": "drop", "tableNameList": names })
 }
 
 /// TDengine's alter types (`TSDB_ALTER_TABLE_*`).
@@ -514,8 +547,8 @@ mod tests {
             "1.500000000"
         );
         assert_eq!(
-            drop_table("t"),
-            json!({"type":"drop","tableNameList":["t"]})
+            drop_tables(&["t".into(), "u".into()]),
+            json!({"type":"drop","tableNameList":["t","u"]})
         );
         assert_eq!(
             alter_field(

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use crate::error::{EmuError, code};
 use crate::types::Precision;
 use crate::walfile::{
-    CreateKind, CreateTable, DropTable, Msg, RowFormat, SubmitTable, VnodeOptions, VnodeWal,
+    CreateKind, CreateTable, Msg, RowFormat, SubmitTable, VnodeOptions, VnodeWal,
 };
 
 /// Segment size [`crate::Store::enable_wal_files`] uses: small, so that tests see rotation
@@ -182,15 +182,6 @@ pub fn create_table(name: &str, uid: i64, stable: Option<(&str, i64)>) -> Msg {
         name: name.to_string(),
         uid,
         kind,
-    }])
-}
-
-/// `TDMT_VND_DROP_TABLE` for one table, its uid filled in as pre-processing does.
-pub fn drop_table(name: &str, uid: i64, suid: i64) -> Msg {
-    Msg::DropTables(vec![DropTable {
-        name: name.to_string(),
-        uid,
-        suid,
     }])
 }
 

@@ -24,6 +24,14 @@ pub const TDMT_VND_BATCH_DEL: i16 = 581;
 pub const TDMT_VND_DROP_TTL_TABLE: i16 = 593;
 /// `TDMT_VND_COMMIT` (a message the feed skips).
 pub const TDMT_VND_COMMIT: i16 = 597;
+/// `TDMT_VND_TMQ_SUBSCRIBE`: a consumer-group rebalance reaching the vnode. The vnode TMQ
+/// segment is `8 << 8` (`TD_NEW_MSG_SEG(TDMT_VND_TMQ_MSG)`, `include/common/tmsgdef.h`), its
+/// first message 2049; segments only grow at their tail ("new msg should be appended to
+/// segment tail").
+pub const TDMT_VND_TMQ_SUBSCRIBE: i16 = 2049;
+/// `TDMT_VND_TMQ_COMMIT_OFFSET`: a consumer group's committed offset (third message of the
+/// vnode TMQ segment, after `TDMT_VND_TMQ_DELETE_SUB`).
+pub const TDMT_VND_TMQ_COMMIT_OFFSET: i16 = 2053;
 
 /// `TSDB_ALTER_TABLE_UPDATE_TAG_VAL`.
 pub const ALTER_UPDATE_TAG_VAL: i8 = 4;
@@ -332,6 +340,15 @@ fn schema_wrapper(e: &mut Encoder, cols: &[(i8, &str)]) {
         };
         e.i8(*ty).i8(0).iv(bytes).iv(i as i64 + 1).cstr(name);
     }
+}
+
+/// One `SVCreateTbReq` as `tEncodeSVCreateTbReq` writes it (the form a submit's auto-create
+/// request and TMQ's meta+data responses carry), with the same simplifications as in the WAL
+/// records: no tag values, a fixed creation time.
+pub fn create_table_req(r: &CreateTable) -> Vec<u8> {
+    let mut e = Encoder::new();
+    create_table(&mut e, r);
+    e.finish()
 }
 
 fn create_table(e: &mut Encoder, r: &CreateTable) {
