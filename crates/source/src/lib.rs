@@ -41,6 +41,7 @@ mod source;
 mod sql;
 mod value;
 mod wal;
+mod wsquery;
 
 pub use crate::{
     dbopts::OptionChange,
