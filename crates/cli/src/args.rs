@@ -11,14 +11,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// With no command, `backup` is meant:
 /// `taosbackup --engine bitmap --source localhost:6030 --database power --output /backup/repo`.
+///
+/// Global options go before or after the command; `--repo URL` before the command is taken
+/// as the command's (restic's `-r`).
 #[derive(Debug, Parser)]
-#[command(
-    name = "taosbackup",
-    version,
-    about,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
-)]
+#[command(name = "taosbackup", version, about, subcommand_negates_reqs = true)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
@@ -27,30 +24,94 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// `backup` flags, when no command is given.
-    #[command(flatten)]
+    #[command(
+        flatten,
+        next_help_heading = "Backup options (when no command is given)"
+    )]
     pub backup: BackupArgs,
 }
 
-/// Options of every command.
+impl Cli {
+    /// Parses the command line: clap, then the rules clap cannot state. Flags of the
+    /// command-less `backup` before a command are refused (they would be silently ignored),
+    /// except `--repo`, which the command takes when it has none of its own.
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        Cli::try_parse()?.checked()
+    }
+
+    /// [`Cli::parse_args`] on given arguments (tests).
+    #[cfg(test)]
+    pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::try_parse_from(args)?.checked()
+    }
+
+    fn checked(mut self) -> Result<Cli, clap::Error> {
+        let Some(command) = &mut self.command else {
+            return Ok(self);
+        };
+        let b = &self.backup;
+        let stray = [
+            ("--source", b.source.is_some()),
+            ("--database", b.database.is_some()),
+            ("--engine", b.engine.is_some()),
+            ("--full", b.full),
+            ("--parallel", b.parallel.is_some()),
+            ("--no-encryption", b.no_encryption),
+            ("--json", b.json),
+            ("--force", b.force),
+        ];
+        if let Some((flag, _)) = stray.iter().find(|(_, set)| *set) {
+            use clap::CommandFactory;
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "{flag} before the command belongs to `backup`: put it after the command \
+                     (`taosbackup <COMMAND> {flag} …`)"
+                ),
+            ));
+        }
+        if let Some(url) = self.backup.repo.repo.take() {
+            if let Some(repo) = command.repo_mut() {
+                if repo.repo.is_none() {
+                    repo.repo = Some(url);
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Options of every command (before or after the command).
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Config file: TOML, or JSON with the original plugin's keys (by the `.json` extension).
     /// Flags override it.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Write logs to this file instead of standard error.
-    #[arg(long, global = true, value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
-    /// Log format.
-    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// Debug logging and full error details (also: TAOS_BITMAP_DEBUG=1).
-    #[arg(long, global = true)]
-    pub debug: bool,
     /// Read the repository password from the first line of this file (else from the
     /// TAOSBACKUP_PASSWORD environment variable; never from the command line).
     #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Write logs to this file instead of standard error.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Log format: text or json [default: text].
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        hide_possible_values = true
+    )]
+    pub log_format: Option<LogFormat>,
+    /// Debug logging and full error details (also: TAOS_BITMAP_DEBUG=1).
+    #[arg(long, global = true)]
+    pub debug: bool,
 }
 
 /// `--log-format`.
@@ -86,14 +147,106 @@ pub enum Command {
     Key(KeyArgs),
     /// Run scheduled backups, the change feed and the HTTP status server.
     Daemon(DaemonArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// The change-feed topics taosbackup owns on a TDengine server: list or drop them.
+    Feed(FeedArgs),
+}
+
+/// `feed`.
+#[derive(Debug, Clone, Args)]
+pub struct FeedArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: FeedAction,
+}
+
+/// `feed list|drop`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FeedAction {
+    /// List the taosbackup_* topics, their consumer groups, WAL lag and repository.
+    List(FeedListArgs),
+    /// Drop change-feed topics (a repository that still uses one takes a full backup next).
+    Drop(FeedDropArgs),
+}
+
+/// `feed list`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FeedListArgs {
+    /// TDengine DSN (see `backup`).
+    #[arg(long, value_name = "DSN")]
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Do not read the WAL's end (which subscribes to each idle group for a moment).
+    #[arg(long)]
+    pub no_lag: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `feed drop`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FeedDropArgs {
+    /// TDengine DSN (see `backup`).
+    #[arg(long, value_name = "DSN")]
+    pub source: Option<String>,
+    /// The topics (as `feed list` shows them).
+    #[arg(value_name = "TOPIC", required = true)]
+    pub topics: Vec<String>,
+}
+
+/// `completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+impl Command {
+    /// The command's `--repo`, if it has one.
+    pub fn repo_mut(&mut self) -> Option<&mut RepoArg> {
+        Some(match self {
+            Command::Init(a) => &mut a.repo,
+            Command::Backup(a) => &mut a.repo,
+            Command::Plan(a) => &mut a.repo,
+            Command::List(a) => &mut a.repo,
+            Command::Show(a) => &mut a.repo,
+            Command::Restore(a) => &mut a.repo,
+            Command::Verify(a) => &mut a.repo,
+            Command::Prune(a) => &mut a.repo,
+            Command::Feed(f) => match &mut f.action {
+                FeedAction::List(a) => &mut a.repo,
+                FeedAction::Drop(_) => return None,
+            },
+            Command::Key(k) => match &mut k.action {
+                KeyAction::Add(a) | KeyAction::Passwd(a) => &mut a.repo,
+                KeyAction::Remove(a) => &mut a.repo,
+                KeyAction::List(a) => &mut a.repo,
+            },
+            _ => return None,
+        })
+    }
 }
 
 /// The repository flag, shared by the commands.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RepoArg {
-    /// Repository URL: a path, file:///path, s3://bucket/prefix, gs://…, az://…, memory://.
+    /// Repository URL: a path, file:///path, s3://bucket/prefix, gs://bucket/prefix,
+    /// az://container/prefix.
     #[arg(long, visible_alias = "output", value_name = "URL")]
     pub repo: Option<String>,
+}
+
+/// `--no-lock` of the reading commands.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct NoLockArg {
+    /// Read without taking a lock (for read-only media and credentials). Without it, a
+    /// repository found not writable is read without a lock too, with a warning.
+    #[arg(long)]
+    pub no_lock: bool,
 }
 
 /// `init`.
@@ -104,12 +257,15 @@ pub struct InitArgs {
     /// Store blobs unencrypted (checksummed only); no password needed.
     #[arg(long)]
     pub no_encryption: bool,
-    /// Width of a block's time bucket: 1d (default), 1h, 30m … (at least 1m).
+    /// Width of a block's time bucket, at least 1m: 1h, 30m … [default: 1d].
     #[arg(long, value_name = "DURATION")]
     pub bucket_width: Option<String>,
-    /// zstd compression level, 1..=22 (default 3).
+    /// zstd compression level, 1..=22 [default: 3].
     #[arg(long, value_name = "LEVEL")]
     pub compression_level: Option<i32>,
+    /// Create the repository even in a directory that holds other files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `backup` (also the flags accepted without a command).
@@ -124,7 +280,7 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub repo: RepoArg,
     /// Which blocks to back up: full, time (fast, misses late rows/updates/deletes), bitmap
-    /// (exactly the changed blocks; default). The bitmap engine's change feed is
+    /// (exactly the changed blocks) [default: bitmap]. The bitmap engine's change feed is
     /// bitmap_engine.change_feed in the config: tmq (default) or wal (EXPERIMENTAL: reads the
     /// TDengine host's WAL files; format from TDengine 3.3.7, untested on a real server).
     #[arg(long, value_name = "ENGINE")]
@@ -132,7 +288,7 @@ pub struct BackupArgs {
     /// Take a full backup whatever the engine would do.
     #[arg(long)]
     pub full: bool,
-    /// Tables exported at once.
+    /// Tables exported at once [default: 4, or backup.parallel].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
     /// Pack uploads to the repository in flight at once (default: one per core, 2 to 8;
@@ -142,6 +298,10 @@ pub struct BackupArgs {
     /// When the repository is created by this backup: create it unencrypted.
     #[arg(long)]
     pub no_encryption: bool,
+    /// When the repository is created by this backup: create it even in a directory that
+    /// holds other files.
+    #[arg(long)]
+    pub force: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -177,6 +337,8 @@ pub struct ListArgs {
     /// Only this database's backups.
     #[arg(long, value_name = "DB")]
     pub database: Option<String>,
+    #[command(flatten)]
+    pub lock: NoLockArg,
     /// Print a JSON array.
     #[arg(long)]
     pub json: bool,
@@ -193,6 +355,8 @@ pub struct ShowArgs {
     /// The database, when the repository holds several and BACKUP is `latest` or a time.
     #[arg(long, value_name = "DB")]
     pub database: Option<String>,
+    #[command(flatten)]
+    pub lock: NoLockArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -231,9 +395,11 @@ pub struct RestoreArgs {
     /// Only report what would be restored.
     #[arg(long)]
     pub dry_run: bool,
-    /// Blocks written at once.
+    /// Blocks written at once [default: 4, or restore.parallel].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
+    #[command(flatten)]
+    pub lock: NoLockArg,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -250,6 +416,8 @@ pub struct VerifyArgs {
     /// Also read every block of this backup's chain (id, prefix, `latest` or a time).
     #[arg(long, value_name = "ID")]
     pub backup: Option<String>,
+    #[command(flatten)]
+    pub lock: NoLockArg,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -341,7 +509,7 @@ mod tests {
 
     #[test]
     fn no_command_means_backup_and_output_is_repo() {
-        let cli = Cli::try_parse_from([
+        let cli = Cli::parse_from([
             "taosbackup",
             "--engine",
             "bitmap",
@@ -369,7 +537,7 @@ mod tests {
 
     #[test]
     fn config_after_the_command_and_lists() {
-        let cli = Cli::try_parse_from([
+        let cli = Cli::parse_from([
             "taosbackup",
             "restore",
             "--repo",
@@ -389,7 +557,7 @@ mod tests {
 
     #[test]
     fn read_data_percent_is_optional() {
-        let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+        let parse = |args: &[&str]| match Cli::parse_from(args).unwrap().command {
             Some(Command::Verify(v)) => v.read_data,
             _ => panic!("not verify"),
         };
@@ -400,6 +568,58 @@ mod tests {
 
     #[test]
     fn backup_flags_conflict_with_a_command() {
-        assert!(Cli::try_parse_from(["t", "--engine", "full", "list"]).is_err());
+        assert!(Cli::parse_from(["t", "--engine", "full", "list"]).is_err());
+        assert!(Cli::parse_from(["t", "--source", "h", "restore"]).is_err());
+    }
+
+    #[test]
+    fn global_options_before_or_after_the_command() {
+        for args in [
+            &[
+                "t",
+                "--password-file",
+                "pw",
+                "--debug",
+                "list",
+                "--repo",
+                "r",
+            ][..],
+            &[
+                "t",
+                "list",
+                "--password-file",
+                "pw",
+                "--repo",
+                "r",
+                "--debug",
+            ][..],
+            &[
+                "t",
+                "--password-file",
+                "pw",
+                "--repo",
+                "r",
+                "list",
+                "--debug",
+            ][..],
+        ] {
+            let cli = Cli::parse_from(args).unwrap();
+            assert_eq!(
+                cli.global.password_file.as_deref(),
+                Some(std::path::Path::new("pw")),
+                "{args:?}"
+            );
+            assert!(cli.global.debug, "{args:?}");
+            let Some(Command::List(l)) = cli.command else {
+                panic!("not list")
+            };
+            assert_eq!(l.repo.repo.as_deref(), Some("r"), "{args:?}");
+        }
+        // The command's own --repo wins over one before it.
+        let cli = Cli::parse_from(["t", "--repo", "a", "show", "--repo", "b", "latest"]).unwrap();
+        let Some(Command::Show(s)) = cli.command else {
+            panic!("not show")
+        };
+        assert_eq!(s.repo.repo.as_deref(), Some("b"));
     }
 }

@@ -2,6 +2,7 @@
 //! is an error, reported once in `main`).
 
 pub mod backup;
+pub mod feed;
 pub mod init;
 pub mod key;
 pub mod list;

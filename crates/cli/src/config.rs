@@ -39,6 +39,22 @@ pub struct Config {
     pub daemon: Option<crate::daemon::DaemonSection>,
     /// `[schedule]`: the daemon's cron schedules and retries (see `daemon`).
     pub schedule: Option<crate::daemon::ScheduleSection>,
+    /// `plugin`: the original plugin's loader settings, accepted and ignored (taosbackup is
+    /// a program, not a plugin loaded by TDengine).
+    pub plugin: Option<PluginSection>,
+}
+
+/// `plugin` of the original plugin's `backup_config.json`: accepted so that file is read
+/// as written; nothing here has a meaning for taosbackup.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSection {
+    /// The plugin's name.
+    pub name: Option<String>,
+    /// The plugin's version.
+    pub version: Option<String>,
+    /// Where TDengine would load the plugin from.
+    pub library_path: Option<String>,
 }
 
 /// `[source]`.
@@ -154,6 +170,9 @@ pub struct BitmapEngineSection {
     pub change_feed: Option<String>,
     /// For `change_feed = "wal"`: TDengine's dataDir (or its `vnode/` directory) on this host.
     pub wal_path: Option<PathBuf>,
+    /// Original plugin key: the bitmap implementation. Only `roaring` exists.
+    #[serde(rename = "type")]
+    pub bitmap_type: Option<String>,
 }
 
 /// `[event_interceptor]`.
@@ -164,6 +183,9 @@ pub struct EventInterceptorSection {
     pub buffer_size: Option<usize>,
     /// Workers applying events (default 4).
     pub callback_threads: Option<usize>,
+    /// Original plugin key: whether change events are intercepted at all. `false` means no
+    /// change feed, so the bitmap engine cannot run (engines `full` and `time` can).
+    pub enable: Option<bool>,
 }
 
 /// `[retention]`.
@@ -241,7 +263,13 @@ impl Config {
     /// Parses TOML text (no validation).
     pub fn from_toml(text: &str) -> Result<Config, String> {
         let de = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(de).map_err(|e| describe(e.path(), e.inner().message()))
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let what = describe(e.path(), e.inner().message());
+            match e.inner().span() {
+                Some(span) => format!("{}: {what}", line_column(text, span.start)),
+                None => what,
+            }
+        })
     }
 
     /// Parses JSON text (no validation).
@@ -263,6 +291,14 @@ impl Config {
         if let Some(e) = &self.backup.engine {
             e.parse::<EngineKind>()
                 .map_err(|err| format!("backup.engine: {err}"))?;
+        }
+        if let Some(t) = &self.bitmap_engine.bitmap_type {
+            if t != "roaring" {
+                return Err(format!(
+                    "bitmap_engine.type: {t:?} is not a bitmap taosbackup has; the only one is \
+                     \"roaring\""
+                ));
+            }
         }
         if let Some(g) = &self.backup.on_gap {
             g.parse::<OnGap>()
@@ -318,6 +354,14 @@ impl Config {
             None => self.backup.databases.clone(),
         }
     }
+}
+
+/// `line L, column C` of byte `offset` in `text` (both from 1).
+fn line_column(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}")
 }
 
 fn check_level(level: i32) -> Result<(), String> {
@@ -376,6 +420,19 @@ mod tests {
     }
 
     #[test]
+    fn syntax_errors_name_line_and_column() {
+        let e = Config::from_toml("[backup]\nengine = \"full\"\nparallel = = 3\n").unwrap_err();
+        assert!(e.starts_with("line 3, column "), "{e}");
+        let e = Config::from_toml("[backup]\nretry_count = \"many\"\n").unwrap_err();
+        assert!(
+            e.starts_with("line 2, column 15: `backup.retry_count`"),
+            "{e}"
+        );
+        let e = Config::from_json("{\"backup\": {\n  \"parallel\": ,\n}}").unwrap_err();
+        assert!(e.contains("line 2 column"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_their_section() {
         let e = Config::from_toml("[backup]\nenginee = \"full\"\n").unwrap_err();
         assert!(e.contains("unknown key `backup.enginee`"), "{e}");
@@ -407,6 +464,29 @@ mod tests {
         let json = Config::from_json(include_str!("../../../examples/backup_config.json")).unwrap();
         json.validate().unwrap();
         assert_eq!(json.event_interceptor.buffer_size, Some(10000));
+        assert_eq!(json.bitmap_engine.bitmap_type.as_deref(), Some("roaring"));
+        assert!(json.plugin.is_some());
+    }
+
+    #[test]
+    fn original_plugin_file_verbatim() {
+        let c = Config::from_json(
+            r#"{
+              "plugin": {"name": "incremental_bitmap_backup", "version": "1.0.0",
+                         "library_path": "/usr/local/taos/plugins/backup/libincremental_bitmap_backup.so"},
+              "bitmap_engine": {"type": "roaring", "memory_limit_mb": 1024,
+                                "persistence_path": "/var/lib/taos/bitmap_engine"},
+              "event_interceptor": {"enable": true, "buffer_size": 10000, "callback_threads": 4},
+              "backup": {"batch_size": 4, "compression": true, "encryption": true,
+                         "retry_count": 3, "retry_interval_ms": 1000}
+            }"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let bad = |json: &str| Config::from_json(json).unwrap().validate().unwrap_err();
+        assert!(bad(r#"{"bitmap_engine": {"type": "ewah"}}"#).contains("roaring"));
+        let e = Config::from_json(r#"{"plugin": {"path": "x"}}"#).unwrap_err();
+        assert!(e.contains("unknown key `plugin.path`"), "{e}");
     }
 
     /// The keys serde accepts at `section` (top level when empty), from the "expected …"

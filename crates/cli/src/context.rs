@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use taosbackup_engine::{EngineKind, OnGap, TrackingConfig};
-use taosbackup_sink::{Backend, InitOptions, KdfParams, Password, Repo};
+use taosbackup_sink::{Backend, InitOptions, KdfParams, Password, Repo, Scheme};
 use taosbackup_source::{ConnectOptions, TaosSource};
 
 use crate::args::{GlobalArgs, LogFormat};
 use crate::config::{Config, parse_bucket_width, parse_duration};
 use crate::error::{UsageError, usage};
 
+/// The most tables exported at once that `backup.batch_size` can ask for.
+pub const MAX_PARALLEL_FROM_BATCH_SIZE: usize = 16;
 /// How long one key derivation should take when a key file is written.
 const KDF_TARGET: Duration = Duration::from_millis(500);
 
@@ -34,7 +36,13 @@ pub struct InitChoice {
     pub bucket_width: taosbackup_core::BucketWidth,
     /// zstd level.
     pub compression_level: i32,
+    /// Create it even in a local directory that holds other files (`--force`).
+    pub force: bool,
 }
+
+/// Memory repositories outside tests are refused unless this variable is `1`: everything
+/// written to `memory://` is gone when the process exits.
+pub const ALLOW_MEMORY_ENV: &str = "TAOSBACKUP_ALLOW_MEMORY_REPOSITORY";
 
 impl Context {
     /// Loads `--config` (if any).
@@ -99,8 +107,23 @@ impl Context {
     }
 
     /// The storage backend of `url`, with `repository.options` and
-    /// `backup.upload_concurrency`.
+    /// `backup.upload_concurrency`. `memory://` is refused unless [`ALLOW_MEMORY_ENV`] is
+    /// `1` (tests).
     pub fn backend(&self, url: &str) -> anyhow::Result<Backend> {
+        if matches!(Scheme::of(url), Ok(Scheme::Memory))
+            && std::env::var(ALLOW_MEMORY_ENV).as_deref() != Ok("1")
+        {
+            return Err(usage(
+                format!(
+                    "{url} keeps the repository in this process's memory: every backup written \
+                     there is lost when taosbackup exits"
+                ),
+                format!(
+                    "use a path or an s3://, gs:// or az:// URL (memory:// is for tests: set \
+                     {ALLOW_MEMORY_ENV}=1 to use it anyway)"
+                ),
+            ));
+        }
         let options = &self.config.repository.options;
         let mut backend = if options.is_empty() {
             Backend::from_url(url)?
@@ -126,7 +149,76 @@ impl Context {
         let password = self.password()?;
         Repo::open(backend, password.as_ref())
             .await
-            .with_context(|| format!("cannot open the repository {url}"))
+            .map_err(|e| self.storage_error(url, e, "cannot open the repository"))
+    }
+
+    /// Where the object store of `url` could have found credentials, when it found none in
+    /// the environment or `repository.options` (then it asks the cloud's metadata service,
+    /// and a failure there is an HTTP error that names no credentials at all). `None` for
+    /// local repositories and when some credential source is set. The variables and keys
+    /// are object_store 0.14's (`AmazonS3Builder`, `GoogleCloudStorageBuilder`,
+    /// `MicrosoftAzureBuilder` `from_env` and their config keys).
+    pub fn missing_credentials(&self, url: &str) -> Option<String> {
+        let sources: &[&str] = match Scheme::of(url).ok()? {
+            Scheme::S3 => &[
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "AWS_SKIP_SIGNATURE",
+            ],
+            Scheme::Gcs => &[
+                "GOOGLE_SERVICE_ACCOUNT",
+                "GOOGLE_SERVICE_ACCOUNT_PATH",
+                "GOOGLE_SERVICE_ACCOUNT_KEY",
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "GOOGLE_SKIP_SIGNATURE",
+            ],
+            Scheme::Azure => &[
+                "AZURE_STORAGE_ACCOUNT_KEY",
+                "AZURE_STORAGE_ACCESS_KEY",
+                "AZURE_STORAGE_SAS_KEY",
+                "AZURE_STORAGE_TOKEN",
+                "AZURE_CLIENT_SECRET",
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "AZURE_STORAGE_USE_EMULATOR",
+                "AZURE_SKIP_SIGNATURE",
+            ],
+            _ => return None,
+        };
+        let options = &self.config.repository.options;
+        let set = sources.iter().any(|v| {
+            std::env::var_os(v).is_some_and(|x| !x.is_empty())
+                || options.contains_key(&v.to_ascii_lowercase())
+        });
+        if set {
+            return None;
+        }
+        let mut looked: Vec<String> = sources.iter().map(|v| v.to_string()).collect();
+        looked.push("repository.options".into());
+        if matches!(Scheme::of(url), Ok(Scheme::Gcs)) {
+            looked.push("~/.config/gcloud/application_default_credentials.json".into());
+        }
+        looked.push("the instance metadata service".into());
+        Some(looked.join(", "))
+    }
+
+    /// A storage failure at `url`, said as "no credentials found (looked in …)" when the
+    /// store had none to use.
+    pub fn storage_error(&self, url: &str, e: taosbackup_sink::Error, what: &str) -> anyhow::Error {
+        let backend = matches!(e, taosbackup_sink::Error::Backend { .. });
+        match self.missing_credentials(url) {
+            Some(looked) if backend => crate::error::Advised {
+                message: format!("{what} {url}: no credentials found (looked in {looked}): {e}"),
+                hint: "give the storage's credentials in the environment (e.g. \
+                       AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or in repository.options"
+                    .into(),
+            }
+            .into(),
+            _ => anyhow::Error::from(e).context(format!("{what} {url}")),
+        }
     }
 
     /// The creation settings: `no_encryption` flag, then config; bucket width and level from
@@ -157,12 +249,17 @@ impl Context {
             encryption,
             bucket_width,
             compression_level,
+            force: false,
         })
     }
 
-    /// Creates a repository at `url`.
+    /// Creates a repository at `url`. A local directory holding other files (and no
+    /// repository) is refused unless `choice.force`.
     pub async fn init_repo(&self, url: &str, choice: InitChoice) -> anyhow::Result<Repo> {
         let backend = self.backend(url)?;
+        if !choice.force {
+            refuse_foreign_directory(url)?;
+        }
         let password = if choice.encryption {
             Some(self.password()?.ok_or_else(|| {
                 usage(
@@ -188,7 +285,7 @@ impl Context {
         };
         Repo::init(backend, options, password.as_ref())
             .await
-            .with_context(|| format!("cannot create a repository at {url}"))
+            .map_err(|e| self.storage_error(url, e, "cannot create a repository at"))
     }
 
     /// Opens the repository at `url`, creating it (logged) when the location holds none.
@@ -207,8 +304,7 @@ impl Context {
                 );
                 Ok(repo)
             }
-            Err(e) => Err(anyhow::Error::from(e))
-                .with_context(|| format!("cannot open the repository {url}")),
+            Err(e) => Err(self.storage_error(url, e, "cannot open the repository")),
         }
     }
 
@@ -301,14 +397,23 @@ impl Context {
         }
     }
 
-    /// The engine: flag, then `backup.engine`, then bitmap.
+    /// The engine: flag, then `backup.engine`, then bitmap. The bitmap engine needs the
+    /// change feed, which the original plugin's `event_interceptor.enable = false` turns off.
     pub fn engine(&self, flag: &Option<String>) -> anyhow::Result<EngineKind> {
-        match flag.as_deref().or(self.config.backup.engine.as_deref()) {
+        let engine = match flag.as_deref().or(self.config.backup.engine.as_deref()) {
             Some(e) => e
                 .parse()
-                .map_err(|err| usage(format!("{err}"), "use --engine full, time or bitmap")),
-            None => Ok(EngineKind::Bitmap),
+                .map_err(|err| usage(format!("{err}"), "use --engine full, time or bitmap"))?,
+            None => EngineKind::Bitmap,
+        };
+        if engine == EngineKind::Bitmap && self.config.event_interceptor.enable == Some(false) {
+            return Err(usage(
+                "the bitmap engine needs the change feed, and event_interceptor.enable = false \
+                 turns it off",
+                "set event_interceptor.enable to true, or back up with --engine full or time",
+            ));
         }
+        Ok(engine)
     }
 
     /// `backup.on_gap` (validated at load).
@@ -321,11 +426,25 @@ impl Context {
             .unwrap_or_default()
     }
 
-    /// Tables exported at once: flag, `backup.parallel`, `backup.batch_size`, 4.
+    /// Tables exported at once: flag, `backup.parallel`, `backup.batch_size` (at most
+    /// [`MAX_PARALLEL_FROM_BATCH_SIZE`]), 4.
     pub fn backup_parallel(&self, flag: Option<usize>) -> anyhow::Result<usize> {
+        // The original plugin's `batch_size` counted rows per batch (values like 1000), not
+        // connections: as a fallback for `parallel` it is capped so it cannot open a
+        // connection per row of a batch.
+        let from_batch = self.config.backup.batch_size.map(|b| {
+            if b > MAX_PARALLEL_FROM_BATCH_SIZE {
+                tracing::info!(
+                    batch_size = b,
+                    parallel = MAX_PARALLEL_FROM_BATCH_SIZE,
+                    "backup.batch_size taken as the number of tables exported at once, capped"
+                );
+            }
+            b.min(MAX_PARALLEL_FROM_BATCH_SIZE)
+        });
         let p = flag
             .or(self.config.backup.parallel)
-            .or(self.config.backup.batch_size)
+            .or(from_batch)
             .unwrap_or(4);
         if p == 0 {
             return Err(usage(
@@ -368,6 +487,41 @@ impl Context {
     }
 }
 
+/// Refuses to create a repository in a local directory that already holds files (a typo in
+/// `--repo` would otherwise mix backups into someone else's data). A repository there is
+/// left to `Repo::init` ("already exists").
+fn refuse_foreign_directory(url: &str) -> anyhow::Result<()> {
+    if !matches!(Scheme::of(url), Ok(Scheme::Local)) {
+        return Ok(());
+    }
+    let path = std::path::Path::new(url.strip_prefix("file://").unwrap_or(url));
+    if path.join("config").exists() {
+        return Ok(());
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Ok(());
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    let total = names.len();
+    names.truncate(3);
+    let more = if total > 3 { ", …" } else { "" };
+    Err(usage(
+        format!(
+            "{} is not empty ({total} entries: {}{more}) and holds no taosbackup repository",
+            path.display(),
+            names.join(", ")
+        ),
+        "choose an empty or new directory, or pass --force to create the repository there anyway",
+    ))
+}
+
 /// `$XDG_STATE_HOME/taosbackup`, else `~/.local/state/taosbackup`.
 pub fn default_state_dir() -> anyhow::Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
@@ -404,8 +558,21 @@ mod tests {
         assert_eq!(c.engine(&Some("full".into())).unwrap(), EngineKind::Full);
         assert_eq!(c.backup_parallel(None).unwrap(), 7);
         assert_eq!(c.backup_parallel(Some(2)).unwrap(), 2);
+        let plugin = ctx("[backup]\nbatch_size = 1000\n[repository]\nurl = \"/r\"");
+        assert_eq!(
+            plugin.backup_parallel(None).unwrap(),
+            MAX_PARALLEL_FROM_BATCH_SIZE
+        );
         assert_eq!(c.repo_url(&None).unwrap(), "/r");
         assert_eq!(c.repo_url(&Some("/x".into())).unwrap(), "/x");
+    }
+
+    #[test]
+    fn interceptor_off_means_no_bitmap_engine() {
+        let c = ctx("[event_interceptor]\nenable = false");
+        let e = c.engine(&None).unwrap_err();
+        assert!(format!("{e}").contains("event_interceptor.enable"), "{e}");
+        assert_eq!(c.engine(&Some("full".into())).unwrap(), EngineKind::Full);
     }
 
     #[test]

@@ -60,9 +60,53 @@ pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Err
     UsageError::new(message, hint).into()
 }
 
+/// The hint of an error nothing more specific is known about: every error has a `hint:`
+/// line (docs/operations.md, "Troubleshooting").
+pub const DEFAULT_HINT: &str =
+    "run the command again with --debug to see the whole error chain; if it persists, report it";
+
 /// The exit code and the advice for `err`, from the first error in its chain we know.
 pub fn classify(err: &anyhow::Error) -> (Exit, Option<String>) {
+    // Causes deep in the chain that say more than the wrappers above them.
     for cause in err.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
+                return (
+                    Exit::Failed,
+                    Some(
+                        "the disk is full: free space where the repository (or the tracker \
+                         state, bitmap_engine.persistence_path) lives and run again; nothing \
+                         partial is listed, and `taosbackup prune` removes what an interrupted \
+                         backup left"
+                            .into(),
+                    ),
+                );
+            }
+        }
+    }
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<taosbackup_source::FeedError>() {
+            use taosbackup_source::FeedError as F;
+            let hint = match e {
+                F::WalRetentionDisabled { database, .. } => Some(format!(
+                    "run `ALTER DATABASE {database} WAL_RETENTION_PERIOD 86400` on TDengine \
+                     (seconds; longer than the time between backups), or back up with \
+                     --engine full or time"
+                )),
+                F::DatabaseNotFound { .. } => {
+                    Some("check the database name (SHOW DATABASES)".into())
+                }
+                F::TopicConflict { .. } => Some(
+                    "`taosbackup feed list --source DSN` shows the topics taosbackup owns; \
+                     drop the conflicting one with `taosbackup feed drop`"
+                        .into(),
+                ),
+                _ => None,
+            };
+            if hint.is_some() {
+                return (Exit::Failed, hint);
+            }
+        }
         if let Some(u) = cause.downcast_ref::<UsageError>() {
             return (Exit::Usage, Some(u.hint.clone()));
         }
@@ -75,6 +119,15 @@ pub fn classify(err: &anyhow::Error) -> (Exit, Option<String>) {
         if let Some(e) = cause.downcast_ref::<taosbackup_source::Error>() {
             if let taosbackup_source::Error::InvalidDsn { .. } = e {
                 return (Exit::Usage, Some(DSN_HINT.into()));
+            }
+            if let taosbackup_source::Error::NativeClientMissing { host, .. } = e {
+                return (
+                    Exit::Failed,
+                    Some(format!(
+                        "install the TDengine client (libtaos) on this machine, or use \
+                         taosAdapter's WebSocket DSN ws://{host}:6041"
+                    )),
+                );
             }
             if let Some(kind) = source_kind(e) {
                 if let Some(hint) = kind_hint(kind) {
@@ -253,8 +306,10 @@ pub fn report(err: &anyhow::Error, debug: bool) -> Exit {
     exit
 }
 
-/// At most two lines without `--debug`: what failed and why, then what to do.
+/// At most two lines without `--debug`: what failed and why, then what to do (every error
+/// has a hint: [`DEFAULT_HINT`] when nothing more specific is known).
 fn render(err: &anyhow::Error, exit: Exit, hint: Option<&str>, debug: bool) -> String {
+    let hint = Some(hint.unwrap_or(DEFAULT_HINT));
     let mut text = format!("error: {}", message(err));
     let more = if !debug && exit == Exit::Failed {
         "details with --debug"
@@ -322,6 +377,13 @@ mod tests {
         assert_eq!(classify(&e).0, Exit::Usage);
         let e = anyhow::anyhow!("plain");
         assert_eq!(classify(&e), (Exit::Failed, None));
+        let text = render(&e, Exit::Failed, None, false);
+        assert!(
+            text.contains("hint: run the command again with --debug"),
+            "{text}"
+        );
+        let full = anyhow::Error::from(std::io::Error::from_raw_os_error(28)).context("writing");
+        assert!(classify(&full).1.unwrap().contains("disk is full"));
         let e = anyhow::Error::from(taosbackup_source::Error::TargetExists {
             database: "d".into(),
             endpoint: "ws://h:6041".into(),

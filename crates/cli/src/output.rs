@@ -23,6 +23,30 @@ pub fn kind(k: BackupKind) -> &'static str {
     }
 }
 
+/// `1 tombstone`, `2 tombstones` (with thousands separators).
+pub fn plural(n: u64, noun: &str) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{} {noun}{s}", crate::progress::count(n))
+}
+
+/// A backup's tombstones: (deleted blocks, dropped tables), counted from its records. The
+/// manifest's `stats.tombstones` counts both; `show` lists them apart.
+pub fn tombstone_split(m: &Manifest) -> (u64, u64) {
+    let (mut blocks, mut dropped) = (0u64, 0u64);
+    for record in m.tables.values() {
+        match record {
+            TableRecord::Present { blocks: b } => {
+                blocks += b
+                    .values()
+                    .filter(|r| matches!(r, BlockRecord::Deleted))
+                    .count() as u64;
+            }
+            TableRecord::Dropped => dropped += 1,
+        }
+    }
+    (blocks, dropped)
+}
+
 /// The JSON object of one backup in `list --json`.
 pub fn backup_json(m: &Manifest) -> Value {
     json!({

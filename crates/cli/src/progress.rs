@@ -57,6 +57,8 @@ pub struct CliProgress {
     blocks: AtomicU64,
     rows: AtomicU64,
     bytes: AtomicU64,
+    /// Rows the current phase expects (0: unknown).
+    estimated_rows: AtomicU64,
     phase: Mutex<Option<Phase>>,
 }
 
@@ -68,6 +70,7 @@ impl CliProgress {
             blocks: AtomicU64::new(0),
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            estimated_rows: AtomicU64::new(0),
             phase: Mutex::new(None),
         }
     }
@@ -90,8 +93,12 @@ impl CliProgress {
         let rows = self.rows.load(Ordering::Relaxed);
         let bytes = self.bytes.load(Ordering::Relaxed);
         let secs = elapsed.as_secs_f64().max(1e-3);
+        let of = match self.estimated_rows.load(Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!("/~{}", count(n)),
+        };
         format!(
-            "{} rows, {} ({}/s)",
+            "{}{of} rows, {} ({}/s)",
             count(rows),
             self::bytes(bytes),
             self::bytes((bytes as f64 / secs) as u64)
@@ -104,6 +111,29 @@ impl Progress for CliProgress {
         self.blocks.store(0, Ordering::Relaxed);
         self.rows.store(0, Ordering::Relaxed);
         self.bytes.store(0, Ordering::Relaxed);
+        self.estimated_rows.store(estimated_rows, Ordering::Relaxed);
+        // The same phase begun again (its total became known): keep its bar and clock.
+        if let Some(p) = self.lock().as_mut().filter(|p| p.name == phase) {
+            p.total_blocks = total_blocks;
+            if let Some(bar) = &p.bar {
+                bar.set_length(total_blocks);
+                bar.set_position(0);
+            } else {
+                tracing::info!(
+                    phase,
+                    blocks = total_blocks,
+                    estimated_rows,
+                    "{phase}: about {total_blocks} blocks, {estimated_rows} rows"
+                );
+            }
+            return;
+        }
+        if let Some(old) = self.lock().take() {
+            if let Some(bar) = old.bar {
+                bar.finish_and_clear();
+                multi().remove(&bar);
+            }
+        }
         let bar = if self.bars {
             let _ = MULTI_USED.set(());
             let bar = multi().add(ProgressBar::new(total_blocks));

@@ -121,7 +121,7 @@ impl JobRunner for EngineRunner {
                 &self.connect,
                 req,
                 tracking,
-                &*progress,
+                progress,
                 &cancel,
             )
             .await
@@ -208,8 +208,12 @@ pub async fn run(ctx: &Context) -> anyhow::Result<Exit> {
         schedule: ctx.config.schedule.clone().unwrap_or_default(),
         databases: ctx.config.databases(),
     };
+    // A config the scheduler cannot run is refused (exit code 2) before anything connects.
+    daemon::validate(&options)?;
     let shutdown = Shutdown::on_signals()?;
     let runner = Arc::new(EngineRunner::new(ctx.clone()).await?);
-    daemon::run(options, runner, shutdown).await?;
+    let result = daemon::run(options, runner.clone(), shutdown).await;
+    crate::commands::backup::close_source(&runner.source).await;
+    result?;
     Ok(Exit::Ok)
 }

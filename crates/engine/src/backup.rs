@@ -769,7 +769,7 @@ async fn run(
     repo.commit_manifest(&manifest)
         .await
         .map_err(|e| EngineError::repo(format!("committing backup {id}"), e))?;
-    tracing::info!(backup = %id, kind = ?manifest.kind, rows = manifest.stats.rows, blocks = manifest.stats.blocks, "backup committed");
+    tracing::info!(backup = %id, kind = if manifest.kind == BackupKind::Full { "full" } else { "incremental" }, rows = manifest.stats.rows, blocks = manifest.stats.blocks, "backup committed");
     Ok((manifest, d.full_reason))
 }
 

@@ -70,7 +70,7 @@ impl Scheme {
             other => Err(Error::InvalidUrl {
                 url: url.into(),
                 reason: format!(
-                    "unknown scheme {other:?} (use a path, file://, s3://, gs://, az:// or memory://)"
+                    "unknown scheme {other:?} (use a path, file://, s3://, gs:// or az://)"
                 ),
             }),
         }

@@ -67,6 +67,13 @@ impl Repo {
         Ok(report)
     }
 
+    /// [`Repo::verify`] without taking a lock, for a repository that cannot be written
+    /// (read-only media or credentials) or when the caller asks for no lock: a prune
+    /// running meanwhile may make objects it deletes look missing.
+    pub async fn verify_without_lock(&self, options: VerifyOptions) -> Result<VerifyReport> {
+        self.verify_locked(options).await
+    }
+
     async fn verify_locked(&self, options: VerifyOptions) -> Result<VerifyReport> {
         let inner = &self.inner;
         let mut report = VerifyReport::default();

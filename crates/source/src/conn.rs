@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, RawBlock, Taos, TaosBuilder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
 
 use crate::Error;
 use crate::dsn::{ConnectOptions, Credentials, Endpoint};
@@ -59,7 +60,14 @@ pub(crate) struct Pool {
     pub(crate) retry_interval: Duration,
     pub(crate) timeout: Duration,
     server_version: std::sync::OnceLock<String>,
+    /// Background work on this pool's connections (exports, abandoned fetches), so that
+    /// [`Pool::close`] can wait for it.
+    tasks: TaskTracker,
 }
+
+/// How long an abandoned fetch may take to be answered before its connection is closed
+/// under it (see [`Pool::abandon`]).
+const ABANDON_WAIT: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,7 +117,57 @@ impl Pool {
             retry_interval: Duration::from_millis(options.retry_interval_ms),
             timeout: options.request_timeout,
             server_version: std::sync::OnceLock::new(),
+            tasks: TaskTracker::new(),
         })
+    }
+
+    /// Spawns background work that [`Pool::close`] waits for.
+    pub(crate) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(fut)
+    }
+
+    /// Gives up on a result set whose fetch may still be in flight (its reply timed out).
+    ///
+    /// taos-ws 0.12.3 keeps the reply channel of a fetch in a map until the answer arrives
+    /// and then `unwrap()`s the send into it (`src/query/asyn.rs`, the `BlockNew` and
+    /// `Block` arms of `read_queries`): dropping a `ResultSet` whose fetch is in flight
+    /// drops the receiver, and a late answer panics the connection's reader task, printing
+    /// the whole raw block. The fetch future lives inside the result set, so polling the
+    /// result set again resumes it: a background task waits for the answer (up to
+    /// [`ABANDON_WAIT`]), then drops the result set and the connection. When no answer
+    /// comes, the connection is dropped first: that stops its reader task (the close
+    /// signal of `WsTaos::drop`) before the receiver goes.
+    pub(crate) fn abandon(&self, taos: Option<Taos>, mut rs: taos::ResultSet) {
+        self.tasks.spawn(async move {
+            let answered = tokio::time::timeout(ABANDON_WAIT, rs.blocks().next())
+                .await
+                .is_ok();
+            if answered {
+                drop(rs);
+                drop(taos);
+            } else {
+                drop(taos);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                drop(rs);
+            }
+        });
+    }
+
+    /// Ends the pool's background work and closes its idle connections: no new export
+    /// starts, running ones (which stop by themselves once their reader is gone) and
+    /// abandoned fetches are waited for up to `wait`. Returns whether everything ended.
+    /// Call before the runtime shuts down, so no fetch is cut off mid-flight.
+    pub(crate) async fn close(&self, wait: Duration) -> bool {
+        self.tasks.close();
+        let drained = tokio::time::timeout(wait, self.tasks.wait()).await.is_ok();
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+        drained
     }
 
     /// The configured number of connections.
@@ -315,6 +373,13 @@ impl Conn {
         self.healthy = false;
     }
 
+    /// Gives up on `rs`, whose fetch timed out, with this (broken) connection: see
+    /// [`Pool::abandon`].
+    pub(crate) fn abandon(&mut self, rs: taos::ResultSet) {
+        self.healthy = false;
+        self.pool.abandon(self.taos.take(), rs);
+    }
+
     /// Starts a query: the result set and its column names.
     pub(crate) async fn start_query(
         &mut self,
@@ -350,7 +415,8 @@ impl Conn {
     }
 
     /// Runs a query and passes each raw block (with field names set) to `each`, in order.
-    /// Every fetch has the pool's timeout.
+    /// Every fetch has the pool's timeout; a fetch that times out is abandoned
+    /// ([`Pool::abandon`]) with its connection.
     pub(crate) async fn query_blocks(
         &mut self,
         ctx: Ctx<'_>,
@@ -359,32 +425,27 @@ impl Conn {
     ) -> Result<Vec<String>, Error> {
         let timeout = self.pool.timeout;
         let pool = self.pool.clone();
-        let taos = self.taos()?;
-        let r: Result<Vec<String>, Error> = async {
-            let mut rs = match tokio::time::timeout(timeout, taos.query(sql)).await {
-                Ok(Ok(rs)) => rs,
-                Ok(Err(e)) => return Err(pool.error("query", ctx, e)),
-                Err(_) => return Err(pool.timeout_error("query", ctx)),
-            };
-            let names: Vec<String> = rs.fields().iter().map(|f| f.name().to_string()).collect();
-            let mut blocks = rs.blocks();
-            loop {
-                let next = match tokio::time::timeout(timeout, blocks.next()).await {
-                    Ok(n) => n,
-                    Err(_) => return Err(pool.timeout_error("fetch", ctx)),
-                };
-                match next {
-                    None => return Ok(names),
-                    Some(Err(e)) => return Err(pool.error("fetch", ctx, e)),
-                    Some(Ok(mut block)) => {
-                        block.with_field_names(&names);
-                        each(block)?;
-                    }
+        let (mut rs, names) = self.start_query(ctx, sql).await?;
+        loop {
+            let next = match tokio::time::timeout(timeout, rs.blocks().next()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    self.abandon(rs);
+                    return Err(pool.timeout_error("fetch", ctx));
                 }
+            };
+            let r = match next {
+                None => return Ok(names),
+                Some(Err(e)) => Err(pool.error("fetch", ctx, e)),
+                Some(Ok(mut block)) => {
+                    block.with_field_names(&names);
+                    each(block)
+                }
+            };
+            if let Err(e) = r {
+                return self.note(Err(e));
             }
         }
-        .await;
-        self.note(r)
     }
 
     /// Runs a query and collects every row as typed values.

@@ -9,6 +9,11 @@
 //! already delivered, recognised by their key (the composite key column, or the timestamp
 //! alone for tables without one). The stream either delivers every row once or ends in an
 //! error.
+//!
+//! Dropping the stream never cuts a fetch off mid-flight (taos-ws 0.12.3 panics in its
+//! reader task when the answer of a dropped fetch arrives; see `Pool::abandon`): the task
+//! notices the closed channel after the fetch in flight, stops issuing fetches, frees the
+//! result and returns its connection. `TaosSource::close` waits for such tasks.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -117,6 +122,9 @@ impl Job {
 
     async fn run_inner(&self) -> Result<(), Error> {
         for group in &self.groups {
+            if self.tx.is_closed() {
+                break;
+            }
             self.export_group(group).await?;
         }
         Ok(())
@@ -134,6 +142,9 @@ impl Job {
         };
         let mut attempt = 0u32;
         loop {
+            if self.tx.is_closed() {
+                return Ok(());
+            }
             let before = resume.mark();
             match self.read_from(group, &mut resume, end).await {
                 Ok(()) => return Ok(()),
@@ -174,15 +185,24 @@ impl Job {
         let key_col = self.key_index(&names)?;
         let precision = precision_of(rs.precision());
         if precision != self.precision {
-            tracing::debug!(table = %self.table, ?precision, "result precision differs from the request");
+            let name = match precision {
+                Precision::Ms => "ms",
+                Precision::Us => "us",
+                Precision::Ns => "ns",
+            };
+            tracing::debug!(table = %self.table, precision = name, "result precision differs from the request");
         }
         let timeout = self.pool.timeout;
-        let mut blocks = rs.blocks();
         loop {
-            let next = match tokio::time::timeout(timeout, blocks.next()).await {
+            // The reader is gone (the engine stopped: cancelled or failed): issue no more
+            // fetches; dropping `rs` frees the result on the server.
+            if self.tx.is_closed() {
+                return Ok(());
+            }
+            let next = match tokio::time::timeout(timeout, rs.blocks().next()).await {
                 Ok(n) => n,
                 Err(_) => {
-                    conn.mark_broken();
+                    conn.abandon(rs);
                     return Err(self.pool.timeout_error("fetch", ctx));
                 }
             };
@@ -389,16 +409,12 @@ impl Job {
     }
 }
 
-/// The receiving end of an export.
+/// The receiving end of an export. Dropping it stops the export after the fetch in flight
+/// (never by aborting the task: see the module docs; the handle is kept to tell a panicked
+/// task from a finished one, and dropping it detaches the task).
 pub(crate) struct ExportStream {
     rx: mpsc::Receiver<Result<BlockChunk, Error>>,
     task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for ExportStream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl ExportStream {
@@ -432,7 +448,8 @@ impl ExportStream {
             direct,
             tx,
         };
-        let task = tokio::spawn(job.run());
+        let task_pool = job.pool.clone();
+        let task = task_pool.spawn(job.run());
         Ok(ExportStream { rx, task })
     }
 

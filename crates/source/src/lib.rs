@@ -29,12 +29,15 @@
 #![deny(missing_docs)]
 
 mod catalog;
+pub mod conformance;
 mod conn;
 mod dbopts;
 mod dsn;
 mod error;
+mod estimate;
 mod export;
 mod feed;
+mod feed_admin;
 mod raw;
 mod restore;
 mod source;
@@ -47,7 +50,9 @@ pub use crate::{
     dbopts::OptionChange,
     dsn::{ConnectOptions, Credentials, DEFAULT_PASSWORD, DEFAULT_USER, Endpoint, Protocol},
     error::{Error, RETRYABLE_CODES, StatementInfo, is_transient},
+    estimate::Estimate,
     feed::{FeedError, MAX_NAME_LEN, TmqFeed, TmqFeedOptions, default_names},
+    feed_admin::{FEED_TOPIC_PREFIX, FeedGroup, FeedPosition, FeedTopic},
     restore::WriteMode,
     source::TaosSource,
     wal::{

@@ -100,6 +100,35 @@ impl TaosSource {
         self
     }
 
+    /// Ends the background work and closes the connections, for a clean stop: exports
+    /// whose reader is gone finish the fetch in flight and free their result, abandoned
+    /// fetches get their answer (all waited for up to `wait`), then idle connections close.
+    /// Call it before the tokio runtime shuts down: a runtime shutdown drops tasks with
+    /// fetches in flight, whose late answers panic the connector's reader task (see
+    /// `conn.rs`). Returns whether everything ended within `wait`. The source stays usable
+    /// (connections reopen on demand).
+    pub async fn close(&self, wait: std::time::Duration) -> bool {
+        let pools: Vec<Arc<Pool>> = match self.write_pools.lock() {
+            Ok(p) => p.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut all = self.pool.close(wait).await;
+        for p in pools {
+            all &= p.close(wait).await;
+        }
+        all
+    }
+
+    /// The credentials the source connects with.
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
+    /// The pool of the source's own connections.
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
     /// The endpoint, without credentials.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint

@@ -1,6 +1,7 @@
 //! `taosbackup backup` (also the command meant when none is given), and the wiring of one
 //! backup run that the daemon shares: repository session, change tracking, engine, summary.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -20,7 +21,8 @@ use taosbackup_source::{
 use crate::args::BackupArgs;
 use crate::context::Context;
 use crate::error::{Advised, Exit};
-use crate::output::{backup_json, kind, print_json, rfc3339};
+use crate::estimate::Estimating;
+use crate::output::{backup_json, kind, plural, print_json, rfc3339, tombstone_split};
 use crate::progress::{CliProgress, bytes, count};
 
 /// The precision the tracker of `database` works in: the newest backup's (what the persisted
@@ -166,10 +168,13 @@ pub async fn run_backup(
     connect: &ConnectOptions,
     mut req: BackupRequest,
     tracking: Option<&mut ChangeTracking>,
-    progress: &dyn Progress,
+    progress: Arc<dyn Progress>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<BackupReport> {
     req.bucket_width = repo.config().bucket_width;
+    // A full export begins without a total: estimate one from the catalog.
+    let progress = Estimating::new(progress, source, &req.database, req.bucket_width.seconds());
+    let progress = &progress;
     // Scoped to the database: a second backup of it (another process, another daemon)
     // is refused while this one runs; it would share the tracker state and feed positions.
     let session = repo
@@ -223,16 +228,78 @@ pub async fn run_backup(
             }
             Err(e)
         }
-        Ok(mut report) => {
-            // Packs are uploaded by the commit, after the engine took its counters: the
-            // session's figure is what this run really wrote.
-            let stats = &mut report.manifest.stats;
-            stats.bytes_stored = stats.bytes_stored.max(written);
+        Ok(report) => {
+            // The manifest's bytes_stored (the sealed bytes of the new blobs, counted before
+            // the commit) is what the summary, `list` and `show` all print; the packs'
+            // headers and the index add a little on top.
+            tracing::debug!(
+                packs_bytes = written,
+                bytes_stored = report.manifest.stats.bytes_stored,
+                "bytes written by the session"
+            );
             released
                 .context("the backup was committed, but releasing the repository lock failed")?;
             Ok(report)
         }
     }
+}
+
+/// Drops the change-feed topic a failed first backup created. Its consumer has just closed;
+/// the server may take a moment to see that ("Topic subscribed cannot be dropped").
+async fn drop_new_topic(source: &TaosSource, topic: &str) {
+    let mut last = None;
+    for _ in 0..10 {
+        match source.drop_feed_topic(topic).await {
+            Ok(()) => {
+                tracing::info!(
+                    topic,
+                    "dropped the change-feed topic this failed first backup created"
+                );
+                return;
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if let Some(e) = last {
+        tracing::warn!(
+            topic,
+            error = %e,
+            "the failed first backup created change-feed topic {topic} and could not drop it; \
+             `taosbackup feed drop --source DSN {topic}` does"
+        );
+    }
+}
+
+/// How long a command waits for the source's background work at its end.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Closes `source` before the command returns (and the runtime drops its tasks): no fetch is
+/// cut off mid-flight (see `TaosSource::close`).
+pub async fn close_source(source: &TaosSource) {
+    if !source.close(CLOSE_WAIT).await {
+        tracing::debug!("the source's background work did not end within {CLOSE_WAIT:?}");
+    }
+}
+
+/// Connects to the source and reads `database`'s header: reachable, credentials accepted,
+/// database present. Run before anything is created.
+pub async fn check_source(source: &TaosSource, database: &str) -> anyhow::Result<()> {
+    source
+        .database_precision(database)
+        .await
+        .with_context(|| format!("cannot read the catalog of database {database}"))?;
+    Ok(())
+}
+
+fn cancelled_before_start(database: &str) -> anyhow::Error {
+    Advised {
+        message: format!(
+            "backup of {database} cancelled by a signal before it started: nothing was committed"
+        ),
+        hint: "run the backup again; the repository is unchanged".into(),
+    }
+    .into()
 }
 
 fn is_cancelled(e: &anyhow::Error) -> bool {
@@ -284,12 +351,18 @@ pub fn summary(report: &BackupReport) -> String {
     if let Some(r) = &report.full_reason {
         out.push_str(&format!("  full because: {r}\n"));
     }
+    let (tombstones, dropped) = tombstone_split(m);
     out.push_str(&format!(
-        "  blocks: {} processed, {} failed, {} tombstones; {} tables\n",
+        "  blocks: {} processed, {} failed, {}{}; {}\n",
         count(s.blocks),
         count(s.failed_blocks),
-        count(s.tombstones),
-        count(s.tables)
+        plural(tombstones, "tombstone"),
+        if dropped > 0 {
+            format!(", {} dropped", plural(dropped, "table"))
+        } else {
+            String::new()
+        },
+        plural(s.tables, "table")
     ));
     out.push_str(&format!(
         "  rows: {}; bytes read {}, stored {}; duration {}\n",
@@ -315,6 +388,8 @@ pub fn format_secs(d: Duration) -> String {
 
 /// Runs `backup`.
 pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
+    // First: a signal during the setup below must cancel, not kill the process halfway.
+    let cancel = crate::signals::cancel_on_signals("backup")?;
     let mut ctx = ctx.clone();
     if args.upload_concurrency.is_some() {
         ctx.config.backup.upload_concurrency = args.upload_concurrency;
@@ -326,13 +401,31 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     let parallel = ctx.backup_parallel(args.parallel)?;
     let connect = ctx.source_options(&args.source, parallel)?;
     let source = ctx.connect(connect.clone())?;
-    let choice = ctx.init_choice(args.no_encryption, None, None)?;
+    let mut choice = ctx.init_choice(args.no_encryption, None, None)?;
+    choice.force = args.force;
+    // Nothing is created before the source answered: a wrong DSN, password or database
+    // must not leave an empty repository (or a change-feed topic) behind.
+    check_source(&source, &database).await?;
+    if cancel.is_cancelled() {
+        return Err(cancelled_before_start(&database));
+    }
     let repo = ctx.open_or_init(&url, choice).await?;
-    let cancel = crate::signals::cancel_on_signals("backup")?;
-    let progress = if args.json {
+    let progress = Arc::new(if args.json {
         CliProgress::hidden()
     } else {
         CliProgress::auto()
+    });
+    // The tmq feed's topic, when this backup is about to create it: a first backup that
+    // fails drops it again, so it does not pin the WAL and block DROP DATABASE.
+    let new_topic = match (engine, ctx.config.bitmap_engine.change_feed.as_deref()) {
+        (EngineKind::Bitmap, None | Some("tmq")) => {
+            let (topic, _) = taosbackup_source::default_names(&repo.config().id, &database);
+            match source.topic_exists(&topic).await {
+                Ok(false) => Some(topic),
+                _ => None,
+            }
+        }
+        _ => None,
     };
     let req = request(ctx, database, engine, args.full, parallel, &source);
     tracing::info!(
@@ -342,8 +435,23 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         repository = %url,
         "backup started"
     );
-    let report = run_backup(ctx, &repo, &source, &connect, req, None, &progress, &cancel).await?;
+    let result = run_backup(
+        ctx,
+        &repo,
+        &source,
+        &connect,
+        req,
+        None,
+        progress.clone(),
+        &cancel,
+    )
+    .await;
     drop(progress);
+    if let (Err(_), Some(topic)) = (&result, &new_topic) {
+        drop_new_topic(&source, topic).await;
+    }
+    close_source(&source).await;
+    let report = result?;
     let m = &report.manifest;
     tracing::info!(
         id = %m.id,

@@ -7,11 +7,12 @@ use crate::error::Exit;
 /// Creates the repository.
 pub async fn run(ctx: &Context, args: &InitArgs) -> anyhow::Result<Exit> {
     let url = ctx.repo_url(&args.repo.repo)?;
-    let choice = ctx.init_choice(
+    let mut choice = ctx.init_choice(
         args.no_encryption,
         args.bucket_width.as_deref(),
         args.compression_level,
     )?;
+    choice.force = args.force;
     let repo = ctx.init_repo(&url, choice).await?;
     let c = repo.config();
     println!(

@@ -26,6 +26,29 @@ fn new_password(args: &KeyNewArgs) -> anyhow::Result<Password> {
     }
 }
 
+/// The key `given` names: its whole id, or a prefix of exactly one id (as backup ids).
+fn resolve_key(ids: &[String], given: &str) -> anyhow::Result<String> {
+    if ids.iter().any(|id| id == given) {
+        return Ok(given.to_string());
+    }
+    let matching: Vec<&String> = if given.is_empty() {
+        Vec::new()
+    } else {
+        ids.iter().filter(|id| id.starts_with(given)).collect()
+    };
+    match matching.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(usage(
+            format!("no key matches {given:?}"),
+            "list the keys with `taosbackup key list --repo URL`",
+        )),
+        many => Err(usage(
+            format!("{given:?} matches {} keys", many.len()),
+            "give more of the key id (`taosbackup key list --repo URL` shows them)",
+        )),
+    }
+}
+
 /// Runs a key action.
 pub async fn run(ctx: &Context, args: &KeyArgs) -> anyhow::Result<Exit> {
     match &args.action {
@@ -47,8 +70,10 @@ pub async fn run(ctx: &Context, args: &KeyArgs) -> anyhow::Result<Exit> {
         }
         KeyAction::Remove(a) => {
             let repo = ctx.open_repo(&ctx.repo_url(&a.repo.repo)?).await?;
-            repo.remove_key(&a.key_id).await?;
-            println!("removed key {}", a.key_id);
+            let ids: Vec<String> = repo.list_keys().await?.into_iter().map(|k| k.id).collect();
+            let id = resolve_key(&ids, &a.key_id)?;
+            repo.remove_key(&id).await?;
+            println!("removed key {id}");
         }
         KeyAction::List(a) => {
             let repo = ctx.open_repo(&ctx.repo_url(&a.repo.repo)?).await?;
@@ -81,4 +106,23 @@ pub async fn run(ctx: &Context, args: &KeyArgs) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_by_unique_prefix() {
+        let ids = vec![
+            "ab12ff".to_string(),
+            "ab34ee".to_string(),
+            "cd00".to_string(),
+        ];
+        assert_eq!(resolve_key(&ids, "cd").unwrap(), "cd00");
+        assert_eq!(resolve_key(&ids, "ab34ee").unwrap(), "ab34ee");
+        assert!(format!("{}", resolve_key(&ids, "ab").unwrap_err()).contains("2 keys"));
+        assert!(resolve_key(&ids, "zz").is_err());
+        assert!(resolve_key(&ids, "").is_err());
+    }
 }

@@ -7,13 +7,20 @@ use crate::context::Context;
 use crate::error::Exit;
 use crate::output::{backup_json, kind, print_json, short_time, table};
 use crate::progress::{bytes, count};
+use crate::readonly::Reader;
 
-/// Every committed backup of the repository, oldest first (the engine's order).
-pub async fn load_all(ctx: &Context, url: &str, command: &str) -> anyhow::Result<Vec<Manifest>> {
+/// Every committed backup of the repository, oldest first (the engine's order); without a
+/// lock when `no_lock` or when the repository is not writable.
+pub async fn load_all(
+    ctx: &Context,
+    url: &str,
+    command: &str,
+    no_lock: bool,
+) -> anyhow::Result<Vec<Manifest>> {
     let repo = ctx.open_repo(url).await?;
-    let session = repo.session(command).await?;
-    let result = taosbackup_engine::list_backups(&session).await;
-    let released = session.finish().await;
+    let reader = Reader::open(&repo, command, no_lock, url).await?;
+    let result = taosbackup_engine::list_backups(reader.repository()).await;
+    let released = reader.finish().await;
     let all = result?;
     released?;
     Ok(all)
@@ -22,7 +29,7 @@ pub async fn load_all(ctx: &Context, url: &str, command: &str) -> anyhow::Result
 /// Lists the backups.
 pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
     let url = ctx.repo_url(&args.repo.repo)?;
-    let mut all = load_all(ctx, &url, "list").await?;
+    let mut all = load_all(ctx, &url, "list", args.lock.no_lock).await?;
     if let Some(db) = &args.database {
         all.retain(|m| &m.database == db);
     }

@@ -51,6 +51,7 @@ pub async fn run(ctx: &Context, args: &PlanArgs) -> anyhow::Result<Exit> {
         anyhow::Ok(plan)
     }
     .await;
+    crate::commands::backup::close_source(&source).await;
     let released = session.finish().await;
     let plan = result?;
     released?;

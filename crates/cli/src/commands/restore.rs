@@ -1,6 +1,5 @@
 //! `taosbackup restore`.
 
-use anyhow::Context as _;
 use taosbackup_engine::{BackupPoint, EngineError, RestoreReport, RestoreRequest};
 
 use crate::args::RestoreArgs;
@@ -9,6 +8,7 @@ use crate::context::Context;
 use crate::error::{Advised, Exit, usage};
 use crate::output::print_json;
 use crate::progress::{CliProgress, count};
+use crate::readonly::Reader;
 
 /// Runs `restore`.
 pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
@@ -26,10 +26,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
     let connect = ctx.target_options(&args.target, parallel)?;
     let target = ctx.connect(connect)?;
     let repo = ctx.open_repo(&url).await?;
-    let session = repo
-        .session("restore")
-        .await
-        .context("cannot lock the repository")?;
+    let reader = Reader::open(&repo, "restore", args.lock.no_lock, &url).await?;
     let cancel = crate::signals::cancel_on_signals("restore")?;
     let progress = if args.json {
         CliProgress::hidden()
@@ -48,8 +45,10 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
         parallel,
     };
     tracing::info!(repository = %url, point = %req.point, dry_run = req.dry_run, "restoring");
-    let result = taosbackup_engine::restore(&target, &session, &req, &progress, &cancel).await;
-    let released = session.finish().await;
+    let result =
+        taosbackup_engine::restore(&target, reader.repository(), &req, &progress, &cancel).await;
+    crate::commands::backup::close_source(&target).await;
+    let released = reader.finish().await;
     drop(progress);
     if let Err(EngineError::Cancelled) = &result {
         let name = req

@@ -6,7 +6,9 @@ use crate::args::ShowArgs;
 use crate::commands::list::load_all;
 use crate::context::Context;
 use crate::error::{Exit, usage};
-use crate::output::{kind, print_json, rfc3339, show_json, table, table_summaries};
+use crate::output::{
+    kind, plural, print_json, rfc3339, show_json, table, table_summaries, tombstone_split,
+};
 use crate::progress::{bytes, count};
 
 /// Shows one backup.
@@ -18,7 +20,7 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
             "name the backup as `taosbackup list` shows it",
         )
     })?;
-    let all = load_all(ctx, &url, "show").await?;
+    let all = load_all(ctx, &url, "show", args.lock.no_lock).await?;
     let m = find_point(&all, args.database.as_deref(), &point)?;
     if args.json {
         print_json(&show_json(m))?;
@@ -41,13 +43,17 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
         "bucket     {}",
         humantime::format_duration(std::time::Duration::from_secs(m.bucket_width.seconds()))
     );
+    // Tombstones counted from the records, so the total is the sum of the TOMBSTONES
+    // column below; dropped tables are their own figure.
+    let (tombstones, dropped) = tombstone_split(m);
     println!(
-        "stats      {} tables, {} blocks ({} failed), {} tombstones, {} rows, {} read, {} stored",
-        count(s.tables),
-        count(s.blocks),
+        "stats      {}, {} ({} failed), {}, {} dropped, {}, {} read, {} stored",
+        plural(s.tables, "table"),
+        plural(s.blocks, "block"),
         count(s.failed_blocks),
-        count(s.tombstones),
-        count(s.rows),
+        plural(tombstones, "tombstone"),
+        plural(dropped, "table"),
+        plural(s.rows, "row"),
         bytes(s.bytes_read),
         bytes(s.bytes_stored)
     );

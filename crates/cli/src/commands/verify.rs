@@ -10,9 +10,10 @@ use taosbackup_sink::{OpenOptions, Problem, Repo, VerifyOptions};
 
 use crate::args::VerifyArgs;
 use crate::context::Context;
-use crate::error::{Exit, usage};
+use crate::error::{Advised, Exit, usage};
 use crate::output::print_json;
 use crate::progress::{CliProgress, bytes, count};
+use crate::readonly::Reader;
 
 /// Checks the repository; exit code 3 when it finds problems.
 pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
@@ -43,24 +44,36 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     };
     let repo = Repo::open_with(backend, password.as_ref(), options)
         .await
-        .map_err(|e| anyhow::Error::from(e).context(format!("cannot open the repository {url}")))?;
-    tracing::info!(repository = %url, read_data = ?args.read_data, "verifying");
-    let mut report = repo
-        .verify(VerifyOptions {
-            read_data_percent: args.read_data,
-        })
-        .await?;
-    let mut chain_blocks = None;
-    if let Some(point) = &point {
-        let progress = if args.json {
-            CliProgress::hidden()
-        } else {
-            CliProgress::auto()
-        };
-        let (blocks, problems) = read_chain(&repo, point, &progress).await?;
-        chain_blocks = Some(blocks);
-        report.problems.extend(problems);
+        .map_err(|e| cannot_open(ctx, e, &url))?;
+    tracing::info!(
+        repository = %url,
+        read_data_percent = args.read_data.unwrap_or(0),
+        "verifying"
+    );
+    let options = VerifyOptions {
+        read_data_percent: args.read_data,
+    };
+    // One shared lock (or none: read-only repository, --no-lock) for the whole check.
+    let reader = Reader::open(&repo, "verify", args.lock.no_lock, &url).await?;
+    let result = async {
+        let mut report = repo.verify_without_lock(options).await?;
+        let mut chain_blocks = None;
+        if let Some(point) = &point {
+            let progress = if args.json {
+                CliProgress::hidden()
+            } else {
+                CliProgress::auto()
+            };
+            let (blocks, problems) = read_chain(reader.repository(), point, &progress).await?;
+            chain_blocks = Some(blocks);
+            report.problems.extend(problems);
+        }
+        anyhow::Ok((report, chain_blocks))
     }
+    .await;
+    let released = reader.finish().await;
+    let (report, chain_blocks) = result?;
+    released?;
     let exit = if report.is_ok() {
         Exit::Ok
     } else {
@@ -117,42 +130,53 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     Ok(exit)
 }
 
+/// The error of a repository `verify` cannot open. Damage to the objects opening needs
+/// (`config`, `config.check`, key files) gets its own advice: the usual hint for damage,
+/// "run `taosbackup verify`", would send the operator in a circle.
+fn cannot_open(ctx: &Context, e: taosbackup_sink::Error, url: &str) -> anyhow::Error {
+    use taosbackup_sink::Error as E;
+    let message = format!("cannot open the repository {url}: {e}");
+    match e {
+        E::Corrupt { .. } | E::UnsupportedVersion { .. } | E::MissingBlob { .. } => Advised {
+            message,
+            hint: "verify cannot check a repository it cannot open: the objects opening needs \
+                   (config, config.check, keys/) are damaged or missing; copy them back from \
+                   another copy of the repository"
+                .into(),
+        }
+        .into(),
+        e => ctx.storage_error(url, e, "cannot open the repository"),
+    }
+}
+
 /// Reads (authenticates, decompresses, rehashes) every blob the chain of `point` needs.
 async fn read_chain(
-    repo: &Repo,
+    session: &dyn Repository,
     point: &BackupPoint,
     progress: &CliProgress,
 ) -> anyhow::Result<(u64, Vec<Problem>)> {
-    let session = repo.session("verify").await?;
-    let result = async {
-        let all = list_backups(&session).await?;
-        let chain = resolve_point(&all, None, point)?;
-        let folded = fold(&chain)?;
-        let blobs: BTreeSet<BlobId> = folded
-            .tables
-            .values()
-            .flat_map(|t| t.values().map(|b| b.blob))
-            .collect();
-        let mut problems = Vec::new();
-        progress.begin("verify", blobs.len() as u64, 0);
-        for id in &blobs {
-            match session.read_blob(id).await {
-                Ok(data) => progress.advance(1, 0, data.len() as u64),
-                Err(e) => {
-                    progress.advance(1, 0, 0);
-                    problems.push(Problem {
-                        object: format!("blob {id}"),
-                        message: format!("{e}"),
-                    });
-                }
+    let all = list_backups(session).await?;
+    let chain = resolve_point(&all, None, point)?;
+    let folded = fold(&chain)?;
+    let blobs: BTreeSet<BlobId> = folded
+        .tables
+        .values()
+        .flat_map(|t| t.values().map(|b| b.blob))
+        .collect();
+    let mut problems = Vec::new();
+    progress.begin("verify", blobs.len() as u64, 0);
+    for id in &blobs {
+        match session.read_blob(id).await {
+            Ok(data) => progress.advance(1, 0, data.len() as u64),
+            Err(e) => {
+                progress.advance(1, 0, 0);
+                problems.push(Problem {
+                    object: format!("blob {id}"),
+                    message: format!("{e}"),
+                });
             }
         }
-        progress.end();
-        anyhow::Ok((blobs.len() as u64, problems))
     }
-    .await;
-    let released = session.finish().await;
-    let out = result?;
-    released?;
-    Ok(out)
+    progress.end();
+    Ok((blobs.len() as u64, problems))
 }

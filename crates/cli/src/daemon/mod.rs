@@ -285,12 +285,14 @@ impl Daemon {
         let state = Arc::new(state::DaemonState::new(&options));
         let listener = tokio::net::TcpListener::bind(options.daemon.listen)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} for the daemon's HTTP server; free that address or set \
-                     daemon.listen to another one",
+            .map_err(|e| crate::error::Advised {
+                message: format!(
+                    "cannot listen on {} for the daemon's HTTP server: {e}",
                     options.daemon.listen
-                )
+                ),
+                hint: "free that address (another daemon running?) or set daemon.listen to \
+                       another one"
+                    .into(),
             })?;
         let local_addr = listener.local_addr().with_context(|| {
             format!("cannot read the bound address of {}", options.daemon.listen)
@@ -357,32 +359,36 @@ impl Daemon {
     }
 }
 
-/// Refuses options the scheduler cannot work with.
-fn validate(options: &DaemonOptions) -> anyhow::Result<()> {
+/// Refuses options the scheduler cannot work with: bad config, exit code 2.
+pub(crate) fn validate(options: &DaemonOptions) -> anyhow::Result<()> {
+    use crate::error::usage;
     if options.databases.is_empty() {
-        anyhow::bail!(
-            "the daemon has no database to back up; set backup.databases (or backup.database) \
-             in the config file"
-        );
+        return Err(usage(
+            "the daemon has no database to back up",
+            "set backup.databases (or backup.database) in the config file",
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for database in &options.databases {
         if !seen.insert(database) {
-            anyhow::bail!(
-                "database {database:?} is listed twice in backup.databases; list each database once"
-            );
+            return Err(usage(
+                format!("database {database:?} is listed twice in backup.databases"),
+                "list each database once",
+            ));
         }
     }
     if options.schedule.full.is_none() && options.schedule.incremental.is_none() {
-        anyhow::bail!(
-            "the daemon has nothing to schedule; set schedule.full and/or schedule.incremental \
-             (cron expressions with seconds, e.g. \"0 0 2 * * Sun\")"
-        );
+        return Err(usage(
+            "the daemon has nothing to schedule",
+            "set schedule.full and/or schedule.incremental (cron expressions with seconds, \
+             e.g. \"0 0 2 * * Sun\")",
+        ));
     }
     if options.daemon.feed_refresh_interval.is_zero() {
-        anyhow::bail!(
-            "daemon.feed_refresh_interval is zero; set a positive duration such as \"30s\""
-        );
+        return Err(usage(
+            "daemon.feed_refresh_interval is zero",
+            "set a positive duration such as \"30s\"",
+        ));
     }
     Ok(())
 }

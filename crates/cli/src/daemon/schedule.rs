@@ -422,7 +422,7 @@ async fn run_once(context: &Context, database: &str, kind: RunKind, attempt: u32
                 database,
                 kind = kind.as_str(),
                 backup = %summary.backup_id,
-                committed = ?summary.kind,
+                committed = crate::output::kind(summary.kind),
                 full_reason = summary.full_reason.as_deref(),
                 rows = summary.stats.rows,
                 bytes_stored = summary.stats.bytes_stored,
