@@ -2270,3 +2270,186 @@ fn completion_scripts_name_every_command() {
         .assert()
         .code(2);
 }
+
+/// Format 2: any backup can be forgotten alone (an incremental restores exactly after its
+/// parent is gone), pins, restic retention with an exact dry run, the refusal to forget a
+/// database's every backup, and the snapshot cache that never decides what exists.
+#[test]
+fn forget_pin_retention_and_the_snapshot_cache() {
+    let emu = emu();
+    seed(&emu, "power", 6);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tb(dir.path())
+        .args(["init", "--repo", &repo, "--no-encryption"])
+        .assert()
+        .success();
+    let backup = |engine: &str| -> String {
+        let out = tb(dir.path())
+            .args(["backup", "--source", &emu.dsn(), "--database", "power"])
+            .args(["--repo", &repo, "--engine", engine, "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_out(&out)["id"].as_str().unwrap().to_string()
+    };
+    let mut ids = vec![backup("full")];
+    for k in 0..3 {
+        sql(
+            &emu,
+            &[format!(
+                "INSERT INTO power.d{k} VALUES ({}, 1.0, 1, 'more')",
+                BASE + (5 + k) * DAY
+            )],
+        );
+        ids.push(backup("time"));
+    }
+    let list = |extra: &[&str]| -> Vec<String> {
+        let out = tb(dir.path())
+            .args(["list", "--repo", &repo, "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_out(&out)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list(&[]), ids);
+    // The cache holds one decrypted snapshot per backup, under the repository's id.
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("repo/config")).unwrap()).unwrap();
+    let cached = dir
+        .path()
+        .join("cache/taosbackup")
+        .join(config["id"].as_str().unwrap())
+        .join("snapshots");
+    assert_eq!(std::fs::read_dir(&cached).unwrap().count(), 4);
+    // A snapshot deleted behind the cache's back is not listed, cached or not.
+    let third = dir.path().join("repo/snapshots").join(&ids[2]);
+    let saved = std::fs::read(&third).unwrap();
+    std::fs::remove_file(&third).unwrap();
+    assert_eq!(list(&[]), [&ids[..2], &ids[3..]].concat());
+    assert_eq!(list(&["--no-cache"]), [&ids[..2], &ids[3..]].concat());
+    std::fs::write(&third, saved).unwrap();
+    assert_eq!(list(&["--no-cache"]), ids);
+
+    // Pin the second; forget the third (the newest's parent): the newest still restores.
+    tb(dir.path())
+        .args(["pin", "--repo", &repo, &ids[1][..12]])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("pinned"));
+    tb(dir.path())
+        .args(["forget", "--repo", &repo, &ids[2]])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("forget 1 backups"));
+    tb(dir.path())
+        .args(["forget", "--repo", &repo, &ids[1]])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unpin"));
+    let out = tb(dir.path())
+        .args(["restore", "--repo", &repo, "--target", &emu.dsn(), "--json"])
+        .args(["--backup", &ids[3], "--target-database", "p_newest"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep = json_out(&out);
+    assert_eq!(rep["count_mismatches"], Value::Array(vec![]), "{rep}");
+    assert!(
+        rep["objects_read"]["shards"].as_u64().unwrap() >= 1,
+        "{rep}"
+    );
+    for t in ["d0", "d1", "d2", "d5", "notes"] {
+        assert_eq!(
+            count(&emu, &format!("p_newest.{t}")),
+            count(&emu, &format!("power.{t}")),
+            "{t}"
+        );
+    }
+    tb(dir.path())
+        .args(["verify", "--repo", &repo, "--read-data"])
+        .assert()
+        .success();
+
+    // Retention: keep the newest one; the pinned one stays. The dry run predicts the run.
+    let prune = |extra: &[&str]| {
+        tb(dir.path())
+            .args(["prune", "--repo", &repo, "--keep-last", "1", "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let dry = prune(&["--dry-run"]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let dry = json_out(&dry);
+    assert_eq!(dry["forgotten"], serde_json::json!([ids[0]]), "{dry}");
+    assert_eq!(
+        dry["kept_reasons"][&ids[1]],
+        serde_json::json!(["pinned"]),
+        "{dry}"
+    );
+    let real = json_out(&prune(&[]));
+    assert_eq!(real["forgotten"], dry["forgotten"]);
+    let (d, r) = (
+        dry["bytes_freed"].as_i64().unwrap(),
+        real["bytes_freed"].as_i64().unwrap(),
+    );
+    assert!(r > 0 && (d - r).abs() * 100 <= r, "dry run {d} vs real {r}");
+    assert_eq!(list(&[]), vec![ids[1].clone(), ids[3].clone()]);
+    // A policy that would forget every backup of the database is refused.
+    tb(dir.path())
+        .args(["unpin", "--repo", &repo, &ids[1]])
+        .assert()
+        .success();
+    tb(dir.path())
+        .args([
+            "prune",
+            "--repo",
+            &repo,
+            "--keep-within",
+            "0s",
+            "--keep-daily",
+            "0",
+        ])
+        .assert()
+        .success();
+    tb(dir.path())
+        .args(["prune", "--repo", &repo, "--keep-daily", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--allow-empty"));
+    assert_eq!(list(&[]), vec![ids[3].clone()]);
+    tb(dir.path())
+        .args([
+            "verify",
+            "--repo",
+            &repo,
+            "--read-data",
+            "--backup",
+            "latest",
+        ])
+        .assert()
+        .success();
+}

@@ -1,5 +1,5 @@
 //! Reliability of the `taosbackup` binary against the TDengine wire emulator (and moto for
-//! S3): kill -9 of backups, restores and prunes (local and S3) at random points leaves a
+//! S3): kill -9 of backups, restores, prunes (local and S3) and migrate at random points leaves a
 //! repository that verifies, lists no partial backup and takes the next run (a killed
 //! restore reruns exactly); two backups of one database are kept apart by the lock; and a catalogue
 //! of bad inputs (DSNs, configs, backup ids, time specs, URLs, numbers) each ends with exit
@@ -55,6 +55,7 @@ fn spawn(dir: &Path, args: &[&str], pipe: bool) -> Child {
         .env_remove("TAOSBACKUP_PASSWORD")
         .env_remove("RUST_LOG")
         .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
         .stdout(Stdio::null())
         .stderr(if pipe { Stdio::piped() } else { Stdio::null() })
         .spawn()
@@ -1128,102 +1129,190 @@ fn bad_input_catalogue_exits_1_or_2_with_a_message_and_never_panics() {
     println!("bad inputs: {} tried: {by_kind:?}", cases.len());
 }
 
-/// Issue 16 item 1: SIGINT at random points of 10 full backups (engines full and bitmap)
-/// cancels cleanly: exit code 1 (or 0 when the backup had already committed), a short
-/// standard error without any panic of the connector's background tasks, and a repository
-/// that verifies. The tables are large enough (30,000 rows: several 4,096-row fetches each)
-/// that fetches are in flight when the signal lands; that is what made taos-ws 0.12.3's
-/// reader task panic when the export tasks were aborted.
-#[test]
-fn sigint_at_random_points_cancels_cleanly() {
-    let emu = emu();
-    seed(&emu, "power", 12);
-    sql(
-        &emu,
-        &["ALTER DATABASE power WAL_RETENTION_PERIOD 86400".to_string()],
-    );
-    for t in 0..12 {
-        for part in 0..15 {
-            let mut ins = format!("INSERT INTO power.d{t} VALUES");
-            for j in part * 2000..(part + 1) * 2000 {
-                ins.push_str(&format!(" ({}, 1.5, {j})", BASE + 1 + j * 10));
-            }
-            sql(&emu, &[ins]);
+/// A format-1 repository of `chains` chains of `per_chain` backups of 300 tables each (a
+/// full backup, then incrementals changing a few tables), written through the sink API (no
+/// format-1 build exists any more to write one).
+fn format1_repository(path: &Path, chains: u8, per_chain: u8) {
+    use taosbackup_core::{
+        BackupId, BackupKind, BackupStats, BlockRecord, BlockRef, BucketWidth, CatalogSnapshot,
+        DatabaseDef, MANIFEST_VERSION, Manifest, Precision, SourceInfo, TableDef, TableKind,
+        TableRecord,
+    };
+    use taosbackup_sink::{Backend, FORMAT1_VERSION, InitOptions, KdfParams, Repo};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let options = InitOptions {
+            encryption: false,
+            kdf: KdfParams::insecure_for_tests(),
+            format_version: FORMAT1_VERSION,
+            ..InitOptions::default()
+        };
+        let repo = Repo::init(Backend::local(path).unwrap(), options, None)
+            .await
+            .unwrap();
+        let session = repo.session("backup").await.unwrap();
+        let mut blobs = Vec::new();
+        for i in 0..600u32 {
+            let data: Vec<u8> = (0..2000u32).map(|k| (k * 7 + i * 13) as u8).collect();
+            blobs.push(session.put_blob(&data).await.unwrap());
         }
-    }
+        session.flush_index().await.unwrap();
+        session.finish().await.unwrap();
+        let tables: Vec<TableDef> = (0..300)
+            .map(|t| TableDef {
+                name: format!("t{t:03}"),
+                kind: TableKind::Normal,
+                super_table: None,
+                tags: vec![],
+                comment: None,
+                ttl: None,
+                columns: vec![],
+            })
+            .collect();
+        let catalog = CatalogSnapshot {
+            database: DatabaseDef {
+                name: "power".into(),
+                precision: Precision::Ms,
+                ddl: "CREATE DATABASE `power`".into(),
+            },
+            super_tables: vec![],
+            skipped: vec![],
+            tables,
+        };
+        let block = |t: usize, b: i64, v: usize| {
+            BlockRecord::Data(BlockRef {
+                blob: blobs[(t * 2 + v) % blobs.len()],
+                rows: 1,
+                min_ts: b * 86_400_000,
+                max_ts: b * 86_400_000,
+            })
+        };
+        let mut at = 1_800_000_000;
+        for c in 0..chains {
+            let full = BackupId::from_bytes([c * 16 + 1; 16]);
+            let mut parent: Option<BackupId> = None;
+            for k in 0..per_chain {
+                let id = BackupId::from_bytes([c * 16 + 1 + k; 16]);
+                let records: Vec<(String, TableRecord)> = if k == 0 {
+                    (0..300)
+                        .map(|t| {
+                            let blocks = [(0, block(t, 0, c as usize))].into();
+                            (format!("t{t:03}"), TableRecord::Present { blocks })
+                        })
+                        .collect()
+                } else {
+                    (0..5)
+                        .map(|j| {
+                            let t = (k as usize * 37 + j * 61) % 300;
+                            let blocks = [(i64::from(k), block(t, k.into(), j))].into();
+                            (format!("t{t:03}"), TableRecord::Present { blocks })
+                        })
+                        .collect()
+                };
+                at += 60;
+                let t = chrono::DateTime::from_timestamp(at, 0).unwrap();
+                let m = Manifest {
+                    version: MANIFEST_VERSION,
+                    id,
+                    parent,
+                    chain: full,
+                    database: "power".into(),
+                    kind: if k == 0 {
+                        BackupKind::Full
+                    } else {
+                        BackupKind::Incremental
+                    },
+                    engine: "bitmap".into(),
+                    started_at: t,
+                    finished_at: t,
+                    source: SourceInfo::default(),
+                    bucket_width: BucketWidth::DAY,
+                    catalog: catalog.clone(),
+                    tables: records.into_iter().collect(),
+                    feed_positions: None,
+                    stats: BackupStats::default(),
+                };
+                repo.put_manifest(&m).await.unwrap();
+                parent = Some(id);
+            }
+        }
+    });
+}
+
+/// kill -9 of `migrate` at random points, each on a fresh copy of one format-1 repository:
+/// the repository is either still format 1 (other commands say so) or format 2; a rerun of
+/// migrate completes; then it verifies clean and lists every backup.
+#[test]
+fn kill_9_during_migrate_then_a_rerun_completes() {
     let dir = TempDir::new().unwrap();
-    let repo = dir.path().join("repo").display().to_string();
-    let dsn = emu.dsn();
+    let pristine = dir.path().join("pristine");
+    format1_repository(&pristine, 3, 8);
+    let url = pristine.display().to_string();
+    tb(dir.path())
+        .args(["list", "--repo", &url])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("taosbackup migrate --repo"));
+    let timing = dir.path().join("timing");
+    copy_tree(&pristine, &timing);
     let started = Instant::now();
     let out = tb(dir.path())
-        .args(["backup", "--engine", "full", "--database", "power"])
-        .args(["--source", &dsn, "--repo", &repo, "--no-encryption"])
+        .args(["migrate", "--repo", &timing.display().to_string(), "--json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     let span = started.elapsed();
-    let seed = time_seed();
-    println!("SIGINT: one backup takes {span:?}; delay seed {seed}");
-    let mut x = seed;
-    let (mut landed, mut largest) = (0, 0);
-    for i in 0..10 {
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["snapshots_written"], 24, "{report}");
+    let mut x = time_seed();
+    println!("kill -9 of migrate: one migrate takes {span:?}; delay seed {x}");
+    let (mut landed, mut still_format1) = (0, 0);
+    let runs = kills().max(3);
+    for i in 0..runs {
+        let work = dir.path().join(format!("case{i}"));
+        copy_tree(&pristine, &work);
+        let url = work.display().to_string();
         let delay = span.mul_f64((xorshift(&mut x) % 1000) as f64 / 1000.0);
-        let engine = ["full", "bitmap"][i % 2];
-        let mut child = spawn(
-            dir.path(),
-            &[
-                "backup",
-                "--engine",
-                engine,
-                "--full",
-                "--database",
-                "power",
-                "--source",
-                &dsn,
-                "--repo",
-                &repo,
-            ],
-            true,
-        );
-        let mut stderr = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stderr, &mut s);
-            s
-        });
+        let mut child = spawn(dir.path(), &["migrate", "--repo", &url], false);
         std::thread::sleep(delay);
         let running = child.try_wait().unwrap().is_none();
         if running {
             // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-            landed += 1;
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
         }
-        let status = child.wait().unwrap();
-        let err = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
-        let label = format!("SIGINT {i} after {delay:?} ({engine})");
-        largest = largest.max(err.len());
-        // A signal in the first milliseconds, before `backup` installs its handlers (the
-        // first thing it does, before touching the source or the repository), ends the
-        // process by the default action, silently and with nothing written.
-        use std::os::unix::process::ExitStatusExt;
-        let before_handlers = status.signal() == Some(libc::SIGINT) && err.is_empty();
-        assert!(
-            matches!(status.code(), Some(0 | 1)) || before_handlers,
-            "{label}: {status:?}\n{err}"
-        );
-        assert!(!err.contains("panicked"), "{label}: a panic\n{err}");
-        assert!(
-            err.len() < 2048,
-            "{label}: {} bytes of stderr\n{err}",
-            err.len()
-        );
-        if status.code() == Some(1) {
-            assert!(err.contains("nothing was committed"), "{label}\n{err}");
+        child.wait().unwrap();
+        landed += usize::from(running);
+        let label = format!("migrate kill {i} after {delay:?}");
+        let list = tb(dir.path())
+            .args(["list", "--repo", &url])
+            .output()
+            .unwrap();
+        if !list.status.success() {
+            let err = stderr_of(&list);
+            assert!(err.contains("taosbackup migrate"), "{label}: {err}");
+            still_format1 += 1;
         }
-        verify_clean(dir.path(), &repo, &label);
+        let out = tb(dir.path())
+            .args(["migrate", "--repo", &url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{label}: rerun: {}", stderr_of(&out));
+        verify_clean(dir.path(), &url, &label);
+        assert_eq!(list_json(dir.path(), &url).len(), 24, "{label}");
+        assert!(
+            !work.join("manifests").exists()
+                || std::fs::read_dir(work.join("manifests"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "{label}: manifests left"
+        );
+        println!("{label}: running when killed: {running}");
     }
-    println!("SIGINT: {landed} of 10 landed while the backup ran; largest stderr {largest} bytes");
-    assert!(landed >= 1, "no SIGINT landed during a backup");
+    println!(
+        "kill -9 of migrate: {runs} kills, {landed} while it ran, {still_format1} left the \
+         repository in format 1 (or mid-switch); every rerun completed and verified clean"
+    );
 }
 
 /// Issue 17: the binary's full and incremental backups, restore, verify and prune on S3,
@@ -1356,4 +1445,102 @@ fn storage_faults_at_ten_percent_azure() {
 #[test]
 fn storage_faults_at_ten_percent_gcs() {
     storage_faults_at_ten_percent(storage::Service::Gcs);
+}
+
+/// Issue 16 item 1: SIGINT at random points of 10 full backups (engines full and bitmap)
+/// cancels cleanly: exit code 1 (or 0 when the backup had already committed), a short
+/// standard error without any panic of the connector's background tasks, and a repository
+/// that verifies. The tables are large enough (30,000 rows: several 4,096-row fetches each)
+/// that fetches are in flight when the signal lands; that is what made taos-ws 0.12.3's
+/// reader task panic when the export tasks were aborted.
+#[test]
+fn sigint_at_random_points_cancels_cleanly() {
+    let emu = emu();
+    seed(&emu, "power", 12);
+    sql(
+        &emu,
+        &["ALTER DATABASE power WAL_RETENTION_PERIOD 86400".to_string()],
+    );
+    for t in 0..12 {
+        for part in 0..15 {
+            let mut ins = format!("INSERT INTO power.d{t} VALUES");
+            for j in part * 2000..(part + 1) * 2000 {
+                ins.push_str(&format!(" ({}, 1.5, {j})", BASE + 1 + j * 10));
+            }
+            sql(&emu, &[ins]);
+        }
+    }
+    let dir = TempDir::new().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let dsn = emu.dsn();
+    let started = Instant::now();
+    let out = tb(dir.path())
+        .args(["backup", "--engine", "full", "--database", "power"])
+        .args(["--source", &dsn, "--repo", &repo, "--no-encryption"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let span = started.elapsed();
+    let seed = time_seed();
+    println!("SIGINT: one backup takes {span:?}; delay seed {seed}");
+    let mut x = seed;
+    let (mut landed, mut largest) = (0, 0);
+    for i in 0..10 {
+        let delay = span.mul_f64((xorshift(&mut x) % 1000) as f64 / 1000.0);
+        let engine = ["full", "bitmap"][i % 2];
+        let mut child = spawn(
+            dir.path(),
+            &[
+                "backup",
+                "--engine",
+                engine,
+                "--full",
+                "--database",
+                "power",
+                "--source",
+                &dsn,
+                "--repo",
+                &repo,
+            ],
+            true,
+        );
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stderr, &mut s);
+            s
+        });
+        std::thread::sleep(delay);
+        let running = child.try_wait().unwrap().is_none();
+        if running {
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+            landed += 1;
+        }
+        let status = child.wait().unwrap();
+        let err = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+        let label = format!("SIGINT {i} after {delay:?} ({engine})");
+        largest = largest.max(err.len());
+        // A signal in the first milliseconds, before `backup` installs its handlers (the
+        // first thing it does, before touching the source or the repository), ends the
+        // process by the default action, silently and with nothing written.
+        use std::os::unix::process::ExitStatusExt;
+        let before_handlers = status.signal() == Some(libc::SIGINT) && err.is_empty();
+        assert!(
+            matches!(status.code(), Some(0 | 1)) || before_handlers,
+            "{label}: {status:?}\n{err}"
+        );
+        assert!(!err.contains("panicked"), "{label}: a panic\n{err}");
+        assert!(
+            err.len() < 2048,
+            "{label}: {} bytes of stderr\n{err}",
+            err.len()
+        );
+        if status.code() == Some(1) {
+            assert!(err.contains("nothing was committed"), "{label}\n{err}");
+        }
+        verify_clean(dir.path(), &repo, &label);
+    }
+    println!("SIGINT: {landed} of 10 landed while the backup ran; largest stderr {largest} bytes");
+    assert!(landed >= 1, "no SIGINT landed during a backup");
 }

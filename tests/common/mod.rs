@@ -48,8 +48,8 @@ pub fn count(emu: &EmulatorHandle, table: &str) -> i64 {
     }
 }
 
-/// The binary with a hermetic environment: no inherited passwords or log settings, a
-/// private state directory.
+/// The binary with a hermetic environment: no inherited passwords or log settings, private
+/// state and cache directories.
 pub fn tb(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("taosbackup").expect("binary built");
     for v in [
@@ -63,6 +63,7 @@ pub fn tb(dir: &Path) -> Command {
         c.env_remove(v);
     }
     c.env("XDG_STATE_HOME", dir.join("state"));
+    c.env("XDG_CACHE_HOME", dir.join("cache"));
     c.timeout(Duration::from_secs(60));
     c
 }

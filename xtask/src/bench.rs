@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::util::{cargo, root, sh};
 
-const KNOWN: &str = "e2e [--scale small|medium|large|all|LIST] [--tables N] [--rows-per-table M] \
+const KNOWN: &str = "backups [--tables N] [--backups M], e2e [--scale small|medium|large|all|LIST] [--tables N] [--rows-per-table M] \
                      [--parallel P] [--fixed-blocks K] [--perf DIR], emu [ROWS], sink, tracker";
 
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -31,6 +31,28 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 .unwrap_or_else(|_| root().join("target"))
                 .join("release");
             sh(Command::new(target.join("examples").join("bench_e2e"))
+                .arg(target.join("taosbackup"))
+                .args(&args[1..]))
+        }
+        // Issue 15: what the number of backups costs (crates/cli/examples/bench_backups.rs):
+        // one-block and nothing-changed incrementals, list warm and cold, the objects a
+        // restore reads, with 10 backups and with --backups (default 1,000).
+        Some("backups") => {
+            sh(cargo().args([
+                "build",
+                "--release",
+                "-p",
+                "taosbackup-cli",
+                "--bin",
+                "taosbackup",
+                "--example",
+                "bench_backups",
+            ]))?;
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| root().join("target"))
+                .join("release");
+            sh(Command::new(target.join("examples").join("bench_backups"))
                 .arg(target.join("taosbackup"))
                 .args(&args[1..]))
         }

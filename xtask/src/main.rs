@@ -59,7 +59,10 @@ tasks:
          (--skip-deny to leave out cargo-deny, --no-fail-fast to run every test)
   demo   taosbackup end to end against the emulator: init, full + incremental backup
          (bitmap engine), plan, list, show, restore both points, compare, verify
-  bench  emu [ROWS]: how fast taos-emu serves SELECT * to the real connector
+  bench  backups [--tables N] [--backups M]: what the number of backups costs (one-block
+           and nothing-changed incrementals, list warm/cold, objects a restore reads) with
+           10 backups and with M (default 10,000 tables, 1,000 backups)
+         emu [ROWS]: how fast taos-emu serves SELECT * to the real connector
          sink: the repository write pipeline vs zstd alone (criterion)
          tracker: block marks/s, bitmap memory, snapshot time (criterion)
          e2e [--scale small|medium|large|all|LIST] [--tables N] [--rows-per-table M]

@@ -112,6 +112,10 @@ pub struct GlobalArgs {
     /// Debug logging and full error details (also: TAOS_BITMAP_DEBUG=1).
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Do not use the local cache of snapshot objects ($XDG_CACHE_HOME/taosbackup, else
+    /// ~/.cache/taosbackup; safe to delete).
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 }
 
 /// `--log-format`.
@@ -141,8 +145,18 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check the repository's integrity (exit code 3 when problems are found).
     Verify(VerifyArgs),
-    /// Forget backups by retention rules and delete unused data.
+    /// Forget backups by retention rules (per database) and delete the data no kept backup
+    /// uses.
     Prune(PruneArgs),
+    /// Forget chosen backups (any of them) and delete the data no other backup uses.
+    Forget(ForgetArgs),
+    /// Pin backups: retention never forgets them.
+    Pin(PinArgs),
+    /// Unpin backups.
+    Unpin(PinArgs),
+    /// Convert a format-1 repository (one manifest per backup) into format 2 (snapshot
+    /// trees), re-using every data pack.
+    Migrate(MigrateArgs),
     /// Manage the repository's passwords (key files).
     Key(KeyArgs),
     /// Run scheduled backups, the change feed and the HTTP status server.
@@ -423,18 +437,89 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
+/// The retention rules (restic's vocabulary), shared by `prune` and the config.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeepArgs {
+    /// Keep the newest N backups of each database.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Keep the newest backup of each of the last N hours (UTC) that have backups.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<usize>,
+    /// Keep the newest backup of each of the last N days (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<usize>,
+    /// Keep the newest backup of each of the last N ISO weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<usize>,
+    /// Keep the newest backup of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<usize>,
+    /// Keep the newest backup of each of the last N years.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<usize>,
+    /// Keep every backup finished within this duration of the database's newest one (30d).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep every backup of the newest N chains (a full backup and the incrementals built on
+    /// its line) of each database.
+    #[arg(long, value_name = "N")]
+    pub keep_chains: Option<usize>,
+}
+
 /// `prune`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct PruneArgs {
     #[command(flatten)]
     pub repo: RepoArg,
-    /// Keep the newest N chains (full backup and its incrementals) of each database.
-    #[arg(long, value_name = "N")]
-    pub keep_chains: Option<usize>,
-    /// Keep chains with a backup newer than this (e.g. 30d, 12h).
-    #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
-    /// Only report what would be forgotten and deleted.
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    /// Allow a policy that forgets every backup of a database.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Only report what would be forgotten and freed (exactly what the real run does).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `forget`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The backups (ids, or unique prefixes of at least 8 hex digits).
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    /// Only forget (delete the snapshot objects); leave the data to a later prune.
+    #[arg(long)]
+    pub no_prune: bool,
+    /// Only report what would be forgotten and freed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pin` / `unpin`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PinArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The backups (ids, or unique prefixes of at least 8 hex digits).
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+}
+
+/// `migrate`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Only report what would be written and deleted.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the report as JSON.

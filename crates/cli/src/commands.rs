@@ -3,9 +3,12 @@
 
 pub mod backup;
 pub mod feed;
+pub mod forget;
 pub mod init;
 pub mod key;
 pub mod list;
+pub mod migrate;
+pub mod pin;
 pub mod plan;
 pub mod prune;
 pub mod restore;

@@ -188,14 +188,29 @@ pub struct EventInterceptorSection {
     pub enable: Option<bool>,
 }
 
-/// `[retention]`.
+/// `[retention]`: the keep rules of `prune` (restic's vocabulary), applied per database by
+/// `prune` and by the daemon after each backup.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionSection {
-    /// Keep the newest N chains per database.
-    pub keep_chains: Option<usize>,
-    /// Keep chains with a backup newer than this, e.g. `"30d"`.
+    /// Keep the newest N backups.
+    pub keep_last: Option<usize>,
+    /// Keep the newest backup of each of the last N hours.
+    pub keep_hourly: Option<usize>,
+    /// … of each of the last N days.
+    pub keep_daily: Option<usize>,
+    /// … of each of the last N ISO weeks.
+    pub keep_weekly: Option<usize>,
+    /// … of each of the last N months.
+    pub keep_monthly: Option<usize>,
+    /// … of each of the last N years.
+    pub keep_yearly: Option<usize>,
+    /// Keep every backup within this duration of the newest one, e.g. `"30d"`.
     pub keep_within: Option<String>,
+    /// Keep every backup of the newest N chains per database.
+    pub keep_chains: Option<usize>,
+    /// Allow a policy that forgets every backup of a database.
+    pub allow_empty: Option<bool>,
 }
 
 /// `[log]`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use taosbackup_engine::{EngineKind, OnGap, TrackingConfig};
-use taosbackup_sink::{Backend, InitOptions, KdfParams, Password, Repo, Scheme};
+use taosbackup_sink::{Backend, InitOptions, KdfParams, OpenOptions, Password, Repo, Scheme};
 use taosbackup_source::{ConnectOptions, TaosSource};
 
 use crate::args::{GlobalArgs, LogFormat};
@@ -143,11 +143,23 @@ impl Context {
         Ok(backend)
     }
 
+    /// The options repositories are opened with: the snapshot cache unless `--no-cache`.
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            cache_dir: if self.global.no_cache {
+                None
+            } else {
+                default_cache_dir()
+            },
+            ..OpenOptions::default()
+        }
+    }
+
     /// Opens the repository at `url`.
     pub async fn open_repo(&self, url: &str) -> anyhow::Result<Repo> {
         let backend = self.backend(url)?;
         let password = self.password()?;
-        Repo::open(backend, password.as_ref())
+        Repo::open_with(backend, password.as_ref(), self.open_options())
             .await
             .map_err(|e| self.storage_error(url, e, "cannot open the repository"))
     }
@@ -292,7 +304,7 @@ impl Context {
     pub async fn open_or_init(&self, url: &str, choice: InitChoice) -> anyhow::Result<Repo> {
         let backend = self.backend(url)?;
         let password = self.password()?;
-        match Repo::open(backend, password.as_ref()).await {
+        match Repo::open_with(backend, password.as_ref(), self.open_options()).await {
             Ok(r) => Ok(r),
             Err(taosbackup_sink::Error::NotARepository { .. }) => {
                 let repo = self.init_repo(url, choice).await?;
@@ -520,6 +532,17 @@ fn refuse_foreign_directory(url: &str) -> anyhow::Result<()> {
         ),
         "choose an empty or new directory, or pass --force to create the repository there anyway",
     ))
+}
+
+/// `$XDG_CACHE_HOME/taosbackup`, else `~/.cache/taosbackup` (XDG base directories); `None`
+/// when neither is set (no cache: listing downloads every snapshot).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("taosbackup"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache/taosbackup"))
 }
 
 /// `$XDG_STATE_HOME/taosbackup`, else `~/.local/state/taosbackup`.

@@ -250,6 +250,18 @@ fn sink_advice(e: &taosbackup_sink::Error) -> (Exit, Option<String>) {
             "run `taosbackup verify --read-data` to see what is damaged",
         ),
         E::KeyRefused { .. } => (Exit::Failed, "list the keys with `taosbackup key list`"),
+        E::Pinned { .. } => (
+            Exit::Failed,
+            "`taosbackup unpin ID` first if it really should go",
+        ),
+        E::Format1Repository { .. } | E::MigrationInterrupted { .. } => (
+            Exit::Failed,
+            "back up the repository's objects first if you can; migrate writes no data pack",
+        ),
+        E::MigrateRefused { .. } => (
+            Exit::Failed,
+            "follow the advice above, then run migrate again",
+        ),
         E::PruneRefused { .. } => (
             Exit::Failed,
             "run `taosbackup verify` to find the damaged object",

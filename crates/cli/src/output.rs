@@ -3,7 +3,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
-use taosbackup_core::{BackupKind, BlockRecord, Manifest, TableKind, TableRecord};
+use taosbackup_core::{BackupKind, BackupSnapshot, DatabaseState};
+use taosbackup_engine::ChangedTable;
 
 /// RFC 3339 in UTC with milliseconds: `2026-11-23T10:00:00.123Z`.
 pub fn rfc3339(t: &DateTime<Utc>) -> String {
@@ -29,26 +30,8 @@ pub fn plural(n: u64, noun: &str) -> String {
     format!("{} {noun}{s}", crate::progress::count(n))
 }
 
-/// A backup's tombstones: (deleted blocks, dropped tables), counted from its records. The
-/// manifest's `stats.tombstones` counts both; `show` lists them apart.
-pub fn tombstone_split(m: &Manifest) -> (u64, u64) {
-    let (mut blocks, mut dropped) = (0u64, 0u64);
-    for record in m.tables.values() {
-        match record {
-            TableRecord::Present { blocks: b } => {
-                blocks += b
-                    .values()
-                    .filter(|r| matches!(r, BlockRecord::Deleted))
-                    .count() as u64;
-            }
-            TableRecord::Dropped => dropped += 1,
-        }
-    }
-    (blocks, dropped)
-}
-
 /// The JSON object of one backup in `list --json`.
-pub fn backup_json(m: &Manifest) -> Value {
+pub fn backup_json(m: &BackupSnapshot) -> Value {
     json!({
         "id": m.id.to_hex(),
         "database": m.database,
@@ -67,83 +50,32 @@ pub fn backup_json(m: &Manifest) -> Value {
         "failed_blocks": m.stats.failed_blocks,
         "bucket_width_seconds": m.bucket_width.seconds(),
         "source": m.source.endpoint,
+        "precision": m.precision,
     })
 }
 
-/// One table of a backup, as `show` presents it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TableSummary {
-    /// Table name.
-    pub name: String,
-    /// `normal`, `child`, or `dropped`.
-    pub kind: String,
-    /// The super table of a child table.
-    pub super_table: Option<String>,
-    /// Blocks this backup stores for it.
-    pub blocks: u64,
-    /// Tombstones this backup records for it.
-    pub tombstones: u64,
-    /// Rows in the stored blocks.
-    pub rows: u64,
-    /// The table was dropped since the parent.
-    pub dropped: bool,
-}
-
-/// The tables a backup records, by name.
-pub fn table_summaries(m: &Manifest) -> Vec<TableSummary> {
-    let mut out = Vec::with_capacity(m.tables.len());
-    for (name, record) in &m.tables {
-        let def = m.catalog.tables.iter().find(|t| &t.name == name);
-        let (kind, super_table) = match def {
-            Some(d) => (
-                match d.kind {
-                    TableKind::Normal => "normal",
-                    TableKind::Child => "child",
-                },
-                d.super_table.clone(),
-            ),
-            None => ("dropped", None),
-        };
-        let mut s = TableSummary {
-            name: name.clone(),
-            kind: kind.to_string(),
-            super_table,
-            blocks: 0,
-            tombstones: 0,
-            rows: 0,
-            dropped: false,
-        };
-        match record {
-            TableRecord::Present { blocks } => {
-                for b in blocks.values() {
-                    match b {
-                        BlockRecord::Data(r) => {
-                            s.blocks += 1;
-                            s.rows += r.rows;
-                        }
-                        BlockRecord::Deleted => s.tombstones += 1,
-                    }
-                }
-            }
-            TableRecord::Dropped => {
-                s.dropped = true;
-                s.kind = "dropped".into();
-            }
-        }
-        out.push(s);
-    }
-    out
-}
-
-/// The JSON of `show --json`: the `list` object plus the catalog counts and tables.
-pub fn show_json(m: &Manifest) -> Value {
+/// The JSON of `show --json`: the `list` object plus the catalog counts and the tables the
+/// backup changed (`table_records`; every table for a full backup).
+pub fn show_json(
+    m: &BackupSnapshot,
+    state: &DatabaseState,
+    tables: &[ChangedTable],
+    relative_to_parent: bool,
+) -> Value {
     let mut v = backup_json(m);
-    let tables = table_summaries(m);
     if let Value::Object(o) = &mut v {
-        o.insert("precision".into(), json!(m.catalog.database.precision));
-        o.insert("super_tables".into(), json!(m.catalog.super_tables.len()));
-        o.insert("catalog_tables".into(), json!(m.catalog.tables.len()));
+        o.insert(
+            "super_tables".into(),
+            json!(state.catalog.super_tables.len()),
+        );
+        o.insert("catalog_tables".into(), json!(state.catalog.tables.len()));
         o.insert("table_records".into(), json!(tables));
+        o.insert(
+            "records_relative_to_parent".into(),
+            json!(relative_to_parent),
+        );
+        o.insert("tree".into(), json!(m.tree.to_hex()));
+        o.insert("catalog".into(), json!(m.catalog.to_hex()));
         o.insert(
             "feed_positions".into(),
             json!(m.feed_positions.as_ref().map(|f| json!({

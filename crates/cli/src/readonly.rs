@@ -5,7 +5,7 @@
 //! asks for that outright (as restic's does).
 
 use async_trait::async_trait;
-use taosbackup_core::{BackupId, BlobId, Manifest, Repository, RepositoryError};
+use taosbackup_core::{BackupId, BackupSnapshot, BlobId, Repository, RepositoryError};
 use taosbackup_sink::{Repo, Session};
 
 /// What a reading command reads through: a locked session, or the repository itself.
@@ -106,7 +106,11 @@ impl Repository for Unlocked {
         Ok(self.0.read_blob(id).await?)
     }
 
-    async fn commit_manifest(&self, _manifest: &Manifest) -> Result<(), RepositoryError> {
+    fn has_blob(&self, id: &BlobId) -> bool {
+        self.0.has_blob(id)
+    }
+
+    async fn commit_snapshot(&self, _snapshot: &BackupSnapshot) -> Result<(), RepositoryError> {
         Err(refused("committing a backup"))
     }
 
@@ -114,11 +118,11 @@ impl Repository for Unlocked {
         0
     }
 
-    async fn list_manifests(&self) -> Result<Vec<BackupId>, RepositoryError> {
-        Ok(self.0.list_backups().await?)
+    async fn list_snapshots(&self) -> Result<Vec<BackupSnapshot>, RepositoryError> {
+        Ok(self.0.snapshots().await?)
     }
 
-    async fn load_manifest(&self, id: &BackupId) -> Result<Manifest, RepositoryError> {
-        Ok(self.0.load_manifest(id).await?)
+    async fn load_snapshot(&self, id: &BackupId) -> Result<BackupSnapshot, RepositoryError> {
+        Ok(self.0.load_snapshot(id).await?)
     }
 }

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex as StdMutex};
 use async_trait::async_trait;
 use taosbackup_core::Progress;
 use taosbackup_engine::{CancellationToken, ChangeTracking, EngineKind};
-use taosbackup_sink::{Repo, RetentionPolicy};
+use taosbackup_sink::{Forget, Repo, RetentionPolicy};
 use taosbackup_source::{ConnectOptions, TaosSource};
 use tokio::sync::Mutex;
 
-use crate::commands::backup::{open_tracking, precision_of, request, run_backup};
+use crate::commands::backup::{open_tracking, request, run_backup};
 use crate::commands::prune;
 use crate::context::Context;
 use crate::daemon::{self, DaemonOptions, FeedHealth, JobRunner, RunSummary, Shutdown};
@@ -44,7 +44,7 @@ impl EngineRunner {
         let parallel = ctx.backup_parallel(None)?;
         let connect = ctx.source_options(&None, parallel)?;
         let source = ctx.connect(connect.clone())?;
-        let retention = prune::policy(&ctx, None, None)?;
+        let retention = prune::policy(&ctx, &crate::args::KeepArgs::default(), false)?;
         let choice = ctx.init_choice(false, None, None)?;
         let repo = ctx.open_or_init(&url, choice).await?;
         Ok(EngineRunner {
@@ -71,17 +71,7 @@ impl EngineRunner {
         database: &str,
     ) -> anyhow::Result<&'a mut ChangeTracking> {
         if slot.is_none() {
-            let mut manifests = Vec::new();
-            for id in self.repo.list_backups().await? {
-                let m = self.repo.load_manifest(&id).await?;
-                if m.database == database {
-                    manifests.push(m);
-                }
-            }
-            manifests.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
-            let precision = precision_of(&self.source, &manifests, database).await?;
-            let t =
-                open_tracking(&self.ctx, &self.repo, &self.connect, database, precision).await?;
+            let t = open_tracking(&self.ctx, &self.repo, &self.connect, database).await?;
             *slot = Some(t);
         }
         slot.as_mut()
@@ -129,7 +119,7 @@ impl JobRunner for EngineRunner {
         .await;
         match result {
             Ok(report) => {
-                let m = report.manifest;
+                let m = report.snapshot;
                 Ok(RunSummary {
                     backup_id: m.id.to_hex(),
                     kind: m.kind,
@@ -175,7 +165,7 @@ impl JobRunner for EngineRunner {
         let Some(policy) = &self.retention else {
             return Ok(());
         };
-        let report = prune::apply(&self.repo, Some(policy), false).await?;
+        let report = prune::apply(&self.repo, Some(&Forget::Policy(policy.clone())), false).await?;
         tracing::info!(
             forgotten = report["forgotten"].as_array().map_or(0, |f| f.len()),
             bytes_freed = report["bytes_freed"].as_i64().unwrap_or(0),

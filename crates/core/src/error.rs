@@ -52,6 +52,22 @@ pub enum Error {
         /// Which invariant is broken.
         reason: String,
     },
+    /// A tree, shard or catalog object that does not parse or breaks its invariants.
+    #[error("snapshot object {object} is invalid: {reason}")]
+    InvalidTreeObject {
+        /// Which object (a blob id, with its role).
+        object: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A format-1 chain whose parent links do not lead to its full backup.
+    #[error("the chain of backup {backup_id} is broken: {reason}")]
+    BrokenChain {
+        /// The backup whose chain was walked.
+        backup_id: String,
+        /// What is missing or inconsistent.
+        reason: String,
+    },
 }
 
 impl Error {

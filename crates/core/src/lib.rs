@@ -9,8 +9,10 @@
 //!   [`Value`]s: the schema a restore recreates.
 //! * [`BlockKey`], [`BucketWidth`], [`TimeRange`]: a block is a table's rows in one time
 //!   bucket `[k*W, (k+1)*W)`.
-//! * [`Manifest`]: one backup (id, parent, chain, catalog, per-table [`TableRecord`]s of
-//!   [`BlockRecord`]s, change-feed positions, [`BackupStats`]).
+//! * [`BackupSnapshot`]: one backup (format 2), the root of a tree of content-addressed
+//!   objects: a [`Tree`] of [`Shard`]s (table definitions and [`BlockRef`]s) and a
+//!   [`CatalogRoot`] with [`SuperTablePart`]s; [`DatabaseState`] is what a snapshot describes.
+//! * [`Manifest`]: a format-1 backup, read only to migrate ([`chain_of`], [`fold`]).
 //! * [`Repository`]: the trait backups are written through and restored from
 //!   (`taosbackup-sink` implements it); [`RepositoryError`] is its error.
 //! * [`Source`]: the trait the engine reads catalogs and [`BlockChunk`]s through and restores
@@ -38,6 +40,7 @@ mod id;
 mod manifest;
 mod progress;
 mod repository;
+mod snapshot;
 mod source;
 pub mod transform;
 
@@ -52,10 +55,15 @@ pub use crate::{
     id::{BackupId, BlobId, from_hex, to_hex},
     manifest::{
         BackupKind, BackupStats, BlockRecord, BlockRef, FeedPositions, MANIFEST_VERSION, Manifest,
-        SourceInfo, TableRecord,
+        SourceInfo, TableRecord, chain_of, fold,
     },
     progress::{NoProgress, Progress},
     repository::Repository,
+    snapshot::{
+        BackupSnapshot, CatalogRoot, DatabaseState, MAX_SNAPSHOT_SIZE, SHARD_MAX, SHARD_TARGET,
+        SNAPSHOT_VERSION, Shard, ShardTable, SuperTablePart, SuperTableRef, Tree, TreeEntry,
+        TreeObject, fingerprint, is_boundary, layout, shard_order,
+    },
     source::{
         BlockChunk, ChunkFormatError, ChunkStream, ExportRequest, RestoreOptions, Source,
         SourceError, SourceErrorKind, WriteReport,

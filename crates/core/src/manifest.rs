@@ -1,20 +1,23 @@
-//! The backup manifest: what one backup contains (design section 4).
+//! The format-1 backup manifest (`docs/format.md` §13), read only to migrate repositories
+//! to format 2 (`taosbackup migrate`); and the types format 2 shares with it.
 //!
-//! A backup exists exactly when its manifest is stored in the repository. A full backup
-//! starts a chain (its `chain` is its own id); each incremental names its `parent` (the
-//! previous backup of the chain) and the same `chain`. Restoring a point folds the chain
-//! from the full backup forward: for every table and bucket the newest record wins.
+//! In format 1 a backup existed exactly when its manifest was stored. A full backup started
+//! a chain (its `chain` is its own id); each incremental named its `parent` (the previous
+//! backup of the chain) and the same `chain`, and recorded only what changed. The state at a
+//! backup is its chain folded from the full backup forward ([`chain_of`], [`fold`]): for
+//! every table and bucket the newest record wins.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::block::BucketWidth;
 use crate::catalog::CatalogSnapshot;
+use crate::snapshot::DatabaseState;
 use crate::{BackupId, BlobId, Error};
 
-/// The manifest format version this crate writes and reads.
+/// The format-1 manifest version this crate reads.
 pub const MANIFEST_VERSION: u32 = 1;
 
 /// Whether a backup is self-contained or applies on top of its parent.
@@ -180,23 +183,7 @@ impl Manifest {
                 self.version
             )));
         }
-        match self.kind {
-            BackupKind::Full => {
-                if self.parent.is_some() {
-                    return Err(fail("a full backup has a parent".into()));
-                }
-                if self.chain != self.id {
-                    return Err(fail("a full backup must start its own chain".into()));
-                }
-            }
-            BackupKind::Incremental => match self.parent {
-                None => return Err(fail("an incremental backup has no parent".into())),
-                Some(p) if p == self.id => {
-                    return Err(fail("an incremental backup is its own parent".into()));
-                }
-                Some(_) => {}
-            },
-        }
+        check_lineage(self.id, self.kind, self.parent, self.chain).map_err(|r| fail(r.into()))?;
         if self.finished_at < self.started_at {
             return Err(fail("finished before it started".into()));
         }
@@ -215,6 +202,116 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// The lineage rules shared by manifests and snapshots: a full backup has no parent and is
+/// its own chain; an incremental has a parent other than itself.
+pub(crate) fn check_lineage(
+    id: BackupId,
+    kind: BackupKind,
+    parent: Option<BackupId>,
+    chain: BackupId,
+) -> Result<(), &'static str> {
+    match (kind, parent) {
+        (BackupKind::Full, Some(_)) => Err("a full backup has a parent"),
+        (BackupKind::Full, None) if chain != id => Err("a full backup must start its own chain"),
+        (BackupKind::Incremental, None) => Err("an incremental backup has no parent"),
+        (BackupKind::Incremental, Some(p)) if p == id => {
+            Err("an incremental backup is its own parent")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The format-1 chain ending at `target`, oldest first.
+pub fn chain_of<'a>(
+    manifests: &'a [Manifest],
+    target: &'a Manifest,
+) -> Result<Vec<&'a Manifest>, Error> {
+    let by_id: HashMap<BackupId, &Manifest> = manifests.iter().map(|m| (m.id, m)).collect();
+    let broken = |reason: String| Error::BrokenChain {
+        backup_id: target.id.to_hex(),
+        reason,
+    };
+    let mut chain = vec![target];
+    let mut cur = target;
+    while cur.kind == BackupKind::Incremental {
+        let Some(parent_id) = cur.parent else {
+            return Err(broken(format!("incremental {} has no parent", cur.id)));
+        };
+        let Some(parent) = by_id.get(&parent_id) else {
+            return Err(broken(format!(
+                "parent {parent_id} of {} is missing from the repository",
+                cur.id
+            )));
+        };
+        if parent.chain != cur.chain || parent.database != cur.database {
+            return Err(broken(format!(
+                "parent {parent_id} of {} belongs to another chain or database",
+                cur.id
+            )));
+        }
+        if chain.len() > manifests.len() {
+            return Err(broken("the parent links form a cycle".into()));
+        }
+        chain.push(parent);
+        cur = parent;
+    }
+    if cur.id != target.chain {
+        return Err(broken(format!(
+            "the chain starts at {} but the backups name {} as its full backup",
+            cur.id, target.chain
+        )));
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+/// Folds a format-1 chain (oldest first, as [`chain_of`] returns it) into the state of the
+/// database at its last backup. The last backup's catalog decides which tables exist: a
+/// table it does not list does not exist; a table it lists without folded blocks is empty.
+pub fn fold(chain: &[&Manifest]) -> Result<DatabaseState, Error> {
+    let Some(last) = chain.last() else {
+        return Err(Error::BrokenChain {
+            backup_id: String::new(),
+            reason: "empty chain".into(),
+        });
+    };
+    let mut tables: BTreeMap<String, BTreeMap<i64, BlockRef>> = BTreeMap::new();
+    for m in chain {
+        if m.kind == BackupKind::Full {
+            tables.clear();
+        }
+        for (name, rec) in &m.tables {
+            match rec {
+                TableRecord::Dropped => {
+                    tables.remove(name);
+                }
+                TableRecord::Present { blocks } => {
+                    let t = tables.entry(name.clone()).or_default();
+                    for (bucket, b) in blocks {
+                        match b {
+                            BlockRecord::Data(r) => {
+                                t.insert(*bucket, *r);
+                            }
+                            BlockRecord::Deleted => {
+                                t.remove(bucket);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let catalog = last.catalog.clone();
+    let mut out = BTreeMap::new();
+    for t in &catalog.tables {
+        out.insert(t.name.clone(), tables.remove(&t.name).unwrap_or_default());
+    }
+    Ok(DatabaseState {
+        catalog,
+        tables: out,
+    })
 }
 
 #[cfg(test)]

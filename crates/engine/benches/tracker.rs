@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use taosbackup_core::{
-    BackupId, BackupKind, BackupStats, BlobId, BlockRef, BucketWidth, CatalogSnapshot, DatabaseDef,
-    MANIFEST_VERSION, Manifest, Precision, SourceInfo, TableDef, TableKind,
+    BackupId, BackupKind, BackupSnapshot, BackupStats, BlobId, BlockRef, BucketWidth,
+    CatalogSnapshot, DatabaseDef, DatabaseState, Precision, SNAPSHOT_VERSION, SourceInfo, TableDef,
+    TableKind,
 };
-use taosbackup_engine::{BackupRequest, EngineKind, Folded, OnGap, Tracker, plan_from};
+use taosbackup_engine::{BackupRequest, EngineKind, OnGap, Tracker, plan_from};
 
 const MIN: i64 = 60_000;
 
@@ -84,7 +85,7 @@ fn snapshot(c: &mut Criterion) {
 }
 
 /// A parent backup of the 10,000 tables of [`ten_million`], each with one stored block.
-fn parent_of_ten_million() -> (CatalogSnapshot, Manifest, Folded) {
+fn parent_of_ten_million() -> (CatalogSnapshot, BackupSnapshot, DatabaseState) {
     let catalog = CatalogSnapshot {
         database: DatabaseDef {
             name: "db".into(),
@@ -107,8 +108,8 @@ fn parent_of_ten_million() -> (CatalogSnapshot, Manifest, Folded) {
     };
     let id = BackupId::from_bytes([7; 16]);
     let now = chrono::Utc::now();
-    let manifest = Manifest {
-        version: MANIFEST_VERSION,
+    let manifest = BackupSnapshot {
+        version: SNAPSHOT_VERSION,
         id,
         parent: None,
         chain: id,
@@ -119,8 +120,9 @@ fn parent_of_ten_million() -> (CatalogSnapshot, Manifest, Folded) {
         finished_at: now,
         source: SourceInfo::default(),
         bucket_width: BucketWidth::from_seconds(60).unwrap(),
-        catalog: catalog.clone(),
-        tables: BTreeMap::new(),
+        precision: Precision::Ms,
+        tree: BlobId::from_bytes([2; 32]),
+        catalog: BlobId::from_bytes([3; 32]),
         feed_positions: None,
         stats: BackupStats::default(),
     };
@@ -130,7 +132,7 @@ fn parent_of_ten_million() -> (CatalogSnapshot, Manifest, Folded) {
         min_ts: 1_700_000_000_000,
         max_ts: 1_700_000_000_000,
     };
-    let folded = Folded {
+    let folded = DatabaseState {
         catalog: catalog.clone(),
         tables: catalog
             .tables
@@ -165,7 +167,7 @@ fn plan(c: &mut Criterion) {
             |(mut t, catalog, manifest, folded)| {
                 let snap = t.snapshot_and_reset();
                 let p =
-                    plan_from(&req, catalog, Some(&snap), Some((manifest, folded))).expect("plan");
+                    plan_from(&req, catalog, Some(&snap), Some((manifest, &folded))).expect("plan");
                 assert_eq!(p.blocks, 10_000_000);
                 p
             },

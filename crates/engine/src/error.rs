@@ -98,12 +98,12 @@ pub enum EngineError {
         /// How many backups it matches.
         count: usize,
     },
-    /// The repository's backups do not form a valid chain.
-    #[error("backup chain of {backup} is broken: {reason}; run `taosbackup verify`")]
-    BrokenChain {
-        /// The backup whose chain was resolved.
+    /// A snapshot's tree, shard or catalog object is damaged or inconsistent.
+    #[error("backup {backup} is damaged: {reason}; run `taosbackup verify`")]
+    DamagedSnapshot {
+        /// The backup whose objects were read.
         backup: String,
-        /// What is missing or inconsistent.
+        /// What is wrong.
         reason: String,
     },
     /// The change tracker cannot vouch for every change and `on_gap = "fail"` forbids

@@ -1,9 +1,12 @@
 //! The engine of taosbackup: change tracking of TDengine blocks, the backup engines, chains,
 //! and backup/restore orchestration — written against the traits of `taosbackup-core` only.
 //!
-//! * [`backup`] / [`plan`]: catalog → blocks to export (by [`EngineKind`]) → repository →
-//!   manifest → tracker and feed commit.
-//! * [`restore`]: resolve a [`BackupPoint`], fold its chain, write every block, check counts.
+//! * [`backup`] / [`plan`]: catalog → the parent snapshot's tree → blocks to export (by
+//!   [`EngineKind`], one strategy each) → repository → new shards, tree, catalog parts and
+//!   the snapshot → tracker and feed commit.
+//! * [`restore`]: resolve a [`BackupPoint`] to one snapshot, read its objects, write every
+//!   block, check counts. [`load_state`] and [`changes`] read one snapshot for `verify` and
+//!   `show`.
 //! * [`ChangeTracking`]: a persisted [`Tracker`] fed by a [`taosbackup_core::ChangeFeed`]
 //!   through a bounded event pipeline.
 //!
@@ -37,18 +40,21 @@
 #![deny(missing_docs)]
 
 mod backup;
-mod chain;
 mod error;
+mod inspect;
+mod parent;
+mod points;
 mod restore;
+mod strategy;
 mod tracker;
 mod tracking;
 
-pub use backup::{
-    BackupReport, BackupRequest, EngineKind, OnGap, Plan, PlanTable, backup, plan, plan_from,
-};
-pub use chain::{BackupPoint, Folded, chain_of, find_point, fold, list_backups, resolve_point};
+pub use backup::{BackupReport, BackupRequest, Plan, PlanTable, backup, plan, plan_from};
 pub use error::{EngineError, TrackerError};
+pub use inspect::{ObjectsRead, TableChanges as ChangedTable, changes, load_state};
+pub use points::{BackupPoint, find_point, lineage, list_backups};
 pub use restore::{CountMismatch, RestoreReport, RestoreRequest, restore};
+pub use strategy::{EngineKind, OnGap};
 pub use tokio_util::sync::CancellationToken;
 pub use tracker::{
     BlockState, BucketRun, Snapshot, TableChange, TableChanges, Tracker, TrackerStats,

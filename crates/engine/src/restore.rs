@@ -1,5 +1,6 @@
-//! Restore orchestration: resolve a backup point, fold its chain, recreate the schema, write
-//! every block in parallel, then check row counts per table against the manifests.
+//! Restore orchestration: resolve a backup point to one snapshot, read that snapshot's
+//! objects only (its catalog, tree and the shards of the selected tables), recreate the
+//! schema, write every block in parallel, then check row counts per table against it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -12,7 +13,8 @@ use taosbackup_core::{
 use tokio_util::sync::CancellationToken;
 
 use crate::EngineError;
-use crate::chain::{BackupPoint, fold, list_backups, resolve_point};
+use crate::inspect::{ObjectsRead, load_state};
+use crate::points::{BackupPoint, find_point, lineage, list_backups};
 
 /// One restore run's parameters.
 #[derive(Debug, Clone)]
@@ -53,8 +55,12 @@ pub struct CountMismatch {
 pub struct RestoreReport {
     /// The backup point restored.
     pub backup: BackupId,
-    /// Its chain, full backup first.
+    /// Its lineage (parents still in the repository, back to a full backup), oldest first,
+    /// ending with `backup`. Informational: only `backup`'s objects are read.
     pub chain: Vec<BackupId>,
+    /// The repository objects read to plan the restore (snapshot, tree, catalog, shards);
+    /// the data blobs come on top.
+    pub objects_read: ObjectsRead,
     /// The database written.
     pub target_database: String,
     /// Tables restored.
@@ -95,11 +101,14 @@ pub async fn restore(
 ) -> Result<RestoreReport, EngineError> {
     let started = Instant::now();
     let all = list_backups(repo).await?;
-    let chain = resolve_point(&all, req.database.as_deref(), &req.point)?;
-    let point = chain
-        .last()
-        .ok_or_else(|| EngineError::InvalidRequest("empty backup chain".into()))?;
-    let folded = fold(&chain)?;
+    let listed = find_point(&all, req.database.as_deref(), &req.point)?;
+    // The listing may come from a local cache: what is restored is read from the
+    // repository itself.
+    let point = repo
+        .load_snapshot(&listed.id)
+        .await
+        .map_err(|e| EngineError::repo(format!("loading backup {}", listed.id), e))?;
+    let (folded, objects_read) = load_state(repo, &point, &req.tables, &req.stables).await?;
     let mut catalog = folded.catalog.clone();
     select(&mut catalog, &req.tables, &req.stables)?;
     let target_name = req
@@ -108,7 +117,8 @@ pub async fn restore(
         .unwrap_or_else(|| catalog.database.name.clone());
     let mut report = RestoreReport {
         backup: point.id,
-        chain: chain.iter().map(|m| m.id).collect(),
+        chain: lineage(&all, listed),
+        objects_read,
         target_database: target_name,
         tables: catalog.tables.len() as u64,
         blocks: 0,

@@ -518,6 +518,24 @@ impl Tracker {
         }
     }
 
+    /// Makes the tracker work in `precision` (the database's, read from its catalog by each
+    /// backup). When it worked in another one, its buckets mean other times: it starts
+    /// afresh, inconsistent (the next backup is a full one), keeping only the feed positions.
+    /// Returns whether it was reset.
+    pub fn set_precision(&mut self, precision: Precision) -> bool {
+        if self.precision == precision {
+            return false;
+        }
+        let old = self.precision;
+        let positions = std::mem::take(&mut self.positions);
+        *self = Tracker::new(self.width, precision);
+        self.positions = positions;
+        self.mark_inconsistent(format!(
+            "the tracker state was kept in precision {old:?}, the database's is {precision:?}"
+        ));
+        true
+    }
+
     /// Why the tracker cannot vouch for its changes, if it cannot.
     pub fn inconsistency(&self) -> Option<&str> {
         self.inconsistent.as_deref()

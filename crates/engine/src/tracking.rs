@@ -13,9 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use taosbackup_core::{
-    BucketWidth, ChangeEvent, ChangeFeed, FeedStart, Positions, Precision, TableEvent,
-};
+use taosbackup_core::{BucketWidth, ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::{EngineError, TableChange, Tracker, TrackerStats};
@@ -113,15 +111,15 @@ pub(crate) fn lock(t: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
 
 impl ChangeTracking {
     /// Loads the persisted tracker (a missing or damaged state makes it inconsistent, so
-    /// the next backup is a full one) and starts `feed` after the positions it covers.
+    /// the next backup is a full one) and starts `feed` after the positions it covers. The
+    /// precision is the state file's; each backup checks it against the database's catalog
+    /// ([`Tracker::set_precision`]).
     pub async fn open(
         mut feed: Box<dyn ChangeFeed>,
         config: TrackingConfig,
         width: BucketWidth,
-        precision: Precision,
     ) -> Result<ChangeTracking, EngineError> {
-        let mut tracker =
-            Tracker::load_or_inconsistent(&config.persistence_path, width, precision)?;
+        let mut tracker = Tracker::load_or_inconsistent(&config.persistence_path, width)?;
         let start = feed.start(tracker.positions()).await.map_err(|e| {
             EngineError::source(format!("starting the {} change feed", feed.name()), e)
         })?;
@@ -419,7 +417,7 @@ mod tests {
     use std::collections::VecDeque;
 
     use async_trait::async_trait;
-    use taosbackup_core::{ChangeBatch, SourceError};
+    use taosbackup_core::{ChangeBatch, Precision, SourceError};
 
     use super::*;
     use crate::BlockState;
@@ -527,7 +525,7 @@ mod tests {
                 .collect(),
             at: 0,
         };
-        let mut tracking = ChangeTracking::open(Box::new(feed), config, width, Precision::Ms)
+        let mut tracking = ChangeTracking::open(Box::new(feed), config, width)
             .await
             .unwrap();
         let stats = tracking.catch_up().await.unwrap();

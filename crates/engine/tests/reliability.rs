@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use taosbackup_core::{NoProgress, Precision};
+use taosbackup_core::NoProgress;
 use taosbackup_engine::{
     BackupPoint, CancellationToken, ChangeTracking, EngineError, EngineKind, TrackingConfig,
 };
@@ -137,15 +137,17 @@ fn clear_error(e: &EngineError) -> String {
     let names_object = [
         "data/",
         "index/",
-        "manifests/",
+        "snapshots/",
+        // A tree object: "reading the tree|shard|catalog <blob> of backup <id>".
+        " of backup ",
         "config",
         "no backup matches",
     ]
     .iter()
     .any(|s| text.contains(s));
-    let names_chain = matches!(e, EngineError::BrokenChain { .. });
+    let names_snapshot = matches!(e, EngineError::DamagedSnapshot { .. });
     assert!(
-        names_block || names_object || names_chain,
+        names_block || names_object || names_snapshot,
         "restore error names neither a block nor an object: {text}"
     );
     text
@@ -165,12 +167,12 @@ async fn corruption_of_every_object_kind_is_named_by_verify_and_refused_by_resto
     )
     .await
     .unwrap();
-    // A full backup and an incremental on top of it (the time engine), so that a lost
-    // parent manifest is visible from its child.
+    // A full backup and an incremental on top of it (the time engine): each is a
+    // self-contained snapshot, so losing the parent's snapshot object loses only the parent.
     fill(&h, &tables, 0, 300).await;
-    let full = h.backup(EngineKind::Full, None).await.unwrap().manifest;
+    let full = h.backup(EngineKind::Full, None).await.unwrap().snapshot;
     fill(&h, &tables, 300, 200).await;
-    let incr = h.backup(EngineKind::Time, None).await.unwrap().manifest;
+    let incr = h.backup(EngineKind::Time, None).await.unwrap().snapshot;
     assert_eq!(incr.parent, Some(full.id));
     let expected = h.contents(DB).await;
     h.repo.remove_stale_locks().await.unwrap();
@@ -185,7 +187,7 @@ async fn corruption_of_every_object_kind_is_named_by_verify_and_refused_by_resto
     };
     let mut targets = pick("data/", 3);
     targets.extend(pick("index/", 2));
-    targets.extend(pick("manifests/", 2));
+    targets.extend(pick("snapshots/", 2));
     targets.extend(["config".to_string(), "config.check".to_string()]);
     assert!(targets.len() >= 8, "{all:?}");
 
@@ -193,6 +195,7 @@ async fn corruption_of_every_object_kind_is_named_by_verify_and_refused_by_resto
     let mut named = 0;
     let mut refused = 0;
     let mut restored_intact = 0;
+    let mut deleted_snapshots = 0;
     for (i, object) in targets.iter().enumerate() {
         for (j, how) in [Damage::Flip, Damage::Truncate, Damage::Delete]
             .into_iter()
@@ -229,15 +232,20 @@ async fn corruption_of_every_object_kind_is_named_by_verify_and_refused_by_resto
                 })
                 .await
                 .unwrap();
-            // A deleted parent manifest is named by its id, in its child's problem.
             let name = object.rsplit('/').next().unwrap_or_default();
-            let head_manifest_deleted =
-                matches!(how, Damage::Delete) && *object == format!("manifests/{}", incr.id);
-            if head_manifest_deleted {
-                // Deleting the newest manifest is indistinguishable from never having
-                // taken that backup: nothing references it. It is gone, not wrong.
+            let snapshot_deleted =
+                matches!(how, Damage::Delete) && object.starts_with("snapshots/");
+            if snapshot_deleted {
+                // Deleting a snapshot object is indistinguishable from forgetting that
+                // backup: nothing references it (not even its child, which is
+                // self-contained). It is gone, not wrong.
                 assert!(report.is_ok(), "{label}: {:?}", report.problems);
-                assert!(!repo.list_backups().await.unwrap().contains(&incr.id));
+                let listed = repo.list_backups().await.unwrap();
+                assert!(
+                    !listed.iter().any(|id| object.ends_with(&id.to_hex())),
+                    "{label}"
+                );
+                deleted_snapshots += 1;
             } else if report
                 .problems
                 .iter()
@@ -246,13 +254,13 @@ async fn corruption_of_every_object_kind_is_named_by_verify_and_refused_by_resto
                 named += 1;
             } else if matches!(how, Damage::Delete)
                 && object.starts_with("index/")
-                && report
-                    .problems
-                    .iter()
-                    .any(|p| p.message.contains("which no index lists"))
+                && report.problems.iter().any(|p| {
+                    p.message.contains("no index lists")
+                        || p.message.contains("is not in the repository")
+                })
             {
                 // Nothing records index file names: a deleted index shows as the blobs it
-                // listed, named with the manifests that reference them.
+                // listed, named with the snapshots that reference them.
                 named += 1;
             } else {
                 panic!("{label}: verify did not name it: {:?}", report.problems);
@@ -282,8 +290,9 @@ async fn corruption_of_every_object_kind_is_named_by_verify_and_refused_by_resto
          {restored_intact} restores exact"
     );
     assert_eq!(cases, refused + restored_intact);
-    // Every damage is named, except the deleted newest manifest (see above).
-    assert_eq!(named, cases - 1);
+    // Every damage is named, except deleted snapshot objects (forgotten backups, see above).
+    assert_eq!(deleted_snapshots, 2);
+    assert_eq!(named, cases - deleted_snapshots);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,14 +324,10 @@ async fn encrypted_objects_hold_no_plaintext_and_keys_and_tracker_state_are_priv
     .unwrap();
     let state = dir.path().join("state").join("tracker.state");
     std::fs::create_dir_all(state.parent().unwrap()).unwrap();
-    let mut tracking = ChangeTracking::open(
-        Box::new(feed.clone()),
-        TrackingConfig::new(&state),
-        h.width,
-        Precision::Ms,
-    )
-    .await
-    .unwrap();
+    let mut tracking =
+        ChangeTracking::open(Box::new(feed.clone()), TrackingConfig::new(&state), h.width)
+            .await
+            .unwrap();
     h.backup(EngineKind::Bitmap, Some(&mut tracking))
         .await
         .unwrap();

@@ -12,14 +12,9 @@ use taosbackup_engine::{
 };
 
 async fn open(h: &Harness, feed: &OracleFeed, path: &std::path::Path) -> ChangeTracking {
-    ChangeTracking::open(
-        Box::new(feed.clone()),
-        TrackingConfig::new(path),
-        h.width,
-        Precision::Ms,
-    )
-    .await
-    .unwrap()
+    ChangeTracking::open(Box::new(feed.clone()), TrackingConfig::new(path), h.width)
+        .await
+        .unwrap()
 }
 
 async fn insert(h: &Harness, feed: &OracleFeed, table: &str, slots: &[i64]) {
@@ -48,7 +43,7 @@ async fn tracker_state_survives_a_restart_and_its_loss_forces_a_full_backup() {
     setup(&h, &feed).await;
     let mut t = open(&h, &feed, &path).await;
     let first = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(first.manifest.kind, BackupKind::Full);
+    assert_eq!(first.snapshot.kind, BackupKind::Full);
     assert!(first.full_reason.unwrap().contains("no previous backup"));
     drop(t);
 
@@ -56,16 +51,16 @@ async fn tracker_state_survives_a_restart_and_its_loss_forces_a_full_backup() {
     insert(&h, &feed, "d1", &[1, 2, 300]).await;
     let mut t = open(&h, &feed, &path).await;
     let second = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(second.manifest.kind, BackupKind::Incremental);
-    assert_eq!(second.manifest.stats.blocks, 2, "two buckets of d1 changed");
-    assert_eq!(second.manifest.parent, Some(first.manifest.id));
+    assert_eq!(second.snapshot.kind, BackupKind::Incremental);
+    assert_eq!(second.snapshot.stats.blocks, 2, "two buckets of d1 changed");
+    assert_eq!(second.snapshot.parent, Some(first.snapshot.id));
     drop(t);
 
     // Nothing changed: an empty incremental.
     let mut t = open(&h, &feed, &path).await;
     let third = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(third.manifest.kind, BackupKind::Incremental);
-    assert_eq!(third.manifest.stats.blocks, 0);
+    assert_eq!(third.snapshot.kind, BackupKind::Incremental);
+    assert_eq!(third.snapshot.stats.blocks, 0);
     drop(t);
 
     // The state file is lost: the next backup must be a full one, and on_gap = fail refuses.
@@ -86,7 +81,7 @@ async fn tracker_state_survives_a_restart_and_its_loss_forces_a_full_backup() {
         "a refused backup commits nothing"
     );
     let full = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(full.manifest.kind, BackupKind::Full);
+    assert_eq!(full.snapshot.kind, BackupKind::Full);
     assert!(full.full_reason.unwrap().contains("no tracker state"));
 
     let expected = h.contents(DB).await;
@@ -95,7 +90,7 @@ async fn tracker_state_survives_a_restart_and_its_loss_forces_a_full_backup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_feed_gap_or_a_foreign_latest_backup_forces_a_full_backup() {
+async fn a_feed_gap_or_a_forgotten_tracked_backup_forces_a_full_one_a_foreign_one_does_not() {
     let h = harness().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.state");
@@ -111,16 +106,38 @@ async fn a_feed_gap_or_a_foreign_latest_backup_forces_a_full_backup() {
     other.next_batch().await.unwrap();
     let mut t = open(&h, &feed, &path).await;
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(r.manifest.kind, BackupKind::Full);
+    assert_eq!(r.snapshot.kind, BackupKind::Full);
     assert!(r.full_reason.unwrap().contains("gap"));
 
-    // A backup taken without the tracker (another engine) becomes the newest: the tracker
-    // cannot vouch for changes since it.
-    h.backup(EngineKind::Full, None).await.unwrap();
+    // A backup taken without the tracker (another engine) becomes the newest. Every
+    // snapshot is self-contained, so the tracker's changes since its own backup, laid over
+    // that backup's tree, are still the database now: an incremental on the tracker's backup.
+    let tracked = r.snapshot.id;
+    let foreign = h.backup(EngineKind::Full, None).await.unwrap().snapshot;
     insert(&h, &feed, "d0", &[8]).await;
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(r.manifest.kind, BackupKind::Full);
-    assert!(r.full_reason.unwrap().contains("newest backup"));
+    assert_eq!(r.snapshot.kind, BackupKind::Incremental);
+    assert_eq!(
+        r.snapshot.parent,
+        Some(tracked),
+        "not the newest ({})",
+        foreign.id
+    );
+    let expected = h.contents(DB).await;
+    h.restore(BackupPoint::Id(r.snapshot.id.to_hex()), "on_tracked")
+        .await;
+    assert_eq!(h.contents("on_tracked").await, expected);
+
+    // The tracker's backup forgotten: it can no longer vouch (its blobs may be pruned).
+    let tracked = r.snapshot.id;
+    h.repo
+        .forget(&taosbackup_sink::Forget::Ids(vec![tracked]), false)
+        .await
+        .unwrap();
+    insert(&h, &feed, "d0", &[9]).await;
+    let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
+    assert_eq!(r.snapshot.kind, BackupKind::Full);
+    assert!(r.full_reason.unwrap().contains("forgotten"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,8 +188,8 @@ async fn plan_shows_what_the_backup_then_does_and_writes_nothing() {
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
     // The last bucket's only row was deleted again and it was never stored: no block, no
     // tombstone.
-    assert_eq!(r.manifest.stats.blocks, 2);
-    assert_eq!(r.manifest.stats.tombstones, 0);
+    assert_eq!(r.snapshot.stats.blocks, 2);
+    assert_eq!(r.snapshot.stats.tombstones, 0);
     let expected = h.contents(DB).await;
     h.restore(BackupPoint::Latest, "p").await;
     assert_eq!(h.contents("p").await, expected);
@@ -187,7 +204,7 @@ async fn time_engine_follows_appends_and_misses_late_rows_as_documented() {
     h.backup(EngineKind::Time, None).await.unwrap();
     insert(&h, &feed, "d0", &[30, 400]).await;
     let r = h.backup(EngineKind::Time, None).await.unwrap();
-    assert_eq!(r.manifest.kind, BackupKind::Incremental);
+    assert_eq!(r.snapshot.kind, BackupKind::Incremental);
     let expected = h.contents(DB).await;
     h.restore(BackupPoint::Latest, "t1").await;
     assert_eq!(h.contents("t1").await, expected);
@@ -225,8 +242,8 @@ async fn a_cancelled_backup_commits_nothing() {
     assert_eq!(backups(&h).await, 0);
     // The changes were given back to the tracker: the next backup still has them.
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(r.manifest.kind, BackupKind::Full);
-    assert_eq!(r.manifest.stats.rows, 3);
+    assert_eq!(r.snapshot.kind, BackupKind::Full);
+    assert_eq!(r.snapshot.stats.rows, 3);
 }
 
 /// The standard tables with three rows in each child (d0..d2) and one in n1.
@@ -290,29 +307,29 @@ async fn restore_options_select_rename_refuse_and_dry_run() {
     // Points by time and id prefix.
     insert(&h, &feed, "d0", &[300]).await;
     let second = h.backup(EngineKind::Full, None).await.unwrap();
-    let t = BackupPoint::Time(first.manifest.finished_at);
+    let t = BackupPoint::Time(first.snapshot.finished_at);
     let r = h
         .restore_with(&h.restore_request(t, "by_time"))
         .await
         .unwrap();
-    assert_eq!(r.backup, first.manifest.id);
+    assert_eq!(r.backup, first.snapshot.id);
     let r = h
         .restore_with(&h.restore_request(BackupPoint::Time(Utc::now()), "now"))
         .await
         .unwrap();
-    assert_eq!(r.backup, second.manifest.id);
+    assert_eq!(r.backup, second.snapshot.id);
     let long_ago = "2000-01-01".parse().unwrap();
     let err = h
         .restore_with(&h.restore_request(long_ago, "never"))
         .await
         .unwrap_err();
     assert!(matches!(err, EngineError::NoBackup { .. }), "{err}");
-    let prefix = second.manifest.id.to_hex()[..8].to_string();
+    let prefix = second.snapshot.id.to_hex()[..8].to_string();
     let r = h
         .restore_with(&h.restore_request(BackupPoint::Id(prefix), "by_id"))
         .await
         .unwrap();
-    assert_eq!(r.backup, second.manifest.id);
+    assert_eq!(r.backup, second.snapshot.id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,14 +344,14 @@ async fn a_time_backup_between_bitmap_backups_loses_no_change() {
     // A late row the time engine cannot see, backed up by the time engine with tracking on.
     insert(&h, &feed, "d0", &[1]).await;
     let r = h.backup(EngineKind::Time, Some(&mut t)).await.unwrap();
-    assert_eq!(r.manifest.kind, BackupKind::Incremental);
+    assert_eq!(r.snapshot.kind, BackupKind::Incremental);
     assert_eq!(
-        r.manifest.stats.rows, 1,
+        r.snapshot.stats.rows, 1,
         "only the bucket of the previous max"
     );
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
     assert_eq!(
-        r.manifest.kind,
+        r.snapshot.kind,
         BackupKind::Incremental,
         "{:?}",
         r.full_reason

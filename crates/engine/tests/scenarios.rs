@@ -1,7 +1,10 @@
 //! Correctness of backup and restore against the emulator: randomised scenarios of many steps
 //! (inserts, late rows, overwrites, deletes, new, dropped and re-created tables, added
-//! columns, changed tags) with a backup after each step; restoring every backup point must
-//! equal the source database as it was at that point, table by table and value by value.
+//! columns, changed tags) with a backup after each step, random backups forgotten (any but the
+//! one the tracker covers) and pruned along the way, and a retention policy with a pin at the
+//! end; restoring every kept backup point must equal the source database as it was at that
+//! point, table by table and value by value, a forgotten one must be gone, and a prune after
+//! the last must find nothing left to delete.
 //!
 //! The bitmap engine is fed either by an oracle feed that reports exactly the changes the test
 //! makes (judging the engine alone) or by the real TMQ feed of `taosbackup-source` against the
@@ -60,13 +63,13 @@ async fn tmq_gaps_force_a_full_backup_and_a_killed_consumer_loses_nothing() {
     let mut t = open_tracking(&h, &oracle, Feed::Tmq, dir.path()).await;
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
     assert_eq!(
-        r.manifest.kind,
+        r.snapshot.kind,
         BackupKind::Incremental,
         "{:?}",
         r.full_reason
     );
     assert_eq!(
-        (r.manifest.stats.blocks, r.manifest.stats.tombstones),
+        (r.snapshot.stats.blocks, r.snapshot.stats.tombstones),
         (1, 1)
     );
     let expected = h.contents(DB).await;
@@ -94,7 +97,7 @@ async fn tmq_gaps_force_a_full_backup_and_a_killed_consumer_loses_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("gap"), "{err}");
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(r.manifest.kind, BackupKind::Full);
+    assert_eq!(r.snapshot.kind, BackupKind::Full);
     let expected = h.contents(DB).await;
     h.restore(BackupPoint::Latest, "g").await;
     assert_eq!(h.contents("g").await, expected);
@@ -103,10 +106,10 @@ async fn tmq_gaps_force_a_full_backup_and_a_killed_consumer_loses_nothing() {
         .await;
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
     assert_eq!(
-        r.manifest.kind,
+        r.snapshot.kind,
         BackupKind::Incremental,
         "{:?}",
         r.full_reason
     );
-    assert_eq!(r.manifest.stats.blocks, 1);
+    assert_eq!(r.snapshot.stats.blocks, 1);
 }

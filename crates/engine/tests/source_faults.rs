@@ -206,7 +206,7 @@ async fn faults_mid_tmq_never_give_an_incomplete_incremental() {
         .backup(EngineKind::Bitmap, Some(&mut tracking))
         .await
         .unwrap();
-    assert_eq!(full.manifest.kind, taosbackup_core::BackupKind::Full);
+    assert_eq!(full.snapshot.kind, taosbackup_core::BackupKind::Full);
     let mut outcomes = Vec::new();
     let faults = [
         (
@@ -238,12 +238,12 @@ async fn faults_mid_tmq_never_give_an_incomplete_incremental() {
         let fired = h.emu.fault_stats()[i].fired;
         h.emu.clear_faults();
         let outcome = match &first {
-            Ok(r) => format!("{:?} backup", r.manifest.kind),
+            Ok(r) => format!("{:?} backup", r.snapshot.kind),
             Err(e) => format!("failed ({e})"),
         };
         match (what, &first) {
             ("error on commit", Ok(r)) => {
-                assert_eq!(r.manifest.kind, taosbackup_core::BackupKind::Incremental)
+                assert_eq!(r.snapshot.kind, taosbackup_core::BackupKind::Incremental)
             }
             ("error on commit", Err(e)) => panic!("a failed feed commit failed the backup: {e}"),
             (_, Ok(_)) => panic!("{what}: the run succeeded although the feed failed"),

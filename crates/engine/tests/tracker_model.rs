@@ -88,7 +88,7 @@ proptest! {
                 }
                 Op::SaveLoad => {
                     t.save(&path).unwrap();
-                    t = Tracker::load(&path, width, Precision::Ms).unwrap();
+                    t = Tracker::load(&path, width).unwrap();
                 }
             }
         }

@@ -52,7 +52,7 @@ async fn wal_purge_forces_a_full_backup_and_a_killed_reader_loses_nothing() {
     h.exec(&format!("INSERT INTO {DB}.d0 VALUES ({BASE}, 1.5, 1, 'a')"))
         .await;
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(r.manifest.kind, BackupKind::Full, "no positions yet");
+    assert_eq!(r.snapshot.kind, BackupKind::Full, "no positions yet");
 
     // A reader killed after reading changes but before persisting them: the changes are
     // read again after the restart.
@@ -68,13 +68,13 @@ async fn wal_purge_forces_a_full_backup_and_a_killed_reader_loses_nothing() {
     let mut t = open_tracking(&h, &oracle, Feed::Wal, dir.path()).await;
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
     assert_eq!(
-        r.manifest.kind,
+        r.snapshot.kind,
         BackupKind::Incremental,
         "{:?}",
         r.full_reason
     );
     assert_eq!(
-        (r.manifest.stats.blocks, r.manifest.stats.tombstones),
+        (r.snapshot.stats.blocks, r.snapshot.stats.tombstones),
         (1, 1)
     );
     let expected = h.contents(DB).await;
@@ -108,7 +108,7 @@ async fn wal_purge_forces_a_full_backup_and_a_killed_reader_loses_nothing() {
     assert!(err.to_string().contains("gap"), "{err}");
     assert!(err.to_string().contains("purged"), "{err}");
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
-    assert_eq!(r.manifest.kind, BackupKind::Full);
+    assert_eq!(r.snapshot.kind, BackupKind::Full);
     let expected = h.contents(DB).await;
     h.restore(BackupPoint::Latest, "g").await;
     assert_eq!(h.contents("g").await, expected);
@@ -117,12 +117,12 @@ async fn wal_purge_forces_a_full_backup_and_a_killed_reader_loses_nothing() {
         .await;
     let r = h.backup(EngineKind::Bitmap, Some(&mut t)).await.unwrap();
     assert_eq!(
-        r.manifest.kind,
+        r.snapshot.kind,
         BackupKind::Incremental,
         "{:?}",
         r.full_reason
     );
-    assert_eq!(r.manifest.stats.blocks, 1);
+    assert_eq!(r.snapshot.stats.blocks, 1);
     let expected = h.contents(DB).await;
     h.restore(BackupPoint::Latest, "h").await;
     assert_eq!(h.contents("h").await, expected);

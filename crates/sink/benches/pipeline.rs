@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use taosbackup_core::{
-    BackupId, BackupKind, BackupStats, BlockRecord, BlockRef, BucketWidth, CatalogSnapshot,
-    DatabaseDef, MANIFEST_VERSION, Manifest, Precision, SourceInfo, TableRecord,
+    BackupId, BackupKind, BackupSnapshot, BackupStats, BlobId, BlockRef, BucketWidth, CatalogRoot,
+    CatalogSnapshot, DatabaseDef, DatabaseState, Precision, SNAPSHOT_VERSION, SourceInfo, TableDef,
+    TableKind, Tree, TreeObject,
 };
 use taosbackup_sink::{Backend, InitOptions, KdfParams, Password, Repo, VerifyOptions};
 
@@ -61,7 +62,9 @@ fn stamp(blocks: &mut [Vec<u8>], n: u64) {
     }
 }
 
-fn manifest(ids: &[taosbackup_core::BlobId]) -> Manifest {
+/// Stores the tree of a full backup of table `t` with `ids` as its blocks and returns the
+/// snapshot to commit.
+async fn snapshot(session: &taosbackup_sink::Session, ids: &[BlobId]) -> BackupSnapshot {
     let id = BackupId::from_bytes(rand::random());
     let blocks = ids
         .iter()
@@ -73,35 +76,72 @@ fn manifest(ids: &[taosbackup_core::BlobId]) -> Manifest {
                 min_ts: 0,
                 max_ts: 1,
             };
-            (i as i64, BlockRecord::Data(r))
+            (i as i64, r)
         })
         .collect();
+    let def = TableDef {
+        name: "t".into(),
+        kind: TableKind::Normal,
+        super_table: None,
+        tags: vec![],
+        comment: None,
+        ttl: None,
+        columns: vec![],
+    };
+    let database = DatabaseDef {
+        name: "bench".into(),
+        precision: Precision::Ms,
+        ddl: String::new(),
+    };
+    let state = DatabaseState {
+        catalog: CatalogSnapshot {
+            database: database.clone(),
+            super_tables: vec![],
+            skipped: vec![],
+            tables: vec![def],
+        },
+        tables: [("t".to_owned(), blocks)].into_iter().collect(),
+    };
+    let mut entries = Vec::new();
+    for shard in state.shards() {
+        let entry = shard.entry(BlobId::from_bytes([0; 32]));
+        let sid = session
+            .put_blob(&TreeObject::Shard(shard).encode())
+            .await
+            .expect("shard");
+        if let Some(mut e) = entry {
+            e.shard = sid;
+            entries.push(e);
+        }
+    }
+    let tree = TreeObject::Tree(Tree {
+        version: SNAPSHOT_VERSION,
+        shards: entries,
+    });
+    let tree = session.put_blob(&tree.encode()).await.expect("tree");
+    let catalog = TreeObject::Catalog(CatalogRoot {
+        version: SNAPSHOT_VERSION,
+        database,
+        super_tables: vec![],
+        skipped: vec![],
+    });
+    let catalog = session.put_blob(&catalog.encode()).await.expect("catalog");
     let now = chrono::Utc::now();
-    Manifest {
-        version: MANIFEST_VERSION,
+    BackupSnapshot {
+        version: SNAPSHOT_VERSION,
         id,
-        parent: None,
-        chain: id,
         database: "bench".into(),
         kind: BackupKind::Full,
         engine: "full".into(),
+        parent: None,
+        chain: id,
         started_at: now,
         finished_at: now,
         source: SourceInfo::default(),
         bucket_width: BucketWidth::DAY,
-        catalog: CatalogSnapshot {
-            database: DatabaseDef {
-                name: "bench".into(),
-                precision: Precision::Ms,
-                ddl: String::new(),
-            },
-            super_tables: vec![],
-            skipped: Vec::new(),
-            tables: vec![],
-        },
-        tables: [("t".to_owned(), TableRecord::Present { blocks })]
-            .into_iter()
-            .collect(),
+        precision: Precision::Ms,
+        tree,
+        catalog,
         feed_positions: None,
         stats: BackupStats::default(),
     }
@@ -113,7 +153,8 @@ async fn write_backup(repo: &Repo, blocks: &[Vec<u8>]) {
     for b in blocks {
         ids.push(session.put_blob(b).await.expect("put"));
     }
-    session.commit(&manifest(&ids)).await.expect("commit");
+    let snap = snapshot(&session, &ids).await;
+    session.commit(&snap).await.expect("commit");
     session.finish().await.expect("finish");
 }
 
@@ -135,7 +176,8 @@ async fn write_backup_parallel(repo: &Repo, blocks: &[Vec<u8>]) {
     for t in tasks {
         ids.extend(t.await.expect("join"));
     }
-    session.commit(&manifest(&ids)).await.expect("commit");
+    let snap = snapshot(&session, &ids).await;
+    session.commit(&snap).await.expect("commit");
     let session = std::sync::Arc::into_inner(session).expect("sole owner");
     session.finish().await.expect("finish");
 }

@@ -6,8 +6,11 @@ use taosbackup_core::BucketWidth;
 
 use crate::error::{Error, Result};
 
-/// The repository format version this build writes and reads.
-pub const REPO_VERSION: u32 = 1;
+/// The repository format version this build writes and reads (snapshot trees).
+pub const REPO_VERSION: u32 = 2;
+/// The format of repositories written before snapshot trees (one manifest per backup):
+/// opened only by `migrate`.
+pub const FORMAT1_VERSION: u32 = 1;
 /// Default target size of a pack.
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 
@@ -73,7 +76,8 @@ pub(crate) fn check_config(config_bytes: &[u8], check: &[u8]) -> Result<()> {
 }
 
 impl RepoConfig {
-    /// Fails unless `bytes` is a JSON object whose `version` is the one this build reads.
+    /// Fails unless `bytes` is a JSON object whose `version` this build reads (2, or 1 to
+    /// migrate it).
     pub(crate) fn check_version(bytes: &[u8]) -> Result<()> {
         #[derive(Deserialize)]
         struct VersionOnly {
@@ -81,7 +85,7 @@ impl RepoConfig {
         }
         let v: VersionOnly = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt("config", format!("not a config object: {e}")))?;
-        if v.version != REPO_VERSION {
+        if v.version != REPO_VERSION && v.version != FORMAT1_VERSION {
             return Err(Error::UnsupportedVersion {
                 path: "config".into(),
                 found: v.version,

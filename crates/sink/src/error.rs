@@ -66,6 +66,32 @@ pub enum Error {
         /// The repository location.
         location: String,
     },
+    /// A format-1 repository (one manifest per backup), opened by a command that needs
+    /// format 2 (snapshot trees).
+    #[error(
+        "{location} is a format-1 repository (one manifest per backup); this build works on format 2 \
+         (snapshot trees): run `taosbackup migrate --repo {location} --dry-run` to see what it does, \
+         then `taosbackup migrate --repo {location}` (it re-uses every data pack; nothing is uploaded again)"
+    )]
+    Format1Repository {
+        /// The repository location.
+        location: String,
+    },
+    /// `migrate` was interrupted while switching the config to format 2.
+    #[error(
+        "{location} is between format 1 and format 2: a `taosbackup migrate` was interrupted while \
+         switching its config; run `taosbackup migrate --repo {location}` again to finish it"
+    )]
+    MigrationInterrupted {
+        /// The repository location.
+        location: String,
+    },
+    /// `migrate` cannot proceed safely.
+    #[error("migrate refused: {reason}")]
+    MigrateRefused {
+        /// Why, and what to do.
+        reason: String,
+    },
     /// `init` found an existing repository.
     #[error("a repository already exists at {location}")]
     AlreadyInitialized {
@@ -183,7 +209,13 @@ pub enum Error {
     #[error("invalid retention policy: {reason}")]
     InvalidPolicy {
         /// Why.
-        reason: &'static str,
+        reason: String,
+    },
+    /// A pinned backup was named to be forgotten.
+    #[error("backup {backup_id} is pinned; unpin it first (`taosbackup unpin {backup_id}`)")]
+    Pinned {
+        /// The pinned backup.
+        backup_id: BackupId,
     },
     /// Garbage collection refused to run because it could not establish which blobs are
     /// in use (a manifest or index did not load).
@@ -258,6 +290,9 @@ impl Error {
                 RepositoryErrorKind::Corrupt
             }
             Error::Locked { .. } | Error::LockLost { .. } => RepositoryErrorKind::Locked,
+            Error::Format1Repository { .. } | Error::MigrationInterrupted { .. } => {
+                RepositoryErrorKind::Other
+            }
             Error::BackupExists { .. } | Error::AlreadyInitialized { .. } => {
                 RepositoryErrorKind::AlreadyExists
             }

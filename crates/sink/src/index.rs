@@ -75,7 +75,7 @@ pub(crate) struct PackInfo {
 }
 
 /// The in-memory index: the union of all index files.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Index {
     pub(crate) blobs: HashMap<BlobId, BlobLoc>,
     pub(crate) packs: HashMap<PackId, PackInfo>,

@@ -6,10 +6,12 @@
 //!   `file://`, `s3://`, `gs://`, `az://`, `memory://`.
 //! * [`Repo`] — an open repository: [`Repo::init`], [`Repo::open`], key management
 //!   ([`Repo::add_key`], [`Repo::remove_key`], [`Repo::change_password`]),
-//!   [`Repo::verify`], [`Repo::forget`] with a [`RetentionPolicy`], [`Repo::prune`].
+//!   [`Repo::snapshots`] (through a [`SnapshotCache`]), [`Repo::verify`], [`Repo::forget`]
+//!   and [`Repo::prune`] (with a [`RetentionPolicy`] or chosen ids: [`Forget`]),
+//!   [`Repo::pin`], [`Repo::migrate`] from format 1.
 //! * [`Session`] — a shared-locked handle from [`Repo::session`] that implements
-//!   [`taosbackup_core::Repository`]: blobs go into packs, and a commit writes packs,
-//!   then an index file, then the manifest.
+//!   [`taosbackup_core::Repository`]: blobs (data and tree objects) go into packs, and a
+//!   commit writes packs, then an index file, then the snapshot object.
 //! * [`Password`] (from a file or `TAOSBACKUP_PASSWORD`) and [`KdfParams`] (Argon2id).
 //! * [`Error`] — the one error type, with [`Error::is_retryable`].
 //!
@@ -36,26 +38,33 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod cache;
 mod config;
 mod crypto;
 mod error;
 mod index;
 mod key;
 mod lock;
+mod migrate;
 mod pack;
 mod prune;
 mod repo;
 mod session;
 mod verify;
+mod walk;
 
 pub use crate::{
     backend::{Backend, Scheme, StorageRetry, StorageStats, default_upload_concurrency},
-    config::{DEFAULT_PACK_SIZE, Encryption, REPO_VERSION, RepoConfig},
+    cache::SnapshotCache,
+    config::{DEFAULT_PACK_SIZE, Encryption, FORMAT1_VERSION, REPO_VERSION, RepoConfig},
     crypto::MAX_BLOB_SIZE,
     error::{Error, Result},
     key::{KdfParams, PASSWORD_ENV, Password},
     lock::{LockGuard, LockMode},
-    prune::{BackupSummary, ForgetReport, PruneReport, RetentionPolicy},
+    migrate::MigrateReport,
+    prune::{
+        BackupSummary, Forget, ForgetReport, PruneReport, RetentionPlan, RetentionPolicy, pinned_of,
+    },
     repo::{InitOptions, KeyInfo, OpenOptions, Repo},
     session::Session,
     verify::{Problem, VerifyOptions, VerifyReport},

@@ -1,39 +1,44 @@
 //! Retention (`forget`) and garbage collection (`prune`).
+//!
+//! Format 2 makes every backup self-contained, so any backup can be forgotten alone:
+//! forgetting deletes its snapshot object; prune then deletes every blob no remaining
+//! snapshot reaches (snapshot → tree → shards → data blobs; snapshot → catalog → parts).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use taosbackup_core::{BackupId, BlobId, Manifest};
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use taosbackup_core::{BackupId, BackupSnapshot};
 
 use crate::error::{Error, Result};
 use crate::index::{self, INDEX_VERSION, Index, IndexFile, IndexPack};
 use crate::lock::LockMode;
-use crate::pack::{PackBuilder, PackEntry, PackId, pack_path};
-use crate::repo::{Repo, decode_blob, load_index, manifest_path};
+use crate::pack::{ENTRY_LEN, PackBuilder, PackEntry, PackId, pack_path};
+use crate::repo::{Repo, decode_blob, load_index, pin_path, snapshot_path};
 
-/// Which backups to keep. Backups are kept and forgotten by whole chain: a chain is kept
-/// if any rule keeps it, and then all of its backups are kept (an incremental never
-/// outlives its full backup, a full never goes while its incrementals stay).
+/// Which backups to keep, per database, in restic's vocabulary. A backup is kept when any
+/// rule keeps it or it is pinned; every other backup is forgotten.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Keep the newest N chains of each database (by their newest backup).
-    pub keep_last_chains: Option<usize>,
-    /// Keep chains with a backup finished within this duration before now.
+    /// Keep the newest N backups.
+    pub keep_last: Option<usize>,
+    /// Keep the newest backup of each of the last N hours (UTC) that have backups.
+    pub keep_hourly: Option<usize>,
+    /// … of each of the last N days (UTC).
+    pub keep_daily: Option<usize>,
+    /// … of each of the last N ISO weeks.
+    pub keep_weekly: Option<usize>,
+    /// … of each of the last N months.
+    pub keep_monthly: Option<usize>,
+    /// … of each of the last N years.
+    pub keep_yearly: Option<usize>,
+    /// Keep every backup finished within this duration before the database's newest one.
     pub keep_within: Option<Duration>,
-    /// Never forget chains containing these backups.
-    pub pinned: BTreeSet<BackupId>,
-}
-
-/// What [`Repo::forget`] did (or would do, in a dry run).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ForgetReport {
-    /// Whether nothing was deleted.
-    pub dry_run: bool,
-    /// Backups kept.
-    pub kept: Vec<BackupId>,
-    /// Backups forgotten (manifests deleted, or to delete in a dry run).
-    pub forgotten: Vec<BackupId>,
+    /// Keep every backup of the newest N chains (a full backup and the incrementals that
+    /// name it as their `chain`), by the chain's newest backup.
+    pub keep_chains: Option<usize>,
+    /// Allow a policy that forgets every backup of a database.
+    pub allow_empty: bool,
 }
 
 /// The facts about a backup that retention needs.
@@ -49,75 +54,173 @@ pub struct BackupSummary {
     pub finished_at: DateTime<Utc>,
 }
 
-impl From<&Manifest> for BackupSummary {
-    fn from(m: &Manifest) -> Self {
+impl From<&BackupSnapshot> for BackupSummary {
+    fn from(s: &BackupSnapshot) -> Self {
         BackupSummary {
-            id: m.id,
-            chain: m.chain,
-            database: m.database.clone(),
-            finished_at: m.finished_at,
+            id: s.id,
+            chain: s.chain,
+            database: s.database.clone(),
+            finished_at: s.finished_at,
         }
     }
 }
 
+/// The outcome of applying a [`RetentionPolicy`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionPlan {
+    /// Backups kept, with the rules that keep each (`last`, `daily`, `pinned`, …).
+    pub kept: BTreeMap<BackupId, Vec<String>>,
+    /// Backups to forget.
+    pub forgotten: Vec<BackupId>,
+}
+
 impl RetentionPolicy {
-    /// Splits `backups` into (kept, forgotten) as of `now`. Fails if no rule is set.
+    /// Whether no keep rule is set.
+    pub fn is_empty(&self) -> bool {
+        self.keep_last.is_none()
+            && self.keep_hourly.is_none()
+            && self.keep_daily.is_none()
+            && self.keep_weekly.is_none()
+            && self.keep_monthly.is_none()
+            && self.keep_yearly.is_none()
+            && self.keep_within.is_none()
+            && self.keep_chains.is_none()
+    }
+
+    /// Splits `backups` into kept and forgotten. Fails if no rule is set, and — unless
+    /// `allow_empty` — if the policy would forget every backup of a database.
     pub fn plan(
         &self,
         backups: &[BackupSummary],
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<BackupId>, Vec<BackupId>)> {
-        if self.keep_last_chains.is_none() && self.keep_within.is_none() {
+        pinned: &HashSet<BackupId>,
+    ) -> Result<RetentionPlan> {
+        if self.is_empty() {
             return Err(Error::InvalidPolicy {
-                reason: "set keep-last-chains or keep-within (a policy must keep something)",
+                reason: "set at least one keep rule (--keep-last, --keep-hourly, --keep-daily, \
+                         --keep-weekly, --keep-monthly, --keep-yearly, --keep-within, \
+                         --keep-chains)"
+                    .into(),
             });
         }
-        // (database, chain) → newest finish time
-        let mut chains: BTreeMap<(&str, BackupId), DateTime<Utc>> = BTreeMap::new();
+        let mut by_db: BTreeMap<&str, Vec<&BackupSummary>> = BTreeMap::new();
         for b in backups {
-            let t = chains
-                .entry((b.database.as_str(), b.chain))
-                .or_insert(b.finished_at);
-            *t = (*t).max(b.finished_at);
+            by_db.entry(b.database.as_str()).or_default().push(b);
         }
-        let mut keep: HashSet<(&str, BackupId)> = HashSet::new();
-        if let Some(n) = self.keep_last_chains {
-            let mut per_db: BTreeMap<&str, Vec<(DateTime<Utc>, BackupId)>> = BTreeMap::new();
-            for ((db, chain), t) in &chains {
-                per_db.entry(db).or_default().push((*t, *chain));
-            }
-            for (db, mut list) in per_db {
-                list.sort_by(|a, b| b.cmp(a));
-                for (_, chain) in list.into_iter().take(n) {
-                    keep.insert((db, chain));
+        let mut plan = RetentionPlan::default();
+        for (db, mut list) in by_db {
+            // Newest first.
+            list.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then(b.id.cmp(&a.id)));
+            let mut reasons: BTreeMap<BackupId, Vec<String>> = BTreeMap::new();
+            let mut keep = |id: BackupId, why: &str| {
+                reasons.entry(id).or_default().push(why.to_string());
+            };
+            if let Some(n) = self.keep_last {
+                for b in list.iter().take(n) {
+                    keep(b.id, "last");
                 }
             }
-        }
-        if let Some(within) = self.keep_within {
-            let within = chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
-            for (key, t) in &chains {
-                if now.signed_duration_since(*t) <= within {
-                    keep.insert(*key);
+            type Bucket = fn(&DateTime<Utc>) -> (i32, u32, u32, u32);
+            let periods: [(&str, Option<usize>, Bucket); 5] = [
+                ("hourly", self.keep_hourly, |t| {
+                    (t.year(), t.month(), t.day(), t.hour())
+                }),
+                ("daily", self.keep_daily, |t| {
+                    (t.year(), t.month(), t.day(), 0)
+                }),
+                ("weekly", self.keep_weekly, |t| {
+                    let w = t.iso_week();
+                    (w.year(), w.week(), 0, 0)
+                }),
+                ("monthly", self.keep_monthly, |t| {
+                    (t.year(), t.month(), 0, 0)
+                }),
+                ("yearly", self.keep_yearly, |t| (t.year(), 0, 0, 0)),
+            ];
+            for (name, n, bucket) in periods {
+                let Some(n) = n else { continue };
+                let mut last: Option<(i32, u32, u32, u32)> = None;
+                let mut taken = 0;
+                for b in &list {
+                    if taken >= n {
+                        break;
+                    }
+                    let k = bucket(&b.finished_at);
+                    if last != Some(k) {
+                        // The newest backup of a new period.
+                        keep(b.id, name);
+                        last = Some(k);
+                        taken += 1;
+                    }
                 }
             }
-        }
-        for b in backups {
-            if self.pinned.contains(&b.id) {
-                keep.insert((b.database.as_str(), b.chain));
+            if let (Some(within), Some(newest)) = (self.keep_within, list.first()) {
+                let within = chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
+                for b in &list {
+                    if newest.finished_at.signed_duration_since(b.finished_at) <= within {
+                        keep(b.id, "within");
+                    }
+                }
             }
-        }
-        let (mut kept, mut gone) = (Vec::new(), Vec::new());
-        for b in backups {
-            if keep.contains(&(b.database.as_str(), b.chain)) {
-                kept.push(b.id);
-            } else {
-                gone.push(b.id);
+            if let Some(n) = self.keep_chains {
+                let mut chains: Vec<BackupId> = Vec::new();
+                for b in &list {
+                    if !chains.contains(&b.chain) {
+                        chains.push(b.chain);
+                    }
+                }
+                chains.truncate(n);
+                for b in &list {
+                    if chains.contains(&b.chain) {
+                        keep(b.id, "chain");
+                    }
+                }
             }
+            for b in &list {
+                if pinned.contains(&b.id) {
+                    keep(b.id, "pinned");
+                }
+            }
+            if reasons.is_empty() && !list.is_empty() && !self.allow_empty {
+                return Err(Error::InvalidPolicy {
+                    reason: format!(
+                        "it would forget every backup of database {db} ({} backups); keep at \
+                         least one, or pass --allow-empty to really forget them all",
+                        list.len()
+                    ),
+                });
+            }
+            for b in &list {
+                if !reasons.contains_key(&b.id) {
+                    plan.forgotten.push(b.id);
+                }
+            }
+            plan.kept.extend(reasons);
         }
-        kept.sort();
-        gone.sort();
-        Ok((kept, gone))
+        plan.forgotten.sort();
+        Ok(plan)
     }
+}
+
+/// What to forget in a [`Repo::prune`] run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forget {
+    /// Backups chosen by a retention policy.
+    Policy(RetentionPolicy),
+    /// These backups (`taosbackup forget ID…`); pinned ones are refused.
+    Ids(Vec<BackupId>),
+}
+
+/// What [`Repo::forget`] did (or would do, in a dry run).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForgetReport {
+    /// Whether nothing was deleted.
+    pub dry_run: bool,
+    /// Backups kept, with the rules that keep each (empty lists for `forget ID…`).
+    pub kept: BTreeMap<BackupId, Vec<String>>,
+    /// Backups forgotten (snapshot objects deleted, or to delete in a dry run).
+    pub forgotten: Vec<BackupId>,
+    /// Bytes of the forgotten snapshot objects.
+    pub snapshot_bytes: u64,
 }
 
 /// What [`Repo::prune`] did (or would do, in a dry run).
@@ -125,9 +228,11 @@ impl RetentionPolicy {
 pub struct PruneReport {
     /// Whether nothing was changed.
     pub dry_run: bool,
-    /// Blobs referenced by the remaining backups.
+    /// The forget step, when one was asked for.
+    pub forget: Option<ForgetReport>,
+    /// Blobs reachable from the remaining snapshots.
     pub blobs_used: usize,
-    /// Indexed blobs no backup references (removed).
+    /// Indexed blobs no remaining snapshot reaches (removed).
     pub blobs_removed: usize,
     /// Packs deleted whole (no used blob).
     pub packs_deleted: Vec<String>,
@@ -135,39 +240,85 @@ pub struct PruneReport {
     pub packs_rewritten: Vec<String>,
     /// Packs no index lists (from interrupted backups), deleted.
     pub unindexed_packs_deleted: Vec<String>,
-    /// Packs written to hold the used blobs of rewritten packs.
+    /// Packs written to hold the used blobs of rewritten packs (in a dry run: how many).
     pub packs_written: Vec<String>,
-    /// Bytes freed (deleted minus written).
+    /// Bytes freed: forgotten snapshot objects and deleted packs, minus packs written (in a
+    /// dry run computed exactly as the real run would write them).
     pub bytes_freed: i64,
 }
 
 impl Repo {
-    /// Forgets backups by `policy` under an exclusive lock: deletes the manifests of
-    /// chains no rule keeps. Their data stays until [`Repo::prune`]. With `dry_run`, only
-    /// reports.
-    pub async fn forget(&self, policy: &RetentionPolicy, dry_run: bool) -> Result<ForgetReport> {
+    /// Forgets backups under an exclusive lock (deletes their snapshot objects); their data
+    /// stays until a prune. With `dry_run`, only reports.
+    pub async fn forget(&self, what: &Forget, dry_run: bool) -> Result<ForgetReport> {
         let lock = self.lock(LockMode::Exclusive, "forget").await?;
-        let result = self.forget_locked(policy, dry_run).await;
+        let result = self.forget_locked(what, dry_run).await;
         let released = lock.release().await;
         let report = result?;
         released?;
         Ok(report)
     }
 
-    async fn forget_locked(&self, policy: &RetentionPolicy, dry_run: bool) -> Result<ForgetReport> {
-        let mut summaries = Vec::new();
-        for id in self.list_backups().await? {
-            let m = self.load_manifest(&id).await?;
-            summaries.push(BackupSummary::from(&m));
-        }
-        let (kept, forgotten) = policy.plan(&summaries, Utc::now())?;
+    /// Decides what `what` forgets, then (unless `dry_run`) deletes those snapshot objects.
+    async fn forget_locked(&self, what: &Forget, dry_run: bool) -> Result<ForgetReport> {
+        let listed: HashMap<BackupId, u64> = self
+            .inner
+            .backend
+            .list("snapshots")
+            .await?
+            .into_iter()
+            .filter_map(|(p, size)| {
+                let name = p.rsplit('/').next()?;
+                Some((name.parse().ok()?, size))
+            })
+            .collect();
+        let pins = self.pins().await?;
+        let (kept, forgotten) = match what {
+            Forget::Policy(policy) => {
+                let (snapshots, bad) = self.load_all_snapshots().await?;
+                if let Some((path, reason)) = bad.first() {
+                    return Err(Error::PruneRefused {
+                        reason: format!(
+                            "{path} did not load ({reason}); retention needs every backup's \
+                             time and database (run verify)"
+                        ),
+                    });
+                }
+                let summaries: Vec<BackupSummary> =
+                    snapshots.iter().map(BackupSummary::from).collect();
+                let plan = policy.plan(&summaries, &pins)?;
+                (plan.kept, plan.forgotten)
+            }
+            Forget::Ids(ids) => {
+                let mut out = Vec::new();
+                for id in ids {
+                    if !listed.contains_key(id) {
+                        return Err(Error::NoSuchBackup { backup_id: *id });
+                    }
+                    if pins.contains(id) {
+                        return Err(Error::Pinned { backup_id: *id });
+                    }
+                    if !out.contains(id) {
+                        out.push(*id);
+                    }
+                }
+                out.sort();
+                let kept = listed
+                    .keys()
+                    .filter(|k| !out.contains(k))
+                    .map(|k| (*k, Vec::new()))
+                    .collect();
+                (kept, out)
+            }
+        };
+        let snapshot_bytes = forgotten.iter().filter_map(|id| listed.get(id)).sum();
         if !dry_run && !forgotten.is_empty() && !self.inner.backend.may_delete().await? {
             let ids: Vec<String> = forgotten.iter().map(|id| id.to_string()).collect();
             return Err(Error::DeleteDenied {
                 location: self.inner.backend.location().into(),
                 would_delete: format!(
-                    "the manifests of {} backups ({}); their data stays until a prune \
-                     with delete permission",
+                    "the snapshots of {} backups ({}); their data stays until a prune with \
+                     delete permission",
                     ids.len(),
                     ids.join(", ")
                 ),
@@ -175,31 +326,34 @@ impl Repo {
         }
         if !dry_run {
             for id in &forgotten {
-                self.inner.backend.delete(&manifest_path(id)).await?;
+                self.inner.backend.delete(&snapshot_path(id)).await?;
             }
         }
         Ok(ForgetReport {
             dry_run,
             kept,
             forgotten,
+            snapshot_bytes,
         })
     }
 
-    /// Garbage-collects under an exclusive lock: deletes packs whose blobs no backup
-    /// uses, rewrites packs that are partly used, deletes unindexed packs, and replaces
-    /// all index files by one. Order: new packs, new index, delete old index files,
-    /// delete old packs — a crash at any point leaves every kept backup readable.
-    /// Refuses to run if any manifest or index file fails to load.
-    pub async fn prune(&self, dry_run: bool) -> Result<PruneReport> {
+    /// Forgets (`forget`, if given) and garbage-collects under one exclusive lock: deletes
+    /// the forgotten snapshot objects, then packs whose blobs no remaining snapshot reaches,
+    /// rewrites packs that are partly used, deletes unindexed packs and pins of backups that
+    /// no longer exist, and replaces all index files by one. Order: snapshots, new packs,
+    /// new index, old index files, old packs — a crash at any point leaves every remaining
+    /// backup readable. Refuses to run if any snapshot, tree object or index file fails to
+    /// load. A dry run computes the same plan and writes nothing.
+    pub async fn prune(&self, forget: Option<&Forget>, dry_run: bool) -> Result<PruneReport> {
         let lock = self.lock(LockMode::Exclusive, "prune").await?;
-        let result = self.prune_locked(dry_run).await;
+        let result = self.prune_locked(forget, dry_run).await;
         let released = lock.release().await;
         let report = result?;
         released?;
         Ok(report)
     }
 
-    async fn prune_locked(&self, dry_run: bool) -> Result<PruneReport> {
+    async fn prune_locked(&self, forget: Option<&Forget>, dry_run: bool) -> Result<PruneReport> {
         let inner = &self.inner;
         let (index, problems) = load_index(&inner.backend, &inner.crypto).await?;
         if let Some((path, reason)) = problems.first() {
@@ -207,21 +361,39 @@ impl Repo {
                 reason: format!("index file {path} is damaged: {reason}"),
             });
         }
-        let mut used: HashSet<BlobId> = HashSet::new();
-        for id in self.list_backups().await? {
-            let m = self
-                .load_manifest(&id)
-                .await
-                .map_err(|e| Error::PruneRefused {
-                    reason: format!("manifest of backup {id} did not load: {e}"),
-                })?;
-            for blob in m.blob_ids() {
-                if !index.blobs.contains_key(&blob) {
-                    return Err(Error::PruneRefused {
-                        reason: format!("backup {id} references blob {blob}, which no index lists"),
-                    });
-                }
-                used.insert(blob);
+        if let Ok(mut idx) = inner.index.write() {
+            *idx = index.clone();
+        }
+        let forgotten = match forget {
+            Some(f) => Some(self.forget_locked(f, true).await?),
+            None => None,
+        };
+        let gone: HashSet<BackupId> = forgotten
+            .iter()
+            .flat_map(|f| f.forgotten.iter().copied())
+            .collect();
+        let (snapshots, bad) = self.load_all_snapshots().await?;
+        if let Some((path, reason)) = bad.first() {
+            return Err(Error::PruneRefused {
+                reason: format!("{path} did not load: {reason}"),
+            });
+        }
+        let remaining: Vec<BackupSnapshot> = snapshots
+            .into_iter()
+            .filter(|s| !gone.contains(&s.id))
+            .collect();
+        let reach = self.reach(&remaining).await?;
+        if let Some((object, reason)) = reach.problems.first() {
+            return Err(Error::PruneRefused {
+                reason: format!("{object}: {reason} (run verify)"),
+            });
+        }
+        let used = reach.all();
+        for blob in &used {
+            if !index.blobs.contains_key(blob) {
+                return Err(Error::PruneRefused {
+                    reason: format!("a snapshot reaches blob {blob}, which no index lists"),
+                });
             }
         }
         let mut report = PruneReport {
@@ -251,6 +423,8 @@ impl Repo {
                 rewrite.push((*id, live));
             }
         }
+        // A fixed order, so a dry run computes the packs the real run writes.
+        rewrite.sort_by_key(|r| r.0);
         let listed = inner.backend.list("data").await?;
         let indexed: HashSet<String> = index.packs.keys().map(pack_path).collect();
         let sizes: HashMap<String, u64> = listed.iter().cloned().collect();
@@ -271,13 +445,32 @@ impl Repo {
             .chain(&report.unindexed_packs_deleted)
             .filter_map(|p| sizes.get(p))
             .sum();
-        report.bytes_freed = freed as i64;
-        let nothing_to_do =
-            delete.is_empty() && rewrite.is_empty() && report.unindexed_packs_deleted.is_empty();
-        if dry_run || nothing_to_do {
+        let snapshot_bytes = forgotten.as_ref().map_or(0, |f| f.snapshot_bytes);
+        report.bytes_freed = (freed + snapshot_bytes) as i64;
+        let live_ids: HashSet<BackupId> = remaining.iter().map(|s| s.id).collect();
+        let stale_pins: Vec<BackupId> = self
+            .pins()
+            .await?
+            .into_iter()
+            .filter(|p| !live_ids.contains(p))
+            .collect();
+        report.forget = forgotten;
+        let nothing_to_do = delete.is_empty()
+            && rewrite.is_empty()
+            && report.unindexed_packs_deleted.is_empty()
+            && gone.is_empty()
+            && stale_pins.is_empty();
+        if dry_run {
+            // The packs the real run would write: the same builder over the same entries.
+            let sizes = planned_packs(&rewrite, inner.config.pack_size as usize, &inner.crypto);
+            report.packs_written = sizes.iter().map(|_| String::new()).collect();
+            report.bytes_freed -= sizes.iter().sum::<u64>() as i64;
             return Ok(report);
         }
-        // Before writing anything: a store that refuses deletes would leave the new packs
+        if nothing_to_do {
+            return Ok(report);
+        }
+        // Before changing anything: a store that refuses deletes would leave the new packs
         // and index next to everything they replace.
         if !inner.backend.may_delete().await? {
             let list = |paths: &[String]| {
@@ -292,9 +485,10 @@ impl Repo {
             return Err(Error::DeleteDenied {
                 location: inner.backend.location().into(),
                 would_delete: format!(
-                    "{} unused packs{}, {} unindexed packs{}, rewritten {} partly used \
-                     packs{} and {} index files, freeing about {} bytes (`prune --dry-run` \
-                     lists them)",
+                    "{} forgotten snapshots, {} unused packs{}, {} unindexed packs{}, rewritten \
+                     {} partly used packs{} and {} index files, freeing about {} bytes \
+                     (`prune --dry-run` lists them)",
+                    gone.len(),
                     report.packs_deleted.len(),
                     list(&report.packs_deleted),
                     report.unindexed_packs_deleted.len(),
@@ -305,6 +499,16 @@ impl Repo {
                     report.bytes_freed
                 ),
             });
+        }
+        // 0. The forgotten snapshots: from here on they are not listed.
+        for id in &gone {
+            inner.backend.delete(&snapshot_path(id)).await?;
+        }
+        for id in &stale_pins {
+            inner.backend.delete(&pin_path(id)).await?;
+        }
+        if delete.is_empty() && rewrite.is_empty() && report.unindexed_packs_deleted.is_empty() {
+            return Ok(report);
         }
         // 1. New packs with the live blobs of partly used packs.
         let mut new_index = Index::default();
@@ -380,10 +584,57 @@ impl Repo {
         let size = pack.bytes.len() as u64;
         self.inner.backend.put(&path, pack.bytes).await?;
         new_index.add_pack(pack.id, size, pack.entries);
+        // A rewritten pack can be byte-identical to a pack this run was going to delete
+        // (unencrypted packs are deterministic: a rerun after a killed prune rebuilds the
+        // same pack). It was just written and is indexed: it must not be deleted. Its size
+        // was counted as freed and is counted as written: the net stays right.
+        for list in [
+            &mut report.packs_deleted,
+            &mut report.packs_rewritten,
+            &mut report.unindexed_packs_deleted,
+        ] {
+            list.retain(|p| *p != path);
+        }
         report.packs_written.push(path);
         report.bytes_freed -= size as i64;
         Ok(())
     }
+}
+
+/// The sizes of the packs a prune writes for `rewrite`: the real run's builder closes a
+/// pack at the first blob that takes it to `pack_size` or past; each pack is its blobs, a
+/// sealed header of 40 bytes per blob, and a 4-byte length.
+fn planned_packs(
+    rewrite: &[(PackId, Vec<PackEntry>)],
+    pack_size: usize,
+    crypto: &crate::crypto::Crypto,
+) -> Vec<u64> {
+    let finish = |len: usize, n: usize| (len + n * ENTRY_LEN + crypto.overhead() + 4) as u64;
+    let mut out = Vec::new();
+    let (mut len, mut n) = (0usize, 0usize);
+    for (_, live) in rewrite {
+        for e in live {
+            len += e.length as usize;
+            n += 1;
+            if len >= pack_size {
+                out.push(finish(len, n));
+                (len, n) = (0, 0);
+            }
+        }
+    }
+    if n > 0 {
+        out.push(finish(len, n));
+    }
+    out
+}
+
+/// The ids of `backups` pinned in `pins` (helper for callers that show pins).
+pub fn pinned_of(backups: &[BackupSnapshot], pins: &HashSet<BackupId>) -> BTreeSet<BackupId> {
+    backups
+        .iter()
+        .map(|b| b.id)
+        .filter(|id| pins.contains(id))
+        .collect()
 }
 
 #[cfg(test)]
@@ -399,39 +650,77 @@ mod tests {
         }
     }
 
+    fn ids(v: &[u8]) -> Vec<BackupId> {
+        v.iter().map(|i| BackupId::from_bytes([*i; 16])).collect()
+    }
+
     #[test]
-    fn chains_are_kept_or_forgotten_whole() {
-        let backups = vec![
-            b(1, 1, "a", 10),
-            b(2, 1, "a", 20),
-            b(3, 3, "a", 30),
-            b(4, 4, "x", 5),
-        ];
-        let now = DateTime::from_timestamp(100, 0).unwrap_or_default();
+    fn restic_rules_per_database() {
+        const H: i64 = 3600;
+        const D: i64 = 86_400;
+        // Database a: backups every 6 hours over 3 days; x: one old backup.
+        let mut backups: Vec<BackupSummary> = (0..12u8)
+            .map(|i| b(i + 1, 1, "a", 10 * D + i64::from(i) * 6 * H))
+            .collect();
+        backups.push(b(100, 100, "x", 5));
+        let none = HashSet::new();
+        let plan = |p: RetentionPolicy| p.plan(&backups, &none).unwrap();
+        let last2 = plan(RetentionPolicy {
+            keep_last: Some(2),
+            ..Default::default()
+        });
+        let kept: Vec<BackupId> = last2.kept.keys().copied().collect();
+        assert_eq!(kept, ids(&[11, 12, 100]));
+        assert_eq!(last2.forgotten.len(), 10);
+        // Daily 2: the newest of each of the two newest days.
+        let daily = plan(RetentionPolicy {
+            keep_daily: Some(2),
+            ..Default::default()
+        });
+        let kept: Vec<BackupId> = daily.kept.keys().copied().collect();
+        assert_eq!(kept, ids(&[8, 12, 100]));
+        // Within 12 h of the newest backup.
+        let within = plan(RetentionPolicy {
+            keep_within: Some(Duration::from_secs(12 * 3600)),
+            ..Default::default()
+        });
+        let kept: Vec<BackupId> = within.kept.keys().copied().collect();
+        assert_eq!(kept, ids(&[10, 11, 12, 100]));
+        // A pin keeps a backup no rule keeps.
+        let pins: HashSet<BackupId> = ids(&[3]).into_iter().collect();
         let p = RetentionPolicy {
-            keep_last_chains: Some(1),
+            keep_last: Some(1),
+            ..Default::default()
+        }
+        .plan(&backups, &pins)
+        .unwrap();
+        assert_eq!(p.kept.get(&ids(&[3])[0]), Some(&vec!["pinned".to_string()]));
+        assert!(RetentionPolicy::default().plan(&backups, &none).is_err());
+    }
+
+    #[test]
+    fn chains_and_the_empty_policy() {
+        let backups = vec![b(1, 1, "a", 10), b(2, 1, "a", 20), b(3, 3, "a", 30)];
+        let none = HashSet::new();
+        let p = RetentionPolicy {
+            keep_chains: Some(1),
+            ..Default::default()
+        }
+        .plan(&backups, &none)
+        .unwrap();
+        assert_eq!(p.forgotten, ids(&[1, 2]));
+        let zero = RetentionPolicy {
+            keep_last: Some(0),
             ..Default::default()
         };
-        let (kept, gone) = p.plan(&backups, now).unwrap();
-        assert_eq!(
-            kept,
-            vec![BackupId::from_bytes([3; 16]), BackupId::from_bytes([4; 16])]
-        );
-        assert_eq!(
-            gone,
-            vec![BackupId::from_bytes([1; 16]), BackupId::from_bytes([2; 16])]
-        );
-        let mut p2 = p.clone();
-        p2.pinned.insert(BackupId::from_bytes([2; 16]));
-        let (kept, gone) = p2.plan(&backups, now).unwrap();
-        assert_eq!(kept.len(), 4);
-        assert!(gone.is_empty());
-        let p3 = RetentionPolicy {
-            keep_within: Some(Duration::from_secs(75)),
-            ..Default::default()
-        };
-        let (kept, _) = p3.plan(&backups, now).unwrap();
-        assert_eq!(kept, vec![BackupId::from_bytes([3; 16])]);
-        assert!(RetentionPolicy::default().plan(&backups, now).is_err());
+        let e = zero.plan(&backups, &none).unwrap_err();
+        assert!(e.to_string().contains("--allow-empty"), "{e}");
+        let all = RetentionPolicy {
+            allow_empty: true,
+            ..zero
+        }
+        .plan(&backups, &none)
+        .unwrap();
+        assert_eq!(all.forgotten.len(), 3);
     }
 }

@@ -1,15 +1,23 @@
-//! Opening and creating repositories; key management; manifests.
+//! Opening and creating repositories; key management; snapshots (and format-1 manifests,
+//! read to migrate them); pins.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use taosbackup_core::{BackupId, BlobId, BucketWidth, MANIFEST_VERSION, Manifest, to_hex};
+use futures::StreamExt;
+use taosbackup_core::{
+    BackupId, BackupSnapshot, BlobId, BucketWidth, MANIFEST_VERSION, MAX_SNAPSHOT_SIZE, Manifest,
+    SNAPSHOT_VERSION, to_hex,
+};
 
 use crate::backend::Backend;
+use crate::cache::SnapshotCache;
 use crate::config::{
-    CONFIG_CHECK, DEFAULT_PACK_SIZE, Encryption, MAX_CONFIG_SIZE, REPO_VERSION, RepoConfig,
-    check_config, config_check,
+    CONFIG_CHECK, DEFAULT_PACK_SIZE, Encryption, FORMAT1_VERSION, MAX_CONFIG_SIZE, REPO_VERSION,
+    RepoConfig, check_config, config_check,
 };
 use crate::crypto::{self, Crypto, MasterKey};
 use crate::error::{Error, Result};
@@ -22,6 +30,8 @@ use crate::pack::pack_path;
 const MAX_KEY_SIZE: usize = 64 * 1024;
 /// The largest decompressed manifest accepted.
 pub(crate) const MAX_MANIFEST_SIZE: usize = 1024 * 1024 * 1024;
+/// Snapshot objects downloaded at once when listing.
+const LIST_CONCURRENCY: usize = 32;
 
 /// Settings chosen when a repository is created.
 #[derive(Debug, Clone)]
@@ -37,6 +47,10 @@ pub struct InitOptions {
     pub compression_level: i32,
     /// Target pack size (default 16 MiB).
     pub pack_size: u32,
+    /// The format version written into the config: [`REPO_VERSION`]. Tests set
+    /// [`crate::FORMAT1_VERSION`] to build a repository to migrate; nothing else should.
+    #[doc(hidden)]
+    pub format_version: u32,
 }
 
 impl Default for InitOptions {
@@ -47,6 +61,7 @@ impl Default for InitOptions {
             bucket_width: BucketWidth::DAY,
             compression_level: 3,
             pack_size: DEFAULT_PACK_SIZE,
+            format_version: REPO_VERSION,
         }
     }
 }
@@ -59,6 +74,13 @@ pub struct OpenOptions {
     /// Open even if some index files are damaged (for `verify`); reads of blobs only
     /// those files listed then fail as missing. Default false: damage is an error.
     pub allow_damaged_index: bool,
+    /// Open a format-1 repository (only `migrate` does). Default false: a format-1
+    /// repository is [`Error::Format1Repository`], which says how to migrate it.
+    pub allow_format1: bool,
+    /// The user's cache directory for this tool (`$XDG_CACHE_HOME/taosbackup`): decrypted
+    /// snapshot objects are cached below it per repository id ([`SnapshotCache`]). `None`:
+    /// no cache (`--no-cache`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for OpenOptions {
@@ -66,6 +88,8 @@ impl Default for OpenOptions {
         OpenOptions {
             lock_stale_after: Duration::from_secs(30 * 60),
             allow_damaged_index: false,
+            allow_format1: false,
+            cache_dir: None,
         }
     }
 }
@@ -93,13 +117,14 @@ pub(crate) struct Inner {
     pub(crate) backend: Backend,
     pub(crate) config: RepoConfig,
     pub(crate) crypto: Crypto,
-    master: Option<MasterKey>,
+    pub(crate) master: Option<MasterKey>,
     key_id: Mutex<Option<String>>,
     /// What key files bind the master key to: repository id and config hash.
     binding: String,
     pub(crate) index: RwLock<Index>,
     pub(crate) options: OpenOptions,
     index_problems: Vec<(String, String)>,
+    cache: Option<SnapshotCache>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -113,6 +138,27 @@ impl std::fmt::Debug for Repo {
 
 pub(crate) fn manifest_path(id: &BackupId) -> String {
     format!("manifests/{}", id.to_hex())
+}
+
+pub(crate) fn snapshot_path(id: &BackupId) -> String {
+    format!("snapshots/{}", id.to_hex())
+}
+
+pub(crate) fn pin_path(id: &BackupId) -> String {
+    format!("pins/{}", id.to_hex())
+}
+
+fn snapshot_aad(id: &BackupId) -> Vec<u8> {
+    let mut aad = b"taosbackup snapshot v2 ".to_vec();
+    aad.extend_from_slice(id.to_hex().as_bytes());
+    aad
+}
+
+/// The backup id an object name under `dir/` holds.
+fn id_of(path: &str, what: &str) -> Result<BackupId> {
+    let name = path.rsplit('/').next().unwrap_or("");
+    name.parse()
+        .map_err(|_| Error::corrupt(path, format!("{what} name is not a backup id")))
 }
 
 fn manifest_aad(id: &BackupId) -> Vec<u8> {
@@ -139,8 +185,13 @@ impl Repo {
                 reason: "compression level must be within 1..=22",
             });
         }
+        if options.format_version != REPO_VERSION && options.format_version != FORMAT1_VERSION {
+            return Err(Error::InvalidOptions {
+                reason: "unknown format version",
+            });
+        }
         let config = RepoConfig {
-            version: REPO_VERSION,
+            version: options.format_version,
             id: to_hex(&rand::random::<[u8; 16]>()),
             created: Utc::now(),
             bucket_width: options.bucket_width,
@@ -184,8 +235,12 @@ impl Repo {
                 key_id: Mutex::new(key_id),
                 binding,
                 index: RwLock::new(Index::default()),
-                options: OpenOptions::default(),
+                options: OpenOptions {
+                    allow_format1: options.format_version == FORMAT1_VERSION,
+                    ..OpenOptions::default()
+                },
                 index_problems: Vec::new(),
+                cache: None,
             }),
         })
     }
@@ -227,9 +282,19 @@ impl Repo {
             // A newer format may keep its config differently: name the version it has
             // rather than report damage.
             RepoConfig::check_version(&config_bytes)?;
+            if backend.exists(crate::migrate::STAGE).await? {
+                return Err(Error::MigrationInterrupted {
+                    location: backend.location().into(),
+                });
+            }
             return Err(damage);
         }
         let config = RepoConfig::parse(&config_bytes)?;
+        if config.version == FORMAT1_VERSION && !options.allow_format1 {
+            return Err(Error::Format1Repository {
+                location: backend.location().into(),
+            });
+        }
         let binding = key_binding(&config.id, &config_bytes);
         let keys = backend.list("keys").await?;
         let (master, key_id) = match config.encryption {
@@ -265,6 +330,10 @@ impl Repo {
                 return Err(Error::corrupt(path.clone(), reason.clone()));
             }
         }
+        let cache = options
+            .cache_dir
+            .as_deref()
+            .map(|d| SnapshotCache::new(d, &config.id));
         Ok(Repo {
             inner: Arc::new(Inner {
                 backend,
@@ -276,6 +345,7 @@ impl Repo {
                 index: RwLock::new(index),
                 options,
                 index_problems: problems,
+                cache,
             }),
         })
     }
@@ -374,6 +444,11 @@ impl Repo {
         self.inner.key_id.lock().ok().and_then(|k| k.clone())
     }
 
+    /// The id of the key file this handle was opened with (`None` when unencrypted).
+    pub(crate) fn key_in_use(&self) -> Option<String> {
+        self.current_key()
+    }
+
     fn master(&self) -> Result<&MasterKey> {
         self.inner.master.as_ref().ok_or(Error::KeyRefused {
             key_id: String::new(),
@@ -434,20 +509,133 @@ impl Repo {
         Ok(new_id)
     }
 
-    /// Ids of all committed backups.
+    /// Ids of all committed backups (the names under `snapshots/`).
     pub async fn list_backups(&self) -> Result<Vec<BackupId>> {
         let mut out = Vec::new();
-        for (path, _) in self.inner.backend.list("manifests").await? {
-            let name = path.rsplit('/').next().unwrap_or("");
-            let id: BackupId = name
-                .parse()
-                .map_err(|_| Error::corrupt(path.clone(), "manifest name is not a backup id"))?;
-            out.push(id);
+        for (path, _) in self.inner.backend.list("snapshots").await? {
+            out.push(id_of(&path, "snapshot")?);
         }
         Ok(out)
     }
 
-    /// Loads, authenticates and validates the manifest of backup `id`.
+    /// Every committed backup's snapshot, downloaded concurrently, through the snapshot
+    /// cache when the handle has one (see [`SnapshotCache`]: the repository's listing
+    /// decides what exists; the cache only saves downloads).
+    pub async fn snapshots(&self) -> Result<Vec<BackupSnapshot>> {
+        let ids = self.list_backups().await?;
+        let cache = self.inner.cache.as_ref();
+        let loaded: Vec<Result<BackupSnapshot>> =
+            futures::stream::iter(ids.iter().copied().map(|id| async move {
+                if let Some(s) = cache.and_then(|c| c.get(&id)) {
+                    return Ok(s);
+                }
+                let s = self.load_snapshot(&id).await?;
+                if let Some(c) = cache {
+                    c.put(&s);
+                }
+                Ok(s)
+            }))
+            .buffer_unordered(LIST_CONCURRENCY)
+            .collect()
+            .await;
+        let out = loaded.into_iter().collect::<Result<Vec<_>>>()?;
+        if let Some(c) = cache {
+            let listed: HashSet<BackupId> = ids.into_iter().collect();
+            c.retain(&listed);
+        }
+        Ok(out)
+    }
+
+    /// Loads, authenticates and validates the snapshot of backup `id` from the repository
+    /// (never from the cache).
+    pub async fn load_snapshot(&self, id: &BackupId) -> Result<BackupSnapshot> {
+        let path = snapshot_path(id);
+        let bytes = match self.inner.backend.get(&path).await {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => return Err(Error::NoSuchBackup { backup_id: *id }),
+            Err(e) => return Err(e),
+        };
+        let compressed = self.inner.crypto.open(&path, &snapshot_aad(id), &bytes)?;
+        let json = crypto::decompress_bounded(&path, &compressed, MAX_SNAPSHOT_SIZE)?;
+        #[derive(serde::Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let v: VersionOnly = serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt(path.clone(), e.to_string()))?;
+        if v.version != SNAPSHOT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path,
+                found: v.version,
+                supported: SNAPSHOT_VERSION,
+            });
+        }
+        let s: BackupSnapshot = serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt(path.clone(), e.to_string()))?;
+        if s.id != *id {
+            return Err(Error::corrupt(
+                path,
+                format!("snapshot names backup {}", s.id),
+            ));
+        }
+        s.validate()
+            .map_err(|e| Error::corrupt(snapshot_path(id), e.to_string()))?;
+        Ok(s)
+    }
+
+    pub(crate) fn encode_snapshot(&self, s: &BackupSnapshot) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(s)
+            .map_err(|e| Error::corrupt(snapshot_path(&s.id), e.to_string()))?;
+        let compressed = crypto::compress(&json, self.inner.config.compression_level)?;
+        Ok(self.inner.crypto.seal(&snapshot_aad(&s.id), &compressed))
+    }
+
+    /// Puts a snapshot object the caller has checked (its tree objects are indexed).
+    pub(crate) async fn put_snapshot(&self, s: &BackupSnapshot) -> Result<()> {
+        let body = self.encode_snapshot(s)?;
+        self.inner
+            .backend
+            .put(&snapshot_path(&s.id), body.into())
+            .await?;
+        if let Some(c) = &self.inner.cache {
+            c.put(s);
+        }
+        Ok(())
+    }
+
+    /// The pinned backups (`pins/<id>`): retention never forgets them.
+    pub async fn pins(&self) -> Result<HashSet<BackupId>> {
+        let mut out = HashSet::new();
+        for (path, _) in self.inner.backend.list("pins").await? {
+            out.insert(id_of(&path, "pin")?);
+        }
+        Ok(out)
+    }
+
+    /// Pins backup `id` (idempotent); fails with [`Error::NoSuchBackup`] if it does not exist.
+    pub async fn pin(&self, id: &BackupId) -> Result<()> {
+        self.load_snapshot(id).await?;
+        let body = serde_json::json!({ "version": 1, "created": Utc::now() });
+        let bytes = serde_json::to_vec_pretty(&body)
+            .map_err(|e| Error::corrupt(pin_path(id), e.to_string()))?;
+        self.inner.backend.put(&pin_path(id), bytes.into()).await
+    }
+
+    /// Unpins backup `id` (idempotent).
+    pub async fn unpin(&self, id: &BackupId) -> Result<()> {
+        self.inner.backend.delete(&pin_path(id)).await
+    }
+
+    /// Ids of the format-1 manifests (`manifests/`), read by `migrate`.
+    pub async fn list_manifests(&self) -> Result<Vec<BackupId>> {
+        let mut out = Vec::new();
+        for (path, _) in self.inner.backend.list("manifests").await? {
+            out.push(id_of(&path, "manifest")?);
+        }
+        Ok(out)
+    }
+
+    /// Loads, authenticates and validates the format-1 manifest of backup `id`.
     pub async fn load_manifest(&self, id: &BackupId) -> Result<Manifest> {
         let path = manifest_path(id);
         let bytes = match self.inner.backend.get(&path).await {
@@ -483,11 +671,23 @@ impl Repo {
         Ok(m)
     }
 
-    pub(crate) fn encode_manifest(&self, m: &Manifest) -> Result<Vec<u8>> {
+    /// Encodes a format-1 manifest (tests build format-1 repositories with it).
+    #[doc(hidden)]
+    pub fn encode_manifest(&self, m: &Manifest) -> Result<Vec<u8>> {
         let json = serde_json::to_vec(m)
             .map_err(|e| Error::corrupt(manifest_path(&m.id), e.to_string()))?;
         let compressed = crypto::compress(&json, self.inner.config.compression_level)?;
         Ok(self.inner.crypto.seal(&manifest_aad(&m.id), &compressed))
+    }
+
+    /// Writes a format-1 manifest (tests build format-1 repositories with it).
+    #[doc(hidden)]
+    pub async fn put_manifest(&self, m: &Manifest) -> Result<()> {
+        let body = self.encode_manifest(m)?;
+        self.inner
+            .backend
+            .put(&manifest_path(&m.id), body.into())
+            .await
     }
 
     /// Reads blob `id` through the index (committed blobs only).
@@ -535,7 +735,7 @@ pub(crate) fn decode_blob(
 /// Key files bind the master key to the repository id and to the exact config bytes, so a
 /// modified config (for example a downgrade to `"encryption": "none"` or another bucket
 /// width) makes every key file fail to open.
-fn key_binding(repo_id: &str, config_bytes: &[u8]) -> String {
+pub(crate) fn key_binding(repo_id: &str, config_bytes: &[u8]) -> String {
     format!("{repo_id} {}", blake3::hash(config_bytes).to_hex())
 }
 
@@ -543,7 +743,7 @@ fn key_name(path: &str) -> String {
     path.rsplit('/').next().unwrap_or("").to_owned()
 }
 
-async fn read_key(backend: &Backend, path: &str) -> Result<KeyFile> {
+pub(crate) async fn read_key(backend: &Backend, path: &str) -> Result<KeyFile> {
     let bytes = backend.get(path).await?;
     if bytes.len() > MAX_KEY_SIZE {
         return Err(Error::corrupt(path, "key file too large"));

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use taosbackup_core::{BackupId, BlobId, Manifest, Repository, RepositoryError};
+use taosbackup_core::{BackupId, BackupSnapshot, BlobId, Repository, RepositoryError};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::crypto::{self, MAX_BLOB_SIZE};
@@ -13,13 +13,13 @@ use crate::error::{Error, Result};
 use crate::index::{self, INDEX_VERSION, IndexFile, IndexPack};
 use crate::lock::{LockGuard, LockMode};
 use crate::pack::{FinishedPack, PackBuilder, PackEntry, PackId, pack_path};
-use crate::repo::{Repo, decode_blob, manifest_path};
+use crate::repo::{Repo, decode_blob, snapshot_path};
 
 /// A repository handle holding a shared lock, implementing [`Repository`].
 ///
 /// Blobs are gathered into packs in memory (one open pack, at most the target size, plus
-/// packs being uploaded); [`Session::commit`] (or [`Repository::commit_manifest`]) writes the
-/// remaining pack, then an index file for this session's packs, then the manifest.
+/// packs being uploaded); [`Session::commit`] (or [`Repository::commit_snapshot`]) writes the
+/// remaining pack, then an index file for this session's packs, then the snapshot.
 /// Call [`Session::finish`] to release the lock.
 pub struct Session {
     repo: Repo,
@@ -109,7 +109,15 @@ impl Repo {
             lock.release().await?;
             return Err(e);
         }
-        Ok(Session {
+        Ok(self.session_with(lock))
+    }
+}
+
+impl Repo {
+    /// A session holding `lock` (an exclusive one, for `migrate`): the index is the one
+    /// this handle loaded under that lock.
+    pub(crate) fn session_with(&self, lock: LockGuard) -> Session {
+        Session {
             repo: self.clone(),
             lock,
             shared: Arc::new(Shared {
@@ -119,7 +127,7 @@ impl Repo {
                 // that fills another pack waits (bounded memory: the open pack plus these).
                 uploads: Arc::new(Semaphore::new(self.inner.backend.upload_concurrency())),
             }),
-        })
+        }
     }
 }
 
@@ -262,72 +270,86 @@ impl Session {
         }
     }
 
-    /// Commits `manifest` (see [`Repository::commit_manifest`]): packs, then an index file
-    /// for this session's packs, then the manifest.
-    pub async fn commit(&self, manifest: &Manifest) -> Result<()> {
+    /// Whether blob `id` is in the repository's index or stored by this session.
+    pub fn holds(&self, id: &BlobId) -> bool {
+        self.state().map(|st| self.known(id, &st)).unwrap_or(false)
+    }
+
+    /// Makes every blob stored so far part of the repository: uploads the open pack, waits
+    /// for every upload, then writes one index file for this session's packs. The blobs are
+    /// then durable and deduplicated against, but no snapshot references them yet.
+    pub async fn flush_index(&self) -> Result<()> {
         self.lock.check()?;
-        manifest.validate()?;
         let inner = &self.repo.inner;
-        let blobs = manifest.blob_ids();
-        // Flush until every referenced blob of this session is in an uploaded pack (a
-        // concurrent writer may have filled and started another pack after a flush).
+        // Flush until nothing is pending outside an uploaded pack (a concurrent writer may
+        // have filled and started another pack after a flush).
         let written = loop {
             self.flush().await?;
             let st = self.state()?;
             let uploaded: HashSet<PackId> = st.written.iter().map(|(id, _, _)| *id).collect();
-            let mut unflushed = false;
-            for blob in &blobs {
-                match st.pending.get(blob) {
-                    Some(Pending::Packed(pack, _)) if uploaded.contains(pack) => {}
-                    Some(_) => unflushed = true,
-                    None if self.repo.has_blob(blob) => {}
-                    None => {
-                        return Err(Error::MissingBlob {
-                            blob: *blob,
-                            backup_id: Some(manifest.id),
-                        });
-                    }
-                }
-            }
+            let unflushed = st.pending.values().any(|p| match p {
+                Pending::Packed(pack, _) => !uploaded.contains(pack),
+                Pending::Open(_) => true,
+            });
             if !unflushed {
                 break st.written.clone();
             }
         };
-        if !written.is_empty() {
-            let file = IndexFile {
-                version: INDEX_VERSION,
-                packs: written
-                    .iter()
-                    .map(|(id, size, e)| IndexPack::new(id, *size, e))
-                    .collect(),
-            };
-            let (name, bytes) =
-                index::encode(&file, &inner.crypto, inner.config.compression_level)?;
-            inner.backend.put(&name, bytes.into()).await?;
-            let mut idx = inner.index.write().map_err(|_| Error::LockLost {
-                path: self.lock.path().into(),
-                reason: "index lock poisoned".into(),
-            })?;
-            for (id, size, entries) in &written {
-                idx.add_pack(*id, *size, entries.clone());
-            }
-            idx.files.push(name);
-            drop(idx);
-            let mut st = self.state()?;
-            let done: Vec<PackId> = written.iter().map(|(id, _, _)| *id).collect();
-            st.written.retain(|(id, _, _)| !done.contains(id));
-            st.pending
-                .retain(|_, p| !matches!(p, Pending::Packed(pack, _) if done.contains(pack)));
+        if written.is_empty() {
+            return Ok(());
         }
-        let path = manifest_path(&manifest.id);
-        if inner.backend.exists(&path).await? {
+        let file = IndexFile {
+            version: INDEX_VERSION,
+            packs: written
+                .iter()
+                .map(|(id, size, e)| IndexPack::new(id, *size, e))
+                .collect(),
+        };
+        let (name, bytes) = index::encode(&file, &inner.crypto, inner.config.compression_level)?;
+        inner.backend.put(&name, bytes.into()).await?;
+        let mut idx = inner.index.write().map_err(|_| Error::LockLost {
+            path: self.lock.path().into(),
+            reason: "index lock poisoned".into(),
+        })?;
+        for (id, size, entries) in &written {
+            idx.add_pack(*id, *size, entries.clone());
+        }
+        idx.files.push(name);
+        drop(idx);
+        let mut st = self.state()?;
+        let done: HashSet<PackId> = written.iter().map(|(id, _, _)| *id).collect();
+        st.written.retain(|(id, _, _)| !done.contains(id));
+        st.pending
+            .retain(|_, p| !matches!(p, Pending::Packed(pack, _) if done.contains(pack)));
+        Ok(())
+    }
+
+    /// Commits `snapshot` (see [`Repository::commit_snapshot`]): packs, then an index file
+    /// for this session's packs, then the snapshot object. Refuses (writing no snapshot) a
+    /// snapshot that does not validate or whose tree or catalog blob is not stored.
+    pub async fn commit(&self, snapshot: &BackupSnapshot) -> Result<()> {
+        self.lock.check()?;
+        snapshot.validate()?;
+        // Every upload finished (and a failed one reported) before anything else is decided:
+        // nothing of this session may still be writing once it reports.
+        self.flush().await?;
+        for root in snapshot.roots() {
+            if !self.holds(&root) {
+                return Err(Error::MissingBlob {
+                    blob: root,
+                    backup_id: Some(snapshot.id),
+                });
+            }
+        }
+        self.flush_index().await?;
+        let path = snapshot_path(&snapshot.id);
+        if self.repo.inner.backend.exists(&path).await? {
             return Err(Error::BackupExists {
-                backup_id: manifest.id,
+                backup_id: snapshot.id,
             });
         }
-        let body = self.repo.encode_manifest(manifest)?;
         self.lock.check()?;
-        inner.backend.put(&path, body.into()).await
+        self.repo.put_snapshot(snapshot).await
     }
 
     /// Reads a blob, including blobs stored by this session and not yet committed.
@@ -378,19 +400,23 @@ impl Repository for Session {
         Ok(self.get_blob(id).await?)
     }
 
-    async fn commit_manifest(&self, manifest: &Manifest) -> Result<(), RepositoryError> {
-        Ok(self.commit(manifest).await?)
+    fn has_blob(&self, id: &BlobId) -> bool {
+        self.holds(id)
+    }
+
+    async fn commit_snapshot(&self, snapshot: &BackupSnapshot) -> Result<(), RepositoryError> {
+        Ok(self.commit(snapshot).await?)
     }
 
     fn bytes_stored(&self) -> u64 {
         self.blob_bytes()
     }
 
-    async fn list_manifests(&self) -> Result<Vec<BackupId>, RepositoryError> {
-        Ok(self.repo.list_backups().await?)
+    async fn list_snapshots(&self) -> Result<Vec<BackupSnapshot>, RepositoryError> {
+        Ok(self.repo.snapshots().await?)
     }
 
-    async fn load_manifest(&self, id: &BackupId) -> Result<Manifest, RepositoryError> {
-        Ok(self.repo.load_manifest(id).await?)
+    async fn load_snapshot(&self, id: &BackupId) -> Result<BackupSnapshot, RepositoryError> {
+        Ok(self.repo.load_snapshot(id).await?)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::error::Result;
 use crate::lock::LockMode;
 use crate::pack::{PackId, pack_path, read_header};
-use crate::repo::{Repo, decode_blob, load_index, manifest_path};
+use crate::repo::{Repo, decode_blob, load_index};
 
 /// What [`Repo::verify`] checks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,8 +29,12 @@ pub struct Problem {
 pub struct VerifyReport {
     /// Problems found; empty means the repository is sound.
     pub problems: Vec<Problem>,
-    /// Manifests checked.
-    pub manifests: usize,
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Distinct tree objects (trees, shards, catalog parts) read and checked.
+    pub tree_objects: usize,
+    /// Distinct data blobs the snapshots reference.
+    pub data_blobs: usize,
     /// Index files checked.
     pub index_files: usize,
     /// Packs listed by the index.
@@ -54,8 +58,9 @@ impl VerifyReport {
 
 impl Repo {
     /// Checks the repository under a shared lock: every index file opens; every indexed
-    /// pack exists with the recorded size; every manifest opens and validates, its parent
-    /// exists and every blob it references is indexed; and with `read_data_percent`, the
+    /// pack exists with the recorded size; every snapshot opens and validates; every tree
+    /// object it reaches (tree, shards, catalog parts) reads, parses and matches what names
+    /// it; every data blob a shard references is indexed; and with `read_data_percent`, the
     /// chosen packs hash to their names, their headers match the index, and every blob
     /// decrypts, decompresses and rehashes to its id. Each bad object is reported by name.
     pub async fn verify(&self, options: VerifyOptions) -> Result<VerifyReport> {
@@ -107,32 +112,28 @@ impl Repo {
             }
         }
         report.unindexed_packs.sort();
-        let ids = self.list_backups().await?;
-        report.manifests = ids.len();
-        for id in &ids {
-            match self.load_manifest(id).await {
-                Err(e) => report
-                    .problems
-                    .push(problem(manifest_path(id), e.to_string())),
-                Ok(m) => {
-                    if let Some(parent) = m.parent {
-                        if !ids.contains(&parent) {
-                            report.problems.push(problem(
-                                manifest_path(id),
-                                format!("parent backup {parent} does not exist"),
-                            ));
-                        }
-                    }
-                    for blob in m.blob_ids() {
-                        if !index.blobs.contains_key(&blob) {
-                            report.problems.push(problem(
-                                manifest_path(id),
-                                format!("references blob {blob}, which no index lists"),
-                            ));
-                        }
-                    }
-                }
-            }
+        let (snapshots, bad) = self.load_all_snapshots().await?;
+        report.snapshots = snapshots.len() + bad.len();
+        for (object, message) in bad {
+            report.problems.push(problem(object, message));
+        }
+        let reach = self.reach(&snapshots).await?;
+        report.tree_objects = reach.tree_blobs.len();
+        report.data_blobs = reach.data_blobs.len();
+        for (object, message) in reach.problems {
+            report.problems.push(problem(object, message));
+        }
+        let mut missing: Vec<_> = reach
+            .data_blobs
+            .iter()
+            .filter(|b| !index.blobs.contains_key(b))
+            .collect();
+        missing.sort();
+        for blob in missing {
+            report.problems.push(problem(
+                format!("blob {blob}"),
+                "a snapshot's shard references it, but no index lists it".into(),
+            ));
         }
         if let Some(percent) = options.read_data_percent {
             let percent = usize::from(percent.clamp(1, 100));

@@ -23,10 +23,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    Fault, FaultPolicy, FaultProxy, Service, StorageServer, backup, init, manifest, noise,
+    Fault, FaultPolicy, FaultProxy, Service, StorageServer, backup, init, make_snapshot, noise,
     password, random_backup_id, remote,
 };
-use taosbackup_sink::{Backend, Error, Repo, RetentionPolicy, VerifyOptions};
+use taosbackup_sink::{Backend, Error, Forget, Repo, RetentionPolicy, VerifyOptions};
 
 /// The client timeout through the proxy; stalls last longer.
 const CLIENT_TIMEOUT: &str = "2s";
@@ -76,7 +76,7 @@ async fn ten_percent(service: Service) {
         }
         let inc_id = random_backup_id();
         session
-            .commit(&manifest(inc_id, Some(full.id), full.id, &inc_ids))
+            .commit(&make_snapshot(&session, inc_id, Some(full.id), full.id, &inc_ids).await)
             .await
             .unwrap();
         session.finish().await.unwrap();
@@ -93,13 +93,13 @@ async fn ten_percent(service: Service) {
     let report = reopened.verify(read_all()).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     // Keep the newest chain: forget and prune delete the older chains' data.
-    let keep = RetentionPolicy {
-        keep_last_chains: Some(1),
+    let keep = Forget::Policy(RetentionPolicy {
+        keep_chains: Some(1),
         ..RetentionPolicy::default()
-    };
+    });
     let forgotten = reopened.forget(&keep, false).await.unwrap();
     assert_eq!(forgotten.forgotten.len(), 2 * (rounds as usize - 1));
-    let pruned = reopened.prune(false).await.unwrap();
+    let pruned = reopened.prune(None, false).await.unwrap();
     assert!(pruned.blobs_removed > 0, "{pruned:?}");
     let stats = faulty.stats();
     println!(
@@ -209,7 +209,7 @@ async fn persistent(service: Service) {
     }
     let id = random_backup_id();
     let err = session
-        .commit(&manifest(id, None, id, &ids))
+        .commit(&make_snapshot(&session, id, None, id, &ids).await)
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -222,8 +222,8 @@ async fn persistent(service: Service) {
     errors.push(text);
     session.finish().await.unwrap();
 
-    // 2. Every manifest write fails (packs and index are written).
-    policy.set(1000, "/manifests/");
+    // 2. Every snapshot write fails (packs and index are written).
+    policy.set(1000, "/snapshots/");
     let session = repo.session("backup").await.unwrap();
     let mut ids = Vec::new();
     for i in 100..110 {
@@ -231,12 +231,12 @@ async fn persistent(service: Service) {
     }
     let id2 = random_backup_id();
     let err = session
-        .commit(&manifest(id2, None, id2, &ids))
+        .commit(&make_snapshot(&session, id2, None, id2, &ids).await)
         .await
         .unwrap_err();
     let text = err.to_string();
     assert!(err.is_retryable(), "{text}");
-    assert!(text.contains(&format!("manifests/{id2}")), "{text}");
+    assert!(text.contains(&format!("snapshots/{id2}")), "{text}");
     assert!(text.contains("last HTTP status 500"), "{text}");
     errors.push(text);
     session.finish().await.unwrap();
@@ -245,9 +245,12 @@ async fn persistent(service: Service) {
     policy.set(1000, part_request(service));
     let session = repo.session("backup").await.unwrap();
     let big = noise(7, 9 * 1024 * 1024);
-    let big_id = session.put_blob(&big).await.unwrap();
+    // The snapshot's tree objects first, so that they share the big pack (a tree object
+    // is a blob: stored after the big one, it would go into a small pack that uploads).
     let id3 = random_backup_id();
-    let committed = session.commit(&manifest(id3, None, id3, &[big_id])).await;
+    let snap = make_snapshot(&session, id3, None, id3, &[repo.blob_id(&big)]).await;
+    let big_id = session.put_blob(&big).await.unwrap();
+    let committed = session.commit(&snap).await;
     let err = committed.map(|()| policy.summary()).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("data/"), "{text}");
@@ -293,7 +296,7 @@ async fn persistent(service: Service) {
         );
     }
     clean.remove_stale_locks().await.unwrap();
-    clean.prune(false).await.unwrap();
+    clean.prune(None, false).await.unwrap();
     let report = clean.verify(read_all()).await.unwrap();
     assert!(
         report.is_ok() && report.unindexed_packs.is_empty(),
@@ -334,8 +337,8 @@ async fn gcs_persistent_faults_fail_naming_object_and_status() {
     persistent(Service::Gcs).await;
 }
 
-/// Tiny blobs of the index and manifest scenarios: their index file (and a manifest
-/// listing them all) is about 200 KiB, each of their packs under 100 KiB.
+/// Tiny blobs of the index and manifest scenarios: their index file is about 200 KiB, each
+/// of their packs under 100 KiB.
 const SMALL_BLOBS: u64 = 6000;
 
 /// The environment variable that turns the disk-full test binary into the child.
@@ -364,16 +367,22 @@ async fn disk_full_child(spec: &str) -> ! {
                     ids.push(session.put_blob(&noise(1000 + i, 40)).await?);
                 }
             }
-            // Blobs already stored (by the parent): only the manifest is written, and it
-            // lists enough blocks to exceed the limit.
+            // The parent's blocks: every tree object exists already (deduplicated), so
+            // only the snapshot object is written, made larger than the limit.
             _ => {
-                for i in 0..SMALL_BLOBS {
+                for i in 0..10 {
                     ids.push(repo.blob_id(&noise(1000 + i, 40)));
                 }
             }
         }
         let id = random_backup_id();
-        session.commit(&manifest(id, None, id, &ids)).await
+        // A snapshot names its tree, not its blocks: the index scenario's packs and index
+        // list every blob, its shard only ten.
+        let mut snap = make_snapshot(&session, id, None, id, &ids[..10]).await;
+        if scenario == "manifest" {
+            snap.source.endpoint = Some(taosbackup_core::to_hex(&noise(7, 2048)));
+        }
+        session.commit(&snap).await
     }
     .await;
     let code = match result {
@@ -421,7 +430,7 @@ async fn disk_full_leaves_no_partial_backup() {
     for (scenario, limit_kib, fails_on) in [
         ("packs", 32, "data/"),
         ("index", 120, "index/"),
-        ("manifest", 64, "manifests/"),
+        ("manifest", 2, "snapshots/"),
     ] {
         if scenario == "manifest" {
             // Commit the small blobs first, with no file-size limit.
@@ -432,7 +441,7 @@ async fn disk_full_leaves_no_partial_backup() {
             }
             let id = random_backup_id();
             session
-                .commit(&manifest(id, None, id, &ids[..10]))
+                .commit(&make_snapshot(&session, id, None, id, &ids[..10]).await)
                 .await
                 .unwrap();
             session.finish().await.unwrap();
@@ -470,7 +479,7 @@ async fn disk_full_leaves_no_partial_backup() {
     repo.remove_stale_locks().await.unwrap();
     let (m, _) = backup(&repo, &[b"after the disk was freed".to_vec()]).await;
     assert!(repo.list_backups().await.unwrap().contains(&m.id));
-    repo.prune(false).await.unwrap();
+    repo.prune(None, false).await.unwrap();
     let report = repo
         .verify(VerifyOptions {
             read_data_percent: Some(100),

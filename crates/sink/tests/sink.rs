@@ -12,5 +12,7 @@ mod immutable;
 mod integrity;
 #[path = "sink/locks.rs"]
 mod locks;
+#[path = "sink/migrate.rs"]
+mod migrate;
 #[path = "sink/suite.rs"]
 mod suite;

@@ -7,8 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::json;
 use taosbackup_core::{
-    ChangeBatch, ChangeFeed, FeedStart, Manifest, Positions, Precision, Progress, SourceError,
-    SourceInfo,
+    ChangeBatch, ChangeFeed, FeedStart, Positions, Progress, SourceError, SourceInfo,
 };
 use taosbackup_engine::{
     BackupReport, BackupRequest, CancellationToken, ChangeTracking, EngineError, EngineKind,
@@ -22,34 +21,18 @@ use crate::args::BackupArgs;
 use crate::context::Context;
 use crate::error::{Advised, Exit};
 use crate::estimate::Estimating;
-use crate::output::{backup_json, kind, plural, print_json, rfc3339, tombstone_split};
+use crate::output::{backup_json, kind, plural, print_json, rfc3339};
 use crate::progress::{CliProgress, bytes, count};
-
-/// The precision the tracker of `database` works in: the newest backup's (what the persisted
-/// state was built with), else the database's own (read from its catalog).
-pub async fn precision_of(
-    source: &TaosSource,
-    manifests: &[Manifest],
-    database: &str,
-) -> anyhow::Result<Precision> {
-    if let Some(m) = manifests.iter().rev().find(|m| m.database == database) {
-        return Ok(m.catalog.database.precision);
-    }
-    source
-        .database_precision(database)
-        .await
-        .with_context(|| format!("cannot read the catalog of database {database}"))
-}
 
 /// Opens the change tracking of `database` for repository `repo`: the persisted tracker
 /// state and the configured feed: `tmq` (topic and consumer group named after the repository
-/// id and the database) or the experimental `wal` reader of `bitmap_engine.wal_path`.
+/// id and the database) or the experimental `wal` reader of `bitmap_engine.wal_path`. The
+/// tracker's precision is its state file's (each backup checks it against the catalog).
 pub async fn open_tracking(
     ctx: &Context,
     repo: &Repo,
     connect: &ConnectOptions,
     database: &str,
-    precision: Precision,
 ) -> anyhow::Result<ChangeTracking> {
     let repo_id = repo.config().id.clone();
     let config = ctx.tracking_config(&repo_id, database)?;
@@ -106,7 +89,7 @@ pub async fn open_tracking(
             .into());
         }
     };
-    let tracking = ChangeTracking::open(feed, config, repo.config().bucket_width, precision)
+    let tracking = ChangeTracking::open(feed, config, repo.config().bucket_width)
         .await
         .with_context(|| format!("cannot start change tracking of database {database}"))?;
     Ok(tracking)
@@ -186,16 +169,7 @@ pub async fn run_backup(
         let tracking = match (req.engine, tracking) {
             (_, Some(t)) => Some(t),
             (EngineKind::Bitmap, None) => {
-                // The source's answer, not the manifests': loading every manifest here
-                // would double what the engine's planning loads anyway (profiled: 12 % of
-                // a 1 % incremental at 10 M rows).
-                let precision = source
-                    .database_precision(&req.database)
-                    .await
-                    .with_context(|| {
-                        format!("cannot read the catalog of database {}", req.database)
-                    })?;
-                let opened = open_tracking(ctx, repo, connect, &req.database, precision).await?;
+                let opened = open_tracking(ctx, repo, connect, &req.database).await?;
                 Some(own.insert(opened))
             }
             (_, None) => None,
@@ -229,12 +203,12 @@ pub async fn run_backup(
             Err(e)
         }
         Ok(report) => {
-            // The manifest's bytes_stored (the sealed bytes of the new blobs, counted before
-            // the commit) is what the summary, `list` and `show` all print; the packs'
-            // headers and the index add a little on top.
+            // The snapshot's bytes_stored (the sealed bytes of the new blobs and tree objects,
+            // counted before the commit) is what the summary, `list` and `show` all print; the
+            // packs' headers and the index add a little on top.
             tracing::debug!(
                 packs_bytes = written,
-                bytes_stored = report.manifest.stats.bytes_stored,
+                bytes_stored = report.snapshot.stats.bytes_stored,
                 "bytes written by the session"
             );
             released
@@ -336,7 +310,7 @@ pub fn request(
 
 /// The summary printed after a backup.
 pub fn summary(report: &BackupReport) -> String {
-    let m = &report.manifest;
+    let m = &report.snapshot;
     let s = &m.stats;
     let mut out = format!(
         "backup {} of {}: {} ({} engine){}\n",
@@ -351,7 +325,8 @@ pub fn summary(report: &BackupReport) -> String {
     if let Some(r) = &report.full_reason {
         out.push_str(&format!("  full because: {r}\n"));
     }
-    let (tombstones, dropped) = tombstone_split(m);
+    let dropped = report.dropped_tables;
+    let tombstones = s.tombstones.saturating_sub(dropped);
     out.push_str(&format!(
         "  blocks: {} processed, {} failed, {}{}; {}\n",
         count(s.blocks),
@@ -372,7 +347,7 @@ pub fn summary(report: &BackupReport) -> String {
         format_secs(report.duration)
     ));
     // Objects the backup does not contain (virtual tables), never left out silently.
-    for o in &m.catalog.skipped {
+    for o in &report.skipped {
         out.push_str(&format!(
             "  not backed up: {} ({}): {}\n",
             o.name, o.kind, o.reason
@@ -452,7 +427,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     }
     close_source(&source).await;
     let report = result?;
-    let m = &report.manifest;
+    let m = &report.snapshot;
     tracing::info!(
         id = %m.id,
         kind = kind(m.kind),
@@ -469,7 +444,19 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         if let serde_json::Value::Object(o) = &mut v {
             o.insert("full_reason".into(), json!(report.full_reason));
             o.insert("duration_secs".into(), json!(report.duration.as_secs_f64()));
-            o.insert("skipped".into(), json!(m.catalog.skipped));
+            o.insert(
+                "tree_objects_written".into(),
+                json!(report.tree_objects_written),
+            );
+            o.insert(
+                "tree_bytes_written".into(),
+                json!(report.tree_bytes_written),
+            );
+            o.insert(
+                "parent_objects_read".into(),
+                json!(report.parent_objects_read),
+            );
+            o.insert("skipped".into(), json!(report.skipped));
             o.insert("finished_at".into(), json!(rfc3339(&m.finished_at)));
             o.insert(
                 "storage_retries".into(),

@@ -1,6 +1,6 @@
 //! `taosbackup list`.
 
-use taosbackup_core::Manifest;
+use taosbackup_core::BackupSnapshot;
 
 use crate::args::ListArgs;
 use crate::context::Context;
@@ -9,14 +9,15 @@ use crate::output::{backup_json, kind, print_json, short_time, table};
 use crate::progress::{bytes, count};
 use crate::readonly::Reader;
 
-/// Every committed backup of the repository, oldest first (the engine's order); without a
-/// lock when `no_lock` or when the repository is not writable.
+/// Every committed backup of the repository, oldest first (the engine's order): the snapshot
+/// objects only, downloaded concurrently or read from the local cache; without a lock when
+/// `no_lock` or when the repository is not writable.
 pub async fn load_all(
     ctx: &Context,
     url: &str,
     command: &str,
     no_lock: bool,
-) -> anyhow::Result<Vec<Manifest>> {
+) -> anyhow::Result<Vec<BackupSnapshot>> {
     let repo = ctx.open_repo(url).await?;
     let reader = Reader::open(&repo, command, no_lock, url).await?;
     let result = taosbackup_engine::list_backups(reader.repository()).await;

@@ -1,11 +1,11 @@
 //! `taosbackup plan`: what a backup would do now. Writes nothing to the repository (the
 //! bitmap engine's change feed is read, not committed).
 
-use taosbackup_engine::{EngineKind, Plan, list_backups};
+use taosbackup_engine::{EngineKind, Plan};
 use taosbackup_sink::{Backend, InitOptions, Repo};
 
 use crate::args::PlanArgs;
-use crate::commands::backup::{open_tracking, precision_of, request};
+use crate::commands::backup::{open_tracking, request};
 use crate::context::Context;
 use crate::error::Exit;
 use crate::output::{kind, print_json, table};
@@ -20,7 +20,13 @@ pub async fn run(ctx: &Context, args: &PlanArgs) -> anyhow::Result<Exit> {
     let connect = ctx.source_options(&args.source, parallel)?;
     let source = ctx.connect(connect.clone())?;
     let mut exists = true;
-    let repo = match Repo::open(ctx.backend(&url)?, ctx.password()?.as_ref()).await {
+    let repo = match Repo::open_with(
+        ctx.backend(&url)?,
+        ctx.password()?.as_ref(),
+        ctx.open_options(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(taosbackup_sink::Error::NotARepository { .. }) => {
             exists = false;
@@ -43,9 +49,7 @@ pub async fn run(ctx: &Context, args: &PlanArgs) -> anyhow::Result<Exit> {
         // Without a repository (or with --full) the plan is a full backup whatever the feed
         // says; opening it would create a topic for a repository that does not exist.
         if engine == EngineKind::Bitmap && exists && !args.full {
-            let manifests = list_backups(&session).await?;
-            let precision = precision_of(&source, &manifests, &req.database).await?;
-            tracking = Some(open_tracking(ctx, &repo, &connect, &req.database, precision).await?);
+            tracking = Some(open_tracking(ctx, &repo, &connect, &req.database).await?);
         }
         let plan = taosbackup_engine::plan(&source, &session, tracking.as_mut(), &req).await?;
         anyhow::Ok(plan)

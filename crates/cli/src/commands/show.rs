@@ -1,15 +1,13 @@
 //! `taosbackup show`.
 
-use taosbackup_engine::{BackupPoint, find_point};
+use taosbackup_engine::{BackupPoint, changes, find_point, list_backups, load_state};
 
 use crate::args::ShowArgs;
-use crate::commands::list::load_all;
 use crate::context::Context;
 use crate::error::{Exit, usage};
-use crate::output::{
-    kind, plural, print_json, rfc3339, show_json, table, table_summaries, tombstone_split,
-};
+use crate::output::{kind, plural, print_json, rfc3339, show_json, table};
 use crate::progress::{bytes, count};
+use crate::readonly::Reader;
 
 /// Shows one backup.
 pub async fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
@@ -20,10 +18,23 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
             "name the backup as `taosbackup list` shows it",
         )
     })?;
-    let all = load_all(ctx, &url, "show", args.lock.no_lock).await?;
-    let m = find_point(&all, args.database.as_deref(), &point)?;
+    let repo = ctx.open_repo(&url).await?;
+    let reader = Reader::open(&repo, "show", args.lock.no_lock, &url).await?;
+    let result = async {
+        let session = reader.repository();
+        let all = list_backups(session).await?;
+        let listed = find_point(&all, args.database.as_deref(), &point)?;
+        let m = repo.load_snapshot(&listed.id).await?;
+        let (state, _) = load_state(session, &m, &[], &[]).await?;
+        let (tables, relative) = changes(session, &m).await?;
+        anyhow::Ok((m, state, tables, relative))
+    }
+    .await;
+    let released = reader.finish().await;
+    let (m, state, tables, relative) = result?;
+    released?;
     if args.json {
-        print_json(&show_json(m))?;
+        print_json(&show_json(&m, &state, &tables, relative))?;
         return Ok(Exit::Ok);
     }
     let s = &m.stats;
@@ -31,7 +42,10 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
     println!("database   {}", m.database);
     println!("kind       {} (engine {})", kind(m.kind), m.engine);
     if let Some(p) = m.parent {
-        println!("parent     {p}");
+        println!(
+            "parent     {p}{}",
+            if relative { "" } else { " (forgotten)" }
+        );
     }
     println!("chain      {}", m.chain);
     println!("started    {}", rfc3339(&m.started_at));
@@ -43,9 +57,24 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
         "bucket     {}",
         humantime::format_duration(std::time::Duration::from_secs(m.bucket_width.seconds()))
     );
-    // Tombstones counted from the records, so the total is the sum of the TOMBSTONES
-    // column below; dropped tables are their own figure.
-    let (tombstones, dropped) = tombstone_split(m);
+    println!(
+        "contents   {} super tables, {} tables, {} blocks, {} rows",
+        count(state.catalog.super_tables.len() as u64),
+        count(state.catalog.tables.len() as u64),
+        count(state.tables.values().map(|b| b.len() as u64).sum()),
+        count(
+            state
+                .tables
+                .values()
+                .flat_map(|b| b.values())
+                .map(|b| b.rows)
+                .sum()
+        )
+    );
+    // Tombstones counted from the table list below, so the total is the sum of its
+    // TOMBSTONES column; dropped tables are their own figure.
+    let tombstones: u64 = tables.iter().map(|t| t.tombstones).sum();
+    let dropped = tables.iter().filter(|t| t.dropped).count() as u64;
     println!(
         "stats      {}, {} ({} failed), {}, {} dropped, {}, {} read, {} stored",
         plural(s.tables, "table"),
@@ -57,7 +86,6 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
         bytes(s.bytes_read),
         bytes(s.bytes_stored)
     );
-    let tables = table_summaries(m);
     if tables.is_empty() {
         println!("\nno table changed in this backup");
         return Ok(Exit::Ok);

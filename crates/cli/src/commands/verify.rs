@@ -1,11 +1,11 @@
-//! `taosbackup verify`: the repository's structure, optionally its data, optionally every
-//! block of one backup's chain.
+//! `taosbackup verify`: the repository's structure (every snapshot's tree), optionally its
+//! data, optionally every block of one backup.
 
 use std::collections::BTreeSet;
 
 use serde_json::json;
 use taosbackup_core::{BlobId, Progress, Repository};
-use taosbackup_engine::{BackupPoint, fold, list_backups, resolve_point};
+use taosbackup_engine::{BackupPoint, find_point, list_backups, load_state};
 use taosbackup_sink::{OpenOptions, Problem, Repo, VerifyOptions};
 
 use crate::args::VerifyArgs;
@@ -40,7 +40,7 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     // Damaged index files are findings here, not a reason to refuse to look.
     let options = OpenOptions {
         allow_damaged_index: true,
-        ..OpenOptions::default()
+        ..ctx.open_options()
     };
     let repo = Repo::open_with(backend, password.as_ref(), options)
         .await
@@ -83,7 +83,10 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
         print_json(&json!({
             "ok": report.is_ok(),
             "problems": report.problems.iter().map(|p| json!({"object": p.object, "message": p.message})).collect::<Vec<_>>(),
-            "manifests": report.manifests,
+            "manifests": report.snapshots,
+            "snapshots": report.snapshots,
+            "tree_objects": report.tree_objects,
+            "data_blobs": report.data_blobs,
             "index_files": report.index_files,
             "packs": report.packs,
             "packs_read": report.packs_read,
@@ -96,8 +99,10 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
         return Ok(exit);
     }
     println!(
-        "checked {} backups, {} index files, {} packs",
-        count(report.manifests as u64),
+        "checked {} backups ({} tree objects, {} data blobs), {} index files, {} packs",
+        count(report.snapshots as u64),
+        count(report.tree_objects as u64),
+        count(report.data_blobs as u64),
         count(report.index_files as u64),
         count(report.packs as u64)
     );
@@ -110,7 +115,7 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
         );
     }
     if let Some(n) = chain_blocks {
-        println!("read every block of the backup's chain: {} blobs", count(n));
+        println!("read every block of the backup: {} blobs", count(n));
     }
     if !report.unindexed_packs.is_empty() {
         println!(
@@ -149,15 +154,16 @@ fn cannot_open(ctx: &Context, e: taosbackup_sink::Error, url: &str) -> anyhow::E
     }
 }
 
-/// Reads (authenticates, decompresses, rehashes) every blob the chain of `point` needs.
+/// Reads (authenticates, decompresses, rehashes) every blob the backup `point` needs.
 async fn read_chain(
     session: &dyn Repository,
     point: &BackupPoint,
     progress: &CliProgress,
 ) -> anyhow::Result<(u64, Vec<Problem>)> {
     let all = list_backups(session).await?;
-    let chain = resolve_point(&all, None, point)?;
-    let folded = fold(&chain)?;
+    let listed = find_point(&all, None, point)?;
+    let snapshot = session.load_snapshot(&listed.id).await?;
+    let (folded, _) = load_state(session, &snapshot, &[], &[]).await?;
     let blobs: BTreeSet<BlobId> = folded
         .tables
         .values()

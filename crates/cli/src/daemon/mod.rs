@@ -89,7 +89,7 @@ pub struct RunSummary {
     pub kind: BackupKind,
     /// Why a requested incremental became a full, if it did.
     pub full_reason: Option<String>,
-    /// The run's counters (from the manifest).
+    /// The run's counters (from the snapshot).
     pub stats: BackupStats,
 }
 

@@ -40,6 +40,15 @@ fn precision_code(p: Precision) -> u8 {
     }
 }
 
+fn precision_of_code(code: u8) -> Option<Precision> {
+    match code {
+        0 => Some(Precision::Ms),
+        1 => Some(Precision::Us),
+        2 => Some(Precision::Ns),
+        _ => None,
+    }
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -145,21 +154,19 @@ impl Tracker {
         Ok(())
     }
 
-    /// Loads the state saved at `path` for a repository with `width` and `precision`.
+    /// Loads the state saved at `path` for a repository with bucket width `width`. The
+    /// precision is the one saved in the file: what its buckets were computed with.
     ///
     /// A missing file is not an error: the result is a fresh tracker marked inconsistent
-    /// (it cannot know what happened before), so the next backup is a full one. A damaged
-    /// file is an error that names it; callers that prefer to carry on use
-    /// [`Tracker::load_or_inconsistent`].
-    pub fn load(
-        path: &Path,
-        width: BucketWidth,
-        precision: Precision,
-    ) -> Result<Tracker, TrackerError> {
+    /// (it cannot know what happened before), so the next backup is a full one; its
+    /// precision is milliseconds until that backup sets the database's
+    /// ([`Tracker::set_precision`]). A damaged file is an error that names it; callers that
+    /// prefer to carry on use [`Tracker::load_or_inconsistent`].
+    pub fn load(path: &Path, width: BucketWidth) -> Result<Tracker, TrackerError> {
         let bytes = match fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut t = Tracker::new(width, precision);
+                let mut t = Tracker::new(width, Precision::Ms);
                 t.mark_inconsistent(format!("no tracker state at {}", path.display()));
                 return Ok(t);
             }
@@ -199,7 +206,7 @@ impl Tracker {
         if blake3::hash(body).as_bytes() != sum {
             return Err(corrupt("checksum mismatch".into()));
         }
-        decode_body(body, width, precision).map_err(|e| match e {
+        decode_body(body, width).map_err(|e| match e {
             Decode::Corrupt(reason) => corrupt(reason),
             Decode::Mismatch(found, expected) => TrackerError::Mismatch {
                 path: path.to_path_buf(),
@@ -211,14 +218,10 @@ impl Tracker {
 
     /// Like [`Tracker::load`], but a damaged file yields a fresh, inconsistent tracker whose
     /// reason names the damage (the next backup is then a full one), instead of an error.
-    pub fn load_or_inconsistent(
-        path: &Path,
-        width: BucketWidth,
-        precision: Precision,
-    ) -> Result<Tracker, TrackerError> {
-        match Tracker::load(path, width, precision) {
+    pub fn load_or_inconsistent(path: &Path, width: BucketWidth) -> Result<Tracker, TrackerError> {
+        match Tracker::load(path, width) {
             Err(e @ (TrackerError::Corrupt { .. } | TrackerError::Mismatch { .. })) => {
-                let mut t = Tracker::new(width, precision);
+                let mut t = Tracker::new(width, Precision::Ms);
                 t.mark_inconsistent(e.to_string());
                 Ok(t)
             }
@@ -238,18 +241,16 @@ impl From<String> for Decode {
     }
 }
 
-fn decode_body(body: &[u8], width: BucketWidth, precision: Precision) -> Result<Tracker, Decode> {
+fn decode_body(body: &[u8], width: BucketWidth) -> Result<Tracker, Decode> {
     let mut r = Reader { buf: body, pos: 0 };
     let w = r.u64()?;
     let p = r.u8()?;
-    if w != width.seconds() || p != precision_code(precision) {
+    let precision =
+        precision_of_code(p).ok_or_else(|| Decode::Corrupt(format!("bad precision code {p}")))?;
+    if w != width.seconds() {
         return Err(Decode::Mismatch(
-            format!("bucket width {w} s, precision code {p}"),
-            format!(
-                "bucket width {} s, precision code {}",
-                width.seconds(),
-                precision_code(precision)
-            ),
+            format!("bucket width {w} s"),
+            format!("bucket width {} s", width.seconds()),
         ));
     }
     let mut t = Tracker::new(width, precision);
@@ -363,7 +364,7 @@ mod tests {
         let path = dir.path().join("tracker.state");
         let t = sample();
         t.save(&path).unwrap();
-        let back = Tracker::load(&path, width(), Precision::Us).unwrap();
+        let back = Tracker::load(&path, width()).unwrap();
         assert_eq!(back, t);
         assert_eq!(back.state("a", 0), BlockState::Deleted);
         assert_eq!(back.ordinal_of("東京"), t.ordinal_of("東京"));
@@ -384,7 +385,7 @@ mod tests {
         t.table_changed("b", TableChange::Dropped);
         let _running = t.snapshot_and_reset();
         t.save(&path).unwrap(); // killed before the backup commits
-        let mut back = Tracker::load(&path, width(), Precision::Ms).unwrap();
+        let mut back = Tracker::load(&path, width()).unwrap();
         let s = back.snapshot_and_reset();
         assert_eq!(s.dirty_buckets("a"), vec![0]);
         assert!(
@@ -397,7 +398,7 @@ mod tests {
     fn missing_damaged_and_mismatched_states() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
-        let t = Tracker::load(&path, width(), Precision::Ms).unwrap();
+        let t = Tracker::load(&path, width()).unwrap();
         assert!(t.inconsistency().unwrap().contains("no tracker state"));
 
         sample().save(&path).unwrap();
@@ -406,21 +407,23 @@ mod tests {
             let mut bad = good.clone();
             bad[i] ^= 0x40;
             fs::write(&path, &bad).unwrap();
-            assert!(
-                Tracker::load(&path, width(), Precision::Us).is_err(),
-                "flip at {i}"
-            );
-            let t = Tracker::load_or_inconsistent(&path, width(), Precision::Us).unwrap();
+            assert!(Tracker::load(&path, width()).is_err(), "flip at {i}");
+            let t = Tracker::load_or_inconsistent(&path, width()).unwrap();
             assert!(t.inconsistency().is_some());
         }
         fs::write(&path, &good[..good.len() - 3]).unwrap();
         assert!(matches!(
-            Tracker::load(&path, width(), Precision::Us),
+            Tracker::load(&path, width()),
             Err(TrackerError::Corrupt { .. })
         ));
         fs::write(&path, &good).unwrap();
+        // The precision is the file's; another bucket width is a mismatch.
+        assert_eq!(
+            Tracker::load(&path, width()).unwrap().precision(),
+            Precision::Us
+        );
         assert!(matches!(
-            Tracker::load(&path, width(), Precision::Ms),
+            Tracker::load(&path, BucketWidth::DAY),
             Err(TrackerError::Mismatch { .. })
         ));
     }
@@ -434,6 +437,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
         fs::write(&path, &b).unwrap();
-        assert!(Tracker::load(&path, width(), Precision::Ms).is_err());
+        assert!(Tracker::load(&path, width()).is_err());
     }
 }

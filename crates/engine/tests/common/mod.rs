@@ -19,7 +19,7 @@ use taosbackup_engine::{
     BackupPoint, BackupRequest, CancellationToken, ChangeTracking, EngineError, EngineKind, OnGap,
     RestoreRequest, TrackingConfig,
 };
-use taosbackup_sink::{Backend, InitOptions, KdfParams, Repo, Session};
+use taosbackup_sink::{Backend, Forget, InitOptions, KdfParams, Repo, RetentionPolicy, Session};
 use taosbackup_source::{
     CatalogResolver, ConnectOptions, TaosSource, TmqFeed, TmqFeedOptions, WalFeed, WalFeedOptions,
 };
@@ -319,7 +319,6 @@ pub async fn open_tracking(
         feed,
         TrackingConfig::new(dir.join("tracker.state")),
         h.width,
-        taosbackup_core::Precision::Ms,
     )
     .await
     .unwrap()
@@ -490,6 +489,7 @@ pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, d
     };
     let (mut next, mut extra) = (0u32, 0u32);
     let mut points = Vec::new();
+    let mut forgotten = std::collections::BTreeSet::new();
     let mut log = Vec::new();
     for i in 0..steps {
         if i > 0 && i % 4 == 0 && tracking.is_some() {
@@ -511,18 +511,79 @@ pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, d
             BackupKind::Incremental
         };
         assert_eq!(
-            report.manifest.kind, expected_kind,
+            report.snapshot.kind, expected_kind,
             "seed {seed} step {i}: {:?}",
             report.full_reason
         );
         log.push(format!(
             "backup {i}: {:?} {} blocks {} tombstones",
-            report.manifest.kind, report.manifest.stats.blocks, report.manifest.stats.tombstones
+            report.snapshot.kind, report.snapshot.stats.blocks, report.snapshot.stats.tombstones
         ));
-        points.push((report.manifest.id, h.contents(DB).await));
+        points.push((report.snapshot.id, h.contents(DB).await));
+        // Any backup but the newest (the one the tracker covers) may be forgotten alone: the
+        // others are self-contained snapshots. Prune now and then.
+        if i >= 2 && rng.random_range(0..3) == 0 {
+            let kept: Vec<usize> = (0..points.len() - 1)
+                .filter(|k| !forgotten.contains(k))
+                .collect();
+            if !kept.is_empty() {
+                let k = kept[rng.random_range(0..kept.len())];
+                h.repo
+                    .forget(&Forget::Ids(vec![points[k].0]), false)
+                    .await
+                    .unwrap();
+                forgotten.insert(k);
+                log.push(format!("forget backup {k}"));
+            }
+        }
+        if rng.random_range(0..4) == 0 {
+            h.repo.prune(None, false).await.unwrap();
+            log.push("prune".into());
+        }
     }
+    // Retention: the newest three and a pinned one stay; a dry run predicts the prune.
+    let pinned = rng.random_range(0..points.len());
+    if !forgotten.contains(&pinned) {
+        h.repo.pin(&points[pinned].0).await.unwrap();
+    }
+    let policy = Forget::Policy(RetentionPolicy {
+        keep_last: Some(3),
+        ..RetentionPolicy::default()
+    });
+    let dry = h.repo.prune(Some(&policy), true).await.unwrap();
+    let done = h.repo.prune(Some(&policy), false).await.unwrap();
+    assert_eq!(
+        dry.bytes_freed, done.bytes_freed,
+        "seed {seed}: the dry run predicts"
+    );
+    for id in done.forget.iter().flat_map(|f| f.forgotten.iter()) {
+        let k = points.iter().position(|p| p.0 == *id).unwrap();
+        forgotten.insert(k);
+    }
+    let after = h.repo.prune(None, true).await.unwrap();
+    assert_eq!(
+        after.blobs_removed, 0,
+        "seed {seed}: prune left unreachable blobs"
+    );
     for (i, (id, expected)) in points.iter().enumerate() {
         let target = format!("r{i}");
+        if forgotten.contains(&i) {
+            let session = h.session().await;
+            let r = taosbackup_engine::restore(
+                &h.source,
+                &session,
+                &h.restore_request(BackupPoint::Id(id.to_hex()), &target),
+                &NoProgress,
+                &CancellationToken::new(),
+            )
+            .await;
+            session.finish().await.unwrap();
+            assert!(
+                matches!(r, Err(EngineError::NoBackup { .. })),
+                "seed {seed}: forgotten point {i} restored"
+            );
+            continue;
+        }
         let report = h.restore(BackupPoint::Id(id.to_hex()), &target).await;
         assert!(
             report.count_mismatches.is_empty(),

@@ -9,10 +9,11 @@ pub use storage::{Fault, FaultPolicy, FaultProxy, SERVICES, Service, StorageServ
 use chrono::Utc;
 use std::collections::BTreeMap;
 use taosbackup_core::{
-    BackupId, BackupKind, BackupStats, BlobId, BlockRecord, BlockRef, BucketWidth, CatalogSnapshot,
-    DatabaseDef, MANIFEST_VERSION, Manifest, Precision, SourceInfo, TableRecord,
+    BackupId, BackupKind, BackupSnapshot, BackupStats, BlobId, BlockRef, BucketWidth, CatalogRoot,
+    DatabaseDef, Precision, SNAPSHOT_VERSION, Shard, ShardTable, SourceInfo, TableDef, TableKind,
+    Tree, TreeObject,
 };
-use taosbackup_sink::{Backend, InitOptions, KdfParams, Password, Repo};
+use taosbackup_sink::{Backend, InitOptions, KdfParams, Password, Repo, Session};
 
 pub fn password() -> Password {
     Password::new("test password").unwrap()
@@ -51,36 +52,76 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A manifest recording `blobs` as buckets 0.. of table `t0`.
-pub fn manifest(
+/// Stores, through `session`, the tree of a backup recording `blobs` as buckets 0.. of
+/// table `t0`, and returns its snapshot (not committed).
+pub async fn make_snapshot(
+    session: &Session,
     id: BackupId,
     parent: Option<BackupId>,
     chain: BackupId,
     blobs: &[BlobId],
-) -> Manifest {
-    let blocks: BTreeMap<i64, BlockRecord> = blobs
+) -> BackupSnapshot {
+    let blocks: BTreeMap<i64, BlockRef> = blobs
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            (
-                i as i64,
-                BlockRecord::Data(BlockRef {
-                    blob: *b,
-                    rows: 1,
-                    min_ts: i as i64,
-                    max_ts: i as i64,
-                }),
-            )
+            let r = BlockRef {
+                blob: *b,
+                rows: 1,
+                min_ts: i as i64,
+                max_ts: i as i64,
+            };
+            (i as i64, r)
         })
         .collect();
-    let mut tables = BTreeMap::new();
-    tables.insert("t0".to_owned(), TableRecord::Present { blocks });
+    let shard = Shard {
+        version: SNAPSHOT_VERSION,
+        tables: vec![ShardTable {
+            def: TableDef {
+                name: "t0".into(),
+                kind: TableKind::Normal,
+                super_table: None,
+                tags: vec![],
+                comment: None,
+                ttl: None,
+                columns: vec![],
+            },
+            blocks,
+        }],
+    };
+    let entry = shard.entry(BlobId::from_bytes([0; 32]));
+    // A session whose uploads fail still gets ids (its commit then fails, as tested).
+    let put = async |bytes: Vec<u8>| {
+        session
+            .put_blob(&bytes)
+            .await
+            .unwrap_or_else(|_| session.repo().blob_id(&bytes))
+    };
+    let shard_id = put(TreeObject::Shard(shard).encode()).await;
+    let mut entry = entry.unwrap();
+    entry.shard = shard_id;
+    let tree = put(TreeObject::Tree(Tree {
+        version: SNAPSHOT_VERSION,
+        shards: vec![entry],
+    })
+    .encode())
+    .await;
+    let catalog = put(TreeObject::Catalog(CatalogRoot {
+        version: SNAPSHOT_VERSION,
+        database: DatabaseDef {
+            name: "power".into(),
+            precision: Precision::Ms,
+            ddl: "CREATE DATABASE `power` PRECISION 'ms'".into(),
+        },
+        super_tables: vec![],
+        skipped: vec![],
+    })
+    .encode())
+    .await;
     let now = Utc::now();
-    Manifest {
-        version: MANIFEST_VERSION,
+    BackupSnapshot {
+        version: SNAPSHOT_VERSION,
         id,
-        parent,
-        chain,
         database: "power".into(),
         kind: if parent.is_some() {
             BackupKind::Incremental
@@ -88,35 +129,44 @@ pub fn manifest(
             BackupKind::Full
         },
         engine: "full".into(),
+        parent,
+        chain,
         started_at: now,
         finished_at: now,
         source: SourceInfo::default(),
         bucket_width: BucketWidth::DAY,
-        catalog: CatalogSnapshot {
-            database: DatabaseDef {
-                name: "power".into(),
-                precision: Precision::Ms,
-                ddl: "CREATE DATABASE `power` PRECISION 'ms'".into(),
-            },
-            super_tables: vec![],
-            skipped: Vec::new(),
-            tables: vec![],
-        },
-        tables,
+        precision: Precision::Ms,
+        tree,
+        catalog,
         feed_positions: None,
         stats: BackupStats::default(),
     }
 }
 
-/// Writes a full backup of `datas` and returns (manifest, blob ids).
-pub async fn backup(repo: &Repo, datas: &[Vec<u8>]) -> (Manifest, Vec<BlobId>) {
+/// Every data blob `s` references, read through its tree and shards.
+#[allow(dead_code)]
+pub async fn snapshot_blobs(repo: &Repo, s: &BackupSnapshot) -> Vec<BlobId> {
+    let tree = Tree::decode(&repo.read_blob(&s.tree).await.unwrap(), "tree").unwrap();
+    let mut out = Vec::new();
+    for e in &tree.shards {
+        let shard = Shard::decode(&repo.read_blob(&e.shard).await.unwrap(), "shard").unwrap();
+        shard.check_against(e, "shard").unwrap();
+        for t in shard.tables {
+            out.extend(t.blocks.values().map(|b| b.blob));
+        }
+    }
+    out
+}
+
+/// Writes a full backup of `datas` and returns (snapshot, blob ids).
+pub async fn backup(repo: &Repo, datas: &[Vec<u8>]) -> (BackupSnapshot, Vec<BlobId>) {
     let session = repo.session("backup").await.unwrap();
     let mut ids = Vec::new();
     for d in datas {
         ids.push(session.put_blob(d).await.unwrap());
     }
     let id = random_backup_id();
-    let m = manifest(id, None, id, &ids);
+    let m = make_snapshot(&session, id, None, id, &ids).await;
     session.commit(&m).await.unwrap();
     session.finish().await.unwrap();
     (m, ids)

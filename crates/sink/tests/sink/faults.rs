@@ -16,9 +16,10 @@ use taosbackup_sink::{Backend, Error, Repo, VerifyOptions};
 
 use crate::common::*;
 
-/// Fails every write under a chosen prefix; delegates everything else.
+/// Fails every write under a chosen prefix (or, for a prefix ending in `$`, to exactly that
+/// name); delegates everything else.
 #[derive(Debug)]
-struct Faulty {
+pub(crate) struct Faulty {
     inner: InMemory,
     fail_writes_under: Mutex<Option<String>>,
 }
@@ -30,10 +31,21 @@ impl fmt::Display for Faulty {
 }
 
 impl Faulty {
+    pub(crate) fn new() -> Faulty {
+        Faulty {
+            inner: InMemory::new(),
+            fail_writes_under: Mutex::new(None),
+        }
+    }
+
     fn check(&self, location: &Path) -> object_store::Result<()> {
         let prefix = self.fail_writes_under.lock().unwrap().clone();
+        let hit = |p: &str| match p.strip_suffix('$') {
+            Some(exact) => location.as_ref() == exact,
+            None => location.as_ref().starts_with(p),
+        };
         match prefix {
-            Some(p) if location.as_ref().starts_with(&p) => Err(object_store::Error::Generic {
+            Some(p) if hit(&p) => Err(object_store::Error::Generic {
                 store: "faulty",
                 source: format!("injected failure writing {location}").into(),
             }),
@@ -41,7 +53,7 @@ impl Faulty {
         }
     }
 
-    fn fail(&self, prefix: Option<&str>) {
+    pub(crate) fn fail(&self, prefix: Option<&str>) {
         *self.fail_writes_under.lock().unwrap() = prefix.map(str::to_owned);
     }
 }
@@ -125,7 +137,9 @@ async fn failed_uploads_leave_no_backup_and_a_sound_repository() {
         }
     }
     let id = random_backup_id();
-    let commit = session.commit(&manifest(id, None, id, &ids)).await;
+    let commit = session
+        .commit(&make_snapshot(&session, id, None, id, &ids).await)
+        .await;
     assert!(
         first_error.is_some() || commit.is_err(),
         "a failed pack upload went unnoticed"
@@ -137,19 +151,17 @@ async fn failed_uploads_leave_no_backup_and_a_sound_repository() {
     session.finish().await.unwrap();
     assert!(repo.list_backups().await.unwrap().is_empty());
 
-    // The manifest write fails: a retryable backend error, and no backup.
-    store.fail(Some("manifests/"));
+    // The snapshot write fails: a retryable backend error, and no backup.
+    store.fail(Some("snapshots/"));
     let session = repo.session("backup").await.unwrap();
     let blob = session.store_blob(b"block").await.unwrap();
     let id = random_backup_id();
-    let err = session
-        .commit_manifest(&manifest(id, None, id, &[blob]))
-        .await
-        .unwrap_err();
+    let snap = make_snapshot(&session, id, None, id, &[blob]).await;
+    let err = session.commit_snapshot(&snap).await.unwrap_err();
     assert_eq!(err.kind(), RepositoryErrorKind::Backend);
     assert!(err.is_retryable());
     assert!(
-        err.to_string().contains(&format!("manifests/{id}")),
+        err.to_string().contains(&format!("snapshots/{id}")),
         "{err}"
     );
     session.finish().await.unwrap();
@@ -165,7 +177,7 @@ async fn failed_uploads_leave_no_backup_and_a_sound_repository() {
         .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     let (m, _) = backup(&repo, &[b"after".to_vec()]).await;
-    let pruned = repo.prune(false).await.unwrap();
+    let pruned = repo.prune(None, false).await.unwrap();
     assert!(pruned.blobs_removed >= 1, "{pruned:?}");
     let repo = Repo::open(backend, Some(&password())).await.unwrap();
     assert_eq!(repo.list_backups().await.unwrap(), vec![m.id]);

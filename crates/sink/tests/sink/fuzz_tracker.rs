@@ -34,10 +34,10 @@ pub fn run(dir: &Path, data: &[u8]) -> bool {
     let path = dir.join("tracker.state");
     std::fs::write(&path, &bytes).expect("write tracker file");
     let width = BucketWidth::from_seconds(3600).expect("width");
-    match Tracker::load(&path, width, Precision::Us) {
+    match Tracker::load(&path, width) {
         Ok(t) => {
             t.save(&path).expect("a loaded tracker saves");
-            Tracker::load(&path, width, Precision::Us).expect("a saved tracker loads");
+            Tracker::load(&path, width).expect("a saved tracker loads");
             true
         }
         Err(e) => {

@@ -158,7 +158,11 @@ async fn build_base(encrypted: bool) -> Base {
     }
     let id = BackupId::from_bytes([7; 16]);
     let m = valid_manifest(id, &blobs);
-    session.commit(&m).await.expect("commit");
+    // A format-1 manifest beside the format-2 objects: the manifest and key-file targets
+    // load it (`migrate` reads manifests with the same code).
+    session.flush_index().await.expect("flush");
+    let body = repo.encode_manifest(&m).expect("encode manifest");
+    put(&store, &format!("manifests/{}", id.to_hex()), body).await;
     session.finish().await.expect("finish");
     let mut objects = Vec::new();
     let mut listing = store.list(None);

@@ -4,7 +4,7 @@
 //! (their locks, which cannot be deleted, are left stale); forget and prune refuse before
 //! changing anything and say what they would delete.
 
-use taosbackup_sink::{Error, Repo, RetentionPolicy, VerifyOptions};
+use taosbackup_sink::{Error, Forget, Repo, RetentionPolicy, VerifyOptions};
 
 use crate::common::*;
 
@@ -32,11 +32,11 @@ async fn without_delete_permission_backups_work_and_prune_explains() {
     assert!(before.is_ok(), "{:?}", before.problems);
     assert!(!before.unindexed_packs.is_empty());
 
-    // forget: refused before deleting any manifest, naming the backups.
-    let keep = RetentionPolicy {
-        keep_last_chains: Some(1),
+    // forget: refused before deleting any snapshot, naming the backups.
+    let keep = Forget::Policy(RetentionPolicy {
+        keep_chains: Some(1),
         ..RetentionPolicy::default()
-    };
+    });
     let dry = repo.forget(&keep, true).await.unwrap();
     assert_eq!(dry.forgotten, vec![first.id]);
     let err = repo.forget(&keep, false).await.unwrap_err();
@@ -51,9 +51,9 @@ async fn without_delete_permission_backups_work_and_prune_explains() {
     assert_eq!(listed, both, "forget changed nothing");
 
     // prune: the dry run reports, the real run refuses before writing anything.
-    let plan = repo.prune(true).await.unwrap();
+    let plan = repo.prune(None, true).await.unwrap();
     assert!(!plan.unindexed_packs_deleted.is_empty(), "{plan:?}");
-    let err = repo.prune(false).await.unwrap_err();
+    let err = repo.prune(None, false).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, Error::DeleteDenied { .. }), "{text}");
     assert!(text.contains(&plan.unindexed_packs_deleted[0]), "{text}");
@@ -73,12 +73,12 @@ async fn without_delete_permission_backups_work_and_prune_explains() {
     let (third, _) = backup(&repo, &[noise(4, 12_000)]).await;
     let repo = Repo::open(backend, Some(&password())).await.unwrap();
     assert_eq!(repo.list_backups().await.unwrap().len(), 3);
-    assert_eq!(repo.load_manifest(&third.id).await.unwrap(), third);
+    assert_eq!(repo.load_snapshot(&third.id).await.unwrap(), third);
     for id in &ids {
         repo.read_blob(id).await.unwrap();
     }
     assert!(
-        repo.prune(true).await.is_ok(),
+        repo.prune(None, true).await.is_ok(),
         "dry runs take the exclusive lock"
     );
 }

@@ -73,17 +73,41 @@ async fn unknown_version_and_non_repository_fail_clearly() {
             .to_vec(),
     )
     .unwrap();
-    let v2 = text.replace("\"version\": 1", "\"version\": 2");
+    let v3 = text.replace("\"version\": 2", "\"version\": 3");
     store
-        .put(&path, PutPayload::from(v2.into_bytes()))
+        .put(&path, PutPayload::from(v3.into_bytes()))
         .await
         .unwrap();
     match Repo::open(backend.clone(), None).await {
         Err(Error::UnsupportedVersion {
-            found: 2,
-            supported: 1,
+            found: 3,
+            supported: 2,
             ..
         }) => {}
+        other => panic!("{other:?}"),
+    }
+    // A format-1 repository (an intact config of version 1) names the way to migrate.
+    let v1 = text.replace("\"version\": 2", "\"version\": 1");
+    let check = blake3::hash(v1.as_bytes()).to_hex().to_string();
+    store
+        .put(&path, PutPayload::from(v1.into_bytes()))
+        .await
+        .unwrap();
+    store
+        .put(
+            &object_store::path::Path::from("config.check"),
+            PutPayload::from(check.into_bytes()),
+        )
+        .await
+        .unwrap();
+    match Repo::open(backend.clone(), None).await {
+        Err(e @ Error::Format1Repository { .. }) => {
+            assert!(
+                e.to_string()
+                    .contains("taosbackup migrate --repo memory://test"),
+                "{e}"
+            );
+        }
         other => panic!("{other:?}"),
     }
     store
@@ -128,7 +152,7 @@ async fn local_repo_with_backup(
 ) -> (
     tempfile::TempDir,
     Backend,
-    taosbackup_core::Manifest,
+    taosbackup_core::BackupSnapshot,
     Vec<taosbackup_core::BlobId>,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -216,7 +240,7 @@ async fn corrupted_pack_header_and_truncated_pack_are_detected() {
 
 #[tokio::test]
 async fn corrupted_index_is_detected_by_open_and_verify() {
-    let (dir, backend, _, ids) = local_repo_with_backup(true).await;
+    let (dir, backend, m, ids) = local_repo_with_backup(true).await;
     let index = files_under(dir.path(), "index").remove(0);
     flip(&index, |len| len / 2);
     match Repo::open(backend.clone(), Some(&password())).await {
@@ -248,26 +272,26 @@ async fn corrupted_index_is_detected_by_open_and_verify() {
         report
             .problems
             .iter()
-            .any(|p| p.object.starts_with("manifests/")),
-        "{:?}",
+            .any(|p| p.object.contains(&m.id.to_hex())),
+        "the backup whose objects the index listed is named: {:?}",
         report.problems
     );
 }
 
 #[tokio::test]
-async fn corrupted_manifest_is_detected_by_load_and_verify() {
+async fn corrupted_snapshot_is_detected_by_load_and_verify() {
     for enc in [true, false] {
         let (dir, backend, m, _) = local_repo_with_backup(enc).await;
-        let file = files_under(dir.path(), "manifests").remove(0);
+        let file = files_under(dir.path(), "snapshots").remove(0);
         flip(&file, |len| len / 3);
         let repo = Repo::open(backend, open_pw(enc).as_ref()).await.unwrap();
         assert!(matches!(
-            repo.load_manifest(&m.id).await,
+            repo.load_snapshot(&m.id).await,
             Err(Error::Corrupt { .. })
         ));
         let report = repo.verify(VerifyOptions::default()).await.unwrap();
         assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
-        assert_eq!(report.problems[0].object, format!("manifests/{}", m.id));
+        assert_eq!(report.problems[0].object, format!("snapshots/{}", m.id));
     }
 }
 
@@ -299,7 +323,7 @@ async fn every_flipped_byte_is_detected() {
                     Err(_) => true,
                     Ok(r) => {
                         let report = r.verify(READ_ALL).await.unwrap();
-                        let mut reads_fail = r.load_manifest(&m.id).await.is_err();
+                        let mut reads_fail = r.load_snapshot(&m.id).await.is_err();
                         for id in &ids {
                             reads_fail |= r.read_blob(id).await.is_err();
                         }
@@ -336,7 +360,10 @@ async fn crash_between_packs_and_manifest_leaves_no_backup() {
     assert!(report.is_ok(), "{:?}", report.problems);
     assert!(!report.unindexed_packs.is_empty());
     // The dead session's lock is from this live process, so it is fresh: prune waits.
-    assert!(matches!(repo.prune(false).await, Err(Error::Locked { .. })));
+    assert!(matches!(
+        repo.prune(None, false).await,
+        Err(Error::Locked { .. })
+    ));
     for (path, _) in snapshot(&store)
         .await
         .iter()
@@ -347,7 +374,7 @@ async fn crash_between_packs_and_manifest_leaves_no_backup() {
             .await
             .unwrap();
     }
-    let pruned = repo.prune(false).await.unwrap();
+    let pruned = repo.prune(None, false).await.unwrap();
     assert_eq!(
         pruned.unindexed_packs_deleted.len(),
         report.unindexed_packs.len()
@@ -395,7 +422,7 @@ async fn kill_during_write_leaves_no_partial_backup() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let manifests = |d: &Path| files_under(d, "manifests").len();
+        let manifests = |d: &Path| files_under(d, "snapshots").len();
         let start_count = manifests(dir.path());
         let deadline = Instant::now() + Duration::from_secs(90);
         while manifests(dir.path()) < start_count + 2 {
@@ -410,8 +437,8 @@ async fn kill_during_write_leaves_no_partial_backup() {
             .await
             .unwrap();
         for id in repo.list_backups().await.unwrap() {
-            let m = repo.load_manifest(&id).await.unwrap();
-            for blob in m.blob_ids() {
+            let m = repo.load_snapshot(&id).await.unwrap();
+            for blob in snapshot_blobs(&repo, &m).await {
                 repo.read_blob(&blob).await.unwrap();
             }
         }
@@ -422,7 +449,7 @@ async fn kill_during_write_leaves_no_partial_backup() {
     let repo = Repo::open(backend.clone(), Some(&password()))
         .await
         .unwrap();
-    repo.prune(false).await.unwrap();
+    repo.prune(None, false).await.unwrap();
     let report = repo.verify(READ_ALL).await.unwrap();
     assert!(
         report.is_ok() && report.unindexed_packs.is_empty(),

@@ -27,7 +27,7 @@ async fn concurrent_writers_are_blocked_by_locks() {
     let b = repo.session("restore").await.unwrap();
     // Exclusive operations are refused while they run, naming a holder.
     for result in [
-        repo.prune(false).await.map(|_| ()),
+        repo.prune(None, false).await.map(|_| ()),
         repo.lock(LockMode::Exclusive, "prune").await.map(|_| ()),
     ] {
         match result {

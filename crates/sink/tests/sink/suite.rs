@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use taosbackup_core::{Repository, RepositoryErrorKind};
 use taosbackup_sink::{
-    Backend, Error, KdfParams, LockMode, Password, Repo, RetentionPolicy, VerifyOptions,
+    Backend, Error, Forget, KdfParams, LockMode, Password, Repo, RetentionPolicy, VerifyOptions,
 };
 
 use crate::common::*;
@@ -45,30 +45,36 @@ async fn backend_suite(backend: Backend) {
         );
     }
     let full_id = random_backup_id();
-    let full = manifest(full_id, None, full_id, &ids);
-    session.commit_manifest(&full).await.unwrap();
-    let dup = session.commit_manifest(&full).await.unwrap_err();
+    let full = make_snapshot(&session, full_id, None, full_id, &ids).await;
+    session.commit_snapshot(&full).await.unwrap();
+    let dup = session.commit_snapshot(&full).await.unwrap_err();
     assert_eq!(dup.kind(), RepositoryErrorKind::AlreadyExists);
     let bogus_blob = repo.blob_id(b"never stored");
     let other = random_backup_id();
-    let err = session
-        .commit_manifest(&manifest(other, None, other, &[bogus_blob]))
-        .await
-        .unwrap_err();
+    let mut bogus = full.clone();
+    (bogus.id, bogus.chain, bogus.tree) = (other, other, bogus_blob);
+    let err = session.commit_snapshot(&bogus).await.unwrap_err();
     assert_eq!(err.kind(), RepositoryErrorKind::InvalidInput);
     session.finish().await.unwrap();
 
     // The core trait is object safe: the engine can hold a `dyn Repository`.
     let restore = repo.session("restore").await.unwrap();
     let dyn_repo: &dyn Repository = &restore;
-    assert_eq!(dyn_repo.list_manifests().await.unwrap(), vec![full_id]);
+    let listed: Vec<_> = dyn_repo
+        .list_snapshots()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, vec![full_id]);
     assert_eq!(dyn_repo.read_blob(&ids[1]).await.unwrap(), datas[1]);
     restore.finish().await.unwrap();
 
     // Reopen: list, load, read back.
     let repo = Repo::open(backend.clone(), Some(&pw)).await.unwrap();
     assert_eq!(repo.list_backups().await.unwrap(), vec![full_id]);
-    assert_eq!(repo.load_manifest(&full_id).await.unwrap(), full);
+    assert_eq!(repo.load_snapshot(&full_id).await.unwrap(), full);
     for (d, id) in datas.iter().zip(&ids) {
         assert_eq!(&repo.read_blob(id).await.unwrap(), d);
     }
@@ -79,10 +85,10 @@ async fn backend_suite(backend: Backend) {
     let mut inc_ids = ids[..10].to_vec();
     inc_ids.push(new_blob);
     let inc_id = random_backup_id();
-    let inc = manifest(inc_id, Some(full_id), full_id, &inc_ids);
-    session.commit_manifest(&inc).await.unwrap();
+    let inc = make_snapshot(&session, inc_id, Some(full_id), full_id, &inc_ids).await;
+    session.commit_snapshot(&inc).await.unwrap();
     assert_eq!(
-        session.load_manifest(&inc_id).await.unwrap().parent,
+        session.load_snapshot(&inc_id).await.unwrap().parent,
         Some(full_id)
     );
     session.finish().await.unwrap();
@@ -94,8 +100,11 @@ async fn backend_suite(backend: Backend) {
         .await
         .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    assert_eq!(report.manifests, 2);
-    assert_eq!(report.blobs_read, ids.len() + 1);
+    assert_eq!(report.snapshots, 2);
+    // Data blobs, plus the tree objects: full (shard, tree, catalog), incremental (its own
+    // shard and tree; the same catalog).
+    assert_eq!(report.tree_objects, 5);
+    assert_eq!(report.blobs_read, ids.len() + 1 + 5);
     assert!(report.unindexed_packs.is_empty());
 
     // Keys: add, open with it, change password, remove.
@@ -143,7 +152,7 @@ async fn backend_suite(backend: Backend) {
 
     // Locks: a shared session blocks prune.
     let holder = repo.session("backup").await.unwrap();
-    match repo.prune(false).await {
+    match repo.prune(None, false).await {
         Err(Error::Locked { holder, .. }) => assert!(holder.contains("`backup`"), "{holder}"),
         other => panic!("prune ran under a backup lock: {other:?}"),
     }
@@ -153,9 +162,10 @@ async fn backend_suite(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let (second, second_ids) = backup(&repo, &[b"x".to_vec(), datas[0].clone()]).await;
     let policy = RetentionPolicy {
-        keep_last_chains: Some(1),
+        keep_chains: Some(1),
         ..RetentionPolicy::default()
     };
+    let policy = Forget::Policy(policy);
     let dry = repo.forget(&policy, true).await.unwrap();
     assert_eq!(dry.forgotten.len(), 2);
     assert_eq!(
@@ -164,10 +174,13 @@ async fn backend_suite(backend: Backend) {
         "dry run deletes nothing"
     );
     let done = repo.forget(&policy, false).await.unwrap();
-    assert_eq!(done.kept, vec![second.id]);
-    let plan = repo.prune(true).await.unwrap();
+    assert_eq!(
+        done.kept.keys().copied().collect::<Vec<_>>(),
+        vec![second.id]
+    );
+    let plan = repo.prune(None, true).await.unwrap();
     assert!(plan.blobs_removed > 0);
-    let pruned = repo.prune(false).await.unwrap();
+    let pruned = repo.prune(None, false).await.unwrap();
     assert_eq!(pruned.blobs_removed, plan.blobs_removed);
     let repo = Repo::open(backend.clone(), Some(&pw3)).await.unwrap();
     for id in &second_ids {
@@ -184,7 +197,9 @@ async fn backend_suite(backend: Backend) {
         .await
         .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    assert_eq!(report.blobs_read, 2);
+    // Its two data blobs and its three tree objects (shard, tree, catalog).
+    assert_eq!(report.tree_objects, 3);
+    assert_eq!(report.blobs_read, 2 + 3);
     assert!(
         repo.lock(LockMode::Exclusive, "check")
             .await
@@ -286,7 +301,10 @@ async fn concurrent_tasks_share_a_session() {
         ids.extend(t.await.unwrap());
     }
     let id = random_backup_id();
-    session.commit(&manifest(id, None, id, &ids)).await.unwrap();
+    session
+        .commit(&make_snapshot(&session, id, None, id, &ids).await)
+        .await
+        .unwrap();
     std::sync::Arc::into_inner(session)
         .unwrap()
         .finish()

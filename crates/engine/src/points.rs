@@ -1,36 +1,22 @@
-//! Backup chains: listing backups, resolving a backup point, and folding a chain into the
-//! state of the database at that point.
+//! Backup points: listing backups and resolving `latest`, an id or a time to one backup.
 //!
-//! A full backup starts a chain; each incremental names its parent. Folding walks the chain
-//! from its full backup forward: for every table and bucket the newest record wins (a block
-//! version or a tombstone), a dropped table stays dropped until a later backup records it
-//! again, and the catalog is the one of the point itself.
+//! In format 2 every backup is a self-contained snapshot, so a point is one snapshot: no
+//! chain is walked or folded to restore it.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use taosbackup_core::{
-    BackupId, BackupKind, BlockRecord, BlockRef, CatalogSnapshot, Manifest, Repository, TableRecord,
-};
+use taosbackup_core::{BackupId, BackupKind, BackupSnapshot, Repository};
 
 use crate::EngineError;
 
 /// Every committed backup of the repository, oldest first (by start time, then id).
-pub async fn list_backups(repo: &dyn Repository) -> Result<Vec<Manifest>, EngineError> {
-    let ids = repo
-        .list_manifests()
+pub async fn list_backups(repo: &dyn Repository) -> Result<Vec<BackupSnapshot>, EngineError> {
+    let mut out = repo
+        .list_snapshots()
         .await
         .map_err(|e| EngineError::repo("listing backups", e))?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let m = repo
-            .load_manifest(&id)
-            .await
-            .map_err(|e| EngineError::repo(format!("loading the manifest of backup {id}"), e))?;
-        out.push(m);
-    }
     out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
     Ok(out)
 }
@@ -95,14 +81,14 @@ impl FromStr for BackupPoint {
     }
 }
 
-/// Finds the backup `point` means among `manifests` (of `database` only, when given).
+/// Finds the backup `point` means among `backups` (of `database` only, when given).
 pub fn find_point<'a>(
-    manifests: &'a [Manifest],
+    backups: &'a [BackupSnapshot],
     database: Option<&str>,
     point: &BackupPoint,
-) -> Result<&'a Manifest, EngineError> {
-    let of_db = |m: &&Manifest| database.is_none_or(|d| m.database == d);
-    let candidates: Vec<&Manifest> = manifests.iter().filter(of_db).collect();
+) -> Result<&'a BackupSnapshot, EngineError> {
+    let of_db = |m: &&BackupSnapshot| database.is_none_or(|d| m.database == d);
+    let candidates: Vec<&BackupSnapshot> = backups.iter().filter(of_db).collect();
     let scope = database
         .map(|d| format!(" of database {d}"))
         .unwrap_or_default();
@@ -117,7 +103,7 @@ pub fn find_point<'a>(
             )));
         }
     }
-    let newest = |it: Vec<&'a Manifest>| {
+    let newest = |it: Vec<&'a BackupSnapshot>| {
         it.into_iter()
             .max_by(|a, b| a.finished_at.cmp(&b.finished_at).then(a.id.cmp(&b.id)))
     };
@@ -127,7 +113,7 @@ pub fn find_point<'a>(
             hint: "the repository holds no backup; run `taosbackup backup` first".into(),
         }),
         BackupPoint::Id(prefix) => {
-            let hits: Vec<&Manifest> = candidates
+            let hits: Vec<&BackupSnapshot> = candidates
                 .into_iter()
                 .filter(|m| m.id.to_hex().starts_with(prefix.as_str()))
                 .collect();
@@ -156,122 +142,25 @@ pub fn find_point<'a>(
     }
 }
 
-/// The chain of the backup `point` means: from its full backup to it, oldest first.
-pub fn resolve_point<'a>(
-    manifests: &'a [Manifest],
-    database: Option<&str>,
-    point: &BackupPoint,
-) -> Result<Vec<&'a Manifest>, EngineError> {
-    let target = find_point(manifests, database, point)?;
-    chain_of(manifests, target)
-}
-
-/// The chain ending at `target`, oldest first.
-pub fn chain_of<'a>(
-    manifests: &'a [Manifest],
-    target: &'a Manifest,
-) -> Result<Vec<&'a Manifest>, EngineError> {
-    let by_id: HashMap<BackupId, &Manifest> = manifests.iter().map(|m| (m.id, m)).collect();
-    let broken = |reason: String| EngineError::BrokenChain {
-        backup: target.id.to_hex(),
-        reason,
-    };
-    let mut chain = vec![target];
+/// The lineage of `target` among `backups`: its parents as far as they are still in the
+/// repository and back to the first full backup, oldest first, ending with `target`.
+/// Informational (format 2 restores `target` alone).
+pub fn lineage<'a>(backups: &'a [BackupSnapshot], target: &'a BackupSnapshot) -> Vec<BackupId> {
+    let by_id: std::collections::HashMap<BackupId, &BackupSnapshot> =
+        backups.iter().map(|b| (b.id, b)).collect();
+    let mut out = vec![target.id];
     let mut cur = target;
-    while cur.kind == BackupKind::Incremental {
-        let Some(parent_id) = cur.parent else {
-            return Err(broken(format!("incremental {} has no parent", cur.id)));
-        };
-        let Some(parent) = by_id.get(&parent_id) else {
-            return Err(broken(format!(
-                "parent {parent_id} of {} is missing from the repository",
-                cur.id
-            )));
-        };
-        if parent.chain != cur.chain || parent.database != cur.database {
-            return Err(broken(format!(
-                "parent {parent_id} of {} belongs to another chain or database",
-                cur.id
-            )));
-        }
-        if chain.len() > manifests.len() {
-            return Err(broken("the parent links form a cycle".into()));
-        }
-        chain.push(parent);
-        cur = parent;
-    }
-    if cur.id != target.chain {
-        return Err(broken(format!(
-            "the chain starts at {} but the backups name {} as its full backup",
-            cur.id, target.chain
-        )));
-    }
-    chain.reverse();
-    Ok(chain)
-}
-
-/// The database as of one backup point: the point's catalog and, per table, the newest
-/// stored version of every bucket.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Folded {
-    /// The catalog at the point.
-    pub catalog: CatalogSnapshot,
-    /// Table → bucket → the block holding its rows. Tables without blocks are present with an
-    /// empty map if they exist in the catalog.
-    pub tables: BTreeMap<String, BTreeMap<i64, BlockRef>>,
-}
-
-impl Folded {
-    /// Rows recorded for `table`.
-    pub fn rows(&self, table: &str) -> u64 {
-        self.tables
-            .get(table)
-            .map(|b| b.values().map(|r| r.rows).sum())
-            .unwrap_or(0)
-    }
-}
-
-/// Folds a chain (oldest first, as [`resolve_point`] returns it).
-pub fn fold(chain: &[&Manifest]) -> Result<Folded, EngineError> {
-    let Some(last) = chain.last() else {
-        return Err(EngineError::InvalidRequest("empty backup chain".into()));
-    };
-    let mut tables: BTreeMap<String, BTreeMap<i64, BlockRef>> = BTreeMap::new();
-    for m in chain {
-        if m.kind == BackupKind::Full {
-            tables.clear();
-        }
-        for (name, rec) in &m.tables {
-            match rec {
-                TableRecord::Dropped => {
-                    tables.remove(name);
-                }
-                TableRecord::Present { blocks } => {
-                    let t = tables.entry(name.clone()).or_default();
-                    for (bucket, b) in blocks {
-                        match b {
-                            BlockRecord::Data(r) => {
-                                t.insert(*bucket, *r);
-                            }
-                            BlockRecord::Deleted => {
-                                t.remove(bucket);
-                            }
-                        }
-                    }
-                }
+    while cur.kind == BackupKind::Incremental && out.len() <= backups.len() {
+        match cur.parent.and_then(|p| by_id.get(&p)) {
+            Some(p) => {
+                out.push(p.id);
+                cur = p;
             }
+            None => break,
         }
     }
-    // The point's catalog is authoritative for which tables exist.
-    let catalog = last.catalog.clone();
-    let mut out = BTreeMap::new();
-    for t in &catalog.tables {
-        out.insert(t.name.clone(), tables.remove(&t.name).unwrap_or_default());
-    }
-    Ok(Folded {
-        catalog,
-        tables: out,
-    })
+    out.reverse();
+    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,249 @@
+//! Step 3 of a backup: the new snapshot tree, then the snapshot object last.
+//!
+//! A shard of the current catalog whose tables are exactly the parent's (same names and
+//! definitions) and had nothing exported is the parent's shard, by id: nothing is written for
+//! it. Every other shard is rebuilt from the parent's blocks of its tables with this run's
+//! blocks laid over them (a whole-table export replaces a table's blocks; a changed bucket
+//! that had rows in the parent and has none now is removed: a tombstone). Equal shards have
+//! equal ids, so even a rebuilt shard is stored only if it differs from every stored one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use taosbackup_core::{
+    BackupId, BackupKind, BackupSnapshot, BackupStats, BlockRef, CatalogRoot, FeedPositions,
+    Repository, SNAPSHOT_VERSION, Shard, ShardTable, SuperTablePart, SuperTableRef, Tree,
+    TreeObject,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::export::Exported;
+use super::{BackupReport, BackupRequest, Decision};
+use crate::EngineError;
+use crate::parent::store_object;
+use crate::strategy::prev;
+use crate::tracker::Snapshot;
+
+/// A committed backup and what the tracker needs to know about it.
+pub(crate) struct Committed {
+    pub(crate) snapshot: BackupSnapshot,
+    pub(crate) full_reason: Option<String>,
+    /// (table, bucket) of every block this run stored.
+    pub(crate) stored: Vec<(String, i64)>,
+    /// (table, bucket) this run removed because the bucket has no rows any more.
+    pub(crate) tombstoned: Vec<(String, i64)>,
+    pub(crate) shards_written: u64,
+    pub(crate) tree_bytes_written: u64,
+    pub(crate) parent_objects_read: u64,
+    pub(crate) skipped: Vec<taosbackup_core::SkippedObject>,
+    /// Tables recorded as dropped (counted in `stats.tombstones` too).
+    pub(crate) dropped_tables: u64,
+}
+
+impl Committed {
+    pub(crate) fn report(self, duration: Duration) -> BackupReport {
+        BackupReport {
+            snapshot: self.snapshot,
+            full_reason: self.full_reason,
+            duration,
+            tree_objects_written: self.shards_written,
+            tree_bytes_written: self.tree_bytes_written,
+            parent_objects_read: self.parent_objects_read,
+            skipped: self.skipped,
+            dropped_tables: self.dropped_tables,
+        }
+    }
+}
+
+/// Builds and stores the snapshot tree of `d` with `exported`, then commits the snapshot.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn commit(
+    repo: &dyn Repository,
+    req: &BackupRequest,
+    mut d: Decision,
+    exported: Vec<Exported>,
+    feed: Option<(&Snapshot, &str)>,
+    cancel: &CancellationToken,
+    started_at: DateTime<Utc>,
+    bytes_before: u64,
+) -> Result<Committed, EngineError> {
+    let mut stats = BackupStats {
+        tables: d.catalog.tables.len() as u64,
+        ..BackupStats::default()
+    };
+    let mut stored = Vec::new();
+    let mut tombstoned = Vec::new();
+    let mut updates: HashMap<String, Exported> = HashMap::with_capacity(exported.len());
+    for e in exported {
+        for (bucket, (r, raw)) in &e.blocks {
+            stats.rows += r.rows;
+            stats.blocks += 1;
+            stats.bytes_read += raw;
+            stored.push((e.task.table.clone(), *bucket));
+        }
+        for b in &e.task.tombstone_if_empty {
+            if !e.blocks.contains_key(b) {
+                stats.tombstones += 1;
+                tombstoned.push((e.task.table.clone(), *b));
+            }
+        }
+        updates.insert(e.task.table.clone(), e);
+    }
+    stats.tombstones += d.dropped.len() as u64;
+    let data_bytes = repo.bytes_stored();
+    // The parent shards of changed tables in matched shards (the strategies read them
+    // already when they needed their blocks; a table exported whole may not have).
+    if let Some(p) = &mut d.parent {
+        let need: Vec<usize> = updates
+            .keys()
+            .filter_map(|t| d.layout.chunk_of.get(t))
+            .filter_map(|&c| d.layout.chunks[c].matched)
+            .collect();
+        p.load(repo, need).await?;
+    }
+    let mut entries = Vec::with_capacity(d.layout.chunks.len());
+    let mut shards_written = 0u64;
+    for (c, chunk) in d.layout.chunks.iter().enumerate() {
+        let changed = d
+            .layout
+            .tables(&d.catalog, c)
+            .any(|t| updates.contains_key(&t.name));
+        if let (Some(p), Some(i), false) = (&d.parent, chunk.matched, changed) {
+            entries.push(p.tree.shards[i].clone());
+            continue;
+        }
+        let mut tables = Vec::new();
+        for def in d.layout.tables(&d.catalog, c) {
+            let base = || -> BTreeMap<i64, BlockRef> {
+                d.parent
+                    .as_ref()
+                    .and_then(|p| prev(&d.layout, p, &def.name).flatten())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let blocks = match updates.get(&def.name) {
+                None => base(),
+                Some(u) => {
+                    let mut blocks = if u.task.whole {
+                        BTreeMap::new()
+                    } else {
+                        base()
+                    };
+                    for b in &u.task.tombstone_if_empty {
+                        blocks.remove(b);
+                    }
+                    for (bucket, (r, _)) in &u.blocks {
+                        blocks.insert(*bucket, *r);
+                    }
+                    blocks
+                }
+            };
+            tables.push(ShardTable {
+                def: def.clone(),
+                blocks,
+            });
+        }
+        let shard = Shard {
+            version: SNAPSHOT_VERSION,
+            tables,
+        };
+        let entry = shard.entry(taosbackup_core::BlobId::from_bytes([0; 32]));
+        let id = store_object(repo, TreeObject::Shard(shard), "shard").await?;
+        shards_written += 1;
+        if let Some(mut e) = entry {
+            e.shard = id;
+            entries.push(e);
+        }
+    }
+    let tree = store_object(
+        repo,
+        TreeObject::Tree(Tree {
+            version: SNAPSHOT_VERSION,
+            shards: entries,
+        }),
+        "tree",
+    )
+    .await?;
+    let mut parts = Vec::with_capacity(d.catalog.super_tables.len());
+    for st in &d.catalog.super_tables {
+        let id = store_object(
+            repo,
+            TreeObject::SuperTable(SuperTablePart {
+                version: SNAPSHOT_VERSION,
+                def: st.clone(),
+            }),
+            "super table part",
+        )
+        .await?;
+        parts.push(SuperTableRef {
+            name: st.name.clone(),
+            def: id,
+        });
+    }
+    let catalog = store_object(
+        repo,
+        TreeObject::Catalog(CatalogRoot {
+            version: SNAPSHOT_VERSION,
+            database: d.catalog.database.clone(),
+            super_tables: parts,
+            skipped: d.catalog.skipped.clone(),
+        }),
+        "catalog",
+    )
+    .await?;
+    let tree_bytes_written = repo.bytes_stored().saturating_sub(data_bytes);
+    let id = BackupId::from_bytes(rand::random());
+    let (parent, chain) = match (&d.kind, &d.parent) {
+        (BackupKind::Incremental, Some(p)) => (Some(p.snapshot.id), p.snapshot.chain),
+        _ => (None, id),
+    };
+    // Blobs are written; what the snapshot adds is small. Count before committing.
+    stats.bytes_stored = repo.bytes_stored().saturating_sub(bytes_before);
+    let snapshot = BackupSnapshot {
+        version: SNAPSHOT_VERSION,
+        id,
+        database: req.database.clone(),
+        kind: d.kind,
+        engine: req.engine.as_str().to_string(),
+        parent,
+        chain,
+        started_at,
+        finished_at: Utc::now(),
+        source: req.source_info.clone(),
+        bucket_width: req.bucket_width,
+        precision: d.catalog.database.precision,
+        tree,
+        catalog,
+        feed_positions: feed.map(|(s, name)| FeedPositions {
+            feed: name.to_string(),
+            positions: s.positions().clone(),
+        }),
+        stats,
+    };
+    if cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    repo.commit_snapshot(&snapshot)
+        .await
+        .map_err(|e| EngineError::repo(format!("committing backup {id}"), e))?;
+    tracing::info!(
+        backup = %id,
+        kind = if snapshot.kind == BackupKind::Full { "full" } else { "incremental" },
+        rows = snapshot.stats.rows,
+        blocks = snapshot.stats.blocks,
+        shards_written,
+        "backup committed"
+    );
+    Ok(Committed {
+        snapshot,
+        skipped: d.catalog.skipped.clone(),
+        dropped_tables: d.dropped.len() as u64,
+        full_reason: d.full_reason,
+        stored,
+        tombstoned,
+        shards_written,
+        tree_bytes_written,
+        parent_objects_read: 0,
+    })
+}

@@ -1,0 +1,203 @@
+//! Reading one snapshot: its state (for restore and verify) and what it changed relative to
+//! its parent (for `show`). Only that snapshot's objects are read (and, for `show`, the
+//! parent's shards that differ).
+
+use std::collections::{BTreeMap, HashSet};
+
+use taosbackup_core::{
+    BackupKind, BackupSnapshot, BlobId, BlockRef, CatalogRoot, CatalogSnapshot, DatabaseState,
+    Repository, RepositoryErrorKind, SuperTablePart, TableDef, TableKind, Tree,
+};
+
+use crate::EngineError;
+use crate::parent::{read_object, read_shard};
+
+/// Tree objects read by a [`load_state`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectsRead {
+    /// The snapshot object, the tree, catalog root and parts.
+    pub metadata: u64,
+    /// Shards.
+    pub shards: u64,
+}
+
+async fn read_tree(repo: &dyn Repository, s: &BackupSnapshot) -> Result<Tree, EngineError> {
+    let tree = read_object(repo, s, &s.tree, "tree", Tree::decode).await?;
+    tree.validate(&format!("tree of backup {}", s.id))
+        .map_err(|e| EngineError::DamagedSnapshot {
+            backup: s.id.to_hex(),
+            reason: e.to_string(),
+        })?;
+    Ok(tree)
+}
+
+/// The state `snapshot` describes. With `tables` or `stables` given, only the shards that
+/// can hold those tables are read (the catalog then lists only their tables).
+pub async fn load_state(
+    repo: &dyn Repository,
+    snapshot: &BackupSnapshot,
+    tables: &[String],
+    stables: &[String],
+) -> Result<(DatabaseState, ObjectsRead), EngineError> {
+    let mut read = ObjectsRead {
+        metadata: 1,
+        shards: 0,
+    };
+    let root = read_object(
+        repo,
+        snapshot,
+        &snapshot.catalog,
+        "catalog",
+        CatalogRoot::decode,
+    )
+    .await?;
+    read.metadata += 1;
+    let mut super_tables = Vec::with_capacity(root.super_tables.len());
+    for st in &root.super_tables {
+        let part = read_object(
+            repo,
+            snapshot,
+            &st.def,
+            "super table",
+            SuperTablePart::decode,
+        )
+        .await?;
+        read.metadata += 1;
+        super_tables.push(part.def);
+    }
+    let tree = read_tree(repo, snapshot).await?;
+    read.metadata += 1;
+    let all = tables.is_empty() && stables.is_empty();
+    let mut defs: Vec<TableDef> = Vec::new();
+    let mut blocks: BTreeMap<String, BTreeMap<i64, BlockRef>> = BTreeMap::new();
+    for entry in &tree.shards {
+        let wanted = all
+            || entry
+                .super_table
+                .as_ref()
+                .is_some_and(|s| stables.contains(s))
+            || tables
+                .iter()
+                .any(|t| entry.first.as_str() <= t.as_str() && t.as_str() <= entry.last.as_str());
+        if !wanted {
+            continue;
+        }
+        let shard = read_shard(repo, snapshot, entry).await?;
+        read.shards += 1;
+        for t in shard.tables {
+            blocks.insert(t.def.name.clone(), t.blocks);
+            defs.push(t.def);
+        }
+    }
+    Ok((
+        DatabaseState {
+            catalog: CatalogSnapshot {
+                database: root.database,
+                super_tables,
+                skipped: root.skipped,
+                tables: defs,
+            },
+            tables: blocks,
+        },
+        read,
+    ))
+}
+
+/// One table a backup changed, as `show` presents it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableChanges {
+    /// Table name.
+    pub name: String,
+    /// `normal`, `child`, or `dropped`.
+    pub kind: String,
+    /// The super table of a child table.
+    pub super_table: Option<String>,
+    /// Blocks this backup stored for it (new or changed since the parent).
+    pub blocks: u64,
+    /// Buckets the parent held that this backup has no rows for.
+    pub tombstones: u64,
+    /// Rows in those blocks.
+    pub rows: u64,
+    /// The table was dropped since the parent.
+    pub dropped: bool,
+}
+
+/// The tables `snapshot` changed relative to its parent (every table, with every block, for
+/// a full backup or when the parent was forgotten), by name; and whether they are relative
+/// to the parent.
+pub async fn changes(
+    repo: &dyn Repository,
+    snapshot: &BackupSnapshot,
+) -> Result<(Vec<TableChanges>, bool), EngineError> {
+    let parent = match (snapshot.kind, snapshot.parent) {
+        (BackupKind::Incremental, Some(p)) => match repo.load_snapshot(&p).await {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == RepositoryErrorKind::NotFound => None,
+            Err(e) => return Err(EngineError::repo(format!("loading backup {p}"), e)),
+        },
+        _ => None,
+    };
+    let tree = read_tree(repo, snapshot).await?;
+    let mut before: BTreeMap<String, BTreeMap<i64, BlockRef>> = BTreeMap::new();
+    let mut unchanged: HashSet<BlobId> = HashSet::new();
+    if let Some(p) = &parent {
+        let ptree = read_tree(repo, p).await?;
+        let mine: HashSet<BlobId> = tree.shards.iter().map(|e| e.shard).collect();
+        for e in &ptree.shards {
+            if mine.contains(&e.shard) {
+                unchanged.insert(e.shard);
+                continue;
+            }
+            for t in read_shard(repo, p, e).await?.tables {
+                before.insert(t.def.name, t.blocks);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for e in &tree.shards {
+        if unchanged.contains(&e.shard) {
+            continue;
+        }
+        for t in read_shard(repo, snapshot, e).await?.tables {
+            let prev = before.remove(&t.def.name);
+            let mut c = TableChanges {
+                name: t.def.name.clone(),
+                kind: match t.def.kind {
+                    TableKind::Normal => "normal".into(),
+                    TableKind::Child => "child".into(),
+                },
+                super_table: t.def.super_table.clone(),
+                blocks: 0,
+                tombstones: 0,
+                rows: 0,
+                dropped: false,
+            };
+            for (bucket, b) in &t.blocks {
+                if prev.as_ref().and_then(|p| p.get(bucket)) != Some(b) {
+                    c.blocks += 1;
+                    c.rows += b.rows;
+                }
+            }
+            if let Some(p) = &prev {
+                c.tombstones = p.keys().filter(|k| !t.blocks.contains_key(k)).count() as u64;
+                if c.blocks == 0 && c.tombstones == 0 {
+                    continue;
+                }
+            }
+            out.push(c);
+        }
+    }
+    for name in before.into_keys() {
+        out.push(TableChanges {
+            name,
+            kind: "dropped".into(),
+            super_table: None,
+            blocks: 0,
+            tombstones: 0,
+            rows: 0,
+            dropped: true,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((out, parent.is_some()))
+}

@@ -1,0 +1,290 @@
+//! The parent snapshot a backup is computed against, read lazily: its root tree always, its
+//! shards only where the backup needs them.
+//!
+//! The current catalog is cut into shards the same way the parent's tables were
+//! ([`taosbackup_core::layout`]: by super table and content-defined name ranges). A current
+//! shard whose key, size and definition [`fingerprint`] equal a parent tree entry holds
+//! exactly the parent's tables with the same definitions ("matched"); its parent shard is
+//! read only if one of its tables has work. Every parent shard no current shard matches is
+//! read: it holds every dropped table and every table whose definition changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+use futures::StreamExt;
+use taosbackup_core::{
+    BackupSnapshot, BlobId, BlockRef, CatalogSnapshot, DatabaseState, Repository, Shard, TableDef,
+    Tree, TreeEntry, TreeObject, fingerprint, layout, shard_order,
+};
+
+use crate::EngineError;
+
+/// Shards read at once.
+const READ_CONCURRENCY: usize = 16;
+
+/// The current catalog cut into shards.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    /// Catalog table indices in shard order.
+    pub(crate) order: Vec<usize>,
+    /// The shards, as ranges of `order`, with their fingerprints.
+    pub(crate) chunks: Vec<Chunk>,
+    /// Table name → chunk index.
+    pub(crate) chunk_of: HashMap<String, usize>,
+}
+
+/// One shard of the current catalog.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) range: Range<usize>,
+    /// The parent tree entry holding exactly these tables with these definitions.
+    pub(crate) matched: Option<usize>,
+}
+
+impl Layout {
+    /// Cuts `catalog` and matches its shards against `parent` (if any).
+    pub(crate) fn new(catalog: &CatalogSnapshot, parent: Option<&Tree>) -> Layout {
+        let mut order: Vec<usize> = (0..catalog.tables.len()).collect();
+        order.sort_by(|&a, &b| shard_order(&catalog.tables[a], &catalog.tables[b]));
+        let defs: Vec<&TableDef> = order.iter().map(|&i| &catalog.tables[i]).collect();
+        let by_key: HashMap<(&Option<String>, &str), usize> = parent
+            .map(|t| {
+                t.shards
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| ((&e.super_table, e.first.as_str()), i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut chunks = Vec::new();
+        let mut chunk_of = HashMap::with_capacity(defs.len());
+        for range in layout(&defs) {
+            let slice = &defs[range.clone()];
+            let fp = fingerprint(slice);
+            let (first, last) = (slice[0], slice[slice.len() - 1]);
+            let matched = by_key
+                .get(&(&first.super_table, first.name.as_str()))
+                .copied()
+                .filter(|&i| {
+                    parent.is_some_and(|t| {
+                        let e = &t.shards[i];
+                        e.last == last.name && e.tables == slice.len() as u64 && e.defs == fp
+                    })
+                });
+            for d in slice {
+                chunk_of.insert(d.name.clone(), chunks.len());
+            }
+            chunks.push(Chunk { range, matched });
+        }
+        Layout {
+            order,
+            chunks,
+            chunk_of,
+        }
+    }
+
+    /// The catalog tables of chunk `c`, in shard order.
+    pub(crate) fn tables<'a>(
+        &'a self,
+        catalog: &'a CatalogSnapshot,
+        c: usize,
+    ) -> impl Iterator<Item = &'a TableDef> + 'a {
+        self.order[self.chunks[c].range.clone()]
+            .iter()
+            .map(move |&i| &catalog.tables[i])
+    }
+}
+
+/// The parent snapshot with the shards read so far.
+#[derive(Debug)]
+pub(crate) struct ParentView {
+    pub(crate) snapshot: BackupSnapshot,
+    pub(crate) tree: Tree,
+    /// Tree entry index → its shard, once read.
+    loaded: HashMap<usize, Shard>,
+    /// Table name → (entry index, position in the shard) for the loaded shards.
+    tables: HashMap<String, (usize, usize)>,
+    /// Entries no current shard matches (read before deciding).
+    pub(crate) unmatched: Vec<usize>,
+    /// Blobs read (for tests and the restore count).
+    pub(crate) objects_read: u64,
+}
+
+impl ParentView {
+    /// Reads the root tree of `snapshot`.
+    pub(crate) async fn open(
+        repo: &dyn Repository,
+        snapshot: BackupSnapshot,
+    ) -> Result<ParentView, EngineError> {
+        let what = format!("tree {} of backup {}", snapshot.tree, snapshot.id);
+        let bytes = repo
+            .read_blob(&snapshot.tree)
+            .await
+            .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
+        let tree = Tree::decode(&bytes, &what)
+            .and_then(|t| {
+                t.validate(&what)?;
+                Ok(t)
+            })
+            .map_err(|e| damaged(&snapshot, e))?;
+        Ok(ParentView {
+            snapshot,
+            tree,
+            loaded: HashMap::new(),
+            tables: HashMap::new(),
+            unmatched: Vec::new(),
+            objects_read: 1,
+        })
+    }
+
+    /// An in-memory parent for `state` (planning benchmarks and tests): every shard is
+    /// loaded; the blob ids are not real.
+    pub fn from_state(snapshot: BackupSnapshot, state: &DatabaseState) -> ParentView {
+        let shards = state.shards();
+        let mut entries = Vec::new();
+        let mut loaded = HashMap::new();
+        let mut tables = HashMap::new();
+        for (i, s) in shards.into_iter().enumerate() {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            if let Some(e) = s.entry(BlobId::from_bytes(id)) {
+                entries.push(e);
+            }
+            for (pos, t) in s.tables.iter().enumerate() {
+                tables.insert(t.def.name.clone(), (i, pos));
+            }
+            loaded.insert(i, s);
+        }
+        ParentView {
+            snapshot,
+            tree: Tree {
+                version: taosbackup_core::SNAPSHOT_VERSION,
+                shards: entries,
+            },
+            loaded,
+            tables,
+            unmatched: Vec::new(),
+            objects_read: 0,
+        }
+    }
+
+    /// Notes which entries `layout` does not match; they are read by [`ParentView::load`].
+    pub(crate) fn note_unmatched(&mut self, layout: &Layout) {
+        let mut matched = vec![false; self.tree.shards.len()];
+        for c in &layout.chunks {
+            if let Some(i) = c.matched {
+                matched[i] = true;
+            }
+        }
+        self.unmatched = (0..matched.len()).filter(|&i| !matched[i]).collect();
+    }
+
+    /// Reads the shards of `entries` not read yet, concurrently.
+    pub(crate) async fn load(
+        &mut self,
+        repo: &dyn Repository,
+        entries: impl IntoIterator<Item = usize>,
+    ) -> Result<(), EngineError> {
+        let mut want: Vec<usize> = entries
+            .into_iter()
+            .filter(|i| !self.loaded.contains_key(i) && *i < self.tree.shards.len())
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        if want.is_empty() {
+            return Ok(());
+        }
+        let snapshot = &self.snapshot;
+        let tree = &self.tree;
+        let read: Vec<Result<(usize, Shard), EngineError>> =
+            futures::stream::iter(want.into_iter().map(|i| async move {
+                let entry = &tree.shards[i];
+                read_shard(repo, snapshot, entry).await.map(|s| (i, s))
+            }))
+            .buffer_unordered(READ_CONCURRENCY)
+            .collect()
+            .await;
+        for r in read {
+            let (i, shard) = r?;
+            self.objects_read += 1;
+            for (pos, t) in shard.tables.iter().enumerate() {
+                self.tables.insert(t.def.name.clone(), (i, pos));
+            }
+            self.loaded.insert(i, shard);
+        }
+        Ok(())
+    }
+
+    /// The parent's blocks of `name`, if a loaded shard holds the table.
+    pub(crate) fn blocks(&self, name: &str) -> Option<&BTreeMap<i64, BlockRef>> {
+        let (i, pos) = self.tables.get(name)?;
+        self.loaded.get(i).map(|s| &s.tables[*pos].blocks)
+    }
+
+    /// Tables of the loaded shards that `catalog` no longer lists (dropped since the parent).
+    pub(crate) fn dropped(&self, layout: &Layout) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .unmatched
+            .iter()
+            .filter_map(|i| self.loaded.get(i))
+            .flat_map(|s| s.tables.iter())
+            .filter(|t| !layout.chunk_of.contains_key(&t.def.name))
+            .map(|t| t.def.name.clone())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Reads and checks one shard of `snapshot`.
+pub(crate) async fn read_shard(
+    repo: &dyn Repository,
+    snapshot: &BackupSnapshot,
+    entry: &TreeEntry,
+) -> Result<Shard, EngineError> {
+    let what = format!("shard {} of backup {}", entry.shard, snapshot.id);
+    let bytes = repo
+        .read_blob(&entry.shard)
+        .await
+        .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
+    Shard::decode(&bytes, &what)
+        .and_then(|s| {
+            s.check_against(entry, &what)?;
+            Ok(s)
+        })
+        .map_err(|e| damaged(snapshot, e))
+}
+
+/// Reads a tree object that must parse as `T`.
+pub(crate) async fn read_object<T>(
+    repo: &dyn Repository,
+    snapshot: &BackupSnapshot,
+    id: &BlobId,
+    role: &str,
+    decode: fn(&[u8], &str) -> Result<T, taosbackup_core::Error>,
+) -> Result<T, EngineError> {
+    let what = format!("{role} {id} of backup {}", snapshot.id);
+    let bytes = repo
+        .read_blob(id)
+        .await
+        .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
+    decode(&bytes, &what).map_err(|e| damaged(snapshot, e))
+}
+
+fn damaged(snapshot: &BackupSnapshot, e: taosbackup_core::Error) -> EngineError {
+    EngineError::DamagedSnapshot {
+        backup: snapshot.id.to_hex(),
+        reason: e.to_string(),
+    }
+}
+
+/// Stores a tree object, returning its blob id.
+pub(crate) async fn store_object(
+    repo: &dyn Repository,
+    obj: TreeObject,
+    what: &str,
+) -> Result<BlobId, EngineError> {
+    repo.store_blob(&obj.encode())
+        .await
+        .map_err(|e| EngineError::repo(format!("storing the {what}"), e))
+}
