@@ -111,8 +111,12 @@ pub enum DataType {
     VarBinary,
     /// `GEOMETRY` (WKB bytes)
     Geometry,
-    /// `DECIMAL` (length holds precision and scale as the server reports it)
+    /// `DECIMAL(p, s)`: precision and scale are in [`ColumnDef::decimal`]. TDengine stores
+    /// precision up to 18 as DECIMAL64 (type 21, 8 bytes) and above as DECIMAL (type 17,
+    /// 16 bytes); both print as `DECIMAL(p,s)`.
     Decimal,
+    /// `BLOB` (bytes, TDengine 3.3.7+)
+    Blob,
 }
 
 /// A column or tag definition.
@@ -132,6 +136,10 @@ pub struct ColumnDef {
     /// distinct rows. Absent in catalogs written before it existed (read as `false`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub primary_key: bool,
+    /// `(precision, scale)` of a DECIMAL column, else `None`. Absent in catalogs written
+    /// before DECIMAL was supported (read as `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimal: Option<(u8, u8)>,
 }
 
 impl ColumnDef {
@@ -142,7 +150,15 @@ impl ColumnDef {
             data_type,
             length,
             primary_key: false,
+            decimal: None,
         }
+    }
+
+    /// A `DECIMAL(precision, scale)` column.
+    pub fn decimal(name: impl Into<String>, precision: u8, scale: u8) -> ColumnDef {
+        let mut c = ColumnDef::new(name, DataType::Decimal, None);
+        c.decimal = Some((precision, scale));
+        c
     }
 }
 
@@ -251,6 +267,11 @@ pub enum Value {
     VarBinary(#[serde(with = "crate::id::hex_bytes")] Vec<u8>),
     /// `GEOMETRY` WKB bytes.
     Geometry(#[serde(with = "crate::id::hex_bytes")] Vec<u8>),
+    /// `DECIMAL` as exact decimal text (`-12.30`, as many digits after the point as the
+    /// column's scale).
+    Decimal(String),
+    /// `BLOB` bytes.
+    Blob(#[serde(with = "crate::id::hex_bytes")] Vec<u8>),
 }
 
 macro_rules! float_serde {
@@ -350,5 +371,9 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<ColumnDef>(&text).unwrap(), key);
         assert!(matches!(nan, Value::Double(v) if v.is_nan()));
+        let d = ColumnDef::decimal("d", 38, 10);
+        let text = serde_json::to_string(&d).unwrap();
+        assert_eq!(text, r#"{"name":"d","type":"DECIMAL","decimal":[38,10]}"#);
+        assert_eq!(serde_json::from_str::<ColumnDef>(&text).unwrap(), d);
     }
 }

@@ -74,19 +74,33 @@ pub(crate) fn parse_type(name: &str) -> Option<(DataType, Option<u32>)> {
         "VARBINARY" => DataType::VarBinary,
         "GEOMETRY" => DataType::Geometry,
         "DECIMAL" => DataType::Decimal,
+        "BLOB" => DataType::Blob,
         _ => return None,
     };
     Some((ty, len))
 }
 
+/// `(precision, scale)` of `DECIMAL(p,s)` / `DECIMAL(p, s)` (`SHOW CREATE` and `DESCRIBE`
+/// spellings, TDengine source/libs/command/src/command.c); `DECIMAL(p)` has scale 0.
+pub(crate) fn decimal_args(name: &str) -> Option<(u8, u8)> {
+    let (base, rest) = name.trim().split_once('(')?;
+    if !base.trim().eq_ignore_ascii_case("DECIMAL") {
+        return None;
+    }
+    let inner = rest.strip_suffix(')')?;
+    let mut parts = inner.split(',').map(|p| p.trim().parse::<u8>());
+    let p = parts.next()?.ok()?;
+    let s = match parts.next() {
+        Some(s) => s.ok()?,
+        None => 0,
+    };
+    (parts.next().is_none() && (1..=38).contains(&p) && s <= p).then_some((p, s))
+}
+
 fn has_length(ty: DataType) -> bool {
     matches!(
         ty,
-        DataType::VarChar
-            | DataType::NChar
-            | DataType::VarBinary
-            | DataType::Geometry
-            | DataType::Decimal
+        DataType::VarChar | DataType::NChar | DataType::VarBinary | DataType::Geometry
     )
 }
 
@@ -102,27 +116,18 @@ fn column(
         table: None,
         reason: format!("unknown type {type_name:?} of column {name}"),
     })?;
-    if data_type == DataType::Decimal {
-        // The connector (taos-query 0.12.4 `RawBlock::parse_from_raw_block`) panics on a block
-        // with a DECIMAL column (type 17; DECIMAL64 is 21, which its `Ty` cannot even
-        // represent), so such a table cannot be read through it: refused loudly rather than
-        // exported wrong.
-        return Err(Error::UnexpectedReply {
-            what: what.to_string(),
-            database: None,
-            table: None,
-            reason: format!(
-                "column {name} is {type_name}: DECIMAL columns are not supported by this version \
-                 of taosbackup (the TDengine connector it uses cannot read them)"
-            ),
-        });
-    }
     let length = if has_length(data_type) {
         len_in_name.or_else(|| length.and_then(|l| u32::try_from(l).ok()))
     } else {
         None
     };
-    Ok(ColumnDef::new(name, data_type, length))
+    let mut def = ColumnDef::new(name, data_type, length);
+    // Precision and scale from the type's spelling; a spelling without them (ins_columns
+    // may print a bare `DECIMAL`) leaves them unknown until `DESCRIBE` is read.
+    def.decimal = (data_type == DataType::Decimal)
+        .then(|| decimal_args(type_name))
+        .flatten();
+    Ok(def)
 }
 
 fn unexpected(what: &str, database: &str, reason: impl Into<String>) -> Error {
@@ -519,20 +524,27 @@ fn key_capable(ty: DataType) -> bool {
 }
 
 /// `ins_columns` does not say which column is a composite key, so every normal table whose
-/// second column could be one is described (`DESCRIBE`, note `COMPOSITE KEY`), in parallel.
-/// Tables whose second column cannot be a key cost nothing.
+/// second column could be one is described (`DESCRIBE`, note `COMPOSITE KEY`), in parallel;
+/// so is every table with a DECIMAL column `ins_columns` gave no precision and scale for.
+/// Other tables cost nothing.
 async fn mark_composite_keys(
     pool: &Arc<Pool>,
     db: &str,
     columns_of: &mut HashMap<String, Vec<ColumnDef>>,
 ) -> Result<(), Error> {
+    // Also every table with a DECIMAL column whose precision and scale `ins_columns` did
+    // not spell out: `DESCRIBE` prints `DECIMAL(p, s)` (command.c `setDescResultIntoDataBlock`).
     let candidates: Vec<String> = columns_of
         .iter()
-        .filter(|(_, c)| c.get(1).is_some_and(|c| key_capable(c.data_type)))
+        .filter(|(_, c)| {
+            c.get(1).is_some_and(|c| key_capable(c.data_type))
+                || c.iter()
+                    .any(|c| c.data_type == DataType::Decimal && c.decimal.is_none())
+        })
         .map(|(t, _)| t.clone())
         .collect();
     let parallel = pool.size().max(1);
-    let keyed: Vec<Option<String>> =
+    let keyed: Vec<Option<(String, Vec<ColumnDef>)>> =
         futures::stream::iter(candidates.into_iter().map(|t| async move {
             let ctx = Ctx::table(db, &t).doing("looking for a composite key (DESCRIBE)");
             let desc = match pool.query_values(ctx, &sql::describe(db, &t)).await {
@@ -542,14 +554,37 @@ async fn mark_composite_keys(
                 Err(e) => return Err(e),
             };
             let (cols, _) = describe_columns(&desc, "DESCRIBE")?;
-            Ok::<_, Error>(cols.iter().any(|c| c.primary_key).then_some(t))
+            Ok::<_, Error>(Some((t, cols)))
         }))
         .buffer_unordered(parallel)
         .try_collect()
         .await?;
-    for t in keyed.into_iter().flatten() {
-        if let Some(c) = columns_of.get_mut(&t).and_then(|c| c.get_mut(1)) {
-            c.primary_key = true;
+    for (t, described) in keyed.into_iter().flatten() {
+        let Some(cols) = columns_of.get_mut(&t) else {
+            continue;
+        };
+        if described.get(1).is_some_and(|c| c.primary_key) {
+            if let Some(c) = cols.get_mut(1) {
+                c.primary_key = true;
+            }
+        }
+        for c in cols.iter_mut().filter(|c| c.data_type == DataType::Decimal) {
+            c.decimal = described
+                .iter()
+                .find(|d| d.name == c.name)
+                .and_then(|d| d.decimal);
+        }
+    }
+    for (t, cols) in columns_of.iter() {
+        if let Some(c) = cols
+            .iter()
+            .find(|c| c.data_type == DataType::Decimal && c.decimal.is_none())
+        {
+            return Err(unexpected(
+                "DESCRIBE",
+                db,
+                format!("no precision and scale for DECIMAL column {t}.{}", c.name),
+            ));
         }
     }
     Ok(())
@@ -587,10 +622,18 @@ mod tests {
             parse_type("DECIMAL(10,2)"),
             Some((DataType::Decimal, Some(10)))
         );
-        let e = column("d".into(), "DECIMAL(10, 2)", Some(8), "t").unwrap_err();
-        assert!(e.to_string().contains("column d is DECIMAL(10, 2)"), "{e}");
-        let e = column("b".into(), "BLOB", Some(4), "t").unwrap_err();
-        assert!(e.to_string().contains("unknown type \"BLOB\""), "{e}");
+        let c = column("d".into(), "DECIMAL(10, 2)", Some(8), "t").unwrap();
+        assert_eq!(c, ColumnDef::decimal("d", 10, 2));
+        let c = column("d".into(), "decimal(38,38)", Some(16), "t").unwrap();
+        assert_eq!(c.decimal, Some((38, 38)));
+        assert_eq!(decimal_args("DECIMAL(5)"), Some((5, 0)));
+        assert_eq!(decimal_args("DECIMAL(5,6)"), None);
+        assert_eq!(decimal_args("DECIMAL(39,1)"), None);
+        assert_eq!(decimal_args("VARCHAR(5)"), None);
+        let c = column("d".into(), "DECIMAL", Some(16), "t").unwrap();
+        assert_eq!((c.data_type, c.decimal), (DataType::Decimal, None));
+        let c = column("b".into(), "BLOB", Some(4), "t").unwrap();
+        assert_eq!((c.data_type, c.length), (DataType::Blob, None));
         assert_eq!(parse_type("BLOBBY"), None);
         let c = column("n".into(), "NCHAR", Some(10), "t").unwrap();
         assert_eq!(c.length, Some(10));

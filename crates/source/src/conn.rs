@@ -212,6 +212,12 @@ impl Pool {
         })
     }
 
+    /// A slot of the pool, for work on a connection the pool does not manage (the tool's own
+    /// WebSocket query client), so the pool size still bounds the connections.
+    pub(crate) async fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().acquire_owned().await.ok()
+    }
+
     pub(crate) fn error(&self, op: &'static str, ctx: Ctx<'_>, e: taos::Error) -> Error {
         let mut err = Error::server(op, &self.endpoint.to_string(), ctx.database, ctx.table, e);
         if let Error::Server { statement, .. } = &mut err {

@@ -26,8 +26,10 @@ use tokio::sync::mpsc;
 
 use crate::Error;
 use crate::conn::{Ctx, Pool};
+use crate::dsn::{Credentials, Endpoint};
 use crate::raw::RawView;
 use crate::sql;
+use crate::wsquery::WsQuery;
 
 /// Sorts `ranges` and groups adjacent ones (`a.end == b.start`): each group is read with one
 /// query. Empty ranges are dropped; overlapping ranges are an error.
@@ -47,6 +49,25 @@ pub(crate) fn group_ranges(mut ranges: Vec<TimeRange>) -> Result<Vec<Vec<TimeRan
     Ok(groups)
 }
 
+/// Names the table in a server or timeout error that did not know it.
+fn in_table(mut e: Error, db: &str, table: &str) -> Error {
+    if let Error::Server {
+        database: d,
+        table: t,
+        ..
+    }
+    | Error::Timeout {
+        database: d,
+        table: t,
+        ..
+    } = &mut e
+    {
+        d.get_or_insert_with(|| db.to_string());
+        t.get_or_insert_with(|| table.to_string());
+    }
+    e
+}
+
 /// Where one export stands.
 struct Job {
     pool: Arc<Pool>,
@@ -59,6 +80,9 @@ struct Job {
     groups: Vec<Vec<TimeRange>>,
     /// Cut chunks at multiples of this width too (the bucket width in timestamp units).
     split_every: Option<i64>,
+    /// Read with the tool's own WebSocket query client instead of the connector (tables with
+    /// DECIMAL, DECIMAL64 or BLOB columns, whose blocks the connector cannot parse).
+    direct: Option<(Endpoint, Credentials)>,
     tx: mpsc::Sender<Result<BlockChunk, Error>>,
 }
 
@@ -149,21 +173,16 @@ impl Job {
         end: i64,
     ) -> Result<(), Error> {
         let ctx = Ctx::table(&self.db, &self.table).doing("exporting rows");
-        let mut conn = self.pool.get(ctx).await?;
         let sql = sql::export_rows(&self.db, &self.table, &self.ts_column, resume.from, end);
+        if let Some((endpoint, creds)) = &self.direct {
+            return self
+                .read_direct(group, resume, endpoint, creds, &sql)
+                .await
+                .map_err(|e| in_table(e, &self.db, &self.table));
+        }
+        let mut conn = self.pool.get(ctx).await?;
         let (mut rs, names) = conn.start_query(ctx, &sql).await?;
-        let key_col =
-            match &self.key_column {
-                None => None,
-                Some(k) => Some(names.iter().position(|n| n == k).ok_or_else(|| {
-                    Error::UnexpectedReply {
-                        what: "the exported rows".into(),
-                        database: Some(self.db.clone()),
-                        table: Some(self.table.clone()),
-                        reason: format!("no composite key column {k} in {names:?}"),
-                    }
-                })?),
-            };
+        let key_col = self.key_index(&names)?;
         let precision = precision_of(rs.precision());
         if precision != self.precision {
             let name = match precision {
@@ -202,22 +221,90 @@ impl Job {
             // converts a parsed block in place).
             let raw = block.as_raw_bytes().to_vec();
             drop(block);
-            let (chunks, tail) = self.split(group, &names, precision, raw, key_col, resume)?;
-            for chunk in chunks {
-                if self.tx.send(Ok(chunk)).await.is_err() {
-                    // The caller dropped the stream: stop quietly.
-                    return Ok(());
-                }
-            }
-            // Every row of the block is delivered: remember where it ended.
-            if let Some((last, keys)) = tail {
-                if last != resume.from {
-                    resume.from = last;
-                    resume.seen.clear();
-                }
-                resume.seen.extend(keys);
+            if !self
+                .deliver(group, &names, precision, raw, key_col, resume)
+                .await?
+            {
+                return Ok(());
             }
         }
+    }
+
+    /// The index of the composite key column among `names`.
+    fn key_index(&self, names: &[String]) -> Result<Option<usize>, Error> {
+        match &self.key_column {
+            None => Ok(None),
+            Some(k) => {
+                Some(
+                    names
+                        .iter()
+                        .position(|n| n == k)
+                        .ok_or_else(|| Error::UnexpectedReply {
+                            what: "the exported rows".into(),
+                            database: Some(self.db.clone()),
+                            table: Some(self.table.clone()),
+                            reason: format!("no composite key column {k} in {names:?}"),
+                        }),
+                )
+                .transpose()
+            }
+        }
+    }
+
+    /// Cuts one block into chunks and sends them; `resume` then points after it. `false`
+    /// when the caller dropped the stream.
+    async fn deliver(
+        &self,
+        group: &[TimeRange],
+        names: &[String],
+        precision: Precision,
+        raw: Vec<u8>,
+        key_col: Option<usize>,
+        resume: &mut Resume,
+    ) -> Result<bool, Error> {
+        let (chunks, tail) = self.split(group, names, precision, raw, key_col, resume)?;
+        for chunk in chunks {
+            if self.tx.send(Ok(chunk)).await.is_err() {
+                // The caller dropped the stream: stop quietly.
+                return Ok(false);
+            }
+        }
+        // Every row of the block is delivered: remember where it ended.
+        if let Some((last, keys)) = tail {
+            if last != resume.from {
+                resume.from = last;
+                resume.seen.clear();
+            }
+            resume.seen.extend(keys);
+        }
+        Ok(true)
+    }
+
+    /// [`Job::read_from`] through the tool's own WebSocket client: raw bytes, never parsed
+    /// by the connector. Timestamps are in the database's precision (the request's).
+    async fn read_direct(
+        &self,
+        group: &[TimeRange],
+        resume: &mut Resume,
+        endpoint: &Endpoint,
+        creds: &Credentials,
+        sql: &str,
+    ) -> Result<(), Error> {
+        let _permit = self.pool.permit().await;
+        let mut c = WsQuery::connect(endpoint, creds, self.pool.timeout).await?;
+        let cols = c.query(sql).await?;
+        let key_col = self.key_index(&cols.names)?;
+        while let Some(raw) = c.fetch(cols.id).await? {
+            if !self
+                .deliver(group, &cols.names, self.precision, raw, key_col, resume)
+                .await?
+            {
+                // Best effort: the connection closes right after.
+                let _ = c.free(cols.id).await;
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Cuts a block at the requested ranges' boundaries, after leaving out the rows already
@@ -331,10 +418,11 @@ pub(crate) struct ExportStream {
 }
 
 impl ExportStream {
-    /// Starts exporting `ranges` of `db.table` on `pool`; the table's timestamp column and
+    /// Starts exporting `ranges` of `db.table` on `pool`, or with `direct` on the tool's own
+    /// WebSocket client (tables the connector cannot parse); the table's timestamp column and
     /// composite key column (if any) name the columns a resume orders and de-duplicates by.
     pub(crate) fn start(
-        pool: Arc<Pool>,
+        (pool, direct): (Arc<Pool>, Option<(Endpoint, Credentials)>),
         db: &str,
         table: &str,
         (ts_column, key_column): (String, Option<String>),
@@ -357,6 +445,7 @@ impl ExportStream {
             precision,
             groups,
             split_every,
+            direct,
             tx,
         };
         let task_pool = job.pool.clone();

@@ -44,6 +44,7 @@ mod source;
 mod sql;
 mod value;
 mod wal;
+mod wsquery;
 
 pub use crate::{
     dbopts::OptionChange,

@@ -4,21 +4,58 @@
 //! never decoded and re-encoded.
 
 use crate::Error;
+use taosbackup_core::Value;
 
 const HEADER_LEN: usize = 28;
 const TY_TIMESTAMP: u8 = 9;
 
+/// TDengine's DECIMAL type code (16-byte little-endian two's complement, precision 19–38).
+pub(crate) const TY_DECIMAL: u8 = 17;
+/// TDengine's BLOB type code (var width with a u32 length prefix).
+pub(crate) const TY_BLOB: u8 = 18;
+/// TDengine's DECIMAL64 type code (8-byte integer, precision 1–18).
+pub(crate) const TY_DECIMAL64: u8 = 21;
+
 /// Width of a fixed-width type, `None` for variable-width types (VARCHAR 8, NCHAR 10, JSON 15,
-/// VARBINARY 16, GEOMETRY 20).
+/// VARBINARY 16, BLOB 18, GEOMETRY 20). DECIMAL (17) is 16 bytes, DECIMAL64 (21) 8
+/// (`DECIMAL128_BYTES`/`DECIMAL64_BYTES`, `TYPE_BYTES` in TDengine source/common/src/ttypes.c).
 fn fixed_width(ty: u8) -> Option<Option<usize>> {
     Some(match ty {
         1 | 2 | 11 => Some(1),
         3 | 12 => Some(2),
         4 | 6 | 13 => Some(4),
-        5 | 7 | 9 | 14 => Some(8),
-        8 | 10 | 15 | 16 | 20 => None,
+        5 | 7 | 9 | 14 | TY_DECIMAL64 => Some(8),
+        TY_DECIMAL => Some(16),
+        8 | 10 | 15 | 16 | TY_BLOB | 20 => None,
         _ => return None,
     })
+}
+
+/// Bytes of a var-width value's length prefix: a u32 for BLOB (`BLOBSTR_HEADER_SIZE`; taosAdapter
+/// `driver/common/parser/block.go` `rawConvertBlob`), a u16 for the others.
+fn len_prefix(ty: u8) -> usize {
+    if ty == TY_BLOB { 4 } else { 2 }
+}
+
+/// Precision and scale from a DECIMAL column's schema entry, which TDengine packs as
+/// `width << 24 | precision << 8 | scale` (`fillBytesForDecimalType`, called by `blockEncode`
+/// in source/common/src/tdatablock.c; taosAdapter `RawBlockGetDecimalInfo` reads byte 0 as the
+/// scale and byte 1 as the precision).
+pub(crate) fn decimal_prec_scale(bytes: u32) -> (u8, u8) {
+    (((bytes >> 8) & 0xFF) as u8, (bytes & 0xFF) as u8)
+}
+
+/// The exact text of an unscaled decimal with `scale` digits after the point (`-12.30`).
+pub(crate) fn decimal_text(v: i128, scale: u8) -> String {
+    let digits = v.unsigned_abs().to_string();
+    let scale = usize::from(scale);
+    let sign = if v < 0 { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (i, f) = padded.split_at(padded.len() - scale);
+    format!("{sign}{i}.{f}")
 }
 
 #[derive(Debug, Clone)]
@@ -156,26 +193,32 @@ impl<'a> RawView<'a> {
         self.bytes[c.start + r / 8] & (0x80 >> (r % 8)) != 0
     }
 
-    /// The `u16 len + bytes` entry of a var-width value, `None` when NULL.
+    /// The `len + bytes` entry of a var-width value (u16 length, u32 for BLOB), `None` when
+    /// NULL.
     fn var_value(&self, c: usize, r: usize) -> Result<Option<&'a [u8]>, Error> {
         let col = &self.cols[c];
         let off = u32_at(self.bytes, col.start + r * 4)? as i32;
         if off < 0 {
             return Ok(None);
         }
+        let p = len_prefix(col.ty);
         let data = col.start + self.rows * 4;
         let at = data + off as usize;
         let end_of_col = data + col.len;
         let l = self
             .bytes
-            .get(at..at + 2)
-            .filter(|_| at + 2 <= end_of_col)
+            .get(at..at + p)
+            .filter(|_| at + p <= end_of_col)
             .ok_or_else(|| bad("var offset out of range"))?;
-        let l = u16::from_le_bytes([l[0], l[1]]) as usize;
-        if at + 2 + l > end_of_col {
+        let l = if p == 4 {
+            u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize
+        } else {
+            u16::from_le_bytes([l[0], l[1]]) as usize
+        };
+        if at.saturating_add(p).saturating_add(l) > end_of_col {
             return Err(bad("var value out of range"));
         }
-        Ok(Some(&self.bytes[at..at + 2 + l]))
+        Ok(Some(&self.bytes[at..at + p + l]))
     }
 
     /// The first column's timestamps (it must be a non-null TIMESTAMP column).
@@ -260,16 +303,89 @@ impl<'a> RawView<'a> {
         Ok(out)
     }
 
-    /// The bytes of one cell, to compare cells for equality: a NULL marker, or the value's
-    /// bytes (fixed width) or `u16 len + bytes` (var width).
-    pub(crate) fn cell_bytes(&self, c: usize, r: usize) -> Result<Vec<u8>, Error> {
-        let col = self
-            .cols
-            .get(c)
-            .ok_or_else(|| bad("column index out of bounds"))?;
+    /// Column `c`, after checking that cell `(c, r)` exists.
+    fn cell_col(&self, c: usize, r: usize) -> Result<&Col, Error> {
         if r >= self.rows {
             return Err(bad("row index out of bounds"));
         }
+        self.cols
+            .get(c)
+            .ok_or_else(|| bad("column index out of bounds"))
+    }
+
+    /// One cell as a typed value, decoded from the block's bytes without the connector
+    /// (which cannot parse DECIMAL or BLOB blocks: taos-query 0.12.4). NCHAR is UCS-4LE;
+    /// DECIMAL's scale comes from the column's schema entry.
+    pub(crate) fn value(&self, c: usize, r: usize) -> Result<Value, Error> {
+        let col = self.cell_col(c, r)?;
+        let Some(w) = col.width else {
+            let Some(entry) = self.var_value(c, r)? else {
+                return Ok(Value::Null);
+            };
+            let b = entry[len_prefix(col.ty)..].to_vec();
+            return Ok(match col.ty {
+                8 => Value::VarChar(b),
+                16 => Value::VarBinary(b),
+                20 => Value::Geometry(b),
+                TY_BLOB => Value::Blob(b),
+                15 => {
+                    Value::Json(String::from_utf8(b).map_err(|_| bad("JSON value is not UTF-8"))?)
+                }
+                10 => {
+                    if b.len() % 4 != 0 {
+                        return Err(bad("NCHAR value is not UCS-4"));
+                    }
+                    let text: Option<String> = b
+                        .chunks_exact(4)
+                        .map(|q| char::from_u32(u32::from_le_bytes([q[0], q[1], q[2], q[3]])))
+                        .collect();
+                    Value::NChar(text.ok_or_else(|| bad("invalid character in NCHAR"))?)
+                }
+                t => return Err(bad(format!("unsupported type {t}"))),
+            });
+        };
+        if self.is_null_fixed(col, r) {
+            return Ok(Value::Null);
+        }
+        let at = col.start + col.prefix_len(self.rows) + r * w;
+        let d = &self.bytes[at..at + w];
+        let mut a = [0u8; 16];
+        a[..w].copy_from_slice(d);
+        let (a1, a2, a4, a8) = (
+            [a[0]],
+            [a[0], a[1]],
+            [a[0], a[1], a[2], a[3]],
+            [a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]],
+        );
+        Ok(match col.ty {
+            1 => Value::Bool(a[0] != 0),
+            2 => Value::TinyInt(i8::from_le_bytes(a1)),
+            3 => Value::SmallInt(i16::from_le_bytes(a2)),
+            4 => Value::Int(i32::from_le_bytes(a4)),
+            5 => Value::BigInt(i64::from_le_bytes(a8)),
+            6 => Value::Float(f32::from_le_bytes(a4)),
+            7 => Value::Double(f64::from_le_bytes(a8)),
+            9 => Value::Timestamp(i64::from_le_bytes(a8)),
+            11 => Value::UTinyInt(a[0]),
+            12 => Value::USmallInt(u16::from_le_bytes(a2)),
+            13 => Value::UInt(u32::from_le_bytes(a4)),
+            14 => Value::UBigInt(u64::from_le_bytes(a8)),
+            TY_DECIMAL64 => Value::Decimal(decimal_text(
+                i128::from(i64::from_le_bytes(a8)),
+                decimal_prec_scale(col.bytes).1,
+            )),
+            TY_DECIMAL => Value::Decimal(decimal_text(
+                i128::from_le_bytes(a),
+                decimal_prec_scale(col.bytes).1,
+            )),
+            t => return Err(bad(format!("unsupported type {t}"))),
+        })
+    }
+
+    /// The bytes of one cell, to compare cells for equality: a NULL marker, or the value's
+    /// bytes (fixed width) or `len + bytes` (var width).
+    pub(crate) fn cell_bytes(&self, c: usize, r: usize) -> Result<Vec<u8>, Error> {
+        let col = self.cell_col(c, r)?;
         match col.width {
             Some(w) => {
                 if self.is_null_fixed(col, r) {
@@ -460,5 +576,44 @@ mod tests {
         let pos = n - 7 - 4;
         bad_off[pos..pos + 4].copy_from_slice(&100i32.to_le_bytes());
         assert!(RawView::parse(&bad_off).is_err());
+    }
+
+    #[test]
+    fn decimal_and_blob_cells_decode_exactly() {
+        use taosbackup_testkit::{ColumnData, Field, Ty, raw_block};
+        let fields = [
+            Field::new("ts", Ty::Timestamp, 8),
+            Field::decimal("a", 38, 38),
+            Field::decimal("b", 18, 0),
+            Field::decimal("c", 10, 2),
+            Field::new("d", Ty::Blob, 4 << 20),
+        ];
+        let cols = [
+            ColumnData::Timestamp(vec![Some(1), Some(2), Some(3)]),
+            ColumnData::Decimal(vec![Some(-(10i128.pow(38) - 1)), None, Some(5)]),
+            ColumnData::Decimal64(vec![Some(-999_999_999_999_999_999), Some(0), None]),
+            ColumnData::Decimal64(vec![Some(-1), Some(1250), Some(100)]),
+            ColumnData::Blob(vec![Some(vec![0, 255]), None, Some(vec![])]),
+        ];
+        let bytes = raw_block::encode(&fields, &cols.iter().collect::<Vec<_>>(), 0..3);
+        let v = RawView::parse(&bytes).unwrap();
+        let d = |t: &str| Value::Decimal(t.into());
+        assert_eq!(v.value(1, 0).unwrap(), d(&format!("-0.{}", "9".repeat(38))));
+        assert_eq!(v.value(1, 1).unwrap(), Value::Null);
+        assert_eq!(v.value(1, 2).unwrap(), d(&format!("0.{}5", "0".repeat(37))));
+        assert_eq!(v.value(2, 0).unwrap(), d("-999999999999999999"));
+        assert_eq!(v.value(2, 1).unwrap(), d("0"));
+        assert_eq!(v.value(3, 0).unwrap(), d("-0.01"));
+        assert_eq!(v.value(3, 1).unwrap(), d("12.50"));
+        assert_eq!(v.value(3, 2).unwrap(), d("1.00"));
+        assert_eq!(v.value(4, 0).unwrap(), Value::Blob(vec![0, 255]));
+        assert_eq!(v.value(4, 1).unwrap(), Value::Null);
+        assert_eq!(v.value(4, 2).unwrap(), Value::Blob(vec![]));
+        assert_eq!(v.col_type(3), Some((TY_DECIMAL64, 8 << 24 | 10 << 8 | 2)));
+        // Cutting rows keeps the u32 BLOB prefix and the decimal widths.
+        let cut = v.slice_rows(1, 3).unwrap();
+        let c = RawView::parse(&cut).unwrap();
+        assert_eq!(c.value(4, 1).unwrap(), Value::Blob(vec![]));
+        assert_eq!(c.value(1, 1).unwrap(), v.value(1, 2).unwrap());
     }
 }

@@ -19,7 +19,7 @@ use crate::conn::{Ctx, Pool};
 use crate::dbopts::{self, Generation, OptionChange};
 use crate::raw::RawView;
 use crate::sql::{self, Batcher, MAX_SQL_LEN, ident, quote_str};
-use crate::value::{sql_literal, to_core_value};
+use crate::value::sql_literal;
 
 /// TDengine: timestamp out of KEEP range.
 pub(crate) const CODE_KEEP: u32 = 0x060B;
@@ -46,14 +46,17 @@ fn type_sql(c: &ColumnDef) -> String {
         DataType::VarBinary => "VARBINARY",
         DataType::Geometry => "GEOMETRY",
         DataType::Decimal => "DECIMAL",
+        DataType::Blob => "BLOB",
         _ => "VARCHAR",
     };
     // `PRIMARY KEY` is the column option `CREATE TABLE` takes for a composite key (TDengine
     // documentation of CREATE TABLE; `SHOW CREATE TABLE` prints it as `COMPOSITE KEY`).
     let key = if c.primary_key { " PRIMARY KEY" } else { "" };
-    match c.length {
-        Some(l) => format!("{} {base}({l}){key}", ident(&c.name)),
-        None => format!("{} {base}{key}", ident(&c.name)),
+    match (c.length, c.decimal) {
+        // `DECIMAL(p,s)` as `SHOW CREATE TABLE` prints it (command.c `appendColumnFields`).
+        (_, Some((p, sc))) => format!("{} {base}({p},{sc}){key}", ident(&c.name)),
+        (Some(l), None) => format!("{} {base}({l}){key}", ident(&c.name)),
+        (None, None) => format!("{} {base}{key}", ident(&c.name)),
     }
 }
 
@@ -296,9 +299,29 @@ pub(crate) fn type_code(t: DataType) -> Option<u8> {
         DataType::Json => 15,
         DataType::VarBinary => 16,
         DataType::Decimal => 17,
+        DataType::Blob => 18,
         DataType::Geometry => 20,
         _ => return None,
     })
+}
+
+/// The type code of a catalog column: a DECIMAL of precision up to 18 is DECIMAL64 (21),
+/// above DECIMAL (17) (`decimalTypeFromPrecision`, TDengine source/common/src/ttypes.c).
+pub(crate) fn column_code(c: &ColumnDef) -> Option<u8> {
+    match (c.data_type, c.decimal) {
+        (DataType::Decimal, Some((p, _))) if p <= 18 => Some(crate::raw::TY_DECIMAL64),
+        (DataType::Decimal, None) => None,
+        (t, _) => type_code(t),
+    }
+}
+
+/// Whether the connector (taos-query 0.12.4) cannot parse a block with this column type:
+/// DECIMAL (17), BLOB (18), DECIMAL64 (21).
+pub(crate) fn connector_cannot_parse(ty: u8) -> bool {
+    matches!(
+        ty,
+        crate::raw::TY_DECIMAL | crate::raw::TY_BLOB | crate::raw::TY_DECIMAL64
+    )
 }
 
 /// The declared length a raw-block column's width entry stands for (`VARCHAR(n)` has width
@@ -353,7 +376,7 @@ pub(crate) fn project(
         if let Some(exp) = expected {
             let live = exp
                 .iter()
-                .any(|e| &e.name == name && type_code(e.data_type) == Some(*ty));
+                .any(|e| &e.name == name && column_code(e) == Some(*ty));
             if !live {
                 tracing::debug!(table, column = %name, "column dropped in the source after this block: left out");
                 continue;
@@ -363,12 +386,29 @@ pub(crate) fn project(
             missing.push(format!("`{name}`"));
             continue;
         };
-        if type_code(a.data_type) != Some(*ty) {
+        if column_code(a) != Some(*ty) {
             return Err(mismatch(format!(
                 "column `{name}` is type {} in the backup but {:?} in the target",
                 type_name(*ty),
                 a.data_type
             )));
+        }
+        if connector_cannot_parse(*ty) && *ty != crate::raw::TY_BLOB {
+            // Values are unscaled integers: only the same scale keeps them, and a smaller
+            // precision could not hold them.
+            let (p, sc) = crate::raw::decimal_prec_scale(*bytes);
+            match a.decimal {
+                Some((tp, ts)) if ts == sc && tp >= p => {}
+                other => {
+                    return Err(mismatch(format!(
+                        "column `{name}` is DECIMAL({p},{sc}) in the backup but {} in the \
+                         target",
+                        other.map_or("DECIMAL of unknown precision".to_string(), |(tp, ts)| {
+                            format!("DECIMAL({tp},{ts})")
+                        })
+                    )));
+                }
+            }
         }
         if let (Some(have), Some(want)) = (a.length, declared_length(*ty, *bytes)) {
             if have < want {
@@ -512,22 +552,21 @@ impl Writer<'_> {
                 })
                 .await;
         }
-        // SQL fallback: decode values from a throwaway parsed block.
-        let block = {
-            let mut b = RawBlock::parse_from_raw_block(bytes, precision);
-            b.with_field_names(&names);
-            b
-        };
+        // SQL: values decoded from the block's bytes by the tool itself (the connector
+        // cannot parse DECIMAL or BLOB blocks), written as exact literals.
+        let block = RawView::parse(&bytes).map_err(|e| match e {
+            Error::InvalidBlock { reason, .. } => Error::InvalidBlock {
+                table: Some(table.to_string()),
+                reason,
+            },
+            e => e,
+        })?;
         let head = sql::insert_head(self.db, table, &names);
         let mut batch = Batcher::new(head, MAX_SQL_LEN);
-        for row in 0..block.nrows() {
+        for row in 0..block.rows() {
             let mut vals = Vec::with_capacity(names.len());
             for (col, name) in names.iter().enumerate() {
-                let v = block.get_ref(row, col).ok_or_else(|| Error::InvalidBlock {
-                    table: Some(table.to_string()),
-                    reason: format!("no value at row {row} column {col}"),
-                })?;
-                vals.push(sql_literal(&to_core_value(v), table, name)?);
+                vals.push(sql_literal(&block.value(col, row)?, table, name)?);
             }
             let item = format!("({})", vals.join(", "));
             batch
@@ -572,8 +611,16 @@ impl Writer<'_> {
                 ),
             });
         }
+        // DECIMAL and BLOB chunks are written with SQL: the connector cannot build a raw-block
+        // request from them (taos-query 0.12.4 panics parsing the block), and whether
+        // TDengine's `rawBlockBindData` reads BLOB's u32 length prefix and DECIMAL's packed
+        // schema entry could not be checked in its source (docs/emulator.md).
+        let sql_only = (0..view.ncols()).any(|i| {
+            view.col_type(i)
+                .is_some_and(|(ty, _)| connector_cannot_parse(ty))
+        });
         let mut report = WriteReport {
-            used_sql_fallback: self.mode == WriteMode::Sql,
+            used_sql_fallback: self.mode == WriteMode::Sql || sql_only,
             ..WriteReport::default()
         };
         let rows = view.rows();

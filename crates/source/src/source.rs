@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::Stream;
 use taosbackup_core::{
-    BlockChunk, CatalogSnapshot, ChunkStream, ColumnDef, ExportRequest, Precision, RestoreOptions,
-    Source, SourceError, TableKind, WriteReport,
+    BlockChunk, CatalogSnapshot, ChunkStream, ColumnDef, DataType, ExportRequest, Precision,
+    RestoreOptions, Source, SourceError, TableKind, WriteReport,
 };
 
 use crate::Error;
@@ -20,6 +20,33 @@ use crate::sql;
 
 type TableKey = (String, String);
 
+/// What an export needs to know of a table's columns.
+#[derive(Debug, Clone)]
+struct TableKeys {
+    /// The timestamp column.
+    ts: String,
+    /// The composite key column, if any.
+    key: Option<String>,
+    /// A DECIMAL or BLOB column: the connector (taos-query 0.12.4) panics on such blocks,
+    /// so the table is read with the tool's own WebSocket client.
+    connector_cannot_read: bool,
+}
+
+impl TableKeys {
+    fn of(cols: &[ColumnDef]) -> Option<TableKeys> {
+        Some(TableKeys {
+            ts: cols.first()?.name.clone(),
+            key: cols
+                .get(1)
+                .filter(|c| c.primary_key)
+                .map(|c| c.name.clone()),
+            connector_cannot_read: cols
+                .iter()
+                .any(|c| matches!(c.data_type, DataType::Decimal | DataType::Blob)),
+        })
+    }
+}
+
 /// A TDengine server reached through one endpoint, with a pool of connections.
 ///
 /// Cheap to share (`Arc<TaosSource>`); every method takes `&self` and the pool bounds the
@@ -31,7 +58,7 @@ pub struct TaosSource {
     pool: Arc<Pool>,
     write_pools: Mutex<HashMap<String, Arc<Pool>>>,
     /// Per table: the timestamp column and the composite key column.
-    ts_columns: Mutex<HashMap<TableKey, (String, Option<String>)>>,
+    ts_columns: Mutex<HashMap<TableKey, TableKeys>>,
     targets: Mutex<HashMap<TableKey, TargetTable>>,
     option_changes: Mutex<Vec<OptionChange>>,
     mode: WriteMode,
@@ -117,15 +144,8 @@ impl TaosSource {
     pub async fn read_catalog(&self, database: &str) -> Result<CatalogSnapshot, Error> {
         let catalog = crate::catalog::read_catalog(&self.pool, database).await?;
         if let Ok(mut cache) = self.ts_columns.lock() {
-            let key_of = |cols: &[ColumnDef]| -> Option<(String, Option<String>)> {
-                Some((
-                    cols.first()?.name.clone(),
-                    cols.get(1)
-                        .filter(|c| c.primary_key)
-                        .map(|c| c.name.clone()),
-                ))
-            };
-            let stable_keys: HashMap<&str, (String, Option<String>)> = catalog
+            let key_of = |cols: &[ColumnDef]| -> Option<TableKeys> { TableKeys::of(cols) };
+            let stable_keys: HashMap<&str, TableKeys> = catalog
                 .super_tables
                 .iter()
                 .filter_map(|s| Some((s.name.as_str(), key_of(&s.columns)?)))
@@ -156,11 +176,7 @@ impl TaosSource {
 
     /// The names of a table's timestamp column and composite key column, if any (from the
     /// last catalog read, else `DESCRIBE`).
-    async fn key_columns(
-        &self,
-        database: &str,
-        table: &str,
-    ) -> Result<(String, Option<String>), Error> {
+    async fn key_columns(&self, database: &str, table: &str) -> Result<TableKeys, Error> {
         let key = (database.to_string(), table.to_string());
         if let Some(c) = self
             .ts_columns
@@ -171,18 +187,12 @@ impl TaosSource {
             return Ok(c);
         }
         let cols = restore::describe_target(&self.pool, database, table).await?;
-        let ts = cols.first().ok_or_else(|| Error::UnexpectedReply {
+        let found = TableKeys::of(&cols).ok_or_else(|| Error::UnexpectedReply {
             what: "DESCRIBE".into(),
             database: Some(database.to_string()),
             table: Some(table.to_string()),
             reason: "no columns".into(),
         })?;
-        let found = (
-            ts.name.clone(),
-            cols.get(1)
-                .filter(|c| c.primary_key)
-                .map(|c| c.name.clone()),
-        );
         if let Ok(mut m) = self.ts_columns.lock() {
             m.insert(key, found.clone());
         }
@@ -209,11 +219,14 @@ impl TaosSource {
         request: ExportRequest,
     ) -> Result<ExportStream, Error> {
         let keys = self.key_columns(database, &request.table).await?;
+        let direct = keys
+            .connector_cannot_read
+            .then(|| (self.endpoint.clone(), self.creds.clone()));
         ExportStream::start(
-            self.pool.clone(),
+            (self.pool.clone(), direct),
             database,
             &request.table,
-            keys,
+            (keys.ts, keys.key),
             precision,
             request.ranges,
             request.split_every,

@@ -27,8 +27,8 @@ pub(crate) fn to_core_value(v: BorrowedValue<'_>) -> Value {
         BorrowedValue::Json(b) => Value::Json(String::from_utf8_lossy(&b).into_owned()),
         BorrowedValue::VarBinary(b) => Value::VarBinary(b.into_owned()),
         BorrowedValue::Geometry(b) => Value::Geometry(b.into_owned()),
-        BorrowedValue::Blob(b) | BorrowedValue::MediumBlob(b) => Value::VarBinary(b.to_vec()),
-        BorrowedValue::Decimal(d) => Value::VarChar(d.to_string().into_bytes()),
+        BorrowedValue::Blob(b) | BorrowedValue::MediumBlob(b) => Value::Blob(b.to_vec()),
+        BorrowedValue::Decimal(d) => Value::Decimal(d.to_string()),
     }
 }
 
@@ -73,7 +73,22 @@ pub(crate) fn sql_literal(v: &Value, table: &str, column: &str) -> Result<String
             std::str::from_utf8(b).map_err(|_| unrepresentable("VARCHAR bytes are not UTF-8"))?,
         ),
         Value::NChar(s) | Value::Json(s) => quote_str(s),
-        Value::VarBinary(b) => hex_literal(b),
+        // `parseBlob` (TDengine parInsertSql.c) takes a string; `\x…` is hex, so the bytes
+        // are exact whatever they are.
+        Value::VarBinary(b) | Value::Blob(b) => hex_literal(b),
+        // DECIMAL is parsed from the token's text (`decimal128FromStr`/`decimal64FromStr` in
+        // parInsertSql.c, quotes trimmed by `checkAndTrimValue`): exact, never via a double.
+        Value::Decimal(text) => {
+            let ok = !text.is_empty()
+                && text
+                    .trim_start_matches('-')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.');
+            if !ok {
+                return Err(unrepresentable("not a decimal number"));
+            }
+            format!("'{text}'")
+        }
         Value::Geometry(b) => match wkb_to_wkt(b) {
             Some(wkt) => quote_str(&wkt),
             None => hex_literal(b),
@@ -158,6 +173,9 @@ mod tests {
         assert_eq!(l(Value::Double(-1.5e300)), "-1.5e300");
         assert_eq!(l(Value::NChar("it's \\ 电".into())), "'it\\'s \\\\ 电'");
         assert_eq!(l(Value::VarBinary(vec![0, 0xab])), "'\\x00AB'");
+        assert_eq!(l(Value::Blob(vec![0, 0xab])), "'\\x00AB'");
+        assert_eq!(l(Value::Decimal("-0.0100".into())), "'-0.0100'");
+        assert!(sql_literal(&Value::Decimal("1' or '1".into()), "t", "c").is_err());
         assert_eq!(l(Value::Json("{\"a\":\"'\"}".into())), "'{\"a\":\"\\'\"}'");
         assert!(sql_literal(&Value::Double(f64::NAN), "t", "c").is_err());
         assert!(sql_literal(&Value::VarChar(vec![0xff]), "t", "c").is_err());

@@ -159,6 +159,19 @@ impl fmt::Display for Profile {
     }
 }
 
+/// Whether a server of `version` has the BLOB type: TDengine 3.3.7.0 and newer (taosAdapter
+/// added BLOB in ver-3.3.7.0, `driver/common/parser/block.go` `rawConvertBlob`; ver-3.3.6.x
+/// has no BLOB). Finer than [`Profile`], whose 3.3.6 set spans 3.3.6.x–3.3.x.
+pub fn has_blob(version: &str) -> bool {
+    let v: Vec<u32> = version
+        .split('.')
+        .map(|p| p.trim().parse::<u32>().unwrap_or(0))
+        .chain(std::iter::repeat(0))
+        .take(3)
+        .collect();
+    v.as_slice() >= [3, 3, 7].as_slice()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +188,8 @@ mod tests {
         for p in Profile::ALL {
             assert_eq!(Profile::of(p.version()), p);
         }
+        assert!(!has_blob("3.3.6.9"));
+        assert!(has_blob("3.3.7.0"));
+        assert!(has_blob("3.4.0.0"));
     }
 }

@@ -13,7 +13,13 @@
 //!   var width:   nrows × i32 offsets (-1 = NULL) | values as (u16 len | bytes)
 //! ```
 //!
-//! NCHAR values are UCS-4LE; their u16 length counts bytes.
+//! NCHAR values are UCS-4LE; their u16 length counts bytes. BLOB values carry a u32 length
+//! instead of the u16 (taosAdapter `driver/common/parser/block.go`, `rawConvertBlob` reads
+//! `isUint32`). DECIMAL (16 bytes, little-endian i128) and DECIMAL64 (8 bytes, i64) are
+//! fixed width; their schema entry packs width, precision and scale into the u32 `bytes`
+//! as `width << 24 | precision << 8 | scale` (TDengine `blockEncode` calls
+//! `fillBytesForDecimalType`, source/common/src/tdatablock.c; taosAdapter reads it back in
+//! `RawBlockGetDecimalInfo`: byte 0 scale, byte 1 precision, byte 3 width).
 
 use crate::error::{EmuError, code};
 use crate::le::LeReader;
@@ -30,10 +36,23 @@ const VARSTR_HEADER: u32 = 2;
 /// The width TDengine stores in a raw block's column schema for a declared field length.
 pub fn schema_bytes(field: &Field) -> u32 {
     match field.ty {
+        ty if ty.is_decimal() => decimal_bytes(ty, field.precision, field.scale),
+        Ty::Blob => field.bytes,
         Ty::NChar => field.bytes.saturating_mul(4).saturating_add(VARSTR_HEADER),
         ty if ty.is_var() => field.bytes.saturating_add(VARSTR_HEADER),
         ty => ty.fixed_width().unwrap_or(0) as u32,
     }
+}
+
+/// The schema `bytes` of a DECIMAL/DECIMAL64 column: `width << 24 | precision << 8 | scale`.
+pub fn decimal_bytes(ty: Ty, precision: u8, scale: u8) -> u32 {
+    let width = ty.fixed_width().unwrap_or(0) as u32;
+    (width << 24) | ((precision as u32) << 8) | scale as u32
+}
+
+/// Precision and scale from a DECIMAL schema `bytes` entry.
+pub fn decimal_prec_scale(bytes: u32) -> (u8, u8) {
+    (((bytes >> 8) & 0xFF) as u8, (bytes & 0xFF) as u8)
 }
 
 /// Encodes rows `range` of `columns` (described by `fields`, same order) as one raw block.
@@ -105,7 +124,11 @@ fn encode_column(out: &mut Vec<u8>, col: &ColumnData, range: std::ops::Range<usi
                     Some($x) => {
                         let off = (out.len() - data_at) as i32;
                         let bytes: std::borrow::Cow<[u8]> = $bytes;
-                        out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+                        if col.ty() == Ty::Blob {
+                            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                        } else {
+                            out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+                        }
                         out.extend_from_slice(&bytes);
                         off
                     }
@@ -128,7 +151,12 @@ fn encode_column(out: &mut Vec<u8>, col: &ColumnData, range: std::ops::Range<usi
         ColumnData::USmallInt(v) => fixed!(v, |x: &u16| x.to_le_bytes()),
         ColumnData::UInt(v) => fixed!(v, |x: &u32| x.to_le_bytes()),
         ColumnData::UBigInt(v) => fixed!(v, |x: &u64| x.to_le_bytes()),
-        ColumnData::VarChar(v) | ColumnData::VarBinary(v) | ColumnData::Geometry(v) => {
+        ColumnData::Decimal(v) => fixed!(v, |x: &i128| x.to_le_bytes()),
+        ColumnData::Decimal64(v) => fixed!(v, |x: &i64| x.to_le_bytes()),
+        ColumnData::VarChar(v)
+        | ColumnData::VarBinary(v)
+        | ColumnData::Geometry(v)
+        | ColumnData::Blob(v) => {
             var!(v, |x| std::borrow::Cow::Borrowed(x.as_slice()))
         }
         ColumnData::Json(v) => var!(v, |x| std::borrow::Cow::Borrowed(x.as_bytes())),
@@ -292,6 +320,8 @@ fn decode_column(
             ColumnData::USmallInt(v) => fill!(v, 2, u16::from_le_bytes),
             ColumnData::UInt(v) => fill!(v, 4, u32::from_le_bytes),
             ColumnData::UBigInt(v) => fill!(v, 8, u64::from_le_bytes),
+            ColumnData::Decimal(v) => fill!(v, 16, i128::from_le_bytes),
+            ColumnData::Decimal64(v) => fill!(v, 8, i64::from_le_bytes),
             _ => unreachable!("fixed-width types only"),
         }
         return Ok(col);
@@ -310,17 +340,23 @@ fn decode_column(
             continue;
         }
         let off = off as usize;
+        let p = ty.len_prefix();
         let head = data
-            .get(off..off + 2)
+            .get(off..off + p)
             .ok_or_else(|| bad(format!("offset {off} outside column data of {len} bytes")))?;
-        let n = u16::from_le_bytes([head[0], head[1]]) as usize;
+        let n = if p == 4 {
+            u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize
+        } else {
+            u16::from_le_bytes([head[0], head[1]]) as usize
+        };
         let bytes = data
-            .get(off + 2..off + 2 + n)
+            .get(off + p..(off + p).saturating_add(n))
             .ok_or_else(|| bad(format!("value of {n} bytes at {off} overruns column data")))?;
         let value = match ty {
             Ty::VarChar => crate::types::Value::VarChar(bytes.to_vec()),
             Ty::VarBinary => crate::types::Value::VarBinary(bytes.to_vec()),
             Ty::Geometry => crate::types::Value::Geometry(bytes.to_vec()),
+            Ty::Blob => crate::types::Value::Blob(bytes.to_vec()),
             Ty::Json => crate::types::Value::Json(
                 String::from_utf8(bytes.to_vec()).map_err(|_| bad("JSON value is not UTF-8"))?,
             ),

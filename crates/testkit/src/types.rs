@@ -41,13 +41,20 @@ pub enum Ty {
     Json = 15,
     /// VARBINARY: bytes.
     VarBinary = 16,
+    /// DECIMAL(p, s) with 18 < p <= 38: a 128-bit two's-complement integer scaled by
+    /// 10^-s (TDengine 3.3.6+; `decimalTypeFromPrecision` in source/common/src/ttypes.c).
+    Decimal = 17,
+    /// BLOB: bytes, with a 4-byte length prefix in raw blocks (TDengine 3.3.7+).
+    Blob = 18,
     /// GEOMETRY: WKB bytes.
     Geometry = 20,
+    /// DECIMAL(p, s) with p <= 18: a 64-bit integer scaled by 10^-s (TDengine 3.3.6+).
+    Decimal64 = 21,
 }
 
 impl Ty {
     /// Every supported type, in code order.
-    pub const ALL: [Ty; 17] = [
+    pub const ALL: [Ty; 20] = [
         Ty::Bool,
         Ty::TinyInt,
         Ty::SmallInt,
@@ -64,7 +71,10 @@ impl Ty {
         Ty::UBigInt,
         Ty::Json,
         Ty::VarBinary,
+        Ty::Decimal,
+        Ty::Blob,
         Ty::Geometry,
+        Ty::Decimal64,
     ];
 
     /// The type for a wire code, if supported.
@@ -83,8 +93,11 @@ impl Ty {
             Ty::Bool | Ty::TinyInt | Ty::UTinyInt => 1,
             Ty::SmallInt | Ty::USmallInt => 2,
             Ty::Int | Ty::UInt | Ty::Float => 4,
-            Ty::BigInt | Ty::UBigInt | Ty::Double | Ty::Timestamp => 8,
-            Ty::VarChar | Ty::NChar | Ty::Json | Ty::VarBinary | Ty::Geometry => return None,
+            Ty::BigInt | Ty::UBigInt | Ty::Double | Ty::Timestamp | Ty::Decimal64 => 8,
+            Ty::Decimal => 16,
+            Ty::VarChar | Ty::NChar | Ty::Json | Ty::VarBinary | Ty::Geometry | Ty::Blob => {
+                return None;
+            }
         })
     }
 
@@ -93,7 +106,20 @@ impl Ty {
         self.fixed_width().is_none()
     }
 
-    /// The SQL name as TDengine prints it (`DESCRIBE`, `SHOW CREATE`).
+    /// Whether this is DECIMAL or DECIMAL64 (`IS_DECIMAL_TYPE`, include/common/ttypes.h).
+    pub fn is_decimal(self) -> bool {
+        matches!(self, Ty::Decimal | Ty::Decimal64)
+    }
+
+    /// Bytes of the length prefix of a var-width value in raw blocks: 4 for BLOB
+    /// (`BLOBSTR_HEADER_SIZE`; taosAdapter `driver/common/parser/block.go` `rawConvertBlob`
+    /// reads a u32), 2 for the others (`VARSTR_HEADER_SIZE`).
+    pub fn len_prefix(self) -> usize {
+        if self == Ty::Blob { 4 } else { 2 }
+    }
+
+    /// The SQL name as TDengine prints it (`DESCRIBE`, `SHOW CREATE`; both DECIMAL types
+    /// are named `DECIMAL`: `tDataTypes` in source/common/src/ttypes.c).
     pub fn sql_name(self) -> &'static str {
         match self {
             Ty::Bool => "BOOL",
@@ -113,6 +139,8 @@ impl Ty {
             Ty::Json => "JSON",
             Ty::VarBinary => "VARBINARY",
             Ty::Geometry => "GEOMETRY",
+            Ty::Decimal | Ty::Decimal64 => "DECIMAL",
+            Ty::Blob => "BLOB",
         }
     }
 }
@@ -213,6 +241,12 @@ pub enum Value {
     VarBinary(Vec<u8>),
     /// GEOMETRY bytes.
     Geometry(Vec<u8>),
+    /// DECIMAL: the unscaled 128-bit integer (the column's scale places the point).
+    Decimal(i128),
+    /// BLOB bytes.
+    Blob(Vec<u8>),
+    /// DECIMAL64: the unscaled 64-bit integer.
+    Decimal64(i64),
 }
 
 impl Value {
@@ -242,6 +276,9 @@ impl Value {
             Value::Json(_) => Ty::Json,
             Value::VarBinary(_) => Ty::VarBinary,
             Value::Geometry(_) => Ty::Geometry,
+            Value::Decimal(_) => Ty::Decimal,
+            Value::Blob(_) => Ty::Blob,
+            Value::Decimal64(_) => Ty::Decimal64,
         })
     }
 }
@@ -400,6 +437,9 @@ columns! {
     Json(String),
     VarBinary(Vec<u8>),
     Geometry(Vec<u8>),
+    Decimal(i128),
+    Blob(Vec<u8>),
+    Decimal64(i64),
 }
 
 /// A column of a result set or table schema as it travels on the wire.
@@ -415,6 +455,11 @@ pub struct Field {
     /// The second column of a table declared `PRIMARY KEY` (a composite key, TDengine
     /// 3.3+: `COL_IS_KEY` in the schema flags); always `false` in result sets.
     pub primary_key: bool,
+    /// DECIMAL precision (digits), 0 for other types (TDengine keeps it in the schema's
+    /// `typeMod`: `decimalCalcTypeMod` in source/common/src/ttypes.c).
+    pub precision: u8,
+    /// DECIMAL scale (digits after the point), 0 for other types.
+    pub scale: u8,
 }
 
 impl Field {
@@ -425,7 +470,23 @@ impl Field {
             ty,
             bytes,
             primary_key: false,
+            precision: 0,
+            scale: 0,
         }
+    }
+
+    /// A DECIMAL(precision, scale) field: DECIMAL64 (8 bytes) up to precision 18, DECIMAL
+    /// (16 bytes) above (`decimalTypeFromPrecision`, source/common/src/ttypes.c).
+    pub fn decimal(name: impl Into<String>, precision: u8, scale: u8) -> Field {
+        let ty = if precision > 18 {
+            Ty::Decimal
+        } else {
+            Ty::Decimal64
+        };
+        let mut f = Field::new(name, ty, ty.fixed_width().unwrap_or(0) as u32);
+        f.precision = precision;
+        f.scale = scale;
+        f
     }
 
     /// The same field marked as the composite primary key.

@@ -252,21 +252,27 @@ impl Conn {
                 let names: Vec<&str> = rs.fields.iter().map(|f| f.name.as_str()).collect();
                 let types: Vec<u8> = rs.fields.iter().map(|f| f.ty.code()).collect();
                 let lengths: Vec<u32> = rs.fields.iter().map(|f| f.bytes).collect();
-                let reply = ok_reply(
-                    action,
-                    req_id,
-                    elapsed_ns(t),
-                    json!({
-                        "id": id,
-                        "is_update": false,
-                        "affected_rows": 0,
-                        "fields_count": rs.fields.len(),
-                        "fields_names": names,
-                        "fields_types": types,
-                        "fields_lengths": lengths,
-                        "precision": rs.precision.code(),
-                    }),
-                );
+                let mut body = json!({
+                    "id": id,
+                    "is_update": false,
+                    "affected_rows": 0,
+                    "fields_count": rs.fields.len(),
+                    "fields_names": names,
+                    "fields_types": types,
+                    "fields_lengths": lengths,
+                    "precision": rs.precision.code(),
+                });
+                // taosAdapter 3.3.6.0 added `fields_precisions` and `fields_scales` (the
+                // TAOS_FIELD_E precision and scale: non-zero for DECIMAL only;
+                // controller/ws/ws/query.go and driver/wrapper/field.go).
+                if crate::Profile::of(&self.server.config.server_version) >= crate::Profile::V3_3_6
+                {
+                    let p: Vec<u8> = rs.fields.iter().map(|f| f.precision).collect();
+                    let sc: Vec<u8> = rs.fields.iter().map(|f| f.scale).collect();
+                    body["fields_precisions"] = json!(p);
+                    body["fields_scales"] = json!(sc);
+                }
+                let reply = ok_reply(action, req_id, elapsed_ns(t), body);
                 self.results.insert(
                     id,
                     OpenResult {

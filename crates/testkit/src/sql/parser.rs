@@ -8,6 +8,9 @@ use crate::types::{Field, Ty};
 
 /// Bytes TDengine reports for a JSON tag.
 pub const JSON_BYTES: u32 = 4095;
+/// The width of a BLOB column: `TSDB_MAX_BLOB_LEN` (4 MiB, include/util/tdef.h). What
+/// `DESCRIBE` prints as its length was not checked.
+pub const BLOB_BYTES: u32 = 4 << 20;
 
 /// Parses one statement (an optional trailing `;` is accepted).
 pub fn parse(sql: &str) -> Result<Statement<'_>, EmuError> {
@@ -510,7 +513,8 @@ impl<'a> Parser<'a> {
         let mut v = Vec::new();
         loop {
             let name = self.ident()?;
-            let (ty, bytes) = self.data_type()?;
+            let mut f = self.data_type()?;
+            let ty = f.ty;
             if ty == Ty::Json && !tags {
                 return Err(EmuError::new(
                     code::INVALID_COLUMN,
@@ -540,7 +544,7 @@ impl<'a> Parser<'a> {
                     break;
                 }
             }
-            let mut f = Field::new(name, ty, bytes);
+            f.name = name;
             f.primary_key = key;
             v.push(f);
             if self.eat(&Tok::Comma) {
@@ -551,7 +555,39 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn data_type(&mut self) -> Result<(Ty, u32), EmuError> {
+    /// A type (returned as a field without a name): `DECIMAL`, `DECIMAL(p)` and
+    /// `DECIMAL(p, s)` are TDengine's grammar (`type_name` in source/libs/parser/inc/sql.y);
+    /// the emulator requires the precision (the tool always writes it; what bare `DECIMAL`
+    /// means on a server was not checked). Precision 1–38, scale 0–precision
+    /// (`TSDB_DECIMAL_*` in include/util/tdef.h).
+    fn data_type(&mut self) -> Result<Field, EmuError> {
+        if self.is_kw("decimal") {
+            self.bump();
+            self.expect(&Tok::LParen)?;
+            let p = self.int()?;
+            let sc = if self.eat(&Tok::Comma) {
+                self.int()?
+            } else {
+                0
+            };
+            self.expect(&Tok::RParen)?;
+            if !(1..=38).contains(&p) || !(0..=p).contains(&sc) {
+                return Err(EmuError::new(
+                    code::INVALID_PARA,
+                    format!("Invalid column type: DECIMAL({p},{sc})"),
+                ));
+            }
+            return Ok(Field::decimal("", p as u8, sc as u8));
+        }
+        if self.is_kw("blob") {
+            self.bump();
+            return Ok(Field::new("", Ty::Blob, BLOB_BYTES));
+        }
+        let (ty, bytes) = self.plain_type()?;
+        Ok(Field::new("", ty, bytes))
+    }
+
+    fn plain_type(&mut self) -> Result<(Ty, u32), EmuError> {
         let Tok::Word(w) = self.peek() else {
             return Err(self.err());
         };
@@ -685,19 +721,21 @@ impl<'a> Parser<'a> {
         let action = if self.eat_kw("add") {
             if self.eat_kw("tag") {
                 let n = self.ident()?;
-                let (ty, bytes) = self.data_type()?;
-                AlterAction::AddTag(Field::new(n, ty, bytes))
+                let mut f = self.data_type()?;
+                f.name = n;
+                AlterAction::AddTag(f)
             } else {
                 self.expect_kw("column")?;
                 let n = self.ident()?;
-                let (ty, bytes) = self.data_type()?;
-                if ty == Ty::Json {
+                let mut f = self.data_type()?;
+                if f.ty == Ty::Json {
                     return Err(EmuError::new(
                         code::INVALID_COLUMN,
                         "Only tag can be json type",
                     ));
                 }
-                AlterAction::AddColumn(Field::new(n, ty, bytes))
+                f.name = n;
+                AlterAction::AddColumn(f)
             }
         } else if self.eat_kw("drop") {
             if self.eat_kw("tag") {
@@ -714,8 +752,8 @@ impl<'a> Parser<'a> {
                 false
             };
             let n = self.ident()?;
-            let (ty, bytes) = self.data_type()?;
-            let f = Field::new(n, ty, bytes);
+            let mut f = self.data_type()?;
+            f.name = n;
             if tag {
                 AlterAction::ModifyTag(f)
             } else {

@@ -50,7 +50,12 @@ pub fn bind(
             .schema
             .get(k)
             .ok_or_else(|| invalid("raw block column read past the end of the block"))?;
-        let tbytes = schema_bytes(target);
+        // The target's `SSchema.bytes`: for DECIMAL the plain width (precision and scale
+        // live in the schema extension), while the block's entry packs them in.
+        let tbytes = match target.ty.fixed_width() {
+            Some(w) if target.ty.is_decimal() => w as u32,
+            _ => schema_bytes(target),
+        };
         if bty != target.ty && bbytes != tbytes {
             return Err(invalid(format!(
                 "column type or bytes not equal, name:{}, schema type:{}, bytes:{}, data \

@@ -9,7 +9,7 @@ macro_rules! dispatch2 {
     ($a:expr, $b:expr, |$x:ident, $y:ident, $V:ident| $body:block, $other:expr) => {
         dispatch2!(@arms $a, $b, $x, $y, $V, $body, $other,
             [Bool TinyInt SmallInt Int BigInt Float Double VarChar Timestamp NChar UTinyInt
-             USmallInt UInt UBigInt Json VarBinary Geometry])
+             USmallInt UInt UBigInt Json VarBinary Geometry Decimal Blob Decimal64])
     };
     (@arms $a:expr, $b:expr, $x:ident, $y:ident, $V:ident, $body:block, $other:expr, [$($var:ident)*]) => {
         match ($a, $b) {
@@ -29,7 +29,7 @@ macro_rules! dispatch1 {
     ($a:expr, |$x:ident, $V:ident| $body:block) => {
         dispatch1!(@arms $a, $x, $V, $body,
             [Bool TinyInt SmallInt Int BigInt Float Double VarChar Timestamp NChar UTinyInt
-             USmallInt UInt UBigInt Json VarBinary Geometry])
+             USmallInt UInt UBigInt Json VarBinary Geometry Decimal Blob Decimal64])
     };
     (@arms $a:expr, $x:ident, $V:ident, $body:block, [$($var:ident)*]) => {
         match $a {

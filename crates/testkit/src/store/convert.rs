@@ -355,6 +355,30 @@ pub fn coerce(k: &K<'_>, f: &Field, ctx: &Ctx) -> Result<Value, EmuError> {
                 Value::Geometry(bytes)
             }
         }
+        Ty::Blob => {
+            // `parseBlob` (parInsertSql.c): a string, `\x…` as hex, else the text's bytes;
+            // at most TSDB_MAX_BLOB_LEN - 4 bytes (0x2669? not checked: VALUE_TOO_LONG here).
+            let bytes = match k {
+                K::Str(s) => match hex_bytes(s) {
+                    Some(Ok(b)) => b,
+                    Some(Err(())) => return Err(bad_value(s)),
+                    None => s.as_bytes().to_vec(),
+                },
+                _ => return Err(bad_value(&f.name)),
+            };
+            if bytes.len() + 4 > f.bytes as usize {
+                return Err(too_long(f));
+            }
+            Value::Blob(bytes)
+        }
+        Ty::Decimal | Ty::Decimal64 => {
+            let text = match k {
+                K::Int(i) => i.to_string(),
+                K::Str(s) => s.to_string(),
+                _ => return Err(bad_value(&f.name)),
+            };
+            return decimal_value(&text, f);
+        }
     })
 }
 
@@ -373,8 +397,71 @@ pub fn expr_to_value(e: &Expr<'_>, f: &Field, ctx: &Ctx) -> Result<Value, EmuErr
                 .map_err(|_| out_of_range(format!("{v} for {} INT", f.name))),
         };
     }
+    if f.ty.is_decimal() {
+        // TDengine parses a DECIMAL value from the token's text (`decimal128FromStr` /
+        // `decimal64FromStr` in parInsertSql.c; quotes are trimmed first by
+        // `checkAndTrimValue`), so the text is kept exact rather than read as a double.
+        let text: std::borrow::Cow<'_, str> = match e {
+            Expr::Lit(Lit::Num { neg, text }) => {
+                if *neg {
+                    format!("-{text}").into()
+                } else {
+                    (*text).into()
+                }
+            }
+            Expr::Lit(Lit::Str(s)) => s.clone(),
+            _ => {
+                let k = konst(e, ctx)?;
+                return coerce(&k, f, ctx);
+            }
+        };
+        return decimal_value(&text, f);
+    }
     let k = konst(e, ctx)?;
     coerce(&k, f, ctx)
+}
+
+/// The unscaled integer of `text` (`[+-]digits[.digits]`) for a DECIMAL(p, s) field.
+/// Integer digits beyond `p - s` are out of range. More fractional digits than `s` are
+/// refused: TDengine rounds them (`decimal128FromStr`), which the emulator does not
+/// reproduce (docs/emulator.md).
+pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Result<i128, String> {
+    let t = text.trim();
+    let (neg, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return Err(format!("invalid DECIMAL value {text:?}"));
+    }
+    let int = int.trim_start_matches('0');
+    if int.len() > usize::from(precision.saturating_sub(scale)) {
+        return Err(format!("{text} overflows DECIMAL({precision},{scale})"));
+    }
+    if frac.len() > usize::from(scale) {
+        return Err(format!(
+            "{text} has more than {scale} digits after the point"
+        ));
+    }
+    let mut v: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        v = v * 10 + i128::from(b - b'0');
+    }
+    for _ in frac.len()..usize::from(scale) {
+        v *= 10;
+    }
+    Ok(if neg { -v } else { v })
+}
+
+fn decimal_value(text: &str, f: &Field) -> Result<Value, EmuError> {
+    let v = parse_decimal(text, f.precision, f.scale).map_err(out_of_range)?;
+    Ok(match f.ty {
+        Ty::Decimal64 => Value::Decimal64(v as i64),
+        _ => Value::Decimal(v),
+    })
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -504,7 +591,9 @@ pub fn value_sql(v: &Value) -> String {
         Value::Null => "NULL".into(),
         Value::VarChar(b) => sql_quote(&String::from_utf8_lossy(b)),
         Value::NChar(s) | Value::Json(s) => sql_quote(s),
-        Value::VarBinary(b) | Value::Geometry(b) => format!("'{}'", hex_text(b)),
+        Value::VarBinary(b) | Value::Geometry(b) | Value::Blob(b) => {
+            format!("'{}'", hex_text(b))
+        }
         other => value_text(other).unwrap_or_default(),
     }
 }
@@ -527,7 +616,10 @@ pub fn value_text(v: &Value) -> Option<String> {
         Value::USmallInt(x) => x.to_string(),
         Value::UInt(x) => x.to_string(),
         Value::UBigInt(x) => x.to_string(),
-        Value::VarBinary(b) | Value::Geometry(b) => hex_text(b),
+        Value::VarBinary(b) | Value::Geometry(b) | Value::Blob(b) => hex_text(b),
+        // Without the column's scale only the unscaled integer can be printed.
+        Value::Decimal(x) => x.to_string(),
+        Value::Decimal64(x) => x.to_string(),
     })
 }
 

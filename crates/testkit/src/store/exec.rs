@@ -115,7 +115,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
                 check_virtual(env)?;
             }
             let dbn = env.db_of(&name)?.to_string();
-            check_schema(&columns, &tags)?;
+            check_schema(env, &columns, &tags)?;
             let uid = cat.uid();
             let db = cat.db_mut(&dbn)?;
             if !db.name_is_free(&name.name, if_not_exists, code::STB_ALREADY_EXIST)? {
@@ -158,7 +158,7 @@ pub fn execute(cat: &mut Catalog, env: &Env<'_>, stmt: Statement<'_>) -> Result<
                 check_virtual(env)?;
             }
             let dbn = env.db_of(&name)?.to_string();
-            check_schema(&columns, &[])?;
+            check_schema(env, &columns, &[])?;
             let uid = cat.uid();
             let db = cat.db_mut(&dbn)?;
             if !db.name_is_free(&name.name, if_not_exists, code::TABLE_ALREADY_EXIST)? {
@@ -364,7 +364,34 @@ fn check_virtual(env: &Env<'_>) -> Result<(), EmuError> {
     Ok(())
 }
 
-fn check_schema(columns: &[Field], tags: &[Field]) -> Result<(), EmuError> {
+/// DECIMAL columns exist from TDengine 3.3.6.0 (taosAdapter ver-3.3.6.0 `feat: support
+/// decimal`), BLOB columns from 3.3.7.0 (taosAdapter ver-3.3.7.0 `rawConvertBlob`); older
+/// grammars do not know the words. Neither can be a tag (`TSDB_CODE_BLOB_NOT_SUPPORT_TAG` in
+/// parInsertSql.c for BLOB; the error code for a DECIMAL tag was not checked).
+fn check_types(env: &Env<'_>, columns: &[Field], tags: &[Field]) -> Result<(), EmuError> {
+    for f in columns.iter().chain(tags) {
+        if f.ty.is_decimal() && env.profile < crate::Profile::V3_3_6 {
+            return Err(EmuError::syntax("DECIMAL"));
+        }
+        if f.ty == Ty::Blob && !crate::profile::has_blob(env.server_version) {
+            return Err(EmuError::syntax("BLOB"));
+        }
+    }
+    if let Some(t) = tags.iter().find(|t| t.ty.is_decimal() || t.ty == Ty::Blob) {
+        return Err(EmuError::new(
+            code::INVALID_COLUMN,
+            format!(
+                "{} type is not supported for tag {}",
+                t.ty.sql_name(),
+                t.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_schema(env: &Env<'_>, columns: &[Field], tags: &[Field]) -> Result<(), EmuError> {
+    check_types(env, columns, tags)?;
     match columns.first() {
         Some(f) if f.ty == Ty::Timestamp => {}
         _ => {

@@ -313,9 +313,14 @@ pub fn datum(c: &ColumnData, i: usize) -> D<'_> {
         ColumnData::UBigInt(v) => int!(v),
         ColumnData::Float(v) => v[i].map_or(D::Null, |x| D::F(f64::from(x))),
         ColumnData::Double(v) => v[i].map_or(D::Null, D::F),
-        ColumnData::VarChar(v) | ColumnData::VarBinary(v) | ColumnData::Geometry(v) => {
-            v[i].as_deref().map_or(D::Null, D::S)
-        }
+        // DECIMAL compares by its unscaled integer: comparisons with other numbers are not
+        // emulated (docs/emulator.md).
+        ColumnData::Decimal(v) => v[i].map_or(D::Null, D::I),
+        ColumnData::Decimal64(v) => int!(v),
+        ColumnData::VarChar(v)
+        | ColumnData::VarBinary(v)
+        | ColumnData::Geometry(v)
+        | ColumnData::Blob(v) => v[i].as_deref().map_or(D::Null, D::S),
         ColumnData::NChar(v) | ColumnData::Json(v) => {
             v[i].as_deref().map_or(D::Null, |s| D::S(s.as_bytes()))
         }
@@ -337,8 +342,10 @@ pub fn value_datum(v: &Value) -> D<'_> {
         Value::UBigInt(x) => D::I(i128::from(*x)),
         Value::Float(x) => D::F(f64::from(*x)),
         Value::Double(x) => D::F(*x),
-        Value::VarChar(b) | Value::VarBinary(b) | Value::Geometry(b) => D::S(b),
+        Value::VarChar(b) | Value::VarBinary(b) | Value::Geometry(b) | Value::Blob(b) => D::S(b),
         Value::NChar(s) | Value::Json(s) => D::S(s.as_bytes()),
+        Value::Decimal(x) => D::I(*x),
+        Value::Decimal64(x) => D::I(i128::from(*x)),
     }
 }
 

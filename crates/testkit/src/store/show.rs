@@ -61,7 +61,19 @@ pub fn type_str(f: &Field) -> String {
         Ty::VarChar | Ty::NChar | Ty::VarBinary | Ty::Geometry => {
             format!("{}({})", f.ty.sql_name(), f.bytes)
         }
+        // `appendColumnFields` (source/libs/command/src/command.c) prints `DECIMAL(p,s)`.
+        Ty::Decimal | Ty::Decimal64 => format!("DECIMAL({},{})", f.precision, f.scale),
         _ => f.ty.sql_name().to_string(),
+    }
+}
+
+/// The `type` column of `DESCRIBE`: `setDescResultIntoDataBlock` (command.c) prints a
+/// DECIMAL as `DECIMAL(p, s)` (with a space), every other type by its bare name.
+fn describe_type(f: &Field) -> String {
+    if f.ty.is_decimal() {
+        format!("DECIMAL({}, {})", f.precision, f.scale)
+    } else {
+        f.ty.sql_name().to_string()
     }
 }
 
@@ -297,8 +309,10 @@ fn ins_columns(cat: &Catalog) -> Tb {
                 s(&f.name),
                 s(type_str(f)),
                 Value::Int(f.bytes as i32),
-                Value::Int(0),
-                Value::Int(0),
+                // `userColsSchema` has col_precision/col_scale (systable.c); that DECIMAL
+                // columns fill them with precision and scale was not checked.
+                Value::Int(i32::from(f.precision)),
+                Value::Int(i32::from(f.scale)),
                 Value::Int(0),
             ]);
         }
@@ -801,7 +815,7 @@ pub fn show(cat: &Catalog, env: &Env<'_>, stmt: &Statement<'_>) -> Result<Result
                 let note = if f.primary_key { "COMPOSITE KEY" } else { "" };
                 t.row(vec![
                     s(&f.name),
-                    s(f.ty.sql_name()),
+                    s(describe_type(f)),
                     Value::Int(f.bytes as i32),
                     s(note),
                     s(e),

@@ -1725,3 +1725,156 @@ fn virtual_tables_by_version() {
         code::SYNTAX_ERROR
     );
 }
+
+#[test]
+fn decimal_and_blob_columns() {
+    let s = Store::new(StoreConfig {
+        server_version: "3.4.0.0".into(),
+        ..StoreConfig::default()
+    });
+    s.set_now_override(Some(NOW));
+    let mut se = Session::default();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create table t (ts timestamp, a decimal(38, 38), b decimal(18,0), c decimal(10, 2), \
+         e blob)",
+    );
+    run(
+        &s,
+        &mut se,
+        "insert into t values (1700000000000, '-0.12345678901234567890123456789012345678', \
+         -999999999999999999, 12.5, '\\x00ff'), (1700000000001, null, 0, '-0.01', 'abc'), \
+         (1700000000002, 0.5, 1, -12345678.99, null)",
+    );
+    let r = rows(&s, &mut se, "select * from t");
+    assert_eq!(r.fields[1].ty, Ty::Decimal);
+    assert_eq!((r.fields[1].precision, r.fields[1].scale), (38, 38));
+    assert_eq!(r.fields[2].ty, Ty::Decimal64);
+    assert_eq!(
+        col(&r, 1),
+        [
+            Value::Decimal(-12345678901234567890123456789012345678),
+            Value::Null,
+            Value::Decimal(5 * 10i128.pow(37))
+        ]
+    );
+    assert_eq!(
+        col(&r, 2),
+        [
+            Value::Decimal64(-999999999999999999),
+            Value::Decimal64(0),
+            Value::Decimal64(1)
+        ]
+    );
+    assert_eq!(
+        col(&r, 3),
+        [
+            Value::Decimal64(1250),
+            Value::Decimal64(-1),
+            Value::Decimal64(-1234567899)
+        ]
+    );
+    assert_eq!(
+        col(&r, 4),
+        [
+            Value::Blob(vec![0, 255]),
+            Value::Blob(b"abc".to_vec()),
+            Value::Null
+        ]
+    );
+    // Raw block: decimal schema entries carry width, precision and scale.
+    let block = crate::raw_block::encode(
+        &r.fields,
+        &r.columns.iter().collect::<Vec<_>>(),
+        0..r.rows(),
+    );
+    let d = crate::raw_block::decode(&block).unwrap();
+    assert_eq!(d.schema[1], (Ty::Decimal, 16 << 24 | 38 << 8 | 38));
+    assert_eq!(d.schema[3], (Ty::Decimal64, 8 << 24 | 10 << 8 | 2));
+    assert_eq!(d.columns, r.columns);
+    // Too many digits, too large, bad text.
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "insert into t values (1700000000009, 1, 1, 123456789.1, null)"
+        ),
+        code::SYNTAX_ERROR
+    );
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "insert into t values (1700000000009, 1, 1, 1.123, null)"
+        ),
+        code::SYNTAX_ERROR
+    );
+    assert_eq!(
+        err(
+            &s,
+            &mut se,
+            "insert into t values (1700000000009, 'x', 1, 1, null)"
+        ),
+        code::SYNTAX_ERROR
+    );
+    // DESCRIBE and SHOW CREATE as command.c prints them.
+    let dsc = rows(&s, &mut se, "describe t");
+    assert_eq!(text(&dsc, 1, 1), "DECIMAL(38, 38)");
+    assert_eq!(col(&dsc, 2)[1], Value::Int(16));
+    assert_eq!(text(&dsc, 1, 3), "DECIMAL(10, 2)");
+    assert_eq!(col(&dsc, 2)[3], Value::Int(8));
+    assert_eq!(text(&dsc, 1, 4), "BLOB");
+    let c = rows(&s, &mut se, "show create table t");
+    let ddl = text(&c, 1, 0);
+    assert!(ddl.contains("`c` DECIMAL(10,2)"), "{ddl}");
+    assert!(ddl.contains("`e` BLOB"), "{ddl}");
+    // Not tags; bounds of precision and scale.
+    assert_ne!(
+        err(
+            &s,
+            &mut se,
+            "create stable st (ts timestamp, v int) tags (t decimal(5,1))"
+        ),
+        0
+    );
+    assert_ne!(
+        err(
+            &s,
+            &mut se,
+            "create stable st (ts timestamp, v int) tags (t blob)"
+        ),
+        0
+    );
+    assert_ne!(
+        err(
+            &s,
+            &mut se,
+            "create table x (ts timestamp, v decimal(39, 1))"
+        ),
+        0
+    );
+    assert_ne!(
+        err(
+            &s,
+            &mut se,
+            "create table x (ts timestamp, v decimal(5, 6))"
+        ),
+        0
+    );
+    // Per version: no DECIMAL before 3.3.6, no BLOB before 3.3.7.
+    for (version, sql) in [
+        ("3.3.0.0", "create table d.x (ts timestamp, v decimal(5,1))"),
+        ("3.3.6.0", "create table d.x (ts timestamp, v blob)"),
+    ] {
+        let old = Store::new(StoreConfig {
+            server_version: version.into(),
+            ..StoreConfig::default()
+        });
+        let mut se = Session::default();
+        run(&old, &mut se, "create database d");
+        assert_eq!(err(&old, &mut se, sql), code::SYNTAX_ERROR, "{version}");
+    }
+}

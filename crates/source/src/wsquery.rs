@@ -1,0 +1,331 @@
+//! A minimal client of taosAdapter's WebSocket query protocol (`/ws`), used to read tables
+//! the connector cannot: taos-query 0.12.4 `RawBlock::parse_from_raw_block` panics on a
+//! block with a DECIMAL (17) or BLOB (18) column (`unreachable!`), and `Ty::from_u8` panics
+//! on DECIMAL64 (21). This client never parses a block: it hands the raw bytes to
+//! [`crate::raw::RawView`], which knows those types.
+//!
+//! The protocol (taosAdapter `controller/ws/ws/` of ver-3.3.6.0; taos-ws 0.12.3
+//! `src/query/asyn.rs` for what a client sends; `tdengine-notes.md` §1):
+//!
+//! - text `{"action":"version"}` → `{"code":0,…,"version":"3.3.6.0"}`;
+//! - text `{"action":"conn","args":{"req_id","user","password","db"}}` → `{"code":0,…}`;
+//! - binary query `u64 req_id | u64 0 | u64 6 | u16 1 | u32 sql_len | sql` → text reply with
+//!   `id`, `fields_names`, `fields_types`, `precision` (servers from 3.3.0.8; DECIMAL needs
+//!   3.3.6, so the older JSON query is never needed here);
+//! - binary fetch `u64 req_id | u64 result_id | u64 7 | u16 1` → binary
+//!   `u64 0xFFFF_FFFF_FFFF_FFFF | u64 7 | u16 1 | u64 timing | u64 req_id | u32 code |
+//!   u32 msg_len | msg | u64 result_id | u8 finished | [u32 block_len | block]`; the server
+//!   frees the result when `finished`;
+//! - text `{"action":"free_result","args":{"req_id","id"}}` (no reply) for a result left
+//!   before its end.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value as Json, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::Error;
+use crate::dsn::{Credentials, Endpoint, Protocol};
+
+/// The connector's "connection closed" code (taos-ws `WS_ERROR_NO::CONN_CLOSED`): retryable.
+const CODE_CONN_CLOSED: i32 = 0xE002;
+const ACTION_QUERY: u64 = 6;
+const ACTION_FETCH: u64 = 7;
+
+/// The column names and types of a query result.
+#[derive(Debug, Clone)]
+pub(crate) struct Columns {
+    /// The result id for fetches.
+    pub id: u64,
+    /// Column names.
+    pub names: Vec<String>,
+}
+
+/// One connection.
+pub(crate) struct WsQuery {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_req: u64,
+    timeout: Duration,
+    endpoint: String,
+}
+
+impl std::fmt::Debug for WsQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsQuery")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn closed(op: &'static str, endpoint: &str, message: String) -> Error {
+    Error::server(
+        op,
+        endpoint,
+        None,
+        None,
+        taos::Error::new(CODE_CONN_CLOSED, message),
+    )
+}
+
+fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// `ws[s]://host:port/<path>[?token=…]`.
+fn url(endpoint: &Endpoint, path: &str) -> String {
+    let scheme = if endpoint.protocol == Protocol::Wss {
+        "wss"
+    } else {
+        "ws"
+    };
+    let host = if endpoint.host.contains(':') {
+        format!("[{}]", endpoint.host)
+    } else {
+        endpoint.host.clone()
+    };
+    let mut u = format!("{scheme}://{host}:{}/{path}", endpoint.port);
+    if let Some(t) = endpoint.token() {
+        u.push_str("?token=");
+        u.push_str(t);
+    }
+    u
+}
+
+impl WsQuery {
+    /// Connects and logs in. `/ws` first, then `/rest/ws` (taos-ws 0.12.3 does the same on a
+    /// 404/400 from older adapters).
+    pub(crate) async fn connect(
+        endpoint: &Endpoint,
+        creds: &Credentials,
+        timeout: Duration,
+    ) -> Result<WsQuery, Error> {
+        let name = endpoint.to_string();
+        if endpoint.is_native() {
+            return Err(Error::InvalidDsn {
+                endpoint: name,
+                reason: "tables with DECIMAL or BLOB columns are read over taosAdapter's \
+                         WebSocket API (the native client library's connector cannot parse \
+                         them); use a ws:// or wss:// DSN"
+                    .into(),
+            });
+        }
+        let mut last = None;
+        for path in ["ws", "rest/ws"] {
+            let connect = tokio_tungstenite::connect_async(url(endpoint, path));
+            match tokio::time::timeout(timeout, connect).await {
+                Ok(Ok((ws, _))) => {
+                    let mut c = WsQuery {
+                        ws,
+                        next_req: 1,
+                        timeout,
+                        endpoint: name.clone(),
+                    };
+                    c.login(creds).await?;
+                    return Ok(c);
+                }
+                Ok(Err(e)) => last = Some(e.to_string()),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        operation: "connect",
+                        endpoint: name,
+                        database: None,
+                        table: None,
+                        timeout,
+                    });
+                }
+            }
+        }
+        Err(closed(
+            "connect",
+            &name,
+            format!("WebSocket connection failed: {}", last.unwrap_or_default()),
+        ))
+    }
+
+    fn req_id(&mut self) -> u64 {
+        let r = self.next_req;
+        self.next_req += 1;
+        r
+    }
+
+    async fn send(&mut self, op: &'static str, m: Message) -> Result<(), Error> {
+        match tokio::time::timeout(self.timeout, self.ws.send(m)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(closed(op, &self.endpoint, e.to_string())),
+            Err(_) => Err(self.timed_out(op)),
+        }
+    }
+
+    fn timed_out(&self, op: &'static str) -> Error {
+        Error::Timeout {
+            operation: op,
+            endpoint: self.endpoint.clone(),
+            database: None,
+            table: None,
+            timeout: self.timeout,
+        }
+    }
+
+    fn unexpected(&self, op: &str, reason: String) -> Error {
+        Error::UnexpectedReply {
+            what: format!("{op} on {}", self.endpoint),
+            database: None,
+            table: None,
+            reason,
+        }
+    }
+
+    /// The next text or binary frame.
+    async fn frame(&mut self, op: &'static str) -> Result<Message, Error> {
+        loop {
+            let m = match tokio::time::timeout(self.timeout, self.ws.next()).await {
+                Err(_) => return Err(self.timed_out(op)),
+                Ok(None) => return Err(closed(op, &self.endpoint, "connection closed".into())),
+                Ok(Some(Err(e))) => return Err(closed(op, &self.endpoint, e.to_string())),
+                Ok(Some(Ok(m))) => m,
+            };
+            match m {
+                Message::Text(_) | Message::Binary(_) => return Ok(m),
+                Message::Close(c) => {
+                    return Err(closed(op, &self.endpoint, format!("closed: {c:?}")));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The JSON reply to a request; a non-zero `code` is the server's error.
+    async fn text_reply(&mut self, op: &'static str) -> Result<Json, Error> {
+        let Message::Text(t) = self.frame(op).await? else {
+            return Err(self.unexpected(op, "a binary frame instead of a JSON reply".into()));
+        };
+        let v: Json = serde_json::from_str(&t)
+            .map_err(|e| self.unexpected(op, format!("reply is not JSON ({e})")))?;
+        let code = v.get("code").and_then(Json::as_i64).unwrap_or(0);
+        if code != 0 {
+            let msg = v.get("message").and_then(Json::as_str).unwrap_or_default();
+            return Err(Error::server(
+                op,
+                &self.endpoint,
+                None,
+                None,
+                taos::Error::new(((code as u32) & 0xFFFF) as i32, msg.to_string()),
+            ));
+        }
+        Ok(v)
+    }
+
+    async fn login(&mut self, creds: &Credentials) -> Result<(), Error> {
+        self.send(
+            "connect",
+            Message::Text(json!({"action": "version"}).to_string()),
+        )
+        .await?;
+        self.text_reply("connect").await?;
+        let req_id = self.req_id();
+        let conn = json!({"action": "conn", "args": {
+            "req_id": req_id, "user": creds.user, "password": creds.password(), "db": ""}});
+        self.send("connect", Message::Text(conn.to_string()))
+            .await?;
+        self.text_reply("connect").await.map(|_| ())
+    }
+
+    /// Runs a query; the result's id and column names.
+    pub(crate) async fn query(&mut self, sql: &str) -> Result<Columns, Error> {
+        let req_id = self.req_id();
+        let len = u32::try_from(sql.len())
+            .map_err(|_| self.unexpected("query", "SQL too long".into()))?;
+        let mut b = Vec::with_capacity(30 + sql.len());
+        b.extend_from_slice(&req_id.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&ACTION_QUERY.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(sql.as_bytes());
+        self.send("query", Message::Binary(b)).await?;
+        let v = self.text_reply("query").await?;
+        if v.get("req_id").and_then(Json::as_u64) != Some(req_id) {
+            return Err(self.unexpected("query", format!("reply to another request: {v}")));
+        }
+        let id = v
+            .get("id")
+            .and_then(Json::as_u64)
+            .ok_or_else(|| self.unexpected("query", "no result id".into()))?;
+        let names = v
+            .get("fields_names")
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|n| n.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Columns { id, names })
+    }
+
+    /// The next raw block of result `id`, `None` once the result is finished (the server
+    /// has then freed it).
+    pub(crate) async fn fetch(&mut self, id: u64) -> Result<Option<Vec<u8>>, Error> {
+        let req_id = self.req_id();
+        let mut b = Vec::with_capacity(26);
+        b.extend_from_slice(&req_id.to_le_bytes());
+        b.extend_from_slice(&id.to_le_bytes());
+        b.extend_from_slice(&ACTION_FETCH.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        self.send("fetch", Message::Binary(b)).await?;
+        let m = self.frame("fetch").await?;
+        let b = match m {
+            Message::Binary(b) => b,
+            // Errors before the result is found come as JSON.
+            Message::Text(_) => {
+                return Err(self.unexpected("fetch", format!("JSON reply to a fetch: {m}")));
+            }
+            _ => unreachable!("frame() returns text or binary only"),
+        };
+        let short = || self.unexpected("fetch", "truncated fetch reply".into());
+        // u64 flag | u64 action | u16 version | u64 timing | u64 req_id | u32 code | u32 len
+        let got_req = le_u64(&b, 26).ok_or_else(short)?;
+        let code = le_u32(&b, 34).ok_or_else(short)?;
+        let msg_len = le_u32(&b, 38).ok_or_else(short)? as usize;
+        let msg = b.get(42..42 + msg_len).ok_or_else(short)?;
+        if code != 0 {
+            return Err(Error::server(
+                "fetch",
+                &self.endpoint,
+                None,
+                None,
+                taos::Error::new(
+                    (code & 0xFFFF) as i32,
+                    String::from_utf8_lossy(msg).into_owned(),
+                ),
+            ));
+        }
+        if got_req != req_id {
+            return Err(
+                self.unexpected("fetch", format!("reply to request {got_req}, not {req_id}"))
+            );
+        }
+        let at = 42 + msg_len + 8;
+        let finished = *b.get(at).ok_or_else(short)? != 0;
+        if finished {
+            return Ok(None);
+        }
+        let n = le_u32(&b, at + 1).ok_or_else(short)? as usize;
+        let block = b.get(at + 5..at + 5 + n).ok_or_else(short)?;
+        Ok(Some(block.to_vec()))
+    }
+
+    /// Frees a result not read to its end (`free_result` has no reply).
+    pub(crate) async fn free(&mut self, id: u64) -> Result<(), Error> {
+        let req_id = self.req_id();
+        let m = json!({"action": "free_result", "args": {"req_id": req_id, "id": id}});
+        self.send("free result", Message::Text(m.to_string())).await
+    }
+}
