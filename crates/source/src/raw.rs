@@ -247,60 +247,7 @@ impl<'a> RawView<'a> {
         if from > to || to > self.rows {
             return Err(bad("row range out of bounds"));
         }
-        if keep.iter().any(|&k| k >= self.cols.len()) {
-            return Err(bad("column index out of bounds"));
-        }
-        let rows = to - from;
-        let mut schema = Vec::with_capacity(keep.len() * 5);
-        let mut lengths = Vec::with_capacity(keep.len() * 4);
-        let mut body = Vec::new();
-        for &k in keep {
-            let c = &self.cols[k];
-            schema.push(c.ty);
-            schema.extend_from_slice(&c.bytes.to_le_bytes());
-            match c.width {
-                Some(w) => {
-                    let mut bitmap = vec![0u8; rows.div_ceil(8)];
-                    for r in 0..rows {
-                        if self.is_null_fixed(c, from + r) {
-                            bitmap[r / 8] |= 0x80 >> (r % 8);
-                        }
-                    }
-                    body.extend_from_slice(&bitmap);
-                    let data = c.start + c.prefix_len(self.rows);
-                    body.extend_from_slice(&self.bytes[data + from * w..data + to * w]);
-                    lengths.extend_from_slice(&((rows * w) as u32).to_le_bytes());
-                }
-                None => {
-                    let mut offsets = Vec::with_capacity(rows * 4);
-                    let mut payload = Vec::new();
-                    for r in from..to {
-                        match self.var_value(k, r)? {
-                            None => offsets.extend_from_slice(&(-1i32).to_le_bytes()),
-                            Some(v) => {
-                                offsets.extend_from_slice(&(payload.len() as i32).to_le_bytes());
-                                payload.extend_from_slice(v);
-                            }
-                        }
-                    }
-                    body.extend_from_slice(&offsets);
-                    body.extend_from_slice(&payload);
-                    lengths.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-                }
-            }
-        }
-        let total = HEADER_LEN + schema.len() + lengths.len() + body.len();
-        let total32 = u32::try_from(total).map_err(|_| bad("block larger than 4 GiB"))?;
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&self.header[..4]);
-        out.extend_from_slice(&total32.to_le_bytes());
-        out.extend_from_slice(&(rows as u32).to_le_bytes());
-        out.extend_from_slice(&(keep.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.header[16..HEADER_LEN]);
-        out.extend_from_slice(&schema);
-        out.extend_from_slice(&lengths);
-        out.extend_from_slice(&body);
-        Ok(out)
+        self.build(keep, Rows::Range(from, to))
     }
 
     /// Column `c`, after checking that cell `(c, r)` exists.
@@ -408,32 +355,62 @@ impl<'a> RawView<'a> {
         if rows.windows(2).any(|w| w[0] >= w[1]) || rows.last().is_some_and(|&r| r >= self.rows) {
             return Err(bad("row selection out of bounds"));
         }
-        let n = rows.len();
-        let mut schema = Vec::with_capacity(self.cols.len() * 5);
-        let mut lengths = Vec::with_capacity(self.cols.len() * 4);
+        let all: Vec<usize> = (0..self.cols.len()).collect();
+        self.build(&all, Rows::Pick(rows))
+    }
+
+    /// All columns, rows `[from, to)`.
+    pub(crate) fn slice_rows(&self, from: usize, to: usize) -> Result<Vec<u8>, Error> {
+        let all: Vec<usize> = (0..self.cols.len()).collect();
+        self.rewrite(&all, from, to)
+    }
+
+    /// A new block of the columns `keep` (in output order) and the rows `rows` (checked by
+    /// the caller). A row range copies each fixed-width column's values in one slice.
+    fn build(&self, keep: &[usize], rows: Rows<'_>) -> Result<Vec<u8>, Error> {
+        if keep.iter().any(|&k| k >= self.cols.len()) {
+            return Err(bad("column index out of bounds"));
+        }
+        let picked: Vec<usize> = match rows {
+            Rows::Range(from, to) => (from..to).collect(),
+            Rows::Pick(p) => p.to_vec(),
+        };
+        let n = picked.len();
+        let mut schema = Vec::with_capacity(keep.len() * 5);
+        let mut lengths = Vec::with_capacity(keep.len() * 4);
         let mut body = Vec::new();
-        for (k, c) in self.cols.iter().enumerate() {
+        for &k in keep {
+            let c = &self.cols[k];
             schema.push(c.ty);
             schema.extend_from_slice(&c.bytes.to_le_bytes());
             match c.width {
                 Some(w) => {
                     let mut bitmap = vec![0u8; n.div_ceil(8)];
-                    let data = c.start + c.prefix_len(self.rows);
-                    let mut values = Vec::with_capacity(n * w);
-                    for (i, &r) in rows.iter().enumerate() {
+                    for (i, &r) in picked.iter().enumerate() {
                         if self.is_null_fixed(c, r) {
                             bitmap[i / 8] |= 0x80 >> (i % 8);
                         }
-                        values.extend_from_slice(&self.bytes[data + r * w..data + (r + 1) * w]);
                     }
                     body.extend_from_slice(&bitmap);
-                    body.extend_from_slice(&values);
+                    let data = c.start + c.prefix_len(self.rows);
+                    match rows {
+                        Rows::Range(from, to) => {
+                            body.extend_from_slice(&self.bytes[data + from * w..data + to * w]);
+                        }
+                        Rows::Pick(p) => {
+                            for &r in p {
+                                body.extend_from_slice(
+                                    &self.bytes[data + r * w..data + (r + 1) * w],
+                                );
+                            }
+                        }
+                    }
                     lengths.extend_from_slice(&((n * w) as u32).to_le_bytes());
                 }
                 None => {
                     let mut offsets = Vec::with_capacity(n * 4);
                     let mut payload = Vec::new();
-                    for &r in rows {
+                    for &r in &picked {
                         match self.var_value(k, r)? {
                             None => offsets.extend_from_slice(&(-1i32).to_le_bytes()),
                             Some(v) => {
@@ -454,19 +431,22 @@ impl<'a> RawView<'a> {
         out.extend_from_slice(&self.header[..4]);
         out.extend_from_slice(&total32.to_le_bytes());
         out.extend_from_slice(&(n as u32).to_le_bytes());
-        out.extend_from_slice(&(self.cols.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(keep.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.header[16..HEADER_LEN]);
         out.extend_from_slice(&schema);
         out.extend_from_slice(&lengths);
         out.extend_from_slice(&body);
         Ok(out)
     }
+}
 
-    /// All columns, rows `[from, to)`.
-    pub(crate) fn slice_rows(&self, from: usize, to: usize) -> Result<Vec<u8>, Error> {
-        let all: Vec<usize> = (0..self.cols.len()).collect();
-        self.rewrite(&all, from, to)
-    }
+/// Which rows [`RawView::build`] copies.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    /// Rows `[from, to)`.
+    Range(usize, usize),
+    /// These rows, ascending.
+    Pick(&'a [usize]),
 }
 
 #[cfg(test)]

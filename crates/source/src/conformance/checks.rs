@@ -906,6 +906,24 @@ fn feed(env: &Env, name: &str) -> Result<TmqFeed, String> {
     TmqFeed::new(env.connect.clone(), options).map_err(|e| e.to_string())
 }
 
+/// A fresh feed named `name`, started from nothing and read to its end.
+async fn caught_up_feed(env: &Env, name: &str) -> Result<TmqFeed, String> {
+    let mut f = feed(env, name)?;
+    f.start(&Positions::new())
+        .await
+        .map_err(|e| format!("start: {e}"))?;
+    catch_up(&mut f).await?;
+    Ok(f)
+}
+
+/// Commits the feed's current positions.
+async fn commit_all(f: &mut TmqFeed) -> Result<(), String> {
+    let positions = f.positions();
+    f.commit(&positions)
+        .await
+        .map_err(|e| format!("commit: {e}"))
+}
+
 /// Reads the feed to its end, returning the events.
 async fn catch_up(feed: &mut TmqFeed) -> Result<Vec<ChangeEvent>, String> {
     let started = Instant::now();
@@ -969,11 +987,7 @@ async fn tmq_topic_sql(env: &Env) -> Result<Verdict, String> {
 }
 
 async fn tmq_changes_reported(env: &Env) -> Result<Verdict, String> {
-    let mut f = feed(env, "changes")?;
-    f.start(&Positions::new())
-        .await
-        .map_err(|e| format!("start: {e}"))?;
-    catch_up(&mut f).await?;
+    let mut f = caught_up_feed(env, "changes").await?;
     let db = &env.db;
     let t1 = env.t0 + 200_000;
     for sql in [
@@ -1021,19 +1035,12 @@ async fn tmq_changes_reported(env: &Env) -> Result<Verdict, String> {
     ensure(missing.is_empty(), || {
         format!("not reported: {}; events: {events:?}", missing.join(", "))
     })?;
-    let positions = f.positions();
-    f.commit(&positions)
-        .await
-        .map_err(|e| format!("commit: {e}"))?;
+    commit_all(&mut f).await?;
     Ok(Verdict::Holds)
 }
 
 async fn tmq_meta_kinds(env: &Env) -> Result<Verdict, String> {
-    let mut f = feed(env, "meta")?;
-    f.start(&Positions::new())
-        .await
-        .map_err(|e| format!("start: {e}"))?;
-    catch_up(&mut f).await?;
+    let mut f = caught_up_feed(env, "meta").await?;
     let db = &env.db;
     let t1 = env.t0 + 300_000;
     for sql in [
@@ -1062,19 +1069,12 @@ async fn tmq_meta_kinds(env: &Env) -> Result<Verdict, String> {
     ensure(missing.is_empty(), || {
         format!("not reported: {}; events: {events:?}", missing.join(", "))
     })?;
-    let positions = f.positions();
-    f.commit(&positions)
-        .await
-        .map_err(|e| format!("commit: {e}"))?;
+    commit_all(&mut f).await?;
     Ok(Verdict::Holds)
 }
 
 async fn tmq_auto_create_insert(env: &Env) -> Result<Verdict, String> {
-    let mut f = feed(env, "autocreate")?;
-    f.start(&Positions::new())
-        .await
-        .map_err(|e| format!("start: {e}"))?;
-    catch_up(&mut f).await?;
+    let mut f = caught_up_feed(env, "autocreate").await?;
     let db = &env.db;
     let t1 = env.t0 + 400_000;
     env.exec(&format!(
@@ -1089,10 +1089,7 @@ async fn tmq_auto_create_insert(env: &Env) -> Result<Verdict, String> {
         has_table_event(&events, "a1", TableEvent::Created) && rows,
         || format!("want a1 created and its row; events: {events:?}"),
     )?;
-    let positions = f.positions();
-    f.commit(&positions)
-        .await
-        .map_err(|e| format!("commit: {e}"))?;
+    commit_all(&mut f).await?;
     Ok(Verdict::Holds)
 }
 
@@ -1110,11 +1107,7 @@ async fn tmq_drop_tables_list(env: &Env) -> Result<Verdict, String> {
         ))
         .await?;
     }
-    let mut f = feed(env, "droplist")?;
-    f.start(&Positions::new())
-        .await
-        .map_err(|e| format!("start: {e}"))?;
-    catch_up(&mut f).await?;
+    let mut f = caught_up_feed(env, "droplist").await?;
     env.exec(&format!(
         "DROP TABLE `{db}`.`dl0`, `{db}`.`dl1`, `{db}`.`dl2`, `{db}`.`dl3`"
     ))
@@ -1127,19 +1120,12 @@ async fn tmq_drop_tables_list(env: &Env) -> Result<Verdict, String> {
     ensure(missing.is_empty(), || {
         format!("not reported dropped: {missing:?}; events: {events:?}")
     })?;
-    let positions = f.positions();
-    f.commit(&positions)
-        .await
-        .map_err(|e| format!("commit: {e}"))?;
+    commit_all(&mut f).await?;
     Ok(Verdict::Holds)
 }
 
 async fn tmq_metadata_create_list(env: &Env) -> Result<Verdict, String> {
-    let mut f = feed(env, "createlist")?;
-    f.start(&Positions::new())
-        .await
-        .map_err(|e| format!("start: {e}"))?;
-    catch_up(&mut f).await?;
+    let mut f = caught_up_feed(env, "createlist").await?;
     let db = &env.db;
     let t1 = env.t0 + 500_000;
     env.exec(&format!(
@@ -1162,10 +1148,7 @@ async fn tmq_metadata_create_list(env: &Env) -> Result<Verdict, String> {
     ensure(missing.is_empty(), || {
         format!("not reported: {}; events: {events:?}", missing.join(", "))
     })?;
-    let positions = f.positions();
-    f.commit(&positions)
-        .await
-        .map_err(|e| format!("commit: {e}"))?;
+    commit_all(&mut f).await?;
     Ok(Verdict::Holds)
 }
 
