@@ -489,6 +489,28 @@ async fn copy_table_unchecked(env: &Env, table: &str, split_every: i64) -> Resul
     Ok(())
 }
 
+/// Creates the normal table `table` of the scratch database in the target, as restore
+/// would (the target database is created too).
+async fn create_in_target(env: &Env, table: &str) -> Result<(), String> {
+    let mut cat = env
+        .source
+        .read_catalog(&env.db)
+        .await
+        .map_err(|e| e.to_string())?;
+    cat.tables.retain(|t| t.name == table);
+    cat.super_tables.clear();
+    let options = RestoreOptions {
+        target_database: Some(env.target.clone()),
+        keep: None,
+        allow_existing: true,
+    };
+    env.source
+        .create_schema(&cat, &options)
+        .await
+        .map_err(|e| format!("creating the target table: {e}"))?;
+    Ok(())
+}
+
 /// Compares every row of `table` in the scratch database and the target.
 async fn compare_table(env: &Env, table: &str) -> Result<(), String> {
     // Rows sharing a timestamp (composite keys) come in no promised order: compare sorted.
@@ -624,22 +646,7 @@ async fn composite_primary_key(env: &Env) -> Result<Verdict, String> {
     ensure(count == Some(taos::Value::BigInt(300)), || {
         format!("300 rows on 100 timestamps × 3 keys counted as {count:?}")
     })?;
-    let mut cat = env
-        .source
-        .read_catalog(&env.db)
-        .await
-        .map_err(|e| e.to_string())?;
-    cat.tables.retain(|t| t.name == "pk");
-    cat.super_tables.clear();
-    let options = RestoreOptions {
-        target_database: Some(env.target.clone()),
-        keep: None,
-        allow_existing: true,
-    };
-    env.source
-        .create_schema(&cat, &options)
-        .await
-        .map_err(|e| format!("creating the target table: {e}"))?;
+    create_in_target(env, "pk").await?;
     copy_table(env, "pk", 10_000).await?;
     Ok(Verdict::Holds)
 }
@@ -687,22 +694,7 @@ async fn decimal_blob(env: &Env) -> Result<Verdict, String> {
         .collect();
     env.exec(&format!("INSERT INTO {t} VALUES {}", values.join(" ")))
         .await?;
-    let mut cat = env
-        .source
-        .read_catalog(&env.db)
-        .await
-        .map_err(|e| e.to_string())?;
-    cat.tables.retain(|t| t.name == "dec");
-    cat.super_tables.clear();
-    let options = RestoreOptions {
-        target_database: Some(env.target.clone()),
-        keep: None,
-        allow_existing: true,
-    };
-    env.source
-        .create_schema(&cat, &options)
-        .await
-        .map_err(|e| format!("creating the target table: {e}"))?;
+    create_in_target(env, "dec").await?;
     // The connector cannot parse these columns: read them with the tool's own WebSocket
     // client and block decoder, and check the source against the inserted literals first so
     // that a wrong decoder cannot pass by reading both sides equally wrong.
