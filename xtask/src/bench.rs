@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::util::{cargo, root, sh};
 
-const KNOWN: &str = "backups [--tables N] [--backups M], e2e [--scale small|medium|large|all|LIST] [--tables N] [--rows-per-table M] \
+const KNOWN: &str = "backups [--tables N] [--backups M] [--repeat R] [--hold], e2e [--scale small|medium|large|all|LIST] [--tables N] [--rows-per-table M] \
                      [--parallel P] [--fixed-blocks K] [--perf DIR], emu [ROWS], sink, tracker";
 
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -36,7 +36,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         // Issue 15: what the number of backups costs (crates/cli/examples/bench_backups.rs):
         // one-block and nothing-changed incrementals, list warm and cold, the objects a
-        // restore reads, with 10 backups and with --backups (default 1,000).
+        // restore reads, with 10 backups and with --backups (default 1,000), each --repeat
+        // times (default 3).
         Some("backups") => {
             sh(cargo().args([
                 "build",

@@ -12,7 +12,11 @@
 //! it, so `latest` stays the real one). They cost what grows with the number of backups —
 //! listing, the cache, the parent lookup — but no shards of their own.
 //!
-//! Usage: `bench_backups <taosbackup binary> [--tables N] [--backups M]`.
+//! Each measurement is repeated `--repeat` times (default 3); the tables print the median
+//! and the range. `--hold` keeps the emulator and the repository after the measurements
+//! and prints how to run the binary against them (to profile by hand), until Enter.
+//!
+//! Usage: `bench_backups <taosbackup binary> [--tables N] [--backups M] [--repeat R] [--hold]`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,6 +52,8 @@ fn main() -> Result<()> {
     };
     let tables = flag("--tables", 10_000)?;
     let backups = flag("--backups", 1_000)?;
+    let repeat = flag("--repeat", 3)?.max(1);
+    let hold = args.iter().any(|a| a == "--hold");
     let rt = tokio::runtime::Runtime::new()?;
     let emu = Emulator::start(EmulatorConfig::default())?;
     eprintln!("== loading {tables} tables; load average {}", load_avg());
@@ -78,20 +84,22 @@ fn main() -> Result<()> {
         tb(&["backup", "--config", &cfg, "--json"])?;
     }
     let mut rows = Vec::new();
-    let few = measure(&emu, &tb, &cfg, work.path(), 0)?;
-    rows.push(("10".to_string(), few));
+    let few = measure(&emu, &tb, &cfg, work.path(), 0, repeat)?;
+    let count = list_len(&few.list_json)?;
+    rows.push((count.to_string(), few));
     // Up to `backups`, through the sink API (see the module docs).
     let t = Instant::now();
-    let added = rt.block_on(add_backups(&repo, backups.saturating_sub(12)))?;
+    let added = rt.block_on(add_backups(&repo, backups.saturating_sub(10 + 2 * repeat)))?;
     eprintln!(
         "== {added} backups added in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let many = measure(&emu, &tb, &cfg, work.path(), 1)?;
+    let many = measure(&emu, &tb, &cfg, work.path(), repeat, repeat)?;
     let count = list_len(&many.list_json)?;
     rows.push((count.to_string(), many));
     println!(
-        "\nbackups scenario: {tables} tables; load average {}\n",
+        "\nbackups scenario: {tables} tables; load average {}; each figure the median (range) \
+         of {repeat} runs\n",
         load_avg()
     );
     println!(
@@ -102,29 +110,40 @@ fn main() -> Result<()> {
     let line = |name: &str, f: &dyn Fn(&Figures) -> String| {
         println!("| {name} | {} | {} |", f(&rows[0].1), f(&rows[1].1));
     };
-    line("one-block incremental: tool s (wall s)", &|f| {
-        format!("{:.3} ({:.2})", f.one.tool, f.one.wall)
+    line("one-block incremental: tool s", &|f| {
+        spread(f.one.iter().map(|b| b.tool))
+    });
+    line("one-block incremental: wall s", &|f| {
+        spread(f.one.iter().map(|b| b.wall))
     });
     line("one-block incremental: peak RSS MiB", &|f| {
-        format!("{:.1}", f.one.hwm_kib as f64 / 1024.0)
+        let max = f.one.iter().map(|b| b.hwm_kib).max().unwrap_or(0);
+        format!("{:.1}", max as f64 / 1024.0)
     });
     line("one-block incremental: tree objects written, bytes", &|f| {
-        format!("{} shards, {} B", f.one.shards, f.one.tree_bytes)
+        let b = &f.one[0];
+        format!("{} shards, {} B", b.shards, b.tree_bytes)
     });
     line("one-block incremental: parent objects read", &|f| {
-        f.one.parent_read.to_string()
+        f.one[0].parent_read.to_string()
     });
-    line("nothing changed: tool s (wall s)", &|f| {
-        format!("{:.3} ({:.2})", f.nothing.tool, f.nothing.wall)
+    line("nothing changed: tool s", &|f| {
+        spread(f.nothing.iter().map(|b| b.tool))
+    });
+    line("nothing changed: wall s", &|f| {
+        spread(f.nothing.iter().map(|b| b.wall))
     });
     line("nothing changed: tree bytes written", &|f| {
-        format!("{} B", f.nothing.tree_bytes)
+        format!(
+            "{} B",
+            f.nothing.iter().map(|b| b.tree_bytes).max().unwrap_or(0)
+        )
     });
     line("list, warm cache: wall s", &|f| {
-        format!("{:.3}", f.list_warm)
+        spread(f.list_warm.iter().copied())
     });
     line("list, cold cache: wall s", &|f| {
-        format!("{:.3}", f.list_cold)
+        spread(f.list_cold.iter().copied())
     });
     line("list: peak RSS MiB", &|f| {
         format!("{:.1}", f.list_hwm_kib as f64 / 1024.0)
@@ -132,7 +151,30 @@ fn main() -> Result<()> {
     line("restore --dry-run of the newest: objects read", &|f| {
         f.restore_objects.clone()
     });
+    if hold {
+        println!(
+            "\n--hold: the emulator ({}) and the repository stay up; run e.g.\n  \
+             XDG_CACHE_HOME={} TAOSBACKUP_PASSWORD='{PASSWORD}' {} list --config {cfg}\n\
+             Press Enter to stop.",
+            emu.dsn(),
+            work.path().join("cache").display(),
+            bin.display()
+        );
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+    }
     Ok(())
+}
+
+/// `median (min–max)` of `values`, in seconds.
+fn spread(values: impl Iterator<Item = f64>) -> String {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => "-".into(),
+        1 => format!("{:.3}", v[0]),
+        n => format!("{:.3} ({:.3}–{:.3})", v[n / 2], v[0], v[n - 1]),
+    }
 }
 
 struct Backup {
@@ -145,10 +187,10 @@ struct Backup {
 }
 
 struct Figures {
-    one: Backup,
-    nothing: Backup,
-    list_warm: f64,
-    list_cold: f64,
+    one: Vec<Backup>,
+    nothing: Vec<Backup>,
+    list_warm: Vec<f64>,
+    list_cold: Vec<f64>,
     list_hwm_kib: i64,
     list_json: serde_json::Value,
     restore_objects: String,
@@ -160,6 +202,7 @@ fn measure(
     cfg: &str,
     dir: &Path,
     round: usize,
+    repeat: usize,
 ) -> Result<Figures> {
     let backup = |label: &str| -> Result<Backup> {
         let r = tb(&["backup", "--config", cfg, "--json"])?;
@@ -176,22 +219,38 @@ fn measure(
             parent_read: r.json["parent_objects_read"].as_u64().unwrap_or(0),
         })
     };
-    sql(
-        emu,
-        &[format!(
-            "INSERT INTO {DB}.d{} VALUES ({}, {round})",
-            7 + round,
-            T0 + DAY / 2
-        )],
-    )?;
-    let one = backup("one block")?;
-    let nothing = backup("nothing changed")?;
-    let warm = tb(&["list", "--config", cfg, "--json"])?;
-    let cache = dir.join("cache");
-    if cache.exists() {
-        std::fs::remove_dir_all(&cache)?;
+    let (mut one, mut nothing) = (Vec::new(), Vec::new());
+    let (mut list_warm, mut list_cold, mut list_hwm_kib) = (Vec::new(), Vec::new(), 0);
+    let mut list_json = serde_json::Value::Null;
+    for r in round..round + repeat {
+        // One new row in one table: one block (a bucket of one table) changed.
+        sql(
+            emu,
+            &[format!(
+                "INSERT INTO {DB}.d{} VALUES ({}, {r})",
+                7 + r,
+                T0 + DAY / 2
+            )],
+        )?;
+        one.push(backup("one block")?);
+        nothing.push(backup("nothing changed")?);
     }
-    let cold = tb(&["list", "--config", cfg, "--json"])?;
+    // Backups the binary committed are cached already, the ones the bench added are not:
+    // one listing first, so "warm" means every snapshot cached.
+    tb(&["list", "--config", cfg, "--json"])?;
+    for _ in 0..repeat {
+        let warm = tb(&["list", "--config", cfg, "--json"])?;
+        list_warm.push(warm.wall);
+        list_hwm_kib = list_hwm_kib.max(warm.hwm_kib);
+        list_json = warm.json;
+        let cache = dir.join("cache");
+        if cache.exists() {
+            std::fs::remove_dir_all(&cache)?;
+        }
+        let cold = tb(&["list", "--config", cfg, "--json"])?;
+        list_cold.push(cold.wall);
+        list_hwm_kib = list_hwm_kib.max(cold.hwm_kib);
+    }
     let restore = tb(&[
         "restore",
         "--config",
@@ -205,10 +264,10 @@ fn measure(
     Ok(Figures {
         one,
         nothing,
-        list_warm: warm.wall,
-        list_cold: cold.wall,
-        list_hwm_kib: warm.hwm_kib.max(cold.hwm_kib),
-        list_json: warm.json,
+        list_warm,
+        list_cold,
+        list_hwm_kib,
+        list_json,
         restore_objects: format!(
             "{} (snapshot, catalog {}, tree, {} shards) of {} blocks",
             o["metadata"].as_u64().unwrap_or(0) + o["shards"].as_u64().unwrap_or(0),
