@@ -2327,15 +2327,30 @@ fn forget_pin_retention_and_the_snapshot_cache() {
             .collect()
     };
     assert_eq!(list(&[]), ids);
-    // The cache holds one decrypted snapshot per backup, under the repository's id.
+    // The listing left every decrypted snapshot in one cache file under the repository's
+    // id, and folded in the single files the backups had stored.
     let config: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("repo/config")).unwrap()).unwrap();
     let cached = dir
         .path()
         .join("cache/taosbackup")
-        .join(config["id"].as_str().unwrap())
-        .join("snapshots");
-    assert_eq!(std::fs::read_dir(&cached).unwrap().count(), 4);
+        .join(config["id"].as_str().unwrap());
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(cached.join("snapshots.json")).unwrap()).unwrap();
+    let mut in_file: Vec<&str> = file["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    in_file.sort_unstable();
+    let mut sorted: Vec<&str> = ids.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    assert_eq!(in_file, sorted);
+    assert_eq!(
+        std::fs::read_dir(cached.join("snapshots")).unwrap().count(),
+        0
+    );
     // A snapshot deleted behind the cache's back is not listed, cached or not.
     let third = dir.path().join("repo/snapshots").join(&ids[2]);
     let saved = std::fs::read(&third).unwrap();

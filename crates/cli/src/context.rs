@@ -157,9 +157,19 @@ impl Context {
 
     /// Opens the repository at `url`.
     pub async fn open_repo(&self, url: &str) -> anyhow::Result<Repo> {
+        self.open_repo_with(url, true).await
+    }
+
+    /// Opens the repository at `url`, loading its index or not (`list` reads snapshot
+    /// objects only; see [`OpenOptions::load_index`]).
+    pub async fn open_repo_with(&self, url: &str, load_index: bool) -> anyhow::Result<Repo> {
         let backend = self.backend(url)?;
         let password = self.password()?;
-        Repo::open_with(backend, password.as_ref(), self.open_options())
+        let options = OpenOptions {
+            load_index,
+            ..self.open_options()
+        };
+        Repo::open_with(backend, password.as_ref(), options)
             .await
             .map_err(|e| self.storage_error(url, e, "cannot open the repository"))
     }
@@ -302,9 +312,25 @@ impl Context {
 
     /// Opens the repository at `url`, creating it (logged) when the location holds none.
     pub async fn open_or_init(&self, url: &str, choice: InitChoice) -> anyhow::Result<Repo> {
+        self.open_or_init_with(url, choice, true).await
+    }
+
+    /// [`Context::open_or_init`], loading the index at open or not: `backup` does not, its
+    /// session loads it under the lock anyway (one file per backup that stored data: a
+    /// load that grows with the number of backups, done once instead of twice).
+    pub async fn open_or_init_with(
+        &self,
+        url: &str,
+        choice: InitChoice,
+        load_index: bool,
+    ) -> anyhow::Result<Repo> {
         let backend = self.backend(url)?;
         let password = self.password()?;
-        match Repo::open_with(backend, password.as_ref(), self.open_options()).await {
+        let options = OpenOptions {
+            load_index,
+            ..self.open_options()
+        };
+        match Repo::open_with(backend, password.as_ref(), options).await {
             Ok(r) => Ok(r),
             Err(taosbackup_sink::Error::NotARepository { .. }) => {
                 let repo = self.init_repo(url, choice).await?;

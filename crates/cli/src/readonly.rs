@@ -6,13 +6,16 @@
 
 use async_trait::async_trait;
 use taosbackup_core::{BackupId, BackupSnapshot, BlobId, Repository, RepositoryError};
-use taosbackup_sink::{Repo, Session};
+use taosbackup_sink::{LockGuard, LockMode, Repo, Session};
 
 /// What a reading command reads through: a locked session, or the repository itself.
 pub enum Reader {
     /// A session holding a shared lock (released by [`Reader::finish`]); boxed, it is far
     /// larger than the other variant.
     Locked(Box<Session>),
+    /// A shared lock and no session: a reader of snapshot objects only (`list`), which
+    /// needs no index, so none is loaded.
+    LockedSnapshots(LockGuard, Unlocked),
     /// No lock: `--no-lock`, or the repository is not writable.
     Unlocked(Unlocked),
 }
@@ -33,17 +36,26 @@ impl Reader {
         }
         match repo.session(command).await {
             Ok(s) => Ok(Reader::Locked(Box::new(s))),
-            Err(e) => match not_writable(&e) {
-                Some(why) => {
-                    tracing::warn!(
-                        repository = url,
-                        "the repository is not writable ({why}): reading it without a lock \
-                         (a prune running meanwhile could remove what this {command} reads)"
-                    );
-                    Ok(Reader::Unlocked(Unlocked(repo.clone())))
-                }
-                None => Err(anyhow::Error::from(e).context("cannot lock the repository")),
-            },
+            Err(e) => unlocked_if_not_writable(repo, command, url, e),
+        }
+    }
+
+    /// [`Reader::open`] for a command that reads snapshot objects only (`list`): the shared
+    /// lock without a session, so the index is not loaded (open `repo` with
+    /// `load_index: false`). Reading a blob through it finds nothing.
+    pub async fn open_snapshots(
+        repo: &Repo,
+        command: &str,
+        no_lock: bool,
+        url: &str,
+    ) -> anyhow::Result<Reader> {
+        if no_lock {
+            tracing::info!(repository = url, "--no-lock: reading without a lock");
+            return Ok(Reader::Unlocked(Unlocked(repo.clone())));
+        }
+        match repo.lock(LockMode::Shared, command).await {
+            Ok(lock) => Ok(Reader::LockedSnapshots(lock, Unlocked(repo.clone()))),
+            Err(e) => unlocked_if_not_writable(repo, command, url, e),
         }
     }
 
@@ -51,7 +63,7 @@ impl Reader {
     pub fn repository(&self) -> &dyn Repository {
         match self {
             Reader::Locked(s) => s.as_ref(),
-            Reader::Unlocked(u) => u,
+            Reader::LockedSnapshots(_, u) | Reader::Unlocked(u) => u,
         }
     }
 
@@ -59,8 +71,30 @@ impl Reader {
     pub async fn finish(self) -> anyhow::Result<()> {
         match self {
             Reader::Locked(s) => Ok((*s).finish().await?),
+            Reader::LockedSnapshots(lock, _) => Ok(lock.release().await?),
             Reader::Unlocked(_) => Ok(()),
         }
+    }
+}
+
+/// A reader without a lock when taking the lock failed because the repository is not
+/// writable (logged once as a warning naming `url`); `e` otherwise.
+fn unlocked_if_not_writable(
+    repo: &Repo,
+    command: &str,
+    url: &str,
+    e: taosbackup_sink::Error,
+) -> anyhow::Result<Reader> {
+    match not_writable(&e) {
+        Some(why) => {
+            tracing::warn!(
+                repository = url,
+                "the repository is not writable ({why}): reading it without a lock (a prune \
+                 running meanwhile could remove what this {command} reads)"
+            );
+            Ok(Reader::Unlocked(Unlocked(repo.clone())))
+        }
+        None => Err(anyhow::Error::from(e).context("cannot lock the repository")),
     }
 }
 

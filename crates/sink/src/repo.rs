@@ -81,6 +81,11 @@ pub struct OpenOptions {
     /// snapshot objects are cached below it per repository id ([`SnapshotCache`]). `None`:
     /// no cache (`--no-cache`).
     pub cache_dir: Option<PathBuf>,
+    /// Load the index at open (default true). `false` for a command that reads snapshot
+    /// objects only (`list`): the index (one file per backup session, every blob's
+    /// location) is then empty — [`Repo::read_blob`] and [`Repo::has_blob`] find nothing —
+    /// until [`Repo::session`] loads it, as every session does anyway.
+    pub load_index: bool,
 }
 
 impl Default for OpenOptions {
@@ -90,6 +95,7 @@ impl Default for OpenOptions {
             allow_damaged_index: false,
             allow_format1: false,
             cache_dir: None,
+            load_index: true,
         }
     }
 }
@@ -324,7 +330,11 @@ impl Repo {
             }
         };
         let crypto = master.as_ref().map_or(Crypto::None, Crypto::from_master);
-        let (index, problems) = load_index(&backend, &crypto).await?;
+        let (index, problems) = if options.load_index {
+            load_index(&backend, &crypto).await?
+        } else {
+            (Index::default(), Vec::new())
+        };
         if !options.allow_damaged_index {
             if let Some((path, reason)) = problems.first() {
                 return Err(Error::corrupt(path.clone(), reason.clone()));
@@ -520,28 +530,39 @@ impl Repo {
 
     /// Every committed backup's snapshot, downloaded concurrently, through the snapshot
     /// cache when the handle has one (see [`SnapshotCache`]: the repository's listing
-    /// decides what exists; the cache only saves downloads).
+    /// decides what exists; the cache only saves downloads). A warm cache is one file read.
     pub async fn snapshots(&self) -> Result<Vec<BackupSnapshot>> {
         let ids = self.list_backups().await?;
         let cache = self.inner.cache.as_ref();
-        let loaded: Vec<Result<BackupSnapshot>> =
-            futures::stream::iter(ids.iter().copied().map(|id| async move {
-                if let Some(s) = cache.and_then(|c| c.get(&id)) {
-                    return Ok(s);
-                }
-                let s = self.load_snapshot(&id).await?;
-                if let Some(c) = cache {
-                    c.put(&s);
-                }
-                Ok(s)
-            }))
-            .buffer_unordered(LIST_CONCURRENCY)
-            .collect()
-            .await;
-        let out = loaded.into_iter().collect::<Result<Vec<_>>>()?;
-        if let Some(c) = cache {
-            let listed: HashSet<BackupId> = ids.into_iter().collect();
-            c.retain(&listed);
+        let mut cached = cache.map(SnapshotCache::load).unwrap_or_default();
+        let mut out = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in &ids {
+            match cached.remove(id) {
+                Some(s) => out.push(s),
+                None => missing.push(*id),
+            }
+        }
+        // Entries left are of backups the repository no longer lists: rewrite without them.
+        let mut changed = !cached.is_empty();
+        if !missing.is_empty() {
+            changed = true;
+            let loaded: Vec<Result<BackupSnapshot>> =
+                futures::stream::iter(missing.into_iter().map(|id| async move {
+                    match cache.and_then(|c| c.get(&id)) {
+                        Some(s) => Ok(s),
+                        None => self.load_snapshot(&id).await,
+                    }
+                }))
+                .buffer_unordered(LIST_CONCURRENCY)
+                .collect()
+                .await;
+            for s in loaded {
+                out.push(s?);
+            }
+        }
+        if let (Some(c), true) = (cache, changed) {
+            c.store_all(&out);
         }
         Ok(out)
     }
@@ -785,4 +806,96 @@ pub(crate) async fn load_index(
         }
     }
     Ok((index, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+    use taosbackup_core::{BackupKind, BackupStats, Precision, SourceInfo};
+
+    fn snap(n: u8) -> BackupSnapshot {
+        let id = BackupId::from_bytes([n; 16]);
+        BackupSnapshot {
+            version: SNAPSHOT_VERSION,
+            id,
+            database: "db".into(),
+            kind: BackupKind::Full,
+            engine: "full".into(),
+            parent: None,
+            chain: id,
+            started_at: DateTime::from_timestamp(i64::from(n), 0).unwrap_or_default(),
+            finished_at: DateTime::from_timestamp(i64::from(n) + 1, 0).unwrap_or_default(),
+            source: SourceInfo::default(),
+            bucket_width: BucketWidth::DAY,
+            precision: Precision::Ms,
+            tree: BlobId::from_bytes([1; 32]),
+            catalog: BlobId::from_bytes([2; 32]),
+            feed_positions: None,
+            stats: BackupStats::default(),
+        }
+    }
+
+    fn sorted(mut v: Vec<BackupSnapshot>) -> Vec<BackupId> {
+        v.sort_by_key(|s| s.id);
+        v.into_iter().map(|s| s.id).collect()
+    }
+
+    /// A warm listing is the repository's listing and one cache file; the listing, not
+    /// the cache, decides what exists.
+    #[tokio::test]
+    async fn listing_through_the_cache() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let backend = Backend::memory();
+        let options = InitOptions {
+            encryption: false,
+            ..InitOptions::default()
+        };
+        let id = Repo::init(backend.clone(), options, None)
+            .await
+            .unwrap()
+            .config()
+            .id
+            .clone();
+        let open = |cache: bool| {
+            let backend = backend.clone();
+            let cache_dir = cache.then(|| cache_dir.path().to_path_buf());
+            async move {
+                let options = OpenOptions {
+                    cache_dir,
+                    ..OpenOptions::default()
+                };
+                Repo::open_with(backend, None, options).await.unwrap()
+            }
+        };
+        let repo = open(true).await;
+        for n in 1..=3 {
+            repo.put_snapshot(&snap(n)).await.unwrap();
+        }
+        let cache = SnapshotCache::new(cache_dir.path(), &id);
+        // A commit stores its snapshot on its own; a listing folds them into the file.
+        assert_eq!(std::fs::read_dir(cache.dir()).unwrap().count(), 3);
+        let ids: Vec<BackupId> = (1..=3).map(|n| snap(n).id).collect();
+        assert_eq!(sorted(repo.snapshots().await.unwrap()), ids);
+        assert_eq!(std::fs::read_dir(cache.dir()).unwrap().count(), 0);
+        assert_eq!(cache.load().len(), 3);
+        // Warm: the listing is the only storage operation.
+        let before = backend.stats().operations;
+        assert_eq!(sorted(repo.snapshots().await.unwrap()), ids);
+        assert_eq!(backend.stats().operations - before, 1);
+        // Deleted behind the cache's back: not listed, and dropped from the cache.
+        backend.delete(&snapshot_path(&ids[1])).await.unwrap();
+        let left = vec![ids[0], ids[2]];
+        assert_eq!(sorted(repo.snapshots().await.unwrap()), left);
+        assert_eq!(cache.load().len(), 2);
+        // Another process committed one: downloaded once, then cached.
+        open(false).await.put_snapshot(&snap(4)).await.unwrap();
+        let before = backend.stats().operations;
+        let all = vec![ids[0], ids[2], snap(4).id];
+        assert_eq!(sorted(repo.snapshots().await.unwrap()), all);
+        assert_eq!(backend.stats().operations - before, 2);
+        assert_eq!(cache.load().len(), 3);
+        // Without a cache, the same.
+        assert_eq!(sorted(open(false).await.snapshots().await.unwrap()), all);
+    }
 }

@@ -384,7 +384,8 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     if cancel.is_cancelled() {
         return Err(cancelled_before_start(&database));
     }
-    let repo = ctx.open_or_init(&url, choice).await?;
+    // No index at open: the backup's session loads it under its lock.
+    let repo = ctx.open_or_init_with(&url, choice, false).await?;
     let progress = Arc::new(if args.json {
         CliProgress::hidden()
     } else {

@@ -18,8 +18,9 @@ pub async fn load_all(
     command: &str,
     no_lock: bool,
 ) -> anyhow::Result<Vec<BackupSnapshot>> {
-    let repo = ctx.open_repo(url).await?;
-    let reader = Reader::open(&repo, command, no_lock, url).await?;
+    // Snapshot objects only: no index (every blob's location) is loaded.
+    let repo = ctx.open_repo_with(url, false).await?;
+    let reader = Reader::open_snapshots(&repo, command, no_lock, url).await?;
     let result = taosbackup_engine::list_backups(reader.repository()).await;
     let released = reader.finish().await;
     let all = result?;
