@@ -14,8 +14,8 @@ pub enum Reader {
     /// larger than the other variant.
     Locked(Box<Session>),
     /// A shared lock and no session: a reader of snapshot objects only (`list`), which
-    /// needs no index, so none is loaded.
-    LockedSnapshots(LockGuard, Unlocked),
+    /// needs no index, so none is loaded (the guard boxed as the session is).
+    LockedSnapshots(Box<LockGuard>, Unlocked),
     /// No lock: `--no-lock`, or the repository is not writable.
     Unlocked(Unlocked),
 }
@@ -54,7 +54,10 @@ impl Reader {
             return Ok(Reader::Unlocked(Unlocked(repo.clone())));
         }
         match repo.lock(LockMode::Shared, command).await {
-            Ok(lock) => Ok(Reader::LockedSnapshots(lock, Unlocked(repo.clone()))),
+            Ok(lock) => Ok(Reader::LockedSnapshots(
+                Box::new(lock),
+                Unlocked(repo.clone()),
+            )),
             Err(e) => unlocked_if_not_writable(repo, command, url, e),
         }
     }
@@ -71,7 +74,7 @@ impl Reader {
     pub async fn finish(self) -> anyhow::Result<()> {
         match self {
             Reader::Locked(s) => Ok((*s).finish().await?),
-            Reader::LockedSnapshots(lock, _) => Ok(lock.release().await?),
+            Reader::LockedSnapshots(lock, _) => Ok((*lock).release().await?),
             Reader::Unlocked(_) => Ok(()),
         }
     }
