@@ -657,24 +657,29 @@ async fn every_flipped_byte_of_snapshot_tree_and_shard_objects_is_refused() {
                     Ok(()) => panic!("{label}: restore succeeded"),
                 }
                 if n == 0 {
-                    // The other backup does not depend on this snapshot object, but a
-                    // restore lists every backup first, and listing fails on a damaged
-                    // snapshot object: the restore is refused naming it, or (should the
-                    // listing skip it) exact. Never wrong.
+                    // The other backup does not depend on this snapshot object: named by its
+                    // id it restores exactly, though the listing meets the damaged object.
                     let (other, other_expected) = backups[1 - b];
                     target_n += 1;
                     let target = format!("flip{target_n}");
                     let point = BackupPoint::Id(other.id.to_hex());
                     match restore_in(&h, &session, point, &target).await {
-                        Err(e) => {
-                            assert!(e.contains(&name), "{label}: restore of {}: {e}", other.id);
-                            assert!(!database_exists(&h, &target).await, "{label}");
-                            others_refused += 1;
-                        }
+                        Err(e) => panic!("{label}: restore of {} refused: {e}", other.id),
                         Ok(()) => {
                             assert_eq!(&h.contents(&target).await, other_expected, "{label}");
                             restores_exact += 1;
                         }
+                    }
+                    // `latest` could be the damaged one: refused, naming it.
+                    target_n += 1;
+                    let target = format!("flip{target_n}");
+                    match restore_in(&h, &session, BackupPoint::Latest, &target).await {
+                        Err(e) => {
+                            assert!(e.contains(&s.id.to_hex()), "{label}: latest: {e}");
+                            assert!(!database_exists(&h, &target).await, "{label}");
+                            others_refused += 1;
+                        }
+                        Ok(()) => panic!("{label}: latest restored past a damaged snapshot"),
                     }
                 }
                 file.flip(pos);
@@ -694,8 +699,8 @@ async fn every_flipped_byte_of_snapshot_tree_and_shard_objects_is_refused() {
         "flips: {objects_flipped} objects, {bytes_flipped} bytes flipped, each read refused; \
          {cases} of them named by verify (structure and read-data), \
          {restores_refused} restores refused, {restores_exact} \
-         restores of unaffected backups exact, {others_refused} restores of a backup \
-         refused for another's damaged snapshot object; {:.1} s",
+         restores of unaffected backups exact, {others_refused} restores of `latest` \
+         refused for a damaged snapshot object; {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

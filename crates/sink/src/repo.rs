@@ -10,7 +10,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use taosbackup_core::{
     BackupId, BackupSnapshot, BlobId, BucketWidth, MANIFEST_VERSION, MAX_SNAPSHOT_SIZE, Manifest,
-    SNAPSHOT_VERSION, to_hex,
+    RepositoryErrorKind, SNAPSHOT_VERSION, to_hex,
 };
 
 use crate::backend::Backend;
@@ -518,32 +518,51 @@ impl Repo {
         Ok(out)
     }
 
-    /// Every committed backup's snapshot, downloaded concurrently, through the snapshot
-    /// cache when the handle has one (see [`SnapshotCache`]: the repository's listing
-    /// decides what exists; the cache only saves downloads).
+    /// Every committed backup's snapshot (from the cache where it holds one; the listing of
+    /// `snapshots/` decides which exist). Fails on the first snapshot object that cannot be
+    /// read: what deletes (forget, prune) must know every backup.
     pub async fn snapshots(&self) -> Result<Vec<BackupSnapshot>> {
+        let (out, damaged) = self.snapshots_lenient().await?;
+        match damaged.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// [`Repo::snapshots`], with the snapshot objects that fail their integrity check
+    /// (kind corrupt) returned apart, by backup id, instead of failing the listing. Any
+    /// other failure (the backend) still fails.
+    pub async fn snapshots_lenient(&self) -> Result<(Vec<BackupSnapshot>, Vec<(BackupId, Error)>)> {
         let ids = self.list_backups().await?;
         let cache = self.inner.cache.as_ref();
-        let loaded: Vec<Result<BackupSnapshot>> =
+        let loaded: Vec<(BackupId, Result<BackupSnapshot>)> =
             futures::stream::iter(ids.iter().copied().map(|id| async move {
                 if let Some(s) = cache.and_then(|c| c.get(&id)) {
-                    return Ok(s);
+                    return (id, Ok(s));
                 }
-                let s = self.load_snapshot(&id).await?;
-                if let Some(c) = cache {
-                    c.put(&s);
+                let s = self.load_snapshot(&id).await;
+                if let (Some(c), Ok(s)) = (cache, &s) {
+                    c.put(s);
                 }
-                Ok(s)
+                (id, s)
             }))
             .buffer_unordered(LIST_CONCURRENCY)
             .collect()
             .await;
-        let out = loaded.into_iter().collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(loaded.len());
+        let mut damaged = Vec::new();
+        for (id, r) in loaded {
+            match r {
+                Ok(s) => out.push(s),
+                Err(e) if e.kind() == RepositoryErrorKind::Corrupt => damaged.push((id, e)),
+                Err(e) => return Err(e),
+            }
+        }
         if let Some(c) = cache {
             let listed: HashSet<BackupId> = ids.into_iter().collect();
             c.retain(&listed);
         }
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// Loads, authenticates and validates the snapshot of backup `id` from the repository
