@@ -404,6 +404,93 @@ fn kill_9_during_restore_then_a_rerun_completes_exactly() {
     assert!(landed >= 1, "no kill landed during a restore");
 }
 
+/// One damaged snapshot object hides no other backup: `list` shows the readable backups
+/// and names the damaged one (exit 1), a restore by the other's id is exact, `latest` and
+/// a restore of the damaged backup are refused naming it, and `forget`/`prune`, which must
+/// know every backup before deleting anything, refuse.
+#[test]
+fn a_damaged_snapshot_object_blocks_only_what_depends_on_it() {
+    let emu = emu();
+    seed(&emu, "power", 4);
+    let dir = TempDir::new().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let backup = |engine: &str| {
+        let out = tb(dir.path())
+            .args(["backup", "--engine", engine, "--database", "power"])
+            .args(["--source", &emu.dsn(), "--repo", &repo, "--no-encryption"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    };
+    backup("full");
+    backup("full");
+    let listed = list_json(dir.path(), &repo);
+    let id = |i: usize| listed[i]["id"].as_str().unwrap().to_string();
+    let (good, bad) = (id(0), id(1));
+    let path = dir.path().join("repo").join("snapshots").join(&bad);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let out = tb(dir.path())
+        .args(["list", "--repo", &repo, "--json", "--no-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let shown: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0]["id"].as_str(), Some(good.as_str()));
+    let err = stderr_of(&out);
+    assert!(err.contains(&bad) && err.contains("damaged"), "{err}");
+
+    let restore = |point: &str, target: &str| {
+        tb(dir.path())
+            .args(["restore", "--repo", &repo, "--backup", point])
+            .args(["--target", &emu.dsn(), "--target-database", target])
+            .output()
+            .unwrap()
+    };
+    let out = restore(&good, "fromgood");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    for t in 0..4 {
+        assert_eq!(
+            count(&emu, &format!("fromgood.d{t}")),
+            count(&emu, &format!("power.d{t}")),
+            "table d{t}"
+        );
+    }
+    for (point, target) in [("latest", "fromlatest"), (bad.as_str(), "frombad")] {
+        let out = restore(point, target);
+        assert_eq!(out.status.code(), Some(1), "{point}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains(&bad),
+            "{point}: {}",
+            stderr_of(&out)
+        );
+    }
+    for args in [
+        vec!["forget", "--repo", repo.as_str(), good.as_str()],
+        vec!["prune", "--repo", repo.as_str(), "--keep-last", "1"],
+    ] {
+        let out = tb(dir.path()).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} went ahead");
+        assert!(
+            stderr_of(&out).contains(&bad),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+    }
+    assert!(
+        dir.path()
+            .join("repo")
+            .join("snapshots")
+            .join(&good)
+            .exists(),
+        "the readable backup was forgotten"
+    );
+}
+
 /// kill -9 of a prune at random points, each on a fresh copy of one repository: the
 /// repository verifies clean, every backup still listed restores, and a rerun of the prune
 /// completes and leaves exactly the kept chains.

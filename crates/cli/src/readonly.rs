@@ -5,7 +5,9 @@
 //! asks for that outright (as restic's does).
 
 use async_trait::async_trait;
-use taosbackup_core::{BackupId, BackupSnapshot, BlobId, Repository, RepositoryError};
+use taosbackup_core::{
+    BackupId, BackupSnapshot, BlobId, DamagedSnapshot, Repository, RepositoryError, SnapshotListing,
+};
 use taosbackup_sink::{LockGuard, LockMode, Repo, Session};
 
 /// What a reading command reads through: a locked session, or the repository itself.
@@ -157,6 +159,20 @@ impl Repository for Unlocked {
 
     async fn list_snapshots(&self) -> Result<Vec<BackupSnapshot>, RepositoryError> {
         Ok(self.0.snapshots().await?)
+    }
+
+    async fn list_snapshots_lenient(&self) -> Result<SnapshotListing, RepositoryError> {
+        let (snapshots, damaged) = self.0.snapshots_lenient().await?;
+        Ok(SnapshotListing {
+            snapshots,
+            damaged: damaged
+                .into_iter()
+                .map(|(id, e)| DamagedSnapshot {
+                    id,
+                    error: e.into(),
+                })
+                .collect(),
+        })
     }
 
     async fn load_snapshot(&self, id: &BackupId) -> Result<BackupSnapshot, RepositoryError> {

@@ -58,7 +58,7 @@ pub use crate::{
         SourceInfo, TableRecord, chain_of, fold,
     },
     progress::{NoProgress, Progress},
-    repository::Repository,
+    repository::{DamagedSnapshot, Repository, SnapshotListing},
     snapshot::{
         BackupSnapshot, CatalogRoot, DatabaseState, MAX_SNAPSHOT_SIZE, SHARD_MAX, SHARD_TARGET,
         SNAPSHOT_VERSION, Shard, ShardTable, SuperTablePart, SuperTableRef, Tree, TreeEntry,

@@ -58,7 +58,38 @@ pub trait Repository: Send + Sync {
     /// holds.
     async fn list_snapshots(&self) -> Result<Vec<BackupSnapshot>, RepositoryError>;
 
+    /// Like [`Repository::list_snapshots`], but a snapshot object that fails its integrity
+    /// check is reported apart instead of failing the whole listing, so that one damaged
+    /// snapshot does not hide every other backup from `list` and from a restore by id.
+    /// Anything else (a backend failure) still fails. Commands that delete (forget, prune)
+    /// must keep using the strict listing: a damaged snapshot's objects are not known to be
+    /// unreachable.
+    async fn list_snapshots_lenient(&self) -> Result<SnapshotListing, RepositoryError> {
+        Ok(SnapshotListing {
+            snapshots: self.list_snapshots().await?,
+            damaged: Vec::new(),
+        })
+    }
+
     /// Loads and verifies the snapshot of backup `id` from the repository itself (kind
     /// `NotFound` if there is none).
     async fn load_snapshot(&self, id: &BackupId) -> Result<BackupSnapshot, RepositoryError>;
+}
+
+/// What [`Repository::list_snapshots_lenient`] found.
+#[derive(Debug, Default)]
+pub struct SnapshotListing {
+    /// The snapshots that loaded and verified, in no particular order.
+    pub snapshots: Vec<BackupSnapshot>,
+    /// The backups whose snapshot object exists but is damaged, with why.
+    pub damaged: Vec<DamagedSnapshot>,
+}
+
+/// A snapshot object that exists in the repository but failed its integrity check.
+#[derive(Debug)]
+pub struct DamagedSnapshot {
+    /// The backup the object's name says it holds.
+    pub id: BackupId,
+    /// Why it could not be read (names the object).
+    pub error: RepositoryError,
 }

@@ -52,7 +52,9 @@ mod tracking;
 pub use backup::{BackupReport, BackupRequest, Plan, PlanTable, backup, plan, plan_from};
 pub use error::{EngineError, TrackerError};
 pub use inspect::{ObjectsRead, TableChanges as ChangedTable, changes, load_state};
-pub use points::{BackupPoint, find_point, lineage, list_backups};
+pub use points::{
+    BackupPoint, find_point, lineage, list_backups, list_backups_lenient, resolve_point,
+};
 pub use restore::{CountMismatch, RestoreReport, RestoreRequest, restore};
 pub use strategy::{EngineKind, OnGap};
 pub use tokio_util::sync::CancellationToken;

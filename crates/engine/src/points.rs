@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use taosbackup_core::{BackupId, BackupKind, BackupSnapshot, Repository};
+use taosbackup_core::{BackupId, BackupKind, BackupSnapshot, DamagedSnapshot, Repository};
 
 use crate::EngineError;
 
@@ -19,6 +19,55 @@ pub async fn list_backups(repo: &dyn Repository) -> Result<Vec<BackupSnapshot>, 
         .map_err(|e| EngineError::repo("listing backups", e))?;
     out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
     Ok(out)
+}
+
+/// Every backup whose snapshot object reads back intact, oldest first, and apart the
+/// backups whose snapshot object is damaged (see [`Repository::list_snapshots_lenient`]).
+/// For reading commands only: `list`, and resolving the point of a restore or `show`.
+pub async fn list_backups_lenient(
+    repo: &dyn Repository,
+) -> Result<(Vec<BackupSnapshot>, Vec<DamagedSnapshot>), EngineError> {
+    let mut listing = repo
+        .list_snapshots_lenient()
+        .await
+        .map_err(|e| EngineError::repo("listing backups", e))?;
+    listing
+        .snapshots
+        .sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+    listing.damaged.sort_by_key(|d| d.id);
+    Ok((listing.snapshots, listing.damaged))
+}
+
+/// Lists the backups and finds the one `point` means (of `database`, when given), returning
+/// it and every readable backup. A damaged snapshot object elsewhere in the repository does
+/// not stand in the way of a backup named by an id it cannot be: restoring one backup must
+/// not depend on another's snapshot. `latest` and times are refused while a snapshot is
+/// damaged (the damaged one may be the answer), naming it, as is an id prefix it matches.
+pub async fn resolve_point(
+    repo: &dyn Repository,
+    database: Option<&str>,
+    point: &BackupPoint,
+) -> Result<(BackupSnapshot, Vec<BackupSnapshot>), EngineError> {
+    let (all, damaged) = list_backups_lenient(repo).await?;
+    let blocking = damaged.into_iter().find(|d| match point {
+        BackupPoint::Id(prefix) => d.id.to_hex().starts_with(prefix.as_str()),
+        BackupPoint::Latest | BackupPoint::Time(_) => true,
+    });
+    if let Some(d) = blocking {
+        let context = match point {
+            BackupPoint::Id(_) => format!(
+                "resolving {point}: the snapshot object of backup {} is damaged; run                  `taosbackup verify`",
+                d.id
+            ),
+            _ => format!(
+                "resolving {point}: the snapshot object of backup {} is damaged, so which                  backup {point} means cannot be known; restore a backup by its id (`taosbackup                  list` shows the readable ones) or run `taosbackup verify`",
+                d.id
+            ),
+        };
+        return Err(EngineError::repo(context, d.error));
+    }
+    let listed = find_point(&all, database, point)?.clone();
+    Ok((listed, all))
 }
 
 /// Which backup a restore (or `show`) means.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EngineError;
 use crate::inspect::{ObjectsRead, load_state};
-use crate::points::{BackupPoint, find_point, lineage, list_backups};
+use crate::points::{BackupPoint, lineage, resolve_point};
 
 /// One restore run's parameters.
 #[derive(Debug, Clone)]
@@ -100,8 +100,7 @@ pub async fn restore(
     cancel: &CancellationToken,
 ) -> Result<RestoreReport, EngineError> {
     let started = Instant::now();
-    let all = list_backups(repo).await?;
-    let listed = find_point(&all, req.database.as_deref(), &req.point)?;
+    let (listed, all) = resolve_point(repo, req.database.as_deref(), &req.point).await?;
     // The listing may come from a local cache: what is restored is read from the
     // repository itself.
     let point = repo
@@ -117,7 +116,7 @@ pub async fn restore(
         .unwrap_or_else(|| catalog.database.name.clone());
     let mut report = RestoreReport {
         backup: point.id,
-        chain: lineage(&all, listed),
+        chain: lineage(&all, &listed),
         objects_read,
         target_database: target_name,
         tables: catalog.tables.len() as u64,

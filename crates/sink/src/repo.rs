@@ -10,7 +10,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use taosbackup_core::{
     BackupId, BackupSnapshot, BlobId, BucketWidth, MANIFEST_VERSION, MAX_SNAPSHOT_SIZE, Manifest,
-    SNAPSHOT_VERSION, to_hex,
+    RepositoryErrorKind, SNAPSHOT_VERSION, to_hex,
 };
 
 use crate::backend::Backend;
@@ -528,10 +528,23 @@ impl Repo {
         Ok(out)
     }
 
-    /// Every committed backup's snapshot, downloaded concurrently, through the snapshot
-    /// cache when the handle has one (see [`SnapshotCache`]: the repository's listing
-    /// decides what exists; the cache only saves downloads). A warm cache is one file read.
+    /// Every committed backup's snapshot (from the cache where it holds one; the listing of
+    /// `snapshots/` decides which exist). Fails on the first snapshot object that cannot be
+    /// read: what deletes (forget, prune) must know every backup.
     pub async fn snapshots(&self) -> Result<Vec<BackupSnapshot>> {
+        let (out, damaged) = self.snapshots_lenient().await?;
+        match damaged.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// [`Repo::snapshots`], with the snapshot objects that fail their integrity check
+    /// (kind corrupt) returned apart, by backup id, instead of failing the listing. Any
+    /// other failure (the backend) still fails. Snapshots not in the cache (see
+    /// [`SnapshotCache`]: the repository's listing decides what exists; the cache only
+    /// saves downloads) are downloaded concurrently; a warm cache is one file read.
+    pub async fn snapshots_lenient(&self) -> Result<(Vec<BackupSnapshot>, Vec<(BackupId, Error)>)> {
         let ids = self.list_backups().await?;
         let cache = self.inner.cache.as_ref();
         let mut cached = cache.map(SnapshotCache::load).unwrap_or_default();
@@ -545,26 +558,31 @@ impl Repo {
         }
         // Entries left are of backups the repository no longer lists: rewrite without them.
         let mut changed = !cached.is_empty();
+        let mut damaged = Vec::new();
         if !missing.is_empty() {
             changed = true;
-            let loaded: Vec<Result<BackupSnapshot>> =
+            let loaded: Vec<(BackupId, Result<BackupSnapshot>)> =
                 futures::stream::iter(missing.into_iter().map(|id| async move {
                     match cache.and_then(|c| c.get(&id)) {
-                        Some(s) => Ok(s),
-                        None => self.load_snapshot(&id).await,
+                        Some(s) => (id, Ok(s)),
+                        None => (id, self.load_snapshot(&id).await),
                     }
                 }))
                 .buffer_unordered(LIST_CONCURRENCY)
                 .collect()
                 .await;
-            for s in loaded {
-                out.push(s?);
+            for (id, r) in loaded {
+                match r {
+                    Ok(s) => out.push(s),
+                    Err(e) if e.kind() == RepositoryErrorKind::Corrupt => damaged.push((id, e)),
+                    Err(e) => return Err(e),
+                }
             }
         }
         if let (Some(c), true) = (cache, changed) {
             c.store_all(&out);
         }
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// Loads, authenticates and validates the snapshot of backup `id` from the repository

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use taosbackup_core::{BackupId, BackupSnapshot, BlobId, Repository, RepositoryError};
+use taosbackup_core::{
+    BackupId, BackupSnapshot, BlobId, DamagedSnapshot, Repository, RepositoryError, SnapshotListing,
+};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::crypto::{self, MAX_BLOB_SIZE};
@@ -414,6 +416,20 @@ impl Repository for Session {
 
     async fn list_snapshots(&self) -> Result<Vec<BackupSnapshot>, RepositoryError> {
         Ok(self.repo.snapshots().await?)
+    }
+
+    async fn list_snapshots_lenient(&self) -> Result<SnapshotListing, RepositoryError> {
+        let (snapshots, damaged) = self.repo.snapshots_lenient().await?;
+        Ok(SnapshotListing {
+            snapshots,
+            damaged: damaged
+                .into_iter()
+                .map(|(id, e)| DamagedSnapshot {
+                    id,
+                    error: e.into(),
+                })
+                .collect(),
+        })
     }
 
     async fn load_snapshot(&self, id: &BackupId) -> Result<BackupSnapshot, RepositoryError> {

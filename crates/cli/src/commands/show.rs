@@ -1,6 +1,6 @@
 //! `taosbackup show`.
 
-use taosbackup_engine::{BackupPoint, changes, find_point, list_backups, load_state};
+use taosbackup_engine::{BackupPoint, changes, load_state, resolve_point};
 
 use crate::args::ShowArgs;
 use crate::context::Context;
@@ -22,8 +22,7 @@ pub async fn run(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
     let reader = Reader::open(&repo, "show", args.lock.no_lock, &url).await?;
     let result = async {
         let session = reader.repository();
-        let all = list_backups(session).await?;
-        let listed = find_point(&all, args.database.as_deref(), &point)?;
+        let (listed, _) = resolve_point(session, args.database.as_deref(), &point).await?;
         let m = repo.load_snapshot(&listed.id).await?;
         let (state, _) = load_state(session, &m, &[], &[]).await?;
         let (tables, relative) = changes(session, &m).await?;

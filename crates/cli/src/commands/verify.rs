@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 use taosbackup_core::{BlobId, Progress, Repository};
-use taosbackup_engine::{BackupPoint, find_point, list_backups, load_state};
+use taosbackup_engine::{BackupPoint, load_state, resolve_point};
 use taosbackup_sink::{OpenOptions, Problem, Repo, VerifyOptions};
 
 use crate::args::VerifyArgs;
@@ -160,8 +160,7 @@ async fn read_chain(
     point: &BackupPoint,
     progress: &CliProgress,
 ) -> anyhow::Result<(u64, Vec<Problem>)> {
-    let all = list_backups(session).await?;
-    let listed = find_point(&all, None, point)?;
+    let (listed, _) = resolve_point(session, None, point).await?;
     let snapshot = session.load_snapshot(&listed.id).await?;
     let (folded, _) = load_state(session, &snapshot, &[], &[]).await?;
     let blobs: BTreeSet<BlobId> = folded
