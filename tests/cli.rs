@@ -1442,13 +1442,17 @@ fn first_hour_of_a_new_user() {
     let pw = write(&dir, "pw", "first hour\n");
     let pw = pw.display().to_string();
 
-    // Item 3: a wrong database or an unreachable source creates nothing.
+    // Item 3: a wrong database, a wrong password or an unreachable source creates nothing.
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     for (source, database) in [
         (emu.dsn(), "no_such_db".to_string()),
+        (
+            format!("ws://root:wrong@{}", emu.addr()),
+            "power".to_string(),
+        ),
         (format!("ws://{closed}"), "power".to_string()),
     ] {
         let out = tb(dir.path())
