@@ -1002,9 +1002,7 @@ async fn tmq_changes_reported(env: &Env) -> Result<Verdict, String> {
     let events = catch_up(&mut f).await?;
     let has = |p: &dyn Fn(&ChangeEvent) -> bool| events.iter().any(p);
     let mut missing = Vec::new();
-    if !has(
-        &|e| matches!(e, ChangeEvent::Rows { table, timestamps } if table == "c1" && timestamps.contains(&t1)),
-    ) {
+    if !has_rows(&events, "c1", t1) {
         missing.push("rows of c1");
     }
     if !has_table_event(&events, "c3", TableEvent::Created) {
@@ -1053,9 +1051,7 @@ async fn tmq_meta_kinds(env: &Env) -> Result<Verdict, String> {
             missing.push(format!("{t} created"));
         }
     }
-    if !events.iter().any(|e| {
-        matches!(e, ChangeEvent::Rows { table, timestamps } if table == "c1" && timestamps.contains(&t1))
-    }) {
+    if !has_rows(&events, "c1", t1) {
         missing.push("the row written after the alters".into());
     }
     ensure(missing.is_empty(), || {
@@ -1074,15 +1070,20 @@ async fn tmq_auto_create_insert(env: &Env) -> Result<Verdict, String> {
     ))
     .await?;
     let events = catch_up(&mut f).await?;
-    let rows = events.iter().any(|e| {
-        matches!(e, ChangeEvent::Rows { table, timestamps } if table == "a1" && timestamps.contains(&t1))
-    });
+    let rows = has_rows(&events, "a1", t1);
     ensure(
         has_table_event(&events, "a1", TableEvent::Created) && rows,
         || format!("want a1 created and its row; events: {events:?}"),
     )?;
     commit_all(&mut f).await?;
     Ok(Verdict::Holds)
+}
+
+/// Whether the feed reported rows of `name` at timestamp `ts`.
+fn has_rows(events: &[ChangeEvent], name: &str, ts: i64) -> bool {
+    events.iter().any(
+        |e| matches!(e, ChangeEvent::Rows { table, timestamps } if table == name && timestamps.contains(&ts)),
+    )
 }
 
 fn has_table_event(events: &[ChangeEvent], name: &str, wanted: TableEvent) -> bool {
@@ -1131,9 +1132,7 @@ async fn tmq_metadata_create_list(env: &Env) -> Result<Verdict, String> {
         if !has_table_event(&events, t, TableEvent::Created) {
             missing.push(format!("{t} created"));
         }
-        if !events.iter().any(|e| {
-            matches!(e, ChangeEvent::Rows { table, timestamps } if table == t && timestamps.contains(&t1))
-        }) {
+        if !has_rows(&events, t, t1) {
             missing.push(format!("rows of {t}"));
         }
     }
