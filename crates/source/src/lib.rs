@@ -36,12 +36,11 @@ mod dsn;
 mod error;
 mod estimate;
 mod export;
-mod feed;
-mod feed_admin;
 mod raw;
 mod restore;
 mod source;
 mod sql;
+mod tmq;
 mod value;
 mod wal;
 mod wsquery;
@@ -51,10 +50,10 @@ pub use crate::{
     dsn::{ConnectOptions, Credentials, DEFAULT_PASSWORD, DEFAULT_USER, Endpoint, Protocol},
     error::{Error, RETRYABLE_CODES, StatementInfo, is_transient},
     estimate::Estimate,
-    feed::{FeedError, MAX_NAME_LEN, TmqFeed, TmqFeedOptions, default_names},
-    feed_admin::{FEED_TOPIC_PREFIX, FeedGroup, FeedPosition, FeedTopic},
     restore::WriteMode,
     source::TaosSource,
+    tmq::admin::{FEED_TOPIC_PREFIX, FeedGroup, FeedPosition, FeedTopic},
+    tmq::{FeedError, MAX_NAME_LEN, TmqFeed, TmqFeedOptions, default_names},
     wal::{
         CatalogResolver, MapResolver, ResolvedTable, TableResolver, WalError, WalFeed,
         WalFeedOptions,

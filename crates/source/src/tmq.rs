@@ -10,6 +10,7 @@
 //! gone) are reported as [`FeedStart::Gap`] by `start` and as [`FeedError::Gap`] while
 //! reading — never skipped.
 
+pub(crate) mod admin;
 mod client;
 mod error;
 mod meta;
