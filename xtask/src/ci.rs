@@ -130,10 +130,19 @@ pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
     }
     emulators.export(&mut test);
     sh(&mut test)?;
-    // The end-to-end tests again against the 3.4 behaviour set (system tables, printed DDL,
-    // database options); the run above used the emulator's default, 3.3.6.
+    // The CLI's end-to-end tests (the `cli::` module of the one e2e binary) again against the
+    // 3.4 behaviour set (system tables, printed DDL, database options); the run above used
+    // the emulator's default, 3.3.6.
     let mut e2e = cargo();
-    e2e.args(["test", "-p", "taosbackup-cli", "--test", "cli"]);
+    e2e.args([
+        "test",
+        "-p",
+        "taosbackup-cli",
+        "--test",
+        "e2e",
+        "--",
+        "cli::",
+    ]);
     if one_shot {
         e2e.env("CARGO_INCREMENTAL", "0");
     }

@@ -104,9 +104,9 @@ fn soak(args: &[String]) -> Result<(), String> {
             "-p",
             "taosbackup-cli",
             "--test",
-            "reliability",
+            "e2e",
             "--",
-            "kill_9",
+            "reliability::kill_9",
         ])
         .args(["--nocapture"])
         .env("TAOSBACKUP_SOAK_KILLS", "50");
@@ -117,8 +117,9 @@ fn soak(args: &[String]) -> Result<(), String> {
             "-p",
             "taosbackup-sink",
             "--test",
-            "faults",
+            "sink",
             "--",
+            "storage_faults::",
             "--nocapture",
         ])
         .env("TAOSBACKUP_SOAK_ROUNDS", "30");
