@@ -331,3 +331,124 @@ fn reports_out_of_turn_change_nothing() {
     assert_eq!(s.step(midnight), backup(RunKind::Incremental, 1));
     assert_eq!(s.step(midnight), Step::Wait(midnight));
 }
+
+/// A simulated month of hourly incrementals and weekly fulls, with runs of random length
+/// (up to 100 minutes) that fail at random: whatever happens, time only moves forward, runs
+/// never overlap, attempts stay within `retry_count`, retries come `retry_interval` apart,
+/// every full fire gets its full run right away or right after the run it fell into, no
+/// hour gets two incrementals, and every incremental fire either runs or falls into a run.
+#[test]
+fn a_simulated_month_keeps_every_policy() {
+    use rand::{Rng as _, SeedableRng as _};
+    for seed in 0..20 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let start = local(2026, 11, 1, 0, 30, 0);
+        let end = local(2026, 12, 1, 0, 0, 0);
+        let p = policy(Some("0 0 2 * * Sun"), Some("0 0 * * * *"));
+        let (retry_count, retry_interval) = (p.retry_count, p.retry_interval);
+        let full_cron = p.full.clone().expect("set");
+        let incremental_cron = p.incremental.clone().expect("set");
+        // Each run from its first attempt's start to its end (retries and retention included).
+        let mut runs: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+        let mut run_start = None;
+        let mut s = Scheduler::new(p, start);
+        let mut now = start;
+        let mut full_starts = Vec::new();
+        let mut incremental_hours = std::collections::BTreeSet::new();
+        let mut expected_attempt = None;
+        let mut steps = 0;
+        while now < end {
+            steps += 1;
+            assert!(
+                steps < 100_000,
+                "seed {seed}: the scheduler does not move on"
+            );
+            match s.step(now) {
+                Step::Wait(until) => {
+                    assert!(
+                        until > now,
+                        "seed {seed}: a wait that does not advance at {now}"
+                    );
+                    now = until;
+                }
+                Step::RefreshFeed => s.feed_refreshed(now),
+                Step::Backup { kind, attempt } => {
+                    assert_eq!(attempt, expected_attempt.take().unwrap_or(1), "seed {seed}");
+                    assert!(attempt <= retry_count + 1, "seed {seed}");
+                    if attempt == 1 {
+                        run_start = Some(now);
+                        match kind {
+                            RunKind::Full => full_starts.push(now),
+                            RunKind::Incremental => {
+                                let hour = now.timestamp() / 3600;
+                                assert!(incremental_hours.insert(hour), "seed {seed}: {now}");
+                            }
+                        }
+                    }
+                    // Nothing else is handed out while it runs.
+                    assert_eq!(s.step(now), Step::Wait(now));
+                    now += chrono::Duration::minutes(rng.random_range(1..=100));
+                    let failed = rng.random_bool(0.3);
+                    let outcome = if failed {
+                        RunOutcome::Failed
+                    } else {
+                        RunOutcome::Ok
+                    };
+                    match s.backup_ended(outcome, now) {
+                        AfterBackup::ApplyRetention => {
+                            assert!(!failed);
+                            now += chrono::Duration::seconds(rng.random_range(0..=300));
+                            s.retention_ended(now);
+                            runs.push((run_start.take().expect("started"), now));
+                        }
+                        AfterBackup::Retry {
+                            at,
+                            attempt: failed_attempt,
+                        } => {
+                            assert!(failed && failed_attempt == attempt);
+                            assert_eq!(
+                                at - now,
+                                chrono::Duration::from_std(retry_interval).expect("small")
+                            );
+                            expected_attempt = Some(attempt + 1);
+                        }
+                        AfterBackup::GaveUp { attempts, .. } => {
+                            assert!(failed && attempts == retry_count + 1, "seed {seed}");
+                            runs.push((run_start.take().expect("started"), now));
+                        }
+                        AfterBackup::Ended { .. } => panic!("seed {seed}: only cancels end a run"),
+                    }
+                }
+            }
+        }
+        // Every Sunday-02:00 fire has its full, started no later than one whole run sequence
+        // (3 attempts of at most 100 minutes, 2 retry waits, retention) after it.
+        let longest = chrono::Duration::minutes(3 * 100 + 2 + 5);
+        let mut fire = full_cron.next_after(start).expect("fires");
+        let mut fires = 0;
+        while fire + longest < end {
+            assert!(
+                full_starts
+                    .iter()
+                    .any(|&t| t >= fire && t <= fire + longest),
+                "seed {seed}: no full after the fire at {fire}: {full_starts:?}"
+            );
+            fires += 1;
+            fire = full_cron.next_after(fire).expect("fires");
+        }
+        // November 2026 has five Sundays, the 1st to the 29th.
+        assert_eq!(fires, 5, "seed {seed}");
+        assert!(full_starts.len() >= fires);
+        // No fire is lost: each hourly fire started a run, or fell into one (and was skipped
+        // or merged into a full).
+        let mut fire = incremental_cron.next_after(start).expect("fires");
+        while fire + longest < end {
+            assert!(
+                runs.iter().any(|&(from, to)| from <= fire && fire <= to),
+                "seed {seed}: the fire at {fire} neither ran nor fell into a run"
+            );
+            fire = incremental_cron.next_after(fire).expect("fires");
+        }
+        assert!(!incremental_hours.is_empty(), "seed {seed}");
+    }
+}
