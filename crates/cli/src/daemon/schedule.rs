@@ -70,15 +70,15 @@ pub(crate) fn spawn(
 }
 
 /// Sleeps until `deadline` (wall clock), at most a minute at a time so a changed system clock
-/// is noticed; returns early (false) on a graceful stop.
-async fn sleep_until(deadline: DateTime<Utc>, stop: &CancellationToken) -> bool {
+/// is noticed; returns early on a graceful stop.
+async fn sleep_until(deadline: DateTime<Utc>, stop: &CancellationToken) {
     let wait = (deadline - Utc::now())
         .to_std()
         .unwrap_or(Duration::ZERO)
         .min(Duration::from_secs(60));
     tokio::select! {
-        () = stop.cancelled() => false,
-        () = tokio::time::sleep(wait) => true,
+        () = stop.cancelled() => {}
+        () = tokio::time::sleep(wait) => {}
     }
 }
 
@@ -147,9 +147,7 @@ async fn database_loop(context: Arc<Context>, database: String) {
                 refresh_feed(&context, &database).await;
                 scheduler.feed_refreshed(Utc::now());
             }
-            Step::Wait(deadline) => {
-                sleep_until(deadline, &stop).await;
-            }
+            Step::Wait(deadline) => sleep_until(deadline, &stop).await,
         }
     }
     // A retry still waiting is abandoned; what fell due during its run is reported as usual.
