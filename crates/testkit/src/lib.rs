@@ -9,6 +9,7 @@
 //!   `ChangeFeed`, `Repository`) with a scriptable workload, for tests without the emulator;
 //!   [`feed_suite`]: the conformance suite every `ChangeFeed` runs.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod error;
 pub mod fake;
