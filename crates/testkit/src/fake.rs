@@ -78,7 +78,11 @@ pub struct InjectedFault(pub FaultPoint);
 impl Faults {
     /// Makes the next `times` calls at `point` fail; `retryable` is what the error says.
     pub fn fail(&self, point: FaultPoint, times: u32, retryable: bool) {
-        lock(&self.armed).insert(point, (times, retryable));
+        let mut armed = lock(&self.armed);
+        match times {
+            0 => armed.remove(&point),
+            n => armed.insert(point, (n, retryable)),
+        };
     }
 
     /// Disarms every point.

@@ -402,7 +402,7 @@ fn run_limited(scenario: &str, repo: &std::path::Path, limit_kib: u64) -> (i32, 
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "trap '' XFSZ; ulimit -f {}; exec \"$0\" --exact disk_full_leaves_no_partial_backup --nocapture",
+            "trap '' XFSZ; ulimit -f {}; exec \"$0\" --exact storage_faults::disk_full_leaves_no_partial_backup --nocapture",
             limit_kib * 2
         ))
         .arg(&exe)

@@ -282,15 +282,12 @@ impl Source for FakeSource {
                 format!("database {target_database} does not exist"),
             )
         })?;
-        let target_cols = db
-            .columns_of(table)
-            .ok_or_else(|| {
-                err(
-                    SourceErrorKind::NotFound,
-                    format!("table {target_database}.{table} does not exist"),
-                )
-            })?
-            .to_vec();
+        if db.columns_of(table).is_none() {
+            return Err(err(
+                SourceErrorKind::NotFound,
+                format!("table {target_database}.{table} does not exist"),
+            ));
+        }
         // The block's first column is the timestamp, whatever it is named.
         let names: Vec<String> = chunk.columns[1..].to_vec();
         let mut rows = Vec::with_capacity(block.rows);
@@ -310,8 +307,8 @@ impl Source for FakeSource {
                 .collect();
             rows.push((ts, values));
         }
-        // Columns the target lacks are dropped by write_rows (it maps by name).
-        let _ = target_cols;
+        // write_rows maps by name: columns the target lacks are dropped, columns the chunk
+        // lacks become NULL.
         let written = db
             .write_rows(table, &names, &rows)
             .map_err(|e| err(SourceErrorKind::Rejected, e.to_string()))?;
