@@ -50,7 +50,7 @@ pub use crate::{
         CatalogSnapshot, ColumnDef, DataType, DatabaseDef, Precision, SkippedObject, SuperTableDef,
         TableDef, TableKind, TagValue, Value,
     },
-    error::{Error, RepositoryError, RepositoryErrorKind},
+    error::{Error, ErrorKind, RepositoryError, RepositoryErrorKind},
     feed::{ChangeBatch, ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent},
     id::{BackupId, BlobId, from_hex, to_hex},
     manifest::{

@@ -50,7 +50,7 @@ mod tracker;
 mod tracking;
 
 pub use backup::{BackupReport, BackupRequest, Plan, PlanTable, backup, plan, plan_from};
-pub use error::{EngineError, TrackerError};
+pub use error::{EngineError, ErrorKind, TrackerError};
 pub use inspect::{ObjectsRead, TableChanges as ChangedTable, changes, load_state};
 pub use points::{
     BackupPoint, find_point, lineage, list_backups, list_backups_lenient, resolve_point,
