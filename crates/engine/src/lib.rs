@@ -30,7 +30,7 @@
 //!
 //! let mut t = Tracker::new(BucketWidth::DAY, Precision::Ms);
 //! t.mark_rows("d1001", &[1_700_000_000_000, 1_700_000_000_500]);
-//! let bucket = BucketWidth::DAY.bucket_of(1_700_000_000_000, Precision::Ms);
+//! let bucket = BucketWidth::DAY.bucket_of(1_700_000_000_000, Precision::Ms).index();
 //! assert_eq!(t.state("d1001", bucket), BlockState::New);
 //! let snap = t.snapshot_and_reset();
 //! assert_eq!(snap.dirty_blocks(), 1);

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use taosbackup_core::{BucketWidth, ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent};
+use taosbackup_core::{
+    Bucket, BucketWidth, ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent,
+};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::{EngineError, TableChange, Tracker, TrackerStats};
@@ -359,7 +361,7 @@ async fn worker(
                 ChangeEvent::Rows { table, timestamps } => {
                     let mut b: Vec<i64> = timestamps
                         .iter()
-                        .map(|t| t.div_euclid(width_units))
+                        .map(|&t| Bucket::containing(t, width_units).index())
                         .collect();
                     b.sort_unstable();
                     b.dedup();
@@ -594,7 +596,10 @@ mod tests {
                 unreachable!()
             };
             for x in timestamps {
-                assert_eq!(t.state(table, x.div_euclid(60_000)), BlockState::New);
+                assert_eq!(
+                    t.state(table, Bucket::containing(*x, 60_000).index()),
+                    BlockState::New
+                );
             }
         }
     }
