@@ -122,6 +122,9 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
             source(e.kind())
         } else if let Some(e) = cause.downcast_ref::<SourceError>() {
             source(e.kind())
+        } else if cause.is::<tokio::task::JoinError>() {
+            // A task of ours panicked or was cancelled under us.
+            Exit::Internal
         } else if cause.is::<taosbackup_core::Error>() || cause.is::<TrackerError>() {
             Exit::Failed
         } else {
@@ -571,5 +574,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("hint: this is a bug"), "{text}");
+        // A panicked task of the CLI's own, kept as the source of its error, too.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let joined = runtime.block_on(async { tokio::spawn(async { panic!("injected") }).await });
+        let e = anyhow::Error::new(joined.unwrap_err()).context("a daemon scheduler task failed");
+        assert_eq!(classify(&e).0, Exit::Internal);
     }
 }
