@@ -96,6 +96,9 @@ fn ensure_azurite() -> Result<PathBuf, String> {
 }
 
 pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
+    // Cheap and independent of the build: first.
+    println!("$ cargo xtask tidy");
+    crate::tidy::run(&[])?;
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
     // cargo-deny first: installing it builds in a temporary directory, and doing that before
     // the test build keeps the two from needing disk space at the same time.

@@ -31,6 +31,7 @@
 //! # Ok::<(), taosbackup_core::Error>(())
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod block;
 mod catalog;

@@ -6,6 +6,7 @@
 //! - [`Emulator`] starts a server in-process; [`EmulatorHandle::dsn`] is the DSN to connect to.
 //! - [`Store`] is the in-memory database behind it; [`raw_block`] is TDengine's raw block codec.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod error;
 mod le;
