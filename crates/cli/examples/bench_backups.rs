@@ -120,10 +120,13 @@ fn main() -> Result<()> {
         let max = f.one.iter().map(|b| b.hwm_kib).max().unwrap_or(0);
         format!("{:.1}", max as f64 / 1024.0)
     });
-    line("one-block incremental: shards/nodes/root written, non-data bytes", &|f| {
-        let b = &f.one[0];
-        format!("{} objects, {} B", b.shards, b.tree_bytes)
-    });
+    line(
+        "one-block incremental: shards/nodes/root written, non-data bytes",
+        &|f| {
+            let b = &f.one[0];
+            format!("{} objects, {} B", b.shards, b.tree_bytes)
+        },
+    );
     line("one-block incremental: parent objects read", &|f| {
         f.one[0].parent_read.to_string()
     });

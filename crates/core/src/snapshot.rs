@@ -481,8 +481,7 @@ impl Tree {
     /// encoded nor stored again); every other node is new and must be stored.
     pub fn plan(entries: Vec<TreeEntry>, parent: Option<&Tree>) -> Vec<PlannedNode> {
         // The parent's nodes by first key, with their spans.
-        let mut by_first: HashMap<(&Option<String>, &str), (usize, Range<usize>)> =
-            HashMap::new();
+        let mut by_first: HashMap<ShardKey<'_>, (usize, Range<usize>)> = HashMap::new();
         if let Some(p) = parent {
             let mut start = 0usize;
             for (k, n) in p.nodes.iter().enumerate() {
@@ -542,6 +541,9 @@ impl Tree {
         Ok((root, written))
     }
 }
+
+/// A shard's key: (super table, first table name).
+type ShardKey<'a> = (&'a Option<String>, &'a str);
 
 /// A node of a tree being built ([`Tree::plan`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -860,7 +862,10 @@ mod tests {
         let mut other = shard.clone();
         other.tables[1].def.tags[0].value = Value::Int(2);
         assert!(other.check_against(&entry, "s").is_err(), "tag change");
-        assert!(TreeRoot::decode(&bytes, "s").is_err(), "a shard is not a tree");
+        assert!(
+            TreeRoot::decode(&bytes, "s").is_err(),
+            "a shard is not a tree"
+        );
         let node = TreeNode {
             version: SNAPSHOT_VERSION,
             shards: vec![entry.clone(), entry],

@@ -15,6 +15,10 @@ use crate::repo::{Repo, snapshot_path};
 /// Tree objects read at once.
 const READ_CONCURRENCY: usize = 16;
 
+/// A tree node read: its id, its description, its bytes, its root entry and the backup
+/// that names it.
+type NodeRead = (BlobId, String, Result<Vec<u8>>, NodeEntry, BackupId);
+
 /// What a set of snapshots reaches.
 #[derive(Debug, Default)]
 pub(crate) struct Reach {
@@ -103,7 +107,7 @@ impl Repo {
                 }
             }
         }
-        let results: Vec<(BlobId, String, Result<Vec<u8>>, NodeEntry, BackupId)> =
+        let results: Vec<NodeRead> =
             futures::stream::iter(nodes.into_iter().map(|(id, (entry, backup))| async move {
                 let what = role(&id, "tree node", &backup);
                 (id, what, self.read_blob(&id).await, entry, backup)
