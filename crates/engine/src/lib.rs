@@ -32,7 +32,7 @@
 //!
 //! let mut t = Tracker::new(BucketWidth::DAY, Precision::Ms);
 //! t.mark_rows("d1001", &[1_700_000_000_000, 1_700_000_000_500]);
-//! let bucket = BucketWidth::DAY.bucket_of(1_700_000_000_000, Precision::Ms);
+//! let bucket = BucketWidth::DAY.bucket_of(1_700_000_000_000, Precision::Ms).index();
 //! assert_eq!(t.state("d1001", bucket), BlockState::New);
 //! let snap = t.snapshot_and_reset();
 //! assert_eq!(snap.dirty_blocks(), 1);
@@ -54,7 +54,7 @@ mod tracker;
 mod tracking;
 
 pub use backup::{BackupReport, BackupRequest, Plan, PlanTable, backup, plan, plan_from};
-pub use error::{EngineError, TrackerError};
+pub use error::{EngineError, ErrorKind, TrackerError};
 pub use inspect::{ObjectsRead, TableChanges as ChangedTable, changes, load_state};
 pub use points::{
     BackupPoint, find_point, lineage, list_backups, list_backups_lenient, resolve_point,
