@@ -71,39 +71,43 @@ impl BlockChunk {
     /// Appends this chunk as one frame to `out` (format in the module docs). The table name
     /// and range are not written: the blob's key (table, bucket) holds them.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ChunkFormatError> {
-        let mut body = Vec::with_capacity(self.raw.len() + 64);
-        body.push(match self.precision {
+        let ncols = u16::try_from(self.columns.len())
+            .map_err(|_| ChunkFormatError("more than 65535 columns".into()))?;
+        let names: usize = self.columns.iter().map(|c| 2 + c.len()).sum();
+        out.reserve(8 + 1 + 4 + 8 + 8 + 2 + names + self.raw.len());
+        // Written in place: magic and length are patched once the block is in.
+        let start = out.len();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&[0; 4]);
+        out.push(match self.precision {
             Precision::Ms => 0,
             Precision::Us => 1,
             Precision::Ns => 2,
         });
-        body.extend_from_slice(&self.rows.to_le_bytes());
-        body.extend_from_slice(&self.min_ts.to_le_bytes());
-        body.extend_from_slice(&self.max_ts.to_le_bytes());
-        let ncols = u16::try_from(self.columns.len())
-            .map_err(|_| ChunkFormatError("more than 65535 columns".into()))?;
-        body.extend_from_slice(&ncols.to_le_bytes());
+        out.extend_from_slice(&self.rows.to_le_bytes());
+        out.extend_from_slice(&self.min_ts.to_le_bytes());
+        out.extend_from_slice(&self.max_ts.to_le_bytes());
+        out.extend_from_slice(&ncols.to_le_bytes());
         for c in &self.columns {
-            let len = u16::try_from(c.len())
-                .map_err(|_| ChunkFormatError("column name longer than 65535 bytes".into()))?;
-            body.extend_from_slice(&len.to_le_bytes());
-            body.extend_from_slice(c.as_bytes());
+            let Ok(len) = u16::try_from(c.len()) else {
+                out.truncate(start);
+                return Err(ChunkFormatError(
+                    "column name longer than 65535 bytes".into(),
+                ));
+            };
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(c.as_bytes());
         }
-        let magic = match crate::transform::encode(&self.raw) {
-            Some(t) => {
-                body.extend_from_slice(&t);
-                MAGIC_TRANSFORMED
-            }
-            None => {
-                body.extend_from_slice(&self.raw);
-                MAGIC
-            }
+        if crate::transform::encode_into(&self.raw, out) {
+            out[start..start + 4].copy_from_slice(MAGIC_TRANSFORMED);
+        } else {
+            out.extend_from_slice(&self.raw);
+        }
+        let Ok(len) = u32::try_from(out.len() - start - 8) else {
+            out.truncate(start);
+            return Err(ChunkFormatError("chunk larger than 4 GiB".into()));
         };
-        let len = u32::try_from(body.len())
-            .map_err(|_| ChunkFormatError("chunk larger than 4 GiB".into()))?;
-        out.extend_from_slice(magic);
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&body);
+        out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
         Ok(())
     }
 
