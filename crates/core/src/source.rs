@@ -14,16 +14,20 @@
 //! frame   = magic || u32 frame_len || u8 precision (0 ms, 1 us, 2 ns) || u32 rows
 //!           || i64 min_ts || i64 max_ts || u16 ncols || ncols × (u16 len || utf-8 name)
 //!           || block            (integers little-endian; frame_len counts the bytes after it)
-//! magic   = "TBC1" (block = the raw block) | "TBC2" (block = crate::transform::encode of it)
+//! magic   = "TBC1" (block = the raw block)
+//!         | "TBC2" (block = crate::transform::encode_into of it with Floats::Xor)
+//!         | "TBC3" (block = crate::transform::encode_into of it with Floats::AsIs)
 //! ```
 //!
-//! Writers emit `TBC2` whenever the raw block's layout is understood (the column transforms
-//! make it compress several times better), else `TBC1`; readers accept both.
+//! Writers emit `TBC3` whenever the raw block's layout is understood (the column transforms
+//! make it compress several times better), else `TBC1`; readers accept all three (`TBC2`
+//! was written before issue 18).
 
 use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::transform::Floats;
 use crate::{CatalogSnapshot, Precision, TimeRange};
 
 /// What to export of one table: the requested time ranges (usually buckets), in any order.
@@ -64,8 +68,10 @@ pub struct BlockChunk {
 
 /// A frame holding the raw block as it is.
 const MAGIC: &[u8; 4] = b"TBC1";
-/// A frame holding the raw block transformed by [`crate::transform::encode`].
+/// A frame holding the raw block transformed with floats XORed (written before issue 18).
 const MAGIC_TRANSFORMED: &[u8; 4] = b"TBC2";
+/// A frame holding the raw block transformed with floats as they are.
+const MAGIC_TRANSFORMED_3: &[u8; 4] = b"TBC3";
 
 impl BlockChunk {
     /// Appends this chunk as one frame to `out` (format in the module docs). The table name
@@ -98,8 +104,8 @@ impl BlockChunk {
             out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(c.as_bytes());
         }
-        if crate::transform::encode_into(&self.raw, out) {
-            out[start..start + 4].copy_from_slice(MAGIC_TRANSFORMED);
+        if crate::transform::encode_into(&self.raw, out, Floats::AsIs) {
+            out[start..start + 4].copy_from_slice(MAGIC_TRANSFORMED_3);
         } else {
             out.extend_from_slice(&self.raw);
         }
@@ -122,8 +128,9 @@ impl BlockChunk {
         let mut r = Reader { data, pos: 0 };
         while r.pos < data.len() {
             let transformed = match r.take(4)? {
-                m if m == MAGIC => false,
-                m if m == MAGIC_TRANSFORMED => true,
+                m if m == MAGIC => None,
+                m if m == MAGIC_TRANSFORMED => Some(Floats::Xor),
+                m if m == MAGIC_TRANSFORMED_3 => Some(Floats::AsIs),
                 _ => return Err(ChunkFormatError("bad frame magic".into())),
             };
             let len = u32::from_le_bytes(r.array()?) as usize;
@@ -155,10 +162,10 @@ impl BlockChunk {
                 ));
             }
             let block = &data[r.pos..end];
-            let raw = if transformed {
-                crate::transform::decode(block).map_err(|e| ChunkFormatError(e.to_string()))?
-            } else {
-                block.to_vec()
+            let raw = match transformed {
+                Some(floats) => crate::transform::decode_with(block, floats)
+                    .map_err(|e| ChunkFormatError(e.to_string()))?,
+                None => block.to_vec(),
             };
             r.pos = end;
             out.push(BlockChunk {
@@ -438,10 +445,20 @@ mod tests {
         };
         let mut blob = Vec::new();
         chunk.encode(&mut blob).unwrap();
-        assert_eq!(&blob[..4], b"TBC2");
+        assert_eq!(&blob[..4], b"TBC3");
         assert_ne!(blob[blob.len() - chunk.raw.len()..], chunk.raw[..]);
         assert_eq!(
             BlockChunk::decode_all(&blob, "t", range).unwrap(),
+            vec![chunk.clone()]
+        );
+        // A TBC2 frame (floats XORed, written before issue 18) of the same block still reads.
+        let mut tbc2 = blob.clone();
+        tbc2[..4].copy_from_slice(b"TBC2");
+        let n = tbc2.len();
+        let t2 = crate::transform::encode(&chunk.raw).unwrap();
+        tbc2[n - chunk.raw.len()..].copy_from_slice(&t2);
+        assert_eq!(
+            BlockChunk::decode_all(&tbc2, "t", range).unwrap(),
             vec![chunk.clone()]
         );
         // An old TBC1 frame of the same block still reads.
@@ -453,7 +470,7 @@ mod tests {
             BlockChunk::decode_all(&old, "t", range).unwrap(),
             vec![chunk]
         );
-        // A TBC2 frame whose block does not describe itself is an error, not a guess.
+        // A TBC3 frame whose block does not describe itself is an error, not a guess.
         let mut bad = blob.clone();
         bad[4 + 4 + 1 + 4 + 16 + 2 + 2 + 2 + 8] = 0xff;
         assert!(BlockChunk::decode_all(&bad, "t", range).is_err());

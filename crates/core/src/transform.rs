@@ -9,7 +9,11 @@
 //! - integers and timestamps (1 < width ≤ 8 bytes): the difference to the previous value
 //!   (wrapping, in the column's width), zig-zag encoded, written as byte planes (every
 //!   value's lowest byte, then every value's second byte, …);
-//! - FLOAT and DOUBLE: the XOR with the previous value's bits, as byte planes;
+//! - FLOAT and DOUBLE: the XOR with the previous value's bits, as byte planes
+//!   ([`Floats::Xor`], frames `TBC2`), or unchanged ([`Floats::AsIs`], frames `TBC3`: what
+//!   writers emit since issue 18 — decimal-rounded sensor values such as the benchmark's
+//!   `current` compress better as they are, with or without a shared dictionary, than as
+//!   XOR planes; docs/format.md §5.1);
 //! - offsets of variable-width columns: like 4-byte integers;
 //! - everything else (the block header, schema, lengths, null bitmaps, 1-byte values,
 //!   variable-width payloads, trailing bytes): unchanged.
@@ -67,9 +71,18 @@ fn u32_at(b: &[u8], pos: usize) -> Option<usize> {
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
 }
 
+/// How FLOAT and DOUBLE columns are transformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floats {
+    /// XOR with the previous value, byte planes (frames `TBC2`).
+    Xor,
+    /// Left as they are (frames `TBC3`).
+    AsIs,
+}
+
 /// The regions to rewrite, read from the header, schema and lengths (which no transform
 /// touches). `None` when the layout is not understood or does not fit in `b`.
-fn layout(b: &[u8]) -> Option<Vec<Region>> {
+fn layout(b: &[u8], floats: Floats) -> Option<Vec<Region>> {
     let rows = u32_at(b, 8)?;
     let ncols = u32_at(b, 12)?;
     let schema = HEADER_LEN;
@@ -89,6 +102,7 @@ fn layout(b: &[u8]) -> Option<Vec<Region>> {
                 }
                 let data = pos.checked_add(rows.div_ceil(8))?;
                 let kind = match ty {
+                    6 | 7 if floats == Floats::AsIs => None,
                     6 | 7 => Some(Kind::Xor(w)),
                     _ if w > 1 => Some(Kind::Delta(w)),
                     _ => None,
@@ -210,18 +224,19 @@ fn inverse(src: &[u8], dst: &mut [u8], kind: Kind) {
     }
 }
 
-/// The transformed form of raw block `raw` (same length), or `None` when its layout is
-/// not understood and it should be stored as it is.
+/// The transformed form of raw block `raw` (same length) with floats XORed ([`Floats::Xor`],
+/// frames `TBC2`), or `None` when its layout is not understood and it should be stored as
+/// it is.
 pub fn encode(raw: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len());
-    encode_into(raw, &mut out).then_some(out)
+    encode_into(raw, &mut out, Floats::Xor).then_some(out)
 }
 
 /// Appends the transformed form of `raw` to `out` (one pass, no intermediate copy) and
 /// returns `true`; returns `false`, leaving `out` as it was, when the layout of `raw` is not
 /// understood.
-pub fn encode_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(regions) = layout(raw) else {
+pub fn encode_into(raw: &[u8], out: &mut Vec<u8>, floats: Floats) -> bool {
+    let Some(regions) = layout(raw, floats) else {
         return false;
     };
     let base = out.len();
@@ -239,7 +254,12 @@ pub fn encode_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
 
 /// The raw block that [`encode`] turned into `transformed`.
 pub fn decode(transformed: &[u8]) -> Result<Vec<u8>, TransformError> {
-    let regions = layout(transformed).ok_or_else(|| {
+    decode_with(transformed, Floats::Xor)
+}
+
+/// The raw block that [`encode_into`] with `floats` turned into `transformed`.
+pub fn decode_with(transformed: &[u8], floats: Floats) -> Result<Vec<u8>, TransformError> {
+    let regions = layout(transformed, floats).ok_or_else(|| {
         TransformError("its header, schema or column lengths do not describe it".into())
     })?;
     let mut out = transformed.to_vec();
@@ -503,12 +523,16 @@ mod tests {
             let raw = block(&cols, rows, &trailing);
             let t = encode(&raw).expect("a well-formed block is understood");
             prop_assert_eq!(t.len(), raw.len());
-            prop_assert_eq!(decode(&t).unwrap(), raw);
+            prop_assert_eq!(decode(&t).unwrap(), raw.clone());
+            let mut t = Vec::new();
+            prop_assert!(encode_into(&raw, &mut t, Floats::AsIs));
+            prop_assert_eq!(decode_with(&t, Floats::AsIs).unwrap(), raw);
         }
 
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode(&bytes);
+            let _ = decode_with(&bytes, Floats::AsIs);
             let _ = encode(&bytes);
         }
     }

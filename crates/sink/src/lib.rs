@@ -41,6 +41,7 @@ mod backend;
 mod cache;
 mod config;
 mod crypto;
+mod dict;
 mod error;
 mod index;
 mod key;

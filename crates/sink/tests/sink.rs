@@ -2,6 +2,8 @@
 
 #[path = "sink/common.rs"]
 mod common;
+#[path = "sink/dictionary.rs"]
+mod dictionary;
 #[path = "sink/faults.rs"]
 mod faults;
 #[path = "sink/gc.rs"]
