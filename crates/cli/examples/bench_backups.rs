@@ -120,10 +120,13 @@ fn main() -> Result<()> {
         let max = f.one.iter().map(|b| b.hwm_kib).max().unwrap_or(0);
         format!("{:.1}", max as f64 / 1024.0)
     });
-    line("one-block incremental: tree objects written, bytes", &|f| {
-        let b = &f.one[0];
-        format!("{} shards, {} B", b.shards, b.tree_bytes)
-    });
+    line(
+        "one-block incremental: shards/nodes/root written, non-data bytes",
+        &|f| {
+            let b = &f.one[0];
+            format!("{} objects, {} B", b.shards, b.tree_bytes)
+        },
+    );
     line("one-block incremental: parent objects read", &|f| {
         f.one[0].parent_read.to_string()
     });
@@ -268,13 +271,17 @@ fn measure(
         list_cold,
         list_hwm_kib,
         list_json,
-        restore_objects: format!(
-            "{} (snapshot, catalog {}, tree, {} shards) of {} blocks",
-            o["metadata"].as_u64().unwrap_or(0) + o["shards"].as_u64().unwrap_or(0),
-            o["metadata"].as_u64().unwrap_or(0).saturating_sub(2),
-            o["shards"],
-            restore.json["blocks"]
-        ),
+        restore_objects: {
+            let n = |k: &str| o[k].as_u64().unwrap_or(0);
+            format!(
+                "{} (snapshot, catalog {}, tree root + {} nodes, {} shards) of {} blocks",
+                n("metadata") + n("shards"),
+                n("metadata").saturating_sub(2 + n("tree_nodes")),
+                n("tree_nodes"),
+                n("shards"),
+                restore.json["blocks"]
+            )
+        },
     })
 }
 

@@ -5,9 +5,10 @@
 //!
 //! ```text
 //! BackupSnapshot (snapshots/<id>)  small: id, database, kind, parent, times, stats, …
-//!   ├── tree ──► Tree              shard key → shard blob, with a fingerprint per shard
-//!   │             └──► Shard       table → definition (kind, tags, columns) and its blocks
-//!   │                    └──► data blobs (block chunks, as in format 1)
+//!   ├── tree ──► TreeRoot          node key range → tree node blob, with totals per node
+//!   │             └──► TreeNode    shard key → shard blob, with a fingerprint per shard
+//!   │                   └──► Shard table → definition (kind, tags, columns) and its blocks
+//!   │                          └──► data blobs (block chunks, as in format 1)
 //!   └── catalog ──► CatalogRoot    database DDL; super table name → SuperTableDef blob
 //! ```
 //!
@@ -16,9 +17,12 @@
 //! so restoring one reads that snapshot's objects only, and any snapshot can be forgotten alone.
 //!
 //! Shards are cut deterministically from the table names alone ([`layout`]), so an unchanged
-//! range of tables yields a byte-identical shard (the same blob id: stored once).
+//! range of tables yields a byte-identical shard (the same blob id: stored once). Tree nodes
+//! are cut the same way from the shards' last table names ([`node_layout`]), so an unchanged
+//! range of shards yields a byte-identical node: a one-table change writes one shard, one
+//! node and the root, whose sizes grow with the square root of the table count, not with it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use chrono::{DateTime, Utc};
@@ -41,6 +45,12 @@ pub const SNAPSHOT_VERSION: u32 = 2;
 pub const SHARD_TARGET: u32 = 64;
 /// The most tables a shard holds (a shard is cut there even without a hash boundary).
 pub const SHARD_MAX: usize = 256;
+
+/// Shards per tree node on average: a shard ends a node when bytes 4..8 of the BLAKE3 hash
+/// of its last table's name, read as a little-endian `u32`, are below `2^32 / NODE_TARGET`.
+pub const NODE_TARGET: u32 = 32;
+/// The most shards a tree node holds (a node is cut there even without a hash boundary).
+pub const NODE_MAX: usize = 256;
 
 /// The largest decompressed snapshot object accepted.
 pub const MAX_SNAPSHOT_SIZE: usize = 1024 * 1024;
@@ -76,7 +86,7 @@ pub struct BackupSnapshot {
     pub bucket_width: BucketWidth,
     /// The database's timestamp precision.
     pub precision: Precision,
-    /// The root [`Tree`] blob.
+    /// The root [`TreeRoot`] blob.
     pub tree: BlobId,
     /// The [`CatalogRoot`] blob.
     pub catalog: BlobId,
@@ -121,7 +131,9 @@ impl BackupSnapshot {
 #[serde(rename_all = "snake_case")]
 pub enum TreeObject {
     /// The root tree of a snapshot.
-    Tree(Tree),
+    Tree(TreeRoot),
+    /// A node of the tree: a range of shards.
+    Node(TreeNode),
     /// A group of tables with their blocks.
     Shard(Shard),
     /// The database definition and the super tables' parts.
@@ -130,13 +142,57 @@ pub enum TreeObject {
     SuperTable(SuperTablePart),
 }
 
-/// The root tree: the snapshot's shards, in key order.
+/// The root tree: the snapshot's tree nodes, in key order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Tree {
+pub struct TreeRoot {
+    /// Format version, [`SNAPSHOT_VERSION`].
+    pub version: u32,
+    /// The nodes, ascending by key; their shards concatenated are the snapshot's shards.
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// One tree node named by the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    /// The super table of the node's first shard (`None`: normal tables).
+    pub first_super_table: Option<String>,
+    /// The first table name of the node's first shard.
+    pub first: String,
+    /// The super table of the node's last shard.
+    pub last_super_table: Option<String>,
+    /// The last table name of the node's last shard.
+    pub last: String,
+    /// How many shards the node lists.
+    pub shards: u64,
+    /// Tables in those shards.
+    pub tables: u64,
+    /// Blocks in those shards.
+    pub blocks: u64,
+    /// Rows in those shards' blocks.
+    pub rows: u64,
+    /// The [`TreeNode`] blob.
+    pub node: BlobId,
+}
+
+/// A tree node: consecutive shards of the tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeNode {
     /// Format version, [`SNAPSHOT_VERSION`].
     pub version: u32,
     /// The shards, ascending by (`super_table`, `first`).
+    pub shards: Vec<TreeEntry>,
+}
+
+/// A snapshot's tree as read: the root's node entries and every shard entry of its nodes,
+/// in order (not an object of its own: see [`TreeRoot`] and [`TreeNode`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tree {
+    /// The root's entries.
+    pub nodes: Vec<NodeEntry>,
+    /// The shards of all nodes, in tree order.
     pub shards: Vec<TreeEntry>,
 }
 
@@ -244,6 +300,7 @@ impl TreeObject {
             })?;
         let version = match &obj {
             TreeObject::Tree(t) => t.version,
+            TreeObject::Node(n) => n.version,
             TreeObject::Shard(s) => s.version,
             TreeObject::Catalog(c) => c.version,
             TreeObject::SuperTable(s) => s.version,
@@ -260,6 +317,7 @@ impl TreeObject {
     fn type_name(&self) -> &'static str {
         match self {
             TreeObject::Tree(_) => "tree",
+            TreeObject::Node(_) => "tree node",
             TreeObject::Shard(_) => "shard",
             TreeObject::Catalog(_) => "catalog",
             TreeObject::SuperTable(_) => "super table",
@@ -286,30 +344,223 @@ macro_rules! decode_as {
     };
 }
 
-impl Tree {
-    decode_as!(decode, Tree, Tree);
+/// Checks that shard entries are ordered and consistent: ascending keys, `first <= last`,
+/// at least one table each.
+fn check_entries(entries: &[TreeEntry], what: &str) -> Result<(), Error> {
+    let fail = |reason: String| Error::InvalidTreeObject {
+        object: what.to_string(),
+        reason,
+    };
+    let mut prev: Option<(&Option<String>, &str)> = None;
+    for e in entries {
+        if e.tables == 0 || e.first > e.last {
+            return Err(fail(format!("shard {} has an empty range", e.first)));
+        }
+        if let Some((st, last)) = prev {
+            if (st, last) >= (&e.super_table, e.first.as_str()) {
+                return Err(fail(format!("shard {} is out of order", e.first)));
+            }
+        }
+        prev = Some((&e.super_table, e.last.as_str()));
+    }
+    Ok(())
+}
 
-    /// Checks the order and consistency of the entries: ascending keys, `first <= last`,
-    /// at least one table each.
+impl TreeRoot {
+    decode_as!(decode, Tree, TreeRoot);
+
+    /// Checks the order of the node entries: ascending, non-overlapping key ranges, at least
+    /// one shard each.
     pub fn validate(&self, what: &str) -> Result<(), Error> {
         let fail = |reason: String| Error::InvalidTreeObject {
             object: what.to_string(),
             reason,
         };
         let mut prev: Option<(&Option<String>, &str)> = None;
-        for e in &self.shards {
-            if e.tables == 0 || e.first > e.last {
-                return Err(fail(format!("shard {} has an empty range", e.first)));
+        for n in &self.nodes {
+            let first = (&n.first_super_table, n.first.as_str());
+            let last = (&n.last_super_table, n.last.as_str());
+            if n.shards == 0 || n.tables < n.shards || first > last {
+                return Err(fail(format!("node {} has an empty range", n.first)));
             }
-            if let Some((st, last)) = prev {
-                if (st, last) >= (&e.super_table, e.first.as_str()) {
-                    return Err(fail(format!("shard {} is out of order", e.first)));
-                }
+            if prev.is_some_and(|p| p >= first) {
+                return Err(fail(format!("node {} is out of order", n.first)));
             }
-            prev = Some((&e.super_table, e.last.as_str()));
+            prev = Some(last);
         }
         Ok(())
     }
+}
+
+impl TreeNode {
+    decode_as!(decode, Node, TreeNode);
+
+    /// Checks the node against its root entry: ordered shard entries, the same first and
+    /// last keys, shard count and totals.
+    pub fn check_against(&self, entry: &NodeEntry, what: &str) -> Result<(), Error> {
+        check_entries(&self.shards, what)?;
+        let mine = self.entry(entry.node);
+        if mine.as_ref() != Some(entry) {
+            return Err(Error::InvalidTreeObject {
+                object: what.to_string(),
+                reason: "its shards differ from the root's description of the node".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The root entry describing this node stored as blob `id`; `None` for an empty node.
+    pub fn entry(&self, id: BlobId) -> Option<NodeEntry> {
+        let first = self.shards.first()?;
+        let last = self.shards.last()?;
+        Some(NodeEntry {
+            first_super_table: first.super_table.clone(),
+            first: first.first.clone(),
+            last_super_table: last.super_table.clone(),
+            last: last.last.clone(),
+            shards: self.shards.len() as u64,
+            tables: self.shards.iter().map(|e| e.tables).sum(),
+            blocks: self.shards.iter().map(|e| e.blocks).sum(),
+            rows: self.shards.iter().map(|e| e.rows).sum(),
+            node: id,
+        })
+    }
+}
+
+impl Tree {
+    /// Checks the whole shard sequence (across node boundaries too).
+    pub fn validate(&self, what: &str) -> Result<(), Error> {
+        check_entries(&self.shards, what)
+    }
+
+    /// The shard entries of node `k` (by position in [`Tree::nodes`]).
+    pub fn node_span(&self, k: usize) -> Range<usize> {
+        let start: u64 = self.nodes[..k].iter().map(|n| n.shards).sum();
+        let start = start as usize;
+        start..start + self.nodes[k].shards as usize
+    }
+
+    /// Puts a tree together from its root and its nodes (in the root's order, as decoded):
+    /// each node is checked against the root's entry for it, and the whole shard sequence
+    /// for order. `of` names the snapshot in messages (`"of backup …"`).
+    pub fn assemble(root: TreeRoot, nodes: Vec<TreeNode>, of: &str) -> Result<Tree, Error> {
+        let what = format!("tree {of}");
+        root.validate(&what)?;
+        if nodes.len() != root.nodes.len() {
+            return Err(Error::InvalidTreeObject {
+                object: what,
+                reason: format!("{} nodes read for {} named", nodes.len(), root.nodes.len()),
+            });
+        }
+        let mut tree = Tree::default();
+        for (n, node) in root.nodes.iter().zip(nodes) {
+            node.check_against(n, &format!("tree node {} {of}", n.node))?;
+            tree.shards.extend(node.shards);
+        }
+        tree.nodes = root.nodes;
+        tree.validate(&what)?;
+        Ok(tree)
+    }
+
+    /// Reads the tree whose root is blob `root`: the root, then each node ([`Tree::assemble`]).
+    /// `get` reads a blob (given its id and a description for messages); `bad` turns a
+    /// damaged object into the caller's error; `of` names the snapshot in messages
+    /// (`"of backup …"`). Returns the tree and the number of objects read.
+    pub async fn read<E>(
+        root: BlobId,
+        of: &str,
+        mut get: impl AsyncFnMut(BlobId, String) -> Result<Vec<u8>, E>,
+        bad: impl Fn(Error) -> E,
+    ) -> Result<(Tree, u64), E> {
+        let what = format!("tree {root} {of}");
+        let bytes = get(root, what.clone()).await?;
+        let root = TreeRoot::decode(&bytes, &what).map_err(&bad)?;
+        let mut nodes = Vec::with_capacity(root.nodes.len());
+        for n in &root.nodes {
+            let what = format!("tree node {} {of}", n.node);
+            let bytes = get(n.node, what.clone()).await?;
+            nodes.push(TreeNode::decode(&bytes, &what).map_err(&bad)?);
+        }
+        let reads = 1 + nodes.len() as u64;
+        Ok((Tree::assemble(root, nodes, of).map_err(&bad)?, reads))
+    }
+
+    /// The nodes of a new tree of `entries` (in tree order), cut by [`node_layout`]: a node
+    /// whose shards are exactly those of a node of `parent` is that node, by id (neither
+    /// encoded nor stored again); every other node is new and must be stored.
+    pub fn plan(entries: Vec<TreeEntry>, parent: Option<&Tree>) -> Vec<PlannedNode> {
+        // The parent's nodes by first key, with their spans.
+        let mut by_first: HashMap<ShardKey<'_>, (usize, Range<usize>)> = HashMap::new();
+        if let Some(p) = parent {
+            let mut start = 0usize;
+            for (k, n) in p.nodes.iter().enumerate() {
+                let end = start + n.shards as usize;
+                if end <= p.shards.len() {
+                    by_first.insert((&n.first_super_table, n.first.as_str()), (k, start..end));
+                }
+                start = end;
+            }
+        }
+        let mut out = Vec::new();
+        for range in node_layout(&entries) {
+            let slice = &entries[range];
+            let reused = parent.and_then(|p| {
+                let (k, span) = by_first.get(&(&slice[0].super_table, slice[0].first.as_str()))?;
+                (p.shards[span.clone()] == *slice).then(|| p.nodes[*k].clone())
+            });
+            out.push(match reused {
+                Some(e) => PlannedNode::Reused(e),
+                None => PlannedNode::New(TreeNode {
+                    version: SNAPSHOT_VERSION,
+                    shards: slice.to_vec(),
+                }),
+            });
+        }
+        out
+    }
+
+    /// Stores the tree of `entries` ([`Tree::plan`]): the new nodes, then the root; returns
+    /// the root's blob id and the number of nodes stored. `put` stores an object and returns
+    /// its blob id.
+    pub async fn store<E>(
+        entries: Vec<TreeEntry>,
+        parent: Option<&Tree>,
+        mut put: impl AsyncFnMut(TreeObject) -> Result<BlobId, E>,
+    ) -> Result<(BlobId, u64), E> {
+        let mut nodes = Vec::new();
+        let mut written = 0u64;
+        for planned in Tree::plan(entries, parent) {
+            match planned {
+                PlannedNode::Reused(e) => nodes.push(e),
+                PlannedNode::New(node) => {
+                    let Some(mut e) = node.entry(BlobId::from_bytes([0; 32])) else {
+                        continue;
+                    };
+                    e.node = put(TreeObject::Node(node)).await?;
+                    written += 1;
+                    nodes.push(e);
+                }
+            }
+        }
+        let root = put(TreeObject::Tree(TreeRoot {
+            version: SNAPSHOT_VERSION,
+            nodes,
+        }))
+        .await?;
+        Ok((root, written))
+    }
+}
+
+/// A shard's key: (super table, first table name).
+type ShardKey<'a> = (&'a Option<String>, &'a str);
+
+/// A node of a tree being built ([`Tree::plan`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlannedNode {
+    /// The parent's node, by id.
+    Reused(NodeEntry),
+    /// A new node, to be stored.
+    New(TreeNode),
 }
 
 impl Shard {
@@ -422,6 +673,30 @@ pub fn is_boundary(name: &str) -> bool {
     let b = h.as_bytes();
     let x = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     u64::from(x) < (1u64 << 32) / u64::from(SHARD_TARGET)
+}
+
+/// Whether a tree node ends after the shard whose last table is `name` (content-defined,
+/// like [`is_boundary`], from other bits of the same hash so node cuts do not depend on
+/// where shards were cut).
+pub fn is_node_boundary(name: &str) -> bool {
+    let h = blake3::hash(name.as_bytes());
+    let b = h.as_bytes();
+    let x = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    u64::from(x) < (1u64 << 32) / u64::from(NODE_TARGET)
+}
+
+/// Cuts shard `entries` (in tree order) into tree nodes: a node ends after an entry whose
+/// last table satisfies [`is_node_boundary`], or at [`NODE_MAX`] entries.
+pub fn node_layout(entries: &[TreeEntry]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, e) in entries.iter().enumerate() {
+        if i + 1 == entries.len() || is_node_boundary(&e.last) || i + 1 - start >= NODE_MAX {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    out
 }
 
 /// Cuts `tables` (sorted by [`shard_order`]) into shards: a shard ends at a super table
@@ -596,20 +871,129 @@ mod tests {
         let mut other = shard.clone();
         other.tables[1].def.tags[0].value = Value::Int(2);
         assert!(other.check_against(&entry, "s").is_err(), "tag change");
-        assert!(Tree::decode(&bytes, "s").is_err(), "a shard is not a tree");
-        let tree = Tree {
+        assert!(
+            TreeRoot::decode(&bytes, "s").is_err(),
+            "a shard is not a tree"
+        );
+        let node = TreeNode {
             version: SNAPSHOT_VERSION,
             shards: vec![entry.clone(), entry],
         };
-        assert!(tree.validate("t").is_err(), "duplicate key");
-        let mut v3 = TreeObject::Tree(tree).encode();
+        let node_entry = TreeNode {
+            version: SNAPSHOT_VERSION,
+            shards: vec![node.shards[0].clone()],
+        }
+        .entry(BlobId::from_bytes([3; 32]))
+        .unwrap();
+        assert!(
+            node.check_against(&node_entry, "n").is_err(),
+            "duplicate key"
+        );
+        let mut v3 = TreeObject::Node(node).encode();
         let text = String::from_utf8(v3.clone())
             .unwrap()
             .replace("\"version\":2", "\"version\":3");
         v3 = text.into_bytes();
         assert!(TreeObject::decode(&v3, "t").is_err());
         assert!(
-            TreeObject::decode(b"{\"tree\":{\"version\":2,\"shards\":[],\"x\":1}}", "t").is_err()
+            TreeObject::decode(b"{\"tree\":{\"version\":2,\"nodes\":[],\"x\":1}}", "t").is_err()
         );
+        assert!(TreeObject::decode(b"{\"tree\":{\"version\":2,\"nodes\":[]}}", "t").is_ok());
+    }
+
+    fn entries(n: usize) -> Vec<TreeEntry> {
+        (0..n)
+            .map(|i| TreeEntry {
+                super_table: Some("m".into()),
+                first: format!("d{:06}", 2 * i),
+                last: format!("d{:06}", 2 * i + 1),
+                tables: 2,
+                defs: "f".into(),
+                blocks: 1,
+                rows: i as u64,
+                shard: BlobId::from_bytes([i as u8; 32]),
+            })
+            .collect()
+    }
+
+    /// Stores into a map, keyed by a hash of the bytes (content addressing).
+    fn store_all(
+        entries: Vec<TreeEntry>,
+        parent: Option<&Tree>,
+        objects: &mut HashMap<BlobId, Vec<u8>>,
+    ) -> (BlobId, u64, u64) {
+        let mut stored = 0u64;
+        let fut = Tree::store(entries, parent, async |obj| {
+            let bytes = obj.encode();
+            let id = BlobId::from_bytes(*blake3::hash(&bytes).as_bytes());
+            stored += bytes.len() as u64;
+            objects.insert(id, bytes);
+            Ok::<_, Error>(id)
+        });
+        let (root, nodes) = block_on(fut).unwrap();
+        (root, nodes, stored)
+    }
+
+    fn read_all(root: BlobId, objects: &HashMap<BlobId, Vec<u8>>) -> Result<(Tree, u64), Error> {
+        block_on(Tree::read(
+            root,
+            "of test",
+            async |id, what| {
+                objects.get(&id).cloned().ok_or(Error::InvalidTreeObject {
+                    object: what,
+                    reason: "missing".into(),
+                })
+            },
+            |e| e,
+        ))
+    }
+
+    /// Polls a future that never waits (the closures above are ready at once).
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut f = std::pin::pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(x) => x,
+            Poll::Pending => panic!("the future waited"),
+        }
+    }
+
+    #[test]
+    fn tree_nodes_are_content_defined_and_reused() {
+        let all = entries(1600);
+        let mut objects = HashMap::new();
+        let (root, nodes, full_bytes) = store_all(all.clone(), None, &mut objects);
+        let (tree, reads) = read_all(root, &objects).unwrap();
+        assert_eq!(tree.shards, all);
+        assert_eq!(reads, 1 + nodes);
+        let avg = 1600 / nodes as usize;
+        assert!((10..100).contains(&avg), "average node of {avg} shards");
+        for k in 0..tree.nodes.len() {
+            assert_eq!(tree.node_span(k).len() as u64, tree.nodes[k].shards);
+        }
+        // One shard changes: one node and the root are written, a small part of the whole.
+        let mut changed = all.clone();
+        changed[800].rows += 1;
+        changed[800].shard = BlobId::from_bytes([9; 32]);
+        let (root2, nodes2, bytes2) = store_all(changed.clone(), Some(&tree), &mut objects);
+        assert_eq!(nodes2, 1);
+        assert!(bytes2 * 10 < full_bytes, "{bytes2} of {full_bytes}");
+        assert_eq!(read_all(root2, &objects).unwrap().0.shards, changed);
+        // Without the parent the same bytes come out (the same ids).
+        let mut fresh = HashMap::new();
+        assert_eq!(store_all(changed, None, &mut fresh).0, root2);
+        // Dropping a shard rewrites at most the nodes around it.
+        let mut fewer = all.clone();
+        fewer.remove(400);
+        let (_, nodes3, _) = store_all(fewer, Some(&tree), &mut objects);
+        assert!(nodes3 <= 2, "{nodes3} nodes rewritten");
+        // A node that disagrees with the root is refused.
+        let mut bad = objects.clone();
+        let first = tree.nodes[0].node;
+        let mut node = TreeNode::decode(&bad[&first], "n").unwrap();
+        node.shards[0].rows += 1;
+        bad.insert(first, TreeObject::Node(node).encode());
+        assert!(read_all(root, &bad).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Backup orchestration, in three steps with a type each:
 //!
 //! 1. [`plan`](self::plan): the catalog and the tracker's snapshot → a [`Decision`]: full or
-//!    incremental, the parent snapshot (its root tree; its shards only where needed), the
+//!    incremental, the parent snapshot (its tree; its shards only where needed), the
 //!    tables to export. The choice is the `--engine` strategy's ([`crate::strategy`]).
 //! 2. [`export`]: the tables' ranges exported in parallel, one blob per (table, bucket).
 //! 3. [`commit`]: the new snapshot tree — the parent's shards by id where nothing changed,
@@ -62,7 +62,8 @@ pub struct BackupReport {
     pub full_reason: Option<String>,
     /// Wall time.
     pub duration: Duration,
-    /// Tree objects (shards, tree, catalog parts) this backup wrote, and their sealed bytes
+    /// Tree objects (shards, tree nodes, the tree root) this backup wrote; their sealed bytes,
+    /// with the catalog parts, are [`BackupReport::tree_bytes_written`]
     /// (deduplicated: unchanged parts are the parent's and cost nothing).
     pub tree_objects_written: u64,
     /// Sealed bytes of those objects.

@@ -6,29 +6,21 @@ use std::collections::{BTreeMap, HashSet};
 
 use taosbackup_core::{
     BackupKind, BackupSnapshot, BlobId, BlockRef, CatalogRoot, CatalogSnapshot, DatabaseState,
-    Repository, RepositoryErrorKind, SuperTablePart, TableDef, TableKind, Tree,
+    Repository, RepositoryErrorKind, SuperTablePart, TableDef, TableKind,
 };
 
 use crate::EngineError;
-use crate::parent::{read_object, read_shard};
+use crate::parent::{read_object, read_shard, read_tree};
 
 /// Tree objects read by a [`load_state`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ObjectsRead {
-    /// The snapshot object, the tree, catalog root and parts.
+    /// The snapshot object, the tree root and nodes, catalog root and parts.
     pub metadata: u64,
     /// Shards.
     pub shards: u64,
-}
-
-async fn read_tree(repo: &dyn Repository, s: &BackupSnapshot) -> Result<Tree, EngineError> {
-    let tree = read_object(repo, s, &s.tree, "tree", Tree::decode).await?;
-    tree.validate(&format!("tree of backup {}", s.id))
-        .map_err(|e| EngineError::DamagedSnapshot {
-            backup: s.id.to_hex(),
-            reason: e.to_string(),
-        })?;
-    Ok(tree)
+    /// Of `metadata`, the tree's nodes (the root not counted).
+    pub tree_nodes: u64,
 }
 
 /// The state `snapshot` describes. With `tables` or `stables` given, only the shards that
@@ -42,6 +34,7 @@ pub async fn load_state(
     let mut read = ObjectsRead {
         metadata: 1,
         shards: 0,
+        tree_nodes: 0,
     };
     let root = read_object(
         repo,
@@ -65,8 +58,9 @@ pub async fn load_state(
         read.metadata += 1;
         super_tables.push(part.def);
     }
-    let tree = read_tree(repo, snapshot).await?;
-    read.metadata += 1;
+    let (tree, tree_reads) = read_tree(repo, snapshot).await?;
+    read.metadata += tree_reads;
+    read.tree_nodes = tree_reads - 1;
     let all = tables.is_empty() && stables.is_empty();
     let mut defs: Vec<TableDef> = Vec::new();
     let mut blocks: BTreeMap<String, BTreeMap<i64, BlockRef>> = BTreeMap::new();
@@ -137,11 +131,11 @@ pub async fn changes(
         },
         _ => None,
     };
-    let tree = read_tree(repo, snapshot).await?;
+    let (tree, _) = read_tree(repo, snapshot).await?;
     let mut before: BTreeMap<String, BTreeMap<i64, BlockRef>> = BTreeMap::new();
     let mut unchanged: HashSet<BlobId> = HashSet::new();
     if let Some(p) = &parent {
-        let ptree = read_tree(repo, p).await?;
+        let (ptree, _) = read_tree(repo, p).await?;
         let mine: HashSet<BlobId> = tree.shards.iter().map(|e| e.shard).collect();
         for e in &ptree.shards {
             if mine.contains(&e.shard) {

@@ -1,5 +1,5 @@
-//! The parent snapshot a backup is computed against, read lazily: its root tree always, its
-//! shards only where the backup needs them.
+//! The parent snapshot a backup is computed against, read lazily: its tree (root and nodes)
+//! always, its shards only where the backup needs them.
 //!
 //! The current catalog is cut into shards the same way the parent's tables were
 //! ([`taosbackup_core::layout`]: by super table and content-defined name ranges). A current
@@ -14,7 +14,7 @@ use std::ops::Range;
 use futures::StreamExt;
 use taosbackup_core::{
     BackupSnapshot, BlobId, BlockRef, CatalogSnapshot, DatabaseState, Repository, Shard, TableDef,
-    Tree, TreeEntry, TreeObject, fingerprint, layout, shard_order,
+    Tree, TreeEntry, TreeNode, TreeObject, TreeRoot, fingerprint, layout, shard_order,
 };
 
 use crate::EngineError;
@@ -111,29 +111,19 @@ pub(crate) struct ParentView {
 }
 
 impl ParentView {
-    /// Reads the root tree of `snapshot`.
+    /// Reads the tree (root and nodes) of `snapshot`.
     pub(crate) async fn open(
         repo: &dyn Repository,
         snapshot: BackupSnapshot,
     ) -> Result<ParentView, EngineError> {
-        let what = format!("tree {} of backup {}", snapshot.tree, snapshot.id);
-        let bytes = repo
-            .read_blob(&snapshot.tree)
-            .await
-            .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
-        let tree = Tree::decode(&bytes, &what)
-            .and_then(|t| {
-                t.validate(&what)?;
-                Ok(t)
-            })
-            .map_err(|e| damaged(&snapshot, e))?;
+        let (tree, objects_read) = read_tree(repo, &snapshot).await?;
         Ok(ParentView {
             snapshot,
             tree,
             loaded: HashMap::new(),
             tables: HashMap::new(),
             unmatched: Vec::new(),
-            objects_read: 1,
+            objects_read,
         })
     }
 
@@ -157,8 +147,9 @@ impl ParentView {
         }
         ParentView {
             snapshot,
+            // No nodes: the ids are not real, so nothing can be reused by id.
             tree: Tree {
-                version: taosbackup_core::SNAPSHOT_VERSION,
+                nodes: Vec::new(),
                 shards: entries,
             },
             loaded,
@@ -234,6 +225,28 @@ impl ParentView {
         out.sort();
         out
     }
+}
+
+/// Reads and checks the tree of `snapshot` (its root and every node); returns it with the
+/// number of objects read.
+pub(crate) async fn read_tree(
+    repo: &dyn Repository,
+    snapshot: &BackupSnapshot,
+) -> Result<(Tree, u64), EngineError> {
+    let root = read_object(repo, snapshot, &snapshot.tree, "tree", TreeRoot::decode).await?;
+    let ids: Vec<BlobId> = root.nodes.iter().map(|n| n.node).collect();
+    let nodes: Vec<Result<TreeNode, EngineError>> =
+        futures::stream::iter(ids.into_iter().map(|id| async move {
+            read_object(repo, snapshot, &id, "tree node", TreeNode::decode).await
+        }))
+        .buffered(READ_CONCURRENCY)
+        .collect()
+        .await;
+    let nodes = nodes.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let reads = 1 + nodes.len() as u64;
+    let tree = Tree::assemble(root, nodes, &format!("of backup {}", snapshot.id))
+        .map_err(|e| damaged(snapshot, e))?;
+    Ok((tree, reads))
 }
 
 /// Reads and checks one shard of `snapshot`.

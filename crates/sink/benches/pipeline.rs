@@ -114,11 +114,11 @@ async fn snapshot(session: &taosbackup_sink::Session, ids: &[BlobId]) -> BackupS
             entries.push(e);
         }
     }
-    let tree = TreeObject::Tree(Tree {
-        version: SNAPSHOT_VERSION,
-        shards: entries,
-    });
-    let tree = session.put_blob(&tree.encode()).await.expect("tree");
+    let (tree, _) = Tree::store(entries, None, async |obj| {
+        session.put_blob(&obj.encode()).await
+    })
+    .await
+    .expect("tree");
     let catalog = TreeObject::Catalog(CatalogRoot {
         version: SNAPSHOT_VERSION,
         database,

@@ -16,19 +16,28 @@
 //! another id is ignored (a `snapshots.json` that does not parse is ignored whole). Restore,
 //! verify and prune read snapshots from the repository itself. Writes are atomic (a
 //! temporary file renamed), and two processes writing at once lose at most entries, which
-//! the next listing downloads again. Deleting the directory is always safe.
+//! the next listing downloads again. Deleting the directory is always safe. A process killed
+//! between writing a temporary file and renaming it leaves the temporary file behind; opening
+//! the cache deletes those older than [`STALE_TEMP_AGE`] (only names of the form this module
+//! writes, so nothing else in the directory is touched, and a write in progress, which is
+//! seconds old at most, is left alone).
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use taosbackup_core::{BackupId, BackupSnapshot};
 
 /// The version of `snapshots.json`; another version is ignored (and rewritten).
 const CACHE_VERSION: u32 = 1;
+
+/// How old a temporary file must be before opening the cache deletes it (a write takes
+/// milliseconds; an hour leaves room for a stalled disk or a stopped process).
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 /// The snapshot cache of one repository.
 #[derive(Debug, Clone)]
@@ -53,13 +62,46 @@ struct FileIn {
 
 impl SnapshotCache {
     /// The cache of repository `repo_id` under `base` (the user's cache directory, e.g.
-    /// `$XDG_CACHE_HOME/taosbackup`). Nothing is created until something is stored.
+    /// `$XDG_CACHE_HOME/taosbackup`). Nothing is created until something is stored;
+    /// temporary files that killed processes left behind are deleted
+    /// ([`SnapshotCache::remove_stale_temps`] with [`STALE_TEMP_AGE`]).
     pub fn new(base: &Path, repo_id: &str) -> SnapshotCache {
         let root = base.join(repo_id);
-        SnapshotCache {
+        let cache = SnapshotCache {
             dir: root.join("snapshots"),
             root,
+        };
+        cache.remove_stale_temps(STALE_TEMP_AGE);
+        cache
+    }
+
+    /// Deletes this cache's temporary files (names [`tmp_name`] makes) last modified more
+    /// than `age` ago; returns how many. Best effort: a file that cannot be read or deleted
+    /// is left for the next open.
+    pub fn remove_stale_temps(&self, age: Duration) -> usize {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for dir in [&self.root, &self.dir] {
+            let Ok(rd) = fs::read_dir(dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                if !is_tmp_name(&e.file_name().to_string_lossy()) {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|d| d >= age);
+                if old && fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
         }
+        removed
     }
 
     /// The directory of the entries stored one by one.
@@ -144,6 +186,19 @@ fn tmp_name(name: &str) -> String {
     )
 }
 
+/// Whether `file` is a name [`tmp_name`] makes: `.<name>.tmp-<pid>-<n>` (decimal pid and n).
+fn is_tmp_name(file: &str) -> bool {
+    let Some(rest) = file.strip_prefix('.') else {
+        return false;
+    };
+    let Some((_, tail)) = rest.rsplit_once(".tmp-") else {
+        return false;
+    };
+    let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+    tail.split_once('-')
+        .is_some_and(|(pid, n)| digits(pid) && digits(n))
+}
+
 /// Writes `dir/name` atomically (a temporary file renamed), 0600 in a 0700 directory.
 fn write_private(dir: &Path, name: &str, body: &[u8]) -> std::io::Result<()> {
     create_private_dir(dir)?;
@@ -178,13 +233,15 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::DateTime;
     use taosbackup_core::{
         BackupKind, BackupStats, BlobId, BucketWidth, Precision, SNAPSHOT_VERSION, SourceInfo,
     };
 
+    /// A valid snapshot fixture of backup `[n; 16]`, finished at second `n + 1` (also the
+    /// repository's tests' fixture).
     pub(crate) fn snap(n: u8) -> BackupSnapshot {
         let id = BackupId::from_bytes([n; 16]);
         BackupSnapshot {
@@ -195,8 +252,8 @@ mod tests {
             engine: "full".into(),
             parent: None,
             chain: id,
-            started_at: DateTime::from_timestamp(1, 0).unwrap_or_default(),
-            finished_at: DateTime::from_timestamp(2, 0).unwrap_or_default(),
+            started_at: DateTime::from_timestamp(i64::from(n), 0).unwrap_or_default(),
+            finished_at: DateTime::from_timestamp(i64::from(n) + 1, 0).unwrap_or_default(),
             source: SourceInfo::default(),
             bucket_width: BucketWidth::DAY,
             precision: Precision::Ms,
@@ -251,6 +308,39 @@ mod tests {
             c.load().keys().copied().collect::<Vec<_>>(),
             vec![snap(2).id]
         );
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_on_open_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = SnapshotCache::new(dir.path(), "r");
+        c.put(&snap(1));
+        c.store_all(&[snap(1)]);
+        c.put(&snap(2));
+        let old = SystemTime::now() - STALE_TEMP_AGE - Duration::from_secs(60);
+        let make = |path: PathBuf, modified: SystemTime| {
+            let f = fs::File::create(&path).unwrap();
+            f.set_modified(modified).unwrap();
+            path
+        };
+        let stale_root = make(c.root.join(tmp_name("snapshots.json")), old);
+        let stale_dir = make(c.dir().join(".abcd.tmp-12345-7"), old);
+        let fresh = make(c.dir().join(tmp_name("abcd")), SystemTime::now());
+        // Old, but not a name this module writes: someone else's.
+        let foreign = [
+            make(c.dir().join(".abcd.tmp-12x-7"), old),
+            make(c.dir().join("abcd.tmp-1-7"), old),
+            make(c.root.join(".keep"), old),
+        ];
+        let reopened = SnapshotCache::new(dir.path(), "r");
+        assert!(!stale_root.exists() && !stale_dir.exists());
+        assert!(fresh.exists(), "a write in progress is left alone");
+        assert!(foreign.iter().all(|p| p.exists()));
+        assert_eq!(reopened.load().len(), 1);
+        assert_eq!(reopened.get(&snap(2).id), Some(snap(2)));
+        // With no grace at all the fresh one goes too, and only it.
+        assert_eq!(reopened.remove_stale_temps(Duration::ZERO), 1);
+        assert!(foreign.iter().all(|p| p.exists()));
     }
 
     #[test]

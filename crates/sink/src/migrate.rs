@@ -256,12 +256,7 @@ impl Repo {
                 entries.push(e);
             }
         }
-        let tree = writer
-            .put(TreeObject::Tree(Tree {
-                version: SNAPSHOT_VERSION,
-                shards: entries,
-            }))
-            .await?;
+        let (tree, _) = Tree::store(entries, None, async |obj| writer.put(obj).await).await?;
         let mut parts = Vec::new();
         for st in &state.catalog.super_tables {
             let id = writer

@@ -1,11 +1,12 @@
-//! Reachability: snapshot → tree → shards → data blobs, and snapshot → catalog → super table
-//! parts. What `verify` checks and what `prune` keeps.
+//! Reachability: snapshot → tree root → tree nodes → shards → data blobs, and snapshot →
+//! catalog → super table parts. What `verify` checks and what `prune` keeps.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::StreamExt;
 use taosbackup_core::{
-    BackupId, BackupSnapshot, BlobId, CatalogRoot, Shard, SuperTablePart, Tree, TreeEntry,
+    BackupId, BackupSnapshot, BlobId, CatalogRoot, NodeEntry, Shard, SuperTablePart, TreeEntry,
+    TreeNode, TreeRoot,
 };
 
 use crate::error::Result;
@@ -14,10 +15,14 @@ use crate::repo::{Repo, snapshot_path};
 /// Tree objects read at once.
 const READ_CONCURRENCY: usize = 16;
 
+/// A tree node read: its id, its description, its bytes, its root entry and the backup
+/// that names it.
+type NodeRead = (BlobId, String, Result<Vec<u8>>, NodeEntry, BackupId);
+
 /// What a set of snapshots reaches.
 #[derive(Debug, Default)]
 pub(crate) struct Reach {
-    /// Tree, shard, catalog and super table blobs.
+    /// Tree root, tree node, shard, catalog and super table blobs.
     pub(crate) tree_blobs: HashSet<BlobId>,
     /// Data blobs (block chunks).
     pub(crate) data_blobs: HashSet<BlobId>,
@@ -47,6 +52,7 @@ impl Repo {
     pub(crate) async fn reach(&self, snapshots: &[BackupSnapshot]) -> Result<Reach> {
         let mut reach = Reach::default();
         // Tree and catalog roots first (one per snapshot, often shared).
+        let mut nodes: BTreeMap<BlobId, (NodeEntry, BackupId)> = BTreeMap::new();
         let mut shards: BTreeMap<BlobId, (TreeEntry, BackupId)> = BTreeMap::new();
         let mut parts: BTreeMap<BlobId, BackupId> = BTreeMap::new();
         let mut seen_roots: HashMap<BlobId, ()> = HashMap::new();
@@ -59,14 +65,14 @@ impl Repo {
                         .push((role(&s.tree, "tree", &s.id), e.to_string())),
                     Ok(bytes) => {
                         let what = role(&s.tree, "tree", &s.id);
-                        match Tree::decode(&bytes, &what).and_then(|t| {
+                        match TreeRoot::decode(&bytes, &what).and_then(|t| {
                             t.validate(&what)?;
                             Ok(t)
                         }) {
                             Err(e) => reach.problems.push((what, e.to_string())),
-                            Ok(tree) => {
-                                for e in tree.shards {
-                                    shards.entry(e.shard).or_insert((e, s.id));
+                            Ok(root) => {
+                                for n in root.nodes {
+                                    nodes.entry(n.node).or_insert((n, s.id));
                                 }
                             }
                         }
@@ -102,6 +108,30 @@ impl Repo {
                 Ok(bytes) => {
                     if let Err(e) = SuperTablePart::decode(&bytes, &what) {
                         reach.problems.push((what, e.to_string()));
+                    }
+                }
+            }
+        }
+        let results: Vec<NodeRead> =
+            futures::stream::iter(nodes.into_iter().map(|(id, (entry, backup))| async move {
+                let what = role(&id, "tree node", &backup);
+                (id, what, self.read_blob(&id).await, entry, backup)
+            }))
+            .buffer_unordered(READ_CONCURRENCY)
+            .collect()
+            .await;
+        for (id, what, bytes, entry, backup) in results {
+            reach.tree_blobs.insert(id);
+            let node = bytes.and_then(|b| {
+                let node = TreeNode::decode(&b, &what)?;
+                node.check_against(&entry, &what)?;
+                Ok(node)
+            });
+            match node {
+                Err(e) => reach.problems.push((what, e.to_string())),
+                Ok(node) => {
+                    for e in node.shards {
+                        shards.entry(e.shard).or_insert((e, backup));
                     }
                 }
             }

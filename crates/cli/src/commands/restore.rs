@@ -136,11 +136,12 @@ pub fn describe(r: &RestoreReport) -> String {
         "restored"
     };
     let mut out = format!(
-        "{verb} backup {} (a chain of {}; read {} repository objects: its snapshot, tree, \
-         catalog and {} shards) into database {}\n",
+        "{verb} backup {} (a chain of {}; read {} repository objects: its snapshot, catalog, \
+         tree root, {} tree nodes and {} shards) into database {}\n",
         r.backup,
         r.chain.len(),
         r.objects_read.metadata + r.objects_read.shards,
+        r.objects_read.tree_nodes,
         r.objects_read.shards,
         r.target_database
     );

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use taosbackup_core::{
-    BackupId, BackupKind, BackupSnapshot, BackupStats, BlockRef, CatalogRoot, FeedPositions,
-    Repository, SNAPSHOT_VERSION, Shard, ShardTable, SuperTablePart, SuperTableRef, Tree,
-    TreeObject,
+    BackupId, BackupKind, BackupSnapshot, BackupStats, BlobId, BlockRef, CatalogRoot,
+    FeedPositions, PlannedNode, Repository, SNAPSHOT_VERSION, Shard, ShardTable, SuperTablePart,
+    SuperTableRef, Tree, TreeObject, TreeRoot,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +33,8 @@ pub(crate) struct Committed {
     pub(crate) stored: Vec<(String, i64)>,
     /// (table, bucket) this run removed because the bucket has no rows any more.
     pub(crate) tombstoned: Vec<(String, i64)>,
-    pub(crate) shards_written: u64,
+    /// Tree objects stored: shards, tree nodes, the root.
+    pub(crate) objects_written: u64,
     pub(crate) tree_bytes_written: u64,
     pub(crate) parent_objects_read: u64,
     pub(crate) skipped: Vec<taosbackup_core::SkippedObject>,
@@ -47,7 +48,7 @@ impl Committed {
             snapshot: self.snapshot,
             full_reason: self.full_reason,
             duration,
-            tree_objects_written: self.shards_written,
+            tree_objects_written: self.objects_written,
             tree_bytes_written: self.tree_bytes_written,
             parent_objects_read: self.parent_objects_read,
             skipped: self.skipped,
@@ -103,7 +104,7 @@ pub(crate) async fn commit(
         p.load(repo, need).await?;
     }
     let mut entries = Vec::with_capacity(d.layout.chunks.len());
-    let mut shards_written = 0u64;
+    let mut objects_written = 0u64;
     for (c, chunk) in d.layout.chunks.iter().enumerate() {
         let changed = d
             .layout
@@ -148,23 +149,40 @@ pub(crate) async fn commit(
             version: SNAPSHOT_VERSION,
             tables,
         };
-        let entry = shard.entry(taosbackup_core::BlobId::from_bytes([0; 32]));
+        let entry = shard.entry(BlobId::from_bytes([0; 32]));
         let id = store_object(repo, TreeObject::Shard(shard), "shard").await?;
-        shards_written += 1;
+        objects_written += 1;
         if let Some(mut e) = entry {
             e.shard = id;
             entries.push(e);
         }
     }
+    // The nodes: a parent node whose shards are all unchanged is reused by id.
+    let mut nodes = Vec::new();
+    for planned in Tree::plan(entries, d.parent.as_ref().map(|p| &p.tree)) {
+        match planned {
+            PlannedNode::Reused(e) => nodes.push(e),
+            PlannedNode::New(node) => {
+                let entry = node.entry(BlobId::from_bytes([0; 32]));
+                let id = store_object(repo, TreeObject::Node(node), "tree node").await?;
+                objects_written += 1;
+                if let Some(mut e) = entry {
+                    e.node = id;
+                    nodes.push(e);
+                }
+            }
+        }
+    }
     let tree = store_object(
         repo,
-        TreeObject::Tree(Tree {
+        TreeObject::Tree(TreeRoot {
             version: SNAPSHOT_VERSION,
-            shards: entries,
+            nodes,
         }),
         "tree",
     )
     .await?;
+    objects_written += 1;
     let mut parts = Vec::with_capacity(d.catalog.super_tables.len());
     for st in &d.catalog.super_tables {
         let id = store_object(
@@ -234,7 +252,7 @@ pub(crate) async fn commit(
         kind = if snapshot.kind == BackupKind::Full { "full" } else { "incremental" },
         rows = snapshot.stats.rows,
         blocks = snapshot.stats.blocks,
-        shards_written,
+        objects_written,
         "backup committed"
     );
     Ok(Committed {
@@ -244,7 +262,7 @@ pub(crate) async fn commit(
         full_reason: d.full_reason,
         stored,
         tombstoned,
-        shards_written,
+        objects_written,
         tree_bytes_written,
         parent_objects_read: 0,
     })

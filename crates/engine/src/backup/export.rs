@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use futures::StreamExt;
 use taosbackup_core::{
-    BackupKind, BackupSnapshot, BlobId, BlockChunk, BlockRef, CatalogRoot, ExportRequest,
-    Precision, Progress, Repository, Source, TimeRange,
+    BackupKind, BackupSnapshot, BlobId, BlockChunk, BlockRef, Bucket, CatalogRoot,
+    ExportRequest, Precision, Progress, Repository, Source, TimeRange,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -362,7 +362,9 @@ async fn export_table(
             .next_chunk()
             .await
             .map_err(|e| EngineError::source(context(), e))?;
-        let bucket = next.as_ref().map(|c| c.range.start.div_euclid(w));
+        let bucket = next
+            .as_ref()
+            .map(|c| Bucket::containing(c.range.start, w).index());
         let flush = match (&current, bucket) {
             (Some((b, _)), Some(nb)) => *b != nb,
             (Some(_), None) => true,
@@ -378,7 +380,7 @@ async fn export_table(
         match next {
             None => break,
             Some(c) => {
-                let b = c.range.start.div_euclid(w);
+                let b = Bucket::containing(c.range.start, w).index();
                 match &mut current {
                     Some((_, chunks)) => chunks.push(c),
                     None => current = Some((b, vec![c])),

@@ -100,12 +100,11 @@ pub async fn make_snapshot(
     let shard_id = put(TreeObject::Shard(shard).encode()).await;
     let mut entry = entry.unwrap();
     entry.shard = shard_id;
-    let tree = put(TreeObject::Tree(Tree {
-        version: SNAPSHOT_VERSION,
-        shards: vec![entry],
+    let (tree, _) = Tree::store(vec![entry], None, async |obj| {
+        Ok::<_, ()>(put(obj.encode()).await)
     })
-    .encode())
-    .await;
+    .await
+    .unwrap();
     let catalog = put(TreeObject::Catalog(CatalogRoot {
         version: SNAPSHOT_VERSION,
         database: DatabaseDef {
@@ -147,7 +146,14 @@ pub async fn make_snapshot(
 /// Every data blob `s` references, read through its tree and shards.
 #[allow(dead_code)]
 pub async fn snapshot_blobs(repo: &Repo, s: &BackupSnapshot) -> Vec<BlobId> {
-    let tree = Tree::decode(&repo.read_blob(&s.tree).await.unwrap(), "tree").unwrap();
+    let (tree, _) = Tree::read(
+        s.tree,
+        "of a test backup",
+        async |id, _| repo.read_blob(&id).await,
+        |e| panic!("{e}"),
+    )
+    .await
+    .unwrap();
     let mut out = Vec::new();
     for e in &tree.shards {
         let shard = Shard::decode(&repo.read_blob(&e.shard).await.unwrap(), "shard").unwrap();

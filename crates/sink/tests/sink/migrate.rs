@@ -209,7 +209,14 @@ async fn state_of(repo: &Repo, id: &BackupId) -> DatabaseState {
         let part = SuperTablePart::decode(&repo.read_blob(&st.def).await.unwrap(), "p").unwrap();
         super_tables.push(part.def);
     }
-    let tree = Tree::decode(&repo.read_blob(&s.tree).await.unwrap(), "t").unwrap();
+    let (tree, _) = Tree::read(
+        s.tree,
+        "of a migrated backup",
+        async |id, _| repo.read_blob(&id).await,
+        |e| panic!("{e}"),
+    )
+    .await
+    .unwrap();
     let (mut tables, mut blocks) = (Vec::new(), BTreeMap::new());
     for e in &tree.shards {
         let shard = Shard::decode(&repo.read_blob(&e.shard).await.unwrap(), "s").unwrap();

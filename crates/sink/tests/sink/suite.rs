@@ -101,10 +101,10 @@ async fn backend_suite(backend: Backend) {
         .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.snapshots, 2);
-    // Data blobs, plus the tree objects: full (shard, tree, catalog), incremental (its own
-    // shard and tree; the same catalog).
-    assert_eq!(report.tree_objects, 5);
-    assert_eq!(report.blobs_read, ids.len() + 1 + 5);
+    // Data blobs, plus the tree objects: full (shard, tree node, tree root, catalog),
+    // incremental (its own shard, node and root; the same catalog).
+    assert_eq!(report.tree_objects, 7);
+    assert_eq!(report.blobs_read, ids.len() + 1 + 7);
     assert!(report.unindexed_packs.is_empty());
 
     // Keys: add, open with it, change password, remove.
@@ -197,9 +197,9 @@ async fn backend_suite(backend: Backend) {
         .await
         .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    // Its two data blobs and its three tree objects (shard, tree, catalog).
-    assert_eq!(report.tree_objects, 3);
-    assert_eq!(report.blobs_read, 2 + 3);
+    // Its two data blobs and its four tree objects (shard, tree node, tree root, catalog).
+    assert_eq!(report.tree_objects, 4);
+    assert_eq!(report.blobs_read, 2 + 4);
     assert!(
         repo.lock(LockMode::Exclusive, "check")
             .await

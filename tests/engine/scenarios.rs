@@ -4,15 +4,14 @@
 //! one the tracker covers) and pruned along the way, and a retention policy with a pin at the
 //! end; restoring every kept backup point must equal the source database as it was at that
 //! point, table by table and value by value, a forgotten one must be gone, and a prune after
-//! the last must find nothing left to delete.
+//! the last must find nothing left to delete. Once per scenario the repository goes through
+//! format 1 and `migrate` (common::through_format1) and the scenario goes on on the result.
 //!
 //! The bitmap engine is fed either by an oracle feed that reports exactly the changes the test
 //! makes (judging the engine alone) or by the real TMQ feed of `taosbackup-source` against the
 //! emulator's TMQ (judging the product), restarted every few steps.
 
-mod common;
-
-use common::*;
+use super::common::*;
 use taosbackup_core::BackupKind;
 use taosbackup_engine::{BackupPoint, EngineKind};
 

@@ -6,17 +6,15 @@
 //!
 //! Figures (cases, detections, refusals) are printed with `--nocapture`.
 
-mod common;
-
 #[allow(dead_code)]
-#[path = "../../sink/tests/sink/fuzz_tracker.rs"]
+#[path = "../../crates/sink/tests/sink/fuzz_tracker.rs"]
 mod fuzz_tracker;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
-use taosbackup_core::{CatalogRoot, NoProgress, Tree};
+use super::common::*;
+use taosbackup_core::{CatalogRoot, NoProgress, TreeNode, TreeRoot};
 use taosbackup_engine::{
     BackupPoint, CancellationToken, ChangeTracking, EngineError, EngineKind, TrackingConfig,
 };
@@ -530,8 +528,12 @@ async fn every_flipped_byte_of_snapshot_tree_and_shard_objects_is_refused() {
             add(s.tree, "tree");
             add(s.catalog, "catalog");
             let tree = repo.read_blob(&s.tree).await.unwrap();
-            for e in Tree::decode(&tree, "tree").unwrap().shards {
-                add(e.shard, "shard");
+            for n in TreeRoot::decode(&tree, "tree").unwrap().nodes {
+                add(n.node, "tree node");
+                let node = repo.read_blob(&n.node).await.unwrap();
+                for e in TreeNode::decode(&node, "tree node").unwrap().shards {
+                    add(e.shard, "shard");
+                }
             }
             let catalog = repo.read_blob(&s.catalog).await.unwrap();
             for st in CatalogRoot::decode(&catalog, "catalog")
@@ -547,7 +549,12 @@ async fn every_flipped_byte_of_snapshot_tree_and_shard_objects_is_refused() {
                 .any(|(r, by)| r == role && by.len() == 2)
         };
         assert!(
-            shared("shard") && shared("catalog") && shared("super table") && !shared("tree"),
+            shared("shard")
+                && shared("catalog")
+                && shared("super table")
+                && !shared("tree")
+                && !shared("tree node")
+                && tree_objects.values().any(|(r, _)| r == "tree node"),
             "the incremental shares the unchanged objects: {tree_objects:?}"
         );
 

@@ -477,8 +477,79 @@ async fn create_child(
 
 /// Runs `steps` random steps with a backup after each, then restores every point and
 /// compares it with the database as it was.
+/// `repo` rewritten as a format-1 repository — one full manifest per backup, with the
+/// backup's id, metadata and state and the same data blobs — and migrated back to format 2
+/// as `taosbackup migrate` does: what a format-1 user's repository becomes.
+pub async fn through_format1(repo: &Repo, width: BucketWidth) -> Repo {
+    let f1 = Repo::init(
+        Backend::from_url("memory://").unwrap(),
+        InitOptions {
+            encryption: false,
+            kdf: KdfParams::insecure_for_tests(),
+            bucket_width: width,
+            pack_size: 256 * 1024,
+            format_version: taosbackup_sink::FORMAT1_VERSION,
+            ..InitOptions::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let reader = repo.session("migrate test").await.unwrap();
+    let writer = f1.session("backup").await.unwrap();
+    let mut manifests = Vec::new();
+    for s in repo.snapshots().await.unwrap() {
+        let (state, _) = taosbackup_engine::load_state(&reader, &s, &[], &[])
+            .await
+            .unwrap();
+        let mut tables = BTreeMap::new();
+        for (name, blocks) in state.tables {
+            for b in blocks.values() {
+                if !writer.holds(&b.blob) {
+                    let data = repo.read_blob(&b.blob).await.unwrap();
+                    assert_eq!(writer.put_blob(&data).await.unwrap(), b.blob);
+                }
+            }
+            let blocks = blocks
+                .into_iter()
+                .map(|(k, r)| (k, taosbackup_core::BlockRecord::Data(r)))
+                .collect();
+            tables.insert(name, taosbackup_core::TableRecord::Present { blocks });
+        }
+        manifests.push(taosbackup_core::Manifest {
+            version: taosbackup_core::MANIFEST_VERSION,
+            id: s.id,
+            parent: None,
+            chain: s.id,
+            database: s.database,
+            kind: BackupKind::Full,
+            engine: s.engine,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+            source: s.source,
+            bucket_width: s.bucket_width,
+            catalog: state.catalog,
+            tables,
+            feed_positions: s.feed_positions,
+            stats: s.stats,
+        });
+    }
+    reader.finish().await.unwrap();
+    writer.flush_index().await.unwrap();
+    writer.finish().await.unwrap();
+    for m in &manifests {
+        f1.put_manifest(m).await.unwrap();
+    }
+    let report = f1.migrate(None, false).await.unwrap();
+    assert_eq!(report.snapshots_written, manifests.len());
+    let migrated = Repo::open(f1.backend().clone(), None).await.unwrap();
+    let verified = migrated.verify(Default::default()).await.unwrap();
+    assert!(verified.problems.is_empty(), "{:?}", verified.problems);
+    migrated
+}
+
 pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, dir: &Path) {
-    let h = harness().await;
+    let mut h = harness().await;
     let feed = OracleFeed::default();
     let mut tables = setup(&h, &feed).await;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -539,6 +610,13 @@ pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, d
         if rng.random_range(0..4) == 0 {
             h.repo.prune(None, false).await.unwrap();
             log.push("prune".into());
+        }
+        // Once per scenario (its own generator: the other choices stay as they were), the
+        // repository so far goes through format 1 and `migrate`; the scenario goes on on
+        // the migrated repository, and its points must still restore exactly.
+        if i == StdRng::seed_from_u64(seed ^ 0x6d69).random_range(0..steps - 1) {
+            h.repo = through_format1(&h.repo, h.width).await;
+            log.push("migrate".into());
         }
     }
     // Retention: the newest three and a pinned one stay; a dry run predicts the prune.
