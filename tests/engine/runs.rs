@@ -3,7 +3,7 @@
 
 use super::common::*;
 use chrono::Utc;
-use taosbackup_core::{BackupKind, ChangeEvent, Precision};
+use taosbackup_core::{BackupKind, CatalogRoot, ChangeEvent, Precision};
 use taosbackup_engine::{
     BackupPoint, CancellationToken, ChangeTracking, EngineError, EngineKind, OnGap, TrackingConfig,
     list_backups,
@@ -462,4 +462,49 @@ async fn restore_check_names_every_table_whose_rows_did_not_arrive() {
     assert_eq!(rows.get("d0"), Some(&3));
     assert_eq!(rows.get("d2"), Some(&3));
     assert_eq!(rows.get("d1"), None, "a child without rows is absent");
+}
+
+/// Issue 18 (docs/format.md §5.3): a super table with more blocks than the training sample
+/// gets a dictionary, listed by the catalog; the next backup reuses it; restore and verify
+/// read the blocks compressed with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_super_tables_blocks_share_a_dictionary_that_the_next_backup_reuses() {
+    let h = harness().await;
+    let feed = OracleFeed::default();
+    setup(&h, &feed).await;
+    // 60 blocks of 10 rows per child table (1-minute buckets): 180 blocks in `meters`.
+    let slots: Vec<i64> = (0..600).map(|i| (i / 10) * 60 + i % 10).collect();
+    for t in ["d0", "d1", "d2"] {
+        insert(&h, &feed, t, &slots).await;
+    }
+    let meters_dictionary = async |s: &taosbackup_core::BackupSnapshot| {
+        let bytes = h.repo.read_blob(&s.catalog).await.unwrap();
+        let root = CatalogRoot::decode(&bytes, "catalog").unwrap();
+        let m = root.super_tables.iter().find(|s| s.name == "meters");
+        (m.and_then(|m| m.dictionary), root.dictionaries)
+    };
+    let first = h.backup(EngineKind::Full, None).await.unwrap();
+    let (dict, listed) = meters_dictionary(&first.snapshot).await;
+    let dict = dict.expect("180 blocks train a dictionary");
+    assert_eq!(listed, vec![dict]);
+    insert(&h, &feed, "d0", &[6000]).await;
+    let second = h.backup(EngineKind::Full, None).await.unwrap();
+    assert_eq!(
+        meters_dictionary(&second.snapshot).await,
+        (Some(dict), vec![dict]),
+        "reused, not trained again"
+    );
+    let expected = h.contents(DB).await;
+    h.restore_with(&h.restore_request(BackupPoint::Latest, "copy"))
+        .await
+        .unwrap();
+    assert_eq!(h.contents("copy").await, expected);
+    let report = h
+        .repo
+        .verify(taosbackup_sink::VerifyOptions {
+            read_data_percent: Some(100),
+        })
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
 }

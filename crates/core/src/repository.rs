@@ -28,6 +28,33 @@ pub trait Repository: Send + Sync {
     /// before, the blob is garbage for a later prune and no backup refers to it.
     async fn store_blob(&self, data: &[u8]) -> Result<BlobId, RepositoryError>;
 
+    /// Stores `data` as a blob compressed with the shared zstd dictionary blob `dictionary`
+    /// (one [`Repository::train_dictionary`] returned, in this handle or a committed
+    /// snapshot) and returns its id. The blob stays decodable on its own (it names its
+    /// dictionary); its id depends on `data` and `dictionary`, so deduplication only meets
+    /// blobs compressed with the same dictionary. The caller keeps `dictionary` reachable
+    /// (a snapshot's catalog lists it) as long as a snapshot references the blob.
+    /// Implementations without dictionaries store `data` as [`Repository::store_blob`] does.
+    async fn store_blob_with_dictionary(
+        &self,
+        data: &[u8],
+        dictionary: &BlobId,
+    ) -> Result<BlobId, RepositoryError> {
+        let _ = dictionary;
+        self.store_blob(data).await
+    }
+
+    /// Trains a zstd dictionary from `samples` (blob contents alike to the ones it will
+    /// compress), stores it as a blob and returns its id; `None` when no dictionary can be
+    /// trained from them (too few or too small samples) or the implementation has none.
+    async fn train_dictionary(
+        &self,
+        samples: &[Vec<u8>],
+    ) -> Result<Option<BlobId>, RepositoryError> {
+        let _ = samples;
+        Ok(None)
+    }
+
     /// Reads the blob `id` and returns its exact bytes.
     ///
     /// Guarantees: the returned bytes are verified (authenticated or checksummed and

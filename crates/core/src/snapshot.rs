@@ -252,6 +252,11 @@ pub struct CatalogRoot {
     /// tables); absent when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedObject>,
+    /// Every zstd dictionary blob a data blob of this snapshot may need (docs/format.md
+    /// §5.3): the super tables' current ones and those inherited from the parent, whose
+    /// blocks an incremental keeps. What keeps them reachable for prune; absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dictionaries: Vec<BlobId>,
 }
 
 /// A super table named by the catalog root.
@@ -262,6 +267,10 @@ pub struct SuperTableRef {
     pub name: String,
     /// The [`SuperTablePart`] blob.
     pub def: BlobId,
+    /// The zstd dictionary blob this super table's new blocks are compressed with (trained
+    /// from a sample of its blocks, docs/format.md §5.3); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dictionary: Option<BlobId>,
 }
 
 /// One super table's part of the catalog.

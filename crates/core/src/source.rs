@@ -14,16 +14,20 @@
 //! frame   = magic || u32 frame_len || u8 precision (0 ms, 1 us, 2 ns) || u32 rows
 //!           || i64 min_ts || i64 max_ts || u16 ncols || ncols × (u16 len || utf-8 name)
 //!           || block            (integers little-endian; frame_len counts the bytes after it)
-//! magic   = "TBC1" (block = the raw block) | "TBC2" (block = crate::transform::encode of it)
+//! magic   = "TBC1" (block = the raw block)
+//!         | "TBC2" (block = crate::transform::encode_into of it with Floats::Xor)
+//!         | "TBC3" (block = crate::transform::encode_into of it with Floats::AsIs)
 //! ```
 //!
-//! Writers emit `TBC2` whenever the raw block's layout is understood (the column transforms
-//! make it compress several times better), else `TBC1`; readers accept both.
+//! Writers emit `TBC3` whenever the raw block's layout is understood (the column transforms
+//! make it compress several times better), else `TBC1`; readers accept all three (`TBC2`
+//! was written before issue 18).
 
 use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::transform::Floats;
 use crate::{CatalogSnapshot, Precision, TimeRange};
 
 /// What to export of one table: the requested time ranges (usually buckets), in any order.
@@ -64,46 +68,52 @@ pub struct BlockChunk {
 
 /// A frame holding the raw block as it is.
 const MAGIC: &[u8; 4] = b"TBC1";
-/// A frame holding the raw block transformed by [`crate::transform::encode`].
+/// A frame holding the raw block transformed with floats XORed (written before issue 18).
 const MAGIC_TRANSFORMED: &[u8; 4] = b"TBC2";
+/// A frame holding the raw block transformed with floats as they are.
+const MAGIC_TRANSFORMED_3: &[u8; 4] = b"TBC3";
 
 impl BlockChunk {
     /// Appends this chunk as one frame to `out` (format in the module docs). The table name
     /// and range are not written: the blob's key (table, bucket) holds them.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ChunkFormatError> {
-        let mut body = Vec::with_capacity(self.raw.len() + 64);
-        body.push(match self.precision {
+        let ncols = u16::try_from(self.columns.len())
+            .map_err(|_| ChunkFormatError("more than 65535 columns".into()))?;
+        let names: usize = self.columns.iter().map(|c| 2 + c.len()).sum();
+        out.reserve(8 + 1 + 4 + 8 + 8 + 2 + names + self.raw.len());
+        // Written in place: magic and length are patched once the block is in.
+        let start = out.len();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&[0; 4]);
+        out.push(match self.precision {
             Precision::Ms => 0,
             Precision::Us => 1,
             Precision::Ns => 2,
         });
-        body.extend_from_slice(&self.rows.to_le_bytes());
-        body.extend_from_slice(&self.min_ts.to_le_bytes());
-        body.extend_from_slice(&self.max_ts.to_le_bytes());
-        let ncols = u16::try_from(self.columns.len())
-            .map_err(|_| ChunkFormatError("more than 65535 columns".into()))?;
-        body.extend_from_slice(&ncols.to_le_bytes());
+        out.extend_from_slice(&self.rows.to_le_bytes());
+        out.extend_from_slice(&self.min_ts.to_le_bytes());
+        out.extend_from_slice(&self.max_ts.to_le_bytes());
+        out.extend_from_slice(&ncols.to_le_bytes());
         for c in &self.columns {
-            let len = u16::try_from(c.len())
-                .map_err(|_| ChunkFormatError("column name longer than 65535 bytes".into()))?;
-            body.extend_from_slice(&len.to_le_bytes());
-            body.extend_from_slice(c.as_bytes());
+            let Ok(len) = u16::try_from(c.len()) else {
+                out.truncate(start);
+                return Err(ChunkFormatError(
+                    "column name longer than 65535 bytes".into(),
+                ));
+            };
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(c.as_bytes());
         }
-        let magic = match crate::transform::encode(&self.raw) {
-            Some(t) => {
-                body.extend_from_slice(&t);
-                MAGIC_TRANSFORMED
-            }
-            None => {
-                body.extend_from_slice(&self.raw);
-                MAGIC
-            }
+        if crate::transform::encode_into(&self.raw, out, Floats::AsIs) {
+            out[start..start + 4].copy_from_slice(MAGIC_TRANSFORMED_3);
+        } else {
+            out.extend_from_slice(&self.raw);
+        }
+        let Ok(len) = u32::try_from(out.len() - start - 8) else {
+            out.truncate(start);
+            return Err(ChunkFormatError("chunk larger than 4 GiB".into()));
         };
-        let len = u32::try_from(body.len())
-            .map_err(|_| ChunkFormatError("chunk larger than 4 GiB".into()))?;
-        out.extend_from_slice(magic);
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&body);
+        out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
         Ok(())
     }
 
@@ -118,8 +128,9 @@ impl BlockChunk {
         let mut r = Reader { data, pos: 0 };
         while r.pos < data.len() {
             let transformed = match r.take(4)? {
-                m if m == MAGIC => false,
-                m if m == MAGIC_TRANSFORMED => true,
+                m if m == MAGIC => None,
+                m if m == MAGIC_TRANSFORMED => Some(Floats::Xor),
+                m if m == MAGIC_TRANSFORMED_3 => Some(Floats::AsIs),
                 _ => return Err(ChunkFormatError("bad frame magic".into())),
             };
             let len = u32::from_le_bytes(r.array()?) as usize;
@@ -151,10 +162,10 @@ impl BlockChunk {
                 ));
             }
             let block = &data[r.pos..end];
-            let raw = if transformed {
-                crate::transform::decode(block).map_err(|e| ChunkFormatError(e.to_string()))?
-            } else {
-                block.to_vec()
+            let raw = match transformed {
+                Some(floats) => crate::transform::decode_with(block, floats)
+                    .map_err(|e| ChunkFormatError(e.to_string()))?,
+                None => block.to_vec(),
             };
             r.pos = end;
             out.push(BlockChunk {
@@ -438,10 +449,20 @@ mod tests {
         };
         let mut blob = Vec::new();
         chunk.encode(&mut blob).unwrap();
-        assert_eq!(&blob[..4], b"TBC2");
+        assert_eq!(&blob[..4], b"TBC3");
         assert_ne!(blob[blob.len() - chunk.raw.len()..], chunk.raw[..]);
         assert_eq!(
             BlockChunk::decode_all(&blob, "t", range).unwrap(),
+            vec![chunk.clone()]
+        );
+        // A TBC2 frame (floats XORed, written before issue 18) of the same block still reads.
+        let mut tbc2 = blob.clone();
+        tbc2[..4].copy_from_slice(b"TBC2");
+        let n = tbc2.len();
+        let t2 = crate::transform::encode(&chunk.raw).unwrap();
+        tbc2[n - chunk.raw.len()..].copy_from_slice(&t2);
+        assert_eq!(
+            BlockChunk::decode_all(&tbc2, "t", range).unwrap(),
             vec![chunk.clone()]
         );
         // An old TBC1 frame of the same block still reads.
@@ -453,7 +474,7 @@ mod tests {
             BlockChunk::decode_all(&old, "t", range).unwrap(),
             vec![chunk]
         );
-        // A TBC2 frame whose block does not describe itself is an error, not a guess.
+        // A TBC3 frame whose block does not describe itself is an error, not a guess.
         let mut bad = blob.clone();
         bad[4 + 4 + 1 + 4 + 16 + 2 + 2 + 2 + 8] = 0xff;
         assert!(BlockChunk::decode_all(&bad, "t", range).is_err());

@@ -9,7 +9,11 @@
 //! - integers and timestamps (1 < width ≤ 8 bytes): the difference to the previous value
 //!   (wrapping, in the column's width), zig-zag encoded, written as byte planes (every
 //!   value's lowest byte, then every value's second byte, …);
-//! - FLOAT and DOUBLE: the XOR with the previous value's bits, as byte planes;
+//! - FLOAT and DOUBLE: the XOR with the previous value's bits, as byte planes
+//!   ([`Floats::Xor`], frames `TBC2`), or unchanged ([`Floats::AsIs`], frames `TBC3`: what
+//!   writers emit since issue 18 — decimal-rounded sensor values such as the benchmark's
+//!   `current` compress better as they are, with or without a shared dictionary, than as
+//!   XOR planes; docs/format.md §5.1);
 //! - offsets of variable-width columns: like 4-byte integers;
 //! - everything else (the block header, schema, lengths, null bitmaps, 1-byte values,
 //!   variable-width payloads, trailing bytes): unchanged.
@@ -67,9 +71,18 @@ fn u32_at(b: &[u8], pos: usize) -> Option<usize> {
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
 }
 
+/// How FLOAT and DOUBLE columns are transformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floats {
+    /// XOR with the previous value, byte planes (frames `TBC2`).
+    Xor,
+    /// Left as they are (frames `TBC3`).
+    AsIs,
+}
+
 /// The regions to rewrite, read from the header, schema and lengths (which no transform
 /// touches). `None` when the layout is not understood or does not fit in `b`.
-fn layout(b: &[u8]) -> Option<Vec<Region>> {
+fn layout(b: &[u8], floats: Floats) -> Option<Vec<Region>> {
     let rows = u32_at(b, 8)?;
     let ncols = u32_at(b, 12)?;
     let schema = HEADER_LEN;
@@ -89,6 +102,7 @@ fn layout(b: &[u8]) -> Option<Vec<Region>> {
                 }
                 let data = pos.checked_add(rows.div_ceil(8))?;
                 let kind = match ty {
+                    6 | 7 if floats == Floats::AsIs => None,
                     6 | 7 => Some(Kind::Xor(w)),
                     _ if w > 1 => Some(Kind::Delta(w)),
                     _ => None,
@@ -119,93 +133,133 @@ fn layout(b: &[u8]) -> Option<Vec<Region>> {
     Some(regions)
 }
 
-fn read(b: &[u8], w: usize) -> u64 {
+/// The low `W` bytes of `v` (`W` ≤ 8), as a value with the bits above them zero.
+#[inline(always)]
+fn load<const W: usize>(b: &[u8]) -> u64 {
     let mut v = [0u8; 8];
-    v[..w].copy_from_slice(&b[..w]);
+    v[..W].copy_from_slice(&b[..W]);
     u64::from_le_bytes(v)
 }
 
-fn mask(w: usize) -> u64 {
-    if w == 8 {
+/// The mask of the low `W` bytes.
+const fn mask<const W: usize>() -> u64 {
+    if W == 8 {
         u64::MAX
     } else {
-        (1u64 << (w * 8)) - 1
+        (1u64 << (W * 8)) - 1
     }
 }
 
-/// Sign-extends the low `w` bytes of `v`.
-fn signed(v: u64, w: usize) -> i64 {
-    let shift = 64 - w as u32 * 8;
-    ((v << shift) as i64) >> shift
-}
-
-impl Kind {
-    /// Value width in bytes, and whether values are XORed (else delta-coded).
-    fn parts(self) -> (usize, bool) {
-        match self {
-            Kind::Delta(w) => (w, false),
-            Kind::Xor(w) => (w, true),
-        }
+/// Value `i` of the plane-major `src` (`W` planes of `n` bytes each).
+#[inline(always)]
+fn gather<const W: usize>(src: &[u8], n: usize, i: usize) -> u64 {
+    let mut t = [0u8; 8];
+    for (plane, byte) in t[..W].iter_mut().enumerate() {
+        *byte = src[plane * n + i];
     }
+    u64::from_le_bytes(t)
 }
 
-fn forward(src: &[u8], dst: &mut [u8], kind: Kind) {
-    let (w, xor) = kind.parts();
-    let n = src.len() / w;
-    let m = mask(w);
+/// [`Kind`]'s forward transform for one value width and kind, chosen once per region so
+/// that the per-value loop has no run-time width (it unrolls per `W`).
+fn forward_w<const W: usize, const XOR: bool>(src: &[u8], dst: &mut [u8]) {
+    let n = src.len() / W;
+    let shift = 64 - W as u32 * 8;
     let mut prev = 0u64;
-    for i in 0..n {
-        let v = read(&src[i * w..], w);
-        let t = if xor {
+    for (i, value) in src.chunks_exact(W).enumerate() {
+        let v = load::<W>(value);
+        let t = if XOR {
             v ^ prev
         } else {
-            let d = signed(v.wrapping_sub(prev) & m, w);
-            ((d << 1) ^ (d >> 63)) as u64 & m
+            // Wrapping difference in the column's width, sign-extended, zig-zagged.
+            let d = ((v.wrapping_sub(prev) << shift) as i64) >> shift;
+            ((d << 1) ^ (d >> 63)) as u64 & mask::<W>()
         };
         prev = v;
-        for (byte, plane) in t.to_le_bytes()[..w].iter().zip(0..) {
+        let bytes = t.to_le_bytes();
+        for (plane, byte) in bytes[..W].iter().enumerate() {
             dst[plane * n + i] = *byte;
         }
     }
 }
 
-fn inverse(src: &[u8], dst: &mut [u8], kind: Kind) {
-    let (w, xor) = kind.parts();
-    let n = src.len() / w;
-    let m = mask(w);
+/// The inverse of [`forward_w`].
+fn inverse_w<const W: usize, const XOR: bool>(src: &[u8], dst: &mut [u8]) {
+    let n = src.len() / W;
     let mut prev = 0u64;
-    for i in 0..n {
-        let mut t = [0u8; 8];
-        for (plane, byte) in t[..w].iter_mut().enumerate() {
-            *byte = src[plane * n + i];
-        }
-        let t = u64::from_le_bytes(t);
-        let v = if xor {
+    for (i, out) in dst.chunks_exact_mut(W).enumerate() {
+        let t = gather::<W>(src, n, i);
+        let v = if XOR {
             t ^ prev
         } else {
             let d = (t >> 1) ^ (t & 1).wrapping_neg();
-            prev.wrapping_add(d) & m
+            prev.wrapping_add(d) & mask::<W>()
         };
         prev = v;
-        dst[i * w..(i + 1) * w].copy_from_slice(&v.to_le_bytes()[..w]);
+        out.copy_from_slice(&v.to_le_bytes()[..W]);
     }
 }
 
-/// The transformed form of raw block `raw` (same length), or `None` when its layout is
-/// not understood and it should be stored as it is.
+/// Dispatches on the region's width and kind (only widths 2, 4 and 8 occur: see
+/// [`layout`]; any other is left unchanged, which [`layout`] never produces).
+fn forward(src: &[u8], dst: &mut [u8], kind: Kind) {
+    match kind {
+        Kind::Delta(2) => forward_w::<2, false>(src, dst),
+        Kind::Delta(4) => forward_w::<4, false>(src, dst),
+        Kind::Delta(8) => forward_w::<8, false>(src, dst),
+        Kind::Xor(4) => forward_w::<4, true>(src, dst),
+        Kind::Xor(8) => forward_w::<8, true>(src, dst),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+fn inverse(src: &[u8], dst: &mut [u8], kind: Kind) {
+    match kind {
+        Kind::Delta(2) => inverse_w::<2, false>(src, dst),
+        Kind::Delta(4) => inverse_w::<4, false>(src, dst),
+        Kind::Delta(8) => inverse_w::<8, false>(src, dst),
+        Kind::Xor(4) => inverse_w::<4, true>(src, dst),
+        Kind::Xor(8) => inverse_w::<8, true>(src, dst),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// The transformed form of raw block `raw` (same length) with floats XORed ([`Floats::Xor`],
+/// frames `TBC2`), or `None` when its layout is not understood and it should be stored as
+/// it is.
 pub fn encode(raw: &[u8]) -> Option<Vec<u8>> {
-    let regions = layout(raw)?;
-    let mut out = raw.to_vec();
+    let mut out = Vec::with_capacity(raw.len());
+    encode_into(raw, &mut out, Floats::Xor).then_some(out)
+}
+
+/// Appends the transformed form of `raw` to `out` (one pass, no intermediate copy) and
+/// returns `true`; returns `false`, leaving `out` as it was, when the layout of `raw` is not
+/// understood.
+pub fn encode_into(raw: &[u8], out: &mut Vec<u8>, floats: Floats) -> bool {
+    let Some(regions) = layout(raw, floats) else {
+        return false;
+    };
+    let base = out.len();
+    out.extend_from_slice(raw);
     for r in regions {
         let end = r.start + r.len;
-        forward(&raw[r.start..end], &mut out[r.start..end], r.kind);
+        forward(
+            &raw[r.start..end],
+            &mut out[base + r.start..base + end],
+            r.kind,
+        );
     }
-    Some(out)
+    true
 }
 
 /// The raw block that [`encode`] turned into `transformed`.
 pub fn decode(transformed: &[u8]) -> Result<Vec<u8>, TransformError> {
-    let regions = layout(transformed).ok_or_else(|| {
+    decode_with(transformed, Floats::Xor)
+}
+
+/// The raw block that [`encode_into`] with `floats` turned into `transformed`.
+pub fn decode_with(transformed: &[u8], floats: Floats) -> Result<Vec<u8>, TransformError> {
+    let regions = layout(transformed, floats).ok_or_else(|| {
         TransformError("its header, schema or column lengths do not describe it".into())
     })?;
     let mut out = transformed.to_vec();
@@ -469,12 +523,16 @@ mod tests {
             let raw = block(&cols, rows, &trailing);
             let t = encode(&raw).expect("a well-formed block is understood");
             prop_assert_eq!(t.len(), raw.len());
-            prop_assert_eq!(decode(&t).unwrap(), raw);
+            prop_assert_eq!(decode(&t).unwrap(), raw.clone());
+            let mut t = Vec::new();
+            prop_assert!(encode_into(&raw, &mut t, Floats::AsIs));
+            prop_assert_eq!(decode_with(&t, Floats::AsIs).unwrap(), raw);
         }
 
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode(&bytes);
+            let _ = decode_with(&bytes, Floats::AsIs);
             let _ = encode(&bytes);
         }
     }

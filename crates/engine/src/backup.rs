@@ -224,13 +224,14 @@ pub async fn backup(
     let result = async {
         let decision = decide(strategy, repo, req, catalog, snapshot.as_ref()).await?;
         let parent_objects_read = decision.parent.as_ref().map_or(0, |p| p.objects_read);
-        let exported = export::run(source, repo, req, &decision, progress, cancel).await?;
+        let (exported, dictionaries) =
+            export::run(source, repo, req, &decision, progress, cancel).await?;
         let feed = snapshot.as_ref().zip(feed_name.as_deref());
         let mut out = commit::commit(
             repo,
             req,
             decision,
-            exported,
+            (exported, dictionaries),
             feed,
             cancel,
             started_at,

@@ -124,6 +124,7 @@ async fn snapshot(session: &taosbackup_sink::Session, ids: &[BlobId]) -> BackupS
         database,
         super_tables: vec![],
         skipped: vec![],
+        dictionaries: vec![],
     });
     let catalog = session.put_blob(&catalog.encode()).await.expect("catalog");
     let now = chrono::Utc::now();

@@ -86,6 +86,19 @@ impl Crypto {
         BlobId::from_bytes(*hash.as_bytes())
     }
 
+    /// The blob id of `data` compressed with dictionary `dictionary`: the hash of
+    /// `dict_frame(dictionary) || data`, so that deduplication only ever meets a blob
+    /// compressed with the same dictionary (the one the snapshot's catalog keeps reachable).
+    pub(crate) fn blob_id_with_dictionary(&self, data: &[u8], dictionary: &BlobId) -> BlobId {
+        let mut h = match self {
+            Crypto::None => blake3::Hasher::new(),
+            Crypto::Aes { id_key, .. } => blake3::Hasher::new_keyed(id_key),
+        };
+        h.update(&dict_frame(dictionary));
+        h.update(data);
+        BlobId::from_bytes(*h.finalize().as_bytes())
+    }
+
     /// Bytes added by sealing.
     pub(crate) fn overhead(&self) -> usize {
         match self {
@@ -194,6 +207,128 @@ pub(crate) fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
             None => unreachable!("compressor initialised above"),
         }
     })
+}
+
+/// The magic of the zstd skippable frame that opens a blob compressed with a shared
+/// dictionary (docs/format.md §5.3). zstd reserves 0x184D2A50–0x184D2A5F for skippable
+/// frames; a blob compressed without a dictionary starts with the zstd frame magic
+/// 0xFD2FB528 instead, so the two never meet.
+pub(crate) const DICT_FRAME_MAGIC: u32 = 0x184D_2A5D;
+/// The skippable frame's length: magic, `u32le(32)`, the dictionary's blob id.
+pub(crate) const DICT_FRAME_LEN: usize = 8 + 32;
+
+/// The skippable frame naming dictionary blob `dictionary`.
+pub(crate) fn dict_frame(dictionary: &BlobId) -> [u8; DICT_FRAME_LEN] {
+    let mut f = [0u8; DICT_FRAME_LEN];
+    f[..4].copy_from_slice(&DICT_FRAME_MAGIC.to_le_bytes());
+    f[4..8].copy_from_slice(&32u32.to_le_bytes());
+    f[8..].copy_from_slice(dictionary.as_bytes());
+    f
+}
+
+/// The dictionary a compressed blob names and the zstd frame after its skippable frame, or
+/// `None` for a blob compressed without a dictionary.
+pub(crate) fn dictionary_of(compressed: &[u8]) -> Option<(BlobId, &[u8])> {
+    let magic = compressed.get(..4)?;
+    if magic != DICT_FRAME_MAGIC.to_le_bytes() || compressed.get(4..8)? != 32u32.to_le_bytes() {
+        return None;
+    }
+    let mut id = [0u8; 32];
+    id.copy_from_slice(compressed.get(8..DICT_FRAME_LEN)?);
+    Some((BlobId::from_bytes(id), &compressed[DICT_FRAME_LEN..]))
+}
+
+/// Contexts with a dictionary loaded, kept per thread (a few: one per super table in use).
+const DICT_CONTEXTS: usize = 8;
+
+thread_local! {
+    static DICT_COMPRESSORS: RefCell<Vec<(BlobId, i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(Vec::new()) };
+    static DICT_DECOMPRESSORS: RefCell<Vec<(BlobId, zstd::bulk::Decompressor<'static>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// `dict_frame(id) || zstd(data)` compressed at `level` with dictionary `bytes` (blob `id`),
+/// reusing a per-thread context that has the dictionary loaded (zstd digests a loaded
+/// dictionary once per context, not once per blob).
+pub(crate) fn compress_with_dictionary(
+    data: &[u8],
+    level: i32,
+    id: &BlobId,
+    bytes: &[u8],
+) -> Result<Vec<u8>> {
+    DICT_COMPRESSORS.with(|cell| {
+        let mut ctxs = cell.borrow_mut();
+        let pos = match ctxs.iter().position(|(d, l, _)| d == id && *l == level) {
+            Some(p) => p,
+            None => {
+                let c = zstd::bulk::Compressor::with_dictionary(level, bytes)
+                    .map_err(|source| Error::Compression { source })?;
+                if ctxs.len() >= DICT_CONTEXTS {
+                    ctxs.remove(0);
+                }
+                ctxs.push((*id, level, c));
+                ctxs.len() - 1
+            }
+        };
+        let frame = ctxs[pos]
+            .2
+            .compress(data)
+            .map_err(|source| Error::Compression { source })?;
+        let mut out = Vec::with_capacity(DICT_FRAME_LEN + frame.len());
+        out.extend_from_slice(&dict_frame(id));
+        out.extend_from_slice(&frame);
+        Ok(out)
+    })
+}
+
+/// Decompresses the zstd frame `payload` of a blob compressed with dictionary `bytes`
+/// (blob `id`); the plaintext must be exactly `raw_len` bytes.
+pub(crate) fn decompress_with_dictionary(
+    path: &str,
+    payload: &[u8],
+    raw_len: usize,
+    id: &BlobId,
+    bytes: &[u8],
+) -> Result<Vec<u8>> {
+    if raw_len > MAX_BLOB_SIZE {
+        return Err(Error::corrupt(
+            path,
+            format!("raw length {raw_len} exceeds the maximum blob size"),
+        ));
+    }
+    let out = DICT_DECOMPRESSORS.with(|cell| {
+        let mut ctxs = cell.borrow_mut();
+        let pos = match ctxs.iter().position(|(d, _)| d == id) {
+            Some(p) => p,
+            None => {
+                let d = zstd::bulk::Decompressor::with_dictionary(bytes)
+                    .map_err(|e| Error::corrupt(path, format!("dictionary {id}: {e}")))?;
+                if ctxs.len() >= DICT_CONTEXTS {
+                    ctxs.remove(0);
+                }
+                ctxs.push((*id, d));
+                ctxs.len() - 1
+            }
+        };
+        ctxs[pos]
+            .1
+            .decompress(payload, raw_len)
+            .map_err(|e| Error::corrupt(path, format!("zstd with dictionary {id}: {e}")))
+    })?;
+    if out.len() != raw_len {
+        return Err(Error::corrupt(
+            path,
+            format!("decompressed to {} bytes, index says {raw_len}", out.len()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Trains a zstd dictionary of at most `max_size` bytes from `samples`; `None` when zstd
+/// cannot train one from them (too few or too small samples).
+pub(crate) fn train_dictionary(samples: &[Vec<u8>], max_size: usize) -> Option<Vec<u8>> {
+    zstd::dict::from_samples(samples, max_size).ok()
 }
 
 /// Decompresses a blob whose plaintext must be exactly `raw_len` bytes.

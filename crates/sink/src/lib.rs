@@ -42,6 +42,7 @@ mod backend;
 mod cache;
 mod config;
 mod crypto;
+mod dict;
 mod error;
 mod index;
 mod key;

@@ -268,6 +268,7 @@ impl Repo {
             parts.push(SuperTableRef {
                 name: st.name.clone(),
                 def: id,
+                dictionary: None,
             });
         }
         let catalog = writer
@@ -276,6 +277,7 @@ impl Repo {
                 database: state.catalog.database.clone(),
                 super_tables: parts,
                 skipped: state.catalog.skipped.clone(),
+                dictionaries: Vec::new(),
             }))
             .await?;
         Ok((tree, catalog))

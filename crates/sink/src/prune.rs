@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::index::{self, INDEX_VERSION, Index, IndexFile, IndexPack};
 use crate::lock::LockMode;
 use crate::pack::{ENTRY_LEN, PackBuilder, PackEntry, PackId, pack_path};
-use crate::repo::{Repo, decode_blob, load_index, pin_path, snapshot_path};
+use crate::repo::{Repo, load_index, pin_path, snapshot_path};
 
 /// Which backups to keep, per database, in restic's vocabulary. A backup is kept when any
 /// rule keeps it or it is pinned; every other backup is forgotten.
@@ -526,11 +526,11 @@ impl Repo {
                 let stored = bytes.get(range).ok_or_else(|| Error::PruneRefused {
                     reason: format!("{path} is shorter than its index says"),
                 })?;
-                decode_blob(&inner.crypto, &path, &e.id, stored, e.raw_length).map_err(|err| {
-                    Error::PruneRefused {
+                self.decode_stored(&path, &e.id, stored, e.raw_length)
+                    .await
+                    .map_err(|err| Error::PruneRefused {
                         reason: format!("a used blob is damaged, run verify: {err}"),
-                    }
-                })?;
+                    })?;
                 builder.add(e.id, stored, e.raw_length);
                 if builder.len() >= inner.config.pack_size as usize {
                     let pack = std::mem::take(&mut builder).finish(&inner.crypto);

@@ -1,7 +1,7 @@
 //! Opening and creating repositories; key management; snapshots (and format-1 manifests,
 //! read to migrate them); pins.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -131,6 +131,8 @@ pub(crate) struct Inner {
     pub(crate) options: OpenOptions,
     index_problems: Vec<(String, String)>,
     cache: Option<SnapshotCache>,
+    /// zstd dictionaries read or trained through this handle, by blob id (crate::dict).
+    pub(crate) dictionaries: Mutex<HashMap<BlobId, Arc<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -247,6 +249,7 @@ impl Repo {
                 },
                 index_problems: Vec::new(),
                 cache: None,
+                dictionaries: Mutex::default(),
             }),
         })
     }
@@ -356,6 +359,7 @@ impl Repo {
                 options,
                 index_problems: problems,
                 cache,
+                dictionaries: Mutex::default(),
             }),
         })
     }
@@ -747,11 +751,12 @@ impl Repo {
             .backend
             .get_range(&path, loc.offset..loc.offset + u64::from(loc.length))
             .await?;
-        decode_blob(&self.inner.crypto, &path, id, &stored, loc.raw_length)
+        self.decode_stored(&path, id, &stored, loc.raw_length).await
     }
 }
 
-/// Opens a sealed blob, decompresses it, and checks it hashes to `id`.
+/// Opens a sealed blob compressed without a dictionary, decompresses it, and checks it
+/// hashes to `id` (blobs that may name a dictionary: [`Repo::decode_stored`]).
 pub(crate) fn decode_blob(
     crypto: &Crypto,
     pack: &str,

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::index::{self, INDEX_VERSION, IndexFile, IndexPack};
 use crate::lock::{LockGuard, LockMode};
 use crate::pack::{FinishedPack, PackBuilder, PackEntry, PackId, pack_path};
-use crate::repo::{Repo, decode_blob, snapshot_path};
+use crate::repo::{Repo, snapshot_path};
 
 /// A repository handle holding a shared lock, implementing [`Repository`].
 ///
@@ -161,6 +161,45 @@ impl Session {
 
     /// Stores a blob (see [`Repository::store_blob`]).
     pub async fn put_blob(&self, data: &[u8]) -> Result<BlobId> {
+        self.put(data, None).await
+    }
+
+    /// Stores a blob compressed with dictionary blob `dictionary` (see
+    /// [`Repository::store_blob_with_dictionary`]): the dictionary must be stored (by this
+    /// session's [`Session::train_dictionary`] or committed earlier).
+    pub async fn put_blob_with_dictionary(
+        &self,
+        data: &[u8],
+        dictionary: &BlobId,
+    ) -> Result<BlobId> {
+        let bytes = match self.repo.cached_dictionary(dictionary) {
+            Some(b) => b,
+            None => self.repo.dictionary(dictionary).await?,
+        };
+        self.put(data, Some((dictionary, &bytes))).await
+    }
+
+    /// Trains a dictionary from `samples` (at most [`crate::dict::DICTIONARY_SIZE`] bytes),
+    /// stores it as a blob and returns its id; `None` when zstd cannot train one from them.
+    pub async fn train_dictionary(&self, samples: &[Vec<u8>]) -> Result<Option<BlobId>> {
+        let samples = samples.to_vec();
+        // Training takes tens to hundreds of milliseconds of CPU: off the async workers.
+        let trained = tokio::task::spawn_blocking(move || {
+            crypto::train_dictionary(&samples, crate::dict::DICTIONARY_SIZE)
+        })
+        .await
+        .map_err(|_| Error::SessionFailed {
+            reason: "dictionary training panicked".into(),
+        })?;
+        let Some(bytes) = trained else {
+            return Ok(None);
+        };
+        let id = self.put(&bytes, None).await?;
+        self.repo.remember_dictionary(id, bytes);
+        Ok(Some(id))
+    }
+
+    async fn put(&self, data: &[u8], dictionary: Option<(&BlobId, &[u8])>) -> Result<BlobId> {
         if data.len() > MAX_BLOB_SIZE {
             return Err(Error::BlobTooLarge {
                 size: data.len(),
@@ -172,11 +211,18 @@ impl Session {
             return Err(Error::SessionFailed { reason: f.clone() });
         }
         let inner = &self.repo.inner;
-        let id = inner.crypto.blob_id(data);
+        let id = match dictionary {
+            None => inner.crypto.blob_id(data),
+            Some((d, _)) => inner.crypto.blob_id_with_dictionary(data, d),
+        };
         if self.known(&id, &*self.state()?) {
             return Ok(id);
         }
-        let compressed = crypto::compress(data, inner.config.compression_level)?;
+        let level = inner.config.compression_level;
+        let compressed = match dictionary {
+            None => crypto::compress(data, level)?,
+            Some((d, bytes)) => crypto::compress_with_dictionary(data, level, d, bytes)?,
+        };
         let sealed = inner.crypto.seal(id.as_bytes(), &compressed);
         let full = {
             let mut st = self.state()?;
@@ -367,7 +413,11 @@ impl Session {
                     st.open.buf.get(range).map(<[u8]>::to_vec)
                 };
                 match stored {
-                    Some(s) => decode_blob(&inner.crypto, "open pack", id, &s, e.raw_length),
+                    Some(s) => {
+                        self.repo
+                            .decode_stored("open pack", id, &s, e.raw_length)
+                            .await
+                    }
                     // The pack was sealed meanwhile: look again.
                     None => Box::pin(self.get_blob(id)).await,
                 }
@@ -380,7 +430,9 @@ impl Session {
                     Some(bytes) => bytes.slice(range.start as usize..range.end as usize),
                     None => inner.backend.get_range(&path, range).await?,
                 };
-                decode_blob(&inner.crypto, &path, id, &stored, e.raw_length)
+                self.repo
+                    .decode_stored(&path, id, &stored, e.raw_length)
+                    .await
             }
         }
     }
@@ -396,6 +448,21 @@ impl Session {
 impl Repository for Session {
     async fn store_blob(&self, data: &[u8]) -> Result<BlobId, RepositoryError> {
         Ok(self.put_blob(data).await?)
+    }
+
+    async fn store_blob_with_dictionary(
+        &self,
+        data: &[u8],
+        dictionary: &BlobId,
+    ) -> Result<BlobId, RepositoryError> {
+        Ok(self.put_blob_with_dictionary(data, dictionary).await?)
+    }
+
+    async fn train_dictionary(
+        &self,
+        samples: &[Vec<u8>],
+    ) -> Result<Option<BlobId>, RepositoryError> {
+        Ok(Session::train_dictionary(self, samples).await?)
     }
 
     async fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, RepositoryError> {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::error::Result;
 use crate::lock::LockMode;
 use crate::pack::{PackId, pack_path, read_header};
-use crate::repo::{Repo, decode_blob, load_index};
+use crate::repo::{Repo, load_index};
 
 /// What [`Repo::verify`] checks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -193,8 +193,7 @@ impl Repo {
                         continue;
                     };
                     report.blobs_read += 1;
-                    if let Err(err) = decode_blob(&inner.crypto, path, &e.id, stored, e.raw_length)
-                    {
+                    if let Err(err) = self.decode_stored(path, &e.id, stored, e.raw_length).await {
                         report
                             .problems
                             .push(problem(format!("{path} blob {}", e.id), err.to_string()));

@@ -89,7 +89,12 @@ impl Repo {
                         Ok(c) => {
                             for st in c.super_tables {
                                 parts.entry(st.def).or_insert(s.id);
+                                // A super table's current dictionary is in `dictionaries`
+                                // too; listed here as well in case a writer left it out.
+                                reach.data_blobs.extend(st.dictionary);
                             }
+                            // Dictionaries the snapshot's data blobs are compressed with.
+                            reach.data_blobs.extend(c.dictionaries);
                         }
                     },
                 }

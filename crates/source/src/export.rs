@@ -389,22 +389,27 @@ impl Job {
             }
         }
         let whole = pieces.len() == 1 && pieces[0].1 == 0 && pieces[0].2 == ts.len();
+        let chunk = |range, from: usize, to: usize, raw| BlockChunk {
+            table: self.table.clone(),
+            range,
+            precision,
+            columns: names.to_vec(),
+            rows: (to - from) as u32,
+            min_ts: ts[from],
+            max_ts: ts[to - 1],
+            raw,
+        };
+        if whole {
+            // The usual case (a block inside one bucket): hand the block over as it is,
+            // without copying it.
+            let (range, from, to) = pieces[0];
+            let c = chunk(range, from, to, Vec::new());
+            drop(view);
+            return Ok((vec![BlockChunk { raw, ..c }], tail));
+        }
         for (range, from, to) in pieces {
-            let bytes = if whole {
-                raw.clone()
-            } else {
-                view.slice_rows(from, to).map_err(with_table)?
-            };
-            out.push(BlockChunk {
-                table: self.table.clone(),
-                range,
-                precision,
-                columns: names.to_vec(),
-                rows: (to - from) as u32,
-                min_ts: ts[from],
-                max_ts: ts[to - 1],
-                raw: bytes,
-            });
+            let bytes = view.slice_rows(from, to).map_err(with_table)?;
+            out.push(chunk(range, from, to, bytes));
         }
         Ok((out, tail))
     }

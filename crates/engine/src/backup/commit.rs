@@ -18,7 +18,7 @@ use taosbackup_core::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::export::Exported;
+use super::export::{Dictionaries, Exported};
 use super::{BackupReport, BackupRequest, Decision};
 use crate::EngineError;
 use crate::parent::store_object;
@@ -63,7 +63,7 @@ pub(crate) async fn commit(
     repo: &dyn Repository,
     req: &BackupRequest,
     mut d: Decision,
-    exported: Vec<Exported>,
+    (exported, dictionaries): (Vec<Exported>, Dictionaries),
     feed: Option<(&Snapshot, &str)>,
     cancel: &CancellationToken,
     started_at: DateTime<Utc>,
@@ -197,6 +197,7 @@ pub(crate) async fn commit(
         parts.push(SuperTableRef {
             name: st.name.clone(),
             def: id,
+            dictionary: dictionaries.current.get(&st.name).copied(),
         });
     }
     let catalog = store_object(
@@ -206,6 +207,7 @@ pub(crate) async fn commit(
             database: d.catalog.database.clone(),
             super_tables: parts,
             skipped: d.catalog.skipped.clone(),
+            dictionaries: dictionaries.all.into_iter().collect(),
         }),
         "catalog",
     )

@@ -1,11 +1,12 @@
 //! Step 2 of a backup: export the decided tables in parallel, one blob per (table, bucket).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use futures::StreamExt;
 use taosbackup_core::{
-    BackupKind, BlockChunk, BlockRef, Bucket, ExportRequest, Precision, Progress, Repository,
-    Source, TimeRange,
+    BackupKind, BackupSnapshot, BlobId, BlockChunk, BlockRef, Bucket, CatalogRoot,
+    ExportRequest, Precision, Progress, Repository, Source, TimeRange,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +22,227 @@ pub(crate) struct Exported {
     pub(crate) blocks: BTreeMap<i64, (BlockRef, u64)>,
 }
 
+/// The shared zstd dictionaries of a backup (docs/format.md §5.3), for its catalog.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Dictionaries {
+    /// Super table → the dictionary its new blocks are compressed with.
+    pub(crate) current: BTreeMap<String, BlobId>,
+    /// Every dictionary a data blob of the snapshot may need: the current ones and the
+    /// parent's (whose blocks an incremental keeps).
+    pub(crate) all: BTreeSet<BlobId>,
+}
+
+/// Blocks of a super table without a dictionary that are kept as training samples.
+const SAMPLE_BLOCKS: usize = 128;
+/// Sample bytes of one super table at which training starts even with fewer blocks.
+const SAMPLE_BYTES: usize = 4 << 20;
+/// Sample bytes held across all super tables at once (memory bound); past it, blocks are
+/// not sampled until training or a finished super table frees some.
+const SAMPLE_BYTES_TOTAL: usize = 64 << 20;
+
+/// How one super table's blocks are compressed.
+enum DictState {
+    /// Collecting blocks to train from (stored without a dictionary meanwhile).
+    Sampling(Vec<Vec<u8>>, usize),
+    /// Being trained, or no dictionary could be trained: blocks go without one.
+    Without,
+    /// Blocks are compressed with this dictionary.
+    With(BlobId),
+}
+
+/// Dictionary state of a running backup, shared by the parallel table exports.
+struct DictPlan {
+    /// Table → its super table (child tables only: normal tables have no dictionary).
+    stable_of: HashMap<String, String>,
+    state: Mutex<DictPlanState>,
+}
+
+struct DictPlanState {
+    by_stable: HashMap<String, DictState>,
+    /// Tasks not yet finished per super table (its samples are dropped at zero).
+    tasks_left: HashMap<String, usize>,
+    sample_bytes: usize,
+    inherited: BTreeSet<BlobId>,
+}
+
+/// What to do with one block.
+enum Compress {
+    Plain,
+    With(BlobId),
+    /// Store plain, then train from these samples.
+    Train(Vec<Vec<u8>>),
+}
+
+impl DictPlan {
+    /// Every super table starts sampling, except those whose dictionary `from` (the parent
+    /// of an incremental, or the newest snapshot of the database for a full backup) names:
+    /// those reuse it, so unchanged blocks keep their blob ids across backups.
+    fn new(d: &Decision, from: Option<&CatalogRoot>) -> DictPlan {
+        let stable_of: HashMap<String, String> = d
+            .catalog
+            .tables
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.super_table.clone()?)))
+            .collect();
+        let mut tasks_left: HashMap<String, usize> = HashMap::new();
+        for t in &d.tasks {
+            if let Some(st) = stable_of.get(&t.table) {
+                *tasks_left.entry(st.clone()).or_default() += 1;
+            }
+        }
+        let mut by_stable = HashMap::new();
+        let mut inherited = BTreeSet::new();
+        if let Some(root) = from {
+            for st in &root.super_tables {
+                if let Some(dict) = st.dictionary {
+                    by_stable.insert(st.name.clone(), DictState::With(dict));
+                }
+            }
+            // An incremental keeps the parent's blocks: every dictionary they may need.
+            if d.kind == BackupKind::Incremental {
+                inherited.extend(root.dictionaries.iter().copied());
+                inherited.extend(root.super_tables.iter().filter_map(|s| s.dictionary));
+            }
+        }
+        for st in &d.catalog.super_tables {
+            by_stable
+                .entry(st.name.clone())
+                .or_insert_with(|| DictState::Sampling(Vec::new(), 0));
+        }
+        DictPlan {
+            stable_of,
+            state: Mutex::new(DictPlanState {
+                by_stable,
+                tasks_left,
+                sample_bytes: 0,
+                inherited,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, DictPlanState> {
+        // A panicking export task poisons nothing this code relies on.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decides how `data` (a block of `table`) is compressed.
+    fn decide(&self, table: &str, data: &[u8]) -> Compress {
+        let Some(stable) = self.stable_of.get(table) else {
+            return Compress::Plain;
+        };
+        let mut st = self.state();
+        let st = &mut *st;
+        match st.by_stable.get_mut(stable) {
+            Some(DictState::With(id)) => Compress::With(*id),
+            Some(DictState::Sampling(samples, bytes)) => {
+                if st.sample_bytes + data.len() > SAMPLE_BYTES_TOTAL {
+                    return Compress::Plain;
+                }
+                samples.push(data.to_vec());
+                *bytes += data.len();
+                st.sample_bytes += data.len();
+                if samples.len() >= SAMPLE_BLOCKS || *bytes >= SAMPLE_BYTES {
+                    st.sample_bytes -= *bytes;
+                    let samples = std::mem::take(samples);
+                    st.by_stable.insert(stable.clone(), DictState::Without);
+                    Compress::Train(samples)
+                } else {
+                    Compress::Plain
+                }
+            }
+            Some(DictState::Without) | None => Compress::Plain,
+        }
+    }
+
+    fn trained(&self, table: &str, dict: Option<BlobId>) {
+        if let (Some(stable), Some(dict)) = (self.stable_of.get(table), dict) {
+            self.state()
+                .by_stable
+                .insert(stable.clone(), DictState::With(dict));
+        }
+    }
+
+    /// A task of `table` finished: a super table whose last task it was and that is still
+    /// sampling (too few blocks to train from) frees its samples.
+    fn task_done(&self, table: &str) {
+        let Some(stable) = self.stable_of.get(table) else {
+            return;
+        };
+        let mut st = self.state();
+        let st = &mut *st;
+        let left = st.tasks_left.entry(stable.clone()).or_default();
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            if let Some(DictState::Sampling(_, bytes)) = st.by_stable.get(stable) {
+                st.sample_bytes -= *bytes;
+                st.by_stable.insert(stable.clone(), DictState::Without);
+            }
+        }
+    }
+
+    fn finish(&self) -> Dictionaries {
+        let mut st = self.state();
+        let current: BTreeMap<String, BlobId> = std::mem::take(&mut st.by_stable)
+            .into_iter()
+            .filter_map(|(name, s)| match s {
+                DictState::With(id) => Some((name, id)),
+                _ => None,
+            })
+            .collect();
+        let mut all = std::mem::take(&mut st.inherited);
+        all.extend(current.values().copied());
+        Dictionaries { current, all }
+    }
+}
+
+/// The catalog whose dictionaries this backup reuses: the parent's (an incremental must
+/// read it: its catalog lists the dictionaries the kept blocks need), or for a full backup
+/// the newest snapshot of the same database, if any can be read (reading it only saves
+/// training and keeps unchanged blocks' blob ids; a failure trains afresh).
+async fn dictionary_source(
+    repo: &dyn Repository,
+    req: &BackupRequest,
+    d: &Decision,
+) -> Result<Option<CatalogRoot>, EngineError> {
+    let read = |snapshot: BackupSnapshot| async move {
+        let what = format!("catalog {} of backup {}", snapshot.catalog, snapshot.id);
+        let bytes = repo
+            .read_blob(&snapshot.catalog)
+            .await
+            .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
+        CatalogRoot::decode(&bytes, &what).map_err(|e| EngineError::DamagedSnapshot {
+            backup: snapshot.id.to_hex(),
+            reason: e.to_string(),
+        })
+    };
+    if let Some(p) = &d.parent {
+        return read(p.snapshot.clone()).await.map(Some);
+    }
+    if d.tasks.is_empty() {
+        return Ok(None);
+    }
+    let newest = match repo.list_snapshots().await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|s| s.database == req.database)
+            .max_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id))),
+        Err(e) => {
+            tracing::warn!(error = %e, "listing backups for their dictionaries failed: they are trained afresh");
+            None
+        }
+    };
+    let Some(newest) = newest else {
+        return Ok(None);
+    };
+    match read(newest).await {
+        Ok(root) => Ok(Some(root)),
+        Err(e) => {
+            tracing::warn!(error = %e, "dictionaries are trained afresh");
+            Ok(None)
+        }
+    }
+}
+
 /// Exports every task of `d`; cancelled runs stop with [`EngineError::Cancelled`].
 pub(crate) async fn run(
     source: &dyn Source,
@@ -29,18 +251,21 @@ pub(crate) async fn run(
     d: &Decision,
     progress: &dyn Progress,
     cancel: &CancellationToken,
-) -> Result<Vec<Exported>, EngineError> {
+) -> Result<(Vec<Exported>, Dictionaries), EngineError> {
     let precision = d.catalog.database.precision;
     let w = req.bucket_width.in_units(precision);
+    let from = dictionary_source(repo, req, d).await?;
+    let dicts = DictPlan::new(d, from.as_ref());
     let total_blocks: u64 = d.tasks.iter().map(TableTask::blocks).sum();
     progress.begin("export", total_blocks, 0);
     let kind = d.kind;
     let engine = req.engine;
+    let plan = &dicts;
     let exports = futures::stream::iter(d.tasks.iter().cloned().map(|task| async move {
         let ranges = ranges_of(&task, engine, kind, w);
         let blocks = export_table(
             source,
-            repo,
+            (repo, plan),
             &req.database,
             precision,
             w,
@@ -50,6 +275,7 @@ pub(crate) async fn run(
             cancel,
         )
         .await?;
+        plan.task_done(&task.table);
         Ok::<_, EngineError>(Exported { task, blocks })
     }))
     .buffer_unordered(req.parallel.max(1));
@@ -62,7 +288,7 @@ pub(crate) async fn run(
     if cancel.is_cancelled() {
         return Err(EngineError::Cancelled);
     }
-    Ok(out)
+    Ok((out, dicts.finish()))
 }
 
 /// The export ranges of a task.
@@ -101,7 +327,7 @@ const ALL_TIME: TimeRange = TimeRange {
 #[allow(clippy::too_many_arguments)]
 async fn export_table(
     source: &dyn Source,
-    repo: &dyn Repository,
+    (repo, plan): (&dyn Repository, &DictPlan),
     database: &str,
     precision: Precision,
     w: i64,
@@ -146,7 +372,7 @@ async fn export_table(
         };
         if flush {
             if let Some((b, chunks)) = current.take() {
-                let (r, raw) = store_block(repo, &task.table, b, &chunks).await?;
+                let (r, raw) = store_block((repo, plan), &task.table, b, &chunks).await?;
                 progress.advance(1, r.rows, raw);
                 out.insert(b, (r, raw));
             }
@@ -166,7 +392,7 @@ async fn export_table(
 }
 
 async fn store_block(
-    repo: &dyn Repository,
+    (repo, plan): (&dyn Repository, &DictPlan),
     table: &str,
     bucket: i64,
     chunks: &[BlockChunk],
@@ -187,10 +413,23 @@ async fn store_block(
         min_ts = min_ts.min(c.min_ts);
         max_ts = max_ts.max(c.max_ts);
     }
-    let blob = repo
-        .store_blob(&data)
-        .await
-        .map_err(|e| EngineError::repo(format!("storing {table} bucket {bucket}"), e))?;
+    let context = || format!("storing {table} bucket {bucket}");
+    let blob = match plan.decide(table, &data) {
+        Compress::Plain => repo.store_blob(&data).await,
+        Compress::With(dict) => repo.store_blob_with_dictionary(&data, &dict).await,
+        Compress::Train(samples) => {
+            let blob = repo.store_blob(&data).await;
+            let dict = repo.train_dictionary(&samples).await.map_err(|e| {
+                EngineError::repo(
+                    format!("training a dictionary for {table}'s super table"),
+                    e,
+                )
+            })?;
+            plan.trained(table, dict);
+            blob
+        }
+    }
+    .map_err(|e| EngineError::repo(context(), e))?;
     Ok((
         BlockRef {
             blob,

@@ -114,6 +114,7 @@ pub async fn make_snapshot(
         },
         super_tables: vec![],
         skipped: vec![],
+        dictionaries: vec![],
     })
     .encode())
     .await;

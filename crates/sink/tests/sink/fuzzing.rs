@@ -552,7 +552,7 @@ fn chunk(data: &[u8]) -> Outcome {
             for c in &chunks {
                 c.encode(&mut again).expect("a decoded chunk encodes");
             }
-            // A TBC1 frame whose raw block has a known layout re-encodes as TBC2: the
+            // A TBC1 or TBC2 frame whose raw block has a known layout re-encodes as TBC3: the
             // bytes may differ, the chunks may not. Encoding is deterministic, so
             // re-encoding what was written is the identity.
             let reread = BlockChunk::decode_all(&again, "t", range).expect("re-encoded reads");
@@ -679,7 +679,7 @@ pub fn seeds(target: Target) -> Vec<Vec<u8>> {
             let mut v = Vec::new();
             c.encode(&mut v).expect("encode");
             c.encode(&mut v).expect("encode");
-            // A real raw block (one TIMESTAMP column, two rows): written as a TBC2 frame.
+            // A real raw block (one TIMESTAMP column, two rows): written as a TBC3 frame.
             let mut raw = Vec::new();
             for x in [1u32, 0, 2, 1, 0] {
                 raw.extend_from_slice(&x.to_le_bytes());
@@ -705,7 +705,7 @@ pub fn seeds(target: Target) -> Vec<Vec<u8>> {
             t.encode(&mut framed).expect("encode");
             assert_eq!(
                 &framed[..4],
-                b"TBC2",
+                b"TBC3",
                 "a known layout is written transformed"
             );
             v.extend_from_slice(&framed);

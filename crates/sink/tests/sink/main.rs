@@ -2,6 +2,7 @@
 //! `common` holds the shared fixtures and the storage emulators of `tests/common/storage.rs`).
 
 mod common;
+mod dictionary;
 mod faults;
 mod fuzz_corpus;
 mod fuzzing;
