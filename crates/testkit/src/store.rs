@@ -34,6 +34,7 @@ mod catalog;
 mod column;
 mod convert;
 mod exec;
+mod expr;
 mod query;
 mod show;
 mod table;

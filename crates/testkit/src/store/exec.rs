@@ -7,7 +7,7 @@ use super::catalog::{
     Catalog, Db, DbOptions, STable, Table, TableKind, db_not_exist, table_not_exist,
 };
 use super::convert::{Ctx, expr_to_value};
-use super::query::{Scope, bind, eval_bool};
+use super::expr::{Scope, bind, eval_bool};
 use super::table::TableData;
 use super::wal::{self, WalBody, alter_type};
 use super::wal_files as files;
