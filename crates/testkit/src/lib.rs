@@ -7,6 +7,7 @@
 //! - [`Store`] is the in-memory database behind it; [`raw_block`] is TDengine's raw block codec.
 #![deny(missing_docs)]
 
+pub mod cells;
 mod error;
 mod le;
 mod profile;

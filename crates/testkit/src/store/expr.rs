@@ -295,14 +295,14 @@ pub enum D<'a> {
 pub fn datum(c: &ColumnData, i: usize) -> D<'_> {
     macro_rules! int {
         ($v:expr) => {
-            match $v[i] {
+            match $v.get(i) {
                 Some(x) => D::I(x as i128),
                 None => D::Null,
             }
         };
     }
     match c {
-        ColumnData::Bool(v) => v[i].map_or(D::Null, D::Bool),
+        ColumnData::Bool(v) => v.get(i).map_or(D::Null, D::Bool),
         ColumnData::TinyInt(v) => int!(v),
         ColumnData::SmallInt(v) => int!(v),
         ColumnData::Int(v) => int!(v),
@@ -312,19 +312,18 @@ pub fn datum(c: &ColumnData, i: usize) -> D<'_> {
         ColumnData::USmallInt(v) => int!(v),
         ColumnData::UInt(v) => int!(v),
         ColumnData::UBigInt(v) => int!(v),
-        ColumnData::Float(v) => v[i].map_or(D::Null, |x| D::F(f64::from(x))),
-        ColumnData::Double(v) => v[i].map_or(D::Null, D::F),
+        ColumnData::Float(v) => v.get(i).map_or(D::Null, |x| D::F(f64::from(x))),
+        ColumnData::Double(v) => v.get(i).map_or(D::Null, D::F),
         // DECIMAL compares by its unscaled integer: comparisons with other numbers are not
         // emulated (docs/emulator.md).
-        ColumnData::Decimal(v) => v[i].map_or(D::Null, D::I),
+        ColumnData::Decimal(v) => v.get(i).map_or(D::Null, D::I),
         ColumnData::Decimal64(v) => int!(v),
         ColumnData::VarChar(v)
         | ColumnData::VarBinary(v)
         | ColumnData::Geometry(v)
-        | ColumnData::Blob(v) => v[i].as_deref().map_or(D::Null, D::S),
-        ColumnData::NChar(v) | ColumnData::Json(v) => {
-            v[i].as_deref().map_or(D::Null, |s| D::S(s.as_bytes()))
-        }
+        | ColumnData::Blob(v) => v.get(i).map_or(D::Null, D::S),
+        // Text is stored as UTF-8: its bytes are the text's.
+        ColumnData::NChar(v) | ColumnData::Json(v) => v.get(i).map_or(D::Null, D::S),
     }
 }
 

@@ -61,6 +61,21 @@ impl Sel {
     }
 }
 
+/// The first index in `0..n` where `pred` turns false (`pred` true on a prefix), as
+/// `slice::partition_point`.
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 fn select_rows(seg: &Seg<'_>, filter: Option<&B>, ts_sorted: bool) -> Sel {
     let n = seg.len();
     let Some(p) = filter else {
@@ -70,9 +85,9 @@ fn select_rows(seg: &Seg<'_>, filter: Option<&B>, ts_sorted: bool) -> Sel {
     if ts_sorted && let Some(ts) = seg.cols.first().and_then(ColumnData::timestamps) {
         let (mut l, mut h) = (i128::from(i64::MIN), i128::from(i64::MAX));
         ts_bounds(p, &mut l, &mut h);
-        let key = |t: &Option<i64>| i128::from(t.unwrap_or(i64::MIN));
-        lo = ts.partition_point(|t| key(t) < l);
-        hi = ts.partition_point(|t| key(t) <= h).max(lo);
+        let key = |i: usize| i128::from(ts.get(i).unwrap_or(i64::MIN));
+        lo = partition_point(n, |i| key(i) < l);
+        hi = partition_point(n, |i| key(i) <= h).max(lo);
     }
     if only_bounds_and_tags(p) {
         // Timestamp bounds are exact (already applied) and the rest does not read rows.
