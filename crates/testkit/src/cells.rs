@@ -113,6 +113,7 @@ impl Nulls {
             self.0 = vec![false; len];
         }
         if !self.0.is_empty() {
+            grow(&mut self.0, 1);
             self.0.insert(i, null);
         }
     }
@@ -163,6 +164,7 @@ impl<T: Copy + Default> Fixed<T> {
     /// Inserts a value or NULL at `i`.
     pub fn insert(&mut self, i: usize, v: Option<T>) {
         self.nulls.insert(self.vals.len(), i, v.is_none());
+        grow(&mut self.vals, 1);
         self.vals.insert(i, v.unwrap_or_default());
     }
 
@@ -358,7 +360,9 @@ impl<K> Var<K> {
         self.nulls.insert(self.ends.len(), i, v.is_none());
         let b = v.unwrap_or_default();
         let s = self.start(i);
+        grow(&mut self.bytes, b.len());
         self.bytes.splice(s..s, b.iter().copied());
+        grow(&mut self.ends, 1);
         self.ends.insert(i, offset(s));
         self.shift(i, b.len() as i64);
     }

@@ -932,19 +932,15 @@ fn insert(
             timestamps: present_timestamps(&cols),
             auto_create: created.as_ref().map(|(req, _)| req.clone()),
         };
-        // With WAL_RETENTION_PERIOD 0 the entry is purged at once: skip copying the rows.
-        let columns = if db.opts.wal_retention_period == 0 {
-            Vec::new()
-        } else {
-            cols.clone()
-        };
-        let block = wal::DataBlock {
-            table: tn.clone(),
-            fields: table_columns(db, t).to_vec(),
-            precision: db.opts.precision,
-            columns,
-            create: created.and_then(|(_, json)| json),
-        };
+        // With WAL_RETENTION_PERIOD 0 the entry is purged at once: skip keeping the rows.
+        let block = wal::DataBlock::new(
+            tn.clone(),
+            table_columns(db, t).to_vec(),
+            db.opts.precision,
+            &cols,
+            db.opts.wal_retention_period != 0,
+            created.and_then(|(_, json)| json),
+        );
         let entry = per_vgroup.entry((dbn.clone(), vgroup)).or_default();
         entry.0.push(block);
         entry.1.push(file_table);
@@ -1466,18 +1462,14 @@ pub fn write_raw_block(
         RowFormat::Columns,
         present_timestamps(&batch),
     );
-    let columns = if db.opts.wal_retention_period == 0 {
-        Vec::new()
-    } else {
-        batch.clone()
-    };
-    let body = WalBody::Data(vec![wal::DataBlock {
-        table: name.name.clone(),
-        fields: schema,
-        precision: db.opts.precision,
-        columns,
-        create: None,
-    }]);
+    let body = WalBody::Data(vec![wal::DataBlock::new(
+        name.name.clone(),
+        schema,
+        db.opts.precision,
+        &batch,
+        db.opts.wal_retention_period != 0,
+        None,
+    )]);
     db.log(vgroup, env.now_ns, body, msg)?;
     let t = db
         .tables
