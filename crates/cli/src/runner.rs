@@ -40,11 +40,11 @@ impl EngineRunner {
     /// Opens (or creates) the repository and prepares the source from `ctx`'s config.
     pub async fn new(ctx: Context) -> anyhow::Result<EngineRunner> {
         let url = ctx.repo_url(&None)?;
-        let engine = ctx.engine(&None)?;
+        let engine = ctx.engine(None)?;
         let parallel = ctx.backup_parallel(None)?;
         let connect = ctx.source_options(&None, parallel)?;
         let source = ctx.connect(connect.clone())?;
-        let retention = prune::policy(&ctx, &crate::args::KeepArgs::default(), false)?;
+        let retention = ctx.retention(&Default::default())?;
         let choice = ctx.init_choice(false, None, None)?;
         let repo = ctx.open_or_init(&url, choice).await?;
         Ok(EngineRunner {

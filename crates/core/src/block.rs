@@ -61,24 +61,67 @@ impl BucketWidth {
         self.0 as i64 * precision.units_per_second()
     }
 
-    /// The bucket index `k` with `k*W <= ts < (k+1)*W` (floor division, so negative
-    /// timestamps land in negative buckets).
-    pub fn bucket_of(&self, ts: i64, precision: Precision) -> i64 {
-        ts.div_euclid(self.in_units(precision))
+    /// The bucket `k` with `k*W <= ts < (k+1)*W` (floor division, so negative timestamps
+    /// land in negative buckets).
+    pub fn bucket_of(&self, ts: i64, precision: Precision) -> Bucket {
+        Bucket::containing(ts, self.in_units(precision))
     }
 
-    /// The time range covered by bucket `bucket`.
-    pub fn range_of(&self, bucket: i64, precision: Precision) -> Result<TimeRange, Error> {
-        let w = self.in_units(precision);
-        let start = bucket.checked_mul(w).ok_or(Error::Overflow {
-            value: bucket,
+    /// The time range covered by `bucket`.
+    pub fn range_of(&self, bucket: Bucket, precision: Precision) -> Result<TimeRange, Error> {
+        bucket.range(self.in_units(precision))
+    }
+}
+
+/// A bucket index `k`: a table's block `k` holds its timestamps in `[k*W, (k+1)*W)`, where
+/// `W` is the repository's [`BucketWidth`] in the database's precision
+/// ([`BucketWidth::in_units`]). The bucket arithmetic lives here and nowhere else.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct Bucket(pub i64);
+
+impl Bucket {
+    /// The bucket holding `ts`, for buckets `width_units` timestamp units wide (positive:
+    /// [`BucketWidth::in_units`]). Floor division: negative timestamps land in negative
+    /// buckets.
+    pub fn containing(ts: i64, width_units: i64) -> Bucket {
+        Bucket(ts.div_euclid(width_units))
+    }
+
+    /// The index `k`.
+    pub const fn index(self) -> i64 {
+        self.0
+    }
+
+    /// The time range the bucket covers; fails where `k*W` overflows an `i64`.
+    pub fn range(self, width_units: i64) -> Result<TimeRange, Error> {
+        let start = self.0.checked_mul(width_units).ok_or(Error::Overflow {
+            value: self.0,
             context: "bucket start",
         })?;
-        let end = start.checked_add(w).ok_or(Error::Overflow {
-            value: bucket,
+        let end = start.checked_add(width_units).ok_or(Error::Overflow {
+            value: self.0,
             context: "bucket end",
         })?;
         Ok(TimeRange { start, end })
+    }
+
+    /// The time range the bucket covers, clamped to the `i64` range (for a bucket that
+    /// holds a timestamp, only the last one can clamp, and only its end).
+    pub fn range_saturating(self, width_units: i64) -> TimeRange {
+        let start = self.0.saturating_mul(width_units);
+        TimeRange {
+            start,
+            end: start.saturating_add(width_units),
+        }
+    }
+}
+
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -101,15 +144,6 @@ impl From<BucketWidth> for u64 {
     }
 }
 
-/// The identity of a block: a table (by name within its database) and a bucket index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BlockKey {
-    /// Table name within the database.
-    pub table: String,
-    /// Bucket index `k` (the block holds timestamps in `[k*W, (k+1)*W)`).
-    pub bucket: i64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,11 +151,11 @@ mod tests {
     #[test]
     fn buckets_floor_and_ranges_cover() {
         let w = BucketWidth::from_seconds(60).unwrap();
-        assert_eq!(w.bucket_of(0, Precision::Ms), 0);
-        assert_eq!(w.bucket_of(59_999, Precision::Ms), 0);
-        assert_eq!(w.bucket_of(60_000, Precision::Ms), 1);
-        assert_eq!(w.bucket_of(-1, Precision::Ms), -1);
-        let r = w.range_of(-1, Precision::Ns).unwrap();
+        assert_eq!(w.bucket_of(0, Precision::Ms), Bucket(0));
+        assert_eq!(w.bucket_of(59_999, Precision::Ms), Bucket(0));
+        assert_eq!(w.bucket_of(60_000, Precision::Ms), Bucket(1));
+        assert_eq!(w.bucket_of(-1, Precision::Ms), Bucket(-1));
+        let r = w.range_of(Bucket(-1), Precision::Ns).unwrap();
         assert_eq!(
             r,
             TimeRange {
@@ -129,7 +163,14 @@ mod tests {
                 end: 0
             }
         );
-        assert!(w.range_of(i64::MAX, Precision::Ms).is_err());
+        assert!(w.range_of(Bucket(i64::MAX), Precision::Ms).is_err());
+        let top = Bucket::containing(i64::MAX, 60_000);
+        assert_eq!(top.range_saturating(60_000).end, i64::MAX);
+        assert_eq!(
+            top.range_saturating(60_000).start,
+            i64::MAX / 60_000 * 60_000
+        );
+        assert_eq!(serde_json::to_string(&Bucket(-3)).unwrap(), "-3");
         assert!(BucketWidth::from_seconds(59).is_err());
         assert!(serde_json::from_str::<BucketWidth>("1").is_err());
     }

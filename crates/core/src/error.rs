@@ -11,6 +11,11 @@
 //! 4. Library code never panics on input or I/O: no `unwrap()` on data that came from outside.
 //! 5. Errors are reported once, at the top (the CLI); libraries return them and never log
 //!    and swallow them.
+//! 6. Every error enum has `kind()`, a small `#[non_exhaustive]` class the caller can act
+//!    on without knowing the variant (the CLI turns kinds into exit codes in one place):
+//!    a `Config` kind means the operator's options cannot be used (fix the flags or the
+//!    config file), `InvalidInput` that a program passed something the library rejects, and
+//!    the engine's `Internal` kind a bug (a worker that panicked, a queue that closed).
 
 use std::fmt;
 
@@ -70,7 +75,38 @@ pub enum Error {
     },
 }
 
+/// The broad class of a core [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A value (an id, a bucket width, a timestamp) was rejected.
+    InvalidValue,
+    /// A stored object (manifest, tree, shard, catalog, chain) breaks its invariants.
+    Corrupt,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::InvalidValue => "invalid value",
+            ErrorKind::Corrupt => "corrupt",
+        })
+    }
+}
+
 impl Error {
+    /// The broad class of the failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidId { .. } | Error::InvalidBucketWidth { .. } | Error::Overflow { .. } => {
+                ErrorKind::InvalidValue
+            }
+            Error::InvalidManifest { .. }
+            | Error::InvalidTreeObject { .. }
+            | Error::BrokenChain { .. } => ErrorKind::Corrupt,
+        }
+    }
+
     /// Whether retrying the same operation could succeed. Never for these errors: they are
     /// about the values themselves.
     pub fn is_retryable(&self) -> bool {
@@ -95,6 +131,9 @@ pub enum RepositoryErrorKind {
     /// The caller passed something the repository rejects (for example a manifest that
     /// references blobs that are not stored).
     InvalidInput,
+    /// The repository's URL, options, password or retention policy as the operator gave
+    /// them cannot be used: fixing the flags or the config file helps, retrying does not.
+    Config,
     /// The storage backend failed (network, permissions, disk).
     Backend,
     /// Anything else.
@@ -109,6 +148,7 @@ impl fmt::Display for RepositoryErrorKind {
             RepositoryErrorKind::Locked => "locked",
             RepositoryErrorKind::AlreadyExists => "already exists",
             RepositoryErrorKind::InvalidInput => "invalid input",
+            RepositoryErrorKind::Config => "invalid configuration",
             RepositoryErrorKind::Backend => "backend failure",
             RepositoryErrorKind::Other => "other",
         };

@@ -7,7 +7,7 @@
 //!
 //! * [`CatalogSnapshot`] with [`DatabaseDef`], [`SuperTableDef`], [`TableDef`] and typed
 //!   [`Value`]s: the schema a restore recreates.
-//! * [`BlockKey`], [`BucketWidth`], [`TimeRange`]: a block is a table's rows in one time
+//! * [`Bucket`], [`BucketWidth`], [`TimeRange`]: a block is a table's rows in one time
 //!   bucket `[k*W, (k+1)*W)`.
 //! * [`BackupSnapshot`]: one backup (format 2), the root of a tree of content-addressed
 //!   objects: a [`Tree`] of [`Shard`]s (table definitions and [`BlockRef`]s) and a
@@ -31,6 +31,7 @@
 //! # Ok::<(), taosbackup_core::Error>(())
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod block;
 mod catalog;
@@ -45,12 +46,12 @@ mod source;
 pub mod transform;
 
 pub use crate::{
-    block::{BlockKey, BucketWidth, TimeRange},
+    block::{Bucket, BucketWidth, TimeRange},
     catalog::{
         CatalogSnapshot, ColumnDef, DataType, DatabaseDef, Precision, SkippedObject, SuperTableDef,
         TableDef, TableKind, TagValue, Value,
     },
-    error::{Error, RepositoryError, RepositoryErrorKind},
+    error::{Error, ErrorKind, RepositoryError, RepositoryErrorKind},
     feed::{ChangeBatch, ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent},
     id::{BackupId, BlobId, from_hex, to_hex},
     manifest::{

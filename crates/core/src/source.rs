@@ -306,6 +306,9 @@ pub enum SourceErrorKind {
     Rejected,
     /// Bad options or data from the caller.
     InvalidInput,
+    /// The connection options as the operator gave them (a DSN) cannot be used: fixing the
+    /// flags or the config file helps, retrying does not.
+    Config,
     /// Anything else.
     Other,
 }
@@ -319,6 +322,7 @@ impl fmt::Display for SourceErrorKind {
             SourceErrorKind::AlreadyExists => "already exists",
             SourceErrorKind::Rejected => "rejected",
             SourceErrorKind::InvalidInput => "invalid input",
+            SourceErrorKind::Config => "invalid configuration",
             SourceErrorKind::Other => "other",
         })
     }

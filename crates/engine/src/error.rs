@@ -1,9 +1,16 @@
 //! Errors of the engine.
 //!
-//! Rules: every variant names what failed and where (a path, a table); variants say whether
-//! retrying can help ([`TrackerError::is_retryable`]); sources are kept.
+//! Rules (as for every taosbackup library, see `taosbackup_core::Error`): every variant
+//! names what failed and where (a path, a table); every error says whether retrying can
+//! help ([`EngineError::is_retryable`], [`TrackerError::is_retryable`]) and what kind of
+//! failure it is ([`EngineError::kind`]); sources are kept. A bug — a worker that panicked,
+//! a queue that closed under us, an invariant the engine itself broke — is
+//! [`EngineError::Internal`], never [`EngineError::InvalidRequest`]: the operator cannot fix
+//! it with other flags.
 
 use std::path::PathBuf;
+
+use taosbackup_core::{RepositoryErrorKind, SourceErrorKind};
 
 /// What can go wrong when persisting or loading tracker state.
 #[derive(Debug, thiserror::Error)]
@@ -118,12 +125,76 @@ pub enum EngineError {
     /// The run was cancelled (a signal); nothing was committed.
     #[error("cancelled; nothing was committed")]
     Cancelled,
-    /// The caller asked for something impossible.
+    /// The caller asked for something impossible (a table that is not in the backup, an
+    /// engine that needs change tracking without it): other flags or config fix it.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A bug in taosbackup: a worker panicked, an internal queue closed, an invariant broke.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The broad class of an [`EngineError`]: what the caller acts on (the CLI maps it to an
+/// exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The database failed; its own class.
+    Source(SourceErrorKind),
+    /// The repository failed; its own class.
+    Repository(RepositoryErrorKind),
+    /// The tracker state could not be read or written.
+    Tracker,
+    /// Stored data (a block, a snapshot's objects) is damaged.
+    Damaged,
+    /// No backup matches the point asked for, or several do.
+    NoBackup,
+    /// An incremental backup was refused because changes may have been missed.
+    Gap,
+    /// The run was cancelled.
+    Cancelled,
+    /// The request cannot be served as given: the operator fixes the flags or config.
+    InvalidRequest,
+    /// A bug (see [`EngineError::Internal`]).
+    Internal,
 }
 
 impl EngineError {
+    /// The broad class of the failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Source { source, .. } => ErrorKind::Source(source.kind()),
+            EngineError::Repository { source, .. } => ErrorKind::Repository(source.kind()),
+            EngineError::Tracker(_) => ErrorKind::Tracker,
+            EngineError::DamagedBlock { .. } | EngineError::DamagedSnapshot { .. } => {
+                ErrorKind::Damaged
+            }
+            EngineError::NoBackup { .. } | EngineError::AmbiguousBackupId { .. } => {
+                ErrorKind::NoBackup
+            }
+            EngineError::Gap { .. } => ErrorKind::Gap,
+            EngineError::Cancelled => ErrorKind::Cancelled,
+            EngineError::InvalidRequest(_) => ErrorKind::InvalidRequest,
+            EngineError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether running the same request again could succeed: when the database or the
+    /// repository says so, or the tracker's file system failed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EngineError::Source { source, .. } => source.is_retryable(),
+            EngineError::Repository { source, .. } => source.is_retryable(),
+            EngineError::Tracker(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// A bug, with what was being done.
+    pub(crate) fn internal(what: impl Into<String>) -> Self {
+        EngineError::Internal(what.into())
+    }
+
     pub(crate) fn source(context: impl Into<String>, source: taosbackup_core::SourceError) -> Self {
         EngineError::Source {
             context: context.into(),

@@ -9,6 +9,8 @@
 //!   `show`.
 //! * [`ChangeTracking`]: a persisted [`Tracker`] fed by a [`taosbackup_core::ChangeFeed`]
 //!   through a bounded event pipeline.
+//! * [`Scheduler`]: the daemon's decisions for one database (which backup runs when, retries,
+//!   retention, feed refreshes) as a state machine that is given the time, never reads it.
 //!
 //! A block is one table's rows in one time bucket `[k*W, (k+1)*W)`. The [`Tracker`] keeps,
 //! per table, roaring bitmaps of the buckets that changed since the last backup (DIRTY, or NEW
@@ -30,7 +32,7 @@
 //!
 //! let mut t = Tracker::new(BucketWidth::DAY, Precision::Ms);
 //! t.mark_rows("d1001", &[1_700_000_000_000, 1_700_000_000_500]);
-//! let bucket = BucketWidth::DAY.bucket_of(1_700_000_000_000, Precision::Ms);
+//! let bucket = BucketWidth::DAY.bucket_of(1_700_000_000_000, Precision::Ms).index();
 //! assert_eq!(t.state("d1001", bucket), BlockState::New);
 //! let snap = t.snapshot_and_reset();
 //! assert_eq!(snap.dirty_blocks(), 1);
@@ -38,6 +40,7 @@
 //! assert_eq!(t.state("d1001", bucket), BlockState::Clean);
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod backup;
 mod error;
@@ -45,17 +48,21 @@ mod inspect;
 mod parent;
 mod points;
 mod restore;
+mod schedule;
 mod strategy;
 mod tracker;
 mod tracking;
 
 pub use backup::{BackupReport, BackupRequest, Plan, PlanTable, backup, plan, plan_from};
-pub use error::{EngineError, TrackerError};
+pub use error::{EngineError, ErrorKind, TrackerError};
 pub use inspect::{ObjectsRead, TableChanges as ChangedTable, changes, load_state};
 pub use points::{
     BackupPoint, find_point, lineage, list_backups, list_backups_lenient, resolve_point,
 };
 pub use restore::{CountMismatch, RestoreReport, RestoreRequest, restore};
+pub use schedule::{
+    AfterBackup, CronSchedule, Missed, RunKind, RunOutcome, SchedulePolicy, Scheduler, Step,
+};
 pub use strategy::{EngineKind, OnGap};
 pub use tokio_util::sync::CancellationToken;
 pub use tracker::{

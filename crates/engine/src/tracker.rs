@@ -5,7 +5,7 @@ mod persist;
 use std::collections::{BTreeMap, HashMap};
 
 use roaring::RoaringTreemap;
-use taosbackup_core::{BucketWidth, Precision, TimeRange};
+use taosbackup_core::{Bucket, BucketWidth, Precision, TimeRange};
 
 /// The state of one block (table × bucket) as the tracker sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,12 +62,17 @@ pub enum TableChange {
 
 /// Bucket indices are signed; roaring treemaps hold `u64`. Flipping the sign bit maps one
 /// onto the other preserving order, so every `i64` bucket of every precision fits.
-fn key(bucket: i64) -> u64 {
-    (bucket as u64) ^ (1 << 63)
+fn key(bucket: Bucket) -> u64 {
+    (bucket.index() as u64) ^ (1 << 63)
 }
 
-fn bucket_of_key(key: u64) -> i64 {
-    (key ^ (1 << 63)) as i64
+fn bucket_of_key(key: u64) -> Bucket {
+    Bucket((key ^ (1 << 63)) as i64)
+}
+
+/// The bitmap key of the bucket holding `ts`.
+fn key_of_ts(ts: i64, width_units: i64) -> u64 {
+    key(Bucket::containing(ts, width_units))
 }
 
 /// Consecutive buckets `first..=last` of one table: how plans carry changed buckets, so a
@@ -133,8 +138,8 @@ fn runs_of(bits: &RoaringTreemap) -> Vec<BucketRun> {
             }
         }
         out.push(BucketRun {
-            first: bucket_of_key(first),
-            last: bucket_of_key(last),
+            first: bucket_of_key(first).index(),
+            last: bucket_of_key(last).index(),
         });
         match last.checked_add(1) {
             Some(next) => it.advance_to(next),
@@ -175,7 +180,7 @@ pub struct TrackerStats {
 /// The bucket each table was last marked in, to skip repeated inserts when marks of several
 /// tables interleave. A cache, not state: it never takes part in equality.
 #[derive(Debug, Clone, Default)]
-struct MarkCache(Vec<Option<i64>>);
+struct MarkCache(Vec<Option<Bucket>>);
 
 impl PartialEq for MarkCache {
     fn eq(&self, _: &MarkCache) -> bool {
@@ -237,7 +242,7 @@ impl Snapshot {
     /// The changed buckets of `table`, ascending.
     pub fn dirty_buckets(&self, table: &str) -> Vec<i64> {
         self.bits(table)
-            .map(|b| b.dirty.iter().map(bucket_of_key).collect())
+            .map(|b| b.dirty.iter().map(|k| bucket_of_key(k).index()).collect())
             .unwrap_or_default()
     }
 
@@ -254,14 +259,14 @@ impl Snapshot {
     /// The buckets of `table` in which rows were deleted, ascending.
     pub fn deleted_buckets(&self, table: &str) -> Vec<i64> {
         self.bits(table)
-            .map(|b| b.deleted.iter().map(bucket_of_key).collect())
+            .map(|b| b.deleted.iter().map(|k| bucket_of_key(k).index()).collect())
             .unwrap_or_default()
     }
 
     /// The buckets of `table` the repository held when the snapshot was taken.
     pub fn stored_buckets(&self, table: &str) -> Vec<i64> {
         self.bits(table)
-            .map(|b| b.stored.iter().map(bucket_of_key).collect())
+            .map(|b| b.stored.iter().map(|k| bucket_of_key(k).index()).collect())
             .unwrap_or_default()
     }
 
@@ -355,7 +360,7 @@ impl Tracker {
         let dirty = &mut self.tables[ordinal as usize].dirty;
         let mut last = None;
         for &ts in timestamps {
-            let b = ts.div_euclid(w);
+            let b = Bucket::containing(ts, w);
             if last != Some(b) {
                 dirty.insert(key(b));
                 last = Some(b);
@@ -369,7 +374,7 @@ impl Tracker {
         self.last_marked.0[o] = None;
         let dirty = &mut self.tables[o].dirty;
         for &b in buckets {
-            dirty.insert(key(b));
+            dirty.insert(key(Bucket(b)));
         }
     }
 
@@ -380,7 +385,7 @@ impl Tracker {
     pub fn mark_batch(&mut self, marks: &[(u32, i64)]) {
         let w = self.width_units;
         for &(o, ts) in marks {
-            let b = ts.div_euclid(w);
+            let b = Bucket::containing(ts, w);
             let last = &mut self.last_marked.0[o as usize];
             if *last != Some(b) {
                 self.tables[o as usize].dirty.insert(key(b));
@@ -399,7 +404,7 @@ impl Tracker {
             return;
         }
         let w = self.width_units;
-        let (lo, hi) = (key(start.div_euclid(w)), key(end.div_euclid(w)));
+        let (lo, hi) = (key_of_ts(start, w), key_of_ts(end, w));
         let o = self.ordinal(table) as usize;
         let in_flight = self
             .pending
@@ -445,7 +450,7 @@ impl Tracker {
             return BlockState::Clean;
         };
         let bits = &self.tables[o as usize];
-        let k = key(bucket);
+        let k = key(Bucket(bucket));
         if (bits.changes.dropped && !bits.changes.created) || bits.deleted.contains(k) {
             BlockState::Deleted
         } else if bits.dirty.contains(k) {
@@ -468,10 +473,7 @@ impl Tracker {
             return Vec::new();
         }
         let w = self.width_units;
-        let (lo, hi) = (
-            key(range.start.div_euclid(w)),
-            key((range.end - 1).div_euclid(w)),
-        );
+        let (lo, hi) = (key_of_ts(range.start, w), key_of_ts(range.end - 1, w));
         let bits = &self.tables[o as usize];
         let mut candidates: RoaringTreemap = bits.dirty.clone() | &bits.deleted;
         if bits.changes.dropped && !bits.changes.created {
@@ -482,7 +484,7 @@ impl Tracker {
             .skip_while(|&k| k < lo)
             .take_while(|&k| k <= hi)
             .map(|k| {
-                let b = bucket_of_key(k);
+                let b = bucket_of_key(k).index();
                 (b, self.state(table, b))
             })
             .collect()
@@ -617,7 +619,7 @@ impl Tracker {
         }
         for (name, bucket) in tombstoned {
             if let Some(&o) = self.ordinals.get(name) {
-                self.tables[o as usize].stored.remove(key(*bucket));
+                self.tables[o as usize].stored.remove(key(Bucket(*bucket)));
             }
         }
     }
@@ -631,7 +633,7 @@ impl Tracker {
         }
         for (name, bucket) in stored {
             let o = self.ordinal(name) as usize;
-            self.tables[o].stored.insert(key(bucket));
+            self.tables[o].stored.insert(key(Bucket(bucket)));
         }
         self.inconsistent = None;
     }
@@ -705,7 +707,7 @@ mod tests {
     }
 
     fn treemap(buckets: &[i64]) -> RoaringTreemap {
-        buckets.iter().map(|&b| key(b)).collect()
+        buckets.iter().map(|&b| key(Bucket(b))).collect()
     }
 
     #[test]
@@ -765,7 +767,11 @@ mod tests {
         let snap = t.snapshot_and_reset();
         let dirty = snap.dirty_buckets("a");
         for x in &ts {
-            assert!(dirty.binary_search(&x.div_euclid(60_000)).is_ok());
+            assert!(
+                dirty
+                    .binary_search(&Bucket::containing(*x, 60_000).index())
+                    .is_ok()
+            );
         }
     }
 
@@ -773,8 +779,8 @@ mod tests {
     fn keys_preserve_order_over_the_whole_range() {
         let xs = [i64::MIN, -2, -1, 0, 1, i64::MAX];
         for w in xs.windows(2) {
-            assert!(key(w[0]) < key(w[1]));
-            assert_eq!(bucket_of_key(key(w[0])), w[0]);
+            assert!(key(Bucket(w[0])) < key(Bucket(w[1])));
+            assert_eq!(bucket_of_key(key(Bucket(w[0]))), Bucket(w[0]));
         }
     }
 

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use taosbackup_core::{BucketWidth, ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent};
+use taosbackup_core::{
+    Bucket, BucketWidth, ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent,
+};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::{EngineError, TableChange, Tracker, TrackerStats};
@@ -208,13 +210,11 @@ impl ChangeTracking {
                         .clone()
                         .acquire_many_owned(want)
                         .await
-                        .map_err(|_| EngineError::InvalidRequest("event queue closed".into()))?;
+                        .map_err(|_| EngineError::internal("the change-event queue closed"))?;
                     let depth = self.queue_depth.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
                     stats.max_queue_depth = stats.max_queue_depth.max(depth);
                     if senders[i].send((shard, permit)).is_err() {
-                        return Err(EngineError::InvalidRequest(
-                            "a change-tracking worker stopped".into(),
-                        ));
+                        return Err(EngineError::internal("a change-tracking worker stopped"));
                     }
                 }
             }
@@ -222,13 +222,9 @@ impl ChangeTracking {
         };
         let result: Result<(), EngineError> = read.await;
         drop(senders);
-        for h in handles {
-            if let Err(e) = h.await {
-                return Err(EngineError::InvalidRequest(format!(
-                    "a change-tracking worker failed: {e}"
-                )));
-            }
-        }
+        // A worker that panicked explains why the reader saw its queue close: its error
+        // comes first.
+        join_workers(handles).await?;
         self.max_queue_depth = self.max_queue_depth.max(stats.max_queue_depth);
         result?;
         // Every event up to here is applied: the positions may move.
@@ -249,9 +245,7 @@ impl ChangeTracking {
         let positions = snapshot.positions().clone();
         tokio::task::spawn_blocking(move || snapshot.save(&path))
             .await
-            .map_err(|e| {
-                EngineError::InvalidRequest(format!("saving the tracker failed: {e}"))
-            })??;
+            .map_err(|e| EngineError::internal(format!("saving the tracker state: {e}")))??;
         self.feed.commit(&positions).await.map_err(|e| {
             EngineError::source(
                 format!("committing {} change-feed positions", self.feed.name()),
@@ -335,6 +329,23 @@ enum Prepared {
     Reread(Option<String>, String),
 }
 
+/// Waits for every change-tracking worker; one that panicked (or was cancelled) is a bug,
+/// reported as [`EngineError::Internal`].
+async fn join_workers(handles: Vec<tokio::task::JoinHandle<()>>) -> Result<(), EngineError> {
+    let mut failed = None;
+    for h in handles {
+        if let Err(e) = h.await {
+            failed.get_or_insert(e);
+        }
+    }
+    match failed {
+        None => Ok(()),
+        Some(e) => Err(EngineError::internal(format!(
+            "a change-tracking worker failed: {e}"
+        ))),
+    }
+}
+
 async fn worker(
     mut rx: mpsc::UnboundedReceiver<(Vec<ChangeEvent>, tokio::sync::OwnedSemaphorePermit)>,
     tracker: Arc<Mutex<Tracker>>,
@@ -350,7 +361,7 @@ async fn worker(
                 ChangeEvent::Rows { table, timestamps } => {
                     let mut b: Vec<i64> = timestamps
                         .iter()
-                        .map(|t| t.div_euclid(width_units))
+                        .map(|&t| Bucket::containing(t, width_units).index())
                         .collect();
                     b.sort_unstable();
                     b.dedup();
@@ -585,7 +596,10 @@ mod tests {
                 unreachable!()
             };
             for x in timestamps {
-                assert_eq!(t.state(table, x.div_euclid(60_000)), BlockState::New);
+                assert_eq!(
+                    t.state(table, Bucket::containing(*x, 60_000).index()),
+                    BlockState::New
+                );
             }
         }
     }
@@ -627,5 +641,21 @@ mod tests {
             "{:?}",
             t.inconsistency()
         );
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_panics_is_an_internal_error_not_a_bad_request() {
+        let ok = tokio::spawn(async {});
+        let panics = tokio::spawn(async { panic!("injected worker bug") });
+        let err = join_workers(vec![ok, panics]).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Internal, "{err}");
+        assert!(!err.is_retryable());
+        let text = err.to_string();
+        assert!(
+            text.starts_with("internal error: a change-tracking worker failed")
+                && text.contains("panicked"),
+            "{text}"
+        );
+        join_workers(vec![tokio::spawn(async {})]).await.unwrap();
     }
 }

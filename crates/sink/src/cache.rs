@@ -178,13 +178,15 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::DateTime;
     use taosbackup_core::{
         BackupKind, BackupStats, BlobId, BucketWidth, Precision, SNAPSHOT_VERSION, SourceInfo,
     };
 
+    /// A valid snapshot fixture of backup `[n; 16]`, finished at second `n + 1` (also the
+    /// repository's tests' fixture).
     pub(crate) fn snap(n: u8) -> BackupSnapshot {
         let id = BackupId::from_bytes([n; 16]);
         BackupSnapshot {
@@ -195,8 +197,8 @@ mod tests {
             engine: "full".into(),
             parent: None,
             chain: id,
-            started_at: DateTime::from_timestamp(1, 0).unwrap_or_default(),
-            finished_at: DateTime::from_timestamp(2, 0).unwrap_or_default(),
+            started_at: DateTime::from_timestamp(i64::from(n), 0).unwrap_or_default(),
+            finished_at: DateTime::from_timestamp(i64::from(n) + 1, 0).unwrap_or_default(),
             source: SourceInfo::default(),
             bucket_width: BucketWidth::DAY,
             precision: Precision::Ms,

@@ -286,9 +286,9 @@ impl Error {
             Error::NotFound { .. } | Error::NoSuchBackup { .. } | Error::NotARepository { .. } => {
                 RepositoryErrorKind::NotFound
             }
-            Error::Corrupt { .. } | Error::UnsupportedVersion { .. } => {
-                RepositoryErrorKind::Corrupt
-            }
+            Error::Corrupt { .. }
+            | Error::UnsupportedVersion { .. }
+            | Error::InvalidKdfParams { .. } => RepositoryErrorKind::Corrupt,
             Error::Locked { .. } | Error::LockLost { .. } => RepositoryErrorKind::Locked,
             Error::Format1Repository { .. } | Error::MigrationInterrupted { .. } => {
                 RepositoryErrorKind::Other
@@ -298,8 +298,12 @@ impl Error {
             }
             Error::MissingBlob { .. }
             | Error::InvalidManifest { .. }
-            | Error::BlobTooLarge { .. }
-            | Error::InvalidPolicy { .. } => RepositoryErrorKind::InvalidInput,
+            | Error::BlobTooLarge { .. } => RepositoryErrorKind::InvalidInput,
+            Error::InvalidUrl { .. }
+            | Error::InvalidOptions { .. }
+            | Error::InvalidPolicy { .. }
+            | Error::PasswordRequired
+            | Error::PasswordSource { .. } => RepositoryErrorKind::Config,
             Error::Backend { .. } | Error::CreateDir { .. } => RepositoryErrorKind::Backend,
             _ => RepositoryErrorKind::Other,
         }

@@ -829,30 +829,7 @@ pub(crate) async fn load_index(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::DateTime;
-    use taosbackup_core::{BackupKind, BackupStats, Precision, SourceInfo};
-
-    fn snap(n: u8) -> BackupSnapshot {
-        let id = BackupId::from_bytes([n; 16]);
-        BackupSnapshot {
-            version: SNAPSHOT_VERSION,
-            id,
-            database: "db".into(),
-            kind: BackupKind::Full,
-            engine: "full".into(),
-            parent: None,
-            chain: id,
-            started_at: DateTime::from_timestamp(i64::from(n), 0).unwrap_or_default(),
-            finished_at: DateTime::from_timestamp(i64::from(n) + 1, 0).unwrap_or_default(),
-            source: SourceInfo::default(),
-            bucket_width: BucketWidth::DAY,
-            precision: Precision::Ms,
-            tree: BlobId::from_bytes([1; 32]),
-            catalog: BlobId::from_bytes([2; 32]),
-            feed_positions: None,
-            stats: BackupStats::default(),
-        }
-    }
+    use crate::cache::tests::snap;
 
     fn sorted(mut v: Vec<BackupSnapshot>) -> Vec<BackupId> {
         v.sort_by_key(|s| s.id);

@@ -309,9 +309,10 @@ impl Error {
     /// refusals are told apart by TDengine's code.
     pub fn kind(&self) -> SourceErrorKind {
         match self {
-            Error::InvalidDsn { .. }
-            | Error::InvalidRequest { .. }
-            | Error::UnrepresentableValue { .. } => SourceErrorKind::InvalidInput,
+            Error::InvalidDsn { .. } => SourceErrorKind::Config,
+            Error::InvalidRequest { .. } | Error::UnrepresentableValue { .. } => {
+                SourceErrorKind::InvalidInput
+            }
             Error::NativeClientMissing { .. } | Error::Timeout { .. } => {
                 SourceErrorKind::Connection
             }

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use taosbackup_core::{TableKind, Value};
+use taosbackup_core::{Bucket, TableKind, Value};
 
 use crate::Error;
 use crate::conn::{Ctx, Pool};
@@ -78,7 +78,9 @@ async fn estimate(pool: &Arc<Pool>, db: &str, bucket_seconds: u64) -> Result<Est
             )));
         };
         total.rows += count as u64;
-        let buckets = last.div_euclid(width) - first.div_euclid(width) + 1;
+        let buckets = Bucket::containing(*last, width).index()
+            - Bucket::containing(*first, width).index()
+            + 1;
         total.blocks += buckets.max(1) as u64;
         Ok(())
     };

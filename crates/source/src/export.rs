@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use taos::AsyncFetchable;
-use taosbackup_core::{BlockChunk, ChunkStream, Precision, SourceError, TimeRange};
+use taosbackup_core::{BlockChunk, Bucket, ChunkStream, Precision, SourceError, TimeRange};
 use tokio::sync::mpsc;
 
 use crate::Error;
@@ -368,9 +368,10 @@ impl Job {
                 Some(w) if w > 0 => {
                     // Cut at bucket boundaries: each piece's range is its range ∩ its bucket.
                     while from < to {
-                        let bucket = ts[from].div_euclid(w);
-                        let b_start = bucket.saturating_mul(w);
-                        let b_end = b_start.saturating_add(w);
+                        let TimeRange {
+                            start: b_start,
+                            end: b_end,
+                        } = Bucket::containing(ts[from], w).range_saturating(w);
                         let piece_end = from + ts[from..to].partition_point(|t| *t < b_end);
                         let range = TimeRange {
                             start: r.start.max(b_start),

@@ -27,6 +27,7 @@
 //! # }
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod catalog;
 pub mod conformance;

@@ -5,10 +5,16 @@
 //!
 //! - [`Emulator`] starts a server in-process; [`EmulatorHandle::dsn`] is the DSN to connect to.
 //! - [`Store`] is the in-memory database behind it; [`raw_block`] is TDengine's raw block codec.
+//! - [`fake`]: in-memory implementations of `taosbackup-core`'s seams (`Source`,
+//!   `ChangeFeed`, `Repository`) with a scriptable workload, for tests without the emulator;
+//!   [`feed_suite`]: the conformance suite every `ChangeFeed` runs.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod cells;
 mod error;
+pub mod fake;
+pub mod feed_suite;
 mod le;
 mod profile;
 pub mod raw_block;

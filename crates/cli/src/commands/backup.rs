@@ -370,11 +370,12 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         ctx.config.backup.upload_concurrency = args.upload_concurrency;
     }
     let ctx = &ctx;
-    let url = ctx.repo_url(&args.repo.repo)?;
-    let database = ctx.database(&args.database)?;
-    let engine = ctx.engine(&args.engine)?;
+    let select = &args.select;
+    let url = ctx.repo_url(&select.repo.repo)?;
+    let database = ctx.database(&select.database)?;
+    let engine = ctx.engine(select.engine)?;
     let parallel = ctx.backup_parallel(args.parallel)?;
-    let connect = ctx.source_options(&args.source, parallel)?;
+    let connect = ctx.source_options(&select.source, parallel)?;
     let source = ctx.connect(connect.clone())?;
     let mut choice = ctx.init_choice(args.no_encryption, None, None)?;
     choice.force = args.force;
@@ -403,11 +404,11 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         }
         _ => None,
     };
-    let req = request(ctx, database, engine, args.full, parallel, &source);
+    let req = request(ctx, database, engine, select.full, parallel, &source);
     tracing::info!(
         database = %req.database,
         engine = %engine,
-        full = args.full,
+        full = select.full,
         repository = %url,
         "backup started"
     );

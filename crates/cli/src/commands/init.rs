@@ -9,7 +9,7 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> anyhow::Result<Exit> {
     let url = ctx.repo_url(&args.repo.repo)?;
     let mut choice = ctx.init_choice(
         args.no_encryption,
-        args.bucket_width.as_deref(),
+        args.bucket_width,
         args.compression_level,
     )?;
     choice.force = args.force;

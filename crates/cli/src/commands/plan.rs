@@ -13,11 +13,12 @@ use crate::progress::{bytes, count};
 
 /// Runs `plan`.
 pub async fn run(ctx: &Context, args: &PlanArgs) -> anyhow::Result<Exit> {
-    let url = ctx.repo_url(&args.repo.repo)?;
-    let database = ctx.database(&args.database)?;
-    let engine = ctx.engine(&args.engine)?;
+    let select = &args.select;
+    let url = ctx.repo_url(&select.repo.repo)?;
+    let database = ctx.database(&select.database)?;
+    let engine = ctx.engine(select.engine)?;
     let parallel = ctx.backup_parallel(None)?;
-    let connect = ctx.source_options(&args.source, parallel)?;
+    let connect = ctx.source_options(&select.source, parallel)?;
     let source = ctx.connect(connect.clone())?;
     let mut exists = true;
     let repo = match Repo::open_with(
@@ -41,14 +42,14 @@ pub async fn run(ctx: &Context, args: &PlanArgs) -> anyhow::Result<Exit> {
             return Err(anyhow::Error::from(e).context(format!("cannot open the repository {url}")));
         }
     };
-    let mut req = request(ctx, database, engine, args.full, parallel, &source);
+    let mut req = request(ctx, database, engine, select.full, parallel, &source);
     req.bucket_width = repo.config().bucket_width;
     let session = repo.session("plan").await?;
     let result = async {
         let mut tracking = None;
         // Without a repository (or with --full) the plan is a full backup whatever the feed
         // says; opening it would create a topic for a repository that does not exist.
-        if engine == EngineKind::Bitmap && exists && !args.full {
+        if engine == EngineKind::Bitmap && exists && !select.full {
             tracking = Some(open_tracking(ctx, &repo, &connect, &req.database).await?);
         }
         let plan = taosbackup_engine::plan(&source, &session, tracking.as_mut(), &req).await?;

@@ -2,47 +2,13 @@
 //! vocabulary), then delete the data no remaining backup reaches.
 
 use serde_json::json;
-use taosbackup_sink::{Forget, PruneReport, Repo, RetentionPolicy};
+use taosbackup_sink::{Forget, PruneReport, Repo};
 
-use crate::args::{KeepArgs, PruneArgs};
-use crate::config::parse_duration;
+use crate::args::PruneArgs;
 use crate::context::Context;
-use crate::error::{Exit, usage};
+use crate::error::Exit;
 use crate::output::print_json;
 use crate::progress::{bytes, count};
-
-/// The retention policy of the flags, each rule falling back to `[retention]`; `None` when
-/// no rule is set.
-pub fn policy(
-    ctx: &Context,
-    keep: &KeepArgs,
-    allow_empty: bool,
-) -> anyhow::Result<Option<RetentionPolicy>> {
-    let r = &ctx.config.retention;
-    let keep_chains = keep.keep_chains.or(r.keep_chains);
-    if keep_chains == Some(0) {
-        return Err(usage(
-            "--keep-chains 0 would forget every backup",
-            "keep at least one chain (--keep-chains 1)",
-        ));
-    }
-    let keep_within = match keep.keep_within.as_deref().or(r.keep_within.as_deref()) {
-        Some(w) => Some(parse_duration(w).map_err(|e| usage(e, "e.g. --keep-within 30d"))?),
-        None => None,
-    };
-    let p = RetentionPolicy {
-        keep_last: keep.keep_last.or(r.keep_last),
-        keep_hourly: keep.keep_hourly.or(r.keep_hourly),
-        keep_daily: keep.keep_daily.or(r.keep_daily),
-        keep_weekly: keep.keep_weekly.or(r.keep_weekly),
-        keep_monthly: keep.keep_monthly.or(r.keep_monthly),
-        keep_yearly: keep.keep_yearly.or(r.keep_yearly),
-        keep_within,
-        keep_chains,
-        allow_empty: allow_empty || r.allow_empty.unwrap_or(false),
-    };
-    Ok((!p.is_empty()).then_some(p))
-}
 
 /// Forgets (if asked) and garbage-collects; returns the JSON report.
 pub async fn apply(
@@ -101,7 +67,7 @@ pub fn print_report(report: &serde_json::Value, dry_run: bool, with_forget: bool
 /// Runs `prune`.
 pub async fn run(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
     let url = ctx.repo_url(&args.repo.repo)?;
-    let policy = policy(ctx, &args.keep, args.allow_empty)?;
+    let policy = ctx.retention(&args.keep)?;
     let repo = ctx.open_repo(&url).await?;
     if policy.is_none() {
         tracing::info!("no retention rule given: only deleting data no backup uses");

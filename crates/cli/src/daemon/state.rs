@@ -14,51 +14,9 @@ use taosbackup_core::{BackupKind, BackupStats, Progress};
 
 use super::{DaemonOptions, FeedHealth, RunSummary};
 
-/// The kind of backup the schedule asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunKind {
-    /// `schedule.full`.
-    Full,
-    /// `schedule.incremental`.
-    Incremental,
-}
-
-impl RunKind {
-    /// `"full"` or `"incremental"` (metric labels, logs).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunKind::Full => "full",
-            RunKind::Incremental => "incremental",
-        }
-    }
-}
-
-/// How a scheduled run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// The backup was committed.
-    Ok,
-    /// The backup failed (it may be retried).
-    Failed,
-    /// A shutdown cancelled it; nothing was committed.
-    Cancelled,
-    /// It fell due while another run of the database was in progress and did not run.
-    Skipped,
-}
-
-impl Outcome {
-    /// `"ok"`, `"failed"`, `"cancelled"` or `"skipped"` (metric labels).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Failed => "failed",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
+/// The scheduler's vocabulary, from the engine (`Outcome` keeps its name here: it labels the
+/// HTTP JSON and the metrics).
+pub use taosbackup_engine::{RunKind, RunOutcome as Outcome};
 
 /// A component's health as last checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use taosbackup_core::{
-    BackupKind, BlockChunk, BlockRef, ExportRequest, Precision, Progress, Repository, Source,
-    TimeRange,
+    BackupKind, BlockChunk, BlockRef, Bucket, ExportRequest, Precision, Progress, Repository,
+    Source, TimeRange,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -136,7 +136,9 @@ async fn export_table(
             .next_chunk()
             .await
             .map_err(|e| EngineError::source(context(), e))?;
-        let bucket = next.as_ref().map(|c| c.range.start.div_euclid(w));
+        let bucket = next
+            .as_ref()
+            .map(|c| Bucket::containing(c.range.start, w).index());
         let flush = match (&current, bucket) {
             (Some((b, _)), Some(nb)) => *b != nb,
             (Some(_), None) => true,
@@ -152,7 +154,7 @@ async fn export_table(
         match next {
             None => break,
             Some(c) => {
-                let b = c.range.start.div_euclid(w);
+                let b = Bucket::containing(c.range.start, w).index();
                 match &mut current {
                     Some((_, chunks)) => chunks.push(c),
                     None => current = Some((b, vec![c])),

@@ -177,7 +177,7 @@ impl Strategy for Bitmap {
                     let tomb = match blocks {
                         Some(b) => matching(&buckets, b).map(|(k, _)| k).collect(),
                         None => {
-                            return Err(EngineError::InvalidRequest(format!(
+                            return Err(EngineError::internal(format!(
                                 "table {} has changes but its parent shard was not read",
                                 t.name
                             )));

@@ -3,7 +3,7 @@
 //! into older buckets, updates of older rows and deletes (documented, tested as such).
 
 use async_trait::async_trait;
-use taosbackup_core::{BackupSnapshot, CatalogSnapshot, Repository};
+use taosbackup_core::{BackupSnapshot, Bucket, CatalogSnapshot, Repository};
 
 use super::{EngineKind, ParentChoice, Strategy, TableTask, prev};
 use crate::EngineError;
@@ -78,7 +78,7 @@ impl Strategy for Time {
                     // Marker: from this bucket on (resolved when exporting). From the bucket
                     // holding the previous maximum, not `max + 1`'s: with a composite key,
                     // rows can arrive later at that very timestamp.
-                    buckets: vec![BucketRun::single(max.div_euclid(w))],
+                    buckets: vec![BucketRun::single(Bucket::containing(max, w).index())],
                     tombstone_if_empty: Vec::new(),
                 }),
             }

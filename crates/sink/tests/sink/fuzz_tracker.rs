@@ -1,6 +1,6 @@
 //! Fuzz harness for the change tracker's state file (`taosbackup_engine::Tracker::load`),
 //! shared by the cargo-fuzz target `tracker_state` and the corpus replay in
-//! `crates/engine/tests/reliability.rs`. It lives beside the repository harness
+//! `tests/engine/reliability.rs`. It lives beside the repository harness
 //! (`fuzzing.rs`) so that the whole regression corpus is in one place
 //! (`crates/sink/tests/fuzz_corpus/`); only crates depending on the engine include it.
 //!

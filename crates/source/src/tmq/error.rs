@@ -109,10 +109,11 @@ impl FeedError {
         matches!(self, FeedError::Gap { .. })
     }
 
-    fn kind(&self) -> SourceErrorKind {
+    /// What kind of failure this is (the class [`SourceError`] carries; a wrapped crate
+    /// error keeps its own classification, [`crate::Error::kind`]).
+    pub fn kind(&self) -> SourceErrorKind {
         match self {
-            // Converted through the crate error's own classification (see `From`).
-            FeedError::Source(_) => SourceErrorKind::Other,
+            FeedError::Source(e) => e.kind(),
             FeedError::DatabaseNotFound { .. } => SourceErrorKind::NotFound,
             FeedError::WalRetentionDisabled { .. } | FeedError::TopicConflict { .. } => {
                 SourceErrorKind::Rejected

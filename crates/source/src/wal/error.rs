@@ -164,6 +164,22 @@ impl WalError {
         }
     }
 
+    /// What kind of failure this is (the class [`SourceError`] carries).
+    pub fn kind(&self) -> SourceErrorKind {
+        match self {
+            WalError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                SourceErrorKind::NotFound
+            }
+            WalError::NoVnodes { .. } => SourceErrorKind::NotFound,
+            WalError::Encrypted { .. }
+            | WalError::Unsupported { .. }
+            | WalError::BadPosition { .. }
+            | WalError::NotStarted => SourceErrorKind::InvalidInput,
+            WalError::Resolver(s) => s.kind(),
+            _ => SourceErrorKind::Other,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         WalError::Io {
             op,
@@ -182,19 +198,6 @@ impl WalError {
 
 impl From<WalError> for SourceError {
     fn from(e: WalError) -> Self {
-        let kind = match &e {
-            WalError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                SourceErrorKind::NotFound
-            }
-            WalError::NoVnodes { .. } => SourceErrorKind::NotFound,
-            WalError::Encrypted { .. }
-            | WalError::Unsupported { .. }
-            | WalError::BadPosition { .. }
-            | WalError::NotStarted => SourceErrorKind::InvalidInput,
-            WalError::Resolver(s) => s.kind(),
-            _ => SourceErrorKind::Other,
-        };
-        let retryable = e.is_retryable();
-        SourceError::new(kind, retryable, e)
+        SourceError::new(e.kind(), e.is_retryable(), e)
     }
 }

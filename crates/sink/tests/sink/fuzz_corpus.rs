@@ -2,15 +2,12 @@
 //! input a cargo-fuzz run found) through the same harness as the fuzz targets in `fuzz/`,
 //! on the stable toolchain: each input must be accepted or refused with a typed error.
 //!
-//! `TAOSBACKUP_WRITE_FUZZ_SEEDS=1 cargo test -p taosbackup-sink --test fuzz_corpus` writes
+//! `TAOSBACKUP_WRITE_FUZZ_SEEDS=1 cargo test -p taosbackup-sink --test sink fuzz_corpus::` writes
 //! missing seed files (named by their BLAKE3) into the corpus.
-
-#[path = "sink/fuzzing.rs"]
-mod fuzzing;
 
 use std::path::PathBuf;
 
-use fuzzing::{Outcome, Target};
+use crate::fuzzing::{self, Outcome, Target};
 
 fn corpus_dir(target: Target) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

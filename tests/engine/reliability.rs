@@ -6,16 +6,14 @@
 //!
 //! Figures (cases, detections, refusals) are printed with `--nocapture`.
 
-mod common;
-
 #[allow(dead_code)]
-#[path = "../../sink/tests/sink/fuzz_tracker.rs"]
+#[path = "../../crates/sink/tests/sink/fuzz_tracker.rs"]
 mod fuzz_tracker;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use super::common::*;
 use taosbackup_core::{CatalogRoot, NoProgress, Tree};
 use taosbackup_engine::{
     BackupPoint, CancellationToken, ChangeTracking, EngineError, EngineKind, TrackingConfig,

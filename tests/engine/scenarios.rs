@@ -10,9 +10,7 @@
 //! makes (judging the engine alone) or by the real TMQ feed of `taosbackup-source` against the
 //! emulator's TMQ (judging the product), restarted every few steps.
 
-mod common;
-
-use common::*;
+use super::common::*;
 use taosbackup_core::BackupKind;
 use taosbackup_engine::{BackupPoint, EngineKind};
 

@@ -4,9 +4,7 @@
 //! dropped and re-created tables, added columns, changed tags, restarts every few steps), and
 //! a purged WAL forcing a full backup.
 
-mod common;
-
-use common::*;
+use super::common::*;
 use taosbackup_core::BackupKind;
 use taosbackup_engine::{BackupPoint, CancellationToken, EngineKind, OnGap};
 

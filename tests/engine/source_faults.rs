@@ -4,11 +4,9 @@
 //! source's rows; persistent faults fail the backup with an error naming the cause, and
 //! the next backup is fine. A one-line summary per test is printed with `--nocapture`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use super::common::*;
 use taos::{AsyncTBuilder, TaosBuilder};
 use taosbackup_engine::{BackupPoint, EngineKind};
 use taosbackup_sink::{Backend, InitOptions, KdfParams, Repo};

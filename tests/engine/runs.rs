@@ -1,10 +1,8 @@
 //! Backup and restore runs against the emulator: gaps force a full backup (or fail), the
 //! tracker survives a restart, plans, the time engine, cancellation, and restore options.
 
-mod common;
-
+use super::common::*;
 use chrono::Utc;
-use common::*;
 use taosbackup_core::{BackupKind, ChangeEvent, Precision};
 use taosbackup_engine::{
     BackupPoint, CancellationToken, ChangeTracking, EngineError, EngineKind, OnGap, TrackingConfig,

@@ -15,14 +15,10 @@
 //! Needs the three emulators (installed by `cargo xtask ci`). Figures (faults injected per
 //! kind, retries) are printed with `--nocapture`.
 
-#[allow(dead_code)]
-#[path = "sink/common.rs"]
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     Fault, FaultPolicy, FaultProxy, Service, StorageServer, backup, init, make_snapshot, noise,
     password, random_backup_id, remote,
 };
@@ -114,7 +110,7 @@ async fn ten_percent(service: Service) {
         "too few faults to mean anything: {}",
         policy.summary()
     );
-    for kind in common::storage::FAULTS {
+    for kind in crate::common::storage::FAULTS {
         assert!(
             policy.injected(kind) > 0,
             "no {kind:?}: {}",
@@ -406,7 +402,7 @@ fn run_limited(scenario: &str, repo: &std::path::Path, limit_kib: u64) -> (i32, 
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "trap '' XFSZ; ulimit -f {}; exec \"$0\" --exact disk_full_leaves_no_partial_backup --nocapture",
+            "trap '' XFSZ; ulimit -f {}; exec \"$0\" --exact storage_faults::disk_full_leaves_no_partial_backup --nocapture",
             limit_kib * 2
         ))
         .arg(&exe)
