@@ -5,14 +5,15 @@ use std::process::Command;
 
 use crate::util::{cargo, root, sh};
 
-const KNOWN: &str = "backups [--tables N] [--backups M] [--repeat R] [--hold], e2e [--scale small|medium|large|all|LIST] [--tables N] [--rows-per-table M] \
+const KNOWN: &str = "backups [--tables N] [--backups M] [--repeat R] [--hold], e2e [--scale small|medium|large|xlarge|all|LIST] [--tables N] [--rows-per-table M] \
                      [--parallel P] [--fixed-blocks K] [--perf DIR], emu [ROWS], sink, tracker";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         // End to end (issue 8): the release `taosbackup` binary against the emulator, driven
         // by crates/testkit/examples/bench_e2e.rs, which prints a markdown table per scale
-        // (`--scale small|medium|large|all|LIST`) and, for several, one side by side.
+        // (`--scale small|medium|large|xlarge|all|LIST`; `all` is the first three) and, for several,
+        // one side by side.
         Some("e2e") => {
             sh(cargo().args([
                 "build",

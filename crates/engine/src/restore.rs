@@ -284,7 +284,15 @@ async fn write_block(
         start: r.min_ts,
         end: r.max_ts.saturating_add(1),
     };
-    let chunks = BlockChunk::decode_all(&data, table, range).map_err(|e| damaged(e.to_string()))?;
+    // Decoding (the inverse column transforms) is CPU work: on the blocking pool it runs on
+    // another core while this task's siblings read and write other blocks, instead of
+    // holding up the one task that polls every write of the restore.
+    let name = table.to_string();
+    let bytes = data.len() as u64;
+    let chunks = tokio::task::spawn_blocking(move || BlockChunk::decode_all(&data, &name, range))
+        .await
+        .map_err(|e| EngineError::InvalidRequest(format!("decoding a block failed: {e}")))?
+        .map_err(|e| damaged(e.to_string()))?;
     let rows: u64 = chunks.iter().map(|c| u64::from(c.rows)).sum();
     if rows != r.rows {
         return Err(damaged(format!(
@@ -301,7 +309,7 @@ async fn write_block(
         written += w.rows_written;
         refused += w.rows_rejected_by_keep;
     }
-    Ok((written, refused, data.len() as u64))
+    Ok((written, refused, bytes))
 }
 
 /// Keeps only the selected tables (and the super tables they need).

@@ -569,11 +569,11 @@ mod tests {
             Field::new("d", Ty::Blob, 4 << 20),
         ];
         let cols = [
-            ColumnData::Timestamp(vec![Some(1), Some(2), Some(3)]),
-            ColumnData::Decimal(vec![Some(-(10i128.pow(38) - 1)), None, Some(5)]),
-            ColumnData::Decimal64(vec![Some(-999_999_999_999_999_999), Some(0), None]),
-            ColumnData::Decimal64(vec![Some(-1), Some(1250), Some(100)]),
-            ColumnData::Blob(vec![Some(vec![0, 255]), None, Some(vec![])]),
+            ColumnData::Timestamp(vec![Some(1), Some(2), Some(3)].into()),
+            ColumnData::Decimal(vec![Some(-(10i128.pow(38) - 1)), None, Some(5)].into()),
+            ColumnData::Decimal64(vec![Some(-999_999_999_999_999_999), Some(0), None].into()),
+            ColumnData::Decimal64(vec![Some(-1), Some(1250), Some(100)].into()),
+            ColumnData::Blob(vec![Some(vec![0, 255]), None, Some(vec![])].into()),
         ];
         let bytes = raw_block::encode(&fields, &cols.iter().collect::<Vec<_>>(), 0..3);
         let v = RawView::parse(&bytes).unwrap();

@@ -22,10 +22,11 @@
 //! unwrap of the encrypted repository's key, the work) and the duration the tool reports in
 //! its `--json` output (the work only: the engine's run after the repository is open).
 //!
-//! Usage: `bench_e2e PATH/TO/taosbackup [--scale small|medium|large|all|LIST] [--tables N]
-//! [--rows-per-table M] [--parallel P] [--fixed-blocks K] [--perf DIR]`. Scales: small =
-//! 1,000 tables × 1,000 rows (1 M rows), medium = 10,000 × 1,000 (10 M), large = 10,000 ×
-//! 5,000 (50 M); `--tables`/`--rows-per-table` override the preset's figure at every scale
+//! Usage: `bench_e2e PATH/TO/taosbackup [--scale small|medium|large|xlarge|all|LIST]
+//! [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] [--perf DIR]`. Scales:
+//! small = 1,000 tables × 1,000 rows (1 M rows), medium = 10,000 × 1,000 (10 M), large =
+//! 10,000 × 5,000 (50 M), xlarge = 10,000 × 10,000 (100 M, TDengine's published taosBackup
+//! scale; not part of `all`); `--tables`/`--rows-per-table` override the preset's figure at every scale
 //! (without `--scale` they describe one custom scale). `--perf DIR` runs every `taosbackup`
 //! child under `perf record --call-graph dwarf` into `DIR/<scale>-<step>.data` (its times are then perf's,
 //! not figures to quote).
@@ -49,11 +50,18 @@ const BATCH: usize = 1_000;
 /// Width of a repository block's time bucket (the config's `bucket_width`).
 const BUCKET_MS: i64 = 86_400_000;
 /// The named scales: (name, child tables, rows per table).
-const PRESETS: [(&str, usize, usize); 3] = [
+/// `all` runs the first three; `xlarge` is TDengine's published taosBackup scale (100 M rows)
+/// and runs only when named.
+const PRESETS: [(&str, usize, usize); 4] = [
     ("small", 1_000, 1_000),
     ("medium", 10_000, 1_000),
     ("large", 10_000, 5_000),
+    ("xlarge", 10_000, 10_000),
 ];
+/// Cores of the machine the published figures were measured on, for rows/s per core.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
 
 /// One scale to run.
 #[derive(Clone, Debug)]
@@ -86,7 +94,7 @@ struct Opts {
     perf: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: bench_e2e PATH/TO/taosbackup [--scale small|medium|large|all|LIST] \
+const USAGE: &str = "usage: bench_e2e PATH/TO/taosbackup [--scale small|medium|large|xlarge|all|LIST] \
                      [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] \
                      [--perf DIR]";
 
@@ -115,7 +123,7 @@ fn parse() -> Result<Opts> {
         match a.as_str() {
             "--scale" => {
                 names = Some(if v == "all" {
-                    PRESETS.iter().map(|p| p.0.to_string()).collect()
+                    PRESETS[..3].iter().map(|p| p.0.to_string()).collect()
                 } else {
                     v.split(',').map(|s| s.trim().to_string()).collect()
                 })
@@ -141,10 +149,9 @@ fn parse() -> Result<Opts> {
         Some(names) => names
             .iter()
             .map(|n| {
-                let p = PRESETS
-                    .iter()
-                    .find(|p| p.0 == n)
-                    .with_context(|| format!("unknown scale {n:?} (small, medium, large, all)"))?;
+                let p = PRESETS.iter().find(|p| p.0 == n).with_context(|| {
+                    format!("unknown scale {n:?} (small, medium, large, xlarge, all)")
+                })?;
                 Ok(Scale {
                     name: n.clone(),
                     tables: tables.unwrap_or(p.1),
@@ -199,6 +206,10 @@ struct Run {
 struct Figures {
     scale: Scale,
     load_secs: f64,
+    /// CPU seconds of this process (driver building the SQL, emulator parsing and storing).
+    load_cpu_secs: f64,
+    /// This process's resident set before loading (runtime, connector, empty emulator).
+    rss_before_load_kib: i64,
     /// This process's resident set after loading (mostly the emulator's store).
     rss_after_load_kib: i64,
     /// This process's peak resident set at the end of the scale.
@@ -234,9 +245,12 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         s.rows,
         load_avg()
     );
+    let rss_before_load_kib = self_status_kib("VmRSS:").unwrap_or(0);
     let t = Instant::now();
+    let cpu_load0 = cpu_self();
     load(&taos, s).await?;
     let load_secs = t.elapsed().as_secs_f64();
+    let load_cpu_secs = cpu_self() - cpu_load0;
     let rss_after_load_kib = self_status_kib("VmRSS:").unwrap_or(0);
     eprintln!(
         "== loaded in {load_secs:.2} s; this process (emulator) RSS {rss_after_load_kib} KiB"
@@ -340,6 +354,8 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     Ok(Figures {
         scale: s.clone(),
         load_secs,
+        load_cpu_secs,
+        rss_before_load_kib,
         rss_after_load_kib,
         hwm_end_kib,
         ceiling_secs: ceiling.0,
@@ -418,8 +434,26 @@ fn table(o: &Opts, fs: &[Figures]) -> String {
         ("load average at the end", &|f| f.load_avg.clone(), ""),
         (
             "load (multi-row INSERT)",
-            &|f| format!("{:.2} s", f.load_secs),
+            &|f| {
+                format!(
+                    "{:.2} s (CPU {:.2} s, driver + emulator: {:.0} k rows per CPU-s)",
+                    f.load_secs,
+                    f.load_cpu_secs,
+                    f.scale.total_rows() as f64 / f.load_cpu_secs / 1e3
+                )
+            },
             "",
+        ),
+        (
+            "emulator memory per row ((RSS after − before load) / rows)",
+            &|f| {
+                format!(
+                    "**{:.1} B**",
+                    (f.rss_after_load_kib - f.rss_before_load_kib) as f64 * 1024.0
+                        / f.scale.total_rows() as f64
+                )
+            },
+            "≤ 40 B",
         ),
         (
             "emulator RSS after load / bench process peak so far",
@@ -502,6 +536,19 @@ fn table(o: &Opts, fs: &[Figures]) -> String {
                 )
             },
             "≤ 1×",
+        ),
+        (
+            "rows/s per core: backup; restore (rows / wall s / cores)",
+            &|f| {
+                let r = f.scale.total_rows() as f64;
+                format!(
+                    "{:.0} k; {:.0} k ({} cores)",
+                    r / f.full.secs / cores() / 1e3,
+                    r / f.restore.secs / cores() / 1e3,
+                    cores()
+                )
+            },
+            "",
         ),
         (
             "raw block stream",

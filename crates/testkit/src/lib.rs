@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cells;
 mod error;
 pub mod fake;
 pub mod feed_suite;

@@ -94,32 +94,33 @@ pub fn encode(fields: &[Field], columns: &[&ColumnData], range: std::ops::Range<
 fn encode_column(out: &mut Vec<u8>, col: &ColumnData, range: std::ops::Range<usize>) -> usize {
     macro_rules! fixed {
         ($v:expr, $conv:expr) => {{
-            let v = &$v[range.clone()];
+            let v = $v;
+            let n = range.len();
             let bitmap_at = out.len();
-            out.resize(bitmap_at + v.len().div_ceil(8), 0);
-            for (i, x) in v.iter().enumerate() {
-                if x.is_none() {
-                    out[bitmap_at + i / 8] |= 0x80 >> (i % 8);
+            out.resize(bitmap_at + n.div_ceil(8), 0);
+            if v.has_nulls() {
+                for (i, r) in range.clone().enumerate() {
+                    if v.get(r).is_none() {
+                        out[bitmap_at + i / 8] |= 0x80 >> (i % 8);
+                    }
                 }
             }
             let data_at = out.len();
-            for x in v {
-                match x {
-                    Some(x) => out.extend_from_slice(&($conv)(x)),
-                    None => out.extend_from_slice(&($conv)(&Default::default())),
-                }
+            // A NULL's slot holds the type's default, as TDengine writes zeros.
+            for x in &v.values()[range.clone()] {
+                out.extend_from_slice(&($conv)(x));
             }
             out.len() - data_at
         }};
     }
     macro_rules! var {
         ($v:expr, |$x:ident| $bytes:expr) => {{
-            let v = &$v[range.clone()];
+            let v = $v;
             let offsets_at = out.len();
-            out.resize(offsets_at + 4 * v.len(), 0);
+            out.resize(offsets_at + 4 * range.len(), 0);
             let data_at = out.len();
-            for (i, x) in v.iter().enumerate() {
-                let off: i32 = match x {
+            for (i, r) in range.clone().enumerate() {
+                let off: i32 = match v.get(r) {
                     None => -1,
                     Some($x) => {
                         let off = (out.len() - data_at) as i32;
@@ -157,11 +158,12 @@ fn encode_column(out: &mut Vec<u8>, col: &ColumnData, range: std::ops::Range<usi
         | ColumnData::VarBinary(v)
         | ColumnData::Geometry(v)
         | ColumnData::Blob(v) => {
-            var!(v, |x| std::borrow::Cow::Borrowed(x.as_slice()))
+            var!(v, |x| std::borrow::Cow::Borrowed(x))
         }
-        ColumnData::Json(v) => var!(v, |x| std::borrow::Cow::Borrowed(x.as_bytes())),
+        ColumnData::Json(v) => var!(v, |x| std::borrow::Cow::Borrowed(x)),
         ColumnData::NChar(v) => var!(v, |x| std::borrow::Cow::Owned(
-            x.chars()
+            String::from_utf8_lossy(x)
+                .chars()
                 .flat_map(|c| (c as u32).to_le_bytes())
                 .collect::<Vec<u8>>()
         )),
@@ -425,14 +427,14 @@ mod tests {
         assert!(decode(&[]).is_err());
         let mut b = encode(
             &[Field::new("v", Ty::Int, 4)],
-            &[&ColumnData::Int(vec![Some(1)])],
+            &[&ColumnData::Int(vec![Some(1)].into())],
             0..1,
         );
         b[8..12].copy_from_slice(&u32::MAX.to_le_bytes()); // rows
         assert!(decode(&b).is_err());
         let mut b = encode(
             &[Field::new("v", Ty::VarChar, 4)],
-            &[&ColumnData::VarChar(vec![Some(b"ab".to_vec())])],
+            &[&ColumnData::VarChar(vec![Some(b"ab".to_vec())].into())],
             0..1,
         );
         let n = b.len();

@@ -34,6 +34,7 @@ mod catalog;
 mod column;
 mod convert;
 mod exec;
+mod expr;
 mod query;
 mod show;
 mod table;
@@ -45,7 +46,7 @@ mod wkt;
 /// What the TMQ server session needs from the store.
 pub(crate) mod tmq_api {
     pub(crate) use super::tmq::{Assignment, OffsetReset, Polled};
-    pub(crate) use super::wal::{DataBlock, WalBody, create_children};
+    pub(crate) use super::wal::{WalBody, create_children};
 }
 
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::cells::{Bytes, Cells, Fixed, Text, Var, VarKind};
+
 /// A TDengine column type, with its wire code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -284,65 +286,81 @@ impl Value {
 }
 
 macro_rules! columns {
-    ($($variant:ident($t:ty)),* $(,)?) => {
-        /// A typed column vector with NULLs; the storage unit of the emulator's tables and the
-        /// source of raw blocks.
+    (fixed { $($fv:ident($ft:ty)),* $(,)? } var { $($vv:ident($vk:ty)),* $(,)? }) => {
+        /// A typed column with NULLs; the storage unit of the emulator's tables and the source
+        /// of raw blocks. Fixed-width types keep their values in one vector, variable-width
+        /// ones as offsets into one byte buffer ([`crate::cells`]); NCHAR and JSON as UTF-8.
         #[derive(Debug, Clone, PartialEq)]
         pub enum ColumnData {
             $(
-                #[doc = concat!("A column of `", stringify!($variant), "` values.")]
-                $variant(Vec<Option<$t>>),
+                #[doc = concat!("A column of `", stringify!($fv), "` values.")]
+                $fv(Fixed<$ft>),
+            )*
+            $(
+                #[doc = concat!("A column of `", stringify!($vv), "` values.")]
+                $vv(Var<$vk>),
             )*
         }
+
+        /// Runs `$body` with the column's storage bound to `$x` (any variant).
+        macro_rules! with_cells {
+            ($c:expr, |$x:ident| $body:expr) => {
+                match $c {
+                    $(ColumnData::$fv($x) => $body,)*
+                    $(ColumnData::$vv($x) => $body,)*
+                }
+            };
+        }
+
+        /// Runs `$body` with both columns' storage bound when they have the same variant
+        /// (`$V` names the variant constructor), else evaluates `$other`.
+        macro_rules! with_cells2 {
+            ($a:expr, $b:expr, |$x:ident, $y:ident, $V:ident| $body:expr, $other:expr) => {
+                match ($a, $b) {
+                    $((ColumnData::$fv($x), ColumnData::$fv($y)) => {
+                        #[allow(unused_imports)]
+                        use ColumnData::$fv as $V;
+                        $body
+                    })*
+                    $((ColumnData::$vv($x), ColumnData::$vv($y)) => {
+                        #[allow(unused_imports)]
+                        use ColumnData::$vv as $V;
+                        $body
+                    })*
+                    #[allow(unreachable_patterns)]
+                    _ => $other,
+                }
+            };
+        }
+        pub(crate) use {with_cells, with_cells2};
 
         impl ColumnData {
             /// An empty column of type `ty`.
             pub fn new(ty: Ty) -> ColumnData {
-                match ty {
-                    $(Ty::$variant => ColumnData::$variant(Vec::new()),)*
-                }
+                ColumnData::with_capacity(ty, 0)
             }
 
             /// An empty column of type `ty` with room for `n` values.
             pub fn with_capacity(ty: Ty, n: usize) -> ColumnData {
                 match ty {
-                    $(Ty::$variant => ColumnData::$variant(Vec::with_capacity(n)),)*
+                    $(Ty::$fv => ColumnData::$fv(Fixed::with_capacity(n)),)*
+                    $(Ty::$vv => ColumnData::$vv(Var::with_capacity(n)),)*
                 }
             }
 
             /// The column's type.
             pub fn ty(&self) -> Ty {
                 match self {
-                    $(ColumnData::$variant(_) => Ty::$variant,)*
+                    $(ColumnData::$fv(_) => Ty::$fv,)*
+                    $(ColumnData::$vv(_) => Ty::$vv,)*
                 }
-            }
-
-            /// Number of values.
-            pub fn len(&self) -> usize {
-                match self {
-                    $(ColumnData::$variant(v) => v.len(),)*
-                }
-            }
-
-            /// Whether the column holds no values.
-            pub fn is_empty(&self) -> bool {
-                self.len() == 0
             }
 
             /// The value at `i` (panics when out of range, like slice indexing).
             pub fn get(&self, i: usize) -> Value {
                 match self {
-                    $(ColumnData::$variant(v) => match &v[i] {
-                        Some(x) => Value::$variant(x.clone()),
-                        None => Value::Null,
-                    },)*
-                }
-            }
-
-            /// Whether the value at `i` is NULL.
-            pub fn is_null(&self, i: usize) -> bool {
-                match self {
-                    $(ColumnData::$variant(v) => v[i].is_none(),)*
+                    $(ColumnData::$fv(v) => v.get(i).map_or(Value::Null, Value::$fv),)*
+                    $(ColumnData::$vv(v) => v.get(i).map_or(Value::Null, |b| Value::$vv(<$vk>::own(b))),)*
                 }
             }
 
@@ -350,25 +368,21 @@ macro_rules! columns {
             /// nothing) when the value's type differs from the column's.
             pub fn push(&mut self, value: Value) -> bool {
                 match (self, value) {
-                    $((ColumnData::$variant(v), Value::$variant(x)) => v.push(Some(x)),)*
+                    $((ColumnData::$fv(v), Value::$fv(x)) => v.push(Some(x)),)*
+                    $((ColumnData::$vv(v), Value::$vv(x)) => v.push(Some(<$vk>::bytes(&x))),)*
                     (c, Value::Null) => c.push_null(),
                     _ => return false,
                 }
                 true
             }
 
-            /// Appends a NULL.
-            pub fn push_null(&mut self) {
-                match self {
-                    $(ColumnData::$variant(v) => v.push(None),)*
-                }
-            }
-
             /// Inserts a value at `i`, shifting later values; `false` on a type mismatch.
             pub fn insert(&mut self, i: usize, value: Value) -> bool {
                 match (self, value) {
-                    $((ColumnData::$variant(v), Value::$variant(x)) => v.insert(i, Some(x)),)*
-                    $((ColumnData::$variant(v), Value::Null) => v.insert(i, None),)*
+                    $((ColumnData::$fv(v), Value::$fv(x)) => v.insert(i, Some(x)),)*
+                    $((ColumnData::$vv(v), Value::$vv(x)) => v.insert(i, Some(<$vk>::bytes(&x))),)*
+                    $((ColumnData::$fv(v), Value::Null) => v.insert(i, None),)*
+                    $((ColumnData::$vv(v), Value::Null) => v.insert(i, None),)*
                     _ => return false,
                 }
                 true
@@ -377,69 +391,90 @@ macro_rules! columns {
             /// Replaces the value at `i`; `false` on a type mismatch.
             pub fn set(&mut self, i: usize, value: Value) -> bool {
                 match (self, value) {
-                    $((ColumnData::$variant(v), Value::$variant(x)) => v[i] = Some(x),)*
-                    $((ColumnData::$variant(v), Value::Null) => v[i] = None,)*
+                    $((ColumnData::$fv(v), Value::$fv(x)) => v.set(i, Some(x)),)*
+                    $((ColumnData::$vv(v), Value::$vv(x)) => v.set(i, Some(<$vk>::bytes(&x))),)*
+                    $((ColumnData::$fv(v), Value::Null) => v.set(i, None),)*
+                    $((ColumnData::$vv(v), Value::Null) => v.set(i, None),)*
                     _ => return false,
                 }
                 true
-            }
-
-            /// Removes the values in `range`.
-            pub fn drain(&mut self, range: std::ops::Range<usize>) {
-                match self {
-                    $(ColumnData::$variant(v) => { v.drain(range); })*
-                }
-            }
-
-            /// Keeps only the rows whose index is marked `true` in `keep` (same length).
-            pub fn retain_mask(&mut self, keep: &[bool]) {
-                match self {
-                    $(ColumnData::$variant(v) => {
-                        let mut i = 0;
-                        v.retain(|_| { let k = keep[i]; i += 1; k });
-                    })*
-                }
-            }
-
-            /// A copy of the values in `range`.
-            pub fn slice(&self, range: std::ops::Range<usize>) -> ColumnData {
-                match self {
-                    $(ColumnData::$variant(v) => ColumnData::$variant(v[range].to_vec()),)*
-                }
-            }
-
-            /// A copy of the values at `indices`, in that order.
-            pub fn take(&self, indices: &[usize]) -> ColumnData {
-                match self {
-                    $(ColumnData::$variant(v) =>
-                        ColumnData::$variant(indices.iter().map(|&i| v[i].clone()).collect()),)*
-                }
             }
         }
     };
 }
 
+impl ColumnData {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        with_cells!(self, |v| v.len())
+    }
+
+    /// Whether the column holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the value at `i` is NULL.
+    pub fn is_null(&self, i: usize) -> bool {
+        with_cells!(self, |v| v.is_null(i))
+    }
+
+    /// Appends a NULL.
+    pub fn push_null(&mut self) {
+        with_cells!(self, |v| v.push_null())
+    }
+
+    /// Removes the values in `range`.
+    pub fn drain(&mut self, range: std::ops::Range<usize>) {
+        with_cells!(self, |v| v.drain(range))
+    }
+
+    /// Keeps only the rows whose index is marked `true` in `keep` (same length).
+    pub fn retain_mask(&mut self, keep: &[bool]) {
+        with_cells!(self, |v| v.retain_mask(keep))
+    }
+
+    /// A copy of the values in `range`.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> ColumnData {
+        with_cells2!(self, self, |v, _w, V| V(v.slice(range)), unreachable!())
+    }
+
+    /// A copy of the values at `indices`, in that order.
+    pub fn take(&self, indices: &[usize]) -> ColumnData {
+        with_cells2!(self, self, |v, _w, V| V(v.take(indices)), unreachable!())
+    }
+
+    /// Releases spare capacity beyond a quarter of the length.
+    pub fn trim(&mut self) {
+        with_cells!(self, |v| v.trim())
+    }
+}
+
 columns! {
-    Bool(bool),
-    TinyInt(i8),
-    SmallInt(i16),
-    Int(i32),
-    BigInt(i64),
-    Float(f32),
-    Double(f64),
-    VarChar(Vec<u8>),
-    Timestamp(i64),
-    NChar(String),
-    UTinyInt(u8),
-    USmallInt(u16),
-    UInt(u32),
-    UBigInt(u64),
-    Json(String),
-    VarBinary(Vec<u8>),
-    Geometry(Vec<u8>),
-    Decimal(i128),
-    Blob(Vec<u8>),
-    Decimal64(i64),
+    fixed {
+        Bool(bool),
+        TinyInt(i8),
+        SmallInt(i16),
+        Int(i32),
+        BigInt(i64),
+        Float(f32),
+        Double(f64),
+        Timestamp(i64),
+        UTinyInt(u8),
+        USmallInt(u16),
+        UInt(u32),
+        UBigInt(u64),
+        Decimal(i128),
+        Decimal64(i64),
+    }
+    var {
+        VarChar(Bytes),
+        NChar(Text),
+        Json(Text),
+        VarBinary(Bytes),
+        Geometry(Bytes),
+        Blob(Bytes),
+    }
 }
 
 /// A column of a result set or table schema as it travels on the wire.

@@ -30,7 +30,7 @@ use super::Server;
 use super::wire::{elapsed_ns, ok_reply};
 use crate::error::{EmuError, code};
 use crate::raw_block;
-use crate::store::tmq_api::{Assignment, DataBlock, OffsetReset, Polled, WalBody, create_children};
+use crate::store::tmq_api::{Assignment, OffsetReset, Polled, WalBody, create_children};
 use crate::walfile::Encoder;
 
 /// TDengine's "no committed offset" as the `committed` value (`TSDB_CODE_TMQ_NO_COMMITTED`).
@@ -445,10 +445,10 @@ impl Conn {
         let Some(b) = blocks.get(m.fetched).copied() else {
             return Ok(json!({ "message_id": m.id, "completed": true }));
         };
-        if b.fields.len() != b.columns.len() {
+        if !b.retained() {
             return Err(EmuError::new(0xffff, "message rows were not retained"));
         }
-        let block = block_bytes(b);
+        let block = b.block_bytes();
         let rows = b.rows();
         let reply = json!({
             "message_id": m.id,
@@ -642,14 +642,6 @@ impl Conn {
     }
 }
 
-/// A data block as TMQ serves it: the raw block of `blockEncode` with the column lengths in
-/// little-endian, as the C client leaves them (`changeByteEndian` / `setResultDataPtr`,
-/// `client/src/clientTmq.c`).
-fn block_bytes(b: &DataBlock) -> Vec<u8> {
-    let cols: Vec<_> = b.columns.iter().collect();
-    raw_block::encode(&b.fields, &cols, 0..b.rows())
-}
-
 /// `tmq_get_raw` of a data (`RES_TYPE__TMQ`) or meta+data (`RES_TYPE__TMQ_METADATA`)
 /// message, as `encodeMqDataRsp` (`client/src/clientRawBlockWrite.c`) writes it:
 ///
@@ -696,7 +688,7 @@ fn raw_data(m: &Msg, with_table_name: bool) -> Result<(u16, Vec<u8>), EmuError> 
     if !blocks.is_empty() {
         e.i8(i8::from(with_table_name)).i8(1);
         for b in &blocks {
-            let block = block_bytes(b);
+            let block = b.block_bytes();
             let mut retrieve = Vec::with_capacity(18 + block.len());
             retrieve.extend_from_slice(&1i64.to_le_bytes());
             retrieve.extend_from_slice(&(b.rows() as i64).to_be_bytes());

@@ -132,7 +132,10 @@ fn check_lengths(col: &ColumnData, target: &Field, tbytes: u32) -> Result<(), Em
         ColumnData::VarChar(v) | ColumnData::VarBinary(v) | ColumnData::Geometry(v) => {
             v.iter().flatten().any(|x| too_long(x.len()))
         }
-        ColumnData::NChar(v) => v.iter().flatten().any(|x| too_long(x.chars().count() * 4)),
+        ColumnData::NChar(v) => v
+            .iter()
+            .flatten()
+            .any(|x| too_long(String::from_utf8_lossy(x).chars().count() * 4)),
         ColumnData::Json(v) => v.iter().flatten().any(|x| too_long(x.len())),
         _ => false,
     };
@@ -166,7 +169,7 @@ mod tests {
             Field::new("b", Ty::Int, 4),
             Field::new("ts", Ty::Timestamp, 8),
         ];
-        let b = block(&f, &[ColumnData::Int(vec![Some(7)]), ts(&[1])]);
+        let b = block(&f, &[ColumnData::Int(vec![Some(7)].into()), ts(&[1])]);
         let schema = [
             Field::new("ts", Ty::Timestamp, 8),
             Field::new("a", Ty::Double, 8),
@@ -175,7 +178,7 @@ mod tests {
         let s = bind(&b, &f, &schema).unwrap();
         assert_eq!(s[0], Some(ts(&[1])));
         assert_eq!(s[1], None);
-        assert_eq!(s[2], Some(ColumnData::Int(vec![Some(7)])));
+        assert_eq!(s[2], Some(ColumnData::Int(vec![Some(7)].into())));
     }
 
     #[test]
@@ -190,8 +193,8 @@ mod tests {
             &f,
             &[
                 ts(&[1, 2]),
-                ColumnData::Int(vec![Some(10), Some(20)]),
-                ColumnData::Int(vec![Some(1), Some(2)]),
+                ColumnData::Int(vec![Some(10), Some(20)].into()),
+                ColumnData::Int(vec![Some(1), Some(2)].into()),
             ],
         );
         let schema = [
@@ -200,7 +203,7 @@ mod tests {
             Field::new("w", Ty::Int, 4),
         ];
         let s = bind(&b, &f, &schema).unwrap();
-        assert_eq!(s[1], Some(ColumnData::Int(vec![Some(10), Some(20)])));
+        assert_eq!(s[1], Some(ColumnData::Int(vec![Some(10), Some(20)].into())));
         // More names than target columns is refused.
         let narrow = &schema[..2];
         assert_eq!(bind(&b, &f, narrow).unwrap_err().code, code::INVALID_PARA);
@@ -212,7 +215,7 @@ mod tests {
             Field::new("ts", Ty::Timestamp, 8),
             Field::new("v", Ty::Int, 4),
         ];
-        let b = block(&f, &[ts(&[1]), ColumnData::Int(vec![Some(1)])]);
+        let b = block(&f, &[ts(&[1]), ColumnData::Int(vec![Some(1)].into())]);
         let schema = [
             Field::new("ts", Ty::Timestamp, 8),
             Field::new("v", Ty::Float, 4),
@@ -240,7 +243,7 @@ mod tests {
             &f,
             &[
                 ts(&[1]),
-                ColumnData::VarChar(vec![Some(b"abcdef".to_vec())]),
+                ColumnData::VarChar(vec![Some(b"abcdef".to_vec())].into()),
             ],
         );
         let short = [
@@ -257,8 +260,8 @@ mod tests {
         let b2 = block(
             &f2,
             &[
-                ColumnData::VarChar(vec![Some(b"a".to_vec())]),
-                ColumnData::Int(vec![Some(1)]),
+                ColumnData::VarChar(vec![Some(b"a".to_vec())].into()),
+                ColumnData::Int(vec![Some(1)].into()),
             ],
         );
         assert_eq!(bind(&b2, &f2, &no_ts).unwrap_err().code, code::INVALID_PARA);

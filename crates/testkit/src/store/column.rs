@@ -1,57 +1,19 @@
 //! Column helpers on [`ColumnData`]: same-type copies, gathers and repeats without going
-//! through [`Value`] in hot paths.
+//! through [`Value`] in hot paths (on the storage of [`crate::cells`]).
 
 use crate::types::{ColumnData, Ty, Value};
 
-/// Runs `$body` with both columns' vectors bound when they have the same variant; `$V` names
-/// the variant constructor inside the body.
-macro_rules! dispatch2 {
-    ($a:expr, $b:expr, |$x:ident, $y:ident, $V:ident| $body:block, $other:expr) => {
-        dispatch2!(@arms $a, $b, $x, $y, $V, $body, $other,
-            [Bool TinyInt SmallInt Int BigInt Float Double VarChar Timestamp NChar UTinyInt
-             USmallInt UInt UBigInt Json VarBinary Geometry Decimal Blob Decimal64])
-    };
-    (@arms $a:expr, $b:expr, $x:ident, $y:ident, $V:ident, $body:block, $other:expr, [$($var:ident)*]) => {
-        match ($a, $b) {
-            $((ColumnData::$var($x), ColumnData::$var($y)) => {
-                #[allow(unused_imports)]
-                use $crate::types::ColumnData::$var as $V;
-                $body
-            })*
-            #[allow(unreachable_patterns)]
-            _ => $other,
-        }
-    };
-}
+use crate::cells::{Cells, Fixed};
+use crate::types::{with_cells, with_cells2};
 
-/// Runs `$body` with the column's vector bound; `$V` names the variant constructor.
-macro_rules! dispatch1 {
-    ($a:expr, |$x:ident, $V:ident| $body:block) => {
-        dispatch1!(@arms $a, $x, $V, $body,
-            [Bool TinyInt SmallInt Int BigInt Float Double VarChar Timestamp NChar UTinyInt
-             USmallInt UInt UBigInt Json VarBinary Geometry Decimal Blob Decimal64])
-    };
-    (@arms $a:expr, $x:ident, $V:ident, $body:block, [$($var:ident)*]) => {
-        match $a {
-            $(ColumnData::$var($x) => {
-                #[allow(unused_imports)]
-                use $crate::types::ColumnData::$var as $V;
-                $body
-            })*
-        }
-    };
-}
-
-// The dispatch macros expand over Copy and non-Copy element types alike.
-#[allow(clippy::clone_on_copy)]
 impl ColumnData {
     /// Appends `other[range]`; `false` (nothing appended) on a type mismatch.
     pub fn extend_range(&mut self, other: &ColumnData, range: std::ops::Range<usize>) -> bool {
-        dispatch2!(
+        with_cells2!(
             self,
             other,
             |a, b, _V| {
-                a.extend_from_slice(&b[range]);
+                a.extend_range(b, range);
                 true
             },
             false
@@ -60,12 +22,13 @@ impl ColumnData {
 
     /// Appends `other[i]` for each index; `false` on a type mismatch.
     pub fn extend_indices(&mut self, other: &ColumnData, indices: &[usize]) -> bool {
-        dispatch2!(
+        with_cells2!(
             self,
             other,
             |a, b, _V| {
-                a.reserve(indices.len());
-                a.extend(indices.iter().map(|&i| b[i].clone()));
+                for &i in indices {
+                    a.push_from(b, i);
+                }
                 true
             },
             false
@@ -78,20 +41,20 @@ impl ColumnData {
             return true;
         }
         if value.is_null() {
-            dispatch1!(self, |a, _V| {
-                a.resize(a.len() + n, None);
-            });
+            with_cells!(self, |a| a.push_nulls(n));
             return true;
         }
         let mut one = ColumnData::new(self.ty());
         if !one.push(value.clone()) {
             return false;
         }
-        dispatch2!(
+        with_cells2!(
             self,
             &one,
             |a, b, _V| {
-                a.resize(a.len() + n, b[0].clone());
+                for _ in 0..n {
+                    a.push_from(b, 0);
+                }
                 true
             },
             false
@@ -100,13 +63,13 @@ impl ColumnData {
 
     /// Merges two columns of the same type: `plan` lists `(from_b, index)` for each output row.
     pub fn gather2(a: &ColumnData, b: &ColumnData, plan: &[(bool, usize)]) -> Option<ColumnData> {
-        dispatch2!(
+        with_cells2!(
             a,
             b,
             |x, y, V| {
-                let mut out = Vec::with_capacity(plan.len());
+                let mut out = x.empty(plan.len());
                 for &(from_b, i) in plan {
-                    out.push(if from_b { y[i].clone() } else { x[i].clone() });
+                    out.push_from(if from_b { y } else { x }, i);
                 }
                 Some(V(out))
             },
@@ -116,11 +79,11 @@ impl ColumnData {
 
     /// Copies `other[j]` into `self[i]`; `false` on a type mismatch.
     pub fn set_from(&mut self, i: usize, other: &ColumnData, j: usize) -> bool {
-        dispatch2!(
+        with_cells2!(
             self,
             other,
             |a, b, _V| {
-                a[i] = b[j].clone();
+                a.set_from(i, b, j);
                 true
             },
             false
@@ -129,11 +92,11 @@ impl ColumnData {
 
     /// Inserts `other[j]` at `i`; `false` on a type mismatch.
     pub fn insert_from(&mut self, i: usize, other: &ColumnData, j: usize) -> bool {
-        dispatch2!(
+        with_cells2!(
             self,
             other,
             |a, b, _V| {
-                a.insert(i, b[j].clone());
+                a.insert_from(i, b, j);
                 true
             },
             false
@@ -142,13 +105,11 @@ impl ColumnData {
 
     /// The column's values reversed in place.
     pub fn reverse(&mut self) {
-        dispatch1!(self, |a, _V| {
-            a.reverse();
-        })
+        with_cells!(self, |a| a.reverse())
     }
 
-    /// The timestamps of a TIMESTAMP column (NULL as `None`), or `None` for other types.
-    pub fn timestamps(&self) -> Option<&[Option<i64>]> {
+    /// The timestamps of a TIMESTAMP column, or `None` for other types.
+    pub fn timestamps(&self) -> Option<&Fixed<i64>> {
         match self {
             ColumnData::Timestamp(v) => Some(v),
             _ => None,
@@ -169,8 +130,8 @@ mod tests {
 
     #[test]
     fn helpers() {
-        let a = ColumnData::Int(vec![Some(1), None, Some(3)]);
-        let b = ColumnData::Int(vec![Some(10), Some(20)]);
+        let a = ColumnData::Int(vec![Some(1), None, Some(3)].into());
+        let b = ColumnData::Int(vec![Some(10), Some(20)].into());
         let mut c = ColumnData::new(Ty::Int);
         assert!(c.extend_range(&a, 1..3));
         assert!(c.extend_indices(&b, &[1, 0]));
@@ -178,29 +139,24 @@ mod tests {
         assert!(c.push_repeat(&Value::Null, 1));
         assert_eq!(
             c,
-            ColumnData::Int(vec![
-                None,
-                Some(3),
-                Some(20),
-                Some(10),
-                Some(7),
-                Some(7),
-                None
-            ])
+            ColumnData::Int(vec![None, Some(3), Some(20), Some(10), Some(7), Some(7), None].into())
         );
         assert!(!c.push_repeat(&Value::BigInt(1), 1));
-        assert!(!c.extend_range(&ColumnData::BigInt(vec![Some(1)]), 0..1));
+        assert!(!c.extend_range(&ColumnData::BigInt(vec![Some(1)].into()), 0..1));
         let g = ColumnData::gather2(&a, &b, &[(true, 0), (false, 2), (false, 1)]).unwrap();
-        assert_eq!(g, ColumnData::Int(vec![Some(10), Some(3), None]));
+        assert_eq!(g, ColumnData::Int(vec![Some(10), Some(3), None].into()));
         assert!(ColumnData::gather2(&a, &ColumnData::new(Ty::Bool), &[]).is_none());
-        let mut s = ColumnData::VarChar(vec![Some(b"x".to_vec())]);
-        assert!(s.insert_from(0, &ColumnData::VarChar(vec![Some(b"y".to_vec())]), 0));
-        assert!(s.set_from(1, &ColumnData::VarChar(vec![None]), 0));
+        let mut s = ColumnData::VarChar(vec![Some(b"x".to_vec())].into());
+        assert!(s.insert_from(0, &ColumnData::VarChar(vec![Some(b"y".to_vec())].into()), 0));
+        assert!(s.set_from(1, &ColumnData::VarChar(vec![None].into()), 0));
         s.reverse();
-        assert_eq!(s, ColumnData::VarChar(vec![None, Some(b"y".to_vec())]));
+        assert_eq!(
+            s,
+            ColumnData::VarChar(vec![None, Some(b"y".to_vec())].into())
+        );
         assert_eq!(
             ColumnData::nulls(Ty::NChar, 2),
-            ColumnData::NChar(vec![None, None])
+            ColumnData::NChar(vec![None, None].into())
         );
     }
 }

@@ -7,7 +7,7 @@ use super::catalog::{
     Catalog, Db, DbOptions, STable, Table, TableKind, db_not_exist, table_not_exist,
 };
 use super::convert::{Ctx, expr_to_value};
-use super::query::{Scope, bind, eval_bool};
+use super::expr::{Scope, bind, eval_bool};
 use super::table::TableData;
 use super::wal::{self, WalBody, alter_type};
 use super::wal_files as files;
@@ -925,27 +925,22 @@ fn insert(
             }
             _ => None,
         };
-        let ts = cols.first().and_then(ColumnData::timestamps).unwrap_or(&[]);
         let file_table = SubmitTable {
             uid,
             suid,
             format: RowFormat::Rows,
-            timestamps: ts.iter().flatten().copied().collect(),
+            timestamps: present_timestamps(&cols),
             auto_create: created.as_ref().map(|(req, _)| req.clone()),
         };
-        // With WAL_RETENTION_PERIOD 0 the entry is purged at once: skip copying the rows.
-        let columns = if db.opts.wal_retention_period == 0 {
-            Vec::new()
-        } else {
-            cols.clone()
-        };
-        let block = wal::DataBlock {
-            table: tn.clone(),
-            fields: table_columns(db, t).to_vec(),
-            precision: db.opts.precision,
-            columns,
-            create: created.and_then(|(_, json)| json),
-        };
+        // With WAL_RETENTION_PERIOD 0 the entry is purged at once: skip keeping the rows.
+        let block = wal::DataBlock::new(
+            tn.clone(),
+            table_columns(db, t).to_vec(),
+            db.opts.precision,
+            &cols,
+            db.opts.wal_retention_period != 0,
+            created.and_then(|(_, json)| json),
+        );
         let entry = per_vgroup.entry((dbn.clone(), vgroup)).or_default();
         entry.0.push(block);
         entry.1.push(file_table);
@@ -1020,7 +1015,7 @@ fn delete(
         let mut runs: Vec<(i64, i64)> = Vec::new();
         let mut open: Option<(i64, i64)> = None;
         for (r, del) in mask.iter().enumerate() {
-            let stamp = ts.get(r).copied().flatten();
+            let stamp = ts.get(r).copied();
             match (del, stamp, open.as_mut()) {
                 (true, Some(x), Some(run)) => run.1 = x,
                 (true, Some(x), None) => open = Some((x, x)),
@@ -1442,7 +1437,7 @@ pub fn write_raw_block(
             "Primary timestamp column should not be null",
         ));
     };
-    for t in ts.timestamps().unwrap_or(&[]) {
+    for t in ts.timestamps().into_iter().flat_map(|t| t.iter()) {
         match t {
             None => {
                 return Err(EmuError::new(
@@ -1450,7 +1445,7 @@ pub fn write_raw_block(
                     "Primary timestamp column should not be null",
                 ));
             }
-            Some(v) if *v < floor => return Err(keep_error()),
+            Some(v) if v < floor => return Err(keep_error()),
             Some(_) => {}
         }
     }
@@ -1460,28 +1455,33 @@ pub fn write_raw_block(
         .map(|(c, f)| c.unwrap_or_else(|| ColumnData::nulls(f.ty, rows)))
         .collect();
     let vgroup = t.vgroup;
-    let ts = batch
-        .first()
-        .and_then(ColumnData::timestamps)
-        .unwrap_or(&[]);
     // Raw blocks arrive column by column, as stmt/raw writes reach the vnode.
-    let msg = files::submit(t.uid, db.suid_of(t), RowFormat::Columns, ts);
-    let columns = if db.opts.wal_retention_period == 0 {
-        Vec::new()
-    } else {
-        batch.clone()
-    };
-    let body = WalBody::Data(vec![wal::DataBlock {
-        table: name.name.clone(),
-        fields: schema,
-        precision: db.opts.precision,
-        columns,
-        create: None,
-    }]);
+    let msg = files::submit(
+        t.uid,
+        db.suid_of(t),
+        RowFormat::Columns,
+        present_timestamps(&batch),
+    );
+    let body = WalBody::Data(vec![wal::DataBlock::new(
+        name.name.clone(),
+        schema,
+        db.opts.precision,
+        &batch,
+        db.opts.wal_retention_period != 0,
+        None,
+    )]);
     db.log(vgroup, env.now_ns, body, msg)?;
     let t = db
         .tables
         .get_mut(&name.name)
         .ok_or_else(|| table_not_exist(&name.name))?;
     Ok(t.data.merge(batch))
+}
+
+/// The non-NULL timestamps of a batch's first column, for the WAL file's submit message.
+fn present_timestamps(cols: &[ColumnData]) -> Vec<i64> {
+    cols.first()
+        .and_then(ColumnData::timestamps)
+        .map(|t| t.iter().flatten().collect())
+        .unwrap_or_default()
 }

@@ -4,7 +4,7 @@ use super::ResultSet;
 use super::catalog::{Catalog, Db, STable, Table, TableKind, table_not_exist};
 use super::convert::{value_sql, value_text};
 use super::exec::{Env, table_columns};
-use super::query::TBNAME_BYTES;
+use super::expr::TBNAME_BYTES;
 use crate::error::{EmuError, code};
 use crate::sql::ast::Statement;
 use crate::types::{ColumnData, Field, Precision, Ty, Value};
@@ -710,7 +710,7 @@ fn like_filter(pattern: Option<&str>, name: &str) -> bool {
         Some(p) => {
             let pc: Vec<char> = p.chars().collect();
             let nc: Vec<char> = name.chars().collect();
-            super::query::like_match(&nc, &pc)
+            super::expr::like_match(&nc, &pc)
         }
     }
 }

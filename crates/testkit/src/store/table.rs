@@ -23,11 +23,11 @@ enum KeyVal {
 
 fn key_at(c: &ColumnData, i: usize) -> KeyVal {
     match c {
-        ColumnData::Int(v) => KeyVal::Int(v[i].map_or(i128::MIN, i128::from)),
-        ColumnData::BigInt(v) => KeyVal::Int(v[i].map_or(i128::MIN, i128::from)),
-        ColumnData::UInt(v) => KeyVal::Int(v[i].map_or(i128::MIN, i128::from)),
-        ColumnData::UBigInt(v) => KeyVal::Int(v[i].map_or(i128::MIN, i128::from)),
-        ColumnData::VarChar(v) => KeyVal::Bytes(v[i].clone().unwrap_or_default()),
+        ColumnData::Int(v) => KeyVal::Int(v.get(i).map_or(i128::MIN, i128::from)),
+        ColumnData::BigInt(v) => KeyVal::Int(v.get(i).map_or(i128::MIN, i128::from)),
+        ColumnData::UInt(v) => KeyVal::Int(v.get(i).map_or(i128::MIN, i128::from)),
+        ColumnData::UBigInt(v) => KeyVal::Int(v.get(i).map_or(i128::MIN, i128::from)),
+        ColumnData::VarChar(v) => KeyVal::Bytes(v.get(i).unwrap_or_default().to_vec()),
         _ => KeyVal::Int(0),
     }
 }
@@ -43,7 +43,9 @@ impl TableData {
 
     /// The (timestamp, key) of every row of `cols`.
     fn row_keys(cols: &[ColumnData]) -> Vec<(i64, KeyVal)> {
-        let ts = cols.first().and_then(ColumnData::timestamps).unwrap_or(&[]);
+        let Some(ts) = cols.first().and_then(ColumnData::timestamps) else {
+            return Vec::new();
+        };
         ts.iter()
             .enumerate()
             .map(|(i, t)| (t.unwrap_or(i64::MIN), key_at(&cols[1], i)))
@@ -98,12 +100,12 @@ impl TableData {
         self.cols.first().map_or(0, ColumnData::len)
     }
 
-    /// The timestamps.
-    pub fn ts(&self) -> &[Option<i64>] {
+    /// The timestamps (never NULL: every batch is checked before it is merged).
+    pub fn ts(&self) -> &[i64] {
         self.cols
             .first()
             .and_then(ColumnData::timestamps)
-            .unwrap_or(&[])
+            .map_or(&[], |t| t.values())
     }
 
     /// Merges a batch (same column layout, non-NULL timestamps in column 0) with overwrite
@@ -120,29 +122,25 @@ impl TableData {
         normalize(&mut batch);
         let bts: Vec<i64> = batch[0]
             .timestamps()
-            .unwrap_or(&[])
-            .iter()
-            .map(|t| t.unwrap_or(i64::MIN))
-            .collect();
+            .map(|t| t.iter().map(|t| t.unwrap_or(i64::MIN)).collect())
+            .unwrap_or_default();
         let len = self.len();
-        let last = self.ts().last().and_then(|t| *t);
+        let last = self.ts().last().copied();
         if len == 0 || last.is_some_and(|l| bts[0] > l) {
             for (c, b) in self.cols.iter_mut().zip(&batch) {
                 c.extend_range(b, 0..bts.len());
             }
             return n;
         }
-        let p = self
-            .ts()
-            .partition_point(|t| t.unwrap_or(i64::MIN) < bts[0]);
+        let p = self.ts().partition_point(|&t| t < bts[0]);
         let tail = len - p;
         if bts.len().saturating_mul(32) < tail {
             // Few late rows into a long tail: positional inserts.
             let mut from = p;
             for (j, &t) in bts.iter().enumerate() {
                 let ts = self.ts();
-                let k = from + ts[from..].partition_point(|x| x.unwrap_or(i64::MIN) < t);
-                if ts.get(k).copied().flatten() == Some(t) {
+                let k = from + ts[from..].partition_point(|&x| x < t);
+                if ts.get(k).copied() == Some(t) {
                     for (c, b) in self.cols.iter_mut().zip(&batch) {
                         c.set_from(k, b, j);
                     }
@@ -160,11 +158,7 @@ impl TableData {
         let mut plan = Vec::with_capacity(tail + bts.len());
         let (mut i, mut j) = (p, 0);
         while i < len || j < bts.len() {
-            let a = if i < len {
-                ts[i].unwrap_or(i64::MIN)
-            } else {
-                i64::MAX
-            };
+            let a = if i < len { ts[i] } else { i64::MAX };
             if j < bts.len() && (i >= len || bts[j] <= a) {
                 if i < len && bts[j] == a {
                     i += 1;
@@ -210,6 +204,7 @@ fn normalize(batch: &mut [ColumnData]) {
     let Some(ts) = batch.first().and_then(ColumnData::timestamps) else {
         return;
     };
+    let ts: Vec<Option<i64>> = ts.iter().collect();
     if ts.windows(2).all(|w| w[0] < w[1]) {
         return;
     }

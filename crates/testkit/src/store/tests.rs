@@ -1207,9 +1207,9 @@ fn raw_block_writes() {
         Field::new("a", Ty::Int, 4),
     ];
     let cols = [
-        ColumnData::VarChar(vec![Some(b"x".to_vec()), None, Some(b"z".to_vec())]),
-        ColumnData::Timestamp(vec![Some(1), Some(2), Some(3)]),
-        ColumnData::Int(vec![Some(1), Some(2), None]),
+        ColumnData::VarChar(vec![Some(b"x".to_vec()), None, Some(b"z".to_vec())].into()),
+        ColumnData::Timestamp(vec![Some(1), Some(2), Some(3)].into()),
+        ColumnData::Int(vec![Some(1), Some(2), None].into()),
     ];
     let bytes = encode(&fields, &cols.iter().collect::<Vec<_>>(), 0..3);
     let block = match decode(&bytes) {

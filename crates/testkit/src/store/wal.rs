@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde_json::{Value as Json, json};
 
 use super::catalog::DbOptions;
+use crate::raw_block;
 use crate::types::{ColumnData, Field, Precision, Value};
 
 /// One table's rows in a submit entry.
@@ -24,8 +25,10 @@ pub struct DataBlock {
     pub fields: Vec<Field>,
     /// Database precision.
     pub precision: Precision,
-    /// One vector per field, the rows as written (before overwrite resolution).
-    pub columns: Vec<ColumnData>,
+    /// The rows as written (before overwrite resolution): `rows` and the raw block TMQ
+    /// serves, zstd-compressed (`None` when the database keeps no WAL, see [`DataBlock::new`]).
+    rows: usize,
+    raw: Option<Vec<u8>>,
     /// The auto-create request the submit carried for the table (`INSERT … USING`, or an
     /// insert into a super table naming `tbname`), when TMQ passes it on:
     /// `tqProcessSubData` (`dnode/vnode/src/tq/tqScan.c`) sends a submit's create request
@@ -44,11 +47,66 @@ pub struct AutoCreate {
 }
 
 impl DataBlock {
-    /// Rows in the block.
+    /// A block of `columns` (one per field). With `retain` false (WAL_RETENTION_PERIOD 0:
+    /// the entry is purged at once) the rows are not kept.
+    ///
+    /// The rows are kept as the raw block TMQ hands out (`blockEncode`), zstd-compressed:
+    /// the log holds every batch written while the table holds the same rows, and two
+    /// uncompressed copies made the emulator's memory twice the data's (TDengine keeps its
+    /// WAL on disk).
+    pub fn new(
+        table: String,
+        fields: Vec<Field>,
+        precision: Precision,
+        columns: &[ColumnData],
+        retain: bool,
+        create: Option<AutoCreate>,
+    ) -> DataBlock {
+        let rows = columns.first().map_or(0, ColumnData::len);
+        let raw = retain.then(|| {
+            let cols: Vec<&ColumnData> = columns.iter().collect();
+            let block = raw_block::encode(&fields, &cols, 0..rows);
+            // Compressing into memory cannot fail but for allocation; keep the plain block
+            // then (the reader tells the two apart by zstd's magic number).
+            zstd::bulk::compress(&block, 1).unwrap_or(block)
+        });
+        DataBlock {
+            table,
+            fields,
+            precision,
+            rows: if retain { rows } else { 0 },
+            raw,
+            create,
+        }
+    }
+
+    /// Rows in the block (0 when they were not retained).
     pub fn rows(&self) -> usize {
-        self.columns.first().map_or(0, ColumnData::len)
+        self.rows
+    }
+
+    /// Whether the rows were kept.
+    pub fn retained(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// The raw block of `blockEncode` with the column lengths in little-endian, as the C
+    /// client leaves them (`changeByteEndian` / `setResultDataPtr`, `client/src/clientTmq.c`);
+    /// a block without columns when the rows were not retained.
+    pub fn block_bytes(&self) -> Vec<u8> {
+        match &self.raw {
+            Some(z) if z.starts_with(&ZSTD_MAGIC) => {
+                zstd::stream::decode_all(z.as_slice()).unwrap_or_default()
+            }
+            Some(plain) => plain.clone(),
+            None => raw_block::encode(&self.fields, &[], 0..0),
+        }
     }
 }
+
+/// The zstd frame magic number (RFC 8878 §3.1.1), little-endian; a raw block starts with
+/// its version (1), never with this.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
 /// What a log entry carries.
 #[derive(Debug, Clone)]

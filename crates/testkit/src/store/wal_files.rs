@@ -187,12 +187,12 @@ pub fn create_table(name: &str, uid: i64, stable: Option<(&str, i64)>) -> Msg {
 
 /// `TDMT_VND_SUBMIT` of one table's rows (NULL timestamps, which no stored row has, are
 /// left out).
-pub fn submit(uid: i64, suid: i64, format: RowFormat, timestamps: &[Option<i64>]) -> Msg {
+pub fn submit(uid: i64, suid: i64, format: RowFormat, timestamps: Vec<i64>) -> Msg {
     Msg::Submit(vec![SubmitTable {
         uid,
         suid,
         format,
-        timestamps: timestamps.iter().flatten().copied().collect(),
+        timestamps,
         auto_create: None,
     }])
 }
@@ -213,7 +213,7 @@ mod tests {
     use super::*;
 
     fn rows(ts: i64) -> Msg {
-        submit(9, 0, RowFormat::Rows, &[Some(ts), None])
+        submit(9, 0, RowFormat::Rows, vec![ts])
     }
 
     fn seg_files(v: &VnodeFiles) -> Vec<String> {
