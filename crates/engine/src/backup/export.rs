@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use futures::StreamExt;
 use taosbackup_core::{
-    BackupKind, BackupSnapshot, BlobId, BlockChunk, BlockRef, Bucket, CatalogRoot,
-    ExportRequest, Precision, Progress, Repository, Source, TimeRange,
+    BackupKind, BackupSnapshot, BlobId, BlockChunk, BlockRef, Bucket, CatalogRoot, ExportRequest,
+    Precision, Progress, Repository, Source, TimeRange,
 };
 use tokio_util::sync::CancellationToken;
 
