@@ -3,7 +3,7 @@
 
 use super::common::*;
 use chrono::Utc;
-use taosbackup_core::{BackupKind, CatalogRoot, ChangeEvent, Precision};
+use taosbackup_core::{BackupKind, Bucket, CatalogRoot, ChangeEvent, Precision};
 use taosbackup_engine::{
     BackupPoint, CancellationToken, ChangeTracking, EngineError, EngineKind, OnGap, TrackingConfig,
     list_backups,
@@ -172,9 +172,9 @@ async fn plan_shows_what_the_backup_then_does_and_writes_nothing() {
     assert_eq!(plan.tables.len(), 1);
     assert_eq!(plan.tables[0].table, "d3");
     let w = 60_000;
-    let b = |k: i64| (BASE + k * 1000).div_euclid(w);
+    let b = |k: i64| Bucket((BASE + k * 1000).div_euclid(w));
     // b(0) and b(61) are neighbours: one run (one export query) of two buckets.
-    assert_eq!(b(0) + 1, b(61));
+    assert_eq!(b(0).index() + 1, b(61).index());
     let run = |first, last| taosbackup_engine::BucketRun { first, last };
     assert_eq!(
         plan.tables[0].buckets,

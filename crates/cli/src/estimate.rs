@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use taosbackup_core::Progress;
+use taosbackup_core::{BucketWidth, Progress};
 use taosbackup_source::TaosSource;
 
 /// A [`Progress`] that fills in the total of an export phase begun without one.
@@ -18,7 +18,7 @@ pub struct Estimating<'a> {
     inner: Arc<dyn Progress>,
     source: &'a TaosSource,
     database: String,
-    bucket_seconds: u64,
+    width: BucketWidth,
     state: Arc<Mutex<State>>,
 }
 
@@ -36,18 +36,18 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl<'a> Estimating<'a> {
-    /// Wraps `inner` for a backup of `database` (buckets of `bucket_seconds`) from `source`.
+    /// Wraps `inner` for a backup of `database` (buckets of `width`) from `source`.
     pub fn new(
         inner: Arc<dyn Progress>,
         source: &'a TaosSource,
         database: &str,
-        bucket_seconds: u64,
+        width: BucketWidth,
     ) -> Estimating<'a> {
         Estimating {
             inner,
             source,
             database: database.to_string(),
-            bucket_seconds,
+            width,
             state: Arc::default(),
         }
     }
@@ -70,7 +70,7 @@ impl Progress for Estimating<'_> {
         let (state, inner) = (self.state.clone(), self.inner.clone());
         let database = self.database.clone();
         self.source
-            .spawn_estimate(&self.database, self.bucket_seconds, move |estimate| {
+            .spawn_estimate(&self.database, self.width, move |estimate| {
                 let e = match estimate {
                     Ok(e) => e,
                     Err(err) => {

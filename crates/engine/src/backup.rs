@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use taosbackup_core::{
-    BackupKind, BackupSnapshot, BucketWidth, CatalogSnapshot, Progress, Repository, Source,
+    BackupKind, BackupSnapshot, Bucket, BucketWidth, CatalogSnapshot, Progress, Repository, Source,
     SourceInfo,
 };
 use tokio_util::sync::CancellationToken;
@@ -248,7 +248,7 @@ pub async fn backup(
                 let mut tr = lock(t.tracker());
                 match c.snapshot.kind {
                     BackupKind::Full => {
-                        tr.commit_full(c.stored.iter().map(|(n, b)| (n.as_str(), *b)));
+                        tr.commit_full(&c.stored);
                     }
                     BackupKind::Incremental => {
                         if let Some(s) = snapshot.clone() {
@@ -289,12 +289,16 @@ pub async fn backup(
 
 /// The entries of `blocks` whose keys lie in one of the ascending `runs`: one range
 /// query per run, so the cost follows the entries found, not the buckets covered.
+/// `blocks` is keyed by bare bucket indices, as snapshot shards store them.
 pub(crate) fn matching<'a, V: 'a>(
     runs: &'a [BucketRun],
     blocks: &'a BTreeMap<i64, V>,
-) -> impl Iterator<Item = (i64, &'a V)> + 'a {
-    runs.iter()
-        .flat_map(move |r| blocks.range(r.buckets()).map(|(k, v)| (*k, v)))
+) -> impl Iterator<Item = (Bucket, &'a V)> + 'a {
+    runs.iter().flat_map(move |r| {
+        blocks
+            .range(r.first.index()..=r.last.index())
+            .map(|(k, v)| (Bucket(*k), v))
+    })
 }
 
 #[cfg(test)]
@@ -304,10 +308,13 @@ mod tests {
     #[test]
     fn matching_is_the_intersection() {
         let blocks: BTreeMap<i64, u8> = [(-5, 0), (1, 1), (3, 3), (9, 9)].into();
-        let run = |first, last| BucketRun { first, last };
+        let run = |first, last| BucketRun {
+            first: Bucket(first),
+            last: Bucket(last),
+        };
         let runs = [run(-7, -5), run(2, 4), run(9, 10)];
-        let got: Vec<i64> = matching(&runs, &blocks).map(|(k, _)| k).collect();
-        assert_eq!(got, vec![-5, 3, 9]);
+        let got: Vec<Bucket> = matching(&runs, &blocks).map(|(k, _)| k).collect();
+        assert_eq!(got, vec![Bucket(-5), Bucket(3), Bucket(9)]);
         assert_eq!(matching(&[], &blocks).count(), 0);
         assert_eq!(matching(&[run(i64::MIN, i64::MAX)], &blocks).count(), 4);
     }

@@ -82,8 +82,8 @@ pub enum EngineError {
     DamagedBlock {
         /// Table name.
         table: String,
-        /// Bucket index.
-        bucket: i64,
+        /// The block's bucket.
+        bucket: taosbackup_core::Bucket,
         /// The blob id (hex).
         blob: String,
         /// What is wrong.

@@ -32,7 +32,7 @@
 //!
 //! let mut t = Tracker::new(BucketWidth::DAY, Precision::Ms);
 //! t.mark_rows("d1001", &[1_700_000_000_000, 1_700_000_000_500]);
-//! let bucket = BucketWidth::DAY.bucket_of(1_700_000_000_000, Precision::Ms).index();
+//! let bucket = BucketWidth::DAY.bucket_of(1_700_000_000_000, Precision::Ms);
 //! assert_eq!(t.state("d1001", bucket), BlockState::New);
 //! let snap = t.snapshot_and_reset();
 //! assert_eq!(snap.dirty_blocks(), 1);
@@ -66,6 +66,6 @@ pub use schedule::{
 pub use strategy::{EngineKind, OnGap};
 pub use tokio_util::sync::CancellationToken;
 pub use tracker::{
-    BlockState, BucketRun, Snapshot, TableChange, TableChanges, Tracker, TrackerStats,
+    BlockKey, BlockState, BucketRun, Snapshot, TableChange, TableChanges, Tracker, TrackerStats,
 };
 pub use tracking::{ChangeTracking, FeedStats, TrackingConfig, TrackingStats};

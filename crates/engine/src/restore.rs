@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use taosbackup_core::{
-    BackupId, BlockChunk, BlockRef, Progress, Repository, RestoreOptions, Source, TableKind,
-    TimeRange,
+    BackupId, BlockChunk, BlockRef, Bucket, Progress, Repository, RestoreOptions, Source,
+    TableKind, TimeRange,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -128,11 +128,11 @@ pub async fn restore(
         dry_run: req.dry_run,
         duration: Duration::ZERO,
     };
-    let mut jobs: Vec<(String, i64, BlockRef)> = Vec::new();
+    let mut jobs: Vec<(String, Bucket, BlockRef)> = Vec::new();
     for t in &catalog.tables {
         if let Some(blocks) = folded.tables.get(&t.name) {
             for (b, r) in blocks {
-                jobs.push((t.name.clone(), *b, *r));
+                jobs.push((t.name.clone(), Bucket(*b), *r));
             }
         }
     }
@@ -265,7 +265,7 @@ async fn write_block(
     repo: &dyn Repository,
     target: &str,
     table: &str,
-    bucket: i64,
+    bucket: Bucket,
     r: &BlockRef,
 ) -> Result<(u64, u64, u64), EngineError> {
     let data = repo.read_blob(&r.blob).await.map_err(|e| {

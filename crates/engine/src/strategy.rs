@@ -10,12 +10,12 @@ use std::fmt;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use taosbackup_core::{BackupSnapshot, BlockRef, CatalogSnapshot, Repository};
+use taosbackup_core::{BackupSnapshot, BlockRef, Bucket, CatalogSnapshot, Repository};
 
 use crate::EngineError;
 use crate::backup::BackupRequest;
 use crate::parent::{Layout, ParentView};
-use crate::tracker::{BucketRun, Snapshot, Tracker};
+use crate::tracker::{BlockKey, BucketRun, Snapshot, Tracker};
 
 /// The block-selection strategy (`--engine`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -104,7 +104,7 @@ pub(crate) struct TableTask {
     pub(crate) buckets: Vec<BucketRun>,
     /// Buckets the parent holds that become tombstones (are removed) if nothing is found.
     /// Ascending.
-    pub(crate) tombstone_if_empty: Vec<i64>,
+    pub(crate) tombstone_if_empty: Vec<Bucket>,
 }
 
 impl TableTask {
@@ -113,7 +113,7 @@ impl TableTask {
         self.buckets.iter().map(BucketRun::count).sum()
     }
 
-    pub(crate) fn whole(table: &str, tombstone_if_empty: Vec<i64>) -> TableTask {
+    pub(crate) fn whole(table: &str, tombstone_if_empty: Vec<Bucket>) -> TableTask {
         TableTask {
             table: table.to_string(),
             whole: true,
@@ -174,12 +174,7 @@ pub(crate) trait Strategy: Send + Sync {
 
     /// The tracker's books after an incremental this strategy decided is durable:
     /// `tombstoned` are the buckets it removed.
-    fn after_incremental(
-        &self,
-        tracker: &mut Tracker,
-        snapshot: Snapshot,
-        tombstoned: &[(String, i64)],
-    );
+    fn after_incremental(&self, tracker: &mut Tracker, snapshot: Snapshot, tombstoned: &[BlockKey]);
 }
 
 /// Whether the parent holds table `name`, and its blocks when its shard is read.

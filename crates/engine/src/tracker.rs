@@ -75,20 +75,40 @@ fn key_of_ts(ts: i64, width_units: i64) -> u64 {
     key(Bucket::containing(ts, width_units))
 }
 
+/// One block of one table: how a backup tells the tracker which blocks it stored or
+/// tombstoned.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockKey {
+    /// The table.
+    pub table: String,
+    /// The block's bucket.
+    pub bucket: Bucket,
+}
+
+impl BlockKey {
+    /// The block of `table` in `bucket`.
+    pub fn new(table: impl Into<String>, bucket: Bucket) -> BlockKey {
+        BlockKey {
+            table: table.into(),
+            bucket,
+        }
+    }
+}
+
 /// Consecutive buckets `first..=last` of one table: how plans carry changed buckets, so a
 /// table with a thousand contiguous dirty buckets costs one entry (and one export query),
 /// not a thousand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct BucketRun {
     /// First bucket of the run.
-    pub first: i64,
+    pub first: Bucket,
     /// Last bucket of the run (included).
-    pub last: i64,
+    pub last: Bucket,
 }
 
 impl BucketRun {
     /// A run of one bucket.
-    pub fn single(bucket: i64) -> BucketRun {
+    pub fn single(bucket: Bucket) -> BucketRun {
         BucketRun {
             first: bucket,
             last: bucket,
@@ -97,17 +117,12 @@ impl BucketRun {
 
     /// Number of buckets in the run.
     pub fn count(&self) -> u64 {
-        self.last.abs_diff(self.first) + 1
+        self.last.index().abs_diff(self.first.index()) + 1
     }
 
     /// Whether `bucket` lies in the run.
-    pub fn contains(&self, bucket: i64) -> bool {
+    pub fn contains(&self, bucket: Bucket) -> bool {
         (self.first..=self.last).contains(&bucket)
-    }
-
-    /// The buckets of the run, ascending.
-    pub fn buckets(&self) -> std::ops::RangeInclusive<i64> {
-        self.first..=self.last
     }
 }
 
@@ -138,8 +153,8 @@ fn runs_of(bits: &RoaringTreemap) -> Vec<BucketRun> {
             }
         }
         out.push(BucketRun {
-            first: bucket_of_key(first).index(),
-            last: bucket_of_key(last).index(),
+            first: bucket_of_key(first),
+            last: bucket_of_key(last),
         });
         match last.checked_add(1) {
             Some(next) => it.advance_to(next),
@@ -240,9 +255,9 @@ impl Snapshot {
     }
 
     /// The changed buckets of `table`, ascending.
-    pub fn dirty_buckets(&self, table: &str) -> Vec<i64> {
+    pub fn dirty_buckets(&self, table: &str) -> Vec<Bucket> {
         self.bits(table)
-            .map(|b| b.dirty.iter().map(|k| bucket_of_key(k).index()).collect())
+            .map(|b| b.dirty.iter().map(bucket_of_key).collect())
             .unwrap_or_default()
     }
 
@@ -257,16 +272,16 @@ impl Snapshot {
     }
 
     /// The buckets of `table` in which rows were deleted, ascending.
-    pub fn deleted_buckets(&self, table: &str) -> Vec<i64> {
+    pub fn deleted_buckets(&self, table: &str) -> Vec<Bucket> {
         self.bits(table)
-            .map(|b| b.deleted.iter().map(|k| bucket_of_key(k).index()).collect())
+            .map(|b| b.deleted.iter().map(bucket_of_key).collect())
             .unwrap_or_default()
     }
 
     /// The buckets of `table` the repository held when the snapshot was taken.
-    pub fn stored_buckets(&self, table: &str) -> Vec<i64> {
+    pub fn stored_buckets(&self, table: &str) -> Vec<Bucket> {
         self.bits(table)
-            .map(|b| b.stored.iter().map(|k| bucket_of_key(k).index()).collect())
+            .map(|b| b.stored.iter().map(bucket_of_key).collect())
             .unwrap_or_default()
     }
 
@@ -368,13 +383,13 @@ impl Tracker {
         }
     }
 
-    /// Marks `buckets` (bucket indices, as computed by the caller) of `table` changed.
-    pub fn mark_buckets(&mut self, table: &str, buckets: &[i64]) {
+    /// Marks `buckets` of `table` changed (computed by the caller, off the tracker lock).
+    pub fn mark_buckets(&mut self, table: &str, buckets: &[Bucket]) {
         let o = self.ordinal(table) as usize;
         self.last_marked.0[o] = None;
         let dirty = &mut self.tables[o].dirty;
         for &b in buckets {
-            dirty.insert(key(Bucket(b)));
+            dirty.insert(key(b));
         }
     }
 
@@ -445,12 +460,12 @@ impl Tracker {
     }
 
     /// The state of one block.
-    pub fn state(&self, table: &str, bucket: i64) -> BlockState {
+    pub fn state(&self, table: &str, bucket: Bucket) -> BlockState {
         let Some(&o) = self.ordinals.get(table) else {
             return BlockState::Clean;
         };
         let bits = &self.tables[o as usize];
-        let k = key(Bucket(bucket));
+        let k = key(bucket);
         if (bits.changes.dropped && !bits.changes.created) || bits.deleted.contains(k) {
             BlockState::Deleted
         } else if bits.dirty.contains(k) {
@@ -465,7 +480,7 @@ impl Tracker {
     }
 
     /// The non-clean blocks of `table` meeting `range`, ascending by bucket.
-    pub fn blocks_in(&self, table: &str, range: TimeRange) -> Vec<(i64, BlockState)> {
+    pub fn blocks_in(&self, table: &str, range: TimeRange) -> Vec<(Bucket, BlockState)> {
         let Some(&o) = self.ordinals.get(table) else {
             return Vec::new();
         };
@@ -484,7 +499,7 @@ impl Tracker {
             .skip_while(|&k| k < lo)
             .take_while(|&k| k <= hi)
             .map(|k| {
-                let b = bucket_of_key(k).index();
+                let b = bucket_of_key(k);
                 (b, self.state(table, b))
             })
             .collect()
@@ -602,7 +617,7 @@ impl Tracker {
     /// Records that the incremental backup built from `snapshot` is durable: its blocks are
     /// now stored (CLEAN until changed again), except `tombstoned` ones whose rows were all
     /// deleted; dropped tables are forgotten.
-    pub fn commit(&mut self, snapshot: &Snapshot, tombstoned: &[(String, i64)]) {
+    pub fn commit(&mut self, snapshot: &Snapshot, tombstoned: &[BlockKey]) {
         self.pending = None;
         for (name, taken) in &snapshot.tables {
             let o = self.ordinal(name) as usize;
@@ -617,23 +632,23 @@ impl Tracker {
             }
             bits.stored |= &taken.dirty;
         }
-        for (name, bucket) in tombstoned {
-            if let Some(&o) = self.ordinals.get(name) {
-                self.tables[o as usize].stored.remove(key(Bucket(*bucket)));
+        for block in tombstoned {
+            if let Some(&o) = self.ordinals.get(&block.table) {
+                self.tables[o as usize].stored.remove(key(block.bucket));
             }
         }
     }
 
     /// Records that a full backup holding exactly `stored` blocks is durable: the stored
     /// sets are replaced and the tracker is consistent again.
-    pub fn commit_full<'a>(&mut self, stored: impl IntoIterator<Item = (&'a str, i64)>) {
+    pub fn commit_full<'a>(&mut self, stored: impl IntoIterator<Item = &'a BlockKey>) {
         self.pending = None;
         for bits in &mut self.tables {
             bits.stored.clear();
         }
-        for (name, bucket) in stored {
-            let o = self.ordinal(name) as usize;
-            self.tables[o].stored.insert(key(Bucket(bucket)));
+        for block in stored {
+            let o = self.ordinal(&block.table) as usize;
+            self.tables[o].stored.insert(key(block.bucket));
         }
         self.inconsistent = None;
     }
@@ -699,8 +714,8 @@ mod tests {
         let mut out: Vec<BucketRun> = Vec::new();
         for &b in buckets {
             match out.last_mut() {
-                Some(r) if r.last.checked_add(1) == Some(b) => r.last = b,
-                _ => out.push(BucketRun::single(b)),
+                Some(r) if r.last.index().checked_add(1) == Some(b) => r.last = Bucket(b),
+                _ => out.push(BucketRun::single(Bucket(b))),
             }
         }
         out
@@ -724,11 +739,11 @@ mod tests {
         assert_eq!(
             runs.first(),
             Some(&BucketRun {
-                first: i64::MIN,
-                last: i64::MIN + 1
+                first: Bucket(i64::MIN),
+                last: Bucket(i64::MIN + 1)
             })
         );
-        assert_eq!(runs.last(), Some(&BucketRun::single(i64::MAX)));
+        assert_eq!(runs.last(), Some(&BucketRun::single(Bucket(i64::MAX))));
         assert_eq!(
             runs.iter().map(BucketRun::count).sum::<u64>(),
             buckets.len() as u64
@@ -767,11 +782,7 @@ mod tests {
         let snap = t.snapshot_and_reset();
         let dirty = snap.dirty_buckets("a");
         for x in &ts {
-            assert!(
-                dirty
-                    .binary_search(&Bucket::containing(*x, 60_000).index())
-                    .is_ok()
-            );
+            assert!(dirty.binary_search(&Bucket::containing(*x, 60_000)).is_ok());
         }
     }
 
@@ -788,30 +799,30 @@ mod tests {
     fn new_dirty_clean_deleted() {
         let mut t = t();
         t.mark_rows("a", &[0, 59_999, 60_000, -1]);
-        assert_eq!(t.state("a", 0), BlockState::New);
-        assert_eq!(t.state("a", 1), BlockState::New);
-        assert_eq!(t.state("a", -1), BlockState::New);
-        assert_eq!(t.state("a", 2), BlockState::Clean);
+        assert_eq!(t.state("a", Bucket(0)), BlockState::New);
+        assert_eq!(t.state("a", Bucket(1)), BlockState::New);
+        assert_eq!(t.state("a", Bucket(-1)), BlockState::New);
+        assert_eq!(t.state("a", Bucket(2)), BlockState::Clean);
         let s = t.snapshot_and_reset();
         assert_eq!(s.dirty_blocks(), 3);
-        assert_eq!(s.dirty_buckets("a"), vec![-1, 0, 1]);
+        assert_eq!(s.dirty_buckets("a"), vec![Bucket(-1), Bucket(0), Bucket(1)]);
         t.commit(&s, &[]);
-        assert_eq!(t.state("a", 0), BlockState::Clean);
+        assert_eq!(t.state("a", Bucket(0)), BlockState::Clean);
         t.mark_rows("a", &[10]);
-        assert_eq!(t.state("a", 0), BlockState::Dirty);
+        assert_eq!(t.state("a", Bucket(0)), BlockState::Dirty);
         t.mark_deleted("a", 60_000, 180_000);
         assert_eq!(
-            t.state("a", 1),
+            t.state("a", Bucket(1)),
             BlockState::Deleted,
             "stored bucket in range"
         );
         assert_eq!(
-            t.state("a", 3),
+            t.state("a", Bucket(3)),
             BlockState::Clean,
             "bucket that never held rows"
         );
         assert_eq!(
-            t.state("a", -1),
+            t.state("a", Bucket(-1)),
             BlockState::Clean,
             "stored bucket out of range"
         );
@@ -824,7 +835,10 @@ mod tests {
         );
         assert_eq!(
             blocks,
-            vec![(0, BlockState::Dirty), (1, BlockState::Deleted)]
+            vec![
+                (Bucket(0), BlockState::Dirty),
+                (Bucket(1), BlockState::Deleted)
+            ]
         );
     }
 
@@ -836,7 +850,7 @@ mod tests {
         t.commit(&s, &[]);
         t.mark_rows("a", &[60_000]);
         t.table_changed("a", TableChange::Dropped);
-        assert_eq!(t.state("a", 0), BlockState::Deleted);
+        assert_eq!(t.state("a", Bucket(0)), BlockState::Deleted);
         assert_eq!(
             t.blocks_in(
                 "a",
@@ -845,7 +859,7 @@ mod tests {
                     end: 1_000_000
                 }
             ),
-            vec![(0, BlockState::Deleted)]
+            vec![(Bucket(0), BlockState::Deleted)]
         );
         t.table_changed("a", TableChange::Created);
         t.mark_rows("a", &[120_000]);
@@ -854,7 +868,7 @@ mod tests {
         assert!(c.dropped && c.created);
         assert_eq!(
             s.dirty_buckets("a"),
-            vec![2],
+            vec![Bucket(2)],
             "rows of the dropped incarnation are gone"
         );
         t.commit(&s, &[]);
@@ -870,7 +884,7 @@ mod tests {
         t.mark_rows("a", &[60_000]);
         t.restore(s);
         let s = t.snapshot_and_reset();
-        assert_eq!(s.dirty_buckets("a"), vec![0, 1]);
+        assert_eq!(s.dirty_buckets("a"), vec![Bucket(0), Bucket(1)]);
         assert!(s.changes("b").tags_changed);
     }
 
@@ -886,7 +900,7 @@ mod tests {
         );
         t.commit(&s, &[]);
         assert!(t.inconsistency().is_some());
-        t.commit_full([("a", 0)]);
+        t.commit_full(&[BlockKey::new("a", Bucket(0))]);
         assert!(t.inconsistency().is_none());
         assert_eq!(t.stats().stored_blocks, 1);
     }
@@ -908,7 +922,7 @@ mod tests {
         t.mark_deleted("a", 0, 10);
         t.commit(&s, &[]);
         let s2 = t.snapshot_and_reset();
-        assert_eq!(s2.dirty_buckets("a"), vec![0]);
-        assert_eq!(s2.deleted_buckets("a"), vec![0]);
+        assert_eq!(s2.dirty_buckets("a"), vec![Bucket(0)]);
+        assert_eq!(s2.deleted_buckets("a"), vec![Bucket(0)]);
     }
 }

@@ -322,7 +322,7 @@ fn shard_of(table: &str, n: usize) -> usize {
 
 /// An event with its buckets computed (outside the lock).
 enum Prepared {
-    Buckets(String, Vec<i64>),
+    Buckets(String, Vec<Bucket>),
     Delete(String, i64, i64),
     Table(String, TableChange),
     /// Export the table whole next time (`None`: every table — a full backup).
@@ -359,9 +359,9 @@ async fn worker(
             .into_iter()
             .map(|ev| match ev {
                 ChangeEvent::Rows { table, timestamps } => {
-                    let mut b: Vec<i64> = timestamps
+                    let mut b: Vec<Bucket> = timestamps
                         .iter()
-                        .map(|&t| Bucket::containing(t, width_units).index())
+                        .map(|&t| Bucket::containing(t, width_units))
                         .collect();
                     b.sort_unstable();
                     b.dedup();
@@ -597,7 +597,7 @@ mod tests {
             };
             for x in timestamps {
                 assert_eq!(
-                    t.state(table, Bucket::containing(*x, 60_000).index()),
+                    t.state(table, Bucket::containing(*x, 60_000)),
                     BlockState::New
                 );
             }

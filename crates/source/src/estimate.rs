@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use taosbackup_core::{Bucket, TableKind, Value};
+use taosbackup_core::{BucketWidth, TableKind, Value};
 
 use crate::Error;
 use crate::conn::{Ctx, Pool};
@@ -28,31 +28,29 @@ pub struct Estimate {
 }
 
 impl TaosSource {
-    /// Estimates a full backup of `database` with buckets of `bucket_seconds`, in the
+    /// Estimates a full backup of `database` with buckets of `width`, in the
     /// background (on the pool's tracked tasks, so [`TaosSource::close`] waits for it), and
     /// hands the result to `done`.
-    pub fn spawn_estimate<F>(&self, database: &str, bucket_seconds: u64, done: F)
+    pub fn spawn_estimate<F>(&self, database: &str, width: BucketWidth, done: F)
     where
         F: FnOnce(Result<Estimate, Error>) + Send + 'static,
     {
         let pool = self.pool().clone();
         let database = database.to_string();
         self.pool().spawn(async move {
-            done(estimate(&pool, &database, bucket_seconds).await);
+            done(estimate(&pool, &database, width).await);
         });
     }
 
     /// [`TaosSource::spawn_estimate`], awaited.
-    pub async fn estimate(&self, database: &str, bucket_seconds: u64) -> Result<Estimate, Error> {
-        estimate(self.pool(), database, bucket_seconds).await
+    pub async fn estimate(&self, database: &str, width: BucketWidth) -> Result<Estimate, Error> {
+        estimate(self.pool(), database, width).await
     }
 }
 
-async fn estimate(pool: &Arc<Pool>, db: &str, bucket_seconds: u64) -> Result<Estimate, Error> {
+async fn estimate(pool: &Arc<Pool>, db: &str, width: BucketWidth) -> Result<Estimate, Error> {
     let catalog = crate::catalog::read_catalog(pool, db).await?;
-    let width = (bucket_seconds as i64)
-        .saturating_mul(catalog.database.precision.units_per_second())
-        .max(1);
+    let precision = catalog.database.precision;
     let mut total = Estimate {
         tables: catalog.tables.len() as u64,
         ..Estimate::default()
@@ -78,8 +76,10 @@ async fn estimate(pool: &Arc<Pool>, db: &str, bucket_seconds: u64) -> Result<Est
             )));
         };
         total.rows += count as u64;
-        let buckets = Bucket::containing(*last, width).index()
-            - Bucket::containing(*first, width).index()
+        // At least a minute wide (`BucketWidth`), buckets of any timestamp are far from the
+        // `i64` ends: the difference cannot overflow.
+        let buckets = width.bucket_of(*last, precision).index()
+            - width.bucket_of(*first, precision).index()
             + 1;
         total.blocks += buckets.max(1) as u64;
         Ok(())

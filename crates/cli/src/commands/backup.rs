@@ -156,7 +156,7 @@ pub async fn run_backup(
 ) -> anyhow::Result<BackupReport> {
     req.bucket_width = repo.config().bucket_width;
     // A full export begins without a total: estimate one from the catalog.
-    let progress = Estimating::new(progress, source, &req.database, req.bucket_width.seconds());
+    let progress = Estimating::new(progress, source, &req.database, req.bucket_width);
     let progress = &progress;
     // Scoped to the database: a second backup of it (another process, another daemon)
     // is refused while this one runs; it would share the tracker state and feed positions.

@@ -23,16 +23,16 @@ use super::{BackupReport, BackupRequest, Decision};
 use crate::EngineError;
 use crate::parent::store_object;
 use crate::strategy::prev;
-use crate::tracker::Snapshot;
+use crate::tracker::{BlockKey, Snapshot};
 
 /// A committed backup and what the tracker needs to know about it.
 pub(crate) struct Committed {
     pub(crate) snapshot: BackupSnapshot,
     pub(crate) full_reason: Option<String>,
-    /// (table, bucket) of every block this run stored.
-    pub(crate) stored: Vec<(String, i64)>,
-    /// (table, bucket) this run removed because the bucket has no rows any more.
-    pub(crate) tombstoned: Vec<(String, i64)>,
+    /// Every block this run stored.
+    pub(crate) stored: Vec<BlockKey>,
+    /// The blocks this run removed because their buckets have no rows any more.
+    pub(crate) tombstoned: Vec<BlockKey>,
     /// Tree objects stored: shards, tree nodes, the root.
     pub(crate) objects_written: u64,
     pub(crate) tree_bytes_written: u64,
@@ -81,12 +81,12 @@ pub(crate) async fn commit(
             stats.rows += r.rows;
             stats.blocks += 1;
             stats.bytes_read += raw;
-            stored.push((e.task.table.clone(), *bucket));
+            stored.push(BlockKey::new(e.task.table.as_str(), *bucket));
         }
         for b in &e.task.tombstone_if_empty {
             if !e.blocks.contains_key(b) {
                 stats.tombstones += 1;
-                tombstoned.push((e.task.table.clone(), *b));
+                tombstoned.push(BlockKey::new(e.task.table.as_str(), *b));
             }
         }
         updates.insert(e.task.table.clone(), e);
@@ -131,11 +131,12 @@ pub(crate) async fn commit(
                     } else {
                         base()
                     };
+                    // Shards key blocks by the bare bucket index (the snapshot format).
                     for b in &u.task.tombstone_if_empty {
-                        blocks.remove(b);
+                        blocks.remove(&b.index());
                     }
                     for (bucket, (r, _)) in &u.blocks {
-                        blocks.insert(*bucket, *r);
+                        blocks.insert(bucket.index(), *r);
                     }
                     blocks
                 }

@@ -19,7 +19,7 @@ use crate::strategy::{EngineKind, TableTask};
 pub(crate) struct Exported {
     pub(crate) task: TableTask,
     /// Bucket → (block, raw bytes read).
-    pub(crate) blocks: BTreeMap<i64, (BlockRef, u64)>,
+    pub(crate) blocks: BTreeMap<Bucket, (BlockRef, u64)>,
 }
 
 /// The shared zstd dictionaries of a backup (docs/format.md §5.3), for its catalog.
@@ -301,7 +301,7 @@ fn ranges_of(task: &TableTask, engine: EngineKind, kind: BackupKind, w: i64) -> 
         let start = task
             .buckets
             .first()
-            .map_or(ALL_TIME.start, |b| b.first.saturating_mul(w));
+            .map_or(ALL_TIME.start, |b| b.first.range_saturating(w).start);
         return vec![TimeRange {
             start,
             end: ALL_TIME.end,
@@ -311,8 +311,8 @@ fn ranges_of(task: &TableTask, engine: EngineKind, kind: BackupKind, w: i64) -> 
     task.buckets
         .iter()
         .map(|r| TimeRange {
-            start: r.first.saturating_mul(w),
-            end: r.last.saturating_add(1).saturating_mul(w),
+            start: r.first.range_saturating(w).start,
+            end: r.last.range_saturating(w).end,
         })
         .collect()
 }
@@ -335,7 +335,7 @@ async fn export_table(
     ranges: Vec<TimeRange>,
     progress: &dyn Progress,
     cancel: &CancellationToken,
-) -> Result<BTreeMap<i64, (BlockRef, u64)>, EngineError> {
+) -> Result<BTreeMap<Bucket, (BlockRef, u64)>, EngineError> {
     let mut out = BTreeMap::new();
     if cancel.is_cancelled() {
         return Err(EngineError::Cancelled);
@@ -353,7 +353,7 @@ async fn export_table(
         )
         .await
         .map_err(|e| EngineError::source(context(), e))?;
-    let mut current: Option<(i64, Vec<BlockChunk>)> = None;
+    let mut current: Option<(Bucket, Vec<BlockChunk>)> = None;
     loop {
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
@@ -362,9 +362,7 @@ async fn export_table(
             .next_chunk()
             .await
             .map_err(|e| EngineError::source(context(), e))?;
-        let bucket = next
-            .as_ref()
-            .map(|c| Bucket::containing(c.range.start, w).index());
+        let bucket = next.as_ref().map(|c| Bucket::containing(c.range.start, w));
         let flush = match (&current, bucket) {
             (Some((b, _)), Some(nb)) => *b != nb,
             (Some(_), None) => true,
@@ -380,7 +378,7 @@ async fn export_table(
         match next {
             None => break,
             Some(c) => {
-                let b = Bucket::containing(c.range.start, w).index();
+                let b = Bucket::containing(c.range.start, w);
                 match &mut current {
                     Some((_, chunks)) => chunks.push(c),
                     None => current = Some((b, vec![c])),
@@ -394,7 +392,7 @@ async fn export_table(
 async fn store_block(
     (repo, plan): (&dyn Repository, &DictPlan),
     table: &str,
-    bucket: i64,
+    bucket: Bucket,
     chunks: &[BlockChunk],
 ) -> Result<(BlockRef, u64), EngineError> {
     let mut data = Vec::new();
@@ -451,7 +449,7 @@ mod tests {
         let task = TableTask {
             table: "t".into(),
             whole: false,
-            buckets: vec![BucketRun::single(3)],
+            buckets: vec![BucketRun::single(Bucket(3))],
             tombstone_if_empty: Vec::new(),
         };
         let r = ranges_of(&task, EngineKind::Time, BackupKind::Incremental, 10);

@@ -1,7 +1,8 @@
 //! What a backup would do now (the original plugin's `detect_incremental_blocks`).
 
 use taosbackup_core::{
-    BackupId, BackupKind, BackupSnapshot, CatalogSnapshot, DatabaseState, Repository, Source,
+    BackupId, BackupKind, BackupSnapshot, Bucket, CatalogSnapshot, DatabaseState, Repository,
+    Source,
 };
 
 use super::{BackupRequest, Decision, decide, incremental, matching, mismatch};
@@ -23,7 +24,7 @@ pub struct PlanTable {
     /// The whole table is exported.
     pub whole_table: bool,
     /// Stored buckets that become tombstones if no rows are found in them.
-    pub tombstones: Vec<i64>,
+    pub tombstones: Vec<Bucket>,
     /// The table was dropped: left out of the new snapshot.
     pub dropped: bool,
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use taosbackup_core::{BackupSnapshot, CatalogSnapshot, Repository, RepositoryErrorKind};
+use taosbackup_core::{BackupSnapshot, Bucket, CatalogSnapshot, Repository, RepositoryErrorKind};
 
 use super::{EngineKind, ParentChoice, Strategy, TableTask, prev};
 use crate::EngineError;
@@ -19,7 +19,7 @@ use crate::backup::{BackupRequest, matching};
 use crate::parent::{Layout, ParentView};
 use crate::points::list_backups;
 use crate::strategy::OnGap;
-use crate::tracker::{Snapshot, Tracker};
+use crate::tracker::{BlockKey, Snapshot, Tracker};
 
 /// The bitmap engine.
 pub(crate) struct Bitmap;
@@ -164,7 +164,7 @@ impl Strategy for Bitmap {
                 Some(blocks) if changes.dropped => {
                     // Re-created: the old incarnation's buckets go.
                     let old = blocks
-                        .map(|b| b.keys().copied().collect())
+                        .map(|b| b.keys().map(|&k| Bucket(k)).collect())
                         .unwrap_or_default();
                     tasks.push(TableTask::whole(&t.name, old));
                 }
@@ -199,7 +199,7 @@ impl Strategy for Bitmap {
         &self,
         tracker: &mut Tracker,
         snapshot: Snapshot,
-        tombstoned: &[(String, i64)],
+        tombstoned: &[BlockKey],
     ) {
         tracker.commit(&snapshot, tombstoned);
     }

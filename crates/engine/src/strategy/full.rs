@@ -7,7 +7,7 @@ use super::{EngineKind, ParentChoice, Strategy, TableTask};
 use crate::EngineError;
 use crate::backup::BackupRequest;
 use crate::parent::{Layout, ParentView};
-use crate::tracker::{Snapshot, Tracker};
+use crate::tracker::{BlockKey, Snapshot, Tracker};
 
 /// The full engine: no parent, every table exported whole.
 pub(crate) struct Full;
@@ -54,7 +54,7 @@ impl Strategy for Full {
             .collect())
     }
 
-    fn after_incremental(&self, tracker: &mut Tracker, snapshot: Snapshot, _: &[(String, i64)]) {
+    fn after_incremental(&self, tracker: &mut Tracker, snapshot: Snapshot, _: &[BlockKey]) {
         // Never reached (the full engine takes no incremental); keep every change.
         tracker.restore(snapshot);
     }

@@ -10,7 +10,7 @@ use crate::EngineError;
 use crate::backup::BackupRequest;
 use crate::parent::{Layout, ParentView};
 use crate::points::list_backups;
-use crate::tracker::{BucketRun, Snapshot, Tracker};
+use crate::tracker::{BlockKey, BucketRun, Snapshot, Tracker};
 
 /// The time engine.
 pub(crate) struct Time;
@@ -78,7 +78,7 @@ impl Strategy for Time {
                     // Marker: from this bucket on (resolved when exporting). From the bucket
                     // holding the previous maximum, not `max + 1`'s: with a composite key,
                     // rows can arrive later at that very timestamp.
-                    buckets: vec![BucketRun::single(Bucket::containing(max, w).index())],
+                    buckets: vec![BucketRun::single(Bucket::containing(max, w))],
                     tombstone_if_empty: Vec::new(),
                 }),
             }
@@ -86,7 +86,7 @@ impl Strategy for Time {
         Ok(tasks)
     }
 
-    fn after_incremental(&self, tracker: &mut Tracker, snapshot: Snapshot, _: &[(String, i64)]) {
+    fn after_incremental(&self, tracker: &mut Tracker, snapshot: Snapshot, _: &[BlockKey]) {
         // The time engine may have skipped some of these changes (late rows, deletes): keep
         // them all for the next bitmap backup, a superset of what changed since this one.
         tracker.restore(snapshot);

@@ -339,6 +339,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use crate::{BlockState, TableChange};
+    use taosbackup_core::Bucket;
 
     fn width() -> BucketWidth {
         BucketWidth::from_seconds(3600).unwrap()
@@ -366,7 +367,7 @@ mod tests {
         t.save(&path).unwrap();
         let back = Tracker::load(&path, width()).unwrap();
         assert_eq!(back, t);
-        assert_eq!(back.state("a", 0), BlockState::Deleted);
+        assert_eq!(back.state("a", Bucket(0)), BlockState::Deleted);
         assert_eq!(back.ordinal_of("東京"), t.ordinal_of("東京"));
         #[cfg(unix)]
         {
@@ -387,7 +388,7 @@ mod tests {
         t.save(&path).unwrap(); // killed before the backup commits
         let mut back = Tracker::load(&path, width()).unwrap();
         let s = back.snapshot_and_reset();
-        assert_eq!(s.dirty_buckets("a"), vec![0]);
+        assert_eq!(s.dirty_buckets("a"), vec![Bucket(0)]);
         assert!(
             s.changes("b").dropped,
             "a drop seen by an uncommitted backup is not lost"

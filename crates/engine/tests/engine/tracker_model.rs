@@ -76,7 +76,7 @@ proptest! {
                     let snap = t.snapshot_and_reset();
                     let got: BTreeSet<(String, i64)> = snap
                         .tables()
-                        .flat_map(|n| snap.dirty_buckets(n).into_iter().map(move |b| (n.to_string(), b)))
+                        .flat_map(|n| snap.dirty_buckets(n).into_iter().map(move |b| (n.to_string(), b.index())))
                         .collect();
                     prop_assert_eq!(&got, &pending);
                     if commit {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use taosbackup_core::{
-    BlockChunk, CatalogSnapshot, ChunkStream, ColumnDef, DataType, ExportRequest, Precision,
-    RestoreOptions, Source, SourceError, SourceErrorKind, TimeRange, Value, WriteReport,
+    BlockChunk, Bucket, CatalogSnapshot, ChunkStream, ColumnDef, DataType, ExportRequest,
+    Precision, RestoreOptions, Source, SourceError, SourceErrorKind, TimeRange, Value, WriteReport,
 };
 
 use super::{FakeDb, FaultPoint, lock};
@@ -195,10 +195,10 @@ impl Source for FakeSource {
             for (k, v) in table.rows.range(r.start..r.end.max(r.start)) {
                 let piece = match width {
                     Some(w) => {
-                        let b = k.div_euclid(w);
+                        let b = Bucket::containing(*k, w).range_saturating(w);
                         TimeRange {
-                            start: b.saturating_mul(w).max(r.start),
-                            end: b.saturating_add(1).saturating_mul(w).min(r.end),
+                            start: b.start.max(r.start),
+                            end: b.end.min(r.end),
                         }
                     }
                     None => r,
