@@ -42,23 +42,8 @@ impl Repo {
         if let Some(d) = self.cached_dictionary(id) {
             return Ok(d);
         }
-        let loc = self
-            .inner
-            .index
-            .read()
-            .ok()
-            .and_then(|i| i.blobs.get(id).copied())
-            .ok_or(Error::MissingBlob {
-                blob: *id,
-                backup_id: None,
-            })?;
-        let path = crate::pack::pack_path(&loc.pack);
-        let stored = self
-            .inner
-            .backend
-            .get_range(&path, loc.offset..loc.offset + u64::from(loc.length))
-            .await?;
-        let bytes = decode_blob(&self.inner.crypto, &path, id, &stored, loc.raw_length)?;
+        let (path, stored, raw_length) = self.read_sealed(id).await?;
+        let bytes = decode_blob(&self.inner.crypto, &path, id, &stored, raw_length)?;
         Ok(self.remember_dictionary(*id, bytes))
     }
 

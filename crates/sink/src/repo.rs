@@ -735,6 +735,13 @@ impl Repo {
 
     /// Reads blob `id` through the index (committed blobs only).
     pub async fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let (path, stored, raw_length) = self.read_sealed(id).await?;
+        self.decode_stored(&path, id, &stored, raw_length).await
+    }
+
+    /// The sealed bytes of committed blob `id` as its pack holds them, with the pack's path
+    /// and the blob's raw length from the index.
+    pub(crate) async fn read_sealed(&self, id: &BlobId) -> Result<(String, bytes::Bytes, u32)> {
         let loc = self
             .inner
             .index
@@ -751,7 +758,7 @@ impl Repo {
             .backend
             .get_range(&path, loc.offset..loc.offset + u64::from(loc.length))
             .await?;
-        self.decode_stored(&path, id, &stored, loc.raw_length).await
+        Ok((path, stored, loc.raw_length))
     }
 }
 
