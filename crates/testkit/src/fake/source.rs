@@ -38,6 +38,11 @@ fn err(kind: SourceErrorKind, msg: String) -> SourceError {
     SourceError::new(kind, false, msg)
 }
 
+/// The error for a database, table or super table the fake does not hold (`what` names it).
+fn not_found(what: String) -> SourceError {
+    err(SourceErrorKind::NotFound, format!("{what} does not exist"))
+}
+
 /// The raw-block column type and width of a catalog column; `None` for what the fake does
 /// not carry (DECIMAL, JSON columns).
 fn field(c: &ColumnDef) -> Option<Field> {
@@ -154,12 +159,9 @@ fn encode_block(columns: &[ColumnDef], rows: &[(i64, Vec<Value>)]) -> Result<Vec
 impl Source for FakeSource {
     async fn catalog(&self, database: &str) -> Result<CatalogSnapshot, SourceError> {
         self.db.faults.source(FaultPoint::Catalog)?;
-        self.db.catalog(database).ok_or_else(|| {
-            err(
-                SourceErrorKind::NotFound,
-                format!("database {database} does not exist"),
-            )
-        })
+        self.db
+            .catalog(database)
+            .ok_or_else(|| not_found(format!("database {database}")))
     }
 
     async fn export(
@@ -170,18 +172,14 @@ impl Source for FakeSource {
     ) -> Result<Box<dyn ChunkStream>, SourceError> {
         self.db.faults.source(FaultPoint::Export)?;
         let inner = lock(&self.db.inner);
-        let db = inner.databases.get(database).ok_or_else(|| {
-            err(
-                SourceErrorKind::NotFound,
-                format!("database {database} does not exist"),
-            )
-        })?;
-        let table = db.tables.get(&request.table).ok_or_else(|| {
-            err(
-                SourceErrorKind::NotFound,
-                format!("table {database}.{} does not exist", request.table),
-            )
-        })?;
+        let db = inner
+            .databases
+            .get(database)
+            .ok_or_else(|| not_found(format!("database {database}")))?;
+        let table = db
+            .tables
+            .get(&request.table)
+            .ok_or_else(|| not_found(format!("table {database}.{}", request.table)))?;
         let columns = db.columns_of(&request.table).unwrap_or(&[]).to_vec();
         // Rows of every requested range, cut at the split points (only where rows lie: a
         // whole-table request spans the whole i64 range), then into chunks of bounded rows.
@@ -276,17 +274,12 @@ impl Source for FakeSource {
             ));
         }
         let mut inner = lock(&self.db.inner);
-        let db = inner.databases.get_mut(target_database).ok_or_else(|| {
-            err(
-                SourceErrorKind::NotFound,
-                format!("database {target_database} does not exist"),
-            )
-        })?;
+        let db = inner
+            .databases
+            .get_mut(target_database)
+            .ok_or_else(|| not_found(format!("database {target_database}")))?;
         if db.columns_of(table).is_none() {
-            return Err(err(
-                SourceErrorKind::NotFound,
-                format!("table {target_database}.{table} does not exist"),
-            ));
+            return Err(not_found(format!("table {target_database}.{table}")));
         }
         // The block's first column is the timestamp, whatever it is named.
         let names: Vec<String> = chunk.columns[1..].to_vec();
@@ -325,12 +318,7 @@ impl Source for FakeSource {
             .get(database)
             .and_then(|d| d.tables.get(table))
             .map(|t| t.rows.len() as u64)
-            .ok_or_else(|| {
-                err(
-                    SourceErrorKind::NotFound,
-                    format!("table {database}.{table} does not exist"),
-                )
-            })
+            .ok_or_else(|| not_found(format!("table {database}.{table}")))
     }
 
     async fn count_rows_by_child(
@@ -339,17 +327,12 @@ impl Source for FakeSource {
         super_table: &str,
     ) -> Result<BTreeMap<String, u64>, SourceError> {
         let inner = lock(&self.db.inner);
-        let db = inner.databases.get(database).ok_or_else(|| {
-            err(
-                SourceErrorKind::NotFound,
-                format!("database {database} does not exist"),
-            )
-        })?;
+        let db = inner
+            .databases
+            .get(database)
+            .ok_or_else(|| not_found(format!("database {database}")))?;
         if !db.stables.contains_key(super_table) {
-            return Err(err(
-                SourceErrorKind::NotFound,
-                format!("super table {database}.{super_table} does not exist"),
-            ));
+            return Err(not_found(format!("super table {database}.{super_table}")));
         }
         Ok(db
             .tables
