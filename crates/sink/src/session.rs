@@ -172,10 +172,8 @@ impl Session {
         data: &[u8],
         dictionary: &BlobId,
     ) -> Result<BlobId> {
-        let bytes = match self.repo.cached_dictionary(dictionary) {
-            Some(b) => b,
-            None => self.repo.dictionary(dictionary).await?,
-        };
+        // From this handle's cache (trained or read earlier), else read once.
+        let bytes = self.repo.dictionary(dictionary).await?;
         self.put(data, Some((dictionary, &bytes))).await
     }
 
