@@ -6,7 +6,7 @@ use crate::args::RestoreArgs;
 use crate::commands::backup::format_secs;
 use crate::context::Context;
 use crate::error::{Advised, Exit, usage};
-use crate::output::print_json;
+use crate::output::{plural, print_json};
 use crate::progress::{CliProgress, count};
 use crate::readonly::Reader;
 
@@ -137,12 +137,12 @@ pub fn describe(r: &RestoreReport) -> String {
     };
     let mut out = format!(
         "{verb} backup {} (a chain of {}; read {} repository objects: its snapshot, catalog, \
-         tree root, {} tree nodes and {} shards) into database {}\n",
+         tree root, {} and {}) into database {}\n",
         r.backup,
         r.chain.len(),
         r.objects_read.metadata + r.objects_read.shards,
-        r.objects_read.tree_nodes,
-        r.objects_read.shards,
+        plural(r.objects_read.tree_nodes, "tree node"),
+        plural(r.objects_read.shards, "shard"),
         r.target_database
     );
     out.push_str(&format!(
