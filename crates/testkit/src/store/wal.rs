@@ -68,7 +68,15 @@ impl DataBlock {
             let block = raw_block::encode(&fields, &cols, 0..rows);
             // Compressing into memory cannot fail but for allocation; keep the plain block
             // then (the reader tells the two apart by zstd's magic number).
-            zstd::bulk::compress(&block, 1).unwrap_or(block)
+            match zstd::bulk::compress(&block, 1) {
+                // zstd's bulk API hands back its worst-case buffer (larger than the input):
+                // unshrunk, every retained batch held as much memory as its plain block.
+                Ok(mut z) => {
+                    z.shrink_to_fit();
+                    z
+                }
+                Err(_) => block,
+            }
         });
         DataBlock {
             table,
