@@ -262,8 +262,17 @@ pub(crate) fn compress_with_dictionary(
         let pos = match ctxs.iter().position(|(d, l, _)| d == id && *l == level) {
             Some(p) => p,
             None => {
-                let c = zstd::bulk::Compressor::with_dictionary(level, bytes)
+                let mut c = zstd::bulk::Compressor::with_dictionary(level, bytes)
                     .map_err(|source| Error::Compression { source })?;
+                // A block (~30 KB) is above the size up to which zstd attaches a dictionary's
+                // tables by reference; by default it copies them (~768 KiB at level 3) into
+                // the context for every frame, which cost more than compressing the block.
+                // Attaching compresses 10,000 meters-like 24 KB blocks in 0.64 s instead of
+                // 0.89 s (plain zstd-3: 0.47 s), within 0.01% of the same size.
+                c.set_parameter(zstd::zstd_safe::CParameter::ForceAttachDict(
+                    zstd::zstd_safe::DictAttachPref::ForceAttach,
+                ))
+                .map_err(|source| Error::Compression { source })?;
                 if ctxs.len() >= DICT_CONTEXTS {
                     ctxs.remove(0);
                 }
