@@ -209,7 +209,8 @@ impl DataBlock {
     pub fn block_bytes(&self) -> Result<Vec<u8>, EmuError> {
         let spilled;
         let stored = match &self.raw {
-            Stored::Dropped => return Ok(raw_block::encode(&self.fields, &[], 0..0)),
+            // `encode` wants one column per field: no fields, no columns.
+            Stored::Dropped => return Ok(raw_block::encode(&[], &[], 0..0)),
             Stored::InMemory(b) => b.as_slice(),
             Stored::Spilled { spill, offset, len } => {
                 spilled = spill.read(*offset, *len).map_err(|e| {
@@ -840,6 +841,10 @@ mod tests {
         assert!(!none.retained());
         assert_eq!(none.rows(), 0);
         assert_eq!(spill.end.load(Ordering::Relaxed), end);
+        assert_eq!(
+            none.block_bytes().unwrap(),
+            raw_block::encode(&[], &[], 0..0)
+        );
     }
 
     #[test]
