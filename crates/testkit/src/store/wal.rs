@@ -23,8 +23,8 @@ use crate::types::{ColumnData, Field, Precision, Value};
 /// The append-only file a store's WAL keeps its batches in, as TDengine keeps its vnode WAL
 /// on disk (`source/libs/wal/src/walWrite.c` writes entries to `.log` files, indexed by
 /// `.idx` files), not in RAM: the table store already holds every row, and an in-memory WAL
-/// copy of each batch was a third of the emulator's memory. One per store, as many emulators
-/// run in one test process.
+/// copy of each batch, even compressed, was about a quarter of the emulator's memory. One per
+/// store, as many emulators run in one test process.
 ///
 /// The file is an anonymous temporary file ([`tempfile::tempfile`]), created at the first
 /// append: it has no name and vanishes when the process exits, even on a crash. Appends
