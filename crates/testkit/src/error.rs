@@ -127,7 +127,8 @@ pub mod code {
     pub const TMQ_INVALID_VGID: u32 = 0x4008;
     /// TMQ: topic does not belong to this consumer (`TSDB_CODE_TMQ_INVALID_TOPIC`).
     pub const TMQ_INVALID_TOPIC: u32 = 0x4009;
-    /// WAL file is corrupted (the emulator's WAL files mirror could not be written).
+    /// WAL file is corrupted (the emulator's WAL files mirror could not be written, or a
+    /// batch could not be read back from the WAL spill file).
     pub const WAL_FILE_CORRUPTED: u32 = 0x1001;
     /// Invalid result id (fetch of a freed or unknown result).
     pub const INVALID_RESULT_ID: u32 = 0xFFFF;

@@ -9,8 +9,9 @@
 //! `now − KEEP` are rejected with 0x060B, ADD COLUMN fills NULLs, tables hash to a vgroup by
 //! name (FNV-1a, deterministic) and every table gets a unique uid. Every change gets a WAL
 //! version in its table's vgroup and is kept in that vgroup's log for TMQ (`wal`, `tmq`;
-//! see `docs/emulator-tmq.md`). [`Store::enable_wal_files`] also writes every vgroup's log as
-//! TDengine-format vnode WAL files, for the `wal` change feed (`wal_files`).
+//! see `docs/emulator-tmq.md`); the logs keep their rows in a temporary file (`wal::Spill`).
+//! [`Store::enable_wal_files`] also writes every vgroup's log as TDengine-format vnode WAL
+//! files, for the `wal` change feed (`wal_files`).
 //!
 //! Known divergences from TDengine:
 //! - date-time strings without a zone are read as UTC (there is no client time zone);

@@ -448,7 +448,7 @@ impl Conn {
         if !b.retained() {
             return Err(EmuError::new(0xffff, "message rows were not retained"));
         }
-        let block = b.block_bytes();
+        let block = b.block_bytes()?;
         let rows = b.rows();
         let reply = json!({
             "message_id": m.id,
@@ -688,7 +688,7 @@ fn raw_data(m: &Msg, with_table_name: bool) -> Result<(u16, Vec<u8>), EmuError> 
     if !blocks.is_empty() {
         e.i8(i8::from(with_table_name)).i8(1);
         for b in &blocks {
-            let block = b.block_bytes();
+            let block = b.block_bytes()?;
             let mut retrieve = Vec::with_capacity(18 + block.len());
             retrieve.extend_from_slice(&1i64.to_le_bytes());
             retrieve.extend_from_slice(&(b.rows() as i64).to_be_bytes());

@@ -1,9 +1,10 @@
 //! The catalog: databases, super tables, tables and their options.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::table::TableData;
-use super::wal::{TmqState, VgWal, WalBody};
+use super::wal::{Spill, TmqState, VgWal, WalBody};
 use super::wal_files::{VnodeFiles, WalFilesConfig};
 use crate::error::{EmuError, code};
 use crate::sql::ast::OptVal;
@@ -452,6 +453,8 @@ pub struct Catalog {
     pub tmq: TmqState,
     /// Where the vgroups' TDengine-format WAL files go, when enabled.
     pub wal_files: Option<WalFilesConfig>,
+    /// The file the vgroups' logs keep their batches in (created at the first batch).
+    pub wal_spill: Arc<Spill>,
 }
 
 impl Catalog {

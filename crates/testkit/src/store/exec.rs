@@ -899,6 +899,7 @@ fn insert(
         Vec<(String, Vec<ColumnData>)>,
     );
     let mut per_vgroup: BTreeMap<(String, u32), Group> = BTreeMap::new();
+    let spill = std::sync::Arc::clone(&cat.wal_spill);
     for (dbn, tn, cols, auto_create) in batches {
         let db = cat.db_mut(&dbn)?;
         let t = db.tables.get(&tn).ok_or_else(|| table_not_exist(&tn))?;
@@ -940,6 +941,7 @@ fn insert(
             &cols,
             db.opts.wal_retention_period != 0,
             created.and_then(|(_, json)| json),
+            &spill,
         );
         let entry = per_vgroup.entry((dbn.clone(), vgroup)).or_default();
         entry.0.push(block);
@@ -1418,6 +1420,7 @@ pub fn write_raw_block(
 ) -> Result<usize, EmuError> {
     let name = split_table_name(table);
     let dbn = env.db_of(&name)?.to_string();
+    let spill = std::sync::Arc::clone(&cat.wal_spill);
     let db = cat.db_mut(&dbn)?;
     let ctx = Ctx::new(db.opts.precision, env.now_ns);
     let floor = keep_floor(db, &ctx);
@@ -1469,6 +1472,7 @@ pub fn write_raw_block(
         &batch,
         db.opts.wal_retention_period != 0,
         None,
+        &spill,
     )]);
     db.log(vgroup, env.now_ns, body, msg)?;
     let t = db

@@ -8,13 +8,107 @@
 //! TDengine.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value as Json, json};
 
 use super::catalog::DbOptions;
+use crate::error::{EmuError, code};
 use crate::raw_block;
 use crate::types::{ColumnData, Field, Precision, Value};
+
+/// The append-only file a store's WAL keeps its batches in, as TDengine keeps its vnode WAL
+/// on disk (`source/libs/wal/src/walWrite.c` writes entries to `.log` files, indexed by
+/// `.idx` files), not in RAM: the table store already holds every row, and an in-memory WAL
+/// copy of each batch, even compressed, was about a quarter of the emulator's memory. One per
+/// store, as many emulators run in one test process.
+///
+/// The file is an anonymous temporary file ([`tempfile::tempfile`]), created at the first
+/// append: it has no name and vanishes when the process exits, even on a crash. Appends
+/// reserve their range with one atomic add and write it with a positional write, so writers
+/// on several threads never overlap and readers (positional reads) take no lock.
+///
+/// Nothing is ever reclaimed: entries purged from a log (retention, `purge_wal`, dropped
+/// databases) leave dead bytes behind, as do failed writes. That is acceptable for a test
+/// server; TDengine deletes whole WAL files by retention, the emulator does not compact.
+#[derive(Debug, Default)]
+pub struct Spill {
+    /// The file, once created (a failed creation is tried again at the next append).
+    file: OnceLock<File>,
+    /// End of the reserved bytes: the next append's offset.
+    end: AtomicU64,
+    /// A failure was logged (once per store, not once per batch).
+    warned: AtomicBool,
+}
+
+impl Spill {
+    /// A spill writing to `file` (tests: a file opened read-only or write-only fails).
+    #[cfg(test)]
+    fn with_file(file: File) -> Spill {
+        Spill {
+            file: OnceLock::from(file),
+            ..Spill::default()
+        }
+    }
+
+    /// The file, created at the first call.
+    fn file(&self) -> std::io::Result<&File> {
+        if let Some(f) = self.file.get() {
+            return Ok(f);
+        }
+        let f = tempfile::tempfile()?;
+        // Another thread may have set it meanwhile; then `f` is dropped and theirs is used.
+        let _ = self.file.set(f);
+        Ok(self.file.get().expect("set above"))
+    }
+
+    /// Appends `bytes`; returns their offset.
+    pub fn append(&self, bytes: &[u8]) -> std::io::Result<u64> {
+        let file = self.file()?;
+        let offset = self.end.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        file.write_all_at(bytes, offset)?;
+        Ok(offset)
+    }
+
+    /// The `len` bytes at `offset`.
+    pub fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let file = self
+            .file
+            .get()
+            .ok_or_else(|| std::io::Error::other("the WAL spill file was never written"))?;
+        let mut buf = vec![0; len];
+        file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    /// Logs the first failure to write (later ones are as likely and would flood the log).
+    fn warn_once(&self, e: &std::io::Error) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "cannot write the WAL spill file ({e}); keeping WAL batches in memory instead"
+            );
+        }
+    }
+}
+
+/// Where a block's rows are.
+#[derive(Debug, Clone)]
+enum Stored {
+    /// Not retained (WAL_RETENTION_PERIOD 0).
+    Dropped,
+    /// In memory: the spill file could not be written (a full disk should not lose a
+    /// batch, nor stop a test server).
+    InMemory(Vec<u8>),
+    /// `len` bytes at `offset` of the store's spill file.
+    Spilled {
+        spill: Arc<Spill>,
+        offset: u64,
+        len: usize,
+    },
+}
 
 /// One table's rows in a submit entry.
 #[derive(Debug, Clone)]
@@ -26,9 +120,9 @@ pub struct DataBlock {
     /// Database precision.
     pub precision: Precision,
     /// The rows as written (before overwrite resolution): `rows` and the raw block TMQ
-    /// serves, zstd-compressed (`None` when the database keeps no WAL, see [`DataBlock::new`]).
+    /// serves, zstd-compressed, in the spill file (see [`DataBlock::new`]).
     rows: usize,
-    raw: Option<Vec<u8>>,
+    raw: Stored,
     /// The auto-create request the submit carried for the table (`INSERT … USING`, or an
     /// insert into a super table naming `tbname`), when TMQ passes it on:
     /// `tqProcessSubData` (`dnode/vnode/src/tq/tqScan.c`) sends a submit's create request
@@ -50,10 +144,10 @@ impl DataBlock {
     /// A block of `columns` (one per field). With `retain` false (WAL_RETENTION_PERIOD 0:
     /// the entry is purged at once) the rows are not kept.
     ///
-    /// The rows are kept as the raw block TMQ hands out (`blockEncode`), zstd-compressed:
-    /// the log holds every batch written while the table holds the same rows, and two
-    /// uncompressed copies made the emulator's memory twice the data's (TDengine keeps its
-    /// WAL on disk).
+    /// The rows are kept as the raw block TMQ hands out (`blockEncode`), zstd-compressed,
+    /// in the store's `spill` file, with only their place in memory: the table holds the
+    /// same rows, and TDengine keeps its WAL on disk (see [`Spill`]). When the file cannot
+    /// be written the compressed block stays in memory.
     pub fn new(
         table: String,
         fields: Vec<Field>,
@@ -61,23 +155,33 @@ impl DataBlock {
         columns: &[ColumnData],
         retain: bool,
         create: Option<AutoCreate>,
+        spill: &Arc<Spill>,
     ) -> DataBlock {
         let rows = columns.first().map_or(0, ColumnData::len);
-        let raw = retain.then(|| {
+        let raw = if retain {
             let cols: Vec<&ColumnData> = columns.iter().collect();
             let block = raw_block::encode(&fields, &cols, 0..rows);
             // Compressing into memory cannot fail but for allocation; keep the plain block
             // then (the reader tells the two apart by zstd's magic number).
-            match zstd::bulk::compress(&block, 1) {
-                // zstd's bulk API hands back its worst-case buffer (larger than the input):
-                // unshrunk, every retained batch held as much memory as its plain block.
-                Ok(mut z) => {
-                    z.shrink_to_fit();
-                    z
+            let bytes = zstd::bulk::compress(&block, 1).unwrap_or(block);
+            match spill.append(&bytes) {
+                Ok(offset) => Stored::Spilled {
+                    spill: Arc::clone(spill),
+                    offset,
+                    len: bytes.len(),
+                },
+                Err(e) => {
+                    spill.warn_once(&e);
+                    // zstd's bulk API hands back its worst-case buffer (larger than the
+                    // input): unshrunk, the batch would hold as much as its plain block.
+                    let mut bytes = bytes;
+                    bytes.shrink_to_fit();
+                    Stored::InMemory(bytes)
                 }
-                Err(_) => block,
             }
-        });
+        } else {
+            Stored::Dropped
+        };
         DataBlock {
             table,
             fields,
@@ -95,21 +199,44 @@ impl DataBlock {
 
     /// Whether the rows were kept.
     pub fn retained(&self) -> bool {
-        self.raw.is_some()
+        !matches!(self.raw, Stored::Dropped)
     }
 
     /// The raw block of `blockEncode` with the column lengths in little-endian, as the C
     /// client leaves them (`changeByteEndian` / `setResultDataPtr`, `client/src/clientTmq.c`);
-    /// a block without columns when the rows were not retained.
-    pub fn block_bytes(&self) -> Vec<u8> {
-        match &self.raw {
-            Some(z) if z.starts_with(&ZSTD_MAGIC) => {
-                zstd::stream::decode_all(z.as_slice()).unwrap_or_default()
+    /// a block without columns when the rows were not retained. Reading the spill file back
+    /// or decompressing can fail: 0x1001 (TDengine's WAL_FILE_CORRUPTED), not an empty block.
+    pub fn block_bytes(&self) -> Result<Vec<u8>, EmuError> {
+        let spilled;
+        let stored = match &self.raw {
+            // `encode` wants one column per field: no fields, no columns.
+            Stored::Dropped => return Ok(raw_block::encode(&[], &[], 0..0)),
+            Stored::InMemory(b) => b.as_slice(),
+            Stored::Spilled { spill, offset, len } => {
+                spilled = spill.read(*offset, *len).map_err(|e| {
+                    wal_read_error(format!(
+                        "cannot read {len} bytes at {offset} of the WAL spill file: {e}"
+                    ))
+                })?;
+                spilled.as_slice()
             }
-            Some(plain) => plain.clone(),
-            None => raw_block::encode(&self.fields, &[], 0..0),
+        };
+        if stored.starts_with(&ZSTD_MAGIC) {
+            zstd::stream::decode_all(stored).map_err(|e| {
+                wal_read_error(format!(
+                    "cannot decompress a WAL batch of {}: {e}",
+                    self.table
+                ))
+            })
+        } else {
+            Ok(stored.to_vec())
         }
     }
+}
+
+/// 0x1001: the WAL could not be read back.
+fn wal_read_error(what: String) -> EmuError {
+    EmuError::new(code::WAL_FILE_CORRUPTED, what)
 }
 
 /// The zstd frame magic number (RFC 8878 §3.1.1), little-endian; a raw block starts with
@@ -630,6 +757,119 @@ mod tests {
             delete("t", "ts", 1, 2)["sql"],
             "delete from `t` where `ts` >= 1 and `ts` <= 2"
         );
+    }
+
+    fn block(spill: &Arc<Spill>, n: i32) -> (DataBlock, Vec<u8>) {
+        use crate::types::Ty;
+        let fields = vec![
+            Field::new("ts", Ty::Timestamp, 8),
+            Field::new("v", Ty::Int, 4),
+            Field::new("s", Ty::VarChar, 16),
+        ];
+        let mut cols: Vec<ColumnData> = fields.iter().map(|f| ColumnData::new(f.ty)).collect();
+        for i in 0..n {
+            let row = [
+                Value::Timestamp(1_700_000_000_000 + i64::from(i)),
+                Value::Int(i * n),
+                Value::VarChar(format!("r{i}-{n}").into_bytes()),
+            ];
+            for (c, v) in cols.iter_mut().zip(row) {
+                assert!(c.push(v));
+            }
+        }
+        let refs: Vec<&ColumnData> = cols.iter().collect();
+        let plain = raw_block::encode(&fields, &refs, 0..n as usize);
+        let b = DataBlock::new(
+            format!("t{n}"),
+            fields,
+            Precision::Millisecond,
+            &cols,
+            true,
+            None,
+            spill,
+        );
+        (b, plain)
+    }
+
+    #[test]
+    fn blocks_spill_to_the_file_and_read_back() {
+        let spill = Arc::new(Spill::default());
+        let (b, plain) = block(&spill, 1000);
+        assert!(matches!(b.raw, Stored::Spilled { .. }), "{:?}", b.raw);
+        assert!(b.retained());
+        assert_eq!(b.rows(), 1000);
+        assert_eq!(b.block_bytes().unwrap(), plain);
+        // A clone reads the same bytes from the same file.
+        assert_eq!(b.clone().block_bytes().unwrap(), plain);
+
+        // Several writers at once: every block lands in its own range.
+        let blocks: Vec<(DataBlock, Vec<u8>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..=8)
+                .map(|t| {
+                    let spill = &spill;
+                    s.spawn(move || {
+                        (0..20)
+                            .map(|i| block(spill, t * 37 + i))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(blocks.len(), 160);
+        for (b, plain) in &blocks {
+            assert!(matches!(b.raw, Stored::Spilled { .. }));
+            assert_eq!(&b.block_bytes().unwrap(), plain, "{}", b.table);
+        }
+        assert_eq!(b.block_bytes().unwrap(), plain);
+
+        // Rows not retained are neither written nor read.
+        let (fields, cols) = (b.fields.clone(), Vec::<ColumnData>::new());
+        let end = spill.end.load(Ordering::Relaxed);
+        let none = DataBlock::new(
+            "n".into(),
+            fields,
+            Precision::Millisecond,
+            &cols,
+            false,
+            None,
+            &spill,
+        );
+        assert!(!none.retained());
+        assert_eq!(none.rows(), 0);
+        assert_eq!(spill.end.load(Ordering::Relaxed), end);
+        assert_eq!(
+            none.block_bytes().unwrap(),
+            raw_block::encode(&[], &[], 0..0)
+        );
+    }
+
+    #[test]
+    fn unwritable_spill_keeps_the_batch_in_memory() {
+        // A read-only file: every write fails.
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let spill = Arc::new(Spill::with_file(File::open(path.path()).unwrap()));
+        let (b, plain) = block(&spill, 500);
+        assert!(matches!(b.raw, Stored::InMemory(_)), "{:?}", b.raw);
+        assert_eq!(b.block_bytes().unwrap(), plain);
+    }
+
+    #[test]
+    fn unreadable_spill_is_an_error_not_an_empty_block() {
+        // A write-only file: writes succeed, reads fail.
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path.path())
+            .unwrap();
+        let spill = Arc::new(Spill::with_file(file));
+        let (b, _) = block(&spill, 10);
+        assert!(matches!(b.raw, Stored::Spilled { .. }));
+        let e = b.block_bytes().unwrap_err();
+        assert_eq!(e.code, code::WAL_FILE_CORRUPTED, "{e}");
     }
 
     #[test]
