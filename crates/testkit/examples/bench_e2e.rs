@@ -12,8 +12,9 @@
 //!    blocks (`--fixed-blocks`, default 100) and after ~1% of the blocks changed (late rows,
 //!    overwrites, deletes in rotation);
 //! 4. `restore` of the full backup into a fresh emulator, started after the source one is
-//!    stopped (the emulator holds everything in RAM, ~190 B a row with its WAL: two copies of
-//!    50 M rows would not fit beside other work on a 24 GiB machine); its row count is checked;
+//!    stopped (the emulator holds its tables in RAM, 26–36 B a row; stopping the source
+//!    keeps the benchmark's peak at one copy of the data, 100 M rows included); its row count
+//!    is checked;
 //! 5. repository bytes vs zstd level 3 of the raw block stream, bytes per row;
 //! 6. peak RSS of each child (`VmHWM` from /proc, sampled every 2 ms until it exits), CPU
 //!    seconds of the child and of this process (the emulator and the reader) per step.
