@@ -354,18 +354,20 @@ fn decode_column(
         let bytes = data
             .get(off + p..(off + p).saturating_add(n))
             .ok_or_else(|| bad(format!("value of {n} bytes at {off} overruns column data")))?;
-        let value = match ty {
-            Ty::VarChar => crate::types::Value::VarChar(bytes.to_vec()),
-            Ty::VarBinary => crate::types::Value::VarBinary(bytes.to_vec()),
-            Ty::Geometry => crate::types::Value::Geometry(bytes.to_vec()),
-            Ty::Blob => crate::types::Value::Blob(bytes.to_vec()),
-            Ty::Json => crate::types::Value::Json(
-                String::from_utf8(bytes.to_vec()).map_err(|_| bad("JSON value is not UTF-8"))?,
-            ),
-            Ty::NChar => crate::types::Value::NChar(decode_ucs4(bytes)?),
+        // Straight into the column's byte buffer: a `Value` per row would allocate per row.
+        match &mut col {
+            ColumnData::VarChar(v)
+            | ColumnData::VarBinary(v)
+            | ColumnData::Geometry(v)
+            | ColumnData::Blob(v) => v.push(Some(bytes)),
+            ColumnData::Json(v) => v.push(Some(
+                std::str::from_utf8(bytes)
+                    .map_err(|_| bad("JSON value is not UTF-8"))?
+                    .as_bytes(),
+            )),
+            ColumnData::NChar(v) => v.push(Some(decode_ucs4(bytes)?.as_bytes())),
             _ => unreachable!("var-width types only"),
-        };
-        col.push(value);
+        }
     }
     Ok(col)
 }
