@@ -180,6 +180,7 @@ impl Harness {
             on_gap: OnGap::Full,
             parallel: 4,
             bucket_width: self.width,
+            dictionaries: true,
             source_info: SourceInfo::default(),
         }
     }

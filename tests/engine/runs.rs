@@ -508,3 +508,59 @@ async fn a_super_tables_blocks_share_a_dictionary_that_the_next_backup_reuses() 
         .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
+
+/// Issue 18: `backup.dictionaries = false` trains and uses none for new blocks; an
+/// incremental taken so still lists the dictionary its parent's kept blocks need, and the
+/// chain of mixed blocks restores and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_dictionaries_new_blocks_are_plain_and_kept_blocks_keep_theirs() {
+    let h = harness().await;
+    let feed = OracleFeed::default();
+    setup(&h, &feed).await;
+    let slots: Vec<i64> = (0..600).map(|i| (i / 10) * 60 + i % 10).collect();
+    for t in ["d0", "d1", "d2"] {
+        insert(&h, &feed, t, &slots).await;
+    }
+    let dictionaries_of = async |s: &taosbackup_core::BackupSnapshot| {
+        let bytes = h.repo.read_blob(&s.catalog).await.unwrap();
+        let root = CatalogRoot::decode(&bytes, "catalog").unwrap();
+        let m = root.super_tables.iter().find(|s| s.name == "meters");
+        (m.and_then(|m| m.dictionary), root.dictionaries)
+    };
+    let mut off = h.request(EngineKind::Full);
+    off.dictionaries = false;
+    let cancel = CancellationToken::new();
+    // Off from the start: nothing trained, nothing listed.
+    let plain = h.backup_with(&off, None, &cancel).await.unwrap();
+    assert_eq!(dictionaries_of(&plain.snapshot).await, (None, vec![]));
+    // On: trained (a full backup reads the newest snapshot's dictionaries; it has none).
+    let trained = h.backup(EngineKind::Full, None).await.unwrap();
+    let (dict, _) = dictionaries_of(&trained.snapshot).await;
+    let dict = dict.expect("180 blocks train a dictionary");
+    assert!(
+        trained.snapshot.stats.bytes_stored < plain.snapshot.stats.bytes_stored,
+        "with a dictionary {} B, without {} B",
+        trained.snapshot.stats.bytes_stored,
+        plain.snapshot.stats.bytes_stored
+    );
+    // Off again, incremental: the changed block is plain, the kept ones still need `dict`.
+    insert(&h, &feed, "d0", &[6000]).await;
+    let mut incr = h.request(EngineKind::Time);
+    incr.dictionaries = false;
+    let third = h.backup_with(&incr, None, &cancel).await.unwrap();
+    assert_eq!(third.snapshot.kind, BackupKind::Incremental);
+    assert_eq!(dictionaries_of(&third.snapshot).await, (None, vec![dict]));
+    let expected = h.contents(DB).await;
+    h.restore_with(&h.restore_request(BackupPoint::Latest, "copy"))
+        .await
+        .unwrap();
+    assert_eq!(h.contents("copy").await, expected);
+    let report = h
+        .repo
+        .verify(taosbackup_sink::VerifyOptions {
+            read_data_percent: Some(100),
+        })
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}

@@ -151,6 +151,9 @@ pub struct BackupSection {
     pub retry_interval_ms: Option<u64>,
     /// Pack uploads in flight at once (`--upload-concurrency`; default one per core, 2..=8).
     pub upload_concurrency: Option<usize>,
+    /// Compress child tables' new blocks with a zstd dictionary shared per super table
+    /// (default true): a smaller repository for more CPU per backup.
+    pub dictionaries: Option<bool>,
 }
 
 /// `[restore]`.

@@ -157,6 +157,7 @@ fn plan(c: &mut Criterion) {
         on_gap: OnGap::Fail,
         parallel: 1,
         bucket_width: BucketWidth::from_seconds(60).unwrap(),
+        dictionaries: true,
         source_info: SourceInfo::default(),
     };
     let mut g = c.benchmark_group("plan");

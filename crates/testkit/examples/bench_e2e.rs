@@ -7,7 +7,9 @@
 //! 1. loads deterministic meters-style data (one row a minute from 2026-11-01: slowly varying
 //!    floats, small-range ints, a few strings);
 //! 2. read ceiling: `SELECT * FROM db.t` for every table through the `taos` connector with
-//!    `--parallel` connections, vs `taosbackup backup --engine full` to a local repository;
+//!    `--parallel` connections, vs `taosbackup backup --engine full` to a local repository,
+//!    and the same full backup into a second repository with `backup.dictionaries = false`
+//!    (what the shared dictionaries cost in CPU and save in bytes);
 //! 3. incremental (`--engine bitmap`) with nothing changed, after a fixed number of changed
 //!    blocks (`--fixed-blocks`, default 100) and after ~1% of the blocks changed (late rows,
 //!    overwrites, deletes in rotation);
@@ -222,6 +224,9 @@ struct Figures {
     zstd_table_bytes: u64,
     full: Run,
     repo_bytes: u64,
+    /// The same full backup without shared dictionaries, and its repository.
+    full_plain: Run,
+    repo_plain_bytes: u64,
     bitmap_first: Run,
     nothing: Run,
     fixed_changed: usize,
@@ -271,17 +276,26 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     let work = tempfile::tempdir()?;
     let repo = work.path().join("repo");
     let config = work.path().join("taosbackup.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\ndsn = \"{dsn}\"\n\n[repository]\nurl = \"{}\"\nbucket_width = \"1d\"\n\n\
-             [backup]\ndatabase = \"{DB}\"\nengine = \"bitmap\"\n\n\
-             [bitmap_engine]\npersistence_path = \"{}\"\n",
-            repo.display(),
-            work.path().join("bench.bitmap").display()
-        ),
-    )?;
+    // A second repository whose backups use no shared dictionaries: what they cost.
+    let repo_plain = work.path().join("repo-plain");
+    let config_plain = work.path().join("taosbackup-plain.toml");
+    for (path, repo, dictionaries, state) in [
+        (&config, &repo, true, "bench.bitmap"),
+        (&config_plain, &repo_plain, false, "plain.bitmap"),
+    ] {
+        std::fs::write(
+            path,
+            format!(
+                "[source]\ndsn = \"{dsn}\"\n\n[repository]\nurl = \"{}\"\nbucket_width = \"1d\"\n\n\
+                 [backup]\ndatabase = \"{DB}\"\nengine = \"bitmap\"\ndictionaries = {dictionaries}\n\n\
+                 [bitmap_engine]\npersistence_path = \"{}\"\n",
+                repo.display(),
+                work.path().join(state).display()
+            ),
+        )?;
+    }
     let cfg = config.display().to_string();
+    let cfg_plain = config_plain.display().to_string();
     let par = o.parallel.to_string();
     let tb = |step: &str, args: &[&str]| {
         let perf = o
@@ -306,6 +320,11 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     tb("init", &["init", "--config", &cfg])?;
     let full = tb("full", &backup("full"))?;
     let repo_bytes = dir_bytes(&repo)?;
+    tb("init-plain", &["init", "--config", &cfg_plain])?;
+    let mut args = backup("full");
+    args[2] = &cfg_plain;
+    let full_plain = tb("full-plain", &args)?;
+    let repo_plain_bytes = dir_bytes(&repo_plain)?;
     // The bitmap engine's first run establishes its tracker (a full backup of its own).
     let bitmap_first = tb("bitmap-first", &backup("bitmap"))?;
     let nothing = tb("nothing", &backup("bitmap"))?;
@@ -366,6 +385,8 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         zstd_table_bytes,
         full,
         repo_bytes,
+        full_plain,
+        repo_plain_bytes,
         bitmap_first,
         nothing,
         fixed_changed,
@@ -504,6 +525,36 @@ fn table(o: &Opts, fs: &[Figures]) -> String {
                 )
             },
             "",
+        ),
+        (
+            "full backup tool CPU-s per million rows",
+            &|f| {
+                format!(
+                    "{:.3}",
+                    f.full.cpu_secs / (f.scale.total_rows() as f64 / 1e6)
+                )
+            },
+            "≤ 0.12",
+        ),
+        (
+            "`backup --engine full` without shared dictionaries",
+            &|f| time(&f.full_plain),
+            "",
+        ),
+        (
+            "shared dictionaries: tool CPU; repository (with / without)",
+            &|f| {
+                format!(
+                    "**{:+.0}%** ({:.2} / {:.2} CPU-s); {:.2}× ({} / {} B)",
+                    (f.full.cpu_secs / f.full_plain.cpu_secs - 1.0) * 100.0,
+                    f.full.cpu_secs,
+                    f.full_plain.cpu_secs,
+                    f.repo_bytes as f64 / f.repo_plain_bytes as f64,
+                    f.repo_bytes,
+                    f.repo_plain_bytes
+                )
+            },
+            "no more CPU",
         ),
         (
             "`backup --engine bitmap`, first run (tracker start)",

@@ -301,6 +301,7 @@ pub fn request(
         on_gap: ctx.on_gap(),
         parallel,
         bucket_width: taosbackup_core::BucketWidth::DAY,
+        dictionaries: ctx.config.backup.dictionaries.unwrap_or(true),
         source_info: SourceInfo {
             endpoint: Some(source.endpoint().to_string()),
             ..SourceInfo::default()

@@ -77,7 +77,9 @@ impl DictPlan {
     /// Every super table starts sampling, except those whose dictionary `from` (the parent
     /// of an incremental, or the newest snapshot of the database for a full backup) names:
     /// those reuse it, so unchanged blocks keep their blob ids across backups.
-    fn new(d: &Decision, from: Option<&CatalogRoot>) -> DictPlan {
+    /// With `enabled` false nothing is sampled or trained and every new block is plain;
+    /// an incremental still lists its parent's dictionaries (its kept blocks need them).
+    fn new(d: &Decision, from: Option<&CatalogRoot>, enabled: bool) -> DictPlan {
         let stable_of: HashMap<String, String> = d
             .catalog
             .tables
@@ -93,7 +95,7 @@ impl DictPlan {
         let mut by_stable = HashMap::new();
         let mut inherited = BTreeSet::new();
         if let Some(root) = from {
-            for st in &root.super_tables {
+            for st in root.super_tables.iter().filter(|_| enabled) {
                 if let Some(dict) = st.dictionary {
                     by_stable.insert(st.name.clone(), DictState::With(dict));
                 }
@@ -104,7 +106,7 @@ impl DictPlan {
                 inherited.extend(root.super_tables.iter().filter_map(|s| s.dictionary));
             }
         }
-        for st in &d.catalog.super_tables {
+        for st in d.catalog.super_tables.iter().filter(|_| enabled) {
             by_stable
                 .entry(st.name.clone())
                 .or_insert_with(|| DictState::Sampling(Vec::new(), 0));
@@ -218,7 +220,7 @@ async fn dictionary_source(
     if let Some(p) = &d.parent {
         return read(p.snapshot.clone()).await.map(Some);
     }
-    if d.tasks.is_empty() {
+    if d.tasks.is_empty() || !req.dictionaries {
         return Ok(None);
     }
     let newest = match repo.list_snapshots().await {
@@ -255,7 +257,7 @@ pub(crate) async fn run(
     let precision = d.catalog.database.precision;
     let w = req.bucket_width.in_units(precision);
     let from = dictionary_source(repo, req, d).await?;
-    let dicts = DictPlan::new(d, from.as_ref());
+    let dicts = DictPlan::new(d, from.as_ref(), req.dictionaries);
     let total_blocks: u64 = d.tasks.iter().map(TableTask::blocks).sum();
     progress.begin("export", total_blocks, 0);
     let kind = d.kind;

@@ -43,6 +43,9 @@ struct World {
     width: BucketWidth,
     unit: i64,
     engine: EngineKind,
+    /// Shared dictionaries for the next backup (toggled at random: a chain mixes blocks
+    /// compressed with and without them).
+    dictionaries: bool,
     rng: StdRng,
     /// Live tables → whether a child table (else normal).
     tables: BTreeMap<String, bool>,
@@ -76,6 +79,7 @@ impl World {
             width: BucketWidth::from_seconds(60).unwrap(),
             unit: precision.units_per_second(),
             engine,
+            dictionaries: true,
             rng,
             tables: BTreeMap::new(),
             max_slot: BTreeMap::new(),
@@ -285,6 +289,7 @@ impl World {
             on_gap: OnGap::Full,
             parallel: 3,
             bucket_width: self.width,
+            dictionaries: self.dictionaries,
             source_info: SourceInfo::default(),
         }
     }
@@ -450,6 +455,10 @@ async fn case(seed: u64, engine: EngineKind) {
                 fail(&w, format!("a failed backup committed ({point:?})"));
             }
             w.log.push(format!("backup {i} failed at {point:?}"));
+        }
+        w.dictionaries = w.rng.random_range(0..4) != 0;
+        if !w.dictionaries {
+            w.log.push(format!("backup {i} without dictionaries"));
         }
         let report = match w.backup(tracking.as_mut()).await {
             Ok(r) => r,
