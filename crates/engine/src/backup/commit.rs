@@ -152,7 +152,8 @@ pub(crate) async fn commit(
             version: SNAPSHOT_VERSION,
             tables,
         };
-        let entry = shard.entry(BlobId::from_bytes([0; 32]));
+        // The layout fingerprinted exactly these definitions already.
+        let entry = shard.entry_with_fingerprint(BlobId::from_bytes([0; 32]), chunk.defs.clone());
         let id = store_object(repo, TreeObject::Shard(shard), "shard").await?;
         objects_written += 1;
         if let Some(mut e) = entry {
