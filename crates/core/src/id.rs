@@ -18,24 +18,51 @@ pub fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The value of one hex digit (either case).
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// Decodes hexadecimal text (either case). Returns `None` on odd length or a non-hex digit.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
     let bytes = text.as_bytes();
     if bytes.len() % 2 != 0 {
         return None;
     }
     bytes
         .chunks_exact(2)
-        .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
+        .map(|pair| Some((hex_digit(pair[0])? << 4) | hex_digit(pair[1])?))
         .collect()
+}
+
+/// Decodes exactly `2N` hex digits into `N` bytes, without allocating: ids are decoded by
+/// the thousand when a snapshot's shards or an index are read.
+pub fn from_hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Writes the lower-case hex of `bytes` into `out` (twice as long) and returns it as text.
+fn hex_into<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[(b >> 4) as usize];
+        pair[1] = DIGITS[(b & 0x0f) as usize];
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 fn parse_fixed<const N: usize>(what: &'static str, text: &str) -> Result<[u8; N], Error> {
@@ -46,14 +73,29 @@ fn parse_fixed<const N: usize>(what: &'static str, text: &str) -> Result<[u8; N]
             reason: "wrong length",
         });
     }
-    let bytes = from_hex(text).ok_or_else(|| Error::InvalidId {
+    from_hex_array::<N>(text).ok_or_else(|| Error::InvalidId {
         what,
         value: text.to_owned(),
         reason: "not hexadecimal",
-    })?;
-    let mut out = [0u8; N];
-    out.copy_from_slice(&bytes);
-    Ok(out)
+    })
+}
+
+/// Deserialises an id from a string, borrowed when the format allows (no `String` per id).
+fn deserialize_id<'de, D: Deserializer<'de>, T: FromStr<Err = Error>>(
+    d: D,
+    expecting: &'static str,
+) -> Result<T, D::Error> {
+    struct Visitor<T>(&'static str, std::marker::PhantomData<T>);
+    impl<T: FromStr<Err = Error>> serde::de::Visitor<'_> for Visitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            v.parse().map_err(E::custom)
+        }
+    }
+    d.deserialize_str(Visitor(expecting, std::marker::PhantomData))
 }
 
 /// The id of a blob: a 32-byte keyed hash of the blob's plaintext (see `docs/format.md`).
@@ -100,14 +142,13 @@ impl FromStr for BlobId {
 
 impl Serialize for BlobId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        s.serialize_str(hex_into(&self.0, &mut [0u8; 64]))
     }
 }
 
 impl<'de> Deserialize<'de> for BlobId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        deserialize_id(d, "a blob id (64 hex digits)")
     }
 }
 
@@ -154,14 +195,13 @@ impl FromStr for BackupId {
 
 impl Serialize for BackupId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        s.serialize_str(hex_into(&self.0, &mut [0u8; 32]))
     }
 }
 
 impl<'de> Deserialize<'de> for BackupId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        deserialize_id(d, "a backup id (32 hex digits)")
     }
 }
 
@@ -195,5 +235,58 @@ mod tests {
             format!("\"{}\"", "01".repeat(16))
         );
         assert!(serde_json::from_str::<BackupId>("\"0g\"").is_err());
+    }
+
+    #[test]
+    fn ids_deserialise_from_borrowed_and_owned_strings() {
+        let id = BlobId::from_bytes(std::array::from_fn(|i| i as u8 * 7));
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{}\"", id.to_hex()));
+        // Borrowed (from a slice) and owned (from a reader, or an escaped string).
+        assert_eq!(serde_json::from_str::<BlobId>(&json).unwrap(), id);
+        assert_eq!(
+            serde_json::from_reader::<_, BlobId>(json.as_bytes()).unwrap(),
+            id
+        );
+        let escaped = format!(
+            "\"\\u00{:02x}{}\"",
+            id.to_hex().as_bytes()[0],
+            &id.to_hex()[1..]
+        );
+        assert_eq!(serde_json::from_str::<BlobId>(&escaped).unwrap(), id);
+        // Upper case is accepted, as by FromStr.
+        let upper = format!("\"{}\"", id.to_hex().to_uppercase());
+        assert_eq!(serde_json::from_str::<BlobId>(&upper).unwrap(), id);
+        assert!(serde_json::from_str::<BlobId>("\"ab\"").is_err());
+        assert!(serde_json::from_str::<BlobId>("7").is_err());
+        let b = BackupId::from_bytes([0xfe; 16]);
+        assert_eq!(
+            serde_json::from_str::<BackupId>(&serde_json::to_string(&b).unwrap()).unwrap(),
+            b
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn from_hex_array_agrees_with_from_hex(bytes in proptest::array::uniform16(proptest::num::u8::ANY), upper: bool) {
+            let mut text = to_hex(&bytes);
+            if upper {
+                text = text.to_uppercase();
+            }
+            proptest::prop_assert_eq!(from_hex_array::<16>(&text), Some(bytes));
+            proptest::prop_assert_eq!(from_hex(&text), Some(bytes.to_vec()));
+            let mut buf = [0u8; 32];
+            let expected = to_hex(&bytes);
+            proptest::prop_assert_eq!(hex_into(&bytes, &mut buf), expected.as_str());
+            proptest::prop_assert_eq!(from_hex_array::<15>(&text), None);
+        }
+
+        #[test]
+        fn from_hex_array_rejects_what_from_hex_rejects(text in "[0-9a-gA-G]{32}") {
+            proptest::prop_assert_eq!(
+                from_hex_array::<16>(&text).map(|a| a.to_vec()),
+                from_hex(&text)
+            );
+        }
     }
 }

@@ -53,7 +53,7 @@ pub use crate::{
     },
     error::{Error, ErrorKind, RepositoryError, RepositoryErrorKind},
     feed::{ChangeBatch, ChangeEvent, ChangeFeed, FeedStart, Positions, TableEvent},
-    id::{BackupId, BlobId, from_hex, to_hex},
+    id::{BackupId, BlobId, from_hex, from_hex_array, to_hex},
     manifest::{
         BackupKind, BackupStats, BlockRecord, BlockRef, FeedPositions, MANIFEST_VERSION, Manifest,
         SourceInfo, TableRecord, chain_of, fold,

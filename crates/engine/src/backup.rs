@@ -145,15 +145,19 @@ pub(crate) async fn decide(
             catalog,
         ));
     }
+    let t0 = Instant::now();
     let parent = match strategy.choose_parent(repo, req, snapshot).await? {
         ParentChoice::Full(reason) => return Ok(Decision::full(reason, catalog)),
         ParentChoice::Parent(p) => *p,
     };
+    phase("decide: parent chosen", t0, 0);
     if let Some(reason) = mismatch(req, &catalog, &parent) {
         return Ok(Decision::full(Some(reason), catalog));
     }
     let mut parent = ParentView::open(repo, parent).await?;
+    phase("decide: parent tree read", t0, parent.tree.shards.len());
     let layout = Layout::new(&catalog, Some(&parent.tree));
+    phase("decide: catalog laid out", t0, layout.chunks.len());
     parent.note_unmatched(&layout);
     let mut entries: Vec<usize> = parent.unmatched.clone();
     match strategy.tables_needed(&catalog, snapshot) {
@@ -166,6 +170,11 @@ pub(crate) async fn decide(
         ),
     }
     parent.load(repo, entries).await?;
+    phase(
+        "decide: parent shards read",
+        t0,
+        parent.objects_read as usize,
+    );
     incremental(strategy, req, catalog, snapshot, parent, layout)
 }
 
@@ -209,6 +218,7 @@ pub async fn backup(
         .catalog(&req.database)
         .await
         .map_err(|e| EngineError::source(format!("reading the catalog of {}", req.database), e))?;
+    phase("catalog read", started, catalog.tables.len());
     let feed_name = tracking.as_deref().map(|t| t.feed_name().to_string());
     // Catch up after the catalog read: a drop seen by the catalog is then in the snapshot.
     let snapshot = match tracking.as_deref_mut() {
@@ -221,6 +231,7 @@ pub async fn backup(
                 );
             }
             t.catch_up().await?;
+            phase("feed caught up", started, 0);
             Some(lock(t.tracker()).snapshot_and_reset())
         }
         None => None,
@@ -229,8 +240,10 @@ pub async fn backup(
     let result = async {
         let decision = decide(strategy, repo, req, catalog, snapshot.as_ref()).await?;
         let parent_objects_read = decision.parent.as_ref().map_or(0, |p| p.objects_read);
+        phase("decided", started, decision.tasks.len());
         let (exported, dictionaries) =
             export::run(source, repo, req, &decision, progress, cancel).await?;
+        phase("exported", started, exported.len());
         let feed = snapshot.as_ref().zip(feed_name.as_deref());
         let mut out = commit::commit(
             repo,
@@ -244,6 +257,7 @@ pub async fn backup(
         )
         .await?;
         out.parent_objects_read = parent_objects_read;
+        phase("committed", started, out.objects_written as usize);
         Ok::<_, EngineError>(out)
     }
     .await;
@@ -268,7 +282,9 @@ pub async fn backup(
             // (the operator would retry what is already there): a tracker state left behind
             // makes the next backup a full one, an uncommitted feed position replays its
             // events (more blocks exported, nothing lost).
-            if let Err(e) = t.persist().await {
+            let persisted = t.persist().await;
+            phase("tracker saved", started, 0);
+            if let Err(e) = persisted {
                 tracing::warn!(
                     backup = %c.snapshot.id,
                     error = %e,
@@ -290,6 +306,16 @@ pub async fn backup(
         }
         (Err(e), None) => Err(e),
     }
+}
+
+/// Logs (at debug level) that a phase of the run ended, with the time since `started`: what
+/// `RUST_LOG=taosbackup_engine=debug` shows to find where a backup's time goes.
+pub(crate) fn phase(what: &str, started: Instant, count: usize) {
+    tracing::debug!(
+        elapsed_ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+        count,
+        "backup phase: {what}"
+    );
 }
 
 /// The entries of `blocks` whose keys lie in one of the ascending `runs`: one range

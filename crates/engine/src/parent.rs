@@ -37,6 +37,8 @@ pub(crate) struct Layout {
 #[derive(Debug)]
 pub(crate) struct Chunk {
     pub(crate) range: Range<usize>,
+    /// The [`fingerprint`] of its tables' definitions (a rebuilt shard's tree entry needs it).
+    pub(crate) defs: String,
     /// The parent tree entry holding exactly these tables with these definitions.
     pub(crate) matched: Option<usize>,
 }
@@ -74,7 +76,11 @@ impl Layout {
             for d in slice {
                 chunk_of.insert(d.name.clone(), chunks.len());
             }
-            chunks.push(Chunk { range, matched });
+            chunks.push(Chunk {
+                range,
+                defs: fp,
+                matched,
+            });
         }
         Layout {
             order,

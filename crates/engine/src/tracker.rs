@@ -2,6 +2,8 @@
 
 mod persist;
 
+pub(crate) use persist::write_state;
+
 use std::collections::{BTreeMap, HashMap};
 
 use roaring::RoaringTreemap;

@@ -18,6 +18,7 @@ use taosbackup_core::{
 };
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::tracker::write_state;
 use crate::{EngineError, TableChange, Tracker, TrackerStats};
 
 /// Settings of change tracking (the original plugin's `bitmap_engine` and
@@ -240,10 +241,14 @@ impl ChangeTracking {
     /// Saves the tracker atomically, then commits the feed positions it covers (in that
     /// order: a crash in between replays events, which only re-marks blocks).
     pub async fn persist(&mut self) -> Result<(), EngineError> {
-        let snapshot = lock(&self.tracker).clone();
+        // Encoded under the lock rather than cloned first: a copy of every table's bitmaps
+        // costs more than the encoding itself.
+        let (bytes, positions) = {
+            let t = lock(&self.tracker);
+            (t.encode(), t.positions().clone())
+        };
         let path = self.config.persistence_path.clone();
-        let positions = snapshot.positions().clone();
-        tokio::task::spawn_blocking(move || snapshot.save(&path))
+        tokio::task::spawn_blocking(move || write_state(&path, &bytes))
             .await
             .map_err(|e| EngineError::internal(format!("saving the tracker state: {e}")))??;
         self.feed.commit(&positions).await.map_err(|e| {

@@ -188,6 +188,9 @@ pub(crate) fn open_aes(
 }
 
 thread_local! {
+    /// Reused across blobs: a fresh context per blob cost more than decompressing a tree
+    /// object (an incremental reads one per changed shard).
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
 }
 
@@ -348,7 +351,15 @@ pub(crate) fn decompress(path: &str, data: &[u8], raw_len: usize) -> Result<Vec<
             format!("raw length {raw_len} exceeds the maximum blob size"),
         ));
     }
-    let out = zstd::bulk::decompress(data, raw_len)
+    let out = DECOMPRESSOR
+        .with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let d = match slot.as_mut() {
+                Some(d) => d,
+                None => slot.insert(zstd::bulk::Decompressor::new()?),
+            };
+            d.decompress(data, raw_len)
+        })
         .map_err(|e| Error::corrupt(path, format!("zstd: {e}")))?;
     if out.len() != raw_len {
         return Err(Error::corrupt(

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use taosbackup_core::{BlobId, from_hex, to_hex};
+use taosbackup_core::{BlobId, from_hex_array, to_hex};
 
 use crate::crypto::{self, Crypto};
 use crate::error::{Error, Result};
@@ -136,11 +136,7 @@ impl Index {
 }
 
 pub(crate) fn parse_pack_id(path: &str, text: &str) -> Result<PackId> {
-    let bytes = from_hex(text).filter(|b| b.len() == 32);
-    let bytes = bytes.ok_or_else(|| Error::corrupt(path, format!("bad pack id {text:?}")))?;
-    let mut id = [0u8; 32];
-    id.copy_from_slice(&bytes);
-    Ok(id)
+    from_hex_array::<32>(text).ok_or_else(|| Error::corrupt(path, format!("bad pack id {text:?}")))
 }
 
 /// Encodes an index file: seal(zstd(JSON)); returns (object path, bytes).

@@ -296,56 +296,40 @@ pub(crate) async fn database_header(
 
 pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSnapshot, Error> {
     let ctx = Ctx::db(db);
-    let (ddl, precision) = database_header(pool, db).await?;
-
-    let stables = pool
-        .query_values(
-            ctx.doing("reading the catalog (ins_stables)"),
-            &sql::stable_names(db),
-        )
-        .await?;
-    let sc = stables.col("stable_name", "ins_stables")?;
-    let mut names: Vec<String> = stables
-        .rows
-        .iter()
-        .filter_map(|r| r.get(sc).and_then(text))
-        .collect();
-    names.sort();
-    let tables = pool
-        .query_values(
-            ctx.doing("reading the catalog (ins_tables)"),
-            &sql::tables(db),
-        )
-        .await?;
-    let normal_cols = pool
-        .query_values(
-            ctx.doing("reading the catalog (ins_columns)"),
-            &sql::normal_table_columns(db),
-        )
-        .await?;
-
-    let parallel = pool.size().max(1);
-    let mut read: Vec<(SuperTableDef, HashMap<String, Vec<TagValue>>)> =
+    // The independent statements run at once, on the pool's connections: the catalog read
+    // is most of what an incremental backup with few changes waits for, and each statement
+    // is a round trip (the 10,000-row answers are parsed while the server answers the
+    // others). Each part copes alone with tables created or dropped between statements.
+    let stables = async {
+        let stables = pool
+            .query_values(
+                ctx.doing("reading the catalog (ins_stables)"),
+                &sql::stable_names(db),
+            )
+            .await?;
+        let sc = stables.col("stable_name", "ins_stables")?;
+        let mut names: Vec<String> = stables
+            .rows
+            .iter()
+            .filter_map(|r| r.get(sc).and_then(text))
+            .collect();
+        names.sort();
+        let parallel = pool.size().max(1);
         futures::stream::iter(names.into_iter().map(|n| read_stable(pool, db, n)))
             .buffered(parallel)
-            .try_collect()
+            .try_collect::<Vec<(SuperTableDef, HashMap<String, Vec<TagValue>>)>>()
+            .await
+    };
+    let tables_sql = sql::tables(db);
+    let tables = pool.query_values(ctx.doing("reading the catalog (ins_tables)"), &tables_sql);
+    let normal = async {
+        let normal_cols = pool
+            .query_values(
+                ctx.doing("reading the catalog (ins_columns)"),
+                &sql::normal_table_columns(db),
+            )
             .await?;
-    let mut skipped = Vec::new();
-    read.retain(|(st, _)| {
-        if !is_virtual_stable(&st.ddl) {
-            return true;
-        }
-        skipped.push(skip_virtual(&st.name, "VIRTUAL_STABLE"));
-        false
-    });
-    let mut tags_of: HashMap<String, Vec<TagValue>> = HashMap::new();
-    for (_, children) in &mut read {
-        tags_of.extend(children.drain());
-    }
-    let super_tables: Vec<SuperTableDef> = read.into_iter().map(|(s, _)| s).collect();
-
-    let mut columns_of: HashMap<String, Vec<ColumnDef>> = HashMap::new();
-    {
+        let mut columns_of: HashMap<String, Vec<ColumnDef>> = HashMap::new();
         let what = "ins_columns";
         let (t, n, ty, l) = (
             normal_cols.col("table_name", what)?,
@@ -363,8 +347,29 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
             )?;
             columns_of.entry(table).or_default().push(def);
         }
+        mark_composite_keys(pool, db, &mut columns_of).await?;
+        Ok::<_, Error>(columns_of)
+    };
+    let (header, read, tables, columns_of) =
+        futures::join!(database_header(pool, db), stables, tables, normal);
+    // The header's error first: a missing database fails with the server's own message
+    // from `SHOW CREATE DATABASE`, whatever the other statements said.
+    let (ddl, precision) = header?;
+    let (mut read, tables, mut columns_of) = (read?, tables?, columns_of?);
+
+    let mut skipped = Vec::new();
+    read.retain(|(st, _)| {
+        if !is_virtual_stable(&st.ddl) {
+            return true;
+        }
+        skipped.push(skip_virtual(&st.name, "VIRTUAL_STABLE"));
+        false
+    });
+    let mut tags_of: HashMap<String, Vec<TagValue>> = HashMap::new();
+    for (_, children) in &mut read {
+        tags_of.extend(children.drain());
     }
-    mark_composite_keys(pool, db, &mut columns_of).await?;
+    let super_tables: Vec<SuperTableDef> = read.into_iter().map(|(s, _)| s).collect();
 
     let what = "ins_tables";
     let (tn, sn, ttl, cm, ty) = (

@@ -19,7 +19,7 @@ use taosbackup_core::{
 use tokio_util::sync::CancellationToken;
 
 use super::export::{Dictionaries, Exported};
-use super::{BackupReport, BackupRequest, Decision};
+use super::{BackupReport, BackupRequest, Decision, phase};
 use crate::EngineError;
 use crate::parent::store_object;
 use crate::strategy::prev;
@@ -69,6 +69,7 @@ pub(crate) async fn commit(
     started_at: DateTime<Utc>,
     bytes_before: u64,
 ) -> Result<Committed, EngineError> {
+    let t0 = std::time::Instant::now();
     let mut stats = BackupStats {
         tables: d.catalog.tables.len() as u64,
         ..BackupStats::default()
@@ -103,6 +104,7 @@ pub(crate) async fn commit(
             .collect();
         p.load(repo, need).await?;
     }
+    phase("commit: parent shards read", t0, 0);
     let mut entries = Vec::with_capacity(d.layout.chunks.len());
     let mut objects_written = 0u64;
     for (c, chunk) in d.layout.chunks.iter().enumerate() {
@@ -150,7 +152,8 @@ pub(crate) async fn commit(
             version: SNAPSHOT_VERSION,
             tables,
         };
-        let entry = shard.entry(BlobId::from_bytes([0; 32]));
+        // The layout fingerprinted exactly these definitions already.
+        let entry = shard.entry_with_fingerprint(BlobId::from_bytes([0; 32]), chunk.defs.clone());
         let id = store_object(repo, TreeObject::Shard(shard), "shard").await?;
         objects_written += 1;
         if let Some(mut e) = entry {
@@ -158,6 +161,7 @@ pub(crate) async fn commit(
             entries.push(e);
         }
     }
+    phase("commit: shards stored", t0, objects_written as usize);
     // The nodes: a parent node whose shards are all unchanged is reused by id.
     let mut nodes = Vec::new();
     for planned in Tree::plan(entries, d.parent.as_ref().map(|p| &p.tree)) {
@@ -184,6 +188,7 @@ pub(crate) async fn commit(
     )
     .await?;
     objects_written += 1;
+    phase("commit: tree stored", t0, objects_written as usize);
     let mut parts = Vec::with_capacity(d.catalog.super_tables.len());
     for st in &d.catalog.super_tables {
         let id = store_object(
@@ -213,6 +218,7 @@ pub(crate) async fn commit(
         "catalog",
     )
     .await?;
+    phase("commit: catalog stored", t0, 0);
     let tree_bytes_written = repo.bytes_stored().saturating_sub(data_bytes);
     let id = BackupId::from_bytes(rand::random());
     let (parent, chain) = match (&d.kind, &d.parent) {
@@ -248,6 +254,7 @@ pub(crate) async fn commit(
     repo.commit_snapshot(&snapshot)
         .await
         .map_err(|e| EngineError::repo(format!("committing backup {id}"), e))?;
+    phase("commit: snapshot committed", t0, 0);
     tracing::info!(
         backup = %id,
         kind = if snapshot.kind == BackupKind::Full { "full" } else { "incremental" },

@@ -258,6 +258,12 @@ pub(crate) async fn run(
     let w = req.bucket_width.in_units(precision);
     let from = dictionary_source(repo, req, d).await?;
     let dicts = DictPlan::new(d, from.as_ref(), req.dictionaries);
+    if d.tasks.is_empty() {
+        // Nothing changed: no export phase. Begun with a total of 0 it would read as "size
+        // unknown", and the CLI would start estimating one from the catalog in the
+        // background (a second catalog read competing with this run for nothing).
+        return Ok((Vec::new(), dicts.finish()));
+    }
     let total_blocks: u64 = d.tasks.iter().map(TableTask::blocks).sum();
     progress.begin("export", total_blocks, 0);
     let kind = d.kind;
