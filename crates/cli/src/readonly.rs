@@ -145,6 +145,10 @@ impl Repository for Unlocked {
         Ok(self.0.read_blob(id).await?)
     }
 
+    async fn read_blob_ahead(&self, id: &BlobId) -> Result<Vec<u8>, RepositoryError> {
+        Ok(self.0.read_blob_ahead(id).await?)
+    }
+
     fn has_blob(&self, id: &BlobId) -> bool {
         self.0.has_blob(id)
     }

@@ -62,6 +62,15 @@ pub trait Repository: Send + Sync {
     /// A blob stored earlier through this same handle is readable even before commit.
     async fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, RepositoryError>;
 
+    /// [`Repository::read_blob`] for a reader that goes on to read the blobs stored after
+    /// `id` (a restore reads blocks in about the order a backup wrote them): the
+    /// implementation may read ahead in its storage and serve those later reads from memory.
+    /// Same guarantees as `read_blob`; a check of what storage holds now (`verify`) must not
+    /// use it.
+    async fn read_blob_ahead(&self, id: &BlobId) -> Result<Vec<u8>, RepositoryError> {
+        self.read_blob(id).await
+    }
+
     /// Whether the repository (or this handle, before commit) holds blob `id`: a parent's
     /// objects are referenced again only when this holds.
     fn has_blob(&self, id: &BlobId) -> bool;

@@ -268,7 +268,7 @@ async fn write_block(
     bucket: Bucket,
     r: &BlockRef,
 ) -> Result<(u64, u64, u64), EngineError> {
-    let data = repo.read_blob(&r.blob).await.map_err(|e| {
+    let data = repo.read_blob_ahead(&r.blob).await.map_err(|e| {
         EngineError::repo(
             format!("reading block {table} bucket {bucket} ({})", r.blob),
             e,

@@ -42,7 +42,7 @@ impl Repo {
         if let Some(d) = self.cached_dictionary(id) {
             return Ok(d);
         }
-        let (path, stored, raw_length) = self.read_sealed(id).await?;
+        let (path, stored, raw_length) = self.read_sealed(id, false).await?;
         let bytes = decode_blob(&self.inner.crypto, &path, id, &stored, raw_length)?;
         Ok(self.remember_dictionary(*id, bytes))
     }

@@ -467,6 +467,14 @@ impl Repository for Session {
         Ok(self.get_blob(id).await?)
     }
 
+    async fn read_blob_ahead(&self, id: &BlobId) -> Result<Vec<u8>, RepositoryError> {
+        // Committed blobs only: the session's own are in memory or in packs being written.
+        if self.state()?.pending.contains_key(id) {
+            return Ok(self.get_blob(id).await?);
+        }
+        Ok(self.repo.read_blob_ahead(id).await?)
+    }
+
     fn has_blob(&self, id: &BlobId) -> bool {
         self.holds(id)
     }

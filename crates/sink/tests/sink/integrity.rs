@@ -456,3 +456,57 @@ async fn kill_during_write_leaves_no_partial_backup() {
         "{report:?}"
     );
 }
+
+/// A restore's reads of blobs written one after another share one ranged read of their pack
+/// (`read_blob_ahead`): once the first is read, its neighbours come from memory even with
+/// the pack gone, still verified; plain `read_blob` (what `verify` walks with) always reads
+/// storage, and so fails then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbouring_blobs_are_read_with_one_ranged_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::local(dir.path().join("repo")).unwrap();
+    let repo = init(backend.clone(), true).await;
+    // 40 blobs of 1 KiB: one pack (64 KiB packs in these tests), well under the read-ahead.
+    let datas: Vec<Vec<u8>> = (0..40).map(|i| noise(i, 1024)).collect();
+    let (_, ids) = backup(&repo, &datas).await;
+    let reader = Repo::open(backend.clone(), Some(&password()))
+        .await
+        .unwrap();
+    assert_eq!(reader.read_blob_ahead(&ids[0]).await.unwrap(), datas[0]);
+    let data_dir = dir.path().join("repo").join("data");
+    let mut removed = 0;
+    for entry in walkdir(&data_dir) {
+        std::fs::remove_file(entry).unwrap();
+        removed += 1;
+    }
+    assert!(removed > 0, "no pack files under {}", data_dir.display());
+    assert!(
+        reader.read_blob(&ids[1]).await.is_err(),
+        "read_blob reads storage"
+    );
+    for (id, data) in ids.iter().zip(&datas).skip(1) {
+        assert_eq!(&reader.read_blob_ahead(id).await.unwrap(), data);
+    }
+    let fresh = Repo::open(backend, Some(&password())).await.unwrap();
+    assert!(
+        fresh.read_blob_ahead(&ids[1]).await.is_err(),
+        "the pack is gone"
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
