@@ -818,41 +818,47 @@ impl Repo {
             })?;
         let path = pack_path(&loc.pack);
         let range = loc.offset..loc.offset + u64::from(loc.length);
-        if !ahead {
-            let stored = self.inner.backend.get_range(&path, range).await?;
-            return Ok((path, stored, loc.raw_length));
-        }
-        let cached = |r: &mut ReadAhead| r.get(&loc.pack, &range);
-        if let Some(stored) = self
-            .inner
-            .read_ahead
-            .lock()
-            .ok()
-            .as_deref_mut()
-            .and_then(cached)
-        {
-            return Ok((path, stored, loc.raw_length));
-        }
-        // Up to READ_AHEAD bytes from the blob on, within the pack as the index sizes it.
-        let end = pack_size
-            .map_or(range.end, |size| size.min(range.start + READ_AHEAD))
-            .max(range.end);
-        if end > range.end {
-            match self.inner.backend.get_range(&path, range.start..end).await {
-                Ok(window) if window.len() as u64 == end - range.start => {
-                    let stored = window.slice(..loc.length as usize);
-                    if let Ok(mut r) = self.inner.read_ahead.lock() {
-                        r.put(loc.pack, range.start, window);
-                    }
-                    return Ok((path, stored, loc.raw_length));
-                }
-                // A pack shorter than the index says, or a failed read: the blob's own range
-                // alone decides, with its own error.
-                _ => {}
+        if ahead {
+            if let Some(stored) = self.read_ahead(&path, &loc, pack_size).await {
+                return Ok((path, stored, loc.raw_length));
             }
         }
         let stored = self.inner.backend.get_range(&path, range).await?;
         Ok((path, stored, loc.raw_length))
+    }
+
+    /// Blob `loc`'s stored bytes from the read-ahead, or from a fresh read of up to
+    /// READ_AHEAD bytes of its pack (as the index sizes it) that the read-ahead then keeps.
+    /// `None` when the blob is the pack's last bytes or that read fails or comes back short
+    /// (a pack shorter than the index says): the blob's own range then decides, with its
+    /// own error.
+    async fn read_ahead(
+        &self,
+        path: &str,
+        loc: &index::BlobLoc,
+        pack_size: Option<u64>,
+    ) -> Option<bytes::Bytes> {
+        let range = loc.offset..loc.offset + u64::from(loc.length);
+        let cached = self.inner.read_ahead.lock().ok();
+        if let Some(stored) = cached.and_then(|mut r| r.get(&loc.pack, &range)) {
+            return Some(stored);
+        }
+        let end = pack_size?.min(range.start + READ_AHEAD);
+        if end <= range.end {
+            return None;
+        }
+        let window = self
+            .inner
+            .backend
+            .get_range(path, range.start..end)
+            .await
+            .ok()
+            .filter(|w| w.len() as u64 == end - range.start)?;
+        let stored = window.slice(..loc.length as usize);
+        if let Ok(mut r) = self.inner.read_ahead.lock() {
+            r.put(loc.pack, range.start, window);
+        }
+        Some(stored)
     }
 }
 
