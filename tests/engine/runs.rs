@@ -464,36 +464,35 @@ async fn restore_check_names_every_table_whose_rows_did_not_arrive() {
     assert_eq!(rows.get("d1"), None, "a child without rows is absent");
 }
 
-/// Issue 18 (docs/format.md §5.3): a super table with more blocks than the training sample
-/// gets a dictionary, listed by the catalog; the next backup reuses it; restore and verify
-/// read the blocks compressed with it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_super_tables_blocks_share_a_dictionary_that_the_next_backup_reuses() {
+/// A harness whose `meters` holds 60 blocks of 10 rows per child table (1-minute buckets):
+/// 180 blocks, more than a dictionary's training sample needs.
+async fn meters_with_180_blocks() -> (Harness, OracleFeed) {
     let h = harness().await;
     let feed = OracleFeed::default();
     setup(&h, &feed).await;
-    // 60 blocks of 10 rows per child table (1-minute buckets): 180 blocks in `meters`.
     let slots: Vec<i64> = (0..600).map(|i| (i / 10) * 60 + i % 10).collect();
     for t in ["d0", "d1", "d2"] {
         insert(&h, &feed, t, &slots).await;
     }
-    let meters_dictionary = async |s: &taosbackup_core::BackupSnapshot| {
-        let bytes = h.repo.read_blob(&s.catalog).await.unwrap();
-        let root = CatalogRoot::decode(&bytes, "catalog").unwrap();
-        let m = root.super_tables.iter().find(|s| s.name == "meters");
-        (m.and_then(|m| m.dictionary), root.dictionaries)
-    };
-    let first = h.backup(EngineKind::Full, None).await.unwrap();
-    let (dict, listed) = meters_dictionary(&first.snapshot).await;
-    let dict = dict.expect("180 blocks train a dictionary");
-    assert_eq!(listed, vec![dict]);
-    insert(&h, &feed, "d0", &[6000]).await;
-    let second = h.backup(EngineKind::Full, None).await.unwrap();
-    assert_eq!(
-        meters_dictionary(&second.snapshot).await,
-        (Some(dict), vec![dict]),
-        "reused, not trained again"
-    );
+    (h, feed)
+}
+
+/// The dictionary the catalog of `s` names for `meters`, and every dictionary it lists.
+async fn meters_dictionaries(
+    h: &Harness,
+    s: &taosbackup_core::BackupSnapshot,
+) -> (
+    Option<taosbackup_core::BlobId>,
+    Vec<taosbackup_core::BlobId>,
+) {
+    let bytes = h.repo.read_blob(&s.catalog).await.unwrap();
+    let root = CatalogRoot::decode(&bytes, "catalog").unwrap();
+    let m = root.super_tables.iter().find(|s| s.name == "meters");
+    (m.and_then(|m| m.dictionary), root.dictionaries)
+}
+
+/// The latest backup restores to exactly the source, and a full `verify` finds nothing.
+async fn restores_and_verifies(h: &Harness) {
     let expected = h.contents(DB).await;
     h.restore_with(&h.restore_request(BackupPoint::Latest, "copy"))
         .await
@@ -509,33 +508,44 @@ async fn a_super_tables_blocks_share_a_dictionary_that_the_next_backup_reuses() 
     assert!(report.is_ok(), "{:?}", report.problems);
 }
 
+/// Issue 18 (docs/format.md §5.3): a super table with more blocks than the training sample
+/// gets a dictionary, listed by the catalog; the next backup reuses it; restore and verify
+/// read the blocks compressed with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_super_tables_blocks_share_a_dictionary_that_the_next_backup_reuses() {
+    let (h, feed) = meters_with_180_blocks().await;
+    let first = h.backup(EngineKind::Full, None).await.unwrap();
+    let (dict, listed) = meters_dictionaries(&h, &first.snapshot).await;
+    let dict = dict.expect("180 blocks train a dictionary");
+    assert_eq!(listed, vec![dict]);
+    insert(&h, &feed, "d0", &[6000]).await;
+    let second = h.backup(EngineKind::Full, None).await.unwrap();
+    assert_eq!(
+        meters_dictionaries(&h, &second.snapshot).await,
+        (Some(dict), vec![dict]),
+        "reused, not trained again"
+    );
+    restores_and_verifies(&h).await;
+}
+
 /// Issue 18: `backup.dictionaries = false` trains and uses none for new blocks; an
 /// incremental taken so still lists the dictionary its parent's kept blocks need, and the
 /// chain of mixed blocks restores and verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_dictionaries_new_blocks_are_plain_and_kept_blocks_keep_theirs() {
-    let h = harness().await;
-    let feed = OracleFeed::default();
-    setup(&h, &feed).await;
-    let slots: Vec<i64> = (0..600).map(|i| (i / 10) * 60 + i % 10).collect();
-    for t in ["d0", "d1", "d2"] {
-        insert(&h, &feed, t, &slots).await;
-    }
-    let dictionaries_of = async |s: &taosbackup_core::BackupSnapshot| {
-        let bytes = h.repo.read_blob(&s.catalog).await.unwrap();
-        let root = CatalogRoot::decode(&bytes, "catalog").unwrap();
-        let m = root.super_tables.iter().find(|s| s.name == "meters");
-        (m.and_then(|m| m.dictionary), root.dictionaries)
-    };
+    let (h, feed) = meters_with_180_blocks().await;
     let mut off = h.request(EngineKind::Full);
     off.dictionaries = false;
     let cancel = CancellationToken::new();
     // Off from the start: nothing trained, nothing listed.
     let plain = h.backup_with(&off, None, &cancel).await.unwrap();
-    assert_eq!(dictionaries_of(&plain.snapshot).await, (None, vec![]));
+    assert_eq!(
+        meters_dictionaries(&h, &plain.snapshot).await,
+        (None, vec![])
+    );
     // On: trained (a full backup reads the newest snapshot's dictionaries; it has none).
     let trained = h.backup(EngineKind::Full, None).await.unwrap();
-    let (dict, _) = dictionaries_of(&trained.snapshot).await;
+    let (dict, _) = meters_dictionaries(&h, &trained.snapshot).await;
     let dict = dict.expect("180 blocks train a dictionary");
     assert!(
         trained.snapshot.stats.bytes_stored < plain.snapshot.stats.bytes_stored,
@@ -549,18 +559,9 @@ async fn without_dictionaries_new_blocks_are_plain_and_kept_blocks_keep_theirs()
     incr.dictionaries = false;
     let third = h.backup_with(&incr, None, &cancel).await.unwrap();
     assert_eq!(third.snapshot.kind, BackupKind::Incremental);
-    assert_eq!(dictionaries_of(&third.snapshot).await, (None, vec![dict]));
-    let expected = h.contents(DB).await;
-    h.restore_with(&h.restore_request(BackupPoint::Latest, "copy"))
-        .await
-        .unwrap();
-    assert_eq!(h.contents("copy").await, expected);
-    let report = h
-        .repo
-        .verify(taosbackup_sink::VerifyOptions {
-            read_data_percent: Some(100),
-        })
-        .await
-        .unwrap();
-    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(
+        meters_dictionaries(&h, &third.snapshot).await,
+        (None, vec![dict])
+    );
+    restores_and_verifies(&h).await;
 }
