@@ -12,6 +12,7 @@
 
 pub(crate) mod admin;
 mod client;
+mod data_rsp;
 mod error;
 mod meta;
 
@@ -605,7 +606,8 @@ impl TmqFeed {
     }
 
     /// Reads one message fully into events: the meta part (message type 2 or 3) from its
-    /// raw JSON, the data part (1 or 3) block by block.
+    /// raw JSON, the data part (1 or 3) in one `fetch_raw_data` reply where the server has
+    /// it, else block by block (`fetch` + `fetch_block`: two round trips per block).
     async fn read_message(
         &self,
         c: &mut TmqClient,
@@ -624,23 +626,47 @@ impl TmqFeed {
             let json = c.fetch_json_meta(msg.message_id).await?;
             self.expand(parse_meta(&json), stables, out).await?;
         }
-        if msg.message_type != 2 {
+        if msg.message_type == 2 {
+            return Ok(());
+        }
+        if c.reads_raw_data() {
+            let raw = c.fetch_raw_data(msg.message_id).await?;
+            let blocks = data_rsp::blocks(&raw).map_err(|e| {
+                self.bad(format!(
+                    "data message {} of vgroup {}: {e}",
+                    msg.message_id, msg.vgroup
+                ))
+            })?;
+            for b in blocks {
+                self.push_rows(b.table, b.block, out, timestamps)?;
+            }
+        } else {
             while let Some(f) = c.fetch(msg.message_id).await? {
                 let block = c.fetch_block(msg.message_id, &f).await?;
-                let table = f
-                    .table
-                    .ok_or_else(|| self.bad("data block without a table name".into()))?;
-                let ts = RawView::parse(&block)
-                    .and_then(|v| v.timestamps())
-                    .map_err(|e| self.bad(format!("block of {table}: {e}")))?;
-                *timestamps += ts.len();
-                if !ts.is_empty() {
-                    out.push(ChangeEvent::Rows {
-                        table,
-                        timestamps: ts,
-                    });
-                }
+                self.push_rows(f.table, &block, out, timestamps)?;
             }
+        }
+        Ok(())
+    }
+
+    /// The rows of one data block as an event (none for a block without rows).
+    fn push_rows(
+        &self,
+        table: Option<String>,
+        block: &[u8],
+        out: &mut Vec<ChangeEvent>,
+        timestamps: &mut usize,
+    ) -> Result<(), FeedError> {
+        let table = table.ok_or_else(|| self.bad("data block without a table name".into()))?;
+        let ts = RawView::parse(block)
+            .and_then(|v| v.timestamps())
+            .map_err(|e| self.bad(format!("block of {table}: {e}")))?;
+        *timestamps += ts.len();
+        if !ts.is_empty() {
+            out.push(ChangeEvent::Rows {
+                table,
+                timestamps: ts,
+            });
         }
         Ok(())
     }

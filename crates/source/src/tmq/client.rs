@@ -75,6 +75,8 @@ pub(crate) struct TmqClient {
     next_req: u64,
     timeout: Duration,
     endpoint: String,
+    /// The server answers `fetch_raw_data` (see [`TmqClient::detect_raw_data`]).
+    raw_data: bool,
 }
 
 impl std::fmt::Debug for TmqClient {
@@ -143,12 +145,43 @@ impl TmqClient {
                 });
             }
         };
-        Ok(TmqClient {
+        let mut c = TmqClient {
             ws,
             next_req: 1,
             timeout,
             endpoint: endpoint.to_string(),
-        })
+            raw_data: false,
+        };
+        c.detect_raw_data().await?;
+        Ok(c)
+    }
+
+    /// Asks the server's version (`version`, which taosAdapter answers on `/rest/tmq` too:
+    /// `controller/ws/tmq/tmq.go`, `case wstool.ClientVersion`) and uses `fetch_raw_data`
+    /// from 3.3.2.0 on, the version that added it, as taos-ws does (`is_fetch_raw_supported`
+    /// in `taos-ws/src/consumer/conn.rs`, git HEAD). Before it, taosAdapter does not answer
+    /// the action at all, so it must never be sent there. An error reply or a version that
+    /// cannot be read keeps `fetch` + `fetch_block`, which every version serves.
+    async fn detect_raw_data(&mut self) -> Result<(), Error> {
+        let reply = match self
+            .request("version", "version", json!({}), self.timeout)
+            .await
+        {
+            Ok(r) => r,
+            // The server's error reply (not a lost connection, which is reported as one).
+            Err(e) if e.code().is_some_and(|c| c != CODE_CONN_CLOSED) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.raw_data = reply
+            .get("version")
+            .and_then(Json::as_str)
+            .is_some_and(serves_raw_data);
+        Ok(())
+    }
+
+    /// Whether data messages are read with `fetch_raw_data` on this connection.
+    pub(crate) fn reads_raw_data(&self) -> bool {
+        self.raw_data
     }
 
     fn timeout_error(&self, op: &'static str, timeout: Duration) -> Error {
@@ -372,6 +405,69 @@ impl TmqClient {
         }
     }
 
+    /// A data or meta+data message's raw bytes (`tmq_get_raw`), every block in one reply:
+    /// `fetch_raw_data`'s binary `u64 0xFFFF_FFFF_FFFF_FFFF | u64 8 | u16 1 | u64 timing |
+    /// u64 req_id | u32 code | u32 message length | message | u64 message_id`, then on
+    /// success `u16 raw type | u32 length | raw` (taosAdapter `wsFetchRawBlockMessage`,
+    /// `tmqFetchRawBlockErrorMsg`). Only when [`TmqClient::reads_raw_data`].
+    pub(crate) async fn fetch_raw_data(&mut self, message_id: u64) -> Result<Vec<u8>, Error> {
+        let op = "fetch tmq raw data";
+        let req_id = self
+            .send(op, "fetch_raw_data", json!({ "message_id": message_id }))
+            .await?;
+        let b = match self.next_frame(op, self.timeout).await? {
+            Message::Binary(b) => b,
+            Message::Text(text) => {
+                let reply: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+                return Err(reply_error(op, &self.endpoint, &reply)
+                    .unwrap_or_else(|| self.unexpected(op, &format!("text reply {text}"))));
+            }
+            _ => return Err(self.unexpected(op, "a frame that is neither text nor binary")),
+        };
+        let u64_at = |at: usize| {
+            b.get(at..at + 8)
+                .map(|s| u64::from_le_bytes(s.try_into().unwrap_or_default()))
+        };
+        let u32_at = |at: usize| {
+            b.get(at..at + 4)
+                .map(|s| u32::from_le_bytes(s.try_into().unwrap_or_default()))
+        };
+        if u64_at(0) != Some(u64::MAX) || u64_at(8) != Some(8) {
+            return Err(self.unexpected(op, "a binary reply that is not fetch_raw_data's"));
+        }
+        let (Some(got), Some(code), Some(len)) = (u64_at(26), u32_at(34), u32_at(38)) else {
+            return Err(self.unexpected(op, "short binary reply"));
+        };
+        if got != req_id {
+            return Err(self.unexpected(op, &format!("reply to request {got}, not {req_id}")));
+        }
+        let text_end = 42 + len as usize;
+        let Some(text) = b.get(42..text_end) else {
+            return Err(self.unexpected(op, "short binary reply"));
+        };
+        if code != 0 {
+            let message = String::from_utf8_lossy(text).into_owned();
+            return Err(Error::server(
+                op,
+                &self.endpoint,
+                None,
+                None,
+                taos::Error::new((code & 0xFFFF) as i32, message),
+            ));
+        }
+        let raw_type = b
+            .get(text_end + 8..text_end + 10)
+            .map(|s| u16::from_le_bytes([s[0], s[1]]));
+        let raw_len = u32_at(text_end + 10).map(|l| l as usize);
+        let start = text_end + 14;
+        match (raw_type, raw_len) {
+            // RES_TYPE__TMQ (2) and RES_TYPE__TMQ_METADATA (4), client/inc/clientInt.h.
+            (Some(2 | 4), Some(n)) if b.len() == start + n => Ok(b[start..].to_vec()),
+            (Some(2 | 4), _) => Err(self.unexpected(op, "raw data length does not match")),
+            (t, _) => Err(self.unexpected(op, &format!("raw type {t:?} for a data message"))),
+        }
+    }
+
     /// The meta message's JSON exactly as the server sent it (`fetch_json_meta` → `data`).
     pub(crate) async fn fetch_json_meta(&mut self, message_id: u64) -> Result<Json, Error> {
         let mut r = self
@@ -477,9 +573,44 @@ impl TmqClient {
     }
 }
 
+/// Whether a server version (`3.3.6.0`, `3.3.2.0-community`, `3.3.2.1.alpha`) is 3.3.2.0
+/// or later: its first four numeric parts, split at `.` and `-`, each read up to its first
+/// non-digit (taos-ws `compare_versions`). Version 2 servers never serve it.
+fn serves_raw_data(version: &str) -> bool {
+    if version.starts_with('2') {
+        return false;
+    }
+    let mut parts = version.split(['.', '-']).take(4).map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    let v: [u32; 4] = std::array::from_fn(|_| parts.next().unwrap_or(0));
+    v >= [3, 3, 2, 0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_data_from_3_3_2_0_on() {
+        for v in [
+            "3.3.2.0",
+            "3.3.6.0",
+            "3.4.0.0",
+            "3.3.2.0-community",
+            "3.3.2.1.alpha",
+            "4.0",
+        ] {
+            assert!(serves_raw_data(v), "{v}");
+        }
+        for v in ["3.3.1.9", "3.3.0.0", "3.1.1.0", "2.6.0.99", "", "x"] {
+            assert!(!serves_raw_data(v), "{v}");
+        }
+    }
 
     #[test]
     fn error_replies_keep_code_and_message() {

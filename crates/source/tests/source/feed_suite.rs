@@ -2,6 +2,8 @@
 //! feeds against the emulator: the same checks the in-memory fake feed passes in testkit's
 //! tests.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use taos::{AsyncQueryable, AsyncTBuilder, Taos, TaosBuilder};
 use taosbackup_core::ChangeFeed;
@@ -10,7 +12,9 @@ use taosbackup_source::{
 };
 use taosbackup_testkit::fake::Op;
 use taosbackup_testkit::feed_suite::{self, FeedHarness};
-use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle};
+use taosbackup_testkit::{
+    Emulator, EmulatorConfig, EmulatorHandle, Fault, FaultAction, FaultPoint, Trigger,
+};
 
 const DB: &str = "suite";
 
@@ -22,7 +26,16 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
-        let emu = Emulator::start(EmulatorConfig::default()).expect("emulator starts");
+        Server::start_at(&EmulatorConfig::default().server_version).await
+    }
+
+    /// The emulator answering as TDengine `version` does.
+    async fn start_at(version: &str) -> Server {
+        let emu = Emulator::start(EmulatorConfig {
+            server_version: version.into(),
+            ..EmulatorConfig::default()
+        })
+        .expect("emulator starts");
         let taos = TaosBuilder::from_dsn(emu.dsn())
             .unwrap()
             .build()
@@ -100,9 +113,39 @@ impl FeedHarness for Wal {
     }
 }
 
+/// Runs the suite on the tmq feed against a server of `version`; returns how many
+/// `fetch_raw_data` and `fetch_block` requests the feed sent.
+async fn tmq_suite_at(version: &str) -> (u64, u64) {
+    let server = Server::start_at(version).await;
+    // Faults that never fire, to count the requests by action.
+    let count = |action: &str| {
+        server.emu.inject(
+            Fault::new(FaultPoint::TmqFetch, FaultAction::Stall(Duration::ZERO))
+                .matching(action)
+                .trigger(Trigger::Nth(u64::MAX)),
+        )
+    };
+    let (raw, block) = (count("fetch_raw_data"), count("fetch_block"));
+    let mut h = Tmq(server);
+    feed_suite::run(&mut h).await;
+    let stats = h.0.emu.fault_stats();
+    (stats[raw].matched, stats[block].matched)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tmq_feed_passes_the_feed_suite() {
-    feed_suite::run(&mut Tmq(Server::start().await)).await;
+    // 3.3.2.0 and later: every data message in one fetch_raw_data reply.
+    let (raw, block) = tmq_suite_at("3.3.6.0").await;
+    assert!(raw > 0, "no fetch_raw_data request");
+    assert_eq!(block, 0, "fetch_block used where fetch_raw_data is served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tmq_feed_passes_the_feed_suite_before_fetch_raw_data() {
+    // Before 3.3.2.0 taosAdapter does not answer fetch_raw_data: fetch + fetch_block.
+    let (raw, block) = tmq_suite_at("3.3.0.0").await;
+    assert_eq!(raw, 0, "fetch_raw_data sent to a server without it");
+    assert!(block > 0, "no fetch_block request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

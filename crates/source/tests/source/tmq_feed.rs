@@ -7,7 +7,9 @@ use futures::TryStreamExt;
 use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, TaosBuilder};
 use taosbackup_core::{ChangeEvent, ChangeFeed, FeedStart, Positions, SourceErrorKind, TableEvent};
 use taosbackup_source::{ConnectOptions, TmqFeed, TmqFeedOptions};
-use taosbackup_testkit::{Emulator, EmulatorConfig, EmulatorHandle, Ty, tmq_meta};
+use taosbackup_testkit::{
+    Emulator, EmulatorConfig, EmulatorHandle, Fault, FaultAction, FaultPoint, Trigger, Ty, tmq_meta,
+};
 
 const T0: i64 = 1_760_000_000_000;
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -500,6 +502,70 @@ async fn dropped_connections_resume_where_the_last_batch_ended() {
         );
     }
     assert_eq!(events.len(), 12);
+}
+
+/// A data message read in one `fetch_raw_data` reply: a connection lost during that request,
+/// or the server's error reply to it, fails the batch retryably, and the next batch reads
+/// the message again; every change arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_raw_data_fetch_is_retried_without_loss() {
+    let emu = emu();
+    setup(&emu, "d", "").await;
+    let mut f = feed(&emu, "d");
+    f.start(&Positions::new()).await.unwrap();
+    let mut stmts = Vec::new();
+    for i in 0..4 {
+        stmts.push(format!(
+            "INSERT INTO d.c{i} USING d.st TAGS ({i}) VALUES ({}, {i}) ({}, {i})",
+            T0 + i,
+            T0 + 1000 + i
+        ));
+        // One message per insert (a meta entry ends the gathering of submits).
+        stmts.push(format!("ALTER TABLE d.c{i} TTL 1"));
+    }
+    sql(&emu, &stmts).await;
+    let raw = |action| {
+        Fault::new(FaultPoint::TmqFetch, action)
+            .matching("fetch_raw_data")
+            .trigger(Trigger::Nth(2))
+    };
+    let drop = emu.inject(raw(FaultAction::Drop));
+    let refuse = emu.inject(
+        raw(FaultAction::Error {
+            code: 0x0100,
+            message: "refused".into(),
+        })
+        .trigger(Trigger::Nth(4)),
+    );
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < DEADLINE);
+        match f.next_batch().await {
+            Ok(Some(b)) => events.extend(b.events),
+            Ok(None) => break,
+            Err(e) => errors.push(e),
+        }
+    }
+    let stats = emu.fault_stats();
+    assert_eq!((stats[drop].fired, stats[refuse].fired), (1, 1));
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].is_retryable(), "{}", errors[0]);
+    assert!(errors[1].to_string().contains("refused"), "{}", errors[1]);
+    let t = per_table(&events);
+    assert_eq!(t.len(), 4);
+    for i in 0..4 {
+        let c = format!("c{i}");
+        assert_eq!(
+            t[&c],
+            vec![
+                tev(&c, TableEvent::Created),
+                rows(&c, &[T0 + i, T0 + 1000 + i])
+            ]
+        );
+    }
+    assert_eq!(events.len(), 8);
 }
 
 /// Audit A3: subscribes, offset commits and consumer departures are WAL entries that yield

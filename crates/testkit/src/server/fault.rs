@@ -23,7 +23,7 @@ pub enum FaultPoint {
     /// A TMQ `poll`. `matching` applies to nothing (any `matching` never fires).
     TmqPoll,
     /// A TMQ `fetch`, `fetch_block`, `fetch_json_meta`, `fetch_raw` or `fetch_raw_data` of a
-    /// polled message.
+    /// polled message. `matching` applies to the action's name.
     TmqFetch,
     /// A TMQ `commit` or `commit_offset`.
     TmqCommit,
@@ -256,7 +256,7 @@ pub(crate) fn classify(frame: &Message, tmq: bool) -> Option<Request> {
                 (
                     true,
                     "fetch" | "fetch_block" | "fetch_json_meta" | "fetch_raw" | "fetch_raw_data",
-                ) => (FaultPoint::TmqFetch, String::new()),
+                ) => (FaultPoint::TmqFetch, action.clone()),
                 (true, "commit" | "commit_offset") => (FaultPoint::TmqCommit, String::new()),
                 _ => return None,
             };
