@@ -32,7 +32,10 @@
 //! scale; not part of `all`); `--tables`/`--rows-per-table` override the preset's figure at every scale
 //! (without `--scale` they describe one custom scale). `--perf DIR` runs every `taosbackup`
 //! child under `perf record --call-graph dwarf` into `DIR/<scale>-<step>.data` (its times are then perf's,
-//! not figures to quote).
+//! not figures to quote). With `RUST_LOG` set (e.g. `taosbackup_engine=debug` for a backup's
+//! phase timings), each child's log is printed after its run. `TAOS_EMU_SERVER_VERSION`
+//! picks the emulated server version (e.g. `3.3.0.0`: TMQ data read with `fetch` +
+//! `fetch_block`, as before taosAdapter 3.3.2.0).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -239,7 +242,7 @@ struct Figures {
 }
 
 async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
-    let emu = Emulator::start(EmulatorConfig::default())?;
+    let emu = Emulator::start(EmulatorConfig::from_env())?;
     let dsn = emu.dsn();
     let taos = TaosBuilder::from_dsn(&dsn)?.build().await?;
     let total_rows = s.total_rows();
@@ -344,7 +347,7 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     // Free the source's memory before the restore target fills up.
     drop(taos);
     drop(emu);
-    let target = Emulator::start(EmulatorConfig::default())?;
+    let target = Emulator::start(EmulatorConfig::from_env())?;
     let target_dsn = target.dsn();
     let restore = tb(
         "restore",
@@ -988,6 +991,10 @@ fn taosbackup(bin: &Path, dir: &Path, args: &[&str], perf: Option<&Path>) -> Res
     let stdout = std::fs::read_to_string(&out_path)?;
     let stderr = std::fs::read_to_string(&err_path)?;
     let ok = status.success();
+    if std::env::var_os("RUST_LOG").is_some() {
+        // The tool's log (its phase timings at `taosbackup_engine=debug`), run by run.
+        eprint!("{stderr}");
+    }
     eprintln!(
         "[{} in {secs:.2} s, CPU {cpu_secs:.2} s (emulator {emu_cpu_secs:.2} s), peak RSS {} KiB, load {}] {}",
         if ok { "ok" } else { "FAILED" },
