@@ -3,8 +3,9 @@
 //!
 //! How it reads (see docs/change-feeds.md): one consumer per (repository, database) group,
 //! never auto-committing, through taosAdapter's `/rest/tmq` WebSocket API ([`client`]);
-//! positions are the next WAL version per vgroup (`"vg:<id>"`), read with `position` after
-//! every message and after every empty poll (WAL entries such as subscribes and offset
+//! positions are the next WAL version per vgroup (`"vg:<id>"`), taken after every message
+//! (from its raw form's response offset, confirmed with `position` once per batch, or with
+//! `position` itself) and after every empty poll (WAL entries such as subscribes and offset
 //! commits yield no message but move the position); a catch-up reads to the `end` every
 //! vgroup had when it began. Gaps (the WAL purged past a position, topic recreated, vgroup
 //! gone) are reported as [`FeedStart::Gap`] by `start` and as [`FeedError::Gap`] while
@@ -608,6 +609,9 @@ impl TmqFeed {
     /// Reads one message fully into events: the meta part (message type 2 or 3) from its
     /// raw JSON, the data part (1 or 3) in one `fetch_raw_data` reply where the server has
     /// it, else block by block (`fetch` + `fetch_block`: two round trips per block).
+    ///
+    /// Returns the message's response offset when its raw form carried one as a WAL version
+    /// (the position after it, see [`data_rsp::DataRsp::rsp_offset`]).
     async fn read_message(
         &self,
         c: &mut TmqClient,
@@ -615,7 +619,7 @@ impl TmqFeed {
         stables: &mut Option<BTreeSet<String>>,
         out: &mut Vec<ChangeEvent>,
         timestamps: &mut usize,
-    ) -> Result<(), FeedError> {
+    ) -> Result<Option<i64>, FeedError> {
         if !matches!(msg.message_type, 1..=3) {
             return Err(self.bad(format!(
                 "message type {} from vgroup {} (1 data, 2 meta, 3 both expected)",
@@ -627,26 +631,26 @@ impl TmqFeed {
             self.expand(parse_meta(&json), stables, out).await?;
         }
         if msg.message_type == 2 {
-            return Ok(());
+            return Ok(None);
         }
         if c.reads_raw_data() {
             let raw = c.fetch_raw_data(msg.message_id).await?;
-            let blocks = data_rsp::blocks(&raw).map_err(|e| {
+            let rsp = data_rsp::parse(&raw).map_err(|e| {
                 self.bad(format!(
                     "data message {} of vgroup {}: {e}",
                     msg.message_id, msg.vgroup
                 ))
             })?;
-            for b in blocks {
+            for b in rsp.blocks {
                 self.push_rows(b.table, b.block, out, timestamps)?;
             }
-        } else {
-            while let Some(f) = c.fetch(msg.message_id).await? {
-                let block = c.fetch_block(msg.message_id, &f).await?;
-                self.push_rows(f.table, &block, out, timestamps)?;
-            }
+            return Ok(rsp.rsp_offset);
         }
-        Ok(())
+        while let Some(f) = c.fetch(msg.message_id).await? {
+            let block = c.fetch_block(msg.message_id, &f).await?;
+            self.push_rows(f.table, &block, out, timestamps)?;
+        }
+        Ok(None)
     }
 
     /// The rows of one data block as an event (none for a block without rows).
@@ -704,6 +708,40 @@ impl TmqFeed {
         Ok(moved)
     }
 
+    /// Asks the server's `position` in each vgroup whose position came from messages'
+    /// response offsets. Nothing is in flight, so it equals the last one unless this reading
+    /// of the raw form is wrong for the server at hand: then the server's position is taken
+    /// (a lower one means entries are read again, never skipped) and a warning names both.
+    async fn confirm_positions(
+        &mut self,
+        c: &mut TmqClient,
+        unconfirmed: BTreeSet<i32>,
+        batch: &mut ChangeBatch,
+    ) -> Result<(), FeedError> {
+        let topic = self.options.topic.clone();
+        for vg in unconfirmed {
+            let theirs = c.position(&topic, vg).await?;
+            let ours = self.positions.get(&vg).copied();
+            if Some(theirs) == ours {
+                continue;
+            }
+            if theirs == NO_OFFSET {
+                return Err(self.bad(format!("vgroup {vg}: the consumer reports no position")));
+            }
+            tracing::warn!(
+                topic = %topic,
+                vgroup = vg,
+                response_offset = ?ours,
+                position = theirs,
+                "the server's position differs from the last message's response offset; \
+                 the server's is used"
+            );
+            self.positions.insert(vg, theirs);
+            batch.positions.insert(key(vg), theirs);
+        }
+        Ok(())
+    }
+
     /// The body of `next_batch`; on error the caller drops the consumer and restores the
     /// positions of the last returned batch.
     async fn read_batch(&mut self, c: &mut TmqClient) -> Result<Option<ChangeBatch>, FeedError> {
@@ -723,6 +761,7 @@ impl TmqFeed {
         let mut timestamps = 0usize;
         let mut stables = None;
         let mut empty_polls = 0u32;
+        let mut unconfirmed = BTreeSet::new();
         loop {
             if caught_up(&self.positions) {
                 break;
@@ -768,11 +807,20 @@ impl TmqFeed {
             let Some(&before) = self.positions.get(&vg) else {
                 return Err(self.gap(format!("message from unknown vgroup {vg}")));
             };
-            self.read_message(c, &msg, &mut stables, &mut batch.events, &mut timestamps)
+            let rsp_offset = self
+                .read_message(c, &msg, &mut stables, &mut batch.events, &mut timestamps)
                 .await?;
             // The position after the message (the C client's endOffset), not assignment's
             // `offset`, which is where the last data message started (tmq_get_topic_assignment).
-            let after = c.position(&topic, vg).await?;
+            // A raw data message carries it as its response offset, which saves a round trip;
+            // the server's `position` confirms it once per vgroup before the batch is returned.
+            let after = match rsp_offset {
+                Some(r) if r > before => {
+                    unconfirmed.insert(vg);
+                    r
+                }
+                _ => c.position(&topic, vg).await?,
+            };
             if after <= before || after == NO_OFFSET {
                 return Err(self.bad(format!(
                     "vgroup {vg}: position {after} after a message read at {before}"
@@ -781,6 +829,7 @@ impl TmqFeed {
             self.positions.insert(vg, after);
             batch.positions.insert(key(vg), after);
         }
+        self.confirm_positions(c, unconfirmed, &mut batch).await?;
         if batch.events.is_empty() && batch.positions.is_empty() {
             self.ends = None;
             return Ok(None);

@@ -99,36 +99,84 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Skips the request and response offsets (taosAdapter `skipHead`).
-fn skip_offsets(r: &mut Reader<'_>) -> Result<(), String> {
+/// A data message: its blocks and, when it is a WAL offset, its response offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DataRsp<'a> {
+    /// `rspOffset` as a WAL version: where the consumer's next poll of this vgroup starts.
+    /// The C client makes it the vgroup's `endOffset` (`updateVgInfo` in
+    /// `client/src/clientTmq.c`), which `tmq_position` answers, so it is the position after
+    /// this message. `None` when it is not a plain WAL offset.
+    pub rsp_offset: Option<i64>,
+    /// The blocks, in order.
+    pub blocks: Vec<RspBlock<'a>>,
+}
+
+/// `TMQ_OFFSET__LOG`, the `STqOffsetVal` type of a WAL version (`include/common/tmsg.h`).
+const OFFSET_LOG: i8 = 1;
+
+/// One `STqOffsetVal` (`tEncodeSTqOffsetVal`): its type, then for a WAL offset the version
+/// as a little-endian i64. Newer versions keep an encoding version in the type's upper four
+/// bits (the connector's raw parser masks them: `type_id & 0x0F`). A snapshot offset (types
+/// 2 and 3: uid, timestamp and, in newer encodings, a primary key) is not decoded: `None`,
+/// and nothing after it in `r` is read.
+fn wal_offset(r: &mut Reader<'_>, masked: bool) -> Result<Option<i64>, String> {
+    let t = r.i8("offset type")?;
+    let ty = if masked && t > 0 { t & 0x0F } else { t };
+    if ty != OFFSET_LOG {
+        return Ok(None);
+    }
+    let b = r.take(8, "offset version")?;
+    Ok(Some(i64::from_le_bytes(b.try_into().unwrap_or_default())))
+}
+
+/// Reads the request and response offsets (skipped as taosAdapter's `skipHead` does) and
+/// returns the response offset when both are WAL offsets.
+fn offsets(r: &mut Reader<'_>) -> Result<Option<i64>, String> {
     let first = r.i8("message version")?;
     if first >= MQ_DATA_RSP_VERSION {
         let len = r.i32("offset length")?;
         let len = usize::try_from(len).map_err(|_| format!("offset length {len}"))?;
-        r.take(len, "offsets")?;
-        return Ok(());
+        let mut inner = Reader {
+            bytes: r.take(len, "offsets")?,
+            at: 0,
+        };
+        // A malformed offset region leaves the blocks readable: only the offset is lost.
+        return Ok(match wal_offset(&mut inner, true) {
+            Ok(Some(_)) => wal_offset(&mut inner, true).ok().flatten(),
+            _ => None,
+        });
     }
     // Before MQ_DATA_RSP_VERSION: two `STqOffsetVal`s, each its type then 8 bytes (a WAL
     // version) or 16 (a snapshot position: uid and timestamp).
     let mut ty = first;
+    let mut rsp = None;
     for which in ["request offset", "response offset"] {
         let len = match ty {
             1 => 8,
             2 | 3 => 16,
             other => return Err(format!("{which}: unknown offset type {other}")),
         };
-        r.take(len, which)?;
+        let b = r.take(len, which)?;
         if which == "request offset" {
             ty = r.i8("response offset type")?;
+        } else if ty == OFFSET_LOG {
+            rsp = Some(i64::from_le_bytes(b.try_into().unwrap_or_default()));
         }
     }
-    Ok(())
+    Ok(rsp)
 }
 
-/// The blocks of a data or meta+data message's raw bytes, in order.
-pub(crate) fn blocks(raw: &[u8]) -> Result<Vec<RspBlock<'_>>, String> {
+/// The blocks of a data or meta+data message's raw bytes, in order, with its response
+/// offset.
+pub(crate) fn parse(raw: &[u8]) -> Result<DataRsp<'_>, String> {
     let mut r = Reader { bytes: raw, at: 0 };
-    skip_offsets(&mut r)?;
+    let rsp_offset = offsets(&mut r)?;
+    let blocks = blocks(&mut r)?;
+    Ok(DataRsp { rsp_offset, blocks })
+}
+
+fn blocks<'a>(r: &mut Reader<'a>) -> Result<Vec<RspBlock<'a>>, String> {
+    let raw = r.bytes;
     let count = r.i32("block count")?;
     let count = usize::try_from(count).map_err(|_| format!("block count {count}"))?;
     if count == 0 {
@@ -258,7 +306,9 @@ mod tests {
         for versioned in [true, false] {
             for schema in [true, false] {
                 let m = message(versioned, &[("d1", &a), ("d2", &b)], schema);
-                let got = blocks(&m).unwrap();
+                let rsp = parse(&m).unwrap();
+                assert_eq!(rsp.rsp_offset, Some(9));
+                let got = rsp.blocks;
                 assert_eq!(got.len(), 2);
                 assert_eq!(got[0].table.as_deref(), Some("d1"));
                 assert_eq!(got[0].block, &a[..]);
@@ -266,7 +316,29 @@ mod tests {
                 assert_eq!(got[1].block, &b[..]);
             }
         }
-        assert!(blocks(&message(true, &[], true)).unwrap().is_empty());
+        assert!(parse(&message(true, &[], true)).unwrap().blocks.is_empty());
+    }
+
+    #[test]
+    fn response_offsets() {
+        let m = message(true, &[("d1", &[1])], false);
+        // Type bytes at 5 (request) and 14 (response): an encoding version in the upper
+        // four bits is masked.
+        let mut v = m.clone();
+        (v[5], v[14]) = (0x11, 0x11);
+        assert_eq!(parse(&v).unwrap().rsp_offset, Some(9));
+        // A snapshot offset is not decoded; the blocks still are.
+        for (at, ty) in [(5, 2), (14, 3)] {
+            let mut v = m.clone();
+            v[at] = ty;
+            let rsp = parse(&v).unwrap();
+            assert_eq!(rsp.rsp_offset, None);
+            assert_eq!(rsp.blocks.len(), 1);
+        }
+        assert_eq!(
+            parse(&message(false, &[], false)).unwrap().rsp_offset,
+            Some(9)
+        );
     }
 
     #[test]
@@ -275,24 +347,24 @@ mod tests {
         for cut in 0..m.len() - 8 {
             // Every truncation inside the blocks is reported (the trailing sleep time is
             // not read).
-            assert!(blocks(&m[..cut]).is_err(), "cut at {cut}");
+            assert!(parse(&m[..cut]).is_err(), "cut at {cut}");
         }
         let mut compressed = m.clone();
         // The first block's compressed flag: after the 23-byte head, the block count, the
         // two flags and the 1-byte length, 16 bytes into the retrieve header.
         compressed[23 + 4 + 2 + 1 + 16] = 1;
-        let e = blocks(&compressed).unwrap_err();
+        let e = parse(&compressed).unwrap_err();
         assert!(e.contains("compressed"), "{e}");
         let mut old = message(false, &[("d1", &[1])], false);
         old[0] = 7;
-        let e = blocks(&old).unwrap_err();
+        let e = parse(&old).unwrap_err();
         assert!(e.contains("unknown offset type 7"), "{e}");
     }
 
     proptest! {
         #[test]
         fn any_bytes_parse_or_fail_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = blocks(&bytes);
+            let _ = parse(&bytes);
         }
 
         #[test]
@@ -305,7 +377,7 @@ mod tests {
             let names: Vec<String> = (0..sizes.len()).map(|i| format!("t{i}")).collect();
             let list: Vec<(&str, &[u8])> = names.iter().map(String::as_str).zip(data.iter().map(Vec::as_slice)).collect();
             let m = message(versioned, &list, schema);
-            let got = blocks(&m).unwrap();
+            let got = parse(&m).unwrap().blocks;
             prop_assert_eq!(got.len(), list.len());
             for (g, (name, bytes)) in got.iter().zip(&list) {
                 prop_assert_eq!(g.table.as_deref(), Some(*name));
