@@ -148,9 +148,14 @@ const READ_AHEAD_WINDOWS: usize = 8;
 /// The last [`READ_AHEAD_WINDOWS`] stretches of packs read, newest last. Packs never change
 /// once written (their name is their content's hash), so a stretch cannot go stale, and
 /// every blob taken from one is still verified by its reader.
+///
+/// Readers that miss in one pack take turns (`gates`): a restore reads `--parallel`
+/// neighbouring blobs at once, and without them each would read its own stretch of the same
+/// bytes (one GET each on object storage) before any could use another's.
 #[derive(Debug, Default)]
 struct ReadAhead {
     windows: std::collections::VecDeque<(crate::pack::PackId, u64, bytes::Bytes)>,
+    gates: HashMap<crate::pack::PackId, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl ReadAhead {
@@ -170,6 +175,19 @@ impl ReadAhead {
             self.windows.push_back(w);
         }
         Some(out)
+    }
+
+    /// The gate of `pack`'s misses, shared by the readers waiting on it.
+    fn gate(&mut self, pack: crate::pack::PackId) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(self.gates.entry(pack).or_default())
+    }
+
+    /// Forgets `pack`'s gate once no other reader holds or awaits it (this one's clone and
+    /// the map's are the last).
+    fn release(&mut self, pack: &crate::pack::PackId, gate: &Arc<tokio::sync::Mutex<()>>) {
+        if Arc::strong_count(gate) <= 2 {
+            self.gates.remove(pack);
+        }
     }
 
     fn put(&mut self, pack: crate::pack::PackId, start: u64, bytes: bytes::Bytes) {
@@ -839,26 +857,45 @@ impl Repo {
         pack_size: Option<u64>,
     ) -> Option<bytes::Bytes> {
         let range = loc.offset..loc.offset + u64::from(loc.length);
-        let cached = self.inner.read_ahead.lock().ok();
-        if let Some(stored) = cached.and_then(|mut r| r.get(&loc.pack, &range)) {
+        let cached = || {
+            self.inner
+                .read_ahead
+                .lock()
+                .ok()
+                .and_then(|mut r| r.get(&loc.pack, &range))
+        };
+        if let Some(stored) = cached() {
             return Some(stored);
         }
         let end = pack_size?.min(range.start + READ_AHEAD);
         if end <= range.end {
             return None;
         }
-        let window = self
-            .inner
-            .backend
-            .get_range(path, range.start..end)
-            .await
-            .ok()
-            .filter(|w| w.len() as u64 == end - range.start)?;
-        let stored = window.slice(..loc.length as usize);
+        let gate = self.inner.read_ahead.lock().ok()?.gate(loc.pack);
+        let turn = gate.lock().await;
+        // The reader before us in this pack may have read the stretch holding our blob.
+        let stored = match cached() {
+            Some(stored) => Some(stored),
+            None => self
+                .inner
+                .backend
+                .get_range(path, range.start..end)
+                .await
+                .ok()
+                .filter(|w| w.len() as u64 == end - range.start)
+                .map(|window| {
+                    let stored = window.slice(..loc.length as usize);
+                    if let Ok(mut r) = self.inner.read_ahead.lock() {
+                        r.put(loc.pack, range.start, window);
+                    }
+                    stored
+                }),
+        };
+        drop(turn);
         if let Ok(mut r) = self.inner.read_ahead.lock() {
-            r.put(loc.pack, range.start, window);
+            r.release(&loc.pack, &gate);
         }
-        Some(stored)
+        stored
     }
 }
 
@@ -973,6 +1010,22 @@ mod tests {
         assert!(r.get(&[2; 32], &(0..1)).is_none(), "evicted");
         assert!(r.get(&[1; 32], &(1000..1001)).is_some(), "kept: used last");
         assert_eq!(r.windows.len(), READ_AHEAD_WINDOWS);
+    }
+
+    #[test]
+    fn a_pack_gate_lives_while_readers_hold_it() {
+        let mut r = ReadAhead::default();
+        let first = r.gate([1; 32]);
+        let second = r.gate([1; 32]);
+        assert!(Arc::ptr_eq(&first, &second), "one gate per pack");
+        r.release(&[1; 32], &first);
+        assert!(
+            r.gates.contains_key(&[1; 32]),
+            "the second reader still waits"
+        );
+        drop(first);
+        r.release(&[1; 32], &second);
+        assert!(r.gates.is_empty());
     }
 
     /// A warm listing is the repository's listing and one cache file; the listing, not
