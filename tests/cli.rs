@@ -653,6 +653,8 @@ format = "json"
     );
     let rep = json_out(&out);
     assert_eq!(rep["rows_written"], rep["rows_expected"], "{rep}");
+    // The repository's reads are counted: at least the snapshot and one pack.
+    assert!(rep["storage_operations"].as_u64().unwrap() >= 2, "{rep}");
     assert_eq!(count(&emu, "m2.d0"), count(&emu, "meters.d0"));
     tb(dir.path())
         .args([

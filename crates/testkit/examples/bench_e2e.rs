@@ -582,8 +582,12 @@ fn table(o: &Opts, fs: &[Figures]) -> String {
         (
             "`restore` of the full backup",
             &|f| {
+                let ops = serde_json::from_str::<serde_json::Value>(&f.restore.stdout)
+                    .ok()
+                    .and_then(|v| v.get("storage_operations").and_then(|o| o.as_u64()))
+                    .map_or_else(String::new, |n| format!("; {n} storage operations"));
                 format!(
-                    "{:.2} s = **{:.2}×** backup wall; tool {} s = **{}** backup tool",
+                    "{:.2} s = **{:.2}×** backup wall; tool {} s = **{}** backup tool{ops}",
                     f.restore.secs,
                     f.restore.secs / f.full.secs,
                     tool(&f.restore),

@@ -85,10 +85,10 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
                 "database_option_changes".into(),
                 serde_json::to_value(&changes)?,
             );
-            o.insert(
-                "storage_retries".into(),
-                repo.backend().stats().retries.into(),
-            );
+            let storage = repo.backend().stats();
+            o.insert("storage_retries".into(), storage.retries.into());
+            // Reads of the repository (GETs on object storage): what a restore costs there.
+            o.insert("storage_operations".into(), storage.operations.into());
         }
         print_json(&v)?;
     } else {
