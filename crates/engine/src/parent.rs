@@ -196,7 +196,9 @@ impl ParentView {
         let read: Vec<Result<(usize, Shard), EngineError>> =
             futures::stream::iter(want.into_iter().map(|i| async move {
                 let entry = &tree.shards[i];
-                read_shard(repo, snapshot, entry).await.map(|s| (i, s))
+                read_shard_from(repo, snapshot, entry, true)
+                    .await
+                    .map(|s| (i, s))
             }))
             .buffer_unordered(READ_CONCURRENCY)
             .collect()
@@ -261,11 +263,26 @@ pub(crate) async fn read_shard(
     snapshot: &BackupSnapshot,
     entry: &TreeEntry,
 ) -> Result<Shard, EngineError> {
+    read_shard_from(repo, snapshot, entry, false).await
+}
+
+/// [`read_shard`], through the repository's read-ahead when `ahead`: the shards one commit
+/// wrote lie one after another in its packs, so a backup reading its parent's shards gets
+/// many from one ranged read (one GET on object storage). Never for `verify`, which checks
+/// what storage holds now.
+async fn read_shard_from(
+    repo: &dyn Repository,
+    snapshot: &BackupSnapshot,
+    entry: &TreeEntry,
+    ahead: bool,
+) -> Result<Shard, EngineError> {
     let what = format!("shard {} of backup {}", entry.shard, snapshot.id);
-    let bytes = repo
-        .read_blob(&entry.shard)
-        .await
-        .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
+    let read = if ahead {
+        repo.read_blob_ahead(&entry.shard).await
+    } else {
+        repo.read_blob(&entry.shard).await
+    };
+    let bytes = read.map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
     Shard::decode(&bytes, &what)
         .and_then(|s| {
             s.check_against(entry, &what)?;
