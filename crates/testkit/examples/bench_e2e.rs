@@ -430,15 +430,23 @@ fn table(o: &Opts, fs: &[Figures]) -> String {
             r.emu_cpu_secs
         )
     }
+    /// `; N storage operations` from a run's `--json` output, when it reports them.
+    fn storage_ops(r: &Run) -> String {
+        serde_json::from_str::<serde_json::Value>(&r.stdout)
+            .ok()
+            .and_then(|v| v.get("storage_operations").and_then(|o| o.as_u64()))
+            .map_or_else(String::new, |n| format!("; {n} storage operations"))
+    }
     fn incr(r: &Run, n: usize, f: &Figures) -> String {
         format!(
-            "{} blocks ({:.2}%): {:.2} s = **{:.1}%** of full wall; tool {} s = **{}** of full tool",
+            "{} blocks ({:.2}%): {:.2} s = **{:.1}%** of full wall; tool {} s = **{}** of full tool{}",
             n,
             pct(n as f64, f.scale.blocks() as f64),
             r.secs,
             pct(r.secs, f.full.secs),
             tool(r),
-            tool_ratio(r, &f.full, true)
+            tool_ratio(r, &f.full, true),
+            storage_ops(r)
         )
     }
     type Row<'a> = (&'a str, &'a dyn Fn(&Figures) -> String, &'a str);
@@ -582,10 +590,7 @@ fn table(o: &Opts, fs: &[Figures]) -> String {
         (
             "`restore` of the full backup",
             &|f| {
-                let ops = serde_json::from_str::<serde_json::Value>(&f.restore.stdout)
-                    .ok()
-                    .and_then(|v| v.get("storage_operations").and_then(|o| o.as_u64()))
-                    .map_or_else(String::new, |n| format!("; {n} storage operations"));
+                let ops = storage_ops(&f.restore);
                 format!(
                     "{:.2} s = **{:.2}×** backup wall; tool {} s = **{}** backup tool{ops}",
                     f.restore.secs,

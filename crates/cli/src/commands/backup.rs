@@ -461,10 +461,10 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
             );
             o.insert("skipped".into(), json!(report.skipped));
             o.insert("finished_at".into(), json!(rfc3339(&m.finished_at)));
-            o.insert(
-                "storage_retries".into(),
-                json!(repo.backend().stats().retries),
-            );
+            let storage = repo.backend().stats();
+            o.insert("storage_retries".into(), json!(storage.retries));
+            // Requests to the repository (GETs, PUTs, lists on object storage).
+            o.insert("storage_operations".into(), json!(storage.operations));
         }
         print_json(&v)?;
     } else {
