@@ -41,6 +41,7 @@ mod raw;
 mod restore;
 mod source;
 mod sql;
+mod tencode;
 mod tmq;
 mod value;
 mod wal;

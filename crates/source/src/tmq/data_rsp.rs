@@ -20,10 +20,13 @@
 //! ```
 //!
 //! The reader follows taosAdapter's `driver/common/parser/raw.go` (`TMQRawDataParser`),
-//! which taosAdapter itself uses on these bytes, and is bounds-checked throughout: a short
-//! or inconsistent reply is an error naming what is wrong, never a panic or a guess.
+//! which taosAdapter itself uses on these bytes, through the WAL feed's bounds-checked
+//! `tEncoder` reader ([`crate::tencode::Dec`]): a short or inconsistent reply is an error,
+//! never a panic or a guess.
 //! `tqAddBlockDataToRsp` (`source/dnode/vnode/src/tq/tqScan.c`) writes `compressed = 0`; a
 //! compressed block is refused rather than misread.
+
+use crate::tencode::{Dec, DecResult};
 
 /// One block of a data message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,66 +41,6 @@ pub(crate) struct RspBlock<'a> {
 const MQ_DATA_RSP_VERSION: i8 = 100;
 /// The bytes of `SRetrieveTableRspForTmq` before the raw block.
 const RETRIEVE_HEADER: usize = 18;
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(|| {
-                format!(
-                    "{what}: {n} bytes at offset {} of a {}-byte message",
-                    self.at,
-                    self.bytes.len()
-                )
-            })?;
-        let s = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(s)
-    }
-
-    fn i8(&mut self, what: &str) -> Result<i8, String> {
-        Ok(self.take(1, what)?[0] as i8)
-    }
-
-    fn i32(&mut self, what: &str) -> Result<i32, String> {
-        let b = self.take(4, what)?;
-        Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// An unsigned LEB128 varint (`tEncodeU32v`), at most 32 bits.
-    fn u32v(&mut self, what: &str) -> Result<u32, String> {
-        let mut value: u64 = 0;
-        for shift in (0..35).step_by(7) {
-            let b = self.take(1, what)?[0];
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return u32::try_from(value).map_err(|_| format!("{what}: varint over 32 bits"));
-            }
-        }
-        Err(format!("{what}: varint longer than 5 bytes"))
-    }
-
-    /// A zigzag varint (`tEncodeI32v`, `tEncodeI16v`).
-    fn zigzag(&mut self, what: &str) -> Result<i64, String> {
-        let n = i64::from(self.u32v(what)?);
-        Ok((n >> 1) ^ -(n & 1))
-    }
-
-    /// `tEncodeCStr`: `u32v len` counting the NUL, then the bytes and the NUL.
-    fn cstr(&mut self, what: &str) -> Result<String, String> {
-        let len = self.u32v(what)? as usize;
-        let bytes = self.take(len, what)?;
-        let text = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-        String::from_utf8(text.to_vec()).map_err(|_| format!("{what}: not UTF-8"))
-    }
-}
 
 /// A data message: its blocks and, when it is a WAL offset, its response offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,31 +61,26 @@ const OFFSET_LOG: i8 = 1;
 /// as a little-endian i64. Newer versions keep an encoding version in the type's upper four
 /// bits (the connector's raw parser masks them: `type_id & 0x0F`). A snapshot offset (types
 /// 2 and 3: uid, timestamp and, in newer encodings, a primary key) is not decoded: `None`,
-/// and nothing after it in `r` is read.
-fn wal_offset(r: &mut Reader<'_>, masked: bool) -> Result<Option<i64>, String> {
-    let t = r.i8("offset type")?;
-    let ty = if masked && t > 0 { t & 0x0F } else { t };
+/// and nothing after it in `d` is read.
+fn wal_offset(d: &mut Dec<'_>) -> DecResult<Option<i64>> {
+    let t = d.i8()?;
+    let ty = if t > 0 { t & 0x0F } else { t };
     if ty != OFFSET_LOG {
         return Ok(None);
     }
-    let b = r.take(8, "offset version")?;
-    Ok(Some(i64::from_le_bytes(b.try_into().unwrap_or_default())))
+    d.i64().map(Some)
 }
 
 /// Reads the request and response offsets (skipped as taosAdapter's `skipHead` does) and
 /// returns the response offset when both are WAL offsets.
-fn offsets(r: &mut Reader<'_>) -> Result<Option<i64>, String> {
-    let first = r.i8("message version")?;
+fn offsets(d: &mut Dec<'_>) -> DecResult<Option<i64>> {
+    let first = d.i8()?;
     if first >= MQ_DATA_RSP_VERSION {
-        let len = r.i32("offset length")?;
-        let len = usize::try_from(len).map_err(|_| format!("offset length {len}"))?;
-        let mut inner = Reader {
-            bytes: r.take(len, "offsets")?,
-            at: 0,
-        };
+        // `i32 offsetLen | offsets`: a nested block.
+        let mut inner = d.block()?;
         // A malformed offset region leaves the blocks readable: only the offset is lost.
-        return Ok(match wal_offset(&mut inner, true) {
-            Ok(Some(_)) => wal_offset(&mut inner, true).ok().flatten(),
+        return Ok(match wal_offset(&mut inner) {
+            Ok(Some(_)) => wal_offset(&mut inner).ok().flatten(),
             _ => None,
         });
     }
@@ -151,16 +89,14 @@ fn offsets(r: &mut Reader<'_>) -> Result<Option<i64>, String> {
     let mut ty = first;
     let mut rsp = None;
     for which in ["request offset", "response offset"] {
-        let len = match ty {
-            1 => 8,
-            2 | 3 => 16,
+        match ty {
+            OFFSET_LOG if which == "response offset" => rsp = Some(d.i64()?),
+            1 => d.skip(8)?,
+            2 | 3 => d.skip(16)?,
             other => return Err(format!("{which}: unknown offset type {other}")),
-        };
-        let b = r.take(len, which)?;
+        }
         if which == "request offset" {
-            ty = r.i8("response offset type")?;
-        } else if ty == OFFSET_LOG {
-            rsp = Some(i64::from_le_bytes(b.try_into().unwrap_or_default()));
+            ty = d.i8()?;
         }
     }
     Ok(rsp)
@@ -168,28 +104,26 @@ fn offsets(r: &mut Reader<'_>) -> Result<Option<i64>, String> {
 
 /// The blocks of a data or meta+data message's raw bytes, in order, with its response
 /// offset.
-pub(crate) fn parse(raw: &[u8]) -> Result<DataRsp<'_>, String> {
-    let mut r = Reader { bytes: raw, at: 0 };
-    let rsp_offset = offsets(&mut r)?;
-    let blocks = blocks(&mut r)?;
-    Ok(DataRsp { rsp_offset, blocks })
-}
-
-fn blocks<'a>(r: &mut Reader<'a>) -> Result<Vec<RspBlock<'a>>, String> {
-    let raw = r.bytes;
-    let count = r.i32("block count")?;
+pub(crate) fn parse(raw: &[u8]) -> DecResult<DataRsp<'_>> {
+    let mut d = Dec::new(raw);
+    let rsp_offset = offsets(&mut d)?;
+    let count = d.i32()?;
     let count = usize::try_from(count).map_err(|_| format!("block count {count}"))?;
     if count == 0 {
-        return Ok(Vec::new());
+        return Ok(DataRsp {
+            rsp_offset,
+            blocks: Vec::new(),
+        });
     }
-    let with_table_name = r.i8("withTbName")? != 0;
-    let with_schema = r.i8("withSchema")? != 0;
+    let with_table_name = d.i8()? != 0;
+    let with_schema = d.i8()? != 0;
     // Each block takes at least its header: a count beyond that is a corrupt reply, not a
     // reason to reserve memory.
-    let mut out = Vec::with_capacity(count.min(raw.len() / RETRIEVE_HEADER));
+    let mut blocks = Vec::with_capacity(count.min(raw.len() / RETRIEVE_HEADER));
     for i in 0..count {
-        let len = r.u32v("block length")? as usize;
-        let retrieve = r.take(len, "block")?;
+        let len = d.uv()?;
+        let len = d.count(len as i64, "block length")?;
+        let retrieve = d.take(len)?;
         if len < RETRIEVE_HEADER {
             return Err(format!(
                 "block {i}: {len} bytes, shorter than its {RETRIEVE_HEADER}-byte header"
@@ -203,23 +137,23 @@ fn blocks<'a>(r: &mut Reader<'a>) -> Result<Vec<RspBlock<'a>>, String> {
         }
         let block = &retrieve[RETRIEVE_HEADER..];
         if with_schema {
-            let cols = r.zigzag("column count")?;
-            r.zigzag("schema version")?;
+            let cols = d.iv()?;
+            d.iv()?; // schema version
             for _ in 0..cols.max(0) {
-                r.take(2, "column type and flags")?;
-                r.zigzag("column bytes")?;
-                r.zigzag("column id")?;
-                r.cstr("column name")?;
+                d.skip(2)?; // type, flags
+                d.iv()?; // bytes
+                d.iv()?; // column id
+                d.cstr()?; // name
             }
         }
         let table = if with_table_name {
-            Some(r.cstr("table name")?).filter(|t| !t.is_empty())
+            Some(d.cstr()?).filter(|t| !t.is_empty())
         } else {
             None
         };
-        out.push(RspBlock { table, block });
+        blocks.push(RspBlock { table, block });
     }
-    Ok(out)
+    Ok(DataRsp { rsp_offset, blocks })
 }
 
 #[cfg(test)]
