@@ -463,15 +463,7 @@ async fn kill_during_write_leaves_no_partial_backup() {
 /// storage, and so fails then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neighbouring_blobs_are_read_with_one_ranged_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = Backend::local(dir.path().join("repo")).unwrap();
-    let repo = init(backend.clone(), true).await;
-    // 40 blobs of 1 KiB: one pack (64 KiB packs in these tests), well under the read-ahead.
-    let datas: Vec<Vec<u8>> = (0..40).map(|i| noise(i, 1024)).collect();
-    let (_, ids) = backup(&repo, &datas).await;
-    let reader = Repo::open(backend.clone(), Some(&password()))
-        .await
-        .unwrap();
+    let (dir, backend, datas, ids, reader) = forty_neighbours().await;
     assert_eq!(reader.read_blob_ahead(&ids[0]).await.unwrap(), datas[0]);
     let data_dir = dir.path().join("repo").join("data");
     let mut removed = 0;
@@ -499,14 +491,7 @@ async fn neighbouring_blobs_are_read_with_one_ranged_read() {
 /// ranged read.
 #[tokio::test]
 async fn concurrent_neighbours_share_one_ranged_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = Backend::local(dir.path().join("repo")).unwrap();
-    let repo = init(backend.clone(), true).await;
-    let datas: Vec<Vec<u8>> = (0..40).map(|i| noise(i, 1024)).collect();
-    let (_, ids) = backup(&repo, &datas).await;
-    let reader = Repo::open(backend.clone(), Some(&password()))
-        .await
-        .unwrap();
+    let (_dir, backend, datas, ids, reader) = forty_neighbours().await;
     let before = backend.stats().operations;
     let read: Vec<Vec<u8>> = futures::stream::iter(ids.iter().map(|id| reader.read_blob_ahead(id)))
         .buffered(8)
@@ -515,6 +500,26 @@ async fn concurrent_neighbours_share_one_ranged_read() {
         .unwrap();
     assert_eq!(read, datas);
     assert_eq!(backend.stats().operations - before, 1);
+}
+
+/// A local repository holding 40 blobs of 1 KiB backed up one after another (one pack: 64 KiB
+/// packs in these tests, well under the read-ahead), and a fresh handle to read them.
+async fn forty_neighbours() -> (
+    tempfile::TempDir,
+    Backend,
+    Vec<Vec<u8>>,
+    Vec<taosbackup_core::BlobId>,
+    Repo,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::local(dir.path().join("repo")).unwrap();
+    let repo = init(backend.clone(), true).await;
+    let datas: Vec<Vec<u8>> = (0..40).map(|i| noise(i, 1024)).collect();
+    let (_, ids) = backup(&repo, &datas).await;
+    let reader = Repo::open(backend.clone(), Some(&password()))
+        .await
+        .unwrap();
+    (dir, backend, datas, ids, reader)
 }
 
 /// Every file under `dir`, recursively.

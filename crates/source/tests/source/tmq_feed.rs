@@ -107,6 +107,39 @@ fn tev(table: &str, event: TableEvent) -> ChangeEvent {
     }
 }
 
+/// Statements creating child tables `d.c0`… `d.c{n-1}` of `d.st` with two rows each, every
+/// insert a TMQ message of its own: a meta entry after each insert ends TDengine's gathering
+/// of consecutive submits into one message (table options yield no event).
+fn one_message_per_table(n: i64) -> Vec<String> {
+    let mut stmts = Vec::new();
+    for i in 0..n {
+        stmts.push(format!(
+            "INSERT INTO d.c{i} USING d.st TAGS ({i}) VALUES ({}, {i}) ({}, {i})",
+            T0 + i,
+            T0 + 1000 + i
+        ));
+        stmts.push(format!("ALTER TABLE d.c{i} TTL 1"));
+    }
+    stmts
+}
+
+/// `events` hold exactly the changes of [`one_message_per_table`]`(n)`, each once.
+fn assert_each_table_once(events: &[ChangeEvent], n: i64) {
+    let t = per_table(events);
+    assert_eq!(t.len(), n as usize);
+    for i in 0..n {
+        let c = format!("c{i}");
+        assert_eq!(
+            t[&c],
+            vec![
+                tev(&c, TableEvent::Created),
+                rows(&c, &[T0 + i, T0 + 1000 + i])
+            ]
+        );
+    }
+    assert_eq!(events.len(), 2 * n as usize);
+}
+
 async fn setup(emu: &EmulatorHandle, db: &str, options: &str) {
     sql(
         emu,
@@ -451,19 +484,7 @@ async fn dropped_connections_resume_where_the_last_batch_ended() {
     o.max_batch_events = 2;
     let mut f = TmqFeed::new(connect_options(&emu), o).unwrap();
     f.start(&Positions::new()).await.unwrap();
-    let mut stmts = Vec::new();
-    for i in 0..6 {
-        stmts.push(format!(
-            "INSERT INTO d.c{i} USING d.st TAGS ({i}) VALUES ({}, {i}) ({}, {i})",
-            T0 + i,
-            T0 + 1000 + i
-        ));
-        // A meta entry after each insert ends TDengine's gathering of consecutive submits
-        // into one message, so every insert is a message of its own (table options yield
-        // no event).
-        stmts.push(format!("ALTER TABLE d.c{i} TTL 1"));
-    }
-    sql(&emu, &stmts).await;
+    sql(&emu, &one_message_per_table(6)).await;
     let mut events = f.next_batch().await.unwrap().unwrap().events;
     let start = Instant::now();
     let mut errors = 0;
@@ -489,19 +510,7 @@ async fn dropped_connections_resume_where_the_last_batch_ended() {
     assert!(catch_up(&mut f).await.is_empty());
     assert_eq!(f.positions(), ends(&emu, "d"));
     // Every change exactly once: nothing skipped, nothing repeated.
-    let t = per_table(&events);
-    assert_eq!(t.len(), 6);
-    for i in 0..6 {
-        let c = format!("c{i}");
-        assert_eq!(
-            t[&c],
-            vec![
-                tev(&c, TableEvent::Created),
-                rows(&c, &[T0 + i, T0 + 1000 + i])
-            ]
-        );
-    }
-    assert_eq!(events.len(), 12);
+    assert_each_table_once(&events, 6);
 }
 
 /// A data message read in one `fetch_raw_data` reply: a connection lost during that request,
@@ -513,17 +522,7 @@ async fn a_failed_raw_data_fetch_is_retried_without_loss() {
     setup(&emu, "d", "").await;
     let mut f = feed(&emu, "d");
     f.start(&Positions::new()).await.unwrap();
-    let mut stmts = Vec::new();
-    for i in 0..4 {
-        stmts.push(format!(
-            "INSERT INTO d.c{i} USING d.st TAGS ({i}) VALUES ({}, {i}) ({}, {i})",
-            T0 + i,
-            T0 + 1000 + i
-        ));
-        // One message per insert (a meta entry ends the gathering of submits).
-        stmts.push(format!("ALTER TABLE d.c{i} TTL 1"));
-    }
-    sql(&emu, &stmts).await;
+    sql(&emu, &one_message_per_table(4)).await;
     let raw = |action| {
         Fault::new(FaultPoint::TmqFetch, action)
             .matching("fetch_raw_data")
@@ -553,19 +552,7 @@ async fn a_failed_raw_data_fetch_is_retried_without_loss() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].is_retryable(), "{}", errors[0]);
     assert!(errors[1].to_string().contains("refused"), "{}", errors[1]);
-    let t = per_table(&events);
-    assert_eq!(t.len(), 4);
-    for i in 0..4 {
-        let c = format!("c{i}");
-        assert_eq!(
-            t[&c],
-            vec![
-                tev(&c, TableEvent::Created),
-                rows(&c, &[T0 + i, T0 + 1000 + i])
-            ]
-        );
-    }
-    assert_eq!(events.len(), 8);
+    assert_each_table_once(&events, 4);
 }
 
 /// Audit A3: subscribes, offset commits and consumer departures are WAL entries that yield
