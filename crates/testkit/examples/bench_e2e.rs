@@ -36,6 +36,10 @@
 //! phase timings), each child's log is printed after its run. `TAOS_EMU_SERVER_VERSION`
 //! picks the emulated server version (e.g. `3.3.0.0`: TMQ data read with `fetch` +
 //! `fetch_block`, as before taosAdapter 3.3.2.0).
+//!
+//! `--compare PATH/TO/other-taosbackup [--rounds K]` measures two builds instead: it loads
+//! each scale once and runs `K` (default 3) rounds of one full backup by each binary in turn,
+//! each into a fresh repository, printing every run and the medians (A = the first binary).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -98,11 +102,15 @@ struct Opts {
     parallel: usize,
     fixed_blocks: usize,
     perf: Option<PathBuf>,
+    /// `--compare BIN2`: instead of the steps below, full backups by both binaries in turn.
+    compare: Option<PathBuf>,
+    /// `--rounds K`: the rounds of a comparison.
+    rounds: usize,
 }
 
 const USAGE: &str = "usage: bench_e2e PATH/TO/taosbackup [--scale small|medium|large|xlarge|all|LIST] \
                      [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] \
-                     [--perf DIR]";
+                     [--perf DIR] [--compare PATH/TO/other-taosbackup [--rounds K]]";
 
 fn parse() -> Result<Opts> {
     let mut args = std::env::args().skip(1);
@@ -116,6 +124,8 @@ fn parse() -> Result<Opts> {
     let mut parallel = 4;
     let mut fixed_blocks = 100;
     let mut perf = None;
+    let mut compare = None;
+    let mut rounds = 3;
     while let Some(a) = args.next() {
         let v = args
             .next()
@@ -139,6 +149,11 @@ fn parse() -> Result<Opts> {
             "--parallel" => parallel = num()?,
             "--fixed-blocks" => fixed_blocks = num()?,
             "--perf" => perf = Some(PathBuf::from(&v)),
+            "--compare" => {
+                compare =
+                    Some(std::fs::canonicalize(&v).with_context(|| format!("no binary at {v}"))?)
+            }
+            "--rounds" => rounds = num()?,
             _ => bail!("unknown argument {a}; {USAGE}"),
         }
     }
@@ -175,6 +190,8 @@ fn parse() -> Result<Opts> {
         parallel,
         fixed_blocks,
         perf,
+        compare,
+        rounds,
     })
 }
 
@@ -182,6 +199,12 @@ fn main() -> Result<()> {
     let o = parse()?;
     let rt = tokio::runtime::Runtime::new()?;
     let mut all = Vec::new();
+    if let Some(other) = &o.compare {
+        for s in &o.scales {
+            rt.block_on(compare(&o, s, other))?;
+        }
+        return Ok(());
+    }
     for s in &o.scales {
         let f = rt.block_on(run_scale(&o, s))?;
         // Print each scale as it finishes, so a later failure keeps the earlier figures.
@@ -239,6 +262,88 @@ struct Figures {
     list: Run,
     restore: Run,
     load_avg: String,
+}
+
+/// `--compare`: loads the scale once, then runs `--rounds` rounds of one full backup by each
+/// binary in turn (A, B, A, B, …; each into a fresh repository) and prints every run and the
+/// median per binary. Two builds measured against the same data, interleaved, so that the
+/// machine's drift over minutes falls on both alike.
+async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
+    let emu = Emulator::start(EmulatorConfig::from_env())?;
+    let dsn = emu.dsn();
+    let taos = TaosBuilder::from_dsn(&dsn)?.build().await?;
+    eprintln!(
+        "== compare at scale {}: {} tables × {} rows; load average {}",
+        s.name,
+        s.tables,
+        s.rows,
+        load_avg()
+    );
+    load(&taos, s).await?;
+    let work = tempfile::tempdir()?;
+    let bins = [("A", o.bin.as_path()), ("B", other)];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(), Vec::new()];
+    let par = o.parallel.to_string();
+    for round in 0..o.rounds {
+        for (i, (label, bin)) in bins.iter().enumerate() {
+            let dir = work.path().join(format!("{label}{round}"));
+            std::fs::create_dir_all(&dir)?;
+            let config = dir.join("taosbackup.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[source]\ndsn = \"{dsn}\"\n\n[repository]\nurl = \"{}\"\nbucket_width = \"1d\"\n\n\
+                     [backup]\ndatabase = \"{DB}\"\n",
+                    dir.join("repo").display()
+                ),
+            )?;
+            let cfg = config.display().to_string();
+            taosbackup(bin, &dir, &["init", "--config", &cfg], None)?;
+            let args = [
+                "backup",
+                "--config",
+                &cfg,
+                "--engine",
+                "full",
+                "--parallel",
+                &par,
+                "--json",
+            ];
+            let run = taosbackup(bin, &dir, &args, None)?;
+            std::fs::remove_dir_all(&dir)?;
+            runs[i].push(run);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "\n| full backup, {} rows | tool s (each round) | CPU tool s | CPU emulator s | median tool s; CPU tool; CPU emulator |",
+        s.total_rows()
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for (i, (label, bin)) in bins.iter().enumerate() {
+        let list = |f: &dyn Fn(&Run) -> f64| {
+            runs[i]
+                .iter()
+                .map(|r| format!("{:.2}", f(r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let tool = |r: &Run| r.tool_secs.unwrap_or(r.secs);
+        println!(
+            "| {label}: {} | {} | {} | {} | {:.2} s; {:.2} s; {:.2} s |",
+            bin.display(),
+            list(&tool),
+            list(&|r| r.cpu_secs),
+            list(&|r| r.emu_cpu_secs),
+            median(runs[i].iter().map(tool).collect()),
+            median(runs[i].iter().map(|r| r.cpu_secs).collect()),
+            median(runs[i].iter().map(|r| r.emu_cpu_secs).collect()),
+        );
+    }
+    Ok(())
 }
 
 async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
