@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::util::{cargo, root, sh};
 
 const KNOWN: &str = "backups [--tables N] [--backups M] [--repeat R] [--hold], e2e [--scale small|medium|large|xlarge|all|LIST] [--tables N] [--rows-per-table M] \
-                     [--parallel P] [--fixed-blocks K] [--perf DIR], emu [ROWS], sink, tracker";
+                     [--parallel P] [--fixed-blocks K] [--perf DIR] [--compare OTHER-taosbackup [--rounds R]], emu [ROWS], sink, tracker";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
