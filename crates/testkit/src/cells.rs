@@ -174,6 +174,15 @@ impl<T: Copy + Default> Fixed<T> {
         self.vals[i] = v.unwrap_or_default();
     }
 
+    /// Appends values none of which is NULL, in one pass (no per-value NULL flag).
+    pub fn extend_present(&mut self, vals: impl ExactSizeIterator<Item = T>) {
+        let (len, n) = (self.vals.len(), vals.len());
+        grow(&mut self.vals, n);
+        self.vals.extend(vals);
+        // Flags are kept only once the column has a NULL: then these are `false`.
+        self.nulls.extend(len, &Nulls::default(), 0..n);
+    }
+
     /// The raw values: a NULL's slot holds `T::default()`.
     pub fn values(&self) -> &[T] {
         &self.vals

@@ -296,8 +296,20 @@ fn decode_column(
                 .ok_or_else(|| bad("row count overflow"))?,
         )?;
         let mut col = ColumnData::with_capacity(ty, rows);
+        // Servers rarely send NULLs in most columns: a bitmap of zeros is decoded in one
+        // pass (no per-value flag test or push), which a restore's ingestion spends most
+        // of its decoding time on otherwise.
+        let any_null = nulls.iter().any(|b| *b != 0);
         macro_rules! fill {
             ($v:expr, $n:literal, $conv:expr) => {{
+                if !any_null {
+                    $v.extend_present(data.chunks_exact($n).map(|chunk| {
+                        let mut a = [0u8; $n];
+                        a.copy_from_slice(chunk);
+                        ($conv)(a)
+                    }));
+                    return Ok(col);
+                }
                 for (i, chunk) in data.chunks_exact($n).enumerate() {
                     if nulls[i / 8] & (0x80 >> (i % 8)) != 0 {
                         $v.push(None);
@@ -422,6 +434,41 @@ mod tests {
         assert_eq!(d.columns[0], ts.slice(2..9));
         assert_eq!(d.columns[1], v.slice(2..9));
         assert_eq!(d.columns[2], s.slice(2..9));
+    }
+
+    proptest::proptest! {
+        /// Fixed-width columns with and without NULLs (the latter decoded in one pass), cut
+        /// at any range, decode to the values encoded.
+        #[test]
+        fn fixed_columns_decode_to_what_was_encoded(
+            rows in proptest::collection::vec(
+                (proptest::option::of(proptest::prelude::any::<i32>()),
+                 proptest::prelude::any::<i64>(),
+                 proptest::option::weighted(0.9, proptest::prelude::any::<f64>()),
+                 proptest::prelude::any::<bool>()),
+                1..40),
+            cut in (0usize..40, 0usize..40),
+        ) {
+            let fields = vec![
+                Field::new("v", Ty::Int, 4),
+                Field::new("b", Ty::BigInt, 8),
+                Field::new("d", Ty::Double, 8),
+                Field::new("f", Ty::Bool, 1),
+            ];
+            let v = ColumnData::Int(rows.iter().map(|r| r.0).collect());
+            let b = ColumnData::BigInt(rows.iter().map(|r| Some(r.1)).collect());
+            let d = ColumnData::Double(rows.iter().map(|r| r.2).collect());
+            let f = ColumnData::Bool(rows.iter().map(|r| Some(r.3)).collect());
+            let (a, z) = (cut.0.min(rows.len()), cut.1.min(rows.len()));
+            let range = a.min(z)..a.max(z);
+            let bytes = encode(&fields, &[&v, &b, &d, &f], range.clone());
+            let got = decode(&bytes).unwrap();
+            proptest::prop_assert_eq!(got.rows, range.len());
+            for (got, want) in got.columns.iter().zip([&v, &b, &d, &f]) {
+                let want = want.slice(range.clone());
+                proptest::prop_assert_eq!(got, &want);
+            }
+        }
     }
 
     #[test]

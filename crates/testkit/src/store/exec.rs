@@ -1486,6 +1486,12 @@ pub fn write_raw_block(
 fn present_timestamps(cols: &[ColumnData]) -> Vec<i64> {
     cols.first()
         .and_then(ColumnData::timestamps)
-        .map(|t| t.iter().flatten().collect())
+        .map(|t| {
+            if t.has_nulls() {
+                t.iter().flatten().collect()
+            } else {
+                t.values().to_vec()
+            }
+        })
         .unwrap_or_default()
 }
