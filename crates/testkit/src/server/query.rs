@@ -488,11 +488,11 @@ impl Conn {
         } else {
             Vec::new()
         };
-        // On this connection's task, not the blocking pool: a block's write takes well
-        // under a millisecond, and the hand-off to a pool thread and back costs the
-        // emulator more CPU than it saves the async workers.
-        self.store()
-            .write_raw_block(&self.session, &table, &fields, block)
+        let store = self.store();
+        let session = self.session.clone();
+        tokio::task::spawn_blocking(move || store.write_raw_block(&session, &table, &fields, block))
+            .await
+            .map_err(|e| EmuError::new(0xffff, format!("write task failed: {e}")))?
     }
 }
 
