@@ -289,14 +289,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
             let dir = work.path().join(format!("{label}{round}"));
             std::fs::create_dir_all(&dir)?;
             let config = dir.join("taosbackup.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "[source]\ndsn = \"{dsn}\"\n\n[repository]\nurl = \"{}\"\nbucket_width = \"1d\"\n\n\
-                     [backup]\ndatabase = \"{DB}\"\n",
-                    dir.join("repo").display()
-                ),
-            )?;
+            std::fs::write(&config, config_text(&dsn, &dir.join("repo"), ""))?;
             let cfg = config.display().to_string();
             taosbackup(bin, &dir, &["init", "--config", &cfg], None)?;
             let args = [
@@ -346,6 +339,16 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A benchmark repository's config: the emulator, a local repository with day buckets, the
+/// benchmark database, then `backup_extra` (more lines of `[backup]`, and further sections).
+fn config_text(dsn: &str, repo: &Path, backup_extra: &str) -> String {
+    format!(
+        "[source]\ndsn = \"{dsn}\"\n\n[repository]\nurl = \"{}\"\nbucket_width = \"1d\"\n\n\
+         [backup]\ndatabase = \"{DB}\"\n{backup_extra}",
+        repo.display()
+    )
+}
+
 async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     let emu = Emulator::start(EmulatorConfig::from_env())?;
     let dsn = emu.dsn();
@@ -391,16 +394,12 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         (&config, &repo, true, "bench.bitmap"),
         (&config_plain, &repo_plain, false, "plain.bitmap"),
     ] {
-        std::fs::write(
-            path,
-            format!(
-                "[source]\ndsn = \"{dsn}\"\n\n[repository]\nurl = \"{}\"\nbucket_width = \"1d\"\n\n\
-                 [backup]\ndatabase = \"{DB}\"\nengine = \"bitmap\"\ndictionaries = {dictionaries}\n\n\
-                 [bitmap_engine]\npersistence_path = \"{}\"\n",
-                repo.display(),
-                work.path().join(state).display()
-            ),
-        )?;
+        let extra = format!(
+            "engine = \"bitmap\"\ndictionaries = {dictionaries}\n\n\
+             [bitmap_engine]\npersistence_path = \"{}\"\n",
+            work.path().join(state).display()
+        );
+        std::fs::write(path, config_text(&dsn, repo, &extra))?;
     }
     let cfg = config.display().to_string();
     let cfg_plain = config_plain.display().to_string();
