@@ -170,6 +170,26 @@ fn encode_column(out: &mut Vec<u8>, col: &ColumnData, range: std::ops::Range<usi
     }
 }
 
+/// A raw block whose header has been read and checked, its column data left as received:
+/// what TDengine's `rawBlockBindData` (`source/libs/parser/src/parInsertUtil.c`) works from.
+/// It reads the header, then each *bound* column straight from the buffer; it decodes no
+/// column it does not bind and checks nothing of the block as a whole. The emulator binds
+/// from this ([`crate::store`]'s raw-block write), so a restore's ingestion decodes each
+/// bound column once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawBlock {
+    /// Number of rows.
+    pub rows: usize,
+    /// Per column: type and the width from the block's schema.
+    pub schema: Vec<(Ty, u32)>,
+    /// Per column: the block's data length entry (what `rawBlockBindData` advances by).
+    pub lengths: Vec<usize>,
+    /// Offset of the first column's data (after the schema and length entries) in `bytes`.
+    pub data_start: usize,
+    /// The block as received, for binders that read it at their own offsets.
+    pub bytes: Vec<u8>,
+}
+
 /// A decoded raw block: column types (with schema widths) and typed data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedBlock {
@@ -179,12 +199,6 @@ pub struct DecodedBlock {
     pub schema: Vec<(Ty, u32)>,
     /// Per column data, `rows` values each.
     pub columns: Vec<ColumnData>,
-    /// Per column: the block's data length entry (what `rawBlockBindData` advances by).
-    pub lengths: Vec<usize>,
-    /// Offset of the first column's data (after the schema and length entries) in `bytes`.
-    pub data_start: usize,
-    /// The block as received, for binders that read it at their own offsets.
-    pub bytes: Vec<u8>,
 }
 
 fn bad(msg: impl Into<String>) -> EmuError {
@@ -194,15 +208,39 @@ fn bad(msg: impl Into<String>) -> EmuError {
     )
 }
 
-/// Decodes a raw block, validating every length; hostile input gives an error, never a panic.
-pub fn decode(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
-    decode_checked(buf).map_err(|e| match e.message.starts_with("invalid raw block") {
+/// Gives decoding errors the "invalid raw block" prefix.
+fn invalid_block(e: EmuError) -> EmuError {
+    match e.message.starts_with("invalid raw block") {
         true => e,
         false => bad(e.message),
+    }
+}
+
+/// Decodes a raw block, validating every length; hostile input gives an error, never a panic.
+pub fn decode(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
+    let (raw, mut r) = parse_header(buf, false).map_err(invalid_block)?;
+    let mut columns = Vec::with_capacity(raw.schema.len());
+    for (&(ty, _), &len) in raw.schema.iter().zip(&raw.lengths) {
+        columns.push(decode_column(&mut r, ty, raw.rows, len).map_err(invalid_block)?);
+    }
+    Ok(DecodedBlock {
+        rows: raw.rows,
+        schema: raw.schema,
+        columns,
     })
 }
 
-fn decode_checked(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
+/// Reads and checks a raw block's header (version, total length within `buf`, column count,
+/// known type codes, the length entries), keeping its bytes; no column data is decoded.
+pub fn parse(buf: &[u8]) -> Result<RawBlock, EmuError> {
+    parse_header(buf, true)
+        .map(|(raw, _)| raw)
+        .map_err(invalid_block)
+}
+
+/// [`parse`] (its `bytes` left empty unless `keep_bytes`), also returning a reader positioned
+/// at the first column's data.
+fn parse_header(buf: &[u8], keep_bytes: bool) -> Result<(RawBlock, LeReader<'_>), EmuError> {
     let mut r = LeReader::new(buf);
     let version = r.u32()?;
     if version != BLOCK_VERSION {
@@ -236,18 +274,17 @@ fn decode_checked(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
         lengths.push(r.u32()? as usize);
     }
     let data_start = HEADER_LEN + ncols * 9;
-    let mut columns = Vec::with_capacity(ncols);
-    for (&(ty, _), &len) in schema.iter().zip(&lengths) {
-        columns.push(decode_column(&mut r, ty, rows, len)?);
-    }
-    Ok(DecodedBlock {
+    let raw = RawBlock {
         rows,
         schema,
-        columns,
         lengths,
         data_start,
-        bytes: buf[..total.max(data_start)].to_vec(),
-    })
+        bytes: match keep_bytes {
+            true => buf[..total.max(data_start)].to_vec(),
+            false => Vec::new(),
+        },
+    };
+    Ok((raw, r))
 }
 
 /// Reads `rows` values of type `ty` from `buf` at `pos`, the way TDengine's
@@ -474,6 +511,7 @@ mod tests {
     #[test]
     fn hostile_blocks_are_errors() {
         assert!(decode(&[]).is_err());
+        assert!(parse(&[]).is_err());
         let mut b = encode(
             &[Field::new("v", Ty::Int, 4)],
             &[&ColumnData::Int(vec![Some(1)].into())],
@@ -481,6 +519,13 @@ mod tests {
         );
         b[8..12].copy_from_slice(&u32::MAX.to_le_bytes()); // rows
         assert!(decode(&b).is_err());
+        let mut h = b.clone();
+        h[4..8].copy_from_slice(&(b.len() as u32 + 1).to_le_bytes()); // total length
+        assert!(parse(&h).is_err());
+        let mut h = b.clone();
+        h[28] = 0xee; // the first column's type code
+        assert!(parse(&h).is_err());
+        assert!(parse(&b[..HEADER_LEN + 5]).is_err()); // the length entries cut off
         let mut b = encode(
             &[Field::new("v", Ty::VarChar, 4)],
             &[&ColumnData::VarChar(vec![Some(b"ab".to_vec())].into())],

@@ -54,7 +54,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{EmuError, code};
-use crate::raw_block::DecodedBlock;
+use crate::raw_block::RawBlock;
 use crate::sql::ast::Statement;
 use crate::types::{ColumnData, Field, Precision};
 
@@ -325,7 +325,7 @@ impl Store {
         session: &Session,
         table: &str,
         fields: &[Field],
-        block: DecodedBlock,
+        block: RawBlock,
     ) -> Result<usize, EmuError> {
         let env = exec::Env {
             db: session.db.as_deref(),

@@ -460,7 +460,7 @@ impl Conn {
                 format!("raw block length {block_len} exceeds the message"),
             ));
         }
-        let block = raw_block::decode(&rest[..block_len])?;
+        let block = raw_block::parse(&rest[..block_len])?;
         if block.rows != nrows {
             return Err(EmuError::new(
                 code::INVALID_MSG,
@@ -472,12 +472,12 @@ impl Conn {
         }
         let fields = if with_fields {
             let raw = &rest[block_len..];
-            if raw.len() != block.columns.len() * C_FIELD_LEN {
+            if raw.len() != block.schema.len() * C_FIELD_LEN {
                 return Err(EmuError::new(
                     code::INVALID_MSG,
                     format!(
                         "expected {} field descriptions, got {} bytes",
-                        block.columns.len(),
+                        block.schema.len(),
                         raw.len()
                     ),
                 ));

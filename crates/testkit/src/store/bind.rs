@@ -16,12 +16,15 @@
 //!   NULL, except the composite key: 0x267B (`TSDB_CODE_PAR_PRIMARY_KEY_IS_NULL`), also for a
 //!   NULL key value;
 //! - without field names (`write_raw_block`), block columns bind to the target's columns by
-//!   position, with the same type check.
+//!   position, with the same type check;
+//! - only bound columns are read (and decoded, once, here): the caller hands over the block
+//!   with its header checked ([`crate::raw_block::parse`]), as `rawBlockBindData` reads
+//!   nothing of a column it does not bind.
 //!
 //! Where TDengine would read memory past the block, the emulator refuses with 0x0118.
 
 use crate::error::{EmuError, code};
-use crate::raw_block::{DecodedBlock, read_column_at, schema_bytes};
+use crate::raw_block::{RawBlock, read_column_at, schema_bytes};
 use crate::types::{ColumnData, Field};
 
 /// `TSDB_CODE_PAR_PRIMARY_KEY_IS_NULL` (`include/util/taoserror.h`).
@@ -35,7 +38,7 @@ fn invalid(msg: impl Into<String>) -> EmuError {
 /// sent with the block (empty: positional). Returns one column per schema column, `None`
 /// where nothing was bound (NULL).
 pub fn bind(
-    block: &DecodedBlock,
+    block: &RawBlock,
     names: &[Field],
     schema: &[Field],
 ) -> Result<Vec<Option<ColumnData>>, EmuError> {
@@ -151,12 +154,12 @@ fn check_lengths(col: &ColumnData, target: &Field, tbytes: u32) -> Result<(), Em
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raw_block::{decode, encode};
+    use crate::raw_block::{encode, parse};
     use crate::types::{Ty, Value};
 
-    fn block(fields: &[Field], cols: &[ColumnData]) -> DecodedBlock {
+    fn block(fields: &[Field], cols: &[ColumnData]) -> RawBlock {
         let bytes = encode(fields, &cols.iter().collect::<Vec<_>>(), 0..cols[0].len());
-        decode(&bytes).unwrap()
+        parse(&bytes).unwrap()
     }
 
     fn ts(v: &[i64]) -> ColumnData {

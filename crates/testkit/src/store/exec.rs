@@ -12,7 +12,7 @@ use super::table::TableData;
 use super::wal::{self, WalBody, alter_type};
 use super::wal_files as files;
 use crate::error::{EmuError, code};
-use crate::raw_block::DecodedBlock;
+use crate::raw_block::RawBlock;
 use crate::sql::ast::{AlterAction, CreateChild, Expr, InsertTarget, Name, Statement};
 use crate::types::{ColumnData, Field, Ty, Value};
 use crate::walfile::{CreateKind, CreateTable, Msg, RowFormat, SubmitTable};
@@ -1416,7 +1416,7 @@ pub fn write_raw_block(
     env: &Env<'_>,
     table: &str,
     fields: &[Field],
-    block: DecodedBlock,
+    block: RawBlock,
 ) -> Result<usize, EmuError> {
     let name = split_table_name(table);
     let dbn = env.db_of(&name)?.to_string();

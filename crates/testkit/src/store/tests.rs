@@ -1191,7 +1191,7 @@ fn information_schema_contents() {
 
 #[test]
 fn raw_block_writes() {
-    use crate::raw_block::{decode, encode};
+    use crate::raw_block::{encode, parse};
     let (s, mut se) = store();
     run(&s, &mut se, "create database d keep 365000");
     run(&s, &mut se, "use d");
@@ -1212,7 +1212,7 @@ fn raw_block_writes() {
         ColumnData::Int(vec![Some(1), Some(2), None].into()),
     ];
     let bytes = encode(&fields, &cols.iter().collect::<Vec<_>>(), 0..3);
-    let block = match decode(&bytes) {
+    let block = match parse(&bytes) {
         Ok(b) => b,
         Err(e) => panic!("{e}"),
     };
@@ -1270,6 +1270,42 @@ fn raw_block_writes() {
             .map_err(|e| e.code),
         Err(code::TIMESTAMP_OUT_OF_RANGE)
     );
+    // Only bound columns are read, as rawBlockBindData reads them: an NCHAR value that is
+    // no UCS-4 text fails its column when bound, and is never looked at when not.
+    run(
+        &s,
+        &mut se,
+        "create table u (ts timestamp, a int, s nchar(2))",
+    );
+    let fields = vec![
+        Field::new("ts", Ty::Timestamp, 8),
+        Field::new("a", Ty::Int, 4),
+        Field::new("s", Ty::NChar, 2),
+    ];
+    let cols = [
+        ColumnData::Timestamp(vec![Some(1), Some(2)].into()),
+        ColumnData::Int(vec![Some(1), Some(2)].into()),
+        ColumnData::NChar(vec![Some("a".into()), Some("é".into())].into()),
+    ];
+    let mut bytes = encode(&fields, &cols.iter().collect::<Vec<_>>(), 0..2);
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&0x11_0000u32.to_le_bytes()); // past U+10FFFF
+    assert!(crate::raw_block::decode(&bytes).is_err());
+    let corrupt = match parse(&bytes) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        s.write_raw_block(&se, "u", &fields, corrupt.clone())
+            .map_err(|e| e.code),
+        Err(code::INVALID_PARA)
+    );
+    let mut unbound = fields.clone();
+    unbound[2].name = "zz".into();
+    assert_eq!(s.write_raw_block(&se, "u", &unbound, corrupt), Ok(2));
+    let r = rows(&s, &mut se, "select a, s from u");
+    assert_eq!(col(&r, 0), [Value::Int(1), Value::Int(2)]);
+    assert_eq!(col(&r, 1), [Value::Null, Value::Null]);
 }
 
 #[test]
