@@ -163,15 +163,48 @@ impl<'a> RawView<'a> {
             rows,
             cols,
         };
+        // Validate every offset now, so later reads cannot go out of bounds.
         for i in 0..view.cols.len() {
             if view.cols[i].width.is_none() {
-                // Validate every offset now, so later reads cannot go out of bounds.
-                for r in 0..rows {
-                    view.var_value(i, r)?;
-                }
+                view.check_var_column(i)?;
             }
         }
         Ok(view)
+    }
+
+    /// Checks every entry of var-width column `c` in one pass over its offsets: a non-NULL
+    /// entry's length prefix and value lie inside the column's data — what
+    /// [`RawView::var_range`] checks of one row. Every block a backup fetches and every block
+    /// a restore writes is parsed; row by row this check was 1–2.5% of the tool's CPU.
+    fn check_var_column(&self, c: usize) -> Result<(), Error> {
+        let col = &self.cols[c];
+        let p = len_prefix(col.ty);
+        let data_at = col.start + self.rows * 4;
+        let (Some(offsets), Some(data)) = (
+            self.bytes.get(col.start..data_at),
+            self.bytes.get(data_at..data_at + col.len),
+        ) else {
+            return Err(bad("truncated block"));
+        };
+        for o in offsets.chunks_exact(4) {
+            let off = i32::from_le_bytes([o[0], o[1], o[2], o[3]]);
+            if off < 0 {
+                continue;
+            }
+            let at = off as usize;
+            let head = data
+                .get(at..at + p)
+                .ok_or_else(|| bad("var offset out of range"))?;
+            let n = if p == 4 {
+                u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize
+            } else {
+                u16::from_le_bytes([head[0], head[1]]) as usize
+            };
+            if at + p + n > data.len() {
+                return Err(bad("var value out of range"));
+            }
+        }
+        Ok(())
     }
 
     /// Number of rows.
@@ -719,6 +752,52 @@ mod tests {
             proptest::prop_assert_eq!(v.select_rows(&picked).unwrap(), reference_build(&v, &picked));
             let out = v.slice_rows(from, to).unwrap();
             proptest::prop_assert_eq!(RawView::parse(&out).unwrap().rows(), to - from);
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-pass check of a var-width column accepts exactly the blocks whose every
+        /// row passes the per-row check, whatever bytes of the offsets and values are broken.
+        #[test]
+        fn var_column_check_equals_the_per_row_check(
+            nulls in proptest::collection::vec(
+                proptest::prelude::any::<(bool, bool, bool)>(), 1..20),
+            gap in 0usize..3,
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(),
+                 proptest::prelude::any::<u8>()), 0..4),
+        ) {
+            let rows = nulls.len();
+            let mut bytes = varied_block(rows, &nulls, None, gap);
+            let (header, cols) = {
+                let good = RawView::parse(&bytes).unwrap();
+                (good.header, good.cols.clone())
+            };
+            // Break bytes only inside the var columns (offsets, prefixes, values), so that
+            // the header and the column layout stay valid.
+            let var_spans: Vec<std::ops::Range<usize>> = cols
+                .iter()
+                .filter(|c| c.width.is_none())
+                .map(|c| c.start..c.start + rows * 4 + c.len)
+                .collect();
+            let span_bytes: Vec<usize> = var_spans.iter().flat_map(|r| r.clone()).collect();
+            for (i, b) in &flips {
+                if !span_bytes.is_empty() {
+                    bytes[span_bytes[i.index(span_bytes.len())]] = *b;
+                }
+            }
+            let v = RawView {
+                bytes: &bytes,
+                header,
+                rows,
+                cols,
+            };
+            for c in 0..v.cols.len() {
+                if v.cols[c].width.is_none() {
+                    let per_row = (0..rows).all(|r| v.var_range(c, r).is_ok());
+                    proptest::prop_assert_eq!(v.check_var_column(c).is_ok(), per_row);
+                }
+            }
         }
     }
 
