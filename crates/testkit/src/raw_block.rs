@@ -218,14 +218,14 @@ fn invalid_block(e: EmuError) -> EmuError {
 
 /// Decodes a raw block, validating every length; hostile input gives an error, never a panic.
 pub fn decode(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
-    let (raw, mut r) = parse_header(buf, false).map_err(invalid_block)?;
-    let mut columns = Vec::with_capacity(raw.schema.len());
-    for (&(ty, _), &len) in raw.schema.iter().zip(&raw.lengths) {
-        columns.push(decode_column(&mut r, ty, raw.rows, len).map_err(invalid_block)?);
+    let (h, mut r) = read_header(buf).map_err(invalid_block)?;
+    let mut columns = Vec::with_capacity(h.schema.len());
+    for (&(ty, _), &len) in h.schema.iter().zip(&h.lengths) {
+        columns.push(decode_column(&mut r, ty, h.rows, len).map_err(invalid_block)?);
     }
     Ok(DecodedBlock {
-        rows: raw.rows,
-        schema: raw.schema,
+        rows: h.rows,
+        schema: h.schema,
         columns,
     })
 }
@@ -233,14 +233,29 @@ pub fn decode(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
 /// Reads and checks a raw block's header (version, total length within `buf`, column count,
 /// known type codes, the length entries), keeping its bytes; no column data is decoded.
 pub fn parse(buf: &[u8]) -> Result<RawBlock, EmuError> {
-    parse_header(buf, true)
-        .map(|(raw, _)| raw)
-        .map_err(invalid_block)
+    let (h, _) = read_header(buf).map_err(invalid_block)?;
+    Ok(RawBlock {
+        bytes: buf[..h.end].to_vec(),
+        rows: h.rows,
+        schema: h.schema,
+        lengths: h.lengths,
+        data_start: h.data_start,
+    })
 }
 
-/// [`parse`] (its `bytes` left empty unless `keep_bytes`), also returning a reader positioned
-/// at the first column's data.
-fn parse_header(buf: &[u8], keep_bytes: bool) -> Result<(RawBlock, LeReader<'_>), EmuError> {
+/// A raw block's header as [`read_header`] checked it.
+struct Header {
+    rows: usize,
+    schema: Vec<(Ty, u32)>,
+    lengths: Vec<usize>,
+    data_start: usize,
+    /// Where the block ends in the buffer: its total length (at least the header's end).
+    end: usize,
+}
+
+/// Reads and checks a raw block's header; also returns a reader positioned at the first
+/// column's data.
+fn read_header(buf: &[u8]) -> Result<(Header, LeReader<'_>), EmuError> {
     let mut r = LeReader::new(buf);
     let version = r.u32()?;
     if version != BLOCK_VERSION {
@@ -274,17 +289,14 @@ fn parse_header(buf: &[u8], keep_bytes: bool) -> Result<(RawBlock, LeReader<'_>)
         lengths.push(r.u32()? as usize);
     }
     let data_start = HEADER_LEN + ncols * 9;
-    let raw = RawBlock {
+    let header = Header {
         rows,
         schema,
         lengths,
         data_start,
-        bytes: match keep_bytes {
-            true => buf[..total.max(data_start)].to_vec(),
-            false => Vec::new(),
-        },
+        end: total.max(data_start),
     };
-    Ok((raw, r))
+    Ok((header, r))
 }
 
 /// Reads `rows` values of type `ty` from `buf` at `pos`, the way TDengine's
