@@ -181,7 +181,8 @@ pub fn select(cat: &Catalog, env: &Env<'_>, s: &Select<'_>) -> Result<ResultSet,
         d.eq_ignore_ascii_case("information_schema") || d.eq_ignore_ascii_case("performance_schema")
     });
     if sys {
-        let (fields, cols) = show::system_table(cat, env, &from.name)?;
+        let narrow = show::Narrow::of(s.filter.as_ref());
+        let (fields, cols) = show::system_table(cat, env, &from.name, &narrow)?;
         let scope = Scope::new(fields, Vec::new());
         let segs = [Seg {
             cols: &cols,

@@ -1914,3 +1914,105 @@ fn decimal_and_blob_columns() {
         assert_eq!(err(&old, &mut se, sql), code::SYNTAX_ERROR, "{version}");
     }
 }
+
+/// `ins_tables`, `ins_tags` and `ins_columns` are built for the `column = 'text'` terms of a
+/// query's top-level `AND`s only (`show::Narrow`): every such query answers exactly as the
+/// same query whose `WHERE` the builders cannot use (`… OR 1 = 0`, which builds every row).
+#[test]
+fn system_tables_built_for_the_where_answer_as_built_whole() {
+    let (s, mut se) = store();
+    for db in ["d", "e"] {
+        run(&s, &mut se, &format!("create database {db}"));
+        run(
+            &s,
+            &mut se,
+            &format!("create stable {db}.st (ts timestamp, v int) tags (g int, h nchar(3))"),
+        );
+        run(
+            &s,
+            &mut se,
+            &format!("create stable {db}.su (ts timestamp, w double) tags (k int)"),
+        );
+        run(
+            &s,
+            &mut se,
+            &format!("create table {db}.a using {db}.st tags (1, 'x')"),
+        );
+        run(
+            &s,
+            &mut se,
+            &format!("create table {db}.b using {db}.st tags (null, 'y')"),
+        );
+        run(
+            &s,
+            &mut se,
+            &format!("create table {db}.c using {db}.su tags (3)"),
+        );
+        run(
+            &s,
+            &mut se,
+            &format!("create table {db}.n (ts timestamp, v int, x binary(4))"),
+        );
+    }
+    let cases: [(&str, &str, usize); 12] = [
+        ("ins_tables", "db_name = 'd'", 4),
+        ("ins_tables", "'e' = db_name", 4),
+        ("ins_tables", "DB_NAME = 'd' and `stable_name` = 'st'", 2),
+        (
+            "ins_tables",
+            "stable_name = 'su' and type = 'CHILD_TABLE'",
+            2,
+        ),
+        ("ins_tables", "db_name = 'D'", 0),
+        ("ins_tables", "db_name = 'd' and db_name = 'e'", 0),
+        ("ins_tables", "db_name = 'd' or db_name = 'e'", 8),
+        ("ins_tags", "db_name = 'e' and stable_name = 'st'", 4),
+        ("ins_tags", "stable_name = 'su' and tag_value = '3'", 2),
+        (
+            "ins_columns",
+            "db_name = 'd' and table_type = 'NORMAL_TABLE'",
+            3,
+        ),
+        (
+            "ins_columns",
+            "table_type = 'SUPER_TABLE' and db_name = 'e'",
+            4,
+        ),
+        (
+            "ins_columns",
+            "table_type = 'NORMAL_TABLE' and col_name = 'x'",
+            2,
+        ),
+    ];
+    let user_rows = |r: &ResultSet| -> Vec<String> {
+        let mut out: Vec<String> = (0..r.rows())
+            .map(|i| {
+                format!(
+                    "{:?}",
+                    r.columns.iter().map(|c| c.get(i)).collect::<Vec<_>>()
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    for (table, filter, expected) in cases {
+        let narrowed = rows(
+            &s,
+            &mut se,
+            &format!("select * from information_schema.{table} where {filter}"),
+        );
+        let whole = rows(
+            &s,
+            &mut se,
+            &format!("select * from information_schema.{table} where ({filter}) or 1 = 0"),
+        );
+        assert_eq!(narrowed.rows(), expected, "{table} where {filter}");
+        assert_eq!(narrowed.fields, whole.fields, "{table} where {filter}");
+        assert_eq!(
+            user_rows(&narrowed),
+            user_rows(&whole),
+            "{table} where {filter}"
+        );
+    }
+}
