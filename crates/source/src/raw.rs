@@ -106,7 +106,9 @@ fn var_entry_len(data: &[u8], at: usize, p: usize) -> Result<usize, Error> {
     } else {
         u16::from_le_bytes([head[0], head[1]]) as usize
     };
-    if at + p + n > data.len() {
+    // Saturating, as the per-row check was before this helper: a hostile u32 length must
+    // not wrap past the end on a 32-bit target.
+    if at.saturating_add(p).saturating_add(n) > data.len() {
         return Err(bad("var value out of range"));
     }
     Ok(p + n)
