@@ -45,6 +45,8 @@ pub trait Cells: Sized {
     fn drain(&mut self, range: Range<usize>);
     /// Releases spare capacity beyond a quarter of the length (see [`grow`]).
     fn trim(&mut self);
+    /// Releases all spare capacity.
+    fn fit(&mut self);
     /// A copy of the values at `indices`, in that order.
     fn take(&self, indices: &[usize]) -> Self {
         let mut out = Self::with_capacity(indices.len());
@@ -275,6 +277,10 @@ impl<T: Copy + Default> Cells for Fixed<T> {
             self.vals.shrink_to_fit();
         }
     }
+    fn fit(&mut self) {
+        self.vals.shrink_to_fit();
+        self.nulls.0.shrink_to_fit();
+    }
     fn take(&self, indices: &[usize]) -> Self {
         let mut out = Self::with_capacity(indices.len());
         if self.nulls.0.is_empty() {
@@ -484,6 +490,11 @@ impl<K> Cells for Var<K> {
         if self.bytes.capacity() > self.bytes.len() + self.bytes.len() / 4 {
             self.bytes.shrink_to_fit();
         }
+    }
+    fn fit(&mut self) {
+        self.ends.shrink_to_fit();
+        self.bytes.shrink_to_fit();
+        self.nulls.0.shrink_to_fit();
     }
 }
 

@@ -90,6 +90,16 @@ pub fn encode(fields: &[Field], columns: &[&ColumnData], range: std::ops::Range<
     out
 }
 
+/// Appends `vals` as `W`-byte little-endian values, into room made at once (a push per
+/// value checked the capacity each time and did not vectorise).
+fn put_fixed<T, const W: usize>(out: &mut Vec<u8>, vals: &[T], conv: impl Fn(&T) -> [u8; W]) {
+    let at = out.len();
+    out.resize(at + vals.len() * W, 0);
+    for (dst, x) in out[at..].chunks_exact_mut(W).zip(vals) {
+        dst.copy_from_slice(&conv(x));
+    }
+}
+
 /// Writes one column; returns the value of its length entry.
 fn encode_column(out: &mut Vec<u8>, col: &ColumnData, range: std::ops::Range<usize>) -> usize {
     macro_rules! fixed {
@@ -107,9 +117,7 @@ fn encode_column(out: &mut Vec<u8>, col: &ColumnData, range: std::ops::Range<usi
             }
             let data_at = out.len();
             // A NULL's slot holds the type's default, as TDengine writes zeros.
-            for x in &v.values()[range.clone()] {
-                out.extend_from_slice(&($conv)(x));
-            }
+            put_fixed(out, &v.values()[range.clone()], $conv);
             out.len() - data_at
         }};
     }
@@ -119,13 +127,14 @@ fn encode_column(out: &mut Vec<u8>, col: &ColumnData, range: std::ops::Range<usi
             let offsets_at = out.len();
             out.resize(offsets_at + 4 * range.len(), 0);
             let data_at = out.len();
+            let blob = col.ty() == Ty::Blob;
             for (i, r) in range.clone().enumerate() {
                 let off: i32 = match v.get(r) {
                     None => -1,
                     Some($x) => {
                         let off = (out.len() - data_at) as i32;
                         let bytes: std::borrow::Cow<[u8]> = $bytes;
-                        if col.ty() == Ty::Blob {
+                        if blob {
                             out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                         } else {
                             out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());

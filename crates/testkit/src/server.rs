@@ -358,7 +358,7 @@ impl Server {
     // The handshake callback's error type (a whole HTTP response) is fixed by tungstenite.
     #[allow(clippy::result_large_err)]
     async fn connection(self, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
-        let stream = net::QuickAckStream::new(stream);
+        let stream = net::quick_ack_stream(stream);
         let mut route = None;
         let legacy_only = self.config.legacy_paths_only;
         let token = self.config.token.clone();

@@ -448,6 +448,11 @@ impl ColumnData {
     pub fn trim(&mut self) {
         with_cells!(self, |v| v.trim())
     }
+
+    /// Releases all spare capacity.
+    pub fn fit(&mut self) {
+        with_cells!(self, |v| v.fit())
+    }
 }
 
 columns! {

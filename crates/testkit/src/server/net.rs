@@ -6,23 +6,40 @@
 //! request/response traffic: every request would cost ~40 ms (measured: 45 ms per fetch,
 //! 90 k rows/s for `SELECT *`). Re-arming `TCP_QUICKACK` after every read makes the server ACK
 //! at once. The option is not sticky on Linux, hence the re-arming.
+//!
+//! tungstenite 0.23 reads its socket 4,096 bytes at a time, so a raw-block write of a few
+//! hundred KiB cost the server a `recv` and a `setsockopt` per 4 KiB (in a restore's profile
+//! 12% of the emulator's CPU went to those reads, half of it to re-arming). The server
+//! therefore reads the socket through a buffer of [`READ_AHEAD`] bytes
+//! ([`QuickAckStream`]), and re-arms after each read of the socket, not of the buffer.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Bytes read from the socket at most at once.
+const READ_AHEAD: usize = 256 * 1024;
+
+/// The server's stream: the socket, read ahead, acknowledging what it receives at once.
+pub(crate) type QuickAckStream = BufReader<QuickAckSocket>;
+
+/// Wraps an accepted connection.
+pub(crate) fn quick_ack_stream(inner: TcpStream) -> QuickAckStream {
+    BufReader::with_capacity(READ_AHEAD, QuickAckSocket::new(inner))
+}
+
 /// A [`TcpStream`] that acknowledges received data immediately.
-pub(crate) struct QuickAckStream {
+pub(crate) struct QuickAckSocket {
     inner: TcpStream,
 }
 
-impl QuickAckStream {
-    pub(crate) fn new(inner: TcpStream) -> Self {
+impl QuickAckSocket {
+    fn new(inner: TcpStream) -> Self {
         let _ = inner.set_nodelay(true);
-        let s = QuickAckStream { inner };
+        let s = QuickAckSocket { inner };
         s.quickack();
         s
     }
@@ -36,7 +53,7 @@ impl QuickAckStream {
     }
 }
 
-impl AsyncRead for QuickAckStream {
+impl AsyncRead for QuickAckSocket {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -50,7 +67,7 @@ impl AsyncRead for QuickAckStream {
     }
 }
 
-impl AsyncWrite for QuickAckStream {
+impl AsyncWrite for QuickAckSocket {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

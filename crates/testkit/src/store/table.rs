@@ -120,11 +120,29 @@ impl TableData {
             return 0;
         }
         normalize(&mut batch);
-        let bts: Vec<i64> = batch[0]
-            .timestamps()
-            .map(|t| t.iter().map(|t| t.unwrap_or(i64::MIN)).collect())
-            .unwrap_or_default();
         let len = self.len();
+        if len == 0
+            && batch.len() == self.cols.len()
+            && self
+                .cols
+                .iter()
+                .zip(&batch)
+                .all(|(c, b)| std::mem::discriminant(c) == std::mem::discriminant(b))
+        {
+            // An empty table takes the batch's columns as they are (a restore writes every
+            // table's first rows this way): no copy. Their spare capacity is released, as
+            // the copy they replace had none.
+            for (c, mut b) in self.cols.iter_mut().zip(batch) {
+                b.fit();
+                *c = b;
+            }
+            return n;
+        }
+        let bts: std::borrow::Cow<'_, [i64]> = match batch[0].timestamps() {
+            Some(t) if !t.has_nulls() => std::borrow::Cow::Borrowed(t.values()),
+            Some(t) => t.iter().map(|t| t.unwrap_or(i64::MIN)).collect(),
+            None => std::borrow::Cow::Borrowed(&[]),
+        };
         let last = self.ts().last().copied();
         if len == 0 || last.is_some_and(|l| bts[0] > l) {
             for (c, b) in self.cols.iter_mut().zip(&batch) {
@@ -204,6 +222,9 @@ fn normalize(batch: &mut [ColumnData]) {
     let Some(ts) = batch.first().and_then(ColumnData::timestamps) else {
         return;
     };
+    if !ts.has_nulls() && ts.values().windows(2).all(|w| w[0] < w[1]) {
+        return;
+    }
     let ts: Vec<Option<i64>> = ts.iter().collect();
     if ts.windows(2).all(|w| w[0] < w[1]) {
         return;
@@ -277,6 +298,24 @@ mod tests {
             t.cols,
             batch(&[(1, "z", 2), (2, "a", 3), (2, "b", 10), (2, "c", 12)])
         );
+    }
+
+    #[test]
+    fn an_empty_table_takes_its_first_batch_sorted_without_duplicates() {
+        let mut t = TableData::new(&fields());
+        let mut batch = data(&[(3, 3), (1, 1), (3, 30), (2, 2)]);
+        batch[1] = ColumnData::Int([Some(3), None, Some(30), Some(2)].into_iter().collect());
+        assert_eq!(t.merge(batch), 4);
+        let expected = vec![
+            ColumnData::Timestamp([1, 2, 3].into_iter().map(Some).collect()),
+            ColumnData::Int([None, Some(2), Some(30)].into_iter().collect()),
+        ];
+        assert_eq!(t.cols, expected);
+        // A batch already in order is taken as it is; the next one merges with it.
+        let mut t = TableData::new(&fields());
+        t.merge(data(&[(1, 1), (4, 4)]));
+        t.merge(data(&[(2, 2), (4, 40)]));
+        assert_eq!(t.cols, data(&[(1, 1), (2, 2), (4, 40)]));
     }
 
     #[test]
