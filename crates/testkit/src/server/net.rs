@@ -11,7 +11,9 @@
 //! hundred KiB cost the server a `recv` and a `setsockopt` per 4 KiB (in a restore's profile
 //! 12% of the emulator's CPU went to those reads, half of it to re-arming). The server
 //! therefore reads the socket through a buffer of [`READ_AHEAD`] bytes
-//! ([`QuickAckStream`]), and re-arms after each read of the socket, not of the buffer.
+//! ([`QuickAckStream`]), and re-arms after each read of the socket, not of the buffer. On
+//! loopback the data arrives in small pieces, so the socket is still read often: in the same
+//! profile re-arming fell only from 5.8% to 4.1%, the frame reads from 12.2% to 9.1%.
 
 use std::io;
 use std::pin::Pin;
