@@ -255,8 +255,9 @@ pub async fn restore(
 /// The blocks to write, in groups of `width` tables, each group's blocks interleaved table by
 /// table: the first block of each, then the second of each, and so on. With `width` writes
 /// at once, the writes in flight are then of different tables, and a table's blocks arrive
-/// in time order: the server appends them instead of merging a block into rows written
-/// after it (TDengine's and the emulator's cheap path). A group's tables are neighbours in
+/// in time order: the emulator appends them instead of merging a block into rows written
+/// after it (whether TDengine's memtable gains from the order was not checked; no answer
+/// depends on it). A group's tables are neighbours in
 /// the backup, so its blocks lie close together in the packs, where one read-ahead serves
 /// them.
 fn interleave<'a>(
