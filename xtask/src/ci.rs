@@ -166,14 +166,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
     run_steps(skip_deny, no_fail_fast)
 }
 
-/// Makes sure `<root>/.venv` holds moto's server and returns the `moto_server` path.
+/// Makes sure `<root>/.venv` holds moto's server, the pinned release (as `ensure_azurite`
+/// checks Azurite's), and returns the `moto_server` path.
 pub fn ensure_moto() -> Result<PathBuf, String> {
     let venv = root().join(".venv");
     let server = venv.join("bin").join("moto_server");
     let python = venv.join("bin").join("python");
+    let wanted = MOTO_SPEC.rsplit("==").next().unwrap_or(MOTO_SPEC);
+    let probe = format!(
+        "import moto.server, flask, flask_cors, importlib.metadata as m; \
+         assert m.version('moto') == '{wanted}'"
+    );
     let ready = python.exists()
         && Command::new(&python)
-            .args(["-c", "import moto.server, flask, flask_cors"])
+            .args(["-c", &probe])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
