@@ -57,8 +57,10 @@ pub struct TaosSource {
     creds: Credentials,
     pool: Arc<Pool>,
     write_pools: Mutex<HashMap<String, Arc<Pool>>>,
-    /// Per table: the timestamp column and the composite key column.
-    ts_columns: Mutex<HashMap<TableKey, TableKeys>>,
+    /// Per database, per table: the timestamp column and the composite key column. A
+    /// catalog read fills it for every table; child tables share their super table's
+    /// entry (one name per table is what a catalog read of 10,000 tables allocates here).
+    ts_columns: Mutex<HashMap<String, HashMap<String, Arc<TableKeys>>>>,
     targets: Mutex<HashMap<TableKey, TargetTable>>,
     option_changes: Mutex<Vec<OptionChange>>,
     mode: WriteMode,
@@ -144,22 +146,22 @@ impl TaosSource {
     pub async fn read_catalog(&self, database: &str) -> Result<CatalogSnapshot, Error> {
         let catalog = crate::catalog::read_catalog(&self.pool, database).await?;
         if let Ok(mut cache) = self.ts_columns.lock() {
-            let key_of = |cols: &[ColumnDef]| -> Option<TableKeys> { TableKeys::of(cols) };
-            let stable_keys: HashMap<&str, TableKeys> = catalog
+            let stable_keys: HashMap<&str, Arc<TableKeys>> = catalog
                 .super_tables
                 .iter()
-                .filter_map(|s| Some((s.name.as_str(), key_of(&s.columns)?)))
+                .filter_map(|s| Some((s.name.as_str(), Arc::new(TableKeys::of(&s.columns)?))))
                 .collect();
+            let tables = cache.entry(database.to_string()).or_default();
             for t in &catalog.tables {
                 let keys = match t.kind {
-                    TableKind::Normal => key_of(&t.columns),
+                    TableKind::Normal => TableKeys::of(&t.columns).map(Arc::new),
                     TableKind::Child => t
                         .super_table
                         .as_deref()
                         .and_then(|s| stable_keys.get(s).cloned()),
                 };
                 if let Some(keys) = keys {
-                    cache.insert((database.to_string(), t.name.clone()), keys);
+                    tables.insert(t.name.clone(), keys);
                 }
             }
         }
@@ -176,25 +178,26 @@ impl TaosSource {
 
     /// The names of a table's timestamp column and composite key column, if any (from the
     /// last catalog read, else `DESCRIBE`).
-    async fn key_columns(&self, database: &str, table: &str) -> Result<TableKeys, Error> {
-        let key = (database.to_string(), table.to_string());
+    async fn key_columns(&self, database: &str, table: &str) -> Result<Arc<TableKeys>, Error> {
         if let Some(c) = self
             .ts_columns
             .lock()
             .ok()
-            .and_then(|m| m.get(&key).cloned())
+            .and_then(|m| m.get(database)?.get(table).cloned())
         {
             return Ok(c);
         }
         let cols = restore::describe_target(&self.pool, database, table).await?;
-        let found = TableKeys::of(&cols).ok_or_else(|| Error::UnexpectedReply {
+        let found = Arc::new(TableKeys::of(&cols).ok_or_else(|| Error::UnexpectedReply {
             what: "DESCRIBE".into(),
             database: Some(database.to_string()),
             table: Some(table.to_string()),
             reason: "no columns".into(),
-        })?;
+        })?);
         if let Ok(mut m) = self.ts_columns.lock() {
-            m.insert(key, found.clone());
+            m.entry(database.to_string())
+                .or_default()
+                .insert(table.to_string(), found.clone());
         }
         Ok(found)
     }
@@ -226,7 +229,7 @@ impl TaosSource {
             (self.pool.clone(), direct),
             database,
             &request.table,
-            (keys.ts, keys.key),
+            (keys.ts.clone(), keys.key.clone()),
             precision,
             request.ranges,
             request.split_every,

@@ -991,3 +991,67 @@ async fn every_geometry_kind_round_trips() {
         assert_eq!(a.raw, r.raw);
     }
 }
+
+/// A catalog read records every table's timestamp and key columns, per database, so an
+/// export after it describes no table: child and normal tables, in two databases read one
+/// after the other, with a normal table whose columns are not the super table's. Any
+/// `DESCRIBE` fails through an injected fault; without the catalog read one is issued.
+#[tokio::test]
+async fn an_export_after_a_catalog_read_describes_no_table() {
+    let emu = emu();
+    let b = base(Precision::Ms);
+    sql(
+        &emu,
+        &[
+            "CREATE DATABASE kc1",
+            "CREATE DATABASE kc2",
+            "CREATE STABLE kc1.m (ts TIMESTAMP, v INT) TAGS (t INT)",
+            "CREATE TABLE kc1.c1 USING kc1.m TAGS (1)",
+            "CREATE TABLE kc1.n (at TIMESTAMP, k INT PRIMARY KEY, v INT)",
+            "CREATE TABLE kc2.n (ts TIMESTAMP, v INT)",
+            &format!("INSERT INTO kc1.c1 VALUES ({b}, 1) ({}, 2)", b + 1),
+            &format!(
+                "INSERT INTO kc1.n VALUES ({b}, 1, 1) ({b}, 2, 2) ({}, 1, 3)",
+                b + 1
+            ),
+            &format!("INSERT INTO kc2.n VALUES ({b}, 1)"),
+        ],
+    )
+    .await;
+    let src = source(&emu);
+    src.read_catalog("kc1").await.unwrap();
+    src.read_catalog("kc2").await.unwrap();
+    emu.inject(
+        Fault::error(
+            FaultPoint::Query,
+            0x2603,
+            "injected: DESCRIBE after a catalog read",
+        )
+        .matching("describe")
+        .trigger(Trigger::From(1)),
+    );
+    let rows_of = |chunks: &[BlockChunk]| chunks.iter().map(|c| c.rows).sum::<u32>();
+    let names = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let kc1 = export_all(&src, "kc1", Precision::Ms, &names(&["c1", "n"]), b, 1000, 1).await;
+    assert_eq!(rows_of(&kc1), 5);
+    let kc2 = export_all(&src, "kc2", Precision::Ms, &names(&["n"]), b, 1000, 1).await;
+    assert_eq!(rows_of(&kc2), 1);
+    assert_eq!(emu.faults_fired(), 0);
+
+    // The fault does catch a DESCRIBE: a source that has not read the catalog issues one.
+    let fresh = source(&emu);
+    let request = ExportRequest {
+        table: "n".into(),
+        split_every: None,
+        ranges: vec![TimeRange {
+            start: b,
+            end: b + 1000,
+        }],
+    };
+    let r: Result<Vec<BlockChunk>, Error> = fresh
+        .export_parallel("kc2", Precision::Ms, vec![request])
+        .try_collect()
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert!(emu.faults_fired() > 0);
+}
