@@ -283,12 +283,17 @@ async fn read_shard_from(
         repo.read_blob(&entry.shard).await
     };
     let bytes = read.map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
-    Shard::decode(&bytes, &what)
-        .and_then(|s| {
-            s.check_against(entry, &what)?;
-            Ok(s)
-        })
-        .map_err(|e| damaged(snapshot, e))
+    // Parsed on the blocking pool: an incremental reads tens to hundreds of shards at once
+    // and parsing is most of their cost; on the async task they were parsed one by one.
+    let entry = entry.clone();
+    tokio::task::spawn_blocking(move || {
+        let shard = Shard::decode(&bytes, &what)?;
+        shard.check_against(&entry, &what)?;
+        Ok(shard)
+    })
+    .await
+    .map_err(|e| EngineError::internal(format!("parsing a shard failed: {e}")))?
+    .map_err(|e| damaged(snapshot, e))
 }
 
 /// Reads a tree object that must parse as `T`.
