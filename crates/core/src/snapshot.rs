@@ -238,6 +238,133 @@ pub struct ShardTable {
     pub blocks: BTreeMap<i64, BlockRef>,
 }
 
+/// A shard read for its tables' names and blocks only, which is all an incremental backup
+/// needs of its parent's shards: the definitions are not parsed (most of a shard's text and
+/// of the cost of reading it). It is checked against its tree entry as
+/// [`Shard::check_against`] checks a whole shard, the fingerprint taken over the
+/// definitions as stored, which is their compact JSON as writers write it
+/// (docs/format.md §8.2). A shard stored otherwise (other whitespace, which readers must
+/// accept), or one that fails a check, is parsed whole and checked as such, so it is refused
+/// with the whole parse's error. What is not checked is the content of the definitions
+/// beyond their fingerprint (an unknown field, say): as of a parent's unchanged shards, which
+/// an incremental reuses by id without reading them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardBlocks {
+    /// The tables, ascending by name.
+    pub tables: Vec<TableBlocks>,
+}
+
+/// One table of a [`ShardBlocks`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableBlocks {
+    /// The table's name.
+    pub name: String,
+    /// Bucket index → the block holding the bucket's rows.
+    pub blocks: BTreeMap<i64, BlockRef>,
+}
+
+impl From<Shard> for ShardBlocks {
+    fn from(s: Shard) -> ShardBlocks {
+        ShardBlocks {
+            tables: s
+                .tables
+                .into_iter()
+                .map(|t| TableBlocks {
+                    name: t.def.name,
+                    blocks: t.blocks,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The JSON of a stored shard with each definition kept as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LazyObject<'a> {
+    #[serde(borrow)]
+    shard: LazyShard<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LazyShard<'a> {
+    version: u32,
+    #[serde(borrow)]
+    tables: Vec<LazyTable<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LazyTable<'a> {
+    #[serde(borrow)]
+    def: &'a serde_json::value::RawValue,
+    blocks: BTreeMap<i64, BlockRef>,
+}
+
+/// The fields of a definition the checks need. Borrowed: a name with an escape fails here
+/// and takes the whole parse.
+#[derive(Deserialize)]
+struct DefHead<'a> {
+    name: &'a str,
+    #[serde(default)]
+    super_table: Option<&'a str>,
+}
+
+impl ShardBlocks {
+    /// Parses and checks a shard blob against its tree `entry`; `what` names it in errors.
+    pub fn decode_checked(bytes: &[u8], entry: &TreeEntry, what: &str) -> Result<Self, Error> {
+        if let Some(s) = Self::decode_lazily(bytes, entry) {
+            return Ok(s);
+        }
+        let shard = Shard::decode(bytes, what)?;
+        shard.check_against(entry, what)?;
+        Ok(shard.into())
+    }
+
+    /// The shard if it parses with its definitions as text and passes every check of
+    /// [`Shard::check_against`]; `None` otherwise (the caller parses it whole).
+    fn decode_lazily(bytes: &[u8], entry: &TreeEntry) -> Option<Self> {
+        let shard = serde_json::from_slice::<LazyObject<'_>>(bytes).ok()?.shard;
+        if shard.version != SNAPSHOT_VERSION || shard.tables.len() as u64 != entry.tables {
+            return None;
+        }
+        let mut text = Vec::with_capacity(bytes.len());
+        let mut tables = Vec::with_capacity(shard.tables.len());
+        let (mut blocks, mut rows) = (0u64, 0u64);
+        for t in shard.tables {
+            let def = t.def.get();
+            let head: DefHead<'_> = serde_json::from_str(def).ok()?;
+            if head.super_table != entry.super_table.as_deref()
+                || tables
+                    .last()
+                    .is_some_and(|p: &TableBlocks| p.name.as_str() >= head.name)
+                || t.blocks.values().any(|b| b.min_ts > b.max_ts)
+            {
+                return None;
+            }
+            text.extend_from_slice(def.as_bytes());
+            text.push(b'\n');
+            blocks += t.blocks.len() as u64;
+            rows += t.blocks.values().map(|b| b.rows).sum::<u64>();
+            tables.push(TableBlocks {
+                name: head.name.to_string(),
+                blocks: t.blocks,
+            });
+        }
+        let (first, last) = (tables.first()?, tables.last()?);
+        if first.name != entry.first
+            || last.name != entry.last
+            || blocks != entry.blocks
+            || rows != entry.rows
+            || blake3::hash(&text).to_hex().as_str() != entry.defs
+        {
+            return None;
+        }
+        Some(ShardBlocks { tables })
+    }
+}
+
 /// The catalog root: the database's DDL and one part per super table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -794,6 +921,113 @@ impl DatabaseState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_blocks_read_a_shard_as_its_whole_parse_does() {
+        let def = |name: &str| TableDef {
+            name: name.into(),
+            kind: crate::catalog::TableKind::Child,
+            super_table: Some("st".into()),
+            tags: vec![crate::catalog::TagValue {
+                name: "loc".into(),
+                value: crate::catalog::Value::NChar(format!("電{name}")),
+            }],
+            comment: None,
+            ttl: None,
+            columns: Vec::new(),
+        };
+        let block = |k: i64| BlockRef {
+            blob: BlobId::from_bytes([k as u8; 32]),
+            rows: 10 + k as u64,
+            min_ts: k * 10,
+            max_ts: k * 10 + 5,
+        };
+        let shard = |names: &[&str]| Shard {
+            version: SNAPSHOT_VERSION,
+            tables: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| ShardTable {
+                    def: def(n),
+                    blocks: (0..i as i64).map(|k| (k - 1, block(k))).collect(),
+                })
+                .collect(),
+        };
+        // A name with an escape is read by the whole parse; the others lazily.
+        for (names, lazily) in [
+            (vec!["a"], true),
+            (vec!["t1", "t2", "電"], true),
+            (vec!["a", "b\"q", "c"], false),
+        ] {
+            let s = shard(&names);
+            let entry = s.entry(BlobId::from_bytes([7; 32])).unwrap();
+            let compact = TreeObject::Shard(s.clone()).encode();
+            let want = ShardBlocks::from(s.clone());
+            assert_eq!(
+                ShardBlocks::decode_lazily(&compact, &entry).is_some(),
+                lazily,
+                "{names:?}"
+            );
+            assert_eq!(
+                ShardBlocks::decode_checked(&compact, &entry, "x").unwrap(),
+                want
+            );
+            // Other whitespace: not the fingerprinted text, so parsed whole, and accepted.
+            let pretty = serde_json::to_vec_pretty(&TreeObject::Shard(s.clone())).unwrap();
+            assert!(ShardBlocks::decode_lazily(&pretty, &entry).is_none());
+            assert_eq!(
+                ShardBlocks::decode_checked(&pretty, &entry, "x").unwrap(),
+                want
+            );
+            // Whatever differs from the entry is refused with the whole parse's error.
+            for bad in [
+                TreeEntry {
+                    rows: entry.rows + 1,
+                    ..entry.clone()
+                },
+                TreeEntry {
+                    blocks: entry.blocks + 1,
+                    ..entry.clone()
+                },
+                TreeEntry {
+                    defs: "00".repeat(32),
+                    ..entry.clone()
+                },
+                TreeEntry {
+                    tables: entry.tables + 1,
+                    ..entry.clone()
+                },
+                TreeEntry {
+                    super_table: None,
+                    ..entry.clone()
+                },
+                TreeEntry {
+                    first: "0".into(),
+                    ..entry.clone()
+                },
+                TreeEntry {
+                    last: "zz".into(),
+                    ..entry.clone()
+                },
+            ] {
+                let whole = Shard::decode(&compact, "x").and_then(|s| s.check_against(&bad, "x"));
+                let lazy = ShardBlocks::decode_checked(&compact, &bad, "x");
+                assert_eq!(
+                    lazy.unwrap_err().to_string(),
+                    whole.unwrap_err().to_string()
+                );
+            }
+        }
+        // Out of order, and another kind of object.
+        let mut s = shard(&["a", "b"]);
+        let entry = s.entry(BlobId::from_bytes([7; 32])).unwrap();
+        s.tables.swap(0, 1);
+        let swapped = TreeObject::Shard(s).encode();
+        assert!(ShardBlocks::decode_checked(&swapped, &entry, "x").is_err());
+        let tree = br#"{"tree":{"version":2,"nodes":[]}}"#;
+        let e = ShardBlocks::decode_checked(tree, &entry, "x").unwrap_err();
+        assert!(e.to_string().contains("tree"), "{e}");
+    }
 
     #[test]
     fn fingerprint_is_blake3_of_each_definitions_json_and_a_newline() {

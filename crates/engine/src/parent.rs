@@ -13,8 +13,9 @@ use std::ops::Range;
 
 use futures::StreamExt;
 use taosbackup_core::{
-    BackupSnapshot, BlobId, BlockRef, CatalogSnapshot, DatabaseState, Repository, Shard, TableDef,
-    Tree, TreeEntry, TreeNode, TreeObject, TreeRoot, fingerprint, layout, shard_order,
+    BackupSnapshot, BlobId, BlockRef, CatalogSnapshot, DatabaseState, Repository, Shard,
+    ShardBlocks, TableDef, Tree, TreeEntry, TreeNode, TreeObject, TreeRoot, fingerprint, layout,
+    shard_order,
 };
 
 use crate::EngineError;
@@ -106,8 +107,8 @@ impl Layout {
 pub(crate) struct ParentView {
     pub(crate) snapshot: BackupSnapshot,
     pub(crate) tree: Tree,
-    /// Tree entry index → its shard, once read.
-    loaded: HashMap<usize, Shard>,
+    /// Tree entry index → its shard's tables and blocks, once read.
+    loaded: HashMap<usize, ShardBlocks>,
     /// Table name → (entry index, position in the shard) for the loaded shards.
     tables: HashMap<String, (usize, usize)>,
     /// Entries no current shard matches (read before deciding).
@@ -149,7 +150,7 @@ impl ParentView {
             for (pos, t) in s.tables.iter().enumerate() {
                 tables.insert(t.def.name.clone(), (i, pos));
             }
-            loaded.insert(i, s);
+            loaded.insert(i, s.into());
         }
         ParentView {
             snapshot,
@@ -193,10 +194,10 @@ impl ParentView {
         }
         let snapshot = &self.snapshot;
         let tree = &self.tree;
-        let read: Vec<Result<(usize, Shard), EngineError>> =
+        let read: Vec<Result<(usize, ShardBlocks), EngineError>> =
             futures::stream::iter(want.into_iter().map(|i| async move {
                 let entry = &tree.shards[i];
-                read_shard_from(repo, snapshot, entry, true)
+                read_parent_shard(repo, snapshot, entry)
                     .await
                     .map(|s| (i, s))
             }))
@@ -207,7 +208,7 @@ impl ParentView {
             let (i, shard) = r?;
             self.objects_read += 1;
             for (pos, t) in shard.tables.iter().enumerate() {
-                self.tables.insert(t.def.name.clone(), (i, pos));
+                self.tables.insert(t.name.clone(), (i, pos));
             }
             self.loaded.insert(i, shard);
         }
@@ -227,8 +228,8 @@ impl ParentView {
             .iter()
             .filter_map(|i| self.loaded.get(i))
             .flat_map(|s| s.tables.iter())
-            .filter(|t| !layout.chunk_of.contains_key(&t.def.name))
-            .map(|t| t.def.name.clone())
+            .filter(|t| !layout.chunk_of.contains_key(&t.name))
+            .map(|t| t.name.clone())
             .collect();
         out.sort();
         out
@@ -263,37 +264,41 @@ pub(crate) async fn read_shard(
     snapshot: &BackupSnapshot,
     entry: &TreeEntry,
 ) -> Result<Shard, EngineError> {
-    read_shard_from(repo, snapshot, entry, false).await
+    let what = format!("shard {} of backup {}", entry.shard, snapshot.id);
+    let bytes = repo
+        .read_blob(&entry.shard)
+        .await
+        .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
+    Shard::decode(&bytes, &what)
+        .and_then(|s| {
+            s.check_against(entry, &what)?;
+            Ok(s)
+        })
+        .map_err(|e| damaged(snapshot, e))
 }
 
-/// [`read_shard`], through the repository's read-ahead when `ahead`: the shards one commit
-/// wrote lie one after another in its packs, so a backup reading its parent's shards gets
-/// many from one ranged read (one GET on object storage). Never for `verify`, which checks
-/// what storage holds now.
-async fn read_shard_from(
+/// Reads and checks one shard of a backup's parent for its tables' names and blocks
+/// ([`ShardBlocks`]: the definitions are not parsed). Through the repository's read-ahead:
+/// the shards one commit wrote lie one after another in its packs, so a backup reading its
+/// parent's shards gets many from one ranged read (one GET on object storage). Never for
+/// `verify`, which checks what storage holds now.
+async fn read_parent_shard(
     repo: &dyn Repository,
     snapshot: &BackupSnapshot,
     entry: &TreeEntry,
-    ahead: bool,
-) -> Result<Shard, EngineError> {
+) -> Result<ShardBlocks, EngineError> {
     let what = format!("shard {} of backup {}", entry.shard, snapshot.id);
-    let read = if ahead {
-        repo.read_blob_ahead(&entry.shard).await
-    } else {
-        repo.read_blob(&entry.shard).await
-    };
-    let bytes = read.map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
+    let bytes = repo
+        .read_blob_ahead(&entry.shard)
+        .await
+        .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
     // Parsed on the blocking pool: an incremental reads tens to hundreds of shards at once
     // and parsing is most of their cost; on the async task they were parsed one by one.
     let entry = entry.clone();
-    tokio::task::spawn_blocking(move || {
-        let shard = Shard::decode(&bytes, &what)?;
-        shard.check_against(&entry, &what)?;
-        Ok(shard)
-    })
-    .await
-    .map_err(|e| EngineError::internal(format!("parsing a shard failed: {e}")))?
-    .map_err(|e| damaged(snapshot, e))
+    tokio::task::spawn_blocking(move || ShardBlocks::decode_checked(&bytes, &entry, &what))
+        .await
+        .map_err(|e| EngineError::internal(format!("parsing a shard failed: {e}")))?
+        .map_err(|e| damaged(snapshot, e))
 }
 
 /// Reads a tree object that must parse as `T`.
