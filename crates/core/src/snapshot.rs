@@ -245,9 +245,9 @@ pub struct ShardTable {
 /// definitions as stored, which is their compact JSON as writers write it
 /// (docs/format.md §8.2). A shard stored otherwise (other whitespace, which readers must
 /// accept), or one that fails a check, is parsed whole and checked as such, so it is refused
-/// with the whole parse's error. What is not checked is the content of the definitions
-/// beyond their fingerprint (an unknown field, say): as of a parent's unchanged shards, which
-/// an incremental reuses by id without reading them.
+/// with the whole parse's error. The definitions' content is checked only through their
+/// fingerprint (an unknown field is not refused here), as for a parent's unchanged shards,
+/// which an incremental reuses by id without reading them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardBlocks {
     /// The tables, ascending by name.
