@@ -326,43 +326,93 @@ impl ShardBlocks {
     /// [`Shard::check_against`]; `None` otherwise (the caller parses it whole).
     fn decode_lazily(bytes: &[u8], entry: &TreeEntry) -> Option<Self> {
         let shard = serde_json::from_slice::<LazyObject<'_>>(bytes).ok()?.shard;
-        if shard.version != SNAPSHOT_VERSION || shard.tables.len() as u64 != entry.tables {
+        if shard.version != SNAPSHOT_VERSION {
             return None;
         }
+        let heads = shard
+            .tables
+            .iter()
+            .map(|t| serde_json::from_str::<DefHead<'_>>(t.def.get()))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        let views: Vec<TableView<'_>> = heads
+            .iter()
+            .zip(&shard.tables)
+            .map(|(h, t)| (h.name, h.super_table, &t.blocks))
+            .collect();
+        check_tables(&views, entry).ok()?;
         let mut text = Vec::with_capacity(bytes.len());
-        let mut tables = Vec::with_capacity(shard.tables.len());
-        let (mut blocks, mut rows) = (0u64, 0u64);
-        for t in shard.tables {
-            let def = t.def.get();
-            let head: DefHead<'_> = serde_json::from_str(def).ok()?;
-            if head.super_table != entry.super_table.as_deref()
-                || tables
-                    .last()
-                    .is_some_and(|p: &TableBlocks| p.name.as_str() >= head.name)
-                || t.blocks.values().any(|b| b.min_ts > b.max_ts)
-            {
-                return None;
-            }
-            text.extend_from_slice(def.as_bytes());
+        for t in &shard.tables {
+            text.extend_from_slice(t.def.get().as_bytes());
             text.push(b'\n');
-            blocks += t.blocks.len() as u64;
-            rows += t.blocks.values().map(|b| b.rows).sum::<u64>();
-            tables.push(TableBlocks {
-                name: head.name.to_string(),
-                blocks: t.blocks,
-            });
         }
-        let (first, last) = (tables.first()?, tables.last()?);
-        if first.name != entry.first
-            || last.name != entry.last
-            || blocks != entry.blocks
-            || rows != entry.rows
-            || blake3::hash(&text).to_hex().as_str() != entry.defs
-        {
+        if blake3::hash(&text).to_hex().as_str() != entry.defs {
             return None;
         }
+        check_totals(&views, entry).ok()?;
+        let tables = heads
+            .iter()
+            .zip(shard.tables)
+            .map(|(h, t)| TableBlocks {
+                name: h.name.to_string(),
+                blocks: t.blocks,
+            })
+            .collect();
         Some(ShardBlocks { tables })
     }
+}
+
+/// What the checks of a shard against its tree entry read of one table: its name, its super
+/// table and its blocks.
+type TableView<'a> = (&'a str, Option<&'a str>, &'a BTreeMap<i64, BlockRef>);
+
+/// The checks of a shard's tables against its tree entry made before the fingerprint: the
+/// table count, the first and last name, ascending names, the super table, and
+/// `min_ts <= max_ts` in every block. The reason on failure.
+fn check_tables(tables: &[TableView<'_>], entry: &TreeEntry) -> Result<(), String> {
+    if tables.len() as u64 != entry.tables {
+        return Err(format!(
+            "holds {} tables, the tree says {}",
+            tables.len(),
+            entry.tables
+        ));
+    }
+    let (Some(first), Some(last)) = (tables.first(), tables.last()) else {
+        return Err("holds no table".into());
+    };
+    if first.0 != entry.first || last.0 != entry.last {
+        return Err("its first or last table differs from the tree's".into());
+    }
+    for pair in tables.windows(2) {
+        if pair[0].0 >= pair[1].0 {
+            return Err(format!("table {} is out of order", pair[1].0));
+        }
+    }
+    for (name, super_table, blocks) in tables {
+        if *super_table != entry.super_table.as_deref() {
+            return Err(format!("table {name} has another super table"));
+        }
+        for (bucket, b) in *blocks {
+            if b.min_ts > b.max_ts {
+                return Err(format!("table {name} bucket {bucket}: min_ts > max_ts"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The block and row totals of a shard's tables against its tree entry.
+fn check_totals(tables: &[TableView<'_>], entry: &TreeEntry) -> Result<(), String> {
+    let blocks: u64 = tables.iter().map(|t| t.2.len() as u64).sum();
+    let rows: u64 = tables
+        .iter()
+        .flat_map(|t| t.2.values())
+        .map(|b| b.rows)
+        .sum();
+    if blocks != entry.blocks || rows != entry.rows {
+        return Err("its block or row totals differ from the tree's".into());
+    }
+    Ok(())
 }
 
 /// The catalog root: the database's DDL and one part per super table.
@@ -700,61 +750,19 @@ impl Shard {
             object: what.to_string(),
             reason,
         };
-        if self.tables.len() as u64 != entry.tables {
-            return Err(fail(format!(
-                "holds {} tables, the tree says {}",
-                self.tables.len(),
-                entry.tables
-            )));
-        }
-        let (Some(first), Some(last)) = (self.tables.first(), self.tables.last()) else {
-            return Err(fail("holds no table".into()));
-        };
-        if first.def.name != entry.first || last.def.name != entry.last {
-            return Err(fail(
-                "its first or last table differs from the tree's".into(),
-            ));
-        }
-        for pair in self.tables.windows(2) {
-            if pair[0].def.name >= pair[1].def.name {
-                return Err(fail(format!("table {} is out of order", pair[1].def.name)));
-            }
-        }
-        for t in &self.tables {
-            if t.def.super_table != entry.super_table {
-                return Err(fail(format!(
-                    "table {} has another super table",
-                    t.def.name
-                )));
-            }
-            for (bucket, b) in &t.blocks {
-                if b.min_ts > b.max_ts {
-                    return Err(fail(format!(
-                        "table {} bucket {bucket}: min_ts > max_ts",
-                        t.def.name
-                    )));
-                }
-            }
-        }
+        let views: Vec<TableView<'_>> = self
+            .tables
+            .iter()
+            .map(|t| (t.def.name.as_str(), t.def.super_table.as_deref(), &t.blocks))
+            .collect();
+        check_tables(&views, entry).map_err(fail)?;
         let defs: Vec<&TableDef> = self.tables.iter().map(|t| &t.def).collect();
         if fingerprint(&defs) != entry.defs {
             return Err(fail(
                 "its table definitions do not match the tree's fingerprint".into(),
             ));
         }
-        let blocks: u64 = self.tables.iter().map(|t| t.blocks.len() as u64).sum();
-        let rows: u64 = self
-            .tables
-            .iter()
-            .flat_map(|t| t.blocks.values())
-            .map(|b| b.rows)
-            .sum();
-        if blocks != entry.blocks || rows != entry.rows {
-            return Err(fail(
-                "its block or row totals differ from the tree's".into(),
-            ));
-        }
-        Ok(())
+        check_totals(&views, entry).map_err(fail)
     }
 
     /// The tree entry describing this shard stored as blob `id`; `None` for an empty shard.
