@@ -102,6 +102,10 @@ pub async fn harness() -> Harness {
         .build()
         .await
         .unwrap();
+    // taos-ws opens the socket at the first request; then Nagle's algorithm goes, as the
+    // tool does on its own (taosbackup_core::net).
+    taos.exec("SELECT SERVER_VERSION()").await.unwrap();
+    taosbackup_core::net::disable_nagle().expect("TCP_NODELAY on the test's sockets");
     let mut o = ConnectOptions::new(emu.dsn()).with_credentials("root", "taosdata");
     o.pool_size = 4;
     o.request_timeout = Duration::from_secs(10);

@@ -19,6 +19,8 @@
 //!   through (`taosbackup-source` implements it); [`SourceError`] is its error.
 //! * [`ChangeFeed`]: the trait change feeds (TMQ, WAL files) deliver [`ChangeEvent`]s
 //!   through; [`Progress`]: how long operations report progress.
+//! * [`net::disable_nagle`]: `TCP_NODELAY` on the connector's sockets, which taos-ws 0.12.3
+//!   leaves off.
 //!
 //! # Example
 //!
@@ -39,6 +41,7 @@ mod error;
 mod feed;
 mod id;
 mod manifest;
+pub mod net;
 mod progress;
 mod repository;
 mod snapshot;

@@ -260,17 +260,19 @@ pub async fn run(options: &Options) -> Result<Report, Error> {
         .build()
         .await
         .map_err(|e| Error::server("connect", &endpoint.to_string(), None, None, e))?;
-    let version_text = first_text(&taos, "SELECT SERVER_VERSION()")
-        .await
-        .map_err(|e| {
-            Error::server(
-                "read the server version",
-                &endpoint.to_string(),
-                None,
-                None,
-                e,
-            )
-        })?;
+    // The connection's socket opens at this first request (taos-ws connects lazily).
+    let version_text =
+        crate::conn::nagle_off_if(true, first_text(&taos, "SELECT SERVER_VERSION()"))
+            .await
+            .map_err(|e| {
+                Error::server(
+                    "read the server version",
+                    &endpoint.to_string(),
+                    None,
+                    None,
+                    e,
+                )
+            })?;
     let version = parse_version(&version_text).ok_or_else(|| Error::UnexpectedReply {
         what: "SELECT SERVER_VERSION()".into(),
         database: None,

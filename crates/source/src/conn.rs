@@ -53,7 +53,9 @@ impl<'a> Ctx<'a> {
 pub(crate) struct Pool {
     endpoint: Endpoint,
     builder: TaosBuilder,
-    idle: Mutex<Vec<Taos>>,
+    /// Idle connections, each with whether it has reached the server yet (taos-ws opens its
+    /// socket at the first request, and only then can Nagle's algorithm be turned off).
+    idle: Mutex<Vec<(Taos, bool)>>,
     permits: Arc<Semaphore>,
     size: usize,
     pub(crate) retry_count: u32,
@@ -193,12 +195,12 @@ impl Pool {
                     reason: "pool closed".into(),
                 })?;
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let taos = match idle {
+        let (taos, connected) = match idle {
             Some(t) => t,
             None => {
                 let fut = self.builder.build();
                 match tokio::time::timeout(self.timeout, fut).await {
-                    Ok(Ok(t)) => t,
+                    Ok(Ok(t)) => (t, false),
                     Ok(Err(e)) => return Err(self.error("connect", ctx, e)),
                     Err(_) => return Err(self.timeout_error("connect", ctx)),
                 }
@@ -209,6 +211,7 @@ impl Pool {
             pool: self.clone(),
             _permit: permit,
             healthy: true,
+            connected,
         })
     }
 
@@ -335,13 +338,16 @@ pub(crate) struct Conn {
     pool: Arc<Pool>,
     _permit: OwnedSemaphorePermit,
     healthy: bool,
+    /// Whether the connection has made a request, so its socket exists and has had Nagle's
+    /// algorithm turned off ([`disable_nagle`]).
+    connected: bool,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         if self.healthy {
             if let (Some(t), Ok(mut idle)) = (self.taos.take(), self.pool.idle.lock()) {
-                idle.push(t);
+                idle.push((t, self.connected));
             }
         }
     }
@@ -355,6 +361,12 @@ impl Conn {
             table: None,
             reason: "connection already closed".into(),
         })
+    }
+
+    /// After a request: the first one of a connection opened its socket (taos-ws connects
+    /// lazily) and turned its Nagle's algorithm off ([`nagle_off_if`]).
+    fn requested(&mut self) {
+        self.connected = true;
     }
 
     /// Marks the connection broken if `e` concerns the connection (or always, for
@@ -387,8 +399,9 @@ impl Conn {
         sql: &str,
     ) -> Result<(taos::ResultSet, Vec<String>), Error> {
         let timeout = self.pool.timeout;
+        let first = !self.connected;
         let taos = self.taos()?;
-        let r = match tokio::time::timeout(timeout, taos.query(sql)).await {
+        let r = match tokio::time::timeout(timeout, nagle_off_if(first, taos.query(sql))).await {
             Ok(Ok(rs)) => {
                 let names = rs.fields().iter().map(|f| f.name().to_string()).collect();
                 Ok((rs, names))
@@ -396,13 +409,15 @@ impl Conn {
             Ok(Err(e)) => Err(self.pool.error("query", ctx, e)),
             Err(_) => Err(self.pool.timeout_error("query", ctx)),
         };
+        self.requested();
         self.note(r)
     }
 
     /// Executes one statement.
     pub(crate) async fn exec(&mut self, ctx: Ctx<'_>, sql: &str) -> Result<usize, Error> {
+        let first = !self.connected;
         let taos = self.taos()?;
-        let fut = taos.exec(sql);
+        let fut = nagle_off_if(first, taos.exec(sql));
         // `fut` borrows the connection only; the timeout wrapper needs `&mut self` for
         // bookkeeping, so evaluate it first.
         let r = tokio::time::timeout(self.pool.timeout, fut).await;
@@ -411,6 +426,7 @@ impl Conn {
             Ok(Err(e)) => Err(self.pool.error("execute", ctx, e)),
             Err(_) => Err(self.pool.timeout_error("execute", ctx)),
         };
+        self.requested();
         self.note(r)
     }
 
@@ -481,14 +497,63 @@ impl Conn {
         ctx: Ctx<'_>,
         block: &RawBlock,
     ) -> Result<(), Error> {
+        let first = !self.connected;
         let taos = self.taos()?;
-        let fut = taos.write_raw_block(block);
+        let fut = nagle_off_if(first, taos.write_raw_block(block));
         let r = tokio::time::timeout(self.pool.timeout, fut).await;
         let r = match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.pool.error("write raw block", ctx, e)),
             Err(_) => Err(self.pool.timeout_error("write raw block", ctx)),
         };
+        self.requested();
         self.note(r)
+    }
+}
+
+/// Runs `fut`, with `first` the first request of a taos-ws connection, turning Nagle's
+/// algorithm off on the socket it opens while it runs.
+///
+/// taos-ws opens a query connection's socket at its first request and sends its `version`
+/// and `conn` requests before that request's own: each would wait for a delayed ACK with
+/// Nagle on (~40 ms apiece, measured as ~130 ms per new connection). The socket cannot be
+/// reached before it exists, so the process's sockets are scanned while the request runs,
+/// 1, 2, 4, … ms apart (at most 32 ms), and once it is done. Setting
+/// `TCP_NODELAY` sends at once what Nagle holds back, so a scan ends a wait in progress.
+pub(crate) async fn nagle_off_if<F: Future>(first: bool, fut: F) -> F::Output {
+    if !first {
+        return fut.await;
+    }
+    let mut fut = std::pin::pin!(fut);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut fut => {
+                disable_nagle();
+                return out;
+            }
+            () = tokio::time::sleep(pause) => {
+                disable_nagle();
+                pause = (pause * 2).min(Duration::from_millis(32));
+            }
+        }
+    }
+}
+
+/// Turns Nagle's algorithm off on the connections the `taos` connector has opened, which
+/// taos-ws 0.12.3 leaves on: against taosAdapter every request would otherwise wait up to
+/// 40 ms for a delayed ACK (`taosbackup_core::net` says why and how). Warns once when the
+/// platform does not allow it.
+pub(crate) fn disable_nagle() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Err(e) = taosbackup_core::net::disable_nagle() {
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                error = %e,
+                "cannot set TCP_NODELAY on the connector's sockets: each request to the server \
+                 may wait up to 40 ms for a delayed ACK"
+            );
+        }
     }
 }

@@ -118,7 +118,10 @@ impl WsQuery {
         }
         let mut last = None;
         for path in ["ws", "rest/ws"] {
-            let connect = tokio_tungstenite::connect_async(url(endpoint, path));
+            // Nagle off: tungstenite sends a frame's header and payload in two writes, and the
+            // payload would wait for a delayed ACK (taosbackup_core::net).
+            let connect =
+                tokio_tungstenite::connect_async_with_config(url(endpoint, path), None, true);
             match tokio::time::timeout(timeout, connect).await {
                 Ok(Ok((ws, _))) => {
                     let mut c = WsQuery {

@@ -271,7 +271,7 @@ struct Figures {
 async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
     let emu = Emulator::start(EmulatorConfig::from_env())?;
     let dsn = emu.dsn();
-    let taos = TaosBuilder::from_dsn(&dsn)?.build().await?;
+    let taos = connect(&dsn).await?;
     eprintln!(
         "== compare at scale {}: {} tables × {} rows; load average {}",
         s.name,
@@ -352,7 +352,7 @@ fn config_text(dsn: &str, repo: &Path, backup_extra: &str) -> String {
 async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     let emu = Emulator::start(EmulatorConfig::from_env())?;
     let dsn = emu.dsn();
-    let taos = TaosBuilder::from_dsn(&dsn)?.build().await?;
+    let taos = connect(&dsn).await?;
     let total_rows = s.total_rows();
     let blocks = s.blocks();
     eprintln!(
@@ -470,7 +470,7 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
             "--json",
         ],
     )?;
-    let taos = TaosBuilder::from_dsn(&target_dsn)?.build().await?;
+    let taos = connect(&target_dsn).await?;
     let restored = count(&taos, "bench_restored").await?;
     if restored != total_rows as u64 {
         bail!("restored {restored} rows, expected {total_rows}");
@@ -953,7 +953,7 @@ async fn read_ceiling(dsn: &str, o: &Scale, parallel: usize) -> Result<(f64, u64
     let next = Arc::new(AtomicUsize::new(0));
     let mut conns = Vec::new();
     for _ in 0..parallel {
-        conns.push(TaosBuilder::from_dsn(dsn)?.build().await?);
+        conns.push(connect(dsn).await?);
     }
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -1136,4 +1136,15 @@ fn taosbackup(bin: &Path, dir: &Path, args: &[&str], perf: Option<&Path>) -> Res
         maxrss_kib: hwm_kib,
         stdout,
     })
+}
+
+/// A connection with Nagle's algorithm off, as taosbackup makes its own
+/// (`taosbackup_core::net`): the emulator, like taosAdapter, delays its ACKs, and taos-ws
+/// 0.12.3 leaves Nagle on, so every request would wait up to 40 ms. taos-ws opens the socket
+/// at the first request.
+async fn connect(dsn: &str) -> Result<taos::Taos> {
+    let taos = TaosBuilder::from_dsn(dsn)?.build().await?;
+    taos.exec("SELECT SERVER_VERSION()").await?;
+    taosbackup_core::net::disable_nagle()?;
+    Ok(taos)
 }

@@ -47,6 +47,10 @@ async fn run(bin: &Path) -> Result<()> {
     let dsn = emu.dsn();
     println!("== emulator listening at {dsn}");
     let taos = TaosBuilder::from_dsn(&dsn)?.build().await?;
+    // Nagle's algorithm off, as taosbackup does (taosbackup_core::net): the emulator, like
+    // taosAdapter, delays its ACKs. taos-ws opens the socket at the first request.
+    taos.exec("SELECT SERVER_VERSION()").await?;
+    taosbackup_core::net::disable_nagle()?;
     load(&taos).await?;
     println!(
         "== loaded {DB}: {TABLES} child tables of `meters` ({} rows), normal table `logs`",

@@ -19,6 +19,11 @@ async fn main() -> Result<()> {
         .build()
         .await
         .with_context(|| format!("connecting to {dsn}"))?;
+    // taos-ws 0.12.3 leaves Nagle's algorithm on; like taosAdapter, the emulator delays its
+    // ACKs, so each request would wait up to 40 ms (taosbackup_core::net). The socket opens
+    // at the first request.
+    taos.exec("SELECT SERVER_VERSION()").await?;
+    taosbackup_core::net::disable_nagle()?;
     println!("connected to {dsn}");
 
     let version: Option<(String,)> = taos.query_one("SELECT SERVER_VERSION()").await?;

@@ -223,7 +223,8 @@ impl TaosSource {
             table: None,
             timeout,
         };
-        let mut consumer = tokio::time::timeout(timeout, builder.build())
+        let connect = crate::conn::nagle_off_if(true, builder.build());
+        let mut consumer = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| timed_out("connect tmq consumer"))?
             .map_err(|e| fail("connect tmq consumer", e))?;

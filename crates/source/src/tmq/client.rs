@@ -125,7 +125,9 @@ impl TmqClient {
         endpoint: &str,
         timeout: Duration,
     ) -> Result<TmqClient, Error> {
-        let connect = tokio_tungstenite::connect_async(url);
+        // Nagle off: tungstenite sends a frame's header and payload in two writes, and the
+        // payload would wait for a delayed ACK (taosbackup_core::net).
+        let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
         let (ws, _) = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

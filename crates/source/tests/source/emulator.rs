@@ -33,6 +33,7 @@ async fn sql(emu: &EmulatorHandle, statements: &[&str]) {
         .build()
         .await
         .unwrap();
+    crate::nodelay(&taos).await;
     for s in statements {
         taos.exec(*s)
             .await
@@ -46,6 +47,7 @@ async fn rows(emu: &EmulatorHandle, q: &str) -> Vec<Vec<taos::Value>> {
         .build()
         .await
         .unwrap();
+    crate::nodelay(&taos).await;
     let mut rs = taos.query(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
     rs.to_records().await.unwrap()
 }
@@ -1054,4 +1056,33 @@ async fn an_export_after_a_catalog_read_describes_no_table() {
         .await;
     assert!(r.is_err(), "{r:?}");
     assert!(emu.faults_fired() > 0);
+}
+
+/// taos-ws 0.12.3 connects with Nagle's algorithm on and sends a frame's header and payload
+/// in two writes; taosAdapter (like the emulator) delays its ACKs, so every request would
+/// wait up to 40 ms. The source turns Nagle off on each connection it opens
+/// (`taosbackup_core::net`).
+#[tokio::test]
+async fn the_sources_connections_have_nagle_off() {
+    let emu = emu();
+    sql(
+        &emu,
+        &[
+            "CREATE DATABASE nd",
+            "CREATE TABLE nd.t (ts TIMESTAMP, v INT)",
+        ],
+    )
+    .await;
+    // No test turns Nagle off for the source from here on (crate::NAGLE).
+    let _only_the_source = crate::NAGLE.lock().await;
+    let on_to_emu = || {
+        taosbackup_core::net::sockets_with_nagle()
+            .unwrap()
+            .into_iter()
+            .filter(|(_, peer)| *peer == emu.addr())
+            .collect::<Vec<_>>()
+    };
+    let src = source(&emu);
+    src.read_catalog("nd").await.unwrap();
+    assert_eq!(on_to_emu(), [], "connections to the emulator with Nagle on");
 }

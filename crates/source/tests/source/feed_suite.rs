@@ -41,6 +41,7 @@ impl Server {
             .build()
             .await
             .unwrap();
+        crate::nodelay(&taos).await;
         let s = Server { emu, taos };
         s.exec(&format!("CREATE DATABASE {DB} PRECISION 'ms' VGROUPS 2"))
             .await;

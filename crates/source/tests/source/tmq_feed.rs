@@ -36,6 +36,7 @@ async fn sql(emu: &EmulatorHandle, statements: &[String]) {
         .build()
         .await
         .unwrap();
+    crate::nodelay(&taos).await;
     for s in statements {
         taos.exec(s.as_str())
             .await
@@ -361,6 +362,7 @@ async fn committed_positions_continue_without_replay_and_purge_is_a_gap() {
         .build()
         .await
         .unwrap();
+    crate::nodelay(&taos).await;
     let subs: Vec<(String, i32, Option<String>)> = taos
         .query(
             "SELECT consumer_group, vgroup_id, `offset` FROM information_schema.ins_subscriptions",
@@ -664,5 +666,28 @@ async fn every_meta_kind_is_read_and_unknown_ones_are_reread() {
             .iter()
             .any(|e| matches!(e, ChangeEvent::Reread { table: None, .. })),
         "{events:?}"
+    );
+}
+
+/// taos-ws 0.12.3 and tungstenite leave Nagle's algorithm on, and taosAdapter (like the
+/// emulator) delays its ACKs, so a request would wait up to 40 ms: the feed's own TMQ client
+/// and the connector's connections it opens have it off (`taosbackup_core::net`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feeds_connections_have_nagle_off() {
+    let emu = emu();
+    setup(&emu, "nd", "").await;
+    // No test turns Nagle off for the feed from here on (crate::NAGLE).
+    let _only_the_feed = crate::NAGLE.lock().await;
+    let mut f = feed(&emu, "nd");
+    f.start(&Positions::new()).await.unwrap();
+    assert!(catch_up(&mut f).await.is_empty());
+    let left: Vec<_> = taosbackup_core::net::sockets_with_nagle()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, peer)| *peer == emu.addr())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "connections to the emulator with Nagle on: {left:?}"
     );
 }

@@ -18,11 +18,13 @@ fn emu(block_rows: usize) -> EmulatorHandle {
 }
 
 async fn connect(dsn: &str) -> taos::Taos {
-    TaosBuilder::from_dsn(dsn)
+    let taos = TaosBuilder::from_dsn(dsn)
         .unwrap()
         .build()
         .await
-        .expect("connects")
+        .expect("connects");
+    crate::nodelay(&taos).await;
+    taos
 }
 
 async fn seed(taos: &taos::Taos, rows: usize) {
@@ -181,6 +183,7 @@ async fn tmq_poll_and_commit_faults_reach_the_consumer() {
     .build()
     .await
     .unwrap();
+    crate::nagle_off();
     consumer.subscribe(["tp"]).await.unwrap();
     let first = consumer
         .recv_timeout(Timeout::Duration(Duration::from_millis(200)))

@@ -19,11 +19,13 @@ fn emu_with(f: impl FnOnce(&mut EmulatorConfig)) -> EmulatorHandle {
 }
 
 async fn connect(dsn: &str) -> taos::Taos {
-    TaosBuilder::from_dsn(dsn)
+    let taos = TaosBuilder::from_dsn(dsn)
         .unwrap()
         .build()
         .await
-        .expect("connects")
+        .expect("connects");
+    crate::nodelay(&taos).await;
+    taos
 }
 
 /// Polls `cond` until it holds or `limit` passes; the condition is the synchronisation.
@@ -60,6 +62,7 @@ async fn handshake_reports_the_configured_version() {
     let emu = emu_with(|c| c.server_version = "3.3.5.1".into());
     let builder = TaosBuilder::from_dsn(emu.dsn()).unwrap();
     let taos = builder.build().await.unwrap();
+    crate::nodelay(&taos).await;
     let (v,): (String,) = taos
         .query_one("SELECT SERVER_VERSION()")
         .await

@@ -12,11 +12,13 @@ fn emu() -> EmulatorHandle {
 }
 
 async fn connect(emu: &EmulatorHandle) -> taos::Taos {
-    TaosBuilder::from_dsn(emu.dsn())
+    let taos = TaosBuilder::from_dsn(emu.dsn())
         .unwrap()
         .build()
         .await
-        .unwrap()
+        .unwrap();
+    crate::nodelay(&taos).await;
+    taos
 }
 
 async fn records(taos: &taos::Taos, sql: &str) -> Vec<Vec<Value>> {

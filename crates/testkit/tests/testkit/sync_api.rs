@@ -7,6 +7,9 @@ use taosbackup_testkit::{Emulator, EmulatorConfig};
 fn sync_api_works_too() {
     let emu = Emulator::start(EmulatorConfig::default()).unwrap();
     let taos = TBuilder::build(&taos::TaosBuilder::from_dsn(emu.dsn()).unwrap()).unwrap();
+    // The socket opens at the first request; then Nagle's algorithm goes (crate::nodelay).
+    taos.exec("SELECT SERVER_VERSION()").unwrap();
+    crate::nagle_off();
     taos.exec("CREATE DATABASE s KEEP 36500").unwrap();
     taos.exec("CREATE TABLE s.t (ts TIMESTAMP, v BIGINT UNSIGNED, n NCHAR(4))")
         .unwrap();

@@ -24,11 +24,13 @@ fn emu() -> EmulatorHandle {
 }
 
 async fn connect(emu: &EmulatorHandle) -> taos::Taos {
-    TaosBuilder::from_dsn(emu.dsn())
+    let taos = TaosBuilder::from_dsn(emu.dsn())
         .unwrap()
         .build()
         .await
-        .expect("connects")
+        .expect("connects");
+    crate::nodelay(&taos).await;
+    taos
 }
 
 async fn consumer(emu: &EmulatorHandle, params: &str, topic: &str) -> taos::Consumer {
@@ -38,6 +40,7 @@ async fn consumer(emu: &EmulatorHandle, params: &str, topic: &str) -> taos::Cons
         .build()
         .await
         .expect("consumer builds");
+    crate::nagle_off();
     c.subscribe([topic]).await.expect("subscribes");
     c
 }
@@ -545,6 +548,7 @@ async fn concurrent_producers_while_consuming() {
         let dsn = emu.dsn();
         producers.push(tokio::spawn(async move {
             let taos = TaosBuilder::from_dsn(dsn).unwrap().build().await.unwrap();
+            crate::nodelay(&taos).await;
             for i in 0..N {
                 taos.exec(format!(
                     "INSERT INTO d.p{p} USING d.st TAGS ({p}) VALUES ({}, {i})",

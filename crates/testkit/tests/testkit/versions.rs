@@ -53,11 +53,13 @@ fn emu(p: Profile) -> EmulatorHandle {
 }
 
 async fn connect(emu: &EmulatorHandle) -> taos::Taos {
-    TaosBuilder::from_dsn(emu.dsn())
+    let taos = TaosBuilder::from_dsn(emu.dsn())
         .unwrap()
         .build()
         .await
-        .unwrap()
+        .unwrap();
+    crate::nodelay(&taos).await;
+    taos
 }
 
 /// B2: `ins_topics` has `sql` in every version, `meta`/`type` only up to 3.3.x.

@@ -31,11 +31,13 @@ fn tempdir(tag: &str) -> TempDir {
 }
 
 async fn connect(emu: &EmulatorHandle) -> taos::Taos {
-    TaosBuilder::from_dsn(emu.dsn())
+    let taos = TaosBuilder::from_dsn(emu.dsn())
         .unwrap()
         .build()
         .await
-        .expect("connects")
+        .expect("connects");
+    crate::nodelay(&taos).await;
+    taos
 }
 
 async fn exec(taos: &taos::Taos, sql: &str) {
