@@ -48,6 +48,10 @@ pub struct EmulatorConfig {
     pub legacy_paths_only: bool,
     /// Maximum rows per raw block in fetch replies.
     pub block_rows: usize,
+    /// Acknowledge every read at once (`TCP_QUICKACK`), which taosAdapter does not do: a
+    /// leniency that hides the ~40 ms a request waits for a delayed ACK when its client
+    /// leaves Nagle's algorithm on (see `server/net.rs`). Off by default.
+    pub quick_ack: bool,
 }
 
 /// The environment variable that picks the server version (and so the behaviour set) of the
@@ -78,6 +82,7 @@ impl Default for EmulatorConfig {
             token: None,
             legacy_paths_only: false,
             block_rows: 4096,
+            quick_ack: false,
         }
     }
 }
@@ -358,7 +363,7 @@ impl Server {
     // The handshake callback's error type (a whole HTTP response) is fixed by tungstenite.
     #[allow(clippy::result_large_err)]
     async fn connection(self, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
-        let stream = net::quick_ack_stream(stream);
+        let stream = net::quick_ack_stream(stream, self.config.quick_ack);
         let mut route = None;
         let legacy_only = self.config.legacy_paths_only;
         let token = self.config.token.clone();

@@ -1,19 +1,26 @@
-//! The server's TCP stream, with delayed ACKs turned off.
+//! The server's TCP stream: read ahead, and acknowledging at once only when asked to.
 //!
-//! taos-ws 0.12.3 writes a WebSocket frame's header and payload with separate `write` calls
-//! (its buffered stream has zero capacity) and leaves Nagle's algorithm on. The payload then
-//! waits for the ACK of the header, and Linux delays that ACK by up to 40 ms in
-//! request/response traffic: every request would cost ~40 ms (measured: 45 ms per fetch,
-//! 90 k rows/s for `SELECT *`). Re-arming `TCP_QUICKACK` after every read makes the server ACK
-//! at once. The option is not sticky on Linux, hence the re-arming.
+//! taos-ws 0.12.3, and tungstenite 0.23 under it, send a WebSocket frame's header and payload
+//! with separate `write` calls, and taos-ws connects with Nagle's algorithm on
+//! (`connect_async_with_config(…, false)` in its `build_stream`, `connect_async` for TMQ).
+//! The payload then waits for the server's ACK of the header, which Linux delays by up to
+//! 40 ms in request/response traffic: every request costs ~40 ms (measured: 45 ms per fetch,
+//! 90 k rows/s for `SELECT *`). taosAdapter does nothing about it: it serves through Go's
+//! `net.Listen` and `http.Server` (taosadapter `main.go`, `system/main.go`), which set
+//! `TCP_NODELAY` on accepted connections and never `TCP_QUICKACK`. So by default the emulator
+//! does not either ([`crate::EmulatorConfig::quick_ack`] is `false`), and a client that
+//! leaves Nagle on is as slow here as against TDengine: taosbackup turns it off on its
+//! connections (`taosbackup_core::net`). With `quick_ack` the server re-arms `TCP_QUICKACK`
+//! after every socket read (the option is not sticky on Linux), which hides the delay: a
+//! leniency for clients that cannot set `TCP_NODELAY`, off unless asked for.
 //!
 //! tungstenite 0.23 reads its socket 4,096 bytes at a time, so a raw-block write of a few
-//! hundred KiB cost the server a `recv` and a `setsockopt` per 4 KiB (in a restore's profile
-//! 12% of the emulator's CPU went to those reads, half of it to re-arming). The server
-//! therefore reads the socket through a buffer of [`READ_AHEAD`] bytes
-//! ([`QuickAckStream`]), and re-arms after each read of the socket, not of the buffer. On
-//! loopback the data arrives in small pieces, so the socket is still read often: in the same
-//! profile re-arming fell only from 5.8% to 4.1%, the frame reads from 12.2% to 9.1%.
+//! hundred KiB cost the server a `recv` (and, quick-acking, a `setsockopt`) per 4 KiB (in a
+//! restore's profile 12% of the emulator's CPU went to those reads, half of it to
+//! re-arming). The server therefore reads the socket through a buffer of [`READ_AHEAD`]
+//! bytes ([`QuickAckStream`]), and re-arms after each read of the socket, not of the buffer.
+//! On loopback the data arrives in small pieces, so the socket is still read often: in the
+//! same profile re-arming fell only from 5.8% to 4.1%, the frame reads from 12.2% to 9.1%.
 
 use std::io;
 use std::pin::Pin;
@@ -25,30 +32,33 @@ use tokio::net::TcpStream;
 /// Bytes read from the socket at most at once.
 const READ_AHEAD: usize = 256 * 1024;
 
-/// The server's stream: the socket, read ahead, acknowledging what it receives at once.
+/// The server's stream: the socket, read ahead, acknowledging what it receives at once if
+/// asked to.
 pub(crate) type QuickAckStream = BufReader<QuickAckSocket>;
 
-/// Wraps an accepted connection.
-pub(crate) fn quick_ack_stream(inner: TcpStream) -> QuickAckStream {
-    BufReader::with_capacity(READ_AHEAD, QuickAckSocket::new(inner))
+/// Wraps an accepted connection; `quick_ack` as [`crate::EmulatorConfig::quick_ack`].
+pub(crate) fn quick_ack_stream(inner: TcpStream, quick_ack: bool) -> QuickAckStream {
+    BufReader::with_capacity(READ_AHEAD, QuickAckSocket::new(inner, quick_ack))
 }
 
-/// A [`TcpStream`] that acknowledges received data immediately.
+/// A [`TcpStream`] with `TCP_NODELAY` (as Go sets on accepted connections) that, with
+/// `quick_ack`, acknowledges received data immediately.
 pub(crate) struct QuickAckSocket {
     inner: TcpStream,
+    quick_ack: bool,
 }
 
 impl QuickAckSocket {
-    fn new(inner: TcpStream) -> Self {
+    fn new(inner: TcpStream, quick_ack: bool) -> Self {
         let _ = inner.set_nodelay(true);
-        let s = QuickAckSocket { inner };
+        let s = QuickAckSocket { inner, quick_ack };
         s.quickack();
         s
     }
 
     fn quickack(&self) {
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
+        if self.quick_ack {
             // Best effort: without it the server is slower, not wrong.
             let _ = socket2::SockRef::from(&self.inner).set_tcp_quickack(true);
         }
