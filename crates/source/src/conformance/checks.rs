@@ -218,6 +218,15 @@ pub static CHECKS: &[Entry] = &[
         "source/dnode/vnode/src/tq/tqUtil.c (tqFetchLog), source/client/src/clientTmq.c",
         |e| Box::pin(tmq_idle_catch_up(e)),
     ),
+    entry(
+        "net.nagle_off",
+        "after a catalog read and a feed's catch-up, none of the tool's connections to the \
+         server has Nagle's algorithm on: the connector leaves it on and taosAdapter delays \
+         its ACKs, so each request on such a connection would wait up to 40 ms",
+        "taosadapter main.go (Go net/http: TCP_NODELAY on its side, no TCP_QUICKACK); taos-ws \
+         0.12.3 src/lib.rs (build_stream: connect_async_with_config(…, false))",
+        |e| Box::pin(nagle_off(e)),
+    ),
 ];
 
 fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
@@ -1169,5 +1178,38 @@ async fn tmq_idle_catch_up(env: &Env) -> Result<Verdict, String> {
             .await
             .map_err(|e| format!("run {run}: commit: {e}"))?;
     }
+    Ok(Verdict::Holds)
+}
+
+async fn nagle_off(env: &Env) -> Result<Verdict, String> {
+    let (endpoint, _) = env.connect.resolve().map_err(|e| e.to_string())?;
+    if endpoint.is_native() {
+        return Ok(Verdict::NotApplicable(
+            "a native DSN: the client library's own protocol, not taosAdapter's WebSocket".into(),
+        ));
+    }
+    let server: Vec<std::net::SocketAddr> =
+        tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|e| format!("resolving {}: {e}", endpoint.host))?
+            .collect();
+    env.source
+        .read_catalog(&env.db)
+        .await
+        .map_err(|e| format!("catalog read: {e}"))?;
+    let _feed = caught_up_feed(env, "nagle").await?;
+    let on: Vec<_> = taosbackup_core::net::sockets_with_nagle()
+        .map_err(|e| {
+            format!(
+                "the sockets cannot be inspected ({e}), so Nagle's algorithm stays on: every \
+                 request may wait up to 40 ms"
+            )
+        })?
+        .into_iter()
+        .filter(|(_, peer)| server.contains(peer))
+        .collect();
+    ensure(on.is_empty(), || {
+        format!("connections (local, server) with Nagle's algorithm on: {on:?}")
+    })?;
     Ok(Verdict::Holds)
 }
