@@ -547,13 +547,17 @@ pub(crate) async fn nagle_off_if<F: Future>(first: bool, fut: F) -> F::Output {
 /// platform does not allow it.
 pub(crate) fn disable_nagle() {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if let Err(e) = taosbackup_core::net::disable_nagle() {
-        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            tracing::warn!(
-                error = %e,
-                "cannot set TCP_NODELAY on the connector's sockets: each request to the server \
-                 may wait up to 40 ms for a delayed ACK"
-            );
+    match taosbackup_core::net::disable_nagle() {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(sockets = n, "TCP_NODELAY set"),
+        Err(e) => {
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    error = %e,
+                    "cannot set TCP_NODELAY on the connector's sockets: each request to the server \
+                     may wait up to 40 ms for a delayed ACK"
+                );
+            }
         }
     }
 }
