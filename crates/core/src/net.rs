@@ -15,10 +15,12 @@
 //! How: after opening connections, [`disable_nagle`] sets `TCP_NODELAY` on every connected
 //! TCP socket of the process. It lists the process's descriptors (`/proc/self/fd`) and takes
 //! a duplicate of each socket through a pidfd (`pidfd_getfd`, Linux 5.6): a duplicate shares
-//! the socket, so the option applies to the connector's descriptor too, and no `unsafe` is
-//! needed to borrow a descriptor by number. Sockets the process does not own the connection
-//! of are TCP sockets all the same; `TCP_NODELAY` is what request/response traffic wants on
-//! any of them (object_store's HTTP client sets it on its own).
+//! the socket, so the option applies to the connector's descriptor too. Where the kernel
+//! refuses `pidfd_getfd` (Docker's default seccomp profile without `CAP_SYS_PTRACE`, older
+//! kernels) it borrows each descriptor by its number instead: the one `unsafe` of the
+//! workspace (docs/architecture.md). It changes every TCP socket of the process, not only
+//! the connector's: `TCP_NODELAY` is what request/response traffic wants on any of them
+//! (object_store's HTTP client sets it on its own).
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,9 +30,8 @@ use std::net::SocketAddr;
 ///
 /// # Errors
 ///
-/// The kernel refuses the pidfd calls (before Linux 5.6, or a seccomp filter), `/proc` is
-/// not mounted, or the platform is not Linux (`Unsupported`). The caller decides what to do
-/// about it: connections still work, with Nagle's algorithm on.
+/// `/proc` is not mounted, or the platform is not Linux (`Unsupported`). The caller decides
+/// what to do about it: connections still work, with Nagle's algorithm on.
 pub fn disable_nagle() -> io::Result<usize> {
     imp::disable_nagle()
 }
@@ -49,15 +50,42 @@ pub fn sockets_with_nagle() -> io::Result<Vec<(SocketAddr, SocketAddr)>> {
 mod imp {
     use std::io;
     use std::net::SocketAddr;
-    use std::os::fd::OwnedFd;
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
     use rustix::io::Errno;
     use rustix::net::{AddressFamily, SocketType, sockopt};
     use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
 
-    /// Calls `f` with each connected TCP socket's duplicate and its peer.
-    fn each(mut f: impl FnMut(&OwnedFd, SocketAddr) -> io::Result<()>) -> io::Result<()> {
-        let pidfd = pidfd_open(getpid(), PidfdFlags::empty())?;
+    /// How the process's descriptors are reached.
+    enum Access {
+        /// Duplicates through a pidfd of the process (`pidfd_getfd`).
+        Pidfd(OwnedFd),
+        /// The descriptor numbers themselves, where the kernel refuses `pidfd_getfd`:
+        /// Docker's default seccomp profile allows it only with `CAP_SYS_PTRACE`
+        /// (moby `profiles/seccomp/default_linux.go`), and kernels before 5.6 lack it.
+        Borrow,
+    }
+
+    /// Whether the kernel refuses the pidfd calls altogether.
+    fn refused(e: Errno) -> bool {
+        e == Errno::NOSYS || e == Errno::PERM || e == Errno::ACCESS
+    }
+
+    /// Calls `f` with each connected TCP socket of the process and its peer.
+    fn each(f: impl FnMut(BorrowedFd<'_>, SocketAddr) -> io::Result<()>) -> io::Result<()> {
+        let access = match pidfd_open(getpid(), PidfdFlags::empty()) {
+            Ok(pidfd) => Access::Pidfd(pidfd),
+            Err(e) if refused(e) => Access::Borrow,
+            Err(e) => return Err(e.into()),
+        };
+        each_from(access, f)
+    }
+
+    /// [`each`], starting with `access`.
+    fn each_from(
+        mut access: Access,
+        mut f: impl FnMut(BorrowedFd<'_>, SocketAddr) -> io::Result<()>,
+    ) -> io::Result<()> {
         for entry in std::fs::read_dir("/proc/self/fd")? {
             let Ok(entry) = entry else { continue };
             let Some(fd) = entry
@@ -67,25 +95,41 @@ mod imp {
             else {
                 continue;
             };
-            // Only sockets: duplicating anything else would be harmless but pointless.
+            // Only sockets: the others would refuse the socket calls anyway.
             match std::fs::read_link(entry.path()) {
                 Ok(target) if target.to_string_lossy().starts_with("socket:") => {}
                 _ => continue,
             }
-            let dup = match pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty()) {
-                Ok(d) => d,
-                // Not allowed or not there at all: nothing will work, say so.
-                Err(e) if e == Errno::NOSYS || e == Errno::PERM => return Err(e.into()),
-                // Closed since it was listed.
-                Err(_) => continue,
+            let dup = match &access {
+                Access::Pidfd(pidfd) => match pidfd_getfd(pidfd, fd, PidfdGetfdFlags::empty()) {
+                    Ok(d) => Some(d),
+                    Err(e) if refused(e) => {
+                        access = Access::Borrow;
+                        None
+                    }
+                    // Closed since it was listed.
+                    Err(_) => continue,
+                },
+                Access::Borrow => None,
             };
-            let tcp = sockopt::socket_type(&dup).is_ok_and(|t| t == SocketType::STREAM)
-                && sockopt::socket_domain(&dup)
+            let borrowed = match &dup {
+                Some(d) => d.as_fd(),
+                #[allow(unsafe_code)]
+                // SAFETY: `fd` was listed in /proc/self/fd just now, so it names an open
+                // descriptor of this process, and the borrow lasts only for the socket
+                // calls below (getsockopt, getpeername, setsockopt of TCP_NODELAY). If
+                // another thread closes it meanwhile and the number is reused, those calls
+                // act on whatever the number then names: a TCP socket gets TCP_NODELAY,
+                // anything else refuses them. No memory is reached through the descriptor.
+                None => unsafe { BorrowedFd::borrow_raw(fd) },
+            };
+            let tcp = sockopt::socket_type(borrowed).is_ok_and(|t| t == SocketType::STREAM)
+                && sockopt::socket_domain(borrowed)
                     .is_ok_and(|d| d == AddressFamily::INET || d == AddressFamily::INET6);
             if !tcp {
                 continue;
             }
-            let peer = match rustix::net::getpeername(&dup) {
+            let peer = match rustix::net::getpeername(borrowed) {
                 Ok(Some(addr)) => match SocketAddr::try_from(addr) {
                     Ok(a) => a,
                     Err(_) => continue,
@@ -93,20 +137,35 @@ mod imp {
                 // Not connected (a listener, or a connection not yet made).
                 _ => continue,
             };
-            f(&dup, peer)?;
+            f(borrowed, peer)?;
         }
         Ok(())
     }
 
     pub(super) fn disable_nagle() -> io::Result<usize> {
+        disable_nagle_from(None)
+    }
+
+    /// [`disable_nagle`], borrowing the descriptors by number as where `pidfd_getfd` is
+    /// refused.
+    #[cfg(test)]
+    pub(super) fn disable_nagle_borrowing() -> io::Result<usize> {
+        disable_nagle_from(Some(Access::Borrow))
+    }
+
+    fn disable_nagle_from(access: Option<Access>) -> io::Result<usize> {
         let mut changed = 0;
-        each(|fd, _| {
+        let set = |fd: BorrowedFd<'_>, _| {
             if !sockopt::tcp_nodelay(fd)? {
                 sockopt::set_tcp_nodelay(fd, true)?;
                 changed += 1;
             }
             Ok(())
-        })?;
+        };
+        match access {
+            Some(a) => each_from(a, set)?,
+            None => each(set)?,
+        }
         Ok(changed)
     }
 
@@ -150,9 +209,14 @@ mod imp {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+    use std::sync::Mutex;
+
+    /// The option is set process-wide: one test at a time.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
     #[test]
     fn a_connected_socket_gets_tcp_nodelay() {
+        let _one = ONE_AT_A_TIME.lock();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = TcpStream::connect(addr).expect("connect");
@@ -163,5 +227,19 @@ mod tests {
         assert!(disable_nagle().expect("set") >= 1);
         assert!(client.nodelay().expect("read option"));
         assert!(!sockets_with_nagle().expect("scan").contains(&mine));
+    }
+
+    /// Where the kernel refuses `pidfd_getfd` (Docker's default seccomp profile), the
+    /// descriptors are borrowed by number; the same socket gets the same option.
+    #[test]
+    fn borrowing_the_descriptor_sets_tcp_nodelay_too() {
+        let _one = ONE_AT_A_TIME.lock();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).expect("connect");
+        let (_server, _) = listener.accept().expect("accept");
+        client.set_nodelay(false).expect("nagle on");
+        assert!(imp::disable_nagle_borrowing().expect("set") >= 1);
+        assert!(client.nodelay().expect("read option"));
     }
 }

@@ -181,6 +181,30 @@ fn a_library_without_forbid_unsafe_fails() {
 }
 
 #[test]
+fn only_the_named_root_may_deny_unsafe_instead() {
+    let fx = Fixture::new("deny-unsafe");
+    fx.write(
+        "crates/core/src/lib.rs",
+        "//! Docs.\n#![deny(unsafe_code)]\n",
+    )
+    .write(
+        "crates/other/src/lib.rs",
+        "//! Docs.\n#![deny(unsafe_code)]\n",
+    );
+    let target = |path: &str| json!({"kind": ["lib"], "src_path": fx.path().join(path).display().to_string()});
+    let metadata = json!({"packages": [
+        {"name": "core", "targets": [target("crates/core/src/lib.rs")]},
+        {"name": "other", "targets": [target("crates/other/src/lib.rs")]},
+    ]});
+    let problems = check_unsafe(&metadata);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].what.contains("crates/other/src/lib.rs"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
 fn stale_links_and_paths_fail_and_live_ones_pass() {
     let fx = Fixture::new("links");
     fx.write("crates/x/src/y.rs", "")
