@@ -214,14 +214,20 @@ mod tests {
     /// The option is set process-wide: one test at a time.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-    #[test]
-    fn a_connected_socket_gets_tcp_nodelay() {
-        let _one = ONE_AT_A_TIME.lock();
+    /// A loopback connection (client, server, server address), the client with Nagle on.
+    fn connected_with_nagle() -> (TcpStream, TcpStream, std::net::SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = TcpStream::connect(addr).expect("connect");
-        let (_server, _) = listener.accept().expect("accept");
+        let (server, _) = listener.accept().expect("accept");
         client.set_nodelay(false).expect("nagle on");
+        (client, server, addr)
+    }
+
+    #[test]
+    fn a_connected_socket_gets_tcp_nodelay() {
+        let _one = ONE_AT_A_TIME.lock();
+        let (client, _server, addr) = connected_with_nagle();
         let mine = (client.local_addr().expect("local"), addr);
         assert!(sockets_with_nagle().expect("scan").contains(&mine));
         assert!(disable_nagle().expect("set") >= 1);
@@ -234,11 +240,7 @@ mod tests {
     #[test]
     fn borrowing_the_descriptor_sets_tcp_nodelay_too() {
         let _one = ONE_AT_A_TIME.lock();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let client = TcpStream::connect(addr).expect("connect");
-        let (_server, _) = listener.accept().expect("accept");
-        client.set_nodelay(false).expect("nagle on");
+        let (client, _server, _) = connected_with_nagle();
         assert!(imp::disable_nagle_borrowing().expect("set") >= 1);
         assert!(client.nodelay().expect("read option"));
     }
