@@ -95,17 +95,23 @@ pub struct Harness {
     pub width: BucketWidth,
 }
 
-pub async fn harness() -> Harness {
-    let emu = Emulator::start(EmulatorConfig::default()).expect("emulator starts");
+/// A plain connector connection to `emu` with Nagle's algorithm off, as the tool makes its
+/// own (taosbackup_core::net): taos-ws opens the socket at the first request, then the
+/// option is set.
+pub async fn connect(emu: &EmulatorHandle) -> Taos {
     let taos = TaosBuilder::from_dsn(emu.dsn())
         .unwrap()
         .build()
         .await
         .unwrap();
-    // taos-ws opens the socket at the first request; then Nagle's algorithm goes, as the
-    // tool does on its own (taosbackup_core::net).
     taos.exec("SELECT SERVER_VERSION()").await.unwrap();
     taosbackup_core::net::disable_nagle().expect("TCP_NODELAY on the test's sockets");
+    taos
+}
+
+pub async fn harness() -> Harness {
+    let emu = Emulator::start(EmulatorConfig::default()).expect("emulator starts");
+    let taos = connect(&emu).await;
     let mut o = ConnectOptions::new(emu.dsn()).with_credentials("root", "taosdata");
     o.pool_size = 4;
     o.request_timeout = Duration::from_secs(10);

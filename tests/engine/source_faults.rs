@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use super::common::*;
-use taos::{AsyncTBuilder, TaosBuilder};
 use taosbackup_engine::{BackupPoint, EngineKind};
 use taosbackup_sink::{Backend, InitOptions, KdfParams, Repo};
 use taosbackup_source::{ConnectOptions, TaosSource};
@@ -23,17 +22,7 @@ async fn faulty_harness(timeout: Duration) -> Harness {
         ..EmulatorConfig::default()
     })
     .expect("emulator starts");
-    let taos = TaosBuilder::from_dsn(emu.dsn())
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
-    // taos-ws opens the socket at the first request; then Nagle's algorithm goes, as the
-    // tool does on its own (taosbackup_core::net).
-    taos::AsyncQueryable::exec(&taos, "SELECT SERVER_VERSION()")
-        .await
-        .unwrap();
-    taosbackup_core::net::disable_nagle().expect("TCP_NODELAY on the test's sockets");
+    let taos = connect(&emu).await;
     let mut o = ConnectOptions::new(emu.dsn()).with_credentials("root", "taosdata");
     o.pool_size = 4;
     o.request_timeout = timeout;

@@ -1075,14 +1075,11 @@ async fn the_sources_connections_have_nagle_off() {
     .await;
     // No test turns Nagle off for the source from here on (crate::NAGLE).
     let _only_the_source = crate::NAGLE.lock().await;
-    let on_to_emu = || {
-        taosbackup_core::net::sockets_with_nagle()
-            .unwrap()
-            .into_iter()
-            .filter(|(_, peer)| *peer == emu.addr())
-            .collect::<Vec<_>>()
-    };
     let src = source(&emu);
     src.read_catalog("nd").await.unwrap();
-    assert_eq!(on_to_emu(), [], "connections to the emulator with Nagle on");
+    assert_eq!(
+        crate::nagle_on_to(emu.addr()),
+        [],
+        "connections to the emulator with Nagle on"
+    );
 }

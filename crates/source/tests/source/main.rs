@@ -24,3 +24,15 @@ pub(crate) async fn nodelay(taos: &taos::Taos) {
     let _only_one = NAGLE.lock().await;
     taosbackup_core::net::disable_nagle().expect("TCP_NODELAY on the test's sockets");
 }
+
+/// The (local, server) addresses of this process's connections to `server` that have Nagle's
+/// algorithm on.
+pub(crate) fn nagle_on_to(
+    server: std::net::SocketAddr,
+) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+    taosbackup_core::net::sockets_with_nagle()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, peer)| *peer == server)
+        .collect()
+}

@@ -681,11 +681,7 @@ async fn the_feeds_connections_have_nagle_off() {
     let mut f = feed(&emu, "nd");
     f.start(&Positions::new()).await.unwrap();
     assert!(catch_up(&mut f).await.is_empty());
-    let left: Vec<_> = taosbackup_core::net::sockets_with_nagle()
-        .unwrap()
-        .into_iter()
-        .filter(|(_, peer)| *peer == emu.addr())
-        .collect();
+    let left = crate::nagle_on_to(emu.addr());
     assert!(
         left.is_empty(),
         "connections to the emulator with Nagle on: {left:?}"
