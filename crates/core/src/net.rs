@@ -51,6 +51,7 @@ mod imp {
     use std::io;
     use std::net::SocketAddr;
     use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::path::Path;
 
     use rustix::io::Errno;
     use rustix::net::{AddressFamily, SocketType, sockopt};
@@ -71,6 +72,24 @@ mod imp {
         e == Errno::NOSYS || e == Errno::PERM || e == Errno::ACCESS
     }
 
+    /// Where Linux lists the process's open descriptors.
+    const DESCRIPTORS: &str = "/proc/self/fd";
+
+    /// The entries of `dir`; its error names `dir`, since "No such file or directory" alone
+    /// would not tell an operator that `/proc` is missing (a container or chroot without
+    /// it).
+    pub(super) fn list_descriptors(dir: &Path) -> io::Result<std::fs::ReadDir> {
+        std::fs::read_dir(dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot list the process's sockets in {} (is /proc mounted?): {e}",
+                    dir.display()
+                ),
+            )
+        })
+    }
+
     /// Calls `f` with each connected TCP socket of the process and its peer.
     fn each(f: impl FnMut(BorrowedFd<'_>, SocketAddr) -> io::Result<()>) -> io::Result<()> {
         let access = match pidfd_open(getpid(), PidfdFlags::empty()) {
@@ -86,7 +105,7 @@ mod imp {
         mut access: Access,
         mut f: impl FnMut(BorrowedFd<'_>, SocketAddr) -> io::Result<()>,
     ) -> io::Result<()> {
-        for entry in std::fs::read_dir("/proc/self/fd")? {
+        for entry in list_descriptors(Path::new(DESCRIPTORS))? {
             let Ok(entry) = entry else { continue };
             let Some(fd) = entry
                 .file_name()
@@ -233,6 +252,18 @@ mod tests {
         assert!(disable_nagle().expect("set") >= 1);
         assert!(client.nodelay().expect("read option"));
         assert!(!sockets_with_nagle().expect("scan").contains(&mine));
+    }
+
+    /// Without `/proc` (a container or chroot that lacks it) the error names the directory
+    /// and asks whether `/proc` is mounted, so that the source's one warning says what to fix.
+    #[test]
+    fn a_missing_descriptor_list_is_an_error_naming_it() {
+        let missing = std::path::Path::new("/nonexistent/proc/self/fd");
+        let e = imp::list_descriptors(missing).expect_err("no such directory");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        let text = e.to_string();
+        assert!(text.contains("/nonexistent/proc/self/fd"), "{text}");
+        assert!(text.contains("is /proc mounted?"), "{text}");
     }
 
     /// Where the kernel refuses `pidfd_getfd` (Docker's default seccomp profile), the
