@@ -1,11 +1,15 @@
 //! `TCP_NODELAY` on the connector's sockets.
 //!
-//! Why: taos-ws 0.12.3, the newest `taos-ws` on crates.io, connects with Nagle's algorithm
-//! on (`connect_async_with_config(…, false)` in `TaosBuilder::build_stream`, taos-ws
-//! `src/lib.rs`; `connect_async` for its TMQ consumer), and tungstenite 0.23 under it sends
-//! a WebSocket frame's header and payload with two `write` calls. The payload then waits
-//! until the server acknowledges the header, and a Linux server delays that ACK by up to
-//! 40 ms in request/response traffic: taosAdapter serves through Go's `net/http` (taosadapter
+//! Why: taos-ws 0.12.3, the newest `taos-ws` on crates.io, opens its query connections
+//! (`WsTaos::from_wsinfo`, taos-ws `src/query/asyn.rs`) with `ws_tool_build_stream`
+//! (`src/lib.rs`), which builds ws-tool 0.11.1's client from `ClientConfig::default()`: its
+//! read and write buffers are 0 bytes (ws-tool `src/simple.rs`), and ws-tool never sets
+//! `TCP_NODELAY`. So Nagle's algorithm is on, and the frame codec's two `write_all` calls,
+//! the header and then the payload (ws-tool `src/codec/deflate/non_blocking.rs`), reach the
+//! socket apart: `strace` shows a 6-byte `sendto`, then the payload's. (Its TMQ consumer,
+//! tokio-tungstenite's `connect_async`, also leaves Nagle on, but tungstenite writes a frame
+//! from one buffer.) The payload then waits until the server acknowledges the header, and a
+//! Linux server delays that ACK by up to 40 ms in request/response traffic: taosAdapter serves through Go's `net/http` (taosadapter
 //! `main.go`), which sets `TCP_NODELAY` on its own side but never `TCP_QUICKACK`. Every
 //! request, a fetch of each table's rows as much as a login, would wait ~40 ms. The connector
 //! has no option for it in 0.12.3 (taos-connector-rust added a `tcp_nodelay` DSN option,

@@ -118,8 +118,9 @@ impl WsQuery {
         }
         let mut last = None;
         for path in ["ws", "rest/ws"] {
-            // Nagle off: tungstenite sends a frame's header and payload in two writes, and the
-            // payload would wait for a delayed ACK (taosbackup_core::net).
+            // Nagle off: tungstenite writes each frame at once, but a frame sent before the
+            // server has acknowledged the one before it would wait for a delayed ACK, up to
+            // 40 ms (taosbackup_core::net).
             let connect =
                 tokio_tungstenite::connect_async_with_config(url(endpoint, path), None, true);
             match tokio::time::timeout(timeout, connect).await {

@@ -224,7 +224,8 @@ pub static CHECKS: &[Entry] = &[
          server has Nagle's algorithm on: the connector leaves it on and taosAdapter delays \
          its ACKs, so each request on such a connection would wait up to 40 ms",
         "taosadapter main.go (Go net/http: TCP_NODELAY on its side, no TCP_QUICKACK); taos-ws \
-         0.12.3 src/lib.rs (build_stream: connect_async_with_config(…, false))",
+         0.12.3 src/lib.rs (ws_tool_build_stream: ws-tool ClientConfig::default(), no write \
+         buffer, no TCP_NODELAY)",
         |e| Box::pin(nagle_off(e)),
     ),
 ];

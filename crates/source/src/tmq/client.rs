@@ -125,8 +125,9 @@ impl TmqClient {
         endpoint: &str,
         timeout: Duration,
     ) -> Result<TmqClient, Error> {
-        // Nagle off: tungstenite sends a frame's header and payload in two writes, and the
-        // payload would wait for a delayed ACK (taosbackup_core::net).
+        // Nagle off: tungstenite writes each frame at once, but a frame sent before the
+        // server has acknowledged the one before it (tungstenite answers a ping with a pong
+        // of its own) would wait for a delayed ACK, up to 40 ms (taosbackup_core::net).
         let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
         let (ws, _) = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(c)) => c,
