@@ -9,12 +9,12 @@
 //! socket apart: `strace` shows a 6-byte `sendto`, then the payload's. (Its TMQ consumer,
 //! tokio-tungstenite's `connect_async`, also leaves Nagle on, but tungstenite writes a frame
 //! from one buffer.) The payload then waits until the server acknowledges the header, and a
-//! Linux server delays that ACK by up to 40 ms in request/response traffic: taosAdapter serves through Go's `net/http` (taosadapter
-//! `main.go`), which sets `TCP_NODELAY` on its own side but never `TCP_QUICKACK`. Every
-//! request, a fetch of each table's rows as much as a login, would wait ~40 ms. The connector
-//! has no option for it in 0.12.3 (taos-connector-rust added a `tcp_nodelay` DSN option,
-//! on by default, in its pull request 521 of 2025-10-30, not released to crates.io), and it
-//! does not hand out its socket.
+//! Linux server delays that ACK by up to 40 ms in request/response traffic: taosAdapter
+//! serves through Go's `net/http` (taosadapter `main.go`), which sets `TCP_NODELAY` on its
+//! own side but never `TCP_QUICKACK`. Every request, a fetch of each table's rows as much as
+//! a login, would wait ~40 ms. The connector has no option for it in 0.12.3
+//! (taos-connector-rust added a `tcp_nodelay` DSN option, on by default, in its pull request
+//! 521 of 2025-10-30, not released to crates.io), and it does not hand out its socket.
 //!
 //! How: after opening connections, [`disable_nagle`] sets `TCP_NODELAY` on every connected
 //! TCP socket of the process. It lists the process's descriptors (`/proc/self/fd`) and takes

@@ -1059,9 +1059,9 @@ async fn an_export_after_a_catalog_read_describes_no_table() {
 }
 
 /// taos-ws 0.12.3's query connections (ws-tool without a write buffer) have Nagle's
-/// algorithm on and send a frame's header and payload in two writes; taosAdapter (like the emulator) delays its ACKs, so every request would
-/// wait up to 40 ms. The source turns Nagle off on each connection it opens
-/// (`taosbackup_core::net`).
+/// algorithm on and send a frame's header and payload in two writes; taosAdapter (like the
+/// emulator) delays its ACKs, so every request would wait up to 40 ms. The source turns
+/// Nagle off on each connection it opens (`taosbackup_core::net`).
 #[tokio::test]
 async fn the_sources_connections_have_nagle_off() {
     let emu = emu();

@@ -3,9 +3,10 @@
 //! taos-ws 0.12.3 sends a query connection's WebSocket frames with ws-tool 0.11.1 built from
 //! `ClientConfig::default()` (`ws_tool_build_stream`, taos-ws `src/lib.rs`): no write buffer
 //! (ws-tool `src/simple.rs`), so a frame's header and payload reach the socket in separate
-//! `write` calls, and no `TCP_NODELAY`, so Nagle's algorithm is on. The payload then waits for the server's ACK of the header, which Linux delays by up to
-//! 40 ms in request/response traffic: every request costs ~40 ms (measured: 45 ms per fetch,
-//! 90 k rows/s for `SELECT *`). taosAdapter does nothing about it: it serves through Go's
+//! `write` calls, and no `TCP_NODELAY`, so Nagle's algorithm is on. The payload then waits
+//! for the server's ACK of the header, which Linux delays by up to 40 ms in request/response
+//! traffic: every request costs ~40 ms (measured: 45 ms per fetch, 90 k rows/s for
+//! `SELECT *`). taosAdapter does nothing about it: it serves through Go's
 //! `net.Listen` and `http.Server` (taosadapter `main.go`, `system/main.go`), which set
 //! `TCP_NODELAY` on accepted connections and never `TCP_QUICKACK`. So by default the emulator
 //! does not either ([`crate::EmulatorConfig::quick_ack`] is `false`), and a client that
