@@ -14,7 +14,9 @@
 //! own side but never `TCP_QUICKACK`. Every request, a fetch of each table's rows as much as
 //! a login, would wait ~40 ms. The connector has no option for it in 0.12.3
 //! (taos-connector-rust added a `tcp_nodelay` DSN option, on by default, in its pull request
-//! 521 of 2025-10-30, not released to crates.io), and it does not hand out its socket.
+//! 521 of 2025-10-30, not released to crates.io; its main branch of 2026-05-12 connects
+//! through a git fork of tokio-tungstenite instead of ws-tool), and it does not hand out its
+//! socket.
 //!
 //! How: after opening connections, [`disable_nagle`] sets `TCP_NODELAY` on every connected
 //! TCP socket of the process. It lists the process's descriptors (`/proc/self/fd`) and takes
