@@ -44,6 +44,11 @@ impl ColumnData {
             with_cells!(self, |a| a.push_nulls(n));
             return true;
         }
+        // One value (a tag or tbname per child table in `SELECT TAGS`, 10,000 of them in a
+        // catalog read): straight in, without a one-value column to copy it from.
+        if n == 1 {
+            return self.push(value.clone());
+        }
         let mut one = ColumnData::new(self.ty());
         if !one.push(value.clone()) {
             return false;
@@ -142,6 +147,24 @@ mod tests {
             ColumnData::Int(vec![None, Some(3), Some(20), Some(10), Some(7), Some(7), None].into())
         );
         assert!(!c.push_repeat(&Value::BigInt(1), 1));
+        assert_eq!(c.len(), 7, "a mismatch appends nothing");
+        // One value goes straight in (a tag or tbname per child table in SELECT TAGS).
+        let mut t = ColumnData::new(Ty::VarChar);
+        assert!(t.push_repeat(&Value::VarChar(b"t1".to_vec()), 1));
+        assert!(t.push_repeat(&Value::VarChar(b"t2".to_vec()), 2));
+        assert_eq!(
+            t,
+            ColumnData::VarChar(
+                vec![
+                    Some(b"t1".to_vec()),
+                    Some(b"t2".to_vec()),
+                    Some(b"t2".to_vec())
+                ]
+                .into()
+            )
+        );
+        assert!(!t.push_repeat(&Value::Int(1), 1));
+        assert_eq!(t.len(), 3);
         assert!(!c.extend_range(&ColumnData::BigInt(vec![Some(1)].into()), 0..1));
         let g = ColumnData::gather2(&a, &b, &[(true, 0), (false, 2), (false, 1)]).unwrap();
         assert_eq!(g, ColumnData::Int(vec![Some(10), Some(3), None].into()));
