@@ -264,8 +264,8 @@ pub fn check_unsafe(metadata: &Value) -> Vec<Problem> {
             };
             let text = std::fs::read_to_string(src).unwrap_or_default();
             let denied = DENY_UNSAFE_ROOTS.iter().any(|r| src.ends_with(r))
-                && text.lines().any(|l| l.trim() == DENY_UNSAFE);
-            if !denied && !has_forbid_unsafe(&text) {
+                && has_attribute(&text, DENY_UNSAFE);
+            if !denied && !has_attribute(&text, FORBID_UNSAFE) {
                 problems.push(problem(
                     "unsafe",
                     format!(
@@ -285,8 +285,9 @@ pub fn check_unsafe(metadata: &Value) -> Vec<Problem> {
     problems
 }
 
-fn has_forbid_unsafe(text: &str) -> bool {
-    text.lines().any(|l| l.trim() == FORBID_UNSAFE)
+/// Whether `text` has the crate attribute `attr` on a line of its own.
+fn has_attribute(text: &str, attr: &str) -> bool {
+    text.lines().any(|l| l.trim() == attr)
 }
 
 // ---------------------------------------------------------------------------------------------
