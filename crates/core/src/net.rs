@@ -96,18 +96,18 @@ mod imp {
         })
     }
 
-    /// Calls `f` with each connected TCP socket of the process and its peer.
-    fn each(f: impl FnMut(BorrowedFd<'_>, SocketAddr) -> io::Result<()>) -> io::Result<()> {
-        let access = match pidfd_open(getpid(), PidfdFlags::empty()) {
-            Ok(pidfd) => Access::Pidfd(pidfd),
-            Err(e) if refused(e) => Access::Borrow,
-            Err(e) => return Err(e.into()),
-        };
-        each_from(access, f)
+    /// A pidfd of this process, or [`Access::Borrow`] where the kernel refuses one.
+    fn access() -> io::Result<Access> {
+        match pidfd_open(getpid(), PidfdFlags::empty()) {
+            Ok(pidfd) => Ok(Access::Pidfd(pidfd)),
+            Err(e) if refused(e) => Ok(Access::Borrow),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// [`each`], starting with `access`.
-    fn each_from(
+    /// Calls `f` with each connected TCP socket of the process and its peer, reached
+    /// through `access` (which falls back to borrowing once `pidfd_getfd` is refused).
+    fn each(
         mut access: Access,
         mut f: impl FnMut(BorrowedFd<'_>, SocketAddr) -> io::Result<()>,
     ) -> io::Result<()> {
@@ -168,35 +168,31 @@ mod imp {
     }
 
     pub(super) fn disable_nagle() -> io::Result<usize> {
-        disable_nagle_from(None)
+        disable_nagle_with(access()?)
     }
 
     /// [`disable_nagle`], borrowing the descriptors by number as where `pidfd_getfd` is
     /// refused.
     #[cfg(test)]
     pub(super) fn disable_nagle_borrowing() -> io::Result<usize> {
-        disable_nagle_from(Some(Access::Borrow))
+        disable_nagle_with(Access::Borrow)
     }
 
-    fn disable_nagle_from(access: Option<Access>) -> io::Result<usize> {
+    fn disable_nagle_with(access: Access) -> io::Result<usize> {
         let mut changed = 0;
-        let set = |fd: BorrowedFd<'_>, _| {
+        each(access, |fd, _| {
             if !sockopt::tcp_nodelay(fd)? {
                 sockopt::set_tcp_nodelay(fd, true)?;
                 changed += 1;
             }
             Ok(())
-        };
-        match access {
-            Some(a) => each_from(a, set)?,
-            None => each(set)?,
-        }
+        })?;
         Ok(changed)
     }
 
     pub(super) fn sockets_with_nagle() -> io::Result<Vec<(SocketAddr, SocketAddr)>> {
         let mut found = Vec::new();
-        each(|fd, peer| {
+        each(access()?, |fd, peer| {
             if !sockopt::tcp_nodelay(fd)? {
                 let local = rustix::net::getsockname(fd)?;
                 if let Ok(local) = SocketAddr::try_from(local) {
