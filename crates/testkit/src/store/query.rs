@@ -13,7 +13,7 @@ use super::expr::{
 };
 use super::{ResultSet, show};
 use crate::error::{EmuError, code};
-use crate::sql::ast::{Expr, Select, SelectItem};
+use crate::sql::ast::{CmpOp, Expr, Lit, Select, SelectItem};
 use crate::types::{ColumnData, Field, Precision, Ty, Value};
 
 /// One table's worth of rows feeding a query.
@@ -216,9 +216,16 @@ pub fn select(cat: &Catalog, env: &Env<'_>, s: &Select<'_>) -> Result<ResultSet,
     }
     if let Some(st) = db.stables.get(&from.name) {
         let scope = Scope::new(st.columns.clone(), st.tags.clone());
-        let segs: Vec<Seg<'_>> = db
-            .tables
-            .values()
+        // A `TBNAME IN (…)` or `TBNAME = '…'` conjunct names the children to scan, as
+        // TDengine turns it into a table list before the scan (`optimizeTbnameInCond`,
+        // source/libs/executor/src/executil.c); the whole WHERE still filters every row, so
+        // this only spares the other children.
+        let named = s.filter.as_ref().and_then(tbname_list);
+        let children: Box<dyn Iterator<Item = &_>> = match named {
+            Some(names) => Box::new(names.into_iter().filter_map(|n| db.tables.get(n))),
+            None => Box::new(db.tables.values()),
+        };
+        let segs: Vec<Seg<'_>> = children
             .filter_map(|t| match &t.kind {
                 TableKind::Child { stable, tags } if *stable == st.name => Some(Seg {
                     cols: &t.data.cols,
@@ -231,6 +238,32 @@ pub fn select(cat: &Catalog, env: &Env<'_>, s: &Select<'_>) -> Result<ResultSet,
         return run(&scope, &segs, true, true, s, &ctx, db.opts.precision);
     }
     Err(table_not_exist(&from.name))
+}
+
+/// The table names a `TBNAME IN ('a', …)` or `TBNAME = 'a'` conjunct of `filter` allows,
+/// sorted and without repeats (the order a scan of every child would give), or `None` when
+/// no conjunct names them that way.
+fn tbname_list<'e>(filter: &'e Expr<'_>) -> Option<Vec<&'e str>> {
+    let is_tbname =
+        |e: &Expr<'_>| matches!(e, Expr::Col(c) if c.as_str().eq_ignore_ascii_case("tbname"));
+    let text = |e: &'e Expr<'_>| match e {
+        Expr::Lit(Lit::Str(t)) => Some(t.as_ref()),
+        _ => None,
+    };
+    let mut names = match filter {
+        Expr::And(a, b) => return tbname_list(a).or_else(|| tbname_list(b)),
+        Expr::In {
+            expr,
+            list,
+            negated: false,
+        } if is_tbname(expr) => list.iter().map(text).collect::<Option<Vec<_>>>()?,
+        Expr::Cmp(CmpOp::Eq, a, b) if is_tbname(a) => vec![text(b)?],
+        Expr::Cmp(CmpOp::Eq, a, b) if is_tbname(b) => vec![text(a)?],
+        _ => return None,
+    };
+    names.sort_unstable();
+    names.dedup();
+    Some(names)
 }
 
 fn select_no_from(env: &Env<'_>, s: &Select<'_>) -> Result<ResultSet, EmuError> {
