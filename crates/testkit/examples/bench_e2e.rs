@@ -7,7 +7,9 @@
 //! 1. loads deterministic meters-style data (one row a minute from 2026-11-01: slowly varying
 //!    floats, small-range ints, a few strings);
 //! 2. read ceiling: `SELECT * FROM db.t` for every table through the `taos` connector with
-//!    `--parallel` connections, vs `taosbackup backup --engine full` to a local repository,
+//!    `--parallel` connections (and, for comparison, the same rows read 100 child tables per
+//!    query: `SELECT …, TBNAME FROM db.meters WHERE TBNAME IN (…)`), vs `taosbackup backup
+//!    --engine full` to a local repository,
 //!    and the same full backup into a second repository with `backup.dictionaries = false`
 //!    (what the shared dictionaries cost in CPU and save in bytes);
 //! 3. incremental (`--engine bitmap`) with nothing changed, after a fixed number of changed
@@ -245,6 +247,10 @@ struct Figures {
     hwm_end_kib: i64,
     ceiling_secs: f64,
     ceiling_cpu_secs: f64,
+    /// The same rows read 100 child tables per query (`… WHERE TBNAME IN (…)`): what
+    /// reading several tables per query would save (the tool reads one table per query).
+    stb_read_secs: f64,
+    stb_read_cpu_secs: f64,
     raw_bytes: u64,
     zstd_bytes: u64,
     zstd_table_bytes: u64,
@@ -381,6 +387,13 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         "== read ceiling: {:.2} s ({} raw bytes, {ceiling_cpu_secs:.2} CPU s)",
         ceiling.0, ceiling.1
     );
+    let cpu0 = cpu_self();
+    let stb_read = read_by_super_table(&dsn, s, o.parallel).await?;
+    let stb_read_cpu_secs = cpu_self() - cpu0;
+    eprintln!(
+        "== read {STB_READ_TABLES} tables per query: {:.2} s ({} rows, {stb_read_cpu_secs:.2} CPU s)",
+        stb_read.0, stb_read.1
+    );
     let (raw_bytes, zstd_bytes, zstd_table_bytes) = raw_zstd(&taos, s).await?;
     eprintln!("== raw stream {raw_bytes} B, zstd-3 {zstd_bytes} B, per table {zstd_table_bytes} B");
 
@@ -487,6 +500,8 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         hwm_end_kib,
         ceiling_secs: ceiling.0,
         ceiling_cpu_secs,
+        stb_read_secs: stb_read.0,
+        stb_read_cpu_secs,
         raw_bytes,
         zstd_bytes,
         zstd_table_bytes,
@@ -609,6 +624,18 @@ fn table(o: &Opts, fs: &[Figures]) -> String {
                 format!(
                     "{:.2} s (CPU {:.2} s, reader + emulator)",
                     f.ceiling_secs, f.ceiling_cpu_secs
+                )
+            },
+            "",
+        ),
+        (
+            "read 100 tables per query (`… FROM meters WHERE TBNAME IN (…)`)",
+            &|f| {
+                format!(
+                    "{:.2} s = {:.2}× the read ceiling (CPU {:.2} s, reader + emulator)",
+                    f.stb_read_secs,
+                    f.stb_read_secs / f.ceiling_secs,
+                    f.stb_read_cpu_secs
                 )
             },
             "",
@@ -950,6 +977,46 @@ async fn change(taos: &Taos, s: &Scale, n: usize, round: usize) -> Result<usize>
 
 /// Reads every table with `SELECT *` over `parallel` connections; (seconds, raw bytes).
 async fn read_ceiling(dsn: &str, o: &Scale, parallel: usize) -> Result<(f64, u64)> {
+    let (secs, bytes, _) = read_tables(dsn, o.tables, parallel, 1, |tables| {
+        format!("SELECT * FROM {DB}.d{}", tables.start)
+    })
+    .await?;
+    Ok((secs, bytes))
+}
+
+/// Child tables per query in [`read_by_super_table`].
+const STB_READ_TABLES: usize = 100;
+
+/// Reads every table's rows [`STB_READ_TABLES`] child tables per query (`SELECT <columns>,
+/// TBNAME FROM meters WHERE TBNAME IN (…)`) over `parallel` connections; (seconds, rows).
+/// Checks that every row came back, so a short read cannot pass for a fast one.
+async fn read_by_super_table(dsn: &str, o: &Scale, parallel: usize) -> Result<(f64, u64)> {
+    let (secs, _, rows) = read_tables(dsn, o.tables, parallel, STB_READ_TABLES, |tables| {
+        let names: Vec<String> = tables.map(|i| format!("'d{i}'")).collect();
+        format!(
+            "SELECT ts, current, voltage, phase, status, TBNAME FROM {DB}.meters \
+             WHERE TBNAME IN ({})",
+            names.join(", ")
+        )
+    })
+    .await?;
+    let expected = o.total_rows() as u64;
+    anyhow::ensure!(
+        rows == expected,
+        "reading by super table gave {rows} rows, not {expected}"
+    );
+    Ok((secs, rows))
+}
+
+/// Reads tables `d0..d{tables}`, `per_query` at a time with the statement `sql` gives for
+/// each run of table numbers, over `parallel` connections; (seconds, raw bytes, rows).
+async fn read_tables(
+    dsn: &str,
+    tables: usize,
+    parallel: usize,
+    per_query: usize,
+    sql: impl Fn(std::ops::Range<usize>) -> String + Clone + Send + 'static,
+) -> Result<(f64, u64, u64)> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut conns = Vec::new();
     for _ in 0..parallel {
@@ -958,28 +1025,33 @@ async fn read_ceiling(dsn: &str, o: &Scale, parallel: usize) -> Result<(f64, u64
     let t = Instant::now();
     let mut tasks = Vec::new();
     for conn in conns {
-        let next = next.clone();
-        let tables = o.tables;
+        let (next, sql) = (next.clone(), sql.clone());
         tasks.push(tokio::spawn(async move {
-            let mut bytes = 0u64;
+            let (mut bytes, mut rows) = (0u64, 0u64);
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= tables {
-                    return anyhow::Ok(bytes);
+                let first = next.fetch_add(per_query, Ordering::Relaxed);
+                if first >= tables {
+                    return anyhow::Ok((bytes, rows));
                 }
-                let mut rs = conn.query(format!("SELECT * FROM {DB}.d{i}")).await?;
+                let mut rs = conn
+                    .query(sql(first..tables.min(first + per_query)))
+                    .await?;
                 let mut blocks = rs.blocks();
                 while let Some(b) = futures::StreamExt::next(&mut blocks).await {
-                    bytes += b?.as_raw_bytes().len() as u64;
+                    let b = b?;
+                    bytes += b.as_raw_bytes().len() as u64;
+                    rows += b.nrows() as u64;
                 }
             }
         }));
     }
-    let mut bytes = 0;
+    let (mut bytes, mut rows) = (0, 0);
     for task in tasks {
-        bytes += task.await??;
+        let (b, r) = task.await??;
+        bytes += b;
+        rows += r;
     }
-    Ok((t.elapsed().as_secs_f64(), bytes))
+    Ok((t.elapsed().as_secs_f64(), bytes, rows))
 }
 
 /// zstd level 3 of the concatenated raw blocks of every table, as one streamed frame (not
