@@ -50,8 +50,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, Taos, TaosBuilder};
+use taos::{AsyncFetchable, AsyncQueryable, Taos};
 use taosbackup_testkit::{Emulator, EmulatorConfig};
+
+#[path = "shared/connect.rs"]
+mod shared;
+use shared::connect;
 
 const DB: &str = "bench";
 /// 2026-11-01 00:00 UTC (inside the default KEEP), one row a minute.
@@ -1208,15 +1212,4 @@ fn taosbackup(bin: &Path, dir: &Path, args: &[&str], perf: Option<&Path>) -> Res
         maxrss_kib: hwm_kib,
         stdout,
     })
-}
-
-/// A connection with Nagle's algorithm off, as taosbackup makes its own
-/// (`taosbackup_core::net`): the emulator, like taosAdapter, delays its ACKs, and taos-ws
-/// 0.12.3 leaves Nagle on, so every request would wait up to 40 ms. taos-ws opens the socket
-/// at the first request.
-async fn connect(dsn: &str) -> Result<taos::Taos> {
-    let taos = TaosBuilder::from_dsn(dsn)?.build().await?;
-    taos.exec("SELECT SERVER_VERSION()").await?;
-    taosbackup_core::net::disable_nagle()?;
-    Ok(taos)
 }

@@ -18,8 +18,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, Taos, TaosBuilder};
+use taos::{AsyncFetchable, AsyncQueryable, Taos};
 use taosbackup_testkit::{Emulator, EmulatorConfig};
+
+#[path = "shared/connect.rs"]
+mod shared;
 
 const DB: &str = "power";
 const TABLES: usize = 300;
@@ -46,11 +49,7 @@ async fn run(bin: &Path) -> Result<()> {
     let emu = Emulator::start(EmulatorConfig::from_env())?;
     let dsn = emu.dsn();
     println!("== emulator listening at {dsn}");
-    let taos = TaosBuilder::from_dsn(&dsn)?.build().await?;
-    // Nagle's algorithm off, as taosbackup does (taosbackup_core::net): the emulator, like
-    // taosAdapter, delays its ACKs. taos-ws opens the socket at the first request.
-    taos.exec("SELECT SERVER_VERSION()").await?;
-    taosbackup_core::net::disable_nagle()?;
+    let taos = shared::connect(&dsn).await?;
     load(&taos).await?;
     println!(
         "== loaded {DB}: {TABLES} child tables of `meters` ({} rows), normal table `logs`",

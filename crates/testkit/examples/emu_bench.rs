@@ -10,8 +10,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
-use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, TaosBuilder};
+use taos::{AsyncFetchable, AsyncQueryable};
 use taosbackup_testkit::{Emulator, EmulatorConfig, Session};
+
+#[path = "shared/connect.rs"]
+mod shared;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -51,11 +54,7 @@ async fn main() -> Result<()> {
     }
     let load_s = load.elapsed().as_secs_f64();
 
-    let taos = TaosBuilder::from_dsn(emu.dsn())?.build().await?;
-    // Nagle's algorithm off, as taosbackup does (taosbackup_core::net): the emulator, like
-    // taosAdapter, delays its ACKs. taos-ws opens the socket at the first request.
-    taos.exec("SELECT SERVER_VERSION()").await?;
-    taosbackup_core::net::disable_nagle()?;
+    let taos = shared::connect(&emu.dsn()).await?;
     let start = Instant::now();
     let mut rs = taos.query("SELECT * FROM bench.t").await?;
     let first_reply = start.elapsed().as_secs_f64();

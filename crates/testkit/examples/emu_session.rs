@@ -8,22 +8,17 @@
 
 use anyhow::{Context, Result, ensure};
 use futures::TryStreamExt;
-use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, TaosBuilder};
+use taos::{AsyncFetchable, AsyncQueryable};
+
+#[path = "shared/connect.rs"]
+mod shared;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let dsn = std::env::args()
         .nth(1)
         .context("usage: emu_session ws://HOST:PORT")?;
-    let taos = TaosBuilder::from_dsn(&dsn)?
-        .build()
-        .await
-        .with_context(|| format!("connecting to {dsn}"))?;
-    // taos-ws 0.12.3 leaves Nagle's algorithm on; like taosAdapter, the emulator delays its
-    // ACKs, so each request would wait up to 40 ms (taosbackup_core::net). The socket opens
-    // at the first request.
-    taos.exec("SELECT SERVER_VERSION()").await?;
-    taosbackup_core::net::disable_nagle()?;
+    let taos = shared::connect(&dsn).await?;
     println!("connected to {dsn}");
 
     let version: Option<(String,)> = taos.query_one("SELECT SERVER_VERSION()").await?;
