@@ -384,19 +384,15 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     );
 
     // 1. Read ceiling, then the raw block stream for the size baseline.
-    let cpu0 = cpu_self();
     let ceiling = read_ceiling(&dsn, s, o.parallel).await?;
-    let ceiling_cpu_secs = cpu_self() - cpu0;
     eprintln!(
-        "== read ceiling: {:.2} s ({} raw bytes, {ceiling_cpu_secs:.2} CPU s)",
-        ceiling.0, ceiling.1
+        "== read ceiling: {:.2} s ({} raw bytes, {:.2} CPU s)",
+        ceiling.secs, ceiling.bytes, ceiling.cpu_secs
     );
-    let cpu0 = cpu_self();
     let stb_read = read_by_super_table(&dsn, s, o.parallel).await?;
-    let stb_read_cpu_secs = cpu_self() - cpu0;
     eprintln!(
-        "== read {STB_READ_TABLES} tables per query: {:.2} s ({} rows, {stb_read_cpu_secs:.2} CPU s)",
-        stb_read.0, stb_read.1
+        "== read {STB_READ_TABLES} tables per query: {:.2} s ({} rows, {:.2} CPU s)",
+        stb_read.secs, stb_read.rows, stb_read.cpu_secs
     );
     let (raw_bytes, zstd_bytes, zstd_table_bytes) = raw_zstd(&taos, s).await?;
     eprintln!("== raw stream {raw_bytes} B, zstd-3 {zstd_bytes} B, per table {zstd_table_bytes} B");
@@ -502,10 +498,10 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         rss_before_load_kib,
         rss_after_load_kib,
         hwm_end_kib,
-        ceiling_secs: ceiling.0,
-        ceiling_cpu_secs,
-        stb_read_secs: stb_read.0,
-        stb_read_cpu_secs,
+        ceiling_secs: ceiling.secs,
+        ceiling_cpu_secs: ceiling.cpu_secs,
+        stb_read_secs: stb_read.secs,
+        stb_read_cpu_secs: stb_read.cpu_secs,
         raw_bytes,
         zstd_bytes,
         zstd_table_bytes,
@@ -979,23 +975,22 @@ async fn change(taos: &Taos, s: &Scale, n: usize, round: usize) -> Result<usize>
     Ok(n)
 }
 
-/// Reads every table with `SELECT *` over `parallel` connections; (seconds, raw bytes).
-async fn read_ceiling(dsn: &str, o: &Scale, parallel: usize) -> Result<(f64, u64)> {
-    let (secs, bytes, _) = read_tables(dsn, o.tables, parallel, 1, |tables| {
+/// Reads every table with `SELECT *` over `parallel` connections.
+async fn read_ceiling(dsn: &str, o: &Scale, parallel: usize) -> Result<Read> {
+    read_tables(dsn, o.tables, parallel, 1, |tables| {
         format!("SELECT * FROM {DB}.d{}", tables.start)
     })
-    .await?;
-    Ok((secs, bytes))
+    .await
 }
 
 /// Child tables per query in [`read_by_super_table`].
 const STB_READ_TABLES: usize = 100;
 
 /// Reads every table's rows [`STB_READ_TABLES`] child tables per query (`SELECT <columns>,
-/// TBNAME FROM meters WHERE TBNAME IN (…)`) over `parallel` connections; (seconds, rows).
-/// Checks that every row came back, so a short read cannot pass for a fast one.
-async fn read_by_super_table(dsn: &str, o: &Scale, parallel: usize) -> Result<(f64, u64)> {
-    let (secs, _, rows) = read_tables(dsn, o.tables, parallel, STB_READ_TABLES, |tables| {
+/// TBNAME FROM meters WHERE TBNAME IN (…)`) over `parallel` connections. Checks that every
+/// row came back, so a short read cannot pass for a fast one.
+async fn read_by_super_table(dsn: &str, o: &Scale, parallel: usize) -> Result<Read> {
+    let read = read_tables(dsn, o.tables, parallel, STB_READ_TABLES, |tables| {
         let names: Vec<String> = tables.map(|i| format!("'d{i}'")).collect();
         format!(
             "SELECT ts, current, voltage, phase, status, TBNAME FROM {DB}.meters \
@@ -1006,21 +1001,33 @@ async fn read_by_super_table(dsn: &str, o: &Scale, parallel: usize) -> Result<(f
     .await?;
     let expected = o.total_rows() as u64;
     anyhow::ensure!(
-        rows == expected,
-        "reading by super table gave {rows} rows, not {expected}"
+        read.rows == expected,
+        "reading by super table gave {} rows, not {expected}",
+        read.rows
     );
-    Ok((secs, rows))
+    Ok(read)
+}
+
+/// What one of the reads took and got.
+struct Read {
+    secs: f64,
+    /// CPU seconds of this process (the reader and the emulator), connecting included.
+    cpu_secs: f64,
+    /// Raw block bytes.
+    bytes: u64,
+    rows: u64,
 }
 
 /// Reads tables `d0..d{tables}`, `per_query` at a time with the statement `sql` gives for
-/// each run of table numbers, over `parallel` connections; (seconds, raw bytes, rows).
+/// each run of table numbers, over `parallel` connections.
 async fn read_tables(
     dsn: &str,
     tables: usize,
     parallel: usize,
     per_query: usize,
     sql: impl Fn(std::ops::Range<usize>) -> String + Clone + Send + 'static,
-) -> Result<(f64, u64, u64)> {
+) -> Result<Read> {
+    let cpu0 = cpu_self();
     let next = Arc::new(AtomicUsize::new(0));
     let mut conns = Vec::new();
     for _ in 0..parallel {
@@ -1055,7 +1062,13 @@ async fn read_tables(
         bytes += b;
         rows += r;
     }
-    Ok((t.elapsed().as_secs_f64(), bytes, rows))
+    let secs = t.elapsed().as_secs_f64();
+    Ok(Read {
+        secs,
+        cpu_secs: cpu_self() - cpu0,
+        bytes,
+        rows,
+    })
 }
 
 /// zstd level 3 of the concatenated raw blocks of every table, as one streamed frame (not
