@@ -13,7 +13,7 @@ use super::expr::{
 };
 use super::{ResultSet, show};
 use crate::error::{EmuError, code};
-use crate::sql::ast::{CmpOp, Expr, Lit, Select, SelectItem};
+use crate::sql::ast::{Expr, Lit, Select, SelectItem};
 use crate::types::{ColumnData, Field, Precision, Ty, Value};
 
 /// One table's worth of rows feeding a query.
@@ -257,9 +257,10 @@ fn tbname_list<'e>(filter: &'e Expr<'_>) -> Option<Vec<&'e str>> {
             list,
             negated: false,
         } if is_tbname(expr) => list.iter().map(text).collect::<Option<Vec<_>>>()?,
-        Expr::Cmp(CmpOp::Eq, a, b) if is_tbname(a) => vec![text(b)?],
-        Expr::Cmp(CmpOp::Eq, a, b) if is_tbname(b) => vec![text(a)?],
-        _ => return None,
+        e => match show::column_equals_text(e) {
+            Some((col, name)) if col.eq_ignore_ascii_case("tbname") => vec![name],
+            _ => return None,
+        },
     };
     names.sort_unstable();
     names.dedup();

@@ -538,6 +538,19 @@ fn ins_subscriptions(cat: &Catalog) -> Tb {
     t
 }
 
+/// The column and the text of a `column = 'text'` (or `'text' = column`) term.
+pub(super) fn column_equals_text<'e>(e: &'e Expr<'_>) -> Option<(&'e str, &'e str)> {
+    match e {
+        Expr::Cmp(CmpOp::Eq, a, b) => match (&**a, &**b) {
+            (Expr::Col(c), Expr::Lit(Lit::Str(t))) | (Expr::Lit(Lit::Str(t)), Expr::Col(c)) => {
+                Some((c.as_str(), t.as_ref()))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// What a query's `WHERE` says every row of its answer has: the `column = 'text'` terms
 /// among its top-level `AND`s, for the columns the per-table system tables are built by.
 /// Building `ins_tables`, `ins_tags` and `ins_columns` skips the rows these rule out, which
@@ -567,11 +580,9 @@ impl<'a> Narrow<'a> {
                 self.add(a);
                 self.add(b);
             }
-            Expr::Cmp(CmpOp::Eq, a, b) => {
-                let (col, text) = match (&**a, &**b) {
-                    (Expr::Col(c), Expr::Lit(Lit::Str(t)))
-                    | (Expr::Lit(Lit::Str(t)), Expr::Col(c)) => (c.as_str(), t.as_ref()),
-                    _ => return,
+            Expr::Cmp(..) => {
+                let Some((col, text)) = column_equals_text(e) else {
+                    return;
                 };
                 // Column names resolve without regard to case (`Scope::resolve`); string
                 // equality compares bytes (`cmp_datum`), as `same` does here.
