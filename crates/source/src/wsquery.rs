@@ -229,14 +229,14 @@ impl WsQuery {
     async fn login(&mut self, creds: &Credentials) -> Result<(), Error> {
         self.send(
             "connect",
-            Message::Text(json!({"action": "version"}).to_string()),
+            Message::Text(json!({"action": "version"}).to_string().into()),
         )
         .await?;
         self.text_reply("connect").await?;
         let req_id = self.req_id();
         let conn = json!({"action": "conn", "args": {
             "req_id": req_id, "user": creds.user, "password": creds.password(), "db": ""}});
-        self.send("connect", Message::Text(conn.to_string()))
+        self.send("connect", Message::Text(conn.to_string().into()))
             .await?;
         self.text_reply("connect").await.map(|_| ())
     }
@@ -253,7 +253,7 @@ impl WsQuery {
         b.extend_from_slice(&1u16.to_le_bytes());
         b.extend_from_slice(&len.to_le_bytes());
         b.extend_from_slice(sql.as_bytes());
-        self.send("query", Message::Binary(b)).await?;
+        self.send("query", Message::Binary(b.into())).await?;
         let v = self.text_reply("query").await?;
         if v.get("req_id").and_then(Json::as_u64) != Some(req_id) {
             return Err(self.unexpected("query", format!("reply to another request: {v}")));
@@ -283,7 +283,7 @@ impl WsQuery {
         b.extend_from_slice(&id.to_le_bytes());
         b.extend_from_slice(&ACTION_FETCH.to_le_bytes());
         b.extend_from_slice(&1u16.to_le_bytes());
-        self.send("fetch", Message::Binary(b)).await?;
+        self.send("fetch", Message::Binary(b.into())).await?;
         let m = self.frame("fetch").await?;
         let b = match m {
             Message::Binary(b) => b,
@@ -330,6 +330,7 @@ impl WsQuery {
     pub(crate) async fn free(&mut self, id: u64) -> Result<(), Error> {
         let req_id = self.req_id();
         let m = json!({"action": "free_result", "args": {"req_id": req_id, "id": id}});
-        self.send("free result", Message::Text(m.to_string())).await
+        self.send("free result", Message::Text(m.to_string().into()))
+            .await
     }
 }

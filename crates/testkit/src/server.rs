@@ -394,11 +394,9 @@ impl Server {
             }
         };
         // Raw-block writes and fetches can be large; TDengine has no frame limit either.
-        let ws_config = WebSocketConfig {
-            max_message_size: None,
-            max_frame_size: None,
-            ..WebSocketConfig::default()
-        };
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
         let ws = match tokio_tungstenite::accept_hdr_async_with_config(
             stream,
             callback,

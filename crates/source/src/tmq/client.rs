@@ -213,7 +213,7 @@ impl TmqClient {
     ) -> Result<u64, Error> {
         args["req_id"] = json!(req_id);
         let text = json!({ "action": action, "args": args }).to_string();
-        match tokio::time::timeout(self.timeout, self.ws.send(Message::Text(text))).await {
+        match tokio::time::timeout(self.timeout, self.ws.send(Message::Text(text.into()))).await {
             Ok(Ok(())) => Ok(req_id),
             Ok(Err(e)) => Err(connection_error(op, &self.endpoint, e.to_string())),
             Err(_) => Err(self.timeout_error(op, self.timeout)),

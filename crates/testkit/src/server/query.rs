@@ -97,8 +97,8 @@ impl super::Protocol for Conn {
 
     fn fault_reply(req: &super::fault::Request, err: &EmuError) -> Message {
         match req.binary_fetch {
-            Some(id) => Message::Binary(fetch_reply(req.req_id, id, 0, Err(err))),
-            None => Message::Text(error_reply(&req.action, req.req_id, 0, err)),
+            Some(id) => Message::Binary(fetch_reply(req.req_id, id, 0, Err(err)).into()),
+            None => Message::Text(error_reply(&req.action, req.req_id, 0, err).into()),
         }
     }
 
@@ -122,7 +122,7 @@ impl Conn {
             Ok(v) => v,
             Err(e) => {
                 let err = EmuError::new(code::INVALID_MSG, format!("invalid JSON request: {e}"));
-                return Some(Message::Text(error_reply("", 0, 0, &err)));
+                return Some(Message::Text(error_reply("", 0, 0, &err).into()));
             }
         };
         let action = v
@@ -167,14 +167,11 @@ impl Conn {
             other => Err(EmuError::new(0xffff, format!("unknown action {other:?}"))),
         };
         match result {
-            Ok(Some(reply)) => Some(Message::Text(reply)),
+            Ok(Some(reply)) => Some(Message::Text(reply.into())),
             Ok(None) => None,
-            Err(err) => Some(Message::Text(error_reply(
-                &action,
-                req_id,
-                elapsed_ns(t),
-                &err,
-            ))),
+            Err(err) => Some(Message::Text(
+                error_reply(&action, req_id, elapsed_ns(t), &err).into(),
+            )),
         }
     }
 
@@ -354,9 +351,11 @@ impl Conn {
                 out.extend_from_slice(&elapsed_ns(t).to_le_bytes());
                 out.extend_from_slice(&id.to_le_bytes());
                 out.extend_from_slice(&block);
-                Message::Binary(out)
+                Message::Binary(out.into())
             }
-            Err(err) => Message::Text(error_reply("fetch_block", req_id, elapsed_ns(t), &err)),
+            Err(err) => {
+                Message::Text(error_reply("fetch_block", req_id, elapsed_ns(t), &err).into())
+            }
         }
     }
 
@@ -366,14 +365,14 @@ impl Conn {
         let head = (|| Ok::<_, EmuError>((c.u64()?, c.u64()?, c.u64()?)))();
         let (req_id, id, action) = match head {
             Ok(h) => h,
-            Err(err) => return Some(Message::Text(error_reply("", 0, 0, &err))),
+            Err(err) => return Some(Message::Text(error_reply("", 0, 0, &err).into())),
         };
         if let Err(err) = self.require_auth() {
             return Some(match action {
                 ACTION_FETCH_RAW_BLOCK => {
-                    Message::Binary(fetch_reply(req_id, id, elapsed_ns(t), Err(&err)))
+                    Message::Binary(fetch_reply(req_id, id, elapsed_ns(t), Err(&err)).into())
                 }
-                _ => Message::Text(error_reply(binary_action_name(action), req_id, 0, &err)),
+                _ => Message::Text(error_reply(binary_action_name(action), req_id, 0, &err).into()),
             });
         }
         match action {
@@ -389,9 +388,13 @@ impl Conn {
                     Ok(sql) => self.query(req_id, &sql, "binary_query", t).await,
                     Err(e) => Err(e),
                 };
-                Some(Message::Text(reply.unwrap_or_else(|err| {
-                    error_reply("binary_query", req_id, elapsed_ns(t), &err)
-                })))
+                Some(Message::Text(
+                    reply
+                        .unwrap_or_else(|err| {
+                            error_reply("binary_query", req_id, elapsed_ns(t), &err)
+                        })
+                        .into(),
+                ))
             }
             ACTION_FETCH_RAW_BLOCK => {
                 let block_rows = self.server.config.block_rows;
@@ -408,7 +411,7 @@ impl Conn {
                     }
                     Err(err) => fetch_reply(req_id, id, elapsed_ns(t), Err(&err)),
                 };
-                Some(Message::Binary(reply))
+                Some(Message::Binary(reply.into()))
             }
             ACTION_WRITE_RAW_BLOCK | ACTION_WRITE_RAW_BLOCK_WITH_FIELDS => {
                 let name = binary_action_name(action);
@@ -419,23 +422,22 @@ impl Conn {
                     Ok(_) => ok_reply(name, req_id, elapsed_ns(t), json!({})),
                     Err(err) => error_reply(name, req_id, elapsed_ns(t), &err),
                 };
-                Some(Message::Text(reply))
+                Some(Message::Text(reply.into()))
             }
             ACTION_WRITE_RAW => {
                 let err = EmuError::new(
                     code::OPS_NOT_SUPPORT,
                     "write_raw_meta is not supported by the emulator",
                 );
-                Some(Message::Text(error_reply(
-                    "write_raw",
-                    req_id,
-                    elapsed_ns(t),
-                    &err,
-                )))
+                Some(Message::Text(
+                    error_reply("write_raw", req_id, elapsed_ns(t), &err).into(),
+                ))
             }
             other => {
                 let err = EmuError::new(0xffff, format!("unknown binary action {other}"));
-                Some(Message::Text(error_reply("", req_id, elapsed_ns(t), &err)))
+                Some(Message::Text(
+                    error_reply("", req_id, elapsed_ns(t), &err).into(),
+                ))
             }
         }
     }

@@ -113,23 +113,26 @@ impl super::Protocol for Conn {
     fn fault_reply(req: &super::fault::Request, err: &EmuError) -> Message {
         if req.action == "fetch_raw_data" {
             // taosAdapter answers this action's errors in binary (tmqFetchRawBlockErrorMsg).
-            return Message::Binary(raw_data_reply(0, req.req_id, 0, Err(err.clone())));
+            return Message::Binary(raw_data_reply(0, req.req_id, 0, Err(err.clone())).into());
         }
-        Message::Text(error_json(&req.action, req.req_id, 0, err))
+        Message::Text(error_json(&req.action, req.req_id, 0, err).into())
     }
 
     async fn on_frame(&mut self, frame: Message) -> Option<Message> {
         match frame {
             Message::Text(text) => Some(self.on_text(&text)),
-            _ => Some(Message::Text(error_json(
-                "",
-                0,
-                0,
-                &EmuError::new(
-                    code::INVALID_MSG,
-                    "binary frames are not part of the TMQ protocol",
-                ),
-            ))),
+            _ => Some(Message::Text(
+                error_json(
+                    "",
+                    0,
+                    0,
+                    &EmuError::new(
+                        code::INVALID_MSG,
+                        "binary frames are not part of the TMQ protocol",
+                    ),
+                )
+                .into(),
+            )),
         }
     }
 }
@@ -213,7 +216,7 @@ impl Conn {
             Ok(v) => v,
             Err(e) => {
                 let err = EmuError::new(code::INVALID_MSG, format!("invalid JSON request: {e}"));
-                return Message::Text(error_json("", 0, 0, &err));
+                return Message::Text(error_json("", 0, 0, &err).into());
             }
         };
         let action = arg_str(&v, "action").unwrap_or("").to_owned();
@@ -233,7 +236,7 @@ impl Conn {
             "fetch_block" => match self.fetch_block(&args) {
                 Ok(mut out) => {
                     out[..8].copy_from_slice(&elapsed_ns(t).to_le_bytes());
-                    return Message::Binary(out);
+                    return Message::Binary(out.into());
                 }
                 Err(e) => Err(e),
             },
@@ -249,14 +252,14 @@ impl Conn {
                     out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
                     out.extend_from_slice(&raw_type.to_le_bytes());
                     out.extend_from_slice(&raw);
-                    return Message::Binary(out);
+                    return Message::Binary(out.into());
                 }
                 Err(e) => Err(e),
             },
             "fetch_raw_data" if self.version >= FETCH_RAW_DATA_SINCE => {
                 let mid = args.get("message_id").and_then(Json::as_u64).unwrap_or(0);
                 let result = self.fetch_raw(&args);
-                return Message::Binary(raw_data_reply(elapsed_ns(t), req_id, mid, result));
+                return Message::Binary(raw_data_reply(elapsed_ns(t), req_id, mid, result).into());
             }
             "commit" => self.commit(&args),
             "commit_offset" => self.commit_offset(&args),
@@ -266,10 +269,13 @@ impl Conn {
             "assignment" => self.assignment(&args),
             other => Err(EmuError::new(0xffff, format!("unknown action {other:?}"))),
         };
-        Message::Text(match result {
-            Ok(extra) => ok_reply(&action, req_id, elapsed_ns(t), extra),
-            Err(err) => error_json(&action, req_id, elapsed_ns(t), &err),
-        })
+        Message::Text(
+            match result {
+                Ok(extra) => ok_reply(&action, req_id, elapsed_ns(t), extra),
+                Err(err) => error_json(&action, req_id, elapsed_ns(t), &err),
+            }
+            .into(),
+        )
     }
 
     fn sub(&self) -> Result<&Sub, EmuError> {

@@ -318,13 +318,21 @@ async fn malformed_frames_get_errors_and_the_connection_survives() {
             Message::Text(r#"{"action":"no_such_action","args":{"req_id":7}}"#.into()),
             "unknown action",
         ),
-        (Message::Binary(vec![1, 2, 3]), "short binary"),
+        (Message::Binary(vec![1, 2, 3].into()), "short binary"),
         (
-            Message::Binary([7u64.to_le_bytes(), 0u64.to_le_bytes(), 99u64.to_le_bytes()].concat()),
+            Message::Binary(
+                [7u64.to_le_bytes(), 0u64.to_le_bytes(), 99u64.to_le_bytes()]
+                    .concat()
+                    .into(),
+            ),
             "unknown binary action",
         ),
         (
-            Message::Binary([8u64.to_le_bytes(), 0u64.to_le_bytes(), 6u64.to_le_bytes()].concat()),
+            Message::Binary(
+                [8u64.to_le_bytes(), 0u64.to_le_bytes(), 6u64.to_le_bytes()]
+                    .concat()
+                    .into(),
+            ),
             "query without sql",
         ),
         (
@@ -335,7 +343,8 @@ async fn malformed_frames_get_errors_and_the_connection_survives() {
                     &5u64.to_le_bytes(),
                     &[0xff; 4],
                 ]
-                .concat(),
+                .concat()
+                .into(),
             ),
             "write without block",
         ),

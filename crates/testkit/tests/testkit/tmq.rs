@@ -682,7 +682,7 @@ async fn hostile_frames_get_error_replies() {
     let mut ws = raw_tmq(&emu).await;
     let cases: Vec<(Message, &str)> = vec![
         (Message::Text("not json".into()), ""),
-        (Message::Binary(vec![1, 2, 3]), ""),
+        (Message::Binary(vec![1, 2, 3].into()), ""),
         (Message::Text(r#"{"action":"nope","args":{"req_id":1}}"#.into()), "nope"),
         (Message::Text(r#"{"action":"poll","args":{"req_id":2}}"#.into()), "poll"),
         (
@@ -924,7 +924,7 @@ async fn random_frames_always_get_a_reply_and_never_kill_the_server() {
             ));
         }
         let frame = format!(r#"{{"action":"{action}","args":{{{args}}}}}"#);
-        let reply = roundtrip(&mut ws, Message::Text(frame.clone())).await;
+        let reply = roundtrip(&mut ws, Message::Text(frame.clone().into())).await;
         match reply {
             Message::Text(t) => {
                 let r: Json = serde_json::from_str(&t).unwrap();
@@ -953,7 +953,7 @@ async fn act(
     args: Json,
 ) -> Json {
     let text = serde_json::json!({ "action": action, "args": args }).to_string();
-    reply_json(roundtrip(ws, Message::Text(text)).await)
+    reply_json(roundtrip(ws, Message::Text(text.into())).await)
 }
 
 /// The meta kinds taos-query 0.12.4's typed parser rejects or drops (audit A4/B4), read as
@@ -1057,8 +1057,8 @@ type Ws =
 /// Sends a JSON action and returns the binary reply.
 async fn act_binary(ws: &mut Ws, action: &str, args: Json) -> Vec<u8> {
     let text = serde_json::json!({ "action": action, "args": args }).to_string();
-    match roundtrip(ws, Message::Text(text)).await {
-        Message::Binary(b) => b,
+    match roundtrip(ws, Message::Text(text.into())).await {
+        Message::Binary(b) => b.to_vec(),
         other => panic!("{action}: expected a binary reply, got {other:?}"),
     }
 }
