@@ -238,15 +238,6 @@ pub(crate) fn shorten(sql: &str) -> String {
     format!("{}…", &sql[..end])
 }
 
-fn parse_version(text: &str) -> Option<[u32; 4]> {
-    let mut out = [0u32; 4];
-    let mut parts = text.trim().split('.');
-    for slot in &mut out {
-        *slot = parts.next()?.trim().parse().ok()?;
-    }
-    Some(out)
-}
-
 /// Runs the suite (see the module docs). Fails only when the server cannot be reached or
 /// the scratch database cannot be created; every check's own failure is in the report.
 pub async fn run(options: &Options) -> Result<Report, Error> {
@@ -273,12 +264,13 @@ pub async fn run(options: &Options) -> Result<Report, Error> {
                     e,
                 )
             })?;
-    let version = parse_version(&version_text).ok_or_else(|| Error::UnexpectedReply {
-        what: "SELECT SERVER_VERSION()".into(),
-        database: None,
-        table: None,
-        reason: format!("not a four-part version: {version_text:?}"),
-    })?;
+    let version =
+        crate::wsquery::parse_version(&version_text).ok_or_else(|| Error::UnexpectedReply {
+            what: "SELECT SERVER_VERSION()".into(),
+            database: None,
+            table: None,
+            reason: format!("not a four-part version: {version_text:?}"),
+        })?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

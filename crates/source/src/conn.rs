@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::Error;
 use crate::dsn::{ConnectOptions, Credentials, Endpoint};
 use crate::value::to_core_value;
+use crate::wsquery::WsQuery;
 use taosbackup_core::Value;
 
 /// Where an operation happens, for error messages.
@@ -65,6 +66,12 @@ pub(crate) struct Pool {
     /// Background work on this pool's connections (exports, abandoned fetches), so that
     /// [`Pool::close`] can wait for it.
     tasks: TaskTracker,
+    /// Login of the tool's own query client ([`WsQuery`]).
+    creds: Credentials,
+    /// Idle connections of the tool's own query client, which exports read through.
+    own_idle: Mutex<Vec<WsQuery>>,
+    /// Whether the server serves the own client's binary query (learnt at its first login).
+    own_usable: std::sync::OnceLock<bool>,
 }
 
 /// How long an abandoned fetch may take to be answered before its connection is closed
@@ -120,7 +127,49 @@ impl Pool {
             timeout: options.request_timeout,
             server_version: std::sync::OnceLock::new(),
             tasks: TaskTracker::new(),
+            creds: creds.clone(),
+            own_idle: Mutex::new(Vec::new()),
+            own_usable: std::sync::OnceLock::new(),
         })
+    }
+
+    /// A connection of the tool's own WebSocket query client for an export, idle or new;
+    /// `None` when the connector must read instead. The caller holds a [`Pool::permit`].
+    ///
+    /// The own client costs a fraction of the connector's CPU per request: taos-ws 0.12.3
+    /// writes every request as two `sendto` calls, hands each result set's clean-up to
+    /// `spawn_blocking` and runs a reader task per connection, which the own client does
+    /// not (docs/performance.md, "The export's own client"). It serves a plain `ws://`
+    /// endpoint whose taosAdapter answers the binary query (version ≥ 3.3.0.8, as taos-ws
+    /// decides); `wss://` and native endpoints, and older servers, keep the connector.
+    /// With `required` (tables with DECIMAL or BLOB columns, which the connector cannot
+    /// parse) it is used whatever the endpoint, and fails where it cannot serve.
+    pub(crate) async fn own_client(&self, required: bool) -> Result<Option<WsQuery>, Error> {
+        let suited = self.endpoint.protocol == crate::dsn::Protocol::Ws;
+        if !required && (!suited || self.own_usable.get() == Some(&false)) {
+            return Ok(None);
+        }
+        let idle = self.own_idle.lock().ok().and_then(|mut v| v.pop());
+        let c = match idle {
+            Some(c) => c,
+            None => {
+                // An idle connection of the connector makes room (see `Pool::get`).
+                drop(self.idle.lock().ok().and_then(|mut v| v.pop()));
+                WsQuery::connect(&self.endpoint, &self.creds, self.timeout).await?
+            }
+        };
+        let usable = *self.own_usable.get_or_init(|| c.binary_query());
+        Ok((required || usable).then_some(c))
+    }
+
+    /// Keeps a connection of the own client for the next export (one whose last result was
+    /// read to its end or freed).
+    pub(crate) fn own_client_idle(&self, c: WsQuery) {
+        if let Ok(mut idle) = self.own_idle.lock() {
+            if idle.len() < self.size {
+                idle.push(c);
+            }
+        }
     }
 
     /// Spawns background work that [`Pool::close`] waits for.
@@ -169,6 +218,9 @@ impl Pool {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
         }
+        if let Ok(mut idle) = self.own_idle.lock() {
+            idle.clear();
+        }
         drained
     }
 
@@ -198,6 +250,9 @@ impl Pool {
         let (taos, connected) = match idle {
             Some(t) => t,
             None => {
+                // An idle connection of the own client makes room: the pool size bounds
+                // the connections of both kinds together.
+                drop(self.own_idle.lock().ok().and_then(|mut v| v.pop()));
                 let fut = self.builder.build();
                 match tokio::time::timeout(self.timeout, fut).await {
                     Ok(Ok(t)) => (t, false),
@@ -215,8 +270,8 @@ impl Pool {
         })
     }
 
-    /// A slot of the pool, for work on a connection the pool does not manage (the tool's own
-    /// WebSocket query client), so the pool size still bounds the connections.
+    /// A slot of the pool, for work on a connection of the tool's own WebSocket query client
+    /// ([`Pool::own_client`]), so the pool size bounds those connections too.
     pub(crate) async fn permit(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().acquire_owned().await.ok()
     }
@@ -559,5 +614,73 @@ pub(crate) fn disable_nagle() {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taosbackup_testkit::{Emulator, EmulatorConfig};
+
+    fn pool(dsn: &str) -> Pool {
+        let o = ConnectOptions::new(dsn).with_credentials("root", "taosdata");
+        let (endpoint, creds) = o.resolve().unwrap();
+        Pool::new(&o, endpoint, &creds, None).unwrap()
+    }
+
+    /// Exports read through the own client where the server answers its binary query
+    /// (taosAdapter ≥ 3.3.0.8 on plain WebSocket), through the connector elsewhere; tables
+    /// the connector cannot parse get the own client whatever the version.
+    #[tokio::test]
+    async fn the_own_client_serves_exports_where_the_server_suits_it() {
+        for (version, suits) in [("3.3.6.0", true), ("3.3.0.8", true), ("3.3.0.7", false)] {
+            let emu = Emulator::start(EmulatorConfig {
+                server_version: version.into(),
+                ..EmulatorConfig::default()
+            })
+            .unwrap();
+            let p = pool(&emu.dsn());
+            let first = p.own_client(false).await.unwrap();
+            assert_eq!(first.is_some(), suits, "{version}");
+            if let Some(c) = first {
+                p.own_client_idle(c);
+            }
+            // Decided once; an idle connection is taken again rather than a new one.
+            let again = p.own_client(false).await.unwrap();
+            assert_eq!(again.is_some(), suits, "{version}");
+            drop(again);
+            assert!(p.own_client(true).await.unwrap().is_some(), "{version}");
+        }
+        // No TLS in the own client: a wss:// endpoint keeps the connector, without a try.
+        let p = pool("wss://127.0.0.1:1");
+        assert!(p.own_client(false).await.unwrap().is_none());
+    }
+
+    /// The pool size bounds the connections of both kinds together: opening one of one kind
+    /// closes an idle one of the other.
+    #[tokio::test]
+    async fn idle_connections_of_both_kinds_stay_within_the_pool_size() {
+        let emu = Emulator::start(EmulatorConfig::default()).unwrap();
+        let p = Arc::new(pool(&emu.dsn()));
+        let conn = p.get(Ctx::default()).await.unwrap();
+        let mut c = conn;
+        c.query_values(Ctx::default(), "SELECT SERVER_VERSION()")
+            .await
+            .unwrap();
+        drop(c);
+        assert_eq!(p.idle.lock().unwrap().len(), 1);
+        let own = p.own_client(false).await.unwrap().unwrap();
+        assert_eq!(
+            p.idle.lock().unwrap().len(),
+            0,
+            "the connector's idle one closed"
+        );
+        p.own_client_idle(own);
+        let _conn = p.get(Ctx::default()).await.unwrap();
+        assert_eq!(
+            p.own_idle.lock().unwrap().len(),
+            0,
+            "the own client's idle one closed"
+        );
     }
 }

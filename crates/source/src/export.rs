@@ -26,7 +26,6 @@ use tokio::sync::mpsc;
 
 use crate::Error;
 use crate::conn::{Ctx, Pool};
-use crate::dsn::{Credentials, Endpoint};
 use crate::raw::RawView;
 use crate::sql;
 use crate::wsquery::WsQuery;
@@ -80,9 +79,10 @@ struct Job {
     groups: Vec<Vec<TimeRange>>,
     /// Cut chunks at multiples of this width too (the bucket width in timestamp units).
     split_every: Option<i64>,
-    /// Read with the tool's own WebSocket query client instead of the connector (tables with
-    /// DECIMAL, DECIMAL64 or BLOB columns, whose blocks the connector cannot parse).
-    direct: Option<(Endpoint, Credentials)>,
+    /// The table has DECIMAL, DECIMAL64 or BLOB columns, whose blocks the connector cannot
+    /// parse: it must be read with the tool's own WebSocket query client (which reads every
+    /// table where the endpoint suits it, [`Pool::own_client`]).
+    connector_cannot_read: bool,
     tx: mpsc::Sender<Result<BlockChunk, Error>>,
 }
 
@@ -174,12 +174,18 @@ impl Job {
     ) -> Result<(), Error> {
         let ctx = Ctx::table(&self.db, &self.table).doing("exporting rows");
         let sql = sql::export_rows(&self.db, &self.table, &self.ts_column, resume.from, end);
-        if let Some((endpoint, creds)) = &self.direct {
-            return self
-                .read_direct(group, resume, endpoint, creds, &sql)
-                .await
-                .map_err(|e| in_table(e, &self.db, &self.table));
+        let permit = self.pool.permit().await;
+        let own = self
+            .pool
+            .own_client(self.connector_cannot_read)
+            .await
+            .map_err(|e| in_table(e, &self.db, &self.table))?;
+        if let Some(c) = own {
+            let read = self.read_own(c, group, resume, &sql).await;
+            drop(permit);
+            return read.map_err(|e| in_table(e, &self.db, &self.table));
         }
+        drop(permit);
         let mut conn = self.pool.get(ctx).await?;
         let (mut rs, names) = conn.start_query(ctx, &sql).await?;
         let key_col = self.key_index(&names)?;
@@ -280,18 +286,17 @@ impl Job {
         Ok(true)
     }
 
-    /// [`Job::read_from`] through the tool's own WebSocket client: raw bytes, never parsed
-    /// by the connector. Timestamps are in the database's precision (the request's).
-    async fn read_direct(
+    /// [`Job::read_from`] through the tool's own WebSocket client `c`: raw bytes, never
+    /// parsed by the connector. Timestamps are in the database's precision (the
+    /// request's). The connection goes back to the pool once its result is read to the end
+    /// or freed; after an error it is closed.
+    async fn read_own(
         &self,
+        mut c: WsQuery,
         group: &[TimeRange],
         resume: &mut Resume,
-        endpoint: &Endpoint,
-        creds: &Credentials,
         sql: &str,
     ) -> Result<(), Error> {
-        let _permit = self.pool.permit().await;
-        let mut c = WsQuery::connect(endpoint, creds, self.pool.timeout).await?;
         let cols = c.query(sql).await?;
         let key_col = self.key_index(&cols.names)?;
         while let Some(raw) = c.fetch(cols.id).await? {
@@ -299,11 +304,14 @@ impl Job {
                 .deliver(group, &cols.names, self.precision, raw, key_col, resume)
                 .await?
             {
-                // Best effort: the connection closes right after.
-                let _ = c.free(cols.id).await;
+                // The reader is gone: free the result (no reply comes to it).
+                if c.free(cols.id).await.is_ok() {
+                    self.pool.own_client_idle(c);
+                }
                 return Ok(());
             }
         }
+        self.pool.own_client_idle(c);
         Ok(())
     }
 
@@ -424,11 +432,12 @@ pub(crate) struct ExportStream {
 }
 
 impl ExportStream {
-    /// Starts exporting `ranges` of `db.table` on `pool`, or with `direct` on the tool's own
-    /// WebSocket client (tables the connector cannot parse); the table's timestamp column and
-    /// composite key column (if any) name the columns a resume orders and de-duplicates by.
+    /// Starts exporting `ranges` of `db.table` on `pool` (through the tool's own WebSocket
+    /// client where the endpoint suits it or, with `connector_cannot_read`, the table
+    /// needs it); the table's timestamp column and composite key column (if any) name the
+    /// columns a resume orders and de-duplicates by.
     pub(crate) fn start(
-        (pool, direct): (Arc<Pool>, Option<(Endpoint, Credentials)>),
+        (pool, connector_cannot_read): (Arc<Pool>, bool),
         db: &str,
         table: &str,
         (ts_column, key_column): (String, Option<String>),
@@ -451,7 +460,7 @@ impl ExportStream {
             precision,
             groups,
             split_every,
-            direct,
+            connector_cannot_read,
             tx,
         };
         let task_pool = job.pool.clone();

@@ -222,11 +222,8 @@ impl TaosSource {
         request: ExportRequest,
     ) -> Result<ExportStream, Error> {
         let keys = self.key_columns(database, &request.table).await?;
-        let direct = keys
-            .connector_cannot_read
-            .then(|| (self.endpoint.clone(), self.creds.clone()));
         ExportStream::start(
-            (self.pool.clone(), direct),
+            (self.pool.clone(), keys.connector_cannot_read),
             database,
             &request.table,
             (keys.ts.clone(), keys.key.clone()),

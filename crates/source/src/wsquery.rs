@@ -1,8 +1,12 @@
-//! A minimal client of taosAdapter's WebSocket query protocol (`/ws`), used to read tables
-//! the connector cannot: taos-query 0.12.4 `RawBlock::parse_from_raw_block` panics on a
-//! block with a DECIMAL (17) or BLOB (18) column (`unreachable!`), and `Ty::from_u8` panics
-//! on DECIMAL64 (21). This client never parses a block: it hands the raw bytes to
-//! [`crate::raw::RawView`], which knows those types.
+//! A minimal client of taosAdapter's WebSocket query protocol (`/ws`), which exports read
+//! through (`Pool::own_client`). Two reasons. It reads tables the connector cannot:
+//! taos-query 0.12.4 `RawBlock::parse_from_raw_block` panics on a block with a DECIMAL (17)
+//! or BLOB (18) column (`unreachable!`), and `Ty::from_u8` panics on DECIMAL64 (21); this
+//! client never parses a block but hands the raw bytes to [`crate::raw::RawView`], which
+//! knows those types. And it costs less CPU per request: it writes each request as one
+//! frame in one call on the caller's task, where taos-ws 0.12.3 writes two (ws-tool, no
+//! write buffer), runs a reader task per connection and hands every result set's clean-up
+//! to `spawn_blocking` (docs/performance.md, "The export's own client").
 //!
 //! The protocol (taosAdapter `controller/ws/ws/` of ver-3.3.6.0; taos-ws 0.12.3
 //! `src/query/asyn.rs` for what a client sends; `tdengine-notes.md` §1):
@@ -50,7 +54,23 @@ pub(crate) struct WsQuery {
     next_req: u64,
     timeout: Duration,
     endpoint: String,
+    /// The server version the `version` action reported (`3.3.6.0`).
+    version: String,
 }
+
+/// A server version's four numbers (`3.3.6.0`); `None` for any other form.
+pub(crate) fn parse_version(text: &str) -> Option<[u32; 4]> {
+    let mut out = [0u32; 4];
+    let mut parts = text.trim().split('.');
+    for slot in &mut out {
+        *slot = parts.next()?.trim().parse().ok()?;
+    }
+    Some(out)
+}
+
+/// The first version whose taosAdapter serves the binary query and fetch actions (6, 7):
+/// taos-ws 0.12.3 `is_support_binary_sql` (src/query/asyn.rs) compares with "3.3.0.8".
+const BINARY_QUERY_SINCE: [u32; 4] = [3, 3, 0, 8];
 
 impl std::fmt::Debug for WsQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +150,7 @@ impl WsQuery {
                         next_req: 1,
                         timeout,
                         endpoint: name.clone(),
+                        version: String::new(),
                     };
                     c.login(creds).await?;
                     return Ok(c);
@@ -232,13 +253,24 @@ impl WsQuery {
             Message::Text(json!({"action": "version"}).to_string().into()),
         )
         .await?;
-        self.text_reply("connect").await?;
+        let v = self.text_reply("connect").await?;
+        self.version = v
+            .get("version")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
         let req_id = self.req_id();
         let conn = json!({"action": "conn", "args": {
             "req_id": req_id, "user": creds.user, "password": creds.password(), "db": ""}});
         self.send("connect", Message::Text(conn.to_string().into()))
             .await?;
         self.text_reply("connect").await.map(|_| ())
+    }
+
+    /// Whether the server answers the binary query this client sends (an unknown version
+    /// counts as too old: the connector's JSON query then serves).
+    pub(crate) fn binary_query(&self) -> bool {
+        parse_version(&self.version).is_some_and(|v| v >= BINARY_QUERY_SINCE)
     }
 
     /// Runs a query; the result's id and column names.
