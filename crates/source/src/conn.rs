@@ -48,6 +48,43 @@ impl<'a> Ctx<'a> {
         self.purpose = Some(purpose);
         self
     }
+
+    /// Names this context's database, table and purpose in a server or timeout error that
+    /// did not know them (errors of the own client, which knows no context).
+    pub(crate) fn fill(&self, mut e: Error) -> Error {
+        match &mut e {
+            Error::Server {
+                database: d,
+                table: t,
+                statement,
+                ..
+            } => {
+                if d.is_none() {
+                    *d = self.database.map(str::to_string);
+                }
+                if t.is_none() {
+                    *t = self.table.map(str::to_string);
+                }
+                if statement.purpose.is_none() {
+                    statement.purpose = self.purpose;
+                }
+            }
+            Error::Timeout {
+                database: d,
+                table: t,
+                ..
+            } => {
+                if d.is_none() {
+                    *d = self.database.map(str::to_string);
+                }
+                if t.is_none() {
+                    *t = self.table.map(str::to_string);
+                }
+            }
+            _ => {}
+        }
+        e
+    }
 }
 
 /// A pool of connections to one endpoint (optionally with a current database).
@@ -72,6 +109,8 @@ pub(crate) struct Pool {
     own_idle: Mutex<Vec<WsQuery>>,
     /// Whether the server serves the own client's binary query (learnt at its first login).
     own_usable: std::sync::OnceLock<bool>,
+    /// The current database of the own client's connections (the connector's is in its DSN).
+    database: Option<String>,
 }
 
 /// How long an abandoned fetch may take to be answered before its connection is closed
@@ -130,6 +169,7 @@ impl Pool {
             creds: creds.clone(),
             own_idle: Mutex::new(Vec::new()),
             own_usable: std::sync::OnceLock::new(),
+            database: database.map(str::to_string),
         })
     }
 
@@ -155,11 +195,68 @@ impl Pool {
             None => {
                 // An idle connection of the connector makes room (see `Pool::get`).
                 drop(self.idle.lock().ok().and_then(|mut v| v.pop()));
-                WsQuery::connect(&self.endpoint, &self.creds, self.timeout).await?
+                let db = self.database.as_deref();
+                WsQuery::connect(&self.endpoint, &self.creds, db, self.timeout).await?
             }
         };
         let usable = *self.own_usable.get_or_init(|| c.binary_query());
         Ok((required || usable).then_some(c))
+    }
+
+    /// Writes a raw block into `table` of the pool's database through the own client
+    /// ([`WsQuery::write_raw_block`]), retrying transient failures on fresh connections as
+    /// [`Pool::retry`] does. `Ok(false)`: the own client does not serve this endpoint, and
+    /// nothing was written (the caller writes through the connector).
+    pub(crate) async fn write_raw_block_own(
+        self: &Arc<Self>,
+        ctx: Ctx<'_>,
+        table: &str,
+        rows: u32,
+        raw: &[u8],
+        fields: &[(&str, u8, u32)],
+    ) -> Result<bool, Error> {
+        let mut attempt = 0u32;
+        loop {
+            let permit = self.permit().await;
+            let result = match self.own_client(false).await {
+                Ok(None) => return Ok(false),
+                Ok(Some(mut c)) => {
+                    let r = c.write_raw_block(table, rows, raw, fields).await;
+                    match &r {
+                        Err(e) if e.is_retryable() => self.own_client_broken(),
+                        // A refusal is a reply: the connection stays good.
+                        Ok(()) | Err(Error::Server { .. }) => self.own_client_idle(c),
+                        Err(_) => {}
+                    }
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            match result.map_err(|e| ctx.fill(e)) {
+                Ok(()) => return Ok(true),
+                Err(e) if e.is_retryable() && attempt < self.retry_count => {
+                    attempt += 1;
+                    tracing::warn!(attempt, error = %e, "transient failure, retrying");
+                    tokio::time::sleep(self.retry_interval).await;
+                }
+                Err(e @ Error::Server { .. }) => {
+                    let version = self.learn_server_version().await;
+                    return Err(e.with_server_version(version));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A connection of the own client failed in a way a retry may mend (closed, timed out):
+    /// the idle ones are closed too, since what broke one (a restarted server, a dropped
+    /// network) has most likely broken them all, and a retry should not spend its attempts
+    /// on them.
+    pub(crate) fn own_client_broken(&self) {
+        if let Ok(mut idle) = self.own_idle.lock() {
+            idle.clear();
+        }
     }
 
     /// Keeps a connection of the own client for the next export (one whose last result was
@@ -654,6 +751,70 @@ mod tests {
         // No TLS in the own client: a wss:// endpoint keeps the connector, without a try.
         let p = pool("wss://127.0.0.1:1");
         assert!(p.own_client(false).await.unwrap().is_none());
+    }
+
+    /// Restore writes go through the own client where it serves (the block's bytes as they
+    /// are, fields from its schema), and leave the connector to write elsewhere.
+    #[tokio::test]
+    async fn raw_block_writes_go_through_the_own_client_where_it_serves() {
+        for (version, suits) in [("3.3.6.0", true), ("3.3.0.7", false)] {
+            let emu = Emulator::start(EmulatorConfig {
+                server_version: version.into(),
+                ..EmulatorConfig::default()
+            })
+            .unwrap();
+            let admin = Arc::new(pool(&emu.dsn()));
+            for q in [
+                "CREATE DATABASE d",
+                "CREATE TABLE d.src (ts TIMESTAMP, v INT, s VARCHAR(8))",
+                "CREATE TABLE d.dst (ts TIMESTAMP, v INT, s VARCHAR(8))",
+                "INSERT INTO d.src VALUES (1700000000000, 1, 'a') (1700000000001, NULL, 'bc')",
+            ] {
+                admin.exec(Ctx::default(), q).await.unwrap();
+            }
+            let o = ConnectOptions::new(emu.dsn()).with_credentials("root", "taosdata");
+            let (endpoint, creds) = o.resolve().unwrap();
+            let mut reader = WsQuery::connect(&endpoint, &creds, None, o.request_timeout)
+                .await
+                .unwrap();
+            let cols = reader.query("SELECT * FROM d.src").await.unwrap();
+            let raw = reader.fetch(cols.id).await.unwrap().unwrap();
+            let view = crate::raw::RawView::parse(&raw).unwrap();
+            let fields: Vec<(&str, u8, u32)> = cols
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let (ty, bytes) = view.col_type(i).unwrap();
+                    (n.as_str(), ty, bytes)
+                })
+                .collect();
+            let target = Arc::new(Pool::new(&o, endpoint, &creds, Some("d")).unwrap());
+            let wrote = target
+                .write_raw_block_own(Ctx::default(), "dst", 2, &raw, &fields)
+                .await
+                .unwrap();
+            assert_eq!(wrote, suits, "{version}");
+            let rows = admin
+                .query_values(Ctx::default(), "SELECT * FROM d.dst")
+                .await
+                .unwrap();
+            assert_eq!(rows.rows.len(), if suits { 2 } else { 0 }, "{version}");
+            if suits {
+                let src = admin
+                    .query_values(Ctx::default(), "SELECT * FROM d.src")
+                    .await
+                    .unwrap();
+                assert_eq!(rows.rows, src.rows);
+                // A refusal names the table and keeps its code (a missing table here).
+                let e = target
+                    .write_raw_block_own(Ctx::table("d", "nope"), "nope", 2, &raw, &fields)
+                    .await
+                    .unwrap_err();
+                assert!(e.code().is_some() && !e.is_retryable(), "{e:?}");
+                assert!(e.to_string().contains("nope"), "{e}");
+            }
+        }
     }
 
     /// The pool size bounds the connections of both kinds together: opening one of one kind

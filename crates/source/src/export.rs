@@ -48,25 +48,6 @@ pub(crate) fn group_ranges(mut ranges: Vec<TimeRange>) -> Result<Vec<Vec<TimeRan
     Ok(groups)
 }
 
-/// Names the table in a server or timeout error that did not know it.
-fn in_table(mut e: Error, db: &str, table: &str) -> Error {
-    if let Error::Server {
-        database: d,
-        table: t,
-        ..
-    }
-    | Error::Timeout {
-        database: d,
-        table: t,
-        ..
-    } = &mut e
-    {
-        d.get_or_insert_with(|| db.to_string());
-        t.get_or_insert_with(|| table.to_string());
-    }
-    e
-}
-
 /// Where one export stands.
 struct Job {
     pool: Arc<Pool>,
@@ -179,11 +160,14 @@ impl Job {
             .pool
             .own_client(self.connector_cannot_read)
             .await
-            .map_err(|e| in_table(e, &self.db, &self.table))?;
+            .map_err(|e| ctx.fill(e))?;
         if let Some(c) = own {
             let read = self.read_own(c, group, resume, &sql).await;
             drop(permit);
-            return read.map_err(|e| in_table(e, &self.db, &self.table));
+            if read.as_ref().is_err_and(Error::is_retryable) {
+                self.pool.own_client_broken();
+            }
+            return read.map_err(|e| ctx.fill(e));
         }
         drop(permit);
         let mut conn = self.pool.get(ctx).await?;

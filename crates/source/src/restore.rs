@@ -538,6 +538,26 @@ impl Writer<'_> {
         let names: Vec<String> = keep.iter().map(|&k| chunk.columns[k].clone()).collect();
         let precision = to_taos_precision(chunk.precision);
         if !sql {
+            // The own client sends the block's bytes as they are, with fields from the
+            // block's schema; the connector parses the block first (`Pool::own_client`).
+            let fields: Vec<(&str, u8, u32)> = keep
+                .iter()
+                .map(|&k| {
+                    let (ty, bytes) = view.col_type(k).unwrap_or((0, 0));
+                    (chunk.columns[k].as_str(), ty, bytes)
+                })
+                .collect();
+            let rows = u32::try_from(to - from).map_err(|_| Error::InvalidBlock {
+                table: Some(table.to_string()),
+                reason: "more than 2^32 rows in one block".into(),
+            })?;
+            if self
+                .pool
+                .write_raw_block_own(ctx, table, rows, &bytes, &fields)
+                .await?
+            {
+                return Ok(());
+            }
             let pool = self.pool;
             return pool
                 .retry(ctx, |mut conn| {

@@ -38,6 +38,9 @@ use crate::dsn::{Credentials, Endpoint, Protocol};
 const CODE_CONN_CLOSED: i32 = 0xE002;
 const ACTION_QUERY: u64 = 6;
 const ACTION_FETCH: u64 = 7;
+const ACTION_WRITE_RAW_BLOCK_WITH_FIELDS: u64 = 5;
+/// Size of a C `TAOS_FIELD`: `char name[65]; u8 type; 2 pad; i32 bytes`.
+const C_FIELD_LEN: usize = 72;
 
 /// The column names and types of a query result.
 #[derive(Debug, Clone)]
@@ -124,6 +127,7 @@ impl WsQuery {
     pub(crate) async fn connect(
         endpoint: &Endpoint,
         creds: &Credentials,
+        database: Option<&str>,
         timeout: Duration,
     ) -> Result<WsQuery, Error> {
         let name = endpoint.to_string();
@@ -152,7 +156,7 @@ impl WsQuery {
                         endpoint: name.clone(),
                         version: String::new(),
                     };
-                    c.login(creds).await?;
+                    c.login(creds, database.unwrap_or_default()).await?;
                     return Ok(c);
                 }
                 Ok(Err(e)) => last = Some(e.to_string()),
@@ -247,7 +251,9 @@ impl WsQuery {
         Ok(v)
     }
 
-    async fn login(&mut self, creds: &Credentials) -> Result<(), Error> {
+    /// Logs in with `database` as the connection's current database (`""` for none), which
+    /// names the table of a raw-block write.
+    async fn login(&mut self, creds: &Credentials, database: &str) -> Result<(), Error> {
         self.send(
             "connect",
             Message::Text(json!({"action": "version"}).to_string().into()),
@@ -261,7 +267,7 @@ impl WsQuery {
             .to_string();
         let req_id = self.req_id();
         let conn = json!({"action": "conn", "args": {
-            "req_id": req_id, "user": creds.user, "password": creds.password(), "db": ""}});
+            "req_id": req_id, "user": creds.user, "password": creds.password(), "db": database}});
         self.send("connect", Message::Text(conn.to_string().into()))
             .await?;
         self.text_reply("connect").await.map(|_| ())
@@ -356,6 +362,51 @@ impl WsQuery {
         let n = le_u32(&b, at + 1).ok_or_else(short)? as usize;
         let block = b.get(at + 5..at + 5 + n).ok_or_else(short)?;
         Ok(Some(block.to_vec()))
+    }
+
+    /// Writes the raw block `raw` of `rows` rows into `table` of the connection's database
+    /// (binary action 5, "write raw block with fields": taos-ws 0.12.3
+    /// `s_write_raw_block_with_req_id`, src/query/asyn.rs; docs/emulator.md): `u64 req_id |
+    /// u64 req_id | u64 5 | u32 rows | u16 name_len | name | raw block | fields`, each field a
+    /// C `TAOS_FIELD` of 72 bytes (`char name[65]; u8 type; 2 pad; i32 bytes`) naming a
+    /// block column, with the type and width of the block's schema entry. The reply is JSON.
+    pub(crate) async fn write_raw_block(
+        &mut self,
+        table: &str,
+        rows: u32,
+        raw: &[u8],
+        fields: &[(&str, u8, u32)],
+    ) -> Result<(), Error> {
+        const OP: &str = "write raw block";
+        let req_id = self.req_id();
+        let name_len = u16::try_from(table.len())
+            .map_err(|_| self.unexpected(OP, "table name too long".into()))?;
+        let mut b = Vec::with_capacity(30 + table.len() + raw.len() + fields.len() * C_FIELD_LEN);
+        b.extend_from_slice(&req_id.to_le_bytes());
+        b.extend_from_slice(&req_id.to_le_bytes());
+        b.extend_from_slice(&ACTION_WRITE_RAW_BLOCK_WITH_FIELDS.to_le_bytes());
+        b.extend_from_slice(&rows.to_le_bytes());
+        b.extend_from_slice(&name_len.to_le_bytes());
+        b.extend_from_slice(table.as_bytes());
+        b.extend_from_slice(raw);
+        for (name, ty, bytes) in fields {
+            // A column name is at most 64 bytes (TSDB_COL_NAME_LEN 65 with its NUL).
+            let n = name.as_bytes();
+            if n.len() >= 65 {
+                return Err(self.unexpected(OP, format!("column name {name:?} too long")));
+            }
+            let mut f = [0u8; C_FIELD_LEN];
+            f[..n.len()].copy_from_slice(n);
+            f[65] = *ty;
+            f[68..72].copy_from_slice(&(*bytes as i32).to_le_bytes());
+            b.extend_from_slice(&f);
+        }
+        self.send(OP, Message::Binary(b.into())).await?;
+        let v = self.text_reply(OP).await?;
+        if v.get("req_id").and_then(Json::as_u64) != Some(req_id) {
+            return Err(self.unexpected(OP, format!("reply to another request: {v}")));
+        }
+        Ok(())
     }
 
     /// Frees a result not read to its end (`free_result` has no reply).

@@ -745,7 +745,7 @@ async fn decimal_blob(env: &Env) -> Result<Verdict, String> {
 async fn query_raw(env: &Env, sql: &str) -> Result<Vec<Vec<Value>>, String> {
     let (endpoint, creds) = env.connect.resolve().map_err(|e| e.to_string())?;
     let fail = |e: crate::Error| format!("`{}` failed: {e}", super::shorten(sql));
-    let mut c = WsQuery::connect(&endpoint, &creds, env.connect.request_timeout)
+    let mut c = WsQuery::connect(&endpoint, &creds, None, env.connect.request_timeout)
         .await
         .map_err(fail)?;
     let cols = c.query(sql).await.map_err(fail)?;
