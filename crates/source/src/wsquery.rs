@@ -29,6 +29,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value as Json, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::Error;
@@ -39,6 +40,12 @@ const CODE_CONN_CLOSED: i32 = 0xE002;
 const ACTION_QUERY: u64 = 6;
 const ACTION_FETCH: u64 = 7;
 const ACTION_WRITE_RAW_BLOCK_WITH_FIELDS: u64 = 5;
+/// The most one socket read takes in. tungstenite 0.30 zero-fills its buffer up to this
+/// window before every read (`FrameCodec::read_in`, src/protocol/frame/mod.rs), and a read on
+/// loopback returns far less than its 128 KiB default: at 50 M rows the backup's tool CPU
+/// fell 4% with 32 KiB (docs/performance.md, "The export's own client"); 8 and 16 KiB did
+/// no better.
+const READ_WINDOW: usize = 32 * 1024;
 /// Size of a C `TAOS_FIELD`: `char name[65]; u8 type; 2 pad; i32 bytes`.
 const C_FIELD_LEN: usize = 72;
 
@@ -145,8 +152,12 @@ impl WsQuery {
             // Nagle off: tungstenite writes each frame at once, but a frame sent before the
             // server has acknowledged the one before it would wait for a delayed ACK, up to
             // 40 ms (taosbackup_core::net).
-            let connect =
-                tokio_tungstenite::connect_async_with_config(url(endpoint, path), None, true);
+            let config = WebSocketConfig::default().read_buffer_size(READ_WINDOW);
+            let connect = tokio_tungstenite::connect_async_with_config(
+                url(endpoint, path),
+                Some(config),
+                true,
+            );
             match tokio::time::timeout(timeout, connect).await {
                 Ok(Ok((ws, _))) => {
                     let mut c = WsQuery {
