@@ -105,7 +105,7 @@ pub(crate) struct Pool {
     tasks: TaskTracker,
     /// Login of the tool's own query client ([`WsQuery`]).
     creds: Credentials,
-    /// Idle connections of the tool's own query client, which exports read through.
+    /// Idle connections of the tool's own query client (exports, raw-block writes).
     own_idle: Mutex<Vec<WsQuery>>,
     /// Whether the server serves the own client's binary query (learnt at its first login).
     own_usable: std::sync::OnceLock<bool>,
@@ -173,10 +173,11 @@ impl Pool {
         })
     }
 
-    /// A connection of the tool's own WebSocket query client for an export, idle or new;
-    /// `None` when the connector must read instead. The caller holds a [`Pool::permit`].
+    /// A connection of the tool's own WebSocket query client for an export or a raw-block
+    /// write, idle or new; `None` when the connector must serve instead. The caller holds a
+    /// [`Pool::permit`].
     ///
-    /// The own client costs a fraction of the connector's CPU per request: taos-ws 0.12.3
+    /// The own client costs less CPU per request than the connector: taos-ws 0.12.3
     /// writes every request as two `sendto` calls, hands each result set's clean-up to
     /// `spawn_blocking` and runs a reader task per connection, which the own client does
     /// not (docs/performance.md, "The export's own client"). It serves a plain `ws://`
