@@ -490,15 +490,52 @@ impl<'a> RawView<'a> {
     /// length. The values are written back to back in row order, each offset the running
     /// length: where the source holds them that way already, one copy moves them all.
     fn copy_var(&self, k: usize, rows: Rows<'_>, out: &mut Vec<u8>) -> Result<usize, Error> {
+        // Monomorphised per kind of row set: the chained iterator of `Rows::iter` costs a
+        // branch per row in this, the per-row part of cutting a block.
+        match rows {
+            Rows::Range(from, to) => self.copy_var_rows(k, from..to, out),
+            Rows::Pick(p) => self.copy_var_rows(k, p.iter().copied(), out),
+        }
+    }
+
+    /// [`RawView::copy_var`] over `rows`: the column's offsets and data are looked up once,
+    /// not per row as [`RawView::var_range`] does.
+    fn copy_var_rows(
+        &self,
+        k: usize,
+        rows: impl ExactSizeIterator<Item = usize> + Clone,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, Error> {
+        let col = &self.cols[k];
+        let p = len_prefix(col.ty);
+        let data_at = col.start + self.rows * 4;
+        let (Some(offsets), Some(data)) = (
+            self.bytes.get(col.start..data_at),
+            self.bytes.get(data_at..data_at + col.len),
+        ) else {
+            return Err(bad("truncated block"));
+        };
+        // The entry of row `r` within `data`, `None` when NULL.
+        let entry = |r: usize| -> Result<Option<std::ops::Range<usize>>, Error> {
+            let o = offsets
+                .get(r * 4..r * 4 + 4)
+                .ok_or_else(|| bad("row out of range"))?;
+            let off = i32::from_le_bytes([o[0], o[1], o[2], o[3]]);
+            if off < 0 {
+                return Ok(None);
+            }
+            let at = off as usize;
+            Ok(Some(at..at + var_entry_len(data, at, p)?))
+        };
         let offsets_at = out.len();
         out.resize(offsets_at + rows.len() * 4, 0);
-        // The source span the values occupy, while they are contiguous in row order.
+        // The span the values occupy, while they are contiguous in row order.
         let mut span: Option<(usize, usize)> = None;
         let mut contiguous = true;
         let mut payload = 0usize;
-        for (i, r) in rows.iter().enumerate() {
+        for (i, r) in rows.clone().enumerate() {
             let at = offsets_at + i * 4;
-            match self.var_range(k, r)? {
+            match entry(r)? {
                 None => out[at..at + 4].copy_from_slice(&(-1i32).to_le_bytes()),
                 Some(v) => {
                     let off =
@@ -517,11 +554,11 @@ impl<'a> RawView<'a> {
         }
         match span {
             None => {}
-            Some((s, e)) if contiguous => out.extend_from_slice(&self.bytes[s..e]),
+            Some((s, e)) if contiguous => out.extend_from_slice(&data[s..e]),
             Some(_) => {
-                for r in rows.iter() {
-                    if let Some(v) = self.var_value(k, r)? {
-                        out.extend_from_slice(v);
+                for r in rows {
+                    if let Some(v) = entry(r)? {
+                        out.extend_from_slice(&data[v]);
                     }
                 }
             }
