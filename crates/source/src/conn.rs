@@ -52,36 +52,26 @@ impl<'a> Ctx<'a> {
     /// Names this context's database, table and purpose in a server or timeout error that
     /// did not know them (errors of the own client, which knows no context).
     pub(crate) fn fill(&self, mut e: Error) -> Error {
-        match &mut e {
-            Error::Server {
-                database: d,
-                table: t,
-                statement,
-                ..
-            } => {
-                if d.is_none() {
-                    *d = self.database.map(str::to_string);
-                }
-                if t.is_none() {
-                    *t = self.table.map(str::to_string);
-                }
-                if statement.purpose.is_none() {
-                    statement.purpose = self.purpose;
-                }
+        if let Error::Server {
+            database: d,
+            table: t,
+            ..
+        }
+        | Error::Timeout {
+            database: d,
+            table: t,
+            ..
+        } = &mut e
+        {
+            if d.is_none() {
+                *d = self.database.map(str::to_string);
             }
-            Error::Timeout {
-                database: d,
-                table: t,
-                ..
-            } => {
-                if d.is_none() {
-                    *d = self.database.map(str::to_string);
-                }
-                if t.is_none() {
-                    *t = self.table.map(str::to_string);
-                }
+            if t.is_none() {
+                *t = self.table.map(str::to_string);
             }
-            _ => {}
+        }
+        if let Error::Server { statement, .. } = &mut e {
+            statement.purpose = statement.purpose.or(self.purpose);
         }
         e
     }
@@ -234,18 +224,9 @@ impl Pool {
                 Err(e) => Err(e),
             };
             drop(permit);
-            match result.map_err(|e| ctx.fill(e)) {
+            match result {
                 Ok(()) => return Ok(true),
-                Err(e) if e.is_retryable() && attempt < self.retry_count => {
-                    attempt += 1;
-                    tracing::warn!(attempt, error = %e, "transient failure, retrying");
-                    tokio::time::sleep(self.retry_interval).await;
-                }
-                Err(e @ Error::Server { .. }) => {
-                    let version = self.learn_server_version().await;
-                    return Err(e.with_server_version(version));
-                }
-                Err(e) => return Err(e),
+                Err(e) => self.retry_or_fail(ctx.fill(e), &mut attempt).await?,
             }
         }
     }
@@ -429,17 +410,28 @@ impl Pool {
                 Err(e) => Err(e),
             };
             match result {
-                Err(e) if e.is_retryable() && attempt < self.retry_count => {
-                    attempt += 1;
-                    tracing::warn!(attempt, error = %e, "transient failure, retrying");
-                    tokio::time::sleep(self.retry_interval).await;
-                }
-                Err(e @ Error::Server { .. }) if !e.is_retryable() => {
-                    let version = self.learn_server_version().await;
-                    return Err(e.with_server_version(version));
-                }
-                other => return other,
+                Ok(v) => return Ok(v),
+                Err(e) => self.retry_or_fail(e, &mut attempt).await?,
             }
+        }
+    }
+
+    /// What a retry loop does after attempt `attempt` failed with `e`: `Ok` (after
+    /// `retry_interval`, `attempt` counted) when `e` is transient and attempts are left;
+    /// else `e` as the final error, naming the server's version when the server refused.
+    async fn retry_or_fail(self: &Arc<Self>, e: Error, attempt: &mut u32) -> Result<(), Error> {
+        match e {
+            e if e.is_retryable() && *attempt < self.retry_count => {
+                *attempt += 1;
+                tracing::warn!(attempt = *attempt, error = %e, "transient failure, retrying");
+                tokio::time::sleep(self.retry_interval).await;
+                Ok(())
+            }
+            e @ Error::Server { .. } if !e.is_retryable() => {
+                let version = self.learn_server_version().await;
+                Err(e.with_server_version(version))
+            }
+            e => Err(e),
         }
     }
 
