@@ -23,8 +23,8 @@
 //! a duplicate of each socket through a pidfd (`pidfd_getfd`, Linux 5.6): a duplicate shares
 //! the socket, so the option applies to the connector's descriptor too. Where the kernel
 //! refuses `pidfd_getfd` (Docker's default seccomp profile without `CAP_SYS_PTRACE`, older
-//! kernels) it borrows each descriptor by its number instead: the one `unsafe` of the
-//! workspace (docs/architecture.md). It changes every TCP socket of the process, not only
+//! kernels) it borrows each descriptor by its number instead: the one `unsafe` of this
+//! crate (docs/architecture.md). It changes every TCP socket of the process, not only
 //! the connector's: `TCP_NODELAY` is what request/response traffic wants on any of them
 //! (object_store's HTTP client sets it on its own).
 

@@ -180,10 +180,11 @@ impl Session {
     /// Trains a dictionary from `samples` (at most [`crate::dict::DICTIONARY_SIZE`] bytes),
     /// stores it as a blob and returns its id; `None` when zstd cannot train one from them.
     pub async fn train_dictionary(&self, samples: &[Vec<u8>]) -> Result<Option<BlobId>> {
-        let samples = samples.to_vec();
-        // Training takes tens to hundreds of milliseconds of CPU: off the async workers.
+        let flat = samples.concat();
+        let sizes: Vec<usize> = samples.iter().map(Vec::len).collect();
+        // Training takes tens of milliseconds of CPU: off the async workers.
         let trained = tokio::task::spawn_blocking(move || {
-            crypto::train_dictionary(&samples, crate::dict::DICTIONARY_SIZE)
+            crypto::train_dictionary(&flat, &sizes, crate::dict::DICTIONARY_SIZE)
         })
         .await
         .map_err(|_| Error::SessionFailed {
