@@ -51,7 +51,7 @@ pub(crate) mod tmq_api {
 }
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{EmuError, code};
 use crate::raw_block::RawBlock;
@@ -135,6 +135,48 @@ pub struct Store {
     config: StoreConfig,
     catalog: RwLock<Catalog>,
     now_override: AtomicI64,
+    /// Raw-block writes waiting for the write lock ([`Store::queue_raw_block`]).
+    writes: Mutex<WriteQueue>,
+}
+
+/// Raw-block writes queued for one drainer, as a TDengine vnode's write worker takes every
+/// message queued so far and processes them in one call (`vmProcessWriteQueue(SQueueInfo *,
+/// STaosQall *qall, int32_t numOfMsgs)`, source/dnode/mgmt/mgmt_vnode/src/vmWorker.c).
+#[derive(Default)]
+struct WriteQueue {
+    pending: Vec<QueuedWrite>,
+    /// Whether a drainer is running; whoever queues a write while none is starts one.
+    draining: bool,
+}
+
+impl std::fmt::Debug for WriteQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteQueue")
+            .field("pending", &self.pending.len())
+            .field("draining", &self.draining)
+            .finish()
+    }
+}
+
+/// One queued raw-block write and where its result goes.
+struct QueuedWrite {
+    db: Option<String>,
+    table: String,
+    fields: Vec<Field>,
+    block: RawBlock,
+    reply: tokio::sync::oneshot::Sender<Result<usize, EmuError>>,
+}
+
+/// Clears [`WriteQueue::draining`] if a drainer unwinds, so that the next write starts
+/// another (the writes of the batch it held see their replies dropped).
+struct DrainGuard<'a>(&'a Mutex<WriteQueue>);
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).draining = false;
+        }
+    }
 }
 
 impl Store {
@@ -144,6 +186,7 @@ impl Store {
             config,
             catalog: RwLock::new(Catalog::default()),
             now_override: AtomicI64::new(NO_OVERRIDE),
+            writes: Mutex::new(WriteQueue::default()),
         }
     }
 
@@ -183,6 +226,17 @@ impl Store {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    }
+
+    /// The execution environment of a statement run for a session in database `db`.
+    fn env<'s>(&'s self, db: Option<&'s str>, now_ns: i64) -> exec::Env<'s> {
+        exec::Env {
+            db,
+            now_ns,
+            server_version: &self.config.server_version,
+            user: &self.config.user,
+            profile: self.profile(),
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Catalog> {
@@ -257,13 +311,7 @@ impl Store {
         }
         let stmt = crate::sql::parse(sql)?;
         let now_ns = self.now_ns();
-        let env = exec::Env {
-            db: session.db.as_deref(),
-            now_ns,
-            server_version: &self.config.server_version,
-            user: &self.config.user,
-            profile: self.profile(),
-        };
+        let env = self.env(session.db.as_deref(), now_ns);
         match stmt {
             Statement::Use(db) => {
                 let system = db.eq_ignore_ascii_case("information_schema")
@@ -308,13 +356,7 @@ impl Store {
     /// The data columns of an existing table (`table` may be `db.table`), e.g. to name the
     /// columns of a raw block that arrives without field names.
     pub fn table_fields(&self, session: &Session, table: &str) -> Result<Vec<Field>, EmuError> {
-        let env = exec::Env {
-            db: session.db.as_deref(),
-            now_ns: self.now_ns(),
-            server_version: &self.config.server_version,
-            user: &self.config.user,
-            profile: self.profile(),
-        };
+        let env = self.env(session.db.as_deref(), self.now_ns());
         exec::table_fields(&self.read(), &env, table)
     }
 
@@ -327,14 +369,63 @@ impl Store {
         fields: &[Field],
         block: RawBlock,
     ) -> Result<usize, EmuError> {
-        let env = exec::Env {
-            db: session.db.as_deref(),
-            now_ns: self.now_ns(),
-            server_version: &self.config.server_version,
-            user: &self.config.user,
-            profile: self.profile(),
-        };
+        let env = self.env(session.db.as_deref(), self.now_ns());
         exec::write_raw_block(&mut self.write(), &env, table, fields, block)
+    }
+
+    /// [`Store::write_raw_block`] through the store's write queue: the writes queued while
+    /// one is being applied are applied together, under one hold of the write lock, by one
+    /// blocking thread (the server's connections would otherwise each take a blocking
+    /// thread and queue on the lock). Each write is bound and checked alone, with its own
+    /// result, as before.
+    pub async fn queue_raw_block(
+        self: &Arc<Self>,
+        session: &Session,
+        table: String,
+        fields: Vec<Field>,
+        block: RawBlock,
+    ) -> Result<usize, EmuError> {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+            q.pending.push(QueuedWrite {
+                db: session.db.clone(),
+                table,
+                fields,
+                block,
+                reply,
+            });
+            !std::mem::replace(&mut q.draining, true)
+        };
+        if start {
+            let store = Arc::clone(self);
+            tokio::task::spawn_blocking(move || store.drain_writes());
+        }
+        result
+            .await
+            .map_err(|_| EmuError::new(0xffff, "write task failed"))?
+    }
+
+    /// Applies queued writes until the queue is empty.
+    fn drain_writes(&self) {
+        let _guard = DrainGuard(&self.writes);
+        loop {
+            let batch = {
+                let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+                if q.pending.is_empty() {
+                    q.draining = false;
+                    return;
+                }
+                std::mem::take(&mut q.pending)
+            };
+            let mut catalog = self.write();
+            for w in batch {
+                let env = self.env(w.db.as_deref(), self.now_ns());
+                let r = exec::write_raw_block(&mut catalog, &env, &w.table, &w.fields, w.block);
+                // The writer may have gone (its connection closed): nothing to tell.
+                let _ = w.reply.send(r);
+            }
+        }
     }
 }
 

@@ -490,11 +490,9 @@ impl Conn {
         } else {
             Vec::new()
         };
-        let store = self.store();
-        let session = self.session.clone();
-        tokio::task::spawn_blocking(move || store.write_raw_block(&session, &table, &fields, block))
+        self.store()
+            .queue_raw_block(&self.session, table, fields, block)
             .await
-            .map_err(|e| EmuError::new(0xffff, format!("write task failed: {e}")))?
     }
 }
 

@@ -1367,6 +1367,84 @@ fn raw_block_writes() {
 }
 
 #[test]
+fn queued_raw_block_writes_each_land_with_their_own_result() {
+    use crate::raw_block::{encode, parse};
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000");
+    run(&s, &mut se, "use d");
+    for t in 0..8 {
+        run(
+            &s,
+            &mut se,
+            &format!("create table t{t} (ts timestamp, a int)"),
+        );
+    }
+    let s = Arc::new(s);
+    let fields = vec![
+        Field::new("ts", Ty::Timestamp, 8),
+        Field::new("a", Ty::Int, 4),
+    ];
+    let block = |first: i64| {
+        let cols = [
+            ColumnData::Timestamp((first..first + 10).map(Some).collect::<Vec<_>>().into()),
+            ColumnData::Int((0..10).map(Some).collect::<Vec<_>>().into()),
+        ];
+        let bytes = encode(&fields, &cols.iter().collect::<Vec<_>>(), 0..10);
+        match parse(&bytes) {
+            Ok(b) => b,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    // 8 tables × 20 blocks from 8 writers at once, and writes to a missing table among them:
+    // the queue applies them in batches, each with its own result.
+    let results = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..9 {
+            let (s, se, fields) = (s.clone(), se.clone(), fields.clone());
+            let blocks: Vec<RawBlock> = (0..20).map(|b| block(b * 10)).collect();
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for b in blocks {
+                    let table = if t == 8 {
+                        "missing".into()
+                    } else {
+                        format!("t{t}")
+                    };
+                    out.push(
+                        s.queue_raw_block(&se, table, fields.clone(), b)
+                            .await
+                            .map_err(|e| e.code),
+                    );
+                }
+                out
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.push(task.await.unwrap());
+        }
+        all
+    });
+    for (t, r) in results.iter().enumerate() {
+        let want = if t == 8 {
+            Err(code::TABLE_NOT_EXIST)
+        } else {
+            Ok(10)
+        };
+        assert!(r.iter().all(|x| *x == want), "table {t}: {r:?}");
+    }
+    for t in 0..8 {
+        let r = rows(&s, &mut se, &format!("select count(*), sum(a) from t{t}"));
+        assert_eq!(col(&r, 0), [Value::BigInt(200)], "t{t}");
+        assert_eq!(col(&r, 1), [Value::BigInt(20 * 45)], "t{t}");
+    }
+}
+
+#[test]
 fn garbage_sql_never_panics() {
     const FUZZ_N: usize = 20_000;
     let (s, mut se) = store();
