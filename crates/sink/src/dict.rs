@@ -1,8 +1,8 @@
 //! Shared zstd dictionaries (docs/format.md §5.3): a dictionary is an ordinary blob (its
 //! bytes as [`crypto::train_dictionary`] trains them, compressed and sealed like any blob);
 //! a data blob compressed with one starts, after opening, with a zstd skippable frame
-//! naming the dictionary's blob id ([`crypto::dict_frame`]). Every blob stays decodable on its own:
-//! the reader loads the dictionary it names.
+//! naming the dictionary's blob id ([`crypto::dict_frame`]). Every blob stays decodable on
+//! its own: the reader loads the dictionary it names.
 
 use std::sync::Arc;
 

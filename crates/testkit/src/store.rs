@@ -167,14 +167,17 @@ struct QueuedWrite {
     reply: tokio::sync::oneshot::Sender<Result<usize, EmuError>>,
 }
 
-/// Clears [`WriteQueue::draining`] if a drainer unwinds, so that the next write starts
-/// another (the writes of the batch it held see their replies dropped).
+/// If a drainer unwinds, fails the writes still queued (their replies dropped, as are those
+/// of the batch it held: each writer gets an error, none waits) and clears
+/// [`WriteQueue::draining`], so that the next write starts another drainer.
 struct DrainGuard<'a>(&'a Mutex<WriteQueue>);
 
 impl Drop for DrainGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).draining = false;
+            let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            q.pending.clear();
+            q.draining = false;
         }
     }
 }
