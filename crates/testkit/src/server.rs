@@ -394,9 +394,15 @@ impl Server {
             }
         };
         // Raw-block writes and fetches can be large; TDengine has no frame limit either.
+        // tungstenite zero-fills its read buffer up to `read_buffer_size` before every read
+        // (`FrameCodec::read_in`); its default, 128 KiB, is far more than one read of a
+        // loopback socket returns, and the zero-filling was ~2% of the emulator's CPU while
+        // a restore wrote into it. 32 KiB, as the tool's own client reads
+        // (taosbackup-source `wsquery`).
         let ws_config = WebSocketConfig::default()
             .max_message_size(None)
-            .max_frame_size(None);
+            .max_frame_size(None)
+            .read_buffer_size(32 * 1024);
         let ws = match tokio_tungstenite::accept_hdr_async_with_config(
             stream,
             callback,
