@@ -408,7 +408,8 @@ pub struct RestoreArgs {
     /// Only report what would be restored.
     #[arg(long)]
     pub dry_run: bool,
-    /// Blocks written at once [default: 4, or restore.parallel].
+    /// Tables written at once, each a write of its consecutive blocks joined up to 1 MiB
+    /// [default: 4, or restore.parallel].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
     #[command(flatten)]

@@ -166,7 +166,7 @@ pub struct RestoreSection {
     pub user: Option<String>,
     /// Target password.
     pub password: Option<String>,
-    /// Blocks written at once (`--parallel`, default 4).
+    /// Tables written at once (`--parallel`, default 4).
     pub parallel: Option<usize>,
 }
 

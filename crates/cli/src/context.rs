@@ -494,7 +494,7 @@ impl Context {
         Ok(p)
     }
 
-    /// Blocks written at once on restore: flag, `restore.parallel`, 4.
+    /// Tables written at once on restore: flag, `restore.parallel`, 4.
     pub fn restore_parallel(&self, flag: Option<usize>) -> anyhow::Result<usize> {
         let p = flag.or(self.config.restore.parallel).unwrap_or(4);
         if p == 0 {

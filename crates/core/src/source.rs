@@ -117,6 +117,42 @@ impl BlockChunk {
         Ok(())
     }
 
+    /// The chunks of one table, in order, as one chunk whose raw block holds all their rows
+    /// ([`crate::transform::concat`]): one write instead of several on restore. `None` when
+    /// they cannot be joined: no chunks, different tables, precisions or column names, a
+    /// chunk starting before the previous one ends, or raw blocks that
+    /// [`crate::transform::concat`] refuses.
+    pub fn concat(chunks: &[BlockChunk]) -> Option<BlockChunk> {
+        let (first, rest) = chunks.split_first()?;
+        let mut prev_max = first.max_ts;
+        for c in rest {
+            if c.table != first.table
+                || c.precision != first.precision
+                || c.columns != first.columns
+                || c.min_ts < prev_max
+            {
+                return None;
+            }
+            prev_max = c.max_ts;
+        }
+        let raws: Vec<&[u8]> = chunks.iter().map(|c| c.raw.as_slice()).collect();
+        let raw = crate::transform::concat(&raws)?;
+        let rows = chunks.iter().try_fold(0u32, |n, c| n.checked_add(c.rows))?;
+        Some(BlockChunk {
+            table: first.table.clone(),
+            range: TimeRange {
+                start: chunks.iter().map(|c| c.range.start).min()?,
+                end: chunks.iter().map(|c| c.range.end).max()?,
+            },
+            precision: first.precision,
+            columns: first.columns.clone(),
+            rows,
+            min_ts: first.min_ts,
+            max_ts: prev_max,
+            raw,
+        })
+    }
+
     /// Reads every frame of `data` (a blob written by [`BlockChunk::encode`]); `table` and
     /// `range` are filled in from the caller's block key.
     pub fn decode_all(
@@ -415,20 +451,75 @@ mod tests {
 
     /// A raw block of one BIGINT column (the timestamps 1 000 and 2 000).
     fn raw_block() -> Vec<u8> {
+        raw_block_of(&[1000, 2000])
+    }
+
+    /// A raw block of one TIMESTAMP column holding `ts`.
+    fn raw_block_of(ts: &[i64]) -> Vec<u8> {
         let mut raw = Vec::new();
-        for v in [1u32, 0, 2, 1, 0] {
+        for v in [1u32, 0, ts.len() as u32, 1, 0] {
             raw.extend_from_slice(&v.to_le_bytes());
         }
         raw.extend_from_slice(&0u64.to_le_bytes());
         raw.push(9);
         raw.extend_from_slice(&8u32.to_le_bytes());
-        raw.extend_from_slice(&16u32.to_le_bytes());
-        raw.push(0); // null bitmap
-        raw.extend_from_slice(&1000i64.to_le_bytes());
-        raw.extend_from_slice(&2000i64.to_le_bytes());
+        raw.extend_from_slice(&(8 * ts.len() as u32).to_le_bytes());
+        raw.resize(raw.len() + ts.len().div_ceil(8), 0); // null bitmap
+        for t in ts {
+            raw.extend_from_slice(&t.to_le_bytes());
+        }
         let total = raw.len() as u32;
         raw[4..8].copy_from_slice(&total.to_le_bytes());
         raw
+    }
+
+    fn chunk_of(ts: &[i64], range: (i64, i64)) -> BlockChunk {
+        BlockChunk {
+            table: "t".into(),
+            range: TimeRange {
+                start: range.0,
+                end: range.1,
+            },
+            precision: Precision::Ms,
+            columns: vec!["ts".into()],
+            rows: ts.len() as u32,
+            min_ts: ts[0],
+            max_ts: ts[ts.len() - 1],
+            raw: raw_block_of(ts),
+        }
+    }
+
+    #[test]
+    fn chunks_of_one_table_in_order_join_into_one() {
+        let a = chunk_of(&[1000, 2000], (0, 3000));
+        let b = chunk_of(&[3000, 4000, 5000], (3000, 6000));
+        let c = chunk_of(&[6000], (6000, 9000));
+        let joined = BlockChunk::concat(&[a.clone(), b.clone(), c.clone()]).unwrap();
+        assert_eq!(
+            joined,
+            BlockChunk {
+                range: TimeRange {
+                    start: 0,
+                    end: 9000
+                },
+                ..chunk_of(&[1000, 2000, 3000, 4000, 5000, 6000], (0, 9000))
+            }
+        );
+        assert_eq!(
+            BlockChunk::concat(std::slice::from_ref(&a)),
+            Some(a.clone())
+        );
+        assert_eq!(BlockChunk::concat(&[]), None);
+        // Out of time order, another table, other columns, another precision: not joined.
+        assert_eq!(BlockChunk::concat(&[b.clone(), a.clone()]), None);
+        let other = |f: &dyn Fn(&mut BlockChunk)| {
+            let mut x = b.clone();
+            f(&mut x);
+            BlockChunk::concat(&[a.clone(), x])
+        };
+        assert_eq!(other(&|x| x.table = "u".into()), None);
+        assert_eq!(other(&|x| x.columns = vec!["t2".into()]), None);
+        assert_eq!(other(&|x| x.precision = Precision::Us), None);
     }
 
     #[test]

@@ -270,6 +270,173 @@ pub fn decode_with(transformed: &[u8], floats: Floats) -> Result<Vec<u8>, Transf
     Ok(out)
 }
 
+/// One column of a raw block as [`concat`] reads it.
+struct ConcatCol {
+    ty: u8,
+    /// The schema's byte length of the column.
+    bytes: [u8; 4],
+    width: Width,
+    /// Start of the bitmap (fixed) or offsets (var).
+    start: usize,
+    /// The data length entry.
+    len: usize,
+}
+
+/// A raw block as [`concat`] reads it.
+struct ConcatBlock<'a> {
+    bytes: &'a [u8],
+    rows: usize,
+    cols: Vec<ConcatCol>,
+    /// The bytes after the last column.
+    trailing: &'a [u8],
+}
+
+/// A raw block's rows, columns and trailing bytes, when its layout is understood.
+fn concat_layout(b: &[u8]) -> Option<ConcatBlock<'_>> {
+    if u32_at(b, 4)? != b.len() {
+        return None;
+    }
+    let rows = u32_at(b, 8)?;
+    let ncols = u32_at(b, 12)?;
+    let schema = HEADER_LEN;
+    let lengths = schema.checked_add(ncols.checked_mul(5)?)?;
+    let mut pos = lengths.checked_add(ncols.checked_mul(4)?)?;
+    let mut cols = Vec::with_capacity(ncols.min(4096));
+    for i in 0..ncols {
+        let ty = *b.get(schema + i * 5)?;
+        let bytes = b
+            .get(schema + i * 5 + 1..schema + i * 5 + 5)?
+            .try_into()
+            .ok()?;
+        let len = u32_at(b, lengths + i * 4)?;
+        let width = width(ty)?;
+        let start = pos;
+        pos = match width {
+            Width::Fixed(w) => {
+                if len != rows.checked_mul(w)? {
+                    return None;
+                }
+                pos.checked_add(rows.div_ceil(8))?.checked_add(len)?
+            }
+            Width::Var => pos.checked_add(rows.checked_mul(4)?)?.checked_add(len)?,
+        };
+        cols.push(ConcatCol {
+            ty,
+            bytes,
+            width,
+            start,
+            len,
+        });
+    }
+    Some(ConcatBlock {
+        bytes: b,
+        rows,
+        cols,
+        trailing: b.get(pos..)?,
+    })
+}
+
+/// One raw block holding the rows of `blocks` in order, or `None` when any block's layout is
+/// not understood (as for [`encode`]), the blocks' schemas (types and byte lengths) or
+/// trailing bytes differ, a variable-width value lies outside its column, or the result
+/// would not fit the format's 32-bit lengths and offsets. Every row keeps its values and
+/// NULLs exactly; the header's version, flag and group id are the first block's.
+///
+/// Restore joins a table's consecutive blocks with it, so that one write carries them.
+pub fn concat(blocks: &[&[u8]]) -> Option<Vec<u8>> {
+    let parts = blocks
+        .iter()
+        .map(|b| concat_layout(b))
+        .collect::<Option<Vec<_>>>()?;
+    let first = parts.first()?;
+    let (cols, trailing) = (&first.cols, first.trailing);
+    let differs = |p: &ConcatBlock<'_>| {
+        p.cols.len() != cols.len()
+            || p.cols
+                .iter()
+                .zip(cols)
+                .any(|(a, b)| a.ty != b.ty || a.bytes != b.bytes)
+            || p.trailing != trailing
+    };
+    if parts[1..].iter().any(differs) {
+        return None;
+    }
+    let rows: usize = parts.iter().map(|p| p.rows).sum();
+    let rows32 = u32::try_from(rows).ok()?;
+    let lengths_at = HEADER_LEN + cols.len() * 5;
+    let body_at = lengths_at + cols.len() * 4;
+    let total: usize = parts.iter().map(|p| p.bytes.len()).sum();
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&first.bytes[..lengths_at]);
+    out[8..12].copy_from_slice(&rows32.to_le_bytes());
+    out.resize(body_at, 0);
+    for (i, c) in cols.iter().enumerate() {
+        let len = match c.width {
+            Width::Fixed(w) => {
+                let bitmap_at = out.len();
+                out.resize(bitmap_at + rows.div_ceil(8), 0);
+                let mut row = 0;
+                for p in &parts {
+                    let start = p.cols[i].start;
+                    let bits = &p.bytes[start..start + p.rows.div_ceil(8)];
+                    // NULL bits, most significant first; a bitmap of zeros has none.
+                    if bits.iter().any(|x| *x != 0) {
+                        for r in 0..p.rows {
+                            if bits[r / 8] & (0x80 >> (r % 8)) != 0 {
+                                let k = row + r;
+                                out[bitmap_at + k / 8] |= 0x80 >> (k % 8);
+                            }
+                        }
+                    }
+                    row += p.rows;
+                }
+                for p in &parts {
+                    let data = p.cols[i].start + p.rows.div_ceil(8);
+                    out.extend_from_slice(&p.bytes[data..data + p.rows * w]);
+                }
+                rows * w
+            }
+            Width::Var => {
+                let mut base = 0usize;
+                for p in &parts {
+                    let col = &p.cols[i];
+                    let data_at = col.start + p.rows * 4;
+                    let data = &p.bytes[data_at..data_at + col.len];
+                    for o in p.bytes[col.start..data_at].chunks_exact(4) {
+                        let off = i32::from_le_bytes([o[0], o[1], o[2], o[3]]);
+                        if off < 0 {
+                            out.extend_from_slice(o);
+                            continue;
+                        }
+                        // The u16 length prefix and the value must lie in the column.
+                        let at = off as usize;
+                        let head = data.get(at..at + 2)?;
+                        let end = at + 2 + usize::from(u16::from_le_bytes([head[0], head[1]]));
+                        if end > data.len() {
+                            return None;
+                        }
+                        let moved = i32::try_from(at + base).ok()?;
+                        out.extend_from_slice(&moved.to_le_bytes());
+                    }
+                    base += col.len;
+                }
+                for p in &parts {
+                    let col = &p.cols[i];
+                    let data_at = col.start + p.rows * 4;
+                    out.extend_from_slice(&p.bytes[data_at..data_at + col.len]);
+                }
+                base
+            }
+        };
+        let len = u32::try_from(len).ok()?;
+        out[lengths_at + i * 4..lengths_at + i * 4 + 4].copy_from_slice(&len.to_le_bytes());
+    }
+    out.extend_from_slice(trailing);
+    let total = u32::try_from(out.len()).ok()?;
+    out[4..8].copy_from_slice(&total.to_le_bytes());
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +662,37 @@ mod tests {
         assert!(decode(&[]).is_err());
     }
 
+    #[test]
+    fn blocks_that_cannot_be_joined_are_refused() {
+        let a = block(&[fixed(9, [1, 2]), fixed(4, [5, 6])], 2, &[]);
+        // Another type in the second column.
+        let b = block(&[fixed(9, [3]), fixed(5, [7])], 1, &[]);
+        assert_eq!(concat(&[&a, &b]), None);
+        // Other trailing bytes.
+        let c = block(&[fixed(9, [3]), fixed(4, [7])], 1, &[0]);
+        assert_eq!(concat(&[&a, &c]), None);
+        // An unknown type (17, DECIMAL) is never joined.
+        let mut d = a.clone();
+        d[HEADER_LEN + 5] = 17;
+        assert_eq!(concat(&[&d, &d]), None);
+        // A var-width offset past its column's data.
+        let s = block(&[(8, vec![Some(b"xyz".to_vec())])], 1, &[]);
+        let mut bad = s.clone();
+        let offsets = HEADER_LEN + 5 + 4;
+        bad[offsets..offsets + 4].copy_from_slice(&3i32.to_le_bytes());
+        assert_eq!(concat(&[&s, &bad]), None);
+        // A length field that does not match the bytes.
+        assert_eq!(concat(&[&a[..a.len() - 1]]), None);
+        assert_eq!(concat(&[]), None);
+        // One block is itself; NULLs across a byte boundary keep their rows.
+        assert_eq!(concat(&[&a]), Some(a.clone()));
+        let n1 = block(&[(4, vec![None; 7])], 7, &[]);
+        let n2 = block(&[(4, vec![Some(vec![1, 0, 0, 0]), None])], 2, &[]);
+        let mut both = vec![None; 7];
+        both.extend([Some(vec![1, 0, 0, 0]), None]);
+        assert_eq!(concat(&[&n1, &n2]), Some(block(&[(4, both)], 9, &[])));
+    }
+
     fn arb_column() -> impl Strategy<Value = (u8, Vec<Option<Vec<u8>>>)> {
         let types = prop::sample::select(vec![
             1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 20,
@@ -527,6 +725,49 @@ mod tests {
             let mut t = Vec::new();
             prop_assert!(encode_into(&raw, &mut t, Floats::AsIs));
             prop_assert_eq!(decode_with(&t, Floats::AsIs).unwrap(), raw);
+        }
+
+        #[test]
+        fn concatenated_parts_are_the_whole_block(
+            cols in prop::collection::vec(arb_column(), 0..6),
+            trailing in prop::collection::vec(any::<u8>(), 0..2),
+            cuts in prop::collection::vec(0usize..40, 0..3),
+        ) {
+            let rows = cols.iter().map(|c| c.1.len()).min().unwrap_or(0);
+            let cols: Vec<_> = cols.into_iter().map(|(t, v)| (t, v[..rows].to_vec())).collect();
+            let whole = block(&cols, rows, &trailing);
+            // Cut the rows at up to three points (empty parts included).
+            let mut at: Vec<usize> = cuts.into_iter().map(|c| c.min(rows)).collect();
+            at.push(0);
+            at.push(rows);
+            at.sort_unstable();
+            let parts: Vec<Vec<u8>> = at
+                .windows(2)
+                .map(|w| {
+                    let part: Vec<_> = cols
+                        .iter()
+                        .map(|(t, v)| (*t, v[w[0]..w[1]].to_vec()))
+                        .collect();
+                    block(&part, w[1] - w[0], &trailing)
+                })
+                .collect();
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            prop_assert_eq!(concat(&refs), Some(whole));
+        }
+
+        #[test]
+        fn concatenating_arbitrary_bytes_never_panics(
+            bytes in prop::collection::vec(any::<u8>(), 0..200),
+            flip in 0usize..120,
+        ) {
+            let good = block(&[fixed(9, [1, 2, 3]), (8, vec![Some(b"ab".to_vec()), None, Some(vec![])])], 3, &[]);
+            let _ = concat(&[&bytes, &good]);
+            let _ = concat(&[&good, &bytes]);
+            let mut bent = good.clone();
+            if flip < bent.len() {
+                bent[flip] ^= 0x5a;
+            }
+            let _ = concat(&[&good, &bent]);
         }
 
         #[test]

@@ -512,6 +512,47 @@ async fn case(seed: u64, engine: EngineKind) {
     }
 }
 
+/// A restore joins a table's consecutive blocks into one write where their columns agree,
+/// and still restores every row exactly.
+#[tokio::test]
+async fn restore_writes_a_tables_blocks_together() {
+    let mut w = World::new(7, EngineKind::Full);
+    // Rows in all ten buckets of every table, in small chunks (several per bucket).
+    w.source.chunk_rows = 5;
+    let tables: Vec<String> = w.tables.keys().cloned().collect();
+    for t in &tables {
+        let columns = if w.tables[t] {
+            w.stable_cols.clone()
+        } else {
+            w.normal_cols.clone()
+        };
+        let rows = (0..SLOTS)
+            .step_by(7)
+            .map(|k| {
+                let values = columns.iter().map(|c| w.value(c, k)).collect();
+                ((BASE_S + k) * w.unit, values)
+            })
+            .collect();
+        w.apply(Op::Insert {
+            table: t.clone(),
+            columns,
+            rows,
+        });
+    }
+    let report = w.backup(None).await.unwrap();
+    let before = w.source.chunk_writes();
+    let restored = w.restore(&report.snapshot.id, "joined").await.unwrap();
+    let writes = w.source.chunk_writes() - before;
+    assert_eq!(restored.blocks, 10 * tables.len() as u64);
+    assert!(restored.count_mismatches.is_empty(), "{restored:?}");
+    // One write per table: its ten blocks (and their chunks) joined.
+    assert_eq!(writes, tables.len() as u64, "{restored:?}");
+    let expected = w.db.dump(DB).unwrap();
+    let got = w.db.dump("joined");
+    let d = diff(&expected, got.as_ref());
+    assert!(d.is_empty(), "{d}");
+}
+
 fn cases() -> u64 {
     std::env::var("TAOSBACKUP_MODEL_CASES")
         .ok()

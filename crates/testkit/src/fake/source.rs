@@ -20,12 +20,23 @@ pub struct FakeSource {
     db: FakeDb,
     /// The most rows in one exported chunk (at least 1).
     pub chunk_rows: usize,
+    /// Chunks written so far (shared by clones).
+    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FakeSource {
     /// A source over `db`, cutting chunks of at most 64 rows.
     pub fn new(db: FakeDb) -> FakeSource {
-        FakeSource { db, chunk_rows: 64 }
+        FakeSource {
+            db,
+            chunk_rows: 64,
+            writes: Default::default(),
+        }
+    }
+
+    /// How many chunks [`Source::write_chunk`] has been given (each a write on a server).
+    pub fn chunk_writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The database behind the source.
@@ -261,6 +272,8 @@ impl Source for FakeSource {
         chunk: &BlockChunk,
     ) -> Result<WriteReport, SourceError> {
         self.db.faults.source(FaultPoint::WriteChunk)?;
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let block = raw_block::decode(&chunk.raw)
             .map_err(|e| err(SourceErrorKind::Rejected, e.to_string()))?;
         if block.columns.len() != chunk.columns.len() {
