@@ -40,10 +40,23 @@ const SAMPLE_BYTES: usize = 4 << 20;
 /// not sampled until training or a finished super table frees some.
 const SAMPLE_BYTES_TOTAL: usize = 64 << 20;
 
+/// A block held back as a training sample: stored once its super table's dictionary is
+/// trained, with it, like every later block of the super table.
+struct Held {
+    table: String,
+    bucket: Bucket,
+    data: Vec<u8>,
+    rows: u64,
+    min_ts: i64,
+    max_ts: i64,
+    /// Raw bytes read for it.
+    raw: u64,
+}
+
 /// How one super table's blocks are compressed.
 enum DictState {
-    /// Collecting blocks to train from (stored without a dictionary meanwhile).
-    Sampling(Vec<Vec<u8>>, usize),
+    /// Collecting blocks to train from, held back (not stored) meanwhile; their bytes.
+    Sampling(Vec<Held>, usize),
     /// Being trained, or no dictionary could be trained: blocks go without one.
     Without,
     /// Blocks are compressed with this dictionary.
@@ -59,18 +72,22 @@ struct DictPlan {
 
 struct DictPlanState {
     by_stable: HashMap<String, DictState>,
-    /// Tasks not yet finished per super table (its samples are dropped at zero).
+    /// Tasks not yet finished per super table (its held samples are stored at zero).
     tasks_left: HashMap<String, usize>,
     sample_bytes: usize,
     inherited: BTreeSet<BlobId>,
+    /// Held blocks stored since: (table, bucket, block, raw bytes), for their tasks' results.
+    stored_held: Vec<(String, Bucket, BlockRef, u64)>,
 }
 
 /// What to do with one block.
 enum Compress {
-    Plain,
-    With(BlobId),
-    /// Store plain, then train from these samples.
-    Train(Vec<Vec<u8>>),
+    Plain(Held),
+    With(BlobId, Held),
+    /// Held back as a sample: nothing to store now.
+    Hold,
+    /// Train from these samples (the block among them), then store them all.
+    Train(Vec<Held>),
 }
 
 impl DictPlan {
@@ -118,6 +135,7 @@ impl DictPlan {
                 tasks_left,
                 sample_bytes: 0,
                 inherited,
+                stored_held: Vec::new(),
             }),
         }
     }
@@ -127,32 +145,33 @@ impl DictPlan {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Decides how `data` (a block of `table`) is compressed.
-    fn decide(&self, table: &str, data: &[u8]) -> Compress {
-        let Some(stable) = self.stable_of.get(table) else {
-            return Compress::Plain;
+    /// Decides how `block` is compressed.
+    fn decide(&self, block: Held) -> Compress {
+        let Some(stable) = self.stable_of.get(&block.table) else {
+            return Compress::Plain(block);
         };
         let mut st = self.state();
         let st = &mut *st;
         match st.by_stable.get_mut(stable) {
-            Some(DictState::With(id)) => Compress::With(*id),
+            Some(DictState::With(id)) => Compress::With(*id, block),
             Some(DictState::Sampling(samples, bytes)) => {
-                if st.sample_bytes + data.len() > SAMPLE_BYTES_TOTAL {
-                    return Compress::Plain;
+                let n = block.data.len();
+                if st.sample_bytes + n > SAMPLE_BYTES_TOTAL {
+                    return Compress::Plain(block);
                 }
-                samples.push(data.to_vec());
-                *bytes += data.len();
-                st.sample_bytes += data.len();
+                samples.push(block);
+                *bytes += n;
+                st.sample_bytes += n;
                 if samples.len() >= SAMPLE_BLOCKS || *bytes >= SAMPLE_BYTES {
                     st.sample_bytes -= *bytes;
                     let samples = std::mem::take(samples);
                     st.by_stable.insert(stable.clone(), DictState::Without);
                     Compress::Train(samples)
                 } else {
-                    Compress::Plain
+                    Compress::Hold
                 }
             }
-            Some(DictState::Without) | None => Compress::Plain,
+            Some(DictState::Without) | None => Compress::Plain(block),
         }
     }
 
@@ -165,21 +184,32 @@ impl DictPlan {
     }
 
     /// A task of `table` finished: a super table whose last task it was and that is still
-    /// sampling (too few blocks to train from) frees its samples.
-    fn task_done(&self, table: &str) {
+    /// sampling (too few blocks to train from) gives back its held blocks, to be stored
+    /// without a dictionary.
+    fn task_done(&self, table: &str) -> Vec<Held> {
         let Some(stable) = self.stable_of.get(table) else {
-            return;
+            return Vec::new();
         };
         let mut st = self.state();
         let st = &mut *st;
         let left = st.tasks_left.entry(stable.clone()).or_default();
         *left = left.saturating_sub(1);
         if *left == 0 {
-            if let Some(DictState::Sampling(_, bytes)) = st.by_stable.get(stable) {
+            if let Some(DictState::Sampling(held, bytes)) = st.by_stable.get_mut(stable) {
                 st.sample_bytes -= *bytes;
+                let held = std::mem::take(held);
                 st.by_stable.insert(stable.clone(), DictState::Without);
+                return held;
             }
         }
+        Vec::new()
+    }
+
+    /// Records a held block as stored.
+    fn held_stored(&self, h: &Held, block: BlockRef) {
+        self.state()
+            .stored_held
+            .push((h.table.clone(), h.bucket, block, h.raw));
     }
 
     fn finish(&self) -> Dictionaries {
@@ -194,6 +224,21 @@ impl DictPlan {
         let mut all = std::mem::take(&mut st.inherited);
         all.extend(current.values().copied());
         Dictionaries { current, all }
+    }
+
+    /// Adds the held blocks stored since to their tasks' results.
+    fn merge_held(&self, out: &mut [Exported]) {
+        let stored = std::mem::take(&mut self.state().stored_held);
+        let by_table: HashMap<String, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.task.table.clone(), i))
+            .collect();
+        for (table, bucket, block, raw) in stored {
+            if let Some(&i) = by_table.get(&table) {
+                out[i].blocks.insert(bucket, (block, raw));
+            }
+        }
     }
 }
 
@@ -283,7 +328,9 @@ pub(crate) async fn run(
             cancel,
         )
         .await?;
-        plan.task_done(&task.table);
+        for h in plan.task_done(&task.table) {
+            store_held((repo, plan), h, None, progress).await?;
+        }
         Ok::<_, EngineError>(Exported { task, blocks })
     }))
     .buffer_unordered(req.parallel.max(1));
@@ -296,6 +343,7 @@ pub(crate) async fn run(
     if cancel.is_cancelled() {
         return Err(EngineError::Cancelled);
     }
+    dicts.merge_held(&mut out);
     Ok((out, dicts.finish()))
 }
 
@@ -378,9 +426,12 @@ async fn export_table(
         };
         if flush {
             if let Some((b, chunks)) = current.take() {
-                let (r, raw) = store_block((repo, plan), &task.table, b, &chunks).await?;
-                progress.advance(1, r.rows, raw);
-                out.insert(b, (r, raw));
+                // A block held back as a dictionary sample is added when it is stored.
+                if let Some((r, raw)) =
+                    store_block((repo, plan), &task.table, b, &chunks, progress).await?
+                {
+                    out.insert(b, (r, raw));
+                }
             }
         }
         match next {
@@ -402,7 +453,8 @@ async fn store_block(
     table: &str,
     bucket: Bucket,
     chunks: &[BlockChunk],
-) -> Result<(BlockRef, u64), EngineError> {
+    progress: &dyn Progress,
+) -> Result<Option<(BlockRef, u64)>, EngineError> {
     let mut data = Vec::new();
     let mut rows = 0u64;
     let mut raw = 0u64;
@@ -419,31 +471,71 @@ async fn store_block(
         min_ts = min_ts.min(c.min_ts);
         max_ts = max_ts.max(c.max_ts);
     }
-    let context = || format!("storing {table} bucket {bucket}");
-    let blob = match plan.decide(table, &data) {
-        Compress::Plain => repo.store_blob(&data).await,
-        Compress::With(dict) => repo.store_blob_with_dictionary(&data, &dict).await,
+    let block = Held {
+        table: table.to_string(),
+        bucket,
+        data,
+        rows,
+        min_ts,
+        max_ts,
+        raw,
+    };
+    match plan.decide(block) {
+        Compress::Plain(h) => store_now(repo, &h, None, progress).await.map(Some),
+        Compress::With(dict, h) => store_now(repo, &h, Some(&dict), progress).await.map(Some),
+        Compress::Hold => Ok(None),
         Compress::Train(samples) => {
-            let blob = repo.store_blob(&data).await;
-            let dict = repo.train_dictionary(&samples).await.map_err(|e| {
+            let data: Vec<Vec<u8>> = samples.iter().map(|h| h.data.clone()).collect();
+            let dict = repo.train_dictionary(&data).await.map_err(|e| {
                 EngineError::repo(
                     format!("training a dictionary for {table}'s super table"),
                     e,
                 )
             })?;
+            drop(data);
             plan.trained(table, dict);
-            blob
+            for h in samples {
+                store_held((repo, plan), h, dict.as_ref(), progress).await?;
+            }
+            Ok(None)
         }
     }
-    .map_err(|e| EngineError::repo(context(), e))?;
+}
+
+/// Stores a block that was held back as a sample (with the dictionary trained from it, if
+/// any) and records it for its task's result.
+async fn store_held(
+    (repo, plan): (&dyn Repository, &DictPlan),
+    h: Held,
+    dict: Option<&BlobId>,
+    progress: &dyn Progress,
+) -> Result<(), EngineError> {
+    let (block, _) = store_now(repo, &h, dict, progress).await?;
+    plan.held_stored(&h, block);
+    Ok(())
+}
+
+/// Stores one block (with `dict` when given) and reports it to `progress`.
+async fn store_now(
+    repo: &dyn Repository,
+    h: &Held,
+    dict: Option<&BlobId>,
+    progress: &dyn Progress,
+) -> Result<(BlockRef, u64), EngineError> {
+    let blob = match dict {
+        None => repo.store_blob(&h.data).await,
+        Some(d) => repo.store_blob_with_dictionary(&h.data, d).await,
+    }
+    .map_err(|e| EngineError::repo(format!("storing {} bucket {}", h.table, h.bucket), e))?;
+    progress.advance(1, h.rows, h.raw);
     Ok((
         BlockRef {
             blob,
-            rows,
-            min_ts,
-            max_ts,
+            rows: h.rows,
+            min_ts: h.min_ts,
+            max_ts: h.max_ts,
         },
-        raw,
+        h.raw,
     ))
 }
 

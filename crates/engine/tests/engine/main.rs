@@ -2,5 +2,6 @@
 //! fakes of `taosbackup_testkit::fake` and need no emulator; the engine's tests through the
 //! emulator and the real source and sink are end-to-end tests (`tests/engine/` at the root).
 
+mod dictionaries;
 mod model;
 mod tracker_model;

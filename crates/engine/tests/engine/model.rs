@@ -314,26 +314,30 @@ impl World {
         id: &taosbackup_core::BackupId,
         target: &str,
     ) -> Result<taosbackup_engine::RestoreReport, EngineError> {
-        let req = RestoreRequest {
-            point: BackupPoint::Id(id.to_hex()),
-            database: Some(DB.into()),
-            target_database: Some(target.into()),
-            tables: vec![],
-            stables: vec![],
-            into_existing: false,
-            keep_override_days: None,
-            dry_run: false,
-            parallel: 3,
-        };
-        taosbackup_engine::restore(
-            &self.source,
-            &self.repo,
-            &req,
-            &NoProgress,
-            &CancellationToken::new(),
-        )
-        .await
+        restore_all(&self.source, &self.repo, id, DB, target).await
     }
+}
+
+/// Restores every table of backup `id` of `database` into the new database `target`.
+pub(crate) async fn restore_all(
+    source: &FakeSource,
+    repo: &dyn taosbackup_core::Repository,
+    id: &taosbackup_core::BackupId,
+    database: &str,
+    target: &str,
+) -> Result<taosbackup_engine::RestoreReport, EngineError> {
+    let req = RestoreRequest {
+        point: BackupPoint::Id(id.to_hex()),
+        database: Some(database.into()),
+        target_database: Some(target.into()),
+        tables: vec![],
+        stables: vec![],
+        into_existing: false,
+        keep_override_days: None,
+        dry_run: false,
+        parallel: 3,
+    };
+    taosbackup_engine::restore(source, repo, &req, &NoProgress, &CancellationToken::new()).await
 }
 
 async fn open_tracking(w: &World, dir: &std::path::Path) -> ChangeTracking {

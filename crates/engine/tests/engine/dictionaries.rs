@@ -1,0 +1,140 @@
+//! Shared dictionaries through the engine, against the in-memory fakes and a repository
+//! that trains: a super table's first blocks, held back as training samples, are stored with
+//! the dictionary trained from them like every later block, and restore exactly.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use taosbackup_core::{
+    BackupId, BackupSnapshot, BlobId, BucketWidth, ColumnDef, DataType, NoProgress, Precision,
+    Repository, RepositoryError, SourceInfo, Value,
+};
+use taosbackup_engine::{BackupRequest, CancellationToken, EngineKind, OnGap};
+use taosbackup_testkit::fake::{FakeDb, FakeSource, MemoryRepository, Op};
+
+/// A [`MemoryRepository`] whose `train_dictionary` stores a stand-in dictionary blob, and
+/// which counts the blocks stored with a dictionary and without.
+#[derive(Debug, Default)]
+struct TrainingRepo {
+    inner: MemoryRepository,
+    with_dictionary: AtomicUsize,
+    trained: AtomicUsize,
+}
+
+#[async_trait]
+impl Repository for TrainingRepo {
+    async fn store_blob(&self, data: &[u8]) -> Result<BlobId, RepositoryError> {
+        self.inner.store_blob(data).await
+    }
+
+    async fn store_blob_with_dictionary(
+        &self,
+        data: &[u8],
+        _dictionary: &BlobId,
+    ) -> Result<BlobId, RepositoryError> {
+        self.with_dictionary.fetch_add(1, Ordering::Relaxed);
+        self.inner.store_blob(data).await
+    }
+
+    async fn train_dictionary(
+        &self,
+        samples: &[Vec<u8>],
+    ) -> Result<Option<BlobId>, RepositoryError> {
+        self.trained.fetch_add(samples.len(), Ordering::Relaxed);
+        let id = self.inner.store_blob(b"a stand-in dictionary").await?;
+        Ok(Some(id))
+    }
+
+    async fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, RepositoryError> {
+        self.inner.read_blob(id).await
+    }
+
+    fn has_blob(&self, id: &BlobId) -> bool {
+        self.inner.has_blob(id)
+    }
+
+    async fn commit_snapshot(&self, snapshot: &BackupSnapshot) -> Result<(), RepositoryError> {
+        self.inner.commit_snapshot(snapshot).await
+    }
+
+    fn bytes_stored(&self) -> u64 {
+        self.inner.bytes_stored()
+    }
+
+    async fn list_snapshots(&self) -> Result<Vec<BackupSnapshot>, RepositoryError> {
+        self.inner.list_snapshots().await
+    }
+
+    async fn load_snapshot(&self, id: &BackupId) -> Result<BackupSnapshot, RepositoryError> {
+        self.inner.load_snapshot(id).await
+    }
+}
+
+fn col(name: &str, ty: DataType) -> ColumnDef {
+    ColumnDef::new(name, ty, None)
+}
+
+#[tokio::test]
+async fn sample_blocks_are_stored_with_the_dictionary_trained_from_them() {
+    let db = FakeDb::new();
+    db.create_database("d", Precision::Ms, 2).unwrap();
+    let apply = |op: Op| db.apply("d", &op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+    apply(Op::CreateStable {
+        name: "meters".into(),
+        columns: vec![col("ts", DataType::Timestamp), col("v", DataType::Int)],
+        tags: vec![col("g", DataType::Int)],
+    });
+    // 20 children × 10 one-minute buckets = 200 blocks: 128 samples, then 72 more.
+    let base = 1_760_000_040_000i64;
+    for c in 0..20 {
+        let name = format!("c{c}");
+        apply(Op::CreateChild {
+            name: name.clone(),
+            stable: "meters".into(),
+            tags: vec![Value::Int(c)],
+        });
+        let rows = (0..600)
+            .step_by(13)
+            .map(|k| (base + k * 1000, vec![Value::Int((k * i64::from(c)) as i32)]))
+            .collect();
+        apply(Op::Insert {
+            table: name,
+            columns: vec!["v".into()],
+            rows,
+        });
+    }
+    let source = FakeSource::new(db.clone());
+    let repo = TrainingRepo::default();
+    let req = BackupRequest {
+        database: "d".into(),
+        engine: EngineKind::Full,
+        force_full: false,
+        on_gap: OnGap::Full,
+        parallel: 3,
+        bucket_width: BucketWidth::from_seconds(60).unwrap(),
+        dictionaries: true,
+        source_info: SourceInfo::default(),
+    };
+    let report = taosbackup_engine::backup(
+        &source,
+        &repo,
+        None,
+        &req,
+        &NoProgress,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(repo.trained.load(Ordering::Relaxed), 128);
+    // Every block, the samples included, is compressed with the dictionary.
+    assert_eq!(repo.with_dictionary.load(Ordering::Relaxed), 200);
+    let r = crate::model::restore_all(&source, &repo, &report.snapshot.id, "d", "back")
+        .await
+        .unwrap();
+    assert_eq!(r.blocks, 200);
+    assert!(r.count_mismatches.is_empty(), "{r:?}");
+    assert_eq!(
+        db.dump("back").unwrap().tables,
+        db.dump("d").unwrap().tables
+    );
+}
