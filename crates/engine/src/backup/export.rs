@@ -226,8 +226,9 @@ impl DictPlan {
         Dictionaries { current, all }
     }
 
-    /// Adds the held blocks stored since to their tasks' results.
-    fn merge_held(&self, out: &mut [Exported]) {
+    /// Adds the held blocks stored since to their tasks' results. A block whose table has
+    /// no result would be missing from the backup: that is an error, never skipped.
+    fn merge_held(&self, out: &mut [Exported]) -> Result<(), EngineError> {
         let stored = std::mem::take(&mut self.state().stored_held);
         let by_table: HashMap<String, usize> = out
             .iter()
@@ -235,10 +236,15 @@ impl DictPlan {
             .map(|(i, e)| (e.task.table.clone(), i))
             .collect();
         for (table, bucket, block, raw) in stored {
-            if let Some(&i) = by_table.get(&table) {
-                out[i].blocks.insert(bucket, (block, raw));
-            }
+            let i = by_table.get(&table).ok_or_else(|| {
+                EngineError::Internal(format!(
+                    "block {table} bucket {bucket} was stored for a table this backup does \
+                     not export"
+                ))
+            })?;
+            out[*i].blocks.insert(bucket, (block, raw));
         }
+        Ok(())
     }
 }
 
@@ -343,7 +349,7 @@ pub(crate) async fn run(
     if cancel.is_cancelled() {
         return Err(EngineError::Cancelled);
     }
-    dicts.merge_held(&mut out);
+    dicts.merge_held(&mut out)?;
     Ok((out, dicts.finish()))
 }
 
