@@ -83,54 +83,29 @@ pub enum Floats {
 /// The regions to rewrite, read from the header, schema and lengths (which no transform
 /// touches). `None` when the layout is not understood or does not fit in `b`.
 fn layout(b: &[u8], floats: Floats) -> Option<Vec<Region>> {
-    let rows = u32_at(b, 8)?;
-    let ncols = u32_at(b, 12)?;
-    let schema = HEADER_LEN;
-    let lengths = schema.checked_add(ncols.checked_mul(5)?)?;
-    let mut pos = lengths.checked_add(ncols.checked_mul(4)?)?;
-    if pos > b.len() {
-        return None;
-    }
-    let mut regions = Vec::new();
-    for i in 0..ncols {
-        let ty = b[schema + i * 5];
-        let len = u32_at(b, lengths + i * 4)?;
-        match width(ty)? {
-            Width::Fixed(w) => {
-                if len != rows.checked_mul(w)? {
-                    return None;
-                }
-                let data = pos.checked_add(rows.div_ceil(8))?;
-                let kind = match ty {
-                    6 | 7 if floats == Floats::AsIs => None,
-                    6 | 7 => Some(Kind::Xor(w)),
-                    _ if w > 1 => Some(Kind::Delta(w)),
-                    _ => None,
-                };
-                if let Some(kind) = kind {
-                    regions.push(Region {
-                        start: data,
-                        len,
-                        kind,
-                    });
-                }
-                pos = data.checked_add(len)?;
-            }
-            Width::Var => {
-                let offsets = rows.checked_mul(4)?;
-                regions.push(Region {
-                    start: pos,
-                    len: offsets,
-                    kind: Kind::Delta(4),
-                });
-                pos = pos.checked_add(offsets)?.checked_add(len)?;
-            }
+    let block = columns(b)?;
+    let rows = block.rows;
+    let regions = block.cols.iter().filter_map(|c| match c.width {
+        Width::Fixed(w) => {
+            let kind = match c.ty {
+                6 | 7 if floats == Floats::AsIs => None,
+                6 | 7 => Some(Kind::Xor(w)),
+                _ if w > 1 => Some(Kind::Delta(w)),
+                _ => None,
+            }?;
+            Some(Region {
+                start: c.start + rows.div_ceil(8),
+                len: c.len,
+                kind,
+            })
         }
-        if pos > b.len() {
-            return None;
-        }
-    }
-    Some(regions)
+        Width::Var => Some(Region {
+            start: c.start,
+            len: rows * 4,
+            kind: Kind::Delta(4),
+        }),
+    });
+    Some(regions.collect())
 }
 
 /// The low `W` bytes of `v` (`W` ≤ 8), as a value with the bits above them zero.
@@ -270,8 +245,8 @@ pub fn decode_with(transformed: &[u8], floats: Floats) -> Result<Vec<u8>, Transf
     Ok(out)
 }
 
-/// One column of a raw block as [`concat`] reads it.
-struct ConcatCol {
+/// One column of a raw block, as [`columns`] reads it from the header, schema and lengths.
+struct Col {
     ty: u8,
     /// The schema's byte length of the column.
     bytes: [u8; 4],
@@ -282,20 +257,20 @@ struct ConcatCol {
     len: usize,
 }
 
-/// A raw block as [`concat`] reads it.
-struct ConcatBlock<'a> {
+/// A raw block whose layout is understood: its bytes, rows, columns and trailing bytes.
+struct Columns<'a> {
     bytes: &'a [u8],
     rows: usize,
-    cols: Vec<ConcatCol>,
+    cols: Vec<Col>,
     /// The bytes after the last column.
     trailing: &'a [u8],
 }
 
-/// A raw block's rows, columns and trailing bytes, when its layout is understood.
-fn concat_layout(b: &[u8]) -> Option<ConcatBlock<'_>> {
-    if u32_at(b, 4)? != b.len() {
-        return None;
-    }
+/// A raw block's columns, read from its header, schema and lengths (which no transform
+/// touches), when every type is one the table in [`width`] knows, every fixed-width column
+/// has `rows × width` bytes and the columns fit in `b`; else `None`. The length field is
+/// not checked here ([`concat`] checks it).
+fn columns(b: &[u8]) -> Option<Columns<'_>> {
     let rows = u32_at(b, 8)?;
     let ncols = u32_at(b, 12)?;
     let schema = HEADER_LEN;
@@ -320,7 +295,7 @@ fn concat_layout(b: &[u8]) -> Option<ConcatBlock<'_>> {
             }
             Width::Var => pos.checked_add(rows.checked_mul(4)?)?.checked_add(len)?,
         };
-        cols.push(ConcatCol {
+        cols.push(Col {
             ty,
             bytes,
             width,
@@ -328,7 +303,7 @@ fn concat_layout(b: &[u8]) -> Option<ConcatBlock<'_>> {
             len,
         });
     }
-    Some(ConcatBlock {
+    Some(Columns {
         bytes: b,
         rows,
         cols,
@@ -346,11 +321,11 @@ fn concat_layout(b: &[u8]) -> Option<ConcatBlock<'_>> {
 pub fn concat(blocks: &[&[u8]]) -> Option<Vec<u8>> {
     let parts = blocks
         .iter()
-        .map(|b| concat_layout(b))
+        .map(|b| columns(b).filter(|_| u32_at(b, 4) == Some(b.len())))
         .collect::<Option<Vec<_>>>()?;
     let first = parts.first()?;
     let (cols, trailing) = (&first.cols, first.trailing);
-    let differs = |p: &ConcatBlock<'_>| {
+    let differs = |p: &Columns<'_>| {
         p.cols.len() != cols.len()
             || p.cols
                 .iter()
