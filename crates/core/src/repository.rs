@@ -47,10 +47,7 @@ pub trait Repository: Send + Sync {
     /// Trains a zstd dictionary from `samples` (blob contents alike to the ones it will
     /// compress), stores it as a blob and returns its id; `None` when no dictionary can be
     /// trained from them (too few or too small samples) or the implementation has none.
-    async fn train_dictionary(
-        &self,
-        samples: &[Vec<u8>],
-    ) -> Result<Option<BlobId>, RepositoryError> {
+    async fn train_dictionary(&self, samples: &[&[u8]]) -> Result<Option<BlobId>, RepositoryError> {
         let _ = samples;
         Ok(None)
     }

@@ -179,9 +179,9 @@ impl Session {
 
     /// Trains a dictionary from `samples` (at most [`crate::dict::DICTIONARY_SIZE`] bytes),
     /// stores it as a blob and returns its id; `None` when zstd cannot train one from them.
-    pub async fn train_dictionary(&self, samples: &[Vec<u8>]) -> Result<Option<BlobId>> {
+    pub async fn train_dictionary(&self, samples: &[&[u8]]) -> Result<Option<BlobId>> {
         let flat = samples.concat();
-        let sizes: Vec<usize> = samples.iter().map(Vec::len).collect();
+        let sizes: Vec<usize> = samples.iter().map(|s| s.len()).collect();
         // Training takes tens of milliseconds of CPU: off the async workers.
         let trained = tokio::task::spawn_blocking(move || {
             crypto::train_dictionary(&flat, &sizes, crate::dict::DICTIONARY_SIZE)
@@ -457,10 +457,7 @@ impl Repository for Session {
         Ok(self.put_blob_with_dictionary(data, dictionary).await?)
     }
 
-    async fn train_dictionary(
-        &self,
-        samples: &[Vec<u8>],
-    ) -> Result<Option<BlobId>, RepositoryError> {
+    async fn train_dictionary(&self, samples: &[&[u8]]) -> Result<Option<BlobId>, RepositoryError> {
         Ok(Session::train_dictionary(self, samples).await?)
     }
 

@@ -491,14 +491,13 @@ async fn store_block(
         Compress::With(dict, h) => store_now(repo, &h, Some(&dict), progress).await.map(Some),
         Compress::Hold => Ok(None),
         Compress::Train(samples) => {
-            let data: Vec<Vec<u8>> = samples.iter().map(|h| h.data.clone()).collect();
+            let data: Vec<&[u8]> = samples.iter().map(|h| h.data.as_slice()).collect();
             let dict = repo.train_dictionary(&data).await.map_err(|e| {
                 EngineError::repo(
                     format!("training a dictionary for {table}'s super table"),
                     e,
                 )
             })?;
-            drop(data);
             plan.trained(table, dict);
             for h in samples {
                 store_held((repo, plan), h, dict.as_ref(), progress).await?;

@@ -36,10 +36,7 @@ impl Repository for TrainingRepo {
         self.inner.store_blob(data).await
     }
 
-    async fn train_dictionary(
-        &self,
-        samples: &[Vec<u8>],
-    ) -> Result<Option<BlobId>, RepositoryError> {
+    async fn train_dictionary(&self, samples: &[&[u8]]) -> Result<Option<BlobId>, RepositoryError> {
         self.trained.fetch_add(samples.len(), Ordering::Relaxed);
         let id = self.inner.store_blob(b"a stand-in dictionary").await?;
         Ok(Some(id))

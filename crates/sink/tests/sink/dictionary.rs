@@ -56,6 +56,7 @@ async fn dictionary_blobs_read_alone_verify_and_keep_their_dictionary_through_pr
         let repo = init(backend.clone(), encryption).await;
         let session = repo.session("backup").await.unwrap();
         let samples: Vec<Vec<u8>> = (0..64).map(block).collect();
+        let samples: Vec<&[u8]> = samples.iter().map(Vec::as_slice).collect();
         let dict = session
             .train_dictionary(&samples)
             .await
