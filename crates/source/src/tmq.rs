@@ -687,13 +687,21 @@ impl TmqFeed {
         batch: &mut ChangeBatch,
     ) -> Result<bool, FeedError> {
         let topic = self.options.topic.clone();
+        let short: Vec<i32> = ends
+            .iter()
+            .filter(|(vg, end)| self.positions.get(vg).is_none_or(|p| p < end))
+            .map(|(&vg, _)| vg)
+            .collect();
+        if short.is_empty() {
+            return Ok(false);
+        }
         let mut moved = false;
-        for (&vg, &end) in ends {
+        for (vg, theirs) in short
+            .iter()
+            .copied()
+            .zip(c.positions(&topic, &short).await?)
+        {
             let ours = self.positions.get(&vg).copied().unwrap_or(i64::MIN);
-            if ours >= end {
-                continue;
-            }
-            let theirs = c.position(&topic, vg).await?;
             if theirs == NO_OFFSET {
                 return Err(self.bad(format!("vgroup {vg}: the consumer reports no position")));
             }
@@ -708,6 +716,33 @@ impl TmqFeed {
         Ok(moved)
     }
 
+    /// The server's position in each vgroup of `after_meta`, whose last message read was a
+    /// meta message (its position is not in the message): each must have moved past where
+    /// the vgroup's position stood. One round trip for all of them.
+    async fn resolve_after_meta(
+        &mut self,
+        c: &mut TmqClient,
+        after_meta: &mut BTreeMap<i32, Option<i64>>,
+        batch: &mut ChangeBatch,
+    ) -> Result<(), FeedError> {
+        if after_meta.is_empty() {
+            return Ok(());
+        }
+        let topic = self.options.topic.clone();
+        let vgs: Vec<i32> = std::mem::take(after_meta).into_keys().collect();
+        for (vg, after) in vgs.iter().copied().zip(c.positions(&topic, &vgs).await?) {
+            let before = self.positions.get(&vg).copied().unwrap_or(i64::MIN);
+            if after <= before || after == NO_OFFSET {
+                return Err(self.bad(format!(
+                    "vgroup {vg}: position {after} after a meta message read at {before}"
+                )));
+            }
+            self.positions.insert(vg, after);
+            batch.positions.insert(key(vg), after);
+        }
+        Ok(())
+    }
+
     /// Asks the server's `position` in each vgroup whose position came from messages'
     /// response offsets. Nothing is in flight, so it equals the last one unless this reading
     /// of the raw form is wrong for the server at hand: then the server's position is taken
@@ -718,9 +753,12 @@ impl TmqFeed {
         unconfirmed: BTreeSet<i32>,
         batch: &mut ChangeBatch,
     ) -> Result<(), FeedError> {
+        if unconfirmed.is_empty() {
+            return Ok(());
+        }
         let topic = self.options.topic.clone();
-        for vg in unconfirmed {
-            let theirs = c.position(&topic, vg).await?;
+        let vgs: Vec<i32> = unconfirmed.into_iter().collect();
+        for (vg, theirs) in vgs.iter().copied().zip(c.positions(&topic, &vgs).await?) {
             let ours = self.positions.get(&vg).copied();
             if Some(theirs) == ours {
                 continue;
@@ -762,9 +800,27 @@ impl TmqFeed {
         let mut stables = None;
         let mut empty_polls = 0u32;
         let mut unconfirmed = BTreeSet::new();
+        // Vgroups whose last message read was a meta message, with the poll's offset hint
+        // (`Polled::offset`). The message does not say where it ended, so their positions
+        // are asked for when the hint says the message may have been the vgroup's last
+        // (polling then could wait on the server for nothing) or the batch ends — unless a
+        // data message of theirs, which does say, comes first. Asking after each meta
+        // message cost a round trip each.
+        let mut after_meta: BTreeMap<i32, Option<i64>> = BTreeMap::new();
         loop {
             if caught_up(&self.positions) {
                 break;
+            }
+            let maybe_last = after_meta
+                .iter()
+                .any(|(vg, hint)| match (hint, ends.get(vg)) {
+                    (Some(h), Some(end)) => h.saturating_add(1) >= *end,
+                    _ => true,
+                });
+            if maybe_last {
+                self.resolve_after_meta(c, &mut after_meta, &mut batch)
+                    .await?;
+                continue;
             }
             if batch.events.len() >= self.options.max_batch_events
                 || timestamps >= self.options.max_batch_timestamps
@@ -772,6 +828,7 @@ impl TmqFeed {
                 break;
             }
             let Some(msg) = c.poll(POLL_WAIT).await? else {
+                after_meta.clear();
                 if self.adopt_positions(c, &ends, &mut batch).await? {
                     empty_polls = 0;
                     continue;
@@ -817,9 +874,19 @@ impl TmqFeed {
             let after = match rsp_offset {
                 Some(r) if r > before => {
                     unconfirmed.insert(vg);
+                    after_meta.remove(&vg);
                     r
                 }
-                _ => c.position(&topic, vg).await?,
+                None if msg.message_type == 2 => {
+                    // A hint below where the vgroup stood is no hint.
+                    after_meta.insert(vg, msg.offset.filter(|&h| h >= before));
+                    unconfirmed.remove(&vg);
+                    continue;
+                }
+                _ => {
+                    after_meta.remove(&vg);
+                    c.position(&topic, vg).await?
+                }
             };
             if after <= before || after == NO_OFFSET {
                 return Err(self.bad(format!(
@@ -829,6 +896,8 @@ impl TmqFeed {
             self.positions.insert(vg, after);
             batch.positions.insert(key(vg), after);
         }
+        self.resolve_after_meta(c, &mut after_meta, &mut batch)
+            .await?;
         self.confirm_positions(c, unconfirmed, &mut batch).await?;
         if batch.events.is_empty() && batch.positions.is_empty() {
             self.ends = None;

@@ -39,6 +39,11 @@ pub(crate) struct Polled {
     pub message_type: i64,
     /// The id for fetches.
     pub message_id: u64,
+    /// taosAdapter's `offset`: `tmq_get_vgroup_offset` (clientTmq.c), for a meta message its
+    /// response offset, which TDengine sets to the meta entry's version plus one (3.3's
+    /// `tqUtil.c`, `extractDataAndRspForDbStbSubscribe`) or, in 3.0's `tqScanTaosx`, to the
+    /// version itself. Only a hint: positions are taken from the server's `position`.
+    pub offset: Option<i64>,
 }
 
 /// One vgroup of the topic's assignment.
@@ -344,6 +349,7 @@ impl TmqClient {
                 vgroup,
                 message_type,
                 message_id,
+                offset: r.get("offset").and_then(Json::as_i64),
             })),
             _ => Err(self.unexpected("poll", &format!("incomplete poll reply: {r}"))),
         }
@@ -524,15 +530,41 @@ impl TmqClient {
     /// The consumer's position (next version to read) in `vgroup`: the C client's
     /// `endOffset`, moved by every poll response, empty ones included.
     pub(crate) async fn position(&mut self, topic: &str, vgroup: i32) -> Result<i64, Error> {
-        let args = json!({ "topic_vgroup_ids": [{ "topic": topic, "vgroup_id": vgroup }] });
+        let all = self.positions(topic, &[vgroup]).await?;
+        Ok(all.first().copied().unwrap_or_default())
+    }
+
+    /// [`TmqClient::position`] of several vgroups in one round trip: taosAdapter's
+    /// `position` takes a list of `topic_vgroup_ids` and answers one position each, in
+    /// order (`controller/ws/tmq/tmq.go`, `position`).
+    pub(crate) async fn positions(
+        &mut self,
+        topic: &str,
+        vgroups: &[i32],
+    ) -> Result<Vec<i64>, Error> {
+        let ids: Vec<Json> = vgroups
+            .iter()
+            .map(|vg| json!({ "topic": topic, "vgroup_id": vg }))
+            .collect();
         let r = self
-            .request("position", "position", args, self.timeout)
+            .request(
+                "position",
+                "position",
+                json!({ "topic_vgroup_ids": ids }),
+                self.timeout,
+            )
             .await?;
-        r.get("position")
+        let got: Option<Vec<i64>> = r
+            .get("position")
             .and_then(Json::as_array)
-            .and_then(|a| a.first())
-            .and_then(Json::as_i64)
-            .ok_or_else(|| self.unexpected("position", &format!("no position in {r}")))
+            .and_then(|a| a.iter().map(Json::as_i64).collect());
+        match got {
+            Some(p) if p.len() == vgroups.len() => Ok(p),
+            _ => Err(self.unexpected(
+                "position",
+                &format!("{} positions expected in {r}", vgroups.len()),
+            )),
+        }
     }
 
     /// The topic's vgroups with their WAL ranges.

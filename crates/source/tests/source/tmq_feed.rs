@@ -557,6 +557,55 @@ async fn a_failed_raw_data_fetch_is_retried_without_loss() {
     assert_each_table_once(&events, 4);
 }
 
+/// A meta message (here a DELETE) does not say where it ended, a raw data message does: the
+/// feed asks the server's position once for what the meta messages leave unknown, not once
+/// per meta message. Inserts and deletes alternating in one table of one vgroup: every
+/// event arrives, in order, the positions end where the log does, and the catch-up takes
+/// two round trips per message (poll, fetch) plus a few per batch. With a position request
+/// after each delete it took 3 per delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_between_inserts_cost_no_position_request_each() {
+    let emu = emu();
+    sql(
+        &emu,
+        &[
+            s("CREATE DATABASE d VGROUPS 1"),
+            s("CREATE STABLE d.st (ts TIMESTAMP, v INT) TAGS (g INT)"),
+            format!("INSERT INTO d.a USING d.st TAGS (1) VALUES ({T0}, 0)"),
+        ],
+    )
+    .await;
+    let mut f = feed(&emu, "d");
+    f.start(&Positions::new()).await.unwrap();
+    assert!(catch_up(&mut f).await.is_empty());
+    const N: i64 = 20;
+    let mut stmts = Vec::new();
+    let mut want = Vec::new();
+    for i in 1..=N {
+        let ts = T0 + i * 10;
+        stmts.push(format!("INSERT INTO d.a VALUES ({ts}, {i})"));
+        stmts.push(format!("DELETE FROM d.a WHERE ts >= {ts} AND ts <= {ts}"));
+        want.push(rows("a", &[ts]));
+        want.push(ChangeEvent::Delete {
+            table: s("a"),
+            start: ts,
+            end: ts,
+        });
+    }
+    sql(&emu, &stmts).await;
+    let before = emu.requests();
+    let events = catch_up(&mut f).await;
+    let used = emu.requests() - before;
+    assert_eq!(events, want);
+    assert_eq!(f.positions(), ends(&emu, "d"), "caught up to the end");
+    // 2N messages of two round trips each; the rest is per batch (assignment, positions).
+    let messages = 2 * N as u64;
+    assert!(
+        used <= 2 * messages + 8,
+        "{used} requests for {messages} messages"
+    );
+}
+
 /// Audit A3: subscribes, offset commits and consumer departures are WAL entries that yield
 /// no message. An idle database's vgroups only ever "reach the end" through them, so the
 /// catch-up must adopt the consumer's position after empty polls. Three backups in a row.
