@@ -28,13 +28,17 @@
 //! its `--json` output (the work only: the engine's run after the repository is open).
 //!
 //! Usage: `bench_e2e PATH/TO/taosbackup [--scale small|medium|large|xlarge|all|LIST]
-//! [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] [--perf DIR]`. Scales:
+//! [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] [--incr-rounds K]
+//! [--perf DIR]`; `--incr-rounds K` runs the 1% incremental K times (each after its own
+//! changes) and reports the one of median tool time. Scales:
 //! small = 1,000 tables × 1,000 rows (1 M rows), medium = 10,000 × 1,000 (10 M), large =
 //! 10,000 × 5,000 (50 M), xlarge = 10,000 × 10,000 (100 M, TDengine's published taosBackup
 //! scale; not part of `all`); `--tables`/`--rows-per-table` override the preset's figure at every scale
 //! (without `--scale` they describe one custom scale). `--perf DIR` runs every `taosbackup`
 //! child under `perf record --call-graph dwarf` into `DIR/<scale>-<step>.data` (its times are then perf's,
-//! not figures to quote). With `RUST_LOG` set (e.g. `taosbackup_engine=debug` for a backup's
+//! not figures to quote); `--perf-steps LIST` limits that to some steps (`full`, `pct`, `restore`, …:
+//! the file names' step part) and `--perf-hz N` sets the sampling frequency (default 499; a
+//! step of 0.1 s needs ~20000 to say where its time goes). With `RUST_LOG` set (e.g. `taosbackup_engine=debug` for a backup's
 //! phase timings), each child's log is printed after its run. `TAOS_EMU_SERVER_VERSION`
 //! picks the emulated server version (e.g. `3.3.0.0`: TMQ data read with `fetch` +
 //! `fetch_block`, as before taosAdapter 3.3.2.0).
@@ -108,6 +112,12 @@ struct Opts {
     parallel: usize,
     fixed_blocks: usize,
     perf: Option<PathBuf>,
+    /// `--incr-rounds`: 1% incrementals run (the median is reported).
+    incr_rounds: usize,
+    /// `--perf-steps`: the steps recorded (all when empty).
+    perf_steps: Vec<String>,
+    /// `--perf-hz`: perf's sampling frequency.
+    perf_hz: usize,
     /// `--compare BIN2`: instead of the steps below, full backups by both binaries in turn.
     compare: Option<PathBuf>,
     /// `--rounds K`: the rounds of a comparison.
@@ -116,7 +126,7 @@ struct Opts {
 
 const USAGE: &str = "usage: bench_e2e PATH/TO/taosbackup [--scale small|medium|large|xlarge|all|LIST] \
                      [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] \
-                     [--perf DIR] [--compare PATH/TO/other-taosbackup [--rounds K]]";
+                     [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] [--compare PATH/TO/other-taosbackup [--rounds K]]";
 
 fn parse() -> Result<Opts> {
     let mut args = std::env::args().skip(1);
@@ -130,6 +140,9 @@ fn parse() -> Result<Opts> {
     let mut parallel = 4;
     let mut fixed_blocks = 100;
     let mut perf = None;
+    let mut perf_steps = Vec::new();
+    let mut incr_rounds = 1;
+    let mut perf_hz = 499;
     let mut compare = None;
     let mut rounds = 3;
     while let Some(a) = args.next() {
@@ -155,6 +168,9 @@ fn parse() -> Result<Opts> {
             "--parallel" => parallel = num()?,
             "--fixed-blocks" => fixed_blocks = num()?,
             "--perf" => perf = Some(PathBuf::from(&v)),
+            "--incr-rounds" => incr_rounds = num()?,
+            "--perf-steps" => perf_steps = v.split(',').map(|s| s.trim().to_string()).collect(),
+            "--perf-hz" => perf_hz = num()?,
             "--compare" => {
                 compare =
                     Some(std::fs::canonicalize(&v).with_context(|| format!("no binary at {v}"))?)
@@ -196,6 +212,9 @@ fn parse() -> Result<Opts> {
         parallel,
         fixed_blocks,
         perf,
+        perf_steps,
+        perf_hz,
+        incr_rounds,
         compare,
         rounds,
     })
@@ -421,8 +440,9 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         let perf = o
             .perf
             .as_ref()
-            .map(|d| d.join(format!("{}-{step}.data", s.name)));
-        taosbackup(&o.bin, work.path(), args, perf.as_deref())
+            .filter(|_| o.perf_steps.is_empty() || o.perf_steps.iter().any(|p| p == step))
+            .map(|d| (d.join(format!("{}-{step}.data", s.name)), o.perf_hz));
+        taosbackup(&o.bin, work.path(), args, perf.as_ref())
     };
     let backup = |engine: &'static str| {
         [
@@ -450,8 +470,31 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     let nothing = tb("nothing", &backup("bitmap"))?;
     let fixed_changed = change(&taos, s, o.fixed_blocks, 0).await?;
     let fixed = tb("fixed", &backup("bitmap"))?;
-    let pct_changed = change(&taos, s, (blocks / 100).max(1), 1).await?;
-    let pct = tb("pct", &backup("bitmap"))?;
+    // `--incr-rounds K`: K such incrementals, each after its own ~1% of changes; the one of
+    // median tool time is reported (one run of ~0.1 s varies by a few ms between runs).
+    let mut pcts = Vec::with_capacity(o.incr_rounds);
+    let mut pct_changed = 0;
+    for r in 0..o.incr_rounds {
+        pct_changed = change(&taos, s, (blocks / 100).max(1), 1 + r).await?;
+        let step = if r == 0 {
+            "pct".into()
+        } else {
+            format!("pct-{}", r + 1)
+        };
+        pcts.push(tb(&step, &backup("bitmap"))?);
+    }
+    pcts.sort_by(|a, b| {
+        let t = |r: &Run| r.tool_secs.unwrap_or(r.secs);
+        t(a).total_cmp(&t(b))
+    });
+    if pcts.len() > 1 {
+        let tools: Vec<String> = pcts
+            .iter()
+            .map(|r| format!("{:.1}", r.tool_secs.unwrap_or(r.secs) * 1e3))
+            .collect();
+        eprintln!("== 1% incrementals, tool ms, sorted: {}", tools.join(" "));
+    }
+    let pct = pcts.swap_remove(pcts.len() / 2);
 
     let list = tb("list", &["list", "--config", &cfg, "--json"])?;
     let backups: Vec<serde_json::Value> = serde_json::from_str(&list.stdout)
@@ -1147,18 +1190,31 @@ fn vm_hwm_kib(pid: u32) -> Option<i64> {
 /// Runs the binary with output to files (so it can be polled without a pipe deadlock),
 /// fails on a non-zero exit; reports wall time, the tool's own duration (from its `--json`
 /// output: `duration_secs` of backup, `duration` of restore), CPU seconds and peak RSS. With
-/// `perf`, the child runs under `perf record --call-graph dwarf` writing that file.
-fn taosbackup(bin: &Path, dir: &Path, args: &[&str], perf: Option<&Path>) -> Result<Run> {
+/// `perf` (a file, a frequency), the child runs under `perf record --call-graph dwarf` writing
+/// that file.
+fn taosbackup(
+    bin: &Path,
+    dir: &Path,
+    args: &[&str],
+    perf: Option<&(PathBuf, usize)>,
+) -> Result<Run> {
     eprintln!("$ taosbackup {}", args.join(" "));
     let out_path = dir.join("stdout.txt");
     let err_path = dir.join("stderr.txt");
     let mut cmd = match perf {
-        Some(data) => {
+        Some((data, hz)) => {
             let mut c = Command::new("perf");
-            c.args(["record", "--call-graph", "dwarf,16384", "-F", "499", "-o"])
-                .arg(data)
-                .arg("--")
-                .arg(bin);
+            c.args([
+                "record",
+                "--call-graph",
+                "dwarf,16384",
+                "-F",
+                &hz.to_string(),
+                "-o",
+            ])
+            .arg(data)
+            .arg("--")
+            .arg(bin);
             c
         }
         None => Command::new(bin),
