@@ -219,6 +219,16 @@ pub static CHECKS: &[Entry] = &[
         |e| Box::pin(tmq_idle_catch_up(e)),
     ),
     entry(
+        "tmq.deletes_between_inserts",
+        "inserts and deletes alternating in one table reach the feed in order, and the \
+         positions the feed ends at (taken from data messages' response offsets and, after \
+         a meta message, from `position`) resume without replaying or losing a change",
+        "source/dnode/vnode/src/tq/tqUtil.c (a meta message ends the data message before \
+         it), source/client/src/clientTmq.c (tmq_position, tmq_get_vgroup_offset), \
+         taosAdapter controller/ws/tmq/tmq.go (position takes several vgroups)",
+        |e| Box::pin(tmq_deletes_between_inserts(e)),
+    ),
+    entry(
         "net.nagle_off",
         "after a catalog read and a feed's catch-up, none of the tool's connections to the \
          server has Nagle's algorithm on: the connector leaves it on and taosAdapter delays \
@@ -1179,6 +1189,65 @@ async fn tmq_idle_catch_up(env: &Env) -> Result<Verdict, String> {
             .await
             .map_err(|e| format!("run {run}: commit: {e}"))?;
     }
+    Ok(Verdict::Holds)
+}
+
+async fn tmq_deletes_between_inserts(env: &Env) -> Result<Verdict, String> {
+    let db = &env.db;
+    env.exec(&format!(
+        "CREATE TABLE `{db}`.`il` USING `{db}`.`m` TAGS (9, 'il')"
+    ))
+    .await?;
+    let mut f = caught_up_feed(env, "interleaved").await?;
+    let t1 = env.t0 + 400_000;
+    let stamps: Vec<i64> = (0..10).map(|i| t1 + i * 1000).collect();
+    for (i, ts) in stamps.iter().enumerate() {
+        env.exec(&format!(
+            "INSERT INTO `{db}`.`il` (`ts`, `ttl`) VALUES ({ts}, {i})"
+        ))
+        .await?;
+        env.exec(&format!(
+            "DELETE FROM `{db}`.`il` WHERE `ts` >= {ts} AND `ts` <= {ts}"
+        ))
+        .await?;
+    }
+    let events = catch_up(&mut f).await?;
+    // Each insert's rows, then its delete, in the order written.
+    let mut next = 0;
+    for ts in &stamps {
+        let rows = events[next..].iter().position(|e| {
+            matches!(e, ChangeEvent::Rows { table, timestamps } if table == "il" && timestamps.contains(ts))
+        });
+        let Some(r) = rows else {
+            return Err(format!(
+                "rows at {ts} not reported in order; events: {events:?}"
+            ));
+        };
+        let delete = events[next + r..].iter().position(|e| {
+            matches!(e, ChangeEvent::Delete { table, start, end } if table == "il" && start <= ts && end >= ts)
+        });
+        let Some(d) = delete else {
+            return Err(format!(
+                "delete at {ts} not reported after its rows; events: {events:?}"
+            ));
+        };
+        next += r + d + 1;
+    }
+    commit_all(&mut f).await?;
+    let committed = f.positions();
+    drop(f);
+    let mut again = feed(env, "interleaved")?;
+    let start = again
+        .start(&committed)
+        .await
+        .map_err(|e| format!("resume: {e}"))?;
+    ensure(start == FeedStart::Continued, || {
+        format!("resumed from {committed:?} as {start:?}")
+    })?;
+    let replayed = catch_up(&mut again).await?;
+    ensure(replayed.is_empty(), || {
+        format!("resumed at {committed:?}, the feed read again: {replayed:?}")
+    })?;
     Ok(Verdict::Holds)
 }
 
