@@ -57,7 +57,11 @@ struct Held {
 enum DictState {
     /// Collecting blocks to train from, held back (not stored) meanwhile; their bytes.
     Sampling(Vec<Held>, usize),
-    /// Being trained, or no dictionary could be trained: blocks go without one.
+    /// Being trained: blocks that arrive meanwhile are held back too (within the same
+    /// memory bound), to be stored with the dictionary; their bytes.
+    Training(Vec<Held>, usize),
+    /// No dictionary could be trained, or the samples ran out of tasks: blocks go without
+    /// one.
     Without,
     /// Blocks are compressed with this dictionary.
     With(BlobId),
@@ -165,21 +169,46 @@ impl DictPlan {
                 if samples.len() >= SAMPLE_BLOCKS || *bytes >= SAMPLE_BYTES {
                     st.sample_bytes -= *bytes;
                     let samples = std::mem::take(samples);
-                    st.by_stable.insert(stable.clone(), DictState::Without);
+                    st.by_stable
+                        .insert(stable.clone(), DictState::Training(Vec::new(), 0));
                     Compress::Train(samples)
                 } else {
                     Compress::Hold
                 }
             }
+            Some(DictState::Training(held, bytes)) => {
+                let n = block.data.len();
+                if st.sample_bytes + n > SAMPLE_BYTES_TOTAL {
+                    return Compress::Plain(block);
+                }
+                held.push(block);
+                *bytes += n;
+                st.sample_bytes += n;
+                Compress::Hold
+            }
             Some(DictState::Without) | None => Compress::Plain(block),
         }
     }
 
-    fn trained(&self, table: &str, dict: Option<BlobId>) {
-        if let (Some(stable), Some(dict)) = (self.stable_of.get(table), dict) {
-            self.state()
-                .by_stable
-                .insert(stable.clone(), DictState::With(dict));
+    /// The dictionary of `table`'s super table is trained (`None`: none could be): later
+    /// blocks use it. Returns the blocks held back while it was trained, to be stored with
+    /// it like the samples.
+    fn trained(&self, table: &str, dict: Option<BlobId>) -> Vec<Held> {
+        let Some(stable) = self.stable_of.get(table) else {
+            return Vec::new();
+        };
+        let mut st = self.state();
+        let st = &mut *st;
+        let next = match dict {
+            Some(d) => DictState::With(d),
+            None => DictState::Without,
+        };
+        match st.by_stable.insert(stable.clone(), next) {
+            Some(DictState::Training(held, bytes)) => {
+                st.sample_bytes -= bytes;
+                held
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -498,8 +527,8 @@ async fn store_block(
                     e,
                 )
             })?;
-            plan.trained(table, dict);
-            for h in samples {
+            let late = plan.trained(table, dict);
+            for h in samples.into_iter().chain(late) {
                 store_held((repo, plan), h, dict.as_ref(), progress).await?;
             }
             Ok(None)

@@ -1,8 +1,10 @@
 //! Shared dictionaries through the engine, against the in-memory fakes and a repository
 //! that trains: a super table's first blocks, held back as training samples, are stored with
-//! the dictionary trained from them like every later block, and restore exactly.
+//! the dictionary trained from them like every later block, and restore exactly; so are the
+//! blocks that arrive while it is trained.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use taosbackup_core::{
@@ -19,6 +21,8 @@ struct TrainingRepo {
     inner: MemoryRepository,
     with_dictionary: AtomicUsize,
     trained: AtomicUsize,
+    /// How long training takes (the other exports go on meanwhile).
+    train_for: Option<Duration>,
 }
 
 #[async_trait]
@@ -38,6 +42,9 @@ impl Repository for TrainingRepo {
 
     async fn train_dictionary(&self, samples: &[&[u8]]) -> Result<Option<BlobId>, RepositoryError> {
         self.trained.fetch_add(samples.len(), Ordering::Relaxed);
+        if let Some(d) = self.train_for {
+            tokio::time::sleep(d).await;
+        }
         let id = self.inner.store_blob(b"a stand-in dictionary").await?;
         Ok(Some(id))
     }
@@ -71,8 +78,9 @@ fn col(name: &str, ty: DataType) -> ColumnDef {
     ColumnDef::new(name, ty, None)
 }
 
-#[tokio::test]
-async fn sample_blocks_are_stored_with_the_dictionary_trained_from_them() {
+/// 20 children × 10 one-minute buckets = 200 blocks: 128 samples, then 72 more; backed up
+/// in full with dictionaries into `repo`, then restored and compared.
+async fn back_up_and_restore(repo: &TrainingRepo) {
     let db = FakeDb::new();
     db.create_database("d", Precision::Ms, 2).unwrap();
     let apply = |op: Op| db.apply("d", &op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
@@ -81,7 +89,6 @@ async fn sample_blocks_are_stored_with_the_dictionary_trained_from_them() {
         columns: vec![col("ts", DataType::Timestamp), col("v", DataType::Int)],
         tags: vec![col("g", DataType::Int)],
     });
-    // 20 children × 10 one-minute buckets = 200 blocks: 128 samples, then 72 more.
     let base = 1_760_000_040_000i64;
     for c in 0..20 {
         let name = format!("c{c}");
@@ -101,7 +108,6 @@ async fn sample_blocks_are_stored_with_the_dictionary_trained_from_them() {
         });
     }
     let source = FakeSource::new(db.clone());
-    let repo = TrainingRepo::default();
     let req = BackupRequest {
         database: "d".into(),
         engine: EngineKind::Full,
@@ -114,7 +120,7 @@ async fn sample_blocks_are_stored_with_the_dictionary_trained_from_them() {
     };
     let report = taosbackup_engine::backup(
         &source,
-        &repo,
+        repo,
         None,
         &req,
         &NoProgress,
@@ -123,9 +129,7 @@ async fn sample_blocks_are_stored_with_the_dictionary_trained_from_them() {
     .await
     .unwrap();
     assert_eq!(repo.trained.load(Ordering::Relaxed), 128);
-    // Every block, the samples included, is compressed with the dictionary.
-    assert_eq!(repo.with_dictionary.load(Ordering::Relaxed), 200);
-    let r = crate::model::restore_all(&source, &repo, &report.snapshot.id, "d", "back")
+    let r = crate::model::restore_all(&source, repo, &report.snapshot.id, "d", "back")
         .await
         .unwrap();
     assert_eq!(r.blocks, 200);
@@ -134,4 +138,24 @@ async fn sample_blocks_are_stored_with_the_dictionary_trained_from_them() {
         db.dump("back").unwrap().tables,
         db.dump("d").unwrap().tables
     );
+}
+
+#[tokio::test]
+async fn sample_blocks_are_stored_with_the_dictionary_trained_from_them() {
+    let repo = TrainingRepo::default();
+    back_up_and_restore(&repo).await;
+    // Every block, the samples included, is compressed with the dictionary.
+    assert_eq!(repo.with_dictionary.load(Ordering::Relaxed), 200);
+}
+
+/// Training takes a while (tens of milliseconds for zstd's trainer): the blocks the other
+/// exports bring meanwhile wait for the dictionary too, instead of going without one.
+#[tokio::test]
+async fn blocks_arriving_while_the_dictionary_is_trained_wait_for_it() {
+    let repo = TrainingRepo {
+        train_for: Some(Duration::from_millis(200)),
+        ..TrainingRepo::default()
+    };
+    back_up_and_restore(&repo).await;
+    assert_eq!(repo.with_dictionary.load(Ordering::Relaxed), 200);
 }
