@@ -60,8 +60,8 @@ enum DictState {
     /// Being trained: blocks that arrive meanwhile are held back too (within the same
     /// memory bound), to be stored with the dictionary; their bytes.
     Training(Vec<Held>, usize),
-    /// No dictionary could be trained, or the samples ran out of tasks: blocks go without
-    /// one.
+    /// No dictionary could be trained, or the super table's exports ended before enough
+    /// samples came: blocks go without one.
     Without,
     /// Blocks are compressed with this dictionary.
     With(BlobId),
