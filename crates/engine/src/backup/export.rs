@@ -159,13 +159,9 @@ impl DictPlan {
         match st.by_stable.get_mut(stable) {
             Some(DictState::With(id)) => Compress::With(*id, block),
             Some(DictState::Sampling(samples, bytes)) => {
-                let n = block.data.len();
-                if st.sample_bytes + n > SAMPLE_BYTES_TOTAL {
+                if let Err(block) = hold(&mut st.sample_bytes, samples, bytes, block) {
                     return Compress::Plain(block);
                 }
-                samples.push(block);
-                *bytes += n;
-                st.sample_bytes += n;
                 if samples.len() >= SAMPLE_BLOCKS || *bytes >= SAMPLE_BYTES {
                     st.sample_bytes -= *bytes;
                     let samples = std::mem::take(samples);
@@ -177,14 +173,10 @@ impl DictPlan {
                 }
             }
             Some(DictState::Training(held, bytes)) => {
-                let n = block.data.len();
-                if st.sample_bytes + n > SAMPLE_BYTES_TOTAL {
-                    return Compress::Plain(block);
+                match hold(&mut st.sample_bytes, held, bytes, block) {
+                    Ok(()) => Compress::Hold,
+                    Err(block) => Compress::Plain(block),
                 }
-                held.push(block);
-                *bytes += n;
-                st.sample_bytes += n;
-                Compress::Hold
             }
             Some(DictState::Without) | None => Compress::Plain(block),
         }
@@ -275,6 +267,24 @@ impl DictPlan {
         }
         Ok(())
     }
+}
+
+/// Holds `block` back in `held` (their bytes: `bytes`), unless that would take the bytes
+/// held across all super tables (`total`) past [`SAMPLE_BYTES_TOTAL`]: then gives it back.
+fn hold(
+    total: &mut usize,
+    held: &mut Vec<Held>,
+    bytes: &mut usize,
+    block: Held,
+) -> Result<(), Held> {
+    let n = block.data.len();
+    if *total + n > SAMPLE_BYTES_TOTAL {
+        return Err(block);
+    }
+    held.push(block);
+    *bytes += n;
+    *total += n;
+    Ok(())
 }
 
 /// The catalog whose dictionaries this backup reuses: the parent's (an incremental must
