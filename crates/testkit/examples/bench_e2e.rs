@@ -256,6 +256,13 @@ struct Run {
     stdout: String,
 }
 
+impl Run {
+    /// The tool's own duration, or the wall time where it reported none.
+    fn tool_or_wall(&self) -> f64 {
+        self.tool_secs.unwrap_or(self.secs)
+    }
+}
+
 /// The figures of one scale.
 struct Figures {
     scale: Scale,
@@ -353,7 +360,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let tool = |r: &Run| r.tool_secs.unwrap_or(r.secs);
+        let tool = Run::tool_or_wall;
         println!(
             "| {label}: {} | {} | {} | {} | {:.2} s; {:.2} s; {:.2} s |",
             bin.display(),
@@ -483,14 +490,11 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         };
         pcts.push(tb(&step, &backup("bitmap"))?);
     }
-    pcts.sort_by(|a, b| {
-        let t = |r: &Run| r.tool_secs.unwrap_or(r.secs);
-        t(a).total_cmp(&t(b))
-    });
+    pcts.sort_by(|a, b| a.tool_or_wall().total_cmp(&b.tool_or_wall()));
     if pcts.len() > 1 {
         let tools: Vec<String> = pcts
             .iter()
-            .map(|r| format!("{:.1}", r.tool_secs.unwrap_or(r.secs) * 1e3))
+            .map(|r| format!("{:.1}", r.tool_or_wall() * 1e3))
             .collect();
         eprintln!("== 1% incrementals, tool ms, sorted: {}", tools.join(" "));
     }
