@@ -277,7 +277,7 @@ pub struct InitArgs {
     /// Width of a block's time bucket, at least 1m: 1h, 30m … [default: 1d].
     #[arg(long, value_name = "DURATION")]
     pub bucket_width: Option<Width>,
-    /// zstd compression level, 1..=22 [default: 3].
+    /// zstd compression level, 1..=22 [default: 4].
     #[arg(long, value_name = "LEVEL")]
     pub compression_level: Option<i32>,
     /// Create the repository even in a directory that holds other files.
@@ -558,6 +558,18 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn init_help_names_the_default_compression_level() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("init")
+            .expect("init subcommand")
+            .render_help()
+            .to_string();
+        let want = format!("[default: {}]", taosbackup_sink::DEFAULT_COMPRESSION_LEVEL);
+        assert!(help.contains(&want), "{help}");
     }
 
     #[test]

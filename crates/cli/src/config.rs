@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use taosbackup_core::BucketWidth;
 use taosbackup_engine::{EngineKind, OnGap};
-use taosbackup_sink::RetentionPolicy;
+use taosbackup_sink::{DEFAULT_COMPRESSION_LEVEL, RetentionPolicy};
 
 use crate::args::LogFormat;
 use crate::error::UsageError;
@@ -113,7 +113,7 @@ impl Compression {
     /// The zstd level this means.
     pub fn level(self) -> i32 {
         match self {
-            Compression::Enabled(true) => 3,
+            Compression::Enabled(true) => DEFAULT_COMPRESSION_LEVEL,
             Compression::Enabled(false) => 1,
             Compression::Level(l) => l,
         }

@@ -264,11 +264,14 @@ impl Context {
         let compression_level = compression_level
             .or(self.config.repository.compression_level)
             .or(self.config.backup.compression.map(|c| c.level()))
-            .unwrap_or(3);
+            .unwrap_or(taosbackup_sink::DEFAULT_COMPRESSION_LEVEL);
         if !(1..=22).contains(&compression_level) {
             return Err(usage(
                 format!("compression level {compression_level} is outside 1..=22"),
-                "give --compression-level between 1 (fastest) and 22 (smallest); 3 is the default",
+                format!(
+                    "give --compression-level between 1 (fastest) and 22 (smallest); {} is the default",
+                    taosbackup_sink::DEFAULT_COMPRESSION_LEVEL
+                ),
             ));
         }
         Ok(InitChoice {
@@ -663,6 +666,17 @@ mod tests {
 
     #[test]
     fn init_choice_combines_flags_and_the_original_keys() {
+        let level = |toml: &str| {
+            ctx(toml)
+                .init_choice(false, None, None)
+                .unwrap()
+                .compression_level
+        };
+        assert_eq!(level(""), taosbackup_sink::DEFAULT_COMPRESSION_LEVEL);
+        assert_eq!(
+            level("[backup]\ncompression = true"),
+            taosbackup_sink::DEFAULT_COMPRESSION_LEVEL
+        );
         let c = ctx("[backup]\nencryption = false\ncompression = false");
         let choice = c
             .init_choice(false, Some("6h".parse().unwrap()), None)

@@ -346,9 +346,15 @@ pub(crate) fn decompress_with_dictionary(
 const DICT_SEGMENT: u32 = 1511;
 
 /// Trains a zstd dictionary of at most `max_size` bytes from `samples` (their bytes
-/// concatenated in `flat`, their lengths in `sizes`) with one fastCover pass; `None` when
-/// zstd cannot train one from them (too few or too small samples).
-pub(crate) fn train_dictionary(flat: &[u8], sizes: &[usize], max_size: usize) -> Option<Vec<u8>> {
+/// concatenated in `flat`, their lengths in `sizes`) with one fastCover pass, its entropy
+/// tables tuned for compression at `level`; `None` when zstd cannot train one from them (too
+/// few or too small samples).
+pub(crate) fn train_dictionary(
+    flat: &[u8],
+    sizes: &[usize],
+    max_size: usize,
+    level: i32,
+) -> Option<Vec<u8>> {
     use zstd::zstd_safe::zstd_sys as sys;
     if sizes.iter().sum::<usize>() != flat.len() {
         return None;
@@ -364,8 +370,10 @@ pub(crate) fn train_dictionary(flat: &[u8], sizes: &[usize], max_size: usize) ->
         accel: 1,
         shrinkDict: 0,
         shrinkDictMaxRegression: 0,
+        // The level the statistics in the dictionary's header are computed at: the level
+        // its blobs are compressed at (0 would mean zstd's default, 3).
         zParams: sys::ZDICT_params_t {
-            compressionLevel: 0,
+            compressionLevel: level,
             notificationLevel: 0,
             dictID: 0,
         },
@@ -505,7 +513,7 @@ mod tests {
     fn a_trained_dictionary_compresses_alike_blocks_better_and_round_trips() {
         let samples = alike_blocks(64);
         let sizes: Vec<usize> = samples.iter().map(Vec::len).collect();
-        let dict = train_dictionary(&samples.concat(), &sizes, 32 * 1024)
+        let dict = train_dictionary(&samples.concat(), &sizes, 32 * 1024, 3)
             .expect("64 alike samples train a dictionary");
         assert!(!dict.is_empty() && dict.len() <= 32 * 1024);
         let id = BlobId::from_bytes([9; 32]);
@@ -528,7 +536,7 @@ mod tests {
         let samples = alike_blocks(3);
         let sizes: Vec<usize> = samples.iter().map(Vec::len).collect();
         assert_eq!(
-            train_dictionary(&samples.concat(), &sizes, 32 * 1024),
+            train_dictionary(&samples.concat(), &sizes, 32 * 1024, 3),
             None,
             "too few"
         );
@@ -536,7 +544,7 @@ mod tests {
         let mut sizes: Vec<usize> = samples.iter().map(Vec::len).collect();
         sizes[0] += 1;
         assert_eq!(
-            train_dictionary(&samples.concat(), &sizes, 32 * 1024),
+            train_dictionary(&samples.concat(), &sizes, 32 * 1024, 3),
             None,
             "lengths not summing to the bytes"
         );

@@ -60,7 +60,10 @@ mod walk;
 pub use crate::{
     backend::{Backend, Scheme, StorageRetry, StorageStats, default_upload_concurrency},
     cache::SnapshotCache,
-    config::{DEFAULT_PACK_SIZE, Encryption, FORMAT1_VERSION, REPO_VERSION, RepoConfig},
+    config::{
+        DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, Encryption, FORMAT1_VERSION, REPO_VERSION,
+        RepoConfig,
+    },
     crypto::MAX_BLOB_SIZE,
     error::{Error, Result},
     key::{KdfParams, PASSWORD_ENV, Password},

@@ -16,8 +16,8 @@ use taosbackup_core::{
 use crate::backend::Backend;
 use crate::cache::SnapshotCache;
 use crate::config::{
-    CONFIG_CHECK, DEFAULT_PACK_SIZE, Encryption, FORMAT1_VERSION, MAX_CONFIG_SIZE, REPO_VERSION,
-    RepoConfig, check_config, config_check,
+    CONFIG_CHECK, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, Encryption, FORMAT1_VERSION,
+    MAX_CONFIG_SIZE, REPO_VERSION, RepoConfig, check_config, config_check,
 };
 use crate::crypto::{self, Crypto, MasterKey};
 use crate::error::{Error, Result};
@@ -43,7 +43,7 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     /// Bucket width of blocks.
     pub bucket_width: BucketWidth,
-    /// zstd level (1..=22, default 3).
+    /// zstd level (1..=22, default [`DEFAULT_COMPRESSION_LEVEL`]).
     pub compression_level: i32,
     /// Target pack size (default 16 MiB).
     pub pack_size: u32,
@@ -59,7 +59,7 @@ impl Default for InitOptions {
             encryption: true,
             kdf: KdfParams::default(),
             bucket_width: BucketWidth::DAY,
-            compression_level: 3,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
             pack_size: DEFAULT_PACK_SIZE,
             format_version: REPO_VERSION,
         }

@@ -182,9 +182,10 @@ impl Session {
     pub async fn train_dictionary(&self, samples: &[&[u8]]) -> Result<Option<BlobId>> {
         let flat = samples.concat();
         let sizes: Vec<usize> = samples.iter().map(|s| s.len()).collect();
+        let level = self.repo.inner.config.compression_level;
         // Training takes tens of milliseconds of CPU: off the async workers.
         let trained = tokio::task::spawn_blocking(move || {
-            crypto::train_dictionary(&flat, &sizes, crate::dict::DICTIONARY_SIZE)
+            crypto::train_dictionary(&flat, &sizes, crate::dict::DICTIONARY_SIZE, level)
         })
         .await
         .map_err(|_| Error::SessionFailed {
