@@ -19,7 +19,8 @@
 //!    stopped (the emulator holds its tables in RAM, 26–36 B a row; stopping the source
 //!    keeps the benchmark's peak at one copy of the data, 100 M rows included); its row count
 //!    is checked;
-//! 5. repository bytes vs zstd level 3 of the raw block stream, bytes per row;
+//! 5. repository bytes vs zstd level 3 of the raw block stream, bytes per row, and the bytes
+//!    of its index files and snapshot objects;
 //! 6. peak RSS of each child (`VmHWM` from /proc, sampled every 2 ms until it exits), CPU
 //!    seconds of the child and of this process (the emulator and the reader) per step.
 //!
@@ -286,6 +287,10 @@ struct Figures {
     zstd_table_bytes: u64,
     full: Run,
     repo_bytes: u64,
+    /// The repository's bytes in its index files and its snapshot objects: what a block
+    /// costs besides its pack bytes is in these and in the pack headers.
+    repo_index_bytes: u64,
+    repo_snapshot_bytes: u64,
     /// The same full backup without shared dictionaries, and its repository.
     full_plain: Run,
     repo_plain_bytes: u64,
@@ -467,6 +472,8 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     tb("init", &["init", "--config", &cfg])?;
     let full = tb("full", &backup("full"))?;
     let repo_bytes = dir_bytes(&repo)?;
+    let repo_index_bytes = dir_bytes(&repo.join("index"))?;
+    let repo_snapshot_bytes = dir_bytes(&repo.join("snapshots"))?;
     tb("init-plain", &["init", "--config", &cfg_plain])?;
     let mut args = backup("full");
     args[2] = &cfg_plain;
@@ -554,6 +561,8 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         zstd_table_bytes,
         full,
         repo_bytes,
+        repo_index_bytes,
+        repo_snapshot_bytes,
         full_plain,
         repo_plain_bytes,
         bitmap_first,
@@ -829,11 +838,15 @@ fn table(o: &Opts, fs: &[Figures]) -> String {
             "repository after the full backup",
             &|f| {
                 format!(
-                    "{} B ({:.1} B/row) = **{:.2}×** zstd-3 stream, **{:.2}×** per-table zstd-3",
+                    "{} B ({:.1} B/row) = **{:.2}×** zstd-3 stream, **{:.2}×** per-table zstd-3; \
+                     index {} B ({:.1}%), snapshots {} B",
                     f.repo_bytes,
                     f.repo_bytes as f64 / f.scale.total_rows() as f64,
                     f.repo_bytes as f64 / f.zstd_bytes as f64,
-                    f.repo_bytes as f64 / f.zstd_table_bytes as f64
+                    f.repo_bytes as f64 / f.zstd_table_bytes as f64,
+                    f.repo_index_bytes,
+                    100.0 * f.repo_index_bytes as f64 / f.repo_bytes as f64,
+                    f.repo_snapshot_bytes
                 )
             },
             "≤ 0.6×",
