@@ -19,8 +19,8 @@ pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 /// differs from level 3 mainly in a minimum match of 4 bytes instead of 5, which finds the
 /// repeated 4-byte values of INT and FLOAT columns. On the benchmark's blocks that made the
 /// repository 6% smaller (with a shared dictionary as without), and interleaved full
-/// backups' CPU differed by no more than their spread (docs/performance.md, "Compression
-/// level 4").
+/// backups' CPU differed by no more than their spread; a context takes 0.4–1.3 MiB more
+/// (docs/performance.md, "Compression level 4").
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 4;
 
 /// How blobs and metadata are protected.
