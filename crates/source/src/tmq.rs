@@ -706,8 +706,7 @@ impl TmqFeed {
                 return Err(self.bad(format!("vgroup {vg}: the consumer reports no position")));
             }
             if theirs > ours {
-                self.positions.insert(vg, theirs);
-                batch.positions.insert(key(vg), theirs);
+                self.set_position(batch, vg, theirs);
                 moved = true;
             } else if theirs < ours {
                 c.seek(&topic, vg, ours).await?;
@@ -732,15 +731,35 @@ impl TmqFeed {
         let vgs: Vec<i32> = std::mem::take(after_meta).into_keys().collect();
         for (vg, after) in vgs.iter().copied().zip(c.positions(&topic, &vgs).await?) {
             let before = self.positions.get(&vg).copied().unwrap_or(i64::MIN);
-            if after <= before || after == NO_OFFSET {
-                return Err(self.bad(format!(
-                    "vgroup {vg}: position {after} after a meta message read at {before}"
-                )));
-            }
-            self.positions.insert(vg, after);
-            batch.positions.insert(key(vg), after);
+            self.advance(batch, vg, before, after, "a meta message")?;
         }
         Ok(())
+    }
+
+    /// Records that the position in `vg` moved from `before` to `after` by reading `what`.
+    /// It must move past it: a position that does not is the server's inconsistency (or a
+    /// misreading of its replies), which skipping would hide.
+    fn advance(
+        &mut self,
+        batch: &mut ChangeBatch,
+        vg: i32,
+        before: i64,
+        after: i64,
+        what: &str,
+    ) -> Result<(), FeedError> {
+        if after <= before || after == NO_OFFSET {
+            return Err(self.bad(format!(
+                "vgroup {vg}: position {after} after {what} read at {before}"
+            )));
+        }
+        self.set_position(batch, vg, after);
+        Ok(())
+    }
+
+    /// The feed's position in `vg` is now `pos`, and the batch reports it.
+    fn set_position(&mut self, batch: &mut ChangeBatch, vg: i32, pos: i64) {
+        self.positions.insert(vg, pos);
+        batch.positions.insert(key(vg), pos);
     }
 
     /// Asks the server's `position` in each vgroup whose position came from messages'
@@ -774,8 +793,7 @@ impl TmqFeed {
                 "the server's position differs from the last message's response offset; \
                  the server's is used"
             );
-            self.positions.insert(vg, theirs);
-            batch.positions.insert(key(vg), theirs);
+            self.set_position(batch, vg, theirs);
         }
         Ok(())
     }
@@ -888,13 +906,7 @@ impl TmqFeed {
                     c.position(&topic, vg).await?
                 }
             };
-            if after <= before || after == NO_OFFSET {
-                return Err(self.bad(format!(
-                    "vgroup {vg}: position {after} after a message read at {before}"
-                )));
-            }
-            self.positions.insert(vg, after);
-            batch.positions.insert(key(vg), after);
+            self.advance(&mut batch, vg, before, after, "a message")?;
         }
         self.resolve_after_meta(c, &mut after_meta, &mut batch)
             .await?;
