@@ -28,6 +28,13 @@ pub trait Repository: Send + Sync {
     /// before, the blob is garbage for a later prune and no backup refers to it.
     async fn store_blob(&self, data: &[u8]) -> Result<BlobId, RepositoryError>;
 
+    /// Stores `data`, an object of the snapshot tree (compact JSON, most of it hex blob ids),
+    /// as [`Repository::store_blob`] does (the same id for the same bytes), compressed as
+    /// suits that text.
+    async fn store_tree_object(&self, data: &[u8]) -> Result<BlobId, RepositoryError> {
+        self.store_blob(data).await
+    }
+
     /// Stores `data` as a blob compressed with the shared zstd dictionary blob `dictionary`
     /// (one [`Repository::train_dictionary`] returned, in this handle or a committed
     /// snapshot) and returns its id. The blob stays decodable on its own (it names its

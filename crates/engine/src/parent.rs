@@ -330,7 +330,7 @@ pub(crate) async fn store_object(
     obj: TreeObject,
     what: &str,
 ) -> Result<BlobId, EngineError> {
-    repo.store_blob(&obj.encode())
+    repo.store_tree_object(&obj.encode())
         .await
         .map_err(|e| EngineError::repo(format!("storing the {what}"), e))
 }

@@ -191,24 +191,33 @@ thread_local! {
     /// Reused across blobs: a fresh context per blob cost more than decompressing a tree
     /// object (an incremental reads one per changed shard).
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// One context per level in use: the repository's and [`crate::config::TREE_OBJECT_LEVEL`].
+    static COMPRESSORS: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// zstd-compresses `data` at `level`, reusing a per-thread context.
+/// The most compression contexts a thread keeps (levels in use at once).
+const MAX_COMPRESSORS: usize = 4;
+
+/// zstd-compresses `data` at `level`, reusing a per-thread context for the level.
 pub(crate) fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-            let c = zstd::bulk::Compressor::new(level)
-                .map_err(|source| Error::Compression { source })?;
-            *slot = Some((level, c));
-        }
-        match slot.as_mut() {
-            Some((_, c)) => c
-                .compress(data)
-                .map_err(|source| Error::Compression { source }),
-            None => unreachable!("compressor initialised above"),
-        }
+    COMPRESSORS.with(|cell| {
+        let mut contexts = cell.borrow_mut();
+        let i = match contexts.iter().position(|(l, _)| *l == level) {
+            Some(i) => i,
+            None => {
+                let c = zstd::bulk::Compressor::new(level)
+                    .map_err(|source| Error::Compression { source })?;
+                if contexts.len() >= MAX_COMPRESSORS {
+                    contexts.remove(0);
+                }
+                contexts.push((level, c));
+                contexts.len() - 1
+            }
+        };
+        contexts[i]
+            .1
+            .compress(data)
+            .map_err(|source| Error::Compression { source })
     })
 }
 
@@ -481,6 +490,32 @@ mod tests {
         assert!(decompress_bounded("x", &c, 1000).is_err());
         assert_eq!(decompress_bounded("x", &c, 100_000).unwrap(), data);
         assert!(decompress_bounded("x", b"garbage", 1000).is_err());
+    }
+
+    /// Each level keeps its own context: alternating levels on one thread compresses every
+    /// input as a fresh context at that level would, and the contexts kept stay bounded.
+    #[test]
+    fn compression_contexts_are_kept_per_level() {
+        let text: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| {
+                format!(
+                    "{{\"blob\":\"{:08x}\",\"rows\":{}}}",
+                    i.wrapping_mul(2_654_435_761),
+                    i % 7
+                )
+                .into_bytes()
+            })
+            .collect();
+        for level in [4, 1, 4, 1, 3, 2, 5, 4, 1] {
+            let ours = compress(&text, level).unwrap();
+            assert_eq!(
+                ours,
+                zstd::bulk::compress(&text, level).unwrap(),
+                "level {level}"
+            );
+            assert_eq!(decompress("x", &ours, text.len()).unwrap(), text);
+        }
+        COMPRESSORS.with(|c| assert!(c.borrow().len() <= MAX_COMPRESSORS));
     }
 
     /// `n` blocks alike to each other: rows drawn (by a fixed pseudo-random sequence) from

@@ -407,7 +407,7 @@ impl Writer<'_> {
             self.report.tree_objects_new += 1;
             self.report.tree_bytes += bytes.len() as u64;
             if !self.dry_run {
-                self.session.put_blob(&bytes).await?;
+                self.session.put_tree_object(&bytes).await?;
             }
         }
         Ok(id)

@@ -161,7 +161,14 @@ impl Session {
 
     /// Stores a blob (see [`Repository::store_blob`]).
     pub async fn put_blob(&self, data: &[u8]) -> Result<BlobId> {
-        self.put(data, None).await
+        self.put(data, None, self.repo.inner.config.compression_level)
+            .await
+    }
+
+    /// Stores an object of the snapshot tree (see [`Repository::store_tree_object`]): at
+    /// [`crate::config::TREE_OBJECT_LEVEL`].
+    pub async fn put_tree_object(&self, data: &[u8]) -> Result<BlobId> {
+        self.put(data, None, crate::config::TREE_OBJECT_LEVEL).await
     }
 
     /// Stores a blob compressed with dictionary blob `dictionary` (see
@@ -174,7 +181,12 @@ impl Session {
     ) -> Result<BlobId> {
         // From this handle's cache (trained or read earlier), else read once.
         let bytes = self.repo.dictionary(dictionary).await?;
-        self.put(data, Some((dictionary, &bytes))).await
+        self.put(
+            data,
+            Some((dictionary, &bytes)),
+            self.repo.inner.config.compression_level,
+        )
+        .await
     }
 
     /// Trains a dictionary from `samples` (at most [`crate::dict::DICTIONARY_SIZE`] bytes),
@@ -194,12 +206,17 @@ impl Session {
         let Some(bytes) = trained else {
             return Ok(None);
         };
-        let id = self.put(&bytes, None).await?;
+        let id = self.put(&bytes, None, level).await?;
         self.repo.remember_dictionary(id, bytes);
         Ok(Some(id))
     }
 
-    async fn put(&self, data: &[u8], dictionary: Option<(&BlobId, &[u8])>) -> Result<BlobId> {
+    async fn put(
+        &self,
+        data: &[u8],
+        dictionary: Option<(&BlobId, &[u8])>,
+        level: i32,
+    ) -> Result<BlobId> {
         if data.len() > MAX_BLOB_SIZE {
             return Err(Error::BlobTooLarge {
                 size: data.len(),
@@ -218,7 +235,6 @@ impl Session {
         if self.known(&id, &*self.state()?) {
             return Ok(id);
         }
-        let level = inner.config.compression_level;
         let compressed = match dictionary {
             None => crypto::compress(data, level)?,
             Some((d, bytes)) => crypto::compress_with_dictionary(data, level, d, bytes)?,
@@ -456,6 +472,10 @@ impl Repository for Session {
         dictionary: &BlobId,
     ) -> Result<BlobId, RepositoryError> {
         Ok(self.put_blob_with_dictionary(data, dictionary).await?)
+    }
+
+    async fn store_tree_object(&self, data: &[u8]) -> Result<BlobId, RepositoryError> {
+        Ok(self.put_tree_object(data).await?)
     }
 
     async fn train_dictionary(&self, samples: &[&[u8]]) -> Result<Option<BlobId>, RepositoryError> {

@@ -191,3 +191,14 @@ pub fn remote(
     options.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Backend::from_url_with_options(&server.url(prefix), options).unwrap()
 }
+
+/// Asserts that `repo` verifies with every data blob read.
+pub async fn assert_verifies_whole(repo: &Repo) {
+    let report = repo
+        .verify(taosbackup_sink::VerifyOptions {
+            read_data_percent: Some(100),
+        })
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}

@@ -5,7 +5,7 @@
 use taosbackup_core::{
     BackupSnapshot, BlobId, CatalogRoot, DatabaseDef, Precision, SNAPSHOT_VERSION, TreeObject,
 };
-use taosbackup_sink::{Backend, Forget, Repo, Session, VerifyOptions};
+use taosbackup_sink::{Backend, Forget, Repo, Session};
 
 use crate::common::*;
 
@@ -103,12 +103,6 @@ async fn dictionary_blobs_read_alone_verify_and_keep_their_dictionary_through_pr
         assert!(fresh.has_blob(&dict), "the catalog keeps the dictionary");
         assert!(!fresh.has_blob(&plain), "no snapshot names the plain copy");
         assert_eq!(fresh.read_blob(&with).await.unwrap(), data);
-        let report = fresh
-            .verify(VerifyOptions {
-                read_data_percent: Some(100),
-            })
-            .await
-            .unwrap();
-        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_verifies_whole(&fresh).await;
     }
 }

@@ -9,6 +9,7 @@ mod fuzzing;
 mod gc;
 mod immutable;
 mod integrity;
+mod levels;
 mod locks;
 mod migrate;
 mod storage_faults;
