@@ -198,26 +198,37 @@ thread_local! {
 /// The most compression contexts a thread keeps (levels in use at once).
 const MAX_COMPRESSORS: usize = 4;
 
+/// The context for `key` in a thread's small cache `contexts`, made by `make` when it has
+/// none; past `max` contexts the oldest is dropped.
+fn cached_context<K: PartialEq, C>(
+    contexts: &mut Vec<(K, C)>,
+    key: K,
+    max: usize,
+    make: impl FnOnce() -> Result<C>,
+) -> Result<&mut C> {
+    let i = match contexts.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            let c = make()?;
+            if contexts.len() >= max {
+                contexts.remove(0);
+            }
+            contexts.push((key, c));
+            contexts.len() - 1
+        }
+    };
+    Ok(&mut contexts[i].1)
+}
+
 /// zstd-compresses `data` at `level`, reusing a per-thread context for the level.
 pub(crate) fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
     COMPRESSORS.with(|cell| {
         let mut contexts = cell.borrow_mut();
-        let i = match contexts.iter().position(|(l, _)| *l == level) {
-            Some(i) => i,
-            None => {
-                let c = zstd::bulk::Compressor::new(level)
-                    .map_err(|source| Error::Compression { source })?;
-                if contexts.len() >= MAX_COMPRESSORS {
-                    contexts.remove(0);
-                }
-                contexts.push((level, c));
-                contexts.len() - 1
-            }
-        };
-        contexts[i]
-            .1
-            .compress(data)
-            .map_err(|source| Error::Compression { source })
+        cached_context(&mut contexts, level, MAX_COMPRESSORS, || {
+            zstd::bulk::Compressor::new(level).map_err(|source| Error::Compression { source })
+        })?
+        .compress(data)
+        .map_err(|source| Error::Compression { source })
     })
 }
 
@@ -254,7 +265,7 @@ pub(crate) fn dictionary_of(compressed: &[u8]) -> Option<(BlobId, &[u8])> {
 const DICT_CONTEXTS: usize = 8;
 
 thread_local! {
-    static DICT_COMPRESSORS: RefCell<Vec<(BlobId, i32, zstd::bulk::Compressor<'static>)>> =
+    static DICT_COMPRESSORS: RefCell<Vec<((BlobId, i32), zstd::bulk::Compressor<'static>)>> =
         const { RefCell::new(Vec::new()) };
     static DICT_DECOMPRESSORS: RefCell<Vec<(BlobId, zstd::bulk::Decompressor<'static>)>> =
         const { RefCell::new(Vec::new()) };
@@ -271,29 +282,21 @@ pub(crate) fn compress_with_dictionary(
 ) -> Result<Vec<u8>> {
     DICT_COMPRESSORS.with(|cell| {
         let mut ctxs = cell.borrow_mut();
-        let pos = match ctxs.iter().position(|(d, l, _)| d == id && *l == level) {
-            Some(p) => p,
-            None => {
-                let mut c = zstd::bulk::Compressor::with_dictionary(level, bytes)
-                    .map_err(|source| Error::Compression { source })?;
-                // A block (~30 KB) is above the size up to which zstd attaches a dictionary's
-                // tables by reference; by default it copies them (~768 KiB at level 3) into
-                // the context for every frame, which cost more than compressing the block.
-                // Attaching compresses 10,000 meters-like 24 KB blocks in 0.64 s instead of
-                // 0.89 s (plain zstd-3: 0.47 s), within 0.01% of the same size.
-                c.set_parameter(zstd::zstd_safe::CParameter::ForceAttachDict(
-                    zstd::zstd_safe::DictAttachPref::ForceAttach,
-                ))
+        let c = cached_context(&mut ctxs, (*id, level), DICT_CONTEXTS, || {
+            let mut c = zstd::bulk::Compressor::with_dictionary(level, bytes)
                 .map_err(|source| Error::Compression { source })?;
-                if ctxs.len() >= DICT_CONTEXTS {
-                    ctxs.remove(0);
-                }
-                ctxs.push((*id, level, c));
-                ctxs.len() - 1
-            }
-        };
-        let frame = ctxs[pos]
-            .2
+            // A block (~30 KB) is above the size up to which zstd attaches a dictionary's
+            // tables by reference; by default it copies them (~768 KiB at level 3) into the
+            // context for every frame, which cost more than compressing the block.
+            // Attaching compresses 10,000 meters-like 24 KB blocks in 0.64 s instead of
+            // 0.89 s (plain zstd-3: 0.47 s), within 0.01% of the same size.
+            c.set_parameter(zstd::zstd_safe::CParameter::ForceAttachDict(
+                zstd::zstd_safe::DictAttachPref::ForceAttach,
+            ))
+            .map_err(|source| Error::Compression { source })?;
+            Ok(c)
+        })?;
+        let frame = c
             .compress(data)
             .map_err(|source| Error::Compression { source })?;
         let mut out = Vec::with_capacity(DICT_FRAME_LEN + frame.len());
@@ -320,22 +323,12 @@ pub(crate) fn decompress_with_dictionary(
     }
     let out = DICT_DECOMPRESSORS.with(|cell| {
         let mut ctxs = cell.borrow_mut();
-        let pos = match ctxs.iter().position(|(d, _)| d == id) {
-            Some(p) => p,
-            None => {
-                let d = zstd::bulk::Decompressor::with_dictionary(bytes)
-                    .map_err(|e| Error::corrupt(path, format!("dictionary {id}: {e}")))?;
-                if ctxs.len() >= DICT_CONTEXTS {
-                    ctxs.remove(0);
-                }
-                ctxs.push((*id, d));
-                ctxs.len() - 1
-            }
-        };
-        ctxs[pos]
-            .1
-            .decompress(payload, raw_len)
-            .map_err(|e| Error::corrupt(path, format!("zstd with dictionary {id}: {e}")))
+        cached_context(&mut ctxs, *id, DICT_CONTEXTS, || {
+            zstd::bulk::Decompressor::with_dictionary(bytes)
+                .map_err(|e| Error::corrupt(path, format!("dictionary {id}: {e}")))
+        })?
+        .decompress(payload, raw_len)
+        .map_err(|e| Error::corrupt(path, format!("zstd with dictionary {id}: {e}")))
     })?;
     if out.len() != raw_len {
         return Err(Error::corrupt(
