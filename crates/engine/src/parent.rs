@@ -89,17 +89,6 @@ impl Layout {
             chunk_of,
         }
     }
-
-    /// The catalog tables of chunk `c`, in shard order.
-    pub(crate) fn tables<'a>(
-        &'a self,
-        catalog: &'a CatalogSnapshot,
-        c: usize,
-    ) -> impl Iterator<Item = &'a TableDef> + 'a {
-        self.order[self.chunks[c].range.clone()]
-            .iter()
-            .map(move |&i| &catalog.tables[i])
-    }
 }
 
 /// The parent snapshot with the shards read so far.

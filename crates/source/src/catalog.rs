@@ -26,6 +26,20 @@ pub(crate) fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// [`text`] of a cell taken out of its row (left `Null`): valid UTF-8 is moved, not copied.
+/// The catalog's answers hold a name or two for every table, 10,000 and more.
+fn take_text(row: &mut [Value], col: usize) -> Option<String> {
+    let v = std::mem::replace(row.get_mut(col)?, Value::Null);
+    match v {
+        Value::VarChar(b) | Value::VarBinary(b) => Some(
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+        Value::NChar(s) | Value::Json(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// An integer value of any integer type.
 pub(crate) fn int(v: &Value) -> Option<i64> {
     Some(match v {
@@ -211,16 +225,12 @@ async fn read_stable(
                 &sql::child_tags(db, &name, &list),
             )
             .await?;
-        for row in rows.rows {
-            let mut it = row.into_iter();
-            let tb = it
-                .next()
-                .as_ref()
-                .and_then(text)
+        for mut row in rows.rows {
+            let tb = take_text(&mut row, 0)
                 .ok_or_else(|| unexpected("child tag values", db, "tbname missing"))?;
             let values: Vec<TagValue> = tags
                 .iter()
-                .zip(it)
+                .zip(row.into_iter().skip(1))
                 .map(|(t, value)| TagValue {
                     name: t.name.clone(),
                     value,
@@ -380,11 +390,11 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
         tables.col("type", what)?,
     );
     let mut out = Vec::with_capacity(tables.rows.len());
-    for r in 0..tables.rows.len() {
-        let name = text(cell(&tables, r, tn)).unwrap_or_default();
-        let kind = text(cell(&tables, r, ty)).unwrap_or_default();
-        let comment = text(cell(&tables, r, cm)).filter(|c| !c.is_empty());
-        let ttl = int(cell(&tables, r, ttl)).filter(|t| *t > 0);
+    for mut row in tables.rows {
+        let name = take_text(&mut row, tn).unwrap_or_default();
+        let kind = take_text(&mut row, ty).unwrap_or_default();
+        let comment = take_text(&mut row, cm).filter(|c| !c.is_empty());
+        let ttl = row.get(ttl).and_then(int).filter(|t| *t > 0);
         if kind.eq_ignore_ascii_case("CHILD_TABLE") {
             let Some(tags) = tags_of.remove(&name) else {
                 // Dropped between the two statements: it no longer exists.
@@ -393,7 +403,7 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
             out.push(TableDef {
                 name,
                 kind: TableKind::Child,
-                super_table: text(cell(&tables, r, sn)),
+                super_table: take_text(&mut row, sn),
                 tags,
                 comment,
                 ttl,
@@ -598,6 +608,25 @@ async fn mark_composite_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn taken_text_is_what_text_reads_and_leaves_null() {
+        let cases = [
+            Value::VarChar(b"meters".to_vec()),
+            Value::VarChar(vec![b'a', 0xff, b'b']),
+            Value::VarBinary(b"\x01".to_vec()),
+            Value::NChar("名".into()),
+            Value::Json("{}".into()),
+            Value::Int(7),
+            Value::Null,
+        ];
+        for v in cases {
+            let mut row = vec![Value::Int(1), v.clone()];
+            assert_eq!(take_text(&mut row, 1), text(&v), "{v:?}");
+            assert_eq!(row, vec![Value::Int(1), Value::Null]);
+        }
+        assert_eq!(take_text(&mut [], 0), None);
+    }
 
     #[test]
     fn virtual_super_tables_by_their_ddl() {

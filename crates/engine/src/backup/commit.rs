@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use taosbackup_core::{
     BackupId, BackupKind, BackupSnapshot, BackupStats, BlobId, BlockRef, CatalogRoot,
     FeedPositions, PlannedNode, Repository, SNAPSHOT_VERSION, Shard, ShardTable, SuperTablePart,
-    SuperTableRef, Tree, TreeObject, TreeRoot,
+    SuperTableRef, TableDef, Tree, TreeObject, TreeRoot,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -107,17 +107,24 @@ pub(crate) async fn commit(
     phase("commit: parent shards read", t0, 0);
     let mut entries = Vec::with_capacity(d.layout.chunks.len());
     let mut objects_written = 0u64;
-    for (c, chunk) in d.layout.chunks.iter().enumerate() {
-        let changed = d
-            .layout
-            .tables(&d.catalog, c)
+    // The definitions move into the rebuilt shards (each table is in exactly one chunk):
+    // no copy of the tables' tags and columns, and none left to free at the end.
+    let mut defs: Vec<Option<TableDef>> = std::mem::take(&mut d.catalog.tables)
+        .into_iter()
+        .map(Some)
+        .collect();
+    for chunk in &d.layout.chunks {
+        let order = &d.layout.order[chunk.range.clone()];
+        let changed = order
+            .iter()
+            .filter_map(|&i| defs[i].as_ref())
             .any(|t| updates.contains_key(&t.name));
         if let (Some(p), Some(i), false) = (&d.parent, chunk.matched, changed) {
             entries.push(p.tree.shards[i].clone());
             continue;
         }
-        let mut tables = Vec::new();
-        for def in d.layout.tables(&d.catalog, c) {
+        let mut tables = Vec::with_capacity(order.len());
+        for def in order.iter().filter_map(|&i| defs[i].take()) {
             let base = || -> BTreeMap<i64, BlockRef> {
                 d.parent
                     .as_ref()
@@ -143,10 +150,16 @@ pub(crate) async fn commit(
                     blocks
                 }
             };
-            tables.push(ShardTable {
-                def: def.clone(),
-                blocks,
-            });
+            tables.push(ShardTable { def, blocks });
+        }
+        if tables.len() != order.len() {
+            // A table in two chunks: the layout is a partition of the catalog, so this is a
+            // bug, and going on would leave the table out of one of its shards.
+            return Err(EngineError::Internal(format!(
+                "a shard of {} tables got {} definitions",
+                order.len(),
+                tables.len()
+            )));
         }
         let shard = Shard {
             version: SNAPSHOT_VERSION,

@@ -1,6 +1,6 @@
 //! Step 2 of a backup: export the decided tables in parallel, one blob per (table, bucket).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use futures::StreamExt;
@@ -101,10 +101,14 @@ impl DictPlan {
     /// With `enabled` false nothing is sampled or trained and every new block is plain;
     /// an incremental still lists its parent's dictionaries (its kept blocks need them).
     fn new(d: &Decision, from: Option<&CatalogRoot>, enabled: bool) -> DictPlan {
+        // Only the tables this backup exports are ever looked up: an incremental of 100
+        // tables on a catalog of 10,000 copies 100 names, not 10,000 (and frees as few).
+        let exported: HashSet<&str> = d.tasks.iter().map(|t| t.table.as_str()).collect();
         let stable_of: HashMap<String, String> = d
             .catalog
             .tables
             .iter()
+            .filter(|t| exported.contains(t.name.as_str()))
             .filter_map(|t| Some((t.name.clone(), t.super_table.clone()?)))
             .collect();
         let mut tasks_left: HashMap<String, usize> = HashMap::new();
