@@ -210,6 +210,15 @@ impl ParentView {
         self.loaded.get(i).map(|s| &s.tables[*pos].blocks)
     }
 
+    /// Moves the blocks of `name` out of its loaded shard (leaving none): for the commit,
+    /// which rebuilds each table's entry once and reads the parent's blocks no more.
+    pub(crate) fn take_blocks(&mut self, name: &str) -> Option<BTreeMap<i64, BlockRef>> {
+        let (i, pos) = self.tables.get(name)?;
+        self.loaded
+            .get_mut(i)
+            .map(|s| std::mem::take(&mut s.tables[*pos].blocks))
+    }
+
     /// Tables of the loaded shards that `catalog` no longer lists (dropped since the parent).
     pub(crate) fn dropped(&self, layout: &Layout) -> Vec<String> {
         let mut out: Vec<String> = self

@@ -22,7 +22,6 @@ use super::export::{Dictionaries, Exported};
 use super::{BackupReport, BackupRequest, Decision, phase};
 use crate::EngineError;
 use crate::parent::store_object;
-use crate::strategy::prev;
 use crate::tracker::{BlockKey, Snapshot};
 
 /// A committed backup and what the tracker needs to know about it.
@@ -125,11 +124,12 @@ pub(crate) async fn commit(
         }
         let mut tables = Vec::with_capacity(order.len());
         for def in order.iter().filter_map(|&i| defs[i].take()) {
-            let base = || -> BTreeMap<i64, BlockRef> {
+            // Each table's parent blocks are read here once (a table is in one chunk), so
+            // they move into the new entry rather than being copied.
+            let mut base = || -> BTreeMap<i64, BlockRef> {
                 d.parent
-                    .as_ref()
-                    .and_then(|p| prev(&d.layout, p, &def.name).flatten())
-                    .cloned()
+                    .as_mut()
+                    .and_then(|p| p.take_blocks(&def.name))
                     .unwrap_or_default()
             };
             let blocks = match updates.get(&def.name) {
