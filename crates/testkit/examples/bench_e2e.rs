@@ -204,9 +204,18 @@ fn parse() -> Result<Opts> {
             })
             .collect::<Result<_>>()?,
     };
-    if let Some(dir) = &perf {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    // Absolute: each `taosbackup` runs (under perf) in its own temporary directory, where a
+    // relative `-o` would put the recording, to be deleted with it.
+    let perf = match perf {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Some(
+                dir.canonicalize()
+                    .with_context(|| format!("resolving {}", dir.display()))?,
+            )
+        }
+        None => None,
+    };
     Ok(Opts {
         bin,
         scales,
