@@ -190,7 +190,16 @@ pub fn select(cat: &Catalog, env: &Env<'_>, s: &Select<'_>) -> Result<ResultSet,
             tbname: &from.name,
         }];
         let ctx = Ctx::new(Precision::Millisecond, env.now_ns);
-        return run(&scope, &segs, false, false, s, &ctx, Precision::Millisecond);
+        return run(
+            &scope,
+            &segs,
+            false,
+            false,
+            None,
+            s,
+            &ctx,
+            Precision::Millisecond,
+        );
     }
     let dbn = env.db_of(from)?;
     let db = cat.db(dbn)?;
@@ -212,7 +221,7 @@ pub fn select(cat: &Catalog, env: &Env<'_>, s: &Select<'_>) -> Result<ResultSet,
             tags: tags_v,
             tbname: &t.name,
         }];
-        return run(&scope, &segs, true, false, s, &ctx, db.opts.precision);
+        return run(&scope, &segs, true, false, None, s, &ctx, db.opts.precision);
     }
     if let Some(st) = db.stables.get(&from.name) {
         let scope = Scope::new(st.columns.clone(), st.tags.clone());
@@ -235,7 +244,8 @@ pub fn select(cat: &Catalog, env: &Env<'_>, s: &Select<'_>) -> Result<ResultSet,
                 _ => None,
             })
             .collect();
-        return run(&scope, &segs, true, true, s, &ctx, db.opts.precision);
+        let width = fileset_width(db.opts.duration, db.opts.precision);
+        return run(&scope, &segs, true, true, width, s, &ctx, db.opts.precision);
     }
     Err(table_not_exist(&from.name))
 }
@@ -401,12 +411,16 @@ fn output_of(e: &Expr<'_>, scope: &Scope, ctx: &Ctx) -> Result<(Out, Ty, u32), E
     }
 }
 
+/// Runs `s` over `segs` (one per table). `fileset` is the width of the database's file set
+/// windows in timestamp units, for a super-table scan: a plain projection over several tables
+/// then returns its rows window by window as TDengine's reader does (`fileset_runs`).
 #[allow(clippy::too_many_arguments)]
 fn run(
     scope: &Scope,
     segs: &[Seg<'_>],
     ts_sorted: bool,
     is_stable: bool,
+    fileset: Option<i64>,
     s: &Select<'_>,
     ctx: &Ctx,
     precision: Precision,
@@ -550,6 +564,41 @@ fn run(
             && ts_sorted
             && matches!(outs[order[0].0], Out::Ref(Ref::Col(0)));
         let needs_sort = !order.is_empty() && !single_ts_order;
+        // A plain projection over several children comes out in the reader's order: file set
+        // window by window, the children in turn within each (`fileset_runs`). ORDER BY,
+        // DISTINCT, `SELECT TAGS` and PARTITION BY keep the children one after another.
+        let interleave = fileset.filter(|_| {
+            segs.len() > 1 && order.is_empty() && partition.is_empty() && !s.distinct && !s.tags
+        });
+        if let Some(width) = interleave {
+            let mut runs = fileset_runs(segs, &sels, width);
+            // OFFSET/LIMIT apply to the output, so after the reordering.
+            let mut skip = s.offset.unwrap_or(0) as usize;
+            let mut take = s.limit.map_or(usize::MAX, |l| l as usize);
+            for run in &mut runs {
+                if take == 0 {
+                    break;
+                }
+                let n = run.sel.len();
+                let sk = skip.min(n);
+                let tk = take.min(n - sk);
+                if sk > 0 || tk < n {
+                    run.sel = run.sel.window(sk, tk);
+                }
+                skip -= sk;
+                take -= tk;
+                if run.sel.len() > 0 {
+                    emit(&outs, &segs[run.seg], &run.sel, &mut columns, false)?;
+                }
+            }
+            columns.truncate(visible);
+            fields.truncate(visible);
+            return Ok(ResultSet {
+                fields,
+                precision,
+                columns,
+            });
+        }
         if single_ts_order && order[0].1 {
             for sel in &mut sels {
                 let mut v = sel.indices();
@@ -633,6 +682,88 @@ fn run(
         precision,
         columns,
     })
+}
+
+/// The width of a database's file set window (its DURATION, kept in minutes) in timestamp
+/// units of `precision`, as `tsdbKeyFid` counts it (`tsTickPerMin[precision] * days`,
+/// source/dnode/vnode/src/tsdb/tsdbUtil.c); `None` when it does not fit in an `i64`.
+fn fileset_width(duration_min: i64, precision: Precision) -> Option<i64> {
+    let per_min: i64 = match precision {
+        Precision::Millisecond => 60_000,
+        Precision::Microsecond => 60_000_000,
+        Precision::Nanosecond => 60_000_000_000,
+    };
+    duration_min.checked_mul(per_min).filter(|w| *w > 0)
+}
+
+/// One segment's selected rows within one file set window.
+struct Run {
+    seg: usize,
+    fid: i64,
+    sel: Sel,
+}
+
+/// Orders the selected rows of `segs` as TDengine's storage reader returns a super-table
+/// scan: file set by file set (windows of `width` timestamp units, `fid = floor(ts / width)`,
+/// ascending), and within a file set each table's rows of that window, ascending, tables in
+/// list order. So a table's rows come in ascending timestamps but in one run per window, with
+/// the other tables' runs between them.
+///
+/// Read in TDengine's source (source/dnode/vnode/src/tsdb/): `doTsdbNextDataBlock2`
+/// (tsdbRead2.c) reads every file set (`buildBlockFromFiles`, moving on with
+/// `filesetIteratorNext`, which walks the file sets in `fid` order and bounds each with
+/// `tsdbFidKeyRange`) before the memtable (`buildBlockFromBufferSequentially`, table by
+/// table); within a file set `initBlockIterator` (tsdbReadUtil.c) lists the data blocks of
+/// all the scan's tables ordered by their offset in the data file, where a commit writes
+/// the tables one after another; `tsdbKeyFid` (tsdbUtil.c) gives `fid`. The Project operator
+/// appends the blocks in that order (`doProjectOperation` → `blockDataMerge`,
+/// source/libs/executor/src/projectoperator.c). The emulator has no memtable, stt files or
+/// block boundaries, so all rows count as committed, one run per table and window.
+///
+/// Each selection must list rows in ascending timestamps (as `select_rows` does on a sorted
+/// segment); runs are found with binary searches, so the cost is per window, not per row
+/// (an `Idx` selection's indices are copied into its runs).
+fn fileset_runs(segs: &[Seg<'_>], sels: &[Sel], width: i64) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for (si, (seg, sel)) in segs.iter().zip(sels).enumerate() {
+        let n = sel.len();
+        if n == 0 {
+            continue;
+        }
+        let Some(ts) = seg.cols.first().and_then(ColumnData::timestamps) else {
+            runs.push(Run {
+                seg: si,
+                fid: 0,
+                sel: sel.clone(),
+            });
+            continue;
+        };
+        // The k-th selected row's timestamp.
+        let row = |k: usize| match sel {
+            Sel::Range(a, _) => a + k,
+            Sel::Idx(v) => v[k],
+        };
+        let key = |k: usize| ts.get(row(k)).unwrap_or(i64::MIN);
+        let mut k = 0;
+        while k < n {
+            let fid = key(k).div_euclid(width);
+            let end = (i128::from(fid) + 1) * i128::from(width);
+            let next = k + partition_point(n - k, |j| i128::from(key(k + j)) < end);
+            let part = match sel {
+                Sel::Range(a, _) => Sel::Range(a + k, a + next),
+                Sel::Idx(v) => Sel::Idx(v[k..next].to_vec()),
+            };
+            runs.push(Run {
+                seg: si,
+                fid,
+                sel: part,
+            });
+            k = next;
+        }
+    }
+    // Stable: within a window the tables keep their order.
+    runs.sort_by_key(|r| (r.fid, r.seg));
+    runs
 }
 
 fn pred_const(p: &B, seg: &Seg<'_>) -> bool {

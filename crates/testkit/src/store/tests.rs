@@ -327,6 +327,235 @@ fn tbname_in_scans_only_the_named_children_with_the_same_rows() {
     );
 }
 
+/// `(tbname, ts)` of each row of a result whose first two columns are `tbname, ts`.
+fn tbname_ts(r: &ResultSet) -> Vec<(String, i64)> {
+    (0..r.rows())
+        .map(|i| match (r.columns[0].get(i), r.columns[1].get(i)) {
+            (Value::VarChar(n), Value::Timestamp(t)) => (String::from_utf8(n).unwrap(), t),
+            other => panic!("row {i}: {other:?}"),
+        })
+        .collect()
+}
+
+/// A plain projection over several children of a super table comes out as TDengine's reader
+/// returns it: file set window (DURATION) by window, and within a window each child's rows of
+/// that window, children in turn; each child's rows stay ascending. ORDER BY, aggregates and
+/// PARTITION BY are unchanged.
+#[test]
+fn super_table_scan_interleaves_children_by_file_set_window() {
+    const H: i64 = 3_600_000;
+    const DAY: i64 = 24 * H;
+    // A day boundary (ms) within KEEP of NOW.
+    const D0: i64 = 1_698_969_600_000;
+    assert_eq!(D0 % DAY, 0);
+    let (s, mut se) = store();
+    run(&s, &mut se, "create database d keep 365000 duration 1d");
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create stable st (ts timestamp, v int) tags (g int)",
+    );
+    let data: [(&str, &[i64]); 3] = [
+        (
+            "a",
+            &[D0 + H, D0 + 2 * H, D0 + DAY + H, D0 + 2 * DAY + 5 * H],
+        ),
+        ("b", &[D0 + 3 * H, D0 + DAY, D0 + DAY + 2 * H]),
+        ("c", &[D0 + 2 * DAY + H, D0 + 3 * DAY]),
+    ];
+    for (g, (t, tss)) in data.iter().enumerate() {
+        let values: String = tss.iter().map(|ts| format!(" ({ts}, {g})")).collect();
+        run(
+            &s,
+            &mut se,
+            &format!("insert into {t} using st tags ({g}) values{values}"),
+        );
+    }
+    let row = |t: &str, ts: i64| (t.to_string(), ts);
+    let interleaved = vec![
+        row("a", D0 + H),
+        row("a", D0 + 2 * H),
+        row("b", D0 + 3 * H),
+        row("a", D0 + DAY + H),
+        row("b", D0 + DAY),
+        row("b", D0 + DAY + 2 * H),
+        row("a", D0 + 2 * DAY + 5 * H),
+        row("c", D0 + 2 * DAY + H),
+        row("c", D0 + 3 * DAY),
+    ];
+    for q in [
+        "select tbname, ts, v from st where tbname in ('c', 'b', 'a')",
+        "select tbname, ts, v from st",
+        "select tbname, ts from st where tbname in ('a', 'b', 'c') and ts >= 0",
+        // A filter on a data column selects rows one by one (`Sel::Idx`).
+        "select tbname, ts from st where tbname in ('a', 'b', 'c') and v >= 0",
+        "select tbname, ts, ts + 1 from st where tbname = 'a' or tbname = 'b' or tbname = 'c'",
+    ] {
+        assert_eq!(tbname_ts(&rows(&s, &mut se, q)), interleaved, "{q}");
+    }
+    // `ts, v, TBNAME` as a reader of several tables asks for them.
+    let r = rows(
+        &s,
+        &mut se,
+        "select ts, v, tbname from st where tbname in ('a', 'b', 'c')",
+    );
+    let got: Vec<(String, i64)> = (0..r.rows())
+        .map(|i| match (r.columns[2].get(i), r.columns[0].get(i)) {
+            (Value::VarChar(n), Value::Timestamp(t)) => (String::from_utf8(n).unwrap(), t),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(got, interleaved);
+    assert_eq!(
+        col(&r, 1),
+        [0, 0, 1, 0, 1, 1, 0, 2, 2].map(Value::Int).to_vec()
+    );
+    // Rows in a window of one child only, a window skipped, a later child alone.
+    let q = "select tbname, ts from st where tbname in ('c', 'a') and ts >= ";
+    assert_eq!(
+        tbname_ts(&rows(&s, &mut se, &format!("{q}{}", D0 + DAY + H))),
+        [
+            row("a", D0 + DAY + H),
+            row("a", D0 + 2 * DAY + 5 * H),
+            row("c", D0 + 2 * DAY + H),
+            row("c", D0 + 3 * DAY),
+        ]
+    );
+    // LIMIT/OFFSET cut the reordered output.
+    assert_eq!(
+        tbname_ts(&rows(
+            &s,
+            &mut se,
+            "select tbname, ts from st where tbname in ('a', 'b', 'c') limit 4 offset 2"
+        )),
+        interleaved[2..6]
+    );
+    assert_eq!(
+        tbname_ts(&rows(
+            &s,
+            &mut se,
+            "select tbname, ts from st where tbname in ('a', 'b', 'c') limit 100 offset 8"
+        )),
+        interleaved[8..]
+    );
+    // ORDER BY sorts as before.
+    let mut by_ts = interleaved.clone();
+    by_ts.sort_by_key(|(_, ts)| *ts);
+    assert_eq!(
+        tbname_ts(&rows(
+            &s,
+            &mut se,
+            "select tbname, ts from st where tbname in ('a', 'b', 'c') order by ts"
+        )),
+        by_ts
+    );
+    // PARTITION BY keeps each child's rows together, children in order.
+    let mut by_table = interleaved.clone();
+    by_table.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.cmp(&y.1)));
+    assert_eq!(
+        tbname_ts(&rows(
+            &s,
+            &mut se,
+            "select tbname, ts from st where tbname in ('a', 'b', 'c') partition by tbname"
+        )),
+        by_table
+    );
+    // Aggregates are unchanged.
+    let r = rows(
+        &s,
+        &mut se,
+        "select tbname, count(*), first(ts), last(ts) from st where tbname in ('a', 'b', 'c') \
+         partition by tbname",
+    );
+    assert_eq!(col(&r, 0), [vc("a"), vc("b"), vc("c")]);
+    assert_eq!(col(&r, 1), [4, 3, 2].map(Value::BigInt).to_vec());
+    assert_eq!(
+        col(&r, 2),
+        [D0 + H, D0 + 3 * H, D0 + 2 * DAY + H]
+            .map(Value::Timestamp)
+            .to_vec()
+    );
+    assert_eq!(
+        col(&r, 3),
+        [D0 + 2 * DAY + 5 * H, D0 + DAY + 2 * H, D0 + 3 * DAY]
+            .map(Value::Timestamp)
+            .to_vec()
+    );
+    let r = rows(
+        &s,
+        &mut se,
+        "select count(*), min(ts), max(ts) from st where tbname in ('a', 'b', 'c')",
+    );
+    assert_eq!(r.columns[0].get(0), Value::BigInt(9));
+    assert_eq!(r.columns[1].get(0), Value::Timestamp(D0 + H));
+    assert_eq!(r.columns[2].get(0), Value::Timestamp(D0 + 3 * DAY));
+    // One child alone is one table's scan: ascending.
+    assert_eq!(
+        tbname_ts(&rows(
+            &s,
+            &mut se,
+            "select tbname, ts from st where tbname = 'a'"
+        )),
+        interleaved
+            .iter()
+            .filter(|(t, _)| t == "a")
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+}
+
+/// The file set window is DURATION in the database's precision: 12 hours of microseconds.
+#[test]
+fn file_set_windows_follow_the_database_precision() {
+    const H: i64 = 3_600_000_000;
+    // A day boundary (us) within KEEP of NOW.
+    const D0: i64 = 1_698_969_600_000_000;
+    let (s, mut se) = store();
+    run(
+        &s,
+        &mut se,
+        "create database d precision 'us' keep 365000 duration 12h",
+    );
+    run(&s, &mut se, "use d");
+    run(
+        &s,
+        &mut se,
+        "create stable st (ts timestamp, v int) tags (g int)",
+    );
+    run(
+        &s,
+        &mut se,
+        &format!(
+            "insert into a using st tags (1) values ({}, 1) ({}, 1) ({}, 1)",
+            D0 + H,
+            D0 + 3 * H,
+            D0 + 14 * H
+        ),
+    );
+    run(
+        &s,
+        &mut se,
+        &format!(
+            "insert into b using st tags (2) values ({}, 2) ({}, 2)",
+            D0 + 2 * H,
+            D0 + 13 * H
+        ),
+    );
+    // Too narrow a window would give timestamp order, too wide one child after the other.
+    let row = |t: &str, ts: i64| (t.to_string(), ts);
+    assert_eq!(
+        tbname_ts(&rows(&s, &mut se, "select tbname, ts from st")),
+        [
+            row("a", D0 + H),
+            row("a", D0 + 3 * H),
+            row("b", D0 + 2 * H),
+            row("a", D0 + 14 * H),
+            row("b", D0 + 13 * H),
+        ]
+    );
+}
+
 #[test]
 fn every_type_with_nulls_round_trips() {
     let (s, mut se) = store();
