@@ -1697,9 +1697,13 @@ fn full_backup_progress_has_an_estimated_total() {
     let dir = TempDir::new().unwrap();
     let repo = repo_path(&dir);
     // Slow enough that the estimate (three queries) lands before the export (31 tables,
-    // one at a time) ends.
+    // one at a time: `tables_per_query = 1`; 30 children in one query would end first)
+    // ends.
     let proxy = slow_proxy(emu.addr(), Duration::from_millis(5));
+    let config = dir.path().join("one-per-query.toml");
+    std::fs::write(&config, "[backup]\ntables_per_query = 1\n").unwrap();
     let out = tb(dir.path())
+        .args(["--config", config.to_str().unwrap()])
         .args([
             "backup",
             "--engine",

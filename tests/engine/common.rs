@@ -189,6 +189,7 @@ impl Harness {
             force_full: false,
             on_gap: OnGap::Full,
             parallel: 4,
+            tables_per_query: taosbackup_engine::DEFAULT_TABLES_PER_QUERY,
             bucket_width: self.width,
             dictionaries: true,
             source_info: SourceInfo::default(),

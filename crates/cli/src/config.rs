@@ -154,6 +154,9 @@ pub struct BackupSection {
     /// Compress child tables' new blocks with a zstd dictionary shared per super table
     /// (default true): a smaller repository for more CPU per backup.
     pub dictionaries: Option<bool>,
+    /// Child tables of one super table read with one query at most (default 100; 1 reads
+    /// each table with its own).
+    pub tables_per_query: Option<usize>,
 }
 
 /// `[restore]`.
@@ -432,6 +435,7 @@ impl Config {
         for (key, value) in [
             ("backup.parallel", self.backup.parallel),
             ("backup.batch_size", self.backup.batch_size),
+            ("backup.tables_per_query", self.backup.tables_per_query),
             ("restore.parallel", self.restore.parallel),
             ("source.pool_size", self.source.pool_size),
             (

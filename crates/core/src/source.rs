@@ -282,6 +282,29 @@ pub trait ChunkStream: Send {
     async fn next_chunk(&mut self) -> Result<Option<BlockChunk>, SourceError>;
 }
 
+/// Streams drained one after another (held in reverse: the next one is last).
+struct Chained(Vec<Box<dyn ChunkStream>>);
+
+#[async_trait]
+impl ChunkStream for Chained {
+    async fn next_chunk(&mut self) -> Result<Option<BlockChunk>, SourceError> {
+        while let Some(s) = self.0.last_mut() {
+            match s.next_chunk().await {
+                Ok(Some(c)) => return Ok(Some(c)),
+                Ok(None) => {
+                    self.0.pop();
+                }
+                Err(e) => {
+                    // After an error the stream is finished.
+                    self.0.clear();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// Where backups read from and restores write to (a TDengine server for
 /// `taosbackup-source`). Shared between tasks: `&self` everywhere; implementations bound
 /// their own concurrency (a connection pool). Object safe: `Arc<dyn Source>` works.
@@ -303,6 +326,27 @@ pub trait Source: Send + Sync {
         precision: Precision,
         request: ExportRequest,
     ) -> Result<Box<dyn ChunkStream>, SourceError>;
+
+    /// Streams the rows of several tables, each as [`Source::export`] would: the same
+    /// chunks' rows, the same guarantees. Each table's chunks arrive together and in
+    /// timestamp order, never with another table's between them; tables come in any
+    /// order, and a table without rows in its ranges yields no chunk. A server source may
+    /// read the tables with one query (child tables of one super table over the same
+    /// ranges: one request instead of one per table). The default opens every table's
+    /// export at once and drains them one after another, which suits in-memory sources.
+    async fn export_tables(
+        &self,
+        database: &str,
+        precision: Precision,
+        requests: Vec<ExportRequest>,
+    ) -> Result<Box<dyn ChunkStream>, SourceError> {
+        let mut streams = Vec::with_capacity(requests.len());
+        for r in requests {
+            streams.push(self.export(database, precision, r).await?);
+        }
+        streams.reverse();
+        Ok(Box::new(Chained(streams)))
+    }
 
     /// Creates the target database, super tables and tables of `catalog` (renamed by
     /// `options.target_database`). Refuses an existing database unless

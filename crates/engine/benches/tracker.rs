@@ -156,6 +156,7 @@ fn plan(c: &mut Criterion) {
         force_full: false,
         on_gap: OnGap::Fail,
         parallel: 1,
+        tables_per_query: taosbackup_engine::DEFAULT_TABLES_PER_QUERY,
         bucket_width: BucketWidth::from_seconds(60).unwrap(),
         dictionaries: true,
         source_info: SourceInfo::default(),

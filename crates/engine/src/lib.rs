@@ -53,7 +53,9 @@ mod strategy;
 mod tracker;
 mod tracking;
 
-pub use backup::{BackupReport, BackupRequest, Plan, PlanTable, backup, plan, plan_from};
+pub use backup::{
+    BackupReport, BackupRequest, DEFAULT_TABLES_PER_QUERY, Plan, PlanTable, backup, plan, plan_from,
+};
 pub use error::{EngineError, ErrorKind, TrackerError};
 pub use inspect::{ObjectsRead, TableChanges as ChangedTable, changes, load_state};
 pub use points::{

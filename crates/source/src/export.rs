@@ -69,7 +69,7 @@ struct Job {
 
 /// Where a resumed query starts and which rows at that timestamp were already delivered.
 #[derive(Debug, Default)]
-struct Resume {
+pub(crate) struct Resume {
     /// The next query reads `ts >= from`.
     from: i64,
     /// The keys (composite key cell, or empty for tables without one) of the rows at `from`
@@ -85,7 +85,7 @@ impl Resume {
 }
 
 /// Converts the connector's precision.
-fn precision_of(p: taos::Precision) -> Precision {
+pub(crate) fn precision_of(p: taos::Precision) -> Precision {
     match p {
         taos::Precision::Millisecond => Precision::Ms,
         taos::Precision::Microsecond => Precision::Us,
@@ -252,7 +252,9 @@ impl Job {
         key_col: Option<usize>,
         resume: &mut Resume,
     ) -> Result<bool, Error> {
-        let (chunks, tail) = self.split(group, names, precision, raw, key_col, resume)?;
+        let (chunks, tail) = self
+            .cut()
+            .split(group, names, precision, raw, key_col, resume)?;
         for chunk in chunks {
             if self.tx.send(Ok(chunk)).await.is_err() {
                 // The caller dropped the stream: stop quietly.
@@ -299,11 +301,30 @@ impl Job {
         Ok(())
     }
 
+    /// How this table's blocks are cut into chunks.
+    fn cut(&self) -> Cut<'_> {
+        Cut {
+            db: &self.db,
+            table: &self.table,
+            split_every: self.split_every,
+        }
+    }
+}
+
+/// How one table's blocks are cut into chunks: the table they belong to and the bucket
+/// width they are cut at (besides the requested ranges).
+pub(crate) struct Cut<'a> {
+    pub(crate) db: &'a str,
+    pub(crate) table: &'a str,
+    pub(crate) split_every: Option<i64>,
+}
+
+impl Cut<'_> {
     /// Cuts a block at the requested ranges' boundaries, after leaving out the rows already
     /// delivered before a resume (timestamp `resume.from`, key in `resume.seen`). Also returns
     /// the timestamp of the block's last row and the keys of the rows at that timestamp.
     #[allow(clippy::type_complexity)]
-    fn split(
+    pub(crate) fn split(
         &self,
         group: &[TimeRange],
         names: &[String],
@@ -382,7 +403,7 @@ impl Job {
         }
         let whole = pieces.len() == 1 && pieces[0].1 == 0 && pieces[0].2 == ts.len();
         let chunk = |range, from: usize, to: usize, raw| BlockChunk {
-            table: self.table.clone(),
+            table: self.table.to_string(),
             range,
             precision,
             columns: names.to_vec(),
@@ -416,6 +437,14 @@ pub(crate) struct ExportStream {
 }
 
 impl ExportStream {
+    /// A stream fed by `task` through `rx` (exports of several tables: `export_tables.rs`).
+    pub(crate) fn from_parts(
+        rx: mpsc::Receiver<Result<BlockChunk, Error>>,
+        task: tokio::task::JoinHandle<()>,
+    ) -> ExportStream {
+        ExportStream { rx, task }
+    }
+
     /// Starts exporting `ranges` of `db.table` on `pool` (through the tool's own WebSocket
     /// client where the endpoint suits it or, with `connector_cannot_read`, the table
     /// needs it); the table's timestamp column and composite key column (if any) name the

@@ -37,6 +37,7 @@ mod dsn;
 mod error;
 mod estimate;
 mod export;
+mod export_tables;
 mod raw;
 mod restore;
 mod source;

@@ -245,6 +245,51 @@ impl<'a> RawView<'a> {
         Ok(self.var_range(c, r)?.map(|at| &self.bytes[at]))
     }
 
+    /// The runs of consecutive rows whose var-width column `c` holds the same value: each
+    /// run's end row (exclusive) and the value without its length prefix, in row order.
+    /// A NULL cell is an error. One pass over the column's offsets and values (the rows of a
+    /// several-table export are split by their `TBNAME` this way, every row checked).
+    pub(crate) fn equal_runs(&self, c: usize) -> Result<Vec<(usize, &'a [u8])>, Error> {
+        let col = self
+            .cols
+            .get(c)
+            .ok_or_else(|| bad("column index out of bounds"))?;
+        if col.width.is_some() {
+            return Err(bad("not a var-width column"));
+        }
+        let offsets = self
+            .bytes
+            .get(col.start..col.start + self.rows * 4)
+            .ok_or_else(|| bad("var offsets out of range"))?;
+        let data_at = col.start + self.rows * 4;
+        let data = self
+            .bytes
+            .get(data_at..data_at + col.len)
+            .ok_or_else(|| bad("var offset out of range"))?;
+        let p = len_prefix(col.ty);
+        let value = |off: &[u8]| -> Result<&'a [u8], Error> {
+            let off = i32::from_le_bytes([off[0], off[1], off[2], off[3]]);
+            let at = usize::try_from(off).map_err(|_| bad("a NULL where a value is needed"))?;
+            let len = var_entry_len(data, at, p)?;
+            Ok(&data[at + p..at + len])
+        };
+        let mut runs: Vec<(usize, &'a [u8])> = Vec::new();
+        let mut last_off: &[u8] = &[];
+        for (r, off) in offsets.chunks_exact(4).enumerate() {
+            if let Some((end, v)) = runs.last_mut() {
+                // The same offset is the same value (a server may share one).
+                if off == last_off || value(off)? == *v {
+                    *end = r + 1;
+                    last_off = off;
+                    continue;
+                }
+            }
+            runs.push((r + 1, value(off)?));
+            last_off = off;
+        }
+        Ok(runs)
+    }
+
     /// Where [`RawView::var_value`]'s entry lies in the block's bytes.
     fn var_range(&self, c: usize, r: usize) -> Result<Option<std::ops::Range<usize>>, Error> {
         let col = &self.cols[c];
@@ -635,6 +680,60 @@ mod tests {
         out.extend_from_slice(&lengths);
         out.extend_from_slice(&body);
         out
+    }
+
+    /// ts TIMESTAMP, name VARCHAR: one row per `(offset, …)` entry, with the values'
+    /// bytes `payload` (each entry u16 length + bytes); an offset of -1 is NULL.
+    fn named(offsets: &[i32], payload: &[u8]) -> Vec<u8> {
+        let rows = offsets.len();
+        let mut body = vec![0u8; rows.div_ceil(8)];
+        for t in 0..rows as i64 {
+            body.extend_from_slice(&t.to_le_bytes());
+        }
+        for o in offsets {
+            body.extend_from_slice(&o.to_le_bytes());
+        }
+        body.extend_from_slice(payload);
+        let mut out = Vec::new();
+        let schema: Vec<u8> = [(9u8, 8u32), (8, 10)]
+            .iter()
+            .flat_map(|(t, b)| std::iter::once(*t).chain(b.to_le_bytes()))
+            .collect();
+        let lengths: Vec<u8> = [rows as u32 * 8, payload.len() as u32]
+            .iter()
+            .flat_map(|l| l.to_le_bytes())
+            .collect();
+        let total = 28 + schema.len() + lengths.len() + body.len();
+        for v in [1u32, total as u32, rows as u32, 2, 0] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&0u64.to_le_bytes());
+        out.extend_from_slice(&schema);
+        out.extend_from_slice(&lengths);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn equal_runs_follow_the_values_not_the_offsets() {
+        // "a" at 0, "b" at 3, "a" again at 6: rows a a(shared) b a a.
+        let payload = [1u8, 0, b'a', 1, 0, b'b', 1, 0, b'a'];
+        let block = named(&[0, 0, 3, 6, 0], &payload);
+        let v = RawView::parse(&block).unwrap();
+        let runs = v.equal_runs(1).unwrap();
+        assert_eq!(runs, vec![(2, &b"a"[..]), (3, &b"b"[..]), (5, &b"a"[..])]);
+        assert!(v.equal_runs(0).is_err(), "a fixed-width column");
+        let with_null = named(&[0, -1], &payload);
+        let v = RawView::parse(&with_null).unwrap();
+        assert!(v.equal_runs(1).is_err());
+        let empty = named(&[], &[]);
+        assert!(
+            RawView::parse(&empty)
+                .unwrap()
+                .equal_runs(1)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// The per-row copy `build` made before its fast paths: the reference its output must

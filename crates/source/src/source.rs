@@ -22,19 +22,23 @@ type TableKey = (String, String);
 
 /// What an export needs to know of a table's columns.
 #[derive(Debug, Clone)]
-struct TableKeys {
+pub(crate) struct TableKeys {
     /// The timestamp column.
-    ts: String,
+    pub(crate) ts: String,
     /// The composite key column, if any.
-    key: Option<String>,
+    pub(crate) key: Option<String>,
     /// A DECIMAL or BLOB column: the connector (taos-query 0.12.4) panics on such blocks,
     /// so the table is read with the tool's own WebSocket client.
-    connector_cannot_read: bool,
+    pub(crate) connector_cannot_read: bool,
+    /// For child tables known from a catalog read: their super table and its column names,
+    /// so that several children can be read with one query (`export_tables`).
+    pub(crate) stable: Option<(String, Vec<String>)>,
 }
 
 impl TableKeys {
     fn of(cols: &[ColumnDef]) -> Option<TableKeys> {
         Some(TableKeys {
+            stable: None,
             ts: cols.first()?.name.clone(),
             key: cols
                 .get(1)
@@ -63,6 +67,8 @@ pub struct TaosSource {
     ts_columns: Mutex<HashMap<String, HashMap<String, Arc<TableKeys>>>>,
     targets: Mutex<HashMap<TableKey, TargetTable>>,
     option_changes: Mutex<Vec<OptionChange>>,
+    /// Super tables whose children are exported one by one (`export_tables.rs`).
+    too_large_to_group: crate::export_tables::TooLarge,
     mode: WriteMode,
 }
 
@@ -92,6 +98,7 @@ impl TaosSource {
             ts_columns: Mutex::new(HashMap::new()),
             targets: Mutex::new(HashMap::new()),
             option_changes: Mutex::new(Vec::new()),
+            too_large_to_group: Default::default(),
             mode: WriteMode::default(),
         })
     }
@@ -149,7 +156,16 @@ impl TaosSource {
             let stable_keys: HashMap<&str, Arc<TableKeys>> = catalog
                 .super_tables
                 .iter()
-                .filter_map(|s| Some((s.name.as_str(), Arc::new(TableKeys::of(&s.columns)?))))
+                .filter_map(|s| {
+                    let keys = TableKeys {
+                        stable: Some((
+                            s.name.clone(),
+                            s.columns.iter().map(|c| c.name.clone()).collect(),
+                        )),
+                        ..TableKeys::of(&s.columns)?
+                    };
+                    Some((s.name.as_str(), Arc::new(keys)))
+                })
                 .collect();
             let tables = cache.entry(database.to_string()).or_default();
             for t in &catalog.tables {
@@ -231,6 +247,32 @@ impl TaosSource {
             request.ranges,
             request.split_every,
         )
+    }
+
+    /// Streams the rows of several tables (see [`taosbackup_core::Source::export_tables`]):
+    /// children of one super table over the same ranges with one query, others one after
+    /// another (`export_tables.rs`).
+    pub async fn export_tables(
+        &self,
+        database: &str,
+        precision: Precision,
+        mut requests: Vec<ExportRequest>,
+    ) -> Result<Box<dyn ChunkStream>, Error> {
+        if requests.len() == 1 {
+            return self.export(database, precision, requests.remove(0)).await;
+        }
+        let mut tables = Vec::with_capacity(requests.len());
+        for r in requests {
+            let keys = self.key_columns(database, &r.table).await?;
+            tables.push((r, keys));
+        }
+        Ok(Box::new(crate::export_tables::start(
+            self.pool.clone(),
+            self.too_large_to_group.clone(),
+            database,
+            precision,
+            tables,
+        )))
     }
 
     /// Exports several tables, up to the pool size at once; chunks of different tables
@@ -463,6 +505,15 @@ impl Source for TaosSource {
         request: ExportRequest,
     ) -> Result<Box<dyn ChunkStream>, SourceError> {
         Ok(TaosSource::export(self, database, precision, request).await?)
+    }
+
+    async fn export_tables(
+        &self,
+        database: &str,
+        precision: Precision,
+        requests: Vec<ExportRequest>,
+    ) -> Result<Box<dyn ChunkStream>, SourceError> {
+        Ok(TaosSource::export_tables(self, database, precision, requests).await?)
     }
 
     async fn create_schema(

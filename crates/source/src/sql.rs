@@ -176,6 +176,28 @@ pub(crate) fn export_rows(db: &str, table: &str, ts_column: &str, from: i64, to:
     )
 }
 
+/// The rows of the children `tables` of `stable` with `from <= ts < to`, each row with
+/// its table's name as the last column (`export_tables.rs`). No `ORDER BY`: a table's rows
+/// ascend, but the tables' runs interleave (`export_tables.rs` explains why).
+pub(crate) fn export_children(
+    db: &str,
+    stable: &str,
+    columns: &[String],
+    tables: &[&str],
+    ts_column: &str,
+    from: i64,
+    to: i64,
+) -> String {
+    let ts = ident(ts_column);
+    let names: Vec<String> = tables.iter().map(|t| quote_str(t)).collect();
+    format!(
+        "SELECT {}, TBNAME FROM {} WHERE TBNAME IN ({}) AND {ts} >= {from} AND {ts} < {to}",
+        ident_list(columns),
+        qualified(db, stable),
+        names.join(", ")
+    )
+}
+
 /// `COUNT(*)` of one table.
 pub(crate) fn count_rows(db: &str, table: &str) -> String {
     format!("SELECT COUNT(*) FROM {}", qualified(db, table))

@@ -302,6 +302,11 @@ pub fn request(
         parallel,
         bucket_width: taosbackup_core::BucketWidth::DAY,
         dictionaries: ctx.config.backup.dictionaries.unwrap_or(true),
+        tables_per_query: ctx
+            .config
+            .backup
+            .tables_per_query
+            .unwrap_or(taosbackup_engine::DEFAULT_TABLES_PER_QUERY),
         source_info: SourceInfo {
             endpoint: Some(source.endpoint().to_string()),
             ..SourceInfo::default()

@@ -363,30 +363,32 @@ pub(crate) async fn run(
     let kind = d.kind;
     let engine = req.engine;
     let plan = &dicts;
-    let exports = futures::stream::iter(d.tasks.iter().cloned().map(|task| async move {
-        let ranges = ranges_of(&task, engine, kind, w);
-        let blocks = export_table(
+    let groups = group_tasks(
+        d.tasks
+            .iter()
+            .map(|t| (t.clone(), ranges_of(t, engine, kind, w))),
+        &plan.stable_of,
+        req.parallel.max(1),
+        req.tables_per_query.max(1),
+    );
+    let exports = futures::stream::iter(groups.into_iter().map(|group| async move {
+        export_group(
             source,
             (repo, plan),
             &req.database,
             precision,
             w,
-            &task,
-            ranges,
+            group,
             progress,
             cancel,
         )
-        .await?;
-        for h in plan.task_done(&task.table) {
-            store_held((repo, plan), h, None, progress).await?;
-        }
-        Ok::<_, EngineError>(Exported { task, blocks })
+        .await
     }))
     .buffer_unordered(req.parallel.max(1));
     futures::pin_mut!(exports);
     let mut out = Vec::with_capacity(d.tasks.len());
     while let Some(r) = exports.next().await {
-        out.push(r?);
+        out.extend(r?);
     }
     progress.end();
     if cancel.is_cancelled() {
@@ -428,37 +430,94 @@ const ALL_TIME: TimeRange = TimeRange {
     end: i64::MAX,
 };
 
-/// Exports one table's ranges, one blob per bucket. Returns bucket → (block, raw bytes).
+/// One table's export: its task and the ranges to read.
+type Job = (TableTask, Vec<TimeRange>);
+
+/// Splits the jobs into the groups exported together: child tables of one super table with
+/// the same ranges, at most `most` a group and no more than an equal share of `parallel`
+/// exports (so a small incremental still reads on every connection); every other table
+/// alone. Groups keep the order in which their first job came.
+fn group_tasks(
+    jobs: impl Iterator<Item = Job>,
+    stable_of: &HashMap<String, String>,
+    parallel: usize,
+    most: usize,
+) -> Vec<Vec<Job>> {
+    let mut keyed: Vec<Vec<Job>> = Vec::new();
+    let mut index: HashMap<(&str, Vec<TimeRange>), usize> = HashMap::new();
+    for job in jobs {
+        let Some(stable) = stable_of.get(&job.0.table) else {
+            keyed.push(vec![job]);
+            continue;
+        };
+        let i = *index
+            .entry((stable.as_str(), job.1.clone()))
+            .or_insert_with(|| {
+                keyed.push(Vec::new());
+                keyed.len() - 1
+            });
+        keyed[i].push(job);
+    }
+    let mut out = Vec::new();
+    for jobs in keyed {
+        let size = jobs.len().div_ceil(parallel.max(1)).clamp(1, most.max(1));
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            out.push(jobs.by_ref().take(size).collect());
+        }
+    }
+    out
+}
+
+/// Exports a group of tables' ranges (one table: [`Source::export`]; several:
+/// [`Source::export_tables`]), one blob per table and bucket. A table's dictionary task is
+/// done once its last chunk is stored.
 #[allow(clippy::too_many_arguments)]
-async fn export_table(
+async fn export_group(
     source: &dyn Source,
     (repo, plan): (&dyn Repository, &DictPlan),
     database: &str,
     precision: Precision,
     w: i64,
-    task: &TableTask,
-    ranges: Vec<TimeRange>,
+    group: Vec<Job>,
     progress: &dyn Progress,
     cancel: &CancellationToken,
-) -> Result<BTreeMap<Bucket, (BlockRef, u64)>, EngineError> {
-    let mut out = BTreeMap::new();
+) -> Result<Vec<Exported>, EngineError> {
     if cancel.is_cancelled() {
         return Err(EngineError::Cancelled);
     }
-    let context = || format!("exporting {database}.{}", task.table);
-    let mut stream = source
-        .export(
-            database,
-            precision,
-            ExportRequest {
-                table: task.table.clone(),
-                ranges,
-                split_every: Some(w),
-            },
-        )
-        .await
-        .map_err(|e| EngineError::source(context(), e))?;
-    let mut current: Option<(Bucket, Vec<BlockChunk>)> = None;
+    let context = || match group.as_slice() {
+        [(t, _)] => format!("exporting {database}.{}", t.table),
+        [(t, _), ..] => format!(
+            "exporting {database}.{} and {} other tables",
+            t.table,
+            group.len() - 1
+        ),
+        [] => format!("exporting from {database}"),
+    };
+    let mut requests: Vec<ExportRequest> = group
+        .iter()
+        .map(|(t, ranges)| ExportRequest {
+            table: t.table.clone(),
+            ranges: ranges.clone(),
+            split_every: Some(w),
+        })
+        .collect();
+    let mut stream = match requests.len() {
+        1 => source.export(database, precision, requests.remove(0)).await,
+        _ => source.export_tables(database, precision, requests).await,
+    }
+    .map_err(|e| EngineError::source(context(), e))?;
+    // Table → its index in the group, and whether its chunks have ended.
+    let index: HashMap<&str, usize> = group
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| (t.table.as_str(), i))
+        .collect();
+    let mut blocks: Vec<BTreeMap<Bucket, (BlockRef, u64)>> = vec![BTreeMap::new(); group.len()];
+    let mut ended = vec![false; group.len()];
+    // The open block: its table's index, its bucket and its chunks.
+    let mut current: Option<(usize, Bucket, Vec<BlockChunk>)> = None;
     loop {
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
@@ -467,34 +526,65 @@ async fn export_table(
             .next_chunk()
             .await
             .map_err(|e| EngineError::source(context(), e))?;
-        let bucket = next.as_ref().map(|c| Bucket::containing(c.range.start, w));
-        let flush = match (&current, bucket) {
-            (Some((b, _)), Some(nb)) => *b != nb,
-            (Some(_), None) => true,
-            (None, _) => false,
+        let at = match &next {
+            None => None,
+            Some(c) => {
+                let i = *index.get(c.table.as_str()).ok_or_else(|| {
+                    EngineError::Internal(format!(
+                        "{}: the source returned rows of {}, which was not asked for",
+                        context(),
+                        c.table
+                    ))
+                })?;
+                if ended[i] {
+                    return Err(EngineError::Internal(format!(
+                        "{}: the source returned rows of {} after those of another table",
+                        context(),
+                        c.table
+                    )));
+                }
+                Some((i, Bucket::containing(c.range.start, w)))
+            }
         };
-        if flush {
-            if let Some((b, chunks)) = current.take() {
+        let same =
+            matches!((&current, at), (Some((i, b, _)), Some((ni, nb))) if *i == ni && *b == nb);
+        if !same {
+            if let Some((i, b, chunks)) = current.take() {
                 // A block held back as a dictionary sample is added when it is stored.
-                if let Some((r, raw)) =
-                    store_block((repo, plan), &task.table, b, &chunks, progress).await?
+                let table = &group[i].0.table;
+                if let Some(stored) = store_block((repo, plan), table, b, &chunks, progress).await?
                 {
-                    out.insert(b, (r, raw));
+                    blocks[i].insert(b, stored);
+                }
+                if at.is_none_or(|(ni, _)| ni != i) {
+                    ended[i] = true;
+                    for h in plan.task_done(table) {
+                        store_held((repo, plan), h, None, progress).await?;
+                    }
                 }
             }
         }
-        match next {
-            None => break,
-            Some(c) => {
-                let b = Bucket::containing(c.range.start, w);
-                match &mut current {
-                    Some((_, chunks)) => chunks.push(c),
-                    None => current = Some((b, vec![c])),
-                }
+        match (next, at) {
+            (Some(c), Some((i, b))) => match &mut current {
+                Some((_, _, chunks)) => chunks.push(c),
+                None => current = Some((i, b, vec![c])),
+            },
+            _ => break,
+        }
+    }
+    // Tables without rows in their ranges.
+    for (i, (t, _)) in group.iter().enumerate() {
+        if !ended[i] {
+            for h in plan.task_done(&t.table) {
+                store_held((repo, plan), h, None, progress).await?;
             }
         }
     }
-    Ok(out)
+    Ok(group
+        .into_iter()
+        .zip(blocks)
+        .map(|((task, _), blocks)| Exported { task, blocks })
+        .collect())
 }
 
 async fn store_block(
@@ -591,6 +681,64 @@ async fn store_now(
 mod tests {
     use super::*;
     use crate::tracker::BucketRun;
+
+    fn job(table: &str, start: i64) -> Job {
+        let task = TableTask {
+            table: table.into(),
+            whole: true,
+            buckets: Vec::new(),
+            tombstone_if_empty: Vec::new(),
+        };
+        (task, vec![TimeRange { start, end: 100 }])
+    }
+
+    fn tables(groups: &[Vec<Job>]) -> Vec<Vec<&str>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|(t, _)| t.table.as_str()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn children_of_one_super_table_with_the_same_ranges_are_grouped() {
+        let stable_of: HashMap<String, String> = [("a", "s"), ("b", "s"), ("c", "s"), ("x", "u")]
+            .iter()
+            .map(|(t, s)| (t.to_string(), s.to_string()))
+            .collect();
+        let jobs = || {
+            vec![
+                job("a", 0),
+                job("n", 0),
+                job("x", 0),
+                job("b", 0),
+                job("c", 5),
+                job("m", 0),
+            ]
+            .into_iter()
+        };
+        // Normal tables alone; `c` asks for other ranges; `x` is another super table's.
+        let g = group_tasks(jobs(), &stable_of, 1, 100);
+        assert_eq!(
+            tables(&g),
+            vec![vec!["a", "b"], vec!["n"], vec!["x"], vec!["c"], vec!["m"]]
+        );
+        // At most `most` a group.
+        let g = group_tasks(jobs(), &stable_of, 1, 1);
+        assert_eq!(g.len(), 6);
+        assert!(g.iter().all(|g| g.len() == 1));
+    }
+
+    #[test]
+    fn groups_share_the_tables_out_over_the_parallel_exports() {
+        let stable_of: HashMap<String, String> = (0..10)
+            .map(|i| (format!("t{i}"), "s".to_string()))
+            .collect();
+        let jobs = || (0..10).map(|i| job(&format!("t{i}"), 0));
+        let sizes = |g: Vec<Vec<Job>>| g.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(sizes(group_tasks(jobs(), &stable_of, 4, 100)), [3, 3, 3, 1]);
+        assert_eq!(sizes(group_tasks(jobs(), &stable_of, 1, 4)), [4, 4, 2]);
+        assert_eq!(sizes(group_tasks(jobs(), &stable_of, 20, 100)), [1; 10]);
+    }
 
     #[test]
     fn time_engine_reads_from_the_bucket_after_the_previous_max() {

@@ -114,6 +114,7 @@ async fn back_up_and_restore(repo: &TrainingRepo) {
         force_full: false,
         on_gap: OnGap::Full,
         parallel: 3,
+        tables_per_query: taosbackup_engine::DEFAULT_TABLES_PER_QUERY,
         bucket_width: BucketWidth::from_seconds(60).unwrap(),
         dictionaries: true,
         source_info: SourceInfo::default(),

@@ -3,5 +3,6 @@
 //! emulator and the real source and sink are end-to-end tests (`tests/engine/` at the root).
 
 mod dictionaries;
+mod groups;
 mod model;
 mod tracker_model;

@@ -288,6 +288,9 @@ impl World {
             force_full: false,
             on_gap: OnGap::Full,
             parallel: 3,
+            // Groups of several tables go through `Source::export_tables` (the fake's is
+            // the trait's default), one table alone through `Source::export`.
+            tables_per_query: 4,
             bucket_width: self.width,
             dictionaries: self.dictionaries,
             source_info: SourceInfo::default(),

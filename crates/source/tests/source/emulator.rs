@@ -1110,3 +1110,136 @@ async fn the_sources_connections_have_nagle_off() {
         "connections to the emulator with Nagle on"
     );
 }
+
+/// Several children of one super table over the same ranges are read with one query
+/// (`export_tables.rs`), and give what per-table reads give: the same chunks, byte for
+/// byte. The database's file sets are a day wide, so the emulator returns the children's
+/// rows window by window, interleaved, as TDengine's reader does. A child without rows is
+/// read alone; a refused group query falls back to per-table reads; a child dropped since
+/// the catalog read fails the export as a per-table read does, instead of looking empty.
+#[tokio::test]
+async fn children_read_with_one_query_give_the_chunks_of_per_table_reads() {
+    let emu = emu();
+    let b = base(Precision::Ms);
+    let day = 86_400_000i64;
+    let mut setup = vec![
+        "CREATE DATABASE mt DURATION 1d".to_string(),
+        "CREATE STABLE mt.m (ts TIMESTAMP, v INT, s VARCHAR(8)) TAGS (t INT)".to_string(),
+    ];
+    for c in 0..6 {
+        setup.push(format!("CREATE TABLE mt.c{c} USING mt.m TAGS ({c})"));
+    }
+    for c in 0..5 {
+        // Every 6 hours over four days, starting at a different hour per child.
+        let values: Vec<String> = (0..16)
+            .map(|k| {
+                let ts = b + k * day / 4 + c * 3_600_000;
+                let s = if k % 3 == 0 {
+                    "NULL".to_string()
+                } else {
+                    format!("'s{c}{k}'")
+                };
+                format!("({ts}, {}, {s})", c * 100 + k)
+            })
+            .collect();
+        setup.push(format!("INSERT INTO mt.c{c} VALUES {}", values.join(" ")));
+    }
+    let setup: Vec<&str> = setup.iter().map(String::as_str).collect();
+    sql(&emu, &setup).await;
+    // The same data on a server whose answers hold 7 rows a block: a table's rows of one
+    // bucket come in several runs there, which the group joins into one chunk.
+    let small_blocks = Emulator::start(EmulatorConfig {
+        block_rows: 7,
+        ..EmulatorConfig::default()
+    })
+    .expect("emulator starts");
+    sql(&small_blocks, &setup).await;
+    let src = source(&emu);
+    src.read_catalog("mt").await.unwrap();
+    let names: Vec<String> = (0..6).map(|c| format!("c{c}")).collect();
+    let request = |t: &str| ExportRequest {
+        table: t.to_string(),
+        split_every: Some(day),
+        ranges: vec![TimeRange {
+            start: b - day,
+            end: b + 5 * day,
+        }],
+    };
+    let collect = |names: Vec<String>| {
+        let src = &src;
+        async move {
+            let requests = names.iter().map(|t| request(t)).collect();
+            let mut s = src
+                .export_tables("mt", Precision::Ms, requests)
+                .await
+                .unwrap();
+            let mut out: Vec<BlockChunk> = Vec::new();
+            while let Some(c) = s.next_chunk().await.unwrap() {
+                out.push(c);
+            }
+            out
+        }
+    };
+    let mut alone: Vec<BlockChunk> = Vec::new();
+    for t in &names {
+        let mut s = src.export("mt", Precision::Ms, request(t)).await.unwrap();
+        while let Some(c) = s.next_chunk().await.unwrap() {
+            alone.push(c);
+        }
+    }
+    assert_eq!(
+        alone.len(),
+        5 * 5,
+        "five children over five day buckets each"
+    );
+    // Count the group queries without refusing them.
+    emu.inject(
+        Fault::error(FaultPoint::Query, 0x2603, "never")
+            .matching("tbname in")
+            .trigger(Trigger::Nth(1_000)),
+    );
+    let grouped = collect(names.clone()).await;
+    assert_eq!(emu.fault_stats()[0].matched, 1, "one query for the group");
+    // Each table's chunks together and in order: the same as per-table reads, table by
+    // table in the group's order.
+    assert_eq!(grouped, alone);
+    let src_small = source(&small_blocks);
+    src_small.read_catalog("mt").await.unwrap();
+    let requests = names.iter().map(|t| request(t)).collect();
+    let mut s = src_small
+        .export_tables("mt", Precision::Ms, requests)
+        .await
+        .unwrap();
+    let mut joined: Vec<BlockChunk> = Vec::new();
+    while let Some(c) = s.next_chunk().await.unwrap() {
+        joined.push(c);
+    }
+    assert_eq!(joined, alone);
+
+    // A refused group query: the tables are read one by one.
+    emu.clear_faults();
+    emu.inject(
+        Fault::error(FaultPoint::Query, 0x2603, "injected: the group query")
+            .matching("tbname in")
+            .trigger(Trigger::From(1)),
+    );
+    assert_eq!(collect(names.clone()).await, alone);
+    assert_eq!(emu.faults_fired(), 1);
+
+    // A child dropped since the catalog read is not taken for an empty one.
+    emu.clear_faults();
+    sql(&emu, &["DROP TABLE mt.c2"]).await;
+    let requests: Vec<ExportRequest> = names.iter().map(|t| request(t)).collect();
+    let mut s = src
+        .export_tables("mt", Precision::Ms, requests)
+        .await
+        .unwrap();
+    let err = loop {
+        match s.next_chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the export of a dropped table ended without an error"),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.to_string().contains("c2"), "{err}");
+}

@@ -714,8 +714,9 @@ struct Run {
 /// `filesetIteratorNext`, which walks the file sets in `fid` order and bounds each with
 /// `tsdbFidKeyRange`) before the memtable (`buildBlockFromBufferSequentially`, table by
 /// table); within a file set `initBlockIterator` (tsdbReadUtil.c) lists the data blocks of
-/// all the scan's tables ordered by their offset in the data file, where a commit writes
-/// the tables one after another; `tsdbKeyFid` (tsdbUtil.c) gives `fid`. The Project operator
+/// all the scan's tables ordered by their offset in the data file (that a commit writes
+/// the tables there one after another, so that they come in turn, is our reading, not a
+/// line found in the source); `tsdbKeyFid` (tsdbUtil.c) gives `fid`. The Project operator
 /// appends the blocks in that order (`doProjectOperation` → `blockDataMerge`,
 /// source/libs/executor/src/projectoperator.c). The emulator has no memtable, stt files or
 /// block boundaries, so all rows count as committed, one run per table and window.

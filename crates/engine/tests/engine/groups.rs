@@ -1,0 +1,227 @@
+//! Tables exported in groups (`Source::export_tables`): the engine sends children of one
+//! super table with the same ranges together, at most `tables_per_query` and an equal share
+//! of the parallel exports a group, other tables alone; and it refuses a source that breaks
+//! the promise that each table's chunks come together.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use taosbackup_core::{
+    BlockChunk, BucketWidth, CatalogSnapshot, ChunkStream, ColumnDef, DataType, ExportRequest,
+    NoProgress, Precision, Repository, RestoreOptions, Source, SourceError, SourceInfo, Value,
+    WriteReport,
+};
+use taosbackup_engine::{BackupRequest, CancellationToken, EngineError, EngineKind, OnGap};
+use taosbackup_testkit::fake::{FakeDb, FakeSource, MemoryRepository, Op};
+
+/// A [`FakeSource`] that records the tables of each export call and, with `interleave`,
+/// hands a group's chunks out round-robin between its tables.
+struct Recording {
+    inner: FakeSource,
+    interleave: bool,
+    /// Each call's tables, `export` calls as groups of one.
+    calls: Mutex<Vec<Vec<String>>>,
+}
+
+/// Chunks handed out from a list.
+struct Listed(std::vec::IntoIter<BlockChunk>);
+
+#[async_trait]
+impl ChunkStream for Listed {
+    async fn next_chunk(&mut self) -> Result<Option<BlockChunk>, SourceError> {
+        Ok(self.0.next())
+    }
+}
+
+#[async_trait]
+impl Source for Recording {
+    async fn catalog(&self, database: &str) -> Result<CatalogSnapshot, SourceError> {
+        self.inner.catalog(database).await
+    }
+
+    async fn export(
+        &self,
+        database: &str,
+        precision: Precision,
+        request: ExportRequest,
+    ) -> Result<Box<dyn ChunkStream>, SourceError> {
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(vec![request.table.clone()]);
+        }
+        self.inner.export(database, precision, request).await
+    }
+
+    async fn export_tables(
+        &self,
+        database: &str,
+        precision: Precision,
+        requests: Vec<ExportRequest>,
+    ) -> Result<Box<dyn ChunkStream>, SourceError> {
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(requests.iter().map(|r| r.table.clone()).collect());
+        }
+        let mut per_table = Vec::new();
+        for r in requests {
+            let mut s = self.inner.export(database, precision, r).await?;
+            let mut chunks = Vec::new();
+            while let Some(c) = s.next_chunk().await? {
+                chunks.push(c);
+            }
+            per_table.push(chunks.into_iter());
+        }
+        let mut out = Vec::new();
+        if self.interleave {
+            while per_table.iter().any(|t| t.len() > 0) {
+                for t in &mut per_table {
+                    out.extend(t.next());
+                }
+            }
+        } else {
+            out.extend(per_table.into_iter().flatten());
+        }
+        Ok(Box::new(Listed(out.into_iter())))
+    }
+
+    async fn create_schema(
+        &self,
+        catalog: &CatalogSnapshot,
+        options: &RestoreOptions,
+    ) -> Result<String, SourceError> {
+        self.inner.create_schema(catalog, options).await
+    }
+
+    async fn write_chunk(
+        &self,
+        target_database: &str,
+        table: &str,
+        chunk: &BlockChunk,
+    ) -> Result<WriteReport, SourceError> {
+        self.inner.write_chunk(target_database, table, chunk).await
+    }
+
+    async fn count_rows(&self, database: &str, table: &str) -> Result<u64, SourceError> {
+        self.inner.count_rows(database, table).await
+    }
+
+    async fn count_rows_by_child(
+        &self,
+        database: &str,
+        super_table: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, SourceError> {
+        self.inner.count_rows_by_child(database, super_table).await
+    }
+}
+
+/// 10 children of `meters` and 2 of `other`, three one-minute buckets each, and a normal
+/// table.
+fn database() -> FakeDb {
+    let db = FakeDb::new();
+    db.create_database("d", Precision::Ms, 2).unwrap();
+    let apply = |op: Op| db.apply("d", &op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+    let cols = || {
+        vec![
+            ColumnDef::new("ts", DataType::Timestamp, None),
+            ColumnDef::new("v", DataType::Int, None),
+        ]
+    };
+    for st in ["meters", "other"] {
+        apply(Op::CreateStable {
+            name: st.into(),
+            columns: cols(),
+            tags: vec![ColumnDef::new("g", DataType::Int, None)],
+        });
+    }
+    apply(Op::CreateTable {
+        name: "plain".into(),
+        columns: cols(),
+    });
+    let base = 1_760_000_040_000i64;
+    let mut tables = vec!["plain".to_string()];
+    for c in 0..12 {
+        let name = format!("c{c:02}");
+        apply(Op::CreateChild {
+            name: name.clone(),
+            stable: if c < 10 { "meters" } else { "other" }.into(),
+            tags: vec![Value::Int(c)],
+        });
+        tables.push(name);
+    }
+    for t in tables {
+        let rows = (0..180)
+            .step_by(20)
+            .map(|k| (base + k * 1000, vec![Value::Int(k as i32)]))
+            .collect();
+        apply(Op::Insert {
+            table: t,
+            columns: vec!["v".into()],
+            rows,
+        });
+    }
+    db
+}
+
+/// A full backup of `d` with three exports at once and at most three tables a group.
+async fn backup(
+    source: &Recording,
+    repo: &MemoryRepository,
+) -> Result<taosbackup_engine::BackupReport, EngineError> {
+    let req = BackupRequest {
+        database: "d".into(),
+        engine: EngineKind::Full,
+        force_full: false,
+        on_gap: OnGap::Full,
+        parallel: 3,
+        tables_per_query: 3,
+        bucket_width: BucketWidth::from_seconds(60).unwrap(),
+        dictionaries: false,
+        source_info: SourceInfo::default(),
+    };
+    let cancel = CancellationToken::new();
+    taosbackup_engine::backup(source, repo, None, &req, &NoProgress, &cancel).await
+}
+
+#[tokio::test]
+async fn children_with_the_same_ranges_are_exported_in_groups() {
+    let db = database();
+    let source = Recording {
+        inner: FakeSource::new(db.clone()),
+        interleave: false,
+        calls: Mutex::new(Vec::new()),
+    };
+    let repo = MemoryRepository::default();
+    let report = backup(&source, &repo).await.unwrap();
+    assert_eq!(report.snapshot.stats.blocks, 13 * 3);
+    let mut calls = source.calls.lock().unwrap().clone();
+    calls.sort();
+    // meters' 10 children: an equal share of 3 exports is 4, at most 3 a group; other's 2
+    // children each alone (an equal share of 3 exports is 1); the normal table alone.
+    let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 3, 3, 1, 1, 1, 1], "{calls:?}");
+    assert_eq!(calls[3..], [["c09"], ["c10"], ["c11"], ["plain"]]);
+    let r = crate::model::restore_all(&source.inner, &repo, &report.snapshot.id, "d", "back")
+        .await
+        .unwrap();
+    assert!(r.count_mismatches.is_empty(), "{r:?}");
+    assert_eq!(
+        db.dump("back").unwrap().tables,
+        db.dump("d").unwrap().tables
+    );
+}
+
+#[tokio::test]
+async fn a_source_that_interleaves_tables_fails_the_backup() {
+    let db = database();
+    let source = Recording {
+        inner: FakeSource::new(db),
+        interleave: true,
+        calls: Mutex::new(Vec::new()),
+    };
+    let repo = MemoryRepository::default();
+    let err = backup(&source, &repo).await.unwrap_err();
+    assert!(matches!(err, EngineError::Internal(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("after those of another table"),
+        "{err}"
+    );
+    assert!(repo.list_snapshots().await.unwrap().is_empty());
+}
