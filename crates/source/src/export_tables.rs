@@ -23,16 +23,22 @@
 //! complete. Each table's timestamps must ascend across its runs (no composite key: a
 //! timestamp is a row); a table whose rows did not would make the query's answer unusable.
 //!
-//! Nothing is delivered before the query has been read to its end, so any failure — a
-//! refused statement, a dropped connection, rows out of order, more than
-//! [`GROUP_BYTES`] held — falls back to reading the tables one by one with the
-//! per-table export (and its retries and resumes), as if the query had not been tried. A
-//! super table whose group outgrew the bound is read table by table for the rest of the
-//! source's life. A table without rows in the answer is read alone too, so that a table
-//! dropped since the catalog read fails as a per-table export does instead of looking
-//! empty.
+//! Grouping pays for small tables only: their requests, not their rows, are their cost. So
+//! the first query over a super table's children reads a few of them ([`PROBE_TABLES`]),
+//! and the rest of each group shares one query only if those averaged at most
+//! [`SMALL_TABLE_BYTES`]; otherwise the super table's children are read one by one for the
+//! rest of the source's life.
+//!
+//! Nothing is delivered before a query has been read to its end, so any failure — a
+//! refused statement, a dropped connection, rows out of order, more than [`GROUP_BYTES`]
+//! held (after which the super table is read table by table too) — falls back to reading
+//! that query's tables one by one with the per-table export (and its retries and resumes),
+//! as if the query had not been tried. A table without rows in the answer is read alone
+//! too, so that a table dropped since the catalog read fails as a per-table export does
+//! instead of looking empty.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -47,18 +53,30 @@ use crate::raw::RawView;
 use crate::source::TableKeys;
 use crate::sql;
 
-/// Raw bytes one group may hold before its query is given up for per-table reads (with
-/// `--parallel` groups at once, this many each).
-pub(crate) const GROUP_BYTES: usize = 16 << 20;
+/// Raw bytes one query may hold before it is given up for per-table reads (with
+/// `--parallel` groups at once, this many each): a bound, not a size aimed at.
+pub(crate) const GROUP_BYTES: usize = 8 << 20;
 
-/// Super tables (per database) whose groups outgrew [`GROUP_BYTES`].
-pub(crate) type TooLarge = Arc<Mutex<HashSet<(String, String)>>>;
+/// The tables of a super table read first, with one query, to learn their size.
+const PROBE_TABLES: usize = 8;
+
+/// The largest average size of a table (raw bytes in the requested ranges) at which the
+/// rest of a group shares one query: ~1,400 rows of the benchmark's data, 100 tables in
+/// 4 MiB. Larger tables gain little from sharing a query (their rows, not their requests,
+/// are the cost), and held whole, 100 tables of 5,000 rows made the 50 M-row full backup
+/// take more CPU (mostly the emulator's, which materialises each answer) and 2.5× the peak
+/// memory of per-table reads (docs/performance.md, "Several tables per query, built").
+const SMALL_TABLE_BYTES: usize = 40 << 10;
+
+/// Per database and super table: whether its children are small enough to share queries
+/// (learnt from a first query over a few of them, or from a query that passed the bound).
+pub(crate) type Sizes = Arc<Mutex<HashMap<(String, String), bool>>>;
 
 /// Starts exporting `tables` (each with its columns' keys): with one query where they
 /// qualify (module docs), else one after another.
 pub(crate) fn start(
     pool: Arc<Pool>,
-    too_large: TooLarge,
+    sizes: Sizes,
     db: &str,
     precision: Precision,
     tables: Vec<(ExportRequest, Arc<TableKeys>)>,
@@ -66,7 +84,7 @@ pub(crate) fn start(
     let (tx, rx) = mpsc::channel(2);
     let job = Group {
         pool: pool.clone(),
-        too_large,
+        sizes,
         db: db.to_string(),
         precision,
         tables,
@@ -77,7 +95,7 @@ pub(crate) fn start(
 
 struct Group {
     pool: Arc<Pool>,
-    too_large: TooLarge,
+    sizes: Sizes,
     db: String,
     precision: Precision,
     tables: Vec<(ExportRequest, Arc<TableKeys>)>,
@@ -96,9 +114,9 @@ struct Plan<'a> {
 
 /// How reading the group's query ended.
 enum Read {
-    /// Each table's runs (blocks without the `TBNAME` column), in arrival order, and the
-    /// column names of a chunk.
-    Done(Vec<Vec<Vec<u8>>>, Vec<String>, Precision),
+    /// Each table's runs (blocks without the `TBNAME` column), in arrival order, the column
+    /// names of a chunk, its precision and the runs' bytes.
+    Done(Vec<Vec<Vec<u8>>>, Vec<String>, Precision, usize),
     /// More than [`GROUP_BYTES`] arrived.
     TooLarge,
     /// The reader is gone.
@@ -182,35 +200,69 @@ impl Group {
     }
 
     async fn run_inner(&self) -> Result<(), Error> {
-        let mut alone: Vec<usize> = (0..self.tables.len()).collect();
-        if let Some(plan) = self.plan() {
-            match self.read(&plan).await {
-                Ok(Read::Done(per_table, names, precision)) => {
-                    alone.clear();
-                    for (i, runs) in per_table.into_iter().enumerate() {
-                        if runs.is_empty() {
-                            alone.push(i);
-                        } else if !self.deliver(i, &plan, &names, precision, runs).await? {
-                            return Ok(());
+        let n = self.tables.len();
+        let mut alone: Vec<usize> = Vec::new();
+        let mut at = 0;
+        if let Some(stable) = self.shared_stable() {
+            let key = (self.db.clone(), stable.to_string());
+            while at < n {
+                let small = self.sizes.lock().ok().and_then(|m| m.get(&key).copied());
+                let end = match small {
+                    Some(false) => break,
+                    Some(true) => n,
+                    None => (at + PROBE_TABLES).min(n),
+                };
+                let range = at..end;
+                at = end;
+                let Some(plan) = self.plan(stable, range.clone()) else {
+                    alone.extend(range);
+                    continue;
+                };
+                match self.read(&plan).await {
+                    Ok(Read::Done(per_table, names, precision, bytes)) => {
+                        if small.is_none() {
+                            let fits = bytes / range.len() <= SMALL_TABLE_BYTES;
+                            tracing::debug!(
+                                stable,
+                                tables = range.len(),
+                                bytes,
+                                fits,
+                                "children measured: they share queries if they fit"
+                            );
+                            if let Ok(mut m) = self.sizes.lock() {
+                                m.entry(key.clone()).or_insert(fits);
+                            }
+                        }
+                        for (i, runs) in per_table.into_iter().enumerate().skip(range.start) {
+                            if i >= range.end {
+                                break;
+                            }
+                            if runs.is_empty() {
+                                alone.push(i);
+                            } else if !self.deliver(i, &plan, &names, precision, runs).await? {
+                                return Ok(());
+                            }
                         }
                     }
-                }
-                Ok(Read::Closed) => return Ok(()),
-                Ok(Read::TooLarge) => {
-                    tracing::debug!(
-                        stable = plan.stable,
-                        tables = self.tables.len(),
-                        "a group outgrew its bound: its super table is read table by table"
-                    );
-                    if let Ok(mut s) = self.too_large.lock() {
-                        s.insert((self.db.clone(), plan.stable.to_string()));
+                    Ok(Read::Closed) => return Ok(()),
+                    Ok(Read::TooLarge) => {
+                        tracing::debug!(
+                            stable,
+                            "a query outgrew its bound: the super table's children are read one by one"
+                        );
+                        if let Ok(mut m) = self.sizes.lock() {
+                            m.insert(key.clone(), false);
+                        }
+                        alone.extend(range);
                     }
-                }
-                Err(e) => {
-                    tracing::warn!(stable = plan.stable, tables = self.tables.len(), error = %e, "reading several tables with one query failed: reading them one by one");
+                    Err(e) => {
+                        tracing::warn!(stable, tables = range.len(), error = %e, "reading several tables with one query failed: reading them one by one");
+                        alone.extend(range);
+                    }
                 }
             }
         }
+        alone.extend(at..n);
         for i in alone {
             if !self.export_alone(i).await? {
                 return Ok(());
@@ -219,18 +271,12 @@ impl Group {
         Ok(())
     }
 
-    /// The one query over the group, if its tables qualify (module docs).
-    fn plan(&self) -> Option<Plan<'_>> {
+    /// The super table whose children may share queries: every table of the group is one
+    /// of its children known from the catalog read, without a composite key or a column
+    /// the connector cannot parse, asking for the same ranges (module docs).
+    fn shared_stable(&self) -> Option<&str> {
         let ((first, keys), rest) = self.tables.split_first()?;
-        let (stable, columns) = keys.stable.as_ref()?;
-        if rest.is_empty()
-            || self
-                .too_large
-                .lock()
-                .is_ok_and(|s| s.contains(&(self.db.clone(), stable.clone())))
-        {
-            return None;
-        }
+        let (stable, _) = keys.stable.as_ref()?;
         let qualifies = |(r, k): &(ExportRequest, Arc<TableKeys>)| {
             k.key.is_none()
                 && !k.connector_cannot_read
@@ -239,24 +285,30 @@ impl Group {
                 && r.ranges == first.ranges
                 && r.split_every == first.split_every
         };
-        if !self.tables.iter().all(qualifies) {
-            return None;
-        }
+        (!rest.is_empty() && self.tables.iter().all(qualifies)).then_some(stable.as_str())
+    }
+
+    /// The one query over the tables `range` of the group, children of `stable`: `None`
+    /// for fewer than two tables, several runs of ranges, or a statement too long.
+    fn plan<'s>(&'s self, stable: &'s str, range: Range<usize>) -> Option<Plan<'s>> {
+        let tables = self.tables.get(range.clone()).filter(|t| t.len() >= 2)?;
+        let (first, keys) = tables.first()?;
+        let (_, columns) = keys.stable.as_ref()?;
         let mut groups = group_ranges(first.ranges.clone()).ok()?;
         if groups.len() != 1 {
             return None;
         }
         let ranges = groups.pop()?;
         let (from, to) = (ranges.first()?.start, ranges.last()?.end);
-        let names: Vec<&str> = self.tables.iter().map(|(r, _)| r.table.as_str()).collect();
+        let names: Vec<&str> = tables.iter().map(|(r, _)| r.table.as_str()).collect();
         let sql = sql::export_children(&self.db, stable, columns, &names, &keys.ts, from, to);
         if sql.len() >= sql::MAX_SQL_LEN {
             return None;
         }
         let index: HashMap<&[u8], usize> = names
             .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_bytes(), i))
+            .zip(range)
+            .map(|(n, i)| (n.as_bytes(), i))
             .collect();
         if index.len() != names.len() {
             return None;
@@ -320,7 +372,12 @@ impl Group {
                 }
                 self.pool.own_client_idle(c);
                 let names = cols.names[..cols.names.len() - 1].to_vec();
-                Ok(Read::Done(runs.per_table, names, self.precision))
+                Ok(Read::Done(
+                    runs.per_table,
+                    names,
+                    self.precision,
+                    runs.bytes,
+                ))
             }
             .await;
             drop(permit);
@@ -364,7 +421,7 @@ impl Group {
             }
         }
         let names = names[..names.len() - 1].to_vec();
-        Ok(Read::Done(runs.per_table, names, precision))
+        Ok(Read::Done(runs.per_table, names, precision, runs.bytes))
     }
 
     /// Cuts table `i`'s runs into chunks and sends them. `false`: the reader is gone.

@@ -67,8 +67,9 @@ pub struct TaosSource {
     ts_columns: Mutex<HashMap<String, HashMap<String, Arc<TableKeys>>>>,
     targets: Mutex<HashMap<TableKey, TargetTable>>,
     option_changes: Mutex<Vec<OptionChange>>,
-    /// Super tables whose children are exported one by one (`export_tables.rs`).
-    too_large_to_group: crate::export_tables::TooLarge,
+    /// Per super table, whether its children are small enough to share export queries
+    /// (`export_tables.rs`).
+    child_sizes: crate::export_tables::Sizes,
     mode: WriteMode,
 }
 
@@ -98,7 +99,7 @@ impl TaosSource {
             ts_columns: Mutex::new(HashMap::new()),
             targets: Mutex::new(HashMap::new()),
             option_changes: Mutex::new(Vec::new()),
-            too_large_to_group: Default::default(),
+            child_sizes: Default::default(),
             mode: WriteMode::default(),
         })
     }
@@ -268,7 +269,7 @@ impl TaosSource {
         }
         Ok(Box::new(crate::export_tables::start(
             self.pool.clone(),
-            self.too_large_to_group.clone(),
+            self.child_sizes.clone(),
             database,
             precision,
             tables,

@@ -1243,3 +1243,110 @@ async fn children_read_with_one_query_give_the_chunks_of_per_table_reads() {
     };
     assert!(err.to_string().contains("c2"), "{err}");
 }
+
+/// The first query over a super table's children reads a few of them to learn their size:
+/// small children then share one query for the rest of each group, large ones (over ~40 KB
+/// each) are read one by one from then on. Either way the chunks are a per-table read's.
+#[tokio::test]
+async fn a_probe_decides_whether_children_share_queries() {
+    let emu = emu();
+    let b = base(Precision::Ms);
+    let mut setup = vec![
+        "CREATE DATABASE pr".to_string(),
+        "CREATE STABLE pr.small (ts TIMESTAMP, v INT) TAGS (t INT)".to_string(),
+        "CREATE STABLE pr.large (ts TIMESTAMP, v BIGINT, w BIGINT, s VARCHAR(16)) TAGS (t INT)"
+            .to_string(),
+    ];
+    for c in 0..12 {
+        setup.push(format!("CREATE TABLE pr.s{c} USING pr.small TAGS ({c})"));
+        setup.push(format!("CREATE TABLE pr.l{c} USING pr.large TAGS ({c})"));
+        setup.push(format!(
+            "INSERT INTO pr.s{c} VALUES ({b}, {c}) ({}, {c})",
+            b + 1
+        ));
+        // 2,000 rows of ~40 bytes: ~80 KB a table.
+        for part in 0..4 {
+            let values: Vec<String> = (0..500)
+                .map(|k| {
+                    let k = part * 500 + k;
+                    format!("({}, {k}, {c}, 'value-{k:08}')", b + k)
+                })
+                .collect();
+            setup.push(format!("INSERT INTO pr.l{c} VALUES {}", values.join(" ")));
+        }
+    }
+    let setup: Vec<&str> = setup.iter().map(String::as_str).collect();
+    sql(&emu, &setup).await;
+    let src = source(&emu);
+    src.read_catalog("pr").await.unwrap();
+    let request = |t: String| ExportRequest {
+        table: t,
+        split_every: None,
+        ranges: vec![TimeRange {
+            start: b,
+            end: b + 10_000,
+        }],
+    };
+    let export = |prefix: &'static str| {
+        let src = &src;
+        async move {
+            let requests = (0..12).map(|c| request(format!("{prefix}{c}"))).collect();
+            let mut s = src
+                .export_tables("pr", Precision::Ms, requests)
+                .await
+                .unwrap();
+            let mut out: Vec<BlockChunk> = Vec::new();
+            while let Some(c) = s.next_chunk().await.unwrap() {
+                out.push(c);
+            }
+            out
+        }
+    };
+    let alone = |prefix: &'static str| {
+        let src = &src;
+        async move {
+            let mut out: Vec<BlockChunk> = Vec::new();
+            for c in 0..12 {
+                let mut s = src
+                    .export("pr", Precision::Ms, request(format!("{prefix}{c}")))
+                    .await
+                    .unwrap();
+                while let Some(ch) = s.next_chunk().await.unwrap() {
+                    out.push(ch);
+                }
+            }
+            out
+        }
+    };
+    let counter = || {
+        emu.clear_faults();
+        emu.inject(
+            Fault::error(FaultPoint::Query, 0x2603, "never")
+                .matching("tbname in")
+                .trigger(Trigger::Nth(1_000)),
+        );
+    };
+    let group_queries = || emu.fault_stats()[0].matched;
+    let rows = |chunks: &[BlockChunk]| chunks.iter().map(|c| c.rows).sum::<u32>();
+    // Small: the probe (8 tables), then one query for the other 4; later groups one query.
+    counter();
+    let small = export("s").await;
+    assert_eq!(group_queries(), 2);
+    assert_eq!(small, alone("s").await);
+    counter();
+    assert_eq!(export("s").await, small);
+    assert_eq!(group_queries(), 1);
+    // Large: the probe, then the other 4 one by one; later groups one by one.
+    counter();
+    let large = export("l").await;
+    assert_eq!(group_queries(), 1);
+    assert_eq!(rows(&large), 12 * 2000);
+    let mut by_table = large.clone();
+    by_table.sort_by(|a, b| a.table.cmp(&b.table).then(a.min_ts.cmp(&b.min_ts)));
+    let mut expected = alone("l").await;
+    expected.sort_by(|a, b| a.table.cmp(&b.table).then(a.min_ts.cmp(&b.min_ts)));
+    assert_eq!(rows(&expected), rows(&by_table));
+    counter();
+    assert_eq!(rows(&export("l").await), 12 * 2000);
+    assert_eq!(group_queries(), 0);
+}
