@@ -85,7 +85,7 @@ impl Resume {
 }
 
 /// Converts the connector's precision.
-pub(crate) fn precision_of(p: taos::Precision) -> Precision {
+fn precision_of(p: taos::Precision) -> Precision {
     match p {
         taos::Precision::Millisecond => Precision::Ms,
         taos::Precision::Microsecond => Precision::Us,
@@ -155,66 +155,39 @@ impl Job {
     ) -> Result<(), Error> {
         let ctx = Ctx::table(&self.db, &self.table).doing("exporting rows");
         let sql = sql::export_rows(&self.db, &self.table, &self.ts_column, resume.from, end);
-        let permit = self.pool.permit().await;
-        let own = self
-            .pool
-            .own_client(self.connector_cannot_read)
-            .await
-            .map_err(|e| ctx.fill(e))?;
-        if let Some(c) = own {
-            let read = self.read_own(c, group, resume, &sql).await;
-            drop(permit);
-            if read.as_ref().is_err_and(Error::is_retryable) {
-                self.pool.own_client_broken();
-            }
-            return read.map_err(|e| ctx.fill(e));
-        }
-        drop(permit);
-        let mut conn = self.pool.get(ctx).await?;
-        let (mut rs, names) = conn.start_query(ctx, &sql).await?;
-        let key_col = self.key_index(&names)?;
-        let precision = precision_of(rs.precision());
-        if precision != self.precision {
-            let name = match precision {
+        let mut answer = Answer::start(
+            &self.pool,
+            ctx,
+            &sql,
+            self.connector_cannot_read,
+            self.precision,
+        )
+        .await?;
+        let key_col = self.key_index(&answer.names)?;
+        if answer.precision != self.precision {
+            let name = match answer.precision {
                 Precision::Ms => "ms",
                 Precision::Us => "us",
                 Precision::Ns => "ns",
             };
             tracing::debug!(table = %self.table, precision = name, "result precision differs from the request");
         }
-        let timeout = self.pool.timeout;
         loop {
             // The reader is gone (the engine stopped: cancelled or failed): issue no more
-            // fetches; dropping `rs` frees the result on the server.
+            // fetches, and free the result.
             if self.tx.is_closed() {
+                answer.stop(&self.pool).await;
                 return Ok(());
             }
-            let next = match tokio::time::timeout(timeout, rs.blocks().next()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    conn.abandon(rs);
-                    return Err(self.pool.timeout_error("fetch", ctx));
-                }
+            let Some(raw) = answer.next(&self.pool, ctx).await? else {
+                return Ok(());
             };
-            let block = match next {
-                None => return Ok(()),
-                Some(Err(e)) => {
-                    let e = self.pool.error("fetch", ctx, e);
-                    if e.is_retryable() {
-                        conn.mark_broken();
-                    }
-                    return Err(e);
-                }
-                Some(Ok(b)) => b,
-            };
-            // Copy the connector's bytes before anything reads values (reading NCHAR values
-            // converts a parsed block in place).
-            let raw = block.as_raw_bytes().to_vec();
-            drop(block);
+            let precision = answer.precision;
             if !self
-                .deliver(group, &names, precision, raw, key_col, resume)
+                .deliver(group, &answer.names, precision, raw, key_col, resume)
                 .await?
             {
+                answer.stop(&self.pool).await;
                 return Ok(());
             }
         }
@@ -272,41 +245,147 @@ impl Job {
         Ok(true)
     }
 
-    /// [`Job::read_from`] through the tool's own WebSocket client `c`: raw bytes, never
-    /// parsed by the connector. Timestamps are in the database's precision (the
-    /// request's). The connection goes back to the pool once its result is read to the end
-    /// or freed; after an error it is closed.
-    async fn read_own(
-        &self,
-        mut c: WsQuery,
-        group: &[TimeRange],
-        resume: &mut Resume,
-        sql: &str,
-    ) -> Result<(), Error> {
-        let cols = c.query(sql).await?;
-        let key_col = self.key_index(&cols.names)?;
-        while let Some(raw) = c.fetch(cols.id).await? {
-            if !self
-                .deliver(group, &cols.names, self.precision, raw, key_col, resume)
-                .await?
-            {
-                // The reader is gone: free the result (no reply comes to it).
-                if c.free(cols.id).await.is_ok() {
-                    self.pool.own_client_idle(c);
-                }
-                return Ok(());
-            }
-        }
-        self.pool.own_client_idle(c);
-        Ok(())
-    }
-
     /// How this table's blocks are cut into chunks.
     fn cut(&self) -> Cut<'_> {
         Cut {
             db: &self.db,
             table: &self.table,
             split_every: self.split_every,
+        }
+    }
+}
+
+/// A query's answer read block by block: through the tool's own WebSocket client where it
+/// serves the endpoint (or is `required`: tables the connector cannot parse), else through
+/// the connector. Shared by the per-table export and the several-table one
+/// (`export_tables.rs`).
+pub(crate) struct Answer {
+    /// The answer's column names.
+    pub(crate) names: Vec<String>,
+    /// The precision of its timestamps: the connector's, or with the own client (raw bytes,
+    /// never parsed) the database's, as the caller gives it.
+    pub(crate) precision: Precision,
+    via: Via,
+}
+
+enum Via {
+    /// The own client's connection, the result id, and the pool permit it holds until the
+    /// answer ends.
+    Own {
+        c: WsQuery,
+        id: u64,
+        _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
+    Connector(crate::conn::Conn, taos::ResultSet),
+    Ended,
+}
+
+impl Answer {
+    /// Runs `sql` on `pool` (errors carry `ctx`).
+    pub(crate) async fn start(
+        pool: &Arc<Pool>,
+        ctx: Ctx<'_>,
+        sql: &str,
+        required: bool,
+        precision: Precision,
+    ) -> Result<Answer, Error> {
+        let permit = pool.permit().await;
+        if let Some(mut c) = pool.own_client(required).await.map_err(|e| ctx.fill(e))? {
+            return match c.query(sql).await {
+                Ok(cols) => Ok(Answer {
+                    names: cols.names,
+                    precision,
+                    via: Via::Own {
+                        c,
+                        id: cols.id,
+                        _permit: permit,
+                    },
+                }),
+                Err(e) => {
+                    if e.is_retryable() {
+                        pool.own_client_broken();
+                    }
+                    Err(ctx.fill(e))
+                }
+            };
+        }
+        drop(permit);
+        let mut conn = pool.get(ctx).await?;
+        let (rs, names) = conn.start_query(ctx, sql).await?;
+        Ok(Answer {
+            names,
+            precision: precision_of(rs.precision()),
+            via: Via::Connector(conn, rs),
+        })
+    }
+
+    /// The next raw block, `None` at the end (the own client's connection then goes back to
+    /// the pool). A fetch that outlasts the pool's timeout is abandoned (see
+    /// [`Pool::abandon`]); after a transient failure the connection is closed.
+    pub(crate) async fn next(
+        &mut self,
+        pool: &Pool,
+        ctx: Ctx<'_>,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        match &mut self.via {
+            Via::Own { c, id, .. } => match c.fetch(*id).await {
+                Ok(Some(raw)) => Ok(Some(raw)),
+                Ok(None) => {
+                    if let Via::Own { c, .. } = std::mem::replace(&mut self.via, Via::Ended) {
+                        pool.own_client_idle(c);
+                    }
+                    Ok(None)
+                }
+                Err(e) => {
+                    if e.is_retryable() {
+                        pool.own_client_broken();
+                    }
+                    self.via = Via::Ended;
+                    Err(ctx.fill(e))
+                }
+            },
+            Via::Connector(conn, rs) => {
+                let next = match tokio::time::timeout(pool.timeout, rs.blocks().next()).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        if let Via::Connector(mut conn, rs) =
+                            std::mem::replace(&mut self.via, Via::Ended)
+                        {
+                            conn.abandon(rs);
+                        }
+                        return Err(pool.timeout_error("fetch", ctx));
+                    }
+                };
+                match next {
+                    None => {
+                        self.via = Via::Ended;
+                        Ok(None)
+                    }
+                    Some(Err(e)) => {
+                        let e = pool.error("fetch", ctx, e);
+                        if e.is_retryable() {
+                            conn.mark_broken();
+                        }
+                        self.via = Via::Ended;
+                        Err(e)
+                    }
+                    // Copy the connector's bytes before anything reads values (reading NCHAR
+                    // values converts a parsed block in place).
+                    Some(Ok(b)) => Ok(Some(b.as_raw_bytes().to_vec())),
+                }
+            }
+            Via::Ended => Ok(None),
+        }
+    }
+
+    /// Stops before the end, between fetches (never cutting one off: see the module docs):
+    /// the own client frees the result (no reply comes to it) and keeps its connection; the
+    /// connector's result is freed when dropped.
+    pub(crate) async fn stop(mut self, pool: &Pool) {
+        if let Via::Own { mut c, id, .. } = std::mem::replace(&mut self.via, Via::Ended) {
+            if c.free(id).await.is_ok() {
+                pool.own_client_idle(c);
+            }
         }
     }
 }

@@ -41,14 +41,12 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
-use taos::AsyncFetchable;
 use taosbackup_core::{BlockChunk, ExportRequest, Precision, TimeRange};
 use tokio::sync::mpsc;
 
 use crate::Error;
 use crate::conn::{Ctx, Pool};
-use crate::export::{Cut, ExportStream, Resume, group_ranges, precision_of};
+use crate::export::{Answer, Cut, ExportStream, Resume, group_ranges};
 use crate::raw::RawView;
 use crate::source::TableKeys;
 use crate::sql;
@@ -354,74 +352,29 @@ impl Group {
             last_ts: vec![None; self.tables.len()],
             bytes: 0,
         };
-        let permit = self.pool.permit().await;
-        let own = self.pool.own_client(false).await.map_err(|e| ctx.fill(e))?;
-        if let Some(mut c) = own {
-            let read = async {
-                let cols = c.query(&plan.sql).await?;
-                self.check_names(plan, &cols.names)?;
-                while let Some(raw) = c.fetch(cols.id).await? {
-                    let more = runs.take(&self.db, plan.stable, &raw)?;
-                    if !more || self.tx.is_closed() {
-                        // Free the result (no reply comes to it) and keep the connection.
-                        if c.free(cols.id).await.is_ok() {
-                            self.pool.own_client_idle(c);
-                        }
-                        return Ok(if more { Read::Closed } else { Read::TooLarge });
-                    }
-                }
-                self.pool.own_client_idle(c);
-                let names = cols.names[..cols.names.len() - 1].to_vec();
-                Ok(Read::Done(
-                    runs.per_table,
-                    names,
-                    self.precision,
-                    runs.bytes,
-                ))
-            }
-            .await;
-            drop(permit);
-            if read.as_ref().is_err_and(Error::is_retryable) {
-                self.pool.own_client_broken();
-            }
-            return read.map_err(|e| ctx.fill(e));
-        }
-        drop(permit);
-        let mut conn = self.pool.get(ctx).await?;
-        let (mut rs, names) = conn.start_query(ctx, &plan.sql).await?;
-        self.check_names(plan, &names)?;
-        let precision = precision_of(rs.precision());
+        let mut answer = Answer::start(&self.pool, ctx, &plan.sql, false, self.precision).await?;
+        self.check_names(plan, &answer.names)?;
         loop {
-            // Stopping between fetches frees the result when `rs` is dropped (never
-            // mid-fetch: see export.rs).
+            // Stopping between fetches frees the result (never mid-fetch: see export.rs).
             if self.tx.is_closed() {
+                answer.stop(&self.pool).await;
                 return Ok(Read::Closed);
             }
-            let next = match tokio::time::timeout(self.pool.timeout, rs.blocks().next()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    conn.abandon(rs);
-                    return Err(self.pool.timeout_error("fetch", ctx));
-                }
+            let Some(raw) = answer.next(&self.pool, ctx).await? else {
+                break;
             };
-            let block = match next {
-                None => break,
-                Some(Err(e)) => {
-                    let e = self.pool.error("fetch", ctx, e);
-                    if e.is_retryable() {
-                        conn.mark_broken();
-                    }
-                    return Err(e);
-                }
-                Some(Ok(b)) => b,
-            };
-            let more = runs.take(&self.db, plan.stable, block.as_raw_bytes())?;
-            if !more {
+            if !runs.take(&self.db, plan.stable, &raw)? {
+                answer.stop(&self.pool).await;
                 return Ok(Read::TooLarge);
             }
         }
-        let names = names[..names.len() - 1].to_vec();
-        Ok(Read::Done(runs.per_table, names, precision, runs.bytes))
+        let names = answer.names[..answer.names.len() - 1].to_vec();
+        Ok(Read::Done(
+            runs.per_table,
+            names,
+            answer.precision,
+            runs.bytes,
+        ))
     }
 
     /// Cuts table `i`'s runs into chunks and sends them. `false`: the reader is gone.

@@ -1111,6 +1111,35 @@ async fn the_sources_connections_have_nagle_off() {
     );
 }
 
+/// Every chunk of `requests` read with one `export_tables` call, in the order they come.
+async fn export_together(
+    src: &TaosSource,
+    db: &str,
+    requests: Vec<ExportRequest>,
+) -> Vec<BlockChunk> {
+    let mut s = src
+        .export_tables(db, Precision::Ms, requests)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(c) = s.next_chunk().await.unwrap() {
+        out.push(c);
+    }
+    out
+}
+
+/// Every chunk of `requests` read one table at a time with `export`.
+async fn export_each(src: &TaosSource, db: &str, requests: Vec<ExportRequest>) -> Vec<BlockChunk> {
+    let mut out = Vec::new();
+    for r in requests {
+        let mut s = src.export(db, Precision::Ms, r).await.unwrap();
+        while let Some(c) = s.next_chunk().await.unwrap() {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Several children of one super table over the same ranges are read with one query
 /// (`export_tables.rs`), and give what per-table reads give: the same chunks, byte for
 /// byte. The database's file sets are a day wide, so the emulator returns the children's
@@ -1165,28 +1194,8 @@ async fn children_read_with_one_query_give_the_chunks_of_per_table_reads() {
             end: b + 5 * day,
         }],
     };
-    let collect = |names: Vec<String>| {
-        let src = &src;
-        async move {
-            let requests = names.iter().map(|t| request(t)).collect();
-            let mut s = src
-                .export_tables("mt", Precision::Ms, requests)
-                .await
-                .unwrap();
-            let mut out: Vec<BlockChunk> = Vec::new();
-            while let Some(c) = s.next_chunk().await.unwrap() {
-                out.push(c);
-            }
-            out
-        }
-    };
-    let mut alone: Vec<BlockChunk> = Vec::new();
-    for t in &names {
-        let mut s = src.export("mt", Precision::Ms, request(t)).await.unwrap();
-        while let Some(c) = s.next_chunk().await.unwrap() {
-            alone.push(c);
-        }
-    }
+    let requests = || names.iter().map(|t| request(t)).collect::<Vec<_>>();
+    let alone = export_each(&src, "mt", requests()).await;
     assert_eq!(
         alone.len(),
         5 * 5,
@@ -1198,23 +1207,14 @@ async fn children_read_with_one_query_give_the_chunks_of_per_table_reads() {
             .matching("tbname in")
             .trigger(Trigger::Nth(1_000)),
     );
-    let grouped = collect(names.clone()).await;
+    let grouped = export_together(&src, "mt", requests()).await;
     assert_eq!(emu.fault_stats()[0].matched, 1, "one query for the group");
     // Each table's chunks together and in order: the same as per-table reads, table by
     // table in the group's order.
     assert_eq!(grouped, alone);
     let src_small = source(&small_blocks);
     src_small.read_catalog("mt").await.unwrap();
-    let requests = names.iter().map(|t| request(t)).collect();
-    let mut s = src_small
-        .export_tables("mt", Precision::Ms, requests)
-        .await
-        .unwrap();
-    let mut joined: Vec<BlockChunk> = Vec::new();
-    while let Some(c) = s.next_chunk().await.unwrap() {
-        joined.push(c);
-    }
-    assert_eq!(joined, alone);
+    assert_eq!(export_together(&src_small, "mt", requests()).await, alone);
 
     // A refused group query: the tables are read one by one.
     emu.clear_faults();
@@ -1223,15 +1223,14 @@ async fn children_read_with_one_query_give_the_chunks_of_per_table_reads() {
             .matching("tbname in")
             .trigger(Trigger::From(1)),
     );
-    assert_eq!(collect(names.clone()).await, alone);
+    assert_eq!(export_together(&src, "mt", requests()).await, alone);
     assert_eq!(emu.faults_fired(), 1);
 
     // A child dropped since the catalog read is not taken for an empty one.
     emu.clear_faults();
     sql(&emu, &["DROP TABLE mt.c2"]).await;
-    let requests: Vec<ExportRequest> = names.iter().map(|t| request(t)).collect();
     let mut s = src
-        .export_tables("mt", Precision::Ms, requests)
+        .export_tables("mt", Precision::Ms, requests())
         .await
         .unwrap();
     let err = loop {
@@ -1287,37 +1286,9 @@ async fn a_probe_decides_whether_children_share_queries() {
             end: b + 10_000,
         }],
     };
-    let export = |prefix: &'static str| {
-        let src = &src;
-        async move {
-            let requests = (0..12).map(|c| request(format!("{prefix}{c}"))).collect();
-            let mut s = src
-                .export_tables("pr", Precision::Ms, requests)
-                .await
-                .unwrap();
-            let mut out: Vec<BlockChunk> = Vec::new();
-            while let Some(c) = s.next_chunk().await.unwrap() {
-                out.push(c);
-            }
-            out
-        }
-    };
-    let alone = |prefix: &'static str| {
-        let src = &src;
-        async move {
-            let mut out: Vec<BlockChunk> = Vec::new();
-            for c in 0..12 {
-                let mut s = src
-                    .export("pr", Precision::Ms, request(format!("{prefix}{c}")))
-                    .await
-                    .unwrap();
-                while let Some(ch) = s.next_chunk().await.unwrap() {
-                    out.push(ch);
-                }
-            }
-            out
-        }
-    };
+    let requests = |prefix: &str| (0..12).map(|c| request(format!("{prefix}{c}"))).collect();
+    let export = |prefix: &'static str| export_together(&src, "pr", requests(prefix));
+    let alone = |prefix: &'static str| export_each(&src, "pr", requests(prefix));
     let counter = || {
         emu.clear_faults();
         emu.inject(
