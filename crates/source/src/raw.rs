@@ -485,8 +485,9 @@ impl<'a> RawView<'a> {
                 let c = &self.cols[k];
                 let part = match c.width {
                     Some(w) => n * w,
-                    // The source's share of the column's values.
-                    None => c.len / self.rows.max(1) * n,
+                    // The source's share of the column's values, with room for rows whose
+                    // values are longer than the average (growing the block copies it).
+                    None => (c.len / self.rows.max(1) * n * 5 / 4 + 64).min(c.len),
                 };
                 c.prefix_len(n) + part
             })
