@@ -322,11 +322,7 @@ pub async fn backup(
 /// Logs (at debug level) that a phase of the run ended, with the time since `started`: what
 /// `RUST_LOG=taosbackup_engine=debug` shows to find where a backup's time goes.
 pub(crate) fn phase(what: &str, started: Instant, count: usize) {
-    tracing::debug!(
-        elapsed_ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
-        count,
-        "backup phase: {what}"
-    );
+    crate::phase("backup", what, started, count);
 }
 
 /// The entries of `blocks` whose keys lie in one of the ascending `runs`: one range

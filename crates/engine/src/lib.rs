@@ -71,3 +71,14 @@ pub use tracker::{
     BlockKey, BlockState, BucketRun, Snapshot, TableChange, TableChanges, Tracker, TrackerStats,
 };
 pub use tracking::{ChangeTracking, FeedStats, TrackingConfig, TrackingStats};
+
+/// Logs (at debug level) that a phase of a `command` (`backup`, `restore`) ended, with the
+/// time since it started and a count of what the phase handled: what
+/// `RUST_LOG=taosbackup_engine=debug` shows to find where a run's time goes.
+pub(crate) fn phase(command: &str, what: &str, started: std::time::Instant, count: usize) {
+    tracing::debug!(
+        elapsed_ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+        count,
+        "{command} phase: {what}"
+    );
+}

@@ -108,6 +108,7 @@ pub async fn restore(
         .await
         .map_err(|e| EngineError::repo(format!("loading backup {}", listed.id), e))?;
     let (folded, objects_read) = load_state(repo, &point, &req.tables, &req.stables).await?;
+    crate::phase("restore", "backup read", started, folded.tables.len());
     let mut catalog = folded.catalog.clone();
     select(&mut catalog, &req.tables, &req.stables)?;
     let target_name = req
@@ -152,6 +153,7 @@ pub async fn restore(
         .await
         .map_err(|e| EngineError::source("creating the target database and tables", e))?;
     report.target_database = target.clone();
+    crate::phase("restore", "schema created", started, catalog.tables.len());
     progress.begin("restore", report.blocks, report.rows_expected);
     let target_ref = target.as_str();
     let writes = futures::stream::iter(jobs.into_iter().map(|(table, run)| async move {
@@ -173,6 +175,7 @@ pub async fn restore(
         }
     }
     progress.end();
+    crate::phase("restore", "rows written", started, report.blocks as usize);
     // The check: every restored table has the rows the backup holds. Child tables are
     // counted one query per super table (one per table would double the round trips of
     // restoring many small tables); normal tables one by one.
@@ -230,6 +233,7 @@ pub async fn restore(
             checked.push((name.to_string(), expected, actual));
         }
     }
+    let checked_tables = checked.len();
     for (table, expected, actual) in checked {
         // Merging into an existing table may add rows of its own; fewer is always wrong.
         let bad = if req.into_existing {
@@ -248,6 +252,7 @@ pub async fn restore(
     report
         .count_mismatches
         .sort_by(|a, b| a.table.cmp(&b.table));
+    crate::phase("restore", "rows counted", started, checked_tables);
     report.duration = started.elapsed();
     Ok(report)
 }
