@@ -470,10 +470,11 @@ fn a_damaged_snapshot_object_blocks_only_what_depends_on_it() {
     for (point, target) in [("latest", "fromlatest"), (bad.as_str(), "frombad")] {
         let out = restore(point, target);
         assert_eq!(out.status.code(), Some(1), "{point}: {}", stderr_of(&out));
+        let err = stderr_of(&out);
+        // The fix is named, in one readable line (no run of spaces from a broken string).
         assert!(
-            stderr_of(&out).contains(&bad),
-            "{point}: {}",
-            stderr_of(&out)
+            err.contains(&bad) && err.contains("taosbackup verify") && !err.contains("    "),
+            "{point}: {err}"
         );
     }
     for args in [

@@ -56,11 +56,14 @@ pub async fn resolve_point(
     if let Some(d) = blocking {
         let context = match point {
             BackupPoint::Id(_) => format!(
-                "resolving {point}: the snapshot object of backup {} is damaged; run                  `taosbackup verify`",
+                "resolving {point}: the snapshot object of backup {} is damaged; run \
+                 `taosbackup verify`",
                 d.id
             ),
             _ => format!(
-                "resolving {point}: the snapshot object of backup {} is damaged, so which                  backup {point} means cannot be known; restore a backup by its id (`taosbackup                  list` shows the readable ones) or run `taosbackup verify`",
+                "resolving {point}: the snapshot object of backup {} is damaged, so which \
+                 backup {point} means cannot be known; restore a backup by its id \
+                 (`taosbackup list` shows the readable ones) or run `taosbackup verify`",
                 d.id
             ),
         };

@@ -183,13 +183,16 @@ pub(crate) fn table_statements(
     let mut batch = Batcher::new(sql::CREATE_TABLES_HEAD, limit);
     for t in catalog.tables.iter().filter(|t| t.kind == TableKind::Child) {
         let clause = child_clause(target, t)?;
-        batch.push(&clause).map_err(|size| Error::UnrepresentableValue {
-            table: t.name.clone(),
-            column: "(tags)".into(),
-            reason: format!(
-                "its CREATE TABLE clause is {size} bytes, over TDengine's statement limit of                  {limit} bytes"
-            ),
-        })?;
+        batch
+            .push(&clause)
+            .map_err(|size| Error::UnrepresentableValue {
+                table: t.name.clone(),
+                column: "(tags)".into(),
+                reason: format!(
+                    "its CREATE TABLE clause is {size} bytes, over TDengine's statement \
+                     limit of {limit} bytes"
+                ),
+            })?;
     }
     statements.extend(batch.finish());
     Ok(statements)
@@ -853,7 +856,8 @@ mod tests {
         // A single clause over the limit is refused before anything is sent.
         let e = table_statements(&catalog, "r", 10_000).unwrap_err();
         assert!(
-            e.to_string().contains("over TDengine's statement limit"),
+            e.to_string()
+                .contains("over TDengine's statement limit of 10000 bytes"),
             "{e}"
         );
     }
