@@ -477,6 +477,29 @@ fn a_damaged_snapshot_object_blocks_only_what_depends_on_it() {
             "{point}: {err}"
         );
     }
+    // Without the local cache, `latest` is resolved from the repository's own listing,
+    // which names the damaged backup as the reason no point can be chosen.
+    let out = tb(dir.path())
+        .args([
+            "restore",
+            "--no-cache",
+            "--backup",
+            "latest",
+            "--repo",
+            &repo,
+        ])
+        .args(["--target", &emu.dsn(), "--target-database", "fromlisting"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "the snapshot object of backup {bad} is damaged, so which backup latest means \
+             cannot be known; restore a backup by its id"
+        )),
+        "{err}"
+    );
     for args in [
         vec!["forget", "--repo", repo.as_str(), good.as_str()],
         vec!["prune", "--repo", repo.as_str(), "--keep-last", "1"],
