@@ -61,6 +61,26 @@ impl Sel {
     }
 }
 
+/// Applies `OFFSET offset LIMIT limit` to selections that are output one after another.
+fn limit_in_order<'a>(
+    sels: impl Iterator<Item = &'a mut Sel>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+) {
+    let mut skip = offset.unwrap_or(0) as usize;
+    let mut take = limit.map_or(usize::MAX, |l| l as usize);
+    for sel in sels {
+        let n = sel.len();
+        let sk = skip.min(n);
+        let tk = take.min(n - sk);
+        if sk > 0 || tk < n {
+            *sel = sel.window(sk, tk);
+        }
+        skip -= sk;
+        take -= tk;
+    }
+}
+
 /// The first index in `0..n` where `pred` turns false (`pred` true on a prefix), as
 /// `slice::partition_point`.
 fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
@@ -573,23 +593,9 @@ fn run(
         if let Some(width) = interleave {
             let mut runs = fileset_runs(segs, &sels, width);
             // OFFSET/LIMIT apply to the output, so after the reordering.
-            let mut skip = s.offset.unwrap_or(0) as usize;
-            let mut take = s.limit.map_or(usize::MAX, |l| l as usize);
-            for run in &mut runs {
-                if take == 0 {
-                    break;
-                }
-                let n = run.sel.len();
-                let sk = skip.min(n);
-                let tk = take.min(n - sk);
-                if sk > 0 || tk < n {
-                    run.sel = run.sel.window(sk, tk);
-                }
-                skip -= sk;
-                take -= tk;
-                if run.sel.len() > 0 {
-                    emit(&outs, &segs[run.seg], &run.sel, &mut columns, false)?;
-                }
+            limit_in_order(runs.iter_mut().map(|r| &mut r.sel), s.offset, s.limit);
+            for run in runs.iter().filter(|r| r.sel.len() > 0) {
+                emit(&outs, &segs[run.seg], &run.sel, &mut columns, false)?;
             }
             columns.truncate(visible);
             fields.truncate(visible);
@@ -608,16 +614,7 @@ fn run(
         }
         if !needs_sort && !s.distinct {
             // Apply OFFSET/LIMIT before materialising.
-            let mut skip = s.offset.unwrap_or(0) as usize;
-            let mut take = s.limit.map_or(usize::MAX, |l| l as usize);
-            for sel in &mut sels {
-                let n = sel.len();
-                let sk = skip.min(n);
-                let tk = take.min(n - sk);
-                *sel = sel.window(sk, tk);
-                skip -= sk;
-                take -= tk;
-            }
+            limit_in_order(sels.iter_mut(), s.offset, s.limit);
         }
         for (seg, sel) in segs.iter().zip(&sels) {
             emit(&outs, seg, sel, &mut columns, false)?;
