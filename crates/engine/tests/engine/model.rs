@@ -343,6 +343,23 @@ pub(crate) async fn restore_all(
     taosbackup_engine::restore(source, repo, &req, &NoProgress, &CancellationToken::new()).await
 }
 
+/// Restores backup `id` of database `d` into `back` and checks that every row came back:
+/// the restore's own counts and a comparison of the two databases.
+pub(crate) async fn restore_exactly(
+    db: &FakeDb,
+    source: &FakeSource,
+    repo: &dyn taosbackup_core::Repository,
+    id: &taosbackup_core::BackupId,
+) -> taosbackup_engine::RestoreReport {
+    let r = restore_all(source, repo, id, "d", "back").await.unwrap();
+    assert!(r.count_mismatches.is_empty(), "{r:?}");
+    assert_eq!(
+        db.dump("back").unwrap().tables,
+        db.dump("d").unwrap().tables
+    );
+    r
+}
+
 async fn open_tracking(w: &World, dir: &std::path::Path) -> ChangeTracking {
     let feed = FakeFeed::new(w.db.clone(), DB, "model");
     ChangeTracking::open(
