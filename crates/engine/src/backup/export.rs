@@ -558,9 +558,7 @@ async fn export_group(
                 }
                 if at.is_none_or(|(ni, _)| ni != i) {
                     ended[i] = true;
-                    for h in plan.task_done(table) {
-                        store_held((repo, plan), h, None, progress).await?;
-                    }
+                    task_done((repo, plan), table, progress).await?;
                 }
             }
         }
@@ -575,9 +573,7 @@ async fn export_group(
     // Tables without rows in their ranges.
     for (i, (t, _)) in group.iter().enumerate() {
         if !ended[i] {
-            for h in plan.task_done(&t.table) {
-                store_held((repo, plan), h, None, progress).await?;
-            }
+            task_done((repo, plan), &t.table, progress).await?;
         }
     }
     Ok(group
@@ -642,6 +638,19 @@ async fn store_block(
 
 /// Stores a block that was held back as a sample (with the dictionary trained from it, if
 /// any) and records it for its task's result.
+/// `table`'s export ended: stores the blocks its super table held back as dictionary
+/// samples if it was the last task to (see [`DictPlan::task_done`]).
+async fn task_done(
+    (repo, plan): (&dyn Repository, &DictPlan),
+    table: &str,
+    progress: &dyn Progress,
+) -> Result<(), EngineError> {
+    for h in plan.task_done(table) {
+        store_held((repo, plan), h, None, progress).await?;
+    }
+    Ok(())
+}
+
 async fn store_held(
     (repo, plan): (&dyn Repository, &DictPlan),
     h: Held,
