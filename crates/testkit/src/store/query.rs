@@ -591,33 +591,28 @@ fn run(
             segs.len() > 1 && order.is_empty() && partition.is_empty() && !s.distinct && !s.tags
         });
         if let Some(width) = interleave {
+            // No ORDER BY or DISTINCT here: the rows are final, and the return below is taken.
             let mut runs = fileset_runs(segs, &sels, width);
             // OFFSET/LIMIT apply to the output, so after the reordering.
             limit_in_order(runs.iter_mut().map(|r| &mut r.sel), s.offset, s.limit);
             for run in runs.iter().filter(|r| r.sel.len() > 0) {
                 emit(&outs, &segs[run.seg], &run.sel, &mut columns, false)?;
             }
-            columns.truncate(visible);
-            fields.truncate(visible);
-            return Ok(ResultSet {
-                fields,
-                precision,
-                columns,
-            });
-        }
-        if single_ts_order && order[0].1 {
-            for sel in &mut sels {
-                let mut v = sel.indices();
-                v.reverse();
-                *sel = Sel::Idx(v);
+        } else {
+            if single_ts_order && order[0].1 {
+                for sel in &mut sels {
+                    let mut v = sel.indices();
+                    v.reverse();
+                    *sel = Sel::Idx(v);
+                }
             }
-        }
-        if !needs_sort && !s.distinct {
-            // Apply OFFSET/LIMIT before materialising.
-            limit_in_order(sels.iter_mut(), s.offset, s.limit);
-        }
-        for (seg, sel) in segs.iter().zip(&sels) {
-            emit(&outs, seg, sel, &mut columns, false)?;
+            if !needs_sort && !s.distinct {
+                // Apply OFFSET/LIMIT before materialising.
+                limit_in_order(sels.iter_mut(), s.offset, s.limit);
+            }
+            for (seg, sel) in segs.iter().zip(&sels) {
+                emit(&outs, seg, sel, &mut columns, false)?;
+            }
         }
         if !needs_sort && !s.distinct {
             columns.truncate(visible);
