@@ -47,6 +47,9 @@
 //! `--compare PATH/TO/other-taosbackup [--rounds K]` measures two builds instead: it loads
 //! each scale once and runs `K` (default 3) rounds of one full backup by each binary in turn,
 //! each into a fresh repository, printing every run and the medians (A = the first binary).
+//! `--compare-step pct` compares 1% incrementals instead: each binary keeps its own
+//! repository and tracker, and each round's one change is backed up by both, in alternating
+//! order.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -123,11 +126,13 @@ struct Opts {
     compare: Option<PathBuf>,
     /// `--rounds K`: the rounds of a comparison.
     rounds: usize,
+    /// `--compare-step full|pct`: what a comparison measures.
+    compare_step: String,
 }
 
 const USAGE: &str = "usage: bench_e2e PATH/TO/taosbackup [--scale small|medium|large|xlarge|all|LIST] \
                      [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] \
-                     [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] [--compare PATH/TO/other-taosbackup [--rounds K]]";
+                     [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] [--compare PATH/TO/other-taosbackup [--rounds K] [--compare-step full|pct]]";
 
 fn parse() -> Result<Opts> {
     let mut args = std::env::args().skip(1);
@@ -146,6 +151,7 @@ fn parse() -> Result<Opts> {
     let mut perf_hz = 499;
     let mut compare = None;
     let mut rounds = 3;
+    let mut compare_step = "full".to_string();
     while let Some(a) = args.next() {
         let v = args
             .next()
@@ -177,6 +183,12 @@ fn parse() -> Result<Opts> {
                     Some(std::fs::canonicalize(&v).with_context(|| format!("no binary at {v}"))?)
             }
             "--rounds" => rounds = num()?,
+            "--compare-step" => {
+                if v != "full" && v != "pct" {
+                    bail!("--compare-step takes full or pct, not {v:?}");
+                }
+                compare_step = v
+            }
             _ => bail!("unknown argument {a}; {USAGE}"),
         }
     }
@@ -227,6 +239,7 @@ fn parse() -> Result<Opts> {
         incr_rounds,
         compare,
         rounds,
+        compare_step,
     })
 }
 
@@ -314,16 +327,22 @@ struct Figures {
     load_avg: String,
 }
 
-/// `--compare`: loads the scale once, then runs `--rounds` rounds of one full backup by each
-/// binary in turn (A, B, A, B, …; each into a fresh repository) and prints every run and the
-/// median per binary. Two builds measured against the same data, interleaved, so that the
-/// machine's drift over minutes falls on both alike.
+/// `--compare`: loads the scale once, then runs `--rounds` rounds of one step by each binary
+/// in turn and prints every run and the median per binary. Two builds measured against the
+/// same data, interleaved, so that the machine's drift over minutes falls on both alike.
+///
+/// `--compare-step full` (the default): one full backup per binary and round (A, B, A, B,
+/// …), each into a fresh repository. `--compare-step pct`: each binary keeps its own
+/// repository and bitmap tracker (its own topic and consumer group), established by a first
+/// bitmap run; each round changes ~1% of the blocks once, then both binaries back up that
+/// change, in alternating order (A, B; then B, A; …).
 async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
     let emu = Emulator::start(EmulatorConfig::from_env())?;
     let dsn = emu.dsn();
     let taos = connect(&dsn).await?;
     eprintln!(
-        "== compare at scale {}: {} tables × {} rows; load average {}",
+        "== compare ({}) at scale {}: {} tables × {} rows; load average {}",
+        o.compare_step,
         s.name,
         s.tables,
         s.rows,
@@ -334,35 +353,71 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
     let bins = [("A", o.bin.as_path()), ("B", other)];
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(), Vec::new()];
     let par = o.parallel.to_string();
-    for round in 0..o.rounds {
-        for (i, (label, bin)) in bins.iter().enumerate() {
-            let dir = work.path().join(format!("{label}{round}"));
+    let backup = |cfg: &str, engine: &str| -> Vec<String> {
+        [
+            "backup",
+            "--config",
+            cfg,
+            "--engine",
+            engine,
+            "--parallel",
+            &par,
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |bin: &Path, dir: &Path, args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        taosbackup(bin, dir, &args, None)
+    };
+    let what = if o.compare_step == "pct" {
+        // Per binary: a directory with its repository, its config and its tracker.
+        let mut cfgs = Vec::new();
+        for (label, bin) in &bins {
+            let dir = work.path().join(label);
             std::fs::create_dir_all(&dir)?;
             let config = dir.join("taosbackup.toml");
-            std::fs::write(&config, config_text(&dsn, &dir.join("repo"), ""))?;
+            let extra = format!(
+                "engine = \"bitmap\"\n\n[bitmap_engine]\npersistence_path = \"{}\"\n",
+                dir.join("tracker").display()
+            );
+            std::fs::write(&config, config_text(&dsn, &dir.join("repo"), &extra))?;
             let cfg = config.display().to_string();
-            taosbackup(bin, &dir, &["init", "--config", &cfg], None)?;
-            let args = [
-                "backup",
-                "--config",
-                &cfg,
-                "--engine",
-                "full",
-                "--parallel",
-                &par,
-                "--json",
-            ];
-            let run = taosbackup(bin, &dir, &args, None)?;
-            std::fs::remove_dir_all(&dir)?;
-            runs[i].push(run);
+            run(bin, &dir, &["init".into(), "--config".into(), cfg.clone()])?;
+            run(bin, &dir, &backup(&cfg, "bitmap"))?;
+            cfgs.push((dir, cfg));
         }
-    }
+        for round in 0..o.rounds {
+            change(&taos, s, (s.blocks() / 100).max(1), 1 + round).await?;
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let (dir, cfg) = &cfgs[i];
+                runs[i].push(run(bins[i].1, dir, &backup(cfg, "bitmap"))?);
+            }
+        }
+        "1% incremental"
+    } else {
+        for round in 0..o.rounds {
+            for (i, (label, bin)) in bins.iter().enumerate() {
+                let dir = work.path().join(format!("{label}{round}"));
+                std::fs::create_dir_all(&dir)?;
+                let config = dir.join("taosbackup.toml");
+                std::fs::write(&config, config_text(&dsn, &dir.join("repo"), ""))?;
+                let cfg = config.display().to_string();
+                run(bin, &dir, &["init".into(), "--config".into(), cfg.clone()])?;
+                runs[i].push(run(bin, &dir, &backup(&cfg, "full"))?);
+                std::fs::remove_dir_all(&dir)?;
+            }
+        }
+        "full backup"
+    };
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!(
-        "\n| full backup, {} rows | tool s (each round) | CPU tool s | CPU emulator s | median tool s; CPU tool; CPU emulator |",
+        "\n| {what}, {} rows | tool s (each round) | CPU tool s | CPU emulator s | median tool s; CPU tool; CPU emulator |",
         s.total_rows()
     );
     println!("| --- | --- | --- | --- | --- |");
@@ -370,13 +425,13 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         let list = |f: &dyn Fn(&Run) -> f64| {
             runs[i]
                 .iter()
-                .map(|r| format!("{:.2}", f(r)))
+                .map(|r| format!("{:.3}", f(r)))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
         let tool = Run::tool_or_wall;
         println!(
-            "| {label}: {} | {} | {} | {} | {:.2} s; {:.2} s; {:.2} s |",
+            "| {label}: {} | {} | {} | {} | {:.3} s; {:.3} s; {:.3} s |",
             bin.display(),
             list(&tool),
             list(&|r| r.cpu_secs),
