@@ -636,8 +636,6 @@ async fn store_block(
     }
 }
 
-/// Stores a block that was held back as a sample (with the dictionary trained from it, if
-/// any) and records it for its task's result.
 /// `table`'s export ended: stores the blocks its super table held back as dictionary
 /// samples if it was the last task to (see [`DictPlan::task_done`]).
 async fn task_done(
@@ -651,6 +649,8 @@ async fn task_done(
     Ok(())
 }
 
+/// Stores a block that was held back as a sample (with the dictionary trained from it, if
+/// any) and records it for its task's result.
 async fn store_held(
     (repo, plan): (&dyn Repository, &DictPlan),
     h: Held,
