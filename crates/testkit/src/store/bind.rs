@@ -34,6 +34,16 @@ fn invalid(msg: impl Into<String>) -> EmuError {
     EmuError::new(code::INVALID_PARA, msg)
 }
 
+/// The batch a write stores: `slots` (from [`bind`]) with NULLs for the columns nothing
+/// was bound to.
+pub fn fill(slots: Vec<Option<ColumnData>>, schema: &[Field], rows: usize) -> Vec<ColumnData> {
+    slots
+        .into_iter()
+        .zip(schema)
+        .map(|(c, f)| c.unwrap_or_else(|| ColumnData::nulls(f.ty, rows)))
+        .collect()
+}
+
 /// Binds `block` to `schema` (the target table's data columns); `names` are the field names
 /// sent with the block (empty: positional). Returns one column per schema column, `None`
 /// where nothing was bound (NULL).

@@ -1452,11 +1452,7 @@ pub fn write_raw_block(
             Some(_) => {}
         }
     }
-    let batch: Vec<ColumnData> = slots
-        .into_iter()
-        .zip(&schema)
-        .map(|(c, f)| c.unwrap_or_else(|| ColumnData::nulls(f.ty, rows)))
-        .collect();
+    let batch = super::bind::fill(slots, &schema, rows);
     let vgroup = t.vgroup;
     // Raw blocks arrive column by column, as stmt/raw writes reach the vnode.
     let msg = files::submit(
@@ -1465,13 +1461,13 @@ pub fn write_raw_block(
         RowFormat::Columns,
         present_timestamps(&batch),
     );
-    let body = WalBody::Data(vec![wal::DataBlock::new(
+    let body = WalBody::Data(vec![wal::DataBlock::written(
         name.name.clone(),
         schema,
         db.opts.precision,
-        &batch,
+        block,
+        fields,
         db.opts.wal_retention_period != 0,
-        None,
         &spill,
     )]);
     db.log(vgroup, env.now_ns, body, msg)?;

@@ -15,9 +15,10 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value as Json, json};
 
+use super::bind;
 use super::catalog::DbOptions;
 use crate::error::{EmuError, code};
-use crate::raw_block;
+use crate::raw_block::{self, RawBlock};
 use crate::types::{ColumnData, Field, Precision, Value};
 
 /// The append-only file a store's WAL keeps its batches in, as TDengine keeps its vnode WAL
@@ -110,6 +111,16 @@ enum Stored {
     },
 }
 
+/// What a block's kept bytes are.
+#[derive(Debug, Clone)]
+enum Form {
+    /// The raw block TMQ serves.
+    Served,
+    /// A raw block as a raw-block write sent it, with the field names it sent (empty:
+    /// positional); bound to the block's fields and encoded when read.
+    Written(Vec<Field>),
+}
+
 /// One table's rows in a submit entry.
 #[derive(Debug, Clone)]
 pub struct DataBlock {
@@ -119,10 +130,13 @@ pub struct DataBlock {
     pub fields: Vec<Field>,
     /// Database precision.
     pub precision: Precision,
-    /// The rows as written (before overwrite resolution): `rows` and the raw block TMQ
-    /// serves, in the spill file (see [`DataBlock::new`]).
+    /// The rows as written (before overwrite resolution): `rows` and, in the spill file,
+    /// the raw block TMQ serves or the block as a raw-block write sent it (see `form`,
+    /// [`DataBlock::new`] and [`DataBlock::written`]).
     rows: usize,
     raw: Stored,
+    /// What the kept bytes are.
+    form: Form,
     /// The auto-create request the submit carried for the table (`INSERT … USING`, or an
     /// insert into a super table naming `tbname`), when TMQ passes it on:
     /// `tqProcessSubData` (`dnode/vnode/src/tq/tqScan.c`) sends a submit's create request
@@ -160,28 +174,7 @@ impl DataBlock {
         let rows = columns.first().map_or(0, ColumnData::len);
         let raw = if retain {
             let cols: Vec<&ColumnData> = columns.iter().collect();
-            let block = raw_block::encode(&fields, &cols, 0..rows);
-            // Plain on disk, as TDengine writes its WAL entries (`walWrite.c` appends the
-            // submit body as is): compressing every batch at zstd level 1 was a fifth of the
-            // emulator's CPU while a restore wrote into it, for disk space nobody is short of.
-            match spill.append(&block) {
-                Ok(offset) => Stored::Spilled {
-                    spill: Arc::clone(spill),
-                    offset,
-                    len: block.len(),
-                },
-                Err(e) => {
-                    spill.warn_once(&e);
-                    // In memory, where bytes count, compressed. Compressing cannot fail but
-                    // for allocation; keep the plain block then (the reader tells the two
-                    // apart by zstd's magic number).
-                    let mut bytes = zstd::bulk::compress(&block, 1).unwrap_or(block);
-                    // zstd's bulk API hands back its worst-case buffer (larger than the
-                    // input): unshrunk, the batch would hold as much as its plain block.
-                    bytes.shrink_to_fit();
-                    Stored::InMemory(bytes)
-                }
-            }
+            keep(raw_block::encode(&fields, &cols, 0..rows), spill)
         } else {
             Stored::Dropped
         };
@@ -191,7 +184,44 @@ impl DataBlock {
             precision,
             rows: if retain { rows } else { 0 },
             raw,
+            form: Form::Served,
             create,
+        }
+    }
+
+    /// The block of a raw-block write: `block` as the writer sent it, with the field names
+    /// it sent (`names`, empty when positional), already bound to `fields` (the table's
+    /// columns) once by the write. It is kept as received and bound and encoded again when
+    /// a consumer reads it, as TDengine's WAL holds the submit as the client built it
+    /// (`walWrite.c`) and TMQ turns it into the block it serves at poll time
+    /// (`tqTaosxScanLog` in `source/dnode/vnode/src/tq/tqScan.c` reads the submit through
+    /// `tq/tqRead.c`, and its `tqAddBlockDataToRsp` calls `blockEncode`). Encoding each
+    /// write as it arrived was ~31% of the emulator's samples while a restore wrote 50 M
+    /// rows into it, for blocks read only if a topic covers the database
+    /// (docs/performance.md, "The WAL copy of a raw-block write").
+    pub fn written(
+        table: String,
+        fields: Vec<Field>,
+        precision: Precision,
+        block: RawBlock,
+        names: &[Field],
+        retain: bool,
+        spill: &Arc<Spill>,
+    ) -> DataBlock {
+        let rows = block.rows;
+        let raw = if retain {
+            keep(block.bytes, spill)
+        } else {
+            Stored::Dropped
+        };
+        DataBlock {
+            table,
+            fields,
+            precision,
+            rows: if retain { rows } else { 0 },
+            raw,
+            form: Form::Written(names.to_vec()),
+            create: None,
         }
     }
 
@@ -210,6 +240,30 @@ impl DataBlock {
     /// a block without columns when the rows were not retained. Reading the spill file back
     /// or decompressing can fail: 0x1001 (TDengine's WAL_FILE_CORRUPTED), not an empty block.
     pub fn block_bytes(&self) -> Result<Vec<u8>, EmuError> {
+        let kept = self.kept_bytes()?;
+        let Form::Written(names) = &self.form else {
+            return Ok(kept);
+        };
+        if matches!(self.raw, Stored::Dropped) {
+            return Ok(kept);
+        }
+        // The write bound these bytes to these fields already: failing now means the kept
+        // bytes are not what was written.
+        let unreadable = |e: EmuError| {
+            wal_read_error(format!(
+                "a WAL batch of {} no longer binds to its table: {e}",
+                self.table
+            ))
+        };
+        let block = raw_block::parse(&kept).map_err(unreadable)?;
+        let slots = bind::bind(&block, names, &self.fields).map_err(unreadable)?;
+        let columns = bind::fill(slots, &self.fields, block.rows);
+        let refs: Vec<&ColumnData> = columns.iter().collect();
+        Ok(raw_block::encode(&self.fields, &refs, 0..block.rows))
+    }
+
+    /// The kept bytes, read back and decompressed.
+    fn kept_bytes(&self) -> Result<Vec<u8>, EmuError> {
         let spilled;
         let stored = match &self.raw {
             // `encode` wants one column per field: no fields, no columns.
@@ -233,6 +287,31 @@ impl DataBlock {
             })
         } else {
             Ok(stored.to_vec())
+        }
+    }
+}
+
+/// `bytes` in the spill file, or (when it cannot be written) in memory.
+fn keep(bytes: Vec<u8>, spill: &Arc<Spill>) -> Stored {
+    // Plain on disk, as TDengine writes its WAL entries (`walWrite.c` appends the submit
+    // body as is): compressing every batch at zstd level 1 was a fifth of the emulator's
+    // CPU while a restore wrote into it, for disk space nobody is short of.
+    match spill.append(&bytes) {
+        Ok(offset) => Stored::Spilled {
+            spill: Arc::clone(spill),
+            offset,
+            len: bytes.len(),
+        },
+        Err(e) => {
+            spill.warn_once(&e);
+            // In memory, where bytes count, compressed. Compressing cannot fail but for
+            // allocation; keep the plain block then (the reader tells the two apart by
+            // zstd's magic number).
+            let mut packed = zstd::bulk::compress(&bytes, 1).unwrap_or(bytes);
+            // zstd's bulk API hands back its worst-case buffer (larger than the input):
+            // unshrunk, the batch would hold as much as its plain block.
+            packed.shrink_to_fit();
+            Stored::InMemory(packed)
         }
     }
 }
@@ -853,6 +932,104 @@ mod tests {
             none.block_bytes().unwrap(),
             raw_block::encode(&[], &[], 0..0)
         );
+    }
+
+    /// The rows of [`block`] as `(fields, columns)`.
+    fn rows(n: i32) -> (Vec<Field>, Vec<ColumnData>) {
+        let (b, _) = block(&Arc::new(Spill::default()), n);
+        let plain = b.block_bytes().unwrap();
+        let decoded = raw_block::decode(&plain).unwrap();
+        (b.fields, decoded.columns)
+    }
+
+    #[test]
+    fn written_blocks_serve_the_block_encoded_from_their_bound_rows() {
+        use crate::types::Ty;
+        let spill = Arc::new(Spill::default());
+        let (fields, cols) = rows(700);
+        let refs: Vec<&ColumnData> = cols.iter().collect();
+        let plain = raw_block::encode(&fields, &refs, 0..700);
+
+        // Positional: every column, in the table's order.
+        let b = DataBlock::written(
+            "p".into(),
+            fields.clone(),
+            Precision::Millisecond,
+            raw_block::parse(&plain).unwrap(),
+            &[],
+            true,
+            &spill,
+        );
+        assert!(b.retained());
+        assert_eq!(b.rows(), 700);
+        assert_eq!(b.block_bytes().unwrap(), plain);
+
+        // Named: two columns in another order, `v` left out (NULL).
+        let names = vec![fields[2].clone(), fields[0].clone()];
+        let sent = raw_block::encode(&names, &[&cols[2], &cols[0]], 0..700);
+        let b = DataBlock::written(
+            "n".into(),
+            fields.clone(),
+            Precision::Millisecond,
+            raw_block::parse(&sent).unwrap(),
+            &names,
+            true,
+            &spill,
+        );
+        let nulls = ColumnData::nulls(Ty::Int, 700);
+        let served = raw_block::encode(&fields, &[&cols[0], &nulls, &cols[2]], 0..700);
+        assert_eq!(b.block_bytes().unwrap(), served);
+        // Kept as sent, not as served.
+        assert!(matches!(b.raw, Stored::Spilled { len, .. } if len == sent.len()));
+
+        // Not retained: nothing kept, an empty block served.
+        let end = spill.end.load(Ordering::Relaxed);
+        let none = DataBlock::written(
+            "x".into(),
+            fields.clone(),
+            Precision::Millisecond,
+            raw_block::parse(&sent).unwrap(),
+            &names,
+            false,
+            &spill,
+        );
+        assert!(!none.retained());
+        assert_eq!(none.rows(), 0);
+        assert_eq!(spill.end.load(Ordering::Relaxed), end);
+        assert_eq!(
+            none.block_bytes().unwrap(),
+            raw_block::encode(&[], &[], 0..0)
+        );
+
+        // Kept bytes that no longer bind (here: the table's fields swapped for others) are
+        // an error, not a block.
+        let mut other = b.clone();
+        other.fields = vec![
+            Field::new("ts", Ty::Timestamp, 8),
+            Field::new("s", Ty::Int, 4),
+        ];
+        let e = other.block_bytes().unwrap_err();
+        assert_eq!(e.code, code::WAL_FILE_CORRUPTED, "{e}");
+    }
+
+    #[test]
+    fn written_blocks_kept_in_memory_read_back() {
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let spill = Arc::new(Spill::with_file(File::open(path.path()).unwrap()));
+        let (fields, cols) = rows(300);
+        let refs: Vec<&ColumnData> = cols.iter().collect();
+        let plain = raw_block::encode(&fields, &refs, 0..300);
+        let b = DataBlock::written(
+            "m".into(),
+            fields,
+            Precision::Millisecond,
+            raw_block::parse(&plain).unwrap(),
+            &[],
+            true,
+            &spill,
+        );
+        assert!(matches!(&b.raw, Stored::InMemory(m) if m.starts_with(&ZSTD_MAGIC)));
+        assert_eq!(b.block_bytes().unwrap(), plain);
     }
 
     #[test]
