@@ -376,6 +376,12 @@ impl<K> Var<K> {
         (!self.nulls.get(i)).then_some(b)
     }
 
+    /// Makes room for `n` more bytes of values at once (a column decoded from a block knows
+    /// an upper bound: its data length).
+    pub fn reserve_bytes(&mut self, n: usize) {
+        self.bytes.reserve(n);
+    }
+
     /// Appends bytes or NULL.
     pub fn push(&mut self, v: Option<&[u8]>) {
         self.nulls.push(self.ends.len(), v.is_none());

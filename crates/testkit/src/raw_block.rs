@@ -404,6 +404,15 @@ fn decode_column(
     )?;
     let data = r.take(len)?;
     let mut col = ColumnData::with_capacity(ty, rows);
+    // The values need at most the column's data length (length prefixes included): one
+    // allocation, where growing by doubling copied them and faulted in fresh pages again.
+    if let ColumnData::VarChar(v)
+    | ColumnData::VarBinary(v)
+    | ColumnData::Geometry(v)
+    | ColumnData::Blob(v) = &mut col
+    {
+        v.reserve_bytes(len);
+    }
     for i in 0..rows {
         let o = &offsets[4 * i..4 * i + 4];
         let off = i32::from_le_bytes([o[0], o[1], o[2], o[3]]);
