@@ -208,21 +208,14 @@ impl DataBlock {
         retain: bool,
         spill: &Arc<Spill>,
     ) -> DataBlock {
-        let rows = block.rows;
-        let raw = if retain {
-            keep(block.bytes, spill)
-        } else {
-            Stored::Dropped
-        };
-        DataBlock {
-            table,
-            fields,
-            precision,
-            rows: if retain { rows } else { 0 },
-            raw,
-            form: Form::Written(names.to_vec()),
-            create: None,
+        // Not retained, it is the same empty block whatever was written.
+        let mut b = DataBlock::new(table, fields, precision, &[], false, None, spill);
+        if retain {
+            b.rows = block.rows;
+            b.raw = keep(block.bytes, spill);
+            b.form = Form::Written(names.to_vec());
         }
+        b
     }
 
     /// Rows in the block (0 when they were not retained).
@@ -244,9 +237,6 @@ impl DataBlock {
         let Form::Written(names) = &self.form else {
             return Ok(kept);
         };
-        if matches!(self.raw, Stored::Dropped) {
-            return Ok(kept);
-        }
         // The write bound these bytes to these fields already: failing now means the kept
         // bytes are not what was written.
         let unreadable = |e: EmuError| {
@@ -925,13 +915,16 @@ mod tests {
             None,
             &spill,
         );
-        assert!(!none.retained());
-        assert_eq!(none.rows(), 0);
+        assert_nothing_kept(&none, &spill, end);
+    }
+
+    /// `b` kept nothing: no rows, nothing appended to `spill` since `end`, an empty block
+    /// served.
+    fn assert_nothing_kept(b: &DataBlock, spill: &Spill, end: u64) {
+        assert!(!b.retained());
+        assert_eq!(b.rows(), 0);
         assert_eq!(spill.end.load(Ordering::Relaxed), end);
-        assert_eq!(
-            none.block_bytes().unwrap(),
-            raw_block::encode(&[], &[], 0..0)
-        );
+        assert_eq!(b.block_bytes().unwrap(), raw_block::encode(&[], &[], 0..0));
     }
 
     /// The rows of [`block`] as `(fields, columns)`.
@@ -993,13 +986,7 @@ mod tests {
             false,
             &spill,
         );
-        assert!(!none.retained());
-        assert_eq!(none.rows(), 0);
-        assert_eq!(spill.end.load(Ordering::Relaxed), end);
-        assert_eq!(
-            none.block_bytes().unwrap(),
-            raw_block::encode(&[], &[], 0..0)
-        );
+        assert_nothing_kept(&none, &spill, end);
 
         // Kept bytes that no longer bind (here: the table's fields swapped for others) are
         // an error, not a block.
