@@ -243,13 +243,15 @@ pub fn decode(buf: &[u8]) -> Result<DecodedBlock, EmuError> {
 /// known type codes, the length entries), keeping its bytes; no column data is decoded.
 pub fn parse(buf: &[u8]) -> Result<RawBlock, EmuError> {
     let (h, _) = read_header(buf).map_err(invalid_block)?;
-    Ok(RawBlock {
-        bytes: buf[..h.end].to_vec(),
-        rows: h.rows,
-        schema: h.schema,
-        lengths: h.lengths,
-        data_start: h.data_start,
-    })
+    let bytes = buf[..h.end].to_vec();
+    Ok(h.into_block(bytes))
+}
+
+/// [`parse`] of bytes the caller owns: they become the block's, without a copy.
+pub fn parse_owned(mut buf: Vec<u8>) -> Result<RawBlock, EmuError> {
+    let (h, _) = read_header(&buf).map_err(invalid_block)?;
+    buf.truncate(h.end);
+    Ok(h.into_block(buf))
 }
 
 /// A raw block's header as [`read_header`] checked it.
@@ -260,6 +262,19 @@ struct Header {
     data_start: usize,
     /// Where the block ends in the buffer: its total length (at least the header's end).
     end: usize,
+}
+
+impl Header {
+    /// The block this header describes, over `bytes` (the block's, `end` long).
+    fn into_block(self, bytes: Vec<u8>) -> RawBlock {
+        RawBlock {
+            bytes,
+            rows: self.rows,
+            schema: self.schema,
+            lengths: self.lengths,
+            data_start: self.data_start,
+        }
+    }
 }
 
 /// Reads and checks a raw block's header; also returns a reader positioned at the first
@@ -471,6 +486,24 @@ fn decode_ucs4(bytes: &[u8]) -> Result<String, EmuError> {
 mod tests {
     use super::*;
     use crate::types::Value;
+
+    #[test]
+    fn parse_owned_is_parse_without_the_copy() {
+        let fields = vec![
+            Field::new("ts", Ty::Timestamp, 8),
+            Field::new("s", Ty::VarChar, 8),
+        ];
+        let ts = ColumnData::Timestamp(vec![Some(1), Some(2)].into());
+        let s = ColumnData::VarChar(vec![Some(b"ab".to_vec()), None].into());
+        let block = encode(&fields, &[&ts, &s], 0..2);
+        // Bytes after the block's length are not the block's.
+        let mut longer = block.clone();
+        longer.extend_from_slice(b"trailing");
+        let owned = parse_owned(longer.clone()).unwrap();
+        assert_eq!(owned, parse(&longer).unwrap());
+        assert_eq!(owned.bytes, block);
+        assert!(parse_owned(block[..10].to_vec()).is_err());
+    }
 
     #[test]
     fn round_trip_with_nulls() {

@@ -245,7 +245,7 @@ impl DataBlock {
                 self.table
             ))
         };
-        let block = raw_block::parse(&kept).map_err(unreadable)?;
+        let block = raw_block::parse_owned(kept).map_err(unreadable)?;
         let slots = bind::bind(&block, names, &self.fields).map_err(unreadable)?;
         let columns = bind::fill(slots, &self.fields, block.rows);
         let refs: Vec<&ColumnData> = columns.iter().collect();
