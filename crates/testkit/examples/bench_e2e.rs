@@ -371,20 +371,22 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         taosbackup(bin, dir, &args, None)
     };
+    // `dir` made, with a config (`extra` added to its `[backup]`) and an initialised
+    // repository of its own; returns the config's path.
+    let setup = |bin: &Path, dir: &Path, extra: &str| -> Result<String> {
+        std::fs::create_dir_all(dir)?;
+        let config = dir.join("taosbackup.toml");
+        std::fs::write(&config, config_text(&dsn, &dir.join("repo"), extra))?;
+        let cfg = config.display().to_string();
+        run(bin, dir, &["init".into(), "--config".into(), cfg.clone()])?;
+        Ok(cfg)
+    };
     let what = if o.compare_step == "pct" {
         // Per binary: a directory with its repository, its config and its tracker.
         let mut cfgs = Vec::new();
         for (label, bin) in &bins {
             let dir = work.path().join(label);
-            std::fs::create_dir_all(&dir)?;
-            let config = dir.join("taosbackup.toml");
-            let extra = format!(
-                "engine = \"bitmap\"\n\n[bitmap_engine]\npersistence_path = \"{}\"\n",
-                dir.join("tracker").display()
-            );
-            std::fs::write(&config, config_text(&dsn, &dir.join("repo"), &extra))?;
-            let cfg = config.display().to_string();
-            run(bin, &dir, &["init".into(), "--config".into(), cfg.clone()])?;
+            let cfg = setup(bin, &dir, &bitmap_keys(&dir.join("tracker"), ""))?;
             run(bin, &dir, &backup(&cfg, "bitmap"))?;
             cfgs.push((dir, cfg));
         }
@@ -401,11 +403,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         for round in 0..o.rounds {
             for (i, (label, bin)) in bins.iter().enumerate() {
                 let dir = work.path().join(format!("{label}{round}"));
-                std::fs::create_dir_all(&dir)?;
-                let config = dir.join("taosbackup.toml");
-                std::fs::write(&config, config_text(&dsn, &dir.join("repo"), ""))?;
-                let cfg = config.display().to_string();
-                run(bin, &dir, &["init".into(), "--config".into(), cfg.clone()])?;
+                let cfg = setup(bin, &dir, "")?;
                 runs[i].push(run(bin, &dir, &backup(&cfg, "full"))?);
                 std::fs::remove_dir_all(&dir)?;
             }
@@ -451,6 +449,16 @@ fn config_text(dsn: &str, repo: &Path, backup_extra: &str) -> String {
         "[source]\ndsn = \"{dsn}\"\n\n[repository]\nurl = \"{}\"\nbucket_width = \"1d\"\n\n\
          [backup]\ndatabase = \"{DB}\"\n{backup_extra}",
         repo.display()
+    )
+}
+
+/// The `[backup]` keys (`more` added to them) and the `[bitmap_engine]` table of a config
+/// whose bitmap engine keeps its tracker at `state`: what follows [`config_text`]'s
+/// `[backup]` header.
+fn bitmap_keys(state: &Path, more: &str) -> String {
+    format!(
+        "engine = \"bitmap\"\n{more}\n[bitmap_engine]\npersistence_path = \"{}\"\n",
+        state.display()
     )
 }
 
@@ -502,10 +510,9 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         (&config, &repo, true, "bench.bitmap"),
         (&config_plain, &repo_plain, false, "plain.bitmap"),
     ] {
-        let extra = format!(
-            "engine = \"bitmap\"\ndictionaries = {dictionaries}\n\n\
-             [bitmap_engine]\npersistence_path = \"{}\"\n",
-            work.path().join(state).display()
+        let extra = bitmap_keys(
+            &work.path().join(state),
+            &format!("dictionaries = {dictionaries}\n"),
         );
         std::fs::write(path, config_text(&dsn, repo, &extra))?;
     }
