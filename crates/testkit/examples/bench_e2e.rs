@@ -49,7 +49,9 @@
 //! each into a fresh repository, printing every run and the medians (A = the first binary).
 //! `--compare-step pct` compares 1% incrementals instead: each binary keeps its own
 //! repository and tracker, and each round's one change is backed up by both, in alternating
-//! order.
+//! order. `--compare-step restore` compares restores: one full backup (by the first binary),
+//! restored by each binary in turn (alternating order) into a database of its own in the
+//! same emulator, which is dropped after its rows are counted.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -126,13 +128,13 @@ struct Opts {
     compare: Option<PathBuf>,
     /// `--rounds K`: the rounds of a comparison.
     rounds: usize,
-    /// `--compare-step full|pct`: what a comparison measures.
+    /// `--compare-step full|pct|restore`: what a comparison measures.
     compare_step: String,
 }
 
 const USAGE: &str = "usage: bench_e2e PATH/TO/taosbackup [--scale small|medium|large|xlarge|all|LIST] \
                      [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] \
-                     [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] [--compare PATH/TO/other-taosbackup [--rounds K] [--compare-step full|pct]]";
+                     [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] [--compare PATH/TO/other-taosbackup [--rounds K] [--compare-step full|pct|restore]]";
 
 fn parse() -> Result<Opts> {
     let mut args = std::env::args().skip(1);
@@ -184,8 +186,8 @@ fn parse() -> Result<Opts> {
             }
             "--rounds" => rounds = num()?,
             "--compare-step" => {
-                if v != "full" && v != "pct" {
-                    bail!("--compare-step takes full or pct, not {v:?}");
+                if v != "full" && v != "pct" && v != "restore" {
+                    bail!("--compare-step takes full, pct or restore, not {v:?}");
                 }
                 compare_step = v
             }
@@ -335,7 +337,9 @@ struct Figures {
 /// …), each into a fresh repository. `--compare-step pct`: each binary keeps its own
 /// repository and bitmap tracker (its own topic and consumer group), established by a first
 /// bitmap run; each round changes ~1% of the blocks once, then both binaries back up that
-/// change, in alternating order (A, B; then B, A; …).
+/// change, in alternating order (A, B; then B, A; …). `--compare-step restore`: one full
+/// backup by A, then each round restores it with both binaries (A, B; then B, A; …), each
+/// into a fresh database that is dropped after its rows are counted.
 async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
     let emu = Emulator::start(EmulatorConfig::from_env())?;
     let dsn = emu.dsn();
@@ -381,7 +385,44 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         run(bin, dir, &["init".into(), "--config".into(), cfg.clone()])?;
         Ok(cfg)
     };
-    let what = if o.compare_step == "pct" {
+    let what = if o.compare_step == "restore" {
+        // One full backup (by A), restored by each binary in turn into a database of its
+        // own in the same emulator, which is dropped after its row count is checked.
+        let dir = work.path().join("repo");
+        let cfg = setup(bins[0].1, &dir, "")?;
+        run(bins[0].1, &dir, &backup(&cfg, "full"))?;
+        for round in 0..o.rounds {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let target = format!("bench_r{round}{}", bins[i].0.to_lowercase());
+                let args = [
+                    "restore",
+                    "--config",
+                    &cfg,
+                    "--target",
+                    &dsn,
+                    "--backup",
+                    "latest",
+                    "--target-database",
+                    &target,
+                    "--parallel",
+                    &par,
+                    "--json",
+                ]
+                .map(String::from);
+                runs[i].push(run(bins[i].1, &dir, &args)?);
+                let restored = count(&taos, &target).await?;
+                if restored != s.total_rows() as u64 {
+                    bail!(
+                        "{target}: restored {restored} rows, expected {}",
+                        s.total_rows()
+                    );
+                }
+                taos.exec(format!("DROP DATABASE {target}")).await?;
+            }
+        }
+        "restore"
+    } else if o.compare_step == "pct" {
         // Per binary: a directory with its repository, its config and its tracker.
         let mut cfgs = Vec::new();
         for (label, bin) in &bins {
