@@ -89,7 +89,7 @@ pub(crate) fn child_clause(db: &str, t: &TableDef) -> Result<String, Error> {
             table: Some(t.name.clone()),
             reason: "child table without a super table".into(),
         })?;
-    let names: Vec<String> = t.tags.iter().map(|v| v.name.clone()).collect();
+    let names: Vec<&str> = t.tags.iter().map(|v| v.name.as_str()).collect();
     let values = t
         .tags
         .iter()
@@ -343,10 +343,12 @@ fn declared_length(ty: u8, bytes: u32) -> Option<u32> {
 pub(crate) struct TargetTable {
     /// The table's columns in the backup's catalog (the source's schema when the backup was
     /// taken); `None` when no catalog was given to this source (`create_schema` not called).
-    pub(crate) expected: Option<Vec<ColumnDef>>,
+    /// Shared: the children of a super table have one list, and each write takes a copy of
+    /// its table's entry.
+    pub(crate) expected: Option<Arc<[ColumnDef]>>,
     /// The target table's data columns; `None` until known: a table that existed before the
     /// restore is described before the first write.
-    pub(crate) actual: Option<Vec<ColumnDef>>,
+    pub(crate) actual: Option<Arc<[ColumnDef]>>,
 }
 
 /// Maps a chunk's columns onto the target table by name, on the client, so that nothing
@@ -652,7 +654,7 @@ impl Writer<'_> {
             return Ok(report);
         }
         if self.target.actual.is_none() {
-            self.target.actual = Some(describe_target(self.pool, self.db, table).await?);
+            self.target.actual = Some(describe_target(self.pool, self.db, table).await?.into());
         }
         let cols: Vec<(String, u8, u32)> = (0..view.ncols())
             .map(|i| {

@@ -331,17 +331,19 @@ impl TaosSource {
         }
         let (target, existing) = (outcome.target, outcome.existing);
         if let Ok(mut m) = self.targets.lock() {
-            let stable_cols: HashMap<&str, &Vec<ColumnDef>> = catalog
+            // One shared list per super table: 100,000 children are 100,000 entries, not
+            // 200,000 copies of the columns.
+            let stable_cols: HashMap<&str, Arc<[ColumnDef]>> = catalog
                 .super_tables
                 .iter()
-                .map(|s| (s.name.as_str(), &s.columns))
+                .map(|s| (s.name.as_str(), Arc::from(s.columns.as_slice())))
                 .collect();
             for t in &catalog.tables {
                 let (cols, stable) = match t.kind {
-                    TableKind::Normal => (Some(&t.columns), None),
+                    TableKind::Normal => (Some(Arc::from(t.columns.as_slice())), None),
                     TableKind::Child => {
                         let st = t.super_table.as_deref();
-                        (st.and_then(|s| stable_cols.get(s).copied()), st)
+                        (st.and_then(|s| stable_cols.get(s).cloned()), st)
                     }
                 };
                 let Some(cols) = cols else { continue };
@@ -352,8 +354,8 @@ impl TaosSource {
                 m.insert(
                     (target.clone(), t.name.clone()),
                     TargetTable {
-                        expected: Some(cols.clone()),
                         actual: (!preexisting).then(|| cols.clone()),
+                        expected: Some(cols),
                     },
                 );
             }
