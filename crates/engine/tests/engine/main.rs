@@ -5,4 +5,5 @@
 mod dictionaries;
 mod groups;
 mod model;
+mod restore_blocks;
 mod tracker_model;
