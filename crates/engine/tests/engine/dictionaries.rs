@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use taosbackup_core::{
-    BackupId, BackupSnapshot, BlobId, BucketWidth, ColumnDef, DataType, NoProgress, Precision,
-    Repository, RepositoryError, SourceInfo, Value,
+    BackupId, BackupSnapshot, BlobId, ColumnDef, DataType, Precision, Repository, RepositoryError,
+    Value,
 };
-use taosbackup_engine::{BackupRequest, CancellationToken, EngineKind, OnGap};
 use taosbackup_testkit::fake::{FakeDb, FakeSource, MemoryRepository, Op};
 
 /// A [`MemoryRepository`] whose `train_dictionary` stores a stand-in dictionary blob, and
@@ -108,27 +107,7 @@ async fn back_up_and_restore(repo: &TrainingRepo) {
         });
     }
     let source = FakeSource::new(db.clone());
-    let req = BackupRequest {
-        database: "d".into(),
-        engine: EngineKind::Full,
-        force_full: false,
-        on_gap: OnGap::Full,
-        parallel: 3,
-        tables_per_query: taosbackup_engine::DEFAULT_TABLES_PER_QUERY,
-        bucket_width: BucketWidth::from_seconds(60).unwrap(),
-        dictionaries: true,
-        source_info: SourceInfo::default(),
-    };
-    let report = taosbackup_engine::backup(
-        &source,
-        repo,
-        None,
-        &req,
-        &NoProgress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = crate::model::full_backup(&source, repo, true).await;
     assert_eq!(repo.trained.load(Ordering::Relaxed), 128);
     let r = crate::model::restore_exactly(&db, &source, repo, &report.snapshot.id).await;
     assert_eq!(r.blocks, 200);

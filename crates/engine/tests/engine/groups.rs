@@ -7,11 +7,10 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use taosbackup_core::{
-    BlockChunk, BucketWidth, CatalogSnapshot, ChunkStream, ColumnDef, DataType, ExportRequest,
-    NoProgress, Precision, Repository, RestoreOptions, Source, SourceError, SourceInfo, Value,
-    WriteReport,
+    BlockChunk, CatalogSnapshot, ChunkStream, ColumnDef, DataType, ExportRequest, Precision,
+    Repository, RestoreOptions, Source, SourceError, Value, WriteReport,
 };
-use taosbackup_engine::{BackupRequest, CancellationToken, EngineError, EngineKind, OnGap};
+use taosbackup_engine::EngineError;
 use taosbackup_testkit::fake::{FakeDb, FakeSource, MemoryRepository, Op};
 
 /// A [`FakeSource`] that records the tables of each export call and, with `interleave`,
@@ -165,19 +164,7 @@ async fn backup(
     source: &Recording,
     repo: &MemoryRepository,
 ) -> Result<taosbackup_engine::BackupReport, EngineError> {
-    let req = BackupRequest {
-        database: "d".into(),
-        engine: EngineKind::Full,
-        force_full: false,
-        on_gap: OnGap::Full,
-        parallel: 3,
-        tables_per_query: 3,
-        bucket_width: BucketWidth::from_seconds(60).unwrap(),
-        dictionaries: false,
-        source_info: SourceInfo::default(),
-    };
-    let cancel = CancellationToken::new();
-    taosbackup_engine::backup(source, repo, None, &req, &NoProgress, &cancel).await
+    crate::model::try_full_backup(source, repo, 3, false).await
 }
 
 #[tokio::test]

@@ -321,6 +321,45 @@ impl World {
     }
 }
 
+/// A full backup of database `d` through `source` into `repo`, with one-minute buckets, no
+/// change tracking, three exports at once and up to `tables_per_query` tables a group.
+pub(crate) async fn try_full_backup(
+    source: &dyn taosbackup_core::Source,
+    repo: &dyn Repository,
+    tables_per_query: usize,
+    dictionaries: bool,
+) -> Result<taosbackup_engine::BackupReport, EngineError> {
+    let req = BackupRequest {
+        database: "d".into(),
+        engine: EngineKind::Full,
+        force_full: false,
+        on_gap: OnGap::Full,
+        parallel: 3,
+        tables_per_query,
+        bucket_width: BucketWidth::from_seconds(60).unwrap(),
+        dictionaries,
+        source_info: SourceInfo::default(),
+    };
+    let cancel = CancellationToken::new();
+    taosbackup_engine::backup(source, repo, None, &req, &NoProgress, &cancel).await
+}
+
+/// [`try_full_backup`] with the default group size, which must succeed.
+pub(crate) async fn full_backup(
+    source: &dyn taosbackup_core::Source,
+    repo: &dyn Repository,
+    dictionaries: bool,
+) -> taosbackup_engine::BackupReport {
+    try_full_backup(
+        source,
+        repo,
+        taosbackup_engine::DEFAULT_TABLES_PER_QUERY,
+        dictionaries,
+    )
+    .await
+    .unwrap()
+}
+
 /// Restores every table of backup `id` of `database` into the new database `target`.
 pub(crate) async fn restore_all(
     source: &FakeSource,

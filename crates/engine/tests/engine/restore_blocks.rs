@@ -2,8 +2,7 @@
 //! a large one (over its 64 KiB limit) on tokio's blocking pool, and both paths must give
 //! back the same rows.
 
-use taosbackup_core::{BucketWidth, ColumnDef, DataType, NoProgress, Precision, SourceInfo, Value};
-use taosbackup_engine::{BackupRequest, CancellationToken, EngineKind, OnGap};
+use taosbackup_core::{ColumnDef, DataType, Precision, Value};
 use taosbackup_testkit::fake::{FakeDb, FakeSource, MemoryRepository, Op};
 
 #[tokio::test]
@@ -41,27 +40,7 @@ async fn small_and_large_blocks_restore_exactly() {
     }
     let repo = MemoryRepository::default();
     let source = FakeSource::new(db.clone());
-    let req = BackupRequest {
-        database: "d".into(),
-        engine: EngineKind::Full,
-        force_full: false,
-        on_gap: OnGap::Full,
-        parallel: 2,
-        tables_per_query: 100,
-        bucket_width: BucketWidth::from_seconds(60).unwrap(),
-        dictionaries: false,
-        source_info: SourceInfo::default(),
-    };
-    let report = taosbackup_engine::backup(
-        &source,
-        &repo,
-        None,
-        &req,
-        &NoProgress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = crate::model::full_backup(&source, &repo, false).await;
     assert_eq!(report.snapshot.stats.blocks, 2);
     // The large block is well over the restore's inline limit (64 KiB).
     assert!(
