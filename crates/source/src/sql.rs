@@ -53,7 +53,16 @@ pub(crate) fn quote_str(s: &str) -> String {
 
 /// `` `db`.`name` ``.
 pub(crate) fn qualified(db: &str, name: &str) -> String {
-    format!("{}.{}", ident(db), ident(name))
+    let mut out = String::with_capacity(db.len() + name.len() + 5);
+    push_qualified(&mut out, db, name);
+    out
+}
+
+/// Appends [`qualified`] of `db` and `name` to `out`.
+fn push_qualified(out: &mut String, db: &str, name: &str) {
+    push_ident(out, db);
+    out.push('.');
+    push_ident(out, name);
 }
 
 /// `` `information_schema`.`<table>` ``.
@@ -63,11 +72,19 @@ fn system_table(table: &str) -> String {
 
 /// A comma-separated list of backquoted names.
 fn ident_list<S: AsRef<str>>(names: &[S]) -> String {
-    names
-        .iter()
-        .map(|n| ident(n.as_ref()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut out = String::new();
+    push_ident_list(&mut out, names);
+    out
+}
+
+/// Appends [`ident_list`] of `names` to `out`.
+fn push_ident_list<S: AsRef<str>>(out: &mut String, names: &[S]) {
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        push_ident(out, n.as_ref());
+    }
 }
 
 // ---- server and catalog ----
@@ -288,20 +305,11 @@ pub(crate) fn child_clause(
         40 + 2 * db.len() + table.len() + stable.len() + names + values + options.len(),
     );
     out.push_str("IF NOT EXISTS ");
-    push_ident(&mut out, db);
-    out.push('.');
-    push_ident(&mut out, table);
+    push_qualified(&mut out, db, table);
     out.push_str(" USING ");
-    push_ident(&mut out, db);
-    out.push('.');
-    push_ident(&mut out, stable);
+    push_qualified(&mut out, db, stable);
     out.push_str(" (");
-    for (i, n) in tag_names.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        push_ident(&mut out, n);
-    }
+    push_ident_list(&mut out, tag_names);
     out.push_str(") TAGS (");
     for (i, v) in tag_values.iter().enumerate() {
         if i > 0 {
