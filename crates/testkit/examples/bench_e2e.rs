@@ -395,21 +395,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let target = format!("bench_r{round}{}", bins[i].0.to_lowercase());
-                let args = [
-                    "restore",
-                    "--config",
-                    &cfg,
-                    "--target",
-                    &dsn,
-                    "--backup",
-                    "latest",
-                    "--target-database",
-                    &target,
-                    "--parallel",
-                    &par,
-                    "--json",
-                ]
-                .map(String::from);
+                let args = restore_args(&cfg, &dsn, "latest", &target, &par);
                 runs[i].push(run(bins[i].1, &dir, &args)?);
                 let restored = count(&taos, &target).await?;
                 if restored != s.total_rows() as u64 {
@@ -491,6 +477,27 @@ fn config_text(dsn: &str, repo: &Path, backup_extra: &str) -> String {
          [backup]\ndatabase = \"{DB}\"\n{backup_extra}",
         repo.display()
     )
+}
+
+/// `taosbackup restore` of `backup` (with the repository of config `cfg`) into database
+/// `database` of the server at `target`, `par` tables at once, reporting in JSON.
+fn restore_args(cfg: &str, target: &str, backup: &str, database: &str, par: &str) -> Vec<String> {
+    [
+        "restore",
+        "--config",
+        cfg,
+        "--target",
+        target,
+        "--backup",
+        backup,
+        "--target-database",
+        database,
+        "--parallel",
+        par,
+        "--json",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The `[backup]` keys (`more` added to them) and the `[bitmap_engine]` table of a config
@@ -632,23 +639,9 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
     drop(emu);
     let target = Emulator::start(EmulatorConfig::from_env())?;
     let target_dsn = target.dsn();
-    let restore = tb(
-        "restore",
-        &[
-            "restore",
-            "--config",
-            &cfg,
-            "--target",
-            &target_dsn,
-            "--backup",
-            &full_id,
-            "--target-database",
-            "bench_restored",
-            "--parallel",
-            &par,
-            "--json",
-        ],
-    )?;
+    let args = restore_args(&cfg, &target_dsn, &full_id, "bench_restored", &par);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let restore = tb("restore", &args)?;
     let taos = connect(&target_dsn).await?;
     let restored = count(&taos, "bench_restored").await?;
     if restored != total_rows as u64 {
