@@ -7,7 +7,7 @@ use crate::util::{cargo, root, sh};
 
 const KNOWN: &str = "backups [--tables N] [--backups M] [--repeat R] [--hold], e2e [--scale small|medium|large|xlarge|all|LIST] [--tables N] [--rows-per-table M] \
                      [--parallel P] [--fixed-blocks K] [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] \
-                     [--compare OTHER-taosbackup [--rounds R] [--compare-step full|pct|restore]], emu [ROWS], sink, tracker";
+                     [--compare OTHER-taosbackup [--rounds R] [--compare-step full|pct|restore|dictionaries]], emu [ROWS], sink, tracker";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {

@@ -80,7 +80,9 @@ tasks:
            repository size vs zstd-3, peak RSS; wall and the tool's own durations
            (--compare OTHER [--rounds R]: R interleaved full backups by this build and
            OTHER against one loaded emulator, with the medians; --compare-step pct: R
-           rounds of 1% changes, each backed up incrementally by both builds)
+           rounds of 1% changes, each backed up incrementally by both builds; restore:
+           one backup restored by both builds; dictionaries: OTHER's repositories
+           without shared dictionaries)
   conformance [--dsn URL [--user U]] [--server-version V]... [--filter TEXT] [--keep] [--json]
          the TDengine conformance suite: every assumption taosbackup makes about a
          server, one check each, in a scratch database it creates and drops. With --dsn

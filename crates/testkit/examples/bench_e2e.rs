@@ -45,8 +45,11 @@
 //! `fetch_block`, as before taosAdapter 3.3.2.0).
 //!
 //! `--compare PATH/TO/other-taosbackup [--rounds K]` measures two builds instead: it loads
-//! each scale once and runs `K` (default 3) rounds of one full backup by each binary in turn,
-//! each into a fresh repository, printing every run and the medians (A = the first binary).
+//! each scale once and runs `K` (default 3) rounds of one full backup by each binary in turn
+//! (A first in even rounds, B first in odd ones), each into a fresh repository, printing every
+//! run and the medians (A = the first binary). `--compare-step dictionaries` does the same
+//! with B's repositories set to `backup.dictionaries = false`: given the same binary twice,
+//! it measures what the shared dictionaries cost in interleaved pairs.
 //! `--compare-step pct` compares 1% incrementals instead: each binary keeps its own
 //! repository and tracker, and each round's one change is backed up by both, in alternating
 //! order. `--compare-step restore` compares restores: one full backup (by the first binary),
@@ -128,13 +131,13 @@ struct Opts {
     compare: Option<PathBuf>,
     /// `--rounds K`: the rounds of a comparison.
     rounds: usize,
-    /// `--compare-step full|pct|restore`: what a comparison measures.
+    /// `--compare-step full|pct|restore|dictionaries`: what a comparison measures.
     compare_step: String,
 }
 
 const USAGE: &str = "usage: bench_e2e PATH/TO/taosbackup [--scale small|medium|large|xlarge|all|LIST] \
                      [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] \
-                     [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] [--compare PATH/TO/other-taosbackup [--rounds K] [--compare-step full|pct|restore]]";
+                     [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] [--compare PATH/TO/other-taosbackup [--rounds K] [--compare-step full|pct|restore|dictionaries]]";
 
 fn parse() -> Result<Opts> {
     let mut args = std::env::args().skip(1);
@@ -186,8 +189,8 @@ fn parse() -> Result<Opts> {
             }
             "--rounds" => rounds = num()?,
             "--compare-step" => {
-                if v != "full" && v != "pct" && v != "restore" {
-                    bail!("--compare-step takes full, pct or restore, not {v:?}");
+                if !["full", "pct", "restore", "dictionaries"].contains(&v.as_str()) {
+                    bail!("--compare-step takes full, pct, restore or dictionaries, not {v:?}");
                 }
                 compare_step = v
             }
@@ -333,11 +336,12 @@ struct Figures {
 /// in turn and prints every run and the median per binary. Two builds measured against the
 /// same data, interleaved, so that the machine's drift over minutes falls on both alike.
 ///
-/// `--compare-step full` (the default): one full backup per binary and round (A, B, A, B,
-/// …), each into a fresh repository. `--compare-step pct`: each binary keeps its own
-/// repository and bitmap tracker (its own topic and consumer group), established by a first
-/// bitmap run; each round changes ~1% of the blocks once, then both binaries back up that
-/// change, in alternating order (A, B; then B, A; …). `--compare-step restore`: one full
+/// `--compare-step full` (the default): one full backup per binary and round (A, B; then B,
+/// A; …), each into a fresh repository; `--compare-step dictionaries` the same with B's
+/// repositories set to `backup.dictionaries = false`. `--compare-step pct`: each binary
+/// keeps its own repository and bitmap tracker (its own topic and consumer group),
+/// established by a first bitmap run; each round changes ~1% of the blocks once, then both
+/// binaries back up that change, in alternating order (A, B; then B, A; …). `--compare-step restore`: one full
 /// backup by A, then each round restores it with both binaries (A, B; then B, A; …), each
 /// into a fresh database that is dropped after its rows are counted.
 async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
@@ -427,15 +431,28 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         }
         "1% incremental"
     } else {
+        // With `dictionaries`, B's repositories back up without shared dictionaries.
+        let plain = o.compare_step == "dictionaries";
         for round in 0..o.rounds {
-            for (i, (label, bin)) in bins.iter().enumerate() {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let (label, bin) = bins[i];
                 let dir = work.path().join(format!("{label}{round}"));
-                let cfg = setup(bin, &dir, "")?;
+                let extra = if plain && i == 1 {
+                    "dictionaries = false\n"
+                } else {
+                    ""
+                };
+                let cfg = setup(bin, &dir, extra)?;
                 runs[i].push(run(bin, &dir, &backup(&cfg, "full"))?);
                 std::fs::remove_dir_all(&dir)?;
             }
         }
-        "full backup"
+        if plain {
+            "full backup (B: dictionaries = false)"
+        } else {
+            "full backup"
+        }
     };
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
