@@ -132,7 +132,41 @@ struct Opts {
     /// `--rounds K`: the rounds of a comparison.
     rounds: usize,
     /// `--compare-step full|pct|restore|dictionaries`: what a comparison measures.
-    compare_step: String,
+    compare_step: Step,
+}
+
+/// What `--compare` measures (`--compare-step`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Full backups, each binary into fresh repositories.
+    Full,
+    /// 1% incrementals, each binary with its own repository and tracker.
+    Pct,
+    /// Restores of one full backup.
+    Restore,
+    /// Full backups, B's repositories without shared dictionaries.
+    Dictionaries,
+}
+
+impl Step {
+    fn parse(v: &str) -> Result<Step> {
+        Ok(match v {
+            "full" => Step::Full,
+            "pct" => Step::Pct,
+            "restore" => Step::Restore,
+            "dictionaries" => Step::Dictionaries,
+            _ => bail!("--compare-step takes full, pct, restore or dictionaries, not {v:?}"),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Step::Full => "full",
+            Step::Pct => "pct",
+            Step::Restore => "restore",
+            Step::Dictionaries => "dictionaries",
+        }
+    }
 }
 
 const USAGE: &str = "usage: bench_e2e PATH/TO/taosbackup [--scale small|medium|large|xlarge|all|LIST] \
@@ -156,7 +190,7 @@ fn parse() -> Result<Opts> {
     let mut perf_hz = 499;
     let mut compare = None;
     let mut rounds = 3;
-    let mut compare_step = "full".to_string();
+    let mut compare_step = Step::Full;
     while let Some(a) = args.next() {
         let v = args
             .next()
@@ -188,12 +222,7 @@ fn parse() -> Result<Opts> {
                     Some(std::fs::canonicalize(&v).with_context(|| format!("no binary at {v}"))?)
             }
             "--rounds" => rounds = num()?,
-            "--compare-step" => {
-                if !["full", "pct", "restore", "dictionaries"].contains(&v.as_str()) {
-                    bail!("--compare-step takes full, pct, restore or dictionaries, not {v:?}");
-                }
-                compare_step = v
-            }
+            "--compare-step" => compare_step = Step::parse(&v)?,
             _ => bail!("unknown argument {a}; {USAGE}"),
         }
     }
@@ -350,7 +379,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
     let taos = connect(&dsn).await?;
     eprintln!(
         "== compare ({}) at scale {}: {} tables × {} rows; load average {}",
-        o.compare_step,
+        o.compare_step.name(),
         s.name,
         s.tables,
         s.rows,
@@ -389,7 +418,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         run(bin, dir, &["init".into(), "--config".into(), cfg.clone()])?;
         Ok(cfg)
     };
-    let what = if o.compare_step == "restore" {
+    let what = if o.compare_step == Step::Restore {
         // One full backup (by A), restored by each binary in turn into a database of its
         // own in the same emulator, which is dropped after its row count is checked.
         let dir = work.path().join("repo");
@@ -412,7 +441,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
             }
         }
         "restore"
-    } else if o.compare_step == "pct" {
+    } else if o.compare_step == Step::Pct {
         // Per binary: a directory with its repository, its config and its tracker.
         let mut cfgs = Vec::new();
         for (label, bin) in &bins {
@@ -432,7 +461,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         "1% incremental"
     } else {
         // With `dictionaries`, B's repositories back up without shared dictionaries.
-        let plain = o.compare_step == "dictionaries";
+        let plain = o.compare_step == Step::Dictionaries;
         for round in 0..o.rounds {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
