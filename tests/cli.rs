@@ -512,6 +512,38 @@ fn bitmap_backup_incremental_restore_and_verify() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("wrong password"));
+    // A backup with the wrong password fails with the password's error and adds nothing;
+    // the source's connections it opened while deriving the key end without a panic.
+    let listed = |pw: &str| {
+        let out = tb(dir.path())
+            .env("TAOSBACKUP_PASSWORD", pw)
+            .args(["list", "--repo", &repo, "--json"])
+            .output()
+            .unwrap();
+        json_out(&out).as_array().map_or(0, Vec::len)
+    };
+    let before = listed("s3cret");
+    let out = tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "wrong")
+        .args([
+            "backup",
+            "--config",
+            &config_arg,
+            "--source",
+            &emu.dsn(),
+            "--database",
+            "power",
+            "--repo",
+            &repo,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("wrong password"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(before > 0);
+    assert_eq!(listed("s3cret"), before);
 }
 
 fn chrono_like(t: &str) -> bool {

@@ -385,7 +385,21 @@ impl Repo {
                 let mut found = None;
                 for (path, _) in &keys {
                     let kf = read_key(&backend, path).await?;
-                    if let Some(master) = kf.unwrap(path, pw, &binding)? {
+                    // Argon2id keeps a core busy for ~0.2 s: on the blocking pool, so the
+                    // runtime's workers stay free meanwhile (a backup opens its source's
+                    // connections while the key is derived).
+                    let (p, pw, b) = (path.clone(), pw.clone(), binding.clone());
+                    let unwrapped = tokio::task::spawn_blocking(move || kf.unwrap(&p, &pw, &b))
+                        .await
+                        .map_err(|e| match e.try_into_panic() {
+                            Ok(panic) => std::panic::resume_unwind(panic),
+                            // Only when the runtime shuts down before the derivation ran.
+                            Err(_) => Error::KeyRefused {
+                                key_id: key_name(path),
+                                reason: "its derivation was cut off by the process shutting down",
+                            },
+                        })??;
+                    if let Some(master) = unwrapped {
                         found = Some((master, key_name(path)));
                         break;
                     }

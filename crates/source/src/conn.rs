@@ -260,6 +260,47 @@ impl Pool {
         self.tasks.spawn(fut)
     }
 
+    /// Opens the pool's connections in the background, up to its size, each with one
+    /// `SELECT SERVER_VERSION()` (taos-ws opens a connection's socket at its first request;
+    /// the answer is kept for error messages, as [`Pool::learn_server_version`] keeps it).
+    ///
+    /// For a caller about to do something slow that needs no server before its first
+    /// statements run at once: a backup derives the repository key (Argon2id, ~0.2 s of one
+    /// core) and then reads the catalog with four statements at once, which otherwise each
+    /// wait for a connection to be set up. Best effort: a failure is only logged, and the
+    /// statements that follow open connections as before and report their own errors.
+    /// [`Pool::close`] waits for it.
+    pub(crate) fn warm_up(self: &Arc<Self>) {
+        let pool = self.clone();
+        self.tasks.spawn(async move {
+            // All at once, each holding its connection until its answer came: a connection
+            // handed back early would be taken again instead of a new one being opened.
+            let opened = futures::future::join_all((0..pool.size).map(|_| async {
+                let mut conn = pool.get(Ctx::default()).await?;
+                conn.query_values(Ctx::default(), &crate::sql::server_version())
+                    .await
+            }))
+            .await;
+            for r in opened {
+                match r {
+                    Ok(rows) => {
+                        if let Some(v) = rows
+                            .rows
+                            .first()
+                            .and_then(|r| r.first())
+                            .and_then(crate::catalog::text)
+                        {
+                            let _ = pool.server_version.set(v);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "opening a connection ahead of use failed");
+                    }
+                }
+            }
+        });
+    }
+
     /// Gives up on a result set whose fetch may still be in flight (its reply timed out).
     ///
     /// taos-ws 0.12.3 keeps the reply channel of a fetch in a map until the answer arrives
@@ -808,6 +849,60 @@ mod tests {
                 assert!(e.to_string().contains("nope"), "{e}");
             }
         }
+    }
+
+    /// `warm_up` opens as many connections as the pool holds, each past its first request,
+    /// and records the server's version; the statements after it take them.
+    #[tokio::test]
+    async fn warm_up_opens_the_pool_and_learns_the_server_version() {
+        let emu = Emulator::start(EmulatorConfig::default()).unwrap();
+        let mut o = ConnectOptions::new(emu.dsn()).with_credentials("root", "taosdata");
+        o.pool_size = 3;
+        let (endpoint, creds) = o.resolve().unwrap();
+        let p = Arc::new(Pool::new(&o, endpoint, &creds, None).unwrap());
+        p.warm_up();
+        p.tasks.close();
+        p.tasks.wait().await;
+        p.tasks.reopen();
+        {
+            let idle = p.idle.lock().unwrap();
+            assert_eq!(idle.len(), 3, "one per slot");
+            assert!(idle.iter().all(|(_, connected)| *connected));
+        }
+        assert_eq!(emu.open_connections(), 3);
+        assert!(p.server_version.get().is_some_and(|v| v.starts_with('3')));
+        // Three statements at once run on those three: no connection is added.
+        let (a, b, c) = tokio::join!(
+            p.query_values(Ctx::default(), "SELECT SERVER_VERSION()"),
+            p.query_values(Ctx::default(), "SELECT SERVER_VERSION()"),
+            p.query_values(Ctx::default(), "SELECT SERVER_VERSION()"),
+        );
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        assert_eq!(emu.open_connections(), 3);
+    }
+
+    /// Against a server that is not there, `warm_up` ends quietly and leaves nothing
+    /// behind: the statements after it report the failure.
+    #[tokio::test]
+    async fn warm_up_without_a_server_leaves_the_failure_to_the_statements() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let mut o = ConnectOptions::new(format!("ws://127.0.0.1:{port}"))
+            .with_credentials("root", "taosdata");
+        o.retry_count = 0;
+        let (endpoint, creds) = o.resolve().unwrap();
+        let p = Arc::new(Pool::new(&o, endpoint, &creds, None).unwrap());
+        p.warm_up();
+        p.tasks.close();
+        p.tasks.wait().await;
+        assert!(p.idle.lock().unwrap().is_empty());
+        assert!(p.server_version.get().is_none());
+        let e = p
+            .query_values(Ctx::default(), "SELECT SERVER_VERSION()")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(&port.to_string()), "{e}");
     }
 
     /// The pool size bounds the connections of both kinds together: opening one of one kind

@@ -129,6 +129,14 @@ impl TaosSource {
         all
     }
 
+    /// Opens the source's connections in the background, up to its pool size, so that the
+    /// statements a backup starts with find them open: for a caller about to do something
+    /// slow that needs no server first (opening an encrypted repository). Best effort:
+    /// errors are left to the statements that follow. [`TaosSource::close`] waits for it.
+    pub fn warm_up(&self) {
+        self.pool.warm_up();
+    }
+
     /// The credentials the source connects with.
     pub(crate) fn credentials(&self) -> &Credentials {
         &self.creds

@@ -391,8 +391,18 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     if cancel.is_cancelled() {
         return Err(cancelled_before_start(&database));
     }
+    // The source's connections open while the repository key is derived (Argon2id keeps
+    // one core busy for ~0.2 s), not during the catalog read that starts the backup.
+    source.warm_up();
     // No index at open: the backup's session loads it under its lock.
-    let repo = ctx.open_or_init_with(&url, choice, false).await?;
+    let repo = match ctx.open_or_init_with(&url, choice, false).await {
+        Ok(repo) => repo,
+        Err(e) => {
+            // The warm-up's statements may be in flight: end them before the runtime goes.
+            close_source(&source).await;
+            return Err(e);
+        }
+    };
     let progress = Arc::new(if args.json {
         CliProgress::hidden()
     } else {
