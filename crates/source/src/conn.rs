@@ -754,7 +754,13 @@ mod tests {
     use taosbackup_testkit::{Emulator, EmulatorConfig};
 
     fn pool(dsn: &str) -> Pool {
-        let o = ConnectOptions::new(dsn).with_credentials("root", "taosdata");
+        pool_with(dsn, |_| {})
+    }
+
+    /// A pool for `dsn` with the options `set` changes.
+    fn pool_with(dsn: &str, set: impl FnOnce(&mut ConnectOptions)) -> Pool {
+        let mut o = ConnectOptions::new(dsn).with_credentials("root", "taosdata");
+        set(&mut o);
         let (endpoint, creds) = o.resolve().unwrap();
         Pool::new(&o, endpoint, &creds, None).unwrap()
     }
@@ -856,10 +862,7 @@ mod tests {
     #[tokio::test]
     async fn warm_up_opens_the_pool_and_learns_the_server_version() {
         let emu = Emulator::start(EmulatorConfig::default()).unwrap();
-        let mut o = ConnectOptions::new(emu.dsn()).with_credentials("root", "taosdata");
-        o.pool_size = 3;
-        let (endpoint, creds) = o.resolve().unwrap();
-        let p = Arc::new(Pool::new(&o, endpoint, &creds, None).unwrap());
+        let p = Arc::new(pool_with(&emu.dsn(), |o| o.pool_size = 3));
         p.warm_up();
         p.tasks.close();
         p.tasks.wait().await;
@@ -888,11 +891,9 @@ mod tests {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = free.local_addr().unwrap().port();
         drop(free);
-        let mut o = ConnectOptions::new(format!("ws://127.0.0.1:{port}"))
-            .with_credentials("root", "taosdata");
-        o.retry_count = 0;
-        let (endpoint, creds) = o.resolve().unwrap();
-        let p = Arc::new(Pool::new(&o, endpoint, &creds, None).unwrap());
+        let p = Arc::new(pool_with(&format!("ws://127.0.0.1:{port}"), |o| {
+            o.retry_count = 0
+        }));
         p.warm_up();
         p.tasks.close();
         p.tasks.wait().await;
