@@ -284,12 +284,7 @@ impl Pool {
             for r in opened {
                 match r {
                     Ok(rows) => {
-                        if let Some(v) = rows
-                            .rows
-                            .first()
-                            .and_then(|r| r.first())
-                            .and_then(crate::catalog::text)
-                        {
+                        if let Some(v) = rows.first_text() {
                             let _ = pool.server_version.set(v);
                         }
                     }
@@ -415,11 +410,7 @@ impl Pool {
             .query_values(Ctx::default(), &crate::sql::server_version())
             .await
             .ok()?;
-        let v = rows
-            .rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(crate::catalog::text)?;
+        let v = rows.first_text()?;
         Some(self.server_version.get_or_init(|| v).clone())
     }
 
@@ -504,6 +495,15 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
+    /// The text of the first row's first cell (a one-value answer such as
+    /// `SELECT SERVER_VERSION()`), if there is one.
+    pub(crate) fn first_text(&self) -> Option<String> {
+        self.rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(crate::catalog::text)
+    }
+
     /// Index of column `name`.
     pub(crate) fn col(&self, name: &str, what: &str) -> Result<usize, Error> {
         self.names

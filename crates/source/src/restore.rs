@@ -127,16 +127,12 @@ pub(crate) async fn server_version(pool: &Arc<Pool>) -> Result<String, Error> {
             &sql::server_version(),
         )
         .await?;
-    rows.rows
-        .first()
-        .and_then(|r| r.first())
-        .and_then(text)
-        .ok_or_else(|| Error::UnexpectedReply {
-            what: "the server version".into(),
-            database: None,
-            table: None,
-            reason: "no version returned".into(),
-        })
+    rows.first_text().ok_or_else(|| Error::UnexpectedReply {
+        what: "the server version".into(),
+        database: None,
+        table: None,
+        reason: "no version returned".into(),
+    })
 }
 
 /// Names of the tables and super tables of `db` (an existing restore target), read before
