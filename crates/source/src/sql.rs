@@ -79,11 +79,16 @@ fn ident_list<S: AsRef<str>>(names: &[S]) -> String {
 
 /// Appends [`ident_list`] of `names` to `out`.
 fn push_ident_list<S: AsRef<str>>(out: &mut String, names: &[S]) {
-    for (i, n) in names.iter().enumerate() {
+    push_separated(out, names, |out, n| push_ident(out, n.as_ref()));
+}
+
+/// Appends each of `items` to `out` with `push`, separated by `, `.
+fn push_separated<T>(out: &mut String, items: &[T], push: impl Fn(&mut String, &T)) {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        push_ident(out, n.as_ref());
+        push(out, item);
     }
 }
 
@@ -311,12 +316,7 @@ pub(crate) fn child_clause(
     out.push_str(" (");
     push_ident_list(&mut out, tag_names);
     out.push_str(") TAGS (");
-    for (i, v) in tag_values.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(v);
-    }
+    push_separated(&mut out, tag_values, |out, v| out.push_str(v));
     out.push(')');
     out.push_str(options);
     out
