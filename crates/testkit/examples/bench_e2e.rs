@@ -370,9 +370,10 @@ struct Figures {
 /// repositories set to `backup.dictionaries = false`. `--compare-step pct`: each binary
 /// keeps its own repository and bitmap tracker (its own topic and consumer group),
 /// established by a first bitmap run; each round changes ~1% of the blocks once, then both
-/// binaries back up that change, in alternating order (A, B; then B, A; …). `--compare-step restore`: one full
-/// backup by A, then each round restores it with both binaries (A, B; then B, A; …), each
-/// into a fresh database that is dropped after its rows are counted.
+/// binaries back up that change, in alternating order (A, B; then B, A; …).
+/// `--compare-step restore`: one full backup by A, then each round restores it with both
+/// binaries (A, B; then B, A; …), each into a fresh database that is dropped after its rows
+/// are counted.
 async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
     let emu = Emulator::start(EmulatorConfig::from_env())?;
     let dsn = emu.dsn();
@@ -425,8 +426,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         let cfg = setup(bins[0].1, &dir, "")?;
         run(bins[0].1, &dir, &backup(&cfg, "full"))?;
         for round in 0..o.rounds {
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
+            for i in turn_order(round) {
                 let target = format!("bench_r{round}{}", bins[i].0.to_lowercase());
                 let args = restore_args(&cfg, &dsn, "latest", &target, &par);
                 runs[i].push(run(bins[i].1, &dir, &args)?);
@@ -452,8 +452,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         }
         for round in 0..o.rounds {
             change(&taos, s, (s.blocks() / 100).max(1), 1 + round).await?;
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
+            for i in turn_order(round) {
                 let (dir, cfg) = &cfgs[i];
                 runs[i].push(run(bins[i].1, dir, &backup(cfg, "bitmap"))?);
             }
@@ -463,8 +462,7 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         // With `dictionaries`, B's repositories back up without shared dictionaries.
         let plain = o.compare_step == Step::Dictionaries;
         for round in 0..o.rounds {
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
+            for i in turn_order(round) {
                 let (label, bin) = bins[i];
                 let dir = work.path().join(format!("{label}{round}"));
                 let extra = if plain && i == 1 {
@@ -513,6 +511,13 @@ async fn compare(o: &Opts, s: &Scale, other: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The order in which the two binaries of a comparison run in round `round`: A first in
+/// even rounds, B first in odd ones, so that what the first run of a round pays (or leaves
+/// behind) falls on both alike.
+fn turn_order(round: usize) -> [usize; 2] {
+    if round % 2 == 0 { [0, 1] } else { [1, 0] }
 }
 
 /// A benchmark repository's config: the emulator, a local repository with day buckets, the
