@@ -4,13 +4,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use futures::StreamExt;
+
 use taosbackup_core::{
     BackupKind, BackupSnapshot, BlobId, BlockRef, CatalogRoot, CatalogSnapshot, DatabaseState,
     Repository, RepositoryErrorKind, SuperTablePart, TableDef, TableKind,
 };
 
 use crate::EngineError;
-use crate::parent::{read_object, read_shard, read_tree};
+use crate::parent::{READ_CONCURRENCY, read_object, read_shard, read_tree};
 
 /// Tree objects read by a [`load_state`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -62,21 +64,23 @@ pub async fn load_state(
     read.metadata += tree_reads;
     read.tree_nodes = tree_reads - 1;
     let all = tables.is_empty() && stables.is_empty();
-    let mut defs: Vec<TableDef> = Vec::new();
-    let mut blocks: BTreeMap<String, BTreeMap<i64, BlockRef>> = BTreeMap::new();
-    for entry in &tree.shards {
-        let wanted = all
-            || entry
-                .super_table
-                .as_ref()
-                .is_some_and(|s| stables.contains(s))
+    let wanted = tree.shards.iter().filter(|entry| {
+        all || entry
+            .super_table
+            .as_ref()
+            .is_some_and(|s| stables.contains(s))
             || tables
                 .iter()
-                .any(|t| entry.first.as_str() <= t.as_str() && t.as_str() <= entry.last.as_str());
-        if !wanted {
-            continue;
-        }
-        let shard = read_shard(repo, snapshot, entry).await?;
+                .any(|t| entry.first.as_str() <= t.as_str() && t.as_str() <= entry.last.as_str())
+    });
+    // Several at once, in tree order: a restore waits for every shard before it creates a
+    // table, and one by one a 50,000-table backup's ~700 shards took ~140 ms.
+    let mut shards = futures::stream::iter(wanted.map(|e| read_shard(repo, snapshot, e)))
+        .buffered(READ_CONCURRENCY);
+    let mut defs: Vec<TableDef> = Vec::new();
+    let mut blocks: BTreeMap<String, BTreeMap<i64, BlockRef>> = BTreeMap::new();
+    while let Some(shard) = shards.next().await {
+        let shard = shard?;
         read.shards += 1;
         for t in shard.tables {
             blocks.insert(t.def.name.clone(), t.blocks);
@@ -137,22 +141,31 @@ pub async fn changes(
     if let Some(p) = &parent {
         let (ptree, _) = read_tree(repo, p).await?;
         let mine: HashSet<BlobId> = tree.shards.iter().map(|e| e.shard).collect();
-        for e in &ptree.shards {
-            if mine.contains(&e.shard) {
-                unchanged.insert(e.shard);
-                continue;
-            }
-            for t in read_shard(repo, p, e).await?.tables {
+        unchanged.extend(
+            ptree
+                .shards
+                .iter()
+                .map(|e| e.shard)
+                .filter(|s| mine.contains(s)),
+        );
+        let differ = ptree
+            .shards
+            .iter()
+            .filter(|e| !unchanged.contains(&e.shard));
+        let mut shards = futures::stream::iter(differ.map(|e| read_shard(repo, p, e)))
+            .buffered(READ_CONCURRENCY);
+        while let Some(shard) = shards.next().await {
+            for t in shard?.tables {
                 before.insert(t.def.name, t.blocks);
             }
         }
     }
     let mut out = Vec::new();
-    for e in &tree.shards {
-        if unchanged.contains(&e.shard) {
-            continue;
-        }
-        for t in read_shard(repo, snapshot, e).await?.tables {
+    let changed = tree.shards.iter().filter(|e| !unchanged.contains(&e.shard));
+    let mut shards = futures::stream::iter(changed.map(|e| read_shard(repo, snapshot, e)))
+        .buffered(READ_CONCURRENCY);
+    while let Some(shard) = shards.next().await {
+        for t in shard?.tables {
             let prev = before.remove(&t.def.name);
             let mut c = TableChanges {
                 name: t.def.name.clone(),

@@ -21,7 +21,7 @@ use taosbackup_core::{
 use crate::EngineError;
 
 /// Shards read at once.
-const READ_CONCURRENCY: usize = 16;
+pub(crate) const READ_CONCURRENCY: usize = 16;
 
 /// The current catalog cut into shards.
 #[derive(Debug)]
@@ -256,7 +256,8 @@ pub(crate) async fn read_tree(
     Ok((tree, reads))
 }
 
-/// Reads and checks one shard of `snapshot`.
+/// Reads and checks one shard of `snapshot`, parsed on the blocking pool (a restore reads
+/// hundreds of shards at once, and parsing is most of their cost).
 pub(crate) async fn read_shard(
     repo: &dyn Repository,
     snapshot: &BackupSnapshot,
@@ -267,12 +268,15 @@ pub(crate) async fn read_shard(
         .read_blob(&entry.shard)
         .await
         .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
-    Shard::decode(&bytes, &what)
-        .and_then(|s| {
-            s.check_against(entry, &what)?;
-            Ok(s)
-        })
-        .map_err(|e| damaged(snapshot, e))
+    let entry = entry.clone();
+    tokio::task::spawn_blocking(move || {
+        let shard = Shard::decode(&bytes, &what)?;
+        shard.check_against(&entry, &what)?;
+        Ok(shard)
+    })
+    .await
+    .map_err(|e| EngineError::internal(format!("parsing a shard failed: {e}")))?
+    .map_err(|e| damaged(snapshot, e))
 }
 
 /// Reads and checks one shard of a backup's parent for its tables' names and blocks

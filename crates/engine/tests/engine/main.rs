@@ -4,6 +4,7 @@
 
 mod dictionaries;
 mod groups;
+mod load_state;
 mod model;
 mod restore_blocks;
 mod tracker_model;
