@@ -132,3 +132,54 @@ async fn blocks_arriving_while_the_dictionary_is_trained_wait_for_it() {
     back_up_and_restore(&repo).await;
     assert_eq!(repo.with_dictionary.load(Ordering::Relaxed), 200);
 }
+
+/// Large blocks: training starts once 2 MiB of samples are held (64× the dictionary's
+/// size), before the 128-block count, and every block is still stored with the dictionary.
+#[tokio::test]
+async fn training_starts_at_two_mebibytes_of_samples() {
+    let db = FakeDb::new();
+    db.create_database("d", Precision::Ms, 2).unwrap();
+    let apply = |op: Op| db.apply("d", &op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+    apply(Op::CreateStable {
+        name: "meters".into(),
+        columns: vec![
+            col("ts", DataType::Timestamp),
+            ColumnDef::new("s", DataType::VarChar, Some(256)),
+        ],
+        tags: vec![col("g", DataType::Int)],
+    });
+    // 40 children, one block each of 400 rows × ~200 B: ~86 KB a block, 3.4 MB in all (under
+    // the 4 MiB at which training started before, so that this backup trained nothing).
+    let base = 1_760_000_040_000i64;
+    for c in 0..40 {
+        let name = format!("c{c}");
+        apply(Op::CreateChild {
+            name: name.clone(),
+            stable: "meters".into(),
+            tags: vec![Value::Int(c)],
+        });
+        let rows = (0..400i64)
+            .map(|k| {
+                let text = format!("{c:03}-{k:05}-").repeat(20);
+                (base + k, vec![Value::VarChar(text.into_bytes())])
+            })
+            .collect();
+        apply(Op::Insert {
+            table: name,
+            columns: vec!["s".into()],
+            rows,
+        });
+    }
+    let repo = TrainingRepo::default();
+    let source = FakeSource::new(db.clone());
+    let report = crate::model::full_backup(&source, &repo, true).await;
+    let trained = repo.trained.load(Ordering::Relaxed);
+    // 2 MiB is reached at the 25th block.
+    assert!(
+        (20..=30).contains(&trained),
+        "trained from {trained} samples"
+    );
+    assert_eq!(repo.with_dictionary.load(Ordering::Relaxed), 40);
+    let r = crate::model::restore_exactly(&db, &source, &repo, &report.snapshot.id).await;
+    assert_eq!(r.blocks, 40);
+}
