@@ -74,7 +74,8 @@ pub async fn load_state(
                 .any(|t| entry.first.as_str() <= t.as_str() && t.as_str() <= entry.last.as_str())
     });
     // Several at once, in tree order: a restore waits for every shard before it creates a
-    // table, and one by one a 50,000-table backup's ~700 shards took ~140 ms.
+    // table, and one by one a 50,000-table backup's 760 shards took ~150 ms
+    // (docs/performance.md, "Shards read at once by restore, verify and `show`").
     let mut shards = futures::stream::iter(wanted.map(|e| read_shard(repo, snapshot, e)))
         .buffered(READ_CONCURRENCY);
     let mut defs: Vec<TableDef> = Vec::new();
