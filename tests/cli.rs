@@ -544,6 +544,25 @@ fn bitmap_backup_incremental_restore_and_verify() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(before > 0);
     assert_eq!(listed("s3cret"), before);
+    // So does a restore, whose target's connections open while the key is derived; it
+    // creates nothing.
+    let out = tb(dir.path())
+        .env("TAOSBACKUP_PASSWORD", "wrong")
+        .args(["restore", "--repo", &repo, "--target", &emu.dsn()])
+        .args(["--database", "power", "--target-database", "power_wrong"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("wrong password"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let mut s = Session::default();
+    assert!(
+        emu.store()
+            .execute(&mut s, "SELECT COUNT(*) FROM power_wrong.d0")
+            .is_err(),
+        "nothing is restored with the wrong password"
+    );
 }
 
 fn chrono_like(t: &str) -> bool {
