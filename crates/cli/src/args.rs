@@ -313,7 +313,7 @@ pub struct SelectArgs {
 pub struct BackupArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Tables exported at once [default: 4, or backup.parallel].
+    /// Tables exported at once [default: one per core, 4 to 8, or backup.parallel].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
     /// Pack uploads to the repository in flight at once (default: one per core, 2 to 8;
@@ -409,7 +409,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Tables written at once, each a write of its consecutive blocks joined up to 1 MiB
-    /// [default: 4, or restore.parallel].
+    /// [default: one per core, 4 to 8, or restore.parallel].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
     #[command(flatten)]

@@ -135,7 +135,7 @@ pub struct BackupSection {
     /// (default: take a full backup) or `fail`.
     #[serde(deserialize_with = "from_str_opt")]
     pub on_gap: Option<OnGap>,
-    /// Tables exported at once (`--parallel`, default 4).
+    /// Tables exported at once (`--parallel`; default: one per core, 4 to 8).
     pub parallel: Option<usize>,
     /// Original plugin key: taken as the number of tables exported at once when
     /// `parallel` is not set.
@@ -169,7 +169,7 @@ pub struct RestoreSection {
     pub user: Option<String>,
     /// Target password.
     pub password: Option<String>,
-    /// Tables written at once (`--parallel`, default 4).
+    /// Tables written at once (`--parallel`; default: one per core, 4 to 8).
     pub parallel: Option<usize>,
 }
 

@@ -21,6 +21,25 @@ use crate::error::{UsageError, usage};
 
 /// The most tables exported at once that `backup.batch_size` can ask for.
 pub const MAX_PARALLEL_FROM_BATCH_SIZE: usize = 16;
+/// The fewest and the most tables exported (or written) at once by default: see
+/// [`parallel_for`].
+const DEFAULT_PARALLEL: (usize, usize) = (4, 8);
+
+/// The default of `--parallel` (backup and restore) on a machine with `cores` cores: one
+/// export per core, so that compression and encryption (which run inside the exports) use
+/// every core, but at least 4, which the benchmark measured on two cores (8 was no faster
+/// there; docs/performance.md), and at most 8, the thread count TDengine's taosdump uses by
+/// default (its `--thread-num`, taos-tools src/taosdump.c), so that a large machine does not
+/// open more connections to the server than TDengine's own tools do.
+pub fn parallel_for(cores: usize) -> usize {
+    cores.clamp(DEFAULT_PARALLEL.0, DEFAULT_PARALLEL.1)
+}
+
+/// The default of `--parallel` on this machine ([`parallel_for`] its available cores).
+pub fn default_parallel() -> usize {
+    parallel_for(std::thread::available_parallelism().map_or(DEFAULT_PARALLEL.0, |n| n.get()))
+}
+
 /// How long one key derivation should take when a key file is written.
 const KDF_TARGET: Duration = Duration::from_millis(500);
 
@@ -469,7 +488,7 @@ impl Context {
     }
 
     /// Tables exported at once: flag, `backup.parallel`, `backup.batch_size` (at most
-    /// [`MAX_PARALLEL_FROM_BATCH_SIZE`]), 4.
+    /// [`MAX_PARALLEL_FROM_BATCH_SIZE`]), [`default_parallel`].
     pub fn backup_parallel(&self, flag: Option<usize>) -> anyhow::Result<usize> {
         // The original plugin's `batch_size` counted rows per batch (values like 1000), not
         // connections: as a fallback for `parallel` it is capped so it cannot open a
@@ -487,7 +506,7 @@ impl Context {
         let p = flag
             .or(self.config.backup.parallel)
             .or(from_batch)
-            .unwrap_or(4);
+            .unwrap_or_else(default_parallel);
         if p == 0 {
             return Err(usage(
                 "--parallel must be at least 1",
@@ -497,9 +516,11 @@ impl Context {
         Ok(p)
     }
 
-    /// Tables written at once on restore: flag, `restore.parallel`, 4.
+    /// Tables written at once on restore: flag, `restore.parallel`, [`default_parallel`].
     pub fn restore_parallel(&self, flag: Option<usize>) -> anyhow::Result<usize> {
-        let p = flag.or(self.config.restore.parallel).unwrap_or(4);
+        let p = flag
+            .or(self.config.restore.parallel)
+            .unwrap_or_else(default_parallel);
         if p == 0 {
             return Err(usage(
                 "--parallel must be at least 1",
@@ -644,6 +665,13 @@ mod tests {
     }
 
     #[test]
+    fn parallel_defaults_follow_the_cores_from_4_to_8() {
+        let by_cores: Vec<usize> = [1, 2, 4, 6, 8, 12, 64].map(parallel_for).to_vec();
+        assert_eq!(by_cores, [4, 4, 4, 6, 8, 8, 8]);
+        assert!((4..=8).contains(&default_parallel()));
+    }
+
+    #[test]
     fn interceptor_off_means_no_bitmap_engine() {
         let c = ctx("[event_interceptor]\nenable = false");
         let e = c.engine(None).unwrap_err();
@@ -656,7 +684,8 @@ mod tests {
         let c = ctx("");
         assert_eq!(c.engine(None).unwrap(), EngineKind::Bitmap);
         assert_eq!(c.on_gap(), OnGap::Full);
-        assert_eq!(c.backup_parallel(None).unwrap(), 4);
+        assert_eq!(c.backup_parallel(None).unwrap(), default_parallel());
+        assert_eq!(c.restore_parallel(None).unwrap(), default_parallel());
         assert!(c.repo_url(&None).is_err());
         assert!(c.database(&None).is_err());
         let many = ctx("[backup]\ndatabases = [\"a\", \"b\"]");
