@@ -1621,7 +1621,7 @@ fn first_hour_of_a_new_user() {
         own < global && help[global..].contains("--password-file"),
         "{help}"
     );
-    assert!(help.contains("[default: 4"), "{help}");
+    assert!(help.contains("[default: one per core, 4 to 8"), "{help}");
     assert!(help.contains("[default: text]"), "{help}");
     assert!(!help.contains("memory://"), "{help}");
     tb(dir.path())
