@@ -522,40 +522,46 @@ fn bitmap_backup_incremental_restore_and_verify() {
             .unwrap();
         json_out(&out).as_array().map_or(0, Vec::len)
     };
+    // Run with the wrong password: exit code 1, the password's error, no panic.
+    let refused = |args: &[&str]| {
+        let out = tb(dir.path())
+            .env("TAOSBACKUP_PASSWORD", "wrong")
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("wrong password"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
     let before = listed("s3cret");
-    let out = tb(dir.path())
-        .env("TAOSBACKUP_PASSWORD", "wrong")
-        .args([
-            "backup",
-            "--config",
-            &config_arg,
-            "--source",
-            &emu.dsn(),
-            "--database",
-            "power",
-            "--repo",
-            &repo,
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("wrong password"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let dsn = emu.dsn();
+    refused(&[
+        "backup",
+        "--config",
+        &config_arg,
+        "--source",
+        &dsn,
+        "--database",
+        "power",
+        "--repo",
+        &repo,
+    ]);
     assert!(before > 0);
     assert_eq!(listed("s3cret"), before);
     // So does a restore, whose target's connections open while the key is derived; it
     // creates nothing.
-    let out = tb(dir.path())
-        .env("TAOSBACKUP_PASSWORD", "wrong")
-        .args(["restore", "--repo", &repo, "--target", &emu.dsn()])
-        .args(["--database", "power", "--target-database", "power_wrong"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("wrong password"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    refused(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--target",
+        &dsn,
+        "--database",
+        "power",
+        "--target-database",
+        "power_wrong",
+    ]);
     let mut s = Session::default();
     assert!(
         emu.store()
