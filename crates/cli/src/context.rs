@@ -27,10 +27,10 @@ const DEFAULT_PARALLEL: (usize, usize) = (4, 8);
 
 /// The default of `--parallel` (backup and restore) on a machine with `cores` cores: one
 /// export per core, so that compression and encryption (which run inside the exports) use
-/// every core, but at least 4, which the benchmark measured on two cores (8 was no faster
-/// there; docs/performance.md), and at most 8, the thread count TDengine's taosdump uses by
-/// default (its `--thread-num`, taos-tools src/taosdump.c), so that a large machine does not
-/// open more connections to the server than TDengine's own tools do.
+/// every core; at least 4, the default before (docs/performance.md measures 4 exports on
+/// two cores), and at most 8, the thread count TDengine's taosdump uses by default (its
+/// `--thread-num`, taos-tools src/taosdump.c), so that a large machine does not open more
+/// connections to the server than TDengine's own tools do.
 pub fn parallel_for(cores: usize) -> usize {
     cores.clamp(DEFAULT_PARALLEL.0, DEFAULT_PARALLEL.1)
 }
