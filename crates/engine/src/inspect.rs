@@ -12,7 +12,7 @@ use taosbackup_core::{
 };
 
 use crate::EngineError;
-use crate::parent::{READ_CONCURRENCY, read_object, read_shard, read_tree};
+use crate::parent::{read_object, read_shards, read_tree};
 
 /// Tree objects read by a [`load_state`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -73,11 +73,7 @@ pub async fn load_state(
                 .iter()
                 .any(|t| entry.first.as_str() <= t.as_str() && t.as_str() <= entry.last.as_str())
     });
-    // Several at once, in tree order: a restore waits for every shard before it creates a
-    // table, and one by one a 50,000-table backup's 760 shards took ~150 ms
-    // (docs/performance.md, "Shards read at once by restore, verify and `show`").
-    let mut shards = futures::stream::iter(wanted.map(|e| read_shard(repo, snapshot, e)))
-        .buffered(READ_CONCURRENCY);
+    let mut shards = std::pin::pin!(read_shards(repo, snapshot, wanted));
     let mut defs: Vec<TableDef> = Vec::new();
     let mut blocks: BTreeMap<String, BTreeMap<i64, BlockRef>> = BTreeMap::new();
     while let Some(shard) = shards.next().await {
@@ -153,8 +149,7 @@ pub async fn changes(
             .shards
             .iter()
             .filter(|e| !unchanged.contains(&e.shard));
-        let mut shards = futures::stream::iter(differ.map(|e| read_shard(repo, p, e)))
-            .buffered(READ_CONCURRENCY);
+        let mut shards = std::pin::pin!(read_shards(repo, p, differ));
         while let Some(shard) = shards.next().await {
             for t in shard?.tables {
                 before.insert(t.def.name, t.blocks);
@@ -163,8 +158,7 @@ pub async fn changes(
     }
     let mut out = Vec::new();
     let changed = tree.shards.iter().filter(|e| !unchanged.contains(&e.shard));
-    let mut shards = futures::stream::iter(changed.map(|e| read_shard(repo, snapshot, e)))
-        .buffered(READ_CONCURRENCY);
+    let mut shards = std::pin::pin!(read_shards(repo, snapshot, changed));
     while let Some(shard) = shards.next().await {
         for t in shard?.tables {
             let prev = before.remove(&t.def.name);
