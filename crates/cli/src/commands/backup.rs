@@ -245,6 +245,28 @@ async fn drop_new_topic(source: &TaosSource, topic: &str) {
     }
 }
 
+/// Runs `open`, which opens the repository (Argon2id keeps one core busy for ~0.2 s), while
+/// `source`'s connections open in the background when `warm_up` holds, so that the
+/// command's first statements find them open. If `open` fails, the source is closed before
+/// the error returns: the warm-up's statements may be in flight, and must end before the
+/// runtime goes.
+pub async fn open_while_warming<T>(
+    source: &TaosSource,
+    warm_up: bool,
+    open: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    if warm_up {
+        source.warm_up();
+    }
+    match open.await {
+        Ok(opened) => Ok(opened),
+        Err(e) => {
+            close_source(source).await;
+            Err(e)
+        }
+    }
+}
+
 /// How long a command waits for the source's background work at its end.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
@@ -391,18 +413,10 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     if cancel.is_cancelled() {
         return Err(cancelled_before_start(&database));
     }
-    // The source's connections open while the repository key is derived (Argon2id keeps
-    // one core busy for ~0.2 s), not during the catalog read that starts the backup.
-    source.warm_up();
-    // No index at open: the backup's session loads it under its lock.
-    let repo = match ctx.open_or_init_with(&url, choice, false).await {
-        Ok(repo) => repo,
-        Err(e) => {
-            // The warm-up's statements may be in flight: end them before the runtime goes.
-            close_source(&source).await;
-            return Err(e);
-        }
-    };
+    // No index at open: the backup's session loads it under its lock. The source's
+    // connections open meanwhile, not during the catalog read that starts the backup.
+    let repo =
+        open_while_warming(&source, true, ctx.open_or_init_with(&url, choice, false)).await?;
     let progress = Arc::new(if args.json {
         CliProgress::hidden()
     } else {

@@ -3,7 +3,7 @@
 use taosbackup_engine::{BackupPoint, EngineError, RestoreReport, RestoreRequest};
 
 use crate::args::RestoreArgs;
-use crate::commands::backup::format_secs;
+use crate::commands::backup::{format_secs, open_while_warming};
 use crate::context::Context;
 use crate::error::{Advised, Exit, usage};
 use crate::output::{plural, print_json};
@@ -25,26 +25,15 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
     };
     let connect = ctx.target_options(&args.target, parallel)?;
     let target = ctx.connect(connect)?;
-    if !args.dry_run {
-        // The target's connections open while the repository key is derived (Argon2id
-        // keeps one core busy for ~0.2 s), as a backup's source's do. A dry run writes
-        // nothing and never connects.
-        target.warm_up();
-    }
     let opened = async {
         let repo = ctx.open_repo(&url).await?;
         let reader = Reader::open(&repo, "restore", args.lock.no_lock, &url).await?;
         let cancel = crate::signals::cancel_on_signals("restore")?;
         anyhow::Ok((repo, reader, cancel))
     };
-    let (repo, reader, cancel) = match opened.await {
-        Ok(opened) => opened,
-        Err(e) => {
-            // The warm-up's statements may be in flight: end them before the runtime goes.
-            crate::commands::backup::close_source(&target).await;
-            return Err(e);
-        }
-    };
+    // The target's connections open meanwhile, as a backup's source's do; a dry run writes
+    // nothing and never connects.
+    let (repo, reader, cancel) = open_while_warming(&target, !args.dry_run, opened).await?;
     let progress = if args.json {
         CliProgress::hidden()
     } else {
