@@ -21,9 +21,10 @@ use crate::error::{UsageError, usage};
 
 /// The most tables exported at once that `backup.batch_size` can ask for.
 pub const MAX_PARALLEL_FROM_BATCH_SIZE: usize = 16;
-/// The fewest and the most tables exported (or written) at once by default: see
-/// [`parallel_for`].
-const DEFAULT_PARALLEL: (usize, usize) = (4, 8);
+/// The fewest tables exported (or written) at once by default: see [`parallel_for`].
+const MIN_DEFAULT_PARALLEL: usize = 4;
+/// The most tables exported (or written) at once by default: see [`parallel_for`].
+const MAX_DEFAULT_PARALLEL: usize = 8;
 
 /// The default of `--parallel` (backup and restore) on a machine with `cores` cores: one
 /// export per core, so that compression and encryption (which run inside the exports) use
@@ -32,12 +33,12 @@ const DEFAULT_PARALLEL: (usize, usize) = (4, 8);
 /// `--thread-num`, taos-tools src/taosdump.c), so that a large machine does not open more
 /// connections to the server than TDengine's own tools do.
 pub fn parallel_for(cores: usize) -> usize {
-    cores.clamp(DEFAULT_PARALLEL.0, DEFAULT_PARALLEL.1)
+    cores.clamp(MIN_DEFAULT_PARALLEL, MAX_DEFAULT_PARALLEL)
 }
 
 /// The default of `--parallel` on this machine ([`parallel_for`] its available cores).
 pub fn default_parallel() -> usize {
-    parallel_for(std::thread::available_parallelism().map_or(DEFAULT_PARALLEL.0, |n| n.get()))
+    parallel_for(std::thread::available_parallelism().map_or(MIN_DEFAULT_PARALLEL, |n| n.get()))
 }
 
 /// How long one key derivation should take when a key file is written.
