@@ -439,11 +439,8 @@ fn bitmap_backup_incremental_restore_and_verify() {
             "{t}"
         );
     }
-    let mut s = Session::default();
     assert!(
-        emu.store()
-            .execute(&mut s, "SELECT COUNT(*) FROM power_latest.d4")
-            .is_err(),
+        count_fails(&emu, "power_latest.d4"),
         "the dropped table is not restored"
     );
     tb(dir.path())
@@ -559,11 +556,8 @@ fn bitmap_backup_incremental_restore_and_verify() {
         "--target-database",
         "power_wrong",
     ]);
-    let mut s = Session::default();
     assert!(
-        emu.store()
-            .execute(&mut s, "SELECT COUNT(*) FROM power_wrong.d0")
-            .is_err(),
+        count_fails(&emu, "power_wrong.d0"),
         "nothing is restored with the wrong password"
     );
 }

@@ -48,6 +48,14 @@ pub fn count(emu: &EmulatorHandle, table: &str) -> i64 {
     }
 }
 
+/// Whether `SELECT COUNT(*)` of a table fails (no such table or database), through the store.
+pub fn count_fails(emu: &EmulatorHandle, table: &str) -> bool {
+    let mut s = Session::default();
+    emu.store()
+        .execute(&mut s, &format!("SELECT COUNT(*) FROM {table}"))
+        .is_err()
+}
+
 /// The binary with a hermetic environment: no inherited passwords or log settings, private
 /// state and cache directories.
 pub fn tb(dir: &Path) -> Command {
