@@ -269,8 +269,7 @@ pub(crate) fn read_shards<'a>(
         .buffered(READ_CONCURRENCY)
 }
 
-/// Reads and checks one shard of `snapshot`, parsed on the blocking pool (a restore reads
-/// hundreds of shards at once, and parsing is most of their cost).
+/// Reads and checks one shard of `snapshot` (parsed by [`parse_shard`]).
 async fn read_shard(
     repo: &dyn Repository,
     snapshot: &BackupSnapshot,
@@ -282,14 +281,12 @@ async fn read_shard(
         .await
         .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
     let entry = entry.clone();
-    tokio::task::spawn_blocking(move || {
+    parse_shard(snapshot, move || {
         let shard = Shard::decode(&bytes, &what)?;
         shard.check_against(&entry, &what)?;
         Ok(shard)
     })
     .await
-    .map_err(|e| EngineError::internal(format!("parsing a shard failed: {e}")))?
-    .map_err(|e| damaged(snapshot, e))
 }
 
 /// Reads and checks one shard of a backup's parent for its tables' names and blocks
@@ -307,10 +304,21 @@ async fn read_parent_shard(
         .read_blob_ahead(&entry.shard)
         .await
         .map_err(|e| EngineError::repo(format!("reading the {what}"), e))?;
-    // Parsed on the blocking pool: an incremental reads tens to hundreds of shards at once
-    // and parsing is most of their cost; on the async task they were parsed one by one.
     let entry = entry.clone();
-    tokio::task::spawn_blocking(move || ShardBlocks::decode_checked(&bytes, &entry, &what))
+    parse_shard(snapshot, move || {
+        ShardBlocks::decode_checked(&bytes, &entry, &what)
+    })
+    .await
+}
+
+/// Runs `parse`, which decodes and checks a shard of `snapshot`, on tokio's blocking pool:
+/// a restore or an incremental reads many shards at once and parsing is most of their
+/// cost; on the async task they were parsed one by one.
+async fn parse_shard<T: Send + 'static>(
+    snapshot: &BackupSnapshot,
+    parse: impl FnOnce() -> Result<T, taosbackup_core::Error> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(parse)
         .await
         .map_err(|e| EngineError::internal(format!("parsing a shard failed: {e}")))?
         .map_err(|e| damaged(snapshot, e))
