@@ -90,7 +90,7 @@ impl ChangeFeed for OracleFeed {
 pub struct Harness {
     pub emu: EmulatorHandle,
     pub taos: Taos,
-    pub source: TaosSource,
+    pub source: Arc<TaosSource>,
     pub repo: Repo,
     pub width: BucketWidth,
 }
@@ -115,7 +115,7 @@ pub async fn harness() -> Harness {
     let mut o = ConnectOptions::new(emu.dsn()).with_credentials("root", "taosdata");
     o.pool_size = 4;
     o.request_timeout = Duration::from_secs(10);
-    let source = TaosSource::connect(o).expect("source");
+    let source = Arc::new(TaosSource::connect(o).expect("source"));
     let width = BucketWidth::from_seconds(60).unwrap();
     let repo = Repo::init(
         Backend::from_url("memory://").unwrap(),
@@ -211,10 +211,20 @@ impl Harness {
         tracking: Option<&mut ChangeTracking>,
         cancel: &CancellationToken,
     ) -> Result<taosbackup_engine::BackupReport, EngineError> {
-        let session = self.session().await;
-        let r =
-            taosbackup_engine::backup(&self.source, &session, tracking, req, &NoProgress, cancel)
-                .await;
+        let session = Arc::new(self.session().await);
+        let r = taosbackup_engine::backup(
+            self.source.clone(),
+            session.clone(),
+            tracking,
+            req,
+            Arc::new(NoProgress),
+            cancel,
+        )
+        .await;
+        // The engine has joined its export tasks: the session is this test's alone again.
+        let Ok(session) = Arc::try_unwrap(session) else {
+            panic!("a task of the backup still holds the session after it returned");
+        };
         session.finish().await.unwrap();
         r
     }
@@ -240,7 +250,7 @@ impl Harness {
     ) -> Result<taosbackup_engine::RestoreReport, EngineError> {
         let session = self.session().await;
         let r = taosbackup_engine::restore(
-            &self.source,
+            &*self.source,
             &session,
             req,
             &NoProgress,
@@ -660,7 +670,7 @@ pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, d
         if forgotten.contains(&i) {
             let session = h.session().await;
             let r = taosbackup_engine::restore(
-                &h.source,
+                &*h.source,
                 &session,
                 &h.restore_request(BackupPoint::Id(id.to_hex()), &target),
                 &NoProgress,

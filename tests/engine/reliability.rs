@@ -120,7 +120,7 @@ async fn restore_in(
     target: &str,
 ) -> Result<(), String> {
     let r = taosbackup_engine::restore(
-        &h.source,
+        &*h.source,
         session,
         &h.restore_request(point, target),
         &NoProgress,

@@ -160,7 +160,7 @@ async fn plan_shows_what_the_backup_then_does_and_writes_nothing() {
     let before = backups(&h).await;
     let session = h.session().await;
     let plan = taosbackup_engine::plan(
-        &h.source,
+        &*h.source,
         &session,
         Some(&mut t),
         &h.request(EngineKind::Bitmap),

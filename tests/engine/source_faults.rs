@@ -4,6 +4,7 @@
 //! source's rows; persistent faults fail the backup with an error naming the cause, and
 //! the next backup is fine. A one-line summary per test is printed with `--nocapture`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::common::*;
@@ -46,7 +47,7 @@ async fn faulty_harness(timeout: Duration) -> Harness {
     Harness {
         emu,
         taos,
-        source,
+        source: Arc::new(source),
         repo,
         width,
     }

@@ -27,14 +27,14 @@ const MIN_DEFAULT_PARALLEL: usize = 4;
 const MAX_DEFAULT_PARALLEL: usize = 8;
 
 /// The default of `--parallel` (backup and restore) on a machine with `cores` cores: one
-/// export (or table written) per core, so that reading, checking and cutting the server's
-/// blocks (a backup) or decoding and writing them (a restore) spread over the async
-/// workers. A backup's compression and encryption do not follow: every export's blocks are
-/// stored by the engine's one task (docs/performance.md, "Compression off the backup's
-/// task, a third time"). At least 4, the default before (docs/performance.md measures 4
-/// exports on two cores), and at most 8, the thread count TDengine's taosdump uses by
-/// default (its `--thread-num`, taos-tools src/taosdump.c), so that a large machine does
-/// not open more connections to the server than TDengine's own tools do.
+/// export (or table written) per core, so that the work spreads over the async workers: a
+/// backup's reading, checking and cutting of the server's blocks and its compression,
+/// hashing and encryption (each export is a task of its own, docs/performance.md "Exports
+/// as tasks of their own"); a restore's decoding and writing. At least 4, the default before
+/// (docs/performance.md measures 4 exports on two cores), and at most 8, the thread count
+/// TDengine's taosdump uses by default (its `--thread-num`, taos-tools src/taosdump.c), so
+/// that a large machine does not open more connections to the server than TDengine's own
+/// tools do.
 pub fn parallel_for(cores: usize) -> usize {
     cores.clamp(MIN_DEFAULT_PARALLEL, MAX_DEFAULT_PARALLEL)
 }

@@ -14,9 +14,9 @@ use taosbackup_core::{BucketWidth, Progress};
 use taosbackup_source::TaosSource;
 
 /// A [`Progress`] that fills in the total of an export phase begun without one.
-pub struct Estimating<'a> {
+pub struct Estimating {
     inner: Arc<dyn Progress>,
-    source: &'a TaosSource,
+    source: Arc<TaosSource>,
     database: String,
     width: BucketWidth,
     state: Arc<Mutex<State>>,
@@ -35,14 +35,14 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl<'a> Estimating<'a> {
+impl Estimating {
     /// Wraps `inner` for a backup of `database` (buckets of `width`) from `source`.
     pub fn new(
         inner: Arc<dyn Progress>,
-        source: &'a TaosSource,
+        source: Arc<TaosSource>,
         database: &str,
         width: BucketWidth,
-    ) -> Estimating<'a> {
+    ) -> Estimating {
         Estimating {
             inner,
             source,
@@ -53,7 +53,7 @@ impl<'a> Estimating<'a> {
     }
 }
 
-impl Progress for Estimating<'_> {
+impl Progress for Estimating {
     fn begin(&self, phase: &str, total_blocks: u64, estimated_rows: u64) {
         let generation = {
             let mut st = lock(&self.state);

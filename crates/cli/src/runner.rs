@@ -28,7 +28,7 @@ type Slot = Arc<Mutex<Option<ChangeTracking>>>;
 pub struct EngineRunner {
     ctx: Context,
     repo: Repo,
-    source: TaosSource,
+    source: Arc<TaosSource>,
     connect: ConnectOptions,
     engine: EngineKind,
     parallel: usize,
@@ -43,7 +43,7 @@ impl EngineRunner {
         let engine = ctx.engine(None)?;
         let parallel = ctx.backup_parallel(None)?;
         let connect = ctx.source_options(&None, parallel)?;
-        let source = ctx.connect(connect.clone())?;
+        let source = Arc::new(ctx.connect(connect.clone())?);
         let retention = ctx.retention(&Default::default())?;
         let choice = ctx.init_choice(false, None, None)?;
         let repo = ctx.open_or_init(&url, choice).await?;

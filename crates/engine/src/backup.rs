@@ -17,6 +17,7 @@ mod export;
 mod plan;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -214,12 +215,15 @@ fn incremental(
 /// Runs one backup. `tracking` is needed by the bitmap engine; with another engine it is
 /// still brought up to date and reset, so it stays in step with the repository.
 /// Cancelling `cancel` stops before the snapshot is committed: nothing is committed.
+///
+/// `source`, `repo` and `progress` are shared handles: each export runs as a task of its
+/// own (see `export::run`), and every task holds them.
 pub async fn backup(
-    source: &dyn Source,
-    repo: &dyn Repository,
+    source: Arc<dyn Source>,
+    repo: Arc<dyn Repository>,
     mut tracking: Option<&mut ChangeTracking>,
     req: &BackupRequest,
-    progress: &dyn Progress,
+    progress: Arc<dyn Progress>,
     cancel: &CancellationToken,
 ) -> Result<BackupReport, EngineError> {
     let started = Instant::now();
@@ -249,15 +253,15 @@ pub async fn backup(
     };
     let strategy = req.engine.strategy();
     let result = async {
-        let decision = decide(strategy, repo, req, catalog, snapshot.as_ref()).await?;
+        let decision = decide(strategy, repo.as_ref(), req, catalog, snapshot.as_ref()).await?;
         let parent_objects_read = decision.parent.as_ref().map_or(0, |p| p.objects_read);
         phase("decided", started, decision.tasks.len());
         let (exported, dictionaries) =
-            export::run(source, repo, req, &decision, progress, cancel).await?;
+            export::run(&source, &repo, req, &decision, &progress, cancel).await?;
         phase("exported", started, exported.len());
         let feed = snapshot.as_ref().zip(feed_name.as_deref());
         let mut out = commit::commit(
-            repo,
+            repo.as_ref(),
             req,
             decision,
             (exported, dictionaries),

@@ -147,7 +147,7 @@ impl ChangeFeed for RetentionWarning {
 pub async fn run_backup(
     ctx: &Context,
     repo: &Repo,
-    source: &TaosSource,
+    source: &Arc<TaosSource>,
     connect: &ConnectOptions,
     mut req: BackupRequest,
     tracking: Option<&mut ChangeTracking>,
@@ -156,14 +156,20 @@ pub async fn run_backup(
 ) -> anyhow::Result<BackupReport> {
     req.bucket_width = repo.config().bucket_width;
     // A full export begins without a total: estimate one from the catalog.
-    let progress = Estimating::new(progress, source, &req.database, req.bucket_width);
-    let progress = &progress;
+    let progress: Arc<dyn Progress> = Arc::new(Estimating::new(
+        progress,
+        source.clone(),
+        &req.database,
+        req.bucket_width,
+    ));
     // Scoped to the database: a second backup of it (another process, another daemon)
     // is refused while this one runs; it would share the tracker state and feed positions.
-    let session = repo
-        .session_scoped("backup", Some(&format!("database {}", req.database)))
-        .await
-        .context("cannot lock the repository")?;
+    // Shared with the backup's export tasks, which have all ended when it returns.
+    let session = Arc::new(
+        repo.session_scoped("backup", Some(&format!("database {}", req.database)))
+            .await
+            .context("cannot lock the repository")?,
+    );
     let result = async {
         let mut own: Option<ChangeTracking> = None;
         let tracking = match (req.engine, tracking) {
@@ -174,13 +180,26 @@ pub async fn run_backup(
             }
             (_, None) => None,
         };
-        let report =
-            taosbackup_engine::backup(source, &session, tracking, &req, progress, cancel).await?;
+        let report = taosbackup_engine::backup(
+            source.clone(),
+            session.clone(),
+            tracking,
+            &req,
+            progress,
+            cancel,
+        )
+        .await?;
         anyhow::Ok(report)
     }
     .await;
     let written = session.bytes_stored();
-    let released = session.finish().await;
+    let released = match Arc::try_unwrap(session) {
+        Ok(session) => session.finish().await,
+        // Cannot happen (the engine waits for its tasks); the lock then goes stale by itself.
+        Err(_) => Err(taosbackup_sink::Error::SessionFailed {
+            reason: "a task of the backup still holds the repository session".into(),
+        }),
+    };
     match result {
         Err(e) if is_cancelled(&e) => {
             let lock = match &released {
@@ -404,7 +423,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     let engine = ctx.engine(select.engine)?;
     let parallel = ctx.backup_parallel(args.parallel)?;
     let connect = ctx.source_options(&select.source, parallel)?;
-    let source = ctx.connect(connect.clone())?;
+    let source = Arc::new(ctx.connect(connect.clone())?);
     let mut choice = ctx.init_choice(args.no_encryption, None, None)?;
     choice.force = args.force;
     // Nothing is created before the source answered: a wrong DSN, password or database

@@ -1,13 +1,13 @@
 //! Step 2 of a backup: export the decided tables in parallel, one blob per (table, bucket).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use taosbackup_core::{
     BackupKind, BackupSnapshot, BlobId, BlockChunk, BlockRef, Bucket, CatalogRoot, ExportRequest,
     Precision, Progress, Repository, Source, TimeRange,
 };
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::{BackupRequest, Decision};
@@ -343,19 +343,41 @@ async fn dictionary_source(
     }
 }
 
+/// What every export task holds: owned handles, so that each export runs as a task of its
+/// own on the runtime's workers. A block is encoded, compressed, hashed and sealed by the
+/// task that read it, so that work spreads over every worker; polled together inside the
+/// backup's future, all of it ran on the one thread that polls that future
+/// (docs/performance.md, "Exports as tasks of their own").
+#[derive(Clone)]
+struct Exporter {
+    source: Arc<dyn Source>,
+    repo: Arc<dyn Repository>,
+    plan: Arc<DictPlan>,
+    progress: Arc<dyn Progress>,
+    /// A child of the run's token: cancelled as well when one export fails.
+    cancel: CancellationToken,
+    database: Arc<str>,
+    precision: Precision,
+    /// The bucket width in the database's precision.
+    w: i64,
+}
+
 /// Exports every task of `d`; cancelled runs stop with [`EngineError::Cancelled`].
+/// At most `req.parallel` exports run at once, each as a task; when one fails the others
+/// are stopped, and this returns only once none of them runs any more (nothing of the run
+/// keeps reading or storing after it reports).
 pub(crate) async fn run(
-    source: &dyn Source,
-    repo: &dyn Repository,
+    source: &Arc<dyn Source>,
+    repo: &Arc<dyn Repository>,
     req: &BackupRequest,
     d: &Decision,
-    progress: &dyn Progress,
+    progress: &Arc<dyn Progress>,
     cancel: &CancellationToken,
 ) -> Result<(Vec<Exported>, Dictionaries), EngineError> {
     let precision = d.catalog.database.precision;
     let w = req.bucket_width.in_units(precision);
-    let from = dictionary_source(repo, req, d).await?;
-    let dicts = DictPlan::new(d, from.as_ref(), req.dictionaries);
+    let from = dictionary_source(repo.as_ref(), req, d).await?;
+    let dicts = Arc::new(DictPlan::new(d, from.as_ref(), req.dictionaries));
     if d.tasks.is_empty() {
         // Nothing changed: no export phase. Begun with a total of 0 it would read as "size
         // unknown", and the CLI would start estimating one from the catalog in the
@@ -364,42 +386,69 @@ pub(crate) async fn run(
     }
     let total_blocks: u64 = d.tasks.iter().map(TableTask::blocks).sum();
     progress.begin("export", total_blocks, 0);
-    let kind = d.kind;
-    let engine = req.engine;
-    let plan = &dicts;
+    let (kind, engine) = (d.kind, req.engine);
     let groups = group_tasks(
         d.tasks
             .iter()
             .map(|t| (t.clone(), ranges_of(t, engine, kind, w))),
-        &plan.stable_of,
+        &dicts.stable_of,
         req.parallel.max(1),
         req.tables_per_query.max(1),
     );
-    let exports = futures::stream::iter(groups.into_iter().map(|group| async move {
-        export_group(
-            source,
-            (repo, plan),
-            &req.database,
-            precision,
-            w,
-            group,
-            progress,
-            cancel,
-        )
-        .await
-    }))
-    .buffer_unordered(req.parallel.max(1));
-    futures::pin_mut!(exports);
+    let exporter = Exporter {
+        source: source.clone(),
+        repo: repo.clone(),
+        plan: dicts.clone(),
+        progress: progress.clone(),
+        cancel: cancel.child_token(),
+        database: Arc::from(req.database.as_str()),
+        precision,
+        w,
+    };
+    let mut groups = groups.into_iter();
+    let mut running = JoinSet::new();
+    for group in groups.by_ref().take(req.parallel.max(1)) {
+        running.spawn(exporter.clone().export_group(group));
+    }
     let mut out = Vec::with_capacity(d.tasks.len());
-    while let Some(r) = exports.next().await {
-        out.extend(r?);
+    let mut failure = None;
+    while let Some(joined) = running.join_next().await {
+        match joined.map_err(|e| task_failed(&e)).and_then(|r| r) {
+            Ok(done) => {
+                out.extend(done);
+                if failure.is_none() {
+                    if let Some(group) = groups.next() {
+                        running.spawn(exporter.clone().export_group(group));
+                    }
+                }
+            }
+            // The first failure is the one reported; the others' (cancelled, aborted) are
+            // its consequences.
+            Err(e) if failure.is_none() => {
+                exporter.cancel.cancel();
+                running.abort_all();
+                failure = Some(e);
+            }
+            Err(_) => {}
+        }
     }
     progress.end();
+    if let Some(e) = failure {
+        return Err(e);
+    }
     if cancel.is_cancelled() {
         return Err(EngineError::Cancelled);
     }
     dicts.merge_held(&mut out)?;
     Ok((out, dicts.finish()))
+}
+
+/// The error of an export task that did not return: it panicked (a bug) or was aborted.
+fn task_failed(e: &JoinError) -> EngineError {
+    if e.is_cancelled() {
+        return EngineError::Cancelled;
+    }
+    EngineError::Internal(format!("an export task panicked: {e}"))
 }
 
 /// The export ranges of a task.
@@ -473,118 +522,126 @@ fn group_tasks(
     out
 }
 
-/// Exports a group of tables' ranges (one table: [`Source::export`]; several:
-/// [`Source::export_tables`]), one blob per table and bucket. A table's dictionary task is
-/// done once its last chunk is stored.
-#[allow(clippy::too_many_arguments)]
-async fn export_group(
-    source: &dyn Source,
-    (repo, plan): (&dyn Repository, &DictPlan),
-    database: &str,
-    precision: Precision,
-    w: i64,
-    group: Vec<Job>,
-    progress: &dyn Progress,
-    cancel: &CancellationToken,
-) -> Result<Vec<Exported>, EngineError> {
-    if cancel.is_cancelled() {
-        return Err(EngineError::Cancelled);
-    }
-    let context = || match group.as_slice() {
-        [(t, _)] => format!("exporting {database}.{}", t.table),
-        [(t, _), ..] => format!(
-            "exporting {database}.{} and {} other tables",
-            t.table,
-            group.len() - 1
-        ),
-        [] => format!("exporting from {database}"),
-    };
-    let mut requests: Vec<ExportRequest> = group
-        .iter()
-        .map(|(t, ranges)| ExportRequest {
-            table: t.table.clone(),
-            ranges: ranges.clone(),
-            split_every: Some(w),
-        })
-        .collect();
-    let mut stream = match requests.len() {
-        1 => source.export(database, precision, requests.remove(0)).await,
-        _ => source.export_tables(database, precision, requests).await,
-    }
-    .map_err(|e| EngineError::source(context(), e))?;
-    // Table → its index in the group, and whether its chunks have ended.
-    let index: HashMap<&str, usize> = group
-        .iter()
-        .enumerate()
-        .map(|(i, (t, _))| (t.table.as_str(), i))
-        .collect();
-    let mut blocks: Vec<BTreeMap<Bucket, (BlockRef, u64)>> = vec![BTreeMap::new(); group.len()];
-    let mut ended = vec![false; group.len()];
-    // The open block: its table's index, its bucket and its chunks.
-    let mut current: Option<(usize, Bucket, Vec<BlockChunk>)> = None;
-    loop {
+impl Exporter {
+    /// Exports a group of tables' ranges (one table: [`Source::export`]; several:
+    /// [`Source::export_tables`]), one blob per table and bucket. A table's dictionary task is
+    /// done once its last chunk is stored.
+    async fn export_group(self, group: Vec<Job>) -> Result<Vec<Exported>, EngineError> {
+        let (repo, plan, progress) = (
+            self.repo.as_ref(),
+            self.plan.as_ref(),
+            self.progress.as_ref(),
+        );
+        let (database, precision, w, cancel) =
+            (&*self.database, self.precision, self.w, &self.cancel);
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
-        let next = stream
-            .next_chunk()
-            .await
-            .map_err(|e| EngineError::source(context(), e))?;
-        let at = match &next {
-            None => None,
-            Some(c) => {
-                let i = *index.get(c.table.as_str()).ok_or_else(|| {
-                    EngineError::Internal(format!(
-                        "{}: the source returned rows of {}, which was not asked for",
-                        context(),
-                        c.table
-                    ))
-                })?;
-                if ended[i] {
-                    return Err(EngineError::Internal(format!(
-                        "{}: the source returned rows of {} after those of another table",
-                        context(),
-                        c.table
-                    )));
-                }
-                Some((i, Bucket::containing(c.range.start, w)))
-            }
+        let context = || match group.as_slice() {
+            [(t, _)] => format!("exporting {database}.{}", t.table),
+            [(t, _), ..] => format!(
+                "exporting {database}.{} and {} other tables",
+                t.table,
+                group.len() - 1
+            ),
+            [] => format!("exporting from {database}"),
         };
-        let same =
-            matches!((&current, at), (Some((i, b, _)), Some((ni, nb))) if *i == ni && *b == nb);
-        if !same {
-            if let Some((i, b, chunks)) = current.take() {
-                // A block held back as a dictionary sample is added when it is stored.
-                let table = &group[i].0.table;
-                if let Some(stored) = store_block((repo, plan), table, b, &chunks, progress).await?
-                {
-                    blocks[i].insert(b, stored);
-                }
-                if at.is_none_or(|(ni, _)| ni != i) {
-                    ended[i] = true;
-                    task_done((repo, plan), table, progress).await?;
-                }
+        let mut requests: Vec<ExportRequest> = group
+            .iter()
+            .map(|(t, ranges)| ExportRequest {
+                table: t.table.clone(),
+                ranges: ranges.clone(),
+                split_every: Some(w),
+            })
+            .collect();
+        let mut stream = match requests.len() {
+            1 => {
+                self.source
+                    .export(database, precision, requests.remove(0))
+                    .await
+            }
+            _ => {
+                self.source
+                    .export_tables(database, precision, requests)
+                    .await
             }
         }
-        match (next, at) {
-            (Some(c), Some((i, b))) => match &mut current {
-                Some((_, _, chunks)) => chunks.push(c),
-                None => current = Some((i, b, vec![c])),
-            },
-            _ => break,
+        .map_err(|e| EngineError::source(context(), e))?;
+        // Table → its index in the group, and whether its chunks have ended.
+        let index: HashMap<&str, usize> = group
+            .iter()
+            .enumerate()
+            .map(|(i, (t, _))| (t.table.as_str(), i))
+            .collect();
+        let mut blocks: Vec<BTreeMap<Bucket, (BlockRef, u64)>> = vec![BTreeMap::new(); group.len()];
+        let mut ended = vec![false; group.len()];
+        // The open block: its table's index, its bucket and its chunks.
+        let mut current: Option<(usize, Bucket, Vec<BlockChunk>)> = None;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let next = stream
+                .next_chunk()
+                .await
+                .map_err(|e| EngineError::source(context(), e))?;
+            let at = match &next {
+                None => None,
+                Some(c) => {
+                    let i = *index.get(c.table.as_str()).ok_or_else(|| {
+                        EngineError::Internal(format!(
+                            "{}: the source returned rows of {}, which was not asked for",
+                            context(),
+                            c.table
+                        ))
+                    })?;
+                    if ended[i] {
+                        return Err(EngineError::Internal(format!(
+                            "{}: the source returned rows of {} after those of another table",
+                            context(),
+                            c.table
+                        )));
+                    }
+                    Some((i, Bucket::containing(c.range.start, w)))
+                }
+            };
+            let same =
+                matches!((&current, at), (Some((i, b, _)), Some((ni, nb))) if *i == ni && *b == nb);
+            if !same {
+                if let Some((i, b, chunks)) = current.take() {
+                    // A block held back as a dictionary sample is added when it is stored.
+                    let table = &group[i].0.table;
+                    if let Some(stored) =
+                        store_block((repo, plan), table, b, &chunks, progress).await?
+                    {
+                        blocks[i].insert(b, stored);
+                    }
+                    if at.is_none_or(|(ni, _)| ni != i) {
+                        ended[i] = true;
+                        task_done((repo, plan), table, progress).await?;
+                    }
+                }
+            }
+            match (next, at) {
+                (Some(c), Some((i, b))) => match &mut current {
+                    Some((_, _, chunks)) => chunks.push(c),
+                    None => current = Some((i, b, vec![c])),
+                },
+                _ => break,
+            }
         }
-    }
-    // Tables without rows in their ranges.
-    for (i, (t, _)) in group.iter().enumerate() {
-        if !ended[i] {
-            task_done((repo, plan), &t.table, progress).await?;
+        // Tables without rows in their ranges.
+        for (i, (t, _)) in group.iter().enumerate() {
+            if !ended[i] {
+                task_done((repo, plan), &t.table, progress).await?;
+            }
         }
+        Ok(group
+            .into_iter()
+            .zip(blocks)
+            .map(|((task, _), blocks)| Exported { task, blocks })
+            .collect())
     }
-    Ok(group
-        .into_iter()
-        .zip(blocks)
-        .map(|((task, _), blocks)| Exported { task, blocks })
-        .collect())
 }
 
 async fn store_block(

@@ -3,6 +3,7 @@
 //! the dictionary trained from them like every later block, and restore exactly; so are the
 //! blocks that arrive while it is trained.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -79,7 +80,7 @@ fn col(name: &str, ty: DataType) -> ColumnDef {
 
 /// 20 children × 10 one-minute buckets = 200 blocks: 128 samples, then 72 more; backed up
 /// in full with dictionaries into `repo`, then restored and compared.
-async fn back_up_and_restore(repo: &TrainingRepo) {
+async fn back_up_and_restore(repo: &Arc<TrainingRepo>) {
     let db = FakeDb::new();
     db.create_database("d", Precision::Ms, 2).unwrap();
     let apply = |op: Op| db.apply("d", &op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
@@ -106,16 +107,16 @@ async fn back_up_and_restore(repo: &TrainingRepo) {
             rows,
         });
     }
-    let source = FakeSource::new(db.clone());
-    let report = crate::model::full_backup(&source, repo, true).await;
+    let source = Arc::new(FakeSource::new(db.clone()));
+    let report = crate::model::full_backup(source.clone(), repo.clone(), true).await;
     assert_eq!(repo.trained.load(Ordering::Relaxed), 128);
-    let r = crate::model::restore_exactly(&db, &source, repo, &report.snapshot.id).await;
+    let r = crate::model::restore_exactly(&db, &source, &**repo, &report.snapshot.id).await;
     assert_eq!(r.blocks, 200);
 }
 
 #[tokio::test]
 async fn sample_blocks_are_stored_with_the_dictionary_trained_from_them() {
-    let repo = TrainingRepo::default();
+    let repo = Arc::new(TrainingRepo::default());
     back_up_and_restore(&repo).await;
     // Every block, the samples included, is compressed with the dictionary.
     assert_eq!(repo.with_dictionary.load(Ordering::Relaxed), 200);
@@ -125,10 +126,10 @@ async fn sample_blocks_are_stored_with_the_dictionary_trained_from_them() {
 /// exports bring meanwhile wait for the dictionary too, instead of going without one.
 #[tokio::test]
 async fn blocks_arriving_while_the_dictionary_is_trained_wait_for_it() {
-    let repo = TrainingRepo {
+    let repo = Arc::new(TrainingRepo {
         train_for: Some(Duration::from_millis(200)),
         ..TrainingRepo::default()
-    };
+    });
     back_up_and_restore(&repo).await;
     assert_eq!(repo.with_dictionary.load(Ordering::Relaxed), 200);
 }
@@ -170,9 +171,9 @@ async fn training_starts_at_two_mebibytes_of_samples() {
             rows,
         });
     }
-    let repo = TrainingRepo::default();
-    let source = FakeSource::new(db.clone());
-    let report = crate::model::full_backup(&source, &repo, true).await;
+    let repo = Arc::new(TrainingRepo::default());
+    let source = Arc::new(FakeSource::new(db.clone()));
+    let report = crate::model::full_backup(source.clone(), repo.clone(), true).await;
     let trained = repo.trained.load(Ordering::Relaxed);
     // 2 MiB is reached at the 25th block.
     assert!(
@@ -180,6 +181,6 @@ async fn training_starts_at_two_mebibytes_of_samples() {
         "trained from {trained} samples"
     );
     assert_eq!(repo.with_dictionary.load(Ordering::Relaxed), 40);
-    let r = crate::model::restore_exactly(&db, &source, &repo, &report.snapshot.id).await;
+    let r = crate::model::restore_exactly(&db, &source, &*repo, &report.snapshot.id).await;
     assert_eq!(r.blocks, 40);
 }

@@ -2,6 +2,7 @@
 //! read several at once, and their tables come back in the tree's order whatever order the
 //! reads finish in.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -88,11 +89,11 @@ async fn shards_are_read_at_once_and_their_tables_come_back_in_tree_order() {
             rows: vec![(1_760_000_040_000, vec![Value::Int(n)])],
         });
     }
-    let repo = SlowReads::default();
-    let source = FakeSource::new(db.clone());
-    let report = crate::model::full_backup(&source, &repo, false).await;
+    let repo = Arc::new(SlowReads::default());
+    let source = Arc::new(FakeSource::new(db.clone()));
+    let report = crate::model::full_backup(source, repo.clone(), false).await;
 
-    let (state, read) = taosbackup_engine::load_state(&repo, &report.snapshot, &[], &[])
+    let (state, read) = taosbackup_engine::load_state(&*repo, &report.snapshot, &[], &[])
         .await
         .unwrap();
     assert!(read.shards >= 5, "{read:?}");
@@ -115,7 +116,7 @@ async fn shards_are_read_at_once_and_their_tables_come_back_in_tree_order() {
     assert_eq!(state.rows("n7"), 1);
 
     // `show` of the same backup reads its shards the same way: every table, in name order.
-    let (changes, relative) = taosbackup_engine::changes(&repo, &report.snapshot)
+    let (changes, relative) = taosbackup_engine::changes(&*repo, &report.snapshot)
         .await
         .unwrap();
     assert!(!relative);

@@ -16,6 +16,7 @@
 //! `TAOSBACKUP_MODEL_SEED` runs one seed. A failure names the seed and the steps.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -38,8 +39,8 @@ const SLOTS: i64 = 600;
 
 struct World {
     db: FakeDb,
-    source: FakeSource,
-    repo: MemoryRepository,
+    source: Arc<FakeSource>,
+    repo: Arc<MemoryRepository>,
     width: BucketWidth,
     unit: i64,
     engine: EngineKind,
@@ -74,8 +75,8 @@ impl World {
         source.chunk_rows = rng.random_range(1..40);
         let mut w = World {
             db,
-            source,
-            repo: MemoryRepository::new(),
+            source: Arc::new(source),
+            repo: Arc::new(MemoryRepository::new()),
             width: BucketWidth::from_seconds(60).unwrap(),
             unit: precision.units_per_second(),
             engine,
@@ -302,11 +303,11 @@ impl World {
         tracking: Option<&mut ChangeTracking>,
     ) -> Result<taosbackup_engine::BackupReport, EngineError> {
         taosbackup_engine::backup(
-            &self.source,
-            &self.repo,
+            self.source.clone(),
+            self.repo.clone(),
             tracking,
             &self.request(),
-            &NoProgress,
+            Arc::new(NoProgress),
             &CancellationToken::new(),
         )
         .await
@@ -317,15 +318,15 @@ impl World {
         id: &taosbackup_core::BackupId,
         target: &str,
     ) -> Result<taosbackup_engine::RestoreReport, EngineError> {
-        restore_all(&self.source, &self.repo, id, DB, target).await
+        restore_all(&self.source, &*self.repo, id, DB, target).await
     }
 }
 
 /// A full backup of database `d` through `source` into `repo`, with one-minute buckets, no
 /// change tracking, three exports at once and up to `tables_per_query` tables a group.
 pub(crate) async fn try_full_backup(
-    source: &dyn taosbackup_core::Source,
-    repo: &dyn Repository,
+    source: Arc<dyn taosbackup_core::Source>,
+    repo: Arc<dyn Repository>,
     tables_per_query: usize,
     dictionaries: bool,
 ) -> Result<taosbackup_engine::BackupReport, EngineError> {
@@ -341,13 +342,13 @@ pub(crate) async fn try_full_backup(
         source_info: SourceInfo::default(),
     };
     let cancel = CancellationToken::new();
-    taosbackup_engine::backup(source, repo, None, &req, &NoProgress, &cancel).await
+    taosbackup_engine::backup(source, repo, None, &req, Arc::new(NoProgress), &cancel).await
 }
 
 /// [`try_full_backup`] with the default group size, which must succeed.
 pub(crate) async fn full_backup(
-    source: &dyn taosbackup_core::Source,
-    repo: &dyn Repository,
+    source: Arc<dyn taosbackup_core::Source>,
+    repo: Arc<dyn Repository>,
     dictionaries: bool,
 ) -> taosbackup_engine::BackupReport {
     try_full_backup(
@@ -581,7 +582,9 @@ async fn case(seed: u64, engine: EngineKind) {
 async fn restore_writes_a_tables_blocks_together() {
     let mut w = World::new(7, EngineKind::Full);
     // Rows in all ten buckets of every table, in small chunks (several per bucket).
-    w.source.chunk_rows = 5;
+    Arc::get_mut(&mut w.source)
+        .expect("no backup holds the source")
+        .chunk_rows = 5;
     let tables: Vec<String> = w.tables.keys().cloned().collect();
     for t in &tables {
         let columns = if w.tables[t] {

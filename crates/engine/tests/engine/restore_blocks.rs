@@ -2,6 +2,8 @@
 //! a large one (over its 64 KiB limit) on tokio's blocking pool, and both paths must give
 //! back the same rows.
 
+use std::sync::Arc;
+
 use taosbackup_core::{ColumnDef, DataType, Precision, Value};
 use taosbackup_testkit::fake::{FakeDb, FakeSource, MemoryRepository, Op};
 
@@ -38,9 +40,9 @@ async fn small_and_large_blocks_restore_exactly() {
                 .collect(),
         });
     }
-    let repo = MemoryRepository::default();
-    let source = FakeSource::new(db.clone());
-    let report = crate::model::full_backup(&source, &repo, false).await;
+    let repo = Arc::new(MemoryRepository::default());
+    let source = Arc::new(FakeSource::new(db.clone()));
+    let report = crate::model::full_backup(source.clone(), repo.clone(), false).await;
     assert_eq!(report.snapshot.stats.blocks, 2);
     // The large block is well over the restore's inline limit (64 KiB).
     assert!(
@@ -48,6 +50,6 @@ async fn small_and_large_blocks_restore_exactly() {
         "{:?}",
         report.snapshot.stats
     );
-    let r = crate::model::restore_exactly(&db, &source, &repo, &report.snapshot.id).await;
+    let r = crate::model::restore_exactly(&db, &source, &*repo, &report.snapshot.id).await;
     assert_eq!(r.rows_written, 20_003);
 }
