@@ -354,7 +354,6 @@ struct Exporter {
     repo: Arc<dyn Repository>,
     plan: Arc<DictPlan>,
     progress: Arc<dyn Progress>,
-    /// A child of the run's token: cancelled as well when one export fails.
     cancel: CancellationToken,
     database: Arc<str>,
     precision: Precision,
@@ -400,7 +399,7 @@ pub(crate) async fn run(
         repo: repo.clone(),
         plan: dicts.clone(),
         progress: progress.clone(),
-        cancel: cancel.child_token(),
+        cancel: cancel.clone(),
         database: Arc::from(req.database.as_str()),
         precision,
         w,
@@ -422,10 +421,9 @@ pub(crate) async fn run(
                     }
                 }
             }
-            // The first failure is the one reported; the others' (cancelled, aborted) are
-            // its consequences.
+            // The first failure is the one reported; the others are aborted (each is dropped
+            // at its next await) and their results, consequences of it, are not.
             Err(e) if failure.is_none() => {
-                exporter.cancel.cancel();
                 running.abort_all();
                 failure = Some(e);
             }
