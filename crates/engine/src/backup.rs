@@ -261,7 +261,7 @@ pub async fn backup(
         phase("exported", started, exported.len());
         let feed = snapshot.as_ref().zip(feed_name.as_deref());
         let mut out = commit::commit(
-            repo.as_ref(),
+            &repo,
             req,
             decision,
             (exported, dictionaries),

@@ -8,6 +8,7 @@
 //! equal ids, so even a rebuilt shard is stored only if it differs from every stored one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ use taosbackup_core::{
     FeedPositions, PlannedNode, Repository, SNAPSHOT_VERSION, Shard, ShardTable, SuperTablePart,
     SuperTableRef, TableDef, Tree, TreeObject, TreeRoot,
 };
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::export::{Dictionaries, Exported};
@@ -59,7 +61,7 @@ impl Committed {
 /// Builds and stores the snapshot tree of `d` with `exported`, then commits the snapshot.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn commit(
-    repo: &dyn Repository,
+    shared: &Arc<dyn Repository>,
     req: &BackupRequest,
     mut d: Decision,
     (exported, dictionaries): (Vec<Exported>, Dictionaries),
@@ -68,6 +70,7 @@ pub(crate) async fn commit(
     started_at: DateTime<Utc>,
     bytes_before: u64,
 ) -> Result<Committed, EngineError> {
+    let repo = shared.as_ref();
     let t0 = std::time::Instant::now();
     let mut stats = BackupStats {
         tables: d.catalog.tables.len() as u64,
@@ -112,6 +115,7 @@ pub(crate) async fn commit(
         .into_iter()
         .map(Some)
         .collect();
+    let mut shards = ShardStores::new(shared.clone(), req.parallel);
     for chunk in &d.layout.chunks {
         let order = &d.layout.order[chunk.range.clone()];
         let changed = order
@@ -166,12 +170,19 @@ pub(crate) async fn commit(
             tables,
         };
         // The layout fingerprinted exactly these definitions already.
-        let entry = shard.entry_with_fingerprint(BlobId::from_bytes([0; 32]), chunk.defs.clone());
-        let id = store_object(repo, TreeObject::Shard(shard), "shard").await?;
+        // Its id is filled in once it is stored.
+        let slot = shard
+            .entry_with_fingerprint(BlobId::from_bytes([0; 32]), chunk.defs.clone())
+            .map(|e| {
+                entries.push(e);
+                entries.len() - 1
+            });
+        shards.spawn(shard, slot).await?;
         objects_written += 1;
-        if let Some(mut e) = entry {
+    }
+    for (slot, id) in shards.finish().await? {
+        if let Some(e) = slot.and_then(|i| entries.get_mut(i)) {
             e.shard = id;
-            entries.push(e);
         }
     }
     phase("commit: shards stored", t0, objects_written as usize);
@@ -287,4 +298,76 @@ pub(crate) async fn commit(
         tree_bytes_written,
         parent_objects_read: 0,
     })
+}
+
+/// The commit's new shards, each encoded, compressed, sealed and stored by a task of its
+/// own, at most `limit` at once: a 1% incremental at 50 M rows stores ~120 of them, which one
+/// after another on the commit's own task took ~20 ms while the other core waited.
+struct ShardStores {
+    repo: Arc<dyn Repository>,
+    limit: usize,
+    running: JoinSet<Result<(Option<usize>, BlobId), EngineError>>,
+    stored: Vec<(Option<usize>, BlobId)>,
+}
+
+impl ShardStores {
+    fn new(repo: Arc<dyn Repository>, limit: usize) -> Self {
+        ShardStores {
+            repo,
+            limit: limit.max(1),
+            running: JoinSet::new(),
+            stored: Vec::new(),
+        }
+    }
+
+    /// Stores `shard` in a task of its own once fewer than `limit` run; `slot` comes back
+    /// with its id from [`ShardStores::finish`].
+    async fn spawn(&mut self, shard: Shard, slot: Option<usize>) -> Result<(), EngineError> {
+        while self.running.len() >= self.limit {
+            self.join_one().await?;
+        }
+        let repo = self.repo.clone();
+        self.running.spawn(async move {
+            let id = store_object(repo.as_ref(), TreeObject::Shard(shard), "shard").await?;
+            Ok((slot, id))
+        });
+        Ok(())
+    }
+
+    /// Every shard's slot and id, once all are stored.
+    async fn finish(mut self) -> Result<Vec<(Option<usize>, BlobId)>, EngineError> {
+        while !self.running.is_empty() {
+            self.join_one().await?;
+        }
+        Ok(self.stored)
+    }
+
+    /// Waits for one store. On a failure the others are aborted and waited for, so that
+    /// nothing of a failed commit is still storing when it reports; the first error is the
+    /// one reported.
+    async fn join_one(&mut self) -> Result<(), EngineError> {
+        let Some(joined) = self.running.join_next().await else {
+            return Ok(());
+        };
+        let result = joined
+            .map_err(|e| {
+                if e.is_cancelled() {
+                    EngineError::Cancelled
+                } else {
+                    EngineError::Internal(format!("a shard's store task panicked: {e}"))
+                }
+            })
+            .and_then(|r| r);
+        match result {
+            Ok(done) => {
+                self.stored.push(done);
+                Ok(())
+            }
+            Err(e) => {
+                self.running.abort_all();
+                while self.running.join_next().await.is_some() {}
+                Err(e)
+            }
+        }
+    }
 }

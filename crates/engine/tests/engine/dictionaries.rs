@@ -7,11 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use taosbackup_core::{
-    BackupId, BackupSnapshot, BlobId, ColumnDef, DataType, Precision, Repository, RepositoryError,
-    Value,
-};
+use taosbackup_core::{BlobId, ColumnDef, DataType, Precision, RepositoryError, Value};
 use taosbackup_testkit::fake::{FakeDb, FakeSource, MemoryRepository, Op};
 
 /// A [`MemoryRepository`] whose `train_dictionary` stores a stand-in dictionary blob, and
@@ -25,8 +21,7 @@ struct TrainingRepo {
     train_for: Option<Duration>,
 }
 
-#[async_trait]
-impl Repository for TrainingRepo {
+repository_over_inner!(TrainingRepo, {
     async fn store_blob(&self, data: &[u8]) -> Result<BlobId, RepositoryError> {
         self.inner.store_blob(data).await
     }
@@ -52,27 +47,7 @@ impl Repository for TrainingRepo {
     async fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, RepositoryError> {
         self.inner.read_blob(id).await
     }
-
-    fn has_blob(&self, id: &BlobId) -> bool {
-        self.inner.has_blob(id)
-    }
-
-    async fn commit_snapshot(&self, snapshot: &BackupSnapshot) -> Result<(), RepositoryError> {
-        self.inner.commit_snapshot(snapshot).await
-    }
-
-    fn bytes_stored(&self) -> u64 {
-        self.inner.bytes_stored()
-    }
-
-    async fn list_snapshots(&self) -> Result<Vec<BackupSnapshot>, RepositoryError> {
-        self.inner.list_snapshots().await
-    }
-
-    async fn load_snapshot(&self, id: &BackupId) -> Result<BackupSnapshot, RepositoryError> {
-        self.inner.load_snapshot(id).await
-    }
-}
+});
 
 fn col(name: &str, ty: DataType) -> ColumnDef {
     ColumnDef::new(name, ty, None)

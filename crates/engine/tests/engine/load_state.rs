@@ -6,12 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use taosbackup_core::{
-    BackupId, BackupSnapshot, BlobId, ColumnDef, DataType, Precision, Repository, RepositoryError,
-    Value, shard_order,
-};
-use taosbackup_testkit::fake::{FakeDb, FakeSource, MemoryRepository, Op};
+use taosbackup_core::{BlobId, RepositoryError, shard_order};
+use taosbackup_testkit::fake::{FakeSource, MemoryRepository};
 
 /// A [`MemoryRepository`] whose reads take longer the earlier they start (so that later
 /// reads finish first when several are in flight), counting the most in flight at once.
@@ -23,8 +19,7 @@ struct SlowReads {
     most: AtomicUsize,
 }
 
-#[async_trait]
-impl Repository for SlowReads {
+repository_over_inner!(SlowReads, {
     async fn store_blob(&self, data: &[u8]) -> Result<BlobId, RepositoryError> {
         self.inner.store_blob(data).await
     }
@@ -37,58 +32,12 @@ impl Repository for SlowReads {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.inner.read_blob(id).await
     }
-
-    fn has_blob(&self, id: &BlobId) -> bool {
-        self.inner.has_blob(id)
-    }
-
-    async fn commit_snapshot(&self, snapshot: &BackupSnapshot) -> Result<(), RepositoryError> {
-        self.inner.commit_snapshot(snapshot).await
-    }
-
-    fn bytes_stored(&self) -> u64 {
-        self.inner.bytes_stored()
-    }
-
-    async fn list_snapshots(&self) -> Result<Vec<BackupSnapshot>, RepositoryError> {
-        self.inner.list_snapshots().await
-    }
-
-    async fn load_snapshot(&self, id: &BackupId) -> Result<BackupSnapshot, RepositoryError> {
-        self.inner.load_snapshot(id).await
-    }
-}
+});
 
 #[tokio::test]
 async fn shards_are_read_at_once_and_their_tables_come_back_in_tree_order() {
-    let db = FakeDb::new();
-    db.create_database("d", Precision::Ms, 2).unwrap();
-    let apply = |op: Op| db.apply("d", &op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
-    let col = |name: &str, ty| ColumnDef::new(name, ty, None);
-    apply(Op::CreateStable {
-        name: "meters".into(),
-        columns: vec![col("ts", DataType::Timestamp), col("v", DataType::Int)],
-        tags: vec![col("g", DataType::Int)],
-    });
-    // 600 children and 40 normal tables: shards of both kinds, ~10 of them.
-    for c in 0..600 {
-        apply(Op::CreateChild {
-            name: format!("c{c}"),
-            stable: "meters".into(),
-            tags: vec![Value::Int(c)],
-        });
-    }
-    for n in 0..40 {
-        apply(Op::CreateTable {
-            name: format!("n{n}"),
-            columns: vec![col("ts", DataType::Timestamp), col("v", DataType::Int)],
-        });
-        apply(Op::Insert {
-            table: format!("n{n}"),
-            columns: vec!["v".into()],
-            rows: vec![(1_760_000_040_000, vec![Value::Int(n)])],
-        });
-    }
+    // Shards of both kinds, ~10 of them.
+    let db = crate::model::many_shards();
     let repo = Arc::new(SlowReads::default());
     let source = Arc::new(FakeSource::new(db.clone()));
     let report = crate::model::full_backup(source, repo.clone(), false).await;

@@ -662,3 +662,40 @@ async fn time_engine_restores_every_point_of_appends_exactly() {
 async fn bitmap_engine_restores_every_point_exactly() {
     run(EngineKind::Bitmap, 2).await;
 }
+
+/// 600 children of `meters` and 40 normal tables, a row each: ~10 shards of both kinds.
+pub(crate) fn many_shards() -> FakeDb {
+    let db = FakeDb::new();
+    db.create_database("d", Precision::Ms, 2).unwrap();
+    let apply = |op: Op| db.apply("d", &op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+    let col = |name: &str, ty| ColumnDef::new(name, ty, None);
+    apply(Op::CreateStable {
+        name: "meters".into(),
+        columns: vec![col("ts", DataType::Timestamp), col("v", DataType::Int)],
+        tags: vec![col("g", DataType::Int)],
+    });
+    for c in 0..600 {
+        apply(Op::CreateChild {
+            name: format!("c{c}"),
+            stable: "meters".into(),
+            tags: vec![Value::Int(c)],
+        });
+        apply(Op::Insert {
+            table: format!("c{c}"),
+            columns: vec!["v".into()],
+            rows: vec![(1_760_000_040_000 + i64::from(c), vec![Value::Int(c)])],
+        });
+    }
+    for n in 0..40 {
+        apply(Op::CreateTable {
+            name: format!("n{n}"),
+            columns: vec![col("ts", DataType::Timestamp), col("v", DataType::Int)],
+        });
+        apply(Op::Insert {
+            table: format!("n{n}"),
+            columns: vec!["v".into()],
+            rows: vec![(1_760_000_040_000, vec![Value::Int(n)])],
+        });
+    }
+    db
+}
