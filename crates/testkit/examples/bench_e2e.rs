@@ -55,6 +55,13 @@
 //! order. `--compare-step restore` compares restores: one full backup (by the first binary),
 //! restored by each binary in turn (alternating order) into a database of its own in the
 //! same emulator, which is dropped after its rows are counted.
+//!
+//! `--daemon-fulls K [--daemon-every SECS]` measures what a full backup costs in
+//! `taosbackup daemon`, which derives the repository key once: it loads each scale, runs one
+//! `taosbackup backup --engine full` and one `list` for comparison, then K daemons one after
+//! another, each with a fresh repository and one full backup scheduled SECS seconds (default
+//! 10) after its start; the backup is charged the daemon process's CPU from just before it
+//! falls due until `/backup/status` reports it done.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -133,6 +140,11 @@ struct Opts {
     rounds: usize,
     /// `--compare-step full|pct|restore|dictionaries`: what a comparison measures.
     compare_step: Step,
+    /// `--daemon-fulls K`: instead of the steps below, K + 1 scheduled full backups by
+    /// `taosbackup daemon`, the CPU of each after the first measured.
+    daemon_fulls: Option<usize>,
+    /// `--daemon-every SECS`: the seconds between the daemon's scheduled fulls.
+    daemon_every: usize,
 }
 
 /// What `--compare` measures (`--compare-step`).
@@ -171,7 +183,8 @@ impl Step {
 
 const USAGE: &str = "usage: bench_e2e PATH/TO/taosbackup [--scale small|medium|large|xlarge|all|LIST] \
                      [--tables N] [--rows-per-table M] [--parallel P] [--fixed-blocks K] \
-                     [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] [--compare PATH/TO/other-taosbackup [--rounds K] [--compare-step full|pct|restore|dictionaries]]";
+                     [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] [--compare PATH/TO/other-taosbackup [--rounds K] [--compare-step full|pct|restore|dictionaries]] \
+                     [--daemon-fulls K [--daemon-every SECS]]";
 
 fn parse() -> Result<Opts> {
     let mut args = std::env::args().skip(1);
@@ -191,6 +204,8 @@ fn parse() -> Result<Opts> {
     let mut compare = None;
     let mut rounds = 3;
     let mut compare_step = Step::Full;
+    let mut daemon_fulls = None;
+    let mut daemon_every = 10;
     while let Some(a) = args.next() {
         let v = args
             .next()
@@ -223,6 +238,8 @@ fn parse() -> Result<Opts> {
             }
             "--rounds" => rounds = num()?,
             "--compare-step" => compare_step = Step::parse(&v)?,
+            "--daemon-fulls" => daemon_fulls = Some(num()?),
+            "--daemon-every" => daemon_every = num()?,
             _ => bail!("unknown argument {a}; {USAGE}"),
         }
     }
@@ -274,6 +291,8 @@ fn parse() -> Result<Opts> {
         compare,
         rounds,
         compare_step,
+        daemon_fulls,
+        daemon_every,
     })
 }
 
@@ -284,6 +303,12 @@ fn main() -> Result<()> {
     if let Some(other) = &o.compare {
         for s in &o.scales {
             rt.block_on(compare(&o, s, other))?;
+        }
+        return Ok(());
+    }
+    if let Some(k) = o.daemon_fulls {
+        for s in &o.scales {
+            rt.block_on(daemon_fulls(&o, s, k))?;
         }
         return Ok(());
     }
@@ -731,6 +756,203 @@ async fn run_scale(o: &Opts, s: &Scale) -> Result<Figures> {
         restore,
         load_avg: load_avg(),
     })
+}
+
+/// `--daemon-fulls K`: what a full backup costs in `taosbackup daemon`, which derives the
+/// repository key once when it starts, against the same backup run by `taosbackup backup`
+/// (which derives it every run). Each of the K daemons gets a fresh repository (a full into a
+/// repository that holds the same blocks stores nothing new) and one full backup
+/// (`engine = "full"`, no change feed), scheduled `--daemon-every` seconds after its start,
+/// when the start-up and the key's derivation are over: the backup is charged the daemon
+/// process's CPU (/proc) from just before it falls due to its success (`/backup/status`).
+async fn daemon_fulls(o: &Opts, s: &Scale, k: usize) -> Result<()> {
+    let emu = Emulator::start(EmulatorConfig::from_env())?;
+    let dsn = emu.dsn();
+    let taos = connect(&dsn).await?;
+    eprintln!(
+        "== scale {}: {} tables × {} rows = {} rows; load average {}",
+        s.name,
+        s.tables,
+        s.rows,
+        s.total_rows(),
+        load_avg()
+    );
+    load(&taos, s).await?;
+    let work = tempfile::tempdir()?;
+    let par = o.parallel.to_string();
+    let m = s.total_rows() as f64 / 1e6;
+    // The one-shot commands, into a repository of their own.
+    let cfg = work.path().join("cli.toml");
+    std::fs::write(
+        &cfg,
+        config_text(&dsn, &work.path().join("cli-repo"), "engine = \"full\"\n"),
+    )?;
+    let cfg = cfg.display().to_string();
+    taosbackup(&o.bin, work.path(), &["init", "--config", &cfg], None)?;
+    let backup = [
+        "backup",
+        "--config",
+        &cfg,
+        "--engine",
+        "full",
+        "--parallel",
+        &par,
+        "--json",
+    ];
+    let cli = taosbackup(&o.bin, work.path(), &backup, None)?;
+    let list = taosbackup(
+        &o.bin,
+        work.path(),
+        &["list", "--config", &cfg, "--json"],
+        None,
+    )?;
+    println!(
+        "\n| full backup of {} ({m} M rows), `--parallel {par}` | wall s | CPU-s | CPU-s per million rows |",
+        s.name
+    );
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| `taosbackup backup --engine full` (start-up, key, backup) | {:.2} (tool {:.2}) | {:.2} | {:.3} |",
+        cli.secs,
+        cli.tool_secs.unwrap_or(f64::NAN),
+        cli.cpu_secs,
+        cli.cpu_secs / m
+    );
+    println!(
+        "| `taosbackup list` (start-up and key only) | {:.2} | {:.2} | – |",
+        list.secs, list.cpu_secs
+    );
+    let mut per = Vec::with_capacity(k);
+    for i in 1..=k {
+        let (wall, cpu) = daemon_full(o, s, &dsn, work.path(), i)?;
+        per.push(cpu / m);
+        println!(
+            "| `taosbackup daemon`, full {i} (fresh repository; the daemon started before) | {wall:.2} | {cpu:.2} | {:.3} |",
+            cpu / m
+        );
+    }
+    per.sort_by(f64::total_cmp);
+    println!(
+        "\nDaemon CPU-s per million rows, median of {k}: {:.3} (one-shot `backup`: {:.3}); load average {}",
+        per[per.len() / 2],
+        cli.cpu_secs / m,
+        load_avg()
+    );
+    drop(taos);
+    drop(emu);
+    Ok(())
+}
+
+/// One daemon of [`daemon_fulls`] (the `i`-th, in `dir`): its full backup's wall time (as
+/// `/backup/status` gives it) and the daemon process's CPU-s over it.
+fn daemon_full(o: &Opts, s: &Scale, dsn: &str, dir: &Path, i: usize) -> Result<(f64, f64)> {
+    let repo = dir.join(format!("daemon-repo-{i}"));
+    let config = dir.join(format!("daemon-{i}.toml"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    // The schedule is read in UTC (TZ below): one full, `every` seconds from now.
+    let every = o.daemon_every as u64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let due = now.as_secs() + every;
+    let (h, mi, se) = ((due / 3600) % 24, (due / 60) % 60, due % 60);
+    let extra = format!(
+        "engine = \"full\"\nparallel = {}\n\n[daemon]\nlisten = \"127.0.0.1:{port}\"\n\
+         feed_refresh_interval = \"1h\"\n\n[schedule]\nfull = \"{se} {mi} {h} * * *\"\n\
+         retry_count = 0\n",
+        o.parallel
+    );
+    std::fs::write(&config, config_text(dsn, &repo, &extra))?;
+    let cfg = config.display().to_string();
+    taosbackup(&o.bin, dir, &["init", "--config", &cfg], None)?;
+    eprintln!("$ taosbackup daemon --config {cfg} (a full at {h:02}:{mi:02}:{se:02} UTC)");
+    let err_path = dir.join(format!("daemon-{i}-stderr.txt"));
+    let mut child = Command::new(&o.bin)
+        .args(["daemon", "--config", &cfg])
+        .current_dir(dir)
+        .env("TAOSBACKUP_PASSWORD", "bench password")
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()
+        .with_context(|| format!("running {}", o.bin.display()))?;
+    let pid = child.id();
+    let due_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(due);
+    let deadline = due_at + std::time::Duration::from_secs(300);
+    let mut before = None;
+    let result = loop {
+        let now = std::time::SystemTime::now();
+        if now > deadline {
+            break Err(anyhow::anyhow!(
+                "the daemon's full backup did not succeed in time"
+            ));
+        }
+        if let Some(status) = child.try_wait()? {
+            break Err(anyhow::anyhow!("the daemon exited early: {status}"));
+        }
+        // Just before the backup falls due: the daemon's start-up is over (a start-up still
+        // running then makes the figure too high, not too low).
+        if before.is_none() && now + std::time::Duration::from_millis(300) >= due_at {
+            before = Some(proc_cpu_secs(pid).context("reading the daemon's CPU")?);
+        }
+        let last = http_get(port, "/backup/status")
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .map(|v| v["databases"][DB]["last_success"].clone())
+            .filter(|l| !l.is_null());
+        if let (Some(l), Some(cpu0)) = (last, before) {
+            let cpu = proc_cpu_secs(pid).context("reading the daemon's CPU")? - cpu0;
+            let wall = l["duration_seconds"].as_f64().unwrap_or(f64::NAN);
+            let rows = l["stats"]["rows"].as_u64().unwrap_or(0);
+            if rows != s.total_rows() as u64 {
+                break Err(anyhow::anyhow!(
+                    "the daemon backed up {rows} rows, not {}",
+                    s.total_rows()
+                ));
+            }
+            eprintln!("[daemon full {i}: {wall:.2} s, CPU {cpu:.2} s]");
+            break Ok((wall, cpu));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // SIGTERM: the daemon's clean stop.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let _ = child.wait();
+    result.map_err(|e| {
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        anyhow::anyhow!("{e}:\n{stderr}")
+    })
+}
+
+/// The body of `GET path` on 127.0.0.1:`port`, if it answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+/// User plus system CPU seconds of process `pid` so far (/proc/PID/stat, fields 14 and 15).
+fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from the parenthesis that ends it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
 }
 
 /// The markdown table of one or more scales, one column each.
