@@ -15,6 +15,7 @@
 mod commit;
 mod export;
 mod plan;
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,9 +7,9 @@ use taosbackup_core::{
     BackupKind, BackupSnapshot, BlobId, BlockChunk, BlockRef, Bucket, CatalogRoot, ExportRequest,
     Precision, Progress, Repository, Source, TimeRange,
 };
-use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use super::tasks::Tasks;
 use super::{BackupRequest, Decision};
 use crate::EngineError;
 use crate::strategy::{EngineKind, TableTask};
@@ -404,49 +404,21 @@ pub(crate) async fn run(
         precision,
         w,
     };
-    let mut groups = groups.into_iter();
-    let mut running = JoinSet::new();
-    for group in groups.by_ref().take(req.parallel.max(1)) {
-        running.spawn(exporter.clone().export_group(group));
-    }
-    let mut out = Vec::with_capacity(d.tasks.len());
-    let mut failure = None;
-    while let Some(joined) = running.join_next().await {
-        match joined.map_err(|e| task_failed(&e)).and_then(|r| r) {
-            Ok(done) => {
-                out.extend(done);
-                if failure.is_none() {
-                    if let Some(group) = groups.next() {
-                        running.spawn(exporter.clone().export_group(group));
-                    }
-                }
-            }
-            // The first failure is the one reported; the others are aborted (each is dropped
-            // at its next await) and their results, consequences of it, are not.
-            Err(e) if failure.is_none() => {
-                running.abort_all();
-                failure = Some(e);
-            }
-            Err(_) => {}
+    let mut tasks = Tasks::new(req.parallel, "an export task");
+    let run = async move {
+        for group in groups {
+            tasks.spawn(exporter.clone().export_group(group)).await?;
         }
+        tasks.finish().await
     }
+    .await;
     progress.end();
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    let mut out: Vec<Exported> = run?.into_iter().flatten().collect();
     if cancel.is_cancelled() {
         return Err(EngineError::Cancelled);
     }
     dicts.merge_held(&mut out)?;
     Ok((out, dicts.finish()))
-}
-
-/// The error of an export task that did not return: it panicked (a bug) or was aborted.
-fn task_failed(e: &JoinError) -> EngineError {
-    if e.is_cancelled() {
-        return EngineError::Cancelled;
-    }
-    EngineError::Internal(format!("an export task panicked: {e}"))
 }
 
 /// The export ranges of a task.

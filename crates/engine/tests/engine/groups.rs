@@ -325,47 +325,50 @@ async fn exports_run_on_the_runtimes_workers() {
     crate::model::restore_exactly(&db, &source.inner, &*repo, &report.snapshot.id).await;
 }
 
-/// One export fails: the backup fails with its error, and only once every other export has
-/// stopped (none of their streams is still open when it returns). Nothing is committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_export_stops_the_others_before_the_backup_returns() {
-    let source = Arc::new(Watched {
-        fails: Some("c04"),
-        slow: Duration::from_millis(50),
-        ..Watched::new(database())
-    });
+/// A full backup of `source` that must fail with nothing committed and no export's stream
+/// still open when it returns; its error.
+async fn failed_backup(source: Watched) -> EngineError {
+    let source = Arc::new(source);
     let repo = Arc::new(MemoryRepository::default());
     let err = crate::model::try_full_backup(source.clone(), repo.clone(), 3, false)
         .await
         .unwrap_err();
-    assert!(
-        matches!(&err, EngineError::Source { .. }) && err.to_string().contains("injected"),
-        "{err:?}"
-    );
     assert_eq!(
         source.open.load(Ordering::SeqCst),
         0,
         "exports still running"
     );
     assert!(repo.list_snapshots().await.unwrap().is_empty());
+    err
+}
+
+/// One export fails: the backup fails with its error, and only once every other export has
+/// stopped (none of their streams is still open when it returns). Nothing is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_stops_the_others_before_the_backup_returns() {
+    let err = failed_backup(Watched {
+        fails: Some("c04"),
+        slow: Duration::from_millis(50),
+        ..Watched::new(database())
+    })
+    .await;
+    assert!(
+        matches!(&err, EngineError::Source { .. }) && err.to_string().contains("injected"),
+        "{err:?}"
+    );
 }
 
 /// An export task that panics (a bug) fails the backup with an internal error instead of
 /// taking the process down; nothing is committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_export_is_an_internal_error() {
-    let source = Arc::new(Watched {
+    let err = failed_backup(Watched {
         panics: Some("plain"),
         ..Watched::new(database())
-    });
-    let repo = Arc::new(MemoryRepository::default());
-    let err = crate::model::try_full_backup(source.clone(), repo.clone(), 3, false)
-        .await
-        .unwrap_err();
+    })
+    .await;
     assert!(
         matches!(&err, EngineError::Internal(m) if m.contains("panicked")),
         "{err:?}"
     );
-    assert_eq!(source.open.load(Ordering::SeqCst), 0);
-    assert!(repo.list_snapshots().await.unwrap().is_empty());
 }
