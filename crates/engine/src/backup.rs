@@ -30,9 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EngineError;
 use crate::parent::{Layout, ParentView};
-use crate::strategy::{EngineKind, OnGap, ParentChoice, Strategy, TableTask};
+use crate::strategy::{EngineKind, OnGap, ParentChoice, Strategy, TableTask, Tombstones};
 use crate::tracker::{BucketRun, Snapshot};
 use crate::tracking::{ChangeTracking, lock};
+use tasks::Tasks;
 
 pub use plan::{Plan, PlanTable, plan, plan_from};
 
@@ -111,16 +112,17 @@ pub(crate) struct Decision {
 }
 
 impl Decision {
-    fn full(reason: Option<String>, catalog: CatalogSnapshot) -> Decision {
+    /// A full backup of `catalog`, cut into shards by `cut` (made from it) if given.
+    fn full(reason: Option<String>, catalog: CatalogSnapshot, cut: Option<Layout>) -> Decision {
         Decision {
             kind: BackupKind::Full,
             full_reason: reason,
             parent: None,
-            layout: Layout::new(&catalog, None),
+            layout: cut.unwrap_or_else(|| Layout::cut(&catalog)),
             tasks: catalog
                 .tables
                 .iter()
-                .map(|t| TableTask::whole(&t.name, Vec::new()))
+                .map(|t| TableTask::whole(&t.name, Tombstones::None))
                 .collect(),
             dropped: Vec::new(),
             catalog,
@@ -143,33 +145,39 @@ fn mismatch(
     None
 }
 
-/// Step 1: what to back up.
+/// Step 1: what to back up. `cut` is [`Layout::cut`] of `catalog` if it was made already.
 pub(crate) async fn decide(
     strategy: &dyn Strategy,
     repo: &dyn Repository,
     req: &BackupRequest,
     mut catalog: CatalogSnapshot,
     snapshot: Option<&Snapshot>,
+    cut: Option<Layout>,
 ) -> Result<Decision, EngineError> {
+    let tables = catalog.tables.len();
     strategy.prepare_catalog(&mut catalog, snapshot);
+    // The strategy left tables out (it only removes): the cut indexes the catalog as read.
+    let cut = cut.filter(|_| catalog.tables.len() == tables);
     if req.force_full && strategy.kind() != EngineKind::Full {
         return Ok(Decision::full(
             Some("a full backup was asked for (--full)".into()),
             catalog,
+            cut,
         ));
     }
     let t0 = Instant::now();
     let parent = match strategy.choose_parent(repo, req, snapshot).await? {
-        ParentChoice::Full(reason) => return Ok(Decision::full(reason, catalog)),
+        ParentChoice::Full(reason) => return Ok(Decision::full(reason, catalog, cut)),
         ParentChoice::Parent(p) => *p,
     };
     phase("decide: parent chosen", t0, 0);
     if let Some(reason) = mismatch(req, &catalog, &parent) {
-        return Ok(Decision::full(Some(reason), catalog));
+        return Ok(Decision::full(Some(reason), catalog, cut));
     }
     let mut parent = ParentView::open(repo, parent).await?;
     phase("decide: parent tree read", t0, parent.tree.shards.len());
-    let layout = Layout::new(&catalog, Some(&parent.tree));
+    let mut layout = cut.unwrap_or_else(|| Layout::cut(&catalog));
+    layout.match_parent(&catalog, &parent.tree);
     phase("decide: catalog laid out", t0, layout.chunks.len());
     parent.note_unmatched(&layout);
     let mut entries: Vec<usize> = parent.unmatched.clone();
@@ -237,7 +245,7 @@ pub async fn backup(
     phase("catalog read", started, catalog.tables.len());
     let feed_name = tracking.as_deref().map(|t| t.feed_name().to_string());
     // Catch up after the catalog read: a drop seen by the catalog is then in the snapshot.
-    let snapshot = match tracking.as_deref_mut() {
+    let (catalog, cut, snapshot) = match tracking.as_deref_mut() {
         Some(t) => {
             if lock(t.tracker()).set_precision(catalog.database.precision) {
                 tracing::warn!(
@@ -246,33 +254,56 @@ pub async fn backup(
                      starts afresh and this backup is a full one"
                 );
             }
-            t.catch_up().await?;
+            // The feed is round trips to the server, which leave this process's cores
+            // mostly idle: the catalog is cut into shards meanwhile (~4 ms of CPU at
+            // 10,000 tables, on the way of every incremental otherwise).
+            let cut = tokio::task::spawn_blocking(move || {
+                let cut = Layout::cut(&catalog);
+                (catalog, cut)
+            });
+            let (caught_up, cut) = tokio::join!(t.catch_up(), cut);
+            let (catalog, cut) = cut.map_err(|e| {
+                EngineError::internal(format!("cutting the catalog into shards failed: {e}"))
+            })?;
+            caught_up?;
             phase("feed caught up", started, 0);
-            Some(lock(t.tracker()).snapshot_and_reset())
+            (
+                catalog,
+                Some(cut),
+                Some(lock(t.tracker()).snapshot_and_reset()),
+            )
         }
-        None => None,
+        None => (catalog, None, None),
     };
     let strategy = req.engine.strategy();
     let result = async {
-        let decision = decide(strategy, repo.as_ref(), req, catalog, snapshot.as_ref()).await?;
-        let parent_objects_read = decision.parent.as_ref().map_or(0, |p| p.objects_read);
+        let decision = decide(
+            strategy,
+            repo.as_ref(),
+            req,
+            catalog,
+            snapshot.as_ref(),
+            cut,
+        )
+        .await?;
         phase("decided", started, decision.tasks.len());
+        let prefetched = prefetch(&repo, &decision).await?;
         let (exported, dictionaries) =
             export::run(&source, &repo, req, &decision, &progress, cancel).await?;
         phase("exported", started, exported.len());
         let feed = snapshot.as_ref().zip(feed_name.as_deref());
-        let mut out = commit::commit(
+        let out = commit::commit(
             &repo,
             req,
             decision,
             (exported, dictionaries),
             feed,
+            prefetched,
             cancel,
             started_at,
             bytes_before,
         )
         .await?;
-        out.parent_objects_read = parent_objects_read;
         phase("committed", started, out.objects_written as usize);
         Ok::<_, EngineError>(out)
     }
@@ -322,6 +353,30 @@ pub async fn backup(
         }
         (Err(e), None) => Err(e),
     }
+}
+
+/// Starts reading, in a task of its own, the parent's shards of the tables with work that the
+/// decision did not need: the commit needs their blocks, and the exports need not wait for
+/// them (a 1% incremental at 50 M rows reads ~120 of them, ~16 ms). Dropped with the set
+/// when the exports fail, which aborts the read.
+async fn prefetch(
+    repo: &Arc<dyn Repository>,
+    d: &Decision,
+) -> Result<Option<Tasks<Vec<(usize, taosbackup_core::ShardBlocks)>>>, EngineError> {
+    let Some(read) = d.parent.as_ref().and_then(|p| {
+        p.prefetch(
+            repo,
+            d.tasks
+                .iter()
+                .filter_map(|t| d.layout.chunk_of.get(&t.table))
+                .filter_map(|&c| d.layout.chunks[c].matched),
+        )
+    }) else {
+        return Ok(None);
+    };
+    let mut tasks = Tasks::new(1, "the read of the parent's shards");
+    tasks.spawn(read).await?;
+    Ok(Some(tasks))
 }
 
 /// Logs (at debug level) that a phase of the run ended, with the time since `started`: what

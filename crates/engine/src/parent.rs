@@ -9,9 +9,11 @@
 //! read: it holds every dropped table and every table whose definition changed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::ops::Range;
+use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use taosbackup_core::{
     BackupSnapshot, BlobId, BlockRef, CatalogSnapshot, DatabaseState, Repository, Shard,
     ShardBlocks, TableDef, Tree, TreeEntry, TreeNode, TreeObject, TreeRoot, fingerprint, layout,
@@ -47,46 +49,61 @@ pub(crate) struct Chunk {
 impl Layout {
     /// Cuts `catalog` and matches its shards against `parent` (if any).
     pub(crate) fn new(catalog: &CatalogSnapshot, parent: Option<&Tree>) -> Layout {
+        let mut layout = Layout::cut(catalog);
+        if let Some(tree) = parent {
+            layout.match_parent(catalog, tree);
+        }
+        layout
+    }
+
+    /// Cuts `catalog` into shards, none matched yet: the part that needs only the catalog
+    /// (the sort, the cuts and the fingerprints), which an incremental makes while its
+    /// change feed catches up.
+    pub(crate) fn cut(catalog: &CatalogSnapshot) -> Layout {
         let mut order: Vec<usize> = (0..catalog.tables.len()).collect();
         order.sort_by(|&a, &b| shard_order(&catalog.tables[a], &catalog.tables[b]));
         let defs: Vec<&TableDef> = order.iter().map(|&i| &catalog.tables[i]).collect();
-        let by_key: HashMap<(&Option<String>, &str), usize> = parent
-            .map(|t| {
-                t.shards
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| ((&e.super_table, e.first.as_str()), i))
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut chunks = Vec::new();
         let mut chunk_of = HashMap::with_capacity(defs.len());
         for range in layout(&defs) {
             let slice = &defs[range.clone()];
-            let fp = fingerprint(slice);
-            let (first, last) = (slice[0], slice[slice.len() - 1]);
-            let matched = by_key
-                .get(&(&first.super_table, first.name.as_str()))
-                .copied()
-                .filter(|&i| {
-                    parent.is_some_and(|t| {
-                        let e = &t.shards[i];
-                        e.last == last.name && e.tables == slice.len() as u64 && e.defs == fp
-                    })
-                });
             for d in slice {
                 chunk_of.insert(d.name.clone(), chunks.len());
             }
             chunks.push(Chunk {
+                defs: fingerprint(slice),
                 range,
-                defs: fp,
-                matched,
+                matched: None,
             });
         }
         Layout {
             order,
             chunks,
             chunk_of,
+        }
+    }
+
+    /// Matches each shard of this cut of `catalog` against the entries of `parent`.
+    pub(crate) fn match_parent(&mut self, catalog: &CatalogSnapshot, parent: &Tree) {
+        let by_key: HashMap<(&Option<String>, &str), usize> = parent
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((&e.super_table, e.first.as_str()), i))
+            .collect();
+        for chunk in &mut self.chunks {
+            let slice = &self.order[chunk.range.clone()];
+            let (Some(&first), Some(&last)) = (slice.first(), slice.last()) else {
+                continue;
+            };
+            let (first, last) = (&catalog.tables[first], &catalog.tables[last]);
+            chunk.matched = by_key
+                .get(&(&first.super_table, first.name.as_str()))
+                .copied()
+                .filter(|&i| {
+                    let e = &parent.shards[i];
+                    e.last == last.name && e.tables == slice.len() as u64 && e.defs == chunk.defs
+                });
         }
     }
 }
@@ -172,36 +189,55 @@ impl ParentView {
         repo: &dyn Repository,
         entries: impl IntoIterator<Item = usize>,
     ) -> Result<(), EngineError> {
-        let mut want: Vec<usize> = entries
-            .into_iter()
-            .filter(|i| !self.loaded.contains_key(i) && *i < self.tree.shards.len())
-            .collect();
-        want.sort_unstable();
-        want.dedup();
+        let want = self.not_loaded(entries);
+        let read = read_parent_shards(repo, &self.snapshot, want).await?;
+        self.add_loaded(read);
+        Ok(())
+    }
+
+    /// Reads the shards of `entries` not read yet, concurrently: a future that owns what it
+    /// needs, to run as a task of its own, whose output [`ParentView::add_loaded`] takes.
+    /// `None` when every one is read already.
+    pub(crate) fn prefetch(
+        &self,
+        repo: &Arc<dyn Repository>,
+        entries: impl IntoIterator<Item = usize>,
+    ) -> Option<impl Future<Output = Result<Vec<(usize, ShardBlocks)>, EngineError>> + Send + 'static>
+    {
+        let want = self.not_loaded(entries);
         if want.is_empty() {
-            return Ok(());
+            return None;
         }
-        let snapshot = &self.snapshot;
-        let tree = &self.tree;
-        let read: Vec<Result<(usize, ShardBlocks), EngineError>> =
-            futures::stream::iter(want.into_iter().map(|i| async move {
-                let entry = &tree.shards[i];
-                read_parent_shard(repo, snapshot, entry)
-                    .await
-                    .map(|s| (i, s))
-            }))
-            .buffer_unordered(READ_CONCURRENCY)
-            .collect()
-            .await;
-        for r in read {
-            let (i, shard) = r?;
+        let (repo, snapshot) = (repo.clone(), self.snapshot.clone());
+        Some(async move { read_parent_shards(repo.as_ref(), &snapshot, want).await })
+    }
+
+    /// Takes in shards read by [`ParentView::prefetch`].
+    pub(crate) fn add_loaded(&mut self, read: Vec<(usize, ShardBlocks)>) {
+        for (i, shard) in read {
+            if self.loaded.contains_key(&i) {
+                continue;
+            }
             self.objects_read += 1;
             for (pos, t) in shard.tables.iter().enumerate() {
                 self.tables.insert(t.name.clone(), (i, pos));
             }
             self.loaded.insert(i, shard);
         }
-        Ok(())
+    }
+
+    /// The entries of `entries` that exist and are not read yet, ascending, once each, with
+    /// their indices.
+    fn not_loaded(&self, entries: impl IntoIterator<Item = usize>) -> Vec<(usize, TreeEntry)> {
+        let mut want: Vec<usize> = entries
+            .into_iter()
+            .filter(|i| !self.loaded.contains_key(i) && *i < self.tree.shards.len())
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        want.into_iter()
+            .map(|i| (i, self.tree.shards[i].clone()))
+            .collect()
     }
 
     /// The parent's blocks of `name`, if a loaded shard holds the table.
@@ -232,6 +268,23 @@ impl ParentView {
         out.sort();
         out
     }
+}
+
+/// Reads and checks the shards of `snapshot` that `entries` describe, [`READ_CONCURRENCY`] at
+/// once; each comes with its entry's index.
+async fn read_parent_shards(
+    repo: &dyn Repository,
+    snapshot: &BackupSnapshot,
+    entries: Vec<(usize, TreeEntry)>,
+) -> Result<Vec<(usize, ShardBlocks)>, EngineError> {
+    futures::stream::iter(
+        entries.into_iter().map(|(i, e)| async move {
+            read_parent_shard(repo, snapshot, &e).await.map(|s| (i, s))
+        }),
+    )
+    .buffer_unordered(READ_CONCURRENCY)
+    .try_collect()
+    .await
 }
 
 /// Reads and checks the tree of `snapshot` (its root and every node); returns it with the

@@ -6,6 +6,7 @@ mod bitmap;
 mod full;
 mod time;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -13,7 +14,7 @@ use async_trait::async_trait;
 use taosbackup_core::{BackupSnapshot, BlockRef, Bucket, CatalogSnapshot, Repository};
 
 use crate::EngineError;
-use crate::backup::BackupRequest;
+use crate::backup::{BackupRequest, matching};
 use crate::parent::{Layout, ParentView};
 use crate::tracker::{BlockKey, BucketRun, Snapshot, Tracker};
 
@@ -102,9 +103,21 @@ pub(crate) struct TableTask {
     pub(crate) whole: bool,
     /// Ascending, disjoint, not adjacent.
     pub(crate) buckets: Vec<BucketRun>,
-    /// Buckets the parent holds that become tombstones (are removed) if nothing is found.
-    /// Ascending.
-    pub(crate) tombstone_if_empty: Vec<Bucket>,
+    /// Which of the parent's buckets become tombstones (are removed) if nothing is found.
+    pub(crate) tombstones: Tombstones,
+}
+
+/// The buckets of the parent a task's table loses where the export finds no rows. Named by
+/// rule, not listed: the parent's blocks of the table need not be read when the task is
+/// decided, so that the exports can start while they are (`backup::backup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tombstones {
+    /// None.
+    None,
+    /// The buckets of the task's runs that the parent holds (rows deleted since).
+    Changed,
+    /// Every bucket the parent holds (a table dropped and created again since).
+    All,
 }
 
 impl TableTask {
@@ -113,12 +126,25 @@ impl TableTask {
         self.buckets.iter().map(BucketRun::count).sum()
     }
 
-    pub(crate) fn whole(table: &str, tombstone_if_empty: Vec<Bucket>) -> TableTask {
+    pub(crate) fn whole(table: &str, tombstones: Tombstones) -> TableTask {
         TableTask {
             table: table.to_string(),
             whole: true,
             buckets: Vec::new(),
-            tombstone_if_empty,
+            tombstones,
+        }
+    }
+
+    /// The buckets that become tombstones if nothing is found in them, ascending, given the
+    /// parent's blocks of the table (`None`: the parent does not hold it).
+    pub(crate) fn tombstones_in(&self, parent: Option<&BTreeMap<i64, BlockRef>>) -> Vec<Bucket> {
+        let Some(blocks) = parent else {
+            return Vec::new();
+        };
+        match self.tombstones {
+            Tombstones::None => Vec::new(),
+            Tombstones::Changed => matching(&self.buckets, blocks).map(|(k, _)| k).collect(),
+            Tombstones::All => blocks.keys().map(|&k| Bucket(k)).collect(),
         }
     }
 }

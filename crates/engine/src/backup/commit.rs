@@ -14,8 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use taosbackup_core::{
     BackupId, BackupKind, BackupSnapshot, BackupStats, BlobId, BlockRef, CatalogRoot,
-    FeedPositions, PlannedNode, Repository, SNAPSHOT_VERSION, Shard, ShardTable, SuperTablePart,
-    SuperTableRef, TableDef, Tree, TreeObject, TreeRoot,
+    FeedPositions, PlannedNode, Repository, SNAPSHOT_VERSION, Shard, ShardBlocks, ShardTable,
+    SuperTablePart, SuperTableRef, TableDef, Tree, TreeObject, TreeRoot,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +66,7 @@ pub(crate) async fn commit(
     mut d: Decision,
     (exported, dictionaries): (Vec<Exported>, Dictionaries),
     feed: Option<(&Snapshot, &str)>,
+    prefetched: Option<Tasks<Vec<(usize, ShardBlocks)>>>,
     cancel: &CancellationToken,
     started_at: DateTime<Utc>,
     bytes_before: u64,
@@ -86,19 +87,16 @@ pub(crate) async fn commit(
             stats.bytes_read += raw;
             stored.push(BlockKey::new(e.task.table.as_str(), *bucket));
         }
-        for b in &e.task.tombstone_if_empty {
-            if !e.blocks.contains_key(b) {
-                stats.tombstones += 1;
-                tombstoned.push(BlockKey::new(e.task.table.as_str(), *b));
-            }
-        }
         updates.insert(e.task.table.clone(), e);
     }
     stats.tombstones += d.dropped.len() as u64;
     let data_bytes = repo.bytes_stored();
-    // The parent shards of changed tables in matched shards (the strategies read them
-    // already when they needed their blocks; a table exported whole may not have).
+    // The parent shards of changed tables in matched shards: those read while the exports
+    // ran, then any still missing.
     if let Some(p) = &mut d.parent {
+        if let Some(read) = prefetched {
+            p.add_loaded(read.finish().await?.into_iter().flatten().collect());
+        }
         let need: Vec<usize> = updates
             .keys()
             .filter_map(|t| d.layout.chunk_of.get(t))
@@ -106,6 +104,7 @@ pub(crate) async fn commit(
             .collect();
         p.load(repo, need).await?;
     }
+    let parent_objects_read = d.parent.as_ref().map_or(0, |p| p.objects_read);
     phase("commit: parent shards read", t0, 0);
     let mut entries = Vec::with_capacity(d.layout.chunks.len());
     let mut objects_written = 0u64;
@@ -131,6 +130,16 @@ pub(crate) async fn commit(
         }
         let mut tables = Vec::with_capacity(order.len());
         for def in order.iter().filter_map(|&i| defs[i].take()) {
+            let update = updates.get(&def.name);
+            let held = d.parent.as_ref().and_then(|p| p.blocks(&def.name));
+            if held.is_none() && chunk.matched.is_some() && update.is_some() {
+                // A matched shard holds the table: its tombstones would go unresolved.
+                return Err(EngineError::internal(format!(
+                    "table {} has changes but its parent shard was not read",
+                    def.name
+                )));
+            }
+            let tombstones = update.map(|u| u.task.tombstones_in(held));
             // Each table's parent blocks are read here once (a table is in one chunk), so
             // they move into the new entry rather than being copied.
             let mut base = || -> BTreeMap<i64, BlockRef> {
@@ -139,23 +148,26 @@ pub(crate) async fn commit(
                     .and_then(|p| p.take_blocks(&def.name))
                     .unwrap_or_default()
             };
-            let blocks = match updates.get(&def.name) {
-                None => base(),
-                Some(u) => {
-                    let mut blocks = if u.task.whole {
-                        BTreeMap::new()
-                    } else {
-                        base()
-                    };
+            let blocks = match (update, tombstones) {
+                (Some(u), Some(tombstones)) => {
+                    let mut blocks = base();
+                    if u.task.whole {
+                        blocks.clear();
+                    }
                     // Shards key blocks by the bare bucket index (the snapshot format).
-                    for b in &u.task.tombstone_if_empty {
+                    for b in &tombstones {
                         blocks.remove(&b.index());
+                        if !u.blocks.contains_key(b) {
+                            stats.tombstones += 1;
+                            tombstoned.push(BlockKey::new(def.name.as_str(), *b));
+                        }
                     }
                     for (bucket, (r, _)) in &u.blocks {
                         blocks.insert(bucket.index(), *r);
                     }
                     blocks
                 }
+                _ => base(),
             };
             tables.push(ShardTable { def, blocks });
         }
@@ -305,6 +317,6 @@ pub(crate) async fn commit(
         tombstoned,
         objects_written,
         tree_bytes_written,
-        parent_objects_read: 0,
+        parent_objects_read,
     })
 }

@@ -727,7 +727,7 @@ mod tests {
             table: table.into(),
             whole: true,
             buckets: Vec::new(),
-            tombstone_if_empty: Vec::new(),
+            tombstones: crate::strategy::Tombstones::None,
         };
         (task, vec![TimeRange { start, end: 100 }])
     }
@@ -786,7 +786,7 @@ mod tests {
             table: "t".into(),
             whole: false,
             buckets: vec![BucketRun::single(Bucket(3))],
-            tombstone_if_empty: Vec::new(),
+            tombstones: crate::strategy::Tombstones::None,
         };
         let r = ranges_of(&task, EngineKind::Time, BackupKind::Incremental, 10);
         assert_eq!(

@@ -83,7 +83,26 @@ pub async fn plan(
         }
         None => None,
     };
-    let d = decide(req.engine.strategy(), repo, req, catalog, snapshot.as_ref()).await?;
+    let mut d = decide(
+        req.engine.strategy(),
+        repo,
+        req,
+        catalog,
+        snapshot.as_ref(),
+        None,
+    )
+    .await?;
+    // What a backup reads while it exports: the parent's shards of the tables with work,
+    // for their tombstones and the rows estimate.
+    if let Some(p) = &mut d.parent {
+        let entries: Vec<usize> = d
+            .tasks
+            .iter()
+            .filter_map(|t| d.layout.chunk_of.get(&t.table))
+            .filter_map(|&c| d.layout.chunks[c].matched)
+            .collect();
+        p.load(repo, entries).await?;
+    }
     Ok(describe(req, d))
 }
 
@@ -97,7 +116,8 @@ pub fn plan_from(
 ) -> Result<Plan, EngineError> {
     let strategy = req.engine.strategy();
     strategy.prepare_catalog(&mut catalog, snapshot);
-    let full = |reason: Option<String>, catalog| Ok(describe(req, Decision::full(reason, catalog)));
+    let full =
+        |reason: Option<String>, catalog| Ok(describe(req, Decision::full(reason, catalog, None)));
     if req.engine == EngineKind::Full {
         return full(None, catalog);
     }
@@ -143,10 +163,12 @@ fn describe(req: &BackupRequest, d: Decision) -> Plan {
     };
     for t in d.tasks {
         let blocks = t.blocks();
+        let stored = d.parent.as_ref().and_then(|x| x.blocks(&t.table));
+        let tombstones = t.tombstones_in(stored);
         p.blocks += blocks;
         p.whole_tables += t.whole as u64;
-        p.tombstones += t.tombstone_if_empty.len() as u64;
-        if let Some(stored) = d.parent.as_ref().and_then(|x| x.blocks(&t.table)) {
+        p.tombstones += tombstones.len() as u64;
+        if let Some(stored) = stored {
             let rows: u64 = if t.whole {
                 stored.values().map(|b| b.rows).sum()
             } else {
@@ -159,7 +181,7 @@ fn describe(req: &BackupRequest, d: Decision) -> Plan {
             buckets: t.buckets,
             blocks,
             whole_table: t.whole,
-            tombstones: t.tombstone_if_empty,
+            tombstones,
             dropped: false,
         });
     }

@@ -11,11 +11,11 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use taosbackup_core::{BackupSnapshot, Bucket, CatalogSnapshot, Repository, RepositoryErrorKind};
+use taosbackup_core::{BackupSnapshot, CatalogSnapshot, Repository, RepositoryErrorKind};
 
-use super::{EngineKind, ParentChoice, Strategy, TableTask, prev};
+use super::{EngineKind, ParentChoice, Strategy, TableTask, Tombstones, prev};
 use crate::EngineError;
-use crate::backup::{BackupRequest, matching};
+use crate::backup::BackupRequest;
 use crate::parent::{Layout, ParentView};
 use crate::points::list_backups;
 use crate::strategy::OnGap;
@@ -138,13 +138,12 @@ impl Strategy for Bitmap {
     fn tables_needed(
         &self,
         _catalog: &CatalogSnapshot,
-        snapshot: Option<&Snapshot>,
+        _snapshot: Option<&Snapshot>,
     ) -> Option<Vec<String>> {
-        Some(
-            snapshot
-                .map(|s| s.tables().map(str::to_string).collect())
-                .unwrap_or_default(),
-        )
+        // The tasks need to know only which tables the parent holds, which the layout's
+        // match tells; their tombstones are named by rule and resolved at the commit, so
+        // the changed tables' shards are read while the exports run.
+        Some(Vec::new())
     }
 
     fn incremental(
@@ -159,37 +158,23 @@ impl Strategy for Bitmap {
         let mut tasks = Vec::new();
         for t in &catalog.tables {
             let changes = snap.changes(&t.name);
-            match prev(layout, parent, &t.name) {
-                None => tasks.push(TableTask::whole(&t.name, Vec::new())),
-                Some(blocks) if changes.dropped => {
-                    // Re-created: the old incarnation's buckets go.
-                    let old = blocks
-                        .map(|b| b.keys().map(|&k| Bucket(k)).collect())
-                        .unwrap_or_default();
-                    tasks.push(TableTask::whole(&t.name, old));
+            if prev(layout, parent, &t.name).is_none() {
+                tasks.push(TableTask::whole(&t.name, Tombstones::None));
+            } else if changes.dropped {
+                // Re-created: the old incarnation's buckets go.
+                tasks.push(TableTask::whole(&t.name, Tombstones::All));
+            } else {
+                // Dirty ∪ deleted (deleted buckets are normally dirty too).
+                let buckets = snap.changed_runs(&t.name);
+                if buckets.is_empty() {
+                    continue;
                 }
-                Some(blocks) => {
-                    // Dirty ∪ deleted (deleted buckets are normally dirty too).
-                    let buckets = snap.changed_runs(&t.name);
-                    if buckets.is_empty() {
-                        continue;
-                    }
-                    let tomb = match blocks {
-                        Some(b) => matching(&buckets, b).map(|(k, _)| k).collect(),
-                        None => {
-                            return Err(EngineError::internal(format!(
-                                "table {} has changes but its parent shard was not read",
-                                t.name
-                            )));
-                        }
-                    };
-                    tasks.push(TableTask {
-                        table: t.name.clone(),
-                        whole: false,
-                        buckets,
-                        tombstone_if_empty: tomb,
-                    });
-                }
+                tasks.push(TableTask {
+                    table: t.name.clone(),
+                    whole: false,
+                    buckets,
+                    tombstones: Tombstones::Changed,
+                });
             }
         }
         Ok(tasks)

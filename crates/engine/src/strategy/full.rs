@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use taosbackup_core::{BackupSnapshot, CatalogSnapshot, Repository};
 
-use super::{EngineKind, ParentChoice, Strategy, TableTask};
+use super::{EngineKind, ParentChoice, Strategy, TableTask, Tombstones};
 use crate::EngineError;
 use crate::backup::BackupRequest;
 use crate::parent::{Layout, ParentView};
@@ -50,7 +50,7 @@ impl Strategy for Full {
         Ok(catalog
             .tables
             .iter()
-            .map(|t| TableTask::whole(&t.name, Vec::new()))
+            .map(|t| TableTask::whole(&t.name, Tombstones::None))
             .collect())
     }
 

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use taosbackup_core::{BackupSnapshot, Bucket, CatalogSnapshot, Repository};
 
-use super::{EngineKind, ParentChoice, Strategy, TableTask, prev};
+use super::{EngineKind, ParentChoice, Strategy, TableTask, Tombstones, prev};
 use crate::EngineError;
 use crate::backup::BackupRequest;
 use crate::parent::{Layout, ParentView};
@@ -71,7 +71,7 @@ impl Strategy for Time {
             };
             match max {
                 // New, or known but empty at the parent: everything may be new.
-                None => tasks.push(TableTask::whole(&t.name, Vec::new())),
+                None => tasks.push(TableTask::whole(&t.name, Tombstones::None)),
                 Some(max) => tasks.push(TableTask {
                     table: t.name.clone(),
                     whole: false,
@@ -79,7 +79,7 @@ impl Strategy for Time {
                     // holding the previous maximum, not `max + 1`'s: with a composite key,
                     // rows can arrive later at that very timestamp.
                     buckets: vec![BucketRun::single(Bucket::containing(max, w))],
-                    tombstone_if_empty: Vec::new(),
+                    tombstones: Tombstones::None,
                 }),
             }
         }

@@ -47,5 +47,6 @@ mod dictionaries;
 mod groups;
 mod load_state;
 mod model;
+mod overlap;
 mod restore_blocks;
 mod tracker_model;

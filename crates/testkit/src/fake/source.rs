@@ -9,7 +9,7 @@ use taosbackup_core::{
     Precision, RestoreOptions, Source, SourceError, SourceErrorKind, TimeRange, Value, WriteReport,
 };
 
-use super::{FakeDb, FaultPoint, lock};
+use super::{FakeDb, FaultPoint, Op, lock};
 use crate::raw_block;
 use crate::types::{ColumnData, Field, Ty, Value as EmuValue};
 
@@ -22,6 +22,8 @@ pub struct FakeSource {
     pub chunk_rows: usize,
     /// Chunks written so far (shared by clones).
     writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Statements run right after the next catalog read (shared by clones).
+    after_catalog: std::sync::Arc<std::sync::Mutex<Vec<(String, Op)>>>,
 }
 
 impl FakeSource {
@@ -31,7 +33,14 @@ impl FakeSource {
             db,
             chunk_rows: 64,
             writes: Default::default(),
+            after_catalog: Default::default(),
         }
+    }
+
+    /// Runs `op` on `database` right after the next catalog read returns: a change made
+    /// between a backup's catalog read and its change feed's catch-up.
+    pub fn after_next_catalog(&self, database: &str, op: Op) {
+        lock(&self.after_catalog).push((database.to_string(), op));
     }
 
     /// How many chunks [`Source::write_chunk`] has been given (each a write on a server).
@@ -170,9 +179,16 @@ fn encode_block(columns: &[ColumnDef], rows: &[(i64, Vec<Value>)]) -> Result<Vec
 impl Source for FakeSource {
     async fn catalog(&self, database: &str) -> Result<CatalogSnapshot, SourceError> {
         self.db.faults.source(FaultPoint::Catalog)?;
-        self.db
+        let catalog = self
+            .db
             .catalog(database)
-            .ok_or_else(|| not_found(format!("database {database}")))
+            .ok_or_else(|| not_found(format!("database {database}")))?;
+        for (db, op) in std::mem::take(&mut *lock(&self.after_catalog)) {
+            self.db
+                .apply(&db, &op)
+                .map_err(|e| err(SourceErrorKind::Other, format!("{op:?}: {e}")))?;
+        }
+        Ok(catalog)
     }
 
     async fn export(
