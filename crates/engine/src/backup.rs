@@ -289,7 +289,17 @@ pub async fn backup(
         phase("decided", started, decision.tasks.len());
         let prefetched = prefetch(&repo, &decision).await?;
         let (exported, dictionaries) =
-            export::run(&source, &repo, req, &decision, &progress, cancel).await?;
+            match export::run(&source, &repo, req, &decision, &progress, cancel).await {
+                Ok(e) => e,
+                Err(e) => {
+                    // Nothing of a failed backup may still hold the repository once it
+                    // reports (the CLI then releases its lock).
+                    if let Some(p) = prefetched {
+                        p.abort().await;
+                    }
+                    return Err(e);
+                }
+            };
         phase("exported", started, exported.len());
         let feed = snapshot.as_ref().zip(feed_name.as_deref());
         let out = commit::commit(
@@ -357,8 +367,8 @@ pub async fn backup(
 
 /// Starts reading, in a task of its own, the parent's shards of the tables with work that the
 /// decision did not need: the commit needs their blocks, and the exports need not wait for
-/// them (a 1% incremental at 50 M rows reads ~120 of them, ~16 ms). Dropped with the set
-/// when the exports fail, which aborts the read.
+/// them (a 1% incremental at 50 M rows reads ~120 of them, ~16 ms). Aborted, and waited
+/// for, when the exports fail.
 async fn prefetch(
     repo: &Arc<dyn Repository>,
     d: &Decision,

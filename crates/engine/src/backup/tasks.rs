@@ -50,6 +50,13 @@ impl<T: Send + 'static> Tasks<T> {
         Ok(self.done)
     }
 
+    /// Aborts every task and waits until none runs (their outputs and errors dropped): for
+    /// a set whose work is no longer wanted because a step beside it failed.
+    pub(super) async fn abort(mut self) {
+        self.running.abort_all();
+        while self.running.join_next().await.is_some() {}
+    }
+
     /// Waits for one task; on a failure, aborts and waits for the others.
     async fn join_one(&mut self) -> Result<(), EngineError> {
         let Some(joined) = self.running.join_next().await else {

@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use taosbackup_core::{
-    BackupKind, BlobId, BucketWidth, NoProgress, RepositoryError, RepositoryErrorKind, SourceInfo,
-    Value,
+    BackupKind, BlobId, BucketWidth, NoProgress, Repository, RepositoryError, RepositoryErrorKind,
+    SourceInfo, Value,
 };
 use taosbackup_engine::{
     BackupRequest, CancellationToken, ChangeTracking, EngineKind, OnGap, TrackingConfig,
 };
-use taosbackup_testkit::fake::{FakeFeed, FakeSource, MemoryRepository, Op};
+use taosbackup_testkit::fake::{FakeFeed, FakeSource, FaultPoint, MemoryRepository, Op};
 
 /// A [`MemoryRepository`] whose read-ahead reads (a backup's reads of its parent's shards)
 /// wait, once armed, until a block has been stored since, and fail after a while otherwise.
@@ -52,6 +52,17 @@ repository_over_inner!(Gate, {
 
     async fn read_blob_ahead(&self, id: &BlobId) -> Result<Vec<u8>, RepositoryError> {
         if self.armed.load(Ordering::SeqCst) {
+            // A read dropped while it waits (its task aborted) takes a while to go, so that
+            // a backup that does not wait for its aborted reads returns before they are gone.
+            struct SlowWhenAborted(bool);
+            impl Drop for SlowWhenAborted {
+                fn drop(&mut self) {
+                    if !self.0 {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+            let mut waiting = SlowWhenAborted(false);
             let deadline = Instant::now() + Duration::from_secs(5);
             while !self.stored_since.load(Ordering::SeqCst) {
                 if Instant::now() > deadline {
@@ -63,6 +74,7 @@ repository_over_inner!(Gate, {
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            waiting.0 = true;
             self.waited.fetch_add(1, Ordering::SeqCst);
         }
         self.inner.read_blob(id).await
@@ -83,56 +95,84 @@ fn request() -> BackupRequest {
     }
 }
 
-/// A bitmap backup of database `d` through `source` into `repo`.
-async fn backup(
-    source: &Arc<FakeSource>,
-    repo: &Arc<Gate>,
-    tracking: &mut ChangeTracking,
-) -> Result<taosbackup_engine::BackupReport, taosbackup_engine::EngineError> {
-    taosbackup_engine::backup(
-        source.clone(),
-        repo.clone(),
-        Some(tracking),
-        &request(),
-        Arc::new(NoProgress),
-        &CancellationToken::new(),
-    )
-    .await
+/// [`crate::model::many_shards`] behind a fake source and a [`Gate`] repository, with change
+/// tracking and a first (full) bitmap backup taken.
+struct World {
+    db: taosbackup_testkit::fake::FakeDb,
+    source: Arc<FakeSource>,
+    repo: Arc<Gate>,
+    tracking: ChangeTracking,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new() -> World {
+        let db = crate::model::many_shards();
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World {
+            source: Arc::new(FakeSource::new(db.clone())),
+            repo: Arc::new(Gate::default()),
+            tracking: ChangeTracking::open(
+                Box::new(FakeFeed::new(db.clone(), "d", "overlap")),
+                TrackingConfig::new(dir.path().join("tracker.state")),
+                request().bucket_width,
+            )
+            .await
+            .unwrap(),
+            db,
+            _dir: dir,
+        };
+        let full = w.backup().await.unwrap();
+        assert_eq!(full.snapshot.kind, BackupKind::Full);
+        w
+    }
+
+    /// A bitmap backup of database `d`.
+    async fn backup(
+        &mut self,
+    ) -> Result<taosbackup_engine::BackupReport, taosbackup_engine::EngineError> {
+        taosbackup_engine::backup(
+            self.source.clone(),
+            self.repo.clone(),
+            Some(&mut self.tracking),
+            &request(),
+            Arc::new(NoProgress),
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
+    /// A row more in each of `tables`.
+    fn insert(&self, tables: &[&str]) {
+        for t in tables {
+            self.apply(Op::Insert {
+                table: t.to_string(),
+                columns: vec!["v".into()],
+                rows: vec![(1_760_000_100_000, vec![Value::Int(-1)])],
+            });
+        }
+    }
+
+    fn apply(&self, op: Op) {
+        self.db
+            .apply("d", &op)
+            .unwrap_or_else(|e| panic!("{op:?}: {e}"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exports_do_not_wait_for_the_parents_shards() {
-    let db = crate::model::many_shards();
-    let source = Arc::new(FakeSource::new(db.clone()));
-    let repo = Arc::new(Gate::default());
-    let dir = tempfile::tempdir().unwrap();
-    let mut tracking = ChangeTracking::open(
-        Box::new(FakeFeed::new(db.clone(), "d", "prefetch")),
-        TrackingConfig::new(dir.path().join("tracker.state")),
-        request().bucket_width,
-    )
-    .await
-    .unwrap();
-    let full = backup(&source, &repo, &mut tracking).await.unwrap();
-    assert_eq!(full.snapshot.kind, BackupKind::Full);
-
+    let mut w = World::new().await;
     // Changes in tables of several shards, and one table whose only row is deleted: its
     // bucket becomes a tombstone, which only the parent's shard can tell.
-    let apply = |op: Op| db.apply("d", &op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
-    for t in ["c0", "c300", "c599", "n5"] {
-        apply(Op::Insert {
-            table: t.into(),
-            columns: vec!["v".into()],
-            rows: vec![(1_760_000_100_000, vec![Value::Int(-1)])],
-        });
-    }
-    apply(Op::Delete {
+    w.insert(&["c0", "c300", "c599", "n5"]);
+    w.apply(Op::Delete {
         table: "c100".into(),
         start: 1_760_000_000_000,
         end: 1_760_000_100_000,
     });
-    repo.arm();
-    let incr = backup(&source, &repo, &mut tracking).await.unwrap();
+    w.repo.arm();
+    let incr = w.backup().await.unwrap();
 
     assert_eq!(incr.snapshot.kind, BackupKind::Incremental);
     assert_eq!(
@@ -140,11 +180,11 @@ async fn the_exports_do_not_wait_for_the_parents_shards() {
         "{:?}",
         incr.snapshot.stats
     );
-    let waited = repo.waited.load(Ordering::SeqCst) as u64;
+    let waited = w.repo.waited.load(Ordering::SeqCst) as u64;
     assert!(waited >= 3, "{waited} parent shards read");
     // The tree's root and its one node, and the shards.
     assert_eq!(incr.parent_objects_read, 2 + waited);
-    crate::model::restore_exactly(&db, &source, &*repo, &incr.snapshot.id).await;
+    crate::model::restore_exactly(&w.db, &w.source, &*w.repo, &incr.snapshot.id).await;
 }
 
 /// A table dropped after the catalog read and before the feed's catch-up: the catalog lists
@@ -152,33 +192,37 @@ async fn the_exports_do_not_wait_for_the_parents_shards() {
 /// catalog cut while the feed caught up, which still holds it, is not used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_dropped_between_the_catalog_and_the_feed_is_left_out() {
-    let db = crate::model::many_shards();
-    let source = Arc::new(FakeSource::new(db.clone()));
-    let repo = Arc::new(Gate::default());
-    let dir = tempfile::tempdir().unwrap();
-    let mut tracking = ChangeTracking::open(
-        Box::new(FakeFeed::new(db.clone(), "d", "overlap")),
-        TrackingConfig::new(dir.path().join("tracker.state")),
-        request().bucket_width,
-    )
-    .await
-    .unwrap();
-    backup(&source, &repo, &mut tracking).await.unwrap();
-
-    db.apply(
-        "d",
-        &Op::Insert {
-            table: "c450".into(),
-            columns: vec!["v".into()],
-            rows: vec![(1_760_000_100_000, vec![Value::Int(-1)])],
-        },
-    )
-    .unwrap();
-    source.after_next_catalog("d", Op::DropTable { table: "c7".into() });
-    let incr = backup(&source, &repo, &mut tracking).await.unwrap();
+    let mut w = World::new().await;
+    w.insert(&["c450"]);
+    w.source
+        .after_next_catalog("d", Op::DropTable { table: "c7".into() });
+    let incr = w.backup().await.unwrap();
 
     assert_eq!(incr.snapshot.kind, BackupKind::Incremental);
     assert_eq!(incr.dropped_tables, 1);
     assert_eq!(incr.snapshot.stats.tables, 639);
-    crate::model::restore_exactly(&db, &source, &*repo, &incr.snapshot.id).await;
+    crate::model::restore_exactly(&w.db, &w.source, &*w.repo, &incr.snapshot.id).await;
+}
+
+/// An export that fails while the parent's shards are being read: the backup fails with the
+/// export's error, and once it returns nothing of it holds the repository any more (the
+/// CLI releases its lock then), nor is anything committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_leaves_no_read_of_the_parents_shards_running() {
+    let mut w = World::new().await;
+    let committed = w.repo.list_snapshots().await.unwrap().len();
+    w.insert(&["c0", "c300", "n5"]);
+    // Every export fails, so no block is stored and the shard reads wait at the gate.
+    w.repo.arm();
+    w.db.faults.fail(FaultPoint::Export, 100, false);
+    let err = w.backup().await.unwrap_err();
+    w.db.faults.clear();
+
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert_eq!(
+        Arc::strong_count(&w.repo),
+        1,
+        "a task still holds the repository"
+    );
+    assert_eq!(w.repo.list_snapshots().await.unwrap().len(), committed);
 }
