@@ -183,12 +183,7 @@ pub(crate) async fn decide(
     let mut entries: Vec<usize> = parent.unmatched.clone();
     match strategy.tables_needed(&catalog, snapshot) {
         None => entries.extend(0..parent.tree.shards.len()),
-        Some(tables) => entries.extend(
-            tables
-                .iter()
-                .filter_map(|t| layout.chunk_of.get(t))
-                .filter_map(|&c| layout.chunks[c].matched),
-        ),
+        Some(tables) => entries.extend(layout.matched_entries(tables.iter().map(String::as_str))),
     }
     parent.load(repo, entries).await?;
     phase(
@@ -376,10 +371,8 @@ async fn prefetch(
     let Some(read) = d.parent.as_ref().and_then(|p| {
         p.prefetch(
             repo,
-            d.tasks
-                .iter()
-                .filter_map(|t| d.layout.chunk_of.get(&t.table))
-                .filter_map(|&c| d.layout.chunks[c].matched),
+            d.layout
+                .matched_entries(d.tasks.iter().map(|t| t.table.as_str())),
         )
     }) else {
         return Ok(None);

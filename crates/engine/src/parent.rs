@@ -83,6 +83,18 @@ impl Layout {
         }
     }
 
+    /// The parent tree entries that hold exactly the current shards of `tables` (the
+    /// matched ones; a table in an unmatched shard, or unknown, gives none).
+    pub(crate) fn matched_entries<'a>(
+        &'a self,
+        tables: impl IntoIterator<Item = &'a str> + 'a,
+    ) -> impl Iterator<Item = usize> + 'a {
+        tables
+            .into_iter()
+            .filter_map(|t| self.chunk_of.get(t))
+            .filter_map(|&c| self.chunks[c].matched)
+    }
+
     /// Matches each shard of this cut of `catalog` against the entries of `parent`.
     pub(crate) fn match_parent(&mut self, catalog: &CatalogSnapshot, parent: &Tree) {
         let by_key: HashMap<(&Option<String>, &str), usize> = parent

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use taosbackup_core::{
-    BackupId, BackupKind, BackupSnapshot, BackupStats, BlobId, BlockRef, CatalogRoot,
-    FeedPositions, PlannedNode, Repository, SNAPSHOT_VERSION, Shard, ShardBlocks, ShardTable,
-    SuperTablePart, SuperTableRef, TableDef, Tree, TreeObject, TreeRoot,
+    BackupId, BackupKind, BackupSnapshot, BackupStats, BlobId, CatalogRoot, FeedPositions,
+    PlannedNode, Repository, SNAPSHOT_VERSION, Shard, ShardBlocks, ShardTable, SuperTablePart,
+    SuperTableRef, TableDef, Tree, TreeObject, TreeRoot,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -97,10 +97,9 @@ pub(crate) async fn commit(
         if let Some(read) = prefetched {
             p.add_loaded(read.finish().await?.into_iter().flatten().collect());
         }
-        let need: Vec<usize> = updates
-            .keys()
-            .filter_map(|t| d.layout.chunk_of.get(t))
-            .filter_map(|&c| d.layout.chunks[c].matched)
+        let need: Vec<usize> = d
+            .layout
+            .matched_entries(updates.keys().map(String::as_str))
             .collect();
         p.load(repo, need).await?;
     }
@@ -131,29 +130,25 @@ pub(crate) async fn commit(
         let mut tables = Vec::with_capacity(order.len());
         for def in order.iter().filter_map(|&i| defs[i].take()) {
             let update = updates.get(&def.name);
-            let held = d.parent.as_ref().and_then(|p| p.blocks(&def.name));
-            if held.is_none() && chunk.matched.is_some() && update.is_some() {
-                // A matched shard holds the table: its tombstones would go unresolved.
-                return Err(EngineError::internal(format!(
-                    "table {} has changes but its parent shard was not read",
-                    def.name
-                )));
-            }
-            let tombstones = update.map(|u| u.task.tombstones_in(held));
-            // Each table's parent blocks are read here once (a table is in one chunk), so
+            // Each table's parent blocks are taken here once (a table is in one chunk), so
             // they move into the new entry rather than being copied.
-            let mut base = || -> BTreeMap<i64, BlockRef> {
-                d.parent
-                    .as_mut()
-                    .and_then(|p| p.take_blocks(&def.name))
-                    .unwrap_or_default()
-            };
-            let blocks = match (update, tombstones) {
-                (Some(u), Some(tombstones)) => {
-                    let mut blocks = base();
-                    if u.task.whole {
-                        blocks.clear();
-                    }
+            let held = d.parent.as_mut().and_then(|p| p.take_blocks(&def.name));
+            let blocks = match update {
+                None => held.unwrap_or_default(),
+                Some(_) if held.is_none() && chunk.matched.is_some() => {
+                    // A matched shard holds the table: its tombstones would go unresolved.
+                    return Err(EngineError::internal(format!(
+                        "table {} has changes but its parent shard was not read",
+                        def.name
+                    )));
+                }
+                Some(u) => {
+                    let tombstones = u.task.tombstones_in(held.as_ref());
+                    let mut blocks = if u.task.whole {
+                        BTreeMap::new()
+                    } else {
+                        held.unwrap_or_default()
+                    };
                     // Shards key blocks by the bare bucket index (the snapshot format).
                     for b in &tombstones {
                         blocks.remove(&b.index());
@@ -167,7 +162,6 @@ pub(crate) async fn commit(
                     }
                     blocks
                 }
-                _ => base(),
             };
             tables.push(ShardTable { def, blocks });
         }

@@ -96,10 +96,8 @@ pub async fn plan(
     // for their tombstones and the rows estimate.
     if let Some(p) = &mut d.parent {
         let entries: Vec<usize> = d
-            .tasks
-            .iter()
-            .filter_map(|t| d.layout.chunk_of.get(&t.table))
-            .filter_map(|&c| d.layout.chunks[c].matched)
+            .layout
+            .matched_entries(d.tasks.iter().map(|t| t.table.as_str()))
             .collect();
         p.load(repo, entries).await?;
     }
