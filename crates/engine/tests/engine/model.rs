@@ -345,6 +345,23 @@ pub(crate) async fn try_full_backup(
     taosbackup_engine::backup(source, repo, None, &req, Arc::new(NoProgress), &cancel).await
 }
 
+/// [`try_full_backup`] that must fail with nothing committed and with `running()` (what of
+/// the backup would still run, named by `what`) at 0 once it returns; its error.
+pub(crate) async fn failed_full_backup(
+    source: Arc<dyn taosbackup_core::Source>,
+    repo: Arc<dyn Repository>,
+    tables_per_query: usize,
+    running: impl Fn() -> usize,
+    what: &str,
+) -> EngineError {
+    let err = try_full_backup(source, repo.clone(), tables_per_query, false)
+        .await
+        .unwrap_err();
+    assert_eq!(running(), 0, "{what} still running");
+    assert!(repo.list_snapshots().await.unwrap().is_empty());
+    err
+}
+
 /// [`try_full_backup`] with the default group size, which must succeed.
 pub(crate) async fn full_backup(
     source: Arc<dyn taosbackup_core::Source>,
