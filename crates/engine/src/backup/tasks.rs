@@ -53,6 +53,11 @@ impl<T: Send + 'static> Tasks<T> {
     /// Aborts every task and waits until none runs (their outputs and errors dropped): for
     /// a set whose work is no longer wanted because a step beside it failed.
     pub(super) async fn abort(mut self) {
+        self.stop().await;
+    }
+
+    /// Aborts what still runs and waits until none does.
+    async fn stop(&mut self) {
         self.running.abort_all();
         while self.running.join_next().await.is_some() {}
     }
@@ -68,8 +73,7 @@ impl<T: Send + 'static> Tasks<T> {
                 Ok(())
             }
             Err(e) => {
-                self.running.abort_all();
-                while self.running.join_next().await.is_some() {}
+                self.stop().await;
                 Err(e)
             }
         }
