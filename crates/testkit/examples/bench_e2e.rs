@@ -140,8 +140,8 @@ struct Opts {
     rounds: usize,
     /// `--compare-step full|pct|restore|dictionaries`: what a comparison measures.
     compare_step: Step,
-    /// `--daemon-fulls K`: instead of the steps below, K + 1 scheduled full backups by
-    /// `taosbackup daemon`, the CPU of each after the first measured.
+    /// `--daemon-fulls K`: instead of the steps below, K daemons one after another, each
+    /// with a fresh repository and one scheduled full backup whose CPU is measured.
     daemon_fulls: Option<usize>,
     /// `--daemon-every SECS`: the seconds between the daemon's scheduled fulls.
     daemon_every: usize,
