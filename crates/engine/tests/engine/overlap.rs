@@ -171,6 +171,17 @@ async fn the_exports_do_not_wait_for_the_parents_shards() {
         start: 1_760_000_000_000,
         end: 1_760_000_100_000,
     });
+    // `plan` reads the shards of the tables with work before it describes their
+    // tombstones (before the gate is armed: it exports nothing).
+    let plan = taosbackup_engine::plan(
+        w.source.as_ref(),
+        w.repo.as_ref(),
+        Some(&mut w.tracking),
+        &request(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.tombstones, 1, "{plan:?}");
     w.repo.arm();
     let incr = w.backup().await.unwrap();
 
