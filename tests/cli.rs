@@ -2520,3 +2520,123 @@ fn forget_pin_retention_and_the_snapshot_cache() {
         .assert()
         .success();
 }
+
+/// Whether each backup's first shard is binary (else JSON), oldest first, read through the
+/// sink API from the repository at `path` (unencrypted).
+fn shards_binary(path: &str) -> Vec<bool> {
+    use taosbackup_sink::{Backend, Repo};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let repo = Repo::open(Backend::local(path).unwrap(), None)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let mut snapshots = repo.snapshots().await.unwrap();
+        snapshots.sort_by_key(|s| s.started_at);
+        for s in snapshots {
+            let (tree, _) = taosbackup_core::Tree::read(
+                s.tree,
+                "of the test",
+                async |blob, _what| repo.read_blob(&blob).await.map_err(|e| e.to_string()),
+                |e| e.to_string(),
+            )
+            .await
+            .unwrap();
+            let bytes = repo.read_blob(&tree.shards[0].shard).await.unwrap();
+            out.push(bytes.starts_with(b"TBSH"));
+        }
+        out
+    })
+}
+
+/// The `version` of the repository's config.
+fn config_version(path: &str) -> u64 {
+    let text = std::fs::read(Path::new(path).join("config")).unwrap();
+    serde_json::from_slice::<Value>(&text).unwrap()["version"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A format-2 repository (created as builds before format 3 did) stays format 2 with JSON
+/// shards, so those builds keep reading it, until `migrate` switches it to format 3; then new
+/// shards are binary, and every backup, JSON or binary, verifies and restores.
+#[test]
+fn a_format2_repository_keeps_json_shards_until_migrate_switches_it() {
+    let emu = emu();
+    seed(&emu, "power", 5);
+    let dir = TempDir::new().unwrap();
+    let repo = repo_path(&dir);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use taosbackup_sink::{Backend, FORMAT2_VERSION, InitOptions, KdfParams, Repo};
+        let options = InitOptions {
+            encryption: false,
+            kdf: KdfParams::insecure_for_tests(),
+            format_version: FORMAT2_VERSION,
+            ..InitOptions::default()
+        };
+        Repo::init(Backend::local(&repo).unwrap(), options, None)
+            .await
+            .unwrap();
+    });
+    let backup = || {
+        tb(dir.path())
+            .args(["backup", "--engine", "full", "--source", &emu.dsn()])
+            .args(["--database", "power", "--repo", &repo])
+            .assert()
+            .success();
+    };
+    backup();
+    assert_eq!(config_version(&repo), 2);
+    assert_eq!(shards_binary(&repo), [false]);
+
+    sql(
+        &emu,
+        &[format!(
+            "INSERT INTO power.d1 VALUES ({}, 9.5, 9, 'late')",
+            BASE + 1
+        )],
+    );
+    let out = tb(dir.path())
+        .args(["migrate", "--repo", &repo, "--dry-run"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        text.contains("would switch") && text.contains("format 3"),
+        "{text}"
+    );
+    assert_eq!(config_version(&repo), 2);
+    let out = tb(dir.path())
+        .args(["migrate", "--repo", &repo])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(text.contains("from format 2 to format 3"), "{text}");
+    assert_eq!(config_version(&repo), 3);
+    backup();
+    assert_eq!(shards_binary(&repo), [false, true]);
+
+    tb(dir.path())
+        .args(["verify", "--repo", &repo, "--read-data"])
+        .assert()
+        .success();
+    let first = json_out(
+        &tb(dir.path())
+            .args(["list", "--repo", &repo, "--json"])
+            .output()
+            .unwrap(),
+    );
+    let first_id = first[0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    for (backup, db, rows) in [(first_id.as_str(), "p_json", 6), ("latest", "p_binary", 7)] {
+        tb(dir.path())
+            .args(["restore", "--repo", &repo, "--target", &emu.dsn()])
+            .args(["--backup", backup, "--target-database", db])
+            .assert()
+            .success();
+        assert_eq!(count(&emu, &format!("{db}.d1")), rows, "{db}");
+        assert_eq!(count(&emu, &format!("{db}.d2")), 6, "{db}");
+    }
+}

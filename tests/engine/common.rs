@@ -110,6 +110,12 @@ pub async fn connect(emu: &EmulatorHandle) -> Taos {
 }
 
 pub async fn harness() -> Harness {
+    harness_with(taosbackup_sink::REPO_VERSION).await
+}
+
+/// [`harness`] with a repository of format `format_version` (2: JSON shards, as builds before
+/// format 3 wrote them).
+pub async fn harness_with(format_version: u32) -> Harness {
     let emu = Emulator::start(EmulatorConfig::default()).expect("emulator starts");
     let taos = connect(&emu).await;
     let mut o = ConnectOptions::new(emu.dsn()).with_credentials("root", "taosdata");
@@ -124,6 +130,7 @@ pub async fn harness() -> Harness {
             kdf: KdfParams::insecure_for_tests(),
             bucket_width: width,
             pack_size: 256 * 1024,
+            format_version,
             ..InitOptions::default()
         },
         None,
@@ -499,8 +506,36 @@ async fn create_child(
 
 /// Runs `steps` random steps with a backup after each, then restores every point and
 /// compares it with the database as it was.
+/// Whether the first shard of backup `id` is stored in the binary encoding (else JSON).
+pub async fn first_shard_is_binary(repo: &Repo, id: &taosbackup_core::BackupId) -> bool {
+    let s = repo.load_snapshot(id).await.unwrap();
+    let (tree, _) = taosbackup_core::Tree::read(
+        s.tree,
+        "of the test",
+        async |blob, _what| repo.read_blob(&blob).await.map_err(|e| e.to_string()),
+        |e| e.to_string(),
+    )
+    .await
+    .unwrap();
+    let bytes = repo.read_blob(&tree.shards[0].shard).await.unwrap();
+    assert!(bytes.starts_with(b"TBSH") || bytes.starts_with(b"{"));
+    bytes.starts_with(b"TBSH")
+}
+
+/// A format-2 repository switched to format 3 by `migrate` (the config alone), reopened and
+/// verified.
+pub async fn through_format2_switch(repo: &Repo) -> Repo {
+    let report = repo.migrate(None, false).await.unwrap();
+    assert_eq!(report.from_version, taosbackup_sink::FORMAT2_VERSION);
+    let migrated = Repo::open(repo.backend().clone(), None).await.unwrap();
+    assert_eq!(migrated.config().version, taosbackup_sink::REPO_VERSION);
+    let verified = migrated.verify(Default::default()).await.unwrap();
+    assert!(verified.problems.is_empty(), "{:?}", verified.problems);
+    migrated
+}
+
 /// `repo` rewritten as a format-1 repository — one full manifest per backup, with the
-/// backup's id, metadata and state and the same data blobs — and migrated back to format 2
+/// backup's id, metadata and state and the same data blobs — and migrated to format 3
 /// as `taosbackup migrate` does: what a format-1 user's repository becomes.
 pub async fn through_format1(repo: &Repo, width: BucketWidth) -> Repo {
     let f1 = Repo::init(
@@ -571,7 +606,14 @@ pub async fn through_format1(repo: &Repo, width: BucketWidth) -> Repo {
 }
 
 pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, dir: &Path) {
-    let mut h = harness().await;
+    // Every other scenario starts on a format-2 repository (JSON shards), which its
+    // migration switches to format 3; the others go through format 1.
+    let format = if seed % 2 == 1 {
+        taosbackup_sink::FORMAT2_VERSION
+    } else {
+        taosbackup_sink::REPO_VERSION
+    };
+    let mut h = harness_with(format).await;
     let feed = OracleFeed::default();
     let mut tables = setup(&h, &feed).await;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -612,6 +654,13 @@ pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, d
             "backup {i}: {:?} {} blocks {} tombstones",
             report.snapshot.kind, report.snapshot.stats.blocks, report.snapshot.stats.tombstones
         ));
+        if i == 0 {
+            assert_eq!(
+                first_shard_is_binary(&h.repo, &report.snapshot.id).await,
+                format == taosbackup_sink::REPO_VERSION,
+                "seed {seed}: shards as the repository's format says"
+            );
+        }
         points.push((report.snapshot.id, h.contents(DB).await));
         // Any backup but the newest (the one the tracker covers) may be forgotten alone: the
         // others are self-contained snapshots. Prune now and then.
@@ -637,8 +686,13 @@ pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, d
         // repository so far goes through format 1 and `migrate`; the scenario goes on on
         // the migrated repository, and its points must still restore exactly.
         if i == StdRng::seed_from_u64(seed ^ 0x6d69).random_range(0..steps - 1) {
-            h.repo = through_format1(&h.repo, h.width).await;
-            log.push("migrate".into());
+            if h.repo.config().version == taosbackup_sink::FORMAT2_VERSION {
+                h.repo = through_format2_switch(&h.repo).await;
+                log.push("migrate 2 to 3".into());
+            } else {
+                h.repo = through_format1(&h.repo, h.width).await;
+                log.push("migrate".into());
+            }
         }
     }
     // Retention: the newest three and a pinned one stay; a dry run predicts the prune.

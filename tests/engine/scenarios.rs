@@ -5,7 +5,9 @@
 //! end; restoring every kept backup point must equal the source database as it was at that
 //! point, table by table and value by value, a forgotten one must be gone, and a prune after
 //! the last must find nothing left to delete. Once per scenario the repository goes through
-//! format 1 and `migrate` (common::through_format1) and the scenario goes on on the result.
+//! format 1 and `migrate` (common::through_format1), or, when it started as format 2 (every
+//! odd seed), `migrate` switches it to format 3 (common::through_format2_switch); the scenario
+//! goes on on the result.
 //!
 //! The bitmap engine is fed either by an oracle feed that reports exactly the changes the test
 //! makes (judging the engine alone) or by the real TMQ feed of `taosbackup-source` against the

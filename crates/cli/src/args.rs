@@ -157,8 +157,9 @@ pub enum Command {
     Pin(PinArgs),
     /// Unpin backups.
     Unpin(PinArgs),
-    /// Convert a format-1 repository (one manifest per backup) into format 2 (snapshot
-    /// trees), re-using every data pack.
+    /// Convert a format-1 repository (one manifest per backup) into format 3 (snapshot
+    /// trees), re-using every data pack, or switch a format-2 one to format 3 (binary
+    /// shards).
     Migrate(MigrateArgs),
     /// Manage the repository's passwords (key files).
     Key(KeyArgs),

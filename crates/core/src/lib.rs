@@ -46,6 +46,7 @@ mod manifest;
 pub mod net;
 mod progress;
 mod repository;
+mod shard_codec;
 mod snapshot;
 mod source;
 pub mod transform;
@@ -68,9 +69,9 @@ pub use crate::{
     snapshot::{
         BackupSnapshot, CatalogRoot, DatabaseState, MAX_SNAPSHOT_SIZE, NODE_MAX, NODE_TARGET,
         NodeEntry, PlannedNode, SHARD_MAX, SHARD_TARGET, SNAPSHOT_VERSION, Shard, ShardBlocks,
-        ShardTable, SuperTablePart, SuperTableRef, TableBlocks, Tree, TreeEntry, TreeNode,
-        TreeObject, TreeRoot, fingerprint, is_boundary, is_node_boundary, layout, node_layout,
-        shard_order,
+        ShardEncoding, ShardTable, SuperTablePart, SuperTableRef, TableBlocks, Tree, TreeEntry,
+        TreeNode, TreeObject, TreeRoot, fingerprint, is_boundary, is_node_boundary, layout,
+        node_layout, shard_order,
     },
     source::{
         BlockChunk, ChunkFormatError, ChunkStream, ExportRequest, RestoreOptions, Source,

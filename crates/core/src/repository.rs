@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{BackupId, BackupSnapshot, BlobId, RepositoryError};
+use crate::{BackupId, BackupSnapshot, BlobId, RepositoryError, ShardEncoding};
 
 /// Where backups are stored. The engine writes a backup as: [`store_blob`] for every
 /// exported block and every new tree object (shards, tree, catalog parts), then
@@ -28,11 +28,18 @@ pub trait Repository: Send + Sync {
     /// before, the blob is garbage for a later prune and no backup refers to it.
     async fn store_blob(&self, data: &[u8]) -> Result<BlobId, RepositoryError>;
 
-    /// Stores `data`, an object of the snapshot tree (compact JSON, most of it hex blob ids),
+    /// Stores `data`, an object of the snapshot tree (compact JSON, or a binary shard),
     /// as [`Repository::store_blob`] does (the same id for the same bytes), compressed as
     /// suits that text.
     async fn store_tree_object(&self, data: &[u8]) -> Result<BlobId, RepositoryError> {
         self.store_blob(data).await
+    }
+
+    /// How this repository's shard objects are written ([`crate::TreeObject::encode_as`]):
+    /// binary in repositories of format 3, JSON in those of format 2 (which older builds
+    /// must still read). Readers accept both whatever this says.
+    fn shard_encoding(&self) -> ShardEncoding {
+        ShardEncoding::Json
     }
 
     /// Stores `data` as a blob compressed with the shared zstd dictionary blob `dictionary`

@@ -418,7 +418,7 @@ pub(crate) async fn store_object(
     obj: TreeObject,
     what: &str,
 ) -> Result<BlobId, EngineError> {
-    repo.store_tree_object(&obj.encode())
+    repo.store_tree_object(&obj.encode_as(repo.shard_encoding()))
         .await
         .map_err(|e| EngineError::repo(format!("storing the {what}"), e))
 }

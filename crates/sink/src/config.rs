@@ -6,8 +6,13 @@ use taosbackup_core::BucketWidth;
 
 use crate::error::{Error, Result};
 
-/// The repository format version this build writes and reads (snapshot trees).
-pub const REPO_VERSION: u32 = 2;
+/// The repository format version this build creates: snapshot trees with binary shards
+/// (docs/format.md §8.3.1).
+pub const REPO_VERSION: u32 = 3;
+/// Snapshot trees with JSON shards: read and written by this build (shards stay JSON, so
+/// builds that know only version 2 keep reading it) until `migrate` switches it to
+/// [`REPO_VERSION`].
+pub const FORMAT2_VERSION: u32 = 2;
 /// The format of repositories written before snapshot trees (one manifest per backup):
 /// opened only by `migrate`.
 pub const FORMAT1_VERSION: u32 = 1;
@@ -44,7 +49,8 @@ pub enum Encryption {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepoConfig {
-    /// Format version ([`REPO_VERSION`]).
+    /// Format version ([`REPO_VERSION`] or [`FORMAT2_VERSION`]; [`FORMAT1_VERSION`] for
+    /// `migrate` only).
     pub version: u32,
     /// Random repository id (32 hex digits).
     pub id: String,
@@ -93,8 +99,8 @@ pub(crate) fn check_config(config_bytes: &[u8], check: &[u8]) -> Result<()> {
 }
 
 impl RepoConfig {
-    /// Fails unless `bytes` is a JSON object whose `version` this build reads (2, or 1 to
-    /// migrate it).
+    /// Fails unless `bytes` is a JSON object whose `version` this build reads (3 or 2, or 1
+    /// to migrate it).
     pub(crate) fn check_version(bytes: &[u8]) -> Result<()> {
         #[derive(Deserialize)]
         struct VersionOnly {
@@ -102,7 +108,7 @@ impl RepoConfig {
         }
         let v: VersionOnly = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt("config", format!("not a config object: {e}")))?;
-        if v.version != REPO_VERSION && v.version != FORMAT1_VERSION {
+        if ![REPO_VERSION, FORMAT2_VERSION, FORMAT1_VERSION].contains(&v.version) {
             return Err(Error::UnsupportedVersion {
                 path: "config".into(),
                 found: v.version,

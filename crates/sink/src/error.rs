@@ -67,19 +67,19 @@ pub enum Error {
         location: String,
     },
     /// A format-1 repository (one manifest per backup), opened by a command that needs
-    /// format 2 (snapshot trees).
+    /// snapshot trees (format 2 or 3).
     #[error(
-        "{location} is a format-1 repository (one manifest per backup); this build works on format 2 \
-         (snapshot trees): run `taosbackup migrate --repo {location} --dry-run` to see what it does, \
+        "{location} is a format-1 repository (one manifest per backup); this build works on snapshot \
+         trees (format 3): run `taosbackup migrate --repo {location} --dry-run` to see what it does, \
          then `taosbackup migrate --repo {location}` (it re-uses every data pack; nothing is uploaded again)"
     )]
     Format1Repository {
         /// The repository location.
         location: String,
     },
-    /// `migrate` was interrupted while switching the config to format 2.
+    /// `migrate` was interrupted while switching the config to format 3.
     #[error(
-        "{location} is between format 1 and format 2: a `taosbackup migrate` was interrupted while \
+        "{location} is between two formats: a `taosbackup migrate` was interrupted while \
          switching its config; run `taosbackup migrate --repo {location}` again to finish it"
     )]
     MigrationInterrupted {

@@ -61,8 +61,8 @@ pub use crate::{
     backend::{Backend, Scheme, StorageRetry, StorageStats, default_upload_concurrency},
     cache::SnapshotCache,
     config::{
-        DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, Encryption, FORMAT1_VERSION, REPO_VERSION,
-        RepoConfig,
+        DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, Encryption, FORMAT1_VERSION, FORMAT2_VERSION,
+        REPO_VERSION, RepoConfig,
     },
     crypto::MAX_BLOB_SIZE,
     error::{Error, Result},

@@ -1,14 +1,16 @@
-//! `migrate`: a format-1 repository (one manifest per backup) becomes a format-2 one
-//! (snapshot trees), without uploading any data pack again (`docs/format.md` §12).
+//! `migrate`: a format-1 repository (one manifest per backup) becomes a format-3 one
+//! (snapshot trees, binary shards), without uploading any data pack again
+//! (`docs/format.md` §12). A format-2 repository only switches its config (step 3): its
+//! JSON shards stay readable, and new ones are written binary from then on.
 //!
-//! Steps, each safe to interrupt and repeat:
+//! Steps for format 1, each safe to interrupt and repeat:
 //!
 //! 1. For every manifest (oldest first) fold its chain and write the snapshot tree of the
 //!    state it describes: shards, tree, catalog parts (new blobs in new packs; consecutive
 //!    backups share most shards, which are stored once). Then one index file.
 //! 2. Write each snapshot object (`snapshots/<same id>`), skipping those that exist. A
 //!    format-1 reader ignores them.
-//! 3. Switch the config to version 2 — the commit point — through the stage object
+//! 3. Switch the config to version 3 — the commit point — through the stage object
 //!    [`STAGE`]: write the stage (the new config, the key file ids), a new key file binding
 //!    the new config for the password in use, `config.check`, then `config`; then delete the
 //!    old key file and the stage. A crash in the middle is finished by the next `migrate`
@@ -20,11 +22,13 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use taosbackup_core::{
     BackupId, BackupSnapshot, BlobId, CatalogRoot, DatabaseState, Manifest, SNAPSHOT_VERSION,
-    SuperTablePart, SuperTableRef, Tree, TreeObject, chain_of, fold,
+    ShardEncoding, SuperTablePart, SuperTableRef, Tree, TreeObject, chain_of, fold,
 };
 
 use crate::backend::Backend;
-use crate::config::{CONFIG_CHECK, FORMAT1_VERSION, REPO_VERSION, RepoConfig, config_check};
+use crate::config::{
+    CONFIG_CHECK, FORMAT1_VERSION, FORMAT2_VERSION, REPO_VERSION, RepoConfig, config_check,
+};
 use crate::error::{Error, Result};
 use crate::key::{KeyFile, Password};
 use crate::lock::LockMode;
@@ -51,7 +55,9 @@ struct Stage {
 pub struct MigrateReport {
     /// Nothing was written.
     pub dry_run: bool,
-    /// The repository was already format 2 (only leftovers were cleaned up).
+    /// The format version the repository had (1, 2 or 3).
+    pub from_version: u32,
+    /// The repository was already format 3 (only leftovers were cleaned up).
     pub already_migrated: bool,
     /// Format-1 manifests found.
     pub manifests: usize,
@@ -90,7 +96,8 @@ impl Repo {
         Ok(false)
     }
 
-    /// Migrates this format-1 repository (opened with `allow_format1`) to format 2; see the
+    /// Migrates this format-1 repository (opened with `allow_format1`), or this format-2
+    /// one, to format 3; see the
     /// module documentation. `password` must be the one this handle was opened with (a key
     /// file binding the new config is written for it). Refuses encrypted repositories with
     /// more than one key file: the others cannot be re-bound without their passwords.
@@ -117,10 +124,21 @@ impl Repo {
         let inner = &self.inner;
         let mut report = MigrateReport {
             dry_run,
+            from_version: inner.config.version,
             ..MigrateReport::default()
         };
         let ids = self.list_manifests().await?;
         report.manifests = ids.len();
+        if inner.config.version == FORMAT2_VERSION {
+            // Format 3 differs only in how new shards are written: the config switch alone.
+            self.refuse_other_keys().await?;
+            if !dry_run {
+                self.discard_stale_stage().await?;
+                self.switch_config(password).await?;
+            }
+            report.manifests_deleted = self.delete_manifests(&ids, dry_run).await?;
+            return Ok(report);
+        }
         if inner.config.version == REPO_VERSION {
             report.already_migrated = true;
             if !dry_run {
@@ -136,18 +154,7 @@ impl Repo {
                 supported: REPO_VERSION,
             });
         }
-        let keys = inner.backend.list("keys").await?;
-        if keys.len() > 1 {
-            return Err(Error::MigrateRefused {
-                reason: format!(
-                    "the repository has {} key files; migrate re-binds only the password in use \
-                     (key files bind the config, which changes). Remove the other keys first \
-                     (`taosbackup key list`, `taosbackup key remove ID`) and add them again after \
-                     migrating (`taosbackup key add`)",
-                    keys.len()
-                ),
-            });
-        }
+        self.refuse_other_keys().await?;
         if !dry_run {
             // A stale stage from a run that crashed before switching: undo its key file.
             self.discard_stale_stage().await?;
@@ -283,6 +290,24 @@ impl Repo {
         Ok((tree, catalog))
     }
 
+    /// Refuses a repository with more than one key file: the config switch re-binds only
+    /// the password in use.
+    async fn refuse_other_keys(&self) -> Result<()> {
+        let keys = self.inner.backend.list("keys").await?;
+        if keys.len() > 1 {
+            return Err(Error::MigrateRefused {
+                reason: format!(
+                    "the repository has {} key files; migrate re-binds only the password in use \
+                     (key files bind the config, which changes). Remove the other keys first \
+                     (`taosbackup key list`, `taosbackup key remove ID`) and add them again after \
+                     migrating (`taosbackup key add`)",
+                    keys.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The crash-safe config switch (module documentation, step 3).
     async fn switch_config(&self, password: Option<&Password>) -> Result<()> {
         let inner = &self.inner;
@@ -401,7 +426,8 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     async fn put(&mut self, obj: TreeObject) -> Result<BlobId> {
-        let bytes = obj.encode();
+        // The repository becomes format 3: its shards are binary.
+        let bytes = obj.encode_as(ShardEncoding::Binary);
         let id = self.repo.blob_id(&bytes);
         if !self.session.holds(&id) && self.planned.insert(id) {
             self.report.tree_objects_new += 1;

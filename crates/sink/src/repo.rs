@@ -10,14 +10,14 @@ use chrono::Utc;
 use futures::StreamExt;
 use taosbackup_core::{
     BackupId, BackupSnapshot, BlobId, BucketWidth, MANIFEST_VERSION, MAX_SNAPSHOT_SIZE, Manifest,
-    RepositoryErrorKind, SNAPSHOT_VERSION, to_hex,
+    RepositoryErrorKind, SNAPSHOT_VERSION, ShardEncoding, to_hex,
 };
 
 use crate::backend::Backend;
 use crate::cache::SnapshotCache;
 use crate::config::{
     CONFIG_CHECK, DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE, Encryption, FORMAT1_VERSION,
-    MAX_CONFIG_SIZE, REPO_VERSION, RepoConfig, check_config, config_check,
+    FORMAT2_VERSION, MAX_CONFIG_SIZE, REPO_VERSION, RepoConfig, check_config, config_check,
 };
 use crate::crypto::{self, Crypto, MasterKey};
 use crate::error::{Error, Result};
@@ -48,7 +48,8 @@ pub struct InitOptions {
     /// Target pack size (default 16 MiB).
     pub pack_size: u32,
     /// The format version written into the config: [`REPO_VERSION`]. Tests set
-    /// [`crate::FORMAT1_VERSION`] to build a repository to migrate; nothing else should.
+    /// [`crate::FORMAT2_VERSION`] or [`crate::FORMAT1_VERSION`] to build a repository as
+    /// older builds did; nothing else should.
     #[doc(hidden)]
     pub format_version: u32,
 }
@@ -256,7 +257,7 @@ impl Repo {
                 reason: "compression level must be within 1..=22",
             });
         }
-        if options.format_version != REPO_VERSION && options.format_version != FORMAT1_VERSION {
+        if ![REPO_VERSION, FORMAT2_VERSION, FORMAT1_VERSION].contains(&options.format_version) {
             return Err(Error::InvalidOptions {
                 reason: "unknown format version",
             });
@@ -461,6 +462,16 @@ impl Repo {
     /// The repository's config.
     pub fn config(&self) -> &RepoConfig {
         &self.inner.config
+    }
+
+    /// How new shard objects are written: binary from format 3 on, JSON in a format-2
+    /// repository, which builds that know only format 2 must still read.
+    pub fn shard_encoding(&self) -> ShardEncoding {
+        if self.inner.config.version >= REPO_VERSION {
+            ShardEncoding::Binary
+        } else {
+            ShardEncoding::Json
+        }
     }
 
     /// Where the repository is.

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use bytes::Bytes;
 use taosbackup_core::{
-    BackupId, BackupSnapshot, BlobId, DamagedSnapshot, Repository, RepositoryError, SnapshotListing,
+    BackupId, BackupSnapshot, BlobId, DamagedSnapshot, Repository, RepositoryError, ShardEncoding,
+    SnapshotListing,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -476,6 +477,10 @@ impl Repository for Session {
 
     async fn store_tree_object(&self, data: &[u8]) -> Result<BlobId, RepositoryError> {
         Ok(self.put_tree_object(data).await?)
+    }
+
+    fn shard_encoding(&self) -> ShardEncoding {
+        self.repo.shard_encoding()
     }
 
     async fn train_dictionary(&self, samples: &[&[u8]]) -> Result<Option<BlobId>, RepositoryError> {

@@ -1,5 +1,6 @@
-//! `taosbackup migrate`: a format-1 repository becomes format 2 (snapshot trees), re-using
-//! every data pack (see `docs/format.md` §12). Dry-run first; safe to interrupt and rerun.
+//! `taosbackup migrate`: a format-1 repository becomes format 3 (snapshot trees), re-using
+//! every data pack, and a format-2 one switches to format 3 (binary shards from then on; see
+//! `docs/format.md` §12). Dry-run first; safe to interrupt and rerun.
 
 use anyhow::Context as _;
 use taosbackup_sink::{OpenOptions, Repo};
@@ -31,8 +32,22 @@ pub async fn run(ctx: &Context, args: &MigrateArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     let would = if args.dry_run { "would " } else { "" };
+    if report.from_version == 2 {
+        println!(
+            "{would}switch {url} from format 2 to format 3: new shards are written binary, \
+             existing ones stay as they are; taosbackup builds older than format 3 will no \
+             longer open it"
+        );
+        if report.manifests_deleted > 0 {
+            println!(
+                "{would}delete {} leftover manifests",
+                report.manifests_deleted
+            );
+        }
+        return Ok(Exit::Ok);
+    }
     if report.already_migrated {
-        println!("{url} is already format 2");
+        println!("{url} is already format 3");
         if report.manifests_deleted > 0 {
             println!(
                 "{would}delete {} leftover manifests",
@@ -42,7 +57,7 @@ pub async fn run(ctx: &Context, args: &MigrateArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     println!(
-        "{would}migrate {} backups to format 2: {} snapshots to write ({} already written), {} new \
+        "{would}migrate {} backups to format 3: {} snapshots to write ({} already written), {} new \
          tree objects ({}), then switch the config and delete the manifests",
         count(report.manifests as u64),
         count(report.snapshots_written as u64),

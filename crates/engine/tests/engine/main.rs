@@ -10,6 +10,10 @@ macro_rules! repository_over_inner {
         impl taosbackup_core::Repository for $t {
             $($methods)*
 
+            fn shard_encoding(&self) -> taosbackup_core::ShardEncoding {
+                self.inner.shard_encoding()
+            }
+
             fn has_blob(&self, id: &taosbackup_core::BlobId) -> bool {
                 self.inner.has_blob(id)
             }

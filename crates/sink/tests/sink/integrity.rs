@@ -73,21 +73,21 @@ async fn unknown_version_and_non_repository_fail_clearly() {
             .to_vec(),
     )
     .unwrap();
-    let v3 = text.replace("\"version\": 2", "\"version\": 3");
+    let v4 = text.replace("\"version\": 3", "\"version\": 4");
     store
-        .put(&path, PutPayload::from(v3.into_bytes()))
+        .put(&path, PutPayload::from(v4.into_bytes()))
         .await
         .unwrap();
     match Repo::open(backend.clone(), None).await {
         Err(Error::UnsupportedVersion {
-            found: 3,
-            supported: 2,
+            found: 4,
+            supported: 3,
             ..
         }) => {}
         other => panic!("{other:?}"),
     }
     // A format-1 repository (an intact config of version 1) names the way to migrate.
-    let v1 = text.replace("\"version\": 2", "\"version\": 1");
+    let v1 = text.replace("\"version\": 3", "\"version\": 1");
     let check = blake3::hash(v1.as_bytes()).to_hex().to_string();
     store
         .put(&path, PutPayload::from(v1.into_bytes()))

@@ -1,5 +1,6 @@
-//! `migrate`: a format-1 repository becomes format 2 without rewriting data packs; every
-//! backup describes what its format-1 chain folded to; interrupted runs finish on rerun.
+//! `migrate`: a format-1 repository becomes format 3 without rewriting data packs; every
+//! backup describes what its format-1 chain folded to; interrupted runs finish on rerun. A
+//! format-2 repository switches to format 3 (its config alone).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -8,11 +9,12 @@ use chrono::{DateTime, Utc};
 use taosbackup_core::{
     BackupId, BackupKind, BackupStats, BlobId, BlockRecord, BlockRef, BucketWidth, CatalogRoot,
     CatalogSnapshot, DatabaseDef, DatabaseState, MANIFEST_VERSION, Manifest, Precision, Shard,
-    SourceInfo, SuperTableDef, SuperTablePart, TableDef, TableKind, TableRecord, TagValue, Tree,
-    Value, chain_of, fold,
+    ShardEncoding, SourceInfo, SuperTableDef, SuperTablePart, TableDef, TableKind, TableRecord,
+    TagValue, Tree, Value, chain_of, fold,
 };
 use taosbackup_sink::{
-    Backend, Error, FORMAT1_VERSION, InitOptions, KdfParams, OpenOptions, Repo, VerifyOptions,
+    Backend, Error, FORMAT1_VERSION, FORMAT2_VERSION, InitOptions, KdfParams, OpenOptions,
+    REPO_VERSION, Repo, VerifyOptions,
 };
 
 use crate::common::*;
@@ -219,7 +221,9 @@ async fn state_of(repo: &Repo, id: &BackupId) -> DatabaseState {
     .unwrap();
     let (mut tables, mut blocks) = (Vec::new(), BTreeMap::new());
     for e in &tree.shards {
-        let shard = Shard::decode(&repo.read_blob(&e.shard).await.unwrap(), "s").unwrap();
+        let bytes = repo.read_blob(&e.shard).await.unwrap();
+        assert!(bytes.starts_with(b"TBSH"), "migrate writes binary shards");
+        let shard = Shard::decode(&bytes, "s").unwrap();
         shard.check_against(e, "s").unwrap();
         for t in shard.tables {
             blocks.insert(t.def.name.clone(), t.blocks);
@@ -323,9 +327,9 @@ async fn migrate_converts_every_backup_resumes_when_interrupted_and_reuses_the_d
     assert!(done.already_migrated, "{done:?}");
     assert_eq!(done.manifests_deleted, 5);
 
-    // Format 2 now, with one key (bound to the new config) and no manifest left.
+    // Format 3 now, with one key (bound to the new config) and no manifest left.
     let repo = Repo::open(backend.clone(), Some(&pw)).await.unwrap();
-    assert_eq!(repo.config().version, 2);
+    assert_eq!(repo.config().version, REPO_VERSION);
     assert_eq!(names(&store, "keys/").await.len(), 1);
     assert!(names(&store, "manifests/").await.is_empty());
     assert!(names(&store, "config.migrate").await.is_empty());
@@ -379,4 +383,56 @@ async fn migrate_refuses_several_key_files() {
         Repo::open(backend, Some(&password())).await,
         Err(Error::Format1Repository { .. })
     ));
+}
+
+/// A format-2 repository (JSON shards) switches to format 3 by its config alone: a dry run
+/// writes nothing, an interrupted switch is finished by a rerun, the key still opens it, and
+/// new shards are binary from then on.
+#[tokio::test]
+async fn migrate_switches_a_format2_repository_to_format3() {
+    let store = Arc::new(Faulty::new());
+    let backend = Backend::from_store(store.clone(), "", "mem://m2").unwrap();
+    let pw = password();
+    let options = InitOptions {
+        kdf: KdfParams::insecure_for_tests(),
+        format_version: FORMAT2_VERSION,
+        ..InitOptions::default()
+    };
+    let repo = Repo::init(backend.clone(), options, Some(&pw))
+        .await
+        .unwrap();
+    assert_eq!(repo.shard_encoding(), ShardEncoding::Json);
+    let session = repo.session("backup").await.unwrap();
+    let blob = session.put_blob(&noise(7, 3000)).await.unwrap();
+    session.flush_index().await.unwrap();
+    session.finish().await.unwrap();
+    let everything_before = names(&store, "").await;
+
+    let dry = repo.migrate(Some(&pw), true).await.unwrap();
+    assert_eq!(dry.from_version, FORMAT2_VERSION, "{dry:?}");
+    let mut after_dry = names(&store, "").await;
+    after_dry.retain(|p| !p.starts_with("locks/"));
+    assert_eq!(after_dry, everything_before, "a dry run writes nothing");
+    let repo = Repo::open(backend.clone(), Some(&pw)).await.unwrap();
+    assert_eq!(repo.config().version, FORMAT2_VERSION);
+
+    // Interrupted between config.check and config: other commands say so; a rerun ends it.
+    store.fail(Some("config$"));
+    repo.migrate(Some(&pw), false).await.unwrap_err();
+    store.fail(None);
+    assert!(matches!(
+        Repo::open(backend.clone(), Some(&pw)).await,
+        Err(Error::MigrationInterrupted { .. })
+    ));
+    assert!(Repo::resume_migration(&backend).await.unwrap());
+    let repo = Repo::open(backend.clone(), Some(&pw)).await.unwrap();
+    let done = repo.migrate(Some(&pw), false).await.unwrap();
+    assert!(done.already_migrated, "{done:?}");
+
+    let repo = Repo::open(backend.clone(), Some(&pw)).await.unwrap();
+    assert_eq!(repo.config().version, REPO_VERSION);
+    assert_eq!(repo.shard_encoding(), ShardEncoding::Binary);
+    assert_eq!(names(&store, "keys/").await.len(), 1);
+    assert!(names(&store, "config.migrate").await.is_empty());
+    assert_eq!(repo.read_blob(&blob).await.unwrap(), noise(7, 3000));
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use taosbackup_core::{
     BackupId, BackupSnapshot, BlobId, Repository, RepositoryError, RepositoryErrorKind,
+    ShardEncoding,
 };
 
 use super::{FaultPoint, Faults, lock};
@@ -70,6 +71,11 @@ impl MemoryRepository {
 
 #[async_trait]
 impl Repository for MemoryRepository {
+    /// Binary, as a new repository's: the engine's tests write what production writes.
+    fn shard_encoding(&self) -> ShardEncoding {
+        ShardEncoding::Binary
+    }
+
     async fn store_blob(&self, data: &[u8]) -> Result<BlobId, RepositoryError> {
         self.faults.repository(FaultPoint::StoreBlob)?;
         let id = BlobId::from_bytes(*blake3::hash(data).as_bytes());
