@@ -59,12 +59,16 @@ pub(crate) const GROUP_BYTES: usize = 8 << 20;
 const PROBE_TABLES: usize = 8;
 
 /// The largest average size of a table (raw bytes in the requested ranges) at which the
-/// rest of a group shares one query: ~1,400 rows of the benchmark's data, 100 tables in
-/// 4 MiB. Larger tables gain little from sharing a query (their rows, not their requests,
-/// are the cost), and held whole, 100 tables of 5,000 rows made the 50 M-row full backup
-/// take more CPU (mostly the emulator's, which materialises each answer) and 2.5× the peak
-/// memory of per-table reads (docs/performance.md, "Several tables per query, built").
-const SMALL_TABLE_BYTES: usize = 40 << 10;
+/// rest of a group shares one query: ~2,200 rows of the benchmark's data, 100 tables in
+/// 6.4 MiB (under [`GROUP_BYTES`]). Larger tables gain little from sharing a query (their
+/// rows, not their requests, are the cost), and held whole, 100 tables of 5,000 rows
+/// (~145 KB each) made the 50 M-row full backup take more CPU (mostly the emulator's, which
+/// materialises each answer) and 2.5× the peak memory of per-table reads. Up to 2026-12-07
+/// the bound was 40 KB, just under one day's bucket of the benchmark's tables (~42 KB), so a
+/// 1% incremental at 50 M rows read its 400 changed blocks one query each; grouped, it took
+/// 4–8% less time in pairs (docs/performance.md, "Several tables per query, built",
+/// "Groups of tables up to 64 KiB").
+const SMALL_TABLE_BYTES: usize = 64 << 10;
 
 /// Per database and super table: whether its children are small enough to share queries
 /// (learnt from a first query over a few of them, or from a query that passed the bound).

@@ -1244,7 +1244,7 @@ async fn children_read_with_one_query_give_the_chunks_of_per_table_reads() {
 }
 
 /// The first query over a super table's children reads a few of them to learn their size:
-/// small children then share one query for the rest of each group, large ones (over ~40 KB
+/// small children then share one query for the rest of each group, large ones (over 64 KiB
 /// each) are read one by one from then on. Either way the chunks are a per-table read's.
 #[tokio::test]
 async fn a_probe_decides_whether_children_share_queries() {
