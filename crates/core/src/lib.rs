@@ -9,8 +9,9 @@
 //!   [`Value`]s: the schema a restore recreates.
 //! * [`Bucket`], [`BucketWidth`], [`TimeRange`]: a block is a table's rows in one time
 //!   bucket `[k*W, (k+1)*W)`.
-//! * [`BackupSnapshot`]: one backup (format 2), the root of a tree of content-addressed
-//!   objects: a [`Tree`] of [`Shard`]s (table definitions and [`BlockRef`]s) and a
+//! * [`BackupSnapshot`]: one backup (formats 2 and 3), the root of a tree of content-addressed
+//!   objects: a [`Tree`] of [`Shard`]s (table definitions and [`BlockRef`]s; JSON or, from
+//!   format 3, binary: [`ShardEncoding`]) and a
 //!   [`CatalogRoot`] with [`SuperTablePart`]s; [`DatabaseState`] is what a snapshot describes.
 //! * [`Manifest`]: a format-1 backup, read only to migrate ([`chain_of`], [`fold`]).
 //! * [`Repository`]: the trait backups are written through and restored from
