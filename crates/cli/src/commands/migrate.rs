@@ -35,8 +35,8 @@ pub async fn run(ctx: &Context, args: &MigrateArgs) -> anyhow::Result<Exit> {
     if report.from_version == 2 {
         println!(
             "{would}switch {url} from format 2 to format 3: new shards are written binary, \
-             existing ones stay as they are; taosbackup builds older than format 3 will no \
-             longer open it"
+             existing ones stay as they are; taosbackup builds that know only format 2 will \
+             no longer open it"
         );
         if report.manifests_deleted > 0 {
             println!(
