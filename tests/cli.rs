@@ -2533,17 +2533,8 @@ fn shards_binary(path: &str) -> Vec<bool> {
         let mut out = Vec::new();
         let mut snapshots = repo.snapshots().await.unwrap();
         snapshots.sort_by_key(|s| s.started_at);
-        for s in snapshots {
-            let (tree, _) = taosbackup_core::Tree::read(
-                s.tree,
-                "of the test",
-                async |blob, _what| repo.read_blob(&blob).await.map_err(|e| e.to_string()),
-                |e| e.to_string(),
-            )
-            .await
-            .unwrap();
-            let bytes = repo.read_blob(&tree.shards[0].shard).await.unwrap();
-            out.push(bytes.starts_with(b"TBSH"));
+        for s in &snapshots {
+            out.push(first_shard_is_binary(&repo, s).await);
         }
         out
     })

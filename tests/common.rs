@@ -242,3 +242,22 @@ fn serve_read_only(client: TcpStream, upstream: u16) -> std::io::Result<()> {
         client.write_all(&answer)?;
     }
 }
+
+/// Whether the first shard of `snapshot` (in `repo`) is stored in the binary encoding of
+/// format 3; else it must be JSON.
+pub async fn first_shard_is_binary(
+    repo: &taosbackup_sink::Repo,
+    snapshot: &taosbackup_core::BackupSnapshot,
+) -> bool {
+    let (tree, _) = taosbackup_core::Tree::read(
+        snapshot.tree,
+        "of the test",
+        async |blob, _what| repo.read_blob(&blob).await.map_err(|e| e.to_string()),
+        |e| e.to_string(),
+    )
+    .await
+    .unwrap();
+    let bytes = repo.read_blob(&tree.shards[0].shard).await.unwrap();
+    assert!(bytes.starts_with(b"TBSH") || bytes.starts_with(b"{"));
+    bytes.starts_with(b"TBSH")
+}

@@ -504,24 +504,6 @@ async fn create_child(
     format!("create {t}")
 }
 
-/// Runs `steps` random steps with a backup after each, then restores every point and
-/// compares it with the database as it was.
-/// Whether the first shard of backup `id` is stored in the binary encoding (else JSON).
-pub async fn first_shard_is_binary(repo: &Repo, id: &taosbackup_core::BackupId) -> bool {
-    let s = repo.load_snapshot(id).await.unwrap();
-    let (tree, _) = taosbackup_core::Tree::read(
-        s.tree,
-        "of the test",
-        async |blob, _what| repo.read_blob(&blob).await.map_err(|e| e.to_string()),
-        |e| e.to_string(),
-    )
-    .await
-    .unwrap();
-    let bytes = repo.read_blob(&tree.shards[0].shard).await.unwrap();
-    assert!(bytes.starts_with(b"TBSH") || bytes.starts_with(b"{"));
-    bytes.starts_with(b"TBSH")
-}
-
 /// A format-2 repository switched to format 3 by `migrate` (the config alone), reopened and
 /// verified.
 pub async fn through_format2_switch(repo: &Repo) -> Repo {
@@ -605,6 +587,8 @@ pub async fn through_format1(repo: &Repo, width: BucketWidth) -> Repo {
     migrated
 }
 
+/// Runs `steps` random steps with a backup after each, then restores every point and
+/// compares it with the database as it was.
 pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, dir: &Path) {
     // Every other scenario starts on a format-2 repository (JSON shards), which its
     // migration switches to format 3; the others go through format 1.
@@ -656,7 +640,7 @@ pub async fn scenario(seed: u64, steps: usize, engine: EngineKind, kind: Feed, d
         ));
         if i == 0 {
             assert_eq!(
-                first_shard_is_binary(&h.repo, &report.snapshot.id).await,
+                crate::common::first_shard_is_binary(&h.repo, &report.snapshot).await,
                 format == taosbackup_sink::REPO_VERSION,
                 "seed {seed}: shards as the repository's format says"
             );
