@@ -40,6 +40,7 @@
 
 mod block;
 mod catalog;
+mod cursor;
 mod error;
 mod feed;
 mod id;

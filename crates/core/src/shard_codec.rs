@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 
 use crate::BlobId;
+use crate::cursor::Cursor;
 use crate::manifest::BlockRef;
 
 /// The first bytes of a binary shard; a JSON object starts with `{` or whitespace.
@@ -75,7 +76,7 @@ pub(crate) struct TableOut<'a> {
 
 /// Decodes a binary shard; the reason on failure. Never panics, whatever the bytes.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<TableOut<'_>>, String> {
-    let mut r = Reader { bytes, at: 0 };
+    let mut r = Cursor::new(bytes, |at| format!("ends early (at byte {at})"));
     if r.take(MAGIC.len())? != MAGIC {
         return Err("not a binary shard".into());
     }
@@ -85,21 +86,21 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<TableOut<'_>>, String> {
             "binary shard encoding {version}, this build reads {CODEC_VERSION}"
         ));
     }
-    let count = r.count("tables", 2)?;
+    let count = read_count(&mut r, "tables", 2)?;
     let mut tables = Vec::with_capacity(count);
     for _ in 0..count {
-        let len = r.count("definition bytes", 1)?;
+        let len = read_count(&mut r, "definition bytes", 1)?;
         let def = r.take(len)?;
-        let n = r.count("blocks", BLOCK_MIN)?;
+        let n = read_count(&mut r, "blocks", BLOCK_MIN)?;
         let mut blocks = BTreeMap::new();
         let mut prev: Option<i64> = None;
         for _ in 0..n {
             let bucket = match prev {
-                None => unzigzag(r.varint()?),
+                None => unzigzag(read_varint(&mut r)?),
                 Some(p) => {
                     // Wrapping, the sum is the true one exactly when it ends above `p` (any
                     // difference of 1..2^64 that overflows wraps to at most `p`).
-                    let b = p.wrapping_add(r.varint()? as i64);
+                    let b = p.wrapping_add(read_varint(&mut r)? as i64);
                     if b <= p {
                         return Err("buckets are not in ascending order".into());
                     }
@@ -107,10 +108,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<TableOut<'_>>, String> {
                 }
             };
             prev = Some(bucket);
-            let blob = BlobId::from_bytes(r.take(32)?.try_into().map_err(|_| "short blob id")?);
-            let rows = r.varint()?;
-            let min_ts = unzigzag(r.varint()?);
-            let max_ts = min_ts.wrapping_add(unzigzag(r.varint()?));
+            let blob = BlobId::from_bytes(r.array()?);
+            let rows = read_varint(&mut r)?;
+            let min_ts = unzigzag(read_varint(&mut r)?);
+            let max_ts = min_ts.wrapping_add(unzigzag(read_varint(&mut r)?));
             blocks.insert(
                 bucket,
                 BlockRef {
@@ -123,8 +124,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<TableOut<'_>>, String> {
         }
         tables.push(TableOut { def, blocks });
     }
-    if r.at != bytes.len() {
-        return Err(format!("{} bytes after the last table", bytes.len() - r.at));
+    if r.remaining() > 0 {
+        return Err(format!("{} bytes after the last table", r.remaining()));
     }
     Ok(tables)
 }
@@ -132,49 +133,32 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<TableOut<'_>>, String> {
 /// The fewest bytes a block takes (a one-byte bucket, the id, three one-byte varints).
 const BLOCK_MIN: usize = 1 + 32 + 3;
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// A LEB128 varint of at most 64 bits.
+fn read_varint(r: &mut Cursor<'_, String>) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = r.take(1)?[0];
+        let bits = u64::from(b & 0x7f);
+        if shift == 63 && bits > 1 {
+            return Err("a varint overflows 64 bits".into());
+        }
+        v |= bits << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err("a varint overflows 64 bits".into())
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(|| format!("ends early (at byte {})", self.at))?;
-        let s = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(s)
+/// A count of items of at least `min` bytes each: refused when the rest of the input cannot
+/// hold them, so a damaged count never allocates.
+fn read_count(r: &mut Cursor<'_, String>, what: &str, min: usize) -> Result<usize, String> {
+    let n = read_varint(r)?;
+    let room = r.remaining() / min.max(1);
+    if n > room as u64 {
+        return Err(format!("{n} {what} do not fit in the rest of the shard"));
     }
-
-    fn varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.take(1)?[0];
-            let bits = u64::from(b & 0x7f);
-            if shift == 63 && bits > 1 {
-                return Err("a varint overflows 64 bits".into());
-            }
-            v |= bits << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err("a varint overflows 64 bits".into())
-    }
-
-    /// A count of items of at least `min` bytes each: refused when the rest of the input
-    /// cannot hold them, so a damaged count never allocates.
-    fn count(&mut self, what: &str, min: usize) -> Result<usize, String> {
-        let n = self.varint()?;
-        let room = (self.bytes.len() - self.at) / min.max(1);
-        if n > room as u64 {
-            return Err(format!("{n} {what} do not fit in the rest of the shard"));
-        }
-        Ok(n as usize)
-    }
+    Ok(n as usize)
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {

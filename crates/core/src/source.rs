@@ -27,6 +27,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::cursor::Cursor;
 use crate::transform::Floats;
 use crate::{CatalogSnapshot, Precision, TimeRange};
 
@@ -161,7 +162,7 @@ impl BlockChunk {
         range: TimeRange,
     ) -> Result<Vec<BlockChunk>, ChunkFormatError> {
         let mut out = Vec::new();
-        let mut r = Reader { data, pos: 0 };
+        let mut r = Cursor::new(data, |_| ChunkFormatError("truncated frame".into()));
         while r.pos < data.len() {
             let transformed = match r.take(4)? {
                 m if m == MAGIC => None,
@@ -216,30 +217,6 @@ impl BlockChunk {
             });
         }
         Ok(out)
-    }
-}
-
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ChunkFormatError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.data.len())
-            .ok_or_else(|| ChunkFormatError("truncated frame".into()))?;
-        let s = &self.data[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], ChunkFormatError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
     }
 }
 
