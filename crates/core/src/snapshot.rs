@@ -339,27 +339,40 @@ impl ShardBlocks {
     /// [`Shard::check_against`]; `None` otherwise (the caller parses it whole).
     fn decode_lazily(bytes: &[u8], entry: &TreeEntry) -> Option<Self> {
         if shard_codec::is_binary(bytes) {
-            return Self::decode_binary_lazily(bytes, entry);
+            // Its definitions are stored as the fingerprinted JSON, as a JSON shard's are.
+            let tables = shard_codec::decode(bytes).ok()?;
+            return Self::checked(tables.into_iter().map(|t| (t.def, t.blocks)), entry);
         }
         let shard = serde_json::from_slice::<LazyObject<'_>>(bytes).ok()?.shard;
         if shard.version != SNAPSHOT_VERSION {
             return None;
         }
-        let heads = shard
-            .tables
+        let tables = shard.tables.into_iter();
+        Self::checked(tables.map(|t| (t.def.get().as_bytes(), t.blocks)), entry)
+    }
+
+    /// A lazily read shard from each table's definition as stored and its blocks, if it
+    /// passes every check of [`Shard::check_against`] (the fingerprint taken over the
+    /// definitions as stored).
+    fn checked<'a>(
+        tables: impl Iterator<Item = (&'a [u8], BTreeMap<i64, BlockRef>)>,
+        entry: &TreeEntry,
+    ) -> Option<Self> {
+        let tables: Vec<_> = tables.collect();
+        let heads = tables
             .iter()
-            .map(|t| serde_json::from_str::<DefHead<'_>>(t.def.get()))
+            .map(|(def, _)| serde_json::from_slice::<DefHead<'_>>(def))
             .collect::<Result<Vec<_>, _>>()
             .ok()?;
         let views: Vec<TableView<'_>> = heads
             .iter()
-            .zip(&shard.tables)
-            .map(|(h, t)| (h.name, h.super_table, &t.blocks))
+            .zip(&tables)
+            .map(|(h, (_, blocks))| (h.name, h.super_table, blocks))
             .collect();
         check_tables(&views, entry).ok()?;
-        let mut text = Vec::with_capacity(bytes.len());
-        for t in &shard.tables {
-            text.extend_from_slice(t.def.get().as_bytes());
+        let mut text = Vec::with_capacity(tables.iter().map(|(def, _)| def.len() + 1).sum());
+        for (def, _) in &tables {
+            text.extend_from_slice(def);
             text.push(b'\n');
         }
         if blake3::hash(&text).to_hex().as_str() != entry.defs {
@@ -368,45 +381,10 @@ impl ShardBlocks {
         check_totals(&views, entry).ok()?;
         let tables = heads
             .iter()
-            .zip(shard.tables)
-            .map(|(h, t)| TableBlocks {
-                name: h.name.to_string(),
-                blocks: t.blocks,
-            })
-            .collect();
-        Some(ShardBlocks { tables })
-    }
-
-    /// [`ShardBlocks::decode_lazily`] for a binary shard: its definitions are stored as the
-    /// fingerprinted JSON, so they are hashed as they are and only their heads parsed.
-    fn decode_binary_lazily(bytes: &[u8], entry: &TreeEntry) -> Option<Self> {
-        let tables = shard_codec::decode(bytes).ok()?;
-        let heads = tables
-            .iter()
-            .map(|t| serde_json::from_slice::<DefHead<'_>>(t.def))
-            .collect::<Result<Vec<_>, _>>()
-            .ok()?;
-        let views: Vec<TableView<'_>> = heads
-            .iter()
-            .zip(&tables)
-            .map(|(h, t)| (h.name, h.super_table, &t.blocks))
-            .collect();
-        check_tables(&views, entry).ok()?;
-        let mut hasher = blake3::Hasher::new();
-        for t in &tables {
-            hasher.update(t.def);
-            hasher.update(b"\n");
-        }
-        if hasher.finalize().to_hex().as_str() != entry.defs {
-            return None;
-        }
-        check_totals(&views, entry).ok()?;
-        let tables = heads
-            .iter()
             .zip(tables)
-            .map(|(h, t)| TableBlocks {
+            .map(|(h, (_, blocks))| TableBlocks {
                 name: h.name.to_string(),
-                blocks: t.blocks,
+                blocks,
             })
             .collect();
         Some(ShardBlocks { tables })
