@@ -32,22 +32,16 @@ pub async fn run(ctx: &Context, args: &MigrateArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     let would = if args.dry_run { "would " } else { "" };
-    if report.from_version == 2 {
-        println!(
-            "{would}switch {url} from format 2 to format 3: new shards are written binary, \
-             existing ones stay as they are; taosbackup builds that know only format 2 will \
-             no longer open it"
-        );
-        if report.manifests_deleted > 0 {
+    if report.from_version == 2 || report.already_migrated {
+        if report.from_version == 2 {
             println!(
-                "{would}delete {} leftover manifests",
-                report.manifests_deleted
+                "{would}switch {url} from format 2 to format 3: new shards are written binary, \
+                 existing ones stay as they are; taosbackup builds that know only format 2 \
+                 will no longer open it"
             );
+        } else {
+            println!("{url} is already format 3");
         }
-        return Ok(Exit::Ok);
-    }
-    if report.already_migrated {
-        println!("{url} is already format 3");
         if report.manifests_deleted > 0 {
             println!(
                 "{would}delete {} leftover manifests",
