@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
+use taos::BorrowedValue;
 use taosbackup_core::{
     CatalogSnapshot, ColumnDef, DataType, DatabaseDef, Precision, SkippedObject, SuperTableDef,
     TableDef, TableKind, TagValue, Value,
@@ -16,17 +17,12 @@ use taosbackup_core::{
 use crate::Error;
 use crate::conn::{Ctx, Pool, Rows};
 use crate::sql;
+use crate::value::to_core_value;
 
 /// Text of a string-typed value.
 pub(crate) fn text(v: &Value) -> Option<String> {
     // Cloning costs what copying the text out did: one allocation for a string value.
     into_text(v.clone())
-}
-
-/// [`text`] of a cell taken out of its row (left `Null`): the catalog's answers hold a name
-/// or two for every table, 10,000 and more, and taking them moves them instead of copying.
-fn take_text(row: &mut [Value], col: usize) -> Option<String> {
-    into_text(std::mem::replace(row.get_mut(col)?, Value::Null))
 }
 
 /// The text of a string-typed value, moved out of it (invalid UTF-8 is replaced, as
@@ -38,6 +34,21 @@ fn into_text(v: Value) -> Option<String> {
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         ),
         Value::NChar(s) | Value::Json(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// [`text`] of a cell read in place ([`crate::conn::Pool::query_rows`]): one copy, of
+/// the text alone.
+fn cell_text(v: BorrowedValue<'_>) -> Option<String> {
+    into_text(to_core_value(v))
+}
+
+/// The text of a `VARCHAR` or `NCHAR` cell, borrowed: for a cell that is only compared.
+fn cell_str<'a>(v: &'a BorrowedValue<'_>) -> Option<&'a str> {
+    match v {
+        BorrowedValue::VarChar(s) => Some(s),
+        BorrowedValue::NChar(s) => Some(s),
         _ => None,
     }
 }
@@ -222,31 +233,36 @@ async fn read_stable(
     if !tags.is_empty() {
         let list: Vec<String> = tags.iter().map(|t| t.name.clone()).collect();
         let rows = pool
-            .query_values(
+            .query_rows(
                 ctx.doing("reading child tables' tags (SELECT TAGS)"),
                 &sql::child_tags(db, &name, &list),
+                &[],
+                |row| {
+                    // By position: `tbname`, then the tags in the order asked for.
+                    let tb = row
+                        .at(0)
+                        .and_then(cell_text)
+                        .ok_or_else(|| unexpected("child tag values", db, "tbname missing"))?;
+                    if row.width() <= tags.len() {
+                        return Err(unexpected(
+                            "child tag values",
+                            db,
+                            "fewer tag values than tags",
+                        ));
+                    }
+                    let values = (1..)
+                        .zip(&tags)
+                        .map(|(col, t)| TagValue {
+                            name: t.name.clone(),
+                            value: row.at(col).map(to_core_value).unwrap_or(Value::Null),
+                        })
+                        .collect::<Vec<_>>();
+                    Ok((tb, values))
+                },
             )
             .await?;
-        for mut row in rows.rows {
-            let tb = take_text(&mut row, 0)
-                .ok_or_else(|| unexpected("child tag values", db, "tbname missing"))?;
-            let values: Vec<TagValue> = tags
-                .iter()
-                .zip(row.into_iter().skip(1))
-                .map(|(t, value)| TagValue {
-                    name: t.name.clone(),
-                    value,
-                })
-                .collect();
-            if values.len() != tags.len() {
-                return Err(unexpected(
-                    "child tag values",
-                    db,
-                    "fewer tag values than tags",
-                ));
-            }
-            children.insert(tb, values);
-        }
+        children.reserve(rows.len());
+        children.extend(rows);
     }
     Ok((
         SuperTableDef {
@@ -333,7 +349,29 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
             .await
     };
     let tables_sql = sql::tables(db);
-    let tables = pool.query_values(ctx.doing("reading the catalog (ins_tables)"), &tables_sql);
+    let tables = pool.query_rows(
+        ctx.doing("reading the catalog (ins_tables)"),
+        &tables_sql,
+        &["table_name", "stable_name", "ttl", "table_comment", "type"],
+        |row| {
+            let cell = row.get(4);
+            let kind = match cell.as_ref().and_then(cell_str) {
+                Some(k) => RowKind::of(k),
+                None => RowKind::of(&cell.and_then(cell_text).unwrap_or_default()),
+            };
+            Ok(TableRow {
+                name: row.get(0).and_then(cell_text).unwrap_or_default(),
+                // Only a child table's is kept.
+                super_table: match kind {
+                    RowKind::Child => row.get(1).and_then(cell_text),
+                    _ => None,
+                },
+                ttl: row.get(2).and_then(|v| int(&to_core_value(v))),
+                comment: row.get(3).and_then(cell_text).filter(|c| !c.is_empty()),
+                kind,
+            })
+        },
+    );
     let normal = async {
         let normal_cols = pool
             .query_values(
@@ -377,65 +415,64 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
         skipped.push(skip_virtual(&st.name, "VIRTUAL_STABLE"));
         false
     });
-    let mut tags_of: HashMap<String, Vec<TagValue>> = HashMap::new();
-    for (_, children) in &mut read {
-        tags_of.extend(children.drain());
-    }
-    let super_tables: Vec<SuperTableDef> = read.into_iter().map(|(s, _)| s).collect();
+    // Each super table's children by name, looked up under the super table `ins_tables`
+    // names (the maps stay as read: merging them into one re-hashed every child).
+    let mut tags_of: HashMap<String, HashMap<String, Vec<TagValue>>> =
+        HashMap::with_capacity(read.len());
+    let super_tables: Vec<SuperTableDef> = read
+        .into_iter()
+        .map(|(s, children)| {
+            tags_of.insert(s.name.clone(), children);
+            s
+        })
+        .collect();
 
-    let what = "ins_tables";
-    let (tn, sn, ttl, cm, ty) = (
-        tables.col("table_name", what)?,
-        tables.col("stable_name", what)?,
-        tables.col("ttl", what)?,
-        tables.col("table_comment", what)?,
-        tables.col("type", what)?,
-    );
-    let mut out = Vec::with_capacity(tables.rows.len());
-    for mut row in tables.rows {
-        let name = take_text(&mut row, tn).unwrap_or_default();
-        let kind = take_text(&mut row, ty).unwrap_or_default();
-        let comment = take_text(&mut row, cm).filter(|c| !c.is_empty());
-        let ttl = row.get(ttl).and_then(int).filter(|t| *t > 0);
-        if kind.eq_ignore_ascii_case("CHILD_TABLE") {
-            let Some(tags) = tags_of.remove(&name) else {
-                // Dropped between the two statements: it no longer exists.
-                continue;
-            };
-            out.push(TableDef {
-                name,
-                kind: TableKind::Child,
-                super_table: take_text(&mut row, sn),
-                tags,
-                comment,
-                ttl,
-                columns: Vec::new(),
-            });
-        } else if kind.eq_ignore_ascii_case("NORMAL_TABLE") {
-            let Some(columns) = columns_of.remove(&name) else {
-                continue;
-            };
-            out.push(TableDef {
-                name,
-                kind: TableKind::Normal,
-                super_table: None,
-                tags: Vec::new(),
-                comment,
-                ttl,
-                columns,
-            });
-        } else if kind.to_ascii_uppercase().starts_with("VIRTUAL_") {
-            skipped.push(skip_virtual(&name, &kind.to_ascii_uppercase()));
-        } else {
-            // A kind this version of taosbackup does not know: listed, never dropped quietly.
-            skipped.push(SkippedObject {
-                name,
-                reason: format!(
-                    "table type {kind:?} is not known to this version of taosbackup: its rows \
-                     are not in the backup"
-                ),
-                kind,
-            });
+    let mut out = Vec::with_capacity(tables.len());
+    for row in tables {
+        let TableRow {
+            name,
+            super_table,
+            ttl,
+            comment,
+            kind,
+        } = row;
+        let ttl = ttl.filter(|t| *t > 0);
+        match kind {
+            RowKind::Child => {
+                let own = super_table
+                    .as_deref()
+                    .and_then(|st| tags_of.get_mut(st))
+                    .and_then(|children| children.remove(&name));
+                let Some(tags) = own.or_else(|| tags_of.values_mut().find_map(|c| c.remove(&name)))
+                else {
+                    // Dropped between the two statements: it no longer exists.
+                    continue;
+                };
+                out.push(TableDef {
+                    name,
+                    kind: TableKind::Child,
+                    super_table,
+                    tags,
+                    comment,
+                    ttl,
+                    columns: Vec::new(),
+                });
+            }
+            RowKind::Normal => {
+                let Some(columns) = columns_of.remove(&name) else {
+                    continue;
+                };
+                out.push(TableDef {
+                    name,
+                    kind: TableKind::Normal,
+                    super_table: None,
+                    tags: Vec::new(),
+                    comment,
+                    ttl,
+                    columns,
+                });
+            }
+            RowKind::Other(kind) => skipped.push(other_kind(name, kind)),
         }
     }
     for s in &skipped {
@@ -453,6 +490,52 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
         tables: out,
         skipped,
     })
+}
+
+/// A row of `ins_tables` as the catalog keeps it.
+struct TableRow {
+    name: String,
+    super_table: Option<String>,
+    ttl: Option<i64>,
+    comment: Option<String>,
+    kind: RowKind,
+}
+
+/// A table's `type` in `ins_tables`.
+enum RowKind {
+    Child,
+    Normal,
+    /// Any other type, as the server wrote it.
+    Other(String),
+}
+
+impl RowKind {
+    fn of(kind: &str) -> RowKind {
+        if kind.eq_ignore_ascii_case("CHILD_TABLE") {
+            RowKind::Child
+        } else if kind.eq_ignore_ascii_case("NORMAL_TABLE") {
+            RowKind::Normal
+        } else {
+            RowKind::Other(kind.to_string())
+        }
+    }
+}
+
+/// Why a table of type `kind` (neither a child nor a normal table) is not backed up.
+fn other_kind(name: String, kind: String) -> SkippedObject {
+    let upper = kind.to_ascii_uppercase();
+    if upper.starts_with("VIRTUAL_") {
+        return skip_virtual(&name, &upper);
+    }
+    // A kind this version of taosbackup does not know: listed, never dropped quietly.
+    SkippedObject {
+        name,
+        reason: format!(
+            "table type {kind:?} is not known to this version of taosbackup: its rows are not \
+             in the backup"
+        ),
+        kind,
+    }
 }
 
 /// Why a virtual table or virtual super table is not backed up.
@@ -612,25 +695,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn taken_text_is_what_text_reads_and_leaves_null() {
+    fn a_cell_read_in_place_has_the_text_a_typed_copy_has() {
+        use std::borrow::Cow;
         // What `text` read before it shared `into_text`: `from_utf8_lossy` of the bytes.
         let cases = [
-            (Value::VarChar(b"meters".to_vec()), Some("meters")),
-            (Value::VarChar(vec![b'a', 0xff, b'b']), Some("a\u{FFFD}b")),
-            (Value::VarBinary(b"\x01".to_vec()), Some("\x01")),
-            (Value::NChar("名".into()), Some("名")),
-            (Value::Json("{}".into()), Some("{}")),
-            (Value::Int(7), None),
-            (Value::Null, None),
+            (BorrowedValue::VarChar("meters"), Some("meters")),
+            (
+                BorrowedValue::VarBinary(Cow::Borrowed(b"a\xffb")),
+                Some("a\u{FFFD}b"),
+            ),
+            (BorrowedValue::NChar(Cow::Borrowed("名")), Some("名")),
+            (BorrowedValue::Json(Cow::Borrowed(b"{}")), Some("{}")),
+            (BorrowedValue::Int(7), None),
+            (BorrowedValue::Null(taos::Ty::VarChar), None),
         ];
         for (v, want) in cases {
             let want = want.map(str::to_string);
-            assert_eq!(text(&v), want, "{v:?}");
-            let mut row = vec![Value::Int(1), v.clone()];
-            assert_eq!(take_text(&mut row, 1), want, "{v:?}");
-            assert_eq!(row, vec![Value::Int(1), Value::Null]);
+            assert_eq!(text(&to_core_value(v.clone())), want, "{v:?}");
+            assert_eq!(cell_text(v.clone()), want, "{v:?}");
+            // Only the two text types are compared in place.
+            let borrowed = match &v {
+                BorrowedValue::VarChar(_) | BorrowedValue::NChar(_) => want.as_deref(),
+                _ => None,
+            };
+            assert_eq!(cell_str(&v), borrowed, "{v:?}");
         }
-        assert_eq!(take_text(&mut [], 0), None);
+    }
+
+    #[test]
+    fn table_types_as_ins_tables_writes_them() {
+        assert!(matches!(RowKind::of("CHILD_TABLE"), RowKind::Child));
+        assert!(matches!(RowKind::of("child_table"), RowKind::Child));
+        assert!(matches!(RowKind::of("NORMAL_TABLE"), RowKind::Normal));
+        let RowKind::Other(k) = RowKind::of("SYSTEM_TABLE") else {
+            panic!("another type is neither a child nor a normal table");
+        };
+        assert_eq!(k, "SYSTEM_TABLE");
+        let virt = other_kind("v".into(), "virtual_child_table".into());
+        assert_eq!(virt.kind, "VIRTUAL_CHILD_TABLE");
+        let unknown = other_kind("x".into(), "SYSTEM_TABLE".into());
+        assert_eq!(unknown.kind, "SYSTEM_TABLE");
+        assert!(unknown.reason.contains("not known"), "{}", unknown.reason);
     }
 
     #[test]

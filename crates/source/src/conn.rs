@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use taos::{AsyncFetchable, AsyncQueryable, AsyncTBuilder, RawBlock, Taos, TaosBuilder};
+use taos::{
+    AsyncFetchable, AsyncQueryable, AsyncTBuilder, BorrowedValue, RawBlock, Taos, TaosBuilder,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
@@ -480,6 +482,25 @@ impl Pool {
         .await
     }
 
+    /// One statement, each row decoded by `row` in place from the answer's blocks, the
+    /// cells read by their position in `columns` ([`RowRef::get`]). For the catalog's
+    /// answers of a row per table: [`Pool::query_values`] makes a typed copy of every cell
+    /// (a `Vec` per row, a `String` per text), most of them dropped again, and that copy was
+    /// most of the tool's CPU in the catalog read of an incremental backup.
+    pub(crate) async fn query_rows<T>(
+        self: &Arc<Self>,
+        ctx: Ctx<'_>,
+        sql: &str,
+        columns: &[&str],
+        row: impl Fn(RowRef<'_>) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
+        let row = &row;
+        self.retry(ctx, |mut conn| async move {
+            conn.query_rows(ctx, sql, columns, row).await
+        })
+        .await
+    }
+
     /// One statement without a result; returns affected rows.
     pub(crate) async fn exec(self: &Arc<Self>, ctx: Ctx<'_>, sql: &str) -> Result<usize, Error> {
         self.retry(ctx, |mut conn| async move { conn.exec(ctx, sql).await })
@@ -516,6 +537,53 @@ impl Rows {
                 reason: format!("no column {name} in {:?}", self.names),
             })
     }
+}
+
+/// One row of an answer read by [`Pool::query_rows`]: its cells borrowed from the block.
+pub(crate) struct RowRef<'a> {
+    block: &'a RawBlock,
+    row: usize,
+    cols: &'a [usize],
+}
+
+impl RowRef<'_> {
+    /// The cell of the `i`-th column asked for (`None` past the end; NULL is a value).
+    pub(crate) fn get(&self, i: usize) -> Option<BorrowedValue<'_>> {
+        self.at(*self.cols.get(i)?)
+    }
+
+    /// The cell in column `col` of the answer, by position (`None` past the end).
+    pub(crate) fn at(&self, col: usize) -> Option<BorrowedValue<'_>> {
+        self.block.get_ref(self.row, col)
+    }
+
+    /// The number of columns of the answer.
+    pub(crate) fn width(&self) -> usize {
+        self.block.ncols()
+    }
+}
+
+/// Where each of `columns` is among `names`, or the error naming the one missing.
+fn column_positions(
+    ctx: Ctx<'_>,
+    sql: &str,
+    names: &[String],
+    columns: &[&str],
+) -> Result<Vec<usize>, Error> {
+    columns
+        .iter()
+        .map(|c| {
+            names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(c))
+                .ok_or_else(|| Error::UnexpectedReply {
+                    what: sql.to_string(),
+                    database: ctx.database.map(str::to_string),
+                    table: ctx.table.map(str::to_string),
+                    reason: format!("no column {c} in {names:?}"),
+                })
+        })
+        .collect()
 }
 
 /// A pooled connection. Returned to the pool on drop unless it failed.
@@ -674,6 +742,34 @@ impl Conn {
             })
             .await?;
         out.names = names;
+        Ok(out)
+    }
+
+    /// Runs a query and decodes each row with `row` (see [`Pool::query_rows`]).
+    pub(crate) async fn query_rows<T>(
+        &mut self,
+        ctx: Ctx<'_>,
+        sql: &str,
+        columns: &[&str],
+        row: &impl Fn(RowRef<'_>) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
+        let mut out = Vec::new();
+        let names = self
+            .query_blocks(ctx, sql, |block| {
+                let cols = column_positions(ctx, sql, block.field_names(), columns)?;
+                out.reserve(block.nrows());
+                for r in 0..block.nrows() {
+                    out.push(row(RowRef {
+                        block: &block,
+                        row: r,
+                        cols: &cols,
+                    })?);
+                }
+                Ok(())
+            })
+            .await?;
+        // An answer without rows has no block: its columns are checked all the same.
+        column_positions(ctx, sql, &names, columns)?;
         Ok(out)
     }
 

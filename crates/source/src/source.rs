@@ -161,34 +161,37 @@ impl TaosSource {
     /// Reads the catalog of `database` in a bounded number of round trips.
     pub async fn read_catalog(&self, database: &str) -> Result<CatalogSnapshot, Error> {
         let catalog = crate::catalog::read_catalog(&self.pool, database).await?;
-        if let Ok(mut cache) = self.ts_columns.lock() {
-            let stable_keys: HashMap<&str, Arc<TableKeys>> = catalog
-                .super_tables
-                .iter()
-                .filter_map(|s| {
-                    let keys = TableKeys {
-                        stable: Some((
-                            s.name.clone(),
-                            s.columns.iter().map(|c| c.name.clone()).collect(),
-                        )),
-                        ..TableKeys::of(&s.columns)?
-                    };
-                    Some((s.name.as_str(), Arc::new(keys)))
-                })
-                .collect();
-            let tables = cache.entry(database.to_string()).or_default();
-            for t in &catalog.tables {
-                let keys = match t.kind {
-                    TableKind::Normal => TableKeys::of(&t.columns).map(Arc::new),
-                    TableKind::Child => t
-                        .super_table
-                        .as_deref()
-                        .and_then(|s| stable_keys.get(s).cloned()),
+        let stable_keys: HashMap<&str, Arc<TableKeys>> = catalog
+            .super_tables
+            .iter()
+            .filter_map(|s| {
+                let keys = TableKeys {
+                    stable: Some((
+                        s.name.clone(),
+                        s.columns.iter().map(|c| c.name.clone()).collect(),
+                    )),
+                    ..TableKeys::of(&s.columns)?
                 };
-                if let Some(keys) = keys {
-                    tables.insert(t.name.clone(), keys);
-                }
+                Some((s.name.as_str(), Arc::new(keys)))
+            })
+            .collect();
+        // Built afresh, at its size, and swapped in: tables dropped since the last read
+        // leave it, and its 10,000 and more entries are not re-hashed as it grows.
+        let mut tables = HashMap::with_capacity(catalog.tables.len());
+        for t in &catalog.tables {
+            let keys = match t.kind {
+                TableKind::Normal => TableKeys::of(&t.columns).map(Arc::new),
+                TableKind::Child => t
+                    .super_table
+                    .as_deref()
+                    .and_then(|s| stable_keys.get(s).cloned()),
+            };
+            if let Some(keys) = keys {
+                tables.insert(t.name.clone(), keys);
             }
+        }
+        if let Ok(mut cache) = self.ts_columns.lock() {
+            cache.insert(database.to_string(), tables);
         }
         Ok(catalog)
     }
