@@ -361,62 +361,47 @@ impl Store {
     /// A position behind `begin` moves to `begin` (`walReaderVerifyOffset`). Sets
     /// `begin_offset` as the C client's `updateVgInfo` does. The server's one-second
     /// budget per poll is not modelled.
+    ///
+    /// The log is read under the store's read lock unless retention has entries to purge:
+    /// in TDengine a poll reads the vnode's WAL (`tqFetchLog`) and does not hold up the
+    /// catalog's table scans (`sysTableScanUserTables` reads the vnode's meta), and WAL
+    /// files are removed by the vnode's own commit (`walEndSnapshot`, `wal/src/walWrite.c`),
+    /// not by a poll.
     pub(crate) fn tmq_poll(&self, a: &mut Assignment) -> Result<Option<Polled>, EmuError> {
         let now = self.now_ns();
+        {
+            let cat = self.read();
+            if !cat.tmq.topics.contains_key(&a.topic) {
+                return Err(topic_not_exist(&a.topic));
+            }
+            let d = cat.db(&a.db)?;
+            if let Some(w) = d.wal.get(&a.vgroup) {
+                if !w.retention_due(&d.opts, now) {
+                    return Ok(poll_log(w, a));
+                }
+            }
+        }
         let mut cat = self.write();
         if !cat.tmq.topics.contains_key(&a.topic) {
             return Err(topic_not_exist(&a.topic));
         }
         let d = cat.db_mut(&a.db)?;
-        let w = d.wal_mut(a.vgroup, now);
-        let requested = a.pos;
-        a.pos = a.pos.max(w.begin);
-        let mut data: Vec<Arc<WalEntry>> = Vec::new();
-        let mut rows = 0;
-        loop {
-            let Some(e) = w.first_from(a.pos) else {
-                a.pos = a.pos.max(w.end);
-                break;
-            };
-            match &e.body {
-                WalBody::Internal(what) => {
-                    tracing::trace!(vgroup = a.vgroup, version = e.version, what, "no message");
-                    a.pos = e.version + 1;
-                }
-                WalBody::Meta(_) if !a.with_meta => a.pos = e.version + 1,
-                WalBody::Meta(_) if !data.is_empty() => {
-                    // The data gathered so far goes first; the meta entry is next.
-                    a.pos = e.version;
-                    break;
-                }
-                WalBody::Meta(_) => {
-                    a.pos = e.version + 1;
-                    a.begin_offset = a.pos;
-                    return Ok(Some(Polled::Meta(e.clone())));
-                }
-                WalBody::Data(blocks) => {
-                    rows += blocks.iter().map(DataBlock::rows).sum::<usize>();
-                    a.pos = e.version + 1;
-                    data.push(e.clone());
-                    if rows >= POLL_MIN_ROWS {
-                        break;
-                    }
-                }
-            }
-        }
-        if data.is_empty() {
-            return Ok(None);
-        }
-        a.begin_offset = requested;
-        Ok(Some(Polled::Data {
-            entries: data,
-            with_meta: a.with_meta,
-        }))
+        Ok(poll_log(d.wal_mut(a.vgroup, now), a))
     }
 
     /// `(begin, end)` of an assignment's vgroup.
     pub(crate) fn tmq_range(&self, a: &Assignment) -> Result<(i64, i64), EmuError> {
         let now = self.now_ns();
+        {
+            // Under the read lock when retention has nothing to purge, as `tmq_poll`.
+            let cat = self.read();
+            let d = cat.db(&a.db)?;
+            if let Some(w) = d.wal.get(&a.vgroup) {
+                if !w.retention_due(&d.opts, now) {
+                    return Ok((w.begin, w.end));
+                }
+            }
+        }
         let mut cat = self.write();
         range(&mut cat, &a.db, a.vgroup, now)
     }
@@ -487,6 +472,53 @@ fn log_internal(
         d.log(vg, now, WalBody::Internal(name), msg)?;
     }
     Ok(())
+}
+
+/// A poll's reading of `w` for `a` (see [`Store::tmq_poll`]); moves `a`'s position.
+fn poll_log(w: &VgWal, a: &mut Assignment) -> Option<Polled> {
+    let requested = a.pos;
+    a.pos = a.pos.max(w.begin);
+    let mut data: Vec<Arc<WalEntry>> = Vec::new();
+    let mut rows = 0;
+    loop {
+        let Some(e) = w.first_from(a.pos) else {
+            a.pos = a.pos.max(w.end);
+            break;
+        };
+        match &e.body {
+            WalBody::Internal(what) => {
+                tracing::trace!(vgroup = a.vgroup, version = e.version, what, "no message");
+                a.pos = e.version + 1;
+            }
+            WalBody::Meta(_) if !a.with_meta => a.pos = e.version + 1,
+            WalBody::Meta(_) if !data.is_empty() => {
+                // The data gathered so far goes first; the meta entry is next.
+                a.pos = e.version;
+                break;
+            }
+            WalBody::Meta(_) => {
+                a.pos = e.version + 1;
+                a.begin_offset = a.pos;
+                return Some(Polled::Meta(e.clone()));
+            }
+            WalBody::Data(blocks) => {
+                rows += blocks.iter().map(DataBlock::rows).sum::<usize>();
+                a.pos = e.version + 1;
+                data.push(e.clone());
+                if rows >= POLL_MIN_ROWS {
+                    break;
+                }
+            }
+        }
+    }
+    if data.is_empty() {
+        return None;
+    }
+    a.begin_offset = requested;
+    Some(Polled::Data {
+        entries: data,
+        with_meta: a.with_meta,
+    })
 }
 
 fn range(cat: &mut Catalog, db: &str, vgroup: u32, now: i64) -> Result<(i64, i64), EmuError> {

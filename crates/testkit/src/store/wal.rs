@@ -387,6 +387,29 @@ impl VgWal {
         self.begin = self.begin.max(target);
     }
 
+    /// Whether [`VgWal::apply_retention`] at `now_ns` would purge anything: a reader that
+    /// finds nothing due reads under the store's read lock.
+    pub fn retention_due(&self, opts: &DbOptions, now_ns: i64) -> bool {
+        let period = opts.wal_retention_period;
+        if period == 0 {
+            return self.begin < self.end;
+        }
+        if period > 0 {
+            let floor = now_ns.saturating_sub(period.saturating_mul(1_000_000_000));
+            let first_kept = self
+                .entries
+                .iter()
+                .find(|e| e.ingest_ns >= floor)
+                .map_or(self.end, |e| e.version);
+            if self.begin < first_kept.min(self.end) {
+                return true;
+            }
+        }
+        opts.wal_retention_size > 0
+            && !self.entries.is_empty()
+            && self.bytes > (opts.wal_retention_size as u64).saturating_mul(1024)
+    }
+
     /// Applies WAL_RETENTION_PERIOD / WAL_RETENTION_SIZE at `now_ns`.
     pub fn apply_retention(&mut self, opts: &DbOptions, now_ns: i64) {
         let period = opts.wal_retention_period;
@@ -731,6 +754,56 @@ mod tests {
 
     fn meta(n: i64) -> WalBody {
         WalBody::Meta(json!({ "n": n }))
+    }
+
+    /// `retention_due` says whether `apply_retention` would change the log, for every kind
+    /// of retention, log and clock (a poll reads under the read lock only when it says no).
+    #[test]
+    fn retention_due_is_whether_retention_would_purge() {
+        let mut logs = vec![VgWal::default()];
+        let mut w = VgWal::default();
+        // ~400 B an entry, so that 1 KiB of retention purges some.
+        let big = |i: i64| WalBody::Meta(json!({ "n": i, "pad": "x".repeat(400) }));
+        for i in 0..6 {
+            w.append(i * 1_000_000_000, big(i));
+            logs.push(w.clone());
+        }
+        let mut purged = w.clone();
+        purged.purge_to(3);
+        logs.push(purged);
+        let mut emptied = w.clone();
+        emptied.purge_to(6);
+        logs.push(emptied);
+        let size = body_size(&big(0));
+        let mut checked = 0;
+        for log in &logs {
+            for period in [-1, 0, 1, 2, 10] {
+                for kib in [0, 1, 1024] {
+                    for now in [0, 3, 5, 7, 100] {
+                        let opts = DbOptions {
+                            wal_retention_period: period,
+                            wal_retention_size: kib,
+                            ..DbOptions::default()
+                        };
+                        let now = now * 1_000_000_000;
+                        let mut after = log.clone();
+                        after.apply_retention(&opts, now);
+                        let changed =
+                            after.begin != log.begin || after.entries.len() != log.entries.len();
+                        assert_eq!(
+                            log.retention_due(&opts, now),
+                            changed,
+                            "{period} s, {kib} KiB, now {now}, log {}..{} ({} B an entry)",
+                            log.begin,
+                            log.end,
+                            size
+                        );
+                        checked += usize::from(changed && period < 0 && kib > 0);
+                    }
+                }
+            }
+        }
+        assert!(checked > 0, "retention by size alone purges in some case");
     }
 
     #[test]
