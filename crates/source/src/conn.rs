@@ -953,6 +953,51 @@ mod tests {
         }
     }
 
+    /// `query_rows` reads the columns asked for by name, in place, as `query_values` reads
+    /// them; a column the answer lacks is an error naming it, rows or none.
+    #[tokio::test]
+    async fn rows_read_in_place_are_the_typed_rows() {
+        let emu = Emulator::start(EmulatorConfig::default()).unwrap();
+        let p = Arc::new(pool(&emu.dsn()));
+        for q in [
+            "CREATE DATABASE d",
+            "CREATE TABLE d.t (ts TIMESTAMP, v INT, s VARCHAR(8), n NCHAR(4))",
+            "INSERT INTO d.t VALUES (1700000000000, 1, 'a', '名') (1700000000001, NULL, NULL, 'x')",
+        ] {
+            p.exec(Ctx::default(), q).await.unwrap();
+        }
+        let sql = "SELECT ts, v, s, n FROM d.t";
+        let typed = p.query_values(Ctx::default(), sql).await.unwrap();
+        // Asked for out of the answer's order, and in another case.
+        let rows = p
+            .query_rows(Ctx::default(), sql, &["N", "s", "v"], |r| {
+                Ok((0..3)
+                    .map(|i| r.get(i).map(to_core_value))
+                    .collect::<Option<Vec<Value>>>())
+            })
+            .await
+            .unwrap();
+        let want: Vec<Option<Vec<Value>>> = typed
+            .rows
+            .iter()
+            .map(|r| Some(vec![r[3].clone(), r[2].clone(), r[1].clone()]))
+            .collect();
+        assert_eq!(rows, want);
+        assert_eq!(rows.len(), 2);
+        let width = p
+            .query_rows(Ctx::default(), sql, &[], |r| Ok(r.width()))
+            .await
+            .unwrap();
+        assert_eq!(width, vec![4, 4]);
+        for sql in [sql, "SELECT ts, v, s, n FROM d.t WHERE ts < 0"] {
+            let e = p
+                .query_rows(Ctx::db("d"), sql, &["v", "missing"], |_| Ok(()))
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("no column missing"), "{sql}: {e}");
+        }
+    }
+
     /// `warm_up` opens as many connections as the pool holds, each past its first request,
     /// and records the server's version; the statements after it take them.
     #[tokio::test]
