@@ -387,47 +387,51 @@ impl VgWal {
         self.begin = self.begin.max(target);
     }
 
+    /// The version WAL_RETENTION_PERIOD keeps the log from at `now_ns` (the first entry
+    /// written within the period, else the end), when the period is positive.
+    fn kept_from_by_period(&self, opts: &DbOptions, now_ns: i64) -> Option<i64> {
+        let period = opts.wal_retention_period;
+        if period <= 0 {
+            return None;
+        }
+        let floor = now_ns.saturating_sub(period.saturating_mul(1_000_000_000));
+        Some(
+            self.entries
+                .iter()
+                .find(|e| e.ingest_ns >= floor)
+                .map_or(self.end, |e| e.version),
+        )
+    }
+
+    /// WAL_RETENTION_SIZE in bytes, when set.
+    fn size_limit(opts: &DbOptions) -> Option<u64> {
+        (opts.wal_retention_size > 0).then(|| (opts.wal_retention_size as u64).saturating_mul(1024))
+    }
+
     /// Whether [`VgWal::apply_retention`] at `now_ns` would purge anything: a reader that
     /// finds nothing due reads under the store's read lock.
     pub fn retention_due(&self, opts: &DbOptions, now_ns: i64) -> bool {
-        let period = opts.wal_retention_period;
-        if period == 0 {
+        if opts.wal_retention_period == 0 {
             return self.begin < self.end;
         }
-        if period > 0 {
-            let floor = now_ns.saturating_sub(period.saturating_mul(1_000_000_000));
-            let first_kept = self
-                .entries
-                .iter()
-                .find(|e| e.ingest_ns >= floor)
-                .map_or(self.end, |e| e.version);
+        if let Some(first_kept) = self.kept_from_by_period(opts, now_ns) {
             if self.begin < first_kept.min(self.end) {
                 return true;
             }
         }
-        opts.wal_retention_size > 0
-            && !self.entries.is_empty()
-            && self.bytes > (opts.wal_retention_size as u64).saturating_mul(1024)
+        Self::size_limit(opts).is_some_and(|limit| !self.entries.is_empty() && self.bytes > limit)
     }
 
     /// Applies WAL_RETENTION_PERIOD / WAL_RETENTION_SIZE at `now_ns`.
     pub fn apply_retention(&mut self, opts: &DbOptions, now_ns: i64) {
-        let period = opts.wal_retention_period;
-        if period == 0 {
+        if opts.wal_retention_period == 0 {
             self.purge_to(self.end);
             return;
         }
-        if period > 0 {
-            let floor = now_ns.saturating_sub(period.saturating_mul(1_000_000_000));
-            let first_kept = self
-                .entries
-                .iter()
-                .find(|e| e.ingest_ns >= floor)
-                .map_or(self.end, |e| e.version);
+        if let Some(first_kept) = self.kept_from_by_period(opts, now_ns) {
             self.purge_to(first_kept);
         }
-        if opts.wal_retention_size > 0 {
-            let limit = (opts.wal_retention_size as u64).saturating_mul(1024);
+        if let Some(limit) = Self::size_limit(opts) {
             while self.bytes > limit {
                 let Some(e) = self.entries.front() else {
                     break;
