@@ -527,15 +527,12 @@ impl Rows {
 
     /// Index of column `name`.
     pub(crate) fn col(&self, name: &str, what: &str) -> Result<usize, Error> {
-        self.names
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(name))
-            .ok_or_else(|| Error::UnexpectedReply {
-                what: what.to_string(),
-                database: None,
-                table: None,
-                reason: format!("no column {name} in {:?}", self.names),
-            })
+        column_index(&self.names, name).map_err(|reason| Error::UnexpectedReply {
+            what: what.to_string(),
+            database: None,
+            table: None,
+            reason,
+        })
     }
 }
 
@@ -563,6 +560,14 @@ impl RowRef<'_> {
     }
 }
 
+/// Where column `name` is among an answer's `names` (in any case), or why it is not.
+fn column_index(names: &[String], name: &str) -> Result<usize, String> {
+    names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(name))
+        .ok_or_else(|| format!("no column {name} in {names:?}"))
+}
+
 /// Where each of `columns` is among `names`, or the error naming the one missing.
 fn column_positions(
     ctx: Ctx<'_>,
@@ -573,15 +578,12 @@ fn column_positions(
     columns
         .iter()
         .map(|c| {
-            names
-                .iter()
-                .position(|n| n.eq_ignore_ascii_case(c))
-                .ok_or_else(|| Error::UnexpectedReply {
-                    what: sql.to_string(),
-                    database: ctx.database.map(str::to_string),
-                    table: ctx.table.map(str::to_string),
-                    reason: format!("no column {c} in {names:?}"),
-                })
+            column_index(names, c).map_err(|reason| Error::UnexpectedReply {
+                what: sql.to_string(),
+                database: ctx.database.map(str::to_string),
+                table: ctx.table.map(str::to_string),
+                reason,
+            })
         })
         .collect()
 }
