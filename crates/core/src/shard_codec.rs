@@ -191,6 +191,11 @@ mod tests {
         }
     }
 
+    /// A shard of one table, definition `{}`, with `blocks`.
+    fn one_table(blocks: &BTreeMap<i64, BlockRef>) -> Vec<u8> {
+        encode(std::iter::once(TableIn { def: b"{}", blocks }))
+    }
+
     fn round_trip(tables: &[(Vec<u8>, BTreeMap<i64, BlockRef>)]) {
         let bytes = encode(tables.iter().map(|(d, b)| TableIn { def: d, blocks: b }));
         assert!(is_binary(&bytes));
@@ -208,13 +213,7 @@ mod tests {
         let mut blocks = BTreeMap::new();
         blocks.insert(-1, block(0xaa, 3, -5, 10));
         blocks.insert(1, block(0xbb, 200, 7, 7));
-        let bytes = encode(
-            [TableIn {
-                def: b"{}",
-                blocks: &blocks,
-            }]
-            .into_iter(),
-        );
+        let bytes = one_table(&blocks);
         let mut want = b"TBSH\x01\x01\x02{}\x02".to_vec();
         want.push(0x01); // bucket -1, zigzag
         want.extend([0xaa; 32]);
@@ -237,13 +236,7 @@ mod tests {
     fn damage_is_refused() {
         let mut blocks = BTreeMap::new();
         blocks.insert(5, block(1, 1, 1, 2));
-        let good = encode(
-            [TableIn {
-                def: b"{}",
-                blocks: &blocks,
-            }]
-            .into_iter(),
-        );
+        let good = one_table(&blocks);
         for n in 0..good.len() {
             assert!(decode(&good[..n]).is_err(), "cut at {n}");
         }
@@ -258,13 +251,7 @@ mod tests {
         assert!(decode(huge).unwrap_err().contains("do not fit"));
         // A repeated bucket (difference 0).
         blocks.insert(6, block(2, 1, 1, 2));
-        let mut two = encode(
-            [TableIn {
-                def: b"{}",
-                blocks: &blocks,
-            }]
-            .into_iter(),
-        );
+        let mut two = one_table(&blocks);
         let second = 5 + 1 + 1 + 2 + 1 + (1 + 32 + 3);
         assert_eq!(two[second], 1);
         two[second] = 0;
