@@ -366,7 +366,10 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
                     RowKind::Child => row.get(1).and_then(cell_text),
                     _ => None,
                 },
-                ttl: row.get(2).and_then(|v| int(&to_core_value(v))),
+                ttl: row
+                    .get(2)
+                    .and_then(|v| int(&to_core_value(v)))
+                    .filter(|t| *t > 0),
                 comment: row.get(3).and_then(cell_text).filter(|c| !c.is_empty()),
                 kind,
             })
@@ -428,15 +431,14 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
         .collect();
 
     let mut out = Vec::with_capacity(tables.len());
-    for row in tables {
-        let TableRow {
-            name,
-            super_table,
-            ttl,
-            comment,
-            kind,
-        } = row;
-        let ttl = ttl.filter(|t| *t > 0);
+    for TableRow {
+        name,
+        super_table,
+        ttl,
+        comment,
+        kind,
+    } in tables
+    {
         match kind {
             RowKind::Child => {
                 let own = super_table
@@ -496,6 +498,7 @@ pub(crate) async fn read_catalog(pool: &Arc<Pool>, db: &str) -> Result<CatalogSn
 struct TableRow {
     name: String,
     super_table: Option<String>,
+    /// A positive TTL (0 is none).
     ttl: Option<i64>,
     comment: Option<String>,
     kind: RowKind,
