@@ -251,6 +251,7 @@ impl Job {
             db: &self.db,
             table: &self.table,
             split_every: self.split_every,
+            built: false,
         }
     }
 }
@@ -396,6 +397,9 @@ pub(crate) struct Cut<'a> {
     pub(crate) db: &'a str,
     pub(crate) table: &'a str,
     pub(crate) split_every: Option<i64>,
+    /// The blocks are runs this crate built from a checked view of a server's block
+    /// ([`RawView::parse_built`]), not a server's blocks.
+    pub(crate) built: bool,
 }
 
 impl Cut<'_> {
@@ -425,7 +429,12 @@ impl Cut<'_> {
                 None => Ok(Vec::new()),
             }
         };
-        let view = RawView::parse(&raw).map_err(with_table)?;
+        let view = if self.built {
+            RawView::parse_built(&raw)
+        } else {
+            RawView::parse(&raw)
+        }
+        .map_err(with_table)?;
         let ts = view.timestamps().map_err(with_table)?;
         if ts.is_empty() {
             return Ok((Vec::new(), None));
@@ -442,7 +451,11 @@ impl Cut<'_> {
                     return Ok((Vec::new(), None));
                 }
                 let rest = view.select_rows(&keep).map_err(with_table)?;
-                return self.split(group, names, precision, rest, key_col, &Resume::default());
+                let built = Cut {
+                    built: true,
+                    ..*self
+                };
+                return built.split(group, names, precision, rest, key_col, &Resume::default());
             }
         }
         let last = ts[ts.len() - 1];

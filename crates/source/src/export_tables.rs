@@ -395,6 +395,7 @@ impl Group {
             db: &self.db,
             table: &request.table,
             split_every: request.split_every,
+            built: true,
         };
         // A table's rows may come in several runs within one bucket (the answer's blocks
         // mix tables). Joined, a bucket's rows make one chunk, as a per-table read of a
