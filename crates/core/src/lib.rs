@@ -69,11 +69,11 @@ pub use crate::{
     progress::{NoProgress, Progress},
     repository::{DamagedSnapshot, Repository, SnapshotListing},
     snapshot::{
-        BackupSnapshot, CatalogRoot, DatabaseState, MAX_SNAPSHOT_SIZE, NODE_MAX, NODE_TARGET,
-        NodeEntry, PlannedNode, SHARD_MAX, SHARD_TARGET, SNAPSHOT_VERSION, Shard, ShardBlocks,
-        ShardEncoding, ShardTable, SuperTablePart, SuperTableRef, TableBlocks, Tree, TreeEntry,
-        TreeNode, TreeObject, TreeRoot, fingerprint, is_boundary, is_node_boundary, layout,
-        node_layout, shard_order,
+        BackupSnapshot, CatalogRoot, DatabaseState, DefsJson, MAX_SNAPSHOT_SIZE, NODE_MAX,
+        NODE_TARGET, NodeEntry, PlannedNode, SHARD_MAX, SHARD_TARGET, SNAPSHOT_VERSION, Shard,
+        ShardBlocks, ShardEncoding, ShardTable, SuperTablePart, SuperTableRef, TableBlocks, Tree,
+        TreeEntry, TreeNode, TreeObject, TreeRoot, fingerprint, is_boundary, is_node_boundary,
+        layout, node_layout, shard_order,
     },
     source::{
         BlockChunk, ChunkFormatError, ChunkStream, ExportRequest, RestoreOptions, Source,

@@ -786,24 +786,35 @@ impl Shard {
 
     /// The binary encoding of this shard (docs/format.md §8.3.1).
     fn encode_binary(&self) -> Vec<u8> {
-        // Every definition's compact JSON into one buffer: no allocation per table.
-        let mut defs = Vec::with_capacity(256 * self.tables.len());
-        let mut spans = Vec::with_capacity(self.tables.len());
-        for t in &self.tables {
-            let start = defs.len();
-            // Writing a TableDef into a Vec cannot fail: string keys, no non-string map keys.
-            let _ = serde_json::to_writer(&mut defs, &t.def);
-            spans.push(start..defs.len());
+        let defs: Vec<&TableDef> = self.tables.iter().map(|t| &t.def).collect();
+        self.binary(&DefsJson::of(&defs))
+    }
+
+    /// The binary encoding with `json` as its tables' definitions (one span per table).
+    fn binary(&self, json: &DefsJson) -> Vec<u8> {
+        shard_codec::encode(self.tables.iter().zip(&json.spans).map(|(t, span)| {
+            shard_codec::TableIn {
+                def: &json.buf[span.clone()],
+                blocks: &t.blocks,
+            }
+        }))
+    }
+
+    /// The binary encoding of this shard ([`Shard::encode_binary`]) with its tables'
+    /// definitions as [`DefsJson::of`] wrote them, in order, for their [`fingerprint`]: a
+    /// binary shard stores that JSON, so it is not written twice. JSON for another number of
+    /// tables is not used.
+    pub fn encode_binary_with(&self, json: &DefsJson) -> Vec<u8> {
+        if json.spans.len() != self.tables.len() {
+            return self.encode_binary();
         }
-        shard_codec::encode(
-            self.tables
-                .iter()
-                .zip(spans)
-                .map(|(t, span)| shard_codec::TableIn {
-                    def: &defs[span],
-                    blocks: &t.blocks,
-                }),
-        )
+        debug_assert!(
+            self.tables.iter().zip(&json.spans).all(|(t, span)| {
+                serde_json::to_vec(&t.def).ok().as_deref() == json.buf.get(span.clone())
+            }),
+            "the definitions' JSON is not this shard's"
+        );
+        self.binary(json)
     }
 
     /// Parses a binary shard whole, every definition as [`TableDef`] (unknown fields
@@ -951,16 +962,43 @@ pub fn layout(tables: &[&TableDef]) -> Vec<Range<usize>> {
 /// compact JSON followed by a newline. Equal fingerprints mean the same tables with the same
 /// tags, columns, comments and TTLs.
 pub fn fingerprint(defs: &[&TableDef]) -> String {
-    // Every definition into one buffer, hashed at once: no allocation per definition, and
-    // BLAKE3 hashes a long input several chunks at a time. Every backup fingerprints the
-    // whole catalog (10,000 tables at medium scale), so this is on its fixed cost.
-    let mut buf = Vec::with_capacity(256 * defs.len());
-    for d in defs {
-        // Writing a TableDef into a Vec cannot fail: string keys, no non-string map keys.
-        let _ = serde_json::to_writer(&mut buf, d);
-        buf.push(b'\n');
+    DefsJson::of(defs).fingerprint()
+}
+
+/// Table definitions' compact JSON, each followed by a newline: what [`fingerprint`]
+/// hashes, and what a binary shard of those definitions stores (without the newlines).
+/// Kept from the fingerprint, it spares a rebuilt shard writing its definitions again: a 1%
+/// incremental at 50 M rows rebuilds ~120 shards of ~80 tables, whose ~1.75 MB of JSON
+/// took ~2.9 ms of CPU on the commit's way.
+#[derive(Debug, Clone, Default)]
+pub struct DefsJson {
+    buf: Vec<u8>,
+    /// Each definition's JSON in `buf`, without its newline.
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl DefsJson {
+    /// The compact JSON of each of `defs`, in order.
+    pub fn of(defs: &[&TableDef]) -> DefsJson {
+        // Every definition into one buffer: no allocation per definition, and BLAKE3 hashes
+        // a long input several chunks at a time. Every backup fingerprints the whole catalog
+        // (10,000 tables at medium scale), so this is on its fixed cost.
+        let mut buf = Vec::with_capacity(256 * defs.len());
+        let mut spans = Vec::with_capacity(defs.len());
+        for d in defs {
+            let start = buf.len();
+            // Writing a TableDef into a Vec cannot fail: string keys, no non-string map keys.
+            let _ = serde_json::to_writer(&mut buf, d);
+            spans.push(start..buf.len());
+            buf.push(b'\n');
+        }
+        DefsJson { buf, spans }
     }
-    blake3::hash(&buf).to_hex().to_string()
+
+    /// The [`fingerprint`] of these definitions.
+    pub fn fingerprint(&self) -> String {
+        blake3::hash(&self.buf).to_hex().to_string()
+    }
 }
 
 /// A database as one snapshot describes it: the catalog and every table's blocks.
@@ -1174,6 +1212,16 @@ mod tests {
             shard.entry(id),
             shard.entry_with_fingerprint(id, fingerprint(&refs))
         );
+        // The JSON kept from the fingerprint makes the same binary shard; JSON of another
+        // number of tables is not used.
+        let json = DefsJson::of(&refs);
+        assert_eq!(json.fingerprint(), fingerprint(&refs));
+        let binary = TreeObject::Shard(shard.clone()).encode_as(ShardEncoding::Binary);
+        assert_eq!(shard.encode_binary_with(&json), binary);
+        assert_eq!(shard.encode_binary_with(&DefsJson::of(&refs[..2])), binary);
+        assert_eq!(shard.encode_binary_with(&DefsJson::default()), binary);
+        let back = TreeObject::decode(&binary, "shard").unwrap();
+        assert_eq!(back, TreeObject::Shard(shard));
     }
     use crate::catalog::{TableKind, TagValue, Value};
 

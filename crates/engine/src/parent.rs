@@ -3,7 +3,7 @@
 //!
 //! The current catalog is cut into shards the same way the parent's tables were
 //! ([`taosbackup_core::layout`]: by super table and content-defined name ranges). A current
-//! shard whose key, size and definition [`fingerprint`] equal a parent tree entry holds
+//! shard whose key, size and definition [`fingerprint`](taosbackup_core::fingerprint) equal a parent tree entry holds
 //! exactly the parent's tables with the same definitions ("matched"); its parent shard is
 //! read only if one of its tables has work. Every parent shard no current shard matches is
 //! read: it holds every dropped table and every table whose definition changed.
@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use taosbackup_core::{
-    BackupSnapshot, BlobId, BlockRef, CatalogSnapshot, DatabaseState, Repository, Shard,
-    ShardBlocks, TableDef, Tree, TreeEntry, TreeNode, TreeObject, TreeRoot, fingerprint, layout,
+    BackupSnapshot, BlobId, BlockRef, CatalogSnapshot, DatabaseState, DefsJson, Repository, Shard,
+    ShardBlocks, ShardEncoding, TableDef, Tree, TreeEntry, TreeNode, TreeObject, TreeRoot, layout,
     shard_order,
 };
 
@@ -40,8 +40,12 @@ pub(crate) struct Layout {
 #[derive(Debug)]
 pub(crate) struct Chunk {
     pub(crate) range: Range<usize>,
-    /// The [`fingerprint`] of its tables' definitions (a rebuilt shard's tree entry needs it).
+    /// The [`fingerprint`](taosbackup_core::fingerprint) of its tables' definitions (a
+    /// rebuilt shard's tree entry needs it).
     pub(crate) defs: String,
+    /// The definitions' JSON the fingerprint was taken over, which a rebuilt binary shard
+    /// stores ([`Shard::encode_binary_with`]); taken by the commit.
+    pub(crate) json: Option<DefsJson>,
     /// The parent tree entry holding exactly these tables with these definitions.
     pub(crate) matched: Option<usize>,
 }
@@ -70,8 +74,10 @@ impl Layout {
             for d in slice {
                 chunk_of.insert(d.name.clone(), chunks.len());
             }
+            let json = DefsJson::of(slice);
             chunks.push(Chunk {
-                defs: fingerprint(slice),
+                defs: json.fingerprint(),
+                json: Some(json),
                 range,
                 matched: None,
             });
@@ -409,6 +415,22 @@ fn damaged(snapshot: &BackupSnapshot, e: taosbackup_core::Error) -> EngineError 
     EngineError::DamagedSnapshot {
         backup: snapshot.id.to_hex(),
         reason: e.to_string(),
+    }
+}
+
+/// Stores a rebuilt shard. `json`, its definitions' JSON from the layout
+/// ([`Chunk::json`]), is stored as it is in a binary shard rather than written again.
+pub(crate) async fn store_shard(
+    repo: &dyn Repository,
+    shard: Shard,
+    json: Option<DefsJson>,
+) -> Result<BlobId, EngineError> {
+    match (repo.shard_encoding(), json) {
+        (ShardEncoding::Binary, Some(json)) => repo
+            .store_tree_object(&shard.encode_binary_with(&json))
+            .await
+            .map_err(|e| EngineError::repo("storing the shard", e)),
+        _ => store_object(repo, TreeObject::Shard(shard), "shard").await,
     }
 }
 

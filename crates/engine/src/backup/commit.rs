@@ -23,7 +23,7 @@ use super::export::{Dictionaries, Exported};
 use super::tasks::Tasks;
 use super::{BackupReport, BackupRequest, Decision, phase};
 use crate::EngineError;
-use crate::parent::store_object;
+use crate::parent::{store_object, store_shard};
 use crate::tracker::{BlockKey, Snapshot};
 
 /// A committed backup and what the tracker needs to know about it.
@@ -117,7 +117,7 @@ pub(crate) async fn commit(
     // incremental at 50 M rows stores ~120 of them, which one after another on the commit's
     // task took ~20 ms while the other core waited. A slot comes back with each shard's id.
     let mut shards = Tasks::new(req.parallel, "a shard's store task");
-    for chunk in &d.layout.chunks {
+    for chunk in &mut d.layout.chunks {
         let order = &d.layout.order[chunk.range.clone()];
         let changed = order
             .iter()
@@ -187,9 +187,10 @@ pub(crate) async fn commit(
                 entries.len() - 1
             });
         let repo = shared.clone();
+        let json = chunk.json.take();
         shards
             .spawn(async move {
-                let id = store_object(repo.as_ref(), TreeObject::Shard(shard), "shard").await?;
+                let id = store_shard(repo.as_ref(), shard, json).await?;
                 Ok((slot, id))
             })
             .await?;
