@@ -3,10 +3,11 @@
 //!
 //! The current catalog is cut into shards the same way the parent's tables were
 //! ([`taosbackup_core::layout`]: by super table and content-defined name ranges). A current
-//! shard whose key, size and definition [`fingerprint`](taosbackup_core::fingerprint) equal a parent tree entry holds
-//! exactly the parent's tables with the same definitions ("matched"); its parent shard is
-//! read only if one of its tables has work. Every parent shard no current shard matches is
-//! read: it holds every dropped table and every table whose definition changed.
+//! shard whose key, size and definition [`fingerprint`](taosbackup_core::fingerprint) equal
+//! a parent tree entry holds exactly the parent's tables with the same definitions
+//! ("matched"); its parent shard is read only if one of its tables has work. Every parent
+//! shard no current shard matches is read: it holds every dropped table and every table
+//! whose definition changed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
