@@ -800,7 +800,7 @@ impl Shard {
         }))
     }
 
-    /// The binary encoding of this shard ([`Shard::encode_binary`]) with its tables'
+    /// The binary encoding of this shard (docs/format.md §8.3.1) with its tables'
     /// definitions as [`DefsJson::of`] wrote them, in order, for their [`fingerprint`]: a
     /// binary shard stores that JSON, so it is not written twice. JSON for another number of
     /// tables is not used.
