@@ -426,13 +426,11 @@ pub(crate) async fn store_shard(
     shard: Shard,
     json: Option<DefsJson>,
 ) -> Result<BlobId, EngineError> {
-    match (repo.shard_encoding(), json) {
-        (ShardEncoding::Binary, Some(json)) => repo
-            .store_tree_object(&shard.encode_binary_with(&json))
-            .await
-            .map_err(|e| EngineError::repo("storing the shard", e)),
-        _ => store_object(repo, TreeObject::Shard(shard), "shard").await,
-    }
+    let bytes = match (repo.shard_encoding(), json) {
+        (ShardEncoding::Binary, Some(json)) => shard.encode_binary_with(&json),
+        (encoding, _) => TreeObject::Shard(shard).encode_as(encoding),
+    };
+    store_encoded(repo, &bytes, "shard").await
 }
 
 /// Stores a tree object, returning its blob id.
@@ -441,7 +439,16 @@ pub(crate) async fn store_object(
     obj: TreeObject,
     what: &str,
 ) -> Result<BlobId, EngineError> {
-    repo.store_tree_object(&obj.encode_as(repo.shard_encoding()))
+    store_encoded(repo, &obj.encode_as(repo.shard_encoding()), what).await
+}
+
+/// Stores a tree object's encoded bytes; `what` names it in the error.
+async fn store_encoded(
+    repo: &dyn Repository,
+    bytes: &[u8],
+    what: &str,
+) -> Result<BlobId, EngineError> {
+    repo.store_tree_object(bytes)
         .await
         .map_err(|e| EngineError::repo(format!("storing the {what}"), e))
 }
