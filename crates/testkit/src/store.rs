@@ -380,7 +380,9 @@ impl Store {
     /// one is being applied are applied together, under one hold of the write lock, by one
     /// blocking thread (the server's connections would otherwise each take a blocking
     /// thread and queue on the lock). Each write is bound and checked alone, with its own
-    /// result, as before.
+    /// result, as before. A write that finds no drainer running is applied here, on the
+    /// connection's own thread, without the hand-off to a blocking thread and the wake-up
+    /// back: the writes queued meanwhile go to a drainer as before.
     pub async fn queue_raw_block(
         self: &Arc<Self>,
         session: &Session,
@@ -388,25 +390,47 @@ impl Store {
         fields: Vec<Field>,
         block: RawBlock,
     ) -> Result<usize, EmuError> {
-        let (reply, result) = tokio::sync::oneshot::channel();
-        let start = {
+        let queued = {
             let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-            q.pending.push(QueuedWrite {
-                db: session.db.clone(),
-                table,
-                fields,
-                block,
-                reply,
-            });
-            !std::mem::replace(&mut q.draining, true)
+            if q.draining {
+                let (reply, result) = tokio::sync::oneshot::channel();
+                q.pending.push(QueuedWrite {
+                    db: session.db.clone(),
+                    table,
+                    fields,
+                    block,
+                    reply,
+                });
+                Err(result)
+            } else {
+                // Nothing is queued when no drainer runs (a drainer stops only once the
+                // queue is empty): this write is the next, and is applied now.
+                q.draining = true;
+                Ok((table, fields, block))
+            }
         };
-        if start {
-            let store = Arc::clone(self);
-            tokio::task::spawn_blocking(move || store.drain_writes());
+        match queued {
+            Err(result) => result
+                .await
+                .map_err(|_| EmuError::new(0xffff, "write task failed"))?,
+            Ok((table, fields, block)) => {
+                let r = {
+                    let _guard = DrainGuard(&self.writes);
+                    let env = self.env(session.db.as_deref(), self.now_ns());
+                    exec::write_raw_block(&mut self.write(), &env, &table, &fields, block)
+                };
+                let more = {
+                    let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+                    q.draining = !q.pending.is_empty();
+                    q.draining
+                };
+                if more {
+                    let store = Arc::clone(self);
+                    tokio::task::spawn_blocking(move || store.drain_writes());
+                }
+                r
+            }
         }
-        result
-            .await
-            .map_err(|_| EmuError::new(0xffff, "write task failed"))?
     }
 
     /// Applies queued writes until the queue is empty.

@@ -1595,30 +1595,41 @@ fn raw_block_writes() {
     assert_eq!(col(&r, 1), [Value::Null, Value::Null]);
 }
 
-#[test]
-fn queued_raw_block_writes_each_land_with_their_own_result() {
+/// A store with database `d` and `tables` normal tables `t0`… `(ts timestamp, a int)`, the
+/// fields of their raw blocks, a block of 10 rows from timestamp `first`, and a runtime of
+/// two workers, as the server has.
+#[allow(clippy::type_complexity)]
+fn raw_write_store(
+    tables: usize,
+) -> (
+    Arc<Store>,
+    Session,
+    Vec<Field>,
+    impl Fn(i64) -> RawBlock,
+    tokio::runtime::Runtime,
+) {
     use crate::raw_block::{encode, parse};
     let (s, mut se) = store();
     run(&s, &mut se, "create database d keep 365000");
     run(&s, &mut se, "use d");
-    for t in 0..8 {
+    for t in 0..tables {
         run(
             &s,
             &mut se,
             &format!("create table t{t} (ts timestamp, a int)"),
         );
     }
-    let s = Arc::new(s);
     let fields = vec![
         Field::new("ts", Ty::Timestamp, 8),
         Field::new("a", Ty::Int, 4),
     ];
-    let block = |first: i64| {
+    let block_fields = fields.clone();
+    let block = move |first: i64| {
         let cols = [
             ColumnData::Timestamp((first..first + 10).map(Some).collect::<Vec<_>>().into()),
             ColumnData::Int((0..10).map(Some).collect::<Vec<_>>().into()),
         ];
-        let bytes = encode(&fields, &cols.iter().collect::<Vec<_>>(), 0..10);
+        let bytes = encode(&block_fields, &cols.iter().collect::<Vec<_>>(), 0..10);
         match parse(&bytes) {
             Ok(b) => b,
             Err(e) => panic!("{e}"),
@@ -1626,10 +1637,17 @@ fn queued_raw_block_writes_each_land_with_their_own_result() {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_time()
         .build()
         .unwrap();
+    (Arc::new(s), se, fields, block, runtime)
+}
+
+#[test]
+fn queued_raw_block_writes_each_land_with_their_own_result() {
+    let (s, mut se, fields, block, runtime) = raw_write_store(8);
     // 8 tables × 20 blocks from 8 writers at once, and writes to a missing table among them:
-    // the queue applies them in batches, each with its own result.
+    // each is applied in place or by the queue's drainer in a batch, with its own result.
     let results = runtime.block_on(async {
         let mut tasks = Vec::new();
         for t in 0..9 {
@@ -1670,6 +1688,66 @@ fn queued_raw_block_writes_each_land_with_their_own_result() {
         let r = rows(&s, &mut se, &format!("select count(*), sum(a) from t{t}"));
         assert_eq!(col(&r, 0), [Value::BigInt(200)], "t{t}");
         assert_eq!(col(&r, 1), [Value::BigInt(20 * 45)], "t{t}");
+    }
+}
+
+#[test]
+fn writes_queued_behind_a_write_applied_in_place_are_applied() {
+    let (s, mut se, fields, block, runtime) = raw_write_store(4);
+    let queue = |s: &Store| {
+        let q = s.writes.lock().unwrap();
+        (q.draining, q.pending.len())
+    };
+    // A reader on a thread of its own holds the store until told: the first write, which
+    // finds no drainer, waits for the lock on its connection's thread, and the next three
+    // queue behind it.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let reader = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            let _reading = s.read();
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        })
+    };
+    held_rx.recv().unwrap();
+    runtime.block_on(async {
+        let write = |t: usize| {
+            let (s, se, fields, b) = (s.clone(), se.clone(), fields.clone(), block(0));
+            tokio::spawn(async move { s.queue_raw_block(&se, format!("t{t}"), fields, b).await })
+        };
+        let settle = |want: (bool, usize)| {
+            let s = s.clone();
+            async move {
+                while queue(&s) != want {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+        };
+        let first = write(0);
+        settle((true, 0)).await;
+        let rest: Vec<_> = (1..4).map(write).collect();
+        settle((true, 3)).await;
+        release_tx.send(()).unwrap();
+        // The first write hands the three to a drainer; none is left waiting.
+        let all = async {
+            let mut out = vec![first.await.unwrap()];
+            for w in rest {
+                out.push(w.await.unwrap());
+            }
+            out
+        };
+        let results = tokio::time::timeout(std::time::Duration::from_secs(20), all)
+            .await
+            .expect("every queued write is applied");
+        assert!(results.iter().all(|r| *r == Ok(10)), "{results:?}");
+        settle((false, 0)).await;
+    });
+    reader.join().unwrap();
+    for t in 0..4 {
+        let r = rows(&s, &mut se, &format!("select count(*) from t{t}"));
+        assert_eq!(col(&r, 0), [Value::BigInt(10)], "t{t}");
     }
 }
 
