@@ -1172,12 +1172,16 @@ fn table(o: &Opts, fs: &[Figures]) -> String {
             "`restore` of the full backup",
             &|f| {
                 let ops = storage_ops(&f.restore);
+                // Issue 18 asks for the tool's and the emulator's CPU apart.
                 format!(
-                    "{:.2} s = **{:.2}×** backup wall; tool {} s = **{}** backup tool{ops}",
+                    "{:.2} s = **{:.2}×** backup wall; tool {} s = **{}** backup tool; \
+                     CPU {:.2} s tool, {:.2} s emulator{ops}",
                     f.restore.secs,
                     f.restore.secs / f.full.secs,
                     tool(&f.restore),
-                    tool_ratio(&f.restore, &f.full, false)
+                    tool_ratio(&f.restore, &f.full, false),
+                    f.restore.cpu_secs,
+                    f.restore.emu_cpu_secs
                 )
             },
             "≤ 1×",
