@@ -145,7 +145,9 @@ pub struct Store {
 #[derive(Default)]
 struct WriteQueue {
     pending: Vec<QueuedWrite>,
-    /// Whether a drainer is running; whoever queues a write while none is starts one.
+    /// Whether a drainer is running (a write being applied in place counts as one). A write
+    /// that finds none is applied in place and then starts one for the writes queued
+    /// behind it.
     draining: bool,
 }
 
