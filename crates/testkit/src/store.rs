@@ -392,7 +392,10 @@ impl Store {
         fields: Vec<Field>,
         block: RawBlock,
     ) -> Result<usize, EmuError> {
-        let queued = {
+        use std::ops::ControlFlow;
+        // The queue's lock is held only in this block: a guard held across the `.await`
+        // below would make the connection's future not `Send`.
+        let turn = {
             let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
             if q.draining {
                 let (reply, result) = tokio::sync::oneshot::channel();
@@ -403,36 +406,36 @@ impl Store {
                     block,
                     reply,
                 });
-                Err(result)
+                ControlFlow::Break(result)
             } else {
                 // Nothing is queued when no drainer runs (a drainer stops only once the
                 // queue is empty): this write is the next, and is applied now.
                 q.draining = true;
-                Ok((table, fields, block))
+                ControlFlow::Continue((table, fields, block))
             }
         };
-        match queued {
-            Err(result) => result
-                .await
-                .map_err(|_| EmuError::new(0xffff, "write task failed"))?,
-            Ok((table, fields, block)) => {
-                let r = {
-                    let _guard = DrainGuard(&self.writes);
-                    let env = self.env(session.db.as_deref(), self.now_ns());
-                    exec::write_raw_block(&mut self.write(), &env, &table, &fields, block)
-                };
-                let more = {
-                    let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-                    q.draining = !q.pending.is_empty();
-                    q.draining
-                };
-                if more {
-                    let store = Arc::clone(self);
-                    tokio::task::spawn_blocking(move || store.drain_writes());
-                }
-                r
+        let (table, fields, block) = match turn {
+            ControlFlow::Break(result) => {
+                return result
+                    .await
+                    .map_err(|_| EmuError::new(0xffff, "write task failed"))?;
             }
+            ControlFlow::Continue(write) => write,
+        };
+        let r = {
+            let _guard = DrainGuard(&self.writes);
+            self.write_raw_block(session, &table, &fields, block)
+        };
+        let more = {
+            let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+            q.draining = !q.pending.is_empty();
+            q.draining
+        };
+        if more {
+            let store = Arc::clone(self);
+            tokio::task::spawn_blocking(move || store.drain_writes());
         }
+        r
     }
 
     /// Applies queued writes until the queue is empty.
