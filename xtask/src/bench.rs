@@ -9,6 +9,18 @@ const KNOWN: &str = "backups [--tables N] [--backups M] [--repeat R] [--hold], e
                      [--parallel P] [--fixed-blocks K] [--incr-rounds K] [--perf DIR [--perf-steps LIST] [--perf-hz N]] \
                      [--compare OTHER-taosbackup [--rounds R] [--compare-step full|pct|restore|dictionaries]], emu [ROWS], sink, tracker";
 
+/// The arguments after the benchmark's name, less one leading `--`. `cargo xtask bench
+/// tracker -- --warm-up-time 1` is how cargo users write it, but this task adds its own `--`
+/// before criterion's arguments, and criterion takes everything after a second `--` as
+/// filters (it failed with "unexpected argument '1'").
+fn passed(args: &[String]) -> &[String] {
+    let rest = args.get(1..).unwrap_or_default();
+    match rest.split_first() {
+        Some((first, tail)) if first == "--" => tail,
+        _ => rest,
+    }
+}
+
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         // End to end (issue 8): the release `taosbackup` binary against the emulator, driven
@@ -34,7 +46,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 .join("release");
             sh(Command::new(target.join("examples").join("bench_e2e"))
                 .arg(target.join("taosbackup"))
-                .args(&args[1..]))
+                .args(passed(args)))
         }
         // Issue 15: what the number of backups costs (crates/cli/examples/bench_backups.rs):
         // one-block and nothing-changed incrementals, list warm and cold, the objects a
@@ -57,7 +69,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 .join("release");
             sh(Command::new(target.join("examples").join("bench_backups"))
                 .arg(target.join("taosbackup"))
-                .args(&args[1..]))
+                .args(passed(args)))
         }
         Some("emu") => {
             let mut cmd = cargo();
@@ -70,7 +82,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 "emu_bench",
                 "--",
             ]);
-            cmd.args(&args[1..]);
+            cmd.args(passed(args));
             sh(&mut cmd)
         }
         Some("sink") => sh(cargo()
@@ -82,7 +94,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 "pipeline",
                 "--",
             ])
-            .args(&args[1..])),
+            .args(passed(args))),
         Some("tracker") => sh(cargo()
             .args([
                 "bench",
@@ -92,10 +104,32 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 "tracker",
                 "--",
             ])
-            .args(&args[1..])),
+            .args(passed(args))),
         Some(other) => Err(format!(
             "bench: unknown benchmark {other:?} (known: {KNOWN})"
         )),
         None => Err(format!("bench: name a benchmark (known: {KNOWN})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passed;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn one_leading_double_dash_is_dropped() {
+        let with = strings(&["tracker", "--", "--warm-up-time", "1"]);
+        let without = strings(&["tracker", "--warm-up-time", "1"]);
+        assert_eq!(passed(&with), &without[1..]);
+        assert_eq!(passed(&without), &without[1..]);
+        // A second `--` is the caller's own and stays.
+        let twice = strings(&["sink", "--", "--", "x"]);
+        assert_eq!(passed(&twice), &strings(&["--", "x"])[..]);
+        assert!(passed(&strings(&["emu"])).is_empty());
+        assert!(passed(&[]).is_empty());
     }
 }
