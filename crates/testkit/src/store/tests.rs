@@ -2459,3 +2459,144 @@ fn system_tables_built_for_the_where_answer_as_built_whole() {
         );
     }
 }
+
+/// A raw-block write is applied on the connection's own thread when no other write is
+/// being applied (`Store::queue_raw_block`), so a panic in binding or merging it would close
+/// the client's connection instead of answering an error. Mutated blocks and field lists
+/// must give `Ok` or `Err`, never a panic, and leave the store usable. (What TDengine's
+/// `rawBlockBindData`, source/libs/parser/src/parInsertUtil.c, does with each malformed
+/// block was not checked; the emulator's contract is an error, docs/emulator.md.)
+mod hostile_raw_blocks {
+    use super::*;
+    use crate::raw_block::{encode, parse};
+    use crate::types::ColumnData;
+    use proptest::prelude::*;
+
+    fn fields() -> Vec<Field> {
+        vec![
+            Field::new("ts", Ty::Timestamp, 8),
+            Field::new("a", Ty::Int, 4),
+            Field::new("b", Ty::VarChar, 8),
+            Field::new("c", Ty::Double, 8),
+            Field::new("d", Ty::NChar, 4),
+        ]
+    }
+
+    fn valid_block() -> Vec<u8> {
+        let cols = [
+            ColumnData::Timestamp((1..=5).map(Some).collect::<Vec<_>>().into()),
+            ColumnData::Int(vec![Some(1), None, Some(3), Some(-4), None].into()),
+            ColumnData::VarChar(
+                vec![
+                    Some(b"ab".to_vec()),
+                    None,
+                    Some(Vec::new()),
+                    Some(b"xyzw".to_vec()),
+                    None,
+                ]
+                .into(),
+            ),
+            ColumnData::Double(vec![None, Some(1.5), Some(-2.0), None, Some(0.0)].into()),
+            ColumnData::NChar(
+                vec![
+                    Some("é".to_string()),
+                    None,
+                    Some("wxyz".to_string()),
+                    None,
+                    Some(String::new()),
+                ]
+                .into(),
+            ),
+        ];
+        encode(&fields(), &cols.iter().collect::<Vec<_>>(), 0..5)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        /// Overwrite the byte at this index (modulo the length) with this value.
+        Set(usize, u8),
+        /// Overwrite four bytes from this index with this little-endian `u32`: lengths,
+        /// offsets and counts, where one byte rarely reaches far.
+        SetU32(usize, u32),
+        /// Cut the block to this many bytes (modulo the length).
+        Truncate(usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            4 => (any::<usize>(), any::<u8>()).prop_map(|(i, v)| Mutation::Set(i, v)),
+            2 => (any::<usize>(), prop_oneof![Just(0u32), Just(1), Just(u32::MAX), Just(0x7fff_ffff), any::<u32>()])
+                .prop_map(|(i, v)| Mutation::SetU32(i, v)),
+            1 => any::<usize>().prop_map(Mutation::Truncate),
+        ]
+    }
+
+    /// A change to the field list the message carries: another type or width for one
+    /// field, or one field dropped.
+    #[derive(Debug, Clone)]
+    enum FieldChange {
+        Keep,
+        Retype(usize, u8, u32),
+        Drop(usize),
+    }
+
+    fn field_change() -> impl Strategy<Value = FieldChange> {
+        prop_oneof![
+            2 => Just(FieldChange::Keep),
+            1 => (0usize..5, 1u8..=15, prop_oneof![Just(0u32), 1u32..64, Just(u32::MAX)])
+                .prop_map(|(i, t, b)| FieldChange::Retype(i, t, b)),
+            1 => (0usize..5).prop_map(FieldChange::Drop),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn hostile_raw_block_writes_are_errors_not_panics(
+            mutations in proptest::collection::vec(mutation(), 0..5),
+            change in field_change(),
+        ) {
+            let (s, mut se) = store();
+            run(&s, &mut se, "create database d keep 365000");
+            run(&s, &mut se, "use d");
+            run(&s, &mut se, "create table t (ts timestamp, a int, b varchar(8), c double, d nchar(4))");
+            let mut bytes = valid_block();
+            for m in &mutations {
+                let n = bytes.len();
+                match *m {
+                    Mutation::Set(i, v) if n > 0 => bytes[i % n] = v,
+                    Mutation::SetU32(i, v) if n >= 4 => {
+                        let at = i % (n - 3);
+                        bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                    }
+                    Mutation::Truncate(i) => bytes.truncate(i % (n + 1)),
+                    _ => {}
+                }
+            }
+            let mut fields = fields();
+            match change {
+                FieldChange::Keep => {}
+                FieldChange::Retype(i, t, b) => {
+                    if let Some(ty) = Ty::from_code(t) {
+                        fields[i] = Field::new(fields[i].name.clone(), ty, b);
+                    }
+                }
+                FieldChange::Drop(i) => {
+                    fields.remove(i);
+                }
+            }
+            // A block whose header does not hold is refused before the store sees it, as the
+            // server's message handler does (`raw_block::parse`).
+            if let Ok(block) = parse(&bytes) {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    s.write_raw_block(&se, "t", &fields, block)
+                }));
+                prop_assert!(outcome.is_ok(), "the write panicked: {:?} {:?}", mutations, change);
+            }
+            // The store still reads and writes.
+            let r = rows(&s, &mut se, "select count(*) from t");
+            prop_assert_eq!(r.rows(), 1);
+            prop_assert_eq!(affected(&s, &mut se, "insert into t values (100, 1, 'z', 1.0, 'q')"), 1);
+        }
+    }
+}
