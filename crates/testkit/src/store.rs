@@ -146,8 +146,8 @@ pub struct Store {
 struct WriteQueue {
     pending: Vec<QueuedWrite>,
     /// Whether a drainer is running (a write being applied in place counts as one). A write
-    /// that finds none is applied in place and then starts one for the writes queued
-    /// behind it.
+    /// that finds none, with the store's lock free, is applied in place and then starts one
+    /// for the writes queued behind it; with the lock taken, it queues and starts one.
     draining: bool,
 }
 
@@ -158,6 +158,14 @@ impl std::fmt::Debug for WriteQueue {
             .field("draining", &self.draining)
             .finish()
     }
+}
+
+/// What [`Store::take_turn`] did with a write.
+enum Turn {
+    /// Applied in place, with its result.
+    Applied(Result<usize, EmuError>),
+    /// Queued for a drainer, which answers here.
+    Queued(tokio::sync::oneshot::Receiver<Result<usize, EmuError>>),
 }
 
 /// One queued raw-block write and where its result goes.
@@ -250,6 +258,15 @@ impl Store {
 
     fn write(&self) -> RwLockWriteGuard<'_, Catalog> {
         self.catalog.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The write lock if it is free now.
+    fn try_write(&self) -> Option<RwLockWriteGuard<'_, Catalog>> {
+        match self.catalog.try_write() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// From now on, also writes every vgroup's log as a TDengine-format vnode WAL directory
@@ -374,17 +391,38 @@ impl Store {
         fields: &[Field],
         block: RawBlock,
     ) -> Result<usize, EmuError> {
-        let env = self.env(session.db.as_deref(), self.now_ns());
-        exec::write_raw_block(&mut self.write(), &env, table, fields, block)
+        self.apply_raw_block(
+            &mut self.write(),
+            session.db.as_deref(),
+            table,
+            fields,
+            block,
+        )
+    }
+
+    /// Applies one raw-block write under the write lock `catalog` holds, `db` being the
+    /// writer's current database.
+    fn apply_raw_block(
+        &self,
+        catalog: &mut Catalog,
+        db: Option<&str>,
+        table: &str,
+        fields: &[Field],
+        block: RawBlock,
+    ) -> Result<usize, EmuError> {
+        let env = self.env(db, self.now_ns());
+        exec::write_raw_block(catalog, &env, table, fields, block)
     }
 
     /// [`Store::write_raw_block`] through the store's write queue: the writes queued while
     /// one is being applied are applied together, under one hold of the write lock, by one
     /// blocking thread (the server's connections would otherwise each take a blocking
     /// thread and queue on the lock). Each write is bound and checked alone, with its own
-    /// result, as before. A write that finds no drainer running is applied here, on the
-    /// connection's own thread, without the hand-off to a blocking thread and the wake-up
-    /// back: the writes queued meanwhile go to a drainer as before.
+    /// result, as before. A write that finds no drainer running and the store's lock free is
+    /// applied here, on the connection's own thread, without the hand-off to a blocking
+    /// thread and the wake-up back: the writes queued meanwhile go to a drainer as before.
+    /// One that finds the lock taken (by a statement or a query) queues for a drainer, so
+    /// that no connection's thread waits for the lock.
     pub async fn queue_raw_block(
         self: &Arc<Self>,
         session: &Session,
@@ -392,40 +430,63 @@ impl Store {
         fields: Vec<Field>,
         block: RawBlock,
     ) -> Result<usize, EmuError> {
-        use std::ops::ControlFlow;
-        // The queue's lock is held only in this block: a guard held across the `.await`
-        // below would make the connection's future not `Send`.
-        let turn = {
-            let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-            if q.draining {
-                let (reply, result) = tokio::sync::oneshot::channel();
-                q.pending.push(QueuedWrite {
-                    db: session.db.clone(),
-                    table,
-                    fields,
-                    block,
-                    reply,
-                });
-                ControlFlow::Break(result)
-            } else {
-                // Nothing is queued when no drainer runs (a drainer stops only once the
-                // queue is empty): this write is the next, and is applied now.
+        match self.take_turn(session, table, fields, block) {
+            Turn::Applied(r) => r,
+            Turn::Queued(result) => result
+                .await
+                .map_err(|_| EmuError::new(0xffff, "write task failed"))?,
+        }
+    }
+
+    /// The synchronous part of [`Store::queue_raw_block`]: applies the write now when no
+    /// drainer runs and the store's lock is free, else queues it (starting a drainer when
+    /// none runs). Nothing here waits for a lock other than the queue's, so a connection's
+    /// thread is never blocked behind a statement or a query; and no guard is held across
+    /// the caller's `.await` (the guards are not `Send`).
+    fn take_turn(
+        self: &Arc<Self>,
+        session: &Session,
+        table: String,
+        fields: Vec<Field>,
+        block: RawBlock,
+    ) -> Turn {
+        let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        // Nothing is queued when no drainer runs (a drainer stops only once the queue is
+        // empty): a write that finds none is the next, whether applied here or queued.
+        let catalog = if q.draining { None } else { self.try_write() };
+        let Some(mut catalog) = catalog else {
+            let (reply, result) = tokio::sync::oneshot::channel();
+            q.pending.push(QueuedWrite {
+                db: session.db.clone(),
+                table,
+                fields,
+                block,
+                reply,
+            });
+            if !q.draining {
+                // The store is busy (a statement or a query holds its lock): waiting for it
+                // here would block one of the runtime's few threads, so a drainer on a
+                // blocking thread waits instead.
                 q.draining = true;
-                ControlFlow::Continue((table, fields, block))
+                let store = Arc::clone(self);
+                tokio::task::spawn_blocking(move || store.drain_writes());
             }
+            return Turn::Queued(result);
         };
-        let (table, fields, block) = match turn {
-            ControlFlow::Break(result) => {
-                return result
-                    .await
-                    .map_err(|_| EmuError::new(0xffff, "write task failed"))?;
-            }
-            ControlFlow::Continue(write) => write,
-        };
+        q.draining = true;
+        drop(q);
         let r = {
             let _guard = DrainGuard(&self.writes);
-            self.write_raw_block(session, &table, &fields, block)
+            self.apply_raw_block(&mut catalog, session.db.as_deref(), &table, &fields, block)
         };
+        drop(catalog);
+        self.end_turn();
+        Turn::Applied(r)
+    }
+
+    /// Ends the turn of a write applied in place: the writes queued meanwhile go to a
+    /// drainer started here; with none queued, no drainer runs.
+    fn end_turn(self: &Arc<Self>) {
         let more = {
             let mut q = self.writes.lock().unwrap_or_else(|e| e.into_inner());
             q.draining = !q.pending.is_empty();
@@ -435,7 +496,6 @@ impl Store {
             let store = Arc::clone(self);
             tokio::task::spawn_blocking(move || store.drain_writes());
         }
-        r
     }
 
     /// Applies queued writes until the queue is empty.
@@ -452,8 +512,13 @@ impl Store {
             };
             let mut catalog = self.write();
             for w in batch {
-                let env = self.env(w.db.as_deref(), self.now_ns());
-                let r = exec::write_raw_block(&mut catalog, &env, &w.table, &w.fields, w.block);
+                let r = self.apply_raw_block(
+                    &mut catalog,
+                    w.db.as_deref(),
+                    &w.table,
+                    &w.fields,
+                    w.block,
+                );
                 // The writer may have gone (its connection closed): nothing to tell.
                 let _ = w.reply.send(r);
             }

@@ -1670,11 +1670,17 @@ fn queued_raw_block_writes_each_land_with_their_own_result() {
                 out
             }));
         }
-        let mut all = Vec::new();
-        for task in tasks {
-            all.push(task.await.unwrap());
-        }
-        all
+        let all = async {
+            let mut all = Vec::new();
+            for task in tasks {
+                all.push(task.await.unwrap());
+            }
+            all
+        };
+        // A write left queued with no drainer would wait for ever.
+        tokio::time::timeout(std::time::Duration::from_secs(60), all)
+            .await
+            .expect("every write is answered")
     });
     for (t, r) in results.iter().enumerate() {
         let want = if t == 8 {
@@ -1691,16 +1697,51 @@ fn queued_raw_block_writes_each_land_with_their_own_result() {
     }
 }
 
-#[test]
-fn writes_queued_behind_a_write_applied_in_place_are_applied() {
-    let (s, mut se, fields, block, runtime) = raw_write_store(4);
-    let queue = |s: &Store| {
-        let q = s.writes.lock().unwrap();
-        (q.draining, q.pending.len())
+/// The write queue's state: whether a drainer runs (or a write is applied in place), and
+/// how many writes wait.
+fn queue_state(s: &Store) -> (bool, usize) {
+    let q = s.writes.lock().unwrap();
+    (q.draining, q.pending.len())
+}
+
+/// Waits until the write queue is in state `want`.
+async fn settle(s: &Store, want: (bool, usize)) {
+    while queue_state(s) != want {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// Spawns a raw-block write of 10 rows into table `t{t}`.
+fn spawn_write(
+    s: &Arc<Store>,
+    se: &Session,
+    fields: &[Field],
+    block: RawBlock,
+    t: usize,
+) -> tokio::task::JoinHandle<Result<usize, EmuError>> {
+    let (s, se, fields) = (s.clone(), se.clone(), fields.to_vec());
+    tokio::spawn(async move { s.queue_raw_block(&se, format!("t{t}"), fields, block).await })
+}
+
+/// Requires every write of `writes` to answer `Ok(10)` within 20 s (a write left queued
+/// with no drainer would wait for ever).
+async fn all_answer_ok(writes: Vec<tokio::task::JoinHandle<Result<usize, EmuError>>>) {
+    let all = async {
+        let mut out = Vec::new();
+        for w in writes {
+            out.push(w.await.unwrap());
+        }
+        out
     };
-    // A reader on a thread of its own holds the store until told: the first write, which
-    // finds no drainer, waits for the lock on its connection's thread, and the next three
-    // queue behind it.
+    let results = tokio::time::timeout(std::time::Duration::from_secs(20), all)
+        .await
+        .expect("every queued write is answered");
+    assert!(results.iter().all(|r| *r == Ok(10)), "{results:?}");
+}
+
+/// Holds the store's read lock on a thread of its own until told (or 20 s have passed);
+/// returns once the lock is held. The thread's result says whether it was told.
+fn hold_store(s: &Arc<Store>) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
     let (held_tx, held_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let reader = {
@@ -1708,44 +1749,88 @@ fn writes_queued_behind_a_write_applied_in_place_are_applied() {
         std::thread::spawn(move || {
             let _reading = s.read();
             held_tx.send(()).unwrap();
-            let _ = release_rx.recv();
+            release_rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .is_ok()
         })
     };
     held_rx.recv().unwrap();
+    (release_tx, reader)
+}
+
+#[test]
+fn a_write_that_finds_the_store_busy_queues_and_the_writes_behind_it_are_applied() {
+    let (s, mut se, fields, block, runtime) = raw_write_store(4);
+    // A reader holds the store: the first write, which finds no drainer, finds the lock
+    // taken and queues for a drainer of its own, which waits for the lock on a blocking
+    // thread; the next three queue behind it.
+    let (release, reader) = hold_store(&s);
     runtime.block_on(async {
-        let write = |t: usize| {
-            let (s, se, fields, b) = (s.clone(), se.clone(), fields.clone(), block(0));
-            tokio::spawn(async move { s.queue_raw_block(&se, format!("t{t}"), fields, b).await })
-        };
-        let settle = |want: (bool, usize)| {
-            let s = s.clone();
-            async move {
-                while queue(&s) != want {
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-            }
-        };
-        let first = write(0);
-        settle((true, 0)).await;
-        let rest: Vec<_> = (1..4).map(write).collect();
-        settle((true, 3)).await;
-        release_tx.send(()).unwrap();
-        // The first write hands the three to a drainer; none is left waiting.
-        let all = async {
-            let mut out = vec![first.await.unwrap()];
-            for w in rest {
-                out.push(w.await.unwrap());
-            }
-            out
-        };
-        let results = tokio::time::timeout(std::time::Duration::from_secs(20), all)
-            .await
-            .expect("every queued write is applied");
-        assert!(results.iter().all(|r| *r == Ok(10)), "{results:?}");
-        settle((false, 0)).await;
+        let first = spawn_write(&s, &se, &fields, block(0), 0);
+        settle(&s, (true, 0)).await;
+        let rest: Vec<_> = (1..4)
+            .map(|t| spawn_write(&s, &se, &fields, block(0), t))
+            .collect();
+        settle(&s, (true, 3)).await;
+        release.send(()).unwrap();
+        all_answer_ok(std::iter::once(first).chain(rest).collect()).await;
+        settle(&s, (false, 0)).await;
     });
-    reader.join().unwrap();
+    assert!(reader.join().unwrap());
     for t in 0..4 {
+        let r = rows(&s, &mut se, &format!("select count(*) from t{t}"));
+        assert_eq!(col(&r, 0), [Value::BigInt(10)], "t{t}");
+    }
+}
+
+#[test]
+fn a_write_that_finds_the_store_busy_leaves_its_runtime_thread_free() {
+    let (s, mut se, fields, block, _workers) = raw_write_store(1);
+    let (release, reader) = hold_store(&s);
+    // One runtime thread: a write that waited for the lock on it would stop the task that
+    // releases the lock until the reader gave up (20 s).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let written = runtime.block_on(async {
+        let write = spawn_write(&s, &se, &fields, block(0), 0);
+        while queue_state(&s) != (true, 0) && !write.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        let _ = release.send(());
+        write.await.unwrap()
+    });
+    assert!(
+        reader.join().unwrap(),
+        "the write held the runtime's only thread until the reader gave up"
+    );
+    assert_eq!(written, Ok(10));
+    let r = rows(&s, &mut se, "select count(*) from t0");
+    assert_eq!(col(&r, 0), [Value::BigInt(10)]);
+}
+
+#[test]
+fn writes_queued_behind_a_write_applied_in_place_are_handed_to_a_drainer() {
+    let (s, mut se, fields, block, runtime) = raw_write_store(3);
+    runtime.block_on(async {
+        // What `take_turn` does before it applies a write in place: it marks itself the
+        // drainer, so that writes arriving meanwhile queue.
+        s.writes.lock().unwrap().draining = true;
+        let writes: Vec<_> = (0..3)
+            .map(|t| spawn_write(&s, &se, &fields, block(0), t))
+            .collect();
+        settle(&s, (true, 3)).await;
+        // The write in place is done: the three go to a drainer.
+        s.end_turn();
+        all_answer_ok(writes).await;
+        settle(&s, (false, 0)).await;
+        // With nothing queued, ending a turn starts no drainer.
+        s.writes.lock().unwrap().draining = true;
+        s.end_turn();
+        assert_eq!(queue_state(&s), (false, 0));
+    });
+    for t in 0..3 {
         let r = rows(&s, &mut se, &format!("select count(*) from t{t}"));
         assert_eq!(col(&r, 0), [Value::BigInt(10)], "t{t}");
     }
