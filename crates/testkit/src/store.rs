@@ -468,8 +468,7 @@ impl Store {
                 // here would block one of the runtime's few threads, so a drainer on a
                 // blocking thread waits instead.
                 q.draining = true;
-                let store = Arc::clone(self);
-                tokio::task::spawn_blocking(move || store.drain_writes());
+                self.start_drainer();
             }
             return Turn::Queued(result);
         };
@@ -493,9 +492,14 @@ impl Store {
             q.draining
         };
         if more {
-            let store = Arc::clone(self);
-            tokio::task::spawn_blocking(move || store.drain_writes());
+            self.start_drainer();
         }
+    }
+
+    /// Starts a drainer on a blocking thread; the caller has marked the queue draining.
+    fn start_drainer(self: &Arc<Self>) {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || store.drain_writes());
     }
 
     /// Applies queued writes until the queue is empty.
