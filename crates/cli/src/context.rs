@@ -29,7 +29,7 @@ const MAX_DEFAULT_PARALLEL: usize = 8;
 /// The default of `--parallel` (backup and restore) on a machine with `cores` cores: one
 /// export (or table written) per core, so that the work spreads over the async workers: a
 /// backup's reading, checking and cutting of the server's blocks and its compression,
-/// hashing and encryption (each export is a task of its own, docs/performance.md "Exports
+/// hashing and encryption (each export is a task of its own, docs/performance-history.md "Exports
 /// as tasks of their own"); a restore's decoding and writing. At least 4, the default before
 /// (docs/performance.md measures 4 exports on two cores), and at most 8, the thread count
 /// TDengine's taosdump uses by default (its `--thread-num`, taos-tools src/taosdump.c), so

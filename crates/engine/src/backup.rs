@@ -68,7 +68,7 @@ pub struct BackupRequest {
 
 /// Child tables read with one query at most, by default ([`BackupRequest::tables_per_query`]).
 /// At 10,000 tables of 1,000 rows, 100 per query read in 0.41× the time of one per query
-/// (docs/performance.md, "Several tables per query"); a group's query holds its rows until
+/// (docs/performance-history.md, "Several tables per query"); a group's query holds its rows until
 /// its end, within a bound the source sets.
 pub const DEFAULT_TABLES_PER_QUERY: usize = 100;
 

@@ -330,7 +330,7 @@ pub(crate) async fn read_tree(
 
 /// Reads and checks the shards of `snapshot` that `entries` describe, [`READ_CONCURRENCY`]
 /// at once, in the order of `entries` (a restore waits for every shard before it creates a
-/// table: one by one, a 50,000-table backup's 760 shards took ~150 ms; docs/performance.md,
+/// table: one by one, a 50,000-table backup's 760 shards took ~150 ms; docs/performance-history.md,
 /// "Shards read at once by restore, verify and `show`").
 pub(crate) fn read_shards<'a>(
     repo: &'a dyn Repository,

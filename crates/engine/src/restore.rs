@@ -260,7 +260,7 @@ pub async fn restore(
 /// Bytes (as read, before the inverse transforms) up to which a block is decoded on the
 /// restore's task rather than on the blocking pool. The benchmark's blocks (one day of
 /// one-minute meters rows, ~29–36 KB; 20 rows, ~1 KB) restore faster and with less CPU
-/// decoded inline (docs/performance.md, "Small blocks decoded on the restore's task");
+/// decoded inline (docs/performance-history.md, "Small blocks decoded on the restore's task");
 /// larger blocks, which the benchmark does not have, stay on the pool as before.
 const INLINE_DECODE_BYTES: usize = 64 * 1024;
 

@@ -25,14 +25,14 @@ pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 /// repeated 4-byte values of INT and FLOAT columns. On the benchmark's blocks that made the
 /// repository 6% smaller (with a shared dictionary as without), and interleaved full
 /// backups' CPU differed by no more than their spread; a context takes 0.4–1.3 MiB more
-/// (docs/performance.md, "Compression level 4").
+/// (docs/performance-history.md, "Compression level 4").
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 4;
 
 /// The zstd level of the snapshot tree's objects (shards, nodes, tree roots, catalog parts:
 /// compact JSON, most of it hex blob ids), whatever the repository's level. On shard-like
 /// JSON level 1 compressed 1.4–2.4× as fast as level 4 and 7–11% smaller, and level 19
 /// came within 0.5% of it at 300× its time; an incremental rewrites every shard one of its
-/// changes falls in (docs/performance.md, "Tree objects at zstd level 1").
+/// changes falls in (docs/performance-history.md, "Tree objects at zstd level 1").
 pub const TREE_OBJECT_LEVEL: i32 = 1;
 
 /// How blobs and metadata are protected.

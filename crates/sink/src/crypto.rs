@@ -343,7 +343,7 @@ pub(crate) fn decompress_with_dictionary(
 /// default). zstd's optimising trainer (`ZDICT_trainFromBuffer`, what `zstd::dict` calls)
 /// builds a dictionary for each of k = 50, 537, 1024, 1511 and 1998 and keeps the best; on
 /// the benchmark's blocks it kept 1511 at every scale, and one fastCover pass with it trains
-/// in a quarter of the time to the same size within 0.1% (docs/performance.md, "Training
+/// in a quarter of the time to the same size within 0.1% (docs/performance-history.md, "Training
 /// dictionaries with one fastCover pass").
 const DICT_SEGMENT: u32 = 1511;
 
@@ -367,7 +367,7 @@ pub(crate) fn train_dictionary(
         d: 8,
         // log2 of the entries of the trainer's d-mer frequency tables: 2^18 instead of zstd's
         // default 2^20 trained ~30% faster on the benchmark's blocks, the repository within
-        // 1% either way (docs/performance.md, "A smaller frequency table for the trainer").
+        // 1% either way (docs/performance-history.md, "A smaller frequency table for the trainer").
         f: 18,
         steps: 0,
         nbThreads: 0,

@@ -172,7 +172,7 @@ impl Pool {
     /// The own client costs less CPU per request than the connector: taos-ws 0.12.3
     /// writes every request as two `sendto` calls, hands each result set's clean-up to
     /// `spawn_blocking` and runs a reader task per connection, which the own client does
-    /// not (docs/performance.md, "The export's own client"). It serves a plain `ws://`
+    /// not (docs/performance-history.md, "The export's own client"). It serves a plain `ws://`
     /// endpoint whose taosAdapter answers the binary query (version ≥ 3.3.0.8, as taos-ws
     /// decides); `wss://` and native endpoints, and older servers, keep the connector.
     /// With `required` (tables with DECIMAL or BLOB columns, which the connector cannot

@@ -1,7 +1,7 @@
 //! Several child tables of one super table exported with one query.
 //!
 //! A table costs a query and its fetches whatever its size; at 10,000 tables of 1,000 rows
-//! that was ~40% of a backup's CPU (docs/performance.md, "Several tables per query"). When
+//! that was ~40% of a backup's CPU (docs/performance-history.md, "Several tables per query"). When
 //! every table of a request is a child of the same super table (known from the last
 //! catalog read), without a composite key or a column the connector cannot parse, and all
 //! ask for the same single run of adjacent ranges, they are read with
@@ -66,7 +66,7 @@ const PROBE_TABLES: usize = 8;
 /// materialises each answer) and 2.5× the peak memory of per-table reads. Up to 2026-12-07
 /// the bound was 40 KB, just under one day's bucket of the benchmark's tables (~42 KB), so a
 /// 1% incremental at 50 M rows read its 400 changed blocks one query each; grouped, it took
-/// 4–8% less time in pairs (docs/performance.md, "Several tables per query, built",
+/// 4–8% less time in pairs (docs/performance-history.md, "Several tables per query, built",
 /// "Groups of tables up to 64 KiB").
 const SMALL_TABLE_BYTES: usize = 64 << 10;
 

@@ -123,7 +123,7 @@ fn var_out_of_range() -> Error {
 
 /// `a == b`, without a call into libc for short slices: [`RawView::equal_runs`] compares a
 /// run's table name with every row's, and a `memcmp` call per row was 1.8% of a 10 M-row
-/// full backup's samples (docs/performance.md, "A row's table name compared inline").
+/// full backup's samples (docs/performance-history.md, "A row's table name compared inline").
 #[inline]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

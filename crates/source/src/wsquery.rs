@@ -6,7 +6,7 @@
 //! knows those types. And it costs less CPU per request: it writes each request as one
 //! frame in one call on the caller's task, where taos-ws 0.12.3 writes two (ws-tool, no
 //! write buffer), runs a reader task per connection and hands every result set's clean-up
-//! to `spawn_blocking` (docs/performance.md, "The export's own client").
+//! to `spawn_blocking` (docs/performance-history.md, "The export's own client").
 //!
 //! The protocol (taosAdapter `controller/ws/ws/` of ver-3.3.6.0; taos-ws 0.12.3
 //! `src/query/asyn.rs` for what a client sends; `tdengine-notes.md` §1):
@@ -43,7 +43,7 @@ const ACTION_WRITE_RAW_BLOCK_WITH_FIELDS: u64 = 5;
 /// The most one socket read takes in. tungstenite 0.30 zero-fills its buffer up to this
 /// window before every read (`FrameCodec::read_in`, src/protocol/frame/mod.rs), and a read on
 /// loopback returns far less than its 128 KiB default: at 50 M rows the backup's tool CPU
-/// fell 4% with 32 KiB (docs/performance.md, "The export's own client"); 8 and 16 KiB did
+/// fell 4% with 32 KiB (docs/performance-history.md, "The export's own client"); 8 and 16 KiB did
 /// no better.
 const READ_WINDOW: usize = 32 * 1024;
 /// Size of a C `TAOS_FIELD`: `char name[65]; u8 type; 2 pad; i32 bytes`.

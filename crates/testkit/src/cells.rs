@@ -79,7 +79,8 @@ pub trait Cells: Sized {
 /// capacity is rounded up to a size class (eight per doubling, so at most an eighth more):
 /// with exact sizes, the vectors that 10,000 tables outgrow were freed in as many sizes,
 /// and glibc's `malloc` walked its large bins' lists of distinct sizes on every request
-/// (`_int_malloc` 11.6% of the emulator's samples in a 100 M-row restore; performance.md).
+/// (`_int_malloc` 11.6% of the emulator's samples in a 100 M-row restore;
+/// docs/performance-history.md, "Restore: the emulator's ingestion").
 pub fn grow<T>(v: &mut Vec<T>, additional: usize) {
     if v.capacity() - v.len() < additional {
         let want = v.len() + additional.max(v.len() / 8);

@@ -37,7 +37,7 @@ const SAMPLE_BLOCKS: usize = 128;
 /// Sample bytes of one super table at which training starts even with fewer blocks: 64× the
 /// dictionary's size. On the benchmark's blocks (29 and 41 KB) 2 MiB of samples (74 and 51
 /// blocks) trained a dictionary that compressed every block of the run to within 0.02% and
-/// 0.8% smaller than 4 MiB did, in half the training time (docs/performance.md, "Training
+/// 0.8% smaller than 4 MiB did, in half the training time (docs/performance-history.md, "Training
 /// from 2 MiB of samples").
 const SAMPLE_BYTES: usize = 2 << 20;
 /// Sample bytes held across all super tables at once (memory bound); past it, blocks are
@@ -347,7 +347,7 @@ async fn dictionary_source(
 /// own on the runtime's workers. A block is encoded, compressed, hashed and sealed by the
 /// task that read it, so that work spreads over every worker; polled together inside the
 /// backup's future, all of it ran on the one thread that polls that future
-/// (docs/performance.md, "Exports as tasks of their own").
+/// (docs/performance-history.md, "Exports as tasks of their own").
 #[derive(Clone)]
 struct Exporter {
     source: Arc<dyn Source>,

@@ -198,7 +198,7 @@ impl DataBlock {
     /// `tq/tqRead.c`, and its `tqAddBlockDataToRsp` calls `blockEncode`). Encoding each
     /// write as it arrived was ~31% of the emulator's samples while a restore wrote 50 M
     /// rows into it, for blocks read only if a topic covers the database
-    /// (docs/performance.md, "The WAL copy of a raw-block write").
+    /// (docs/performance-history.md, "The WAL copy of a raw-block write").
     pub fn written(
         table: String,
         fields: Vec<Field>,
