@@ -1670,17 +1670,7 @@ fn queued_raw_block_writes_each_land_with_their_own_result() {
                 out
             }));
         }
-        let all = async {
-            let mut all = Vec::new();
-            for task in tasks {
-                all.push(task.await.unwrap());
-            }
-            all
-        };
-        // A write left queued with no drainer would wait for ever.
-        tokio::time::timeout(std::time::Duration::from_secs(60), all)
-            .await
-            .expect("every write is answered")
+        answered(tasks, 60).await
     });
     for (t, r) in results.iter().enumerate() {
         let want = if t == 8 {
@@ -1723,19 +1713,24 @@ fn spawn_write(
     tokio::spawn(async move { s.queue_raw_block(&se, format!("t{t}"), fields, block).await })
 }
 
-/// Requires every write of `writes` to answer `Ok(10)` within 20 s (a write left queued
-/// with no drainer would wait for ever).
-async fn all_answer_ok(writes: Vec<tokio::task::JoinHandle<Result<usize, EmuError>>>) {
+/// The outputs of `tasks` in order, all within `secs` seconds (a write left queued with no
+/// drainer would wait for ever).
+async fn answered<T>(tasks: Vec<tokio::task::JoinHandle<T>>, secs: u64) -> Vec<T> {
     let all = async {
         let mut out = Vec::new();
-        for w in writes {
-            out.push(w.await.unwrap());
+        for task in tasks {
+            out.push(task.await.unwrap());
         }
         out
     };
-    let results = tokio::time::timeout(std::time::Duration::from_secs(20), all)
+    tokio::time::timeout(std::time::Duration::from_secs(secs), all)
         .await
-        .expect("every queued write is answered");
+        .expect("every write is answered in time")
+}
+
+/// Requires every write of `writes` to answer `Ok(10)` within 20 s.
+async fn all_answer_ok(writes: Vec<tokio::task::JoinHandle<Result<usize, EmuError>>>) {
+    let results = answered(writes, 20).await;
     assert!(results.iter().all(|r| *r == Ok(10)), "{results:?}");
 }
 
